@@ -1,0 +1,276 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * netkernel guest region ABI ("NK device"), uapi-style.
+ *
+ * One shared-memory region per guest connection (a memfd for a process
+ * guest, an ivshmem BAR for a VM). Both sides map the same bytes; nothing in
+ * it is trusted by the host. The protocol is written down in docs/abi.md.
+ *
+ * Rules every structure here follows:
+ *  - fixed-width types only, explicit padding, little-endian host order;
+ *  - fields named resv* must be written as zero and are refused otherwise;
+ *  - every size and offset is pinned by a _Static_assert at the bottom;
+ *  - offsets inside the region are handed over in the header, never compiled
+ *    in: a guest must read them from struct nk_region_hdr.
+ */
+#ifndef NETKERNEL_ABI_H
+#define NETKERNEL_ABI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NK_REGION_MAGIC 0x4e4b5247u /* "NKRG" */
+#define NK_ABI_VERSION 1u
+
+/* Feature bits, offered by the host in nk_region_hdr.features. */
+#define NK_FEAT_FUTEX_WAKE (1U << 0) /* host FUTEX_WAKEs cq_tail waiters */
+#define NK_FEAT_DOORBELL_EVENTFD (1U << 1) /* guest rings host via eventfd */
+#define NK_FEAT_PLACEHOLDER (1U << 2) /* readiness via placeholder socketpair */
+#define NK_FEAT_SENDTO_ADDR (1U << 3) /* SEND may carry a destination address */
+#define NK_FEAT_ALL                                                            \
+	(NK_FEAT_FUTEX_WAKE | NK_FEAT_DOORBELL_EVENTFD | NK_FEAT_PLACEHOLDER | \
+	 NK_FEAT_SENDTO_ADDR)
+
+/* Cache line the layout is built around; the SQE is exactly one. */
+#define NK_CACHELINE 64u
+
+/* ------------------------------------------------------------------------ */
+/* Ring indices. */
+
+/*
+ * One direction of a ring. head and tail are free-running 32-bit counters;
+ * the slot is index & (entries - 1). The producer owns tail, the consumer
+ * owns head; each side load-acquires the peer's index and store-releases its
+ * own, so the entry bytes are visible before the index that publishes them.
+ * head and tail sit on separate cache lines so the two sides never write to
+ * the same line.
+ */
+struct nk_ring_idx {
+	uint32_t head; /* consumer-owned */
+	uint8_t pad0[NK_CACHELINE - 4];
+	uint32_t tail; /* producer-owned */
+	/*
+	 * Set by the consumer before it sleeps, cleared when it wakes: the
+	 * producer must notify (doorbell or futex) after publishing when it
+	 * reads NK_RING_NEED_WAKEUP here.
+	 */
+	uint32_t flags;
+	uint8_t pad1[NK_CACHELINE - 8];
+};
+
+#define NK_RING_NEED_WAKEUP (1U << 0)
+
+/* ------------------------------------------------------------------------ */
+/* Addresses. */
+
+/*
+ * A socket address in a fixed 32-byte form. IPv4 uses addr[0..3]. port is in
+ * network byte order, as in sockaddr_in; everything else is host order.
+ */
+struct nk_sockaddr {
+	uint16_t family; /* AF_INET, AF_INET6 or 0 (none) */
+	uint16_t port; /* network byte order */
+	uint32_t flowinfo; /* IPv6 only, else 0 */
+	uint8_t addr[16];
+	uint32_t scope_id; /* IPv6 only, else 0 */
+	uint32_t resv;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Submission queue entries (guest -> host), exactly one cache line. */
+
+enum nk_op {
+	NK_OP_NOP = 0,
+	NK_OP_SOCKET = 1, /* sock: domain, type, protocol; res = handle */
+	NK_OP_BIND = 2, /* addr */
+	NK_OP_LISTEN = 3, /* arg = backlog */
+	NK_OP_CONNECT = 4, /* addr; honours NK_SQE_F_NONBLOCK */
+	NK_OP_ACCEPT = 5, /* buf gets peer nk_sockaddr; res = new handle */
+	NK_OP_SEND = 6, /* buf, len, msg_flags; addr if NK_SQE_F_ADDR */
+	NK_OP_RECV = 7, /* buf, len, msg_flags; see NK_SQE_F_ADDR */
+	NK_OP_SHUTDOWN = 8, /* arg = SHUT_RD/WR/RDWR */
+	NK_OP_CLOSE = 9, /* drop this connection's reference */
+	NK_OP_SETSOCKOPT = 10, /* level, optname; value in buf[0..len) */
+	NK_OP_GETSOCKOPT = 11, /* level, optname; value out to buf, res = len */
+	NK_OP_GETSOCKNAME = 12, /* nk_sockaddr out to buf */
+	NK_OP_GETPEERNAME = 13, /* nk_sockaddr out to buf */
+	NK_OP_IOCTL = 14, /* arg = NK_IOCTL_*; res = value */
+	NK_OP_CANCEL = 15, /* arg64 = user_data of the op to cancel */
+	NK_OP__MAX
+};
+
+/* Flags in nk_sqe.flags. Unknown flags are refused with -EINVAL. */
+#define NK_SQE_F_NONBLOCK (1U << 0) /* complete with -EAGAIN, never wait */
+#define NK_SQE_F_ADDR (1U << 1) /* SEND: addr is the destination;
+				  * RECV: write the source nk_sockaddr to
+				  * buf[0..32) and the data after it */
+#define NK_SQE_F_TIMEOUT (1U << 2) /* timeout_ms applies (SO_RCVTIMEO etc.) */
+#define NK_SQE_F_ALL (NK_SQE_F_NONBLOCK | NK_SQE_F_ADDR | NK_SQE_F_TIMEOUT)
+
+/* NK_OP_IOCTL requests. */
+#define NK_IOCTL_FIONREAD 1u /* bytes readable now */
+#define NK_IOCTL_SIOCOUTQ 2u /* bytes not yet acknowledged by the peer */
+
+/*
+ * Buffers: buf_off is an offset from the start of the data area, buf_len a
+ * length; [buf_off, buf_off + buf_len) must lie inside one data buffer, and
+ * that buffer belongs to the host from submission until the CQE for this SQE
+ * is posted. The guest must not touch it in between.
+ */
+struct nk_sqe {
+	uint8_t opcode; /* enum nk_op */
+	uint8_t flags; /* NK_SQE_F_* */
+	uint16_t resv0;
+	uint32_t handle; /* socket handle; 0 for SOCKET/NOP/CANCEL */
+	uint64_t user_data; /* echoed in the CQE */
+	union {
+		struct { /* SOCKET */
+			int32_t domain;
+			int32_t type; /* SOCK_STREAM or SOCK_DGRAM, no flags */
+			int32_t protocol;
+			uint32_t resv1;
+		} sock;
+		struct { /* SEND, RECV, ACCEPT, *SOCKOPT, GET*NAME */
+			uint32_t buf_off;
+			uint32_t buf_len;
+			uint32_t msg_flags; /* MSG_PEEK, MSG_WAITALL, ... */
+			uint32_t timeout_ms;
+		} io;
+		struct { /* LISTEN, SHUTDOWN, IOCTL, CANCEL */
+			uint64_t arg64;
+			uint32_t arg;
+			uint32_t resv1;
+		} ctl;
+	};
+	union {
+		/* BIND, CONNECT, SEND with NK_SQE_F_ADDR; zero otherwise */
+		struct nk_sockaddr addr;
+		struct { /* SETSOCKOPT / GETSOCKOPT, with io for the value */
+			int32_t level;
+			int32_t optname;
+			uint32_t resv2[6];
+		} opt;
+	};
+};
+
+/* ------------------------------------------------------------------------ */
+/* Completion queue entries (host -> guest), 32 bytes. */
+
+/* Flags in nk_cqe.flags. */
+#define NK_CQE_F_TRUNC (1U << 0) /* RECV: datagram was longer than buf */
+#define NK_CQE_F_EOF (1U << 1) /* RECV: orderly shutdown by the peer */
+#define NK_CQE_F_ADDR (1U << 2) /* RECV: buf starts with a nk_sockaddr */
+#define NK_CQE_F_ABUSE (1U << 3) /* entry refused as malformed */
+
+struct nk_cqe {
+	uint64_t user_data; /* from the SQE */
+	int32_t res; /* >= 0 result, or -errno */
+	uint32_t flags; /* NK_CQE_F_* */
+	uint32_t handle; /* socket the result is about (new one for ACCEPT) */
+	uint32_t aux; /* RECV: bytes of data; ACCEPT: 0 */
+	uint64_t resv;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Region header: page 0 of the region. */
+
+/*
+ * A queue set: one submission ring and one completion ring. The offsets of
+ * the entry arrays are from the start of the region.
+ */
+struct nk_qset_desc {
+	uint32_t sq_idx_off; /* struct nk_ring_idx for the SQ */
+	uint32_t sq_entries_off; /* struct nk_sqe[sq_entries] */
+	uint32_t cq_idx_off; /* struct nk_ring_idx for the CQ */
+	uint32_t cq_entries_off; /* struct nk_cqe[cq_entries] */
+	uint32_t sq_entries; /* power of two */
+	uint32_t cq_entries; /* power of two, >= sq_entries */
+	uint32_t resv[2];
+};
+
+#define NK_MAX_QSETS 8u
+
+struct nk_region_hdr {
+	uint32_t magic; /* NK_REGION_MAGIC */
+	uint32_t abi_version; /* NK_ABI_VERSION */
+	uint64_t features; /* NK_FEAT_* offered by the host */
+	uint64_t region_size; /* bytes in the whole mapping */
+	uint64_t epoch; /* changes when nkd restarts */
+	uint32_t hdr_size; /* sizeof(struct nk_region_hdr) at the host */
+	uint32_t nr_qsets; /* 1..NK_MAX_QSETS */
+	uint32_t data_off; /* start of the data area */
+	uint32_t buf_size; /* bytes per data buffer, power of two */
+	uint32_t nr_bufs; /* data buffers in the data area */
+	uint32_t guest_id; /* nkd's id for this guest */
+	uint32_t conn_id; /* nkd's id for this connection */
+	/*
+	 * Host state word: NK_HOST_F_DEAD is set when nkd disconnects this
+	 * guest (abuse, shutdown); the guest must stop submitting.
+	 */
+	uint32_t host_flags;
+	/*
+	 * Bytes of SEND data a guest may have in flight per socket; the
+	 * placeholder stops being writable at this mark (docs/abi.md).
+	 */
+	uint32_t send_window;
+	uint32_t resv[7];
+	struct nk_qset_desc qsets[NK_MAX_QSETS];
+};
+
+#define NK_HOST_F_DEAD (1U << 0)
+
+/* ------------------------------------------------------------------------ */
+/* Layout assertions: a change here is an ABI change. */
+
+#define NK_ASSERT_OFF(type, field, off)                                       \
+	_Static_assert(offsetof(struct type, field) == (off),                  \
+		       #type "." #field " moved")
+
+_Static_assert(sizeof(struct nk_ring_idx) == 2 * NK_CACHELINE, "ring idx");
+NK_ASSERT_OFF(nk_ring_idx, head, 0);
+NK_ASSERT_OFF(nk_ring_idx, tail, 64);
+NK_ASSERT_OFF(nk_ring_idx, flags, 68);
+
+_Static_assert(sizeof(struct nk_sockaddr) == 32, "nk_sockaddr size");
+NK_ASSERT_OFF(nk_sockaddr, family, 0);
+NK_ASSERT_OFF(nk_sockaddr, port, 2);
+NK_ASSERT_OFF(nk_sockaddr, flowinfo, 4);
+NK_ASSERT_OFF(nk_sockaddr, addr, 8);
+NK_ASSERT_OFF(nk_sockaddr, scope_id, 24);
+NK_ASSERT_OFF(nk_sockaddr, resv, 28);
+
+_Static_assert(sizeof(struct nk_sqe) == NK_CACHELINE, "SQE is a cache line");
+NK_ASSERT_OFF(nk_sqe, opcode, 0);
+NK_ASSERT_OFF(nk_sqe, flags, 1);
+NK_ASSERT_OFF(nk_sqe, resv0, 2);
+NK_ASSERT_OFF(nk_sqe, handle, 4);
+NK_ASSERT_OFF(nk_sqe, user_data, 8);
+NK_ASSERT_OFF(nk_sqe, sock.domain, 16);
+NK_ASSERT_OFF(nk_sqe, io.buf_off, 16);
+NK_ASSERT_OFF(nk_sqe, io.buf_len, 20);
+NK_ASSERT_OFF(nk_sqe, io.msg_flags, 24);
+NK_ASSERT_OFF(nk_sqe, io.timeout_ms, 28);
+NK_ASSERT_OFF(nk_sqe, ctl.arg64, 16);
+NK_ASSERT_OFF(nk_sqe, ctl.arg, 24);
+NK_ASSERT_OFF(nk_sqe, opt.level, 32);
+NK_ASSERT_OFF(nk_sqe, opt.optname, 36);
+NK_ASSERT_OFF(nk_sqe, addr, 32);
+
+_Static_assert(sizeof(struct nk_cqe) == 32, "CQE size");
+NK_ASSERT_OFF(nk_cqe, user_data, 0);
+NK_ASSERT_OFF(nk_cqe, res, 8);
+NK_ASSERT_OFF(nk_cqe, flags, 12);
+NK_ASSERT_OFF(nk_cqe, handle, 16);
+NK_ASSERT_OFF(nk_cqe, aux, 20);
+NK_ASSERT_OFF(nk_cqe, resv, 24);
+
+_Static_assert(sizeof(struct nk_qset_desc) == 32, "qset desc size");
+_Static_assert(sizeof(struct nk_region_hdr) == 96 + 32 * NK_MAX_QSETS,
+	       "region header size");
+NK_ASSERT_OFF(nk_region_hdr, features, 8);
+NK_ASSERT_OFF(nk_region_hdr, epoch, 24);
+NK_ASSERT_OFF(nk_region_hdr, host_flags, 60);
+NK_ASSERT_OFF(nk_region_hdr, qsets, 96);
+_Static_assert(NK_OP__MAX == 16, "update the opcode table in docs/abi.md");
+
+#endif /* NETKERNEL_ABI_H */

@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * netkernel control protocol: messages on nkd's AF_UNIX SOCK_SEQPACKET
+ * control socket (default /run/netkernel/nkd.sock). The rings carry the data
+ * path; this socket carries what needs file descriptors or credentials:
+ * attach, readiness placeholders, fork/exec hand-over, name resolution and
+ * the operator's queries. Documented in docs/abi.md ("Control socket").
+ *
+ * Every message starts with struct nk_ctl_hdr; len counts the whole message.
+ * Requests with a reply are answered in order on the same socket; the reply
+ * echoes seq. Fixed-width types, resv fields zero, little-endian host order.
+ */
+#ifndef NETKERNEL_CTL_H
+#define NETKERNEL_CTL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "netkernel/abi.h"
+
+#define NK_CTL_DEFAULT_PATH "/run/netkernel/nkd.sock"
+#define NK_CTL_MAX_MSG 65536u /* largest message either side sends */
+#define NK_GUEST_NAME_MAX 64u
+
+enum nk_ctl_type {
+	/* guest -> nkd, reply NK_CTL_WELCOME + fds [region memfd, doorbell] */
+	NK_CTL_HELLO = 1,
+	NK_CTL_WELCOME = 2,
+	/* guest -> nkd, no reply; fds [app end dup, nkd end] of a socketpair */
+	NK_CTL_PLACEHOLDER = 3,
+	/*
+	 * Hand-over of socket references to a child or a new image. PREPARE
+	 * (before fork) and EXEC (before execve) are answered by NK_CTL_STATUS
+	 * whose token the new process presents in its HELLO; COMMIT names the
+	 * child's pid (after fork, so the hand-over expires when it exits);
+	 * ABORT drops a token that will not be claimed (fork or exec failed).
+	 * COMMIT and ABORT carry struct nk_ctl_token and get no reply.
+	 */
+	NK_CTL_FORK_PREPARE = 4,
+	NK_CTL_FORK_COMMIT = 5,
+	NK_CTL_EXEC = 6,
+	NK_CTL_TOKEN_ABORT = 12,
+	NK_CTL_STATUS = 7, /* generic reply: nk_ctl_status */
+	/* guest -> nkd, reply NK_CTL_RESOLVE_REPLY */
+	NK_CTL_RESOLVE = 8,
+	NK_CTL_RESOLVE_REPLY = 9,
+	/* nkctl -> nkd, reply one or more NK_CTL_QUERY_REPLY chunks */
+	NK_CTL_QUERY = 10,
+	NK_CTL_QUERY_REPLY = 11,
+	NK_CTL__MAX
+};
+
+struct nk_ctl_hdr {
+	uint32_t type; /* enum nk_ctl_type */
+	uint32_t len; /* whole message, header included */
+	uint64_t seq; /* echoed in the reply */
+};
+
+/* HELLO flags */
+#define NK_HELLO_F_INHERIT (1U << 0) /* inherit_token is valid */
+
+struct nk_ctl_hello {
+	struct nk_ctl_hdr hdr;
+	uint32_t abi_version; /* NK_ABI_VERSION */
+	uint32_t flags; /* NK_HELLO_F_* */
+	uint32_t nr_qsets; /* wanted, 1..NK_MAX_QSETS; nkd may give fewer */
+	uint32_t resv;
+	uint64_t inherit_token; /* from FORK_PREPARE or EXEC */
+	char guest[NK_GUEST_NAME_MAX]; /* NUL-terminated guest name */
+};
+
+/*
+ * A handle inherited through fork or exec, with the inode of its
+ * placeholder so the new image can find which of its fds it is.
+ */
+struct nk_ctl_handle {
+	uint32_t handle;
+	uint32_t resv;
+	uint64_t ino; /* st_ino of the app end of the placeholder */
+	uint64_t dev; /* st_dev of the same */
+};
+
+struct nk_ctl_welcome {
+	struct nk_ctl_hdr hdr;
+	int32_t status; /* 0 or -errno; on error no fds follow */
+	uint32_t nr_handles; /* nk_ctl_handle entries that follow */
+	uint64_t region_size; /* bytes to mmap from the region fd */
+	/* struct nk_ctl_handle handles[nr_handles]; */
+};
+
+struct nk_ctl_placeholder {
+	struct nk_ctl_hdr hdr;
+	uint32_t handle;
+	uint32_t resv;
+	uint64_t ino; /* st_ino of the app end, for exec hand-over */
+	uint64_t dev;
+};
+
+struct nk_ctl_token {
+	struct nk_ctl_hdr hdr;
+	uint64_t token;
+	int32_t child_pid; /* FORK_COMMIT only, else 0 */
+	uint32_t resv;
+};
+
+struct nk_ctl_status {
+	struct nk_ctl_hdr hdr;
+	int32_t status; /* 0 or -errno */
+	uint32_t resv;
+	uint64_t token; /* FORK_PREPARE / EXEC replies, else 0 */
+};
+
+/* RESOLVE: getaddrinfo() run by nkd in the guest's NSM namespace. */
+struct nk_ctl_resolve {
+	struct nk_ctl_hdr hdr;
+	int32_t ai_flags;
+	int32_t ai_family;
+	int32_t ai_socktype;
+	int32_t ai_protocol;
+	char node[256]; /* NUL-terminated, empty for none */
+	char service[64]; /* NUL-terminated, empty for none */
+};
+
+struct nk_ctl_resolve_ent {
+	int32_t family;
+	int32_t socktype;
+	int32_t protocol;
+	uint32_t resv;
+	struct nk_sockaddr addr;
+};
+
+#define NK_RESOLVE_MAX_ENTS 32u
+
+struct nk_ctl_resolve_reply {
+	struct nk_ctl_hdr hdr;
+	int32_t status; /* 0 or an EAI_* code */
+	uint32_t nr_ents;
+	char canonname[256];
+	/* struct nk_ctl_resolve_ent ents[nr_ents]; */
+};
+
+/* QUERY: what the operator asks for; the reply is JSON text. */
+enum nk_query_what {
+	NK_QUERY_STATUS = 1,
+	NK_QUERY_GUESTS = 2,
+	NK_QUERY_SOCKETS = 3,
+	NK_QUERY_NSMS = 4,
+	NK_QUERY_STATS = 5, /* Prometheus text exposition, not JSON */
+};
+
+struct nk_ctl_query {
+	struct nk_ctl_hdr hdr;
+	uint32_t what; /* enum nk_query_what */
+	uint32_t resv;
+};
+
+#define NK_QUERY_F_LAST (1U << 0)
+
+struct nk_ctl_query_reply {
+	struct nk_ctl_hdr hdr;
+	int32_t status;
+	uint32_t flags; /* NK_QUERY_F_LAST on the final chunk */
+	/* text bytes follow, hdr.len - sizeof(*this) of them, no NUL */
+};
+
+_Static_assert(sizeof(struct nk_ctl_hdr) == 16, "ctl hdr");
+_Static_assert(sizeof(struct nk_ctl_hello) == 40 + NK_GUEST_NAME_MAX, "hello");
+_Static_assert(sizeof(struct nk_ctl_handle) == 24, "handle");
+_Static_assert(sizeof(struct nk_ctl_welcome) == 32, "welcome");
+_Static_assert(sizeof(struct nk_ctl_placeholder) == 40, "placeholder");
+_Static_assert(sizeof(struct nk_ctl_token) == 32, "token");
+_Static_assert(sizeof(struct nk_ctl_status) == 32, "status");
+_Static_assert(sizeof(struct nk_ctl_resolve) == 32 + 256 + 64, "resolve");
+_Static_assert(sizeof(struct nk_ctl_resolve_ent) == 48, "resolve ent");
+_Static_assert(sizeof(struct nk_ctl_resolve_reply) == 24 + 256,
+	       "resolve reply");
+_Static_assert(sizeof(struct nk_ctl_query) == 24, "query");
+_Static_assert(sizeof(struct nk_ctl_query_reply) == 24, "query reply");
+
+#endif /* NETKERNEL_CTL_H */

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Installs every Debian 12 package netkernel needs to build, test, demo and
+# benchmark. Idempotent: does nothing when all are present.
+set -eu
+PKGS="build-essential pkg-config clang llvm gcc make
+liburing-dev libbpf-dev libxdp-dev bpftool libcmocka-dev libelf-dev zlib1g-dev
+iproute2 ethtool procps psmisc util-linux coreutils
+curl python3 iperf3 nginx-light redis-server redis-tools sockperf wrk
+slirp4netns passt dnsmasq-base jq"
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+		missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "install-deps: missing packages:$missing (run as root to install)" >&2
+	exit 1
+fi
+echo "install-deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# nginx and redis must not start as system services: tests run their own.
+printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d.nk && chmod +x /usr/sbin/policy-rc.d.nk
+[ -e /usr/sbin/policy-rc.d ] || { cp /usr/sbin/policy-rc.d.nk /usr/sbin/policy-rc.d; rm_policy=1; }
+apt-get install -y -qq --no-install-recommends $missing
+[ "${rm_policy:-0}" = 1 ] && rm -f /usr/sbin/policy-rc.d
+rm -f /usr/sbin/policy-rc.d.nk
