@@ -1,0 +1,276 @@
+# shellcheck shell=bash
+# Shared helpers for netkernel integration tests, the demo and the bench.
+# Source it from a bash script that runs with `set -eu`:
+#
+#   . "$(dirname "$0")/../lib.sh"
+#   need_root
+#   topo_up            # namespaces H (nkd), P (peer), G (NIC-less guest)
+#   start_nkd          # nkd in H, socket in $NK_TMP
+#   run_guest curl ... # a program in G through nkd
+#
+# Everything is named after this run ($NK_ID) so two runs never collide,
+# every wait is bounded, and an EXIT trap removes namespaces, processes and
+# the temp dir even when the test fails.
+#
+# Topology (root):
+#
+#   G (lo only) --AF_UNIX ctl + shared memory--> nkd in H
+#   H  nkh <== veth ==> nkp  P
+#      10.N.0.1/24          10.N.0.2/24
+#      fd00:N::1/64         fd00:N::2/64
+#
+# Exit codes: 0 pass, 1 fail, 77 skip.
+# shellcheck disable=SC2034,SC2119,SC2120  # variables and helpers for sourcers
+
+NK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${BUILD:-$NK_ROOT/build}
+case $BUILD in /*) ;; *) BUILD=$NK_ROOT/$BUILD ;; esac
+NKD=$BUILD/nkd
+NKCTL=$BUILD/nkctl
+NKRUN=$BUILD/nkrun
+NKSHIM=$BUILD/libnkshim.so
+TOOLS=$BUILD/tools
+# Debian's interpreter, not whatever a version manager puts first in PATH.
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+HELPERS=$NK_ROOT/tests/tools
+
+NK_ID=${NK_ID:-$$}
+NK_N=$((NK_ID % 200 + 20))
+NS_H=nk-h-$NK_ID
+NS_P=nk-p-$NK_ID
+NS_G=nk-g-$NK_ID
+H4=10.$NK_N.0.1
+P4=10.$NK_N.0.2
+H6=fd00:$NK_N::1
+P6=fd00:$NK_N::2
+GUEST=${GUEST:-g1}
+NK_TMP=$(mktemp -d "/tmp/nk-test-$NK_ID.XXXXXX")
+NK_SOCK=$NK_TMP/nkd.sock
+NK_NKD_PID=
+NK_PIDS=()
+NK_NETNS=()
+NK_ETC_NETNS=()
+TNAME=$(basename "$0" .sh)
+
+log() { printf '[%s] %s\n' "$TNAME" "$*" >&2; }
+fail() {
+	printf '[%s] FAIL: %s\n' "$TNAME" "$*" >&2
+	exit 1
+}
+skip() {
+	printf '[%s] SKIP: %s\n' "$TNAME" "$*" >&2
+	exit 77
+}
+need_root() { [ "$(id -u)" = 0 ] || skip "needs root (network namespaces, veth)"; }
+need_cmd() {
+	local c
+	for c in "$@"; do
+		command -v "$c" >/dev/null 2>&1 || skip "missing program: $c"
+	done
+}
+# The netkernel binaries are products of `make`; their absence is a failure
+# of the build, not a reason to skip.
+need_nk() {
+	local f
+	for f in "$NKD" "$NKCTL" "$NKRUN" "$NKSHIM" "$@"; do
+		[ -e "$f" ] || fail "missing $f (run make)"
+	done
+}
+
+# ---------------------------------------------------------------- cleanup
+
+# Kill one pid: TERM, wait up to 2 s, then KILL.
+nk_stop() {
+	local pid=$1 i
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for i in $(seq 20); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+nk_cleanup() {
+	local rc=$? pid ns
+	trap - EXIT INT TERM
+	set +e
+	if [ "$rc" != 0 ] && [ "$rc" != 77 ] && [ -z "${NK_QUIET_LOGS:-}" ]; then
+		for f in "$NK_TMP"/*.log; do
+			[ -s "$f" ] || continue
+			printf -- '--- %s (last 20 lines)\n' "$(basename "$f")" >&2
+			tail -n 20 "$f" >&2
+		done
+	fi
+	for ((i = ${#NK_PIDS[@]} - 1; i >= 0; i--)); do
+		nk_stop "${NK_PIDS[i]}"
+	done
+	# Anything still living in our namespaces (children of guests, servers
+	# that daemonised) dies with them.
+	for ns in "${NK_NETNS[@]}"; do
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do
+			kill -KILL "$pid" 2>/dev/null
+		done
+	done
+	for ns in "${NK_NETNS[@]}"; do
+		ip netns del "$ns" 2>/dev/null
+	done
+	for d in "${NK_ETC_NETNS[@]}"; do
+		rm -rf "/etc/netns/$d"
+	done
+	rm -rf "$NK_TMP"
+	exit "$rc"
+}
+trap nk_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- processes
+
+# bg NAME CMD...: start CMD in the background, output to $NK_TMP/NAME.log;
+# its pid is in $LASTPID and is killed at cleanup.
+bg() {
+	local name=$1
+	shift
+	"$@" >"$NK_TMP/$name.log" 2>&1 &
+	LASTPID=$!
+	NK_PIDS+=("$LASTPID")
+}
+
+# ---------------------------------------------------------------- waiting
+
+# wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds.
+wait_for() {
+	local t=$1 i
+	shift
+	for ((i = 0; i < t * 10; i++)); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# wait_file PATH [SECONDS]: the path exists (file or socket).
+wait_file() { wait_for "${2:-10}" test -e "$1"; }
+
+nk_port_listening() { # NS PROTO(tcp|udp) PORT
+	local opt=-Hltn
+	[ "$2" = udp ] && opt=-Hlun
+	[ -n "$(ip netns exec "$1" ss $opt "sport = :$3" 2>/dev/null)" ]
+}
+# wait_port NS PORT [SECONDS] [tcp|udp]: something listens on PORT in NS.
+# A guest's listening socket lives in H, where its NSM is.
+wait_port() {
+	wait_for "${3:-10}" nk_port_listening "$1" "${4:-tcp}" "$2" ||
+		fail "nothing listening on port $2 in $1 after ${3:-10}s"
+}
+
+# ---------------------------------------------------------------- topology
+
+nk_netns_add() {
+	ip netns add "$1"
+	NK_NETNS+=("$1")
+	ip -n "$1" link set lo up
+}
+
+nk_link_up() { ip -n "$1" link show "$2" 2>/dev/null | grep -q LOWER_UP; }
+
+# topo_up: H and P joined by a veth (IPv4 + IPv6), G with only lo.
+topo_up() {
+	nk_netns_add "$NS_H"
+	nk_netns_add "$NS_P"
+	nk_netns_add "$NS_G"
+	ip link add nkh netns "$NS_H" type veth peer name nkp netns "$NS_P"
+	ip -n "$NS_H" addr add "$H4/24" dev nkh
+	ip -n "$NS_P" addr add "$P4/24" dev nkp
+	ip -n "$NS_H" addr add "$H6/64" dev nkh nodad
+	ip -n "$NS_P" addr add "$P6/64" dev nkp nodad
+	ip -n "$NS_H" link set nkh up
+	ip -n "$NS_P" link set nkp up
+	wait_for 5 nk_link_up "$NS_H" nkh || fail "veth in $NS_H not up"
+	wait_for 5 nk_link_up "$NS_P" nkp || fail "veth in $NS_P not up"
+}
+
+# topo_add_native NAME: another namespace with its own veth to P
+# (10.N.1.1 <-> 10.N.1.2), the "native kernel path" of the bench.
+topo_add_native() {
+	nk_netns_add "$1"
+	ip link add nkn netns "$1" type veth peer name nkq netns "$NS_P"
+	ip -n "$1" addr add "10.$NK_N.1.1/24" dev nkn
+	ip -n "$NS_P" addr add "10.$NK_N.1.2/24" dev nkq
+	ip -n "$1" link set nkn up
+	ip -n "$NS_P" link set nkq up
+}
+
+# set_resolv NS NAMESERVER: /etc/resolv.conf inside `ip netns exec NS`.
+set_resolv() {
+	mkdir -p "/etc/netns/$1"
+	NK_ETC_NETNS+=("$1")
+	printf 'nameserver %s\noptions timeout:2 attempts:2\n' "$2" \
+		>"/etc/netns/$1/resolv.conf"
+}
+
+# ---------------------------------------------------------------- nkd
+
+# start_nkd [CONFIG]: nkd in H, ready when its socket exists.
+start_nkd() {
+	local cfg=()
+	[ $# -gt 0 ] && cfg=(--config "$1")
+	need_nk
+	bg nkd ip netns exec "$NS_H" "$NKD" --socket "$NK_SOCK" "${cfg[@]}"
+	NK_NKD_PID=$LASTPID
+	if ! wait_for 10 test -S "$NK_SOCK"; then
+		fail "nkd did not create $NK_SOCK within 10 s"
+	fi
+	kill -0 "$NK_NKD_PID" 2>/dev/null || fail "nkd exited at start"
+}
+
+nkd_alive() { [ -n "$NK_NKD_PID" ] && kill -0 "$NK_NKD_PID" 2>/dev/null; }
+
+nkctl() { timeout 10 "$NKCTL" --socket "$NK_SOCK" "$@"; }
+
+# ---------------------------------------------------------------- running
+
+# Per-command bound (seconds) for run_* helpers; tests may lower it.
+NK_CMD_TIMEOUT=${NK_CMD_TIMEOUT:-120}
+
+# run_guest CMD...: CMD in the NIC-less namespace G through nkd, as guest
+# $GUEST. Exit status is CMD's (124 if it hit the timeout).
+run_guest() {
+	timeout -k 5 "$NK_CMD_TIMEOUT" ip netns exec "$NS_G" \
+		"$NKRUN" --guest "$GUEST" --socket "$NK_SOCK" -- "$@"
+}
+run_peer() { timeout -k 5 "$NK_CMD_TIMEOUT" ip netns exec "$NS_P" "$@"; }
+run_host() { timeout -k 5 "$NK_CMD_TIMEOUT" ip netns exec "$NS_H" "$@"; }
+
+# bg_guest NAME CMD...: background guest program.
+bg_guest() {
+	local name=$1
+	shift
+	bg "$name" ip netns exec "$NS_G" "$NKRUN" --guest "$GUEST" \
+		--socket "$NK_SOCK" -- "$@"
+}
+bg_peer() {
+	local name=$1
+	shift
+	bg "$name" ip netns exec "$NS_P" "$@"
+}
+
+# ---------------------------------------------------------------- data
+
+# make_file PATH MIB: deterministic pseudo-random content.
+make_file() {
+	"$PY" - "$1" "$2" <<'EOF'
+import random, sys
+r = random.Random(12345)
+with open(sys.argv[1], "wb") as f:
+    for _ in range(int(sys.argv[2])):
+        f.write(r.randbytes(1 << 20))
+EOF
+}
+sha_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+# field KEY LINE: value of KEY=VALUE in a "RESULT k=v k=v" line.
+field() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n1; }

@@ -1,0 +1,838 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * nk_rawguest: a raw client of the netkernel guest ABI (docs/abi.md), with
+ * no shim in between. It attaches with HELLO, maps the region from
+ * WELCOME's descriptor and drives the first queue set by hand.
+ *
+ *   nk_rawguest [--socket PATH] [--guest NAME] nop-bench N [BATCH]
+ *       N NOP round trips (BATCH per doorbell, default 1); prints the rate.
+ *   nk_rawguest pipe-bench N
+ *       reference without nkd: N one-byte round trips between two
+ *       processes over a pair of pipes.
+ *   nk_rawguest [--socket PATH] [--guest NAME] fuzz SEED COUNT [SECS]
+ *       COUNT hostile actions (random opcodes, flags, reserved bytes,
+ *       foreign and stale handles, buffers outside the area, SQ tail and CQ
+ *       head jumps, header scribbles, malformed control messages), for at
+ *       most SECS seconds (default 30). Survives being disconnected and
+ *       attaches again. Every address it puts in an entry is loopback.
+ *
+ * Each mode prints one line "RESULT mode=... key=value ...". Exit status:
+ * 0 done, 1 error (nop-bench: a wrong completion), 3 nkd unreachable.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "netkernel/abi.h"
+#include "netkernel/ctl.h"
+#include "netkernel/ring.h"
+
+struct rg {
+	int ctl; /* control socket */
+	int bell; /* doorbell eventfd */
+	uint8_t *reg;
+	size_t size;
+	struct nk_region_hdr *hdr;
+	struct nk_ring_idx *sqi, *cqi;
+	struct nk_sqe *sqe;
+	struct nk_cqe *cqe;
+	uint32_t sqn, cqn;
+	uint8_t *data;
+	uint32_t buf_size, nr_bufs;
+	uint32_t sq_tail; /* our copy of the SQ tail */
+	uint32_t cq_head; /* our copy of the CQ head */
+	uint64_t seq;
+};
+
+static const char *sock_path = NK_CTL_DEFAULT_PATH;
+static const char *guest_name = "rawguest";
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ------------------------------------------------------------ attach */
+
+static void rg_detach(struct rg *g)
+{
+	if (g->reg)
+		munmap(g->reg, g->size);
+	if (g->ctl >= 0)
+		close(g->ctl);
+	if (g->bell >= 0)
+		close(g->bell);
+	memset(g, 0, sizeof(*g));
+	g->ctl = g->bell = -1;
+}
+
+static int in_region(const struct rg *g, uint64_t off, uint64_t len)
+{
+	return off <= g->size && len <= g->size - off;
+}
+
+/* Returns 0, or -errno (-ECONNREFUSED etc. when nkd is not there). */
+static int rg_attach(struct rg *g)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct nk_ctl_hello hello;
+	static uint8_t buf[NK_CTL_MAX_MSG];
+	union {
+		struct cmsghdr c;
+		uint8_t b[CMSG_SPACE(8 * sizeof(int))];
+	} cm;
+	struct iovec iov = { buf, sizeof(buf) };
+	struct msghdr mh = { .msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = cm.b,
+			     .msg_controllen = sizeof(cm.b) };
+	struct nk_ctl_welcome *w = (void *)buf;
+	struct cmsghdr *c;
+	int fds[8], nfds = 0, err, i;
+	ssize_t n;
+	const struct nk_qset_desc *q;
+
+	memset(g, 0, sizeof(*g));
+	g->ctl = g->bell = -1;
+	g->ctl = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (g->ctl < 0)
+		return -errno;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
+	if (connect(g->ctl, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		err = -errno;
+		rg_detach(g);
+		return err;
+	}
+	memset(&hello, 0, sizeof(hello));
+	hello.hdr.type = NK_CTL_HELLO;
+	hello.hdr.len = sizeof(hello);
+	hello.hdr.seq = ++g->seq;
+	hello.abi_version = NK_ABI_VERSION;
+	hello.nr_qsets = 1;
+	snprintf(hello.guest, sizeof(hello.guest), "%s", guest_name);
+	if (send(g->ctl, &hello, sizeof(hello), MSG_NOSIGNAL) < 0) {
+		err = -errno;
+		rg_detach(g);
+		return err;
+	}
+	n = recvmsg(g->ctl, &mh, MSG_CMSG_CLOEXEC);
+	if (n < (ssize_t)sizeof(*w)) {
+		rg_detach(g);
+		return n < 0 ? -errno : -EPROTO;
+	}
+	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+
+		for (i = 0; i < k && nfds < 8; i++)
+			memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int),
+			       sizeof(int));
+	}
+	if (w->hdr.type != NK_CTL_WELCOME || w->status != 0 || nfds < 2) {
+		err = w->status ? w->status : -EPROTO;
+		for (i = 0; i < nfds; i++)
+			close(fds[i]);
+		rg_detach(g);
+		return err;
+	}
+	for (i = 2; i < nfds; i++)
+		close(fds[i]);
+	g->bell = fds[1];
+	g->size = w->region_size;
+	g->reg = mmap(NULL, g->size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		      fds[0], 0);
+	close(fds[0]);
+	if (g->reg == MAP_FAILED) {
+		g->reg = NULL;
+		err = -errno;
+		rg_detach(g);
+		return err;
+	}
+	g->hdr = (void *)g->reg;
+	q = &g->hdr->qsets[0];
+	/* Trust nothing: check what we are about to dereference. */
+	if (g->hdr->magic != NK_REGION_MAGIC ||
+	    g->hdr->abi_version != NK_ABI_VERSION || g->hdr->nr_qsets < 1 ||
+	    !q->sq_entries || (q->sq_entries & (q->sq_entries - 1)) ||
+	    !q->cq_entries || (q->cq_entries & (q->cq_entries - 1)) ||
+	    !in_region(g, q->sq_idx_off, sizeof(struct nk_ring_idx)) ||
+	    !in_region(g, q->cq_idx_off, sizeof(struct nk_ring_idx)) ||
+	    !in_region(g, q->sq_entries_off,
+		       (uint64_t)q->sq_entries * sizeof(struct nk_sqe)) ||
+	    !in_region(g, q->cq_entries_off,
+		       (uint64_t)q->cq_entries * sizeof(struct nk_cqe)) ||
+	    !in_region(g, g->hdr->data_off,
+		       (uint64_t)g->hdr->nr_bufs * g->hdr->buf_size)) {
+		fprintf(stderr, "nk_rawguest: bad region header\n");
+		rg_detach(g);
+		return -EPROTO;
+	}
+	g->sqi = (void *)(g->reg + q->sq_idx_off);
+	g->cqi = (void *)(g->reg + q->cq_idx_off);
+	g->sqe = (void *)(g->reg + q->sq_entries_off);
+	g->cqe = (void *)(g->reg + q->cq_entries_off);
+	g->sqn = q->sq_entries;
+	g->cqn = q->cq_entries;
+	g->data = g->reg + g->hdr->data_off;
+	g->buf_size = g->hdr->buf_size;
+	g->nr_bufs = g->hdr->nr_bufs;
+	g->sq_tail = nk_ring_load_relaxed(&g->sqi->tail);
+	g->cq_head = nk_ring_load_relaxed(&g->cqi->head);
+	return 0;
+}
+
+/* ------------------------------------------------------------ rings */
+
+static void rg_ring_bell(struct rg *g)
+{
+	uint64_t one = 1;
+
+	/* Publish tail before reading the consumer's NEED_WAKEUP. */
+	nk_ring_fence();
+	if (__atomic_load_n(&g->sqi->flags, __ATOMIC_RELAXED) &
+	    NK_RING_NEED_WAKEUP) {
+		if (write(g->bell, &one, sizeof(one)) < 0) {
+			/* nkd gone or eventfd full: the caller notices */
+		}
+	}
+}
+
+/* Queue one SQE without publishing; -EAGAIN when the ring is full. */
+static int rg_queue(struct rg *g, const struct nk_sqe *e)
+{
+	uint32_t head = nk_ring_load_acquire(&g->sqi->head);
+
+	if (nk_ring_count(head, g->sq_tail) >= g->sqn)
+		return -EAGAIN;
+	memcpy(&g->sqe[g->sq_tail & (g->sqn - 1)], e, sizeof(*e));
+	g->sq_tail++;
+	return 0;
+}
+
+static void rg_publish(struct rg *g)
+{
+	/* Entries written above become visible before the new tail. */
+	nk_ring_store_release(&g->sqi->tail, g->sq_tail);
+	rg_ring_bell(g);
+}
+
+/* Take one CQE if there is one; returns 1 if *out was filled. */
+static int rg_peek(struct rg *g, struct nk_cqe *out)
+{
+	uint32_t tail = nk_ring_load_acquire(&g->cqi->tail);
+
+	if (tail == g->cq_head)
+		return 0;
+	memcpy(out, &g->cqe[g->cq_head & (g->cqn - 1)], sizeof(*out));
+	g->cq_head++;
+	/* Slot read before we hand it back. */
+	nk_ring_store_release(&g->cqi->head, g->cq_head);
+	return 1;
+}
+
+static int futex_wait(uint32_t *addr, uint32_t val, int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	return (int)syscall(SYS_futex, addr, FUTEX_WAIT, val, &ts, NULL, 0);
+}
+
+/*
+ * Wait for a CQE: spin ~spin_us, then set NEED_WAKEUP and sleep on the CQ
+ * tail, up to timeout_ms in total. Returns 1 with *out filled, 0 on
+ * timeout.
+ */
+static int rg_wait(struct rg *g, struct nk_cqe *out, int timeout_ms,
+		   int spin_us)
+{
+	double t0 = now_s(), deadline = t0 + timeout_ms / 1000.0;
+
+	for (;;) {
+		if (rg_peek(g, out))
+			return 1;
+		double t = now_s();
+
+		if (t >= deadline)
+			return 0;
+		if (t - t0 < spin_us / 1e6) {
+			__builtin_ia32_pause();
+			continue;
+		}
+		uint32_t seen = nk_ring_load_acquire(&g->cqi->tail);
+
+		__atomic_fetch_or(&g->cqi->flags, NK_RING_NEED_WAKEUP,
+				  __ATOMIC_RELAXED);
+		/* Flag set before the re-check, or we sleep past a CQE. */
+		nk_ring_fence();
+		if (seen == g->cq_head) {
+			int ms = (int)((deadline - t) * 1000) + 1;
+
+			futex_wait(&g->cqi->tail, seen, ms > 50 ? 50 : ms);
+		}
+		__atomic_fetch_and(&g->cqi->flags, ~NK_RING_NEED_WAKEUP,
+				   __ATOMIC_RELAXED);
+	}
+}
+
+/* ------------------------------------------------------------ nop-bench */
+
+static int nop_bench(long n, int batch)
+{
+	struct rg g;
+	struct nk_sqe e;
+	struct nk_cqe c;
+	long done = 0, i;
+	double t0, t;
+	int err = rg_attach(&g);
+
+	if (err) {
+		fprintf(stderr, "nk_rawguest: cannot attach to %s: %s\n",
+			sock_path, strerror(-err));
+		return 3;
+	}
+	if (batch < 1)
+		batch = 1;
+	if ((uint32_t)batch > g.sqn)
+		batch = (int)g.sqn;
+	memset(&e, 0, sizeof(e));
+	e.opcode = NK_OP_NOP;
+	t0 = now_s();
+	while (done < n) {
+		int k = (int)(n - done < batch ? n - done : batch);
+
+		for (i = 0; i < k; i++) {
+			e.user_data = (uint64_t)(done + i);
+			if (rg_queue(&g, &e)) {
+				fprintf(stderr, "nk_rawguest: SQ full\n");
+				return 1;
+			}
+		}
+		rg_publish(&g);
+		for (i = 0; i < k; i++) {
+			if (!rg_wait(&g, &c, 5000, 50)) {
+				fprintf(stderr,
+					"nk_rawguest: no CQE within 5 s "
+					"(op %ld)\n",
+					done + i);
+				return 1;
+			}
+			if (c.res != 0) {
+				fprintf(stderr,
+					"nk_rawguest: NOP failed: res=%d "
+					"flags=%#x\n",
+					c.res, c.flags);
+				return 1;
+			}
+		}
+		done += k;
+	}
+	t = now_s() - t0;
+	printf("RESULT mode=nop-bench ops=%ld batch=%d secs=%.3f "
+	       "ops_per_s=%.0f avg_us=%.3f\n",
+	       n, batch, t, n / t, t / n * 1e6 * batch);
+	rg_detach(&g);
+	return 0;
+}
+
+static int pipe_bench(long n)
+{
+	int a[2], b[2];
+	char x = 'x';
+	long i;
+	double t0, t;
+	pid_t pid;
+
+	if (pipe(a) || pipe(b))
+		return 1;
+	pid = fork();
+	if (pid < 0)
+		return 1;
+	if (pid == 0) {
+		for (;;) {
+			if (read(a[0], &x, 1) != 1)
+				_exit(0);
+			if (write(b[1], &x, 1) != 1)
+				_exit(1);
+		}
+	}
+	t0 = now_s();
+	for (i = 0; i < n; i++) {
+		if (write(a[1], &x, 1) != 1 || read(b[0], &x, 1) != 1)
+			return 1;
+	}
+	t = now_s() - t0;
+	close(a[1]);
+	waitpid(pid, NULL, 0);
+	printf("RESULT mode=pipe-bench ops=%ld batch=1 secs=%.3f "
+	       "ops_per_s=%.0f avg_us=%.3f\n",
+	       n, t, n / t, t / n * 1e6);
+	return 0;
+}
+
+/* ------------------------------------------------------------ fuzz */
+
+static uint64_t rs;
+
+static uint64_t rnd(void)
+{
+	rs ^= rs << 13;
+	rs ^= rs >> 7;
+	rs ^= rs << 17;
+	return rs;
+}
+
+static uint32_t rndn(uint32_t n)
+{
+	return n ? (uint32_t)(rnd() % n) : 0;
+}
+
+#define MAXH 64
+struct fz {
+	struct rg g;
+	uint32_t live[MAXH], nlive;
+	uint32_t stale[MAXH], nstale;
+	uint64_t actions, sqes, cqes, errs, abuse, disconnects, attaches,
+		jumps, scribbles, ctl_garbage, sigbus, stalls;
+	uint32_t inflight;
+	double last_progress;
+};
+
+static sigjmp_buf bus_jmp;
+
+static void on_sigbus(int sig)
+{
+	(void)sig;
+	siglongjmp(bus_jmp, 1);
+}
+
+static uint32_t pick_handle(struct fz *f)
+{
+	switch (rndn(6)) {
+	case 0:
+		return 0;
+	case 1:
+		return f->nlive ? f->live[rndn(f->nlive)] : 1;
+	case 2:
+		return f->nstale ? f->stale[rndn(f->nstale)] : 2;
+	case 3:
+		return (uint32_t)rnd();
+	default: /* small numbers: likely another guest's handles */
+		return 1 + rndn(256);
+	}
+}
+
+/* Loopback or nonsense, never a routable address. */
+static void pick_addr(struct nk_sockaddr *a)
+{
+	memset(a, 0, sizeof(*a));
+	switch (rndn(5)) {
+	case 0:
+		a->family = AF_INET;
+		a->addr[0] = 127;
+		a->addr[3] = 1;
+		break;
+	case 1:
+		a->family = AF_INET6;
+		a->addr[15] = 1;
+		break;
+	case 2:
+		a->family = (uint16_t)rnd(); /* garbage family */
+		if (a->family == AF_INET || a->family == AF_INET6)
+			a->family = 0xbeef;
+		for (int i = 0; i < 16; i++)
+			a->addr[i] = (uint8_t)rnd();
+		break;
+	case 3:
+		a->family = AF_INET;
+		a->addr[0] = 127;
+		a->addr[3] = 1;
+		a->resv = (uint32_t)rnd() | 1; /* non-zero reserved */
+		break;
+	default:
+		break; /* family 0 */
+	}
+	a->port = (uint16_t)rnd();
+}
+
+static void pick_buf(struct fz *f, struct nk_sqe *e)
+{
+	struct rg *g = &f->g;
+	uint64_t area = (uint64_t)g->nr_bufs * g->buf_size;
+
+	switch (rndn(7)) {
+	case 0: /* a plausible buffer */
+		e->io.buf_off = rndn(g->nr_bufs) * g->buf_size;
+		e->io.buf_len = 1 + rndn(g->buf_size);
+		break;
+	case 1: /* past the end of the area */
+		e->io.buf_off = (uint32_t)(area + rndn(1u << 20));
+		e->io.buf_len = 1 + rndn(4096);
+		break;
+	case 2: /* straddles two buffers */
+		e->io.buf_off = (1 + rndn(g->nr_bufs > 1 ? g->nr_bufs - 1 : 1)) *
+					g->buf_size -
+				8;
+		e->io.buf_len = 64;
+		break;
+	case 3: /* wrap-around length */
+		e->io.buf_off = rndn(g->nr_bufs) * g->buf_size + 16;
+		e->io.buf_len = 0xffffffffu - 8;
+		break;
+	case 4:
+		e->io.buf_off = (uint32_t)rnd();
+		e->io.buf_len = (uint32_t)rnd();
+		break;
+	case 5: /* same buffer twice in a row: ownership */
+		e->io.buf_off = 0;
+		e->io.buf_len = 128;
+		break;
+	default:
+		e->io.buf_off = rndn(g->nr_bufs) * g->buf_size;
+		e->io.buf_len = 0;
+		break;
+	}
+	e->io.msg_flags = rndn(3) ? 0 : (uint32_t)rnd();
+	e->io.timeout_ms = rndn(2) ? 10 : (uint32_t)rnd();
+}
+
+static void fz_drain(struct fz *f)
+{
+	struct nk_cqe c;
+
+	while (rg_peek(&f->g, &c)) {
+		f->cqes++;
+		if (f->inflight)
+			f->inflight--;
+		f->last_progress = now_s();
+		if (c.res < 0)
+			f->errs++;
+		if (c.flags & NK_CQE_F_ABUSE)
+			f->abuse++;
+		/* A new socket from SOCKET or ACCEPT: remember it. */
+		if (c.res > 0 && c.user_data >> 56 == 0xa5 && f->nlive < MAXH)
+			f->live[f->nlive++] = (uint32_t)c.res;
+	}
+}
+
+/* Has nkd dropped us? */
+static int fz_dead(struct fz *f)
+{
+	struct pollfd p = { f->g.ctl, POLLIN, 0 };
+	char b[64];
+
+	if (__atomic_load_n(&f->g.hdr->host_flags, __ATOMIC_RELAXED) &
+	    NK_HOST_F_DEAD)
+		return 1;
+	if (poll(&p, 1, 0) > 0) {
+		if (p.revents & (POLLHUP | POLLERR))
+			return 1;
+		if ((p.revents & POLLIN) &&
+		    recv(f->g.ctl, b, sizeof(b), MSG_DONTWAIT) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static int fz_reattach(struct fz *f, double deadline)
+{
+	int err;
+
+	rg_detach(&f->g);
+	f->nlive = 0;
+	f->inflight = 0;
+	for (;;) {
+		err = rg_attach(&f->g);
+		if (!err) {
+			f->attaches++;
+			f->last_progress = now_s();
+			return 0;
+		}
+		if (now_s() > deadline) {
+			fprintf(stderr, "nk_rawguest: cannot attach: %s\n",
+				strerror(-err));
+			return -1;
+		}
+		usleep(100 * 1000);
+	}
+}
+
+static void fz_submit(struct fz *f, struct nk_sqe *e)
+{
+	if (rg_queue(&f->g, e) == 0) {
+		f->sqes++;
+		f->inflight++;
+		rg_publish(&f->g);
+	}
+}
+
+static void fz_one(struct fz *f)
+{
+	struct rg *g = &f->g;
+	struct nk_sqe e;
+	uint32_t r = rndn(100);
+
+	memset(&e, 0, sizeof(e));
+	e.user_data = rnd() & 0x00ffffffffffffffULL;
+	if (r < 35) { /* random entry */
+		e.opcode = (uint8_t)rndn(24);
+		e.flags = rndn(2) ? (uint8_t)rnd() : (uint8_t)rndn(8);
+		if (!rndn(5))
+			e.resv0 = (uint16_t)rnd();
+		e.handle = pick_handle(f);
+		if (e.opcode == NK_OP_SOCKET) {
+			e.sock.domain = rndn(2) ? AF_INET : (int32_t)rnd();
+			e.sock.type = rndn(2) ? SOCK_STREAM : (int32_t)rnd();
+			e.sock.protocol = rndn(2) ? 0 : (int32_t)rnd();
+			e.sock.resv1 = rndn(4) ? 0 : (uint32_t)rnd();
+			e.user_data |= 0xa5ULL << 56;
+		} else if (e.opcode == NK_OP_LISTEN ||
+			   e.opcode == NK_OP_SHUTDOWN ||
+			   e.opcode == NK_OP_IOCTL || e.opcode == NK_OP_CANCEL) {
+			e.ctl.arg64 = rnd();
+			e.ctl.arg = rndn(2) ? rndn(4) : (uint32_t)rnd();
+			e.ctl.resv1 = rndn(4) ? 0 : (uint32_t)rnd();
+		} else {
+			pick_buf(f, &e);
+		}
+		if (e.opcode == NK_OP_SETSOCKOPT ||
+		    e.opcode == NK_OP_GETSOCKOPT) {
+			static const int32_t lv[] = { SOL_SOCKET, IPPROTO_TCP,
+						      IPPROTO_IP, IPPROTO_IPV6,
+						      IPPROTO_UDP };
+			e.opt.level = rndn(4) ? lv[rndn(5)] : (int32_t)rnd();
+			e.opt.optname = (int32_t)rndn(80);
+			if (!rndn(4))
+				e.opt.resv2[rndn(6)] = (uint32_t)rnd();
+			/* value bytes in the named buffer, if it is one */
+			if ((uint64_t)e.io.buf_off + e.io.buf_len <=
+			    (uint64_t)g->nr_bufs * g->buf_size)
+				for (uint32_t i = 0; i < e.io.buf_len && i < 64;
+				     i++)
+					g->data[e.io.buf_off + i] =
+						(uint8_t)rnd();
+		} else if (e.opcode == NK_OP_ACCEPT) {
+			e.user_data |= 0xa5ULL << 56;
+		} else {
+			pick_addr(&e.addr);
+		}
+		fz_submit(f, &e);
+	} else if (r < 50) { /* a valid SOCKET */
+		e.opcode = NK_OP_SOCKET;
+		e.sock.domain = rndn(3) ? AF_INET : AF_INET6;
+		e.sock.type = rndn(2) ? SOCK_STREAM : SOCK_DGRAM;
+		e.user_data |= 0xa5ULL << 56;
+		fz_submit(f, &e);
+	} else if (r < 58) { /* a valid CLOSE; the handle becomes stale */
+		if (!f->nlive)
+			return;
+		uint32_t i = rndn(f->nlive);
+
+		e.opcode = NK_OP_CLOSE;
+		e.handle = f->live[i];
+		if (f->nstale < MAXH)
+			f->stale[f->nstale++] = e.handle;
+		f->live[i] = f->live[--f->nlive];
+		fz_submit(f, &e);
+	} else if (r < 66) { /* bind/listen/connect on loopback */
+		if (!f->nlive)
+			return;
+		e.handle = f->live[rndn(f->nlive)];
+		e.opcode = (uint8_t)(rndn(2) ? NK_OP_BIND : NK_OP_CONNECT);
+		e.flags = NK_SQE_F_NONBLOCK;
+		e.addr.family = AF_INET;
+		e.addr.addr[0] = 127;
+		e.addr.addr[3] = 1;
+		e.addr.port = (uint16_t)rnd();
+		fz_submit(f, &e);
+		if (e.opcode == NK_OP_BIND) {
+			memset(&e.addr, 0, sizeof(e.addr));
+			e.opcode = NK_OP_LISTEN;
+			e.flags = 0;
+			e.ctl.arg = 4;
+			fz_submit(f, &e);
+		}
+	} else if (r < 76) { /* NOPs, some with junk */
+		e.opcode = NK_OP_NOP;
+		if (!rndn(3))
+			e.handle = (uint32_t)rnd();
+		fz_submit(f, &e);
+	} else if (r < 79) { /* SQ tail jump forward or backward */
+		f->jumps++;
+		uint32_t t = rndn(2) ? g->sq_tail + g->sqn + 1 + rndn(1000)
+				     : g->sq_tail - 1 - rndn(g->sqn);
+		nk_ring_store_release(&g->sqi->tail, t);
+		rg_ring_bell(g);
+	} else if (r < 82) { /* CQ head jump */
+		f->jumps++;
+		nk_ring_store_release(&g->cqi->head,
+				      g->cq_head + g->cqn + 1 + rndn(1000));
+		rg_ring_bell(g);
+	} else if (r < 84) { /* scribble on the host's header fields */
+		f->scribbles++;
+		uint8_t *h = (uint8_t *)g->hdr;
+		size_t off = rndn(sizeof(struct nk_region_hdr));
+
+		h[off] = (uint8_t)rnd();
+		fz_submit(f, &(struct nk_sqe){ .opcode = NK_OP_NOP });
+	} else if (r < 86) { /* doorbell storm */
+		uint64_t v = 1 + rndn(1000);
+
+		for (int i = 0; i < 64; i++)
+			if (write(g->bell, &v, sizeof(v)) < 0)
+				break;
+	} else if (r < 88) { /* malformed control message */
+		uint8_t m[128];
+		struct nk_ctl_hdr *hd = (void *)m;
+		size_t len = 1 + rndn(sizeof(m));
+
+		f->ctl_garbage++;
+		for (size_t i = 0; i < sizeof(m); i++)
+			m[i] = (uint8_t)rnd();
+		if (rndn(2)) {
+			hd->type = rndn(2) ? NK_CTL_PLACEHOLDER : rndn(40);
+			hd->len = rndn(2) ? (uint32_t)len : (uint32_t)rnd();
+		}
+		if (send(g->ctl, m, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+			/* already disconnected: noticed below */
+		}
+	} else { /* a run of entries naming the same buffer */
+		for (int i = 0; i < 4; i++) {
+			memset(&e, 0, sizeof(e));
+			e.opcode = NK_OP_RECV;
+			e.flags = NK_SQE_F_NONBLOCK;
+			e.handle = f->nlive ? f->live[rndn(f->nlive)] : 1;
+			e.io.buf_off = 0;
+			e.io.buf_len = 256;
+			fz_submit(f, &e);
+		}
+	}
+}
+
+static int fuzz(uint64_t seed, long count, double secs)
+{
+	static struct fz f;
+	double t0 = now_s(), deadline = t0 + secs;
+	struct sigaction sa = { .sa_handler = on_sigbus };
+	int err;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigaction(SIGBUS, &sa, NULL);
+	rs = seed * 0x9E3779B97F4A7C15ULL + 1;
+	err = rg_attach(&f.g);
+	if (err) {
+		fprintf(stderr, "nk_rawguest: cannot attach to %s: %s\n",
+			sock_path, strerror(-err));
+		return 3;
+	}
+	f.attaches = 1;
+	f.last_progress = now_s();
+	if (sigsetjmp(bus_jmp, 1)) {
+		/* The region went away under us (truncated): start over. */
+		if (++f.sigbus > 100 || fz_reattach(&f, now_s() + 5) < 0)
+			goto out;
+	}
+	while (f.actions < (uint64_t)count && now_s() < deadline) {
+		f.actions++;
+		fz_one(&f);
+		fz_drain(&f);
+		if ((f.actions & 15) == 0 || fz_dead(&f)) {
+			struct nk_cqe c;
+
+			if (f.inflight && rg_wait(&f.g, &c, 5, 0)) {
+				f.cqes++;
+				f.inflight--;
+				f.last_progress = now_s();
+			}
+			fz_drain(&f);
+			int dead = fz_dead(&f);
+			/* No completions for a while with work queued: the
+			 * ring is wedged (by us); start a new connection. */
+			int stalled = f.inflight &&
+				      now_s() - f.last_progress > 0.5;
+
+			if (stalled && !dead)
+				f.stalls++;
+			if (dead)
+				f.disconnects++;
+			if (dead || stalled) {
+				if (fz_reattach(&f, now_s() + 5) < 0)
+					goto out;
+			}
+		}
+	}
+out:
+	printf("RESULT mode=fuzz seed=%llu actions=%llu sqes=%llu cqes=%llu "
+	       "errors=%llu abuse=%llu disconnects=%llu attaches=%llu "
+	       "jumps=%llu scribbles=%llu ctl_garbage=%llu stalls=%llu "
+	       "sigbus=%llu secs=%.1f\n",
+	       (unsigned long long)seed, (unsigned long long)f.actions,
+	       (unsigned long long)f.sqes, (unsigned long long)f.cqes,
+	       (unsigned long long)f.errs, (unsigned long long)f.abuse,
+	       (unsigned long long)f.disconnects,
+	       (unsigned long long)f.attaches, (unsigned long long)f.jumps,
+	       (unsigned long long)f.scribbles,
+	       (unsigned long long)f.ctl_garbage,
+	       (unsigned long long)f.stalls, (unsigned long long)f.sigbus,
+	       now_s() - t0);
+	rg_detach(&f.g);
+	/* Reaching the end (count or time) is success; losing nkd is not. */
+	return f.actions < (uint64_t)count && now_s() < deadline ? 3 : 0;
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: nk_rawguest [--socket PATH] [--guest NAME] "
+		"nop-bench N [BATCH]\n"
+		"       nk_rawguest pipe-bench N\n"
+		"       nk_rawguest [--socket PATH] [--guest NAME] "
+		"fuzz SEED COUNT [SECS]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	int i = 1;
+
+	while (i + 1 < argc && !strncmp(argv[i], "--", 2)) {
+		if (!strcmp(argv[i], "--socket"))
+			sock_path = argv[i + 1];
+		else if (!strcmp(argv[i], "--guest"))
+			guest_name = argv[i + 1];
+		else
+			usage();
+		i += 2;
+	}
+	if (i >= argc)
+		usage();
+	if (!strcmp(argv[i], "nop-bench") && i + 1 < argc)
+		return nop_bench(atol(argv[i + 1]),
+				 i + 2 < argc ? atoi(argv[i + 2]) : 1);
+	if (!strcmp(argv[i], "pipe-bench") && i + 1 < argc)
+		return pipe_bench(atol(argv[i + 1]));
+	if (!strcmp(argv[i], "fuzz") && i + 2 < argc)
+		return fuzz(strtoull(argv[i + 1], NULL, 0), atol(argv[i + 2]),
+			    i + 3 < argc ? atof(argv[i + 3]) : 30.0);
+	usage();
+	return 2;
+}
