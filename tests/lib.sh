@@ -20,6 +20,9 @@
 #      fd00:N::1/64         fd00:N::2/64
 #
 # Exit codes: 0 pass, 1 fail, 77 skip.
+#
+# NK_NATIVE=1 runs the "guest" programs natively in H instead (no nkd): a
+# check of the tests themselves and of the topology, not of netkernel.
 # shellcheck disable=SC2034,SC2119,SC2120  # variables and helpers for sourcers
 
 NK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -73,6 +76,7 @@ need_cmd() {
 # of the build, not a reason to skip.
 need_nk() {
 	local f
+	[ -n "${NK_NATIVE:-}" ] && return 0
 	for f in "$NKD" "$NKCTL" "$NKRUN" "$NKSHIM" "$@"; do
 		[ -e "$f" ] || fail "missing $f (run make)"
 	done
@@ -214,9 +218,13 @@ set_resolv() {
 
 # ---------------------------------------------------------------- nkd
 
+# Tests that look at nkd itself (nkctl, faults) cannot run natively.
+need_netkernel() { [ -z "${NK_NATIVE:-}" ] || skip "NK_NATIVE=1: test needs nkd"; }
+
 # start_nkd [CONFIG]: nkd in H, ready when its socket exists.
 start_nkd() {
 	local cfg=()
+	[ -n "${NK_NATIVE:-}" ] && return 0
 	[ $# -gt 0 ] && cfg=(--config "$1")
 	need_nk
 	bg nkd ip netns exec "$NS_H" "$NKD" --socket "$NK_SOCK" "${cfg[@]}"
@@ -239,6 +247,10 @@ NK_CMD_TIMEOUT=${NK_CMD_TIMEOUT:-120}
 # run_guest CMD...: CMD in the NIC-less namespace G through nkd, as guest
 # $GUEST. Exit status is CMD's (124 if it hit the timeout).
 run_guest() {
+	if [ -n "${NK_NATIVE:-}" ]; then
+		run_host "$@"
+		return
+	fi
 	timeout -k 5 "$NK_CMD_TIMEOUT" ip netns exec "$NS_G" \
 		"$NKRUN" --guest "$GUEST" --socket "$NK_SOCK" -- "$@"
 }
@@ -249,6 +261,10 @@ run_host() { timeout -k 5 "$NK_CMD_TIMEOUT" ip netns exec "$NS_H" "$@"; }
 bg_guest() {
 	local name=$1
 	shift
+	if [ -n "${NK_NATIVE:-}" ]; then
+		bg "$name" ip netns exec "$NS_H" "$@"
+		return
+	fi
 	bg "$name" ip netns exec "$NS_G" "$NKRUN" --guest "$GUEST" \
 		--socket "$NK_SOCK" -- "$@"
 }

@@ -1,0 +1,207 @@
+#!/usr/bin/python3
+"""Small socket programs for the netkernel integration tests.
+
+Ordinary Python sockets: each runs natively or as a netkernel guest under
+nkrun unchanged. Every mode is bounded in time and prints one line
+"RESULT key=value ..." on success; any failure exits non-zero with a
+message on stderr.
+
+  nkpy.py udp-echo-server HOST PORT COUNT
+  nkpy.py udp-client HOST PORT COUNT [SEED]
+  nkpy.py echo-server HOST PORT            (asyncio TCP echo, runs until killed)
+  nkpy.py echo-client HOST PORT CONNS BYTES [SEED]
+  nkpy.py sockets N [HOST PORT]            (open N TCP sockets, report errors)
+  nkpy.py connect HOST PORT                (one connect; report errno)
+  nkpy.py hold HOST PORT SECS              (connect, send a little, sleep)
+"""
+import asyncio
+import errno
+import os
+import random
+import socket
+import sys
+import time
+
+
+def result(**kv):
+    print("RESULT " + " ".join(f"{k}={v}" for k, v in kv.items()), flush=True)
+
+
+def die(msg):
+    print(f"nkpy: {msg}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def family_of(host):
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def udp_echo_server(host, port, count):
+    s = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    s.bind((host, int(port)))
+    s.settimeout(30)
+    n = 0
+    while n < int(count):
+        data, peer = s.recvfrom(65536)
+        s.sendto(data, peer)
+        n += 1
+    result(mode="udp-echo-server", datagrams=n)
+
+
+def udp_client(host, port, count, seed="1"):
+    rnd = random.Random(int(seed))
+    s = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    s.settimeout(1.0)
+    s.connect((host, int(port)))
+    ok = retries = 0
+    total = 0
+    for i in range(int(count)):
+        size = rnd.choice([1, 64, 512, 1400, 1472, 4000, 8000])
+        payload = i.to_bytes(4, "big") + rnd.randbytes(size)
+        for attempt in range(5):
+            s.send(payload)
+            try:
+                while True:
+                    back = s.recv(65536)
+                    if back[:4] == payload[:4]:
+                        break  # drop late duplicates of earlier retries
+            except socket.timeout:
+                retries += 1
+                continue
+            if back != payload:
+                die(f"datagram {i}: echo differs ({len(back)} vs {len(payload)} bytes)")
+            ok += 1
+            total += len(payload)
+            break
+        else:
+            die(f"datagram {i}: no echo after 5 tries")
+    result(mode="udp-client", datagrams=ok, bytes=total, retries=retries)
+
+
+async def _echo(reader, writer):
+    try:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+def echo_server(host, port):
+    async def main():
+        srv = await asyncio.start_server(_echo, host, int(port))
+        async with srv:
+            await srv.serve_forever()
+
+    asyncio.run(main())
+
+
+def echo_client(host, port, conns, nbytes, seed="1"):
+    conns, nbytes = int(conns), int(nbytes)
+
+    async def one(k):
+        rnd = random.Random(int(seed) * 1000 + k)
+        data = rnd.randbytes(nbytes)
+        reader, writer = await asyncio.open_connection(host, int(port))
+
+        async def send():
+            for off in range(0, nbytes, 7919):
+                writer.write(data[off:off + 7919])
+                await writer.drain()
+            writer.write_eof()
+
+        t = asyncio.create_task(send())
+        got = bytearray()
+        while len(got) < nbytes:
+            chunk = await reader.read(65536)
+            if not chunk:
+                break
+            got += chunk
+        await t
+        writer.close()
+        if bytes(got) != data:
+            raise RuntimeError(f"conn {k}: echo differs ({len(got)} of {nbytes} bytes)")
+        return len(got)
+
+    async def main():
+        return await asyncio.wait_for(
+            asyncio.gather(*(one(k) for k in range(conns))), 60)
+
+    try:
+        sizes = asyncio.run(main())
+    except Exception as e:  # noqa: BLE001 - report any failure
+        die(f"echo-client: {e!r}")
+    result(mode="echo-client", conns=conns, bytes=sum(sizes))
+
+
+def sockets(n, host=None, port=None):
+    held, errs = [], []
+    for i in range(int(n)):
+        try:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(s)
+        except OSError as e:
+            errs.append(errno.errorcode.get(e.errno, str(e.errno)))
+    connected = "none"
+    if host:
+        # With what is left, is the guest still able to work?
+        for s in held[:1]:
+            s.settimeout(5)
+            try:
+                s.connect((host, int(port)))
+                connected = "ok"
+            except OSError as e:
+                connected = errno.errorcode.get(e.errno, str(e.errno))
+    result(mode="sockets", opened=len(held), errors=",".join(errs) or "none",
+           connect=connected)
+
+
+def connect(host, port):
+    t0 = time.monotonic()
+    try:
+        s = socket.socket(family_of(host), socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect((host, int(port)))
+        err = "none"
+    except OSError as e:
+        err = errno.errorcode.get(e.errno, str(e.errno))
+    result(mode="connect", error=err, secs=f"{time.monotonic() - t0:.2f}")
+    sys.exit(0 if err == "none" else 1)
+
+
+def hold(host, port, secs):
+    s = socket.create_connection((host, int(port)), timeout=10)
+    s.sendall(b"hello\n")
+    print("RESULT mode=hold connected=1", flush=True)
+    end = time.monotonic() + float(secs)
+    s.settimeout(1)
+    while time.monotonic() < end:
+        try:
+            if not s.recv(4096):
+                die("hold: peer closed")
+        except socket.timeout:
+            pass
+    result(mode="hold", done=1)
+
+
+MODES = {
+    "udp-echo-server": udp_echo_server,
+    "udp-client": udp_client,
+    "echo-server": echo_server,
+    "echo-client": echo_client,
+    "sockets": sockets,
+    "connect": connect,
+    "hold": hold,
+}
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in MODES:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    try:
+        MODES[sys.argv[1]](*sys.argv[2:])
+    except OSError as e:
+        die(f"{sys.argv[1]}: {e!r}")
