@@ -1,0 +1,32 @@
+# loader/: nk-loader and the nk_steer_maps control-plane API (used by nkd).
+# Both include the bpftool skeleton / shared header from bpf/ (bpf.mk).
+
+NK_LOADER := $(BUILD)/nk-loader
+NK_STEER_MAPS_OBJ := $(BUILD)/obj/loader/nk_steer_maps.o
+LOADER_OBJS := $(BUILD)/obj/loader/nk_loader.o $(NK_STEER_MAPS_OBJ)
+
+# The skeleton lives in $(BUILD); the shared header in bpf/.
+$(BUILD)/obj/loader/%.o: NK_CFLAGS += -I$(BUILD) -Ibpf -Iloader
+$(BUILD)/obj/loader/nk_loader.o: $(NK_STEER_SKEL)
+$(LOADER_OBJS): bpf/nk_steer_shared.h
+
+$(NK_LOADER): $(LOADER_OBJS)
+	$(msg) LINK $@
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ -lbpf -lelf -lz
+
+loader: $(NK_LOADER)
+all: loader
+
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+NK_LIBDIR ?= $(PREFIX)/lib/netkernel
+
+install-loader: $(NK_LOADER) $(NK_STEER_OBJ)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(NK_LIBDIR)
+	install -m 0755 $(NK_LOADER) $(DESTDIR)$(SBINDIR)/nk-loader
+	install -m 0644 docs/man/nk-loader.8 $(DESTDIR)$(MANDIR)/man8/nk-loader.8
+	install -m 0644 $(NK_STEER_OBJ) $(DESTDIR)$(NK_LIBDIR)/nk_steer.bpf.o
+
+install: install-loader
+.PHONY: loader install-loader
