@@ -52,6 +52,7 @@ NK_TMP=$(mktemp -d "/tmp/nk-test-$NK_ID.XXXXXX")
 NK_SOCK=$NK_TMP/nkd.sock
 NK_NKD_PID=
 NK_PIDS=()
+NK_PGIDS=()
 NK_NETNS=()
 NK_ETC_NETNS=()
 TNAME=$(basename "$0" .sh)
@@ -111,6 +112,13 @@ nk_cleanup() {
 	for ((i = ${#NK_PIDS[@]} - 1; i >= 0; i--)); do
 		nk_stop "${NK_PIDS[i]}"
 	done
+	for pid in "${NK_PGIDS[@]}"; do
+		kill -TERM -- "-$pid" 2>/dev/null
+	done
+	[ ${#NK_PGIDS[@]} -gt 0 ] && sleep 0.5
+	for pid in "${NK_PGIDS[@]}"; do
+		kill -KILL -- "-$pid" 2>/dev/null
+	done
 	# Anything still living in our namespaces (children of guests, servers
 	# that daemonised) dies with them.
 	for ns in "${NK_NETNS[@]}"; do
@@ -141,6 +149,16 @@ bg() {
 	"$@" >"$NK_TMP/$name.log" 2>&1 &
 	LASTPID=$!
 	NK_PIDS+=("$LASTPID")
+}
+
+# bg_group NAME CMD...: like bg, but CMD leads a new session; cleanup kills
+# the whole process group (for shells that start several programs).
+bg_group() {
+	local name=$1
+	shift
+	setsid "$@" >"$NK_TMP/$name.log" 2>&1 &
+	LASTPID=$!
+	NK_PGIDS+=("$LASTPID")
 }
 
 # ---------------------------------------------------------------- waiting

@@ -10,7 +10,8 @@ message on stderr.
   nkpy.py udp-client HOST PORT COUNT [SEED]
   nkpy.py echo-server HOST PORT            (asyncio TCP echo, runs until killed)
   nkpy.py echo-client HOST PORT CONNS BYTES [SEED]
-  nkpy.py sockets N [HOST PORT]            (open N TCP sockets, report errors)
+  nkpy.py sockets N [HOST PORT]            (open N TCP sockets, report errors;
+                                            env NKPY_HOLD=SECS keeps them open)
   nkpy.py connect HOST PORT                (one connect; report errno)
   nkpy.py hold HOST PORT SECS              (connect, send a little, sleep)
 """
@@ -157,6 +158,7 @@ def sockets(n, host=None, port=None):
                 connected = errno.errorcode.get(e.errno, str(e.errno))
     result(mode="sockets", opened=len(held), errors=",".join(errs) or "none",
            connect=connected)
+    time.sleep(float(os.environ.get("NKPY_HOLD", "0")))  # keep them open
 
 
 def connect(host, port):
