@@ -17,6 +17,23 @@ $(NK_LOADER): $(LOADER_OBJS)
 loader: $(NK_LOADER)
 all: loader
 
+# BPF tests (root): tests/bpf/NAME.c -> $(BUILD)/tests-bpf/NAME, run by
+# tests/integration/steer_*.sh and loader_*.sh.
+BPF_TEST_NAMES := $(patsubst tests/bpf/%.c,%,$(wildcard tests/bpf/*.c))
+BPF_TESTS := $(addprefix $(BUILD)/tests-bpf/,$(BPF_TEST_NAMES))
+$(BUILD)/obj/tests/bpf/%.o: NK_CFLAGS += -I$(BUILD) -Ibpf -Iloader
+$(patsubst %,$(BUILD)/obj/tests/bpf/%.o,$(BPF_TEST_NAMES)): $(NK_STEER_SKEL) \
+	bpf/nk_steer_shared.h
+
+$(BUILD)/tests-bpf/%: $(BUILD)/obj/tests/bpf/%.o $(NK_STEER_MAPS_OBJ)
+	$(msg) LINK $@
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ -lbpf -lelf -lz
+
+bpf-tests: $(BPF_TESTS)
+all: bpf-tests
+.PHONY: bpf-tests
+
 SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
 NK_LIBDIR ?= $(PREFIX)/lib/netkernel

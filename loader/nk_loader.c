@@ -696,12 +696,14 @@ static int status_one(const char *dev, bool json)
 			continue;
 		if (json)
 			printf("%s{\"id\":%u,\"packets\":%llu,\"bytes\":%llu,"
-			       "\"xsk_miss\":%llu,\"drops\":{\"acl_deny\":%llu,"
+			       "\"xsk_miss\":%llu,\"xsk_miss_bytes\":%llu,"
+			       "\"drops\":{\"acl_deny\":%llu,"
 			       "\"acl_not_allowed\":%llu},\"drop_bytes\":%llu}",
 			       first ? "" : ",", g,
 			       (unsigned long long)gs.packets,
 			       (unsigned long long)gs.bytes,
 			       (unsigned long long)gs.xsk_miss,
+			       (unsigned long long)gs.xsk_miss_bytes,
 			       (unsigned long long)gs.drops[NK_DROP_ACL_DENY],
 			       (unsigned long long)
 				       gs.drops[NK_DROP_ACL_NOT_ALLOWED],
