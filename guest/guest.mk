@@ -1,0 +1,44 @@
+# Guest side: libnkshim.so (the LD_PRELOAD socket shim) and nkrun.
+#   build/libnkshim.so   exports only the interposed libc symbols
+#   build/nkrun          runs a program as a guest
+# Unit tests: tests/unit/test_fdtable.c (fd table), test_shim_*.c.
+
+SHIM_DIR := guest/shim
+SHIM_SRCS := $(SHIM_DIR)/real.c $(SHIM_DIR)/fdtable.c $(SHIM_DIR)/conn.c \
+	$(SHIM_DIR)/sock.c $(SHIM_DIR)/intercept.c $(SHIM_DIR)/proc.c \
+	$(SHIM_DIR)/resolve.c
+SHIM_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(SHIM_SRCS))
+SHIM_MAP := guest/libnkshim.map
+
+# Hidden by default: only what the version script names is exported.
+$(SHIM_OBJS): NK_CFLAGS += -fvisibility=hidden
+
+$(BUILD)/libnkshim.so: $(SHIM_OBJS) $(SHIM_MAP)
+	$(msg) LINK $@
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -shared -Wl,--version-script=$(SHIM_MAP) \
+		-Wl,-z,defs -Wl,-z,now -o $@ $(SHIM_OBJS) -ldl -lpthread
+
+$(BUILD)/nkrun: $(BUILD)/obj/guest/nkrun.o
+	$(msg) LINK $@
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $^
+
+UT_fdtable_SRCS := $(SHIM_DIR)/fdtable.c
+UT_fdtable_LIBS := -lpthread
+UT_shim_addr_SRCS := $(SHIM_DIR)/sock.c
+UT_shim_addr_LIBS := -lpthread
+
+guest: $(BUILD)/libnkshim.so $(BUILD)/nkrun
+all: guest
+.PHONY: guest install-guest
+
+install-guest: $(BUILD)/libnkshim.so $(BUILD)/nkrun
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/netkernel \
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/doc/netkernel
+	install -m 0755 $(BUILD)/nkrun $(DESTDIR)$(PREFIX)/bin/nkrun
+	install -m 0644 $(BUILD)/libnkshim.so \
+		$(DESTDIR)$(PREFIX)/lib/netkernel/libnkshim.so
+	install -m 0644 docs/man/nkrun.1 $(DESTDIR)$(PREFIX)/share/man/man1/nkrun.1
+	install -m 0644 docs/shim.md $(DESTDIR)$(PREFIX)/share/doc/netkernel/shim.md
+install: install-guest

@@ -1,0 +1,1323 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The process's attachment to nkd: control socket, shared region, the one
+ * queue set we ask for, the data-area buffer allocator, and the waiting
+ * discipline for completions (docs/abi.md sections 1-4).
+ *
+ * Locks, always taken in this order: attach_lock -> ctl_lock -> cq_lock ->
+ * sq_lock -> buf_lock. The fd table has its own locks and is never held
+ * while taking these.
+ *
+ * Waiting: one waiter at a time is the *reaper*: it spins briefly on the CQ
+ * tail, then sets NEED_WAKEUP and sleeps in FUTEX_WAIT on the CQ tail; nkd
+ * wakes it. The others are *followers* sleeping on a process-private futex
+ * (gen) that the reaper bumps whenever it dispatched completions or gave up
+ * the reaper role, so a completion reaped by one thread for another is
+ * never a lost wakeup. Every sleep is bounded (200 ms) so a dead nkd is
+ * noticed even if it never wakes us.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "netkernel/ring.h"
+#include "shim.h"
+
+#define NK_SLICE_NS (200 * 1000000LL) /* longest sleep between checks */
+#define NK_SPIN_NS (30 * 1000LL) /* spin before sleeping */
+#define NK_CTL_TIMEOUT_S 5 /* a control reply later than this: nkd hung */
+
+/* user_data tags: sync ops are 8-aligned pointers (tag 0). */
+#define UD_TAG_MASK 7u
+#define UD_SEND 1u /* async SEND, buffer index in the upper bits */
+#define UD_IGNORE 2u /* fire-and-forget (CLOSE, CANCEL) */
+
+struct nk_cfg nk_cfg;
+
+struct bufmeta {
+	struct nk_sock *sock; /* owner of an async SEND, else NULL */
+	uint32_t bytes;
+};
+
+static struct {
+	atomic_int state;
+	pthread_mutex_t attach_lock, ctl_lock, cq_lock, sq_lock, buf_lock;
+	int ctl_fd, bell_fd;
+	uint8_t *region;
+	size_t region_size;
+	struct nk_region_hdr *hdr;
+	struct nk_ring_idx *sqi, *cqi;
+	struct nk_sqe *sqes;
+	struct nk_cqe *cqes;
+	uint32_t sq_n, cq_n, sq_tail, cq_head;
+	uint8_t *data;
+	uint32_t buf_size, nr_bufs, send_window;
+	uint64_t epoch, features, seq;
+	uint32_t *free_bufs, nfree;
+	struct bufmeta *meta;
+	bool reaper_busy;
+	int nfollowers;
+	uint32_t gen; /* futex word, __atomic ops */
+	struct nk_sock *close_q; /* CLOSEs to submit outside cq_lock */
+	atomic_llong inflight; /* SEND bytes of all sockets */
+	int64_t last_check;
+	bool child_have_token;
+	uint64_t child_token;
+	atomic_int dead_logged;
+} C = {
+	.attach_lock = PTHREAD_MUTEX_INITIALIZER,
+	.ctl_lock = PTHREAD_MUTEX_INITIALIZER,
+	.cq_lock = PTHREAD_MUTEX_INITIALIZER,
+	.sq_lock = PTHREAD_MUTEX_INITIALIZER,
+	.buf_lock = PTHREAD_MUTEX_INITIALIZER,
+	.ctl_fd = -1,
+	.bell_fd = -1,
+};
+
+/* Control messages are serialised by ctl_lock; one buffer is enough. */
+static union {
+	struct nk_ctl_hdr hdr;
+	uint8_t b[NK_CTL_MAX_MSG];
+} ctl_buf;
+
+/* ------------------------------------------------------------------------ */
+/* Config and logging. */
+
+static void copy_env(char *dst, size_t size, const char *name, const char *dflt)
+{
+	const char *v = secure_getenv(name);
+
+	snprintf(dst, size, "%s", v && *v ? v : dflt);
+}
+
+void nk_cfg__load(void)
+{
+	const char *fb, *dbg;
+	Dl_info di;
+
+	copy_env(nk_cfg.socket_path, sizeof(nk_cfg.socket_path), "NK_SOCKET",
+		 NK_CTL_DEFAULT_PATH);
+	copy_env(nk_cfg.guest, sizeof(nk_cfg.guest), "NK_GUEST", "default");
+	fb = secure_getenv("NK_FALLBACK");
+	nk_cfg.fallback = fb && !strcmp(fb, "passthrough") ? NK_FB_PASSTHROUGH
+							   : NK_FB_FAIL;
+	dbg = secure_getenv("NK_DEBUG");
+	nk_cfg.debug = dbg && *dbg && strcmp(dbg, "0");
+	if (dladdr((void *)nk_cfg__load, &di) && di.dli_fname)
+		snprintf(nk_cfg.shim_path, sizeof(nk_cfg.shim_path), "%s",
+			 di.dli_fname);
+}
+
+static void vlog(const char *fmt, va_list ap)
+{
+	char line[512];
+	int n, e = errno;
+
+	n = snprintf(line, sizeof(line), "netkernel[%d]: ", (int)getpid());
+	n += vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+	if (n > (int)sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	if (REAL(write)(STDERR_FILENO, line, n) < 0)
+		(void)0; /* nowhere to report it */
+	errno = e;
+}
+
+void nk_log(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(fmt, ap);
+	va_end(ap);
+}
+
+void nk_dbg(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!nk_cfg.debug)
+		return;
+	va_start(ap, fmt);
+	vlog(fmt, ap);
+	va_end(ap);
+}
+
+int64_t nk_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Internal fds. */
+
+/*
+ * Where internal fds live: high, so they never take the number the kernel
+ * would give the application next, and below the soft limit.
+ */
+static int high_fd_base(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur > 65536)
+		return 65536 - 64;
+	if (rl.rlim_cur <= 128)
+		return (int)rl.rlim_cur / 2;
+	return (int)rl.rlim_cur - 64;
+}
+
+/* Move fd to a high number (CLOEXEC); returns the fd to use. */
+static int move_high(int fd, int avoid)
+{
+	int base = high_fd_base(), nfd;
+
+	if (avoid >= base)
+		base = avoid + 1;
+	nfd = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, base);
+	if (nfd < 0)
+		nfd = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 3);
+	if (nfd < 0)
+		return fd;
+	REAL(close)(fd);
+	return nfd;
+}
+
+bool nk_conn__is_internal_fd(int fd)
+{
+	return fd >= 0 && (fd == C.ctl_fd || fd == C.bell_fd);
+}
+
+int nk_conn__internal_fds(int out[2])
+{
+	int n = 0, a = C.ctl_fd, b = C.bell_fd;
+
+	if (a >= 0)
+		out[n++] = a;
+	if (b >= 0)
+		out[n++] = b;
+	if (n == 2 && out[0] > out[1]) {
+		out[0] = b;
+		out[1] = a;
+	}
+	return n;
+}
+
+void nk_conn__evacuate(unsigned int lo, unsigned int hi)
+{
+	pthread_mutex_lock(&C.ctl_lock);
+	pthread_mutex_lock(&C.sq_lock);
+	if (C.ctl_fd >= 0 && (unsigned int)C.ctl_fd >= lo &&
+	    (unsigned int)C.ctl_fd <= hi)
+		C.ctl_fd = move_high(C.ctl_fd, (int)hi);
+	if (C.bell_fd >= 0 && (unsigned int)C.bell_fd >= lo &&
+	    (unsigned int)C.bell_fd <= hi)
+		C.bell_fd = move_high(C.bell_fd, (int)hi);
+	pthread_mutex_unlock(&C.sq_lock);
+	pthread_mutex_unlock(&C.ctl_lock);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Control socket. Callers hold ctl_lock. */
+
+static int ctl_send(const void *msg, size_t len, const int *fds, int nfds)
+{
+	union {
+		struct cmsghdr cm;
+		char b[CMSG_SPACE(2 * sizeof(int))];
+	} u;
+	struct iovec iov = { .iov_base = (void *)msg, .iov_len = len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t n;
+
+	if (C.ctl_fd < 0)
+		return -ENOTCONN;
+	if (nfds) {
+		memset(&u, 0, sizeof(u));
+		mh.msg_control = u.b;
+		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+		u.cm.cmsg_level = SOL_SOCKET;
+		u.cm.cmsg_type = SCM_RIGHTS;
+		u.cm.cmsg_len = CMSG_LEN(nfds * sizeof(int));
+		memcpy(CMSG_DATA(&u.cm), fds, nfds * sizeof(int));
+	}
+	do
+		n = REAL(sendmsg)(C.ctl_fd, &mh, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return n == (ssize_t)len ? 0 : -EPROTO;
+}
+
+/* Reply to seq into ctl_buf; fds (up to 2) returned in fds. */
+static int ctl_recv(uint64_t seq, uint32_t type, int *fds, int *nfds)
+{
+	for (;;) {
+		union {
+			struct cmsghdr cm;
+			char b[CMSG_SPACE(4 * sizeof(int))];
+		} u;
+		struct iovec iov = { .iov_base = ctl_buf.b,
+				     .iov_len = sizeof(ctl_buf) };
+		struct msghdr mh = { .msg_iov = &iov,
+				     .msg_iovlen = 1,
+				     .msg_control = u.b,
+				     .msg_controllen = sizeof(u.b) };
+		int got[4], ngot = 0;
+		struct cmsghdr *cm;
+		ssize_t n;
+
+		n = REAL(recvmsg)(C.ctl_fd, &mh, MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == EAGAIN ? -ETIMEDOUT : -errno;
+		if (n == 0)
+			return -ECONNRESET;
+		for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+			if (cm->cmsg_level != SOL_SOCKET ||
+			    cm->cmsg_type != SCM_RIGHTS)
+				continue;
+			int k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+			for (int i = 0; i < k && ngot < 4; i++)
+				memcpy(&got[ngot++],
+				       CMSG_DATA(cm) + i * sizeof(int),
+				       sizeof(int));
+		}
+		if ((size_t)n < sizeof(struct nk_ctl_hdr) ||
+		    ctl_buf.hdr.seq != seq || ctl_buf.hdr.type != type ||
+		    ctl_buf.hdr.len != (uint32_t)n) {
+			/* Not ours (a late reply to a timed-out request). */
+			for (int i = 0; i < ngot; i++)
+				REAL(close)(got[i]);
+			if ((size_t)n >= sizeof(struct nk_ctl_hdr) &&
+			    ctl_buf.hdr.seq > seq)
+				return -EPROTO;
+			continue;
+		}
+		if (nfds) {
+			for (int i = 0; i < ngot; i++) {
+				if (i < 2)
+					fds[i] = got[i];
+				else
+					REAL(close)(got[i]);
+			}
+			*nfds = ngot < 2 ? ngot : 2;
+		} else {
+			for (int i = 0; i < ngot; i++)
+				REAL(close)(got[i]);
+		}
+		return (int)n;
+	}
+}
+
+static void mark_dead(const char *why);
+
+/* A control-socket failure means nkd is gone for this process. */
+static int ctl_fail(int err)
+{
+	if (err == -ECONNRESET || err == -EPIPE || err == -ENOTCONN)
+		mark_dead("control socket closed");
+	return err;
+}
+
+int nk_ctl__placeholder(uint32_t handle, int app_fd, int nkd_fd, uint64_t dev,
+			uint64_t ino)
+{
+	struct nk_ctl_placeholder m = {
+		.hdr = { .type = NK_CTL_PLACEHOLDER, .len = sizeof(m) },
+		.handle = handle,
+		.ino = ino,
+		.dev = dev,
+	};
+	int fds[2] = { app_fd, nkd_fd }, err;
+
+	pthread_mutex_lock(&C.ctl_lock);
+	m.hdr.seq = ++C.seq;
+	err = ctl_send(&m, sizeof(m), fds, 2);
+	pthread_mutex_unlock(&C.ctl_lock);
+	return err ? ctl_fail(err) : 0;
+}
+
+int nk_ctl__token_req(uint32_t type, uint64_t *token)
+{
+	struct nk_ctl_hdr m = { .type = type, .len = sizeof(m) };
+	struct nk_ctl_status st;
+	int err;
+
+	pthread_mutex_lock(&C.ctl_lock);
+	m.seq = ++C.seq;
+	err = ctl_send(&m, sizeof(m), NULL, 0);
+	if (!err) {
+		err = ctl_recv(m.seq, NK_CTL_STATUS, NULL, NULL);
+		if (err >= (int)sizeof(st)) {
+			memcpy(&st, ctl_buf.b, sizeof(st));
+			err = st.status;
+			*token = st.token;
+		} else if (err >= 0) {
+			err = -EPROTO;
+		}
+	}
+	pthread_mutex_unlock(&C.ctl_lock);
+	return err < 0 ? ctl_fail(err) : 0;
+}
+
+void nk_ctl__token_msg(uint32_t type, uint64_t token, pid_t pid)
+{
+	struct nk_ctl_token m = {
+		.hdr = { .type = type, .len = sizeof(m) },
+		.token = token,
+		.child_pid = pid,
+	};
+
+	pthread_mutex_lock(&C.ctl_lock);
+	m.hdr.seq = ++C.seq;
+	ctl_fail(ctl_send(&m, sizeof(m), NULL, 0));
+	pthread_mutex_unlock(&C.ctl_lock);
+}
+
+int nk_ctl__resolve(const struct nk_ctl_resolve *req,
+		    struct nk_ctl_resolve_reply **reply)
+{
+	struct nk_ctl_resolve m = *req;
+	struct nk_ctl_resolve_reply *r;
+	int n;
+
+	m.hdr.type = NK_CTL_RESOLVE;
+	m.hdr.len = sizeof(m);
+	pthread_mutex_lock(&C.ctl_lock);
+	m.hdr.seq = ++C.seq;
+	n = ctl_send(&m, sizeof(m), NULL, 0);
+	if (!n)
+		n = ctl_recv(m.hdr.seq, NK_CTL_RESOLVE_REPLY, NULL, NULL);
+	if (n >= 0 && (size_t)n < sizeof(*r))
+		n = -EPROTO;
+	if (n >= 0) {
+		r = malloc(n);
+		if (!r) {
+			n = -ENOMEM;
+		} else {
+			memcpy(r, ctl_buf.b, n);
+			if (r->nr_ents > NK_RESOLVE_MAX_ENTS ||
+			    sizeof(*r) + r->nr_ents *
+						    sizeof(struct nk_ctl_resolve_ent) >
+				    (size_t)n) {
+				free(r);
+				n = -EPROTO;
+			} else {
+				r->canonname[sizeof(r->canonname) - 1] = 0;
+				*reply = r;
+			}
+		}
+	}
+	pthread_mutex_unlock(&C.ctl_lock);
+	return n < 0 ? ctl_fail(n) : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Attach. */
+
+static void detach_local(void)
+{
+	if (C.region)
+		munmap(C.region, C.region_size);
+	C.region = NULL;
+	C.hdr = NULL;
+	if (C.ctl_fd >= 0)
+		REAL(close)(C.ctl_fd);
+	if (C.bell_fd >= 0)
+		REAL(close)(C.bell_fd);
+	C.ctl_fd = C.bell_fd = -1;
+	free(C.free_bufs);
+	free(C.meta);
+	C.free_bufs = NULL;
+	C.meta = NULL;
+	C.nfree = 0;
+}
+
+static bool in_region(uint64_t off, uint64_t len)
+{
+	return off <= C.region_size && len <= C.region_size - off;
+}
+
+static int map_region(int rfd, uint64_t size)
+{
+	struct nk_region_hdr *h;
+	struct nk_qset_desc *q;
+	void *p;
+
+	if (size < sizeof(*h) || size > (1ull << 36))
+		return -EPROTO;
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, rfd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	C.region = p;
+	C.region_size = size;
+	h = p;
+	C.hdr = h;
+	if (h->magic != NK_REGION_MAGIC || h->abi_version != NK_ABI_VERSION ||
+	    h->hdr_size < sizeof(*h) || h->region_size > size ||
+	    h->nr_qsets < 1 || h->nr_qsets > NK_MAX_QSETS)
+		return -EPROTO;
+	q = &h->qsets[0];
+	if (!q->sq_entries || (q->sq_entries & (q->sq_entries - 1)) ||
+	    !q->cq_entries || (q->cq_entries & (q->cq_entries - 1)) ||
+	    !in_region(q->sq_idx_off, sizeof(struct nk_ring_idx)) ||
+	    !in_region(q->cq_idx_off, sizeof(struct nk_ring_idx)) ||
+	    !in_region(q->sq_entries_off,
+		       (uint64_t)q->sq_entries * sizeof(struct nk_sqe)) ||
+	    !in_region(q->cq_entries_off,
+		       (uint64_t)q->cq_entries * sizeof(struct nk_cqe)) ||
+	    !h->buf_size || !h->nr_bufs ||
+	    !in_region(h->data_off, (uint64_t)h->buf_size * h->nr_bufs))
+		return -EPROTO;
+	C.sqi = (void *)(C.region + q->sq_idx_off);
+	C.cqi = (void *)(C.region + q->cq_idx_off);
+	C.sqes = (void *)(C.region + q->sq_entries_off);
+	C.cqes = (void *)(C.region + q->cq_entries_off);
+	C.sq_n = q->sq_entries;
+	C.cq_n = q->cq_entries;
+	C.sq_tail = nk_ring_load_relaxed(&C.sqi->tail);
+	C.cq_head = nk_ring_load_relaxed(&C.cqi->head);
+	C.data = C.region + h->data_off;
+	C.buf_size = h->buf_size;
+	C.nr_bufs = h->nr_bufs;
+	C.send_window = h->send_window ? h->send_window : h->buf_size;
+	C.epoch = h->epoch;
+	C.features = h->features;
+	C.free_bufs = malloc(sizeof(uint32_t) * C.nr_bufs);
+	C.meta = calloc(C.nr_bufs, sizeof(*C.meta));
+	if (!C.free_bufs || !C.meta)
+		return -ENOMEM;
+	/* Hand out low buffers first: fewer pages touched. */
+	for (uint32_t i = 0; i < C.nr_bufs; i++)
+		C.free_bufs[i] = C.nr_bufs - 1 - i;
+	C.nfree = C.nr_bufs;
+	return 0;
+}
+
+/*
+ * Connect, HELLO, WELCOME, map. On success the WELCOME (with its handle
+ * list) is left in ctl_buf for the caller, who holds ctl_lock.
+ */
+static int do_attach(bool inherit, uint64_t token, int *nhandles)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = NK_CTL_TIMEOUT_S };
+	struct nk_ctl_hello hello = {
+		.hdr = { .type = NK_CTL_HELLO, .len = sizeof(hello) },
+		.abi_version = NK_ABI_VERSION,
+		.nr_qsets = 1,
+	};
+	struct nk_ctl_welcome w;
+	int fd, fds[2] = { -1, -1 }, nfds = 0, n, err;
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", nk_cfg.socket_path);
+	fd = REAL(socket)(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (REAL(connect)(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		err = -errno;
+		REAL(close)(fd);
+		return err;
+	}
+	C.ctl_fd = move_high(fd, -1);
+	REAL(setsockopt)(C.ctl_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	REAL(setsockopt)(C.ctl_fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+
+	if (inherit) {
+		hello.flags = NK_HELLO_F_INHERIT;
+		hello.inherit_token = token;
+	}
+	snprintf(hello.guest, sizeof(hello.guest), "%s", nk_cfg.guest);
+	hello.hdr.seq = ++C.seq;
+	err = ctl_send(&hello, sizeof(hello), NULL, 0);
+	if (err)
+		goto fail;
+	n = ctl_recv(hello.hdr.seq, NK_CTL_WELCOME, fds, &nfds);
+	if (n < 0) {
+		err = n;
+		goto fail;
+	}
+	err = -EPROTO;
+	if ((size_t)n < sizeof(w))
+		goto fail;
+	memcpy(&w, ctl_buf.b, sizeof(w));
+	if (w.status < 0) {
+		err = w.status;
+		goto fail;
+	}
+	if (nfds != 2 ||
+	    (size_t)n < sizeof(w) + (size_t)w.nr_handles *
+					    sizeof(struct nk_ctl_handle))
+		goto fail;
+	err = map_region(fds[0], w.region_size);
+	REAL(close)(fds[0]);
+	fds[0] = -1;
+	if (err)
+		goto fail;
+	C.bell_fd = move_high(fds[1], C.ctl_fd);
+	fds[1] = -1;
+	*nhandles = (int)w.nr_handles;
+	C.last_check = nk_now_ns();
+	nk_dbg("attached to %s as guest %s (conn %u, %u bufs of %u, window %u)",
+	       nk_cfg.socket_path, nk_cfg.guest, C.hdr->conn_id, C.nr_bufs,
+	       C.buf_size, C.send_window);
+	return 0;
+fail:
+	for (int i = 0; i < 2; i++)
+		if (fds[i] >= 0)
+			REAL(close)(fds[i]);
+	detach_local();
+	return err;
+}
+
+static const struct nk_ctl_handle *welcome_handles(void)
+{
+	return (const void *)(ctl_buf.b + sizeof(struct nk_ctl_welcome));
+}
+
+static void submit_ignored(uint8_t opcode, uint32_t handle, uint64_t arg64);
+
+/* Inherited handles not named by any fd of ours: give them back. */
+static void close_unclaimed(const struct nk_ctl_handle *hs, int n)
+{
+	uint32_t size = nk_fdtab__size();
+	uint32_t *gone = malloc(sizeof(uint32_t) * (n ? n : 1));
+	int ngone = 0;
+
+	if (!gone)
+		return;
+	for (int i = 0; i < n; i++) {
+		bool found = false;
+
+		for (uint32_t fd = 0; fd < size && !found; fd++) {
+			struct nk_sock *s = nk_fdtab__get((int)fd);
+
+			if (s) {
+				found = s->handle == hs[i].handle;
+				nk_sock__put(s);
+			}
+		}
+		if (!found)
+			gone[ngone++] = hs[i].handle;
+	}
+	for (int i = 0; i < ngone; i++)
+		submit_ignored(NK_OP_CLOSE, gone[i], 0);
+	free(gone);
+}
+
+static const char *fallback_words(void)
+{
+	return nk_cfg.fallback == NK_FB_PASSTHROUGH
+		       ? "passing sockets through to the local stack"
+		       : "AF_INET/AF_INET6 sockets fail with ENETDOWN";
+}
+
+/* Fork child: claim the hand-over. Called with attach_lock held. */
+static int attach_child(void)
+{
+	struct nk_ctl_handle *hs = NULL;
+	int n = 0, err;
+
+	pthread_mutex_lock(&C.ctl_lock);
+	err = do_attach(true, C.child_token, &n);
+	if (!err && n) {
+		hs = malloc(sizeof(*hs) * n);
+		if (hs)
+			memcpy(hs, welcome_handles(), sizeof(*hs) * n);
+	}
+	pthread_mutex_unlock(&C.ctl_lock);
+	C.child_have_token = false;
+	if (err) {
+		atomic_store(&C.state, NK_ST_DEAD);
+		nk_log("cannot re-attach to nkd at %s after fork: %s; "
+		       "inherited sockets fail",
+		       nk_cfg.socket_path, strerror(-err));
+		return err;
+	}
+	atomic_store(&C.state, NK_ST_UP);
+	if (hs)
+		close_unclaimed(hs, n);
+	free(hs);
+	return 0;
+}
+
+int nk_conn__ensure(void)
+{
+	int st = atomic_load_explicit(&C.state, memory_order_acquire), err;
+
+	if (__builtin_expect(st == NK_ST_UP, 1))
+		return 0;
+	if (st == NK_ST_DEAD)
+		return -ENETDOWN;
+	if (st == NK_ST_UNREACHABLE)
+		return nk_cfg.fallback == NK_FB_PASSTHROUGH ? -EHOSTUNREACH
+							    : -ENETDOWN;
+	pthread_mutex_lock(&C.attach_lock);
+	st = atomic_load(&C.state);
+	if (st == NK_ST_INIT) {
+		int n = 0;
+
+		pthread_mutex_lock(&C.ctl_lock);
+		err = do_attach(false, 0, &n);
+		pthread_mutex_unlock(&C.ctl_lock);
+		if (err) {
+			nk_log("cannot reach nkd at %s: %s; %s",
+			       nk_cfg.socket_path, strerror(-err),
+			       fallback_words());
+			atomic_store(&C.state, NK_ST_UNREACHABLE);
+		} else {
+			atomic_store(&C.state, NK_ST_UP);
+		}
+	} else if (st == NK_ST_CHILD) {
+		attach_child();
+	}
+	pthread_mutex_unlock(&C.attach_lock);
+	return nk_conn__ensure();
+}
+
+enum nk_state nk_conn__state(void)
+{
+	return atomic_load(&C.state);
+}
+
+uint32_t nk_conn__buf_size(void)
+{
+	return C.buf_size;
+}
+
+uint32_t nk_conn__send_window(void)
+{
+	return C.send_window;
+}
+
+int nk_conn__attach_exec(uint64_t token)
+{
+	struct nk_ctl_handle *hs = NULL;
+	int n = 0, err;
+
+	pthread_mutex_lock(&C.attach_lock);
+	pthread_mutex_lock(&C.ctl_lock);
+	err = do_attach(true, token, &n);
+	if (!err && n) {
+		hs = malloc(sizeof(*hs) * n);
+		if (hs)
+			memcpy(hs, welcome_handles(), sizeof(*hs) * n);
+	}
+	pthread_mutex_unlock(&C.ctl_lock);
+	if (err) {
+		nk_log("cannot reach nkd at %s: %s; inherited sockets are lost, "
+		       "%s",
+		       nk_cfg.socket_path, strerror(-err), fallback_words());
+		atomic_store(&C.state, NK_ST_UNREACHABLE);
+		pthread_mutex_unlock(&C.attach_lock);
+		return err;
+	}
+	atomic_store(&C.state, NK_ST_UP);
+	pthread_mutex_unlock(&C.attach_lock);
+
+	/* Find each inherited placeholder among our fds by its inode. */
+	for (int fd = 0; hs && fd < (int)nk_fdtab__size(); fd++) {
+		struct stat st;
+		struct nk_sock *s = NULL, *old;
+
+		if (nk_conn__is_internal_fd(fd) || fstat(fd, &st) ||
+		    !S_ISSOCK(st.st_mode))
+			continue;
+		for (int i = 0; i < n && !s; i++) {
+			if (hs[i].ino != (uint64_t)st.st_ino ||
+			    hs[i].dev != (uint64_t)st.st_dev)
+				continue;
+			/* dup'd fds share one object, as they did before. */
+			for (int j = 0; j < fd && !s; j++) {
+				struct nk_sock *o = nk_fdtab__get(j);
+
+				if (o && o->handle == hs[i].handle)
+					s = o;
+				else if (o)
+					nk_sock__put(o);
+			}
+			if (!s)
+				s = nk_sock__adopt(hs[i].handle, fd);
+		}
+		if (!s)
+			continue;
+		s->dev = st.st_dev;
+		s->ino = st.st_ino;
+		if (nk_fdtab__install(fd, s, &old) == 0 && old)
+			nk_sock__fdput(old);
+		nk_sock__put(s);
+	}
+	if (hs)
+		close_unclaimed(hs, n);
+	free(hs);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Liveness. */
+
+static void mark_dead(const char *why)
+{
+	int st = atomic_load(&C.state);
+
+	if (st != NK_ST_UP)
+		return;
+	atomic_store(&C.state, NK_ST_DEAD);
+	if (!atomic_exchange(&C.dead_logged, 1))
+		nk_log("lost nkd at %s (%s); pending and new socket calls fail",
+		       nk_cfg.socket_path, why);
+	/* Followers must see it now, not after their slice. */
+	__atomic_add_fetch(&C.gen, 1, __ATOMIC_SEQ_CST);
+	syscall(SYS_futex, &C.gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Cheap checks: words in the shared header. */
+static bool host_ok(void)
+{
+	if (__atomic_load_n(&C.hdr->host_flags, __ATOMIC_ACQUIRE) &
+	    NK_HOST_F_DEAD) {
+		mark_dead("nkd disconnected this guest");
+		return false;
+	}
+	if (__atomic_load_n(&C.hdr->epoch, __ATOMIC_RELAXED) != C.epoch) {
+		mark_dead("nkd restarted");
+		return false;
+	}
+	return true;
+}
+
+static void check_alive(void)
+{
+	struct pollfd p = { .fd = C.ctl_fd, .events = POLLRDHUP };
+
+	if (atomic_load(&C.state) != NK_ST_UP || !host_ok())
+		return;
+	if (poll(&p, 1, 0) > 0 &&
+	    (p.revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL)))
+		mark_dead("control socket closed");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Buffers. */
+
+uint8_t *nk_buf__ptr(int idx)
+{
+	return C.data + (size_t)idx * C.buf_size;
+}
+
+uint32_t nk_buf__off(int idx)
+{
+	return (uint32_t)idx * C.buf_size;
+}
+
+static int buf_take(void)
+{
+	int idx = -1;
+
+	pthread_mutex_lock(&C.buf_lock);
+	if (C.nfree)
+		idx = (int)C.free_bufs[--C.nfree];
+	pthread_mutex_unlock(&C.buf_lock);
+	return idx;
+}
+
+void nk_buf__free(int idx)
+{
+	pthread_mutex_lock(&C.buf_lock);
+	if (C.free_bufs && C.nfree < C.nr_bufs)
+		C.free_bufs[C.nfree++] = (uint32_t)idx;
+	pthread_mutex_unlock(&C.buf_lock);
+}
+
+int nk_buf__alloc(bool wait, int64_t deadline_ns)
+{
+	for (;;) {
+		uint32_t g = nk_ring__gen();
+		int idx = buf_take(), err;
+
+		if (idx >= 0)
+			return idx;
+		nk_ring__poll();
+		idx = buf_take();
+		if (idx >= 0)
+			return idx;
+		if (!wait)
+			return -EAGAIN;
+		err = nk_ring__wait_progress(g, deadline_ns, true);
+		if (err == -ETIMEDOUT)
+			return -EAGAIN;
+		if (err)
+			return err;
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Rings. */
+
+static void ring_bell(void)
+{
+	uint64_t one = 1;
+
+	if (REAL(write)(C.bell_fd, &one, sizeof(one)) < 0)
+		(void)0; /* counter saturated: nkd is awake anyway */
+}
+
+int nk_ring__submit(struct nk_sqe *sqe)
+{
+	if (atomic_load(&C.state) != NK_ST_UP || !host_ok())
+		return -ENETDOWN;
+	pthread_mutex_lock(&C.sq_lock);
+	for (;;) {
+		uint32_t head = nk_ring_load_acquire(&C.sqi->head);
+
+		if (nk_ring_count(head, C.sq_tail) < C.sq_n)
+			break;
+		/* Full: nkd is behind, or waits for CQ room we must free. */
+		pthread_mutex_unlock(&C.sq_lock);
+		ring_bell();
+		nk_ring__poll();
+		usleep(50);
+		if (atomic_load(&C.state) != NK_ST_UP || !host_ok())
+			return -ENETDOWN;
+		pthread_mutex_lock(&C.sq_lock);
+	}
+	C.sqes[C.sq_tail & (C.sq_n - 1)] = *sqe;
+	C.sq_tail++;
+	/* The entry is visible before the tail that publishes it. */
+	nk_ring_store_release(&C.sqi->tail, C.sq_tail);
+	/* Tail store before the flag load, or we both sleep (ring.h). */
+	nk_ring_fence();
+	if (__atomic_load_n(&C.sqi->flags, __ATOMIC_RELAXED) &
+	    NK_RING_NEED_WAKEUP)
+		ring_bell();
+	pthread_mutex_unlock(&C.sq_lock);
+	return 0;
+}
+
+static void submit_ignored(uint8_t opcode, uint32_t handle, uint64_t arg64)
+{
+	struct nk_sqe sqe = { .opcode = opcode,
+			      .handle = handle,
+			      .user_data = UD_IGNORE };
+
+	sqe.ctl.arg64 = arg64;
+	nk_ring__submit(&sqe);
+}
+
+/* Claim the CLOSE of s; queue it for submission outside cq_lock. */
+static void queue_close_locked(struct nk_sock *s)
+{
+	if (atomic_exchange(&s->close_sent, 1))
+		return;
+	nk_sock__get(s);
+	s->next = C.close_q;
+	C.close_q = s;
+}
+
+static void flush_closes(struct nk_sock *q)
+{
+	while (q) {
+		struct nk_sock *next = q->next;
+
+		q->next = NULL;
+		submit_ignored(NK_OP_CLOSE, q->handle, 0);
+		nk_sock__put(q);
+		q = next;
+	}
+}
+
+static void dispatch(const struct nk_cqe *cqe)
+{
+	uint64_t ud = cqe->user_data;
+
+	switch (ud & UD_TAG_MASK) {
+	case 0: {
+		struct nk_call *op = (struct nk_call *)(uintptr_t)ud;
+
+		if (!op)
+			return;
+		op->cqe = *cqe;
+		atomic_store_explicit(&op->done, 1, memory_order_release);
+		return;
+	}
+	case UD_SEND: {
+		uint64_t idx = ud >> 3;
+		struct nk_sock *s;
+		uint32_t bytes;
+
+		if (idx >= C.nr_bufs || !(s = C.meta[idx].sock))
+			return;
+		bytes = C.meta[idx].bytes;
+		C.meta[idx].sock = NULL;
+		nk_buf__free((int)idx);
+		if (cqe->res < 0) {
+			int zero = 0;
+
+			atomic_compare_exchange_strong(&s->pending_err, &zero,
+						       -cqe->res);
+		}
+		atomic_fetch_sub(&C.inflight, bytes);
+		if (atomic_fetch_sub(&s->inflight, bytes) == bytes &&
+		    atomic_load(&s->closing))
+			queue_close_locked(s);
+		nk_sock__put(s);
+		return;
+	}
+	default:
+		return;
+	}
+}
+
+/* Called with cq_lock held. */
+static bool reap_locked(void)
+{
+	uint32_t tail = nk_ring_load_acquire(&C.cqi->tail);
+	bool any = false;
+
+	if (nk_ring_count(C.cq_head, tail) > C.cq_n) {
+		mark_dead("completion ring corrupt");
+		return false;
+	}
+	while (C.cq_head != tail) {
+		struct nk_cqe cqe = C.cqes[C.cq_head & (C.cq_n - 1)];
+
+		C.cq_head++;
+		/* The slot is copied out: nkd may reuse it. */
+		nk_ring_store_release(&C.cqi->head, C.cq_head);
+		dispatch(&cqe);
+		any = true;
+	}
+	if (any) {
+		__atomic_add_fetch(&C.gen, 1, __ATOMIC_SEQ_CST);
+		if (C.nfollowers)
+			syscall(SYS_futex, &C.gen, FUTEX_WAKE_PRIVATE, INT_MAX,
+				NULL, NULL, 0);
+	}
+	return any;
+}
+
+void nk_ring__poll(void)
+{
+	struct nk_sock *q;
+
+	if (atomic_load(&C.state) != NK_ST_UP)
+		return;
+	pthread_mutex_lock(&C.cq_lock);
+	reap_locked();
+	q = C.close_q;
+	C.close_q = NULL;
+	pthread_mutex_unlock(&C.cq_lock);
+	flush_closes(q);
+}
+
+uint32_t nk_ring__gen(void)
+{
+	return __atomic_load_n(&C.gen, __ATOMIC_SEQ_CST);
+}
+
+static int futex_wait(uint32_t *addr, int op, uint32_t val, int64_t ns)
+{
+	struct timespec ts = { .tv_sec = ns / 1000000000LL,
+			       .tv_nsec = ns % 1000000000LL };
+
+	if (syscall(SYS_futex, addr, op, val, &ts, NULL, 0) < 0)
+		return errno == EINTR ? -EINTR : 0;
+	return 0;
+}
+
+/*
+ * A timed FUTEX_WAIT interrupted by a handler returns EINTR even under
+ * SA_RESTART (the kernel restarts only untimed waits), so decide the way
+ * the kernel would for a socket call: restart unless some installed
+ * handler lacks SA_RESTART. We cannot tell which signal it was; erring
+ * towards EINTR is what careful applications handle anyway.
+ */
+static bool signals_restart(void)
+{
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+
+		if (sig == SIGKILL || sig == SIGSTOP)
+			continue;
+		if (sigaction(sig, NULL, &sa))
+			continue;
+		if (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN)
+			continue;
+		if (!(sa.sa_flags & SA_RESTART))
+			return false;
+	}
+	return true;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+static bool op_done(struct nk_call *op, uint32_t since)
+{
+	if (op)
+		return atomic_load_explicit(&op->done, memory_order_acquire);
+	return nk_ring__gen() != since;
+}
+
+/* The reaper's sleep: spin, then NEED_WAKEUP + FUTEX_WAIT on the CQ tail. */
+static int reaper_sleep(int64_t slice)
+{
+	uint32_t head = C.cq_head, tail;
+	int64_t t0 = nk_now_ns();
+	int err;
+
+	do {
+		if (nk_ring_load_acquire(&C.cqi->tail) != head)
+			return 0;
+		cpu_relax();
+	} while (nk_now_ns() - t0 < NK_SPIN_NS);
+	if (!(C.features & NK_FEAT_FUTEX_WAKE)) {
+		/* Host never wakes us: poll with a short sleep. */
+		usleep(200);
+		return 0;
+	}
+	__atomic_fetch_or(&C.cqi->flags, NK_RING_NEED_WAKEUP, __ATOMIC_RELAXED);
+	/* Flag before the re-check, or nkd's post slips between (ring.h). */
+	nk_ring_fence();
+	tail = nk_ring_load_acquire(&C.cqi->tail);
+	err = 0;
+	if (tail == head)
+		err = futex_wait(&C.cqi->tail, FUTEX_WAIT, tail, slice);
+	__atomic_fetch_and(&C.cqi->flags, ~NK_RING_NEED_WAKEUP,
+			   __ATOMIC_RELAXED);
+	return err;
+}
+
+static int wait_cond(struct nk_call *op, uint32_t since, int64_t deadline,
+		     bool intr)
+{
+	for (;;) {
+		struct nk_sock *q;
+		int64_t now, slice = NK_SLICE_NS;
+		int err;
+
+		pthread_mutex_lock(&C.cq_lock);
+		if (atomic_load(&C.state) != NK_ST_UP) {
+			pthread_mutex_unlock(&C.cq_lock);
+			return -ECONNRESET;
+		}
+		reap_locked();
+		q = C.close_q;
+		C.close_q = NULL;
+		if (op_done(op, since)) {
+			pthread_mutex_unlock(&C.cq_lock);
+			flush_closes(q);
+			return 0;
+		}
+		now = nk_now_ns();
+		if (deadline) {
+			if (now >= deadline) {
+				pthread_mutex_unlock(&C.cq_lock);
+				flush_closes(q);
+				return -ETIMEDOUT;
+			}
+			if (deadline - now < slice)
+				slice = deadline - now;
+		}
+		if (C.reaper_busy) {
+			uint32_t g = __atomic_load_n(&C.gen, __ATOMIC_SEQ_CST);
+
+			C.nfollowers++;
+			pthread_mutex_unlock(&C.cq_lock);
+			flush_closes(q);
+			err = futex_wait(&C.gen, FUTEX_WAIT_PRIVATE, g, slice);
+			pthread_mutex_lock(&C.cq_lock);
+			C.nfollowers--;
+			pthread_mutex_unlock(&C.cq_lock);
+		} else {
+			C.reaper_busy = true;
+			pthread_mutex_unlock(&C.cq_lock);
+			flush_closes(q);
+			err = reaper_sleep(slice);
+			pthread_mutex_lock(&C.cq_lock);
+			C.reaper_busy = false;
+			if (C.nfollowers) {
+				/* Let a follower take the reaper role. */
+				__atomic_add_fetch(&C.gen, 1, __ATOMIC_SEQ_CST);
+				syscall(SYS_futex, &C.gen, FUTEX_WAKE_PRIVATE,
+					INT_MAX, NULL, NULL, 0);
+			}
+			pthread_mutex_unlock(&C.cq_lock);
+		}
+		now = nk_now_ns();
+		if (now - __atomic_load_n(&C.last_check, __ATOMIC_RELAXED) >=
+		    NK_SLICE_NS) {
+			__atomic_store_n(&C.last_check, now, __ATOMIC_RELAXED);
+			check_alive();
+		}
+		if (err == -EINTR && intr && !signals_restart())
+			return -EINTR;
+	}
+}
+
+int nk_ring__wait_progress(uint32_t since, int64_t deadline_ns, bool intr)
+{
+	return wait_cond(NULL, since, deadline_ns, intr);
+}
+
+int nk_ring__call(struct nk_sqe *sqe, struct nk_call *op, bool intr)
+{
+	struct nk_sqe cancel = { .opcode = NK_OP_CANCEL,
+				 .user_data = UD_IGNORE };
+	int err;
+
+	atomic_store(&op->done, 0);
+	sqe->user_data = (uint64_t)(uintptr_t)op;
+	err = nk_ring__submit(sqe);
+	if (err)
+		return err;
+	err = wait_cond(op, 0, 0, intr);
+	if (err != -EINTR)
+		return err;
+	/* Interrupted: cancel, but the op's own CQE decides the result. */
+	cancel.ctl.arg64 = (uint64_t)(uintptr_t)op;
+	if (nk_ring__submit(&cancel) == 0)
+		err = wait_cond(op, 0, 0, false);
+	else
+		err = wait_cond(op, 0, 0, false);
+	if (err)
+		return err;
+	return op->cqe.res == -ECANCELED ? -EINTR : 0;
+}
+
+int nk_ring__send_async(struct nk_sock *s, struct nk_sqe *sqe, int idx,
+			uint32_t bytes)
+{
+	int err;
+
+	nk_sock__get(s);
+	C.meta[idx].sock = s;
+	C.meta[idx].bytes = bytes;
+	atomic_fetch_add(&s->inflight, bytes);
+	atomic_fetch_add(&C.inflight, bytes);
+	sqe->user_data = ((uint64_t)idx << 3) | UD_SEND;
+	err = nk_ring__submit(sqe);
+	if (err) {
+		C.meta[idx].sock = NULL;
+		atomic_fetch_sub(&s->inflight, bytes);
+		atomic_fetch_sub(&C.inflight, bytes);
+		nk_buf__free(idx);
+		nk_sock__put(s);
+	}
+	return err;
+}
+
+void nk_ring__close_sock(struct nk_sock *s)
+{
+	if (nk_conn__ensure())
+		return;
+	atomic_store(&s->closing, 1);
+	if (atomic_load(&s->inflight) == 0 &&
+	    !atomic_exchange(&s->close_sent, 1))
+		submit_ignored(NK_OP_CLOSE, s->handle, 0);
+}
+
+void nk_ring__drain(int64_t timeout_ns)
+{
+	int64_t deadline = nk_now_ns() + timeout_ns;
+
+	while (atomic_load(&C.state) == NK_ST_UP &&
+	       atomic_load(&C.inflight) > 0) {
+		uint32_t g = nk_ring__gen();
+
+		if (atomic_load(&C.inflight) <= 0)
+			break;
+		if (nk_ring__wait_progress(g, deadline, false))
+			break;
+	}
+	nk_ring__poll();
+}
+
+/* ------------------------------------------------------------------------ */
+/* fork. */
+
+void nk_conn__fork_prepare(void)
+{
+	pthread_mutex_lock(&C.attach_lock);
+	pthread_mutex_lock(&C.ctl_lock);
+	pthread_mutex_lock(&C.cq_lock);
+	pthread_mutex_lock(&C.sq_lock);
+	pthread_mutex_lock(&C.buf_lock);
+	nk_fdtab__fork_lock();
+}
+
+void nk_conn__fork_parent(void)
+{
+	nk_fdtab__fork_unlock(false);
+	pthread_mutex_unlock(&C.buf_lock);
+	pthread_mutex_unlock(&C.sq_lock);
+	pthread_mutex_unlock(&C.cq_lock);
+	pthread_mutex_unlock(&C.ctl_lock);
+	pthread_mutex_unlock(&C.attach_lock);
+}
+
+void nk_conn__fork_child(bool have_token, uint64_t token, bool eager)
+{
+	int st = atomic_load(&C.state);
+
+	nk_fdtab__fork_unlock(true);
+	pthread_mutex_init(&C.buf_lock, NULL);
+	pthread_mutex_init(&C.sq_lock, NULL);
+	pthread_mutex_init(&C.cq_lock, NULL);
+	pthread_mutex_init(&C.ctl_lock, NULL);
+	pthread_mutex_init(&C.attach_lock, NULL);
+	/* The parent's region and control socket are not ours to use. */
+	detach_local();
+	C.reaper_busy = false;
+	C.nfollowers = 0;
+	C.close_q = NULL;
+	atomic_store(&C.inflight, 0);
+	for (uint32_t fd = 0; fd < nk_fdtab__size(); fd++) {
+		struct nk_sock *s = nk_fdtab__get((int)fd);
+
+		if (!s)
+			continue;
+		/* The parent's sends complete in the parent's ring. */
+		atomic_store(&s->inflight, 0);
+		nk_sock__put(s);
+	}
+	if (st == NK_ST_UNREACHABLE)
+		return;
+	if (st == NK_ST_UP || st == NK_ST_CHILD) {
+		if (have_token) {
+			C.child_have_token = true;
+			C.child_token = token;
+			atomic_store(&C.state, NK_ST_CHILD);
+		} else {
+			atomic_store(&C.state, nk_fdtab__count() ? NK_ST_DEAD
+								 : NK_ST_INIT);
+		}
+	}
+	if (eager && have_token)
+		nk_conn__ensure();
+}

@@ -1,0 +1,638 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The interposed libc entry points. Each one decides: a netkernel socket
+ * (its fd is in the fd table) goes to sock.c, anything else goes to libc
+ * untouched. read/write/close and friends sit in every program's file I/O,
+ * so their test is one bounds check and one atomic load (nk_fdtab__maybe).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+#define NK_EXPORT __attribute__((visibility("default")))
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+extern void __chk_fail(void) __attribute__((noreturn));
+
+static inline long nk_ret(long r)
+{
+	if (r < 0) {
+		errno = (int)-r;
+		return -1;
+	}
+	return r;
+}
+
+/* Referenced socket at fd if it is one of ours and nkd is usable. */
+static struct nk_sock *sock_of(int fd)
+{
+	if (!nk_fdtab__maybe(fd))
+		return NULL;
+	return nk_fdtab__get(fd);
+}
+
+/* Run expr on socket s (attached), drop the reference, set errno. */
+#define ON_SOCK(s, expr)                      \
+	({                                    \
+		long __r = nk_conn__ensure(); \
+		if (__r == -EHOSTUNREACH)     \
+			__r = -ENETDOWN;      \
+		if (!__r)                     \
+			__r = (expr);         \
+		nk_sock__put(s);              \
+		nk_ret(__r);                  \
+	})
+
+/* ------------------------------------------------------------------------ */
+/* Creation and naming. */
+
+static bool ours(int domain, int type, int protocol)
+{
+	int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+	if (domain != AF_INET && domain != AF_INET6)
+		return false;
+	if (base == SOCK_STREAM)
+		return protocol == 0 || protocol == IPPROTO_TCP;
+	if (base == SOCK_DGRAM)
+		return protocol == 0 || protocol == IPPROTO_UDP;
+	return false;
+}
+
+NK_EXPORT int socket(int domain, int type, int protocol)
+{
+	int err;
+
+	if (!ours(domain, type, protocol))
+		return REAL(socket)(domain, type, protocol);
+	err = nk_conn__ensure();
+	if (err == -EHOSTUNREACH ||
+	    (err && nk_cfg.fallback == NK_FB_PASSTHROUGH))
+		return REAL(socket)(domain, type, protocol);
+	if (err)
+		return (int)nk_ret(-ENETDOWN);
+	return (int)nk_ret(nk_sock__create(domain, type, protocol));
+}
+
+NK_EXPORT int bind(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	struct nk_sock *s = sock_of(fd);
+
+	if (!s)
+		return REAL(bind)(fd, sa, len);
+	return (int)ON_SOCK(s, nk_sock__bind(s, sa, len));
+}
+
+NK_EXPORT int listen(int fd, int backlog)
+{
+	struct nk_sock *s = sock_of(fd);
+
+	if (!s)
+		return REAL(listen)(fd, backlog);
+	return (int)ON_SOCK(s, nk_sock__listen(s, backlog));
+}
+
+NK_EXPORT int accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
+{
+	struct nk_sock *s = sock_of(fd);
+
+	if (!s)
+		return REAL(accept4)(fd, sa, len, flags);
+	return (int)ON_SOCK(s, nk_sock__accept(s, fd, sa, len, flags));
+}
+
+NK_EXPORT int accept(int fd, struct sockaddr *sa, socklen_t *len)
+{
+	struct nk_sock *s = sock_of(fd);
+
+	if (!s)
+		return REAL(accept)(fd, sa, len);
+	return (int)ON_SOCK(s, nk_sock__accept(s, fd, sa, len, 0));
+}
+
+NK_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	struct nk_sock *s = sock_of(fd);
+
+	if (!s)
+		return REAL(connect)(fd, sa, len);
+	return (int)ON_SOCK(s, nk_sock__connect(s, sa, len));
+}
+
+NK_EXPORT int shutdown(int fd, int how)
+{
+	struct nk_sock *s = sock_of(fd);
+
+	if (!s)
+		return REAL(shutdown)(fd, how);
+	return (int)ON_SOCK(s, nk_sock__shutdown(s, how));
+}
+
+NK_EXPORT int getsockname(int fd, struct sockaddr *sa, socklen_t *len)
+{
+	struct nk_sock *s = sock_of(fd);
+
+	if (!s)
+		return REAL(getsockname)(fd, sa, len);
+	return (int)ON_SOCK(s, nk_sock__name(s, false, sa, len));
+}
+
+NK_EXPORT int getpeername(int fd, struct sockaddr *sa, socklen_t *len)
+{
+	struct nk_sock *s = sock_of(fd);
+
+	if (!s)
+		return REAL(getpeername)(fd, sa, len);
+	return (int)ON_SOCK(s, nk_sock__name(s, true, sa, len));
+}
+
+NK_EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+	struct nk_sock *s = sock_of(fd);
+
+	if (!s)
+		return REAL(getsockopt)(fd, level, name, val, len);
+	return (int)ON_SOCK(s, nk_sock__getsockopt(s, level, name, val, len));
+}
+
+NK_EXPORT int setsockopt(int fd, int level, int name, const void *val,
+			 socklen_t len)
+{
+	struct nk_sock *s = sock_of(fd);
+
+	if (!s)
+		return REAL(setsockopt)(fd, level, name, val, len);
+	return (int)ON_SOCK(s,
+			    nk_sock__setsockopt(s, fd, level, name, val, len));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Receive. */
+
+static ssize_t sock_recv(struct nk_sock *s, int fd, void *buf, size_t n,
+			 int flags, struct sockaddr *sa, socklen_t *len)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = n };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t r;
+
+	if (sa && len) {
+		mh.msg_name = sa;
+		mh.msg_namelen = *len;
+	}
+	r = nk_sock__recvmsg(s, fd, &mh, flags);
+	if (r >= 0 && sa && len)
+		*len = mh.msg_namelen;
+	return r;
+}
+
+NK_EXPORT ssize_t read(int fd, void *buf, size_t n)
+{
+	struct nk_sock *s;
+
+	if (__builtin_expect(!nk_fdtab__maybe(fd), 1))
+		return REAL(read)(fd, buf, n);
+	s = nk_fdtab__get(fd);
+	if (!s)
+		return REAL(read)(fd, buf, n);
+	return ON_SOCK(s, sock_recv(s, fd, buf, n, 0, NULL, NULL));
+}
+
+NK_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
+{
+	if (n > buflen)
+		__chk_fail();
+	return read(fd, buf, n);
+}
+
+NK_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
+{
+	struct nk_sock *s = sock_of(fd);
+
+	if (!s)
+		return REAL(recv)(fd, buf, n, flags);
+	return ON_SOCK(s, sock_recv(s, fd, buf, n, flags, NULL, NULL));
+}
+
+NK_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen,
+			     int flags)
+{
+	if (n > buflen)
+		__chk_fail();
+	return recv(fd, buf, n, flags);
+}
+
+NK_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags,
+			   struct sockaddr *sa, socklen_t *len)
+{
+	struct nk_sock *s = sock_of(fd);
+
+	if (!s)
+		return REAL(recvfrom)(fd, buf, n, flags, sa, len);
+	return ON_SOCK(s, sock_recv(s, fd, buf, n, flags, sa, len));
+}
+
+NK_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen,
+				 int flags, struct sockaddr *sa, socklen_t *len)
+{
+	if (n > buflen)
+		__chk_fail();
+	return recvfrom(fd, buf, n, flags, sa, len);
+}
+
+NK_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct msghdr mh = { .msg_iov = (struct iovec *)iov };
+	struct nk_sock *s;
+
+	if (__builtin_expect(!nk_fdtab__maybe(fd), 1) ||
+	    !(s = nk_fdtab__get(fd)))
+		return REAL(readv)(fd, iov, iovcnt);
+	if (iovcnt < 0 || iovcnt > IOV_MAX) {
+		nk_sock__put(s);
+		return nk_ret(-EINVAL);
+	}
+	mh.msg_iovlen = (size_t)iovcnt;
+	return ON_SOCK(s, nk_sock__recvmsg(s, fd, &mh, 0));
+}
+
+NK_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	struct nk_sock *s = sock_of(fd);
+
+	if (!s)
+		return REAL(recvmsg)(fd, msg, flags);
+	return ON_SOCK(s, nk_sock__recvmsg(s, fd, msg, flags));
+}
+
+NK_EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen,
+		       int flags, struct timespec *tmo)
+{
+	struct nk_sock *s = sock_of(fd);
+	unsigned int i;
+	long r = 0;
+
+	if (!s)
+		return REAL(recvmmsg)(fd, vec, vlen, flags, tmo);
+	r = nk_conn__ensure();
+	for (i = 0; !r && i < vlen; i++) {
+		/* After the first datagram, take only what is there. */
+		int f = i && (flags & MSG_WAITFORONE || tmo)
+				? flags | MSG_DONTWAIT
+				: flags;
+		ssize_t n = nk_sock__recvmsg(s, fd, &vec[i].msg_hdr,
+					     f & ~MSG_WAITFORONE);
+
+		if (n < 0) {
+			if (!i)
+				r = n;
+			break;
+		}
+		vec[i].msg_len = (unsigned int)n;
+	}
+	nk_sock__put(s);
+	if (r == -EHOSTUNREACH)
+		r = -ENETDOWN;
+	return (int)nk_ret(r ? r : (long)i);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Send. */
+
+static ssize_t sock_send(struct nk_sock *s, const void *buf, size_t n,
+			 int flags, const struct sockaddr *sa, socklen_t len)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = n };
+	struct msghdr mh = { .msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_name = (void *)sa,
+			     .msg_namelen = sa ? len : 0 };
+
+	return nk_sock__sendmsg(s, &mh, flags);
+}
+
+NK_EXPORT ssize_t write(int fd, const void *buf, size_t n)
+{
+	struct nk_sock *s;
+
+	if (__builtin_expect(!nk_fdtab__maybe(fd), 1))
+		return REAL(write)(fd, buf, n);
+	s = nk_fdtab__get(fd);
+	if (!s)
+		return REAL(write)(fd, buf, n);
+	return ON_SOCK(s, sock_send(s, buf, n, 0, NULL, 0));
+}
+
+NK_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
+{
+	struct nk_sock *s = sock_of(fd);
+
+	if (!s)
+		return REAL(send)(fd, buf, n, flags);
+	return ON_SOCK(s, sock_send(s, buf, n, flags, NULL, 0));
+}
+
+NK_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
+			 const struct sockaddr *sa, socklen_t len)
+{
+	struct nk_sock *s = sock_of(fd);
+
+	if (!s)
+		return REAL(sendto)(fd, buf, n, flags, sa, len);
+	return ON_SOCK(s, sock_send(s, buf, n, flags, sa, len));
+}
+
+NK_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct msghdr mh = { .msg_iov = (struct iovec *)iov };
+	struct nk_sock *s;
+
+	if (__builtin_expect(!nk_fdtab__maybe(fd), 1) ||
+	    !(s = nk_fdtab__get(fd)))
+		return REAL(writev)(fd, iov, iovcnt);
+	if (iovcnt < 0 || iovcnt > IOV_MAX) {
+		nk_sock__put(s);
+		return nk_ret(-EINVAL);
+	}
+	mh.msg_iovlen = (size_t)iovcnt;
+	return ON_SOCK(s, nk_sock__sendmsg(s, &mh, 0));
+}
+
+NK_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	struct nk_sock *s = sock_of(fd);
+
+	if (!s)
+		return REAL(sendmsg)(fd, msg, flags);
+	return ON_SOCK(s, nk_sock__sendmsg(s, msg, flags));
+}
+
+NK_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen,
+		       int flags)
+{
+	struct nk_sock *s = sock_of(fd);
+	unsigned int i;
+	long r;
+
+	if (!s)
+		return REAL(sendmmsg)(fd, vec, vlen, flags);
+	r = nk_conn__ensure();
+	for (i = 0; !r && i < vlen; i++) {
+		ssize_t n = nk_sock__sendmsg(s, &vec[i].msg_hdr, flags);
+
+		if (n < 0) {
+			if (!i)
+				r = n;
+			break;
+		}
+		vec[i].msg_len = (unsigned int)n;
+	}
+	nk_sock__put(s);
+	if (r == -EHOSTUNREACH)
+		r = -ENETDOWN;
+	return (int)nk_ret(r ? r : (long)i);
+}
+
+NK_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *off, size_t count)
+{
+	struct nk_sock *s = sock_of(out_fd);
+
+	if (!s)
+		return REAL(sendfile)(out_fd, in_fd, off, count);
+	return ON_SOCK(s, nk_sock__sendfile(s, in_fd, off, count));
+}
+
+NK_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off_t *off, size_t count)
+{
+	struct nk_sock *s = sock_of(out_fd);
+
+	if (!s)
+		return REAL(sendfile64)(out_fd, in_fd, off, count);
+	return ON_SOCK(s, nk_sock__sendfile(s, in_fd, off, count));
+}
+
+/* ------------------------------------------------------------------------ */
+/* fd control. */
+
+/* fd now names what src names (dup family); fd was just made by libc. */
+static void share(int fd, struct nk_sock *src)
+{
+	struct nk_sock *old = NULL;
+
+	if (nk_fdtab__install(fd, src, &old) == 0 && old)
+		nk_sock__fdput(old);
+}
+
+/* fd was closed or replaced by libc: drop what it named. */
+static void forget(int fd)
+{
+	struct nk_sock *old = nk_fdtab__remove(fd);
+
+	if (old)
+		nk_sock__fdput(old);
+}
+
+NK_EXPORT int close(int fd)
+{
+	struct nk_sock *s;
+	int r;
+
+	if (__builtin_expect(!nk_fdtab__maybe(fd), 1)) {
+		if (__builtin_expect(nk_conn__is_internal_fd(fd), 0))
+			return (int)nk_ret(-EBADF); /* not the app's fd */
+		return REAL(close)(fd);
+	}
+	/* Out of the table first: the number may be reused at once. */
+	s = nk_fdtab__remove(fd);
+	r = REAL(close)(fd);
+	if (s)
+		nk_sock__fdput(s);
+	return r;
+}
+
+static int do_dup3(int old, int new, int flags, bool is_dup2)
+{
+	struct nk_sock *s;
+	int r;
+
+	if (nk_conn__is_internal_fd(old))
+		return (int)nk_ret(-EBADF);
+	if (old == new)
+		return is_dup2 ? REAL(dup2)(old, new)
+			       : REAL(dup3)(old, new, flags);
+	if (nk_conn__is_internal_fd(new))
+		nk_conn__evacuate((unsigned int)new, (unsigned int)new);
+	s = sock_of(old);
+	r = is_dup2 ? REAL(dup2)(old, new) : REAL(dup3)(old, new, flags);
+	if (r >= 0) {
+		forget(new);
+		if (s)
+			share(new, s);
+	}
+	if (s)
+		nk_sock__put(s);
+	return r;
+}
+
+NK_EXPORT int dup2(int old, int new)
+{
+	return do_dup3(old, new, 0, true);
+}
+
+NK_EXPORT int dup3(int old, int new, int flags)
+{
+	return do_dup3(old, new, flags, false);
+}
+
+NK_EXPORT int dup(int fd)
+{
+	struct nk_sock *s;
+	int r;
+
+	if (nk_conn__is_internal_fd(fd))
+		return (int)nk_ret(-EBADF);
+	s = sock_of(fd);
+	r = REAL(dup)(fd);
+	if (s) {
+		if (r >= 0)
+			share(r, s);
+		nk_sock__put(s);
+	}
+	return r;
+}
+
+static int do_fcntl(int (*fn)(int, int, ...), int fd, int cmd,
+		    unsigned long arg)
+{
+	struct nk_sock *s;
+	int r;
+
+	switch (cmd) {
+	case F_DUPFD:
+	case F_DUPFD_CLOEXEC:
+		if (nk_conn__is_internal_fd(fd))
+			return (int)nk_ret(-EBADF);
+		s = sock_of(fd);
+		r = fn(fd, cmd, arg);
+		if (s) {
+			if (r >= 0)
+				share(r, s);
+			nk_sock__put(s);
+		}
+		return r;
+	case F_SETFL:
+		s = sock_of(fd);
+		r = fn(fd, cmd, arg);
+		if (s) {
+			if (r == 0)
+				atomic_store(&s->nonblock,
+					     !!(arg & O_NONBLOCK));
+			nk_sock__put(s);
+		}
+		return r;
+	default:
+		return fn(fd, cmd, arg);
+	}
+}
+
+NK_EXPORT int fcntl(int fd, int cmd, ...)
+{
+	unsigned long arg;
+	va_list ap;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, unsigned long);
+	va_end(ap);
+	return do_fcntl(REAL(fcntl), fd, cmd, arg);
+}
+
+NK_EXPORT int fcntl64(int fd, int cmd, ...)
+{
+	unsigned long arg;
+	va_list ap;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, unsigned long);
+	va_end(ap);
+	return do_fcntl(REAL(fcntl64), fd, cmd, arg);
+}
+
+NK_EXPORT int ioctl(int fd, unsigned long req, ...)
+{
+	struct nk_sock *s;
+	void *arg;
+	va_list ap;
+
+	va_start(ap, req);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	s = sock_of(fd);
+	if (!s)
+		return REAL(ioctl)(fd, req, arg);
+	if (req == FIONBIO) {
+		/* Local: no need to reach nkd. */
+		int r = nk_sock__ioctl(s, fd, req, arg);
+
+		nk_sock__put(s);
+		return (int)nk_ret(r);
+	}
+	return (int)ON_SOCK(s, nk_sock__ioctl(s, fd, req, arg));
+}
+
+/* Close [lo, hi] with libc, stepping around the shim's own fds. */
+static int range_close(unsigned int lo, unsigned int hi, int flags)
+{
+	int in[2], n = nk_conn__internal_fds(in), r = 0;
+	unsigned int cur = lo;
+
+	for (int i = 0; i < n && cur <= hi; i++) {
+		unsigned int f = (unsigned int)in[i];
+
+		if (f < cur || f > hi)
+			continue;
+		if (f > cur && (r = REAL(close_range)(cur, f - 1, flags)))
+			return r;
+		if (f == UINT_MAX)
+			return 0;
+		cur = f + 1;
+	}
+	if (cur <= hi && cur >= lo)
+		r = REAL(close_range)(cur, hi, flags);
+	return r;
+}
+
+NK_EXPORT int close_range(unsigned int lo, unsigned int hi, int flags)
+{
+	uint32_t size;
+	int r;
+
+	if (lo > hi)
+		return (int)nk_ret(-EINVAL);
+	r = range_close(lo, hi, flags);
+	if (r || (flags & CLOSE_RANGE_CLOEXEC))
+		return r;
+	/* Closed by the kernel: drop the sockets those fds named. */
+	size = nk_fdtab__size();
+	for (uint32_t fd = lo; fd <= hi && fd < size; fd++)
+		if (nk_fdtab__maybe((int)fd))
+			forget((int)fd);
+	return 0;
+}
+
+NK_EXPORT void closefrom(int lo)
+{
+	if (lo < 0)
+		lo = 0;
+	close_range((unsigned int)lo, UINT_MAX, 0);
+}

@@ -1,0 +1,321 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libnkshim internals. Nothing here is exported from the shared object:
+ * libnkshim.map lists the interposed libc symbols and hides the rest.
+ *
+ * Layers, bottom up:
+ *   real.c      the libc functions we interpose, resolved with RTLD_NEXT;
+ *   fdtable.c   fd -> socket object table, refcounted socket objects;
+ *   conn.c      attach to nkd: control socket, region, rings, buffers,
+ *               waiting for completions, liveness;
+ *   sock.c      socket operations on socket objects, as ring entries;
+ *   proc.c      fork and exec hand-over;
+ *   resolve.c   getaddrinfo & co through nkd;
+ *   intercept.c the exported wrappers: decide shim or libc, set errno.
+ * Internal functions return 0 / a count, or -errno; only intercept.c,
+ * proc.c and resolve.c touch errno for the application.
+ */
+#ifndef NK_SHIM_H
+#define NK_SHIM_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <netdb.h>
+#include <pthread.h>
+
+#include "netkernel/abi.h"
+#include "netkernel/ctl.h"
+
+#define NK_HIDDEN __attribute__((visibility("hidden")))
+
+/* ------------------------------------------------------------------------ */
+/* real.c: libc's own implementations. */
+
+struct nk_real {
+	int (*socket)(int, int, int);
+	int (*socketpair)(int, int, int, int[2]);
+	int (*bind)(int, const struct sockaddr *, socklen_t);
+	int (*listen)(int, int);
+	int (*accept)(int, struct sockaddr *, socklen_t *);
+	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+	int (*connect)(int, const struct sockaddr *, socklen_t);
+	int (*shutdown)(int, int);
+	int (*getsockname)(int, struct sockaddr *, socklen_t *);
+	int (*getpeername)(int, struct sockaddr *, socklen_t *);
+	int (*getsockopt)(int, int, int, void *, socklen_t *);
+	int (*setsockopt)(int, int, int, const void *, socklen_t);
+	ssize_t (*read)(int, void *, size_t);
+	ssize_t (*write)(int, const void *, size_t);
+	ssize_t (*readv)(int, const struct iovec *, int);
+	ssize_t (*writev)(int, const struct iovec *, int);
+	ssize_t (*recv)(int, void *, size_t, int);
+	ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *,
+			    socklen_t *);
+	ssize_t (*recvmsg)(int, struct msghdr *, int);
+	int (*recvmmsg)(int, struct mmsghdr *, unsigned int, int,
+			struct timespec *);
+	ssize_t (*send)(int, const void *, size_t, int);
+	ssize_t (*sendto)(int, const void *, size_t, int,
+			  const struct sockaddr *, socklen_t);
+	ssize_t (*sendmsg)(int, const struct msghdr *, int);
+	int (*sendmmsg)(int, struct mmsghdr *, unsigned int, int);
+	ssize_t (*sendfile)(int, int, off_t *, size_t);
+	ssize_t (*sendfile64)(int, int, off_t *, size_t);
+	ssize_t (*__read_chk)(int, void *, size_t, size_t);
+	ssize_t (*__recv_chk)(int, void *, size_t, size_t, int);
+	ssize_t (*__recvfrom_chk)(int, void *, size_t, size_t, int,
+				  struct sockaddr *, socklen_t *);
+	int (*fcntl)(int, int, ...);
+	int (*fcntl64)(int, int, ...);
+	int (*ioctl)(int, unsigned long, ...);
+	int (*close)(int);
+	int (*close_range)(unsigned int, unsigned int, int);
+	void (*closefrom)(int);
+	int (*dup)(int);
+	int (*dup2)(int, int);
+	int (*dup3)(int, int, int);
+	pid_t (*fork)(void);
+	pid_t (*_Fork)(void);
+	int (*execve)(const char *, char *const[], char *const[]);
+	int (*execvpe)(const char *, char *const[], char *const[]);
+	int (*fexecve)(int, char *const[], char *const[]);
+	int (*getaddrinfo)(const char *, const char *, const struct addrinfo *,
+			   struct addrinfo **);
+	void (*freeaddrinfo)(struct addrinfo *);
+	struct hostent *(*gethostbyname)(const char *);
+	struct hostent *(*gethostbyname2)(const char *, int);
+	int (*gethostbyname_r)(const char *, struct hostent *, char *, size_t,
+			       struct hostent **, int *);
+	int (*gethostbyname2_r)(const char *, int, struct hostent *, char *,
+				size_t, struct hostent **, int *);
+};
+
+extern struct nk_real nk_real NK_HIDDEN;
+extern atomic_int nk_real_ready NK_HIDDEN;
+NK_HIDDEN void nk_real__init(void);
+
+/* The libc function fn; resolves all of them on first use. */
+#define REAL(fn)                                                      \
+	(__builtin_expect(atomic_load_explicit(&nk_real_ready,        \
+					       memory_order_acquire), \
+			  1)                                          \
+		 ? nk_real.fn                                         \
+		 : (nk_real__init(), nk_real.fn))
+
+/* ------------------------------------------------------------------------ */
+/* fdtable.c: socket objects and the fd table. */
+
+/*
+ * One guest socket as the process sees it. Several fds (dup) may name it;
+ * `fdrefs` counts them and the last one going sends NK_OP_CLOSE. `refs`
+ * keeps the memory alive: one per fd slot, one per operation using it, one
+ * per SEND in flight. Objects are never returned to malloc (see
+ * fdtable.c), so a reader racing with the last put is safe.
+ */
+struct nk_sock {
+	atomic_uint refs;
+	atomic_uint fdrefs;
+	uint32_t handle;
+	int domain, type, protocol;
+	atomic_int nonblock; /* O_NONBLOCK of the open file, as set by app */
+	atomic_int listening;
+	atomic_int pending_err; /* async SEND error, reported once */
+	atomic_llong inflight; /* SEND bytes queued to nkd, not completed */
+	atomic_int closing; /* no fd left: CLOSE once inflight drains */
+	atomic_int close_sent;
+	atomic_llong rcvtimeo_us, sndtimeo_us; /* 0 = none */
+	uint64_t dev, ino; /* placeholder app end, for exec hand-over */
+	struct nk_sock *next; /* free list or close queue */
+};
+
+struct nk_fdtab {
+	uint32_t size;
+	_Atomic(struct nk_sock *) slot[];
+};
+
+extern _Atomic(struct nk_fdtab *) nk_fdtab_cur NK_HIDDEN;
+
+/* Called when the last fd naming a socket is gone (fdrefs hit zero). */
+extern void (*nk_sock_last_close_hook)(struct nk_sock *s) NK_HIDDEN;
+
+NK_HIDDEN int nk_fdtab__init(void);
+NK_HIDDEN struct nk_sock *nk_sock__alloc(void);
+NK_HIDDEN void nk_sock__get(struct nk_sock *s);
+NK_HIDDEN void nk_sock__put(struct nk_sock *s);
+/* Drop an fd reference returned by nk_fdtab__remove(). */
+NK_HIDDEN void nk_sock__fdput(struct nk_sock *s);
+/* Referenced socket at fd, or NULL. */
+NK_HIDDEN struct nk_sock *nk_fdtab__get(int fd);
+/*
+ * Make fd name s (takes an fd reference for it). A socket that fd named
+ * before (the app closed it behind our back) is returned in *old, carrying
+ * its fd reference, for nk_sock__fdput().
+ */
+NK_HIDDEN int nk_fdtab__install(int fd, struct nk_sock *s,
+				struct nk_sock **old);
+/* Clear fd; returns what it named, with its fd reference, or NULL. */
+NK_HIDDEN struct nk_sock *nk_fdtab__remove(int fd);
+/* Number of slots (every installed fd is below it). */
+NK_HIDDEN uint32_t nk_fdtab__size(void);
+NK_HIDDEN uint32_t nk_fdtab__count(void);
+
+/* Fast path for read/write/close: one bounds check, one atomic load. */
+static inline bool nk_fdtab__maybe(int fd)
+{
+	struct nk_fdtab *t =
+		atomic_load_explicit(&nk_fdtab_cur, memory_order_acquire);
+
+	return t && (unsigned int)fd < t->size &&
+	       atomic_load_explicit(&t->slot[fd], memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------------------ */
+/* conn.c: the attachment to nkd. */
+
+enum nk_state {
+	NK_ST_INIT = 0, /* not attached yet (attach on first need) */
+	NK_ST_UP, /* attached, rings usable */
+	NK_ST_CHILD, /* forked child: re-attach with the fork token */
+	NK_ST_UNREACHABLE, /* nkd could not be reached: fallback applies */
+	NK_ST_DEAD, /* nkd went away mid-run */
+};
+
+enum nk_fallback { NK_FB_FAIL = 0, NK_FB_PASSTHROUGH };
+
+struct nk_cfg {
+	char socket_path[108];
+	char guest[NK_GUEST_NAME_MAX];
+	enum nk_fallback fallback;
+	int debug;
+	char shim_path[4096]; /* our own file, for LD_PRELOAD across exec */
+};
+
+extern struct nk_cfg nk_cfg NK_HIDDEN;
+
+/* A synchronous operation: the waiter owns it, usually on its stack. */
+struct nk_call {
+	struct nk_cqe cqe;
+	atomic_int done;
+};
+
+NK_HIDDEN void nk_cfg__load(void);
+NK_HIDDEN void nk_log(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+NK_HIDDEN void nk_dbg(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+NK_HIDDEN enum nk_state nk_conn__state(void);
+/*
+ * Make sure the process is attached. 0 when the rings are usable,
+ * -ENETDOWN (fallback fail) or -EHOSTUNREACH (fallback passthrough: caller
+ * goes to libc) otherwise. For a forked child, re-attaches with the token.
+ */
+NK_HIDDEN int nk_conn__ensure(void);
+NK_HIDDEN bool nk_conn__is_internal_fd(int fd);
+/* The shim's own fds, ascending; returns how many (at most 2). */
+NK_HIDDEN int nk_conn__internal_fds(int out[2]);
+/* Move internal fds away from fd (dup2 target) or out of [lo, hi]. */
+NK_HIDDEN void nk_conn__evacuate(unsigned int lo, unsigned int hi);
+NK_HIDDEN uint32_t nk_conn__buf_size(void);
+NK_HIDDEN uint32_t nk_conn__send_window(void);
+
+/* Buffers of the data area: index -> bytes. */
+NK_HIDDEN int nk_buf__alloc(bool wait, int64_t deadline_ns);
+NK_HIDDEN void nk_buf__free(int idx);
+NK_HIDDEN uint8_t *nk_buf__ptr(int idx);
+NK_HIDDEN uint32_t nk_buf__off(int idx);
+
+/* Submit one SQE (user_data set by the caller). */
+NK_HIDDEN int nk_ring__submit(struct nk_sqe *sqe);
+/*
+ * Submit and wait for the CQE; the result is op->cqe. With intr, a signal
+ * whose handler lacks SA_RESTART cancels the op: -EINTR unless it had
+ * completed anyway. -ECONNRESET if nkd goes away.
+ */
+NK_HIDDEN int nk_ring__call(struct nk_sqe *sqe, struct nk_call *op, bool intr);
+/* Queue an async SEND of buffer idx for s (takes a ref on s). */
+NK_HIDDEN int nk_ring__send_async(struct nk_sock *s, struct nk_sqe *sqe,
+				  int idx, uint32_t bytes);
+/*
+ * Completion generation: read it before checking a condition that a
+ * completion changes (buffers, send window), then wait for it to move:
+ * nk_ring__wait_progress() returns once it differs from since, when the
+ * deadline passes (-ETIMEDOUT, 0 = none), on a non-restarting signal
+ * (-EINTR) or when nkd goes away (-ECONNRESET).
+ */
+NK_HIDDEN uint32_t nk_ring__gen(void);
+NK_HIDDEN int nk_ring__wait_progress(uint32_t since, int64_t deadline_ns,
+				     bool intr);
+/* Reap without waiting. */
+NK_HIDDEN void nk_ring__poll(void);
+/* Last close: CLOSE now or once the socket's sends drained. */
+NK_HIDDEN void nk_ring__close_sock(struct nk_sock *s);
+/* At exit: let queued sends reach nkd before the connection goes. */
+NK_HIDDEN void nk_ring__drain(int64_t timeout_ns);
+
+/* Control socket requests (serialised; reply matched by seq). */
+NK_HIDDEN int nk_ctl__placeholder(uint32_t handle, int app_fd, int nkd_fd,
+				  uint64_t dev, uint64_t ino);
+NK_HIDDEN int nk_ctl__token_req(uint32_t type, uint64_t *token);
+NK_HIDDEN void nk_ctl__token_msg(uint32_t type, uint64_t token, pid_t pid);
+NK_HIDDEN int nk_ctl__resolve(const struct nk_ctl_resolve *req,
+			      struct nk_ctl_resolve_reply **reply);
+
+/* fork support (proc.c drives it). */
+NK_HIDDEN void nk_conn__fork_prepare(void);
+NK_HIDDEN void nk_conn__fork_parent(void);
+/* In the child: forget the parent's attachment; with a token, re-attach
+ * (now if eager, else on the first shim call). */
+NK_HIDDEN void nk_conn__fork_child(bool have_token, uint64_t token, bool eager);
+/* New image after exec: attach with the token and adopt inherited fds. */
+NK_HIDDEN int nk_conn__attach_exec(uint64_t token);
+NK_HIDDEN void nk_fdtab__fork_lock(void);
+NK_HIDDEN void nk_fdtab__fork_unlock(bool child);
+
+NK_HIDDEN int64_t nk_now_ns(void);
+
+/* ------------------------------------------------------------------------ */
+/* sock.c: operations, all return >= 0 or -errno. */
+
+NK_HIDDEN int nk_sock__create(int domain, int type, int protocol);
+NK_HIDDEN int nk_sock__bind(struct nk_sock *s, const struct sockaddr *sa,
+			    socklen_t len);
+NK_HIDDEN int nk_sock__listen(struct nk_sock *s, int backlog);
+NK_HIDDEN int nk_sock__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
+			      socklen_t *len, int flags);
+NK_HIDDEN int nk_sock__connect(struct nk_sock *s, const struct sockaddr *sa,
+			       socklen_t len);
+NK_HIDDEN int nk_sock__shutdown(struct nk_sock *s, int how);
+NK_HIDDEN int nk_sock__name(struct nk_sock *s, bool peer, struct sockaddr *sa,
+			    socklen_t *len);
+NK_HIDDEN int nk_sock__getsockopt(struct nk_sock *s, int level, int name,
+				  void *val, socklen_t *len);
+NK_HIDDEN int nk_sock__setsockopt(struct nk_sock *s, int fd, int level,
+				  int name, const void *val, socklen_t len);
+NK_HIDDEN ssize_t nk_sock__recvmsg(struct nk_sock *s, int fd,
+				   struct msghdr *msg, int flags);
+NK_HIDDEN ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg,
+				   int flags);
+NK_HIDDEN ssize_t nk_sock__sendfile(struct nk_sock *s, int in_fd, off_t *off,
+				    size_t count);
+NK_HIDDEN int nk_sock__ioctl(struct nk_sock *s, int fd, unsigned long req,
+			     void *arg);
+NK_HIDDEN int nk_sock__set_nonblock(struct nk_sock *s, int fd, bool on);
+NK_HIDDEN void nk_sock__last_close(struct nk_sock *s);
+/* Rebuild a socket object for an inherited handle found at fd. */
+NK_HIDDEN struct nk_sock *nk_sock__adopt(uint32_t handle, int fd);
+
+NK_HIDDEN int nk_addr__from_sa(const struct sockaddr *sa, socklen_t len,
+			       struct nk_sockaddr *out);
+NK_HIDDEN void nk_addr__to_sa(const struct nk_sockaddr *in, struct sockaddr *sa,
+			      socklen_t *len);
+
+/* ------------------------------------------------------------------------ */
+/* proc.c has no internal interface: constructor, fork, exec. */
+
+#endif /* NK_SHIM_H */

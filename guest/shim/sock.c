@@ -1,0 +1,775 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Socket operations as ring entries (docs/abi.md section 5). Each returns
+ * a result >= 0 or -errno; intercept.c turns that into errno.
+ *
+ * Sends are asynchronous: the bytes are copied into data-area buffers, the
+ * SEND is queued and the call returns while the socket's bytes in flight
+ * stay under the host's send_window; an error of an earlier SEND is
+ * reported by the next send, as the kernel reports a reset or EPIPE on the
+ * next write. Everything else waits for its completion.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <linux/sockios.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+#define NK_ADDR_BYTES ((uint32_t)sizeof(struct nk_sockaddr))
+
+int nk_addr__from_sa(const struct sockaddr *sa, socklen_t len,
+		     struct nk_sockaddr *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!sa || len < (socklen_t)sizeof(sa_family_t))
+		return -EINVAL;
+	switch (sa->sa_family) {
+	case AF_INET: {
+		const struct sockaddr_in *in = (const void *)sa;
+
+		if (len < (socklen_t)sizeof(*in))
+			return -EINVAL;
+		out->family = AF_INET;
+		out->port = in->sin_port;
+		memcpy(out->addr, &in->sin_addr, 4);
+		return 0;
+	}
+	case AF_INET6: {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+
+		if (len < (socklen_t)sizeof(*in6))
+			return -EINVAL;
+		out->family = AF_INET6;
+		out->port = in6->sin6_port;
+		out->flowinfo = in6->sin6_flowinfo;
+		memcpy(out->addr, &in6->sin6_addr, 16);
+		out->scope_id = in6->sin6_scope_id;
+		return 0;
+	}
+	case AF_UNSPEC:
+		return 0; /* connect(AF_UNSPEC) dissolves a UDP association */
+	default:
+		return -EAFNOSUPPORT;
+	}
+}
+
+void nk_addr__to_sa(const struct nk_sockaddr *in, struct sockaddr *sa,
+		    socklen_t *len)
+{
+	struct sockaddr_storage ss;
+	socklen_t real;
+
+	memset(&ss, 0, sizeof(ss));
+	if (in->family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (void *)&ss;
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = in->port;
+		s6->sin6_flowinfo = in->flowinfo;
+		memcpy(&s6->sin6_addr, in->addr, 16);
+		s6->sin6_scope_id = in->scope_id;
+		real = sizeof(*s6);
+	} else if (in->family == AF_INET) {
+		struct sockaddr_in *s4 = (void *)&ss;
+
+		s4->sin_family = AF_INET;
+		s4->sin_port = in->port;
+		memcpy(&s4->sin_addr, in->addr, 4);
+		real = sizeof(*s4);
+	} else {
+		ss.ss_family = AF_UNSPEC;
+		real = sizeof(sa_family_t);
+	}
+	if (sa && len)
+		memcpy(sa, &ss, *len < real ? *len : real);
+	if (len)
+		*len = real; /* truncated like the kernel: full size reported */
+}
+
+static int64_t ms_of(int64_t us)
+{
+	int64_t ms = (us + 999) / 1000;
+
+	return ms > UINT32_MAX ? UINT32_MAX : ms;
+}
+
+/* Blocking ops bounded by SO_RCVTIMEO / SO_SNDTIMEO. */
+static void set_timeout(struct nk_sqe *sqe, int64_t us)
+{
+	if (us <= 0)
+		return;
+	sqe->flags |= NK_SQE_F_TIMEOUT;
+	sqe->io.timeout_ms = (uint32_t)ms_of(us);
+}
+
+/*
+ * Is there anything for us? nkd keeps a byte queued on the placeholder
+ * whenever the socket is readable (or a listener has a connection), so a
+ * non-blocking call can answer EAGAIN without a round trip.
+ */
+static bool placeholder_ready(int fd)
+{
+	char c;
+	ssize_t n = REAL(recv)(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return n != -1 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+static int call_simple(struct nk_sqe *sqe, bool intr)
+{
+	struct nk_call op;
+	int err = nk_ring__call(sqe, &op, intr);
+
+	return err ? err : op.cqe.res;
+}
+
+/* Wrap a new handle in a placeholder fd; returns the fd. */
+static int install_new(uint32_t handle, int domain, int type, int protocol,
+		       int flags)
+{
+	struct nk_sqe close_sqe = { .opcode = NK_OP_CLOSE, .handle = handle };
+	struct nk_sock *s, *old;
+	struct stat st;
+	int sv[2], err;
+
+	if (REAL(socketpair)(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		err = -errno;
+		goto fail_handle;
+	}
+	/* The app end tells the truth to F_GETFD, F_GETFL and fstat. */
+	if (!(flags & SOCK_CLOEXEC))
+		REAL(fcntl)(sv[0], F_SETFD, 0);
+	if (flags & SOCK_NONBLOCK)
+		REAL(fcntl)(sv[0], F_SETFL, O_NONBLOCK);
+	if (fstat(sv[0], &st) < 0) {
+		err = -errno;
+		goto fail_pair;
+	}
+	s = nk_sock__alloc();
+	if (!s) {
+		err = -ENOMEM;
+		goto fail_pair;
+	}
+	s->handle = handle;
+	s->domain = domain;
+	s->type = type;
+	s->protocol = protocol;
+	s->dev = st.st_dev;
+	s->ino = st.st_ino;
+	atomic_store(&s->nonblock, !!(flags & SOCK_NONBLOCK));
+	/* SCM_RIGHTS gives nkd its own duplicate of the app end. */
+	err = nk_ctl__placeholder(handle, sv[0], sv[1], s->dev, s->ino);
+	REAL(close)(sv[1]);
+	if (err) {
+		nk_sock__put(s);
+		REAL(close)(sv[0]);
+		goto fail_handle;
+	}
+	err = nk_fdtab__install(sv[0], s, &old);
+	if (old)
+		nk_sock__fdput(old);
+	if (err) {
+		nk_sock__put(s);
+		REAL(close)(sv[0]);
+		goto fail_handle;
+	}
+	nk_sock__put(s);
+	nk_dbg("handle %u is fd %d", handle, sv[0]);
+	return sv[0];
+fail_pair:
+	REAL(close)(sv[0]);
+	REAL(close)(sv[1]);
+fail_handle:
+	call_simple(&close_sqe, false);
+	return err;
+}
+
+int nk_sock__create(int domain, int type, int protocol)
+{
+	int flags = type & (SOCK_NONBLOCK | SOCK_CLOEXEC);
+	struct nk_sqe sqe = { .opcode = NK_OP_SOCKET };
+	int res;
+
+	type &= ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+	sqe.sock.domain = domain;
+	sqe.sock.type = type;
+	sqe.sock.protocol = protocol;
+	res = call_simple(&sqe, false);
+	if (res <= 0)
+		return res ? res : -EPROTO;
+	return install_new((uint32_t)res, domain, type, protocol, flags);
+}
+
+int nk_sock__bind(struct nk_sock *s, const struct sockaddr *sa, socklen_t len)
+{
+	struct nk_sqe sqe = { .opcode = NK_OP_BIND, .handle = s->handle };
+	int err = nk_addr__from_sa(sa, len, &sqe.addr);
+
+	return err ? err : call_simple(&sqe, false);
+}
+
+int nk_sock__listen(struct nk_sock *s, int backlog)
+{
+	struct nk_sqe sqe = { .opcode = NK_OP_LISTEN, .handle = s->handle };
+	int res;
+
+	sqe.ctl.arg = backlog < 0 ? 0 : (uint32_t)backlog;
+	res = call_simple(&sqe, false);
+	if (res == 0)
+		atomic_store(&s->listening, 1);
+	return res;
+}
+
+int nk_sock__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
+		    socklen_t *len, int flags)
+{
+	struct nk_sqe sqe = { .opcode = NK_OP_ACCEPT, .handle = s->handle };
+	bool nonblock = atomic_load(&s->nonblock);
+	struct nk_sockaddr peer;
+	struct nk_call op;
+	int idx, err, nfd;
+
+	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
+		return -EINVAL;
+	if (nonblock && !placeholder_ready(fd))
+		return -EAGAIN;
+	idx = nk_buf__alloc(true, 0);
+	if (idx < 0)
+		return idx;
+	sqe.io.buf_off = nk_buf__off(idx);
+	sqe.io.buf_len = NK_ADDR_BYTES;
+	if (nonblock)
+		sqe.flags |= NK_SQE_F_NONBLOCK;
+	else
+		set_timeout(&sqe, atomic_load(&s->rcvtimeo_us));
+	err = nk_ring__call(&sqe, &op, true);
+	if (!err && op.cqe.res > 0)
+		memcpy(&peer, nk_buf__ptr(idx), sizeof(peer));
+	nk_buf__free(idx);
+	if (err)
+		return err;
+	if (op.cqe.res <= 0)
+		return op.cqe.res ? op.cqe.res : -EPROTO;
+	nfd = install_new((uint32_t)op.cqe.res, s->domain, s->type, s->protocol,
+			  flags);
+	if (nfd >= 0 && sa && len)
+		nk_addr__to_sa(&peer, sa, len);
+	return nfd;
+}
+
+int nk_sock__connect(struct nk_sock *s, const struct sockaddr *sa,
+		     socklen_t len)
+{
+	struct nk_sqe sqe = { .opcode = NK_OP_CONNECT, .handle = s->handle };
+	int err = nk_addr__from_sa(sa, len, &sqe.addr), res;
+
+	if (err)
+		return err;
+	if (atomic_load(&s->nonblock))
+		sqe.flags |= NK_SQE_F_NONBLOCK;
+	else
+		set_timeout(&sqe, atomic_load(&s->sndtimeo_us));
+	res = call_simple(&sqe, true);
+	/* A connect that timed out goes on in the background, as in Linux. */
+	if (res == -EAGAIN && !(sqe.flags & NK_SQE_F_NONBLOCK))
+		res = -EINPROGRESS;
+	return res;
+}
+
+/* Until queued SENDs reach nkd, a FIN or CLOSE must not overtake them. */
+static int wait_sends(struct nk_sock *s)
+{
+	while (atomic_load(&s->inflight) > 0) {
+		uint32_t g = nk_ring__gen();
+		int err;
+
+		if (atomic_load(&s->inflight) <= 0)
+			break;
+		err = nk_ring__wait_progress(g, 0, true);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+int nk_sock__shutdown(struct nk_sock *s, int how)
+{
+	struct nk_sqe sqe = { .opcode = NK_OP_SHUTDOWN, .handle = s->handle };
+	int err;
+
+	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
+		return -EINVAL;
+	if (how != SHUT_RD && (err = wait_sends(s)))
+		return err;
+	sqe.ctl.arg = (uint32_t)how;
+	return call_simple(&sqe, false);
+}
+
+int nk_sock__name(struct nk_sock *s, bool peer, struct sockaddr *sa,
+		  socklen_t *len)
+{
+	struct nk_sqe sqe = { .opcode = peer ? NK_OP_GETPEERNAME
+					     : NK_OP_GETSOCKNAME,
+			      .handle = s->handle };
+	struct nk_sockaddr a;
+	int idx, res;
+
+	if (!len)
+		return -EFAULT;
+	idx = nk_buf__alloc(true, 0);
+	if (idx < 0)
+		return idx;
+	sqe.io.buf_off = nk_buf__off(idx);
+	sqe.io.buf_len = NK_ADDR_BYTES;
+	res = call_simple(&sqe, false);
+	if (res >= 0)
+		memcpy(&a, nk_buf__ptr(idx), sizeof(a));
+	nk_buf__free(idx);
+	if (res < 0)
+		return res;
+	nk_addr__to_sa(&a, sa, len);
+	return 0;
+}
+
+/* Forward a socket option; value in/out through one buffer. */
+static int fwd_sockopt(struct nk_sock *s, bool set, int level, int name,
+		       void *val, socklen_t *len)
+{
+	struct nk_sqe sqe = { .opcode = set ? NK_OP_SETSOCKOPT
+					    : NK_OP_GETSOCKOPT,
+			      .handle = s->handle };
+	uint32_t n = *len;
+	int idx, res;
+
+	if (n > nk_conn__buf_size())
+		return -EINVAL;
+	idx = nk_buf__alloc(true, 0);
+	if (idx < 0)
+		return idx;
+	if (set && n)
+		memcpy(nk_buf__ptr(idx), val, n);
+	sqe.io.buf_off = nk_buf__off(idx);
+	sqe.io.buf_len = n;
+	sqe.opt.level = level;
+	sqe.opt.optname = name;
+	res = call_simple(&sqe, false);
+	if (!set && res >= 0) {
+		uint32_t got = (uint32_t)res < n ? (uint32_t)res : n;
+
+		memcpy(val, nk_buf__ptr(idx), got);
+		*len = got;
+	}
+	nk_buf__free(idx);
+	return res < 0 ? res : 0;
+}
+
+static int put_int(void *val, socklen_t *len, int v)
+{
+	if (!len || *len < sizeof(int))
+		return -EINVAL;
+	memcpy(val, &v, sizeof(int));
+	*len = sizeof(int);
+	return 0;
+}
+
+static int put_tv(void *val, socklen_t *len, int64_t us)
+{
+	struct timeval tv = { .tv_sec = us / 1000000, .tv_usec = us % 1000000 };
+
+	if (!len || *len < sizeof(tv))
+		return -EINVAL;
+	memcpy(val, &tv, sizeof(tv));
+	*len = sizeof(tv);
+	return 0;
+}
+
+int nk_sock__getsockopt(struct nk_sock *s, int level, int name, void *val,
+			socklen_t *len)
+{
+	if (!len)
+		return -EFAULT;
+	if (level == SOL_SOCKET) {
+		int err;
+
+		switch (name) {
+		case SO_TYPE:
+			return put_int(val, len, s->type);
+		case SO_DOMAIN:
+			return put_int(val, len, s->domain);
+		case SO_PROTOCOL:
+			return put_int(val, len,
+				       s->protocol		? s->protocol
+				       : s->type == SOCK_STREAM ? IPPROTO_TCP
+								: IPPROTO_UDP);
+		case SO_ACCEPTCONN:
+			return put_int(val, len, atomic_load(&s->listening));
+		case SO_RCVTIMEO:
+			return put_tv(val, len, atomic_load(&s->rcvtimeo_us));
+		case SO_SNDTIMEO:
+			return put_tv(val, len, atomic_load(&s->sndtimeo_us));
+		case SO_ERROR:
+			err = atomic_exchange(&s->pending_err, 0);
+			if (err)
+				return put_int(val, len, err);
+			break;
+		}
+	}
+	return fwd_sockopt(s, false, level, name, val, len);
+}
+
+int nk_sock__setsockopt(struct nk_sock *s, int fd, int level, int name,
+			const void *val, socklen_t len)
+{
+	(void)fd;
+	if (level == SOL_SOCKET &&
+	    (name == SO_RCVTIMEO || name == SO_SNDTIMEO)) {
+		struct timeval tv;
+		int64_t us;
+
+		if (len < sizeof(tv))
+			return -EINVAL;
+		memcpy(&tv, val, sizeof(tv));
+		if (tv.tv_usec < 0 || tv.tv_usec >= 1000000)
+			return -EDOM;
+		us = tv.tv_sec < 0 ? 0 : tv.tv_sec * 1000000LL + tv.tv_usec;
+		atomic_store(name == SO_RCVTIMEO ? &s->rcvtimeo_us
+						 : &s->sndtimeo_us,
+			     us);
+		return 0;
+	}
+	if (level == SOL_SOCKET &&
+	    (name == SO_TYPE || name == SO_DOMAIN || name == SO_PROTOCOL ||
+	     name == SO_ACCEPTCONN))
+		return -ENOPROTOOPT;
+	return fwd_sockopt(s, true, level, name, (void *)val, &len);
+}
+
+static size_t iov_total(const struct iovec *iov, size_t n)
+{
+	size_t t = 0;
+
+	for (size_t i = 0; i < n; i++)
+		t += iov[i].iov_len;
+	return t;
+}
+
+/* Copy between a flat buffer and an iovec, starting skip bytes in. */
+static void iov_scatter(const struct iovec *iov, size_t n, size_t skip,
+			const uint8_t *src, size_t len)
+{
+	for (size_t i = 0; i < n && len; i++) {
+		size_t l = iov[i].iov_len, c;
+
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		c = l - skip < len ? l - skip : len;
+		memcpy((uint8_t *)iov[i].iov_base + skip, src, c);
+		src += c;
+		len -= c;
+		skip = 0;
+	}
+}
+
+static void iov_gather(const struct iovec *iov, size_t n, size_t skip,
+		       uint8_t *dst, size_t len)
+{
+	for (size_t i = 0; i < n && len; i++) {
+		size_t l = iov[i].iov_len, c;
+
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		c = l - skip < len ? l - skip : len;
+		memcpy(dst, (const uint8_t *)iov[i].iov_base + skip, c);
+		dst += c;
+		len -= c;
+		skip = 0;
+	}
+}
+
+ssize_t nk_sock__recvmsg(struct nk_sock *s, int fd, struct msghdr *msg,
+			 int flags)
+{
+	bool dgram = s->type == SOCK_DGRAM;
+	bool nonblock = atomic_load(&s->nonblock) || (flags & MSG_DONTWAIT);
+	bool want_addr = dgram && msg->msg_name && msg->msg_namelen;
+	uint32_t hdr = want_addr ? NK_ADDR_BYTES : 0;
+	size_t total = iov_total(msg->msg_iov, msg->msg_iovlen), got = 0;
+
+	msg->msg_flags = 0;
+	msg->msg_controllen = 0; /* no ancillary data through the shim */
+	if (msg->msg_name && !want_addr)
+		msg->msg_namelen = 0;
+	if (!total && !dgram)
+		return 0;
+	for (;;) {
+		struct nk_sqe sqe = { .opcode = NK_OP_RECV,
+				      .handle = s->handle };
+		size_t cap = nk_conn__buf_size() - hdr, n;
+		struct nk_call op;
+		int idx, err, res;
+
+		if (cap > total - got)
+			cap = total - got;
+		if (nonblock && !placeholder_ready(fd))
+			return got ? (ssize_t)got : -EAGAIN;
+		idx = nk_buf__alloc(true, 0);
+		if (idx < 0)
+			return got ? (ssize_t)got : idx;
+		sqe.io.buf_off = nk_buf__off(idx);
+		sqe.io.buf_len = (uint32_t)(hdr + cap);
+		sqe.io.msg_flags = flags & (MSG_PEEK | MSG_TRUNC | MSG_OOB);
+		if (want_addr)
+			sqe.flags |= NK_SQE_F_ADDR;
+		if (nonblock)
+			sqe.flags |= NK_SQE_F_NONBLOCK;
+		else
+			set_timeout(&sqe, atomic_load(&s->rcvtimeo_us));
+		err = nk_ring__call(&sqe, &op, true);
+		res = err ? err : op.cqe.res;
+		if (res < 0) {
+			nk_buf__free(idx);
+			return got ? (ssize_t)got : res;
+		}
+		n = (size_t)res < cap ? (size_t)res : cap;
+		iov_scatter(msg->msg_iov, msg->msg_iovlen, got,
+			    nk_buf__ptr(idx) + hdr, n);
+		if (want_addr && (op.cqe.flags & NK_CQE_F_ADDR)) {
+			struct nk_sockaddr a;
+
+			memcpy(&a, nk_buf__ptr(idx), sizeof(a));
+			nk_addr__to_sa(&a, msg->msg_name, &msg->msg_namelen);
+		} else if (want_addr) {
+			msg->msg_namelen = 0;
+		}
+		if (op.cqe.flags & NK_CQE_F_TRUNC)
+			msg->msg_flags |= MSG_TRUNC;
+		nk_buf__free(idx);
+		if (dgram)
+			return (flags & MSG_TRUNC) ? res : (ssize_t)n;
+		got += n;
+		if (!(flags & MSG_WAITALL) || (flags & MSG_PEEK) || !res ||
+		    got >= total)
+			return (ssize_t)got;
+	}
+}
+
+/* An error left by an earlier async SEND, reported once like the kernel. */
+static int take_send_error(struct nk_sock *s, int flags)
+{
+	int err = atomic_exchange(&s->pending_err, 0);
+
+	if (err == EPIPE && !(flags & MSG_NOSIGNAL))
+		raise(SIGPIPE);
+	return err;
+}
+
+ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
+{
+	bool dgram = s->type == SOCK_DGRAM;
+	bool nonblock = atomic_load(&s->nonblock) || (flags & MSG_DONTWAIT);
+	size_t total = iov_total(msg->msg_iov, msg->msg_iovlen), sent = 0;
+	int64_t tmo = atomic_load(&s->sndtimeo_us);
+	int64_t deadline = tmo && !nonblock ? nk_now_ns() + tmo * 1000 : 0;
+	uint32_t bsize = nk_conn__buf_size();
+	int64_t window = nk_conn__send_window();
+	struct nk_sockaddr dest;
+	bool have_dest = false;
+	int err;
+
+	if ((err = take_send_error(s, flags)))
+		return -err;
+	if (dgram && msg->msg_name && msg->msg_namelen) {
+		err = nk_addr__from_sa(msg->msg_name, msg->msg_namelen, &dest);
+		if (err)
+			return err;
+		have_dest = true;
+	}
+	if (dgram && total > bsize)
+		return -EMSGSIZE;
+	if (!dgram && !total)
+		return 0;
+	do {
+		struct nk_sqe sqe = { .opcode = NK_OP_SEND,
+				      .handle = s->handle };
+		uint32_t g = nk_ring__gen();
+		int64_t infl = atomic_load(&s->inflight);
+		int64_t room = window > infl ? window - infl : 0;
+		size_t chunk;
+		int idx;
+
+		if (dgram ? infl > 0 && infl + (int64_t)total > window
+			  : room == 0) {
+			if (nonblock)
+				return sent ? (ssize_t)sent : -EAGAIN;
+			err = nk_ring__wait_progress(g, deadline, true);
+			if (err == -ETIMEDOUT)
+				err = -EAGAIN;
+			if (err)
+				return sent ? (ssize_t)sent : err;
+			if ((err = take_send_error(s, flags)))
+				return sent ? (ssize_t)sent : -err;
+			continue;
+		}
+		chunk = dgram ? total : total - sent;
+		if (!dgram) {
+			if (chunk > bsize)
+				chunk = bsize;
+			if ((int64_t)chunk > room)
+				chunk = (size_t)room;
+		}
+		idx = nk_buf__alloc(!nonblock, deadline);
+		if (idx < 0)
+			return sent ? (ssize_t)sent : idx;
+		iov_gather(msg->msg_iov, msg->msg_iovlen, sent,
+			   nk_buf__ptr(idx), chunk);
+		sqe.io.buf_off = nk_buf__off(idx);
+		sqe.io.buf_len = (uint32_t)chunk;
+		/* nkd is a daemon: never let its send raise SIGPIPE. */
+		sqe.io.msg_flags = (flags & (MSG_MORE | MSG_OOB | MSG_EOR |
+					     MSG_DONTROUTE)) |
+				   MSG_NOSIGNAL;
+		if (have_dest) {
+			sqe.flags |= NK_SQE_F_ADDR;
+			sqe.addr = dest;
+		}
+		err = nk_ring__send_async(s, &sqe, idx, (uint32_t)chunk);
+		if (err)
+			return sent ? (ssize_t)sent : err;
+		sent += chunk;
+	} while (sent < total);
+	return (ssize_t)sent;
+}
+
+ssize_t nk_sock__sendfile(struct nk_sock *s, int in_fd, off_t *off,
+			  size_t count)
+{
+	size_t bsize = nk_conn__buf_size(), done = 0;
+	uint8_t *bounce = malloc(bsize);
+	ssize_t ret = 0;
+
+	if (!bounce)
+		return -ENOMEM;
+	while (done < count) {
+		size_t want = count - done < bsize ? count - done : bsize;
+		struct iovec iov = { .iov_base = bounce };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+		ssize_t n, w;
+
+		n = off ? pread(in_fd, bounce, want, *off)
+			: REAL(read)(in_fd, bounce, want);
+		if (n < 0) {
+			ret = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		iov.iov_len = (size_t)n;
+		w = nk_sock__sendmsg(s, &mh, 0);
+		if (w < 0) {
+			ret = w;
+			if (!off)
+				lseek(in_fd, -n, SEEK_CUR);
+			break;
+		}
+		if (off)
+			*off += w;
+		else if (w < n)
+			lseek(in_fd, -(n - w), SEEK_CUR); /* unsent bytes */
+		done += (size_t)w;
+		if (w < n)
+			break;
+	}
+	free(bounce);
+	return done ? (ssize_t)done : ret;
+}
+
+int nk_sock__set_nonblock(struct nk_sock *s, int fd, bool on)
+{
+	int fl = REAL(fcntl)(fd, F_GETFL);
+
+	if (fl >= 0)
+		REAL(fcntl)
+		(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
+	atomic_store(&s->nonblock, on);
+	return 0;
+}
+
+int nk_sock__ioctl(struct nk_sock *s, int fd, unsigned long req, void *arg)
+{
+	struct nk_sqe sqe = { .opcode = NK_OP_IOCTL, .handle = s->handle };
+	int res, v;
+
+	switch (req) {
+	case FIONBIO:
+		if (!arg)
+			return -EFAULT;
+		memcpy(&v, arg, sizeof(v));
+		return nk_sock__set_nonblock(s, fd, v != 0);
+	case FIONREAD: /* == SIOCINQ */
+		sqe.ctl.arg = NK_IOCTL_FIONREAD;
+		break;
+	case SIOCOUTQ:
+		sqe.ctl.arg = NK_IOCTL_SIOCOUTQ;
+		break;
+	default:
+		res = REAL(ioctl)(fd, req, arg);
+		return res < 0 ? -errno : res;
+	}
+	if (!arg)
+		return -EFAULT;
+	res = call_simple(&sqe, false);
+	if (res < 0)
+		return res;
+	/* Bytes still queued to nkd are unsent too. */
+	if (req == SIOCOUTQ)
+		res += (int)atomic_load(&s->inflight);
+	memcpy(arg, &res, sizeof(res));
+	return 0;
+}
+
+void nk_sock__last_close(struct nk_sock *s)
+{
+	nk_ring__close_sock(s);
+}
+
+struct nk_sock *nk_sock__adopt(uint32_t handle, int fd)
+{
+	struct nk_sock *s = nk_sock__alloc();
+	int v, fl;
+	socklen_t len;
+
+	if (!s)
+		return NULL;
+	s->handle = handle;
+	/* nkd knows what the socket is; the fd only knows O_NONBLOCK. */
+	len = sizeof(v);
+	s->domain = fwd_sockopt(s, false, SOL_SOCKET, SO_DOMAIN, &v, &len)
+			    ? AF_INET
+			    : v;
+	len = sizeof(v);
+	s->type = fwd_sockopt(s, false, SOL_SOCKET, SO_TYPE, &v, &len)
+			  ? SOCK_STREAM
+			  : v;
+	len = sizeof(v);
+	s->protocol = fwd_sockopt(s, false, SOL_SOCKET, SO_PROTOCOL, &v, &len)
+			      ? 0
+			      : v;
+	len = sizeof(v);
+	if (!fwd_sockopt(s, false, SOL_SOCKET, SO_ACCEPTCONN, &v, &len))
+		atomic_store(&s->listening, v);
+	fl = REAL(fcntl)(fd, F_GETFL);
+	atomic_store(&s->nonblock, fl >= 0 && (fl & O_NONBLOCK));
+	return s;
+}
