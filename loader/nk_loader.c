@@ -19,6 +19,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <net/if.h>
@@ -158,13 +159,55 @@ static int path_join(char *out, size_t size, const char *dir, const char *name)
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
-static bool same_mount_ns_as_init(void)
+static pid_t parent_of(pid_t pid)
 {
-	struct stat a, b;
+	char path[64], buf[512], *p;
+	long ppid = 0;
+	ssize_t n;
+	int fd;
 
-	if (stat("/proc/self/ns/mnt", &a) || stat("/proc/1/ns/mnt", &b))
-		return true; /* cannot tell: assume the common case */
-	return a.st_ino == b.st_ino && a.st_dev == b.st_dev;
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	/* "pid (comm) state ppid ...": comm may hold spaces and ')' */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 1, " %*c %ld", &ppid) != 1)
+		return 0;
+	return (pid_t)ppid;
+}
+
+/*
+ * Are we in a mount namespace of our own, one that an ancestor process
+ * does not share (what `ip netns exec` or `unshare -m` create)? Walks up the
+ * parent chain as far as /proc lets us look; when nothing can be compared
+ * the answer is "no".
+ */
+static bool private_mount_ns(void)
+{
+	struct stat self, other;
+	char path[64];
+	pid_t pid = getppid();
+	int depth;
+
+	if (stat("/proc/self/ns/mnt", &self))
+		return false;
+	for (depth = 0; pid > 0 && depth < 64; depth++) {
+		snprintf(path, sizeof(path), "/proc/%ld/ns/mnt", (long)pid);
+		if (stat(path, &other))
+			return false;
+		if (other.st_ino != self.st_ino || other.st_dev != self.st_dev)
+			return true;
+		if (pid == 1)
+			return false;
+		pid = parent_of(pid);
+	}
+	return false;
 }
 
 /*
@@ -181,7 +224,7 @@ static int bpffs_ensure(bool create)
 		return 0;
 	if (!create)
 		return -ENOENT;
-	if (!same_mount_ns_as_init()) {
+	if (private_mount_ns()) {
 		err_msg("%s is not a bpffs in this private mount namespace "
 			"(ip netns exec?): pins would vanish on exit; run "
 			"'nsenter --net=/run/netns/NS nk-loader ...' instead",
