@@ -87,6 +87,7 @@ static int tab_grow(uint32_t need)
 					     memory_order_relaxed),
 			memory_order_relaxed);
 	/* old stays allocated: lock-free readers may still hold it. */
+	t->retired = old;
 	atomic_store_explicit(&nk_fdtab_cur, t, memory_order_release);
 	return 0;
 }

@@ -135,6 +135,7 @@ struct nk_sock {
 
 struct nk_fdtab {
 	uint32_t size;
+	struct nk_fdtab *retired; /* smaller tables readers may still use */
 	_Atomic(struct nk_sock *) slot[];
 };
 

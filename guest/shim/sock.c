@@ -701,7 +701,7 @@ int nk_sock__set_nonblock(struct nk_sock *s, int fd, bool on)
 
 	if (fl >= 0)
 		REAL(fcntl)
-		(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
+	(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
 	atomic_store(&s->nonblock, on);
 	return 0;
 }
