@@ -154,8 +154,7 @@ static __always_inline int nk_handle_arp(struct xdp_md *ctx,
 
 /* ICMP/ICMPv6 for an NSM address (destination, or ND target). */
 static __always_inline int nk_handle_icmp(struct xdp_md *ctx,
-					  struct nk_cursor *c,
-					  struct nk_pkt *p)
+					  struct nk_cursor *c, struct nk_pkt *p)
 {
 	struct nk_addr_key key;
 	struct nk_target *t;

@@ -67,8 +67,7 @@ enum nk_loader_exit {
 static const char *prog_name = "nk-loader";
 static bool verbose;
 
-static void err_msg(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2)));
+static void err_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void err_msg(const char *fmt, ...)
 {
 	va_list ap;
@@ -337,10 +336,10 @@ static unsigned int rx_queues(const char *dev)
 
 static int probe_support(void)
 {
-	static const enum bpf_map_type types[] = {
-		BPF_MAP_TYPE_XSKMAP, BPF_MAP_TYPE_LPM_TRIE,
-		BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_HASH
-	};
+	static const enum bpf_map_type types[] = { BPF_MAP_TYPE_XSKMAP,
+						   BPF_MAP_TYPE_LPM_TRIE,
+						   BPF_MAP_TYPE_PERCPU_ARRAY,
+						   BPF_MAP_TYPE_HASH };
 	unsigned int i;
 	int r;
 
@@ -530,7 +529,8 @@ static int cmd_attach(const struct attach_opts *o)
 		goto cleanup;
 	}
 	tmp_made = true;
-	bpf_object__for_each_map(map, skel->obj) {
+	bpf_object__for_each_map(map, skel->obj)
+	{
 		const char *name = bpf_map__name(map);
 
 		if (map == skel->maps.bss)
@@ -566,8 +566,8 @@ static int cmd_attach(const struct attach_opts *o)
 	/* Test hook: linger after the attachment is published, so a test can
 	 * SIGKILL a live loader and check the attachment survives it. */
 	if (getenv("NK_LOADER_TEST_HOLD")) {
-		unsigned int secs = (unsigned int)atoi(
-			getenv("NK_LOADER_TEST_HOLD"));
+		unsigned int secs =
+			(unsigned int)atoi(getenv("NK_LOADER_TEST_HOLD"));
 
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		if (link_fd >= 0)
@@ -608,9 +608,9 @@ static int cmd_detach(const char *dev)
 		return EXIT_NOT_ATTACHED;
 	}
 	/* Detach explicitly: another process may still hold a link fd. */
-	fd = path_join(path, sizeof(path), dir, NK_PIN_LINK) ?
-		     -1 :
-		     bpf_obj_get(path);
+	fd = path_join(path, sizeof(path), dir, NK_PIN_LINK)
+		     ? -1
+		     : bpf_obj_get(path);
 	if (fd >= 0) {
 		memset(&linfo, 0, sizeof(linfo));
 		if (bpf_link_detach(fd) && errno != ENOLINK &&
@@ -671,8 +671,7 @@ static int status_one(const char *dev, bool json)
 	}
 	err = nk_steer_maps__open(dev, NULL, &m);
 	if (err) {
-		err_msg("%s: cannot open pinned maps: %s", dev,
-			strerror(-err));
+		err_msg("%s: cannot open pinned maps: %s", dev, strerror(-err));
 		return exit_for(err);
 	}
 	k = nk_steer_maps__knobs(m);
@@ -696,8 +695,8 @@ static int status_one(const char *dev, bool json)
 		printf(",\"attached\":%s,\"device_present\":%s,\"mode\":\"%s\","
 		       "\"prog_id\":%u,\"link_id\":%u,\"ifindex\":%u,\"pin_dir\":",
 		       linfo.xdp.ifindex ? "true" : "false",
-		       here ? "true" : "false", mode,
-		       linfo.prog_id, linfo.id, linfo.xdp.ifindex);
+		       here ? "true" : "false", mode, linfo.prog_id, linfo.id,
+		       linfo.xdp.ifindex);
 		json_str(dir);
 		printf(",\"knobs\":{\"nr_queues\":%u,\"slots_per_queue\":%u,"
 		       "\"steer_arp\":%s,\"steer_icmp\":%s,\"debug\":%s}",
@@ -713,10 +712,8 @@ static int status_one(const char *dev, bool json)
 	} else {
 		printf("%s: %s, mode %s, prog id %u, link id %u, ifindex %u%s\n",
 		       dev, linfo.xdp.ifindex ? "attached" : "link defunct",
-		       mode, linfo.prog_id, linfo.id,
-		       linfo.xdp.ifindex,
-		       here || !linfo.xdp.ifindex ? "" :
-						    " (in another netns)");
+		       mode, linfo.prog_id, linfo.id, linfo.xdp.ifindex,
+		       here || !linfo.xdp.ifindex ? "" : " (in another netns)");
 		printf("  knobs: queues %u, slots/queue %u, steer_arp %s, "
 		       "steer_icmp %s, debug %s\n",
 		       k->nr_queues, k->slots_per_queue,
@@ -734,8 +731,7 @@ static int status_one(const char *dev, bool json)
 	for (g = 0; g < NK_MAX_GUESTS; g++) {
 		if (nk_steer_maps__guest_stats(m, g, &gs))
 			continue;
-		if (!gs.packets && !gs.xsk_miss && !gs.drops[0] &&
-		    !gs.drops[1])
+		if (!gs.packets && !gs.xsk_miss && !gs.drops[0] && !gs.drops[1])
 			continue;
 		if (json)
 			printf("%s{\"id\":%u,\"packets\":%llu,\"bytes\":%llu,"
@@ -752,8 +748,8 @@ static int status_one(const char *dev, bool json)
 				       gs.drops[NK_DROP_ACL_NOT_ALLOWED],
 			       (unsigned long long)gs.drop_bytes);
 		else
-			printf("  %-6u %12llu %14llu %10llu %10llu %14llu\n",
-			       g, (unsigned long long)gs.packets,
+			printf("  %-6u %12llu %14llu %10llu %10llu %14llu\n", g,
+			       (unsigned long long)gs.packets,
 			       (unsigned long long)gs.bytes,
 			       (unsigned long long)gs.xsk_miss,
 			       (unsigned long long)gs.drops[NK_DROP_ACL_DENY],

@@ -278,9 +278,8 @@ int nk_steer_maps__xsk_set(struct nk_steer_maps *m, unsigned int queue,
 		return err;
 	if (xsk_fd < 0)
 		return -EBADF;
-	return bpf_map_update_elem(m->fd[M_XSKS], &idx, &val, BPF_ANY) ?
-		       -errno :
-		       0;
+	return bpf_map_update_elem(m->fd[M_XSKS], &idx, &val, BPF_ANY) ? -errno
+								       : 0;
 }
 
 int nk_steer_maps__xsk_clear(struct nk_steer_maps *m, unsigned int queue,
@@ -324,10 +323,9 @@ int nk_steer_maps__acl_mode_set(struct nk_steer_maps *m, __u32 guest_id,
 	if (mode != NK_ACL_MODE_OFF && mode != NK_ACL_MODE_ALLOW_LIST &&
 	    mode != NK_ACL_MODE_DENY_LIST)
 		return -EINVAL;
-	return bpf_map_update_elem(m->fd[M_GUEST_CFG], &guest_id, &cfg,
-				   BPF_ANY) ?
-		       -errno :
-		       0;
+	return bpf_map_update_elem(m->fd[M_GUEST_CFG], &guest_id, &cfg, BPF_ANY)
+		       ? -errno
+		       : 0;
 }
 
 /* Build an LPM key; the host bits past the prefix are cleared, as the trie
@@ -350,8 +348,9 @@ static int acl_key(struct nk_acl_key *key, __u32 guest_id, const __u8 addr[16],
 		if (bits + 8 <= prefix_len)
 			key->addr[i] = addr[i];
 		else if (bits < prefix_len)
-			key->addr[i] = addr[i] &
-				       (__u8)(0xff << (8 - (prefix_len - bits)));
+			key->addr[i] =
+				addr[i] &
+				(__u8)(0xff << (8 - (prefix_len - bits)));
 	}
 	return 0;
 }
@@ -369,8 +368,8 @@ int nk_steer_maps__acl_add(struct nk_steer_maps *m, __u32 guest_id,
 	err = acl_key(&key, guest_id, addr, prefix_len);
 	if (err)
 		return err;
-	return bpf_map_update_elem(m->fd[M_ACL], &key, &val, BPF_ANY) ? -errno :
-									 0;
+	return bpf_map_update_elem(m->fd[M_ACL], &key, &val, BPF_ANY) ? -errno
+								      : 0;
 }
 
 int nk_steer_maps__acl_del(struct nk_steer_maps *m, __u32 guest_id,
@@ -489,9 +488,8 @@ void nk_steer_ep_key(struct nk_ep_key *key, int proto, const __u8 addr[16],
 	key->proto = (__u8)proto;
 }
 
-void nk_steer_flow_key(struct nk_flow_key *key, int proto,
-		       const __u8 laddr[16], __u16 lport, const __u8 raddr[16],
-		       __u16 rport)
+void nk_steer_flow_key(struct nk_flow_key *key, int proto, const __u8 laddr[16],
+		       __u16 lport, const __u8 raddr[16], __u16 rport)
 {
 	memset(key, 0, sizeof(*key));
 	memcpy(key->laddr, laddr, 16);

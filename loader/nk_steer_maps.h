@@ -107,8 +107,7 @@ void nk_steer_addr_v4(__u8 out[16], struct in_addr a);
 int nk_steer_addr_parse(const char *text, __u8 out[16]);
 void nk_steer_ep_key(struct nk_ep_key *key, int proto, const __u8 addr[16],
 		     __u16 port);
-void nk_steer_flow_key(struct nk_flow_key *key, int proto,
-		       const __u8 laddr[16], __u16 lport, const __u8 raddr[16],
-		       __u16 rport);
+void nk_steer_flow_key(struct nk_flow_key *key, int proto, const __u8 laddr[16],
+		       __u16 lport, const __u8 raddr[16], __u16 rport);
 
 #endif /* NK_STEER_MAPS_H */

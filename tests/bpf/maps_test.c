@@ -46,15 +46,16 @@
 
 static int failures;
 
-#define EXPECT(expr, want)                                                     \
-	do {                                                                   \
-		int got_ = (expr);                                             \
-		if (got_ != (want)) {                                          \
-			failures++;                                            \
-			fprintf(stderr, "FAIL line %d: %s = %d (%s), want %d\n", \
-				__LINE__, #expr, got_,                         \
-				got_ < 0 ? strerror(-got_) : "", (want));      \
-		}                                                              \
+#define EXPECT(expr, want)                                                \
+	do {                                                              \
+		int got_ = (expr);                                        \
+		if (got_ != (want)) {                                     \
+			failures++;                                       \
+			fprintf(stderr,                                   \
+				"FAIL line %d: %s = %d (%s), want %d\n",  \
+				__LINE__, #expr, got_,                    \
+				got_ < 0 ? strerror(-got_) : "", (want)); \
+		}                                                         \
 	} while (0)
 
 static void addr(const char *text, __u8 out[16])
@@ -107,8 +108,7 @@ static int cmd_api(struct nk_steer_maps *m)
 
 	EXPECT(nk_steer_maps__acl_mode_set(m, 7, NK_ACL_MODE_DENY_LIST), 0);
 	EXPECT(nk_steer_maps__acl_mode_set(m, 7, (enum nk_acl_mode)9), -EINVAL);
-	EXPECT(nk_steer_maps__acl_mode_set(m, NK_MAX_GUESTS,
-					   NK_ACL_MODE_OFF),
+	EXPECT(nk_steer_maps__acl_mode_set(m, NK_MAX_GUESTS, NK_ACL_MODE_OFF),
 	       -ERANGE);
 	/* host bits beyond the prefix are ignored: same entry */
 	addr("198.51.100.77", a);
@@ -289,7 +289,8 @@ int main(int argc, char **argv)
 	int err, ret = 2;
 
 	if (argc < 3) {
-		fprintf(stderr, "usage: see the header of tests/bpf/maps_test.c\n");
+		fprintf(stderr,
+			"usage: see the header of tests/bpf/maps_test.c\n");
 		return 2;
 	}
 	err = nk_steer_maps__open(argv[2], NULL, &m);

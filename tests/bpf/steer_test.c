@@ -55,15 +55,15 @@ static struct nk_exit_stats want_exit[NK_EXIT__MAX];
 static struct nk_guest_stats want_guest[16];
 static bool tally = true; /* off while a second program instance runs */
 
-#define CHECK(cond, ...)                                                       \
-	do {                                                                   \
-		checks++;                                                      \
-		if (!(cond)) {                                                 \
-			failures++;                                            \
-			fprintf(stderr, "FAIL %s:%d: ", __func__, __LINE__);   \
-			fprintf(stderr, __VA_ARGS__);                          \
-			fputc('\n', stderr);                                   \
-		}                                                              \
+#define CHECK(cond, ...)                                                     \
+	do {                                                                 \
+		checks++;                                                    \
+		if (!(cond)) {                                               \
+			failures++;                                          \
+			fprintf(stderr, "FAIL %s:%d: ", __func__, __LINE__); \
+			fprintf(stderr, __VA_ARGS__);                        \
+			fputc('\n', stderr);                                 \
+		}                                                            \
 	} while (0)
 
 /* ---------------------------------------------------------- fixtures */
@@ -379,8 +379,8 @@ static void add_ep(int proto, const char *a, __u16 port, __u32 guest,
 	if (a)
 		addr(a, a16);
 	nk_steer_ep_key(&k, proto, a16, port);
-	CHECK(!bpf_map_update_elem(bpf_map__fd(skel->maps.nk_endpoints), &k,
-				   &t, BPF_NOEXIST),
+	CHECK(!bpf_map_update_elem(bpf_map__fd(skel->maps.nk_endpoints), &k, &t,
+				   BPF_NOEXIST),
 	      "endpoint add: %s", strerror(errno));
 }
 
@@ -390,8 +390,8 @@ static void add_nsm(const char *a, __u32 slot)
 	struct nk_addr_key k;
 
 	addr(a, k.addr);
-	CHECK(!bpf_map_update_elem(bpf_map__fd(skel->maps.nk_nsm_addrs), &k,
-				   &t, BPF_NOEXIST),
+	CHECK(!bpf_map_update_elem(bpf_map__fd(skel->maps.nk_nsm_addrs), &k, &t,
+				   BPF_NOEXIST),
 	      "nsm addr add: %s", strerror(errno));
 }
 
@@ -409,8 +409,8 @@ static void acl_mode(__u32 guest, __u32 mode)
 {
 	struct nk_guest_cfg c = { .acl_mode = mode };
 
-	CHECK(!bpf_map_update_elem(bpf_map__fd(skel->maps.nk_guest_cfg),
-				   &guest, &c, BPF_ANY),
+	CHECK(!bpf_map_update_elem(bpf_map__fd(skel->maps.nk_guest_cfg), &guest,
+				   &c, BPF_ANY),
 	      "acl mode: %s", strerror(errno));
 }
 
@@ -497,59 +497,81 @@ static struct nk_steer *load(bool arp, bool icmp, unsigned int queues)
 
 static void test_l4_steering(void)
 {
-	expect("tcp endpoint", &(struct spec){ .l3 = L3_IP4, .dst = "10.0.0.1",
-					       .sport = 1234, .dport = 80 },
+	expect("tcp endpoint",
+	       &(struct spec){ .l3 = L3_IP4,
+			       .dst = "10.0.0.1",
+			       .sport = 1234,
+			       .dport = 80 },
 	       XDP_REDIRECT, NK_EXIT_REDIRECT_EP, 1, 1);
 	expect("tcp endpoint + payload",
-	       &(struct spec){ .l3 = L3_IP4, .dst = "10.0.0.1", .sport = 1234,
-			       .dport = 80, .payload = 300 },
+	       &(struct spec){ .l3 = L3_IP4,
+			       .dst = "10.0.0.1",
+			       .sport = 1234,
+			       .dport = 80,
+			       .payload = 300 },
 	       XDP_REDIRECT, NK_EXIT_REDIRECT_EP, 1, 1);
 	expect("tcp endpoint via vlan",
-	       &(struct spec){ .l3 = L3_IP4, .vlan = true, .dst = "10.0.0.1",
-			       .sport = 1234, .dport = 80 },
+	       &(struct spec){ .l3 = L3_IP4,
+			       .vlan = true,
+			       .dst = "10.0.0.1",
+			       .sport = 1234,
+			       .dport = 80 },
 	       XDP_REDIRECT, NK_EXIT_REDIRECT_EP, 1, 1);
 	expect("tcp unknown port",
 	       &(struct spec){ .l3 = L3_IP4, .dst = "10.0.0.1", .dport = 81 },
 	       XDP_PASS, NK_EXIT_PASS_NO_MATCH, -1, -1);
 	expect("udp to tcp endpoint",
-	       &(struct spec){ .l3 = L3_IP4, .dst = "10.0.0.1", .dport = 80,
+	       &(struct spec){ .l3 = L3_IP4,
+			       .dst = "10.0.0.1",
+			       .dport = 80,
 			       .proto = IPPROTO_UDP },
 	       XDP_PASS, NK_EXIT_PASS_NO_MATCH, -1, -1);
 	expect("udp wildcard v4",
-	       &(struct spec){ .l3 = L3_IP4, .dst = "10.0.0.7", .dport = 53,
+	       &(struct spec){ .l3 = L3_IP4,
+			       .dst = "10.0.0.7",
+			       .dport = 53,
 			       .proto = IPPROTO_UDP },
 	       XDP_REDIRECT, NK_EXIT_REDIRECT_EP_ANY, 2, 1);
 	expect("udp wildcard v6",
-	       &(struct spec){ .l3 = L3_IP6, .dst = "fd00::9", .dport = 53,
+	       &(struct spec){ .l3 = L3_IP6,
+			       .dst = "fd00::9",
+			       .dport = 53,
 			       .proto = IPPROTO_UDP },
 	       XDP_REDIRECT, NK_EXIT_REDIRECT_EP_ANY, 2, 1);
 	expect("tcp v6 endpoint, empty xsk slot",
 	       &(struct spec){ .l3 = L3_IP6, .dst = "fd00::1", .dport = 443 },
 	       XDP_PASS, NK_EXIT_PASS_XSK_MISS, 3, 2);
 	expect("tcp flow",
-	       &(struct spec){ .l3 = L3_IP4, .src = "10.0.0.2",
-			       .dst = "10.0.0.1", .sport = 40000,
+	       &(struct spec){ .l3 = L3_IP4,
+			       .src = "10.0.0.2",
+			       .dst = "10.0.0.1",
+			       .sport = 40000,
 			       .dport = 8080 },
 	       XDP_REDIRECT, NK_EXIT_REDIRECT_FLOW, 4, 1);
 	expect("tcp flow, other remote port",
-	       &(struct spec){ .l3 = L3_IP4, .src = "10.0.0.2",
-			       .dst = "10.0.0.1", .sport = 40001,
+	       &(struct spec){ .l3 = L3_IP4,
+			       .src = "10.0.0.2",
+			       .dst = "10.0.0.1",
+			       .sport = 40001,
 			       .dport = 8080 },
 	       XDP_PASS, NK_EXIT_PASS_NO_MATCH, -1, -1);
 	expect("flow wins over endpoint",
-	       &(struct spec){ .l3 = L3_IP4, .src = "10.0.0.3",
-			       .dst = "10.0.0.1", .sport = 5555, .dport = 80 },
+	       &(struct spec){ .l3 = L3_IP4,
+			       .src = "10.0.0.3",
+			       .dst = "10.0.0.1",
+			       .sport = 5555,
+			       .dport = 80 },
 	       XDP_REDIRECT, NK_EXIT_REDIRECT_FLOW, 7, 1);
 	expect("entry with slot out of range",
 	       &(struct spec){ .l3 = L3_IP4, .dst = "10.0.0.1", .dport = 9 },
 	       XDP_PASS, NK_EXIT_PASS_BAD_TARGET, 8, -1);
 	expect("ipv4 options ihl 6",
-	       &(struct spec){ .l3 = L3_IP4, .ihl = 6, .dst = "10.0.0.1",
-			       .dport = 80 },
+	       &(struct spec){
+		       .l3 = L3_IP4, .ihl = 6, .dst = "10.0.0.1", .dport = 80 },
 	       XDP_REDIRECT, NK_EXIT_REDIRECT_EP, 1, 1);
 	expect("ipv4 options ihl 15",
-	       &(struct spec){ .l3 = L3_IP4, .ihl = 15, .dst = "10.0.0.1",
-			       .dport = 80 },
+	       &(struct spec){
+		       .l3 = L3_IP4, .ihl = 15, .dst = "10.0.0.1", .dport = 80 },
 	       XDP_REDIRECT, NK_EXIT_REDIRECT_EP, 1, 1);
 }
 
@@ -559,37 +581,49 @@ static void test_nsm(void)
 	       &(struct spec){ .l3 = L3_ARP, .arp_tpa = "10.0.0.100" },
 	       XDP_REDIRECT, NK_EXIT_REDIRECT_ARP, 0, 1);
 	expect("arp for nsm via vlan",
-	       &(struct spec){ .l3 = L3_ARP, .vlan = true,
-			       .arp_tpa = "10.0.0.100" },
+	       &(struct spec){
+		       .l3 = L3_ARP, .vlan = true, .arp_tpa = "10.0.0.100" },
 	       XDP_REDIRECT, NK_EXIT_REDIRECT_ARP, 0, 1);
 	expect("arp for other",
 	       &(struct spec){ .l3 = L3_ARP, .arp_tpa = "10.0.0.1" }, XDP_PASS,
 	       NK_EXIT_PASS_ARP, -1, -1);
 	expect("icmp echo for nsm",
-	       &(struct spec){ .l3 = L3_IP4, .dst = "10.0.0.100",
-			       .proto = IPPROTO_ICMP, .icmp_type = 8 },
+	       &(struct spec){ .l3 = L3_IP4,
+			       .dst = "10.0.0.100",
+			       .proto = IPPROTO_ICMP,
+			       .icmp_type = 8 },
 	       XDP_REDIRECT, NK_EXIT_REDIRECT_ICMP, 0, 1);
 	expect("icmp echo for other",
-	       &(struct spec){ .l3 = L3_IP4, .dst = "10.0.0.1",
-			       .proto = IPPROTO_ICMP, .icmp_type = 8 },
+	       &(struct spec){ .l3 = L3_IP4,
+			       .dst = "10.0.0.1",
+			       .proto = IPPROTO_ICMP,
+			       .icmp_type = 8 },
 	       XDP_PASS, NK_EXIT_PASS_ICMP, -1, -1);
 	expect("icmpv6 echo for nsm",
-	       &(struct spec){ .l3 = L3_IP6, .dst = "fd00::100",
-			       .proto = IPPROTO_ICMPV6, .icmp_type = 128 },
+	       &(struct spec){ .l3 = L3_IP6,
+			       .dst = "fd00::100",
+			       .proto = IPPROTO_ICMPV6,
+			       .icmp_type = 128 },
 	       XDP_REDIRECT, NK_EXIT_REDIRECT_ICMP, 0, 1);
 	expect("neighbour solicitation for nsm",
-	       &(struct spec){ .l3 = L3_IP6, .dst = "ff02::1:ff00:100",
-			       .proto = IPPROTO_ICMPV6, .icmp_type = 135,
+	       &(struct spec){ .l3 = L3_IP6,
+			       .dst = "ff02::1:ff00:100",
+			       .proto = IPPROTO_ICMPV6,
+			       .icmp_type = 135,
 			       .nd_target = "fd00::100" },
 	       XDP_REDIRECT, NK_EXIT_REDIRECT_ICMP, 0, 1);
 	expect("neighbour solicitation for other",
-	       &(struct spec){ .l3 = L3_IP6, .dst = "ff02::1:ff00:5",
-			       .proto = IPPROTO_ICMPV6, .icmp_type = 135,
+	       &(struct spec){ .l3 = L3_IP6,
+			       .dst = "ff02::1:ff00:5",
+			       .proto = IPPROTO_ICMPV6,
+			       .icmp_type = 135,
 			       .nd_target = "fd00::5" },
 	       XDP_PASS, NK_EXIT_PASS_ICMP, -1, -1);
 	expect("icmp in ipv6 is not icmpv6",
-	       &(struct spec){ .l3 = L3_IP6, .dst = "fd00::100",
-			       .proto = IPPROTO_ICMP, .icmp_type = 8 },
+	       &(struct spec){ .l3 = L3_IP6,
+			       .dst = "fd00::100",
+			       .proto = IPPROTO_ICMP,
+			       .icmp_type = 8 },
 	       XDP_PASS, NK_EXIT_PASS_L4_OTHER, -1, -1);
 }
 
@@ -597,42 +631,57 @@ static void test_acl(void)
 {
 	/* guest 5: allow-list, 10.9.0.0/16 allowed */
 	expect("allow-list: allowed source",
-	       &(struct spec){ .l3 = L3_IP4, .src = "10.9.1.1",
-			       .dst = "10.0.0.1", .dport = 5000,
+	       &(struct spec){ .l3 = L3_IP4,
+			       .src = "10.9.1.1",
+			       .dst = "10.0.0.1",
+			       .dport = 5000,
 			       .proto = IPPROTO_UDP },
 	       XDP_REDIRECT, NK_EXIT_REDIRECT_EP, 5, 1);
 	expect("allow-list: unlisted source",
-	       &(struct spec){ .l3 = L3_IP4, .src = "10.7.0.1",
-			       .dst = "10.0.0.1", .dport = 5000,
+	       &(struct spec){ .l3 = L3_IP4,
+			       .src = "10.7.0.1",
+			       .dst = "10.0.0.1",
+			       .dport = 5000,
 			       .proto = IPPROTO_UDP },
 	       XDP_DROP, NK_EXIT_DROP_ACL, 5, -1);
 	want_guest[5].drops[NK_DROP_ACL_NOT_ALLOWED]++;
 	expect("allow-list: v6 source",
-	       &(struct spec){ .l3 = L3_IP6, .src = "fd00::2", .dst = "fd00::1",
-			       .dport = 5000, .proto = IPPROTO_UDP },
+	       &(struct spec){ .l3 = L3_IP6,
+			       .src = "fd00::2",
+			       .dst = "fd00::1",
+			       .dport = 5000,
+			       .proto = IPPROTO_UDP },
 	       XDP_DROP, NK_EXIT_DROP_ACL, 5, -1);
 	want_guest[5].drops[NK_DROP_ACL_NOT_ALLOWED]++;
 	/* guest 6: deny-list, deny 10.8/16 but allow 10.8.1/24 */
 	expect("deny-list: denied source",
-	       &(struct spec){ .l3 = L3_IP4, .src = "10.8.2.2",
-			       .dst = "10.0.0.1", .dport = 6000,
+	       &(struct spec){ .l3 = L3_IP4,
+			       .src = "10.8.2.2",
+			       .dst = "10.0.0.1",
+			       .dport = 6000,
 			       .proto = IPPROTO_UDP },
 	       XDP_DROP, NK_EXIT_DROP_ACL, 6, -1);
 	want_guest[6].drops[NK_DROP_ACL_DENY]++;
 	expect("deny-list: longer allow prefix wins",
-	       &(struct spec){ .l3 = L3_IP4, .src = "10.8.1.5",
-			       .dst = "10.0.0.1", .dport = 6000,
+	       &(struct spec){ .l3 = L3_IP4,
+			       .src = "10.8.1.5",
+			       .dst = "10.0.0.1",
+			       .dport = 6000,
 			       .proto = IPPROTO_UDP },
 	       XDP_REDIRECT, NK_EXIT_REDIRECT_EP, 6, 1);
 	expect("deny-list: unlisted source",
-	       &(struct spec){ .l3 = L3_IP4, .src = "1.2.3.4",
-			       .dst = "10.0.0.1", .dport = 6000,
+	       &(struct spec){ .l3 = L3_IP4,
+			       .src = "1.2.3.4",
+			       .dst = "10.0.0.1",
+			       .dport = 6000,
 			       .proto = IPPROTO_UDP },
 	       XDP_REDIRECT, NK_EXIT_REDIRECT_EP, 6, 1);
 	/* ACL of guest 5 does not leak to guest 1 */
 	expect("other guest unaffected",
-	       &(struct spec){ .l3 = L3_IP4, .src = "10.7.0.1",
-			       .dst = "10.0.0.1", .dport = 80 },
+	       &(struct spec){ .l3 = L3_IP4,
+			       .src = "10.7.0.1",
+			       .dst = "10.0.0.1",
+			       .dport = 80 },
 	       XDP_REDIRECT, NK_EXIT_REDIRECT_EP, 1, 1);
 }
 
@@ -645,72 +694,113 @@ static void test_malformed(void)
 	static const __u8 esp[] = { 60 };
 
 	expect("bad ihl 4",
-	       &(struct spec){ .l3 = L3_IP4, .ihl = 4, .dst = "10.0.0.1",
-			       .dport = 80 },
+	       &(struct spec){
+		       .l3 = L3_IP4, .ihl = 4, .dst = "10.0.0.1", .dport = 80 },
 	       XDP_PASS, NK_EXIT_PASS_BAD_IP4, -1, -1);
 	expect("bad ihl 0",
-	       &(struct spec){ .l3 = L3_IP4, .ihl = 0 + 16, .dst = "10.0.0.1",
+	       &(struct spec){ .l3 = L3_IP4,
+			       .ihl = 0 + 16,
+			       .dst = "10.0.0.1",
 			       .dport = 80 },
 	       XDP_PASS, NK_EXIT_PASS_BAD_IP4, -1, -1);
 	expect("ipv4 version 5",
-	       &(struct spec){ .l3 = L3_IP4, .ip_version = 5,
-			       .dst = "10.0.0.1", .dport = 80 },
+	       &(struct spec){ .l3 = L3_IP4,
+			       .ip_version = 5,
+			       .dst = "10.0.0.1",
+			       .dport = 80 },
 	       XDP_PASS, NK_EXIT_PASS_BAD_IP4, -1, -1);
 	expect("ipv6 version 4",
-	       &(struct spec){ .l3 = L3_IP6, .ip_version = 4, .dst = "fd00::1",
+	       &(struct spec){ .l3 = L3_IP6,
+			       .ip_version = 4,
+			       .dst = "fd00::1",
 			       .dport = 443 },
 	       XDP_PASS, NK_EXIT_PASS_BAD_IP6, -1, -1);
 	expect("ipv4 non-first fragment",
-	       &(struct spec){ .l3 = L3_IP4, .dst = "10.0.0.1", .dport = 80,
+	       &(struct spec){ .l3 = L3_IP4,
+			       .dst = "10.0.0.1",
+			       .dport = 80,
 			       .frag = 100 },
 	       XDP_PASS, NK_EXIT_PASS_FRAG, -1, -1);
 	expect("ipv4 first fragment",
-	       &(struct spec){ .l3 = L3_IP4, .dst = "10.0.0.1", .dport = 80,
+	       &(struct spec){ .l3 = L3_IP4,
+			       .dst = "10.0.0.1",
+			       .dport = 80,
 			       .frag = 0x2000 },
 	       XDP_PASS, NK_EXIT_PASS_FRAG_FIRST, -1, -1);
 	expect("ipv4 DF is not a fragment",
-	       &(struct spec){ .l3 = L3_IP4, .dst = "10.0.0.1", .dport = 80,
+	       &(struct spec){ .l3 = L3_IP4,
+			       .dst = "10.0.0.1",
+			       .dport = 80,
 			       .frag = 0x4000 },
 	       XDP_REDIRECT, NK_EXIT_REDIRECT_EP, 1, 1);
 	expect("ipv6 hop+dest+routing",
-	       &(struct spec){ .l3 = L3_IP6, .dst = "fd00::9", .dport = 53,
-			       .proto = IPPROTO_UDP, .ext = hop_dst_rt,
+	       &(struct spec){ .l3 = L3_IP6,
+			       .dst = "fd00::9",
+			       .dport = 53,
+			       .proto = IPPROTO_UDP,
+			       .ext = hop_dst_rt,
 			       .n_ext = 3 },
 	       XDP_REDIRECT, NK_EXIT_REDIRECT_EP_ANY, 2, 1);
 	expect("ipv6 AH",
-	       &(struct spec){ .l3 = L3_IP6, .dst = "fd00::9", .dport = 53,
-			       .proto = IPPROTO_UDP, .ext = ah, .n_ext = 1 },
+	       &(struct spec){ .l3 = L3_IP6,
+			       .dst = "fd00::9",
+			       .dport = 53,
+			       .proto = IPPROTO_UDP,
+			       .ext = ah,
+			       .n_ext = 1 },
 	       XDP_REDIRECT, NK_EXIT_REDIRECT_EP_ANY, 2, 1);
 	expect("ipv6 atomic fragment",
-	       &(struct spec){ .l3 = L3_IP6, .dst = "fd00::9", .dport = 53,
-			       .proto = IPPROTO_UDP, .ext = frag, .n_ext = 1 },
+	       &(struct spec){ .l3 = L3_IP6,
+			       .dst = "fd00::9",
+			       .dport = 53,
+			       .proto = IPPROTO_UDP,
+			       .ext = frag,
+			       .n_ext = 1 },
 	       XDP_REDIRECT, NK_EXIT_REDIRECT_EP_ANY, 2, 1);
 	expect("ipv6 non-first fragment",
-	       &(struct spec){ .l3 = L3_IP6, .dst = "fd00::9", .dport = 53,
-			       .proto = IPPROTO_UDP, .ext = frag, .n_ext = 1,
+	       &(struct spec){ .l3 = L3_IP6,
+			       .dst = "fd00::9",
+			       .dport = 53,
+			       .proto = IPPROTO_UDP,
+			       .ext = frag,
+			       .n_ext = 1,
 			       .frag = 800 },
 	       XDP_PASS, NK_EXIT_PASS_FRAG, -1, -1);
 	expect("ipv6 first fragment",
-	       &(struct spec){ .l3 = L3_IP6, .dst = "fd00::9", .dport = 53,
-			       .proto = IPPROTO_UDP, .ext = frag, .n_ext = 1,
+	       &(struct spec){ .l3 = L3_IP6,
+			       .dst = "fd00::9",
+			       .dport = 53,
+			       .proto = IPPROTO_UDP,
+			       .ext = frag,
+			       .n_ext = 1,
 			       .frag = 1 },
 	       XDP_PASS, NK_EXIT_PASS_FRAG_FIRST, -1, -1);
 	expect("ipv6 seven extension headers",
-	       &(struct spec){ .l3 = L3_IP6, .dst = "fd00::9", .dport = 53,
-			       .proto = IPPROTO_UDP, .ext = seven, .n_ext = 7 },
+	       &(struct spec){ .l3 = L3_IP6,
+			       .dst = "fd00::9",
+			       .dport = 53,
+			       .proto = IPPROTO_UDP,
+			       .ext = seven,
+			       .n_ext = 7 },
 	       XDP_PASS, NK_EXIT_PASS_EXT_LIMIT, -1, -1);
 	expect("ipv6 ESP",
-	       &(struct spec){ .l3 = L3_IP6, .dst = "fd00::9", .proto = 50,
-			       .ext = esp, .n_ext = 1 },
+	       &(struct spec){ .l3 = L3_IP6,
+			       .dst = "fd00::9",
+			       .proto = 50,
+			       .ext = esp,
+			       .n_ext = 1 },
 	       XDP_PASS, NK_EXIT_PASS_L4_OTHER, -1, -1);
-	expect("gre", &(struct spec){ .l3 = L3_IP4, .dst = "10.0.0.1", .proto = 47 },
+	expect("gre",
+	       &(struct spec){ .l3 = L3_IP4, .dst = "10.0.0.1", .proto = 47 },
 	       XDP_PASS, NK_EXIT_PASS_L4_OTHER, -1, -1);
-	expect("lldp",
-	       &(struct spec){ .l3 = L3_RAW, .ethertype = 0x88cc }, XDP_PASS,
-	       NK_EXIT_PASS_L3_OTHER, -1, -1);
+	expect("lldp", &(struct spec){ .l3 = L3_RAW, .ethertype = 0x88cc },
+	       XDP_PASS, NK_EXIT_PASS_L3_OTHER, -1, -1);
 	expect("qinq is not unwrapped",
-	       &(struct spec){ .l3 = L3_IP4, .vlan = true, .qinq = true,
-			       .dst = "10.0.0.1", .dport = 80 },
+	       &(struct spec){ .l3 = L3_IP4,
+			       .vlan = true,
+			       .qinq = true,
+			       .dst = "10.0.0.1",
+			       .dport = 80 },
 	       XDP_PASS, NK_EXIT_PASS_L3_OTHER, -1, -1);
 	expect("arp for ipv6 (pln 16)",
 	       &(struct spec){ .l3 = L3_RAW, .ethertype = ETH_P_ARP }, XDP_PASS,
@@ -745,7 +835,8 @@ static void truncate_all(const char *what, const struct spec *s,
 		expect_len(name, &f, len, XDP_PASS, exit, -1, -1);
 	}
 	expect_len(what, &f, f.len, s->l3 == L3_ARP ? XDP_REDIRECT : XDP_PASS,
-		   s->l3 == L3_ARP ? NK_EXIT_REDIRECT_ARP : NK_EXIT_PASS_NO_MATCH,
+		   s->l3 == L3_ARP ? NK_EXIT_REDIRECT_ARP
+				   : NK_EXIT_PASS_NO_MATCH,
 		   s->l3 == L3_ARP ? 0 : -1, -1);
 }
 
@@ -754,24 +845,33 @@ static void test_truncated(void)
 	static const __u8 hop_frag[] = { 0, 44 };
 
 	truncate_all("tcp4 vlan",
-		     &(struct spec){ .l3 = L3_IP4, .vlan = true,
-				     .dst = "10.0.0.1", .dport = 99 },
+		     &(struct spec){ .l3 = L3_IP4,
+				     .vlan = true,
+				     .dst = "10.0.0.1",
+				     .dport = 99 },
 		     NK_EXIT_PASS_TRUNC_IP4, NK_EXIT_PASS_TRUNC_IP4,
 		     NK_EXIT_PASS_TRUNC_L4, 20);
 	truncate_all("udp4 options",
-		     &(struct spec){ .l3 = L3_IP4, .ihl = 8, .dst = "10.0.0.1",
-				     .dport = 99, .proto = IPPROTO_UDP },
+		     &(struct spec){ .l3 = L3_IP4,
+				     .ihl = 8,
+				     .dst = "10.0.0.1",
+				     .dport = 99,
+				     .proto = IPPROTO_UDP },
 		     NK_EXIT_PASS_TRUNC_IP4, NK_EXIT_PASS_TRUNC_IP4,
 		     NK_EXIT_PASS_TRUNC_L4, 8);
 	truncate_all("udp6 ext",
-		     &(struct spec){ .l3 = L3_IP6, .vlan = true,
-				     .dst = "fd00::1", .dport = 99,
-				     .proto = IPPROTO_UDP, .ext = hop_frag,
+		     &(struct spec){ .l3 = L3_IP6,
+				     .vlan = true,
+				     .dst = "fd00::1",
+				     .dport = 99,
+				     .proto = IPPROTO_UDP,
+				     .ext = hop_frag,
 				     .n_ext = 2 },
 		     NK_EXIT_PASS_TRUNC_IP6, NK_EXIT_PASS_TRUNC_EXT,
 		     NK_EXIT_PASS_TRUNC_L4, 8);
 	truncate_all("arp vlan",
-		     &(struct spec){ .l3 = L3_ARP, .vlan = true,
+		     &(struct spec){ .l3 = L3_ARP,
+				     .vlan = true,
 				     .arp_tpa = "10.0.0.100" },
 		     NK_EXIT_PASS_TRUNC_ARP, NK_EXIT_PASS_TRUNC_ARP,
 		     NK_EXIT_PASS_TRUNC_ARP, 0);
@@ -779,10 +879,11 @@ static void test_truncated(void)
 	{
 		struct frame f;
 
-		build(&f, &(struct spec){ .l3 = L3_IP6, .dst = "ff02::1:ff00:100",
-					 .proto = IPPROTO_ICMPV6,
-					 .icmp_type = 135,
-					 .nd_target = "fd00::100" });
+		build(&f, &(struct spec){ .l3 = L3_IP6,
+					  .dst = "ff02::1:ff00:100",
+					  .proto = IPPROTO_ICMPV6,
+					  .icmp_type = 135,
+					  .nd_target = "fd00::100" });
 		expect_len("ns cut in target", &f, f.len - 1, XDP_PASS,
 			   NK_EXIT_PASS_TRUNC_L4, -1, -1);
 		expect_len("ns cut in header", &f, f.off_l4 + 7, XDP_PASS,
@@ -799,11 +900,13 @@ static void test_queue(void)
 
 	if (system("ip link add nkst0 numrxqueues 4 numtxqueues 4 type veth "
 		   "peer name nkst1 >/dev/null 2>&1")) {
-		fprintf(stderr, "note: cannot create a veth, queue test skipped\n");
+		fprintf(stderr,
+			"note: cannot create a veth, queue test skipped\n");
 		return;
 	}
 	ifindex = (int)if_nametoindex("nkst0");
-	build(&f, &(struct spec){ .l3 = L3_IP4, .dst = "10.0.0.1", .dport = 80 });
+	build(&f,
+	      &(struct spec){ .l3 = L3_IP4, .dst = "10.0.0.1", .dport = 80 });
 	err = run_frame(bpf_program__fd(skel->progs.nk_steer), f.b, f.len,
 			ifindex, 3, &r);
 	CHECK(!err, "queue 3: test_run: %s", strerror(-err));
@@ -907,8 +1010,10 @@ static void test_knobs_off(void)
 	       &(struct spec){ .l3 = L3_ARP, .arp_tpa = "10.0.0.100" },
 	       XDP_PASS, NK_EXIT_PASS_ARP, -1, -1);
 	expect("icmp, steering off",
-	       &(struct spec){ .l3 = L3_IP4, .dst = "10.0.0.100",
-			       .proto = IPPROTO_ICMP, .icmp_type = 8 },
+	       &(struct spec){ .l3 = L3_IP4,
+			       .dst = "10.0.0.100",
+			       .proto = IPPROTO_ICMP,
+			       .icmp_type = 8 },
 	       XDP_PASS, NK_EXIT_PASS_ICMP, -1, -1);
 	nk_steer__destroy(off);
 	skel = on;
@@ -996,7 +1101,7 @@ int main(void)
 
 	nk_steer__destroy(skel);
 	close(xsk);
-	printf("%s: %d checks, %d failed\n", failures ? "FAIL" : "PASS",
-	       checks, failures);
+	printf("%s: %d checks, %d failed\n", failures ? "FAIL" : "PASS", checks,
+	       failures);
 	return failures ? 1 : 0;
 }
