@@ -484,8 +484,13 @@ int main(int argc, char **argv)
 			fclose(f);
 		}
 	}
-	fprintf(stderr, "ustack_echo: %s on %s, %s/%d\n", backend, lo.ifname,
-		inet_ntoa(a), plen);
+	{
+		char desc[160];
+
+		nk_l2__describe(l2, desc, sizeof(desc));
+		fprintf(stderr, "ustack_echo: %s on %s, %s/%d\n", desc,
+			lo.ifname, inet_ntoa(a), plen);
+	}
 
 	t0 = time(NULL);
 	while (!stop && !done) {

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <net/if.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -147,6 +148,13 @@ void nk_l2__stats(const struct nk_l2 *l2, struct nk_l2_stats *st)
 	*st = l2->st;
 	if (l2->ops->stats)
 		l2->ops->stats(l2, st);
+}
+
+int nk_l2__describe(const struct nk_l2 *l2, char *buf, size_t len)
+{
+	if (l2->ops->describe)
+		return l2->ops->describe(l2, buf, len);
+	return snprintf(buf, len, "%s", l2->ops->name);
 }
 
 uint32_t nk_l2__max_frame(const struct nk_l2 *l2)

@@ -118,6 +118,12 @@ void nk_l2__stats(const struct nk_l2 *l2, struct nk_l2_stats *st);
  */
 int nk_l2__xskmap_update(struct nk_l2 *l2, int xskmap_fd);
 
+/*
+ * Writes a one-line description of the backend as opened (for afxdp: copy
+ * or zero-copy, queues, UMEM) to buf. Returns snprintf's length.
+ */
+int nk_l2__describe(const struct nk_l2 *l2, char *buf, size_t len);
+
 /* Smallest frame accepted for TX: an Ethernet header. */
 #define NK_L2_MIN_FRAME 14u
 

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <linux/if_link.h>
 #include <linux/if_xdp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -57,6 +58,8 @@ struct l2_xdp {
 	uint32_t tx_pending; /* submitted since the last kick */
 	unsigned nq, rr;
 	int epfd;
+	int zerocopy; /* bound with XDP_ZEROCOPY */
+	int own_prog; /* libxdp loaded its default program */
 	struct xq q[];
 };
 
@@ -246,10 +249,13 @@ static int xdp_open(const struct nk_l2_opts *o, struct nk_l2 **out)
 		if (ret)
 			teardown(x); /* clean fallback: everything again */
 	}
-	if (ret)
+	if (!ret)
+		x->zerocopy = 1;
+	else
 		ret = setup(x, o, XDP_COPY);
 	if (ret)
 		goto fail;
+	x->own_prog = !!(o->flags & NK_L2_F_DEFAULT_PROG);
 	*out = &x->base;
 	return 0;
 fail:
@@ -394,6 +400,17 @@ static void xdp_stats(const struct nk_l2 *l2, struct nk_l2_stats *st)
 	}
 }
 
+static int xdp_describe(const struct nk_l2 *l2, char *buf, size_t len)
+{
+	const struct l2_xdp *x = (const struct l2_xdp *)l2;
+
+	return snprintf(buf, len,
+			"afxdp %s queues %u-%u umem %ux%u ring %u need_wakeup%s",
+			x->zerocopy ? "zero-copy" : "copy", x->q[0].queue,
+			x->q[x->nq - 1].queue, x->nframes, x->frame_size,
+			x->ring, x->own_prog ? " libxdp-default-prog" : "");
+}
+
 static void xdp_close(struct nk_l2 *l2)
 {
 	struct l2_xdp *x = (struct l2_xdp *)l2;
@@ -410,5 +427,6 @@ const struct nk_l2_ops nk_l2_afxdp_ops = {
 	.flush = xdp_flush,
 	.xskmap_update = xdp_xskmap_update,
 	.stats = xdp_stats,
+	.describe = xdp_describe,
 	.close = xdp_close,
 };
