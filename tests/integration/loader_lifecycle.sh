@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # nk-loader lifecycle on a veth pair between two namespaces of our own:
-# exit codes (usage, no device, not attached, already attached, foreign
-# program), attach native and skb, pins visible to bpftool, status text and
+# exit codes (usage, not root, no such device, not attached, already
+# attached, foreign program, no native XDP on lo), attach native and skb, pins visible to bpftool, status text and
 # JSON, the nk_steer_maps API, real traffic (fallback counted with exact
 # bytes, ACL drops, a real AF_XDP receive, the kernel still serving ports no
 # guest owns), a loader SIGKILLed while alive leaving a working attachment,
@@ -127,6 +127,13 @@ expect_rc 7 L status "$DEV"
 if command -v setpriv >/dev/null; then
 	expect_rc 3 setpriv --reuid=65534 --regid=65534 --clear-groups "$LOADER" attach "$DEV"
 	grep -q "root" "$TMP/last.out" || fail "no clear 'not root' message"
+fi
+# lo has no driver-mode XDP: "kernel or driver lacks support" (pins are
+# keyed by name: skipped if some other namespace's lo is attached)
+if [ ! -e /sys/fs/bpf/netkernel/lo ]; then
+	expect_rc 6 L attach lo --mode native
+	grep -q "lacks support" "$TMP/last.out" || fail "no clear 'lacks support' message"
+	[ ! -e /sys/fs/bpf/netkernel/lo ] || fail "pins left after a failed attach on lo"
 fi
 log "error exit codes ok"
 
