@@ -784,6 +784,20 @@ static int status_one(const char *dev, bool json)
 	return EXIT_OK;
 }
 
+/* Would status_one() print dev? (a pinned link and openable maps) */
+static bool status_printable(const char *dev)
+{
+	struct nk_steer_maps *m = NULL;
+	struct bpf_link_info linfo;
+	char dir[PATH_MAX];
+
+	if (nk_steer_pin_dir(dir, sizeof(dir), NULL, dev) ||
+	    link_info_get(dir, &linfo) || nk_steer_maps__open(dev, NULL, &m))
+		return false;
+	nk_steer_maps__close(m);
+	return true;
+}
+
 static int cmd_status(const char *dev, bool json)
 {
 	struct dirent *de;
@@ -820,12 +834,15 @@ static int cmd_status(const char *dev, bool json)
 		for (p = name; *p; p++)
 			if (*p == ':')
 				*p = '.';
-		if (json && !first)
+		/* the JSON list must stay valid: only entries that have a
+		 * link get a separator (status_one reports the others) */
+		if (json && !first && status_printable(name))
 			putchar(',');
 		r = status_one(name, json);
 		if (r && !ret)
 			ret = r;
-		first = false;
+		if (!r)
+			first = false;
 	}
 	if (d)
 		closedir(d);
