@@ -1,0 +1,554 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Config file parser. One statement per line, '#' starts a comment:
+ *   nsm NAME type=kernel [netns=PATH]
+ *   guest NAME [nsm=] [uid=]... [max_sockets=] [max_inflight=] [bufs=]
+ *              [weight=] [max_conns=] [bind=]...
+ *   unknown_guests allow|deny
+ *   abuse_limit N
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+
+#define MAX_LINE 4096
+#define MAX_CONFIG_BYTES (1u << 20)
+
+static void seterr(char *err, size_t errlen, const char *fname, unsigned line,
+		   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void seterr(char *err, size_t errlen, const char *fname, unsigned line,
+		   const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (!err || !errlen)
+		return;
+	n = snprintf(err, errlen, "%s:%u: ", fname, line);
+	if (n < 0 || (size_t)n >= errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err + n, errlen - n, fmt, ap);
+	va_end(ap);
+}
+
+void nk_guest_conf__defaults(struct nk_guest_conf *g, const char *name)
+{
+	memset(g, 0, sizeof(*g));
+	snprintf(g->name, sizeof(g->name), "%s", name);
+	g->max_sockets = NK_DEF_MAX_SOCKETS;
+	g->max_inflight = NK_DEF_MAX_INFLIGHT;
+	g->bufs = NK_DEF_BUFS;
+	g->weight = NK_DEF_WEIGHT;
+	g->max_conns = NK_DEF_MAX_CONNS;
+}
+
+int nk_config__default(struct nk_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->nsms = calloc(1, sizeof(*cfg->nsms));
+	if (!cfg->nsms)
+		return -ENOMEM;
+	snprintf(cfg->nsms[0].name, sizeof(cfg->nsms[0].name), "kernel0");
+	snprintf(cfg->nsms[0].type, sizeof(cfg->nsms[0].type), "kernel");
+	cfg->nr_nsms = 1;
+	cfg->unknown_allow = true;
+	cfg->abuse_limit = NK_DEF_ABUSE_LIMIT;
+	return 0;
+}
+
+void nk_config__free(struct nk_config *cfg)
+{
+	free(cfg->nsms);
+	free(cfg->guests);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+const struct nk_guest_conf *nk_config__guest(const struct nk_config *cfg,
+					     const char *name)
+{
+	for (unsigned i = 0; i < cfg->nr_guests; i++)
+		if (!strcmp(cfg->guests[i].name, name))
+			return &cfg->guests[i];
+	return NULL;
+}
+
+/* Names appear in JSON and Prometheus labels: keep them boring. */
+static bool name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n >= NK_NAME_MAX)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && !strchr("._-", *s))
+			return false;
+	return true;
+}
+
+static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!*s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v < lo || v > hi)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int parse_ports(const char *s, struct nk_bind_rule *r)
+{
+	char buf[32];
+	char *dash;
+	uint32_t lo, hi;
+
+	if (strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	dash = strchr(buf, '-');
+	if (dash)
+		*dash = '\0';
+	if (parse_u32(buf, 0, 65535, &lo))
+		return -EINVAL;
+	hi = lo;
+	if (dash && parse_u32(dash + 1, 0, 65535, &hi))
+		return -EINVAL;
+	if (hi < lo)
+		return -EINVAL;
+	r->port_lo = (uint16_t)lo;
+	r->port_hi = (uint16_t)hi;
+	return 0;
+}
+
+int nk_bind_rule__parse(const char *s, struct nk_bind_rule *r)
+{
+	char addr[INET6_ADDRSTRLEN + 8];
+	const char *ports, *slash_end;
+	const char *p;
+	uint32_t prefix;
+	size_t n;
+
+	memset(r, 0, sizeof(*r));
+	if (*s == '[') {
+		p = strchr(s, ']');
+		if (!p)
+			return -EINVAL;
+		n = (size_t)(p - s - 1);
+		r->family = AF_INET6;
+		s++;
+		slash_end = p + 1;
+	} else {
+		p = strpbrk(s, "/:");
+		if (!p)
+			return -EINVAL;
+		n = (size_t)(p - s);
+		r->family = AF_INET;
+		slash_end = p;
+	}
+	if (n == 0 || n >= sizeof(addr))
+		return -EINVAL;
+	memcpy(addr, s, n);
+	addr[n] = '\0';
+	if (inet_pton(r->family, addr, r->addr) != 1)
+		return -EINVAL;
+	r->prefix = r->family == AF_INET ? 32 : 128;
+	p = slash_end;
+	if (*p == '/') {
+		char num[8];
+		const char *colon = strchr(p, ':');
+
+		if (!colon || (size_t)(colon - p - 1) >= sizeof(num))
+			return -EINVAL;
+		memcpy(num, p + 1, (size_t)(colon - p - 1));
+		num[colon - p - 1] = '\0';
+		if (parse_u32(num, 0, r->prefix, &prefix))
+			return -EINVAL;
+		r->prefix = prefix;
+		p = colon;
+	}
+	if (*p != ':')
+		return -EINVAL;
+	ports = p + 1;
+	return parse_ports(ports, r);
+}
+
+static bool prefix_match(const uint8_t *a, const uint8_t *b, unsigned prefix)
+{
+	unsigned full = prefix / 8, rest = prefix % 8;
+
+	if (memcmp(a, b, full))
+		return false;
+	if (rest) {
+		uint8_t mask = (uint8_t)(0xff << (8 - rest));
+
+		if ((a[full] & mask) != (b[full] & mask))
+			return false;
+	}
+	return true;
+}
+
+int nk_guest_conf__uid_ok(const struct nk_guest_conf *g, uid_t uid)
+{
+	if (!g->nr_uids)
+		return 0;
+	for (unsigned i = 0; i < g->nr_uids; i++)
+		if (g->uids[i] == uid)
+			return 0;
+	return -EPERM;
+}
+
+int nk_guest_conf__bind_ok(const struct nk_guest_conf *g,
+			   const struct sockaddr *sa, uid_t uid)
+{
+	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0,	0,
+					      0, 0, 0, 0, 0xff, 0xff };
+	uint8_t addr[16];
+	int family;
+	uint16_t port;
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+
+		family = AF_INET;
+		memcpy(addr, &in->sin_addr, 4);
+		port = ntohs(in->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+
+		port = ntohs(in6->sin6_port);
+		/* A v4-mapped address binds the IPv4 address: v4 rules. */
+		if (!memcmp(in6->sin6_addr.s6_addr, v4mapped, 12)) {
+			family = AF_INET;
+			memcpy(addr, in6->sin6_addr.s6_addr + 12, 4);
+		} else {
+			family = AF_INET6;
+			memcpy(addr, in6->sin6_addr.s6_addr, 16);
+		}
+	} else {
+		return -EAFNOSUPPORT;
+	}
+
+	if (!g->nr_binds)
+		return (port == 0 || port >= 1024 || uid == 0) ? 0 : -EACCES;
+	for (unsigned i = 0; i < g->nr_binds; i++) {
+		const struct nk_bind_rule *r = &g->binds[i];
+
+		if (r->family != family ||
+		    !prefix_match(r->addr, addr, r->prefix))
+			continue;
+		if (port == 0 || (port >= r->port_lo && port <= r->port_hi))
+			return 0;
+	}
+	return -EACCES;
+}
+
+struct parser {
+	struct nk_config cfg;
+	const char *fname;
+	unsigned line;
+	unsigned *guest_lines; /* line of each guest, for late nsm= checks */
+	char *err;
+	size_t errlen;
+};
+
+static int grow(void **arr, unsigned n, size_t sz)
+{
+	void *p = realloc(*arr, (n + 1) * sz);
+
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	return 0;
+}
+
+#define PERR(P, ...)                                                        \
+	(seterr((P)->err, (P)->errlen, (P)->fname, (P)->line, __VA_ARGS__), \
+	 -EINVAL)
+
+static int parse_nsm(struct parser *p, char **tok, int ntok)
+{
+	struct nk_nsm_conf n;
+
+	memset(&n, 0, sizeof(n));
+	if (ntok < 2)
+		return PERR(p, "nsm: missing name");
+	if (!name_ok(tok[1]))
+		return PERR(p, "nsm: bad name '%s' (letters, digits, '._-')",
+			    tok[1]);
+	for (unsigned i = 0; i < p->cfg.nr_nsms; i++)
+		if (!strcmp(p->cfg.nsms[i].name, tok[1]))
+			return PERR(p, "nsm: '%s' defined twice", tok[1]);
+	strcpy(n.name, tok[1]);
+	for (int i = 2; i < ntok; i++) {
+		char *eq = strchr(tok[i], '=');
+
+		if (!eq)
+			return PERR(p, "nsm %s: expected key=value, got '%s'",
+				    n.name, tok[i]);
+		*eq++ = '\0';
+		if (!strcmp(tok[i], "type")) {
+			if (strcmp(eq, "kernel"))
+				return PERR(p,
+					    "nsm %s: unknown type '%s' "
+					    "(supported: kernel)",
+					    n.name, eq);
+			strcpy(n.type, eq);
+		} else if (!strcmp(tok[i], "netns")) {
+			if (!*eq || strlen(eq) >= sizeof(n.netns))
+				return PERR(p, "nsm %s: bad netns path",
+					    n.name);
+			strcpy(n.netns, eq);
+		} else {
+			return PERR(p, "nsm %s: unknown key '%s'", n.name,
+				    tok[i]);
+		}
+	}
+	if (!n.type[0])
+		return PERR(p, "nsm %s: type= is required", n.name);
+	if (grow((void **)&p->cfg.nsms, p->cfg.nr_nsms, sizeof(n)))
+		return -ENOMEM;
+	p->cfg.nsms[p->cfg.nr_nsms++] = n;
+	return 0;
+}
+
+static int parse_guest(struct parser *p, char **tok, int ntok)
+{
+	struct nk_guest_conf g;
+	uint32_t v;
+
+	if (ntok < 2)
+		return PERR(p, "guest: missing name");
+	if (!name_ok(tok[1]))
+		return PERR(p, "guest: bad name '%s' (letters, digits, '._-')",
+			    tok[1]);
+	if (nk_config__guest(&p->cfg, tok[1]))
+		return PERR(p, "guest: '%s' defined twice", tok[1]);
+	nk_guest_conf__defaults(&g, tok[1]);
+	for (int i = 2; i < ntok; i++) {
+		char *key = tok[i], *val = strchr(tok[i], '=');
+
+		if (!val)
+			return PERR(p, "guest %s: expected key=value, got '%s'",
+				    g.name, key);
+		*val++ = '\0';
+		if (!strcmp(key, "nsm")) {
+			if (!name_ok(val))
+				return PERR(p, "guest %s: bad nsm name",
+					    g.name);
+			strcpy(g.nsm, val);
+		} else if (!strcmp(key, "uid")) {
+			if (g.nr_uids == NK_MAX_UIDS)
+				return PERR(p, "guest %s: more than %u uid=",
+					    g.name, NK_MAX_UIDS);
+			if (parse_u32(val, 0, UINT32_MAX - 1, &v))
+				return PERR(p, "guest %s: bad uid '%s'", g.name,
+					    val);
+			g.uids[g.nr_uids++] = (uid_t)v;
+		} else if (!strcmp(key, "bind")) {
+			if (g.nr_binds == NK_MAX_BINDS)
+				return PERR(p, "guest %s: more than %u bind=",
+					    g.name, NK_MAX_BINDS);
+			if (nk_bind_rule__parse(val, &g.binds[g.nr_binds]))
+				return PERR(p,
+					    "guest %s: bad bind '%s' (want "
+					    "ADDR/PREFIX:LO-HI, IPv6 in [])",
+					    g.name, val);
+			g.nr_binds++;
+		} else if (!strcmp(key, "max_sockets")) {
+			if (parse_u32(val, 1, NK_MAX_SOCKETS_LIMIT,
+				      &g.max_sockets))
+				return PERR(p,
+					    "guest %s: max_sockets must be "
+					    "1..%u",
+					    g.name, NK_MAX_SOCKETS_LIMIT);
+		} else if (!strcmp(key, "max_inflight")) {
+			if (parse_u32(val, 1, 1u << 20, &g.max_inflight))
+				return PERR(p,
+					    "guest %s: max_inflight must "
+					    "be 1..1048576",
+					    g.name);
+		} else if (!strcmp(key, "bufs")) {
+			if (parse_u32(val, 1, NK_MAX_BUFS_LIMIT, &g.bufs))
+				return PERR(p, "guest %s: bufs must be 1..%u",
+					    g.name, NK_MAX_BUFS_LIMIT);
+		} else if (!strcmp(key, "weight")) {
+			if (parse_u32(val, 1, 100, &g.weight))
+				return PERR(p,
+					    "guest %s: weight must be "
+					    "1..100",
+					    g.name);
+		} else if (!strcmp(key, "max_conns")) {
+			if (parse_u32(val, 1, 65536, &g.max_conns))
+				return PERR(p,
+					    "guest %s: max_conns must be "
+					    "1..65536",
+					    g.name);
+		} else {
+			return PERR(p, "guest %s: unknown key '%s'", g.name,
+				    key);
+		}
+	}
+	if (grow((void **)&p->cfg.guests, p->cfg.nr_guests, sizeof(g)) ||
+	    grow((void **)&p->guest_lines, p->cfg.nr_guests, sizeof(unsigned)))
+		return -ENOMEM;
+	p->guest_lines[p->cfg.nr_guests] = p->line;
+	p->cfg.guests[p->cfg.nr_guests++] = g;
+	return 0;
+}
+
+static int parse_line(struct parser *p, char *s)
+{
+	char *tok[2 + 2 * NK_MAX_BINDS + NK_MAX_UIDS + 16];
+	int ntok = 0;
+	char *save = NULL, *t;
+	uint32_t v;
+
+	for (t = strtok_r(s, " \t\r", &save); t;
+	     t = strtok_r(NULL, " \t\r", &save)) {
+		if (ntok == (int)(sizeof(tok) / sizeof(tok[0])))
+			return PERR(p, "too many words on one line");
+		tok[ntok++] = t;
+	}
+	if (!ntok)
+		return 0;
+	if (!strcmp(tok[0], "nsm"))
+		return parse_nsm(p, tok, ntok);
+	if (!strcmp(tok[0], "guest"))
+		return parse_guest(p, tok, ntok);
+	if (!strcmp(tok[0], "unknown_guests")) {
+		if (ntok != 2 ||
+		    (strcmp(tok[1], "allow") && strcmp(tok[1], "deny")))
+			return PERR(p, "unknown_guests: expected allow or "
+				       "deny");
+		p->cfg.unknown_allow = !strcmp(tok[1], "allow");
+		return 0;
+	}
+	if (!strcmp(tok[0], "abuse_limit")) {
+		if (ntok != 2 || parse_u32(tok[1], 1, UINT32_MAX, &v))
+			return PERR(p, "abuse_limit: expected a number >= 1");
+		p->cfg.abuse_limit = v;
+		return 0;
+	}
+	return PERR(p, "unknown statement '%s'", tok[0]);
+}
+
+int nk_config__parse(const char *text, const char *fname, struct nk_config *cfg,
+		     char *err, size_t errlen)
+{
+	struct parser p = { .fname = fname, .err = err, .errlen = errlen };
+	const char *s = text;
+	char line[MAX_LINE];
+	int ret = 0;
+
+	memset(cfg, 0, sizeof(*cfg));
+	p.cfg.unknown_allow = false;
+	p.cfg.abuse_limit = NK_DEF_ABUSE_LIMIT;
+	while (*s) {
+		const char *nl = strchr(s, '\n');
+		size_t n = nl ? (size_t)(nl - s) : strlen(s);
+		char *hash;
+
+		p.line++;
+		if (n >= sizeof(line)) {
+			ret = PERR(&p, "line longer than %d bytes", MAX_LINE);
+			goto out;
+		}
+		memcpy(line, s, n);
+		line[n] = '\0';
+		hash = strchr(line, '#');
+		if (hash)
+			*hash = '\0';
+		ret = parse_line(&p, line);
+		if (ret)
+			goto out;
+		s += n + (nl ? 1 : 0);
+	}
+	if (!p.cfg.nr_nsms) {
+		p.line = 0;
+		ret = PERR(&p, "no nsm defined (add e.g. 'nsm kernel0 "
+			       "type=kernel')");
+		goto out;
+	}
+	for (unsigned i = 0; i < p.cfg.nr_guests; i++) {
+		struct nk_guest_conf *g = &p.cfg.guests[i];
+		bool found = !g->nsm[0];
+
+		for (unsigned j = 0; j < p.cfg.nr_nsms && !found; j++)
+			found = !strcmp(p.cfg.nsms[j].name, g->nsm);
+		if (!found) {
+			p.line = p.guest_lines[i];
+			ret = PERR(&p, "guest %s: nsm '%s' is not defined",
+				   g->name, g->nsm);
+			goto out;
+		}
+	}
+out:
+	free(p.guest_lines);
+	if (ret) {
+		nk_config__free(&p.cfg);
+		return ret;
+	}
+	*cfg = p.cfg;
+	return 0;
+}
+
+int nk_config__load(const char *path, struct nk_config *cfg, char *err,
+		    size_t errlen)
+{
+	struct stat st;
+	char *text;
+	ssize_t n;
+	size_t got = 0;
+	int fd, ret;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return ret;
+	}
+	if (fstat(fd, &st) || st.st_size > MAX_CONFIG_BYTES) {
+		snprintf(err, errlen, "%s: not a readable file up to 1 MiB",
+			 path);
+		close(fd);
+		return -EINVAL;
+	}
+	text = malloc((size_t)st.st_size + 1);
+	if (!text) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (got < (size_t)st.st_size) {
+		n = read(fd, text + got, (size_t)st.st_size - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	text[got] = '\0';
+	if (strlen(text) != got) {
+		snprintf(err, errlen, "%s: NUL byte in config", path);
+		free(text);
+		return -EINVAL;
+	}
+	ret = nk_config__parse(text, path, cfg, err, errlen);
+	free(text);
+	return ret;
+}

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * nkd configuration: NSMs, guests and their policy (docs/config.md).
+ * The parser is pure (text in, struct out, "file:line: message" on error) so
+ * it is unit-tested without a daemon.
+ */
+#ifndef NKD_CONFIG_H
+#define NKD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#define NK_NAME_MAX 64
+#define NK_PATH_MAX 256
+#define NK_MAX_UIDS 16
+#define NK_MAX_BINDS 32
+
+#define NK_DEF_MAX_SOCKETS 4096u
+#define NK_DEF_MAX_INFLIGHT 4096u
+#define NK_DEF_BUFS 256u
+#define NK_DEF_WEIGHT 1u
+#define NK_DEF_MAX_CONNS 256u
+#define NK_DEF_ABUSE_LIMIT 1000u
+#define NK_MAX_SOCKETS_LIMIT 1048574u /* handle index is 20 bits */
+#define NK_MAX_BUFS_LIMIT 16384u /* 1 GiB of 64 KiB buffers */
+
+/* One bind= rule: an address prefix and an inclusive port range. */
+struct nk_bind_rule {
+	int family; /* AF_INET or AF_INET6 */
+	uint8_t addr[16];
+	unsigned prefix;
+	uint16_t port_lo, port_hi; /* host order */
+};
+
+struct nk_nsm_conf {
+	char name[NK_NAME_MAX];
+	char type[16]; /* "kernel" */
+	char netns[NK_PATH_MAX]; /* "" = nkd's own namespace */
+};
+
+struct nk_guest_conf {
+	char name[NK_NAME_MAX];
+	char nsm[NK_NAME_MAX]; /* "" = first NSM */
+	uid_t uids[NK_MAX_UIDS];
+	unsigned nr_uids; /* 0 = any uid */
+	uint32_t max_sockets, max_inflight, bufs, weight, max_conns;
+	struct nk_bind_rule binds[NK_MAX_BINDS];
+	unsigned nr_binds; /* 0 = default policy */
+};
+
+struct nk_config {
+	struct nk_nsm_conf *nsms;
+	unsigned nr_nsms;
+	struct nk_guest_conf *guests;
+	unsigned nr_guests;
+	bool unknown_allow;
+	uint32_t abuse_limit;
+};
+
+/* Built-in configuration: one kernel NSM "kernel0", unknown guests allowed. */
+int nk_config__default(struct nk_config *cfg);
+
+/*
+ * Parses text (named fname in messages). Returns 0, or -EINVAL with a
+ * "fname:line: message" in err. cfg is left empty on error.
+ */
+int nk_config__parse(const char *text, const char *fname, struct nk_config *cfg,
+		     char *err, size_t errlen);
+/* Reads and parses a file; -errno with a message in err on failure. */
+int nk_config__load(const char *path, struct nk_config *cfg, char *err,
+		    size_t errlen);
+void nk_config__free(struct nk_config *cfg);
+
+/* Defaults for a guest not named in the config (unknown_guests allow). */
+void nk_guest_conf__defaults(struct nk_guest_conf *g, const char *name);
+const struct nk_guest_conf *nk_config__guest(const struct nk_config *cfg,
+					     const char *name);
+/* 0 if uid may attach as this guest, -EPERM otherwise. */
+int nk_guest_conf__uid_ok(const struct nk_guest_conf *g, uid_t uid);
+/*
+ * Bind policy: 0 if the guest may bind sa (as peer uid), -EACCES if not.
+ * Port 0 (ephemeral) is allowed whenever the address is.
+ */
+int nk_guest_conf__bind_ok(const struct nk_guest_conf *g,
+			   const struct sockaddr *sa, uid_t uid);
+/* Parses one bind= value: "ADDR[/PREFIX]:PORT[-PORT]", IPv6 in brackets. */
+int nk_bind_rule__parse(const char *s, struct nk_bind_rule *r);
+
+#endif /* NKD_CONFIG_H */

@@ -1,0 +1,1524 @@
+// SPDX-License-Identifier: MIT
+/*
+ * CoreEngine: guests, connections, the guest-scoped socket handle table,
+ * references and hand-overs, quotas, accounting, and the event loop that
+ * polls every guest's rings fairly and sleeps when there is nothing to do.
+ * See docs/nkd.md for the model.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "netkernel/ring.h"
+
+#include "engine.h"
+#include "host_ring.h"
+#include "log.h"
+#include "loop.h"
+#include "region.h"
+#include "validate.h"
+
+#define READ_EVENTS (POLLIN | POLLERR | POLLHUP | POLLRDHUP)
+#define MAX_HANDOVERS_PER_GUEST 256u
+/* Sleep at most this long when a guest's full CQ stops us taking SQEs:
+ * it frees room without ringing the doorbell. */
+#define CQ_BLOCKED_RECHECK_NS 1000000ll
+
+int64_t nk_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------------ */
+/* Operation slab: slot + generation, so late completions are harmless. */
+
+static struct nk_req *op_alloc(struct nk_engine *e)
+{
+	struct nk_req *op;
+	uint32_t slot, gen;
+
+	if (!e->nr_ops_free) {
+		uint32_t ncap = e->ops_cap ? e->ops_cap * 2 : 256;
+		struct nk_req **ops = realloc(e->ops, ncap * sizeof(*ops));
+		uint32_t *fr;
+
+		if (!ops)
+			return NULL;
+		e->ops = ops;
+		fr = realloc(e->ops_free, ncap * sizeof(*fr));
+		if (!fr)
+			return NULL;
+		e->ops_free = fr;
+		for (uint32_t i = e->ops_cap; i < ncap; i++) {
+			e->ops[i] = calloc(1, sizeof(struct nk_req));
+			if (!e->ops[i]) {
+				ncap = i;
+				break;
+			}
+			e->ops[i]->slot = i;
+		}
+		for (uint32_t i = ncap; i > e->ops_cap; i--)
+			e->ops_free[e->nr_ops_free++] = i - 1;
+		e->ops_cap = ncap;
+		if (!e->nr_ops_free)
+			return NULL;
+	}
+	op = e->ops[e->ops_free[--e->nr_ops_free]];
+	slot = op->slot;
+	gen = op->gen;
+	memset(op, 0, sizeof(*op));
+	op->slot = slot;
+	op->gen = gen;
+	op->used = true;
+	op->e = e;
+	op->buf_idx = -1;
+	nk_list__init(&op->clink);
+	nk_list__init(&op->qlink);
+	return op;
+}
+
+static void op_free(struct nk_engine *e, struct nk_req *op)
+{
+	op->used = false;
+	op->gen = (op->gen + 1) & NK_UD_GEN_MASK;
+	e->ops_free[e->nr_ops_free++] = op->slot;
+}
+
+struct nk_req *nk_engine__op_get(struct nk_engine *e, uint32_t slot,
+				 uint32_t gen)
+{
+	struct nk_req *op;
+
+	if (slot >= e->ops_cap)
+		return NULL;
+	op = e->ops[slot];
+	if (!op->used || op->gen != gen)
+		return NULL;
+	return op;
+}
+
+/* ------------------------------------------------------------------ */
+/* Guests and the handle table. */
+
+static struct nk_nsm *nsm_by_name(struct nk_engine *e, const char *name)
+{
+	if (!name[0])
+		return &e->nsms[0];
+	for (unsigned i = 0; i < e->nr_nsms; i++)
+		if (!strcmp(e->nsms[i].conf.name, name))
+			return &e->nsms[i];
+	return NULL;
+}
+
+static struct nk_guest *guest_find(struct nk_engine *e, const char *name)
+{
+	struct nk_list *p, *t;
+
+	nk_list__for_each_safe(p, t, &e->guests)
+	{
+		struct nk_guest *g = nk_container_of(p, struct nk_guest, link);
+
+		if (!strcmp(g->conf.name, name))
+			return g;
+	}
+	return NULL;
+}
+
+static struct nk_guest *guest_new(struct nk_engine *e,
+				  const struct nk_guest_conf *conf,
+				  bool from_config)
+{
+	struct nk_guest *g = calloc(1, sizeof(*g));
+
+	if (!g)
+		return NULL;
+	g->conf = *conf;
+	g->from_config = from_config;
+	g->id = ++e->next_guest_id;
+	g->nsm = nsm_by_name(e, conf->nsm);
+	if (!g->nsm)
+		g->nsm = &e->nsms[0];
+	nk_list__init(&g->conns);
+	nk_list__add_tail(&e->guests, &g->link);
+	e->nr_guests++;
+	g->nsm->nr_guests++;
+	return g;
+}
+
+static void guest_free(struct nk_engine *e, struct nk_guest *g)
+{
+	/* Only at shutdown can sockets be left; the NSMs are gone by then. */
+	for (uint32_t i = 1; i < g->cap; i++) {
+		struct nk_sock *s = g->socks[i];
+
+		if (!s)
+			continue;
+		nk_ph__close(&s->ph);
+		free(s->holders);
+		free(s);
+	}
+	nk_list__del(&g->link);
+	e->nr_guests--;
+	g->nsm->nr_guests--;
+	free(g->socks);
+	free(g->gens);
+	free(g);
+}
+
+/* Unknown guests vanish once nothing refers to them any more. */
+static void guest_gc(struct nk_engine *e)
+{
+	struct nk_list *p, *t;
+
+	e->gc = false;
+	nk_list__for_each_safe(p, t, &e->guests)
+	{
+		struct nk_guest *g = nk_container_of(p, struct nk_guest, link);
+
+		if (!g->from_config && !g->nr_conns && !g->nr_socks &&
+		    !g->nr_handovers && !g->inflight)
+			guest_free(e, g);
+	}
+}
+
+static struct nk_sock *handle_lookup(struct nk_guest *g, uint32_t handle)
+{
+	uint32_t idx = handle & NK_HANDLE_IDX_MASK;
+	struct nk_sock *s;
+
+	if (!idx || idx >= g->cap)
+		return NULL;
+	s = g->socks[idx];
+	if (!s || s->closing || g->gens[idx] != handle >> NK_HANDLE_IDX_BITS)
+		return NULL;
+	return s;
+}
+
+static int handle_alloc(struct nk_guest *g, struct nk_sock *s)
+{
+	uint32_t idx;
+
+	if (g->nr_socks >= g->conf.max_sockets)
+		return -EMFILE;
+	if (g->nr_socks + 1 >= g->cap) {
+		uint32_t ncap = g->cap ? g->cap * 2 : 64;
+		struct nk_sock **ns;
+		uint16_t *gens;
+
+		if (ncap > NK_HANDLE_IDX_MASK + 1)
+			ncap = NK_HANDLE_IDX_MASK + 1;
+		if (ncap <= g->cap)
+			return -EMFILE;
+		ns = realloc(g->socks, ncap * sizeof(*ns));
+		if (!ns)
+			return -ENOMEM;
+		g->socks = ns;
+		gens = realloc(g->gens, ncap * sizeof(*gens));
+		if (!gens)
+			return -ENOMEM;
+		g->gens = gens;
+		for (uint32_t i = g->cap; i < ncap; i++) {
+			g->socks[i] = NULL;
+			g->gens[i] = 1;
+		}
+		g->cap = ncap;
+	}
+	/* Round robin over free indices: a freed handle is reused late. */
+	idx = g->next_idx;
+	for (uint32_t n = 0; n < g->cap; n++, idx++) {
+		if (idx >= g->cap || idx == 0)
+			idx = 1;
+		if (!g->socks[idx])
+			break;
+	}
+	if (g->socks[idx])
+		return -EMFILE;
+	g->socks[idx] = s;
+	g->next_idx = idx + 1;
+	g->nr_socks++;
+	s->handle = (uint32_t)g->gens[idx] << NK_HANDLE_IDX_BITS | idx;
+	return 0;
+}
+
+static void handle_free(struct nk_guest *g, struct nk_sock *s)
+{
+	uint32_t idx = s->handle & NK_HANDLE_IDX_MASK;
+
+	if (idx && idx < g->cap && g->socks[idx] == s) {
+		g->socks[idx] = NULL;
+		g->gens[idx] =
+			(uint16_t)((g->gens[idx] + 1) & NK_HANDLE_GEN_MASK);
+		if (!g->gens[idx])
+			g->gens[idx] = 1;
+		g->nr_socks--;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Sockets and references. */
+
+static bool holder_has(const struct nk_sock *s, const void *h)
+{
+	for (uint32_t i = 0; i < s->nr_holders; i++)
+		if (s->holders[i] == h)
+			return true;
+	return false;
+}
+
+static int holder_add(struct nk_sock *s, void *h)
+{
+	if (holder_has(s, h))
+		return 0;
+	if (s->nr_holders == s->cap_holders) {
+		uint32_t ncap = s->cap_holders ? s->cap_holders * 2 : 2;
+		void **n = realloc(s->holders, ncap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		s->holders = n;
+		s->cap_holders = ncap;
+	}
+	s->holders[s->nr_holders++] = h;
+	return 0;
+}
+
+static bool holder_del(struct nk_sock *s, const void *h)
+{
+	for (uint32_t i = 0; i < s->nr_holders; i++) {
+		if (s->holders[i] == h) {
+			s->holders[i] = s->holders[--s->nr_holders];
+			return true;
+		}
+	}
+	return false;
+}
+
+static void sock_maybe_free(struct nk_engine *e, struct nk_sock *s)
+{
+	struct nk_guest *g = s->guest;
+
+	if (!s->gone || s->nr_ops)
+		return;
+	handle_free(g, s);
+	nk_ph__close(&s->ph);
+	e->nr_socks--;
+	s->nsm->nr_socks--;
+	free(s->holders);
+	free(s);
+	e->gc = true;
+}
+
+/* Last reference gone: the NSM stops the socket, then calls sock_gone. */
+static void sock_release(struct nk_engine *e, struct nk_sock *s)
+{
+	(void)e;
+	if (s->closing)
+		return;
+	s->closing = true;
+	nk_ph__close(&s->ph);
+	s->nsm->ops->sock_release(s->nsm->priv, s);
+}
+
+static void sock_put(struct nk_engine *e, struct nk_sock *s, const void *h)
+{
+	if (holder_del(s, h) && !s->nr_holders)
+		sock_release(e, s);
+}
+
+void nk_engine__sock_gone(struct nk_engine *e, struct nk_sock *s)
+{
+	s->gone = true;
+	s->nsm_priv = NULL;
+	sock_maybe_free(e, s);
+}
+
+static int sock_new(struct nk_engine *e, struct nk_guest *g, struct nk_conn *c,
+		    int family, int type, int protocol, struct nk_sock **out)
+{
+	struct nk_sock *s = calloc(1, sizeof(*s));
+	int ret;
+
+	if (!s)
+		return -ENOMEM;
+	s->guest = g;
+	s->nsm = g->nsm;
+	s->family = family;
+	s->type = type;
+	s->protocol = protocol;
+	s->state = NK_SS_UNBOUND;
+	s->conn_id = c->id;
+	nk_ph__init(&s->ph);
+	ret = handle_alloc(g, s);
+	if (ret) {
+		free(s);
+		return ret;
+	}
+	ret = holder_add(s, c);
+	if (ret) {
+		handle_free(g, s);
+		free(s);
+		return ret;
+	}
+	e->nr_socks++;
+	s->nsm->nr_socks++;
+	*out = s;
+	return 0;
+}
+
+/* Abandons a socket the NSM never took (its sock_open failed). */
+static void sock_abandon(struct nk_engine *e, struct nk_sock *s)
+{
+	s->closing = true;
+	s->gone = true;
+	s->nr_holders = 0;
+	sock_maybe_free(e, s);
+}
+
+int nk_engine__sock_accepted(struct nk_engine *e, struct nk_req *op,
+			     struct nk_sock **out)
+{
+	struct nk_conn *c = op->conn;
+	int ret;
+
+	if (c->dead)
+		return -ECONNABORTED;
+	ret = sock_new(e, c->guest, c, op->sock->family, SOCK_STREAM,
+		       op->sock->protocol, out);
+	if (ret)
+		return ret;
+	(*out)->state = NK_SS_ESTABLISHED;
+	return 0;
+}
+
+static bool sock_writable(const struct nk_sock *s)
+{
+	if (s->state == NK_SS_CLOSED)
+		return true;
+	return s->state != NK_SS_CONNECTING &&
+	       s->send_inflight < NK_REGION_SEND_WINDOW;
+}
+
+/* After the guest consumed something: drop readability if nothing left. */
+static void sock_recheck(struct nk_sock *s)
+{
+	unsigned ev;
+
+	if (s->closing || s->ph.app < 0)
+		return;
+	ev = s->nsm->ops->poll_now(s->nsm->priv, s);
+	nk_ph__set_readable(&s->ph, ev & READ_EVENTS, false);
+}
+
+void nk_engine__sock_event(struct nk_engine *e, struct nk_sock *s,
+			   unsigned revents, bool arrival)
+{
+	(void)e;
+	if (s->closing)
+		return;
+	if ((revents & POLLRDHUP) && s->state == NK_SS_ESTABLISHED)
+		s->state = NK_SS_CLOSE_WAIT;
+	if ((revents & (POLLERR | POLLHUP)) && s->type == SOCK_STREAM &&
+	    s->state != NK_SS_LISTEN)
+		s->state = NK_SS_CLOSED;
+	if (revents & READ_EVENTS)
+		nk_ph__set_readable(&s->ph, true, arrival);
+	nk_ph__set_writable(&s->ph, sock_writable(s));
+}
+
+/* ------------------------------------------------------------------ */
+/* Connections. */
+
+static void conn_free(struct nk_engine *e, struct nk_conn *c)
+{
+	for (uint32_t i = 0; i < c->nr_qsets; i++)
+		nk_hring__destroy(c->qs[i]);
+	nk_bufown__destroy(c->owned);
+	/* Only now: no operation can still make the kernel touch it. */
+	nk_region__destroy(c->region);
+	if (c->doorbell >= 0)
+		close(c->doorbell);
+	free(c);
+	e->gc = true;
+}
+
+static void conn_put(struct nk_engine *e, struct nk_conn *c)
+{
+	if (--c->refs == 0)
+		conn_free(e, c);
+}
+
+static void conn_abort(struct nk_engine *e, struct nk_conn *c, const char *why)
+{
+	if (c->dead)
+		return;
+	nk_warn("guest %s conn %u (pid %d): %s, disconnecting",
+		c->guest->conf.name, c->id, (int)c->pid, why);
+	/* ctl closes the control socket and calls nk_engine__detach(). */
+	nk_ctl__drop(e->ctl, c->ctl);
+}
+
+void nk_engine__detach(struct nk_engine *e, struct nk_conn *c, bool abnormal)
+{
+	struct nk_guest *g = c->guest;
+
+	if (c->dead)
+		return;
+	c->dead = true;
+	c->refs++;
+	nk_region__mark_dead(c->region);
+	nk_list__del(&c->glink);
+	nk_list__del(&c->wlink);
+	g->nr_conns--;
+	e->nr_conns--;
+	if (abnormal)
+		g->c.disconnects++;
+	nk_dbg("guest %s conn %u detached", g->conf.name, c->id);
+
+	for (uint32_t i = 1; i < g->cap; i++) {
+		struct nk_sock *s = g->socks[i];
+
+		if (s && !s->closing)
+			sock_put(e, s, c);
+	}
+	/* Cancel what is left; completions come back without a CQE. */
+	for (;;) {
+		struct nk_list *p, *t;
+		struct nk_req *victim = NULL;
+
+		nk_list__for_each_safe(p, t, &c->ops)
+		{
+			struct nk_req *op =
+				nk_container_of(p, struct nk_req, clink);
+
+			if (!op->cancelled) {
+				victim = op;
+				break;
+			}
+		}
+		if (!victim)
+			break;
+		victim->cancelled = true;
+		victim->sock->nsm->ops->cancel(victim->sock->nsm->priv, victim);
+	}
+	conn_put(e, c); /* the hold above */
+	conn_put(e, c); /* the attachment */
+}
+
+struct nk_nsm *nk_engine__conn_nsm(struct nk_conn *c)
+{
+	return c->guest->nsm;
+}
+
+static void post(struct nk_engine *e, struct nk_conn *c, uint16_t q,
+		 uint64_t ud, int res, uint32_t flags, uint32_t handle,
+		 uint32_t aux)
+{
+	struct nk_cqe cqe = { .user_data = ud,
+			      .res = res,
+			      .flags = flags,
+			      .handle = handle,
+			      .aux = aux };
+
+	nk_hring__cq_post(c->qs[q], &cqe);
+	c->qdirty[q] = true;
+	if (nk_list__empty(&c->wlink))
+		nk_list__add_tail(&e->wake, &c->wlink);
+}
+
+/* ------------------------------------------------------------------ */
+/* Hand-overs (docs/abi.md §7). */
+
+static struct nk_handover *ho_alloc(struct nk_engine *e)
+{
+	uint32_t i;
+
+	for (i = 0; i < e->hos_cap; i++)
+		if (!e->hos[i]->used)
+			break;
+	if (i == e->hos_cap) {
+		uint32_t ncap = e->hos_cap ? e->hos_cap * 2 : 16;
+		struct nk_handover **n = realloc(e->hos, ncap * sizeof(*n));
+
+		if (!n)
+			return NULL;
+		e->hos = n;
+		for (uint32_t j = e->hos_cap; j < ncap; j++) {
+			e->hos[j] = calloc(1, sizeof(**n));
+			if (!e->hos[j])
+				return NULL;
+			e->hos[j]->slot = j;
+			e->hos_cap = j + 1;
+		}
+	}
+	e->hos[i]->used = true;
+	e->hos[i]->pidfd = -1;
+	return e->hos[i];
+}
+
+static void ho_free(struct nk_engine *e, struct nk_handover *ho)
+{
+	for (uint32_t i = 0; i < ho->nr_socks; i++)
+		sock_put(e, ho->socks[i], ho);
+	free(ho->socks);
+	ho->socks = NULL;
+	ho->nr_socks = 0;
+	if (ho->pidfd >= 0) {
+		nk_loop__cancel_ud(e->loop,
+				   nk_ud(NK_UD_PIDFD, ho->gen, ho->slot));
+		close(ho->pidfd);
+		ho->pidfd = -1;
+	}
+	ho->guest->nr_handovers--;
+	ho->used = false;
+	ho->committed = false;
+	ho->gen = (ho->gen + 1) & NK_UD_GEN_MASK;
+	e->gc = true;
+}
+
+static struct nk_handover *ho_find(struct nk_engine *e, struct nk_guest *g,
+				   uint64_t token)
+{
+	for (uint32_t i = 0; i < e->hos_cap; i++) {
+		struct nk_handover *ho = e->hos[i];
+
+		if (ho->used && ho->guest == g && ho->token == token)
+			return ho;
+	}
+	return NULL;
+}
+
+static void ho_deadline(struct nk_engine *e, int64_t when)
+{
+	if (when && (!e->next_deadline || when < e->next_deadline))
+		e->next_deadline = when;
+}
+
+static void ho_expire(struct nk_engine *e, int64_t now)
+{
+	e->next_deadline = 0;
+	for (uint32_t i = 0; i < e->hos_cap; i++) {
+		struct nk_handover *ho = e->hos[i];
+
+		if (!ho->used || !ho->deadline_ns)
+			continue;
+		if (ho->deadline_ns <= now) {
+			nk_dbg("hand-over of guest %s expired",
+			       ho->guest->conf.name);
+			ho_free(e, ho);
+		} else {
+			ho_deadline(e, ho->deadline_ns);
+		}
+	}
+}
+
+static void on_pidfd(void *ctx, uint32_t slot, uint32_t gen,
+		     const struct io_uring_cqe *cqe)
+{
+	struct nk_engine *e = ctx;
+	struct nk_handover *ho;
+
+	(void)cqe;
+	if (slot >= e->hos_cap)
+		return;
+	ho = e->hos[slot];
+	if (!ho->used || ho->gen != gen)
+		return;
+	nk_dbg("hand-over of guest %s: process exited unclaimed",
+	       ho->guest->conf.name);
+	ho_free(e, ho);
+}
+
+static int ho_watch_pid(struct nk_engine *e, struct nk_handover *ho, pid_t pid)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+
+	if (fd < 0)
+		return -errno;
+	if (nk_loop__poll(e->loop, fd, POLLIN,
+			  nk_ud(NK_UD_PIDFD, ho->gen, ho->slot))) {
+		close(fd);
+		return -EBUSY;
+	}
+	ho->pidfd = fd;
+	return 0;
+}
+
+int nk_engine__handover(struct nk_engine *e, struct nk_conn *c, bool is_exec,
+			uint64_t *token)
+{
+	struct nk_guest *g = c->guest;
+	struct nk_handover *ho;
+
+	if (c->dead)
+		return -ENOTCONN;
+	if (g->nr_handovers >= MAX_HANDOVERS_PER_GUEST)
+		return -EMFILE;
+	ho = ho_alloc(e);
+	if (!ho)
+		return -ENOMEM;
+	ho->guest = g;
+	g->nr_handovers++;
+	ho->is_exec = is_exec;
+	do {
+		if (getrandom(&ho->token, sizeof(ho->token), 0) !=
+		    sizeof(ho->token)) {
+			ho_free(e, ho);
+			return -EIO;
+		}
+	} while (!ho->token || ho_find(e, g, ho->token) != ho);
+	for (uint32_t i = 1; i < g->cap; i++) {
+		struct nk_sock *s = g->socks[i];
+		struct nk_sock **n;
+
+		if (!s || s->closing || !holder_has(s, c))
+			continue;
+		n = realloc(ho->socks, (ho->nr_socks + 1) * sizeof(*n));
+		if (!n || holder_add(s, ho)) {
+			if (n)
+				ho->socks = n;
+			ho_free(e, ho);
+			return -ENOMEM;
+		}
+		ho->socks = n;
+		ho->socks[ho->nr_socks++] = s;
+	}
+	/* exec keeps the pid: the hand-over lives as long as the process. */
+	if (!is_exec || ho_watch_pid(e, ho, c->pid)) {
+		ho->deadline_ns = nk_now_ns() + NK_HANDOVER_TTL_NS;
+		ho_deadline(e, ho->deadline_ns);
+	}
+	*token = ho->token;
+	nk_dbg("guest %s conn %u: %s hand-over of %u sockets", g->conf.name,
+	       c->id, is_exec ? "exec" : "fork", ho->nr_socks);
+	return 0;
+}
+
+/* The pid a guest names is only trusted if it is the caller's child. */
+static bool is_child_of(pid_t child, pid_t parent)
+{
+	char path[64], line[256];
+	FILE *f;
+	bool ok = false;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)child);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		int ppid;
+
+		if (sscanf(line, "PPid: %d", &ppid) == 1) {
+			ok = ppid == parent;
+			break;
+		}
+	}
+	fclose(f);
+	return ok;
+}
+
+int nk_engine__handover_commit(struct nk_engine *e, struct nk_conn *c,
+			       uint64_t token, pid_t child)
+{
+	struct nk_handover *ho = ho_find(e, c->guest, token);
+
+	if (!ho || ho->is_exec || ho->committed || child <= 0)
+		return -ENOENT;
+	ho->committed = true;
+	if (is_child_of(child, c->pid) && !ho_watch_pid(e, ho, child))
+		ho->deadline_ns = 0;
+	/* else: another pid namespace or already gone; the TTL stays. */
+	return 0;
+}
+
+int nk_engine__handover_abort(struct nk_engine *e, struct nk_conn *c,
+			      uint64_t token)
+{
+	struct nk_handover *ho = ho_find(e, c->guest, token);
+
+	if (!ho)
+		return -ENOENT;
+	ho_free(e, ho);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Attach. */
+
+static bool guest_name_ok(const char *s, size_t max)
+{
+	size_t n = strnlen(s, max);
+
+	if (n == 0 || n == max)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
+		      ch == '-'))
+			return false;
+	}
+	return true;
+}
+
+static int conn_setup(struct nk_engine *e, struct nk_conn *c, uint32_t nr_qsets)
+{
+	struct nk_region_params p = {
+		.nr_qsets = nr_qsets,
+		.sq_entries = NK_REGION_SQ_ENTRIES,
+		.cq_entries = NK_REGION_CQ_ENTRIES,
+		.buf_size = NK_REGION_BUF_SIZE,
+		.nr_bufs = c->guest->conf.bufs,
+		.send_window = NK_REGION_SEND_WINDOW,
+		.epoch = e->epoch,
+		.guest_id = c->guest->id,
+		.conn_id = c->id,
+	};
+	char label[96];
+	int ret;
+
+	snprintf(label, sizeof(label), "nk:%s:%u", c->guest->conf.name, c->id);
+	ret = nk_region__create(&nk_region_memfd, &p, label, &c->region);
+	if (ret)
+		return ret;
+	for (uint32_t i = 0; i < nr_qsets; i++) {
+		c->qs[i] = nk_hring__create(nk_region__base(c->region),
+					    nk_region__size(c->region),
+					    nk_region__qset(c->region, i));
+		if (!c->qs[i])
+			return -errno;
+		c->nr_qsets = i + 1;
+	}
+	c->owned = nk_bufown__create(p.nr_bufs);
+	if (!c->owned)
+		return -ENOMEM;
+	c->data = nk_region__data(c->region);
+	c->buf_size = p.buf_size;
+	c->nr_bufs = p.nr_bufs;
+	c->send_window = p.send_window;
+	c->doorbell = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->doorbell < 0)
+		return -errno;
+	return 0;
+}
+
+int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
+{
+	const struct nk_ctl_hello *h = a->hello;
+	const struct nk_guest_conf *conf;
+	struct nk_guest_conf defconf;
+	struct nk_handover *ho = NULL;
+	struct nk_guest *g;
+	struct nk_conn *c;
+	int ret;
+
+	if (h->abi_version != NK_ABI_VERSION)
+		return -EPROTO;
+	if ((h->flags & ~NK_HELLO_F_INHERIT) || h->resv ||
+	    h->nr_qsets > NK_MAX_QSETS ||
+	    !guest_name_ok(h->guest, sizeof(h->guest)))
+		return -EINVAL;
+	conf = nk_config__guest(&e->cfg, h->guest);
+	if (!conf) {
+		if (!e->cfg.unknown_allow)
+			return -EPERM;
+		nk_guest_conf__defaults(&defconf, h->guest);
+		conf = &defconf;
+	} else if (nk_guest_conf__uid_ok(conf, a->uid)) {
+		return -EPERM;
+	}
+	g = guest_find(e, h->guest);
+	if (!g) {
+		g = guest_new(e, conf, false);
+		if (!g)
+			return -ENOMEM;
+	}
+	if (g->nr_conns >= g->conf.max_conns) {
+		e->gc = true;
+		return -EMFILE;
+	}
+	if (h->flags & NK_HELLO_F_INHERIT) {
+		ho = ho_find(e, g, h->inherit_token);
+		if (!ho) {
+			e->gc = true;
+			return -ENOENT;
+		}
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->id = ++e->next_conn_id;
+	c->guest = g;
+	c->ctl = a->ctl;
+	c->pid = a->pid;
+	c->uid = a->uid;
+	c->gid = a->gid;
+	c->doorbell = -1;
+	c->refs = 1;
+	nk_list__init(&c->ops);
+	nk_list__init(&c->wlink);
+	ret = conn_setup(e, c, h->nr_qsets ? h->nr_qsets : 1);
+	if (ret) {
+		c->dead = true;
+		conn_free(e, c);
+		return ret;
+	}
+	if (ho) {
+		a->handles = calloc(ho->nr_socks + 1, sizeof(*a->handles));
+		if (!a->handles) {
+			conn_free(e, c);
+			return -ENOMEM;
+		}
+		for (uint32_t i = 0; i < ho->nr_socks; i++) {
+			struct nk_sock *s = ho->socks[i];
+
+			/* Never fails: the hand-over's slot is reused. */
+			holder_del(s, ho);
+			holder_add(s, c);
+			a->handles[a->nr_handles].handle = s->handle;
+			a->handles[a->nr_handles].ino = s->ph_ino;
+			a->handles[a->nr_handles].dev = s->ph_dev;
+			a->nr_handles++;
+		}
+		ho->nr_socks = 0;
+		ho_free(e, ho);
+	}
+	nk_list__add_tail(&g->conns, &c->glink);
+	g->nr_conns++;
+	e->nr_conns++;
+	a->conn = c;
+	nk_info("guest %s conn %u attached: pid %d uid %d, %u qsets, "
+		"%u sockets inherited",
+		g->conf.name, c->id, (int)a->pid, (int)a->uid, c->nr_qsets,
+		a->nr_handles);
+	return 0;
+}
+
+int nk_engine__placeholder(struct nk_engine *e, struct nk_conn *c,
+			   uint32_t handle, uint64_t ino, uint64_t dev,
+			   int app_fd, int nkd_fd)
+{
+	struct nk_sock *s = c->dead ? NULL : handle_lookup(c->guest, handle);
+	unsigned ev;
+	int ret;
+
+	(void)e;
+	if (!s) {
+		close(app_fd);
+		close(nkd_fd);
+		return -EBADF;
+	}
+	nk_ph__close(&s->ph);
+	ret = nk_ph__attach(&s->ph, app_fd, nkd_fd);
+	if (ret)
+		return ret;
+	s->ph_ino = ino;
+	s->ph_dev = dev;
+	/* Whatever happened before the placeholder arrived shows now. */
+	ev = s->nsm->ops->poll_now(s->nsm->priv, s);
+	nk_ph__set_readable(&s->ph, ev & READ_EVENTS, true);
+	nk_ph__set_writable(&s->ph, sock_writable(s));
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Taking SQEs. */
+
+static int lookup_cb(const void *arg, uint32_t handle, struct nk_sock_view *v)
+{
+	struct nk_sock *s = handle_lookup((struct nk_guest *)arg, handle);
+
+	if (!s)
+		return -EBADF;
+	v->family = s->family;
+	v->type = s->type;
+	return 0;
+}
+
+static struct nk_req *find_op(struct nk_conn *c, uint64_t user_data)
+{
+	struct nk_list *p, *t;
+
+	nk_list__for_each_safe(p, t, &c->ops)
+	{
+		struct nk_req *op = nk_container_of(p, struct nk_req, clink);
+
+		if (op->user_data == user_data && !op->cancelled)
+			return op;
+	}
+	return NULL;
+}
+
+static void do_socket(struct nk_engine *e, struct nk_conn *c, uint16_t q,
+		      const struct nk_sqe *sqe)
+{
+	struct nk_sock *s;
+	int ret;
+
+	ret = sock_new(e, c->guest, c, sqe->sock.domain, sqe->sock.type,
+		       sqe->sock.protocol, &s);
+	if (!ret) {
+		ret = s->nsm->ops->sock_open(s->nsm->priv, s);
+		if (ret)
+			sock_abandon(e, s);
+	}
+	if (ret) {
+		c->guest->c.errors++;
+		post(e, c, q, sqe->user_data, ret, 0, 0, 0);
+		return;
+	}
+	post(e, c, q, sqe->user_data, (int)s->handle, 0, s->handle, 0);
+}
+
+static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
+			const struct nk_sqe *sqe)
+{
+	struct nk_guest *g = c->guest;
+	struct nk_validate_ctx vc = {
+		.buf_size = c->buf_size,
+		.nr_bufs = c->nr_bufs,
+		.owned = c->owned,
+		.lookup = lookup_cb,
+		.arg = g,
+	};
+	struct nk_valid v;
+	struct nk_sock *s;
+	struct nk_req *op;
+	int ret;
+
+	g->c.ops++;
+	ret = nk_validate__sqe(sqe, &vc, &v);
+	if (ret) {
+		g->c.errors++;
+		if (v.abuse) {
+			g->c.abuse++;
+			c->abuse++;
+		}
+		post(e, c, q, sqe->user_data, ret, v.abuse ? NK_CQE_F_ABUSE : 0,
+		     sqe->handle, 0);
+		if (v.abuse && c->abuse >= e->cfg.abuse_limit)
+			conn_abort(e, c, "too many malformed entries");
+		return;
+	}
+	s = sqe->handle ? handle_lookup(g, sqe->handle) : NULL;
+
+	switch (sqe->opcode) {
+	case NK_OP_NOP:
+		post(e, c, q, sqe->user_data, 0, 0, 0, 0);
+		return;
+	case NK_OP_SOCKET:
+		do_socket(e, c, q, sqe);
+		return;
+	case NK_OP_CLOSE:
+		s->ops++;
+		if (!holder_has(s, c)) {
+			g->c.errors++;
+			post(e, c, q, sqe->user_data, -EBADF, 0, s->handle, 0);
+			return;
+		}
+		post(e, c, q, sqe->user_data, 0, 0, s->handle, 0);
+		sock_put(e, s, c);
+		return;
+	case NK_OP_CANCEL:
+		op = find_op(c, sqe->ctl.arg64);
+		ret = -ENOENT;
+		if (op) {
+			op->cancelled = true;
+			ret = op->sock->nsm->ops->cancel(op->sock->nsm->priv,
+							 op);
+		}
+		post(e, c, q, sqe->user_data, ret, 0, 0, 0);
+		return;
+	default:
+		break;
+	}
+
+	ret = 0;
+	if (g->inflight >= g->conf.max_inflight)
+		ret = -ENOBUFS;
+	else if (sqe->opcode == NK_OP_BIND)
+		ret = nk_guest_conf__bind_ok(&g->conf, (struct sockaddr *)&v.sa,
+					     c->uid);
+	op = ret ? NULL : op_alloc(e);
+	if (!ret && !op)
+		ret = -ENOMEM;
+	if (ret) {
+		g->c.errors++;
+		s->ops++;
+		s->errors++;
+		post(e, c, q, sqe->user_data, ret, 0, s->handle, 0);
+		return;
+	}
+	op->conn = c;
+	op->qset = q;
+	op->opcode = sqe->opcode;
+	op->sqe_flags = sqe->flags;
+	op->user_data = sqe->user_data;
+	op->sock = s;
+	if (v.buf_idx >= 0) {
+		/* Validated as not owned: claiming cannot fail. */
+		nk_bufown__claim(c->owned, (uint32_t)v.buf_idx);
+		op->buf_idx = v.buf_idx;
+	}
+	op->buf = c->data + sqe->io.buf_off;
+	op->len = sqe->io.buf_len;
+	op->msg_flags = sqe->io.msg_flags;
+	op->timeout_ms = (sqe->flags & NK_SQE_F_TIMEOUT) ? sqe->io.timeout_ms
+							 : 0;
+	op->arg = sqe->ctl.arg;
+	op->arg64 = sqe->ctl.arg64;
+	op->level = sqe->opt.level;
+	op->optname = sqe->opt.optname;
+	op->sa = v.sa;
+	op->salen = v.salen;
+	switch (sqe->opcode) {
+	case NK_OP_SEND:
+	case NK_OP_RECV:
+	case NK_OP_ACCEPT:
+	case NK_OP_SETSOCKOPT:
+	case NK_OP_GETSOCKOPT:
+	case NK_OP_GETSOCKNAME:
+	case NK_OP_GETPEERNAME:
+		break;
+	default:
+		/* ctl-union ops: the io fields are not a buffer. */
+		op->buf = NULL;
+		op->len = 0;
+		op->msg_flags = 0;
+		op->timeout_ms = 0;
+	}
+	nk_list__add_tail(&c->ops, &op->clink);
+	c->refs++;
+	c->inflight++;
+	g->inflight++;
+	s->nr_ops++;
+	if (op->opcode == NK_OP_SEND) {
+		s->send_inflight += op->len;
+		if (!sock_writable(s))
+			nk_ph__set_writable(&s->ph, false);
+	}
+	s->nsm->ops->submit(s->nsm->priv, op);
+}
+
+void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
+			uint32_t aux, uint32_t handle)
+{
+	struct nk_engine *e = op->e;
+	struct nk_conn *c = op->conn;
+	struct nk_sock *s = op->sock;
+	struct nk_guest *g = c->guest;
+
+	if (op->buf_idx >= 0)
+		nk_bufown__release(c->owned, (uint32_t)op->buf_idx);
+	s->ops++;
+	/* "Try again" and "in progress" are answers, not failures. */
+	if (res < 0 && res != -EAGAIN && res != -EINPROGRESS) {
+		s->errors++;
+		g->c.errors++;
+	}
+	switch (op->opcode) {
+	case NK_OP_SEND:
+		if (res > 0) {
+			s->bytes_tx += (uint64_t)res;
+			g->c.bytes_tx += (uint64_t)res;
+		}
+		s->send_inflight -= op->len;
+		if (!s->closing)
+			nk_ph__set_writable(&s->ph, sock_writable(s));
+		break;
+	case NK_OP_RECV:
+		if (res > 0) {
+			s->bytes_rx += (uint64_t)res;
+			g->c.bytes_rx += (uint64_t)res;
+		}
+		if (!(op->msg_flags & MSG_PEEK))
+			sock_recheck(s);
+		break;
+	case NK_OP_ACCEPT:
+		sock_recheck(s);
+		break;
+	default:
+		break;
+	}
+	if (!c->dead)
+		post(e, c, op->qset, op->user_data, res, cqe_flags,
+		     handle ? handle : s->handle, aux);
+	nk_list__del(&op->clink);
+	c->inflight--;
+	g->inflight--;
+	s->nr_ops--;
+	op_free(e, op);
+	sock_maybe_free(e, s);
+	conn_put(e, c);
+}
+
+/* Takes up to budget SQEs from c; returns how many. */
+static unsigned conn_poll(struct nk_engine *e, struct nk_conn *c,
+			  unsigned budget)
+{
+	unsigned n = 0;
+
+	if (c->dead)
+		return 0;
+	c->refs++;
+	c->cq_blocked = false;
+	for (uint32_t i = 0; i < c->nr_qsets && !c->dead; i++) {
+		uint16_t q = (uint16_t)((c->rr + i) % c->nr_qsets);
+		struct nk_hring *r = c->qs[q];
+
+		while (n < budget && !c->dead) {
+			struct nk_sqe sqe;
+			int room = nk_hring__cq_room(r);
+			int got;
+
+			if (room < 0) {
+				conn_abort(e, c, "CQ head out of range");
+				break;
+			}
+			got = nk_hring__sq_peek(r, &sqe);
+			if (got < 0) {
+				conn_abort(e, c, "SQ tail jumped");
+				break;
+			}
+			if (!got)
+				break;
+			if (!room) {
+				c->cq_blocked = true;
+				break;
+			}
+			nk_hring__sq_consume(r);
+			nk_hring__cq_reserve(r);
+			process_sqe(e, c, q, &sqe);
+			n++;
+		}
+	}
+	c->rr++;
+	conn_put(e, c);
+	return n;
+}
+
+/* Weighted round robin over guests, then over each guest's conns. */
+static unsigned poll_guests(struct nk_engine *e)
+{
+	struct nk_list *p, *t;
+	unsigned total = 0;
+
+	nk_list__for_each_safe(p, t, &e->guests)
+	{
+		struct nk_guest *g = nk_container_of(p, struct nk_guest, link);
+		unsigned budget = NK_POLL_BUDGET * g->conf.weight;
+		struct nk_list *cp, *ct;
+
+		nk_list__for_each_safe(cp, ct, &g->conns)
+		{
+			struct nk_conn *c =
+				nk_container_of(cp, struct nk_conn, glink);
+			unsigned n;
+
+			if (!budget)
+				break;
+			n = conn_poll(e, c, budget);
+			budget -= n;
+			total += n;
+		}
+		/* The next pass starts with the next conn. */
+		if (!nk_list__empty(&g->conns)) {
+			struct nk_list *first = g->conns.next;
+
+			nk_list__del(first);
+			nk_list__add_tail(&g->conns, first);
+		}
+	}
+	if (!nk_list__empty(&e->guests)) {
+		struct nk_list *first = e->guests.next;
+
+		nk_list__del(first);
+		nk_list__add_tail(&e->guests, first);
+	}
+	return total;
+}
+
+static void flush_wakes(struct nk_engine *e)
+{
+	while (!nk_list__empty(&e->wake)) {
+		struct nk_conn *c =
+			nk_container_of(e->wake.next, struct nk_conn, wlink);
+
+		nk_list__del(&c->wlink);
+		for (uint32_t q = 0; q < c->nr_qsets; q++) {
+			if (!c->qdirty[q])
+				continue;
+			c->qdirty[q] = false;
+			nk_hring__cq_wake(c->qs[q]);
+		}
+	}
+}
+
+#define for_each_conn(e, g, c, gp, gt, cp, ct)                                  \
+	nk_list__for_each_safe(                                                 \
+		gp, gt,                                                         \
+		&(e)->guests) if (((g) = nk_container_of(gp, struct nk_guest,   \
+							 link)),                \
+				  1)                                            \
+		nk_list__for_each_safe(                                         \
+			cp, ct,                                                 \
+			&(g)->conns) if (((c) = nk_container_of(cp,             \
+								struct nk_conn, \
+								glink)),        \
+					 1)
+
+static void set_need_wakeup(struct nk_engine *e, bool on)
+{
+	struct nk_list *gp, *gt, *cp, *ct;
+	struct nk_guest *g;
+	struct nk_conn *c;
+
+	for_each_conn(e, g, c, gp, gt, cp, ct) for (uint32_t q = 0;
+						    q < c->nr_qsets; q++)
+		nk_hring__sq_need_wakeup(c->qs[q], on);
+}
+
+/*
+ * Announce sleep on every SQ, then look once more: a guest that published
+ * before seeing the flag must not be left waiting (docs/abi.md §4).
+ * Returns false if there is work after all.
+ */
+static bool prepare_sleep(struct nk_engine *e, bool *cq_blocked)
+{
+	struct nk_list *gp, *gt, *cp, *ct;
+	struct nk_guest *g;
+	struct nk_conn *c;
+
+	*cq_blocked = false;
+	set_need_wakeup(e, true);
+	nk_ring_fence();
+	for_each_conn(e, g, c, gp, gt, cp, ct)
+	{
+		if (c->cq_blocked) {
+			*cq_blocked = true;
+			continue;
+		}
+		for (uint32_t q = 0; q < c->nr_qsets; q++)
+			if (nk_hring__sq_pending(c->qs[q]))
+				return false;
+	}
+	return true;
+}
+
+static void on_signal(void *ctx, uint32_t slot, uint32_t gen,
+		      const struct io_uring_cqe *cqe)
+{
+	struct nk_engine *e = ctx;
+	struct signalfd_siginfo si;
+
+	(void)slot;
+	(void)gen;
+	(void)cqe;
+	while (read(e->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		nk_info("signal %u: shutting down", si.ssi_signo);
+		e->stop = true;
+	}
+}
+
+int nk_engine__run(struct nk_engine *e)
+{
+	int64_t last_work = nk_now_ns();
+
+	while (!e->stop) {
+		unsigned work = 0;
+		int64_t now;
+		bool cq_blocked;
+
+		nk_loop__kick(e->loop);
+		work += nk_loop__reap(e->loop);
+		work += poll_guests(e);
+		for (unsigned i = 0; i < e->nr_nsms; i++)
+			if (e->nsms[i].ops->poll)
+				work += (unsigned)e->nsms[i].ops->poll(
+					e->nsms[i].priv);
+		flush_wakes(e);
+		e->loops++;
+		now = nk_now_ns();
+		if (e->next_deadline && now >= e->next_deadline)
+			ho_expire(e, now);
+		if (e->gc)
+			guest_gc(e);
+		if (work) {
+			last_work = now;
+			continue;
+		}
+		if (now - last_work < NK_SPIN_NS)
+			continue;
+		if (prepare_sleep(e, &cq_blocked)) {
+			int64_t timeout = -1;
+
+			if (e->next_deadline)
+				timeout = e->next_deadline > now
+						  ? e->next_deadline - now
+						  : 0;
+			if (cq_blocked &&
+			    (timeout < 0 || timeout > CQ_BLOCKED_RECHECK_NS))
+				timeout = CQ_BLOCKED_RECHECK_NS;
+			e->sleeps++;
+			nk_loop__wait(e->loop, timeout);
+		}
+		set_need_wakeup(e, false);
+		last_work = nk_now_ns();
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Create / destroy. */
+
+int nk_engine__create(const struct nk_config *cfg, struct nk_engine **out)
+{
+	struct nk_engine *e;
+	struct timespec ts;
+	sigset_t mask;
+	int ret;
+
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->cfg = *cfg;
+	e->sigfd = -1;
+	e->resolve_efd = -1;
+	nk_list__init(&e->guests);
+	nk_list__init(&e->wake);
+	e->start_ns = nk_now_ns();
+	clock_gettime(CLOCK_REALTIME, &ts);
+	/* The epoch only has to differ between runs. */
+	e->epoch = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+
+	ret = nk_loop__create(&e->loop);
+	if (ret)
+		goto fail;
+	nk_info("io_uring mode: %s", nk_loop__mode(e->loop));
+	nk_loop__on(e->loop, NK_UD_PIDFD, on_pidfd, e);
+	nk_loop__on(e->loop, NK_UD_SIGNAL, on_signal, e);
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	e->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (e->sigfd < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	nk_loop__poll(e->loop, e->sigfd, POLLIN, nk_ud(NK_UD_SIGNAL, 0, 0));
+	e->resolve_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (e->resolve_efd < 0) {
+		ret = -errno;
+		goto fail;
+	}
+
+	e->nsms = calloc(cfg->nr_nsms, sizeof(*e->nsms));
+	if (!e->nsms) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	for (unsigned i = 0; i < cfg->nr_nsms; i++) {
+		struct nk_nsm *n = &e->nsms[i];
+
+		n->conf = cfg->nsms[i];
+		n->netns_fd = -1;
+		n->ops = nk_nsm__find(n->conf.type);
+		if (!n->ops) {
+			nk_err("nsm %s: unknown type %s", n->conf.name,
+			       n->conf.type);
+			ret = -EINVAL;
+			goto fail;
+		}
+		if (n->conf.netns[0]) {
+			n->netns_fd = open(n->conf.netns, O_RDONLY | O_CLOEXEC);
+			if (n->netns_fd < 0) {
+				ret = -errno;
+				nk_err("nsm %s: netns %s: %s", n->conf.name,
+				       n->conf.netns, strerror(errno));
+				goto fail;
+			}
+		}
+		ret = n->ops->create(e, e->loop, &n->conf, &n->priv);
+		if (ret) {
+			nk_err("nsm %s: %s", n->conf.name, strerror(-ret));
+			goto fail;
+		}
+		e->nr_nsms = i + 1;
+		ret = nk_resolver__create(n->netns_fd, e->resolve_efd,
+					  &n->resolver);
+		if (ret) {
+			nk_err("nsm %s: resolver: %s", n->conf.name,
+			       strerror(-ret));
+			goto fail;
+		}
+		nk_info("nsm %s: type %s, netns %s", n->conf.name, n->conf.type,
+			n->conf.netns[0] ? n->conf.netns : "self");
+	}
+	for (unsigned i = 0; i < cfg->nr_guests; i++)
+		if (!guest_new(e, &cfg->guests[i], true)) {
+			ret = -ENOMEM;
+			goto fail;
+		}
+	*out = e;
+	return 0;
+fail:
+	nk_engine__destroy(e);
+	return ret;
+}
+
+void nk_engine__destroy(struct nk_engine *e)
+{
+	if (!e)
+		return;
+	/* Detaches every conn, which releases their sockets. */
+	if (e->ctl)
+		nk_ctl__destroy(e->ctl);
+	e->ctl = NULL;
+	for (uint32_t i = 0; i < e->hos_cap; i++)
+		if (e->hos[i]->used)
+			ho_free(e, e->hos[i]);
+	/* Tearing the ring down cancels whatever the kernel still holds. */
+	nk_loop__destroy(e->loop);
+	for (unsigned i = 0; i < e->nr_nsms; i++) {
+		struct nk_nsm *n = &e->nsms[i];
+
+		nk_resolver__destroy(n->resolver);
+		if (n->priv)
+			n->ops->destroy(n->priv);
+		if (n->netns_fd >= 0)
+			close(n->netns_fd);
+	}
+	while (!nk_list__empty(&e->guests))
+		guest_free(e, nk_container_of(e->guests.next, struct nk_guest,
+					      link));
+	for (uint32_t i = 0; i < e->ops_cap; i++)
+		free(e->ops[i]);
+	free(e->ops);
+	free(e->ops_free);
+	for (uint32_t i = 0; i < e->hos_cap; i++) {
+		free(e->hos[i]->socks);
+		free(e->hos[i]);
+	}
+	free(e->hos);
+	free(e->nsms);
+	if (e->sigfd >= 0)
+		close(e->sigfd);
+	if (e->resolve_efd >= 0)
+		close(e->resolve_efd);
+	nk_config__free(&e->cfg);
+	free(e);
+}

@@ -1,0 +1,811 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Control socket (docs/abi.md §1, §7, §8): AF_UNIX SOCK_SEQPACKET, one
+ * message per datagram, peer credentials from SO_PEERCRED. Everything is
+ * non-blocking and driven by io_uring polls; replies are queued per client
+ * and go out in request order, also when one of them (RESOLVE) is answered
+ * later by a worker thread.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "log.h"
+#include "loop.h"
+#include "region.h"
+
+#define MAX_CLIENTS 4096u
+#define MAX_FDS_IN 4
+/* High bit of the slot: the one-shot POLLOUT poll of a client. */
+#define SLOT_OUT 0x80000000u
+#define MAX_PENDING_OUT 64u
+#define CLIENT_SNDBUF (1 << 20)
+
+struct out_msg {
+	struct nk_list link;
+	void *buf;
+	size_t len;
+	int fds[2];
+	int nfds;
+	bool ready; /* false: a RESOLVE answer still being computed */
+	uint64_t seq;
+};
+
+struct nk_ctl_client {
+	uint32_t slot, gen;
+	bool used, closing;
+	int fd;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	struct nk_conn *conn;
+	bool query_only;
+	struct nk_list out;
+	uint32_t nr_out;
+	bool out_armed;
+};
+
+struct nk_ctl {
+	struct nk_engine *e;
+	struct nk_loop *loop;
+	int lfd;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	dev_t dev;
+	ino_t ino;
+	struct nk_ctl_client **cl;
+	uint32_t cap, nr;
+	uint8_t *rxbuf;
+};
+
+static struct nk_ctl_client *client_get(struct nk_ctl *c, uint32_t slot,
+					uint32_t gen)
+{
+	if (slot >= c->cap || !c->cl[slot]->used || c->cl[slot]->gen != gen)
+		return NULL;
+	return c->cl[slot];
+}
+
+static void out_free(struct out_msg *m)
+{
+	for (int i = 0; i < m->nfds; i++)
+		close(m->fds[i]);
+	free(m->buf);
+	free(m);
+}
+
+static void client_close(struct nk_ctl *c, struct nk_ctl_client *cl,
+			 bool abnormal)
+{
+	if (cl->closing)
+		return;
+	cl->closing = true;
+	nk_loop__cancel_ud(c->loop, nk_ud(NK_UD_CTL, cl->gen, cl->slot));
+	if (cl->out_armed)
+		nk_loop__cancel_ud(c->loop, nk_ud(NK_UD_CTL, cl->gen,
+						  cl->slot | SLOT_OUT));
+	if (cl->conn) {
+		nk_loop__cancel_ud(c->loop,
+				   nk_ud(NK_UD_DOORBELL, cl->gen, cl->slot));
+		nk_engine__detach(c->e, cl->conn, abnormal);
+		cl->conn = NULL;
+	}
+	while (!nk_list__empty(&cl->out)) {
+		struct out_msg *m =
+			nk_container_of(cl->out.next, struct out_msg, link);
+
+		nk_list__del(&m->link);
+		out_free(m);
+	}
+	close(cl->fd);
+	cl->fd = -1;
+	cl->used = false;
+	cl->gen = (cl->gen + 1) & NK_UD_GEN_MASK;
+	c->nr--;
+}
+
+void nk_ctl__drop(struct nk_ctl *c, struct nk_ctl_client *cl)
+{
+	client_close(c, cl, true);
+}
+
+/* Sends queued replies in order; false if the client had to be closed. */
+static bool flush_out(struct nk_ctl *c, struct nk_ctl_client *cl)
+{
+	while (!nk_list__empty(&cl->out)) {
+		struct out_msg *m =
+			nk_container_of(cl->out.next, struct out_msg, link);
+		union {
+			char buf[CMSG_SPACE(2 * sizeof(int))];
+			struct cmsghdr align;
+		} u;
+		struct iovec iov = { .iov_base = m->buf, .iov_len = m->len };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+		ssize_t n;
+
+		if (!m->ready)
+			return true;
+		if (m->nfds) {
+			struct cmsghdr *cm;
+
+			memset(&u, 0, sizeof(u));
+			mh.msg_control = u.buf;
+			mh.msg_controllen = CMSG_SPACE(m->nfds * sizeof(int));
+			cm = CMSG_FIRSTHDR(&mh);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(m->nfds * sizeof(int));
+			memcpy(CMSG_DATA(cm), m->fds, m->nfds * sizeof(int));
+		}
+		n = sendmsg(cl->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0 && (errno == EAGAIN || errno == ENOBUFS)) {
+			if (!cl->out_armed) {
+				struct io_uring_sqe *sqe =
+					nk_loop__sqe(c->loop);
+
+				if (!sqe) {
+					client_close(c, cl, false);
+					return false;
+				}
+				io_uring_prep_poll_add(sqe, cl->fd, POLLOUT);
+				io_uring_sqe_set_data64(
+					sqe, nk_ud(NK_UD_CTL, cl->gen,
+						   cl->slot | SLOT_OUT));
+				cl->out_armed = true;
+			}
+			return true;
+		}
+		if (n < 0) {
+			client_close(c, cl, false);
+			return false;
+		}
+		nk_list__del(&m->link);
+		cl->nr_out--;
+		out_free(m);
+	}
+	return true;
+}
+
+/* Queues buf (taken over) with borrowed fds (duplicated here). */
+static struct out_msg *queue_out(struct nk_ctl_client *cl, void *buf,
+				 size_t len, const int *fds, int nfds,
+				 bool ready)
+{
+	struct out_msg *m = calloc(1, sizeof(*m));
+
+	if (!m) {
+		free(buf);
+		return NULL;
+	}
+	m->buf = buf;
+	m->len = len;
+	m->ready = ready;
+	for (int i = 0; i < nfds; i++) {
+		m->fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+		if (m->fds[i] < 0) {
+			m->nfds = i;
+			out_free(m);
+			return NULL;
+		}
+		m->nfds = i + 1;
+	}
+	nk_list__add_tail(&cl->out, &m->link);
+	cl->nr_out++;
+	return m;
+}
+
+static void reply_status(struct nk_ctl_client *cl, uint64_t seq, int status,
+			 uint64_t token)
+{
+	struct nk_ctl_status *st = calloc(1, sizeof(*st));
+
+	if (!st)
+		return;
+	st->hdr.type = NK_CTL_STATUS;
+	st->hdr.len = sizeof(*st);
+	st->hdr.seq = seq;
+	st->status = status;
+	st->token = token;
+	queue_out(cl, st, sizeof(*st), NULL, 0, true);
+}
+
+static int do_hello(struct nk_ctl *c, struct nk_ctl_client *cl,
+		    const struct nk_ctl_hello *h)
+{
+	struct nk_attach a = {
+		.hello = h,
+		.pid = cl->pid,
+		.uid = cl->uid,
+		.gid = cl->gid,
+		.ctl = cl,
+	};
+	struct nk_ctl_welcome *w;
+	size_t max_handles =
+		(NK_CTL_MAX_MSG - sizeof(*w)) / sizeof(struct nk_ctl_handle);
+	size_t len;
+	int fds[2];
+	int ret;
+
+	ret = nk_engine__attach(c->e, &a);
+	if (a.nr_handles > max_handles) {
+		nk_warn("guest %s: %u inherited sockets, only %zu listed",
+			h->guest, a.nr_handles, max_handles);
+		a.nr_handles = (uint32_t)max_handles;
+	}
+	len = sizeof(*w) + (ret ? 0 : a.nr_handles * sizeof(a.handles[0]));
+	w = calloc(1, len);
+	if (!w) {
+		free(a.handles);
+		return -ENOMEM;
+	}
+	w->hdr.type = NK_CTL_WELCOME;
+	w->hdr.len = (uint32_t)len;
+	w->hdr.seq = h->hdr.seq;
+	w->status = ret;
+	if (ret) {
+		nk_info("HELLO from pid %d uid %d as '%.*s' refused: %s",
+			(int)cl->pid, (int)cl->uid, (int)sizeof(h->guest),
+			h->guest, strerror(-ret));
+		queue_out(cl, w, len, NULL, 0, true);
+		return 0;
+	}
+	cl->conn = a.conn;
+	w->nr_handles = a.nr_handles;
+	w->region_size = nk_region__size(a.conn->region);
+	memcpy(w + 1, a.handles, a.nr_handles * sizeof(a.handles[0]));
+	free(a.handles);
+	fds[0] = nk_region__fd(a.conn->region);
+	fds[1] = a.conn->doorbell;
+	if (!queue_out(cl, w, len, fds, 2, true))
+		return -ENOMEM;
+	if (nk_loop__poll(c->loop, a.conn->doorbell, POLLIN,
+			  nk_ud(NK_UD_DOORBELL, cl->gen, cl->slot)))
+		return -EBUSY;
+	return 0;
+}
+
+static bool query_allowed(const struct nk_ctl_client *cl)
+{
+	return cl->uid == 0 || cl->uid == geteuid();
+}
+
+static int do_query(struct nk_ctl *c, struct nk_ctl_client *cl,
+		    const struct nk_ctl_query *q)
+{
+	const size_t chunk = NK_CTL_MAX_MSG - sizeof(struct nk_ctl_query_reply);
+	char *text = NULL;
+	size_t len = 0, off = 0;
+	int status = 0;
+
+	if (q->resv)
+		status = -EINVAL;
+	else if (!query_allowed(cl))
+		status = -EPERM;
+	else
+		status = nk_query__build(c->e, q->what, &text, &len);
+	do {
+		size_t n = len - off > chunk ? chunk : len - off;
+		struct nk_ctl_query_reply *r = malloc(sizeof(*r) + n);
+
+		if (!r) {
+			free(text);
+			return -ENOMEM;
+		}
+		r->hdr.type = NK_CTL_QUERY_REPLY;
+		r->hdr.len = (uint32_t)(sizeof(*r) + n);
+		r->hdr.seq = q->hdr.seq;
+		r->status = status;
+		off += n;
+		r->flags = off == len ? NK_QUERY_F_LAST : 0;
+		if (n)
+			memcpy(r + 1, text + off - n, n);
+		if (!queue_out(cl, r, sizeof(*r) + n, NULL, 0, true)) {
+			free(text);
+			return -ENOMEM;
+		}
+	} while (off < len);
+	free(text);
+	return 0;
+}
+
+static int do_resolve(struct nk_ctl *c, struct nk_ctl_client *cl,
+		      const struct nk_ctl_resolve *req)
+{
+	struct nk_resolve_job *job = calloc(1, sizeof(*job));
+	struct out_msg *m;
+
+	(void)c;
+	if (!job)
+		return -ENOMEM;
+	job->req = *req;
+	job->req.node[sizeof(job->req.node) - 1] = '\0';
+	job->req.service[sizeof(job->req.service) - 1] = '\0';
+	job->cookie = (uint64_t)cl->slot << 32 | cl->gen;
+	/* A placeholder keeps this reply's place in the output order. */
+	m = queue_out(cl, NULL, 0, NULL, 0, false);
+	if (!m) {
+		free(job);
+		return -ENOMEM;
+	}
+	m->seq = req->hdr.seq;
+	nk_resolver__submit(nk_engine__conn_nsm(cl->conn)->resolver, job);
+	return 0;
+}
+
+/* 0 ok, -errno: malformed, the client is closed. nfds taken over. */
+static int handle_msg(struct nk_ctl *c, struct nk_ctl_client *cl,
+		      const uint8_t *buf, size_t len, int *fds, int nfds)
+{
+	struct nk_ctl_hdr h;
+	int ret = -EPROTO;
+	uint64_t token;
+
+	if (len < sizeof(h))
+		goto bad;
+	memcpy(&h, buf, sizeof(h));
+	if (h.len != len)
+		goto bad;
+	if (nfds && h.type != NK_CTL_PLACEHOLDER)
+		goto bad;
+	if (cl->nr_out >= MAX_PENDING_OUT)
+		goto bad; /* not reading its replies */
+
+	switch (h.type) {
+	case NK_CTL_HELLO: {
+		struct nk_ctl_hello hello;
+
+		if (len != sizeof(hello) || cl->conn || cl->query_only)
+			goto bad;
+		memcpy(&hello, buf, sizeof(hello));
+		return do_hello(c, cl, &hello);
+	}
+	case NK_CTL_PLACEHOLDER: {
+		struct nk_ctl_placeholder p;
+
+		if (len != sizeof(p) || nfds != 2 || !cl->conn)
+			goto bad;
+		memcpy(&p, buf, sizeof(p));
+		if (p.resv)
+			goto bad;
+		ret = nk_engine__placeholder(c->e, cl->conn, p.handle, p.ino,
+					     p.dev, fds[0], fds[1]);
+		if (ret)
+			nk_dbg("placeholder for handle %#x refused: %s",
+			       p.handle, strerror(-ret));
+		return 0;
+	}
+	case NK_CTL_FORK_PREPARE:
+	case NK_CTL_EXEC:
+		if (len != sizeof(h) || !cl->conn)
+			goto bad;
+		token = 0;
+		ret = nk_engine__handover(c->e, cl->conn, h.type == NK_CTL_EXEC,
+					  &token);
+		reply_status(cl, h.seq, ret, token);
+		return 0;
+	case NK_CTL_FORK_COMMIT:
+	case NK_CTL_TOKEN_ABORT: {
+		struct nk_ctl_token t;
+
+		if (len != sizeof(t) || !cl->conn)
+			goto bad;
+		memcpy(&t, buf, sizeof(t));
+		if (t.resv)
+			goto bad;
+		if (h.type == NK_CTL_FORK_COMMIT)
+			ret = nk_engine__handover_commit(c->e, cl->conn,
+							 t.token, t.child_pid);
+		else
+			ret = nk_engine__handover_abort(c->e, cl->conn,
+							t.token);
+		if (ret)
+			nk_dbg("token %s: %s",
+			       h.type == NK_CTL_FORK_COMMIT ? "commit"
+							    : "abort",
+			       strerror(-ret));
+		return 0;
+	}
+	case NK_CTL_RESOLVE: {
+		struct nk_ctl_resolve r;
+
+		if (len != sizeof(r) || !cl->conn)
+			goto bad;
+		memcpy(&r, buf, sizeof(r));
+		return do_resolve(c, cl, &r);
+	}
+	case NK_CTL_QUERY: {
+		struct nk_ctl_query q;
+
+		if (len != sizeof(q) || cl->conn)
+			goto bad;
+		memcpy(&q, buf, sizeof(q));
+		cl->query_only = true;
+		return do_query(c, cl, &q);
+	}
+	default:
+		break;
+	}
+bad:
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
+	return ret ? ret : -EPROTO;
+}
+
+static void client_read(struct nk_ctl *c, struct nk_ctl_client *cl)
+{
+	for (;;) {
+		union {
+			char buf[CMSG_SPACE(MAX_FDS_IN * sizeof(int))];
+			struct cmsghdr align;
+		} u;
+		struct iovec iov = { .iov_base = c->rxbuf,
+				     .iov_len = NK_CTL_MAX_MSG };
+		struct msghdr mh = { .msg_iov = &iov,
+				     .msg_iovlen = 1,
+				     .msg_control = u.buf,
+				     .msg_controllen = sizeof(u.buf) };
+		int fds[MAX_FDS_IN];
+		int nfds = 0;
+		bool bad = false;
+		ssize_t n;
+
+		n = recvmsg(cl->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			client_close(c, cl, false);
+			return;
+		}
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm;
+		     cm = CMSG_NXTHDR(&mh, cm)) {
+			size_t k;
+
+			if (cm->cmsg_level != SOL_SOCKET ||
+			    cm->cmsg_type != SCM_RIGHTS) {
+				bad = true;
+				continue;
+			}
+			k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < k; i++) {
+				int fd;
+
+				memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int),
+				       sizeof(fd));
+				if (nfds < MAX_FDS_IN)
+					fds[nfds++] = fd;
+				else
+					close(fd);
+			}
+		}
+		if (bad || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+			for (int i = 0; i < nfds; i++)
+				close(fds[i]);
+			nk_warn("control client pid %d: truncated or odd "
+				"message, closing",
+				(int)cl->pid);
+			client_close(c, cl, true);
+			return;
+		}
+		if (handle_msg(c, cl, c->rxbuf, (size_t)n, fds, nfds)) {
+			nk_warn("control client pid %d: malformed message, "
+				"closing",
+				(int)cl->pid);
+			client_close(c, cl, true);
+			return;
+		}
+		if (!flush_out(c, cl))
+			return;
+	}
+}
+
+static void on_ctl(void *ctx, uint32_t slot, uint32_t gen,
+		   const struct io_uring_cqe *cqe)
+{
+	struct nk_ctl *c = ctx;
+	struct nk_ctl_client *cl = client_get(c, slot & ~SLOT_OUT, gen);
+
+	if (!cl || cl->closing)
+		return;
+	if (slot & SLOT_OUT) {
+		cl->out_armed = false;
+		flush_out(c, cl);
+		return;
+	}
+	if (cqe->res < 0) {
+		if (cqe->res != -ECANCELED)
+			client_close(c, cl, false);
+		return;
+	}
+	client_read(c, cl);
+	/* The multishot poll ended (overflow...): arm it again. */
+	if (cl->used && !cl->closing && !(cqe->flags & IORING_CQE_F_MORE))
+		nk_loop__poll(c->loop, cl->fd, POLLIN | POLLRDHUP,
+			      nk_ud(NK_UD_CTL, cl->gen, cl->slot));
+}
+
+static void on_doorbell(void *ctx, uint32_t slot, uint32_t gen,
+			const struct io_uring_cqe *cqe)
+{
+	struct nk_ctl *c = ctx;
+	struct nk_ctl_client *cl = client_get(c, slot, gen);
+	uint64_t v;
+
+	if (!cl || !cl->conn)
+		return;
+	/* The loop polls every SQ anyway; just reset the counter. */
+	if (read(cl->conn->doorbell, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		nk_dbg("doorbell read: %s", strerror(errno));
+	if (!(cqe->flags & IORING_CQE_F_MORE) && cqe->res != -ECANCELED)
+		nk_loop__poll(c->loop, cl->conn->doorbell, POLLIN,
+			      nk_ud(NK_UD_DOORBELL, cl->gen, cl->slot));
+}
+
+static void on_resolved(void *ctx, uint32_t slot, uint32_t gen,
+			const struct io_uring_cqe *cqe)
+{
+	struct nk_ctl *c = ctx;
+	uint64_t v;
+
+	(void)slot;
+	(void)gen;
+	if (read(c->e->resolve_efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		nk_dbg("resolver eventfd: %s", strerror(errno));
+	for (unsigned i = 0; i < c->e->nr_nsms; i++) {
+		struct nk_resolve_job *job;
+
+		while ((job = nk_resolver__take(c->e->nsms[i].resolver))) {
+			struct nk_ctl_client *cl =
+				client_get(c, (uint32_t)(job->cookie >> 32),
+					   (uint32_t)job->cookie);
+			struct nk_list *p, *t;
+
+			if (!job->reply) {
+				job->reply = calloc(1, sizeof(*job->reply));
+				if (job->reply) {
+					job->reply->hdr.type =
+						NK_CTL_RESOLVE_REPLY;
+					job->reply->hdr.len =
+						sizeof(*job->reply);
+					job->reply->hdr.seq = job->req.hdr.seq;
+					job->reply->status = EAI_MEMORY;
+					job->reply_len = sizeof(*job->reply);
+				}
+			}
+			if (cl && !cl->closing && job->reply) {
+				nk_list__for_each_safe(p, t, &cl->out)
+				{
+					struct out_msg *m = nk_container_of(
+						p, struct out_msg, link);
+
+					if (m->ready ||
+					    m->seq != job->req.hdr.seq)
+						continue;
+					m->buf = job->reply;
+					m->len = job->reply_len;
+					m->ready = true;
+					job->reply = NULL;
+					break;
+				}
+				flush_out(c, cl);
+			}
+			free(job->reply);
+			free(job);
+		}
+	}
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		nk_loop__poll(c->loop, c->e->resolve_efd, POLLIN,
+			      nk_ud(NK_UD_RESOLVED, 0, 0));
+}
+
+static struct nk_ctl_client *client_alloc(struct nk_ctl *c)
+{
+	uint32_t i;
+
+	for (i = 0; i < c->cap; i++)
+		if (!c->cl[i]->used)
+			break;
+	if (i == c->cap) {
+		uint32_t ncap = c->cap ? c->cap * 2 : 64;
+		struct nk_ctl_client **n;
+
+		if (ncap > MAX_CLIENTS)
+			return NULL;
+		n = realloc(c->cl, ncap * sizeof(*n));
+		if (!n)
+			return NULL;
+		c->cl = n;
+		for (uint32_t j = c->cap; j < ncap; j++) {
+			c->cl[j] = calloc(1, sizeof(**n));
+			if (!c->cl[j])
+				return NULL;
+			c->cl[j]->slot = j;
+			c->cl[j]->fd = -1;
+			c->cap = j + 1;
+		}
+	}
+	return c->cl[i];
+}
+
+static void on_listen(void *ctx, uint32_t slot, uint32_t gen,
+		      const struct io_uring_cqe *cqe)
+{
+	struct nk_ctl *c = ctx;
+
+	(void)slot;
+	(void)gen;
+	for (;;) {
+		struct nk_ctl_client *cl;
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+		int sndbuf = CLIENT_SNDBUF;
+		int fd = accept4(c->lfd, NULL, NULL,
+				 SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+		if (fd < 0)
+			break;
+		cl = client_alloc(c);
+		if (!cl ||
+		    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len)) {
+			nk_warn("control: refusing a client (%s)",
+				cl ? strerror(errno) : "too many clients");
+			close(fd);
+			continue;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+		cl->used = true;
+		cl->closing = false;
+		cl->fd = fd;
+		cl->pid = cred.pid;
+		cl->uid = cred.uid;
+		cl->gid = cred.gid;
+		cl->conn = NULL;
+		cl->query_only = false;
+		cl->out_armed = false;
+		cl->nr_out = 0;
+		nk_list__init(&cl->out);
+		c->nr++;
+		if (nk_loop__poll(c->loop, fd, POLLIN | POLLRDHUP,
+				  nk_ud(NK_UD_CTL, cl->gen, cl->slot)))
+			client_close(c, cl, false);
+	}
+	if (!(cqe->flags & IORING_CQE_F_MORE) && cqe->res != -ECANCELED)
+		nk_loop__poll(c->loop, c->lfd, POLLIN,
+			      nk_ud(NK_UD_LISTEN, 0, 0));
+}
+
+static int mkdir_p(const char *dir)
+{
+	char tmp[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+	snprintf(tmp, sizeof(tmp), "%s", dir);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0755) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* A live nkd answers on the path: refuse to steal it. */
+static bool path_in_use(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	bool used;
+
+	if (fd < 0)
+		return false;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	used = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return used;
+}
+
+int nk_ctl__create(struct nk_engine *e, const char *path, struct nk_ctl **out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char dir[sizeof(sa.sun_path)], tmp[sizeof(sa.sun_path)];
+	struct nk_ctl *c;
+	struct stat st;
+	int ret;
+
+	if (strlen(path) >= sizeof(sa.sun_path) - 16) {
+		nk_err("control socket path too long: %s", path);
+		return -ENAMETOOLONG;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->e = e;
+	c->loop = e->loop;
+	c->lfd = -1;
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	c->rxbuf = malloc(NK_CTL_MAX_MSG);
+	if (!c->rxbuf) {
+		free(c);
+		return -ENOMEM;
+	}
+	snprintf(dir, sizeof(dir), "%s", path);
+	ret = mkdir_p(dirname(dir));
+	if (ret) {
+		nk_err("cannot create the directory of %s: %s", path,
+		       strerror(-ret));
+		goto fail;
+	}
+	if (path_in_use(path)) {
+		nk_err("%s: another nkd is already listening there", path);
+		ret = -EADDRINUSE;
+		goto fail;
+	}
+	/*
+	 * Bind and listen under a temporary name, then rename: the socket
+	 * file appearing means nkd is ready (clients may wait for it).
+	 */
+	snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
+	unlink(tmp);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", tmp);
+	c->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK,
+			0);
+	if (c->lfd < 0 || bind(c->lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    chmod(tmp, 0666) || listen(c->lfd, 128) || rename(tmp, path) ||
+	    stat(path, &st)) {
+		ret = -errno;
+		nk_err("control socket %s: %s", path, strerror(errno));
+		unlink(tmp);
+		goto fail;
+	}
+	c->dev = st.st_dev;
+	c->ino = st.st_ino;
+	nk_loop__on(c->loop, NK_UD_LISTEN, on_listen, c);
+	nk_loop__on(c->loop, NK_UD_CTL, on_ctl, c);
+	nk_loop__on(c->loop, NK_UD_DOORBELL, on_doorbell, c);
+	nk_loop__on(c->loop, NK_UD_RESOLVED, on_resolved, c);
+	nk_loop__poll(c->loop, c->lfd, POLLIN, nk_ud(NK_UD_LISTEN, 0, 0));
+	nk_loop__poll(c->loop, e->resolve_efd, POLLIN,
+		      nk_ud(NK_UD_RESOLVED, 0, 0));
+	e->ctl = c;
+	*out = c;
+	nk_info("listening on %s", path);
+	return 0;
+fail:
+	if (c->lfd >= 0)
+		close(c->lfd);
+	free(c->rxbuf);
+	free(c);
+	return ret;
+}
+
+void nk_ctl__destroy(struct nk_ctl *c)
+{
+	struct stat st;
+
+	if (!c)
+		return;
+	for (uint32_t i = 0; i < c->cap; i++)
+		if (c->cl[i]->used)
+			client_close(c, c->cl[i], false);
+	for (uint32_t i = 0; i < c->cap; i++)
+		free(c->cl[i]);
+	free(c->cl);
+	/* Remove the socket only if it is still ours. */
+	if (!stat(c->path, &st) && st.st_dev == c->dev && st.st_ino == c->ino)
+		unlink(c->path);
+	if (c->lfd >= 0)
+		close(c->lfd);
+	free(c->rxbuf);
+	free(c);
+}

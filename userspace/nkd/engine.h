@@ -1,0 +1,301 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * CoreEngine internals shared by nkd's modules (core_engine.c, ctl.c,
+ * placeholder.c, query.c and the NSMs). Nothing here is an API outside
+ * nkd; the guest-facing contract is include/netkernel/.
+ *
+ * Object model (docs/nkd.md):
+ *   guest  - a name with a policy; owns a socket handle table and quotas.
+ *   conn   - one attached process: control socket + region + doorbell.
+ *            Holds references on sockets of its guest.
+ *   sock   - a guest socket: handle, NSM state, readiness placeholder.
+ *            Alive while a conn or a hand-over holds a reference.
+ *   op     - one SQE taken from a ring and not yet completed.
+ *   handover - references parked for a fork child or an exec'd image.
+ */
+#ifndef NKD_ENGINE_H
+#define NKD_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <linux/time_types.h>
+
+#include "netkernel/abi.h"
+#include "netkernel/ctl.h"
+
+#include "bufown.h"
+#include "config.h"
+#include "list.h"
+#include "nsm.h"
+
+#define NK_VERSION "0.1.0"
+
+/* Handle = generation (12 bits) << 20 | index (20 bits, 0 unused). */
+#define NK_HANDLE_IDX_BITS 20
+#define NK_HANDLE_IDX_MASK ((1u << NK_HANDLE_IDX_BITS) - 1)
+#define NK_HANDLE_GEN_MASK 0xfffu
+
+/* SQEs one guest may have taken per loop pass, times its weight. */
+#define NK_POLL_BUDGET 32u
+/* Keep spinning this long after the last piece of work. */
+#define NK_SPIN_NS 50000ll
+/* Fork hand-overs never committed are dropped after this. */
+#define NK_HANDOVER_TTL_NS (10ll * 1000000000ll)
+
+struct nk_ctl;
+struct nk_ctl_client;
+struct nk_hring;
+struct nk_loop;
+struct nk_region;
+struct nk_resolver;
+
+struct nk_counters {
+	uint64_t bytes_tx, bytes_rx, ops, errors, abuse, disconnects;
+};
+
+struct nk_nsm {
+	struct nk_nsm_conf conf;
+	const struct nk_nsm_ops *ops;
+	void *priv;
+	int netns_fd; /* -1: nkd's own namespace */
+	struct nk_resolver *resolver;
+	uint32_t nr_guests, nr_socks;
+};
+
+struct nk_guest {
+	struct nk_list link; /* engine->guests */
+	struct nk_guest_conf conf;
+	bool from_config;
+	uint32_t id;
+	struct nk_nsm *nsm;
+	struct nk_list conns;
+	uint32_t nr_conns;
+	/* Handle table: socks[idx], gens[idx]; idx 0 is never used. */
+	struct nk_sock **socks;
+	uint16_t *gens;
+	uint32_t cap, nr_socks, next_idx;
+	uint32_t inflight; /* ops taken and not completed */
+	uint32_t nr_handovers;
+	struct nk_counters c;
+};
+
+/* Readiness placeholder (docs/abi.md §6). */
+struct nk_ph {
+	int app; /* nkd's duplicate of the app end, -1 if none */
+	int nkd; /* the nkd end */
+	bool readable; /* bytes queued towards the app end */
+	bool blocked; /* app end's send direction filled: unwritable */
+};
+
+enum nk_sock_state {
+	NK_SS_UNBOUND,
+	NK_SS_BOUND,
+	NK_SS_LISTEN,
+	NK_SS_CONNECTING,
+	NK_SS_ESTABLISHED,
+	NK_SS_CLOSE_WAIT,
+	NK_SS_CLOSED,
+};
+
+struct nk_sock {
+	struct nk_guest *guest;
+	struct nk_nsm *nsm;
+	void *nsm_priv;
+	uint32_t handle;
+	int family, type, protocol;
+	enum nk_sock_state state;
+	bool closing; /* last reference dropped; NSM tearing down */
+	bool gone; /* NSM done; freed when nr_ops drops to 0 */
+	int so_error; /* result of a background connect, for SO_ERROR */
+	void **holders; /* conns and hand-overs holding a reference */
+	uint32_t nr_holders, cap_holders;
+	uint32_t nr_ops;
+	uint64_t send_inflight; /* guest SEND bytes taken, not completed */
+	struct nk_ph ph;
+	uint64_t ph_ino, ph_dev;
+	uint32_t conn_id; /* connection that created it, for listings */
+	uint64_t bytes_tx, bytes_rx, ops, errors;
+};
+
+struct nk_conn {
+	struct nk_list glink; /* guest->conns */
+	struct nk_list wlink; /* engine->wake: CQEs posted this pass */
+	uint32_t id;
+	struct nk_guest *guest;
+	struct nk_ctl_client *ctl;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	struct nk_region *region;
+	struct nk_hring *qs[NK_MAX_QSETS];
+	bool qdirty[NK_MAX_QSETS];
+	uint32_t nr_qsets, rr;
+	int doorbell;
+	uint8_t *data;
+	uint32_t buf_size, nr_bufs, send_window;
+	struct nk_bufown *owned;
+	uint32_t inflight;
+	uint32_t abuse;
+	bool dead;
+	bool cq_blocked; /* SQEs waiting for CQ room at the last pass */
+	struct nk_list ops; /* nk_op.clink */
+	uint32_t refs; /* ops + temporary holds; freed at 0 when dead */
+};
+
+struct nk_req {
+	uint32_t slot, gen;
+	bool used;
+	struct nk_list clink; /* conn->ops */
+	struct nk_list qlink; /* owned by the NSM while queued there */
+	struct nk_conn *conn;
+	struct nk_engine *e;
+	uint16_t qset;
+	uint8_t opcode, sqe_flags;
+	uint64_t user_data;
+	struct nk_sock *sock;
+	int buf_idx;
+	uint8_t *buf; /* nkd's mapping of the guest buffer */
+	uint32_t len, msg_flags, timeout_ms, arg;
+	uint64_t arg64;
+	int level, optname;
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	uint32_t done; /* bytes sent so far (short sends) */
+	bool cancelled; /* guest CANCEL or teardown */
+	bool in_nsm; /* a request is in flight in the NSM */
+	/* NSM scratch; the kernel NSM keeps its msghdr here. */
+	union {
+		struct {
+			struct msghdr msg;
+			struct iovec iov;
+			struct __kernel_timespec ts;
+		} k;
+	} u;
+};
+
+struct nk_handover {
+	uint32_t slot, gen;
+	bool used;
+	struct nk_guest *guest;
+	uint64_t token;
+	bool is_exec, committed;
+	int pidfd;
+	int64_t deadline_ns; /* 0: none */
+	struct nk_sock **socks;
+	uint32_t nr_socks;
+};
+
+struct nk_engine {
+	struct nk_config cfg;
+	struct nk_loop *loop;
+	struct nk_ctl *ctl;
+	struct nk_nsm *nsms;
+	unsigned nr_nsms;
+	struct nk_list guests;
+	uint32_t nr_guests, next_guest_id;
+	uint32_t nr_conns, next_conn_id;
+	uint64_t nr_socks;
+	uint64_t epoch;
+	int64_t start_ns;
+	struct nk_req **ops;
+	uint32_t ops_cap, *ops_free, nr_ops_free;
+	struct nk_handover **hos;
+	uint32_t hos_cap;
+	struct nk_list wake;
+	int64_t next_deadline; /* earliest hand-over expiry, 0: none */
+	bool gc; /* a guest may have become unused */
+	bool stop;
+	int resolve_efd; /* resolver workers ring this */
+	int sigfd;
+	uint64_t loops, sleeps;
+};
+
+int64_t nk_now_ns(void);
+
+/* Lifecycle, called from main.c. */
+int nk_engine__create(const struct nk_config *cfg, struct nk_engine **out);
+void nk_engine__destroy(struct nk_engine *e);
+int nk_engine__run(struct nk_engine *e);
+
+/* Control plane, called from ctl.c. */
+struct nk_attach {
+	const struct nk_ctl_hello *hello;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	struct nk_ctl_client *ctl;
+	/* out */
+	struct nk_conn *conn;
+	struct nk_ctl_handle *handles; /* malloc'd, caller frees */
+	uint32_t nr_handles;
+};
+int nk_engine__attach(struct nk_engine *e, struct nk_attach *a);
+/* The conn's control socket is gone (or nkd kills it). */
+void nk_engine__detach(struct nk_engine *e, struct nk_conn *c, bool abnormal);
+/* Takes ownership of app_fd and nkd_fd in every case. */
+int nk_engine__placeholder(struct nk_engine *e, struct nk_conn *c,
+			   uint32_t handle, uint64_t ino, uint64_t dev,
+			   int app_fd, int nkd_fd);
+int nk_engine__handover(struct nk_engine *e, struct nk_conn *c, bool is_exec,
+			uint64_t *token);
+int nk_engine__handover_commit(struct nk_engine *e, struct nk_conn *c,
+			       uint64_t token, pid_t child);
+int nk_engine__handover_abort(struct nk_engine *e, struct nk_conn *c,
+			      uint64_t token);
+struct nk_nsm *nk_engine__conn_nsm(struct nk_conn *c);
+
+/* Called by NSMs. */
+/* The op a completion names, or NULL if slot/gen are stale. */
+struct nk_req *nk_engine__op_get(struct nk_engine *e, uint32_t slot,
+				 uint32_t gen);
+void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
+			uint32_t aux, uint32_t handle);
+/* revents from the stack; arrival = new data/connection/error arrived. */
+void nk_engine__sock_event(struct nk_engine *e, struct nk_sock *s,
+			   unsigned revents, bool arrival);
+void nk_engine__sock_gone(struct nk_engine *e, struct nk_sock *s);
+/* A new socket for a completed ACCEPT, held by op->conn. */
+int nk_engine__sock_accepted(struct nk_engine *e, struct nk_req *op,
+			     struct nk_sock **out);
+
+/* Placeholder mirroring (placeholder.c). */
+void nk_ph__init(struct nk_ph *ph);
+/* Takes ownership of both fds; -errno if they are not a usable pair. */
+int nk_ph__attach(struct nk_ph *ph, int app_fd, int nkd_fd);
+void nk_ph__close(struct nk_ph *ph);
+/* want: readable; arrival: a new edge even if already readable. */
+void nk_ph__set_readable(struct nk_ph *ph, bool want, bool arrival);
+void nk_ph__set_writable(struct nk_ph *ph, bool want);
+
+/* Queries (query.c): JSON (or Prometheus for NK_QUERY_STATS). */
+int nk_query__build(struct nk_engine *e, uint32_t what, char **text,
+		    size_t *len);
+const char *nk_sock_state__name(enum nk_sock_state st);
+
+/* Control socket (ctl.c). */
+int nk_ctl__create(struct nk_engine *e, const char *path, struct nk_ctl **out);
+void nk_ctl__destroy(struct nk_ctl *c);
+/* Closes a client whose conn the engine killed. */
+void nk_ctl__drop(struct nk_ctl *c, struct nk_ctl_client *cl);
+
+/* Resolver workers (resolve.c): getaddrinfo in an NSM's namespace. */
+struct nk_resolve_job {
+	struct nk_list link;
+	uint64_t cookie; /* the requester, opaque to the worker */
+	struct nk_ctl_resolve req;
+	/* out: the complete reply message */
+	struct nk_ctl_resolve_reply *reply;
+	size_t reply_len;
+};
+int nk_resolver__create(int netns_fd, int notify_fd, struct nk_resolver **out);
+void nk_resolver__destroy(struct nk_resolver *r);
+/* Takes ownership of job. */
+void nk_resolver__submit(struct nk_resolver *r, struct nk_resolve_job *job);
+/* Finished job or NULL; the caller frees job->reply and job. */
+struct nk_resolve_job *nk_resolver__take(struct nk_resolver *r);
+
+#endif /* NKD_ENGINE_H */

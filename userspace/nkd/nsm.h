@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Network Stack Module interface. The CoreEngine validates and accounts;
+ * an NSM executes socket operations on some stack. "kernel" (the Linux
+ * stack through io_uring) is the only one today; "afxdp" and "shm" plug in
+ * by providing another ops table.
+ *
+ * Contract:
+ *  - sock_open() gives the NSM a new engine socket (family/type/protocol
+ *    set) and must set s->nsm_priv or fail with -errno.
+ *  - submit() executes one validated operation (not NOP, SOCKET, CLOSE or
+ *    CANCEL, which the engine handles) and reports its result exactly once
+ *    through nk_engine__op_done(), possibly before submit() returns.
+ *  - cancel() asks for an operation to finish early (-ECANCELED); it still
+ *    completes through nk_engine__op_done(). -ENOENT if unknown.
+ *  - sock_release() is called once the last reference is gone; the NSM
+ *    stops everything on the socket and calls nk_engine__sock_gone() when
+ *    no operation of its own refers to it any more.
+ *  - readiness changes are reported with nk_engine__sock_event().
+ *  - poll() is for NSMs that need the loop to call them (busy stacks);
+ *    returns the amount of work done. May be NULL.
+ */
+#ifndef NKD_NSM_H
+#define NKD_NSM_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include "config.h"
+
+struct nk_engine;
+struct nk_loop;
+struct nk_sock;
+struct nk_req;
+
+struct nk_nsm_ops {
+	const char *type;
+	int (*create)(struct nk_engine *e, struct nk_loop *loop,
+		      const struct nk_nsm_conf *conf, void **priv);
+	void (*destroy)(void *priv);
+	int (*sock_open)(void *priv, struct nk_sock *s);
+	void (*sock_release)(void *priv, struct nk_sock *s);
+	void (*submit)(void *priv, struct nk_req *op);
+	int (*cancel)(void *priv, struct nk_req *op);
+	/* Current poll(2) events of the socket, without waiting. */
+	unsigned (*poll_now)(void *priv, struct nk_sock *s);
+	/* Local (peer = false) or peer address for listings. */
+	int (*sock_name)(void *priv, struct nk_sock *s, bool peer,
+			 struct sockaddr_storage *ss, socklen_t *len);
+	int (*poll)(void *priv);
+};
+
+extern const struct nk_nsm_ops nk_nsm_kernel_ops;
+
+/* Looks an ops table up by type name ("kernel"); NULL if unknown. */
+const struct nk_nsm_ops *nk_nsm__find(const char *type);
+
+#endif /* NKD_NSM_H */

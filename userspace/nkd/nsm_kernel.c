@@ -1,0 +1,1081 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The "kernel" NSM: guest sockets are Linux sockets (created in the NSM's
+ * network namespace) driven through nkd's io_uring.
+ *
+ * Rules (docs/nkd.md, reference/ecosystem.md §2):
+ *  - kernel sockets are blocking (no O_NONBLOCK): io_uring does the waiting,
+ *    and a guest's non-blocking op is an immediate syscall with MSG_DONTWAIT
+ *    (or poll(0) first, for accept), so it never waits;
+ *  - per socket at most one SEND in flight (short sends are resubmitted)
+ *    and one RECV/ACCEPT in flight: io_uring may reorder waiting requests;
+ *  - every blocking op first tries the immediate syscall, so data that is
+ *    already there costs no io_uring round trip;
+ *  - teardown cancels what is pending, shuts listeners down, lets queued
+ *    SENDs finish (a close() does not throw away written data), and closes
+ *    the fd only when no request refers to it any more.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "log.h"
+#include "loop.h"
+#include "validate.h"
+
+#define POLL_MASK (POLLIN | POLLRDHUP | POLLERR | POLLHUP)
+#define READ_EVENTS (POLLIN | POLLERR | POLLHUP | POLLRDHUP)
+
+struct kn {
+	struct nk_engine *e;
+	struct nk_loop *loop;
+	int netns_fd; /* -1: nkd's own */
+	int self_ns_fd;
+	char name[NK_NAME_MAX];
+};
+
+struct ksock {
+	uint32_t slot, gen;
+	bool used;
+	int fd;
+	struct kn *kn;
+	struct nk_sock *s;
+	uint32_t refs; /* io_uring requests that name fd */
+	bool poll_armed, want_poll, closing;
+	bool send_busy, recv_busy; /* queue head is in io_uring */
+	bool bg_connect;
+	struct nk_req *connect_op; /* blocking CONNECT in io_uring */
+	struct nk_list sendq, recvq; /* nk_op.qlink */
+	struct sockaddr_storage csa; /* background connect target */
+	socklen_t csalen;
+};
+
+/* One table for every kernel NSM: completions find sockets by slot. */
+static struct {
+	struct nk_engine *e;
+	struct ksock **ks;
+	uint32_t cap;
+	uint32_t *free;
+	uint32_t nr_free;
+	unsigned users;
+} kt;
+
+static struct ksock *ks_alloc(void)
+{
+	struct ksock *ks;
+	uint32_t slot, gen;
+
+	if (!kt.nr_free) {
+		uint32_t ncap = kt.cap ? kt.cap * 2 : 256;
+		struct ksock **n = realloc(kt.ks, ncap * sizeof(*n));
+		uint32_t *f;
+
+		if (!n)
+			return NULL;
+		kt.ks = n;
+		f = realloc(kt.free, ncap * sizeof(*f));
+		if (!f)
+			return NULL;
+		kt.free = f;
+		for (uint32_t i = kt.cap; i < ncap; i++) {
+			kt.ks[i] = calloc(1, sizeof(struct ksock));
+			if (!kt.ks[i]) {
+				ncap = i;
+				break;
+			}
+			kt.ks[i]->slot = i;
+		}
+		for (uint32_t i = ncap; i > kt.cap; i--)
+			kt.free[kt.nr_free++] = i - 1;
+		kt.cap = ncap;
+		if (!kt.nr_free)
+			return NULL;
+	}
+	ks = kt.ks[kt.free[--kt.nr_free]];
+	slot = ks->slot;
+	gen = ks->gen;
+	memset(ks, 0, sizeof(*ks));
+	ks->slot = slot;
+	ks->gen = gen;
+	ks->used = true;
+	ks->fd = -1;
+	nk_list__init(&ks->sendq);
+	nk_list__init(&ks->recvq);
+	return ks;
+}
+
+static void ks_free(struct ksock *ks)
+{
+	ks->used = false;
+	ks->gen = (ks->gen + 1) & NK_UD_GEN_MASK;
+	kt.free[kt.nr_free++] = ks->slot;
+}
+
+static struct ksock *ks_get(uint32_t slot, uint32_t gen)
+{
+	if (slot >= kt.cap || !kt.ks[slot]->used || kt.ks[slot]->gen != gen)
+		return NULL;
+	return kt.ks[slot];
+}
+
+static struct ksock *ks_of(struct nk_sock *s)
+{
+	return s->nsm_priv;
+}
+
+/* Closes the fd once nothing in io_uring refers to it any more. */
+static void ks_maybe_close(struct ksock *ks)
+{
+	struct nk_sock *s;
+
+	if (!ks->closing || ks->refs || !nk_list__empty(&ks->sendq) ||
+	    !nk_list__empty(&ks->recvq))
+		return;
+	close(ks->fd);
+	s = ks->s;
+	ks_free(ks);
+	if (s)
+		nk_engine__sock_gone(kt.e, s);
+}
+
+static void arm_poll(struct ksock *ks)
+{
+	ks->want_poll = true;
+	if (ks->poll_armed || ks->closing)
+		return;
+	if (nk_loop__poll(ks->kn->loop, ks->fd, POLL_MASK,
+			  nk_ud(NK_UD_KPOLL, ks->gen, ks->slot)))
+		return;
+	ks->poll_armed = true;
+	ks->refs++;
+}
+
+static unsigned poll_fd(int fd, short events)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+
+	if (poll(&p, 1, 0) <= 0)
+		return 0;
+	return (unsigned)p.revents;
+}
+
+/* ------------------------------------------------------------------ */
+/* Completion helpers. */
+
+static void set_timeout(struct nk_req *op, struct io_uring_sqe *sqe,
+			struct nk_loop *loop)
+{
+	struct io_uring_sqe *t;
+
+	if (!op->timeout_ms)
+		return;
+	t = nk_loop__sqe(loop);
+	if (!t)
+		return;
+	sqe->flags |= IOSQE_IO_LINK;
+	op->u.k.ts.tv_sec = op->timeout_ms / 1000;
+	op->u.k.ts.tv_nsec = (long long)(op->timeout_ms % 1000) * 1000000;
+	io_uring_prep_link_timeout(t, &op->u.k.ts, 0);
+	io_uring_sqe_set_data64(t, nk_ud(NK_UD_IGNORE, 0, 0));
+}
+
+static uint64_t op_ud(const struct nk_req *op)
+{
+	return nk_ud(NK_UD_KOP, op->gen, op->slot);
+}
+
+/* Fills op->u.k.msg for RECV/SEND from op->done onwards. */
+static void build_msg(struct nk_req *op, bool recv)
+{
+	struct msghdr *m = &op->u.k.msg;
+	uint32_t skip = 0;
+
+	memset(m, 0, sizeof(*m));
+	if (op->sqe_flags & NK_SQE_F_ADDR) {
+		if (recv) {
+			skip = sizeof(struct nk_sockaddr);
+			memset(&op->sa, 0, sizeof(op->sa));
+			m->msg_name = &op->sa;
+			m->msg_namelen = sizeof(op->sa);
+		} else {
+			m->msg_name = &op->sa;
+			m->msg_namelen = op->salen;
+		}
+	}
+	op->u.k.iov.iov_base = op->buf + skip + op->done;
+	op->u.k.iov.iov_len = op->len - skip - op->done;
+	m->msg_iov = &op->u.k.iov;
+	m->msg_iovlen = 1;
+}
+
+static int recv_flags(const struct nk_req *op)
+{
+	int f = (int)(op->msg_flags & ~(uint32_t)MSG_DONTWAIT);
+
+	/* Real datagram length back, so truncation is always visible. */
+	if (op->sock->type == SOCK_DGRAM)
+		f |= MSG_TRUNC;
+	return f;
+}
+
+static int send_flags(const struct nk_req *op)
+{
+	return (int)(op->msg_flags & ~(uint32_t)MSG_DONTWAIT) | MSG_NOSIGNAL;
+}
+
+static void finish_recv(struct nk_req *op, int res)
+{
+	uint32_t skip = (op->sqe_flags & NK_SQE_F_ADDR)
+				? sizeof(struct nk_sockaddr)
+				: 0;
+	uint32_t cap = op->len - skip, flags = 0, data;
+
+	if (res < 0) {
+		nk_engine__op_done(op, res, 0, 0, 0);
+		return;
+	}
+	data = (uint32_t)res;
+	if (op->sock->type == SOCK_DGRAM && data > cap) {
+		flags |= NK_CQE_F_TRUNC;
+		data = cap;
+		if (!(op->msg_flags & MSG_TRUNC))
+			res = (int)cap;
+	}
+	if (res == 0 && op->sock->type == SOCK_STREAM && cap > 0)
+		flags |= NK_CQE_F_EOF;
+	if (skip) {
+		struct nk_sockaddr a;
+
+		nk_sockaddr__from_sa((struct sockaddr *)&op->sa, sizeof(op->sa),
+				     &a);
+		memcpy(op->buf, &a, sizeof(a));
+		flags |= NK_CQE_F_ADDR;
+	}
+	nk_engine__op_done(op, res, flags, data, 0);
+}
+
+static void pump_send(struct ksock *ks);
+static void pump_recv(struct ksock *ks);
+
+static void complete_queued(struct nk_req *op, int res)
+{
+	nk_list__del(&op->qlink);
+	if (op->opcode == NK_OP_RECV)
+		finish_recv(op, res);
+	else
+		nk_engine__op_done(op, res, 0, 0, 0);
+}
+
+/* A new kernel socket from accept: engine socket + ksock + poll. */
+static int adopt_accepted(struct ksock *lks, struct nk_req *op, int fd)
+{
+	struct nk_sock *ns;
+	struct ksock *ks;
+	struct nk_sockaddr a;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	int ret;
+
+	ret = nk_engine__sock_accepted(kt.e, op, &ns);
+	if (ret) {
+		close(fd);
+		return ret;
+	}
+	ks = ks_alloc();
+	if (!ks) {
+		close(fd);
+		ns->closing = true;
+		nk_engine__sock_gone(kt.e, ns);
+		return -ENOMEM;
+	}
+	ks->fd = fd;
+	ks->kn = lks->kn;
+	ks->s = ns;
+	ns->nsm_priv = ks;
+	if (getpeername(fd, (struct sockaddr *)&ss, &len))
+		memset(&ss, 0, sizeof(ss));
+	nk_sockaddr__from_sa((struct sockaddr *)&ss, len, &a);
+	memcpy(op->buf, &a, sizeof(a));
+	arm_poll(ks);
+	return (int)ns->handle;
+}
+
+static void finish_accept(struct ksock *ks, struct nk_req *op, int res)
+{
+	if (res >= 0)
+		res = adopt_accepted(ks, op, res);
+	nk_engine__op_done(op, res, 0, 0, res > 0 ? (uint32_t)res : 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Queues. */
+
+static void pump_send(struct ksock *ks)
+{
+	while (!ks->send_busy && !nk_list__empty(&ks->sendq)) {
+		struct nk_req *op =
+			nk_container_of(ks->sendq.next, struct nk_req, qlink);
+		struct io_uring_sqe *sqe;
+		ssize_t n;
+
+		if (op->cancelled) {
+			complete_queued(op,
+					op->done ? (int)op->done : -ECANCELED);
+			continue;
+		}
+		build_msg(op, false);
+		n = sendmsg(ks->fd, &op->u.k.msg,
+			    send_flags(op) | MSG_DONTWAIT);
+		if (n >= 0)
+			op->done += (uint32_t)n;
+		if ((n >= 0 && op->done == op->len) ||
+		    (n < 0 && errno != EAGAIN)) {
+			complete_queued(op, op->done ? (int)op->done
+					    : n < 0  ? -errno
+						     : 0);
+			continue;
+		}
+		/* Socket buffer full: let io_uring wait for room. */
+		sqe = nk_loop__sqe(ks->kn->loop);
+		if (!sqe) {
+			complete_queued(op, op->done ? (int)op->done : -EAGAIN);
+			continue;
+		}
+		build_msg(op, false);
+		io_uring_prep_sendmsg(sqe, ks->fd, &op->u.k.msg,
+				      (unsigned)send_flags(op));
+		io_uring_sqe_set_data64(sqe, op_ud(op));
+		set_timeout(op, sqe, ks->kn->loop);
+		op->in_nsm = true;
+		ks->send_busy = true;
+		ks->refs++;
+	}
+}
+
+static void pump_recv(struct ksock *ks)
+{
+	while (!ks->recv_busy && !nk_list__empty(&ks->recvq)) {
+		struct nk_req *op =
+			nk_container_of(ks->recvq.next, struct nk_req, qlink);
+		struct io_uring_sqe *sqe;
+
+		if (op->cancelled || ks->closing) {
+			complete_queued(op, -ECANCELED);
+			continue;
+		}
+		if (op->opcode == NK_OP_ACCEPT) {
+			if (poll_fd(ks->fd, POLLIN) & POLLIN) {
+				int fd = accept4(ks->fd, NULL, NULL,
+						 SOCK_CLOEXEC);
+
+				nk_list__del(&op->qlink);
+				finish_accept(ks, op, fd < 0 ? -errno : fd);
+				continue;
+			}
+		} else if (!(op->msg_flags & MSG_WAITALL)) {
+			ssize_t n;
+
+			build_msg(op, true);
+			n = recvmsg(ks->fd, &op->u.k.msg,
+				    recv_flags(op) | MSG_DONTWAIT);
+			if (n >= 0 || errno != EAGAIN) {
+				complete_queued(op, n >= 0 ? (int)n : -errno);
+				continue;
+			}
+		}
+		sqe = nk_loop__sqe(ks->kn->loop);
+		if (!sqe) {
+			complete_queued(op, -EAGAIN);
+			continue;
+		}
+		if (op->opcode == NK_OP_ACCEPT) {
+			io_uring_prep_accept(sqe, ks->fd, NULL, NULL,
+					     SOCK_CLOEXEC);
+		} else {
+			build_msg(op, true);
+			io_uring_prep_recvmsg(sqe, ks->fd, &op->u.k.msg,
+					      (unsigned)recv_flags(op));
+		}
+		io_uring_sqe_set_data64(sqe, op_ud(op));
+		set_timeout(op, sqe, ks->kn->loop);
+		op->in_nsm = true;
+		ks->recv_busy = true;
+		ks->refs++;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Completions from io_uring. */
+
+static void on_kop(void *ctx, uint32_t slot, uint32_t gen,
+		   const struct io_uring_cqe *cqe)
+{
+	struct nk_req *op = nk_engine__op_get(ctx, slot, gen);
+	struct ksock *ks;
+	int res = cqe->res;
+
+	if (!op || !op->in_nsm)
+		return;
+	ks = ks_of(op->sock);
+	op->in_nsm = false;
+	ks->refs--;
+	/* A link timeout shows as -ECANCELED on the op it guarded. */
+	if (res == -ECANCELED && op->timeout_ms && !op->cancelled)
+		res = op->opcode == NK_OP_CONNECT ? -ETIMEDOUT : -EAGAIN;
+
+	switch (op->opcode) {
+	case NK_OP_SEND:
+		ks->send_busy = false;
+		if (res > 0) {
+			op->done += (uint32_t)res;
+			if (op->done < op->len && !op->cancelled) {
+				/* Short send: the rest goes next, in order. */
+				pump_send(ks);
+				break;
+			}
+		}
+		complete_queued(op, op->done ? (int)op->done : res);
+		pump_send(ks);
+		break;
+	case NK_OP_RECV:
+		ks->recv_busy = false;
+		complete_queued(op, res);
+		pump_recv(ks);
+		break;
+	case NK_OP_ACCEPT:
+		ks->recv_busy = false;
+		nk_list__del(&op->qlink);
+		finish_accept(ks, op, res);
+		pump_recv(ks);
+		break;
+	case NK_OP_CONNECT: {
+		struct nk_sock *s = op->sock;
+
+		ks->connect_op = NULL;
+		if (!s->closing) {
+			if (res == 0) {
+				s->state = NK_SS_ESTABLISHED;
+				arm_poll(ks);
+			} else {
+				s->state = NK_SS_CLOSED;
+			}
+			nk_engine__sock_event(kt.e, s, POLLOUT, false);
+		}
+		nk_engine__op_done(op, res, 0, 0, 0);
+		break;
+	}
+	default:
+		nk_engine__op_done(op, res, 0, 0, 0);
+	}
+	ks_maybe_close(ks);
+}
+
+static void on_kpoll(void *ctx, uint32_t slot, uint32_t gen,
+		     const struct io_uring_cqe *cqe)
+{
+	struct ksock *ks = ks_get(slot, gen);
+
+	(void)ctx;
+	if (!ks)
+		return;
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		ks->poll_armed = false;
+		ks->refs--;
+	}
+	if (cqe->res > 0 && ks->s && !ks->closing) {
+		/* Events may be stale by now: report what is true. */
+		unsigned ev = poll_fd(ks->fd, POLL_MASK);
+
+		if (ev & READ_EVENTS)
+			nk_engine__sock_event(kt.e, ks->s, ev, true);
+	}
+	if (!ks->poll_armed && !ks->closing && cqe->res != -ECANCELED)
+		arm_poll(ks);
+	ks_maybe_close(ks);
+}
+
+/* Background (non-blocking) connect finished. */
+static void on_kint(void *ctx, uint32_t slot, uint32_t gen,
+		    const struct io_uring_cqe *cqe)
+{
+	struct ksock *ks = ks_get(slot, gen);
+	struct nk_sock *s;
+
+	(void)ctx;
+	if (!ks || !ks->bg_connect)
+		return;
+	ks->bg_connect = false;
+	ks->refs--;
+	s = ks->s;
+	if (s && !ks->closing) {
+		if (cqe->res == 0) {
+			s->state = NK_SS_ESTABLISHED;
+			arm_poll(ks);
+			nk_engine__sock_event(kt.e, s, POLLOUT, false);
+		} else {
+			s->so_error = -cqe->res;
+			s->state = NK_SS_CLOSED;
+			nk_engine__sock_event(kt.e, s, POLLOUT | POLLERR, true);
+		}
+	}
+	ks_maybe_close(ks);
+}
+
+/* ------------------------------------------------------------------ */
+/* Synchronous ops. */
+
+enum { OPT_NO = 0, OPT_YES, OPT_IGNORE, OPT_PRIV };
+
+/* Allow-list (docs/abi.md §5). */
+static int sockopt_class(int level, int name, bool set)
+{
+	switch (level) {
+	case SOL_SOCKET:
+		switch (name) {
+		case SO_REUSEADDR:
+		case SO_REUSEPORT:
+		case SO_KEEPALIVE:
+		case SO_LINGER:
+		case SO_SNDBUF:
+		case SO_RCVBUF:
+		case SO_BROADCAST:
+		case SO_OOBINLINE:
+		case SO_RCVLOWAT:
+		case SO_PRIORITY:
+			return OPT_YES;
+		case SO_TYPE:
+		case SO_DOMAIN:
+		case SO_PROTOCOL:
+		case SO_ACCEPTCONN:
+		case SO_ERROR:
+		case SO_SNDLOWAT:
+		case SO_INCOMING_CPU:
+			return set ? OPT_NO : OPT_YES;
+		case SO_RCVTIMEO:
+		case SO_SNDTIMEO:
+			/* The shim's business; never on nkd's sockets. */
+			return set ? OPT_IGNORE : OPT_YES;
+		case SO_MARK:
+		case SO_BINDTODEVICE:
+		case SO_BINDTOIFINDEX:
+		case SO_ATTACH_FILTER:
+		case SO_ATTACH_BPF:
+		case SO_DETACH_FILTER:
+		case SO_LOCK_FILTER:
+		case SO_ATTACH_REUSEPORT_CBPF:
+		case SO_ATTACH_REUSEPORT_EBPF:
+		case SO_SNDBUFFORCE:
+		case SO_RCVBUFFORCE:
+		case SO_DEBUG:
+			return OPT_PRIV;
+		}
+		return OPT_NO;
+	case IPPROTO_TCP:
+		switch (name) {
+		case TCP_NODELAY:
+		case TCP_CORK:
+		case TCP_KEEPIDLE:
+		case TCP_KEEPINTVL:
+		case TCP_KEEPCNT:
+		case TCP_MAXSEG:
+		case TCP_QUICKACK:
+		case TCP_DEFER_ACCEPT:
+		case TCP_USER_TIMEOUT:
+		case TCP_FASTOPEN:
+		case TCP_FASTOPEN_CONNECT:
+		case TCP_NOTSENT_LOWAT:
+		case TCP_LINGER2:
+		case TCP_SYNCNT:
+		case TCP_WINDOW_CLAMP:
+			return OPT_YES;
+		case TCP_INFO:
+		case TCP_CONGESTION:
+			/* Setting any loaded algorithm needs privilege. */
+			return set ? OPT_PRIV : OPT_YES;
+		}
+		return OPT_NO;
+	case IPPROTO_IP:
+		switch (name) {
+		case IP_TOS:
+		case IP_TTL:
+		case IP_MTU_DISCOVER:
+		case IP_MULTICAST_TTL:
+		case IP_MULTICAST_LOOP:
+		case IP_MULTICAST_IF:
+		case IP_ADD_MEMBERSHIP:
+		case IP_DROP_MEMBERSHIP:
+		case IP_BIND_ADDRESS_NO_PORT:
+			return OPT_YES;
+		case IP_MTU:
+			return set ? OPT_NO : OPT_YES;
+		case IP_TRANSPARENT:
+		case IP_FREEBIND:
+		case IP_OPTIONS:
+			return OPT_PRIV;
+		}
+		return OPT_NO;
+	case IPPROTO_IPV6:
+		switch (name) {
+		case IPV6_V6ONLY:
+		case IPV6_UNICAST_HOPS:
+		case IPV6_MULTICAST_HOPS:
+		case IPV6_MULTICAST_LOOP:
+		case IPV6_MULTICAST_IF:
+		case IPV6_ADD_MEMBERSHIP:
+		case IPV6_DROP_MEMBERSHIP:
+		case IPV6_TCLASS:
+		case IPV6_MTU_DISCOVER:
+			return OPT_YES;
+		case IPV6_MTU:
+			return set ? OPT_NO : OPT_YES;
+		case IPV6_TRANSPARENT:
+		case IPV6_FREEBIND:
+			return OPT_PRIV;
+		}
+		return OPT_NO;
+	}
+	return OPT_NO;
+}
+
+static int do_setsockopt(struct ksock *ks, struct nk_req *op)
+{
+	uint8_t val[NK_OPTVAL_MAX];
+	int cls = sockopt_class(op->level, op->optname, true);
+
+	if (cls == OPT_NO)
+		return -ENOPROTOOPT;
+	if (cls == OPT_PRIV)
+		return -EPERM;
+	if (cls == OPT_IGNORE)
+		return 0;
+	/* Copy first: the guest may change its buffer while we look. */
+	memcpy(val, op->buf, op->len);
+	if (op->level == SOL_SOCKET && op->optname == SO_PRIORITY) {
+		int prio;
+
+		if (op->len < sizeof(int))
+			return -EINVAL;
+		memcpy(&prio, val, sizeof(prio));
+		if (prio < 0 || prio > 6)
+			return -EPERM;
+	}
+	if (setsockopt(ks->fd, op->level, op->optname, val, op->len))
+		return -errno;
+	return 0;
+}
+
+static int do_getsockopt(struct ksock *ks, struct nk_req *op)
+{
+	uint8_t val[NK_OPTVAL_MAX];
+	socklen_t len = op->len;
+	int cls = sockopt_class(op->level, op->optname, false);
+
+	if (cls != OPT_YES)
+		return cls == OPT_PRIV ? -EPERM : -ENOPROTOOPT;
+	if (op->level == SOL_SOCKET && op->optname == SO_ERROR &&
+	    op->sock->so_error) {
+		int err = op->sock->so_error;
+
+		if (op->len < sizeof(int))
+			return -EINVAL;
+		op->sock->so_error = 0;
+		memcpy(op->buf, &err, sizeof(err));
+		return sizeof(int);
+	}
+	memset(val, 0, sizeof(val));
+	if (getsockopt(ks->fd, op->level, op->optname, val, &len))
+		return -errno;
+	if (len > op->len)
+		len = op->len;
+	memcpy(op->buf, val, len);
+	return (int)len;
+}
+
+static int do_name(struct ksock *ks, struct nk_req *op, bool peer)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct nk_sockaddr a;
+	int r;
+
+	memset(&ss, 0, sizeof(ss));
+	r = peer ? getpeername(ks->fd, (struct sockaddr *)&ss, &len)
+		 : getsockname(ks->fd, (struct sockaddr *)&ss, &len);
+	if (r)
+		return -errno;
+	nk_sockaddr__from_sa((struct sockaddr *)&ss, len, &a);
+	memcpy(op->buf, &a, sizeof(a));
+	return 0;
+}
+
+static int start_connect(struct ksock *ks, struct nk_req *op)
+{
+	struct nk_sock *s = op->sock;
+	struct io_uring_sqe *sqe;
+	bool nonblock = op->sqe_flags & NK_SQE_F_NONBLOCK;
+
+	if (s->type == SOCK_DGRAM) {
+		if (connect(ks->fd, (struct sockaddr *)&op->sa, op->salen))
+			return -errno;
+		s->state = op->sa.ss_family == AF_UNSPEC ? NK_SS_BOUND
+							 : NK_SS_ESTABLISHED;
+		return 0;
+	}
+	if (s->state == NK_SS_CONNECTING)
+		return -EALREADY;
+	if (s->state == NK_SS_ESTABLISHED || s->state == NK_SS_CLOSE_WAIT)
+		return -EISCONN;
+	if (s->state == NK_SS_LISTEN)
+		return -EINVAL;
+	sqe = nk_loop__sqe(ks->kn->loop);
+	if (!sqe)
+		return -EAGAIN;
+	s->so_error = 0;
+	s->state = NK_SS_CONNECTING;
+	nk_engine__sock_event(kt.e, s, 0, false); /* unwritable now */
+	if (nonblock) {
+		ks->csa = op->sa;
+		ks->csalen = op->salen;
+		io_uring_prep_connect(sqe, ks->fd, (struct sockaddr *)&ks->csa,
+				      ks->csalen);
+		io_uring_sqe_set_data64(sqe,
+					nk_ud(NK_UD_KINT, ks->gen, ks->slot));
+		ks->bg_connect = true;
+		ks->refs++;
+		return -EINPROGRESS;
+	}
+	io_uring_prep_connect(sqe, ks->fd, (struct sockaddr *)&op->sa,
+			      op->salen);
+	io_uring_sqe_set_data64(sqe, op_ud(op));
+	set_timeout(op, sqe, ks->kn->loop);
+	op->in_nsm = true;
+	ks->connect_op = op;
+	ks->refs++;
+	return 1; /* pending */
+}
+
+static void kn_submit(void *priv, struct nk_req *op)
+{
+	struct ksock *ks = ks_of(op->sock);
+	struct nk_sock *s = op->sock;
+	bool nonblock = op->sqe_flags & NK_SQE_F_NONBLOCK ||
+			op->msg_flags & MSG_DONTWAIT;
+	int res = 0, v;
+
+	(void)priv;
+	switch (op->opcode) {
+	case NK_OP_BIND:
+		if (bind(ks->fd, (struct sockaddr *)&op->sa, op->salen))
+			res = -errno;
+		else if (s->state == NK_SS_UNBOUND)
+			s->state = NK_SS_BOUND;
+		break;
+	case NK_OP_LISTEN:
+		if (listen(ks->fd, op->arg > 65535 ? 65535 : (int)op->arg)) {
+			res = -errno;
+		} else {
+			s->state = NK_SS_LISTEN;
+			arm_poll(ks);
+		}
+		break;
+	case NK_OP_CONNECT:
+		res = start_connect(ks, op);
+		if (res == 1)
+			return;
+		break;
+	case NK_OP_ACCEPT:
+		if (s->state != NK_SS_LISTEN) {
+			res = -EINVAL;
+			break;
+		}
+		if (nonblock) {
+			int fd;
+
+			if (!(poll_fd(ks->fd, POLLIN) & POLLIN)) {
+				res = -EAGAIN;
+				break;
+			}
+			fd = accept4(ks->fd, NULL, NULL, SOCK_CLOEXEC);
+			finish_accept(ks, op, fd < 0 ? -errno : fd);
+			return;
+		}
+		nk_list__add_tail(&ks->recvq, &op->qlink);
+		pump_recv(ks);
+		return;
+	case NK_OP_RECV:
+		if (nonblock) {
+			ssize_t n;
+
+			build_msg(op, true);
+			n = recvmsg(ks->fd, &op->u.k.msg,
+				    recv_flags(op) | MSG_DONTWAIT);
+			finish_recv(op, n < 0 ? -errno : (int)n);
+			return;
+		}
+		nk_list__add_tail(&ks->recvq, &op->qlink);
+		pump_recv(ks);
+		return;
+	case NK_OP_SEND:
+		if (nonblock) {
+			ssize_t n;
+
+			if (!nk_list__empty(&ks->sendq)) {
+				res = -EAGAIN; /* keep the byte order */
+				break;
+			}
+			build_msg(op, false);
+			n = sendmsg(ks->fd, &op->u.k.msg,
+				    send_flags(op) | MSG_DONTWAIT);
+			res = n < 0 ? -errno : (int)n;
+			break;
+		}
+		nk_list__add_tail(&ks->sendq, &op->qlink);
+		pump_send(ks);
+		return;
+	case NK_OP_SHUTDOWN:
+		if (shutdown(ks->fd, (int)op->arg))
+			res = -errno;
+		break;
+	case NK_OP_SETSOCKOPT:
+		res = do_setsockopt(ks, op);
+		break;
+	case NK_OP_GETSOCKOPT:
+		res = do_getsockopt(ks, op);
+		break;
+	case NK_OP_GETSOCKNAME:
+		res = do_name(ks, op, false);
+		break;
+	case NK_OP_GETPEERNAME:
+		res = do_name(ks, op, true);
+		break;
+	case NK_OP_IOCTL:
+		if (ioctl(ks->fd,
+			  op->arg == NK_IOCTL_FIONREAD ? SIOCINQ : SIOCOUTQ,
+			  &v))
+			res = -errno;
+		else
+			res = v;
+		break;
+	default:
+		res = -EINVAL;
+	}
+	nk_engine__op_done(op, res, 0, 0, 0);
+}
+
+static int kn_cancel(void *priv, struct nk_req *op)
+{
+	struct ksock *ks = ks_of(op->sock);
+
+	(void)priv;
+	if (op->in_nsm) {
+		nk_loop__cancel_ud(ks->kn->loop, op_ud(op));
+		return 0;
+	}
+	if (!nk_list__empty(&op->qlink)) {
+		/* Queued behind the in-flight head: finish it right here. */
+		complete_queued(op, op->done ? (int)op->done : -ECANCELED);
+		ks_maybe_close(ks);
+		return 0;
+	}
+	return -ENOENT;
+}
+
+static int socket_in_ns(struct kn *kn, int domain, int type, int proto)
+{
+	int fd, err;
+
+	if (kn->netns_fd < 0)
+		return socket(domain, type, proto);
+	if (setns(kn->netns_fd, CLONE_NEWNET))
+		return -1;
+	fd = socket(domain, type, proto);
+	err = errno;
+	if (setns(kn->self_ns_fd, CLONE_NEWNET)) {
+		/* Every later socket would land in the wrong place. */
+		nk_err("nsm %s: cannot return to nkd's netns: %s", kn->name,
+		       strerror(errno));
+		abort();
+	}
+	errno = err;
+	return fd;
+}
+
+static int kn_sock_open(void *priv, struct nk_sock *s)
+{
+	struct kn *kn = priv;
+	struct ksock *ks;
+	int fd;
+
+	fd = socket_in_ns(kn, s->family, s->type | SOCK_CLOEXEC, s->protocol);
+	if (fd < 0)
+		return -errno;
+	ks = ks_alloc();
+	if (!ks) {
+		close(fd);
+		return -ENOMEM;
+	}
+	ks->fd = fd;
+	ks->kn = kn;
+	ks->s = s;
+	s->nsm_priv = ks;
+	/* Unconnected TCP polls as HUP: watch streams once they connect. */
+	if (s->type == SOCK_DGRAM)
+		arm_poll(ks);
+	return 0;
+}
+
+static void kn_sock_release(void *priv, struct nk_sock *s)
+{
+	struct ksock *ks = ks_of(s);
+	struct nk_list *p, *t;
+
+	(void)priv;
+	if (!ks)
+		return;
+	ks->closing = true;
+	/* Queued receives and accepts die; queued sends finish. */
+	nk_list__for_each_safe(p, t, &ks->recvq)
+	{
+		struct nk_req *op = nk_container_of(p, struct nk_req, qlink);
+
+		if (!op->in_nsm)
+			complete_queued(op, -ECANCELED);
+		else
+			nk_loop__cancel_ud(ks->kn->loop, op_ud(op));
+	}
+	if (ks->poll_armed)
+		nk_loop__cancel_ud(ks->kn->loop,
+				   nk_ud(NK_UD_KPOLL, ks->gen, ks->slot));
+	if (ks->bg_connect)
+		nk_loop__cancel_ud(ks->kn->loop,
+				   nk_ud(NK_UD_KINT, ks->gen, ks->slot));
+	if (ks->connect_op)
+		nk_loop__cancel_ud(ks->kn->loop, op_ud(ks->connect_op));
+	if (s->state == NK_SS_LISTEN)
+		shutdown(ks->fd, SHUT_RDWR);
+	ks_maybe_close(ks);
+}
+
+static unsigned kn_poll_now(void *priv, struct nk_sock *s)
+{
+	struct ksock *ks = ks_of(s);
+
+	(void)priv;
+	if (!ks)
+		return 0;
+	if (!ks->want_poll)
+		return s->so_error ? POLLERR | POLLOUT : 0;
+	return poll_fd(ks->fd, POLL_MASK);
+}
+
+static int kn_sock_name(void *priv, struct nk_sock *s, bool peer,
+			struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct ksock *ks = ks_of(s);
+
+	(void)priv;
+	*len = sizeof(*ss);
+	memset(ss, 0, sizeof(*ss));
+	if (!ks)
+		return -EBADF;
+	if (peer ? getpeername(ks->fd, (struct sockaddr *)ss, len)
+		 : getsockname(ks->fd, (struct sockaddr *)ss, len))
+		return -errno;
+	return 0;
+}
+
+static int kn_create(struct nk_engine *e, struct nk_loop *loop,
+		     const struct nk_nsm_conf *conf, void **priv)
+{
+	struct kn *kn = calloc(1, sizeof(*kn));
+
+	if (!kn)
+		return -ENOMEM;
+	kn->e = e;
+	kn->loop = loop;
+	kn->netns_fd = -1;
+	kn->self_ns_fd = -1;
+	snprintf(kn->name, sizeof(kn->name), "%s", conf->name);
+	if (conf->netns[0]) {
+		kn->netns_fd = open(conf->netns, O_RDONLY | O_CLOEXEC);
+		kn->self_ns_fd =
+			open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+		if (kn->netns_fd < 0 || kn->self_ns_fd < 0) {
+			int err = -errno;
+
+			if (kn->netns_fd >= 0)
+				close(kn->netns_fd);
+			if (kn->self_ns_fd >= 0)
+				close(kn->self_ns_fd);
+			free(kn);
+			return err;
+		}
+	}
+	kt.e = e;
+	kt.users++;
+	nk_loop__on(loop, NK_UD_KOP, on_kop, e);
+	nk_loop__on(loop, NK_UD_KPOLL, on_kpoll, NULL);
+	nk_loop__on(loop, NK_UD_KINT, on_kint, NULL);
+	*priv = kn;
+	return 0;
+}
+
+static void kn_destroy(void *priv)
+{
+	struct kn *kn = priv;
+
+	/* The ring is gone: whatever is left can simply be closed. */
+	for (uint32_t i = 0; i < kt.cap; i++) {
+		struct ksock *ks = kt.ks[i];
+
+		if (ks->used && ks->kn == kn) {
+			close(ks->fd);
+			if (ks->s)
+				ks->s->nsm_priv = NULL;
+			ks_free(ks);
+		}
+	}
+	if (kn->netns_fd >= 0)
+		close(kn->netns_fd);
+	if (kn->self_ns_fd >= 0)
+		close(kn->self_ns_fd);
+	free(kn);
+	if (--kt.users == 0) {
+		for (uint32_t i = 0; i < kt.cap; i++)
+			free(kt.ks[i]);
+		free(kt.ks);
+		free(kt.free);
+		memset(&kt, 0, sizeof(kt));
+	}
+}
+
+const struct nk_nsm_ops nk_nsm_kernel_ops = {
+	.type = "kernel",
+	.create = kn_create,
+	.destroy = kn_destroy,
+	.sock_open = kn_sock_open,
+	.sock_release = kn_sock_release,
+	.submit = kn_submit,
+	.cancel = kn_cancel,
+	.poll_now = kn_poll_now,
+	.sock_name = kn_sock_name,
+	.poll = NULL,
+};
+
+const struct nk_nsm_ops *nk_nsm__find(const char *type)
+{
+	if (!strcmp(type, "kernel"))
+		return &nk_nsm_kernel_ops;
+	return NULL;
+}

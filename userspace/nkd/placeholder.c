@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Readiness placeholders (docs/abi.md §6). The guest's socket fd is the app
+ * end of an AF_UNIX stream socketpair; nkd holds a duplicate of the app end
+ * and the other (nkd) end, and makes the app end's poll state mirror the
+ * socket:
+ *   readable   <- at least one byte queued nkd end -> app end;
+ *   unwritable <- app end's send buffer filled (through nkd's duplicate).
+ * Every call here is non-blocking (MSG_DONTWAIT): never O_NONBLOCK on the
+ * duplicate, which shares its file status flags with the guest's fd.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "engine.h"
+
+/* Small send buffer on the app end so filling it costs little. */
+#define PH_SNDBUF 4096
+
+void nk_ph__init(struct nk_ph *ph)
+{
+	ph->app = -1;
+	ph->nkd = -1;
+	ph->readable = false;
+	ph->blocked = false;
+}
+
+void nk_ph__close(struct nk_ph *ph)
+{
+	if (ph->app >= 0)
+		close(ph->app);
+	if (ph->nkd >= 0)
+		close(ph->nkd);
+	nk_ph__init(ph);
+}
+
+int nk_ph__attach(struct nk_ph *ph, int app_fd, int nkd_fd)
+{
+	int type = 0, sndbuf = PH_SNDBUF;
+	socklen_t len = sizeof(type);
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
+
+	/* Both must be connected AF_UNIX stream sockets. */
+	if (getsockopt(app_fd, SOL_SOCKET, SO_TYPE, &type, &len) ||
+	    type != SOCK_STREAM ||
+	    getsockname(app_fd, (struct sockaddr *)&ss, &sslen) ||
+	    ss.ss_family != AF_UNIX ||
+	    getsockopt(nkd_fd, SOL_SOCKET, SO_TYPE, &type, &len) ||
+	    type != SOCK_STREAM) {
+		close(app_fd);
+		close(nkd_fd);
+		return -EINVAL;
+	}
+	setsockopt(app_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	ph->app = app_fd;
+	ph->nkd = nkd_fd;
+	ph->readable = false;
+	ph->blocked = false;
+	return 0;
+}
+
+static void drain(int fd)
+{
+	char buf[4096];
+
+	while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+		;
+}
+
+void nk_ph__set_readable(struct nk_ph *ph, bool want, bool arrival)
+{
+	if (ph->app < 0)
+		return;
+	if (want) {
+		/* One byte per arrival: edge-triggered waiters see a new edge.
+		 * A full buffer (EAGAIN) still leaves the end readable. */
+		if (arrival || !ph->readable)
+			send(ph->nkd, "r", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+		ph->readable = true;
+	} else if (ph->readable) {
+		drain(ph->app);
+		ph->readable = false;
+	}
+}
+
+void nk_ph__set_writable(struct nk_ph *ph, bool want)
+{
+	static const char zeros[4096];
+
+	if (ph->app < 0 || want == !ph->blocked)
+		return;
+	if (!want) {
+		while (send(ph->app, zeros, sizeof(zeros),
+			    MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
+			;
+		ph->blocked = true;
+	} else {
+		drain(ph->nkd);
+		ph->blocked = false;
+	}
+}

@@ -1,0 +1,327 @@
+// SPDX-License-Identifier: MIT
+/*
+ * QUERY answers: JSON documents for nkctl (shapes in docs/nkd.md and
+ * nkctl(8)) and Prometheus text exposition for NK_QUERY_STATS.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine.h"
+
+struct sb {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void sb_printf(struct sb *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void sb_printf(struct sb *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->oom)
+		return;
+	for (;;) {
+		size_t room = b->cap - b->len;
+
+		va_start(ap, fmt);
+		n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->oom = true;
+			return;
+		}
+		if ((size_t)n < room) {
+			b->len += (size_t)n;
+			return;
+		}
+		size_t ncap = (b->cap ? b->cap * 2 : 4096) + (size_t)n;
+		char *np = realloc(b->p, ncap);
+
+		if (!np) {
+			b->oom = true;
+			return;
+		}
+		b->p = np;
+		b->cap = ncap;
+	}
+}
+
+/* Names are restricted to [A-Za-z0-9._-], but escape anyway. */
+static void sb_str(struct sb *b, const char *s)
+{
+	sb_printf(b, "\"");
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\')
+			sb_printf(b, "\\%c", ch);
+		else if (ch < 0x20)
+			sb_printf(b, "\\u%04x", ch);
+		else
+			sb_printf(b, "%c", ch);
+	}
+	sb_printf(b, "\"");
+}
+
+const char *nk_sock_state__name(enum nk_sock_state st)
+{
+	static const char *const names[] = {
+		[NK_SS_UNBOUND] = "UNBOUND",
+		[NK_SS_BOUND] = "BOUND",
+		[NK_SS_LISTEN] = "LISTEN",
+		[NK_SS_CONNECTING] = "CONNECTING",
+		[NK_SS_ESTABLISHED] = "ESTABLISHED",
+		[NK_SS_CLOSE_WAIT] = "CLOSE_WAIT",
+		[NK_SS_CLOSED] = "CLOSED",
+	};
+
+	return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st]
+							       : "?";
+}
+
+static void fmt_addr(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+	char a[INET6_ADDRSTRLEN];
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)ss;
+
+		inet_ntop(AF_INET, &in->sin_addr, a, sizeof(a));
+		snprintf(out, len, "%s:%u", a, ntohs(in->sin_port));
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)ss;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, a, sizeof(a));
+		snprintf(out, len, "[%s]:%u", a, ntohs(in6->sin6_port));
+	} else {
+		out[0] = '\0';
+	}
+}
+
+static void q_status(struct nk_engine *e, struct sb *b)
+{
+	sb_printf(b,
+		  "{\"version\":\"%s\",\"pid\":%d,\"uptime_s\":%lld,"
+		  "\"epoch\":%llu,\"guests\":%u,\"conns\":%u,"
+		  "\"sockets\":%llu,\"nsms\":%u}\n",
+		  NK_VERSION, (int)getpid(),
+		  (long long)((nk_now_ns() - e->start_ns) / 1000000000ll),
+		  (unsigned long long)e->epoch, e->nr_guests, e->nr_conns,
+		  (unsigned long long)e->nr_socks, e->nr_nsms);
+}
+
+static uint32_t guest_live_socks(const struct nk_guest *g)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 1; i < g->cap; i++)
+		if (g->socks[i] && !g->socks[i]->closing)
+			n++;
+	return n;
+}
+
+static void q_guests(struct nk_engine *e, struct sb *b)
+{
+	struct nk_list *p, *t;
+	bool first = true;
+
+	sb_printf(b, "{\"guests\":[");
+	nk_list__for_each_safe(p, t, &e->guests)
+	{
+		struct nk_guest *g = nk_container_of(p, struct nk_guest, link);
+
+		sb_printf(b, "%s{\"name\":", first ? "" : ",");
+		sb_str(b, g->conf.name);
+		sb_printf(b, ",\"nsm\":");
+		sb_str(b, g->nsm->conf.name);
+		sb_printf(b,
+			  ",\"conns\":%u,\"sockets\":%u,\"inflight\":%u,"
+			  "\"bytes_tx\":%llu,\"bytes_rx\":%llu,\"ops\":%llu,"
+			  "\"errors\":%llu,\"abuse\":%llu,"
+			  "\"disconnects\":%llu}",
+			  g->nr_conns, guest_live_socks(g), g->inflight,
+			  (unsigned long long)g->c.bytes_tx,
+			  (unsigned long long)g->c.bytes_rx,
+			  (unsigned long long)g->c.ops,
+			  (unsigned long long)g->c.errors,
+			  (unsigned long long)g->c.abuse,
+			  (unsigned long long)g->c.disconnects);
+		first = false;
+	}
+	sb_printf(b, "]}\n");
+}
+
+static void q_sockets(struct nk_engine *e, struct sb *b)
+{
+	struct nk_list *p, *t;
+	bool first = true;
+
+	sb_printf(b, "{\"sockets\":[");
+	nk_list__for_each_safe(p, t, &e->guests)
+	{
+		struct nk_guest *g = nk_container_of(p, struct nk_guest, link);
+
+		for (uint32_t i = 1; i < g->cap; i++) {
+			struct nk_sock *s = g->socks[i];
+			struct sockaddr_storage ss;
+			socklen_t len;
+			char local[64] = "", remote[64] = "";
+
+			if (!s || s->closing)
+				continue;
+			if (!s->nsm->ops->sock_name(s->nsm->priv, s, false, &ss,
+						    &len))
+				fmt_addr(&ss, local, sizeof(local));
+			if (!s->nsm->ops->sock_name(s->nsm->priv, s, true, &ss,
+						    &len))
+				fmt_addr(&ss, remote, sizeof(remote));
+			sb_printf(b, "%s{\"guest\":", first ? "" : ",");
+			sb_str(b, g->conf.name);
+			sb_printf(b, ",\"conn\":%u,\"handle\":%u,\"nsm\":",
+				  s->conn_id, s->handle);
+			sb_str(b, s->nsm->conf.name);
+			sb_printf(b,
+				  ",\"family\":\"%s\",\"type\":\"%s\","
+				  "\"state\":\"%s\",\"local\":\"%s\","
+				  "\"remote\":\"%s\",\"refs\":%u,"
+				  "\"bytes_tx\":%llu,\"bytes_rx\":%llu,"
+				  "\"ops\":%llu,\"errors\":%llu}",
+				  s->family == AF_INET6 ? "inet6" : "inet",
+				  s->type == SOCK_DGRAM ? "dgram" : "stream",
+				  nk_sock_state__name(s->state), local, remote,
+				  s->nr_holders,
+				  (unsigned long long)s->bytes_tx,
+				  (unsigned long long)s->bytes_rx,
+				  (unsigned long long)s->ops,
+				  (unsigned long long)s->errors);
+			first = false;
+		}
+	}
+	sb_printf(b, "]}\n");
+}
+
+static void q_nsms(struct nk_engine *e, struct sb *b)
+{
+	sb_printf(b, "{\"nsms\":[");
+	for (unsigned i = 0; i < e->nr_nsms; i++) {
+		struct nk_nsm *n = &e->nsms[i];
+
+		sb_printf(b, "%s{\"name\":", i ? "," : "");
+		sb_str(b, n->conf.name);
+		sb_printf(b, ",\"type\":");
+		sb_str(b, n->conf.type);
+		sb_printf(b, ",\"netns\":");
+		sb_str(b, n->conf.netns[0] ? n->conf.netns : "self");
+		sb_printf(b, ",\"guests\":%u,\"sockets\":%u}", n->nr_guests,
+			  n->nr_socks);
+	}
+	sb_printf(b, "]}\n");
+}
+
+static void prom_guest(struct sb *b, struct nk_engine *e, const char *name,
+		       const char *help, const char *type, size_t off,
+		       bool is64)
+{
+	struct nk_list *p, *t;
+
+	sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	nk_list__for_each_safe(p, t, &e->guests)
+	{
+		struct nk_guest *g = nk_container_of(p, struct nk_guest, link);
+		const char *base = (const char *)g + off;
+		unsigned long long v = is64 ? *(const uint64_t *)base
+					    : *(const uint32_t *)base;
+
+		sb_printf(b, "%s{guest=\"%s\",nsm=\"%s\"} %llu\n", name,
+			  g->conf.name, g->nsm->conf.name, v);
+	}
+}
+
+static void q_stats(struct nk_engine *e, struct sb *b)
+{
+	sb_printf(b,
+		  "# HELP netkernel_up nkd is running.\n"
+		  "# TYPE netkernel_up gauge\nnetkernel_up 1\n"
+		  "# HELP netkernel_uptime_seconds Seconds since nkd "
+		  "started.\n# TYPE netkernel_uptime_seconds gauge\n"
+		  "netkernel_uptime_seconds %lld\n"
+		  "# HELP netkernel_conns Attached guest connections.\n"
+		  "# TYPE netkernel_conns gauge\nnetkernel_conns %u\n"
+		  "# HELP netkernel_sockets Guest sockets.\n"
+		  "# TYPE netkernel_sockets gauge\nnetkernel_sockets %llu\n"
+		  "# HELP netkernel_loop_sleeps_total Times the event loop "
+		  "went to sleep.\n"
+		  "# TYPE netkernel_loop_sleeps_total counter\n"
+		  "netkernel_loop_sleeps_total %llu\n",
+		  (long long)((nk_now_ns() - e->start_ns) / 1000000000ll),
+		  e->nr_conns, (unsigned long long)e->nr_socks,
+		  (unsigned long long)e->sleeps);
+#define G(name, help, type, field, is64)                      \
+	prom_guest(b, e, "netkernel_guest_" name, help, type, \
+		   offsetof(struct nk_guest, field), is64)
+	G("conns", "Attached connections of the guest.", "gauge", nr_conns,
+	  false);
+	G("sockets", "Sockets of the guest.", "gauge", nr_socks, false);
+	G("inflight", "Operations taken and not completed.", "gauge", inflight,
+	  false);
+	G("tx_bytes_total", "Bytes sent by the guest.", "counter", c.bytes_tx,
+	  true);
+	G("rx_bytes_total", "Bytes received by the guest.", "counter",
+	  c.bytes_rx, true);
+	G("ops_total", "Submission entries taken.", "counter", c.ops, true);
+	G("errors_total", "Operations that failed.", "counter", c.errors, true);
+	G("abuse_total", "Malformed entries refused.", "counter", c.abuse,
+	  true);
+	G("disconnects_total", "Connections nkd cut.", "counter", c.disconnects,
+	  true);
+#undef G
+	sb_printf(b, "# HELP netkernel_nsm_sockets Sockets on the NSM.\n"
+		     "# TYPE netkernel_nsm_sockets gauge\n");
+	for (unsigned i = 0; i < e->nr_nsms; i++)
+		sb_printf(b,
+			  "netkernel_nsm_sockets{nsm=\"%s\",type=\"%s\"} %u\n",
+			  e->nsms[i].conf.name, e->nsms[i].conf.type,
+			  e->nsms[i].nr_socks);
+}
+
+int nk_query__build(struct nk_engine *e, uint32_t what, char **text,
+		    size_t *len)
+{
+	struct sb b = { 0 };
+
+	switch (what) {
+	case NK_QUERY_STATUS:
+		q_status(e, &b);
+		break;
+	case NK_QUERY_GUESTS:
+		q_guests(e, &b);
+		break;
+	case NK_QUERY_SOCKETS:
+		q_sockets(e, &b);
+		break;
+	case NK_QUERY_NSMS:
+		q_nsms(e, &b);
+		break;
+	case NK_QUERY_STATS:
+		q_stats(e, &b);
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (b.oom) {
+		free(b.p);
+		return -ENOMEM;
+	}
+	*text = b.p;
+	*len = b.len;
+	return 0;
+}

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Guest regions ("NK device"): creation and layout. A region provider makes
+ * the backing file (a sealed memfd for process guests now; a file given to
+ * QEMU's ivshmem for VM guests later), the layout code is shared.
+ */
+#ifndef NKD_REGION_H
+#define NKD_REGION_H
+
+#include <stdint.h>
+
+#include "netkernel/abi.h"
+
+#define NK_REGION_SQ_ENTRIES 256u
+#define NK_REGION_CQ_ENTRIES 512u
+#define NK_REGION_BUF_SIZE 65536u
+#define NK_REGION_SEND_WINDOW (1u << 20)
+
+struct nk_region_params {
+	uint32_t nr_qsets; /* 1..NK_MAX_QSETS */
+	uint32_t sq_entries, cq_entries; /* powers of two, cq >= sq */
+	uint32_t buf_size; /* power of two */
+	uint32_t nr_bufs;
+	uint32_t send_window;
+	uint64_t epoch;
+	uint32_t guest_id, conn_id;
+};
+
+/*
+ * A backing store for regions. create() returns an fd of at least size
+ * bytes that both sides can map MAP_SHARED, or -errno; label names it for
+ * debugging.
+ */
+struct nk_region_provider {
+	const char *name;
+	int (*create)(const struct nk_region_provider *p, uint64_t size,
+		      const char *label);
+};
+
+extern const struct nk_region_provider nk_region_memfd;
+
+struct nk_region;
+
+/* 0 and *out, or -errno. The header is written; rings are zero. */
+int nk_region__create(const struct nk_region_provider *prov,
+		      const struct nk_region_params *p, const char *label,
+		      struct nk_region **out);
+void nk_region__destroy(struct nk_region *r);
+
+void *nk_region__base(const struct nk_region *r);
+uint64_t nk_region__size(const struct nk_region *r);
+int nk_region__fd(const struct nk_region *r);
+/* nkd's private copy of the layout, never read back from the region. */
+const struct nk_qset_desc *nk_region__qset(const struct nk_region *r,
+					   uint32_t i);
+uint8_t *nk_region__data(const struct nk_region *r);
+const struct nk_region_params *nk_region__params(const struct nk_region *r);
+/* Sets NK_HOST_F_DEAD: the guest must stop submitting. */
+void nk_region__mark_dead(struct nk_region *r);
+
+#endif /* NKD_REGION_H */

@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: MIT
+/*
+ * RESOLVE (docs/abi.md §8): getaddrinfo() may block for seconds, so it runs
+ * in a worker thread per NSM, which moves itself into the NSM's network
+ * namespace once (setns() only affects the calling thread). Finished jobs
+ * go back to the event loop through an eventfd it polls.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "log.h"
+#include "validate.h"
+
+#define MAX_QUEUED 256u
+#define ALLOWED_AI_FLAGS                                               \
+	(AI_PASSIVE | AI_CANONNAME | AI_NUMERICHOST | AI_NUMERICSERV | \
+	 AI_ADDRCONFIG | AI_V4MAPPED | AI_ALL)
+
+struct nk_resolver {
+	pthread_t th;
+	bool started, stop, ns_failed;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct nk_list todo, done;
+	unsigned nr_todo;
+	int netns_fd;
+	int efd;
+};
+
+static void run_job(struct nk_resolver *r, struct nk_resolve_job *job)
+{
+	const struct nk_ctl_resolve *q = &job->req;
+	struct nk_ctl_resolve_reply *rep;
+	struct nk_ctl_resolve_ent *ents;
+	struct addrinfo hints, *res = NULL;
+	uint32_t n = 0;
+	int status;
+
+	rep = calloc(1, sizeof(*rep) + NK_RESOLVE_MAX_ENTS * sizeof(*ents));
+	if (!rep)
+		return;
+	ents = (struct nk_ctl_resolve_ent *)(rep + 1);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_flags = q->ai_flags;
+	hints.ai_family = q->ai_family;
+	hints.ai_socktype = q->ai_socktype;
+	hints.ai_protocol = q->ai_protocol;
+	if (r->ns_failed)
+		status = EAI_SYSTEM;
+	else if (q->ai_flags & ~ALLOWED_AI_FLAGS)
+		status = EAI_BADFLAGS;
+	else if (q->ai_family != AF_UNSPEC && q->ai_family != AF_INET &&
+		 q->ai_family != AF_INET6)
+		status = EAI_FAMILY;
+	else if (!q->node[0] && !q->service[0])
+		status = EAI_NONAME;
+	else
+		status = getaddrinfo(q->node[0] ? q->node : NULL,
+				     q->service[0] ? q->service : NULL, &hints,
+				     &res);
+	if (status == 0) {
+		for (struct addrinfo *ai = res; ai && n < NK_RESOLVE_MAX_ENTS;
+		     ai = ai->ai_next) {
+			if (ai->ai_family != AF_INET &&
+			    ai->ai_family != AF_INET6)
+				continue;
+			ents[n].family = ai->ai_family;
+			ents[n].socktype = ai->ai_socktype;
+			ents[n].protocol = ai->ai_protocol;
+			nk_sockaddr__from_sa(ai->ai_addr, ai->ai_addrlen,
+					     &ents[n].addr);
+			n++;
+		}
+		if (res && res->ai_canonname)
+			snprintf(rep->canonname, sizeof(rep->canonname), "%s",
+				 res->ai_canonname);
+		freeaddrinfo(res);
+		if (!n)
+			status = EAI_NODATA;
+	}
+	rep->hdr.type = NK_CTL_RESOLVE_REPLY;
+	rep->hdr.len = (uint32_t)(sizeof(*rep) + n * sizeof(*ents));
+	rep->hdr.seq = q->hdr.seq;
+	rep->status = status;
+	rep->nr_ents = n;
+	job->reply = rep;
+	job->reply_len = rep->hdr.len;
+}
+
+static void *worker(void *arg)
+{
+	struct nk_resolver *r = arg;
+	uint64_t one = 1;
+
+	if (r->netns_fd >= 0 && setns(r->netns_fd, CLONE_NEWNET)) {
+		nk_err("resolver: setns: %s", strerror(errno));
+		r->ns_failed = true;
+	}
+	pthread_mutex_lock(&r->mu);
+	while (!r->stop) {
+		struct nk_resolve_job *job;
+
+		if (nk_list__empty(&r->todo)) {
+			pthread_cond_wait(&r->cv, &r->mu);
+			continue;
+		}
+		job = nk_container_of(r->todo.next, struct nk_resolve_job,
+				      link);
+		nk_list__del(&job->link);
+		r->nr_todo--;
+		pthread_mutex_unlock(&r->mu);
+		run_job(r, job);
+		pthread_mutex_lock(&r->mu);
+		nk_list__add_tail(&r->done, &job->link);
+		if (write(r->efd, &one, sizeof(one)) < 0)
+			nk_dbg("resolver: eventfd write: %s", strerror(errno));
+	}
+	pthread_mutex_unlock(&r->mu);
+	return NULL;
+}
+
+int nk_resolver__create(int netns_fd, int notify_fd, struct nk_resolver **out)
+{
+	struct nk_resolver *r = calloc(1, sizeof(*r));
+	sigset_t all, old;
+	int ret;
+
+	if (!r)
+		return -ENOMEM;
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	nk_list__init(&r->todo);
+	nk_list__init(&r->done);
+	r->netns_fd = netns_fd;
+	r->efd = notify_fd;
+	/* Signals are for the event loop's signalfd, never this thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	ret = pthread_create(&r->th, NULL, worker, r);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret) {
+		free(r);
+		return -ret;
+	}
+	r->started = true;
+	*out = r;
+	return 0;
+}
+
+static void free_list(struct nk_list *l)
+{
+	while (!nk_list__empty(l)) {
+		struct nk_resolve_job *job =
+			nk_container_of(l->next, struct nk_resolve_job, link);
+
+		nk_list__del(&job->link);
+		free(job->reply);
+		free(job);
+	}
+}
+
+void nk_resolver__destroy(struct nk_resolver *r)
+{
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->mu);
+	r->stop = true;
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	/* A getaddrinfo in progress finishes first (bounded by its own
+	 * timeouts); nkd exits right after. */
+	if (r->started)
+		pthread_join(r->th, NULL);
+	free_list(&r->todo);
+	free_list(&r->done);
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cv);
+	free(r);
+}
+
+void nk_resolver__submit(struct nk_resolver *r, struct nk_resolve_job *job)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&r->mu);
+	if (r->nr_todo >= MAX_QUEUED) {
+		/* Overloaded: answer "try again" without a lookup. */
+		struct nk_ctl_resolve_reply *rep = calloc(1, sizeof(*rep));
+
+		if (rep) {
+			rep->hdr.type = NK_CTL_RESOLVE_REPLY;
+			rep->hdr.len = sizeof(*rep);
+			rep->hdr.seq = job->req.hdr.seq;
+			rep->status = EAI_AGAIN;
+			job->reply = rep;
+			job->reply_len = sizeof(*rep);
+		}
+		nk_list__add_tail(&r->done, &job->link);
+		if (write(r->efd, &one, sizeof(one)) < 0)
+			nk_dbg("resolver: eventfd write: %s", strerror(errno));
+	} else {
+		nk_list__add_tail(&r->todo, &job->link);
+		r->nr_todo++;
+		pthread_cond_signal(&r->cv);
+	}
+	pthread_mutex_unlock(&r->mu);
+}
+
+struct nk_resolve_job *nk_resolver__take(struct nk_resolver *r)
+{
+	struct nk_resolve_job *job = NULL;
+
+	pthread_mutex_lock(&r->mu);
+	if (!nk_list__empty(&r->done)) {
+		job = nk_container_of(r->done.next, struct nk_resolve_job,
+				      link);
+		nk_list__del(&job->link);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return job;
+}

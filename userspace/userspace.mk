@@ -1,0 +1,42 @@
+# userspace/: nkd (CoreEngine + NSMs) and nkctl. See docs/nkd.md.
+
+NKD_SRCS := $(wildcard userspace/nkd/*.c)
+NKD_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(NKD_SRCS))
+NKD_SAN_OBJS := $(patsubst %.c,$(BUILD)/san/%.o,$(NKD_SRCS))
+NKD_LIBS := -luring -lpthread
+NKCTL_SRCS := userspace/nkctl/nkctl.c
+NKCTL_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(NKCTL_SRCS))
+
+$(BUILD)/nkd: $(NKD_OBJS)
+	$(msg) LINK $@
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(NKD_LIBS)
+
+# ASan+UBSan build of nkd, for hostile-input testing.
+$(BUILD)/san/nkd: $(NKD_SAN_OBJS)
+	$(msg) LINK-SAN $@
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ $(NKD_LIBS)
+
+$(BUILD)/nkctl: $(NKCTL_OBJS)
+	$(msg) LINK $@
+	$(Q)$(CC) $(CFLAGS) -o $@ $^
+
+all: $(BUILD)/nkd $(BUILD)/nkctl
+nkd-san: $(BUILD)/san/nkd
+.PHONY: nkd-san install-userspace
+
+# Unit tests (tests/tests.mk builds tests/unit/test_NAME.c against these).
+UT_validate_SRCS := userspace/nkd/validate.c userspace/nkd/bufown.c
+UT_config_SRCS := userspace/nkd/config.c
+UT_host_ring_SRCS := userspace/nkd/host_ring.c userspace/nkd/region.c
+UT_bufown_SRCS := userspace/nkd/bufown.c
+
+install-userspace: $(BUILD)/nkd $(BUILD)/nkctl
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \
+		$(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 0755 $(BUILD)/nkd $(DESTDIR)$(PREFIX)/sbin/nkd
+	install -m 0755 $(BUILD)/nkctl $(DESTDIR)$(PREFIX)/bin/nkctl
+	install -m 0644 docs/man/nkd.8 docs/man/nkctl.8 \
+		$(DESTDIR)$(PREFIX)/share/man/man8/
+
+install: install-userspace
