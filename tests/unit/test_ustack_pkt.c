@@ -266,6 +266,8 @@ static void test_arp_and_ethertypes(void **state)
 	struct nk_pkt_info pi;
 
 	(void)state;
+	f[6 + 5] = 0x02; /* unicast Ethernet source */
+	f[22 + 5] = 0x02; /* unicast ARP sender */
 	put16(f + 12, NK_ETH_P_ARP);
 	put16(f + 14, 1);
 	put16(f + 16, NK_ETH_P_IPV4);
@@ -279,6 +281,12 @@ static void test_arp_and_ethertypes(void **state)
 	assert_int_equal(pi.arp_sip, inet_addr("10.0.0.1"));
 	assert_int_equal(pi.arp_tip, inet_addr("10.0.0.2"));
 	assert_int_equal(nk_pkt_parse(f, 41, &pi), NK_PKT_DROP_ARP);
+	f[22] = 0xff; /* broadcast sender MAC: poisoning attempt */
+	assert_int_equal(nk_pkt_parse(f, 42, &pi), NK_PKT_DROP_ARP);
+	f[22] = 0;
+	f[27] = 0; /* zero sender MAC */
+	assert_int_equal(nk_pkt_parse(f, 42, &pi), NK_PKT_DROP_ARP);
+	f[27] = 2;
 	f[18] = 8;
 	assert_int_equal(nk_pkt_parse(f, 42, &pi), NK_PKT_DROP_ARP);
 	f[18] = 6;
@@ -286,6 +294,9 @@ static void test_arp_and_ethertypes(void **state)
 	assert_int_equal(nk_pkt_parse(f, 42, &pi), NK_PKT_DROP_ARP);
 	put16(f + 12, NK_ETH_P_IPV6);
 	assert_int_equal(nk_pkt_parse(f, 60, &pi), NK_PKT_DROP_ETHERTYPE);
+	f[6] = 0x01; /* multicast source MAC */
+	assert_int_equal(nk_pkt_parse(f, 60, &pi), NK_PKT_DROP_ETH_SRC);
+	f[6] = 0;
 	put16(f + 12, NK_ETH_P_VLAN);
 	assert_int_equal(nk_pkt_parse(f, 60, &pi), NK_PKT_DROP_ETHERTYPE);
 	assert_int_equal(nk_pkt_parse(f, 13, &pi), NK_PKT_DROP_RUNT);

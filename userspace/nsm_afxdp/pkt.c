@@ -8,6 +8,7 @@
 static const char *const drop_names[NK_PKT_DROP__MAX] = {
 	[NK_PKT_OK] = "ok",
 	[NK_PKT_DROP_RUNT] = "runt",
+	[NK_PKT_DROP_ETH_SRC] = "eth_source",
 	[NK_PKT_DROP_ETHERTYPE] = "ethertype",
 	[NK_PKT_DROP_ARP] = "arp_malformed",
 	[NK_PKT_DROP_IP_HDR] = "ip_header",
@@ -93,6 +94,14 @@ static uint32_t rd32n(const uint8_t *p) /* keeps network order */
 	return v;
 }
 
+/* A source or ARP sender hardware address no station can have. */
+static int bad_hwsrc(const uint8_t *m)
+{
+	static const uint8_t zero[6];
+
+	return (m[0] & 1) || !memcmp(m, zero, 6);
+}
+
 static int parse_arp(const uint8_t *a, size_t len, struct nk_pkt_info *pi)
 {
 	/* htype 1 (Ethernet), ptype IPv4, hlen 6, plen 4: 28 bytes */
@@ -100,7 +109,7 @@ static int parse_arp(const uint8_t *a, size_t len, struct nk_pkt_info *pi)
 	    a[4] != 6 || a[5] != 4)
 		return NK_PKT_DROP_ARP;
 	pi->arp_op = rd16(a + 6);
-	if (pi->arp_op != 1 && pi->arp_op != 2)
+	if ((pi->arp_op != 1 && pi->arp_op != 2) || bad_hwsrc(a + 8))
 		return NK_PKT_DROP_ARP;
 	pi->arp_sip = rd32n(a + 14);
 	pi->arp_tip = rd32n(a + 24);
@@ -160,6 +169,8 @@ int nk_pkt_parse(const uint8_t *frame, size_t len, struct nk_pkt_info *pi)
 	memset(pi, 0, sizeof(*pi));
 	if (len < NK_ETH_HLEN)
 		return NK_PKT_DROP_RUNT;
+	if (bad_hwsrc(frame + 6))
+		return NK_PKT_DROP_ETH_SRC;
 	pi->ethertype = rd16(frame + 12);
 	switch (pi->ethertype) {
 	case NK_ETH_P_ARP:

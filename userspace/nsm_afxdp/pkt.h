@@ -29,8 +29,10 @@
 enum nk_pkt_drop {
 	NK_PKT_OK = 0,
 	NK_PKT_DROP_RUNT, /* shorter than an Ethernet header */
+	NK_PKT_DROP_ETH_SRC, /* multicast/broadcast/zero source MAC */
 	NK_PKT_DROP_ETHERTYPE, /* not ARP or IPv4 (IPv6, VLAN, ...) */
-	NK_PKT_DROP_ARP, /* malformed or non-Ethernet/IPv4 ARP */
+	NK_PKT_DROP_ARP, /* malformed, non-Ethernet/IPv4, or a multicast,
+			  * broadcast or zero sender MAC (cache poisoning) */
 	NK_PKT_DROP_IP_HDR, /* truncated header, version != 4, bad IHL */
 	NK_PKT_DROP_IP_LEN, /* total length < IHL or beyond the frame */
 	NK_PKT_DROP_IP_CSUM, /* IPv4 header checksum wrong */
@@ -73,7 +75,8 @@ uint32_t nk_csum_pseudo4(uint32_t saddr, uint32_t daddr, uint8_t proto,
 
 /*
  * Parses and bounds-checks frame[0..len). Returns NK_PKT_OK and fills *pi,
- * or an enum nk_pkt_drop reason. Checks: Ethernet header; ARP for
+ * or an enum nk_pkt_drop reason. Checks: Ethernet header with a unicast
+ * source; ARP for
  * Ethernet/IPv4 only; IPv4 version, IHL >= 5, IHL and total length inside
  * the frame, header checksum; for unfragmented TCP a data offset >= 5 inside
  * the segment, for UDP a length field equal to the IP payload length. L4
