@@ -32,6 +32,19 @@ $(BUILD)/tools/ustack_echo: $(BUILD)/obj/tests/tools/ustack_echo.o $(USTACK_LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(USTACK_LDLIBS)
 
+# The same driver with ASan/UBSan on our code (lwIP itself is not
+# instrumented): `make ustack-san`, then run the integration tests with
+# NK_USTACK_DRV=build/tools/san/ustack_echo.
+USTACK_SAN_OBJS := $(patsubst %.c,$(BUILD)/san/%.o,$(USTACK_SRCS))
+$(BUILD)/san/tests/tools/ustack_%.o: NK_CFLAGS += -I$(USTACK_DIR)
+$(BUILD)/tools/san/ustack_echo: $(BUILD)/san/tests/tools/ustack_echo.o \
+		$(USTACK_SAN_OBJS)
+	$(msg) LINK-SAN $@
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ $(USTACK_LDLIBS)
+ustack-san: $(BUILD)/tools/san/ustack_echo
+.PHONY: ustack-san
+
 # Unit tests (tests/tests.mk convention).
 UT_ustack_pkt_SRCS := $(USTACK_DIR)/pkt.c
 UT_ustack_segq_SRCS := $(USTACK_DIR)/segq.c

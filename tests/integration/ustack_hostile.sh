@@ -13,7 +13,7 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-DRV=$BUILD/tools/ustack_echo
+DRV=${NK_USTACK_DRV:-$BUILD/tools/ustack_echo}
 PEER=$ROOT/tests/tools/ustack_peer.py
 HOSTILE=$ROOT/tests/tools/ustack_hostile.py
 PY=/usr/bin/python3

@@ -11,7 +11,7 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-$ROOT/build}
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
-DRV=$BUILD/tools/ustack_echo
+DRV=${NK_USTACK_DRV:-$BUILD/tools/ustack_echo}
 PEER=$ROOT/tests/tools/ustack_peer.py
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3

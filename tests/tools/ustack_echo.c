@@ -51,6 +51,7 @@ static unsigned long nconns, nhttp, nudp;
 
 /* client mode */
 static int send_fd = -1, recv_fd = -1;
+static struct conn *client; /* freed at exit; its socket by destroy */
 static int send_done;
 static unsigned long long sent_bytes, recv_bytes;
 
@@ -475,6 +476,7 @@ int main(int argc, char **argv)
 		if (ret)
 			die("connect", -ret);
 		c->s = s;
+		client = c;
 	}
 	if (ready) {
 		FILE *f = fopen(ready, "w");
@@ -520,5 +522,6 @@ int main(int argc, char **argv)
 	print_stats();
 	nk_ustack__destroy(st);
 	nk_l2__close(l2);
+	free(client);
 	return failed ? 1 : 0;
 }
