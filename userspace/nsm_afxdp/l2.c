@@ -162,11 +162,16 @@ uint32_t nk_l2__max_frame(const struct nk_l2 *l2)
 	return l2->max_frame;
 }
 
-int nk_l2__xskmap_update(struct nk_l2 *l2, int xskmap_fd)
+int nk_l2__xskmap_update(struct nk_l2 *l2, int xskmap_fd,
+			 uint32_t slots_per_queue, uint32_t slot)
 {
 	if (!l2->ops->xskmap_update)
 		return -EOPNOTSUPP;
-	return l2->ops->xskmap_update(l2, xskmap_fd);
+	if (!slots_per_queue)
+		slots_per_queue = 1;
+	if (slot >= slots_per_queue)
+		return -EINVAL;
+	return l2->ops->xskmap_update(l2, xskmap_fd, slots_per_queue, slot);
 }
 
 int nk_l2_ifmac(const char *ifname, uint8_t mac[6])

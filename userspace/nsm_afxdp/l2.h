@@ -112,11 +112,14 @@ int nk_l2__mac(const struct nk_l2 *l2, uint8_t mac[6]);
 void nk_l2__stats(const struct nk_l2 *l2, struct nk_l2_stats *st);
 
 /*
- * afxdp only: inserts each socket into an XSKMAP (key = its RX queue id),
- * for a steering program loaded by someone else (nk-loader). Returns 0,
- * -EOPNOTSUPP for other backends, or -errno.
+ * afxdp only: inserts each socket into an XSKMAP for a steering program
+ * loaded by someone else (nk-loader's nk_xsks): the socket of RX queue q
+ * goes to index q * slots_per_queue + slot (slots_per_queue 0 counts as 1,
+ * which is libxdp's key = queue id). Returns 0, -EOPNOTSUPP for other
+ * backends, or -errno.
  */
-int nk_l2__xskmap_update(struct nk_l2 *l2, int xskmap_fd);
+int nk_l2__xskmap_update(struct nk_l2 *l2, int xskmap_fd,
+			 uint32_t slots_per_queue, uint32_t slot);
 
 /*
  * Writes a one-line description of the backend as opened (for afxdp: copy

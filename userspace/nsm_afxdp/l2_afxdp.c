@@ -30,6 +30,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <bpf/bpf.h>
 #include <xdp/xsk.h>
 
 #ifndef XDP_PACKET_HEADROOM
@@ -369,16 +370,18 @@ static int xdp_tx(struct nk_l2 *l2, const void *frame, uint32_t len)
 	return 0;
 }
 
-static int xdp_xskmap_update(struct nk_l2 *l2, int map_fd)
+static int xdp_xskmap_update(struct nk_l2 *l2, int map_fd, uint32_t slots,
+			     uint32_t slot)
 {
 	struct l2_xdp *x = (struct l2_xdp *)l2;
 	unsigned i;
-	int ret;
 
 	for (i = 0; i < x->nq; i++) {
-		ret = xsk_socket__update_xskmap(x->q[i].xsk, map_fd);
-		if (ret)
-			return ret;
+		uint32_t key = x->q[i].queue * slots + slot;
+		int fd = x->q[i].fd;
+
+		if (bpf_map_update_elem(map_fd, &key, &fd, 0))
+			return -errno;
 	}
 	return 0;
 }
