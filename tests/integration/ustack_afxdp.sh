@@ -34,8 +34,8 @@ ID=${NK_ID:-$$}
 N=$((ID % 200 + 20))
 K=10.$N.0.1
 E=10.$N.0.2
-NSA=nk-xa-$ID
-NSB=nk-xb-$ID
+NSA=nk-a-$ID # nk-?-ID: run-all.sh checks these for leaks
+NSB=nk-b-$ID
 TMP=$(mktemp -d "/tmp/nk-ustack-xdp-$ID.XXXXXX")
 PIDS=()
 
