@@ -25,11 +25,28 @@ all: $(BUILD)/nkd $(BUILD)/nkctl
 nkd-san: $(BUILD)/san/nkd
 .PHONY: nkd-san install-userspace
 
-# Unit tests (tests/tests.mk builds tests/unit/test_NAME.c against these).
+# Unit tests: tests/unit/test_NAME.c against these sources.
 UT_validate_SRCS := userspace/nkd/validate.c userspace/nkd/bufown.c
 UT_config_SRCS := userspace/nkd/config.c
 UT_host_ring_SRCS := userspace/nkd/host_ring.c userspace/nkd/region.c
 UT_bufown_SRCS := userspace/nkd/bufown.c
+
+# Explicit links: in the generic rule of tests/tests.mk the '%' inside
+# patsubst is replaced by the stem, so the sources never become objects.
+define NKD_UNIT_TEST
+$$(BUILD)/tests/$(1): $$(BUILD)/obj/tests/unit/test_$(1).o \
+		$$(patsubst %.c,$$(BUILD)/obj/%.o,$$(UT_$(1)_SRCS))
+	$$(msg) LINK $$@
+	@mkdir -p $$(dir $$@)
+	$$(Q)$$(CC) $$(CFLAGS) -o $$@ $$^ -lcmocka $$(UT_$(1)_LIBS)
+
+$$(BUILD)/tests/san/$(1): $$(BUILD)/san/tests/unit/test_$(1).o \
+		$$(patsubst %.c,$$(BUILD)/san/%.o,$$(UT_$(1)_SRCS))
+	$$(msg) LINK-SAN $$@
+	@mkdir -p $$(dir $$@)
+	$$(Q)$$(CC) $$(SAN_FLAGS) -o $$@ $$^ -lcmocka $$(UT_$(1)_LIBS)
+endef
+$(foreach t,validate config host_ring bufown,$(eval $(call NKD_UNIT_TEST,$(t))))
 
 install-userspace: $(BUILD)/nkd $(BUILD)/nkctl
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \

@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: MIT
+/* Config parser: every statement and key, and bad lines as file:line. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+
+#include "../../userspace/nkd/config.h"
+
+static void test_full_example(void **state)
+{
+	static const char text[] =
+		"# comment line\n"
+		"nsm kernel0 type=kernel netns=/run/netns/nkh    # trailing\n"
+		"nsm k1 type=kernel\n"
+		"\n"
+		"guest web nsm=kernel0 uid=0 uid=1000 max_sockets=256 "
+		"max_inflight=128 bufs=64 weight=3 bind=0.0.0.0/0:1024-65535 "
+		"bind=[::]/0:80-80 max_conns=5\n"
+		"guest plain\n"
+		"unknown_guests allow\n"
+		"abuse_limit 50\n";
+	struct nk_config c;
+	const struct nk_guest_conf *g;
+	char err[256] = "";
+
+	(void)state;
+	assert_int_equal(nk_config__parse(text, "t.conf", &c, err, sizeof(err)),
+			 0);
+	assert_int_equal(c.nr_nsms, 2);
+	assert_string_equal(c.nsms[0].netns, "/run/netns/nkh");
+	assert_string_equal(c.nsms[1].netns, "");
+	assert_true(c.unknown_allow);
+	assert_int_equal(c.abuse_limit, 50);
+	g = nk_config__guest(&c, "web");
+	assert_non_null(g);
+	assert_int_equal(g->nr_uids, 2);
+	assert_int_equal(g->uids[1], 1000);
+	assert_int_equal(g->max_sockets, 256);
+	assert_int_equal(g->max_inflight, 128);
+	assert_int_equal(g->bufs, 64);
+	assert_int_equal(g->weight, 3);
+	assert_int_equal(g->max_conns, 5);
+	assert_int_equal(g->nr_binds, 2);
+	assert_int_equal(g->binds[1].family, AF_INET6);
+	assert_int_equal(g->binds[1].port_lo, 80);
+	g = nk_config__guest(&c, "plain");
+	assert_int_equal(g->max_sockets, NK_DEF_MAX_SOCKETS);
+	assert_int_equal(g->bufs, NK_DEF_BUFS);
+	assert_int_equal(g->nr_uids, 0);
+	assert_null(nk_config__guest(&c, "nope"));
+	nk_config__free(&c);
+}
+
+static void expect_error(const char *text, const char *msg)
+{
+	struct nk_config c;
+	char err[256] = "";
+
+	assert_int_equal(nk_config__parse(text, "bad.conf", &c, err,
+					  sizeof(err)),
+			 -EINVAL);
+	if (!strstr(err, msg))
+		fail_msg("error '%s' lacks '%s'", err, msg);
+	assert_int_equal(c.nr_nsms, 0);
+	assert_null(c.nsms);
+}
+
+static void test_errors(void **state)
+{
+	(void)state;
+	expect_error("nsm k type=kernel\nbogus x\n",
+		     "bad.conf:2: unknown statement 'bogus'");
+	expect_error("nsm k type=afxdp\n", "bad.conf:1: nsm k: unknown type");
+	expect_error("nsm k\n", "bad.conf:1: nsm k: type= is required");
+	expect_error("nsm k type=kernel\nnsm k type=kernel\n",
+		     "bad.conf:2: nsm: 'k' defined twice");
+	expect_error("nsm k type=kernel color=red\n",
+		     "bad.conf:1: nsm k: unknown key 'color'");
+	expect_error("nsm k/x type=kernel\n", "bad.conf:1: nsm: bad name");
+	expect_error("nsm k type=kernel\nguest g max_sockets=0\n",
+		     "bad.conf:2: guest g: max_sockets must be");
+	expect_error("nsm k type=kernel\nguest g max_sockets=12x\n",
+		     "bad.conf:2: guest g: max_sockets must be");
+	expect_error("nsm k type=kernel\nguest g weight=101\n",
+		     "bad.conf:2: guest g: weight must be 1..100");
+	expect_error("nsm k type=kernel\nguest g bufs=99999999\n",
+		     "bad.conf:2: guest g: bufs must be");
+	expect_error("nsm k type=kernel\nguest g uid=-1\n",
+		     "bad.conf:2: guest g: bad uid");
+	expect_error("nsm k type=kernel\nguest g bind=1.2.3.4\n",
+		     "bad.conf:2: guest g: bad bind '1.2.3.4'");
+	expect_error("nsm k type=kernel\nguest g bind=1.2.3.4/33:80\n",
+		     "bad.conf:2: guest g: bad bind");
+	expect_error("nsm k type=kernel\nguest g bind=1.2.3.4:90-80\n",
+		     "bad.conf:2: guest g: bad bind");
+	expect_error("nsm k type=kernel\nguest g speed=9\n",
+		     "bad.conf:2: guest g: unknown key 'speed'");
+	expect_error("nsm k type=kernel\nguest g novalue\n",
+		     "bad.conf:2: guest g: expected key=value");
+	expect_error("nsm k type=kernel\n\n\nguest g nsm=other\n",
+		     "bad.conf:4: guest g: nsm 'other' is not defined");
+	expect_error("nsm k type=kernel\nguest g\nguest g\n",
+		     "bad.conf:3: guest: 'g' defined twice");
+	expect_error("nsm k type=kernel\nunknown_guests maybe\n",
+		     "bad.conf:2: unknown_guests: expected allow or deny");
+	expect_error("nsm k type=kernel\nabuse_limit 0\n",
+		     "bad.conf:2: abuse_limit");
+	expect_error("guest g\n", "no nsm defined");
+	expect_error("", "no nsm defined");
+}
+
+static void test_defaults(void **state)
+{
+	struct nk_config c;
+
+	(void)state;
+	assert_int_equal(nk_config__default(&c), 0);
+	assert_int_equal(c.nr_nsms, 1);
+	assert_string_equal(c.nsms[0].name, "kernel0");
+	assert_string_equal(c.nsms[0].type, "kernel");
+	assert_true(c.unknown_allow);
+	assert_int_equal(c.abuse_limit, NK_DEF_ABUSE_LIMIT);
+	nk_config__free(&c);
+	/* With a file, unknown guests are denied unless it says so. */
+	assert_int_equal(
+		nk_config__parse("nsm k type=kernel\n", "f", &c, NULL, 0), 0);
+	assert_false(c.unknown_allow);
+	nk_config__free(&c);
+}
+
+static struct sockaddr_in v4(const char *ip, uint16_t port)
+{
+	struct sockaddr_in in = { .sin_family = AF_INET,
+				  .sin_port = htons(port) };
+
+	inet_pton(AF_INET, ip, &in.sin_addr);
+	return in;
+}
+
+static struct sockaddr_in6 v6(const char *ip, uint16_t port)
+{
+	struct sockaddr_in6 in6 = { .sin6_family = AF_INET6,
+				    .sin6_port = htons(port) };
+
+	inet_pton(AF_INET6, ip, &in6.sin6_addr);
+	return in6;
+}
+
+static void test_bind_policy(void **state)
+{
+	struct nk_guest_conf g;
+	struct sockaddr_in a;
+	struct sockaddr_in6 b;
+
+	(void)state;
+	nk_guest_conf__defaults(&g, "g");
+	/* Default: any address, ports >= 1024, low ports for uid 0. */
+	a = v4("10.1.2.3", 80);
+	assert_int_equal(nk_guest_conf__bind_ok(&g, (void *)&a, 1000), -EACCES);
+	assert_int_equal(nk_guest_conf__bind_ok(&g, (void *)&a, 0), 0);
+	a = v4("10.1.2.3", 8080);
+	assert_int_equal(nk_guest_conf__bind_ok(&g, (void *)&a, 1000), 0);
+	a = v4("10.1.2.3", 0);
+	assert_int_equal(nk_guest_conf__bind_ok(&g, (void *)&a, 1000), 0);
+
+	assert_int_equal(
+		nk_bind_rule__parse("10.0.0.0/8:1024-2047", &g.binds[0]), 0);
+	assert_int_equal(nk_bind_rule__parse("[fd00::]/16:80", &g.binds[1]), 0);
+	g.nr_binds = 2;
+	a = v4("10.9.9.9", 2000);
+	assert_int_equal(nk_guest_conf__bind_ok(&g, (void *)&a, 5), 0);
+	a = v4("10.9.9.9", 2048);
+	assert_int_equal(nk_guest_conf__bind_ok(&g, (void *)&a, 0), -EACCES);
+	a = v4("11.0.0.1", 2000);
+	assert_int_equal(nk_guest_conf__bind_ok(&g, (void *)&a, 0), -EACCES);
+	a = v4("10.0.0.1", 0); /* ephemeral port on an allowed address */
+	assert_int_equal(nk_guest_conf__bind_ok(&g, (void *)&a, 5), 0);
+	b = v6("fd00:1::1", 80);
+	assert_int_equal(nk_guest_conf__bind_ok(&g, (void *)&b, 5), 0);
+	b = v6("fd01::1", 80);
+	assert_int_equal(nk_guest_conf__bind_ok(&g, (void *)&b, 5), -EACCES);
+	/* v4-mapped v6 binds are judged by the IPv4 rules. */
+	b = v6("::ffff:10.1.1.1", 1500);
+	assert_int_equal(nk_guest_conf__bind_ok(&g, (void *)&b, 5), 0);
+	b = v6("::", 1500); /* the v6 wildcard is not covered */
+	assert_int_equal(nk_guest_conf__bind_ok(&g, (void *)&b, 5), -EACCES);
+}
+
+static void test_uid_policy(void **state)
+{
+	struct nk_guest_conf g;
+
+	(void)state;
+	nk_guest_conf__defaults(&g, "g");
+	assert_int_equal(nk_guest_conf__uid_ok(&g, 1234), 0);
+	g.uids[0] = 7;
+	g.nr_uids = 1;
+	assert_int_equal(nk_guest_conf__uid_ok(&g, 7), 0);
+	assert_int_equal(nk_guest_conf__uid_ok(&g, 0), -EPERM);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_full_example),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_bind_policy),
+		cmocka_unit_test(test_uid_policy),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
