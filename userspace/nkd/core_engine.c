@@ -1136,8 +1136,13 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 			g->c.bytes_tx += (uint64_t)res;
 		}
 		s->send_inflight -= op->len;
-		if (!s->closing)
+		if (!s->closing) {
+			bool was_blocked = s->ph.blocked;
+
 			nk_ph__set_writable(&s->ph, sock_writable(s));
+			if (!was_blocked)
+				nk_ph__kick_writable(&s->ph);
+		}
 		break;
 	case NK_OP_RECV:
 		if (res > 0) {

@@ -261,7 +261,8 @@ static int do_hello(struct nk_ctl *c, struct nk_ctl_client *cl,
 	cl->conn = a.conn;
 	w->nr_handles = a.nr_handles;
 	w->region_size = nk_region__size(a.conn->region);
-	memcpy(w + 1, a.handles, a.nr_handles * sizeof(a.handles[0]));
+	if (a.nr_handles)
+		memcpy(w + 1, a.handles, a.nr_handles * sizeof(a.handles[0]));
 	free(a.handles);
 	fds[0] = nk_region__fd(a.conn->region);
 	fds[1] = a.conn->doorbell;

@@ -270,6 +270,8 @@ void nk_ph__close(struct nk_ph *ph);
 /* want: readable; arrival: a new edge even if already readable. */
 void nk_ph__set_readable(struct nk_ph *ph, bool want, bool arrival);
 void nk_ph__set_writable(struct nk_ph *ph, bool want);
+/* A fresh EPOLLOUT edge on a writable app end (after a SEND completed). */
+void nk_ph__kick_writable(struct nk_ph *ph);
 
 /* Queries (query.c): JSON (or Prometheus for NK_QUERY_STATS). */
 int nk_query__build(struct nk_engine *e, uint32_t what, char **text,
