@@ -41,6 +41,7 @@
 #define NK_SLICE_NS (200 * 1000000LL) /* longest sleep between checks */
 #define NK_SPIN_NS (30 * 1000LL) /* spin before sleeping */
 #define NK_CTL_TIMEOUT_S 5 /* a control reply later than this: nkd hung */
+#define NK_EPENDING 1 /* a signal is pending: handled like EINTR */
 
 /* user_data tags: sync ops are 8-aligned pointers (tag 0). */
 #define UD_TAG_MASK 7u
@@ -76,6 +77,8 @@ static struct {
 	struct nk_sock *close_q; /* CLOSEs to submit outside cq_lock */
 	atomic_llong inflight; /* SEND bytes of all sockets */
 	int64_t last_check;
+	atomic_uint nwaiters; /* threads asleep in a wait (futex word) */
+	bool wd_running;
 	bool child_have_token;
 	uint64_t child_token;
 	atomic_int dead_logged;
@@ -117,7 +120,9 @@ void nk_cfg__load(void)
 	nk_cfg.fallback = fb && !strcmp(fb, "passthrough") ? NK_FB_PASSTHROUGH
 							   : NK_FB_FAIL;
 	dbg = secure_getenv("NK_DEBUG");
-	nk_cfg.debug = dbg && *dbg && strcmp(dbg, "0");
+	nk_cfg.debug = dbg && *dbg ? atoi(dbg) : 0;
+	if (dbg && *dbg && !nk_cfg.debug)
+		nk_cfg.debug = strcmp(dbg, "0") != 0;
 	if (dladdr((void *)nk_cfg__load, &di) && di.dli_fname)
 		snprintf(nk_cfg.shim_path, sizeof(nk_cfg.shim_path), "%s",
 			 di.dli_fname);
@@ -331,6 +336,8 @@ static int ctl_recv(uint64_t seq, uint32_t type, int *fds, int *nfds)
 }
 
 static void mark_dead(const char *why);
+static void wake_waiters(void);
+static void watchdog_start(void);
 
 /* A control-socket failure means nkd is gone for this process. */
 static int ctl_fail(int err)
@@ -579,6 +586,8 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 	fds[1] = -1;
 	*nhandles = (int)w.nr_handles;
 	C.last_check = nk_now_ns();
+	atomic_store(&C.state, NK_ST_UP);
+	watchdog_start();
 	nk_dbg("attached to %s as guest %s (conn %u, %u bufs of %u, window %u)",
 	       nk_cfg.socket_path, nk_cfg.guest, C.hdr->conn_id, C.nr_bufs,
 	       C.buf_size, C.send_window);
@@ -787,9 +796,8 @@ static void mark_dead(const char *why)
 	if (!atomic_exchange(&C.dead_logged, 1))
 		nk_log("lost nkd at %s (%s); pending and new socket calls fail",
 		       nk_cfg.socket_path, why);
-	/* Followers must see it now, not after their slice. */
-	__atomic_add_fetch(&C.gen, 1, __ATOMIC_SEQ_CST);
-	syscall(SYS_futex, &C.gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+	/* Every sleeper must see it now. */
+	wake_waiters();
 }
 
 /* Cheap checks: words in the shared header. */
@@ -902,6 +910,10 @@ int nk_ring__submit(struct nk_sqe *sqe)
 			return -ENETDOWN;
 		pthread_mutex_lock(&C.sq_lock);
 	}
+	if (nk_cfg.debug >= 2)
+		nk_log("sqe op %u handle %u flags %#x ud %#llx len %u",
+		       sqe->opcode, sqe->handle, sqe->flags,
+		       (unsigned long long)sqe->user_data, sqe->io.buf_len);
 	C.sqes[C.sq_tail & (C.sq_n - 1)] = *sqe;
 	C.sq_tail++;
 	/* The entry is visible before the tail that publishes it. */
@@ -950,6 +962,11 @@ static void flush_closes(struct nk_sock *q)
 static void dispatch(const struct nk_cqe *cqe)
 {
 	uint64_t ud = cqe->user_data;
+
+	if (nk_cfg.debug >= 2)
+		nk_log("cqe ud %#llx res %d flags %#x handle %u",
+		       (unsigned long long)ud, cqe->res, cqe->flags,
+		       cqe->handle);
 
 	switch (ud & UD_TAG_MASK) {
 	case 0: {
@@ -1036,14 +1053,90 @@ uint32_t nk_ring__gen(void)
 	return __atomic_load_n(&C.gen, __ATOMIC_SEQ_CST);
 }
 
+/* ns == 0: no timeout. Returns -EINTR when a handler interrupted it. */
 static int futex_wait(uint32_t *addr, int op, uint32_t val, int64_t ns)
 {
 	struct timespec ts = { .tv_sec = ns / 1000000000LL,
 			       .tv_nsec = ns % 1000000000LL };
 
-	if (syscall(SYS_futex, addr, op, val, &ts, NULL, 0) < 0)
+	if (syscall(SYS_futex, addr, op, val, ns ? &ts : NULL, NULL, 0) < 0)
 		return errno == EINTR ? -EINTR : 0;
 	return 0;
+}
+
+static void wake_waiters(void)
+{
+	if (C.cqi)
+		syscall(SYS_futex, &C.cqi->tail, FUTEX_WAKE, INT_MAX, NULL,
+			NULL, 0);
+	__atomic_add_fetch(&C.gen, 1, __ATOMIC_SEQ_CST);
+	syscall(SYS_futex, &C.gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+/*
+ * Waits without a deadline sleep in an untimed FUTEX_WAIT, so the kernel
+ * itself restarts them under SA_RESTART and reports EINTR otherwise (a
+ * timed wait would report EINTR always, and a timeout racing a signal
+ * would hide it). Their periodic wake-up to notice a dead nkd comes from
+ * this thread, which ticks every 200 ms only while someone is waiting and
+ * blocks every signal so it never takes one meant for the application.
+ */
+static void *watchdog(void *arg)
+{
+	const struct timespec tick = { .tv_nsec = NK_SLICE_NS };
+	sigset_t all;
+
+	(void)arg;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, NULL);
+	while (atomic_load(&C.state) == NK_ST_UP) {
+		if (!atomic_load(&C.nwaiters)) {
+			futex_wait((uint32_t *)&C.nwaiters, FUTEX_WAIT_PRIVATE,
+				   0, 0);
+			continue;
+		}
+		nanosleep(&tick, NULL);
+		check_alive();
+		if (atomic_load(&C.nwaiters))
+			wake_waiters();
+	}
+	wake_waiters();
+	return NULL;
+}
+
+static void watchdog_start(void)
+{
+	pthread_attr_t a;
+	pthread_t t;
+	sigset_t all, old;
+
+	if (C.wd_running)
+		return;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&a, 64 * 1024);
+	/* Born with every signal blocked: no window to take one. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (pthread_create(&t, &a, watchdog, NULL) == 0)
+		C.wd_running = true;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&a);
+	if (!C.wd_running)
+		nk_log("cannot start the liveness thread; a dead nkd may go "
+		       "unnoticed by blocked calls");
+}
+
+static void waiter_enter(void)
+{
+	if (atomic_fetch_add(&C.nwaiters, 1) == 0)
+		syscall(SYS_futex, &C.nwaiters, FUTEX_WAKE_PRIVATE, 1, NULL,
+			NULL, 0);
+}
+
+static void waiter_leave(void)
+{
+	atomic_fetch_sub(&C.nwaiters, 1);
 }
 
 /*
@@ -1084,8 +1177,73 @@ static bool op_done(struct nk_call *op, uint32_t since)
 	return nk_ring__gen() != since;
 }
 
+/*
+ * Signals and sleeping. A handler that runs while we are between sleeps
+ * (spinning, reaping) would be missed: the kernel only ever runs it on the
+ * way out of the syscall that then returns EINTR. So once a wait is about
+ * to sleep, signals are blocked for the rest of it and let in only across
+ * the futex call; a signal already pending counts as an interruption
+ * without sleeping. What is left is the few instructions between the
+ * unmask and the futex entry.
+ */
+struct sigwin {
+	bool masked;
+	sigset_t old;
+};
+
+static void sigwin_block(struct sigwin *w)
+{
+	sigset_t all;
+
+	if (w->masked)
+		return;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &w->old);
+	w->masked = true;
+}
+
+/* Let pending signals run their handlers now. */
+static void sigwin_deliver(struct sigwin *w)
+{
+	sigset_t all;
+
+	if (!w->masked)
+		return;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &w->old, NULL);
+	pthread_sigmask(SIG_SETMASK, &all, NULL);
+}
+
+static void sigwin_end(struct sigwin *w)
+{
+	if (w->masked)
+		pthread_sigmask(SIG_SETMASK, &w->old, NULL);
+	w->masked = false;
+}
+
+static int sleep_futex(struct sigwin *w, uint32_t *addr, int op, uint32_t val,
+		       int64_t ns)
+{
+	sigset_t pend, all;
+	int err;
+
+	if (!w || !w->masked)
+		return futex_wait(addr, op, val, ns);
+	if (sigpending(&pend) == 0) {
+		for (int sig = 1; sig < NSIG; sig++)
+			if (sigismember(&pend, sig) == 1 &&
+			    sigismember(&w->old, sig) != 1)
+				return NK_EPENDING; /* caller delivers it */
+	}
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &w->old, NULL);
+	err = futex_wait(addr, op, val, ns);
+	pthread_sigmask(SIG_SETMASK, &all, NULL);
+	return err;
+}
+
 /* The reaper's sleep: spin, then NEED_WAKEUP + FUTEX_WAIT on the CQ tail. */
-static int reaper_sleep(int64_t slice)
+static int reaper_sleep(struct sigwin *w, int64_t slice)
 {
 	uint32_t head = C.cq_head, tail;
 	int64_t t0 = nk_now_ns();
@@ -1107,7 +1265,7 @@ static int reaper_sleep(int64_t slice)
 	tail = nk_ring_load_acquire(&C.cqi->tail);
 	err = 0;
 	if (tail == head)
-		err = futex_wait(&C.cqi->tail, FUTEX_WAIT, tail, slice);
+		err = sleep_futex(w, &C.cqi->tail, FUTEX_WAIT, tail, slice);
 	__atomic_fetch_and(&C.cqi->flags, ~NK_RING_NEED_WAKEUP,
 			   __ATOMIC_RELAXED);
 	return err;
@@ -1116,15 +1274,19 @@ static int reaper_sleep(int64_t slice)
 static int wait_cond(struct nk_call *op, uint32_t since, int64_t deadline,
 		     bool intr)
 {
+	struct sigwin w = { .masked = false };
+	int ret = 0;
+
 	for (;;) {
 		struct nk_sock *q;
-		int64_t now, slice = NK_SLICE_NS;
+		int64_t now, slice = 0; /* untimed unless a deadline */
 		int err;
 
 		pthread_mutex_lock(&C.cq_lock);
 		if (atomic_load(&C.state) != NK_ST_UP) {
 			pthread_mutex_unlock(&C.cq_lock);
-			return -ECONNRESET;
+			ret = -ECONNRESET;
+			break;
 		}
 		reap_locked();
 		q = C.close_q;
@@ -1132,25 +1294,30 @@ static int wait_cond(struct nk_call *op, uint32_t since, int64_t deadline,
 		if (op_done(op, since)) {
 			pthread_mutex_unlock(&C.cq_lock);
 			flush_closes(q);
-			return 0;
+			break;
 		}
 		now = nk_now_ns();
 		if (deadline) {
 			if (now >= deadline) {
 				pthread_mutex_unlock(&C.cq_lock);
 				flush_closes(q);
-				return -ETIMEDOUT;
+				ret = -ETIMEDOUT;
+				break;
 			}
-			if (deadline - now < slice)
-				slice = deadline - now;
+			slice = deadline - now;
 		}
+		if (intr)
+			sigwin_block(&w);
 		if (C.reaper_busy) {
 			uint32_t g = __atomic_load_n(&C.gen, __ATOMIC_SEQ_CST);
 
 			C.nfollowers++;
 			pthread_mutex_unlock(&C.cq_lock);
 			flush_closes(q);
-			err = futex_wait(&C.gen, FUTEX_WAIT_PRIVATE, g, slice);
+			waiter_enter();
+			err = sleep_futex(&w, &C.gen, FUTEX_WAIT_PRIVATE, g,
+					  slice);
+			waiter_leave();
 			pthread_mutex_lock(&C.cq_lock);
 			C.nfollowers--;
 			pthread_mutex_unlock(&C.cq_lock);
@@ -1158,7 +1325,9 @@ static int wait_cond(struct nk_call *op, uint32_t since, int64_t deadline,
 			C.reaper_busy = true;
 			pthread_mutex_unlock(&C.cq_lock);
 			flush_closes(q);
-			err = reaper_sleep(slice);
+			waiter_enter();
+			err = reaper_sleep(&w, slice);
+			waiter_leave();
 			pthread_mutex_lock(&C.cq_lock);
 			C.reaper_busy = false;
 			if (C.nfollowers) {
@@ -1175,9 +1344,28 @@ static int wait_cond(struct nk_call *op, uint32_t since, int64_t deadline,
 			__atomic_store_n(&C.last_check, now, __ATOMIC_RELAXED);
 			check_alive();
 		}
-		if (err == -EINTR && intr && !signals_restart())
-			return -EINTR;
+		if (err == NK_EPENDING) {
+			/*
+			 * Caught before sleeping: run the handlers, then decide
+			 * as the kernel would have (see signals_restart()).
+			 */
+			sigwin_deliver(&w);
+			if (intr && (deadline || !signals_restart())) {
+				ret = -EINTR;
+				break;
+			}
+		} else if (err == -EINTR && intr) {
+			/*
+			 * The kernel already said EINTR: an untimed wait is
+			 * restarted under SA_RESTART, a timed one (socket
+			 * timeout) never is, as for a real socket call.
+			 */
+			ret = -EINTR;
+			break;
+		}
 	}
+	sigwin_end(&w);
+	return ret;
 }
 
 int nk_ring__wait_progress(uint32_t since, int64_t deadline_ns, bool intr)
@@ -1258,6 +1446,28 @@ void nk_ring__drain(int64_t timeout_ns)
 	nk_ring__poll();
 }
 
+/*
+ * _exit() may run in a signal handler or with our locks held by the
+ * interrupted code: never block on a lock here, only try, and poll.
+ */
+void nk_ring__drain_nolock(int64_t timeout_ns)
+{
+	int64_t deadline;
+
+	if (atomic_load(&C.state) != NK_ST_UP || atomic_load(&C.inflight) <= 0)
+		return;
+	deadline = nk_now_ns() + timeout_ns;
+	while (atomic_load(&C.inflight) > 0 && nk_now_ns() < deadline &&
+	       atomic_load(&C.state) == NK_ST_UP && host_ok()) {
+		if (pthread_mutex_trylock(&C.cq_lock) == 0) {
+			/* CLOSEs queued here are moot: we are leaving. */
+			reap_locked();
+			pthread_mutex_unlock(&C.cq_lock);
+		}
+		usleep(500);
+	}
+}
+
 /* ------------------------------------------------------------------------ */
 /* fork. */
 
@@ -1296,6 +1506,8 @@ void nk_conn__fork_child(bool have_token, uint64_t token, bool eager)
 	C.reaper_busy = false;
 	C.nfollowers = 0;
 	C.close_q = NULL;
+	C.wd_running = false; /* threads do not survive fork */
+	atomic_store(&C.nwaiters, 0);
 	atomic_store(&C.inflight, 0);
 	for (uint32_t fd = 0; fd < nk_fdtab__size(); fd++) {
 		struct nk_sock *s = nk_fdtab__get((int)fd);

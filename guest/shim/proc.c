@@ -356,6 +356,24 @@ NK_EXPORT int execle(const char *path, const char *arg, ...)
 /* ------------------------------------------------------------------------ */
 /* Load and exit. */
 
+/*
+ * A forked child that write()s and _exit()s expects its bytes delivered,
+ * as the kernel would: give queued SENDs a moment to reach nkd.
+ */
+#define NK_UEXIT_DRAIN_NS (2 * 1000000000LL)
+
+NK_EXPORT void _exit(int status)
+{
+	nk_ring__drain_nolock(NK_UEXIT_DRAIN_NS);
+	REAL(_exit)(status);
+}
+
+NK_EXPORT void _Exit(int status)
+{
+	nk_ring__drain_nolock(NK_UEXIT_DRAIN_NS);
+	REAL(_Exit)(status);
+}
+
 __attribute__((constructor)) static void nk_init(void)
 {
 	const char *tok;

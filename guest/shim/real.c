@@ -60,6 +60,8 @@ void nk_real__init(void)
 	LOOK(dup3);
 	LOOK(fork);
 	LOOK(_Fork);
+	LOOK(_exit);
+	LOOK(_Exit);
 	LOOK(execve);
 	LOOK(execvpe);
 	LOOK(fexecve);

@@ -81,6 +81,8 @@ struct nk_real {
 	int (*dup3)(int, int, int);
 	pid_t (*fork)(void);
 	pid_t (*_Fork)(void);
+	void (*_exit)(int) __attribute__((noreturn));
+	void (*_Exit)(int) __attribute__((noreturn));
 	int (*execve)(const char *, char *const[], char *const[]);
 	int (*execvpe)(const char *, char *const[], char *const[]);
 	int (*fexecve)(int, char *const[], char *const[]);
@@ -258,6 +260,8 @@ NK_HIDDEN void nk_ring__poll(void);
 NK_HIDDEN void nk_ring__close_sock(struct nk_sock *s);
 /* At exit: let queued sends reach nkd before the connection goes. */
 NK_HIDDEN void nk_ring__drain(int64_t timeout_ns);
+/* The same from _exit(): polls, takes no lock it could wait for. */
+NK_HIDDEN void nk_ring__drain_nolock(int64_t timeout_ns);
 
 /* Control socket requests (serialised; reply matched by seq). */
 NK_HIDDEN int nk_ctl__placeholder(uint32_t handle, int app_fd, int nkd_fd,
