@@ -241,11 +241,11 @@ need_netkernel() { [ -z "${NK_NATIVE:-}" ] || skip "NK_NATIVE=1: test needs nkd"
 
 # start_nkd [CONFIG]: nkd in H, ready when its socket exists.
 start_nkd() {
-	local cfg=()
+	local cfgopt=()
 	[ -n "${NK_NATIVE:-}" ] && return 0
-	[ $# -gt 0 ] && cfg=(--config "$1")
+	[ $# -gt 0 ] && cfgopt=(--config "$1")
 	need_nk
-	bg nkd ip netns exec "$NS_H" "$NKD" --socket "$NK_SOCK" "${cfg[@]}"
+	bg nkd ip netns exec "$NS_H" "$NKD" --socket "$NK_SOCK" "${cfgopt[@]}"
 	NK_NKD_PID=$LASTPID
 	if ! wait_for 10 test -S "$NK_SOCK"; then
 		fail "nkd did not create $NK_SOCK within 10 s"

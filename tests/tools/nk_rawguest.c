@@ -368,6 +368,8 @@ static int pipe_bench(long n)
 	if (pid < 0)
 		return 1;
 	if (pid == 0) {
+		close(a[1]);
+		close(b[0]);
 		for (;;) {
 			if (read(a[0], &x, 1) != 1)
 				_exit(0);
@@ -375,6 +377,8 @@ static int pipe_bench(long n)
 				_exit(1);
 		}
 	}
+	close(a[0]);
+	close(b[1]);
 	t0 = now_s();
 	for (i = 0; i < n; i++) {
 		if (write(a[1], &x, 1) != 1 || read(b[0], &x, 1) != 1)
