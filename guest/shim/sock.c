@@ -585,7 +585,7 @@ ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 	uint32_t bsize = nk_conn__buf_size();
 	int64_t window = nk_conn__send_window();
 	struct nk_sockaddr dest;
-	bool have_dest = false;
+	bool have_dest = false, reaped = false;
 	int err;
 
 	if ((err = take_send_error(s, flags)))
@@ -611,6 +611,15 @@ ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 
 		if (dgram ? infl > 0 && infl + (int64_t)total > window
 			  : room == 0) {
+			/*
+			 * A non-blocking sender never waits, so nobody else
+			 * may reap the completions that free its window.
+			 */
+			if (!reaped) {
+				reaped = true;
+				nk_ring__poll();
+				continue;
+			}
 			if (nonblock)
 				return sent ? (ssize_t)sent : -EAGAIN;
 			err = nk_ring__wait_progress(g, deadline, true);
@@ -620,6 +629,7 @@ ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 				return sent ? (ssize_t)sent : err;
 			if ((err = take_send_error(s, flags)))
 				return sent ? (ssize_t)sent : -err;
+			reaped = false;
 			continue;
 		}
 		chunk = dgram ? total : total - sent;
