@@ -451,6 +451,7 @@ static void conn_free(struct nk_engine *e, struct nk_conn *c)
 	if (c->doorbell >= 0)
 		close(c->doorbell);
 	free(c);
+	e->nr_conn_objs--;
 	e->gc = true;
 }
 
@@ -860,6 +861,7 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	e->nr_conn_objs++;
 	c->id = ++e->next_conn_id;
 	c->guest = g;
 	c->ctl = a->ctl;
@@ -1496,6 +1498,18 @@ void nk_engine__destroy(struct nk_engine *e)
 	for (uint32_t i = 0; i < e->hos_cap; i++)
 		if (e->hos[i]->used)
 			ho_free(e, e->hos[i]);
+	/* Let the cancelled operations come back, so regions are freed in
+	 * order; bounded, the kernel drops what is left at ring exit. */
+	for (int64_t until = nk_now_ns() + 1000000000ll;
+	     e->loop && (e->nr_conn_objs || e->nr_socks) &&
+	     nk_now_ns() < until;) {
+		nk_loop__wait(e->loop, 10000000ll);
+		nk_loop__reap(e->loop);
+	}
+	if (e->nr_conn_objs || e->nr_socks)
+		nk_warn("exit with %u connections and %llu sockets still "
+			"draining",
+			e->nr_conn_objs, (unsigned long long)e->nr_socks);
 	/* Tearing the ring down cancels whatever the kernel still holds. */
 	nk_loop__destroy(e->loop);
 	for (unsigned i = 0; i < e->nr_nsms; i++) {

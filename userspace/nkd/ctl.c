@@ -799,6 +799,13 @@ void nk_ctl__destroy(struct nk_ctl *c)
 	for (uint32_t i = 0; i < c->cap; i++)
 		if (c->cl[i]->used)
 			client_close(c, c->cl[i], false);
+	/* Completions of the cancelled polls must not find us. */
+	nk_loop__cancel_ud(c->loop, nk_ud(NK_UD_LISTEN, 0, 0));
+	nk_loop__cancel_ud(c->loop, nk_ud(NK_UD_RESOLVED, 0, 0));
+	nk_loop__on(c->loop, NK_UD_LISTEN, NULL, NULL);
+	nk_loop__on(c->loop, NK_UD_CTL, NULL, NULL);
+	nk_loop__on(c->loop, NK_UD_DOORBELL, NULL, NULL);
+	nk_loop__on(c->loop, NK_UD_RESOLVED, NULL, NULL);
 	for (uint32_t i = 0; i < c->cap; i++)
 		free(c->cl[i]);
 	free(c->cl);

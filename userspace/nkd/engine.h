@@ -198,6 +198,7 @@ struct nk_engine {
 	struct nk_list guests;
 	uint32_t nr_guests, next_guest_id;
 	uint32_t nr_conns, next_conn_id;
+	uint32_t nr_conn_objs; /* allocated, including dead ones draining */
 	uint64_t nr_socks;
 	uint64_t epoch;
 	int64_t start_ns;

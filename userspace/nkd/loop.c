@@ -93,6 +93,12 @@ struct io_uring_sqe *nk_loop__sqe(struct nk_loop *l)
 	return sqe;
 }
 
+void nk_loop__need(struct nk_loop *l, unsigned n)
+{
+	if (io_uring_sq_space_left(&l->ring) < n)
+		io_uring_submit(&l->ring);
+}
+
 unsigned nk_loop__reap(struct nk_loop *l)
 {
 	struct io_uring_cqe *cqe;

@@ -51,6 +51,8 @@ void nk_loop__on(struct nk_loop *l, enum nk_ud_kind kind, nk_cqe_fn fn,
 /* An SQE to fill, submitting queued ones if the SQ is full; NULL if the
  * kernel refuses more work right now. */
 struct io_uring_sqe *nk_loop__sqe(struct nk_loop *l);
+/* Makes sure n SQEs can be taken in a row (linked requests). */
+void nk_loop__need(struct nk_loop *l, unsigned n);
 /* Dispatches every completion that is ready; returns how many. */
 unsigned nk_loop__reap(struct nk_loop *l);
 /* Submits queued SQEs and runs deferred task work (DEFER_TASKRUN). */

@@ -180,10 +180,13 @@ static void set_timeout(struct nk_req *op, struct io_uring_sqe *sqe,
 
 	if (!op->timeout_ms)
 		return;
-	t = nk_loop__sqe(loop);
-	if (!t)
-		return;
+	/* The caller made room for two: t directly follows sqe. */
 	sqe->flags |= IOSQE_IO_LINK;
+	t = nk_loop__sqe(loop);
+	if (!t) {
+		sqe->flags &= (uint8_t)~IOSQE_IO_LINK;
+		return;
+	}
 	op->u.k.ts.tv_sec = op->timeout_ms / 1000;
 	op->u.k.ts.tv_nsec = (long long)(op->timeout_ms % 1000) * 1000000;
 	io_uring_prep_link_timeout(t, &op->u.k.ts, 0);
@@ -347,6 +350,7 @@ static void pump_send(struct ksock *ks)
 			continue;
 		}
 		/* Socket buffer full: let io_uring wait for room. */
+		nk_loop__need(ks->kn->loop, 2);
 		sqe = nk_loop__sqe(ks->kn->loop);
 		if (!sqe) {
 			complete_queued(op, op->done ? (int)op->done : -EAGAIN);
@@ -394,6 +398,7 @@ static void pump_recv(struct ksock *ks)
 				continue;
 			}
 		}
+		nk_loop__need(ks->kn->loop, 2);
 		sqe = nk_loop__sqe(ks->kn->loop);
 		if (!sqe) {
 			complete_queued(op, -EAGAIN);
@@ -738,6 +743,7 @@ static int start_connect(struct ksock *ks, struct nk_req *op)
 		return -EISCONN;
 	if (s->state == NK_SS_LISTEN)
 		return -EINVAL;
+	nk_loop__need(ks->kn->loop, 2);
 	sqe = nk_loop__sqe(ks->kn->loop);
 	if (!sqe)
 		return -EAGAIN;
