@@ -7,7 +7,7 @@
 # Meanwhile guest g1 moves 256 MiB each way with the peer; both transfers
 # must complete with matching sha256, and nkd must still be up and answer
 # nkctl afterwards.
-# timeout: 180
+# timeout: 240
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
@@ -19,7 +19,8 @@ need_cmd jq
 topo_up
 start_nkd
 BYTES=$((256 << 20))
-FUZZ_SECS=${NK_FUZZ_SECS:-25}
+# The fuzzers run until both transfers are done (SIGTERM), at most this long.
+FUZZ_SECS=${NK_FUZZ_SECS:-120}
 
 fz=()
 for seed in 1 2; do
@@ -52,6 +53,7 @@ fuzz_running=0
 for p in "${fz[@]}"; do kill -0 "$p" 2>/dev/null && fuzz_running=$((fuzz_running + 1)); done
 log "transfers done with $fuzz_running fuzzer(s) still running"
 [ "$fuzz_running" -gt 0 ] || log "warning: fuzzers ended before the transfers did"
+for p in "${fz[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 
 for i in 1 2; do
 	rc=0

@@ -32,7 +32,8 @@ bounded() {
 }
 one_message() {
 	local n
-	n=$(grep -c "^netkernel: cannot reach nkd at $NOPE" "$NK_TMP/err" || true)
+	# "netkernel:" or "netkernel[PID]:"
+	n=$(grep -cE "^netkernel(\[[0-9]+\])?: cannot reach nkd at $NOPE" "$NK_TMP/err" || true)
 	[ "$n" = 1 ] || { cat "$NK_TMP/err" >&2; fail "$1: expected one 'netkernel: cannot reach nkd at $NOPE' line on stderr, got $n"; }
 }
 
