@@ -39,7 +39,8 @@
 #include "shim.h"
 
 #define NK_SLICE_NS (200 * 1000000LL) /* longest sleep between checks */
-#define NK_SPIN_NS (30 * 1000LL) /* spin before sleeping */
+#define NK_SPIN_NS (50 * 1000LL) /* spin before sleeping */
+#define NK_SPIN_QUICK_NS (200 * 1000LL) /* ...for an op nkd answers at once */
 #define NK_CTL_TIMEOUT_S 5 /* a control reply later than this: nkd hung */
 #define NK_EPENDING 1 /* a signal is pending: handled like EINTR */
 
@@ -1243,7 +1244,7 @@ static int sleep_futex(struct sigwin *w, uint32_t *addr, int op, uint32_t val,
 }
 
 /* The reaper's sleep: spin, then NEED_WAKEUP + FUTEX_WAIT on the CQ tail. */
-static int reaper_sleep(struct sigwin *w, int64_t slice)
+static int reaper_sleep(struct sigwin *w, int64_t slice, int64_t spin)
 {
 	uint32_t head = C.cq_head, tail;
 	int64_t t0 = nk_now_ns();
@@ -1253,7 +1254,7 @@ static int reaper_sleep(struct sigwin *w, int64_t slice)
 		if (nk_ring_load_acquire(&C.cqi->tail) != head)
 			return 0;
 		cpu_relax();
-	} while (nk_now_ns() - t0 < NK_SPIN_NS);
+	} while (nk_now_ns() - t0 < spin);
 	if (!(C.features & NK_FEAT_FUTEX_WAKE)) {
 		/* Host never wakes us: poll with a short sleep. */
 		usleep(200);
@@ -1272,7 +1273,7 @@ static int reaper_sleep(struct sigwin *w, int64_t slice)
 }
 
 static int wait_cond(struct nk_call *op, uint32_t since, int64_t deadline,
-		     bool intr)
+		     bool intr, int64_t spin)
 {
 	struct sigwin w = { .masked = false };
 	int ret = 0;
@@ -1326,7 +1327,7 @@ static int wait_cond(struct nk_call *op, uint32_t since, int64_t deadline,
 			pthread_mutex_unlock(&C.cq_lock);
 			flush_closes(q);
 			waiter_enter();
-			err = reaper_sleep(&w, slice);
+			err = reaper_sleep(&w, slice, spin);
 			waiter_leave();
 			pthread_mutex_lock(&C.cq_lock);
 			C.reaper_busy = false;
@@ -1370,7 +1371,20 @@ static int wait_cond(struct nk_call *op, uint32_t since, int64_t deadline,
 
 int nk_ring__wait_progress(uint32_t since, int64_t deadline_ns, bool intr)
 {
-	return wait_cond(NULL, since, deadline_ns, intr);
+	return wait_cond(NULL, since, deadline_ns, intr, NK_SPIN_NS);
+}
+
+/*
+ * Does the op wait on the network (a blocking recv, accept, connect)?
+ * Those spin briefly before sleeping; anything nkd answers at once spins
+ * longer, because sleeping would only add a wake-up to its latency.
+ */
+static bool op_waits(const struct nk_sqe *sqe)
+{
+	if (sqe->flags & NK_SQE_F_NONBLOCK)
+		return false;
+	return sqe->opcode == NK_OP_RECV || sqe->opcode == NK_OP_ACCEPT ||
+	       sqe->opcode == NK_OP_CONNECT || sqe->opcode == NK_OP_SEND;
 }
 
 int nk_ring__call(struct nk_sqe *sqe, struct nk_call *op, bool intr)
@@ -1384,15 +1398,16 @@ int nk_ring__call(struct nk_sqe *sqe, struct nk_call *op, bool intr)
 	err = nk_ring__submit(sqe);
 	if (err)
 		return err;
-	err = wait_cond(op, 0, 0, intr);
+	err = wait_cond(op, 0, 0, intr,
+			op_waits(sqe) ? NK_SPIN_NS : NK_SPIN_QUICK_NS);
 	if (err != -EINTR)
 		return err;
 	/* Interrupted: cancel, but the op's own CQE decides the result. */
 	cancel.ctl.arg64 = (uint64_t)(uintptr_t)op;
 	if (nk_ring__submit(&cancel) == 0)
-		err = wait_cond(op, 0, 0, false);
+		err = wait_cond(op, 0, 0, false, NK_SPIN_QUICK_NS);
 	else
-		err = wait_cond(op, 0, 0, false);
+		err = wait_cond(op, 0, 0, false, NK_SPIN_NS);
 	if (err)
 		return err;
 	return op->cqe.res == -ECANCELED ? -EINTR : 0;
