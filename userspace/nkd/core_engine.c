@@ -1049,7 +1049,10 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 	}
 
 	ret = 0;
-	if (g->inflight >= g->conf.max_inflight)
+	/* Only ops that can wait count: SHUTDOWN must still get through. */
+	if (g->inflight >= g->conf.max_inflight &&
+	    (sqe->opcode == NK_OP_CONNECT || sqe->opcode == NK_OP_ACCEPT ||
+	     sqe->opcode == NK_OP_SEND || sqe->opcode == NK_OP_RECV))
 		ret = -ENOBUFS;
 	else if (sqe->opcode == NK_OP_BIND)
 		ret = nk_guest_conf__bind_ok(&g->conf, (struct sockaddr *)&v.sa,
