@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "netkernel/ctl.h"
@@ -104,6 +105,20 @@ int main(int argc, char **argv)
 	if (ret) {
 		fprintf(stderr, "nkd: %s\n", config ? err : "out of memory");
 		return 1;
+	}
+
+	/*
+	 * Every guest socket costs nkd three descriptors (kernel socket and
+	 * both placeholder ends): take all the descriptors we may have.
+	 */
+	{
+		struct rlimit rl;
+
+		if (!getrlimit(RLIMIT_NOFILE, &rl) &&
+		    rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
 	}
 
 	/* Before any thread exists: the signals go to the loop's signalfd. */
