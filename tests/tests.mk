@@ -10,13 +10,13 @@ UNIT_SAN_BINS := $(addprefix $(BUILD)/tests/san/,$(UNIT_NAMES))
 
 .SECONDEXPANSION:
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/test_%.o \
-		$$(patsubst %.c,$(BUILD)/obj/%.o,$$(UT_$$*_SRCS))
+		$$(addprefix $(BUILD)/obj/,$$(UT_$$*_SRCS:.c=.o))
 	$(msg) LINK $@
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ -lcmocka $(UT_$*_LIBS)
 
 $(BUILD)/tests/san/%: $(BUILD)/san/tests/unit/test_%.o \
-		$$(patsubst %.c,$(BUILD)/san/%.o,$$(UT_$$*_SRCS))
+		$$(addprefix $(BUILD)/san/,$$(UT_$$*_SRCS:.c=.o))
 	$(msg) LINK-SAN $@
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ -lcmocka $(UT_$*_LIBS)
