@@ -10,13 +10,13 @@ UNIT_SAN_BINS := $(addprefix $(BUILD)/tests/san/,$(UNIT_NAMES))
 
 .SECONDEXPANSION:
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/test_%.o \
-		$$(addprefix $(BUILD)/obj/,$$(UT_$$*_SRCS:.c=.o))
+		$$(addprefix $(BUILD)/obj/,$$(addsuffix .o,$$(basename $$(UT_$$*_SRCS))))
 	$(msg) LINK $@
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ -lcmocka $(UT_$*_LIBS)
 
 $(BUILD)/tests/san/%: $(BUILD)/san/tests/unit/test_%.o \
-		$$(addprefix $(BUILD)/san/,$$(UT_$$*_SRCS:.c=.o))
+		$$(addprefix $(BUILD)/san/,$$(addsuffix .o,$$(basename $$(UT_$$*_SRCS))))
 	$(msg) LINK-SAN $@
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ -lcmocka $(UT_$*_LIBS)
