@@ -66,15 +66,19 @@ show ip netns exec "$NS_H" ss -Hltnp "sport = :8080"
 printf '$ ip netns exec %s curl http://%s:8080/guest.html\n' "$NS_P" "$H4"
 run_peer curl -sS --max-time 10 "http://$H4:8080/guest.html" | sed 's/^/  /'
 
-heading "5. What nkd sees while a download is in progress"
-bg_guest slow curl -sS --limit-rate 1M -o /dev/null "http://$P4:8000/blob"
-wait_for 10 sh -c "timeout 5 '$NKCTL' --socket '$NK_SOCK' sockets --json 2>/dev/null | grep -q ESTABLISHED" ||
-	echo "  (no established socket listed yet)"
+heading "5. What nkd sees while a connection is open"
+echo "  A python client in the guest holds a TCP connection to an echo server on"
+echo "  the peer (the guest's http.server from step 4 is still listening):"
+bg_peer echo_p "$PY" "$HELPERS/nkpy.py" echo-server "$P4" 7000
+wait_port "$NS_P" 7000
+bg_guest hold "$PY" "$HELPERS/nkpy.py" hold "$P4" 7000 20
+hold_pid=$LASTPID
+wait_for 10 grep -q connected=1 "$NK_TMP/hold.log" || echo "  (the client did not connect)"
 nkctl_show status
 nkctl_show guests
 nkctl_show sockets
 nkctl_show nsms
-wait "$LASTPID" 2>/dev/null || true
+nk_stop "$hold_pid"
 
 heading "6. Clean up"
 echo "  stopping nkd and the programs, deleting $NS_G $NS_H $NS_P"
