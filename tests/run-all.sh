@@ -85,7 +85,7 @@ run_one() {
 for dir in "$BUILD/tests" "$BUILD/tests/san"; do
 	[ -d "$dir" ] || continue
 	for bin in "$dir"/*; do
-		[ -f "$bin" ] && [ -x "$bin" ] || continue
+		if [ ! -f "$bin" ] || [ ! -x "$bin" ]; then continue; fi
 		name=unit/${bin#"$BUILD"/tests/}
 		selected "$name" "$@" || continue
 		run_one "$name" "${NK_UNIT_TIMEOUT:-120}" "$bin"

@@ -28,7 +28,10 @@ bounded() {
 	timeout -k 2 20 "$@" >"$NK_TMP/out" 2>"$NK_TMP/err" || rc=$?
 	t1=$(date +%s.%N)
 	secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')
-	[ "$rc" != 124 ] && [ "$rc" != 137 ] || { cat "$NK_TMP/err" >&2; fail "$* hung (killed after 20 s)"; }
+	if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+		cat "$NK_TMP/err" >&2
+		fail "$* hung (killed after 20 s)"
+	fi
 }
 one_message() {
 	local n

@@ -55,7 +55,8 @@ r=$(grep RESULT "$NK_TMP/recv_p.log")
 [ "$(field bytes "$r")" = $((64 << 20)) ] || fail "short stream: $r"
 
 # Cleanup of a nested run leaves nothing behind.
-out=$(NK_ID=$((NK_ID + 1)) bash "$0" nested)
+out=$(NK_ID=$((NK_ID + 1)) bash "$0" nested 2>"$NK_TMP/nested.err") ||
+	{ cat "$NK_TMP/nested.err" >&2; fail "nested topology run failed"; }
 # shellcheck disable=SC2086  # split on purpose
 set -- $out
 for ns in "$1" "$2" "$3"; do
