@@ -12,9 +12,7 @@ set -eu
 TNAME=demo
 [ "$(id -u)" = 0 ] || { echo "demo: run as root (it creates network namespaces)" >&2; exit 1; }
 need_nk
-for c in curl; do
-	command -v "$c" >/dev/null || { echo "demo: $c is missing (make deps)" >&2; exit 1; }
-done
+command -v curl >/dev/null || { echo "demo: curl is missing (make deps)" >&2; exit 1; }
 
 heading() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { # show CMD...: print a command and run it
