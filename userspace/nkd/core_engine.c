@@ -443,6 +443,7 @@ void nk_engine__sock_event(struct nk_engine *e, struct nk_sock *s,
 
 static void conn_free(struct nk_engine *e, struct nk_conn *c)
 {
+	nk_list__del(&c->dlink);
 	for (uint32_t i = 0; i < c->nr_qsets; i++)
 		nk_hring__destroy(c->qs[i]);
 	nk_bufown__destroy(c->owned);
@@ -471,30 +472,38 @@ static void conn_abort(struct nk_engine *e, struct nk_conn *c, const char *why)
 	nk_ctl__drop(e->ctl, c->ctl);
 }
 
-void nk_engine__detach(struct nk_engine *e, struct nk_conn *c, bool abnormal)
+static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
+			const struct nk_sqe *sqe);
+
+/*
+ * A process that exits right after send() has its SEND on the SQ, maybe
+ * not yet taken: run what is there (one ring's worth at most, and only
+ * entries that validate) before its references go. Reads are consumed
+ * without running: nobody is left to see their result, and running them
+ * would take data from a process that shares the socket.
+ */
+static void conn_drain_sq(struct nk_engine *e, struct nk_conn *c)
 {
-	struct nk_guest *g = c->guest;
+	for (uint32_t q = 0; q < c->nr_qsets; q++) {
+		struct nk_hring *r = c->qs[q];
 
-	if (c->dead)
-		return;
-	c->dead = true;
-	c->refs++;
-	nk_region__mark_dead(c->region);
-	nk_list__del(&c->glink);
-	nk_list__del(&c->wlink);
-	g->nr_conns--;
-	e->nr_conns--;
-	if (abnormal)
-		g->c.disconnects++;
-	nk_dbg("guest %s conn %u detached", g->conf.name, c->id);
+		for (uint32_t n = nk_hring__sq_entries(r); n; n--) {
+			struct nk_sqe sqe;
 
-	for (uint32_t i = 1; i < g->cap; i++) {
-		struct nk_sock *s = g->socks[i];
-
-		if (s && !s->closing)
-			sock_put(e, s, c);
+			if (nk_hring__sq_peek(r, &sqe) <= 0)
+				break;
+			nk_hring__sq_consume(r);
+			if (sqe.opcode == NK_OP_RECV ||
+			    sqe.opcode == NK_OP_ACCEPT)
+				continue;
+			process_sqe(e, c, (uint16_t)q, &sqe);
+		}
 	}
-	/* Cancel what is left; completions come back without a CQE. */
+}
+
+/* Cancels the ops of a dead conn; SENDs too only when linger is over. */
+static void conn_cancel_ops(struct nk_conn *c, bool sends)
+{
 	for (;;) {
 		struct nk_list *p, *t;
 		struct nk_req *victim = NULL;
@@ -504,7 +513,8 @@ void nk_engine__detach(struct nk_engine *e, struct nk_conn *c, bool abnormal)
 			struct nk_req *op =
 				nk_container_of(p, struct nk_req, clink);
 
-			if (!op->cancelled) {
+			if (!op->cancelled &&
+			    (sends || op->opcode != NK_OP_SEND)) {
 				victim = op;
 				break;
 			}
@@ -513,6 +523,48 @@ void nk_engine__detach(struct nk_engine *e, struct nk_conn *c, bool abnormal)
 			break;
 		victim->cancelled = true;
 		victim->sock->nsm->ops->cancel(victim->sock->nsm->priv, victim);
+	}
+}
+
+static void ho_deadline(struct nk_engine *e, int64_t when);
+
+void nk_engine__detach(struct nk_engine *e, struct nk_conn *c, bool abnormal)
+{
+	struct nk_guest *g = c->guest;
+
+	if (c->dead)
+		return;
+	/* Dead from here on: nothing is posted to its CQ any more. */
+	c->dead = true;
+	c->refs++;
+	nk_region__mark_dead(c->region);
+	nk_list__del(&c->glink);
+	nk_list__del(&c->wlink);
+	g->nr_conns--;
+	e->nr_conns--;
+	if (abnormal)
+		g->c.disconnects++;
+	else
+		conn_drain_sq(e, c); /* a conn nkd cut off gets nothing run */
+	nk_dbg("guest %s conn %u detached", g->conf.name, c->id);
+
+	for (uint32_t i = 1; i < g->cap; i++) {
+		struct nk_sock *s = g->socks[i];
+
+		if (s && !s->closing)
+			sock_put(e, s, c);
+	}
+	/*
+	 * Cancel what is left (completions come back without a CQE), except
+	 * SENDs: data the process wrote before it went is delivered, as the
+	 * kernel delivers what a closed socket still has queued. The NSM
+	 * closes the kernel socket once its queued sends are done.
+	 */
+	conn_cancel_ops(c, false);
+	if (!nk_list__empty(&c->ops)) {
+		c->linger_deadline = nk_now_ns() + NK_DETACH_LINGER_NS;
+		nk_list__add_tail(&e->lingering, &c->dlink);
+		ho_deadline(e, c->linger_deadline);
 	}
 	conn_put(e, c); /* the hold above */
 	conn_put(e, c); /* the attachment */
@@ -533,6 +585,9 @@ static void post(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 			      .handle = handle,
 			      .aux = aux };
 
+	/* Its process is gone and its CQ may be full: nobody reads it. */
+	if (c->dead)
+		return;
 	nk_hring__cq_post(c->qs[q], &cqe);
 	c->qdirty[q] = true;
 	if (nk_list__empty(&c->wlink))
@@ -609,7 +664,25 @@ static void ho_deadline(struct nk_engine *e, int64_t when)
 
 static void ho_expire(struct nk_engine *e, int64_t now)
 {
+	struct nk_list *p, *t;
+
 	e->next_deadline = 0;
+	nk_list__for_each_safe(p, t, &e->lingering)
+	{
+		struct nk_conn *c = nk_container_of(p, struct nk_conn, dlink);
+
+		if (c->linger_deadline > now) {
+			ho_deadline(e, c->linger_deadline);
+			continue;
+		}
+		nk_dbg("guest %s conn %u: sends still pending after exit, "
+		       "cancelling",
+		       c->guest->conf.name, c->id);
+		nk_list__del(&c->dlink);
+		c->refs++;
+		conn_cancel_ops(c, true);
+		conn_put(e, c);
+	}
 	for (uint32_t i = 0; i < e->hos_cap; i++) {
 		struct nk_handover *ho = e->hos[i];
 
@@ -872,6 +945,7 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 	c->refs = 1;
 	nk_list__init(&c->ops);
 	nk_list__init(&c->wlink);
+	nk_list__init(&c->dlink);
 	ret = conn_setup(e, c, h->nr_qsets ? h->nr_qsets : 1);
 	if (ret) {
 		c->dead = true;
@@ -1409,6 +1483,7 @@ int nk_engine__create(const struct nk_config *cfg, struct nk_engine **out)
 	e->resolve_efd = -1;
 	nk_list__init(&e->guests);
 	nk_list__init(&e->wake);
+	nk_list__init(&e->lingering);
 	e->start_ns = nk_now_ns();
 	clock_gettime(CLOCK_REALTIME, &ts);
 	/* The epoch only has to differ between runs. */

@@ -45,6 +45,12 @@
 #define NK_SPIN_NS 50000ll
 /* Fork hand-overs never committed are dropped after this. */
 #define NK_HANDOVER_TTL_NS (10ll * 1000000000ll)
+/*
+ * SENDs of a process that is gone may finish for this long; then they are
+ * cancelled, so a peer that never reads cannot pin a dead process's
+ * region. Matches the shim's own exit drain.
+ */
+#define NK_DETACH_LINGER_NS (10ll * 1000000000ll)
 
 struct nk_ctl;
 struct nk_ctl_client;
@@ -144,6 +150,8 @@ struct nk_conn {
 	bool cq_blocked; /* SQEs waiting for CQ room at the last pass */
 	struct nk_list ops; /* nk_op.clink */
 	uint32_t refs; /* ops + temporary holds; freed at 0 when dead */
+	struct nk_list dlink; /* engine->lingering: dead, SENDs still going */
+	int64_t linger_deadline;
 };
 
 struct nk_req {
@@ -207,7 +215,8 @@ struct nk_engine {
 	struct nk_handover **hos;
 	uint32_t hos_cap;
 	struct nk_list wake;
-	int64_t next_deadline; /* earliest hand-over expiry, 0: none */
+	struct nk_list lingering; /* dead conns whose SENDs may finish */
+	int64_t next_deadline; /* earliest hand-over/linger expiry, 0: none */
 	bool gc; /* a guest may have become unused */
 	bool stop;
 	int resolve_efd; /* resolver workers ring this */

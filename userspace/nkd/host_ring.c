@@ -175,3 +175,8 @@ uint32_t nk_hring__reserved(const struct nk_hring *r)
 {
 	return r->reserved;
 }
+
+uint32_t nk_hring__sq_entries(const struct nk_hring *r)
+{
+	return r->sq_entries;
+}

@@ -55,5 +55,6 @@ void nk_hring__cq_post(struct nk_hring *r, const struct nk_cqe *cqe);
  */
 bool nk_hring__cq_wake(struct nk_hring *r);
 uint32_t nk_hring__reserved(const struct nk_hring *r);
+uint32_t nk_hring__sq_entries(const struct nk_hring *r);
 
 #endif /* NKD_HOST_RING_H */
