@@ -160,8 +160,8 @@ static int rg_attach(struct rg *g)
 		close(fds[i]);
 	g->bell = fds[1];
 	g->size = w->region_size;
-	g->reg = mmap(NULL, g->size, PROT_READ | PROT_WRITE, MAP_SHARED,
-		      fds[0], 0);
+	g->reg = mmap(NULL, g->size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0],
+		      0);
 	close(fds[0]);
 	if (g->reg == MAP_FAILED) {
 		g->reg = NULL;
@@ -416,8 +416,8 @@ struct fz {
 	struct rg g;
 	uint32_t live[MAXH], nlive;
 	uint32_t stale[MAXH], nstale;
-	uint64_t actions, sqes, cqes, errs, abuse, disconnects, attaches,
-		jumps, scribbles, ctl_garbage, sigbus, stalls;
+	uint64_t actions, sqes, cqes, errs, abuse, disconnects, attaches, jumps,
+		scribbles, ctl_garbage, sigbus, stalls;
 	uint32_t inflight;
 	double last_progress;
 	int calm; /* this connection: entries only, no ring/ctl breakage */
@@ -502,9 +502,10 @@ static void pick_buf(struct fz *f, struct nk_sqe *e)
 		e->io.buf_len = 1 + rndn(4096);
 		break;
 	case 2: /* straddles two buffers */
-		e->io.buf_off = (1 + rndn(g->nr_bufs > 1 ? g->nr_bufs - 1 : 1)) *
-					g->buf_size -
-				8;
+		e->io.buf_off =
+			(1 + rndn(g->nr_bufs > 1 ? g->nr_bufs - 1 : 1)) *
+				g->buf_size -
+			8;
 		e->io.buf_len = 64;
 		break;
 	case 3: /* wrap-around length */
@@ -625,7 +626,8 @@ static void fz_one(struct fz *f)
 			e.user_data |= 0xa5ULL << 56;
 		} else if (e.opcode == NK_OP_LISTEN ||
 			   e.opcode == NK_OP_SHUTDOWN ||
-			   e.opcode == NK_OP_IOCTL || e.opcode == NK_OP_CANCEL) {
+			   e.opcode == NK_OP_IOCTL ||
+			   e.opcode == NK_OP_CANCEL) {
 			e.ctl.arg64 = rnd();
 			e.ctl.arg = rndn(2) ? rndn(4) : (uint32_t)rnd();
 			e.ctl.resv1 = rndn(4) ? 0 : (uint32_t)rnd();
@@ -814,9 +816,8 @@ out:
 	       (unsigned long long)f.disconnects,
 	       (unsigned long long)f.attaches, (unsigned long long)f.jumps,
 	       (unsigned long long)f.scribbles,
-	       (unsigned long long)f.ctl_garbage,
-	       (unsigned long long)f.stalls, (unsigned long long)f.sigbus,
-	       now_s() - t0);
+	       (unsigned long long)f.ctl_garbage, (unsigned long long)f.stalls,
+	       (unsigned long long)f.sigbus, now_s() - t0);
 	rg_detach(&f.g);
 	/* Reaching the end (count or time) is success; losing nkd is not. */
 	return f.actions < (uint64_t)count && now_s() < deadline && !stop_req
@@ -826,12 +827,11 @@ out:
 
 static void usage(void)
 {
-	fprintf(stderr,
-		"usage: nk_rawguest [--socket PATH] [--guest NAME] "
-		"nop-bench N [BATCH]\n"
-		"       nk_rawguest pipe-bench N\n"
-		"       nk_rawguest [--socket PATH] [--guest NAME] "
-		"fuzz SEED COUNT [SECS]\n");
+	fprintf(stderr, "usage: nk_rawguest [--socket PATH] [--guest NAME] "
+			"nop-bench N [BATCH]\n"
+			"       nk_rawguest pipe-bench N\n"
+			"       nk_rawguest [--socket PATH] [--guest NAME] "
+			"fuzz SEED COUNT [SECS]\n");
 	exit(2);
 }
 

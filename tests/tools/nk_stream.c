@@ -121,7 +121,8 @@ static int do_send(int fd, uint64_t total)
 
 	sha256_init(&h);
 	while (done < total) {
-		size_t n = total - done < CHUNK ? (size_t)(total - done) : CHUNK;
+		size_t n = total - done < CHUNK ? (size_t)(total - done)
+						: CHUNK;
 		size_t off = 0;
 
 		gen_fill(buf, n);
@@ -177,7 +178,8 @@ static int do_recv(int fd)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			fprintf(stderr, "nk_stream: recv after %llu bytes: %s\n",
+			fprintf(stderr,
+				"nk_stream: recv after %llu bytes: %s\n",
 				(unsigned long long)done, strerror(errno));
 			return 1;
 		}

@@ -66,9 +66,11 @@ static inline void sha256_block(struct sha256 *s, const uint8_t *p)
 	e = s->h[4], f = s->h[5], g = s->h[6], h = s->h[7];
 	for (i = 0; i < 64; i++) {
 		t1 = h +
-		     (sha256_ror(e, 6) ^ sha256_ror(e, 11) ^ sha256_ror(e, 25)) +
+		     (sha256_ror(e, 6) ^ sha256_ror(e, 11) ^
+		      sha256_ror(e, 25)) +
 		     ((e & f) ^ (~e & g)) + sha256_k[i] + w[i];
-		t2 = (sha256_ror(a, 2) ^ sha256_ror(a, 13) ^ sha256_ror(a, 22)) +
+		t2 = (sha256_ror(a, 2) ^ sha256_ror(a, 13) ^
+		      sha256_ror(a, 22)) +
 		     ((a & b) ^ (a & c) ^ (b & c));
 		h = g, g = f, f = e, e = d + t1;
 		d = c, c = b, b = a, a = t1 + t2;
