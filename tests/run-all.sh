@@ -8,12 +8,12 @@
 #   tests/run-all.sh [PATTERN...]   only tests whose name contains a PATTERN
 # Environment: BUILD (default build), NK_TEST_TIMEOUT (default per-test
 # timeout for integration tests without a "# timeout: N" line, 300 s),
-# NK_UNIT_TIMEOUT (120 s). Logs: $BUILD/test-logs/<name>.log
+# NK_UNIT_TIMEOUT (120 s). Logs: $BUILD/test-logs/<name>.log (NK_LOGDIR).
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 export BUILD
-LOGDIR=$BUILD/test-logs
+LOGDIR=${NK_LOGDIR:-$BUILD/test-logs}
 rm -rf "$LOGDIR"
 mkdir -p "$LOGDIR"
 npass=0
