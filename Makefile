@@ -47,7 +47,7 @@ $(BUILD)/san/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(NK_CFLAGS) -O1 -g $(SAN_FLAGS) -fPIC -c -o $@ $<
 
-include $(sort $(wildcard */*.mk))
+include $(sort $(wildcard */*.mk */*/*.mk))
 
 deps:
 	@./scripts/install-deps.sh
