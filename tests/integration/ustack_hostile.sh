@@ -27,6 +27,8 @@ skip() { log "SKIP: $*"; exit 77; }
 if [ "${NK_USTACK_INNER:-}" != 1 ]; then
 	[ -x "$DRV" ] || fail "missing $DRV (run make)"
 	[ -c /dev/net/tun ] || skip "no /dev/net/tun on this machine"
+	{ [ -r /dev/net/tun ] && [ -w /dev/net/tun ]; } ||
+		skip "/dev/net/tun is not readable and writable for this user"
 	command -v curl >/dev/null || skip "curl not installed"
 	unshare -Urn true 2>/dev/null ||
 		skip "unshare -Urn not permitted (unprivileged user namespaces off)"
