@@ -77,7 +77,21 @@ static void test_errors(void **state)
 	(void)state;
 	expect_error("nsm k type=kernel\nbogus x\n",
 		     "bad.conf:2: unknown statement 'bogus'");
-	expect_error("nsm k type=afxdp\n", "bad.conf:1: nsm k: unknown type");
+	expect_error("nsm k type=shm\n", "bad.conf:1: nsm k: unknown type");
+	expect_error("nsm k type=afxdp addr=10.0.0.5/24\n",
+		     "bad.conf:1: nsm k: type=afxdp needs dev=");
+	expect_error("nsm k type=afxdp dev=eth0\n",
+		     "bad.conf:1: nsm k: type=afxdp needs addr=");
+	expect_error("nsm k type=afxdp dev=eth0 addr=10.0.0.5/33\n",
+		     "bad.conf:1: nsm k: bad addr '10.0.0.5/33'");
+	expect_error("nsm k type=afxdp dev=eth0 addr=1.2.3.4 queues=0\n",
+		     "bad.conf:1: nsm k: bad queues '0'");
+	expect_error("nsm k type=afxdp dev=eth0 addr=1.2.3.4 backend=dpdk\n",
+		     "bad.conf:1: nsm k: bad backend 'dpdk'");
+	expect_error("nsm k type=kernel dev=eth0\n",
+		     "bad.conf:1: nsm k: dev= is only for type=afxdp");
+	expect_error("nsm k type=kernel\nguest g acl_deny=1.2.3.4/40\n",
+		     "bad.conf:2: guest g: bad acl_deny '1.2.3.4/40'");
 	expect_error("nsm k\n", "bad.conf:1: nsm k: type= is required");
 	expect_error("nsm k type=kernel\nnsm k type=kernel\n",
 		     "bad.conf:2: nsm: 'k' defined twice");
@@ -114,6 +128,45 @@ static void test_errors(void **state)
 		     "bad.conf:2: abuse_limit");
 	expect_error("guest g\n", "no nsm defined");
 	expect_error("", "no nsm defined");
+}
+
+static void test_afxdp(void **state)
+{
+	struct nk_config c;
+	char err[256] = "";
+	const char *text =
+		"nsm k type=kernel\n"
+		"nsm x type=afxdp dev=nkh addr=10.0.0.5/24 addr=10.1.0.5 "
+		"gw=10.0.0.1 queues=2 backend=packet mode=skb "
+		"netns=/run/netns/h\n"
+		"nsm y type=afxdp dev=eth0 addr=192.168.1.9/16\n"
+		"guest g nsm=x acl_deny=10.0.0.9 acl_allow=10.0.0.0/24\n";
+
+	(void)state;
+	assert_int_equal(nk_config__parse(text, "t", &c, err, sizeof(err)),
+			 0);
+	assert_int_equal(c.nr_nsms, 3);
+	assert_string_equal(c.nsms[1].type, "afxdp");
+	assert_string_equal(c.nsms[1].dev, "nkh");
+	assert_int_equal(c.nsms[1].nr_addrs, 2);
+	assert_int_equal(c.nsms[1].addrs[0].addr, htonl(0x0a000005));
+	assert_int_equal(c.nsms[1].addrs[0].prefix, 24);
+	assert_int_equal(c.nsms[1].addrs[1].prefix, 32);
+	assert_int_equal(c.nsms[1].gw, htonl(0x0a000001));
+	assert_int_equal(c.nsms[1].queues, 2);
+	assert_string_equal(c.nsms[1].backend, "packet");
+	assert_string_equal(c.nsms[1].mode, "skb");
+	assert_string_equal(c.nsms[1].netns, "/run/netns/h");
+	/* defaults */
+	assert_int_equal(c.nsms[2].queues, 1);
+	assert_string_equal(c.nsms[2].backend, "afxdp");
+	assert_string_equal(c.nsms[2].mode, "native");
+	assert_int_equal(c.guests[0].nr_acl, 2);
+	assert_true(c.guests[0].acl_deny[0]);
+	assert_false(c.guests[0].acl_deny[1]);
+	assert_int_equal(c.guests[0].acl[0].prefix, 32);
+	assert_int_equal(c.guests[0].acl[1].prefix, 24);
+	nk_config__free(&c);
 }
 
 static void test_defaults(void **state)
@@ -212,6 +265,7 @@ int main(void)
 		cmocka_unit_test(test_full_example),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_afxdp),
 		cmocka_unit_test(test_bind_policy),
 		cmocka_unit_test(test_uid_policy),
 	};

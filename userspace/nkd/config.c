@@ -2,8 +2,10 @@
 /*
  * Config file parser. One statement per line, '#' starts a comment:
  *   nsm NAME type=kernel [netns=PATH]
+ *   nsm NAME type=afxdp dev=IFACE addr=A/P [addr=...] [gw=A] [queues=N]
+ *            [backend=afxdp|packet|tap] [mode=native|skb] [netns=PATH]
  *   guest NAME [nsm=] [uid=]... [max_sockets=] [max_inflight=] [bufs=]
- *              [weight=] [max_conns=] [bind=]...
+ *              [weight=] [max_conns=] [bind=]... [acl_allow=]... [acl_deny=]...
  *   unknown_guests allow|deny
  *   abuse_limit N
  */
@@ -282,9 +284,104 @@ static int grow(void **arr, unsigned n, size_t sz)
 	(seterr((P)->err, (P)->errlen, (P)->fname, (P)->line, __VA_ARGS__), \
 	 -EINVAL)
 
+/* "A.B.C.D" or "A.B.C.D/P" (IPv4); prefix 32 when absent if want_prefix. */
+static int parse_v4_prefix(const char *s, bool want_prefix,
+			   struct nk_nsm_addr *out)
+{
+	char buf[32];
+	char *slash;
+	struct in_addr a;
+	uint32_t pfx = 32;
+
+	if (strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	slash = strchr(buf, '/');
+	if (slash) {
+		if (!want_prefix)
+			return -EINVAL;
+		*slash++ = '\0';
+		if (parse_u32(slash, 0, 32, &pfx))
+			return -EINVAL;
+	}
+	if (inet_pton(AF_INET, buf, &a) != 1)
+		return -EINVAL;
+	out->addr = a.s_addr;
+	out->prefix = pfx;
+	return 0;
+}
+
+/*
+ * The afxdp keys. Returns 0 when key was one of them and valid, 1 when it
+ * is not an afxdp key, -EINVAL (n->name[0] cleared as a marker) when the
+ * value is bad: the caller reports a generic message for that key.
+ */
+static int nsm_afxdp_key(struct nk_nsm_conf *n, const char *key,
+			 const char *val)
+{
+	struct nk_nsm_addr a;
+
+	if (!strcmp(key, "dev")) {
+		if (!*val || strlen(val) >= sizeof(n->dev) ||
+		    strchr(val, '/') || !strcmp(val, ".") || !strcmp(val, ".."))
+			return -EINVAL;
+		strcpy(n->dev, val);
+	} else if (!strcmp(key, "addr")) {
+		if (n->nr_addrs == NK_NSM_MAX_ADDRS ||
+		    parse_v4_prefix(val, true, &a) || !a.addr)
+			return -EINVAL;
+		n->addrs[n->nr_addrs++] = a;
+	} else if (!strcmp(key, "gw")) {
+		if (parse_v4_prefix(val, false, &a))
+			return -EINVAL;
+		n->gw = a.addr;
+	} else if (!strcmp(key, "queues")) {
+		if (parse_u32(val, 1, NK_NSM_MAX_QUEUES, &n->queues))
+			return -EINVAL;
+	} else if (!strcmp(key, "backend")) {
+		if (strcmp(val, "afxdp") && strcmp(val, "packet") &&
+		    strcmp(val, "tap"))
+			return -EINVAL;
+		strcpy(n->backend, val);
+	} else if (!strcmp(key, "mode")) {
+		if (strcmp(val, "native") && strcmp(val, "skb"))
+			return -EINVAL;
+		strcpy(n->mode, val);
+	} else {
+		return 1;
+	}
+	return 0;
+}
+
+/* Completes an afxdp NSM (defaults) or refuses afxdp keys on others. */
+static int check_nsm_afxdp(struct parser *p, struct nk_nsm_conf *n,
+			   const char *seen_key)
+{
+	if (strcmp(n->type, "afxdp")) {
+		if (seen_key)
+			return PERR(p, "nsm %s: %s= is only for type=afxdp",
+				    n->name, seen_key);
+		return 0;
+	}
+	if (!n->dev[0])
+		return PERR(p, "nsm %s: type=afxdp needs dev=", n->name);
+	if (!n->nr_addrs)
+		return PERR(p, "nsm %s: type=afxdp needs addr=A.B.C.D/P",
+			    n->name);
+	if (!n->queues)
+		n->queues = 1;
+	if (!n->backend[0])
+		strcpy(n->backend, "afxdp");
+	if (!n->mode[0])
+		strcpy(n->mode, "native");
+	return 0;
+}
+
 static int parse_nsm(struct parser *p, char **tok, int ntok)
 {
 	struct nk_nsm_conf n;
+	const char *seen_afxdp_key = NULL;
+	int ret;
 
 	memset(&n, 0, sizeof(n));
 	if (ntok < 2)
@@ -304,12 +401,17 @@ static int parse_nsm(struct parser *p, char **tok, int ntok)
 				    n.name, tok[i]);
 		*eq++ = '\0';
 		if (!strcmp(tok[i], "type")) {
-			if (strcmp(eq, "kernel"))
+			if (strcmp(eq, "kernel") && strcmp(eq, "afxdp"))
 				return PERR(p,
 					    "nsm %s: unknown type '%s' "
-					    "(supported: kernel)",
+					    "(supported: kernel, afxdp)",
 					    n.name, eq);
 			strcpy(n.type, eq);
+		} else if ((ret = nsm_afxdp_key(&n, tok[i], eq)) <= 0) {
+			if (ret)
+				return PERR(p, "nsm %s: bad %s '%s'", n.name,
+					    tok[i], eq);
+			seen_afxdp_key = tok[i];
 		} else if (!strcmp(tok[i], "netns")) {
 			if (!*eq || strlen(eq) >= sizeof(n.netns))
 				return PERR(p, "nsm %s: bad netns path",
@@ -322,6 +424,9 @@ static int parse_nsm(struct parser *p, char **tok, int ntok)
 	}
 	if (!n.type[0])
 		return PERR(p, "nsm %s: type= is required", n.name);
+	ret = check_nsm_afxdp(p, &n, seen_afxdp_key);
+	if (ret)
+		return ret;
 	if (grow((void **)&p->cfg.nsms, p->cfg.nr_nsms, sizeof(n)))
 		return -ENOMEM;
 	p->cfg.nsms[p->cfg.nr_nsms++] = n;
@@ -371,6 +476,24 @@ static int parse_guest(struct parser *p, char **tok, int ntok)
 					    "ADDR/PREFIX:LO-HI, IPv6 in [])",
 					    g.name, val);
 			g.nr_binds++;
+		} else if (!strcmp(key, "acl_allow") ||
+			   !strcmp(key, "acl_deny")) {
+			struct nk_nsm_addr a;
+			struct nk_bind_rule *r = &g.acl[g.nr_acl];
+
+			if (g.nr_acl == NK_MAX_BINDS)
+				return PERR(p, "guest %s: more than %u acl_*=",
+					    g.name, NK_MAX_BINDS);
+			if (parse_v4_prefix(val, true, &a))
+				return PERR(p,
+					    "guest %s: bad %s '%s' (want "
+					    "A.B.C.D[/PREFIX])",
+					    g.name, key, val);
+			memset(r, 0, sizeof(*r));
+			r->family = AF_INET;
+			memcpy(r->addr, &a.addr, 4);
+			r->prefix = a.prefix;
+			g.acl_deny[g.nr_acl++] = !strcmp(key, "acl_deny");
 		} else if (!strcmp(key, "max_sockets")) {
 			if (parse_u32(val, 1, NK_MAX_SOCKETS_LIMIT,
 				      &g.max_sockets))
@@ -415,7 +538,7 @@ static int parse_guest(struct parser *p, char **tok, int ntok)
 
 static int parse_line(struct parser *p, char *s)
 {
-	char *tok[2 + 2 * NK_MAX_BINDS + NK_MAX_UIDS + 16];
+	char *tok[2 + 3 * NK_MAX_BINDS + NK_MAX_UIDS + 16];
 	int ntok = 0;
 	char *save = NULL, *t;
 	uint32_t v;

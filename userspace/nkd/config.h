@@ -35,10 +35,27 @@ struct nk_bind_rule {
 	uint16_t port_lo, port_hi; /* host order */
 };
 
+/* An IPv4 address an afxdp NSM serves, with its subnet. */
+struct nk_nsm_addr {
+	uint32_t addr; /* network order */
+	unsigned prefix; /* 0..32 */
+};
+
+#define NK_NSM_MAX_ADDRS 8
+#define NK_NSM_MAX_QUEUES 64
+
 struct nk_nsm_conf {
 	char name[NK_NAME_MAX];
-	char type[16]; /* "kernel" */
+	char type[16]; /* "kernel" or "afxdp" */
 	char netns[NK_PATH_MAX]; /* "" = nkd's own namespace */
+	/* afxdp only (docs/config.md) */
+	char dev[16]; /* IFNAMSIZ */
+	struct nk_nsm_addr addrs[NK_NSM_MAX_ADDRS];
+	unsigned nr_addrs;
+	uint32_t gw; /* next hop off-subnet, network order; 0: none */
+	uint32_t queues; /* RX queues 0..queues-1 get an XSK */
+	char backend[8]; /* "afxdp", "packet", "tap" */
+	char mode[8]; /* "native" (try zero-copy) or "skb" */
 };
 
 struct nk_guest_conf {
@@ -49,6 +66,13 @@ struct nk_guest_conf {
 	uint32_t max_sockets, max_inflight, bufs, weight, max_conns;
 	struct nk_bind_rule binds[NK_MAX_BINDS];
 	unsigned nr_binds; /* 0 = default policy */
+	/*
+	 * Source ACL enforced in XDP by an afxdp NSM (acl_allow= / acl_deny=;
+	 * port fields unused). Any allow entry makes it an allow-list.
+	 */
+	struct nk_bind_rule acl[NK_MAX_BINDS];
+	bool acl_deny[NK_MAX_BINDS];
+	unsigned nr_acl;
 };
 
 struct nk_config {
