@@ -308,3 +308,63 @@ sha_of() { sha256sum "$1" | cut -d' ' -f1; }
 
 # field KEY LINE: value of KEY=VALUE in a "RESULT k=v k=v" line.
 field() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n1; }
+
+# ---------------------------------------------------------------- afxdp
+
+# afxdp_up [QUEUES]: the topology with a single-queue veth (one XSK serves
+# it), nk_steer attached to H's end (nsenter keeps the host's bpffs), and
+# an EXIT-safe detach. NSM address: $X4 (10.N.0.5), next to H's $H4 on the
+# same veth: the hybrid. Sets NK_PIN, NK_LOADER.
+X4=10.$NK_N.0.5
+NK_LOADER=$BUILD/nk-loader
+NK_PIN=
+afxdp_up() {
+	nk_netns_add "$NS_H"
+	nk_netns_add "$NS_P"
+	nk_netns_add "$NS_G"
+	ip link add nkh netns "$NS_H" numrxqueues 1 numtxqueues 1 type veth \
+		peer name nkp netns "$NS_P" numrxqueues 1 numtxqueues 1
+	ip -n "$NS_H" addr add "$H4/24" dev nkh
+	ip -n "$NS_P" addr add "$P4/24" dev nkp
+	ip -n "$NS_H" link set nkh up
+	ip -n "$NS_P" link set nkp up
+	wait_for 5 nk_link_up "$NS_H" nkh || fail "veth in $NS_H not up"
+	wait_for 5 nk_link_up "$NS_P" nkp || fail "veth in $NS_P not up"
+	# bpffs is global: the pin directory is per device NAME, so a run
+	# uses a name of its own (nkh exists in every test's H).
+	NK_XDEV=nkx$((NK_ID % 100000000))
+	ip -n "$NS_H" link set nkh name "$NK_XDEV" 2>/dev/null ||
+		fail "cannot rename nkh"
+	NK_PIN=/sys/fs/bpf/netkernel/$NK_XDEV
+	nsenter --net="/run/netns/$NS_H" "$NK_LOADER" attach "$NK_XDEV" \
+		--mode native >"$NK_TMP/loader.log" 2>&1 ||
+		fail "nk-loader attach: $(cat "$NK_TMP/loader.log")"
+	trap afxdp_exit EXIT
+}
+
+# EXIT trap of afxdp tests: detach, then the usual cleanup with the
+# test's own exit status.
+afxdp_exit() {
+	local rc=$?
+	set +e
+	if [ -n "$NK_PIN" ] && [ -e "$NK_PIN" ]; then
+		# nkd removes its entries on exit; stop it before detaching.
+		[ -n "$NK_NKD_PID" ] && nk_stop "$NK_NKD_PID"
+		nsenter --net="/run/netns/$NS_H" "$NK_LOADER" detach \
+			"$NK_XDEV" >/dev/null 2>&1 || rm -rf "$NK_PIN"
+	fi
+	(exit "$rc")
+	nk_cleanup
+}
+
+# start_nkd_afxdp CONFIG: nkd in the host's own namespaces (its afxdp and
+# kernel NSMs say netns=/run/netns/$NS_H), so it sees the host bpffs that
+# `ip netns exec` would hide.
+start_nkd_afxdp() {
+	need_nk
+	bg nkd "$NKD" --socket "$NK_SOCK" --config "$1"
+	NK_NKD_PID=$LASTPID
+	wait_for 10 test -S "$NK_SOCK" ||
+		fail "nkd did not create $NK_SOCK within 10 s"
+	kill -0 "$NK_NKD_PID" 2>/dev/null || fail "nkd exited at start"
+}

@@ -4,18 +4,26 @@ NKD_SRCS := $(wildcard userspace/nkd/*.c)
 NKD_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(NKD_SRCS))
 NKD_SAN_OBJS := $(patsubst %.c,$(BUILD)/san/%.o,$(NKD_SRCS))
 NKD_LIBS := -luring -lpthread
+# The afxdp NSM: nk_ustack (lwIP, libxdp) and the nk_steer maps API.
+NKD_AFXDP_CFLAGS := -I$(USTACK_DIR) -Iloader -Ibpf $(LWIP_CFLAGS)
+$(BUILD)/obj/userspace/nkd/nsm_afxdp.o $(BUILD)/san/userspace/nkd/nsm_afxdp.o: \
+	NK_CFLAGS += $(NKD_AFXDP_CFLAGS)
+$(BUILD)/san/loader/%.o: NK_CFLAGS += -I$(BUILD) -Ibpf -Iloader
+NKD_AFXDP_OBJS := $(USTACK_LIB) $(NK_STEER_MAPS_OBJ)
+NKD_AFXDP_SAN_OBJS := $(USTACK_SAN_OBJS) $(BUILD)/san/loader/nk_steer_maps.o
+NKD_AFXDP_LIBS := $(USTACK_LDLIBS) -lelf -lz
 NKCTL_SRCS := userspace/nkctl/nkctl.c
 NKCTL_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(NKCTL_SRCS))
 
-$(BUILD)/nkd: $(NKD_OBJS)
+$(BUILD)/nkd: $(NKD_OBJS) $(NKD_AFXDP_OBJS)
 	$(msg) LINK $@
-	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(NKD_LIBS)
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(NKD_LIBS) $(NKD_AFXDP_LIBS)
 
 # ASan+UBSan build of nkd, for hostile-input testing.
-$(BUILD)/san/nkd: $(NKD_SAN_OBJS)
+$(BUILD)/san/nkd: $(NKD_SAN_OBJS) $(NKD_AFXDP_SAN_OBJS)
 	$(msg) LINK-SAN $@
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ $(NKD_LIBS)
+	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ $(NKD_LIBS) $(NKD_AFXDP_LIBS)
 
 $(BUILD)/nkctl: $(NKCTL_OBJS)
 	$(msg) LINK $@

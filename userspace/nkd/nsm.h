@@ -19,11 +19,14 @@
  *  - readiness changes are reported with nk_engine__sock_event().
  *  - poll() is for NSMs that need the loop to call them (busy stacks);
  *    returns the amount of work done. May be NULL.
+ *  - guest_stats() and describe() feed nkctl; both may be NULL.
  */
 #ifndef NKD_NSM_H
 #define NKD_NSM_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "config.h"
@@ -32,6 +35,11 @@ struct nk_engine;
 struct nk_loop;
 struct nk_sock;
 struct nk_req;
+
+/* Data-path counters an NSM keeps per guest (afxdp: the XDP program's). */
+struct nk_nsm_guest_stats {
+	uint64_t packets, bytes, drops;
+};
 
 struct nk_nsm_ops {
 	const char *type;
@@ -48,9 +56,18 @@ struct nk_nsm_ops {
 	int (*sock_name)(void *priv, struct nk_sock *s, bool peer,
 			 struct sockaddr_storage *ss, socklen_t *len);
 	int (*poll)(void *priv);
+	/* 0 and *out, -ENOENT if the NSM keeps none for this guest. */
+	int (*guest_stats)(void *priv, uint32_t guest_id,
+			   struct nk_nsm_guest_stats *out);
+	/* Fills the `nkctl nsms` columns (device, addresses, queues,
+	 * backend); "" for what does not apply. */
+	void (*describe)(void *priv, char *dev, size_t dev_len, char *addrs,
+			 size_t addrs_len, unsigned *queues, char *backend,
+			 size_t backend_len);
 };
 
 extern const struct nk_nsm_ops nk_nsm_kernel_ops;
+extern const struct nk_nsm_ops nk_nsm_afxdp_ops;
 
 /* Looks an ops table up by type name ("kernel"); NULL if unknown. */
 const struct nk_nsm_ops *nk_nsm__find(const char *type);

@@ -1083,5 +1083,7 @@ const struct nk_nsm_ops *nk_nsm__find(const char *type)
 {
 	if (!strcmp(type, "kernel"))
 		return &nk_nsm_kernel_ops;
+	if (!strcmp(type, "afxdp"))
+		return &nk_nsm_afxdp_ops;
 	return NULL;
 }

@@ -129,10 +129,19 @@ static uint32_t guest_live_socks(const struct nk_guest *g)
 	return n;
 }
 
+/* The NSM's data-path counters of g (XDP for afxdp), zero if none. */
+static void guest_xdp(const struct nk_guest *g, struct nk_nsm_guest_stats *xs)
+{
+	memset(xs, 0, sizeof(*xs));
+	if (g->nsm->ops->guest_stats)
+		g->nsm->ops->guest_stats(g->nsm->priv, g->id, xs);
+}
+
 static void q_guests(struct nk_engine *e, struct sb *b)
 {
 	struct nk_list *p, *t;
 	bool first = true;
+	struct nk_nsm_guest_stats xs;
 
 	sb_printf(b, "{\"guests\":[");
 	nk_list__for_each_safe(p, t, &e->guests)
@@ -143,18 +152,23 @@ static void q_guests(struct nk_engine *e, struct sb *b)
 		sb_str(b, g->conf.name);
 		sb_printf(b, ",\"nsm\":");
 		sb_str(b, g->nsm->conf.name);
+		guest_xdp(g, &xs);
 		sb_printf(b,
 			  ",\"conns\":%u,\"sockets\":%u,\"inflight\":%u,"
 			  "\"bytes_tx\":%llu,\"bytes_rx\":%llu,\"ops\":%llu,"
 			  "\"errors\":%llu,\"abuse\":%llu,"
-			  "\"disconnects\":%llu}",
+			  "\"disconnects\":%llu,\"xdp_packets\":%llu,"
+			  "\"xdp_bytes\":%llu,\"xdp_drops\":%llu}",
 			  g->nr_conns, guest_live_socks(g), g->inflight,
 			  (unsigned long long)g->c.bytes_tx,
 			  (unsigned long long)g->c.bytes_rx,
 			  (unsigned long long)g->c.ops,
 			  (unsigned long long)g->c.errors,
 			  (unsigned long long)g->c.abuse,
-			  (unsigned long long)g->c.disconnects);
+			  (unsigned long long)g->c.disconnects,
+			  (unsigned long long)xs.packets,
+			  (unsigned long long)xs.bytes,
+			  (unsigned long long)xs.drops);
 		first = false;
 	}
 	sb_printf(b, "]}\n");
@@ -211,6 +225,9 @@ static void q_sockets(struct nk_engine *e, struct sb *b)
 
 static void q_nsms(struct nk_engine *e, struct sb *b)
 {
+	char dev[32], addrs[200], backend[160];
+	unsigned queues;
+
 	sb_printf(b, "{\"nsms\":[");
 	for (unsigned i = 0; i < e->nr_nsms; i++) {
 		struct nk_nsm *n = &e->nsms[i];
@@ -221,8 +238,23 @@ static void q_nsms(struct nk_engine *e, struct sb *b)
 		sb_str(b, n->conf.type);
 		sb_printf(b, ",\"netns\":");
 		sb_str(b, n->conf.netns[0] ? n->conf.netns : "self");
-		sb_printf(b, ",\"guests\":%u,\"sockets\":%u}", n->nr_guests,
+		sb_printf(b, ",\"guests\":%u,\"sockets\":%u", n->nr_guests,
 			  n->nr_socks);
+		/* Same columns for every type: nkctl's table takes the first
+		 * row's keys. */
+		dev[0] = addrs[0] = backend[0] = '\0';
+		queues = 0;
+		if (n->ops->describe)
+			n->ops->describe(n->priv, dev, sizeof(dev), addrs,
+					 sizeof(addrs), &queues, backend,
+					 sizeof(backend));
+		sb_printf(b, ",\"dev\":");
+		sb_str(b, dev[0] ? dev : "-");
+		sb_printf(b, ",\"addrs\":");
+		sb_str(b, addrs[0] ? addrs : "-");
+		sb_printf(b, ",\"queues\":%u,\"backend\":", queues);
+		sb_str(b, backend[0] ? backend : "-");
+		sb_printf(b, "}");
 	}
 	sb_printf(b, "]}\n");
 }
@@ -243,6 +275,47 @@ static void prom_guest(struct sb *b, struct nk_engine *e, const char *name,
 
 		sb_printf(b, "%s{guest=\"%s\",nsm=\"%s\"} %llu\n", name,
 			  g->conf.name, g->nsm->conf.name, v);
+	}
+}
+
+/* Per-guest XDP counters of afxdp NSMs (summed over CPUs). */
+static void prom_xdp(struct sb *b, struct nk_engine *e)
+{
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} m[] = {
+		{ "netkernel_guest_xdp_packets_total",
+		  "Frames the XDP program steered to the guest.",
+		  offsetof(struct nk_nsm_guest_stats, packets) },
+		{ "netkernel_guest_xdp_bytes_total",
+		  "Bytes (L2 frames) steered to the guest.",
+		  offsetof(struct nk_nsm_guest_stats, bytes) },
+		{ "netkernel_guest_xdp_drops_total",
+		  "Frames for the guest dropped in XDP (source ACL).",
+		  offsetof(struct nk_nsm_guest_stats, drops) },
+	};
+
+	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+		struct nk_list *p, *t;
+
+		sb_printf(b, "# HELP %s %s\n# TYPE %s counter\n", m[i].name,
+			  m[i].help, m[i].name);
+		nk_list__for_each_safe(p, t, &e->guests)
+		{
+			struct nk_guest *g =
+				nk_container_of(p, struct nk_guest, link);
+			struct nk_nsm_guest_stats xs;
+
+			if (!g->nsm->ops->guest_stats ||
+			    g->nsm->ops->guest_stats(g->nsm->priv, g->id, &xs))
+				continue;
+			sb_printf(b, "%s{guest=\"%s\",nsm=\"%s\"} %llu\n",
+				  m[i].name, g->conf.name, g->nsm->conf.name,
+				  (unsigned long long)*(const uint64_t
+								*)((const char *)&xs +
+								   m[i].off));
+		}
 	}
 }
 
@@ -284,6 +357,7 @@ static void q_stats(struct nk_engine *e, struct sb *b)
 	G("disconnects_total", "Connections nkd cut.", "counter", c.disconnects,
 	  true);
 #undef G
+	prom_xdp(b, e);
 	sb_printf(b, "# HELP netkernel_nsm_sockets Sockets on the NSM.\n"
 		     "# TYPE netkernel_nsm_sockets gauge\n");
 	for (unsigned i = 0; i < e->nr_nsms; i++)
