@@ -1419,7 +1419,7 @@ static void on_signal(void *ctx, uint32_t slot, uint32_t gen,
 
 int nk_engine__run(struct nk_engine *e)
 {
-	int64_t last_work = nk_now_ns();
+	int64_t last_work = nk_now_ns(), spin = NK_SPIN_NS;
 
 	while (!e->stop) {
 		unsigned work = 0;
@@ -1444,10 +1444,10 @@ int nk_engine__run(struct nk_engine *e)
 			last_work = now;
 			continue;
 		}
-		if (now - last_work < NK_SPIN_NS)
+		if (now - last_work < spin)
 			continue;
 		if (prepare_sleep(e, &cq_blocked)) {
-			int64_t timeout = -1;
+			int64_t timeout = -1, t0;
 
 			if (e->next_deadline)
 				timeout = e->next_deadline > now
@@ -1457,7 +1457,12 @@ int nk_engine__run(struct nk_engine *e)
 			    (timeout < 0 || timeout > CQ_BLOCKED_RECHECK_NS))
 				timeout = CQ_BLOCKED_RECHECK_NS;
 			e->sleeps++;
+			t0 = nk_now_ns();
 			nk_loop__wait(e->loop, timeout);
+			/* Woken soon after sleeping: traffic is flowing. */
+			spin = nk_now_ns() - t0 < NK_SPIN_BUSY_WINDOW_NS
+				       ? NK_SPIN_BUSY_NS
+				       : NK_SPIN_NS;
 		}
 		set_need_wakeup(e, false);
 		last_work = nk_now_ns();

@@ -65,9 +65,12 @@ int nk_ph__attach(struct nk_ph *ph, int app_fd, int nkd_fd)
 static void drain(int fd)
 {
 	char buf[4096];
+	ssize_t n;
 
-	while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
-		;
+	/* A short read emptied the queue: no second call to see EAGAIN. */
+	do
+		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+	while (n == (ssize_t)sizeof(buf));
 }
 
 void nk_ph__set_readable(struct nk_ph *ph, bool want, bool arrival)
