@@ -41,6 +41,10 @@
 #define NK_SLICE_NS (200 * 1000000LL) /* longest sleep between checks */
 #define NK_SPIN_NS (50 * 1000LL) /* spin before sleeping */
 #define NK_SPIN_QUICK_NS (200 * 1000LL) /* ...for an op nkd answers at once */
+/* epoll_wait/poll spin this long while the process is talking to nkd... */
+#define NK_MUX_SPIN_NS (50 * 1000LL)
+/* ...that is, submitted something this recently. */
+#define NK_MUX_ACTIVE_NS (1000 * 1000LL)
 #define NK_CTL_TIMEOUT_S 5 /* a control reply later than this: nkd hung */
 #define NK_EPENDING 1 /* a signal is pending: handled like EINTR */
 
@@ -79,6 +83,8 @@ static struct {
 	atomic_llong inflight; /* SEND bytes of all sockets */
 	int64_t last_check;
 	atomic_uint nwaiters; /* threads asleep in a wait (futex word) */
+	atomic_int wd_parked; /* watchdog sleeps on nwaiters: wake it */
+	_Atomic int64_t last_submit_ns;
 	bool wd_running;
 	bool child_have_token;
 	uint64_t child_token;
@@ -716,6 +722,17 @@ uint32_t nk_conn__buf_size(void)
 	return C.buf_size;
 }
 
+int64_t nk_conn__mux_spin_ns(void)
+{
+	int64_t last =
+		atomic_load_explicit(&C.last_submit_ns, memory_order_relaxed);
+
+	if (atomic_load_explicit(&C.state, memory_order_relaxed) != NK_ST_UP ||
+	    nk_now_ns() - last > NK_MUX_ACTIVE_NS)
+		return 0;
+	return NK_MUX_SPIN_NS;
+}
+
 uint32_t nk_conn__send_window(void)
 {
 	return C.send_window;
@@ -919,6 +936,8 @@ int nk_ring__submit(struct nk_sqe *sqe)
 	C.sq_tail++;
 	/* The entry is visible before the tail that publishes it. */
 	nk_ring_store_release(&C.sqi->tail, C.sq_tail);
+	atomic_store_explicit(&C.last_submit_ns, nk_now_ns(),
+			      memory_order_relaxed);
 	/* Tail store before the flag load, or we both sleep (ring.h). */
 	nk_ring_fence();
 	if (__atomic_load_n(&C.sqi->flags, __ATOMIC_RELAXED) &
@@ -1091,11 +1110,19 @@ static void *watchdog(void *arg)
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, NULL);
 	while (atomic_load(&C.state) == NK_ST_UP) {
+		/*
+		 * Parked only while nobody waits; a waiter wakes us only if
+		 * we are parked (seq_cst on both sides: one of the two sees
+		 * the other), so a wait costs no futex call while we tick.
+		 */
+		atomic_store(&C.wd_parked, 1);
 		if (!atomic_load(&C.nwaiters)) {
 			futex_wait((uint32_t *)&C.nwaiters, FUTEX_WAIT_PRIVATE,
 				   0, 0);
+			atomic_store(&C.wd_parked, 0);
 			continue;
 		}
+		atomic_store(&C.wd_parked, 0);
 		nanosleep(&tick, NULL);
 		check_alive();
 		if (atomic_load(&C.nwaiters))
@@ -1130,7 +1157,7 @@ static void watchdog_start(void)
 
 static void waiter_enter(void)
 {
-	if (atomic_fetch_add(&C.nwaiters, 1) == 0)
+	if (atomic_fetch_add(&C.nwaiters, 1) == 0 && atomic_load(&C.wd_parked))
 		syscall(SYS_futex, &C.nwaiters, FUTEX_WAKE_PRIVATE, 1, NULL,
 			NULL, 0);
 }

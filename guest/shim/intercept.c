@@ -636,3 +636,109 @@ NK_EXPORT void closefrom(int lo)
 		lo = 0;
 	close_range((unsigned int)lo, UINT_MAX, 0);
 }
+
+/* ------------------------------------------------------------------------ */
+/* Multiplexers. */
+
+/*
+ * Readiness reaches the app end a few microseconds after the process's own
+ * send, through nkd: an epoll_wait or poll right after it would sleep, and
+ * a wake-up costs far more (~21 us on the target) than the wait. While the
+ * process is talking to nkd, spin with zero timeouts first, signals
+ * blocked so none is handled without the call returning EINTR; the final
+ * sleep is the p-variant with the caller's mask, as the kernel would do.
+ */
+struct mux_spin {
+	sigset_t old;
+	int64_t until;
+};
+
+static bool mux_spin_begin(struct mux_spin *m, int timeout)
+{
+	int64_t spin;
+	sigset_t all;
+
+	if (timeout == 0 || !nk_fdtab__count())
+		return false;
+	spin = nk_conn__mux_spin_ns();
+	if (!spin)
+		return false;
+	sigfillset(&all);
+	if (pthread_sigmask(SIG_SETMASK, &all, &m->old))
+		return false;
+	m->until = nk_now_ns() + spin;
+	return true;
+}
+
+static int mux_spin_end(struct mux_spin *m, int ret)
+{
+	int e = errno;
+
+	pthread_sigmask(SIG_SETMASK, &m->old, NULL);
+	errno = e;
+	return ret;
+}
+
+static int do_epoll(int epfd, struct epoll_event *ev, int max, int timeout,
+		    const sigset_t *mask)
+{
+	struct mux_spin m;
+	int n;
+
+	if (!mux_spin_begin(&m, timeout))
+		return mask ? REAL(epoll_pwait)(epfd, ev, max, timeout, mask)
+			    : REAL(epoll_wait)(epfd, ev, max, timeout);
+	do {
+		n = REAL(epoll_wait)(epfd, ev, max, 0);
+		if (n != 0)
+			return mux_spin_end(&m, n);
+	} while (nk_now_ns() < m.until);
+	n = REAL(epoll_pwait)(epfd, ev, max, timeout, mask ? mask : &m.old);
+	return mux_spin_end(&m, n);
+}
+
+NK_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
+{
+	return do_epoll(epfd, ev, max, timeout, NULL);
+}
+
+NK_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max,
+			  int timeout, const sigset_t *mask)
+{
+	return do_epoll(epfd, ev, max, timeout, mask);
+}
+
+static int do_poll(struct pollfd *fds, nfds_t n, int timeout,
+		   const struct timespec *ts, const sigset_t *mask)
+{
+	struct mux_spin m;
+	struct timespec t;
+	int r;
+
+	if (!mux_spin_begin(&m, ts ? (ts->tv_sec || ts->tv_nsec) : timeout))
+		return ts || mask ? REAL(ppoll)(fds, n, ts, mask)
+				  : REAL(poll)(fds, n, timeout);
+	do {
+		r = REAL(poll)(fds, n, 0);
+		if (r != 0)
+			return mux_spin_end(&m, r);
+	} while (nk_now_ns() < m.until);
+	if (!ts && timeout >= 0) {
+		t.tv_sec = timeout / 1000;
+		t.tv_nsec = (long)(timeout % 1000) * 1000000L;
+		ts = &t;
+	}
+	r = REAL(ppoll)(fds, n, ts, mask ? mask : &m.old);
+	return mux_spin_end(&m, r);
+}
+
+NK_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	return do_poll(fds, n, timeout, NULL, NULL);
+}
+
+NK_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
+		    const sigset_t *mask)
+{
+	return do_poll(fds, n, -1, ts, mask);
+}

@@ -71,6 +71,10 @@ void nk_real__init(void)
 	LOOK(gethostbyname2);
 	LOOK(gethostbyname_r);
 	LOOK(gethostbyname2_r);
+	LOOK(epoll_wait);
+	LOOK(epoll_pwait);
+	LOOK(poll);
+	LOOK(ppoll);
 	/* fcntl64 is the same entry point as fcntl on 64-bit glibc. */
 	if (!nk_real.fcntl64)
 		nk_real.fcntl64 = nk_real.fcntl;

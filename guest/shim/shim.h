@@ -26,7 +26,10 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/epoll.h>
 
 #include "netkernel/abi.h"
 #include "netkernel/ctl.h"
@@ -95,6 +98,12 @@ struct nk_real {
 			       struct hostent **, int *);
 	int (*gethostbyname2_r)(const char *, int, struct hostent *, char *,
 				size_t, struct hostent **, int *);
+	int (*epoll_wait)(int, struct epoll_event *, int, int);
+	int (*epoll_pwait)(int, struct epoll_event *, int, int,
+			   const sigset_t *);
+	int (*poll)(struct pollfd *, nfds_t, int);
+	int (*ppoll)(struct pollfd *, nfds_t, const struct timespec *,
+		     const sigset_t *);
 };
 
 extern struct nk_real nk_real NK_HIDDEN;
@@ -225,6 +234,12 @@ NK_HIDDEN int nk_conn__internal_fds(int out[2]);
 /* Move internal fds away from fd (dup2 target) or out of [lo, hi]. */
 NK_HIDDEN void nk_conn__evacuate(unsigned int lo, unsigned int hi);
 NK_HIDDEN uint32_t nk_conn__buf_size(void);
+/*
+ * How long a multiplexer call (epoll_wait, poll) may spin before sleeping:
+ * non-zero only while this process has talked to nkd in the last moments,
+ * so a reply is probably on its way and a sleep would cost a wake-up.
+ */
+NK_HIDDEN int64_t nk_conn__mux_spin_ns(void);
 NK_HIDDEN uint32_t nk_conn__send_window(void);
 
 /* Buffers of the data area: index -> bytes. */

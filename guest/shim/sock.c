@@ -250,7 +250,7 @@ int nk_sock__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
 		sqe.flags |= NK_SQE_F_NONBLOCK;
 	else
 		set_timeout(&sqe, atomic_load(&s->rcvtimeo_us));
-	err = nk_ring__call(&sqe, &op, true);
+	err = nk_ring__call(&sqe, &op, !nonblock);
 	if (!err && op.cqe.res > 0)
 		memcpy(&peer, nk_buf__ptr(idx), sizeof(peer));
 	nk_buf__free(idx);
@@ -536,7 +536,7 @@ ssize_t nk_sock__recvmsg(struct nk_sock *s, int fd, struct msghdr *msg,
 			sqe.flags |= NK_SQE_F_NONBLOCK;
 		else
 			set_timeout(&sqe, atomic_load(&s->rcvtimeo_us));
-		err = nk_ring__call(&sqe, &op, true);
+		err = nk_ring__call(&sqe, &op, !nonblock);
 		res = err ? err : op.cqe.res;
 		if (res < 0) {
 			nk_buf__free(idx);
