@@ -87,9 +87,19 @@ static void kick_tx(struct l2_xdp *x)
 
 	if (!xsk_ring_prod__needs_wakeup(&q->tx))
 		return;
-	x->base.st.kicks++;
-	/* EAGAIN/EBUSY/ENOBUFS: the kernel is still busy; retried later */
-	(void)sendto(q->fd, NULL, 0, MSG_DONTWAIT, NULL, 0);
+	/*
+	 * In copy mode one sendto() sends at most 32 descriptors (the
+	 * kernel's TX_BATCH_SIZE) and says EAGAIN when more are left. Nothing
+	 * would kick again until new frames are queued, so a window's tail
+	 * would sit in the ring while lwIP waits for its ACKs: kick until the
+	 * ring is drained. EBUSY/ENOBUFS: the device is busy, retried later.
+	 */
+	for (int i = 0; i < 64; i++) {
+		x->base.st.kicks++;
+		if (sendto(q->fd, NULL, 0, MSG_DONTWAIT, NULL, 0) >= 0 ||
+		    errno != EAGAIN)
+			break;
+	}
 }
 
 static void teardown(struct l2_xdp *x)
