@@ -889,6 +889,13 @@ ssize_t nk_ustack_tcp_send(struct nk_usock *s, const void *buf, size_t len,
 		if (!n || tcp_sndqueuelen(pcb) >= TCP_SND_QUEUELEN) {
 			s->want_write = 1;
 			s->cnt.tx_eagain++;
+			/* A MORE promise we cannot keep: what is queued must go
+			 * now, or it waits for lwIP's timers (or the next ACK,
+			 * which never comes when nothing is in flight). */
+			if (pcb->unsent) {
+				tcp_output(pcb);
+				flush(s->st);
+			}
 			return -EAGAIN;
 		}
 		e = tcp_write(pcb, buf, (u16_t)n,
@@ -902,7 +909,9 @@ ssize_t nk_ustack_tcp_send(struct nk_usock *s, const void *buf, size_t len,
 			return -lwerr_to_errno(e);
 		n /= 2; /* queue length limit: try a smaller piece */
 	}
-	if (!(flags & NK_USOCK_SEND_MORE))
+	/* Push unless more follows; a full buffer cannot take more. */
+	if (!(flags & NK_USOCK_SEND_MORE) || n < len || !tcp_sndbuf(pcb) ||
+	    tcp_sndqueuelen(pcb) >= TCP_SND_QUEUELEN)
 		tcp_output(pcb);
 	if (n < len)
 		s->want_write = 1;
