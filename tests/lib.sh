@@ -368,3 +368,24 @@ start_nkd_afxdp() {
 		fail "nkd did not create $NK_SOCK within 10 s"
 	kill -0 "$NK_NKD_PID" 2>/dev/null || fail "nkd exited at start"
 }
+
+# afxdp_attach: nk_steer on H's end of an existing topo_up veth, renamed to
+# a per-run name as afxdp_up does, with the same EXIT-safe detach (set
+# before the attach, so a half-done attach is cleaned up too). Returns
+# non-zero with the reason in $NK_TMP/loader.log instead of failing: the
+# bench carries on without its afxdp column.
+afxdp_attach() {
+	NK_XDEV=nkx$((NK_ID % 100000000))
+	ip -n "$NS_H" link set nkh name "$NK_XDEV" >"$NK_TMP/loader.log" 2>&1 ||
+		return 1
+	NK_PIN=/sys/fs/bpf/netkernel/$NK_XDEV
+	trap afxdp_exit EXIT
+	nsenter --net="/run/netns/$NS_H" "$NK_LOADER" attach "$NK_XDEV" \
+		--mode native >"$NK_TMP/loader.log" 2>&1
+}
+
+# nk_guest_listening PORT: a guest socket listens on PORT in nkd (sockets
+# of the afxdp NSM live in nk_ustack, not in any kernel namespace).
+nk_guest_listening() {
+	nkctl sockets --json | jq -e ".sockets[] | select(.state == \"LISTEN\" and (.local | endswith(\":$1\")))" >/dev/null
+}

@@ -6,16 +6,22 @@
 #   slirp      the program in a NIC-less namespace S given a network by
 #              slirp4netns, which NATs through H's veth to P
 #   pasta      the same with pasta (passt) in namespace T
+#   afxdp      last, the program in G through an nkd whose afxdp NSM serves
+#              it on H's veth (nk_steer attached there, NSM address 10.N.0.5)
 #
 # Prints one line per benchmark
 #   bench: NAME native=X netkernel=Y ratio=R unit=U [slirp=X pasta=X]
-# (ratio = netkernel / native) and writes $BUILD/bench.json. Measurements
+# (ratio = netkernel / native) and writes $BUILD/bench.json. Rows named
+# afxdp_* repeat a benchmark on the afxdp NSM: there netkernel= is the
+# afxdp NSM's value, ratio = afxdp / native, and kernel_nsm= is the
+# netkernel value of the plain row (kernel NSM) for comparison. Measurements
 # are short (3-4 s); nothing here is asserted. A column that cannot be
 # measured (tool missing, program failed) says n/a or fail, and the bench
 # carries on. docs/benchmarks.md explains the method.
 #
 # Environment: NK_BENCH_T (seconds per measurement, default 3),
-# NK_BENCH_ONLY (space-separated benchmark names to run).
+# NK_BENCH_ONLY (space-separated benchmark names to run; an afxdp_* name
+# also runs its plain twin), NK_BENCH_AFXDP=0 skips the afxdp rows.
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
@@ -77,7 +83,7 @@ cli() {
 	shift
 	case $cfg in
 	native) timeout -k 5 60 ip netns exec "$NS_N" "$@" ;;
-	netkernel) timeout -k 5 60 ip netns exec "$NS_G" "$NKRUN" --guest "$GUEST" --socket "$NK_SOCK" -- "$@" ;;
+	netkernel | afxdp) timeout -k 5 60 ip netns exec "$NS_G" "$NKRUN" --guest "$GUEST" --socket "$NK_SOCK" -- "$@" ;;
 	slirp) timeout -k 5 60 ip netns exec "$NS_S" "$@" ;;
 	pasta) timeout -k 5 60 ip netns exec "$NS_T" "$@" ;;
 	esac
@@ -90,19 +96,26 @@ available() {
 	netkernel) [ "$have_nk" = 1 ] ;;
 	slirp) [ "$have_slirp" = 1 ] ;;
 	pasta) [ "$have_pasta" = 1 ] ;;
+	afxdp) [ "$have_afxdp" = 1 ] ;;
 	esac
 }
-want() { [ -z "${NK_BENCH_ONLY:-}" ] || [[ " $NK_BENCH_ONLY " == *" $1 "* ]]; }
+have_afxdp=0
+want() { [ -z "${NK_BENCH_ONLY:-}" ] || [[ " $NK_BENCH_ONLY " == *" $1 "* ]] || [[ " $NK_BENCH_ONLY " == *" afxdp_$1 "* ]]; }
+# Values the afxdp_* rows compare against: VAL[NAME.CONFIG].
+declare -A VAL
 
-# record NAME UNIT HIGHER_IS_BETTER NATIVE NETKERNEL SLIRP PASTA NOTE
+# record NAME UNIT HIGHER_IS_BETTER NATIVE NETKERNEL SLIRP PASTA NOTE [KERNEL_NSM]
 record() {
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" "${9:--}" >>"$RESULTS"
+	VAL[$1.native]=$4
+	VAL[$1.netkernel]=$5
 	local ratio=n/a extra=""
 	if [[ $4 =~ ^[0-9.]+$ ]] && [[ $5 =~ ^[0-9.]+$ ]] && [ "$(awk -v a="$4" 'BEGIN{print (a > 0)}')" = 1 ]; then
 		ratio=$(awk -v a="$4" -v b="$5" 'BEGIN{printf "%.2f", b / a}')
 	fi
 	[ "$6" != - ] && extra="$extra slirp=$6"
 	[ "$7" != - ] && extra="$extra pasta=$7"
+	[ "${9:--}" != - ] && extra="$extra kernel_nsm=$9"
 	printf 'bench: %s native=%s netkernel=%s ratio=%s unit=%s%s\n' "$1" "$4" "$5" "$ratio" "$2" "$extra"
 }
 
@@ -157,7 +170,7 @@ sockperf_one() {
 	fi
 	nk_stop "$sp" # sockperf sr ignores TERM while blocked: nk_stop escalates
 }
-if want sockperf_p50 || want sockperf_p99; then
+if want sockperf_p50 || want sockperf_p99 || want sockperf_tcp_p50 || want sockperf_tcp_p99; then
 	p50=()
 	p99=()
 	for cfg in native netkernel slirp pasta; do
@@ -168,6 +181,35 @@ if want sockperf_p50 || want sockperf_p99; then
 	record sockperf_tcp_p50 us 0 "${p50[@]}" "sockperf pp --tcp -m 64 -t $T --full-rtt, blocking, round trip"
 	record sockperf_tcp_p99 us 0 "${p99[@]}" "same run, 99th percentile"
 fi
+
+# ---------------------------------------------------------------- UDP
+
+# udp_one CONFIG send|recv: RES = 64-byte datagrams per second that arrived
+# (the receiver's byte count / 64, not what the sender managed to send).
+udp_one() {
+	local cfg=$1 dir=$2 port=5302 out=$NK_TMP/udp_$1_$2.json rev=()
+	RES=n/a
+	available "$cfg" || return 0
+	RES=fail
+	[ "$dir" = recv ] && rev=(-R)
+	bg "udp_s_${cfg}_$dir" ip netns exec "$NS_P" iperf3 -s -1 -p "$port"
+	local sp=$LASTPID
+	if wait_for 10 nk_port_listening "$NS_P" tcp "$port" &&
+		cli "$cfg" iperf3 -c "$(peer_addr "$cfg")" -p "$port" -u -l 64 -b 0 -t "$T" -J "${rev[@]}" >"$out" 2>&1; then
+		RES=$(jq -r '.end.sum_received | .bytes / 64 / .seconds | round' "$out" 2>/dev/null || echo fail)
+	fi
+	nk_stop "$sp"
+}
+udp_note() { echo "iperf3 -u -l 64 -b 0 -t $T, program $([ "$1" = send ] && echo sends || echo receives); datagrams that arrived per second"; }
+for dir in send recv; do
+	want "udp64_$dir" || continue
+	v=()
+	for cfg in native netkernel; do
+		udp_one "$cfg" "$dir"
+		v+=("$RES")
+	done
+	record "udp64_$dir" pkt/s 1 "${v[@]}" - - "$(udp_note "$dir")"
+done
 
 # ---------------------------------------------------------------- nginx
 
@@ -213,8 +255,18 @@ srv_start() {
 		bg_guest "$name" "$@"
 		SRV_NS=$NS_H
 		SRV_ADDR=$H4
+		[ "$cfg" = afxdp ] && SRV_ADDR=$X4
 	fi
 	SRV_PID=$LASTPID
+}
+# srv_listening CONFIG PORT: the server of srv_start listens (afxdp: in
+# nk_ustack, which only nkd can list).
+srv_listening() {
+	if [ "$1" = afxdp ]; then
+		nk_guest_listening "$2"
+	else
+		nk_port_listening "$SRV_NS" tcp "$2"
+	fi
 }
 
 # nginx_one CONFIG: RES = keep-alive req/s, RES2 = Connection: close req/s
@@ -224,7 +276,7 @@ nginx_one() {
 	RES2=n/a
 	available "$cfg" || return 0
 	srv_start "$cfg" "nginx_$cfg" nginx -c "$NGX/nginx.conf" -p "$NGX" -e "$NGX/error.log"
-	if wait_for 20 nk_port_listening "$SRV_NS" tcp 8080; then
+	if wait_for 20 srv_listening "$cfg" 8080; then
 		for mode in keepalive close; do
 			out=$NK_TMP/wrk_${cfg}_$mode.txt
 			hdr=()
@@ -336,6 +388,71 @@ if want nkd_idle_cpu; then
 	record nkd_idle_cpu_guest "%core" 0 n/a "$idle_g" - - "same, one guest attached holding an idle TCP connection"
 fi
 
+# ---------------------------------------------------------------- afxdp NSM
+
+# Last, because nk_steer on H's veth changes that veth for everything else
+# (native XDP on a veth turns off GSO on its peer). The kernel-NSM nkd
+# makes way for one whose afxdp NSM serves the same guest name.
+afxdp_rows="iperf3_send iperf3_recv udp64_send udp64_recv sockperf_tcp_p50 sockperf_tcp_p99 nginx_keepalive nginx_close"
+want_afxdp=0
+for r in $afxdp_rows; do
+	if [ -z "${NK_BENCH_ONLY:-}" ] || [[ " $NK_BENCH_ONLY " == *" afxdp_$r "* ]]; then
+		want_afxdp=1
+	fi
+done
+[ "${NK_BENCH_AFXDP:-1}" = 0 ] && want_afxdp=0
+if [ "$want_afxdp" = 1 ] && [ "$have_nk" = 1 ]; then
+	if [ ! -x "$NK_LOADER" ]; then
+		log "$NK_LOADER missing: afxdp rows are n/a"
+	elif ! afxdp_attach; then
+		log "nk-loader attach failed, afxdp rows are n/a: $(cat "$NK_TMP/loader.log")"
+	else
+		nk_stop "$NK_NKD_PID"
+		rm -f "$NK_SOCK"
+		cat >"$NK_TMP/nkd-afxdp.conf" <<CONF
+nsm kernel0 type=kernel netns=/run/netns/$NS_H
+nsm xdp0 type=afxdp dev=$NK_XDEV addr=$X4/24 netns=/run/netns/$NS_H
+guest $GUEST nsm=xdp0
+CONF
+		# In the host's namespaces, where the bpffs with the pins is.
+		bg nkd_afxdp "$NKD" --socket "$NK_SOCK" --config "$NK_TMP/nkd-afxdp.conf"
+		NK_NKD_PID=$LASTPID
+		if wait_for 10 test -S "$NK_SOCK" && nkd_alive; then
+			have_afxdp=1
+		else
+			log "afxdp nkd did not start, afxdp rows are n/a: $(tail -n 3 "$NK_TMP/nkd_afxdp.log")"
+		fi
+	fi
+fi
+# arow NAME UNIT HIB AFXDP NOTE: an afxdp_* row next to NAME's values.
+arow() {
+	record "afxdp_$1" "$2" "$3" "${VAL[$1.native]:-n/a}" "$4" - - "$5 (afxdp NSM)" "${VAL[$1.netkernel]:-n/a}"
+}
+if [ "$want_afxdp" = 1 ]; then
+	for dir in send recv; do
+		if want "afxdp_iperf3_$dir"; then
+			iperf_one afxdp "$dir"
+			arow "iperf3_$dir" Gbit/s 1 "$RES" "iperf3 -t $T -O 1, 1 stream"
+		fi
+	done
+	for dir in send recv; do
+		if want "afxdp_udp64_$dir"; then
+			udp_one afxdp "$dir"
+			arow "udp64_$dir" pkt/s 1 "$RES" "$(udp_note "$dir")"
+		fi
+	done
+	if want afxdp_sockperf_tcp_p50 || want afxdp_sockperf_tcp_p99; then
+		sockperf_one afxdp
+		arow sockperf_tcp_p50 us 0 "$RES" "sockperf pp --tcp -m 64 -t $T --full-rtt"
+		arow sockperf_tcp_p99 us 0 "$RES2" "same run, 99th percentile"
+	fi
+	if want afxdp_nginx_keepalive || want afxdp_nginx_close; then
+		nginx_one afxdp
+		arow nginx_keepalive req/s 1 "$RES" "wrk -t1 -c32 -d${T}s from P to nginx in the guest"
+		arow nginx_close req/s 1 "$RES2" "same with -H 'Connection: close'"
+	fi
+fi
+
 # ---------------------------------------------------------------- JSON
 
 "$PY" - "$RESULTS" "$JSON_OUT" "$T" <<'EOF'
@@ -347,7 +464,7 @@ def num(x):
     except ValueError:
         return None if x in ("-", "n/a") else x
 for line in open(sys.argv[1]):
-    name, unit, hib, nat, nk, sl, pa, note = line.rstrip("\n").split("\t")
+    name, unit, hib, nat, nk, sl, pa, note, knsm = line.rstrip("\n").split("\t")
     r = {"name": name, "unit": unit, "higher_is_better": hib == "1",
          "native": num(nat), "netkernel": num(nk), "note": note}
     if isinstance(r["native"], float) and isinstance(r["netkernel"], float) and r["native"]:
@@ -358,6 +475,8 @@ for line in open(sys.argv[1]):
         r["slirp"] = num(sl)
     if pa != "-":
         r["pasta"] = num(pa)
+    if knsm != "-":
+        r["kernel_nsm"] = num(knsm)
     rows.append(r)
 out = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
        "host": os.uname().nodename, "kernel": os.uname().release,
