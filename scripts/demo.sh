@@ -5,7 +5,11 @@
 # P is an ordinary peer host on a veth with H, and G is the guest: it has
 # only `lo`, no NIC and no route. Unmodified programs in G reach P through
 # nkd, as a client (curl) and as a server (python3 http.server), while
-# nkctl shows what nkd sees. Everything is removed at the end.
+# nkctl shows what nkd sees. Then (step 6, root with bpffs and nk-loader;
+# NK_DEMO_AFXDP=0 skips it) the same guest programs are served by the afxdp
+# NSM: a userspace TCP/IP stack on AF_XDP, fed by nk_steer on H's veth,
+# while H's kernel keeps serving its own address on that veth (the hybrid).
+# Everything is removed at the end, XDP attachment and pins included.
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../tests/lib.sh"
@@ -58,6 +62,7 @@ echo "  4 MiB file: sha256 at the peer $(sha_of "$NK_TMP/www/blob" | cut -c1-16)
 heading "4. Server in the guest: python3 http.server <- curl on the peer"
 echo "hello from the NIC-less guest" >"$NK_TMP/www/guest.html"
 bg_guest http_g "$PY" -m http.server -d "$NK_TMP/www" -b 0.0.0.0 8080
+http_g_pid=$LASTPID
 wait_port "$NS_H" 8080 20
 echo "  The guest's listening socket lives in $NS_H, in nkd's kernel NSM:"
 show ip netns exec "$NS_H" ss -Hltnp "sport = :8080"
@@ -78,5 +83,63 @@ nkctl_show sockets
 nkctl_show nsms
 nk_stop "$hold_pid"
 
-heading "6. Clean up"
+# afxdp_demo: step 6; returns non-zero (after saying why) when it cannot run.
+afxdp_demo() {
+	[ -x "$NK_LOADER" ] || { echo "  skipped: $NK_LOADER not built"; return 0; }
+	mountpoint -q /sys/fs/bpf || { echo "  skipped: no bpffs at /sys/fs/bpf"; return 0; }
+	command -v nsenter >/dev/null || { echo "  skipped: nsenter missing"; return 0; }
+	echo "  The kernel-NSM nkd stops; nk_steer goes on H's veth (renamed to a"
+	echo "  per-run name, since pins are per device name), then an nkd with an"
+	echo "  afxdp NSM on it serves guest $GUEST at $X4, next to H's own $H4."
+	nk_stop "$NK_NKD_PID"
+	rm -f "$NK_SOCK"
+	if ! afxdp_attach; then
+		echo "  skipped: nk-loader attach failed: $(cat "$NK_TMP/loader.log")"
+		return 0
+	fi
+	printf '$ nk-loader attach %s --mode native\n' "$NK_XDEV"
+	sed 's/^/  /' "$NK_TMP/loader.log"
+	printf '$ nk-loader status %s\n' "$NK_XDEV"
+	nsenter --net="/run/netns/$NS_H" "$NK_LOADER" status "$NK_XDEV" 2>&1 | sed 's/^/  /'
+	cat >"$NK_TMP/nkd-afxdp.conf" <<CONF
+nsm kernel0 type=kernel netns=/run/netns/$NS_H
+nsm xdp0 type=afxdp dev=$NK_XDEV addr=$X4/24 queues=$(afxdp_rxqueues) netns=/run/netns/$NS_H
+guest $GUEST nsm=xdp0
+CONF
+	echo "  nkd.conf:"
+	sed 's/^/    /' "$NK_TMP/nkd-afxdp.conf"
+	start_nkd_afxdp "$NK_TMP/nkd-afxdp.conf"
+	nkctl_show nsms
+
+	echo "  Client in the guest, the same curl as in step 3:"
+	printf '$ ip netns exec %s nkrun --guest %s -- curl http://%s:8000/\n' "$NS_G" "$GUEST" "$P4"
+	run_guest curl -sS --max-time 10 "http://$P4:8000/" | sed 's/^/  /'
+	run_guest curl -sS --max-time 20 -o "$NK_TMP/got_x" "http://$P4:8000/blob"
+	echo "  4 MiB file: sha256 at the peer $(sha_of "$NK_TMP/www/blob" | cut -c1-16)..., in the guest $(sha_of "$NK_TMP/got_x" | cut -c1-16)..."
+
+	echo "  Server in the guest, the same http.server as in step 4, now at $X4:"
+	nk_stop "$http_g_pid"
+	bg_guest http_gx "$PY" -m http.server -d "$NK_TMP/www" -b 0.0.0.0 8080
+	wait_for 20 nk_guest_listening 8080 || echo "  (the guest server did not start)"
+	printf '$ ip netns exec %s curl http://%s:8080/guest.html\n' "$NS_P" "$X4"
+	run_peer curl -sS --max-time 10 "http://$X4:8080/guest.html" | sed 's/^/  /'
+
+	echo "  The hybrid: a kernel server in $NS_H on $H4, same veth, same port:"
+	echo "hello from $NS_H's kernel ($H4)" >"$NK_TMP/www/host.html"
+	bg http_h ip netns exec "$NS_H" "$PY" -m http.server -d "$NK_TMP/www" -b "$H4" 8080
+	wait_port "$NS_H" 8080
+	printf '$ ip netns exec %s curl http://%s:8080/host.html\n' "$NS_P" "$H4"
+	run_peer curl -sS --max-time 10 "http://$H4:8080/host.html" | sed 's/^/  /'
+
+	echo "  Per-guest XDP counters (nk_steer's maps) next to the socket counters:"
+	nkctl_show guests
+	nkctl_show sockets
+}
+
+if [ "${NK_DEMO_AFXDP:-1}" != 0 ]; then
+	heading "6. The same guest on the afxdp NSM (userspace TCP/IP over AF_XDP)"
+	afxdp_demo
+fi
+
+heading "7. Clean up"
 echo "  stopping nkd and the programs, deleting $NS_G $NS_H $NS_P"

@@ -389,3 +389,10 @@ afxdp_attach() {
 nk_guest_listening() {
 	nkctl sockets --json | jq -e ".sockets[] | select(.state == \"LISTEN\" and (.local | endswith(\":$1\")))" >/dev/null
 }
+
+# afxdp_rxqueues: RX queues of $NK_XDEV in H (topo_up's veth has one per
+# CPU); the NSM's queues= must cover them all, or flows hashed to the
+# others are dropped by nk_steer (no XSK in that slot).
+afxdp_rxqueues() {
+	ip netns exec "$NS_H" sh -c "ls -d /sys/class/net/$NK_XDEV/queues/rx-*" 2>/dev/null | wc -l
+}

@@ -411,7 +411,7 @@ if [ "$want_afxdp" = 1 ] && [ "$have_nk" = 1 ]; then
 		rm -f "$NK_SOCK"
 		cat >"$NK_TMP/nkd-afxdp.conf" <<CONF
 nsm kernel0 type=kernel netns=/run/netns/$NS_H
-nsm xdp0 type=afxdp dev=$NK_XDEV addr=$X4/24 netns=/run/netns/$NS_H
+nsm xdp0 type=afxdp dev=$NK_XDEV addr=$X4/24 queues=$(afxdp_rxqueues) netns=/run/netns/$NS_H
 guest $GUEST nsm=xdp0
 CONF
 		# In the host's namespaces, where the bpffs with the pins is.
