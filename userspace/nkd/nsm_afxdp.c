@@ -1429,6 +1429,7 @@ static int xn_poll(void *priv)
 		xn->armed_ns = 0; /* fired (the read happens in on_xpoll) */
 	expire_ops(xn, now);
 	linger_expire(xn, now, false);
+	nk_ustack__flush(xn->st); /* what expire_ops may have queued (RST) */
 	rearm(xn, now);
 	return (n > 0 ? n : 0) + (int)xn->work;
 }
@@ -1665,6 +1666,9 @@ static int xn_create(struct nk_engine *e, struct nk_loop *loop,
 		}
 	}
 	uo.l2 = xn->l2;
+	/* The engine loop runs poll() after every pass over the guests'
+	 * rings: one TX kick per pass, not one per SEND. */
+	uo.flags = NK_USTACK_F_DEFER_FLUSH;
 	uo.log = ustack_log;
 	uo.log_arg = xn;
 	ret = nk_ustack__create(&uo, &xn->st);

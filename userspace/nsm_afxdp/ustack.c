@@ -69,7 +69,7 @@ struct nk_usock {
 struct nk_ustack {
 	struct nk_l2 *l2;
 	uint8_t mac[6];
-	uint32_t csum_mode, udp_rcvbuf, tcp_rxq_max;
+	uint32_t csum_mode, udp_rcvbuf, tcp_rxq_max, flags;
 	nk_ustack_log_fn log;
 	void *log_arg;
 	struct netif nifs[MAX_ADDRS];
@@ -158,6 +158,14 @@ static void flush(struct nk_ustack *st)
 		st->tx_dirty = 0;
 		nk_l2__flush(st->l2);
 	}
+}
+
+/* After an API call: the kick, unless the owner batches them
+ * (NK_USTACK_F_DEFER_FLUSH) and flushes in nk_ustack__poll/__flush. */
+static void api_flush(struct nk_ustack *st)
+{
+	if (!(st->flags & NK_USTACK_F_DEFER_FLUSH))
+		flush(st);
 }
 
 static int lwerr_to_errno(err_t e)
@@ -392,6 +400,7 @@ int nk_ustack__create(const struct nk_ustack_opts *opts,
 	st->csum_mode = OPT(csum_mode, NK_USTACK_CSUM_COMPLETE);
 	st->udp_rcvbuf = OPT(udp_rcvbuf, 256u << 10);
 	st->tcp_rxq_max = OPT(tcp_rxq_max, 1024u);
+	st->flags = OPT(flags, 0u);
 	st->log = OPT(log, NULL);
 	st->log_arg = OPT(log_arg, NULL);
 #undef OPT
@@ -459,6 +468,11 @@ int nk_ustack__poll(struct nk_ustack *st, unsigned budget)
 	ev_dispatch(st);
 	flush(st);
 	return n;
+}
+
+void nk_ustack__flush(struct nk_ustack *st)
+{
+	flush(st);
 }
 
 void nk_ustack__stats(const struct nk_ustack *st, struct nk_ustack_stats *out)
@@ -841,7 +855,7 @@ int nk_ustack_tcp_connect(struct nk_ustack *st,
 		usock_free(s);
 		return -lwerr_to_errno(e);
 	}
-	flush(st);
+	api_flush(st);
 	*out = s;
 	return 0;
 }
@@ -894,7 +908,7 @@ ssize_t nk_ustack_tcp_send(struct nk_usock *s, const void *buf, size_t len,
 			 * which never comes when nothing is in flight). */
 			if (pcb->unsent) {
 				tcp_output(pcb);
-				flush(s->st);
+				api_flush(s->st);
 			}
 			return -EAGAIN;
 		}
@@ -917,7 +931,7 @@ ssize_t nk_ustack_tcp_send(struct nk_usock *s, const void *buf, size_t len,
 		s->want_write = 1;
 	s->cnt.tx_bytes += n;
 	s->cnt.tx_ops++;
-	flush(s->st);
+	api_flush(s->st);
 	return (ssize_t)n;
 }
 
@@ -955,7 +969,7 @@ ssize_t nk_ustack_tcp_recv(struct nk_usock *s, void *buf, size_t len)
 		/* a segment we refused (queue full) can come in now */
 		if (pcb->refused_data)
 			tcp_process_refused_data(pcb);
-		flush(s->st);
+		api_flush(s->st);
 	}
 	return (ssize_t)n;
 }
@@ -984,7 +998,7 @@ int nk_ustack_tcp_shutdown(struct nk_usock *s, int how)
 		if (e != ERR_OK)
 			return -lwerr_to_errno(e);
 	}
-	flush(s->st);
+	api_flush(s->st);
 	return 0;
 }
 
@@ -1019,7 +1033,7 @@ int nk_ustack_tcp_close(struct nk_usock *s)
 		return -EOPNOTSUPP;
 	}
 	usock_free(s);
-	flush(st);
+	api_flush(st);
 	return 0;
 }
 
@@ -1115,7 +1129,7 @@ ssize_t nk_ustack_udp_sendto(struct nk_usock *s, const void *buf, size_t len,
 		memcpy(p->payload, buf, len);
 	e = udp_sendto(s->pcb.udp, p, &a, port);
 	pbuf_free(p);
-	flush(s->st);
+	api_flush(s->st);
 	if (e != ERR_OK)
 		return -lwerr_to_errno(e);
 	s->cnt.tx_bytes += len;

@@ -58,7 +58,16 @@ struct nk_ustack_opts {
 	uint32_t tcp_rxq_max; /* segments queued per TCP socket (1024) */
 	nk_ustack_log_fn log; /* NULL: silent */
 	void *log_arg;
+	uint32_t flags; /* NK_USTACK_F_* */
 };
+
+/*
+ * Socket calls leave their frames queued in the backend instead of kicking
+ * it each time; nk_ustack__poll() (or nk_ustack__flush()) sends them. For
+ * an owner that always polls before it sleeps (nkd): one TX syscall per
+ * loop pass instead of one per datagram or send.
+ */
+#define NK_USTACK_F_DEFER_FLUSH (1U << 0)
 
 struct nk_ustack_stats {
 	uint64_t rx_frames; /* handed to us by the backend */
@@ -100,6 +109,9 @@ int nk_ustack__timeout_ms(const struct nk_ustack *st);
  * delivers socket events, flushes TX. Returns frames received or -errno.
  */
 int nk_ustack__poll(struct nk_ustack *st, unsigned budget);
+
+/* Kicks the backend if frames are queued (see NK_USTACK_F_DEFER_FLUSH). */
+void nk_ustack__flush(struct nk_ustack *st);
 
 void nk_ustack__stats(const struct nk_ustack *st, struct nk_ustack_stats *out);
 
