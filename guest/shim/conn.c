@@ -52,6 +52,7 @@
 #define UD_TAG_MASK 7u
 #define UD_SEND 1u /* async SEND, buffer index in the upper bits */
 #define UD_IGNORE 2u /* fire-and-forget (CLOSE, CANCEL) */
+#define UD_PREFETCH 3u /* read-ahead RECV, buffer index in the upper bits */
 
 struct nk_cfg nk_cfg;
 
@@ -876,6 +877,21 @@ void nk_buf__free(int idx)
 	pthread_mutex_unlock(&C.buf_lock);
 }
 
+int nk_buf__alloc_spare(void)
+{
+	int idx = -1;
+
+	/* An older nkd refuses the flag as malformed. */
+	if (!(C.features & NK_FEAT_RECV_PREFETCH))
+		return -1;
+	pthread_mutex_lock(&C.buf_lock);
+	/* Read-ahead must never starve sends and blocking receives. */
+	if (C.nfree > C.nr_bufs / 2)
+		idx = (int)C.free_bufs[--C.nfree];
+	pthread_mutex_unlock(&C.buf_lock);
+	return idx;
+}
+
 int nk_buf__alloc(bool wait, int64_t deadline_ns)
 {
 	for (;;) {
@@ -1018,6 +1034,24 @@ static void dispatch(const struct nk_cqe *cqe)
 		if (atomic_fetch_sub(&s->inflight, bytes) == bytes &&
 		    atomic_load(&s->closing))
 			queue_close_locked(s);
+		nk_sock__put(s);
+		return;
+	}
+	case UD_PREFETCH: {
+		uint64_t idx = ud >> 3;
+		struct nk_sock *s;
+		int done = NK_PF_DONE;
+
+		if (idx >= C.nr_bufs || !(s = C.meta[idx].sock))
+			return;
+		C.meta[idx].sock = NULL;
+		s->pf_res = cqe->res;
+		atomic_store(&s->pf_state, NK_PF_DONE);
+		/* Closed meanwhile: nobody will read it (see shim.h). */
+		if (atomic_load(&s->closing) &&
+		    atomic_compare_exchange_strong(&s->pf_state, &done,
+						   NK_PF_NONE))
+			nk_buf__free((int)idx);
 		nk_sock__put(s);
 		return;
 	}
@@ -1440,6 +1474,22 @@ int nk_ring__call(struct nk_sqe *sqe, struct nk_call *op, bool intr)
 	return op->cqe.res == -ECANCELED ? -EINTR : 0;
 }
 
+int nk_ring__prefetch(struct nk_sock *s, struct nk_sqe *sqe, int idx)
+{
+	int err;
+
+	nk_sock__get(s);
+	C.meta[idx].sock = s;
+	C.meta[idx].bytes = 0;
+	sqe->user_data = ((uint64_t)idx << 3) | UD_PREFETCH;
+	err = nk_ring__submit(sqe);
+	if (err) {
+		C.meta[idx].sock = NULL;
+		nk_sock__put(s);
+	}
+	return err;
+}
+
 int nk_ring__send_async(struct nk_sock *s, struct nk_sqe *sqe, int idx,
 			uint32_t bytes)
 {
@@ -1558,6 +1608,13 @@ void nk_conn__fork_child(bool have_token, uint64_t token, bool eager)
 			continue;
 		/* The parent's sends complete in the parent's ring. */
 		atomic_store(&s->inflight, 0);
+		/*
+		 * Read-ahead data belongs to the parent, which read it from
+		 * the socket; its buffer index means nothing in our region.
+		 */
+		pthread_mutex_init(&s->rx_lock, NULL);
+		atomic_store(&s->pf_state, NK_PF_NONE);
+		s->pf_idx = -1;
 		nk_sock__put(s);
 	}
 	if (st == NK_ST_UNREACHABLE)

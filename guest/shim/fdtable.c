@@ -105,6 +105,7 @@ struct nk_sock *nk_sock__alloc(void)
 		s = calloc(1, sizeof(*s));
 		if (!s)
 			return NULL;
+		pthread_mutex_init(&s->rx_lock, NULL);
 	}
 	/*
 	 * refs is 0 here, so a stale reader cannot take a reference while
@@ -123,6 +124,10 @@ struct nk_sock *nk_sock__alloc(void)
 	atomic_store(&s->sndtimeo_us, 0);
 	s->dev = s->ino = 0;
 	s->next = NULL;
+	atomic_store(&s->pf_state, NK_PF_NONE);
+	s->pf_idx = -1;
+	s->pf_res = 0;
+	s->pf_off = 0;
 	atomic_store_explicit(&s->refs, 1, memory_order_release);
 	return s;
 }

@@ -142,7 +142,21 @@ struct nk_sock {
 	atomic_llong rcvtimeo_us, sndtimeo_us; /* 0 = none */
 	uint64_t dev, ino; /* placeholder app end, for exec hand-over */
 	struct nk_sock *next; /* free list or close queue */
+	/*
+	 * Receive read-ahead (stream sockets): at most one RECV with
+	 * NK_SQE_F_PREFETCH, then its result kept for the next recv().
+	 * pf_state moves NONE -> INFLIGHT (recv, under rx_lock) -> DONE
+	 * (completion) -> NONE (recv under rx_lock, or the last close:
+	 * whoever swaps DONE for NONE frees the buffer).
+	 */
+	pthread_mutex_t rx_lock;
+	atomic_int pf_state;
+	int pf_idx; /* data buffer */
+	int32_t pf_res; /* the RECV's result */
+	uint32_t pf_off; /* bytes of pf_res already handed out */
 };
+
+enum { NK_PF_NONE = 0, NK_PF_INFLIGHT, NK_PF_DONE };
 
 struct nk_fdtab {
 	uint32_t size;
@@ -244,6 +258,8 @@ NK_HIDDEN uint32_t nk_conn__send_window(void);
 
 /* Buffers of the data area: index -> bytes. */
 NK_HIDDEN int nk_buf__alloc(bool wait, int64_t deadline_ns);
+/* A buffer for read-ahead, only while plenty are free; -1 otherwise. */
+NK_HIDDEN int nk_buf__alloc_spare(void);
 NK_HIDDEN void nk_buf__free(int idx);
 NK_HIDDEN uint8_t *nk_buf__ptr(int idx);
 NK_HIDDEN uint32_t nk_buf__off(int idx);
@@ -256,6 +272,10 @@ NK_HIDDEN int nk_ring__submit(struct nk_sqe *sqe);
  * completed anyway. -ECONNRESET if nkd goes away.
  */
 NK_HIDDEN int nk_ring__call(struct nk_sqe *sqe, struct nk_call *op, bool intr);
+/* Queue a read-ahead RECV into buffer idx for s (takes a ref on s). */
+NK_HIDDEN int nk_ring__prefetch(struct nk_sock *s, struct nk_sqe *sqe, int idx);
+/* Drop a socket's read-ahead state: its buffer, if the result is in. */
+NK_HIDDEN void nk_sock__stash_drop(struct nk_sock *s);
 /* Queue an async SEND of buffer idx for s (takes a ref on s). */
 NK_HIDDEN int nk_ring__send_async(struct nk_sock *s, struct nk_sqe *sqe,
 				  int idx, uint32_t bytes);

@@ -498,8 +498,125 @@ static void iov_gather(const struct iovec *iov, size_t n, size_t skip,
 	}
 }
 
+void nk_sock__stash_drop(struct nk_sock *s)
+{
+	int done = NK_PF_DONE;
+
+	if (atomic_compare_exchange_strong(&s->pf_state, &done, NK_PF_NONE))
+		nk_buf__free(s->pf_idx);
+}
+
+/*
+ * Read-ahead (docs/shim.md): after a RECV that filled a whole buffer, or
+ * after the last byte of a read-ahead buffer was handed out, ask nkd for
+ * the next buffer without waiting, so its copy overlaps the app's. Its
+ * result is the socket's stash. Called with rx_lock, stash empty.
+ */
+static void stash_refill(struct nk_sock *s)
+{
+	struct nk_sqe sqe = { .opcode = NK_OP_RECV,
+			      .flags = NK_SQE_F_NONBLOCK | NK_SQE_F_PREFETCH,
+			      .handle = s->handle };
+	int idx = nk_buf__alloc_spare();
+
+	if (idx < 0)
+		return;
+	sqe.io.buf_off = nk_buf__off(idx);
+	sqe.io.buf_len = nk_conn__buf_size();
+	s->pf_idx = idx;
+	s->pf_off = 0;
+	atomic_store(&s->pf_state, NK_PF_INFLIGHT);
+	if (nk_ring__prefetch(s, &sqe, idx)) {
+		atomic_store(&s->pf_state, NK_PF_NONE);
+		nk_buf__free(idx);
+	}
+}
+
+/*
+ * Serve a stream recv from the stash. Returns 1 with *ret set when the
+ * call is answered (data, EOF or an error), 0 to go on to nkd (stash
+ * empty, or the read-ahead found the socket empty), < 0 if waiting for the
+ * read-ahead failed. Called with rx_lock.
+ */
+static int stash_take(struct nk_sock *s, struct msghdr *msg, size_t *got,
+		      size_t total, int flags, ssize_t *ret)
+{
+	int st = atomic_load(&s->pf_state);
+
+	while (st == NK_PF_INFLIGHT) {
+		/* nkd answers a NONBLOCK RECV at once: a short wait. */
+		uint32_t g = nk_ring__gen();
+		int err;
+
+		nk_ring__poll();
+		st = atomic_load(&s->pf_state);
+		if (st != NK_PF_INFLIGHT)
+			break;
+		err = nk_ring__wait_progress(g, 0, false);
+		if (err)
+			return err;
+		st = atomic_load(&s->pf_state);
+	}
+	if (st != NK_PF_DONE)
+		return 0;
+	if (s->pf_res > 0) {
+		uint32_t left = (uint32_t)s->pf_res - s->pf_off;
+		size_t n = left < total - *got ? left : total - *got;
+		int idx = s->pf_idx;
+		uint32_t off = s->pf_off;
+		bool last = n == left && !(flags & MSG_PEEK);
+
+		if (last) {
+			int done = NK_PF_DONE;
+
+			/* Lost only to a close racing with this recv. */
+			if (!atomic_compare_exchange_strong(&s->pf_state, &done,
+							    NK_PF_NONE))
+				return -EBADF;
+			/* Ask for the next one before copying this out. */
+			stash_refill(s);
+		} else if (!(flags & MSG_PEEK)) {
+			s->pf_off += (uint32_t)n;
+		}
+		iov_scatter(msg->msg_iov, msg->msg_iovlen, *got,
+			    nk_buf__ptr(idx) + off, n);
+		if (last)
+			nk_buf__free(idx);
+		*got += n;
+		*ret = (ssize_t)*got;
+		return 1;
+	}
+	if (s->pf_res == -EAGAIN) {
+		/* nkd drained the placeholder: the peek is exact again. */
+		nk_sock__stash_drop(s);
+		return 0;
+	}
+	/* End of stream or an error: the app sees it like a recv would. */
+	*ret = *got ? (ssize_t)*got : s->pf_res;
+	if (!*got && !(flags & MSG_PEEK))
+		nk_sock__stash_drop(s);
+	return 1;
+}
+
+static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
+			      int flags);
+
 ssize_t nk_sock__recvmsg(struct nk_sock *s, int fd, struct msghdr *msg,
 			 int flags)
+{
+	ssize_t r;
+
+	if (s->type != SOCK_STREAM || (flags & MSG_OOB))
+		return recvmsg_locked(s, fd, msg, flags);
+	/* One reader at a time: the stash has one consumer. */
+	pthread_mutex_lock(&s->rx_lock);
+	r = recvmsg_locked(s, fd, msg, flags);
+	pthread_mutex_unlock(&s->rx_lock);
+	return r;
+}
+
+static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
+			      int flags)
 {
 	bool dgram = s->type == SOCK_DGRAM;
 	bool nonblock = atomic_load(&s->nonblock) || (flags & MSG_DONTWAIT);
@@ -522,6 +639,19 @@ ssize_t nk_sock__recvmsg(struct nk_sock *s, int fd, struct msghdr *msg,
 
 		if (cap > total - got)
 			cap = total - got;
+		if (!dgram && !(flags & MSG_OOB)) {
+			ssize_t sr;
+			int t = stash_take(s, msg, &got, total, flags, &sr);
+
+			if (t < 0)
+				return got ? (ssize_t)got : t;
+			if (t > 0) {
+				if (sr <= 0 || !(flags & MSG_WAITALL) ||
+				    (flags & MSG_PEEK) || got >= total)
+					return sr;
+				continue;
+			}
+		}
 		if (nonblock && !placeholder_ready(fd))
 			return got ? (ssize_t)got : -EAGAIN;
 		idx = nk_buf__alloc(true, 0);
@@ -543,6 +673,10 @@ ssize_t nk_sock__recvmsg(struct nk_sock *s, int fd, struct msghdr *msg,
 			return got ? (ssize_t)got : res;
 		}
 		n = (size_t)res < cap ? (size_t)res : cap;
+		/* A whole buffer came back: more is probably waiting. */
+		if (!dgram && !(flags & (MSG_PEEK | MSG_OOB)) &&
+		    cap == nk_conn__buf_size() && n == cap)
+			stash_refill(s);
 		iov_scatter(msg->msg_iov, msg->msg_iovlen, got,
 			    nk_buf__ptr(idx) + hdr, n);
 		if (want_addr && (op.cqe.flags & NK_CQE_F_ADDR)) {
@@ -745,6 +879,21 @@ int nk_sock__ioctl(struct nk_sock *s, int fd, unsigned long req, void *arg)
 	/* Bytes still queued to nkd are unsent too. */
 	if (req == SIOCOUTQ)
 		res += (int)atomic_load(&s->inflight);
+	/* Read-ahead bytes are still unread for the app. */
+	if (req == FIONREAD && s->type == SOCK_STREAM) {
+		pthread_mutex_lock(&s->rx_lock);
+		if (atomic_load(&s->pf_state) == NK_PF_INFLIGHT) {
+			ssize_t dummy;
+			size_t got = 0;
+			struct msghdr mh = { 0 };
+
+			/* Let it land; with total 0 nothing is taken. */
+			stash_take(s, &mh, &got, 0, MSG_PEEK, &dummy);
+		}
+		if (atomic_load(&s->pf_state) == NK_PF_DONE && s->pf_res > 0)
+			res += s->pf_res - (int)s->pf_off;
+		pthread_mutex_unlock(&s->rx_lock);
+	}
 	memcpy(arg, &res, sizeof(res));
 	return 0;
 }
@@ -752,6 +901,7 @@ int nk_sock__ioctl(struct nk_sock *s, int fd, unsigned long req, void *arg)
 void nk_sock__last_close(struct nk_sock *s)
 {
 	nk_ring__close_sock(s);
+	nk_sock__stash_drop(s);
 }
 
 struct nk_sock *nk_sock__adopt(uint32_t handle, int fd)

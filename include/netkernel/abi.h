@@ -27,9 +27,10 @@
 #define NK_FEAT_DOORBELL_EVENTFD (1U << 1) /* guest rings host via eventfd */
 #define NK_FEAT_PLACEHOLDER (1U << 2) /* readiness via placeholder socketpair */
 #define NK_FEAT_SENDTO_ADDR (1U << 3) /* SEND may carry a destination address */
+#define NK_FEAT_RECV_PREFETCH (1U << 4) /* RECV takes NK_SQE_F_PREFETCH */
 #define NK_FEAT_ALL                                                            \
 	(NK_FEAT_FUTEX_WAKE | NK_FEAT_DOORBELL_EVENTFD | NK_FEAT_PLACEHOLDER | \
-	 NK_FEAT_SENDTO_ADDR)
+	 NK_FEAT_SENDTO_ADDR | NK_FEAT_RECV_PREFETCH)
 
 /* Cache line the layout is built around; the SQE is exactly one. */
 #define NK_CACHELINE 64u
@@ -101,10 +102,18 @@ enum nk_op {
 
 /* Flags in nk_sqe.flags. Unknown flags are refused with -EINVAL. */
 #define NK_SQE_F_NONBLOCK (1U << 0) /* complete with -EAGAIN, never wait */
-#define NK_SQE_F_ADDR (1U << 1) /* SEND: addr is the destination;
+#define NK_SQE_F_ADDR \
+	(1U << 1) /* SEND: addr is the destination;
 				  * RECV: write the source nk_sockaddr to
 				  * buf[0..32) and the data after it */
 #define NK_SQE_F_TIMEOUT (1U << 2) /* timeout_ms applies (SO_RCVTIMEO etc.) */
+/*
+ * RECV only: read-ahead. The guest keeps the data for a later recv(), so
+ * the host keeps the placeholder readable after it returns data and drains
+ * it only when it returns -EAGAIN (docs/abi.md §6).
+ */
+#define NK_SQE_F_PREFETCH (1U << 3)
+/* Flags valid on every op; NK_SQE_F_PREFETCH is RECV's alone. */
 #define NK_SQE_F_ALL (NK_SQE_F_NONBLOCK | NK_SQE_F_ADDR | NK_SQE_F_TIMEOUT)
 
 /* NK_OP_IOCTL requests. */
@@ -222,8 +231,8 @@ struct nk_region_hdr {
 /* ------------------------------------------------------------------------ */
 /* Layout assertions: a change here is an ABI change. */
 
-#define NK_ASSERT_OFF(type, field, off)                                       \
-	_Static_assert(offsetof(struct type, field) == (off),                  \
+#define NK_ASSERT_OFF(type, field, off)                       \
+	_Static_assert(offsetof(struct type, field) == (off), \
 		       #type "." #field " moved")
 
 _Static_assert(sizeof(struct nk_ring_idx) == 2 * NK_CACHELINE, "ring idx");

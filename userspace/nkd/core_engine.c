@@ -1199,6 +1199,7 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 	struct nk_conn *c = op->conn;
 	struct nk_sock *s = op->sock;
 	struct nk_guest *g = c->guest;
+	bool kick = false;
 
 	if (op->buf_idx >= 0)
 		nk_bufown__release(c->owned, (uint32_t)op->buf_idx);
@@ -1216,11 +1217,8 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 		}
 		s->send_inflight -= op->len;
 		if (!s->closing) {
-			bool was_blocked = s->ph.blocked;
-
+			kick = !s->ph.blocked;
 			nk_ph__set_writable(&s->ph, sock_writable(s));
-			if (!was_blocked)
-				nk_ph__kick_writable(&s->ph);
 		}
 		break;
 	case NK_OP_RECV:
@@ -1228,8 +1226,20 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 			s->bytes_rx += (uint64_t)res;
 			g->c.bytes_rx += (uint64_t)res;
 		}
-		if (!(op->msg_flags & MSG_PEEK))
-			sock_recheck(s);
+		if (op->msg_flags & MSG_PEEK)
+			break;
+		/*
+		 * A read-ahead that got data (or EOF, an error) leaves it with
+		 * the guest: readable stays, whatever the kernel socket says.
+		 * Only a RECV that found the socket empty shows the guest
+		 * holds nothing (abi.md §6).
+		 */
+		if ((op->sqe_flags & NK_SQE_F_PREFETCH) && res != -EAGAIN) {
+			if (!s->closing)
+				nk_ph__set_readable(&s->ph, true, false);
+			break;
+		}
+		sock_recheck(s);
 		break;
 	case NK_OP_ACCEPT:
 		sock_recheck(s);
@@ -1240,6 +1250,12 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 	if (!c->dead)
 		post(e, c, op->qset, op->user_data, res, cqe_flags,
 		     handle ? handle : s->handle, aux);
+	/*
+	 * The edge after the CQE: a guest that reaped just before the post
+	 * and answered EAGAIN on its own count still gets one later.
+	 */
+	if (kick)
+		nk_ph__kick_writable(&s->ph);
 	nk_list__del(&op->clink);
 	c->inflight--;
 	g->inflight--;
