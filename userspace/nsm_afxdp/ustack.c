@@ -369,14 +369,14 @@ static void rx_frame(void *arg, uint8_t *frame, uint32_t len)
 
 /* ---- engine ---- */
 
-int nk_ustack__create(const struct nk_ustack_opts *opts,
-		      struct nk_ustack **out)
+int nk_ustack__create(const struct nk_ustack_opts *opts, struct nk_ustack **out)
 {
 	struct nk_ustack *st;
 
 	*out = NULL;
-	if (!opts || opts->sz < offsetof(struct nk_ustack_opts, mac) +
-					sizeof(opts->mac) ||
+	if (!opts ||
+	    opts->sz <
+		    offsetof(struct nk_ustack_opts, mac) + sizeof(opts->mac) ||
 	    !opts->l2)
 		return -EINVAL;
 	if (opts->sz >= offsetof(struct nk_ustack_opts, csum_mode) + 4 &&
@@ -394,9 +394,9 @@ int nk_ustack__create(const struct nk_ustack_opts *opts,
 		nk_l2__mac(opts->l2, st->mac);
 #define OPT(f, def)                                                          \
 	(opts->sz >= offsetof(struct nk_ustack_opts, f) + sizeof(opts->f) && \
-			 opts->f ?                                           \
-		 opts->f :                                                   \
-		 (def))
+			 opts->f                                             \
+		 ? opts->f                                                   \
+		 : (def))
 	st->csum_mode = OPT(csum_mode, NK_USTACK_CSUM_COMPLETE);
 	st->udp_rcvbuf = OPT(udp_rcvbuf, 256u << 10);
 	st->tcp_rxq_max = OPT(tcp_rxq_max, 1024u);
@@ -424,8 +424,7 @@ int nk_ustack__add_addr(struct nk_ustack *st, uint32_t addr, uint32_t netmask,
 		return -ENOSPC;
 	if (nif_by_addr(st, addr))
 		return -EEXIST;
-	if (!addr || martian_src(st, addr) ||
-	    !ip4_addr_netmask_valid(netmask))
+	if (!addr || martian_src(st, addr) || !ip4_addr_netmask_valid(netmask))
 		return -EINVAL;
 	ip4_addr_set_u32(&a, addr);
 	ip4_addr_set_u32(&m, netmask);
@@ -661,9 +660,9 @@ static void tcp_err_cb(void *arg, err_t err)
 		return;
 	}
 	if (s->connecting)
-		s->err = err == ERR_RST ? ECONNREFUSED :
-			 err == ERR_ABRT ? ETIMEDOUT :
-					   lwerr_to_errno(err);
+		s->err = err == ERR_RST	   ? ECONNREFUSED
+			 : err == ERR_ABRT ? ETIMEDOUT
+					   : lwerr_to_errno(err);
 	else
 		s->err = lwerr_to_errno(err);
 	s->connecting = 0;
@@ -804,8 +803,7 @@ int nk_ustack_tcp_accept(struct nk_usock *ls, nk_usock_cb cb, void *arg,
 	return 0;
 }
 
-int nk_ustack_tcp_connect(struct nk_ustack *st,
-			  const struct sockaddr_in *local,
+int nk_ustack_tcp_connect(struct nk_ustack *st, const struct sockaddr_in *local,
 			  const struct sockaddr_in *remote, nk_usock_cb cb,
 			  void *arg, struct nk_usock **out)
 {
@@ -914,9 +912,9 @@ ssize_t nk_ustack_tcp_send(struct nk_usock *s, const void *buf, size_t len,
 		}
 		e = tcp_write(pcb, buf, (u16_t)n,
 			      TCP_WRITE_FLAG_COPY |
-				      (flags & NK_USOCK_SEND_MORE ?
-					       TCP_WRITE_FLAG_MORE :
-					       0));
+				      (flags & NK_USOCK_SEND_MORE
+					       ? TCP_WRITE_FLAG_MORE
+					       : 0));
 		if (e == ERR_OK)
 			break;
 		if (e != ERR_MEM)
@@ -990,7 +988,8 @@ int nk_ustack_tcp_shutdown(struct nk_usock *s, int how)
 		s->rd_shut = 1;
 		nk_segq__fini(&s->rxq);
 		if (n)
-			tcp_recved(s->pcb.tcp, (u16_t)(n > 0xffff ? 0xffff : n));
+			tcp_recved(s->pcb.tcp,
+				   (u16_t)(n > 0xffff ? 0xffff : n));
 	}
 	if (how != SHUT_RD && !s->wr_shut) {
 		s->wr_shut = 1;
@@ -1056,9 +1055,9 @@ static void udp_recv_cb(void *arg, struct udp_pcb *pcb, struct pbuf *p,
 	struct nk_usock *s = arg;
 
 	(void)pcb;
-	if (!p->tot_len || nk_segq__push(&s->rxq, p, p->tot_len,
-					 ip4_addr_get_u32(ip_2_ip4(addr)),
-					 htons(port))) {
+	if (!p->tot_len ||
+	    nk_segq__push(&s->rxq, p, p->tot_len,
+			  ip4_addr_get_u32(ip_2_ip4(addr)), htons(port))) {
 		s->cnt.rx_dropped++;
 		pbuf_free(p);
 		return;

@@ -42,7 +42,8 @@ struct nk_usock;
 
 /* How received TCP/UDP checksums are handled (nk_ustack_opts.csum_mode). */
 enum nk_ustack_csum {
-	NK_USTACK_CSUM_COMPLETE = 0, /* verify; complete partial ones (default) */
+	NK_USTACK_CSUM_COMPLETE =
+		0, /* verify; complete partial ones (default) */
 	NK_USTACK_CSUM_STRICT = 1, /* verify; drop partial ones too */
 	NK_USTACK_CSUM_LWIP = 2, /* leave it to lwIP (drops partial silently) */
 };
@@ -156,8 +157,7 @@ int nk_ustack_tcp_accept(struct nk_usock *ls, nk_usock_cb cb, void *arg,
  * are ours, loopback, multicast or broadcast fail with -ENETUNREACH
  * (guest-to-guest traffic on one host belongs to the shm NSM).
  */
-int nk_ustack_tcp_connect(struct nk_ustack *st,
-			  const struct sockaddr_in *local,
+int nk_ustack_tcp_connect(struct nk_ustack *st, const struct sockaddr_in *local,
 			  const struct sockaddr_in *remote, nk_usock_cb cb,
 			  void *arg, struct nk_usock **out);
 
