@@ -29,7 +29,8 @@ $(BUILD)/nkctl: $(NKCTL_OBJS)
 	$(msg) LINK $@
 	$(Q)$(CC) $(CFLAGS) -o $@ $^
 
-all: $(BUILD)/nkd $(BUILD)/nkctl
+# The sanitizer nkd is part of "all": tests/integration/fault_hostile.sh runs it.
+all: $(BUILD)/nkd $(BUILD)/nkctl $(BUILD)/san/nkd
 nkd-san: $(BUILD)/san/nkd
 .PHONY: nkd-san install-userspace
 
