@@ -80,7 +80,6 @@ static struct {
 	bool reaper_busy;
 	int nfollowers;
 	uint32_t gen; /* futex word, __atomic ops */
-	struct nk_sock *close_q; /* CLOSEs to submit outside cq_lock */
 	atomic_llong inflight; /* SEND bytes of all sockets */
 	int64_t last_check;
 	atomic_uint nwaiters; /* threads asleep in a wait (futex word) */
@@ -973,28 +972,6 @@ static void submit_ignored(uint8_t opcode, uint32_t handle, uint64_t arg64)
 	nk_ring__submit(&sqe);
 }
 
-/* Claim the CLOSE of s; queue it for submission outside cq_lock. */
-static void queue_close_locked(struct nk_sock *s)
-{
-	if (atomic_exchange(&s->close_sent, 1))
-		return;
-	nk_sock__get(s);
-	s->next = C.close_q;
-	C.close_q = s;
-}
-
-static void flush_closes(struct nk_sock *q)
-{
-	while (q) {
-		struct nk_sock *next = q->next;
-
-		q->next = NULL;
-		submit_ignored(NK_OP_CLOSE, q->handle, 0);
-		nk_sock__put(q);
-		q = next;
-	}
-}
-
 static void dispatch(const struct nk_cqe *cqe)
 {
 	uint64_t ud = cqe->user_data;
@@ -1031,9 +1008,7 @@ static void dispatch(const struct nk_cqe *cqe)
 						       -cqe->res);
 		}
 		atomic_fetch_sub(&C.inflight, bytes);
-		if (atomic_fetch_sub(&s->inflight, bytes) == bytes &&
-		    atomic_load(&s->closing))
-			queue_close_locked(s);
+		atomic_fetch_sub(&s->inflight, bytes);
 		nk_sock__put(s);
 		return;
 	}
@@ -1090,16 +1065,11 @@ static bool reap_locked(void)
 
 void nk_ring__poll(void)
 {
-	struct nk_sock *q;
-
 	if (atomic_load(&C.state) != NK_ST_UP)
 		return;
 	pthread_mutex_lock(&C.cq_lock);
 	reap_locked();
-	q = C.close_q;
-	C.close_q = NULL;
 	pthread_mutex_unlock(&C.cq_lock);
-	flush_closes(q);
 }
 
 uint32_t nk_ring__gen(void)
@@ -1340,7 +1310,6 @@ static int wait_cond(struct nk_call *op, uint32_t since, int64_t deadline,
 	int ret = 0;
 
 	for (;;) {
-		struct nk_sock *q;
 		int64_t now, slice = 0; /* untimed unless a deadline */
 		int err;
 
@@ -1351,18 +1320,14 @@ static int wait_cond(struct nk_call *op, uint32_t since, int64_t deadline,
 			break;
 		}
 		reap_locked();
-		q = C.close_q;
-		C.close_q = NULL;
 		if (op_done(op, since)) {
 			pthread_mutex_unlock(&C.cq_lock);
-			flush_closes(q);
 			break;
 		}
 		now = nk_now_ns();
 		if (deadline) {
 			if (now >= deadline) {
 				pthread_mutex_unlock(&C.cq_lock);
-				flush_closes(q);
 				ret = -ETIMEDOUT;
 				break;
 			}
@@ -1375,7 +1340,6 @@ static int wait_cond(struct nk_call *op, uint32_t since, int64_t deadline,
 
 			C.nfollowers++;
 			pthread_mutex_unlock(&C.cq_lock);
-			flush_closes(q);
 			waiter_enter();
 			err = sleep_futex(&w, &C.gen, FUTEX_WAIT_PRIVATE, g,
 					  slice);
@@ -1386,7 +1350,6 @@ static int wait_cond(struct nk_call *op, uint32_t since, int64_t deadline,
 		} else {
 			C.reaper_busy = true;
 			pthread_mutex_unlock(&C.cq_lock);
-			flush_closes(q);
 			waiter_enter();
 			err = reaper_sleep(&w, slice, spin);
 			waiter_leave();
@@ -1517,8 +1480,16 @@ void nk_ring__close_sock(struct nk_sock *s)
 	if (nk_conn__ensure())
 		return;
 	atomic_store(&s->closing, 1);
-	if (atomic_load(&s->inflight) == 0 &&
-	    !atomic_exchange(&s->close_sent, 1))
+	/*
+	 * CLOSE goes now, even with SENDs in flight: nkd runs a connection's
+	 * SQEs in order and lets a socket's queued SENDs finish before it
+	 * closes the kernel socket, so the data still goes out, then the
+	 * FIN. Waiting for the SEND completions instead would need a later
+	 * socket call to reap them, which an idle process never makes. The
+	 * SEND buffers stay host-owned: C.meta[] holds them (and a reference
+	 * on s) until their CQEs, whoever reaps those.
+	 */
+	if (!atomic_exchange(&s->close_sent, 1))
 		submit_ignored(NK_OP_CLOSE, s->handle, 0);
 }
 
@@ -1597,7 +1568,6 @@ void nk_conn__fork_child(bool have_token, uint64_t token, bool eager)
 	detach_local();
 	C.reaper_busy = false;
 	C.nfollowers = 0;
-	C.close_q = NULL;
 	C.wd_running = false; /* threads do not survive fork */
 	atomic_store(&C.nwaiters, 0);
 	atomic_store(&C.inflight, 0);

@@ -137,7 +137,7 @@ struct nk_sock {
 	atomic_int listening;
 	atomic_int pending_err; /* async SEND error, reported once */
 	atomic_llong inflight; /* SEND bytes queued to nkd, not completed */
-	atomic_int closing; /* no fd left: CLOSE once inflight drains */
+	atomic_int closing; /* no fd left: CLOSE sent or being sent */
 	atomic_int close_sent;
 	atomic_llong rcvtimeo_us, sndtimeo_us; /* 0 = none */
 	uint64_t dev, ino; /* placeholder app end, for exec hand-over */
