@@ -253,6 +253,20 @@ start_nkd() {
 	kill -0 "$NK_NKD_PID" 2>/dev/null || fail "nkd exited at start"
 }
 
+alive() { kill -0 "$1" 2>/dev/null; }
+
+# nk_reexec_userns ARGS...: run this test again inside `unshare -Urn` (a
+# private user and network namespace: rootless), where NK_USERNS=1. The
+# outer run leaves nothing behind: it has started nothing yet.
+nk_reexec_userns() {
+	[ "${NK_USERNS:-}" = 1 ] && return 0
+	unshare -Urn true 2>/dev/null ||
+		skip "unshare -Urn not permitted (unprivileged user namespaces off)"
+	rm -rf "$NK_TMP"
+	trap - EXIT INT TERM
+	NK_USERNS=1 NK_ID=$NK_ID exec unshare -Urn "$0" "$@"
+}
+
 nkd_alive() { [ -n "$NK_NKD_PID" ] && kill -0 "$NK_NKD_PID" 2>/dev/null; }
 
 nkctl() { timeout 10 "$NKCTL" --socket "$NK_SOCK" "$@"; }

@@ -10,67 +10,34 @@
 # off` on B and --csum strict must need none. Exit 0 pass, 1 fail, 77 skip.
 # timeout: 300
 set -eu
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BUILD=${BUILD:-$ROOT/build}
-case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/../lib.sh"
 DRV=${NK_USTACK_DRV:-$BUILD/tools/ustack_echo}
-PEER=$ROOT/tests/tools/ustack_peer.py
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
+PEER=$NK_ROOT/tests/tools/ustack_peer.py
 BYTES=${NK_USTACK_BYTES:-$((64 << 20))}
 CBYTES=${NK_USTACK_CLIENT_BYTES:-$((32 << 20))}
-T=ustack_afxdp
-
-log() { printf '[%s] %s\n' "$T" "$*" >&2; }
-fail() { log "FAIL: $*"; exit 1; }
-skip() { log "SKIP: $*"; exit 77; }
-
 [ "$(id -u)" = 0 ] || skip "needs root (XDP program load and AF_XDP RX)"
 [ -x "$DRV" ] || fail "missing $DRV (run make)"
 command -v curl >/dev/null || skip "curl not installed"
 command -v ethtool >/dev/null || skip "ethtool not installed"
-
-ID=${NK_ID:-$$}
+ID=$NK_ID
 N=$((ID % 200 + 20))
 K=10.$N.0.1
 E=10.$N.0.2
 NSA=nk-a-$ID # nk-?-ID: run-all.sh checks these for leaks
 NSB=nk-b-$ID
-TMP=$(mktemp -d "/tmp/nk-ustack-xdp-$ID.XXXXXX")
-PIDS=()
 
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	ip netns del "$NSA" 2>/dev/null || true
-	ip netns del "$NSB" 2>/dev/null || true
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-wait_file() { # FILE SECONDS
-	local i
-	for i in $(seq $(($2 * 10))); do
-		[ -e "$1" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
-alive() { kill -0 "$1" 2>/dev/null; }
 inA() { ip netns exec "$NSA" "$@"; }
 inB() { ip netns exec "$NSB" "$@"; }
 
-ip netns add "$NSA"
-ip netns add "$NSB"
+nk_netns_add "$NSA"
+nk_netns_add "$NSB"
 ip link add vxa$((ID % 100000)) numrxqueues 1 numtxqueues 1 type veth \
 	peer name vxb$((ID % 100000)) numrxqueues 1 numtxqueues 1
 VA=vxa$((ID % 100000))
 VB=vxb$((ID % 100000))
 ip link set "$VA" netns "$NSA"
 ip link set "$VB" netns "$NSB"
-ip -n "$NSA" link set lo up
-ip -n "$NSB" link set lo up
 ip -n "$NSA" link set "$VA" up
 ip -n "$NSB" addr add "$K/24" dev "$VB"
 ip -n "$NSB" link set "$VB" up
@@ -79,29 +46,29 @@ ip -n "$NSB" link set "$VB" up
 start_engine() {
 	local name=$1
 	shift
-	rm -f "$TMP/ready"
+	rm -f "$NK_TMP/ready"
 	# exec chain (ip netns exec, env): $! is the driver itself
 	ip netns exec "$NSA" env LIBXDP_SKIP_DISPATCHER=1 "$DRV" --backend afxdp --if "$VA" \
-		--default-prog --addr "$E/24" --ready-file "$TMP/ready" \
-		--timeout 280 "$@" 2>"$TMP/$name.log" &
+		--default-prog --addr "$E/24" --ready-file "$NK_TMP/ready" \
+		--timeout 280 "$@" 2>"$NK_TMP/$name.log" &
 	SRV=$!
-	PIDS+=("$SRV")
-	if ! wait_file "$TMP/ready" 15; then
-		if grep -q -e 'Address family not supported' -e 'Operation not supported' "$TMP/$name.log"; then
-			skip "no AF_XDP here: $(cat "$TMP/$name.log")"
+	NK_PIDS+=("$SRV")
+	if ! wait_file "$NK_TMP/ready" 15; then
+		if grep -q -e 'Address family not supported' -e 'Operation not supported' "$NK_TMP/$name.log"; then
+			skip "no AF_XDP here: $(cat "$NK_TMP/$name.log")"
 		fi
-		fail "engine did not start: $(cat "$TMP/$name.log")"
+		fail "engine did not start: $(cat "$NK_TMP/$name.log")"
 	fi
 }
 
 # stop_engine LOGNAME: SIGTERM, exit status 0, counters line in $LINE
 stop_engine() {
 	local rc=0
-	alive "$SRV" || fail "engine died: $(cat "$TMP/$1.log")"
+	alive "$SRV" || fail "engine died: $(cat "$NK_TMP/$1.log")"
 	kill "$SRV"
 	wait "$SRV" || rc=$?
-	[ "$rc" = 0 ] || fail "engine exited with $rc: $(cat "$TMP/$1.log")"
-	LINE=$(grep '^stats:' "$TMP/$1.log" | tail -1)
+	[ "$rc" = 0 ] || fail "engine exited with $rc: $(cat "$NK_TMP/$1.log")"
+	LINE=$(grep '^stats:' "$NK_TMP/$1.log" | tail -1)
 	printf '%s\n' "$LINE" >&2
 }
 
@@ -112,9 +79,9 @@ stat_of() { # LINE KEY
 log "engine on $VA in $NSA as $E, AF_XDP (zero-copy requested)"
 start_engine srv --zc --tcp-echo 7 --http 8080 --udp-echo 7
 inA ip link show "$VA" | grep -q 'prog/xdp' || fail "no XDP program on $VA"
-grep -q 'ustack_echo: afxdp copy ' "$TMP/srv.log" ||
-	fail "expected a clean fallback to copy mode: $(cat "$TMP/srv.log")"
-grep 'ustack_echo: afxdp' "$TMP/srv.log" >&2
+grep -q 'ustack_echo: afxdp copy ' "$NK_TMP/srv.log" ||
+	fail "expected a clean fallback to copy mode: $(cat "$NK_TMP/srv.log")"
+grep 'ustack_echo: afxdp' "$NK_TMP/srv.log" >&2
 
 log "ping $E"
 inB timeout 20 ping -c 3 -W 2 "$E" >&2 || fail "no ICMP echo replies"
@@ -126,24 +93,24 @@ inB timeout 200 "$PY" "$PEER" tcp-echo "$E" 7 "$BYTES" >&2 || fail "TCP echo tra
 log "UDP echo"
 inB timeout 60 "$PY" "$PEER" udp-echo "$E" 7 70 >&2 || fail "UDP echo"
 stop_engine srv
-[ "$(stat_of "$LINE" rx_csum_completed)" -gt 0 ] ||
+[ "$(field rx_csum_completed "$LINE")" -gt 0 ] ||
 	fail "expected partial checksums from the veth peer to be completed"
-[ "$(stat_of "$LINE" rx_csum_bad)" = 0 ] || fail "checksum errors counted"
+[ "$(field rx_csum_bad "$LINE")" = 0 ] || fail "checksum errors counted"
 
 log "engine as client -> python echo server $K:9000, $CBYTES bytes"
-head -c "$CBYTES" /dev/urandom >"$TMP/send.bin"
-inB timeout 200 "$PY" "$PEER" echo-server "$K" 9000 "$TMP/server.sha" &
-PIDS+=($!)
-wait_file "$TMP/server.sha.ready" 10 || fail "python echo server did not start"
+head -c "$CBYTES" /dev/urandom >"$NK_TMP/send.bin"
+inB timeout 200 "$PY" "$PEER" echo-server "$K" 9000 "$NK_TMP/server.sha" &
+NK_PIDS+=($!)
+wait_file "$NK_TMP/server.sha.ready" 10 || fail "python echo server did not start"
 inA timeout 200 env LIBXDP_SKIP_DISPATCHER=1 "$DRV" --backend afxdp \
 	--if "$VA" --default-prog --addr "$E/24" --connect "$K:9000" \
-	--send-file "$TMP/send.bin" --recv-file "$TMP/recv.bin" \
-	--timeout 180 2>"$TMP/client.log" ||
-	fail "client driver failed: $(cat "$TMP/client.log")"
-wait_file "$TMP/server.sha" 20 || fail "python server did not finish"
-sent=$(sha256sum <"$TMP/send.bin" | cut -d' ' -f1)
-back=$(sha256sum <"$TMP/recv.bin" | cut -d' ' -f1)
-read -r seen n <"$TMP/server.sha"
+	--send-file "$NK_TMP/send.bin" --recv-file "$NK_TMP/recv.bin" \
+	--timeout 180 2>"$NK_TMP/client.log" ||
+	fail "client driver failed: $(cat "$NK_TMP/client.log")"
+wait_file "$NK_TMP/server.sha" 20 || fail "python server did not finish"
+sent=$(sha256sum <"$NK_TMP/send.bin" | cut -d' ' -f1)
+back=$(sha256sum <"$NK_TMP/recv.bin" | cut -d' ' -f1)
+read -r seen n <"$NK_TMP/server.sha"
 [ "$n" = "$CBYTES" ] || fail "server received $n of $CBYTES bytes"
 [ "$seen" = "$sent" ] || fail "engine -> kernel sha256 mismatch"
 [ "$back" = "$sent" ] || fail "kernel -> engine sha256 mismatch"
@@ -154,6 +121,6 @@ inB ethtool -K "$VB" tx off >/dev/null
 start_engine strict --csum strict --tcp-echo 7
 inB timeout 100 "$PY" "$PEER" tcp-echo "$E" 7 $((8 << 20)) >&2 || fail "TCP echo (strict)"
 stop_engine strict
-[ "$(stat_of "$LINE" rx_csum_completed)" = 0 ] || fail "partial checksums with tx off?"
-[ "$(stat_of "$LINE" rx_csum_bad)" = 0 ] || fail "checksum errors in strict mode"
+[ "$(field rx_csum_completed "$LINE")" = 0 ] || fail "partial checksums with tx off?"
+[ "$(field rx_csum_bad "$LINE")" = 0 ] || fail "checksum errors in strict mode"
 log "PASS"

@@ -10,55 +10,23 @@
 # Exit 0 pass, 1 fail, 77 skip.
 # timeout: 180
 set -eu
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BUILD=${BUILD:-$ROOT/build}
-case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/../lib.sh"
 DRV=${NK_USTACK_DRV:-$BUILD/tools/ustack_echo}
-PEER=$ROOT/tests/tools/ustack_peer.py
-HOSTILE=$ROOT/tests/tools/ustack_hostile.py
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-T=ustack_hostile
-
-log() { printf '[%s] %s\n' "$T" "$*" >&2; }
-fail() { log "FAIL: $*"; exit 1; }
-skip() { log "SKIP: $*"; exit 77; }
-
-if [ "${NK_USTACK_INNER:-}" != 1 ]; then
-	[ -x "$DRV" ] || fail "missing $DRV (run make)"
-	[ -c /dev/net/tun ] || skip "no /dev/net/tun on this machine"
-	{ [ -r /dev/net/tun ] && [ -w /dev/net/tun ]; } ||
-		skip "/dev/net/tun is not readable and writable for this user"
-	command -v curl >/dev/null || skip "curl not installed"
-	unshare -Urn true 2>/dev/null ||
-		skip "unshare -Urn not permitted (unprivileged user namespaces off)"
-	NK_USTACK_INNER=1 exec unshare -Urn "$0" "$@"
-fi
-
-ID=${NK_ID:-$$}
+PEER=$NK_ROOT/tests/tools/ustack_peer.py
+HOSTILE=$NK_ROOT/tests/tools/ustack_hostile.py
+[ -x "$DRV" ] || fail "missing $DRV (run make)"
+[ -c /dev/net/tun ] || skip "no /dev/net/tun on this machine"
+{ [ -r /dev/net/tun ] && [ -w /dev/net/tun ]; } ||
+	skip "/dev/net/tun is not readable and writable for this user"
+command -v curl >/dev/null || skip "curl not installed"
+nk_reexec_userns "$@"
+ID=$NK_ID
 N=$((ID % 200 + 20))
 K=10.$N.0.1
 E=10.$N.0.2
 FAKE=10.$N.0.50
 TAP=nkuh$((ID % 100000))
-TMP=$(mktemp -d "/tmp/nk-ustack-hostile-$ID.XXXXXX")
-PIDS=()
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-wait_file() {
-	local i
-	for i in $(seq $(($2 * 10))); do
-		[ -e "$1" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
-alive() { kill -0 "$1" 2>/dev/null; }
 ping3() {
 	if command -v ping >/dev/null; then
 		timeout 20 ping -c 3 -W 2 "$E" >/dev/null
@@ -66,14 +34,13 @@ ping3() {
 		timeout 20 "$PY" "$PEER" ping "$E" 3 >/dev/null
 	fi
 }
-stat_of() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
 ip link set lo up
 "$DRV" --backend tap --if "$TAP" --addr "$E/24" --tcp-echo 7 --http 8080 \
-	--udp-echo 7 --ready-file "$TMP/ready" --timeout 170 2>"$TMP/drv.log" &
+	--udp-echo 7 --ready-file "$NK_TMP/ready" --timeout 170 2>"$NK_TMP/drv.log" &
 SRV=$!
-PIDS+=("$SRV")
-wait_file "$TMP/ready" 10 || fail "driver never became ready: $(cat "$TMP/drv.log")"
+NK_PIDS+=("$SRV")
+wait_file "$NK_TMP/ready" 10 || fail "driver never became ready: $(cat "$NK_TMP/drv.log")"
 ip addr add "$K/24" dev "$TAP"
 ip link set "$TAP" up
 ping3 || fail "no ICMP echo before the attack"
@@ -82,10 +49,10 @@ EMAC=$(ip neigh show "$E" dev "$TAP" | awk '{for (i = 1; i < NF; i++) if ($i == 
 log "engine $E at $EMAC; attacking"
 
 timeout 120 "$PY" "$HOSTILE" "$TAP" "$EMAC" "$E" "$K" "$FAKE" >&2 || {
-	alive "$SRV" || fail "driver died under attack: $(tail -5 "$TMP/drv.log")"
+	alive "$SRV" || fail "driver died under attack: $(tail -5 "$NK_TMP/drv.log")"
 	fail "hostile script failed (driver alive)"
 }
-alive "$SRV" || fail "driver died under attack: $(tail -5 "$TMP/drv.log")"
+alive "$SRV" || fail "driver died under attack: $(tail -5 "$NK_TMP/drv.log")"
 
 log "still serving?"
 ping3 || fail "no ICMP echo after the attack"
@@ -97,12 +64,12 @@ timeout 30 "$PY" "$PEER" udp-echo "$E" 7 14 >&2 || fail "UDP echo after the atta
 kill "$SRV"
 rc=0
 wait "$SRV" || rc=$?
-[ "$rc" = 0 ] || fail "driver exited with $rc: $(tail -5 "$TMP/drv.log")"
-LINE=$(grep '^stats:' "$TMP/drv.log" | tail -1)
+[ "$rc" = 0 ] || fail "driver exited with $rc: $(tail -5 "$NK_TMP/drv.log")"
+LINE=$(grep '^stats:' "$NK_TMP/drv.log" | tail -1)
 printf '%s\n' "$LINE" >&2
 for k in drop_ip_header drop_ip_length drop_ip_checksum drop_l4_header \
 	drop_arp_malformed drop_ethertype rx_martian rx_csum_bad rx_not_ours; do
-	v=$(stat_of "$LINE" "$k")
+	v=$(field "$k" "$LINE")
 	[ "${v:-0}" -gt 0 ] || fail "counter $k did not move ($LINE)"
 done
 log "PASS"

@@ -7,54 +7,21 @@
 # curl, 32 MiB TCP echo with SHA-256, UDP echo. Exit 0 pass, 1 fail, 77 skip.
 # timeout: 200
 set -eu
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BUILD=${BUILD:-$ROOT/build}
-case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/../lib.sh"
 DRV=${NK_USTACK_DRV:-$BUILD/tools/ustack_echo}
-PEER=$ROOT/tests/tools/ustack_peer.py
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
+PEER=$NK_ROOT/tests/tools/ustack_peer.py
 BYTES=${NK_USTACK_BYTES:-$((32 << 20))}
-T=ustack_packet
-
-log() { printf '[%s] %s\n' "$T" "$*" >&2; }
-fail() { log "FAIL: $*"; exit 1; }
-skip() { log "SKIP: $*"; exit 77; }
-
-if [ "${NK_USTACK_INNER:-}" != 1 ]; then
-	[ -x "$DRV" ] || fail "missing $DRV (run make)"
-	command -v curl >/dev/null || skip "curl not installed"
-	command -v ethtool >/dev/null || skip "ethtool not installed"
-	unshare -Urn true 2>/dev/null ||
-		skip "unshare -Urn not permitted (unprivileged user namespaces off)"
-	NK_USTACK_INNER=1 exec unshare -Urn "$0" "$@"
-fi
-
-ID=${NK_ID:-$$}
+[ -x "$DRV" ] || fail "missing $DRV (run make)"
+command -v curl >/dev/null || skip "curl not installed"
+command -v ethtool >/dev/null || skip "ethtool not installed"
+nk_reexec_userns "$@"
+ID=$NK_ID
 N=$((ID % 200 + 20))
 K=10.$N.0.1
 E=10.$N.0.2
 VE=nkpe$((ID % 100000))
 VK=nkpk$((ID % 100000))
-TMP=$(mktemp -d "/tmp/nk-ustack-pkt-$ID.XXXXXX")
-PIDS=()
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-wait_file() {
-	local i
-	for i in $(seq $(($2 * 10))); do
-		[ -e "$1" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
-alive() { kill -0 "$1" 2>/dev/null; }
-stat_of() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
 ip link set lo up
 ip link add "$VE" type veth peer name "$VK"
@@ -66,10 +33,10 @@ ip link set "$VE" up
 ip link set "$VK" up
 
 "$DRV" --backend packet --if "$VE" --addr "$E/24" --tcp-echo 7 --http 8080 \
-	--udp-echo 7 --ready-file "$TMP/ready" --timeout 190 2>"$TMP/drv.log" &
+	--udp-echo 7 --ready-file "$NK_TMP/ready" --timeout 190 2>"$NK_TMP/drv.log" &
 SRV=$!
-PIDS+=("$SRV")
-wait_file "$TMP/ready" 10 || fail "driver never became ready: $(cat "$TMP/drv.log")"
+NK_PIDS+=("$SRV")
+wait_file "$NK_TMP/ready" 10 || fail "driver never became ready: $(cat "$NK_TMP/drv.log")"
 
 log "ping $E"
 if command -v ping >/dev/null; then
@@ -83,12 +50,12 @@ log "TCP echo: $BYTES bytes"
 timeout 150 "$PY" "$PEER" tcp-echo "$E" 7 "$BYTES" >&2 || fail "TCP echo transfer"
 timeout 60 "$PY" "$PEER" udp-echo "$E" 7 28 >&2 || fail "UDP echo"
 
-alive "$SRV" || fail "driver died: $(cat "$TMP/drv.log")"
+alive "$SRV" || fail "driver died: $(cat "$NK_TMP/drv.log")"
 kill "$SRV"
 rc=0
 wait "$SRV" || rc=$?
-[ "$rc" = 0 ] || fail "driver exited with $rc: $(cat "$TMP/drv.log")"
-LINE=$(grep '^stats:' "$TMP/drv.log" | tail -1)
+[ "$rc" = 0 ] || fail "driver exited with $rc: $(cat "$NK_TMP/drv.log")"
+LINE=$(grep '^stats:' "$NK_TMP/drv.log" | tail -1)
 printf '%s\n' "$LINE" >&2
-[ "$(stat_of "$LINE" rx_csum_bad)" = 0 ] || fail "checksum errors counted"
+[ "$(field rx_csum_bad "$LINE")" = 0 ] || fail "checksum errors counted"
 log "PASS"

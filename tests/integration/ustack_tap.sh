@@ -8,34 +8,19 @@
 # checked by SHA-256. Exit 0 pass, 1 fail, 77 skip.
 # timeout: 300
 set -eu
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BUILD=${BUILD:-$ROOT/build}
-case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/../lib.sh"
 DRV=${NK_USTACK_DRV:-$BUILD/tools/ustack_echo}
-PEER=$ROOT/tests/tools/ustack_peer.py
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
+PEER=$NK_ROOT/tests/tools/ustack_peer.py
 BYTES=${NK_USTACK_BYTES:-$((64 << 20))}
 CBYTES=${NK_USTACK_CLIENT_BYTES:-$((32 << 20))}
-T=ustack_tap
-
-log() { printf '[%s] %s\n' "$T" "$*" >&2; }
-fail() { log "FAIL: $*"; exit 1; }
-skip() { log "SKIP: $*"; exit 77; }
-
-if [ "${NK_USTACK_INNER:-}" != 1 ]; then
-	[ -x "$DRV" ] || fail "missing $DRV (run make)"
-	[ -c /dev/net/tun ] || skip "no /dev/net/tun on this machine"
-	{ [ -r /dev/net/tun ] && [ -w /dev/net/tun ]; } ||
-		skip "/dev/net/tun is not readable and writable for this user"
-	command -v curl >/dev/null || skip "curl not installed"
-	unshare -Urn true 2>/dev/null ||
-		skip "unshare -Urn not permitted (unprivileged user namespaces off)"
-	NK_USTACK_INNER=1 exec unshare -Urn "$0" "$@"
-fi
-
-# ---- inside a private user + network namespace ----
-ID=${NK_ID:-$$}
+[ -x "$DRV" ] || fail "missing $DRV (run make)"
+[ -c /dev/net/tun ] || skip "no /dev/net/tun on this machine"
+{ [ -r /dev/net/tun ] && [ -w /dev/net/tun ]; } ||
+	skip "/dev/net/tun is not readable and writable for this user"
+command -v curl >/dev/null || skip "curl not installed"
+nk_reexec_userns "$@"
+ID=$NK_ID
 N=$((ID % 200 + 20))
 K=10.$N.0.1 # kernel side
 E=10.$N.0.2 # engine
@@ -43,36 +28,17 @@ KC=10.$((N + 1)).0.1 # second TAP: the engine as a client
 EC=10.$((N + 1)).0.2
 TAP=nkus$((ID % 100000))
 TAPC=nkuc$((ID % 100000))
-TMP=$(mktemp -d "/tmp/nk-ustack-$ID.XXXXXX")
-PIDS=()
 
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
 
-wait_file() { # FILE SECONDS
-	local i
-	for i in $(seq $(($2 * 10))); do
-		[ -e "$1" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-alive() { kill -0 "$1" 2>/dev/null; }
 
 ip link set lo up
 
 log "engine on $TAP as $E (TCP echo :7, HTTP :8080, UDP echo :7)"
 "$DRV" --backend tap --if "$TAP" --addr "$E/24" --tcp-echo 7 --http 8080 \
-	--udp-echo 7 --ready-file "$TMP/ready" --timeout 280 2>"$TMP/server.log" &
+	--udp-echo 7 --ready-file "$NK_TMP/ready" --timeout 280 2>"$NK_TMP/server.log" &
 SRV=$!
-PIDS+=("$SRV")
-wait_file "$TMP/ready" 10 || fail "driver never became ready: $(cat "$TMP/server.log")"
+NK_PIDS+=("$SRV")
+wait_file "$NK_TMP/ready" 10 || fail "driver never became ready: $(cat "$NK_TMP/server.log")"
 ip addr add "$K/24" dev "$TAP"
 ip link set "$TAP" up
 
@@ -97,25 +63,25 @@ timeout 200 "$PY" "$PEER" tcp-echo "$E" 7 "$BYTES" >&2 || fail "TCP echo transfe
 log "UDP echo"
 timeout 60 "$PY" "$PEER" udp-echo "$E" 7 70 >&2 || fail "UDP echo"
 
-alive "$SRV" || fail "server driver died: $(cat "$TMP/server.log")"
+alive "$SRV" || fail "server driver died: $(cat "$NK_TMP/server.log")"
 
 log "engine as client on $TAPC ($EC) -> python echo server $KC:9000, $CBYTES bytes"
 ip tuntap add dev "$TAPC" mode tap
 ip addr add "$KC/24" dev "$TAPC"
-head -c "$CBYTES" /dev/urandom >"$TMP/send.bin"
-timeout 200 "$PY" "$PEER" echo-server "$KC" 9000 "$TMP/server.sha" &
-PIDS+=($!)
-wait_file "$TMP/server.sha.ready" 10 || fail "python echo server did not start"
+head -c "$CBYTES" /dev/urandom >"$NK_TMP/send.bin"
+timeout 200 "$PY" "$PEER" echo-server "$KC" 9000 "$NK_TMP/server.sha" &
+NK_PIDS+=($!)
+wait_file "$NK_TMP/server.sha.ready" 10 || fail "python echo server did not start"
 # the TAP is persistent: bring it up before the driver attaches
 ip link set "$TAPC" up
 timeout 200 "$DRV" --backend tap --if "$TAPC" --addr "$EC/24" \
-	--connect "$KC:9000" --send-file "$TMP/send.bin" \
-	--recv-file "$TMP/recv.bin" --timeout 180 2>"$TMP/client.log" ||
-	fail "client driver failed: $(cat "$TMP/client.log")"
-wait_file "$TMP/server.sha" 20 || fail "python server did not finish"
-sent=$(sha256sum <"$TMP/send.bin" | cut -d' ' -f1)
-back=$(sha256sum <"$TMP/recv.bin" | cut -d' ' -f1)
-read -r seen n <"$TMP/server.sha"
+	--connect "$KC:9000" --send-file "$NK_TMP/send.bin" \
+	--recv-file "$NK_TMP/recv.bin" --timeout 180 2>"$NK_TMP/client.log" ||
+	fail "client driver failed: $(cat "$NK_TMP/client.log")"
+wait_file "$NK_TMP/server.sha" 20 || fail "python server did not finish"
+sent=$(sha256sum <"$NK_TMP/send.bin" | cut -d' ' -f1)
+back=$(sha256sum <"$NK_TMP/recv.bin" | cut -d' ' -f1)
+read -r seen n <"$NK_TMP/server.sha"
 [ "$n" = "$CBYTES" ] || fail "server received $n of $CBYTES bytes"
 [ "$seen" = "$sent" ] || fail "engine -> kernel sha256 mismatch ($seen != $sent)"
 [ "$back" = "$sent" ] || fail "kernel -> engine sha256 mismatch ($back != $sent)"
@@ -123,10 +89,10 @@ log "client transfer ok: sha256 $sent both ways"
 
 kill -USR1 "$SRV"
 sleep 0.3
-alive "$SRV" || fail "server driver died: $(cat "$TMP/server.log")"
+alive "$SRV" || fail "server driver died: $(cat "$NK_TMP/server.log")"
 kill "$SRV"
 rc=0
 wait "$SRV" || rc=$?
-[ "$rc" = 0 ] || fail "server driver exited with $rc: $(cat "$TMP/server.log")"
-grep '^stats:' "$TMP/server.log" | tail -1 >&2
+[ "$rc" = 0 ] || fail "server driver exited with $rc: $(cat "$NK_TMP/server.log")"
+grep '^stats:' "$NK_TMP/server.log" | tail -1 >&2
 log "PASS"
