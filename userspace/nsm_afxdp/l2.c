@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <net/if.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -172,6 +173,28 @@ int nk_l2__xskmap_update(struct nk_l2 *l2, int xskmap_fd,
 	if (slot >= slots_per_queue)
 		return -EINVAL;
 	return l2->ops->xskmap_update(l2, xskmap_fd, slots_per_queue, slot);
+}
+
+int nk_l2_fd_tx(struct nk_l2 *l2, const void *frame, uint32_t len)
+{
+	ssize_t r;
+
+	do {
+		r = write(l2->fd, frame, len);
+	} while (r < 0 && errno == EINTR);
+	if (r != (ssize_t)len) {
+		l2->st.tx_dropped++;
+		return -ENOBUFS;
+	}
+	l2->st.tx_frames++;
+	l2->st.tx_bytes += len;
+	return 0;
+}
+
+void nk_l2_fd_close(struct nk_l2 *l2)
+{
+	close(l2->fd);
+	free(l2);
 }
 
 int nk_l2_ifmac(const char *ifname, uint8_t mac[6])

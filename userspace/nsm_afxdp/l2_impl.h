@@ -32,6 +32,14 @@ extern const struct nk_l2_ops nk_l2_afxdp_ops;
 extern const struct nk_l2_ops nk_l2_packet_ops;
 extern const struct nk_l2_ops nk_l2_tap_ops;
 
+/*
+ * tx and close of the backends whose frames go through one non-blocking
+ * fd, a frame per write (AF_PACKET, TAP). The private struct holds nothing
+ * else that needs freeing.
+ */
+int nk_l2_fd_tx(struct nk_l2 *l2, const void *frame, uint32_t len);
+void nk_l2_fd_close(struct nk_l2 *l2);
+
 /* Reads the MAC address of ifname into mac via SIOCGIFHWADDR. */
 int nk_l2_ifmac(const char *ifname, uint8_t mac[6]);
 

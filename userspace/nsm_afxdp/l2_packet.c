@@ -133,32 +133,10 @@ static int packet_rx(struct nk_l2 *l2, nk_l2_rx_fn fn, void *arg,
 	return (int)total;
 }
 
-static int packet_tx(struct nk_l2 *l2, const void *frame, uint32_t len)
-{
-	ssize_t r;
-
-	do {
-		r = send(l2->fd, frame, len, MSG_DONTWAIT);
-	} while (r < 0 && errno == EINTR);
-	if (r != (ssize_t)len) {
-		l2->st.tx_dropped++;
-		return -ENOBUFS;
-	}
-	l2->st.tx_frames++;
-	l2->st.tx_bytes += len;
-	return 0;
-}
-
-static void packet_close(struct nk_l2 *l2)
-{
-	close(l2->fd);
-	free(l2);
-}
-
 const struct nk_l2_ops nk_l2_packet_ops = {
 	.name = "packet",
 	.open = packet_open,
 	.rx = packet_rx,
-	.tx = packet_tx,
-	.close = packet_close,
+	.tx = nk_l2_fd_tx,
+	.close = nk_l2_fd_close,
 };

@@ -104,32 +104,10 @@ static int tap_rx(struct nk_l2 *l2, nk_l2_rx_fn fn, void *arg, unsigned budget)
 	return (int)n;
 }
 
-static int tap_tx(struct nk_l2 *l2, const void *frame, uint32_t len)
-{
-	ssize_t r;
-
-	do {
-		r = write(l2->fd, frame, len);
-	} while (r < 0 && errno == EINTR);
-	if (r != (ssize_t)len) {
-		l2->st.tx_dropped++;
-		return -ENOBUFS;
-	}
-	l2->st.tx_frames++;
-	l2->st.tx_bytes += len;
-	return 0;
-}
-
-static void tap_close(struct nk_l2 *l2)
-{
-	close(l2->fd);
-	free(l2);
-}
-
 const struct nk_l2_ops nk_l2_tap_ops = {
 	.name = "tap",
 	.open = tap_open,
 	.rx = tap_rx,
-	.tx = tap_tx,
-	.close = tap_close,
+	.tx = nk_l2_fd_tx,
+	.close = nk_l2_fd_close,
 };

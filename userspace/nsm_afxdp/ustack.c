@@ -548,6 +548,20 @@ static int from_sin(const struct sockaddr_in *sin, ip_addr_t *a, u16_t *port)
 	return 0;
 }
 
+/* A local address to bind: the wildcard or one of the engine's own. */
+static int from_local_sin(struct nk_ustack *st, const struct sockaddr_in *sin,
+			  ip_addr_t *a, u16_t *port)
+{
+	int ret = from_sin(sin, a, port);
+
+	if (ret)
+		return ret;
+	if (!ip4_addr_isany_val(*ip_2_ip4(a)) &&
+	    !nif_by_addr(st, ip4_addr_get_u32(ip_2_ip4(a))))
+		return -EADDRNOTAVAIL;
+	return 0;
+}
+
 int nk_ustack_sock_error(struct nk_usock *s)
 {
 	int e = s->err;
@@ -738,14 +752,11 @@ int nk_ustack_tcp_listen(struct nk_ustack *st, const struct sockaddr_in *local,
 	int ret;
 
 	*out = NULL;
-	ret = from_sin(local, &a, &port);
+	ret = from_local_sin(st, local, &a, &port);
 	if (ret)
 		return ret;
 	if (!port)
 		return -EINVAL;
-	if (!ip4_addr_isany_val(*ip_2_ip4(&a)) &&
-	    !nif_by_addr(st, ip4_addr_get_u32(ip_2_ip4(&a))))
-		return -EADDRNOTAVAIL;
 	pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
 	if (!pcb)
 		return -ENOMEM;
@@ -821,12 +832,9 @@ int nk_ustack_tcp_connect(struct nk_ustack *st, const struct sockaddr_in *local,
 	if (!rport || bad_dst(st, ip4_addr_get_u32(ip_2_ip4(&ra))))
 		return rport ? -ENETUNREACH : -EINVAL;
 	if (local) {
-		ret = from_sin(local, &la, &lport);
+		ret = from_local_sin(st, local, &la, &lport);
 		if (ret)
 			return ret;
-		if (!ip4_addr_isany_val(*ip_2_ip4(&la)) &&
-		    !nif_by_addr(st, ip4_addr_get_u32(ip_2_ip4(&la))))
-			return -EADDRNOTAVAIL;
 	}
 	pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
 	if (!pcb)
@@ -1076,12 +1084,9 @@ int nk_ustack_udp_bind(struct nk_ustack *st, const struct sockaddr_in *local,
 	int ret;
 
 	*out = NULL;
-	ret = from_sin(local, &a, &port);
+	ret = from_local_sin(st, local, &a, &port);
 	if (ret)
 		return ret;
-	if (!ip4_addr_isany_val(*ip_2_ip4(&a)) &&
-	    !nif_by_addr(st, ip4_addr_get_u32(ip_2_ip4(&a))))
-		return -EADDRNOTAVAIL;
 	pcb = udp_new_ip_type(IPADDR_TYPE_V4);
 	if (!pcb)
 		return -ENOMEM;
