@@ -136,7 +136,7 @@ NK_EXPORT int shutdown(int fd, int how)
 
 	if (!s)
 		return REAL(shutdown)(fd, how);
-	return (int)ON_SOCK(s, nk_sock__shutdown(s, how));
+	return (int)ON_SOCK(s, nk_sock__shutdown(s, fd, how));
 }
 
 NK_EXPORT int getsockname(int fd, struct sockaddr *sa, socklen_t *len)

@@ -330,7 +330,7 @@ NK_HIDDEN int nk_sock__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
 			      socklen_t *len, int flags);
 NK_HIDDEN int nk_sock__connect(struct nk_sock *s, const struct sockaddr *sa,
 			       socklen_t len);
-NK_HIDDEN int nk_sock__shutdown(struct nk_sock *s, int how);
+NK_HIDDEN int nk_sock__shutdown(struct nk_sock *s, int fd, int how);
 NK_HIDDEN int nk_sock__name(struct nk_sock *s, bool peer, struct sockaddr *sa,
 			    socklen_t *len);
 NK_HIDDEN int nk_sock__getsockopt(struct nk_sock *s, int level, int name,

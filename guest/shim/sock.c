@@ -113,7 +113,11 @@ static void set_timeout(struct nk_sqe *sqe, int64_t us)
 /*
  * Is there anything for us? nkd keeps a byte queued on the placeholder
  * whenever the socket is readable (or a listener has a connection), so a
- * non-blocking call can answer EAGAIN without a round trip.
+ * non-blocking call can answer EAGAIN without a round trip. Only EAGAIN
+ * means "nothing": 0 (nkd shut or closed its end to mirror the peer's FIN
+ * or a reset) and any error (the ECONNRESET nkd left in the app end's
+ * sk_err, which this peek consumes) say "ask nkd", whose socket gives
+ * the real EOF or error.
  */
 static bool placeholder_ready(int fd)
 {
@@ -300,7 +304,7 @@ static int wait_sends(struct nk_sock *s)
 	return 0;
 }
 
-int nk_sock__shutdown(struct nk_sock *s, int how)
+int nk_sock__shutdown(struct nk_sock *s, int fd, int how)
 {
 	struct nk_sqe sqe = { .opcode = NK_OP_SHUTDOWN, .handle = s->handle };
 	int err;
@@ -310,7 +314,16 @@ int nk_sock__shutdown(struct nk_sock *s, int how)
 	if (how != SHUT_RD && (err = wait_sends(s)))
 		return err;
 	sqe.ctl.arg = (uint32_t)how;
-	return call_simple(&sqe, false);
+	err = call_simple(&sqe, false);
+	if (err)
+		return err;
+	/*
+	 * The same shutdown on the app end: once nkd has shut the other
+	 * direction too (the peer's FIN), the placeholder polls as POLLHUP
+	 * like the socket (docs/abi.md §6).
+	 */
+	REAL(shutdown)(fd, how);
+	return 0;
 }
 
 int nk_sock__name(struct nk_sock *s, bool peer, struct sockaddr *sa,

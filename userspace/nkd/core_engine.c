@@ -422,6 +422,24 @@ static void sock_recheck(struct nk_sock *s)
 	nk_ph__set_readable(&s->ph, ev & READ_EVENTS, false);
 }
 
+/*
+ * A connected stream's end states, on the app end itself (abi.md §6), so
+ * that poll shows POLLRDHUP, POLLHUP and POLLERR where the socket would.
+ * Called before the readable byte is queued: that byte would wake a poller
+ * which could return POLLIN alone before the hang-up shows.
+ */
+static void sock_mirror_hup(struct nk_sock *s, unsigned ev)
+{
+	if (s->type != SOCK_STREAM || s->state == NK_SS_LISTEN ||
+	    s->state == NK_SS_UNBOUND || s->state == NK_SS_BOUND ||
+	    s->state == NK_SS_CONNECTING)
+		return;
+	if (ev & POLLHUP)
+		nk_ph__hangup(&s->ph, ev & POLLERR);
+	else if (ev & POLLRDHUP)
+		nk_ph__rdhup(&s->ph);
+}
+
 void nk_engine__sock_event(struct nk_engine *e, struct nk_sock *s,
 			   unsigned revents, bool arrival)
 {
@@ -433,6 +451,7 @@ void nk_engine__sock_event(struct nk_engine *e, struct nk_sock *s,
 	if ((revents & (POLLERR | POLLHUP)) && s->type == SOCK_STREAM &&
 	    s->state != NK_SS_LISTEN)
 		s->state = NK_SS_CLOSED;
+	sock_mirror_hup(s, revents);
 	if (revents & READ_EVENTS)
 		nk_ph__set_readable(&s->ph, true, arrival);
 	nk_ph__set_writable(&s->ph, sock_writable(s));
@@ -1005,6 +1024,7 @@ int nk_engine__placeholder(struct nk_engine *e, struct nk_conn *c,
 	s->ph_dev = dev;
 	/* Whatever happened before the placeholder arrived shows now. */
 	ev = s->nsm->ops->poll_now(s->nsm->priv, s);
+	sock_mirror_hup(s, ev);
 	nk_ph__set_readable(&s->ph, ev & READ_EVENTS, true);
 	nk_ph__set_writable(&s->ph, sock_writable(s));
 	return 0;

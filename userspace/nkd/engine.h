@@ -100,9 +100,10 @@ struct nk_guest {
 /* Readiness placeholder (docs/abi.md §6). */
 struct nk_ph {
 	int app; /* nkd's duplicate of the app end, -1 if none */
-	int nkd; /* the nkd end */
+	int nkd; /* the nkd end; -1 once hung up (closed) */
 	bool readable; /* bytes queued towards the app end */
 	bool blocked; /* app end's send direction filled: unwritable */
+	bool rdhup; /* nkd end shut for writing: peer's FIN mirrored */
 };
 
 enum nk_sock_state {
@@ -290,6 +291,10 @@ void nk_ph__set_readable(struct nk_ph *ph, bool want, bool arrival);
 void nk_ph__set_writable(struct nk_ph *ph, bool want);
 /* A fresh EPOLLOUT edge on a writable app end (after a SEND completed). */
 void nk_ph__kick_writable(struct nk_ph *ph);
+/* The peer sent FIN: POLLRDHUP on the app end. */
+void nk_ph__rdhup(struct nk_ph *ph);
+/* The socket hung up (reset: with POLLERR); the app end stays so. */
+void nk_ph__hangup(struct nk_ph *ph, bool reset);
 
 /* Queries (query.c): JSON (or Prometheus for NK_QUERY_STATS). */
 int nk_query__build(struct nk_engine *e, uint32_t what, char **text,

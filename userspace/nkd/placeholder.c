@@ -5,7 +5,10 @@
  * and the other (nkd) end, and makes the app end's poll state mirror the
  * socket:
  *   readable   <- at least one byte queued nkd end -> app end;
- *   unwritable <- app end's send buffer filled (through nkd's duplicate).
+ *   unwritable <- app end's send buffer filled (through nkd's duplicate);
+ *   POLLRDHUP  <- nkd end shut for writing (the peer's FIN);
+ *   POLLHUP    <- nkd end closed, with POLLERR (ECONNRESET in the app
+ *                 end's sk_err) if it had unread data: a reset.
  * Every call here is non-blocking (MSG_DONTWAIT): never O_NONBLOCK on the
  * duplicate, which shares its file status flags with the guest's fd.
  */
@@ -25,6 +28,7 @@ void nk_ph__init(struct nk_ph *ph)
 	ph->nkd = -1;
 	ph->readable = false;
 	ph->blocked = false;
+	ph->rdhup = false;
 }
 
 void nk_ph__close(struct nk_ph *ph)
@@ -59,6 +63,7 @@ int nk_ph__attach(struct nk_ph *ph, int app_fd, int nkd_fd)
 	ph->nkd = nkd_fd;
 	ph->readable = false;
 	ph->blocked = false;
+	ph->rdhup = false;
 	return 0;
 }
 
@@ -75,7 +80,8 @@ static void drain(int fd)
 
 void nk_ph__set_readable(struct nk_ph *ph, bool want, bool arrival)
 {
-	if (ph->app < 0)
+	/* Hung up: readable for good, and a drain could eat its sk_err. */
+	if (ph->app < 0 || ph->nkd < 0)
 		return;
 	if (want) {
 		/* One byte per arrival: edge-triggered waiters see a new edge.
@@ -93,7 +99,7 @@ void nk_ph__set_writable(struct nk_ph *ph, bool want)
 {
 	static const char zeros[4096];
 
-	if (ph->app < 0 || want == !ph->blocked)
+	if (ph->app < 0 || ph->nkd < 0 || want == !ph->blocked)
 		return;
 	if (!want) {
 		while (send(ph->app, zeros, sizeof(zeros),
@@ -114,8 +120,43 @@ void nk_ph__kick_writable(struct nk_ph *ph)
 	 * edge for edge-triggered waiters that saw EAGAIN from the shim
 	 * while nkd's own count never reached send_window.
 	 */
-	if (ph->app < 0 || ph->blocked)
+	if (ph->app < 0 || ph->nkd < 0 || ph->blocked)
 		return;
 	if (send(ph->app, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1)
 		drain(ph->nkd);
+}
+
+void nk_ph__rdhup(struct nk_ph *ph)
+{
+	/*
+	 * The app end's receive side shuts: it polls POLLIN|POLLRDHUP like a
+	 * socket whose peer sent FIN, and POLLHUP as well once the guest
+	 * shuts its side (the shim shuts the app end for writing then).
+	 */
+	if (ph->app < 0 || ph->nkd < 0 || ph->rdhup)
+		return;
+	shutdown(ph->nkd, SHUT_WR);
+	ph->rdhup = true;
+}
+
+void nk_ph__hangup(struct nk_ph *ph, bool reset)
+{
+	if (ph->app < 0 || ph->nkd < 0)
+		return;
+	/*
+	 * Closing the nkd end shuts the app end both ways (POLLHUP, and
+	 * POLLIN|POLLRDHUP). AF_UNIX stream sets the survivor's sk_err to
+	 * ECONNRESET (POLLERR) when the closed end still had unread data:
+	 * a byte through the app end makes sure of that on a reset, and
+	 * draining makes sure of the opposite on an orderly hang-up. A
+	 * shim peek that finds no byte queued eats that sk_err and asks
+	 * nkd, whose socket still has the error.
+	 */
+	if (reset)
+		send(ph->app, "e", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	else
+		drain(ph->nkd);
+	close(ph->nkd);
+	ph->nkd = -1;
+	ph->blocked = false;
 }
