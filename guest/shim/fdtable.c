@@ -120,6 +120,7 @@ struct nk_sock *nk_sock__alloc(void)
 	atomic_store(&s->inflight, 0);
 	atomic_store(&s->closing, 0);
 	atomic_store(&s->close_sent, 0);
+	atomic_store(&s->wr_shut, 0);
 	atomic_store(&s->rcvtimeo_us, 0);
 	atomic_store(&s->sndtimeo_us, 0);
 	s->dev = s->ino = 0;

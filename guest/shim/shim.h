@@ -139,6 +139,7 @@ struct nk_sock {
 	atomic_llong inflight; /* SEND bytes queued to nkd, not completed */
 	atomic_int closing; /* no fd left: CLOSE sent or being sent */
 	atomic_int close_sent;
+	atomic_int wr_shut; /* shutdown(SHUT_WR/RDWR) done: send is EPIPE */
 	atomic_llong rcvtimeo_us, sndtimeo_us; /* 0 = none */
 	uint64_t dev, ino; /* placeholder app end, for exec hand-over */
 	struct nk_sock *next; /* free list or close queue */

@@ -317,6 +317,8 @@ int nk_sock__shutdown(struct nk_sock *s, int fd, int how)
 	err = call_simple(&sqe, false);
 	if (err)
 		return err;
+	if (how != SHUT_RD && s->type == SOCK_STREAM)
+		atomic_store(&s->wr_shut, 1);
 	/*
 	 * The same shutdown on the app end: once nkd has shut the other
 	 * direction too (the peer's FIN), the placeholder polls as POLLHUP
@@ -737,6 +739,15 @@ ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 
 	if ((err = take_send_error(s, flags)))
 		return -err;
+	/*
+	 * Known here without asking nkd, whose SEND would only fail after
+	 * this call returned (sends are asynchronous).
+	 */
+	if (atomic_load(&s->wr_shut)) {
+		if (!(flags & MSG_NOSIGNAL))
+			raise(SIGPIPE);
+		return -EPIPE;
+	}
 	if (dgram && msg->msg_name && msg->msg_namelen) {
 		err = nk_addr__from_sa(msg->msg_name, msg->msg_namelen, &dest);
 		if (err)
