@@ -754,7 +754,13 @@ ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 			return err;
 		have_dest = true;
 	}
-	if (dgram && total > bsize)
+	/*
+	 * The protocol's limit (65,535 bytes of IP packet, or of IPv6 payload,
+	 * less the headers), checked here: nkd's SEND completes after this
+	 * call returned, too late for the EMSGSIZE the kernel gives at once.
+	 */
+	if (dgram && (total > bsize ||
+		      total > (s->domain == AF_INET6 ? 65527u : 65507u)))
 		return -EMSGSIZE;
 	if (!dgram && !total)
 		return 0;

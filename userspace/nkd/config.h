@@ -25,7 +25,7 @@
 #define NK_DEF_MAX_CONNS 256u
 #define NK_DEF_ABUSE_LIMIT 1000u
 #define NK_MAX_SOCKETS_LIMIT 1048574u /* handle index is 20 bits */
-#define NK_MAX_BUFS_LIMIT 16384u /* 1 GiB of 64 KiB buffers */
+#define NK_MAX_BUFS_LIMIT 16384u /* bufs= units of 64 KiB: 1 GiB */
 
 /* One bind= rule: an address prefix and an inclusive port range. */
 struct nk_bind_rule {

@@ -874,7 +874,11 @@ static int conn_setup(struct nk_engine *e, struct nk_conn *c, uint32_t nr_qsets)
 		.sq_entries = NK_REGION_SQ_ENTRIES,
 		.cq_entries = NK_REGION_CQ_ENTRIES,
 		.buf_size = NK_REGION_BUF_SIZE,
-		.nr_bufs = c->guest->conf.bufs,
+		/* bufs= keeps its meaning: a data area of bufs x 64 KiB. */
+		.nr_bufs = (uint32_t)(((uint64_t)c->guest->conf.bufs *
+					       NK_REGION_BUF_UNIT +
+				       NK_REGION_BUF_SIZE - 1) /
+				      NK_REGION_BUF_SIZE),
 		.send_window = NK_REGION_SEND_WINDOW,
 		.epoch = e->epoch,
 		.guest_id = c->guest->id,

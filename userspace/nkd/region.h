@@ -13,7 +13,14 @@
 
 #define NK_REGION_SQ_ENTRIES 256u
 #define NK_REGION_CQ_ENTRIES 512u
-#define NK_REGION_BUF_SIZE 65536u
+/*
+ * 128 KiB: a RECV with NK_SQE_F_ADDR puts the 32-byte source address in
+ * front of the data in the same buffer, and the largest UDP datagram
+ * (65,527 bytes over IPv6) must still fit behind it.
+ */
+#define NK_REGION_BUF_SIZE 131072u
+/* The guest config's bufs= counts units of this size (the data area). */
+#define NK_REGION_BUF_UNIT 65536u
 #define NK_REGION_SEND_WINDOW (1u << 20)
 
 struct nk_region_params {
