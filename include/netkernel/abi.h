@@ -113,8 +113,14 @@ enum nk_op {
  * it only when it returns -EAGAIN (docs/abi.md §6).
  */
 #define NK_SQE_F_PREFETCH (1U << 3)
-/* Flags valid on every op; NK_SQE_F_PREFETCH is RECV's alone. */
-#define NK_SQE_F_ALL (NK_SQE_F_NONBLOCK | NK_SQE_F_ADDR | NK_SQE_F_TIMEOUT)
+/*
+ * Every flag this ABI defines; anything else is refused. NK_SQE_F_PREFETCH
+ * is also refused on any op but RECV, and a guest sends it only when the
+ * header offers NK_FEAT_RECV_PREFETCH.
+ */
+#define NK_SQE_F_ALL                                            \
+	(NK_SQE_F_NONBLOCK | NK_SQE_F_ADDR | NK_SQE_F_TIMEOUT | \
+	 NK_SQE_F_PREFETCH)
 
 /* NK_OP_IOCTL requests. */
 #define NK_IOCTL_FIONREAD 1u /* bytes readable now */

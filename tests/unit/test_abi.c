@@ -27,7 +27,12 @@ static void test_flag_masks_disjoint(void **state)
 {
 	(void)state;
 	assert_int_equal(NK_SQE_F_ALL, NK_SQE_F_NONBLOCK | NK_SQE_F_ADDR |
-					       NK_SQE_F_TIMEOUT);
+					       NK_SQE_F_TIMEOUT |
+					       NK_SQE_F_PREFETCH);
+	/* Each flag its own bit. */
+	assert_int_equal(NK_SQE_F_PREFETCH & (NK_SQE_F_NONBLOCK |
+					      NK_SQE_F_ADDR | NK_SQE_F_TIMEOUT),
+			 0);
 	assert_int_equal(NK_SQE_F_ALL & ~0xffu, 0);
 	assert_int_equal(NK_FEAT_ALL & NK_FEAT_FUTEX_WAKE, NK_FEAT_FUTEX_WAKE);
 }

@@ -142,7 +142,7 @@ int nk_validate__sqe(const struct nk_sqe *sqe, const struct nk_validate_ctx *c,
 
 	if (op >= NK_OP__MAX)
 		return abuse(out, -EINVAL);
-	if (sqe->flags & ~(NK_SQE_F_ALL | NK_SQE_F_PREFETCH) ||
+	if (sqe->flags & ~NK_SQE_F_ALL ||
 	    ((sqe->flags & NK_SQE_F_PREFETCH) && op != NK_OP_RECV))
 		return abuse(out, -EINVAL);
 	if (sqe->resv0)
