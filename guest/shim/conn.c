@@ -22,6 +22,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -40,6 +41,8 @@
 
 #define NK_SLICE_NS (200 * 1000000LL) /* longest sleep between checks */
 #define NK_SPIN_NS (50 * 1000LL) /* spin before sleeping */
+/* Longest a non-blocking send waits for nkd to take its SENDs. */
+#define NK_SENDS_TAKEN_NS (2 * 1000 * 1000LL)
 #define NK_SPIN_QUICK_NS (200 * 1000LL) /* ...for an op nkd answers at once */
 /* epoll_wait/poll spin this long while the process is talking to nkd... */
 #define NK_MUX_SPIN_NS (50 * 1000LL)
@@ -924,7 +927,8 @@ static void ring_bell(void)
 		(void)0; /* counter saturated: nkd is awake anyway */
 }
 
-int nk_ring__submit(struct nk_sqe *sqe)
+/* *seq: the SQ tail that published the entry (nkd took it at head >= *seq). */
+static int submit_seq(struct nk_sqe *sqe, uint32_t *seq)
 {
 	if (atomic_load(&C.state) != NK_ST_UP || !host_ok())
 		return -ENETDOWN;
@@ -949,6 +953,7 @@ int nk_ring__submit(struct nk_sqe *sqe)
 		       (unsigned long long)sqe->user_data, sqe->io.buf_len);
 	C.sqes[C.sq_tail & (C.sq_n - 1)] = *sqe;
 	C.sq_tail++;
+	*seq = C.sq_tail;
 	/* The entry is visible before the tail that publishes it. */
 	nk_ring_store_release(&C.sqi->tail, C.sq_tail);
 	atomic_store_explicit(&C.last_submit_ns, nk_now_ns(),
@@ -960,6 +965,13 @@ int nk_ring__submit(struct nk_sqe *sqe)
 		ring_bell();
 	pthread_mutex_unlock(&C.sq_lock);
 	return 0;
+}
+
+int nk_ring__submit(struct nk_sqe *sqe)
+{
+	uint32_t seq;
+
+	return submit_seq(sqe, &seq);
 }
 
 static void submit_ignored(uint8_t opcode, uint32_t handle, uint64_t arg64)
@@ -1456,6 +1468,7 @@ int nk_ring__prefetch(struct nk_sock *s, struct nk_sqe *sqe, int idx)
 int nk_ring__send_async(struct nk_sock *s, struct nk_sqe *sqe, int idx,
 			uint32_t bytes)
 {
+	uint32_t seq;
 	int err;
 
 	nk_sock__get(s);
@@ -1464,7 +1477,9 @@ int nk_ring__send_async(struct nk_sock *s, struct nk_sqe *sqe, int idx,
 	atomic_fetch_add(&s->inflight, bytes);
 	atomic_fetch_add(&C.inflight, bytes);
 	sqe->user_data = ((uint64_t)idx << 3) | UD_SEND;
-	err = nk_ring__submit(sqe);
+	err = submit_seq(sqe, &seq);
+	if (!err)
+		atomic_store(&s->send_seq, seq);
 	if (err) {
 		C.meta[idx].sock = NULL;
 		atomic_fetch_sub(&s->inflight, bytes);
@@ -1473,6 +1488,28 @@ int nk_ring__send_async(struct nk_sock *s, struct nk_sqe *sqe, int idx,
 		nk_sock__put(s);
 	}
 	return err;
+}
+
+void nk_ring__sends_taken(struct nk_sock *s)
+{
+	uint32_t seq = atomic_load(&s->send_seq);
+	int64_t deadline = nk_now_ns() + NK_SENDS_TAKEN_NS;
+
+	/*
+	 * nkd moves the SQ head past a SEND only once it has counted it and
+	 * made the placeholder unwritable if that filled the window (abi.md
+	 * §3, §6). Until then the guest's count is ahead of nkd's, and an
+	 * EAGAIN answered now would leave poll saying POLLOUT. Reap while
+	 * waiting: nkd may need CQ room to take more. Bounded: a slow nkd
+	 * costs an early EAGAIN (and a POLLOUT after it), never a hang.
+	 */
+	while (atomic_load(&C.state) == NK_ST_UP &&
+	       (int32_t)(nk_ring_load_acquire(&C.sqi->head) - seq) < 0) {
+		if (nk_now_ns() >= deadline)
+			break;
+		nk_ring__poll();
+		sched_yield();
+	}
 }
 
 void nk_ring__close_sock(struct nk_sock *s)
@@ -1578,6 +1615,8 @@ void nk_conn__fork_child(bool have_token, uint64_t token, bool eager)
 			continue;
 		/* The parent's sends complete in the parent's ring. */
 		atomic_store(&s->inflight, 0);
+		/* The parent's SQ positions mean nothing on ours. */
+		atomic_store(&s->send_seq, 0);
 		/*
 		 * Read-ahead data belongs to the parent, which read it from
 		 * the socket; its buffer index means nothing in our region.

@@ -118,6 +118,7 @@ struct nk_sock *nk_sock__alloc(void)
 	atomic_store(&s->listening, 0);
 	atomic_store(&s->pending_err, 0);
 	atomic_store(&s->inflight, 0);
+	atomic_store(&s->send_seq, 0);
 	atomic_store(&s->closing, 0);
 	atomic_store(&s->close_sent, 0);
 	atomic_store(&s->wr_shut, 0);

@@ -137,6 +137,7 @@ struct nk_sock {
 	atomic_int listening;
 	atomic_int pending_err; /* async SEND error, reported once */
 	atomic_llong inflight; /* SEND bytes queued to nkd, not completed */
+	atomic_uint send_seq; /* SQ tail after the last SEND was published */
 	atomic_int closing; /* no fd left: CLOSE sent or being sent */
 	atomic_int close_sent;
 	atomic_int wr_shut; /* shutdown(SHUT_WR/RDWR) done: send is EPIPE */
@@ -278,6 +279,12 @@ NK_HIDDEN int nk_ring__prefetch(struct nk_sock *s, struct nk_sqe *sqe, int idx);
 /* Drop a socket's read-ahead state: its buffer, if the result is in. */
 NK_HIDDEN void nk_sock__stash_drop(struct nk_sock *s);
 /* Queue an async SEND of buffer idx for s (takes a ref on s). */
+/*
+ * Wait (briefly, reaping) until nkd has taken every SEND of s published so
+ * far: then nkd's in-flight count, and so the placeholder, agrees with the
+ * shim's after the next reap.
+ */
+NK_HIDDEN void nk_ring__sends_taken(struct nk_sock *s);
 NK_HIDDEN int nk_ring__send_async(struct nk_sock *s, struct nk_sqe *sqe,
 				  int idx, uint32_t bytes);
 /*

@@ -777,10 +777,14 @@ ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 			  : room == 0) {
 			/*
 			 * A non-blocking sender never waits, so nobody else
-			 * may reap the completions that free its window.
+			 * may reap the completions that free its window. It
+			 * first lets nkd take its SENDs, so that an EAGAIN
+			 * comes with an unwritable placeholder (abi.md §6).
 			 */
 			if (!reaped) {
 				reaped = true;
+				if (nonblock)
+					nk_ring__sends_taken(s);
 				nk_ring__poll();
 				continue;
 			}

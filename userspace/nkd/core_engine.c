@@ -1240,10 +1240,8 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 			g->c.bytes_tx += (uint64_t)res;
 		}
 		s->send_inflight -= op->len;
-		if (!s->closing) {
-			kick = !s->ph.blocked;
-			nk_ph__set_writable(&s->ph, sock_writable(s));
-		}
+		/* Made writable after the CQE is posted, below. */
+		kick = !s->closing;
 		break;
 	case NK_OP_RECV:
 		if (res > 0) {
@@ -1275,11 +1273,18 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 		post(e, c, op->qset, op->user_data, res, cqe_flags,
 		     handle ? handle : s->handle, aux);
 	/*
-	 * The edge after the CQE: a guest that reaped just before the post
-	 * and answered EAGAIN on its own count still gets one later.
+	 * Writable only after the CQE: a guest that polls POLLOUT and sends
+	 * must find the completion that freed its window. Then an edge: a
+	 * guest that reaped just before the post and answered EAGAIN on its
+	 * own count still gets one later.
 	 */
-	if (kick)
-		nk_ph__kick_writable(&s->ph);
+	if (kick) {
+		bool was_blocked = s->ph.blocked;
+
+		nk_ph__set_writable(&s->ph, sock_writable(s));
+		if (!was_blocked)
+			nk_ph__kick_writable(&s->ph);
+	}
 	nk_list__del(&op->clink);
 	c->inflight--;
 	g->inflight--;
@@ -1323,9 +1328,16 @@ static unsigned conn_poll(struct nk_engine *e, struct nk_conn *c,
 				c->cq_blocked = true;
 				break;
 			}
-			nk_hring__sq_consume(r);
+			/*
+			 * The head moves past the entry only once it is
+			 * taken, accounted and mirrored on the placeholder
+			 * (abi.md §3): a guest that saw the head pass its
+			 * SEND knows poll agrees with its own window count.
+			 * sqe is our copy, so the slot is not read again.
+			 */
 			nk_hring__cq_reserve(r);
 			process_sqe(e, c, q, &sqe);
+			nk_hring__sq_consume(r);
 			n++;
 		}
 	}
