@@ -178,8 +178,18 @@ static void guest_free(struct nk_engine *e, struct nk_guest *g)
 	free(g);
 }
 
-/* Unknown guests vanish once nothing refers to them any more. */
-static void guest_gc(struct nk_engine *e)
+static void ho_deadline(struct nk_engine *e, int64_t when);
+
+/*
+ * Unknown guests vanish once nothing has referred to them for
+ * NK_GUEST_RETAIN_NS, so `nkctl guests` keeps showing what a guest did
+ * after its program exits. Past NK_GUEST_RETAIN_MAX guests the idle ones go
+ * at once: any local process may invent names.
+ */
+#define NK_GUEST_RETAIN_NS (300 * 1000000000LL)
+#define NK_GUEST_RETAIN_MAX 1024u
+
+static void guest_gc(struct nk_engine *e, int64_t now)
 {
 	struct nk_list *p, *t;
 
@@ -188,9 +198,20 @@ static void guest_gc(struct nk_engine *e)
 	{
 		struct nk_guest *g = nk_container_of(p, struct nk_guest, link);
 
-		if (!g->from_config && !g->nr_conns && !g->nr_socks &&
-		    !g->nr_handovers && !g->inflight)
+		if (g->from_config)
+			continue;
+		if (g->nr_conns || g->nr_socks || g->nr_handovers ||
+		    g->inflight) {
+			g->idle_since = 0;
+			continue;
+		}
+		if (!g->idle_since)
+			g->idle_since = now;
+		if (now - g->idle_since >= NK_GUEST_RETAIN_NS ||
+		    e->nr_guests > NK_GUEST_RETAIN_MAX)
 			guest_free(e, g);
+		else
+			ho_deadline(e, g->idle_since + NK_GUEST_RETAIN_NS);
 	}
 }
 
@@ -545,8 +566,6 @@ static void conn_cancel_ops(struct nk_conn *c, bool sends)
 	}
 }
 
-static void ho_deadline(struct nk_engine *e, int64_t when);
-
 void nk_engine__detach(struct nk_engine *e, struct nk_conn *c, bool abnormal)
 {
 	struct nk_guest *g = c->guest;
@@ -686,6 +705,7 @@ static void ho_expire(struct nk_engine *e, int64_t now)
 	struct nk_list *p, *t;
 
 	e->next_deadline = 0;
+	e->gc = true; /* re-arms the idle guests' deadlines */
 	nk_list__for_each_safe(p, t, &e->lingering)
 	{
 		struct nk_conn *c = nk_container_of(p, struct nk_conn, dlink);
@@ -1491,7 +1511,7 @@ int nk_engine__run(struct nk_engine *e)
 		if (e->next_deadline && now >= e->next_deadline)
 			ho_expire(e, now);
 		if (e->gc)
-			guest_gc(e);
+			guest_gc(e, now);
 		if (work) {
 			last_work = now;
 			continue;

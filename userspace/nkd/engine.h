@@ -94,6 +94,11 @@ struct nk_guest {
 	uint32_t cap, nr_socks, next_idx;
 	uint32_t inflight; /* ops taken and not completed */
 	uint32_t nr_handovers;
+	/*
+	 * An unknown guest with nothing left in use is kept this long (ns
+	 * clock) so its counters survive between runs of its programs.
+	 */
+	int64_t idle_since;
 	struct nk_counters c;
 };
 
