@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 """Hostile frames at the ustack engine through the kernel side of its TAP.
 
-  ustack_hostile.py IFACE ENGINE_MAC ENGINE_IP KERNEL_IP FAKE_IP
+  ustack_hostile.py [--seq-after-fin] IFACE ENGINE_MAC ENGINE_IP KERNEL_IP FAKE_IP
 
 Sends, over an AF_PACKET socket on IFACE: random bytes, every truncation of
 Ethernet/IPv4/TCP/UDP/ICMP headers, bad IHL and total lengths, wrong IP and
@@ -12,6 +12,12 @@ oversized IP fragments, malformed and spoofed ARP. Then it opens a real TCP
 connection from FAKE_IP (answering the engine's ARP itself) to the echo
 server on port 7 and sends a stream as overlapping, duplicated and
 out-of-order segments; the echo must equal the stream. Exit 0 / 1.
+
+--seq-after-fin: the ACKs sent after our FIN carry the sequence number
+after it (correct TCP). Without it they carry the FIN's own, which the
+engine answers with a duplicate ACK that this script ACKs again: an ACK
+loop until the server side closes. That is harmless when the server closes
+at once (the engine's own echo) but starves a server behind nkd.
 """
 import os
 import random
@@ -243,9 +249,10 @@ def overlap_stream(w):
             while contiguous in got:
                 contiguous += len(got[contiguous])
             ackv = peer["seq"] + contiguous + (1 if peer["fin"] is not None and contiguous >= peer["fin"] else 0)
-            w.send(w.ip_frame(6, w.tcp(sport, 7, isn + 1 + sent_upto[0], ackv, 0x10)))
+            w.send(w.ip_frame(6, w.tcp(sport, 7, isn + 1 + sent_upto[0] + fin_sent[0], ackv, 0x10)))
 
     sent_upto = [0]
+    fin_sent = [0]
     w.send(w.ip_frame(6, w.tcp(sport, 7, isn, 0, 0x02, opts=b"\x02\x04\x05\xb4")))
     t0 = time.time()
     while peer["seq"] is None and time.time() < t0 + 5:
@@ -266,6 +273,8 @@ def overlap_stream(w):
     w.send(w.ip_frame(6, w.tcp(sport, 7, isn + 1 + 100, peer["seq"], 0x18, b"X" * 100, good_csum=False)))
     fin = w.ip_frame(6, w.tcp(sport, 7, isn + 1 + len(data), peer["seq"], 0x11))
     w.send(fin)
+    if SEQ_AFTER_FIN:
+        fin_sent[0] = 1
     while time.time() < deadline:
         pump(time.time() + 0.3)
         if peer["fin"] is not None:
@@ -282,11 +291,19 @@ def overlap_stream(w):
     return len(data)
 
 
+SEQ_AFTER_FIN = False
+
+
 def main():
-    if len(sys.argv) != 6:
+    global SEQ_AFTER_FIN
+    args = sys.argv[1:]
+    if args and args[0] == "--seq-after-fin":
+        SEQ_AFTER_FIN = True
+        args = args[1:]
+    if len(args) != 5:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
-    w = Wire(*sys.argv[1:])
+    w = Wire(*args)
     n = blast(w)
     print("hostile: sent %d malformed or hostile frames" % n)
     try:
