@@ -1065,6 +1065,30 @@ static int do_getsockopt(struct asock *a, struct nk_req *op)
 		v = a->nodelay;
 	} else if (op->level == IPPROTO_TCP && op->optname == TCP_MAXSEG) {
 		v = 1460;
+	} else if (op->level == IPPROTO_TCP && op->optname == TCP_CONGESTION) {
+		/* lwIP's congestion control is NewReno; iperf3 asks. */
+		char name[16] = "reno";
+		uint32_t n = op->len < sizeof(name) ? op->len : sizeof(name);
+
+		memcpy(op->buf, name, n);
+		return (int)n;
+	} else if (op->level == IPPROTO_TCP && op->optname == TCP_INFO &&
+		   s->type == SOCK_STREAM) {
+		/*
+		 * The engine keeps no Linux-style TCP statistics; report what
+		 * is known (state, MSS) and zeros, as a kernel without the
+		 * newer fields would.
+		 */
+		struct tcp_info ti;
+		uint32_t n = op->len < sizeof(ti) ? op->len : sizeof(ti);
+
+		memset(&ti, 0, sizeof(ti));
+		ti.tcpi_state = a->listener ? TCP_LISTEN : TCP_ESTABLISHED;
+		ti.tcpi_snd_mss = 1460;
+		ti.tcpi_rcv_mss = 1460;
+		ti.tcpi_advmss = 1460;
+		memcpy(op->buf, &ti, n);
+		return (int)n;
 	} else {
 		return -ENOPROTOOPT;
 	}
