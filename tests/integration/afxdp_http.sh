@@ -86,6 +86,32 @@ sleep 1
 r=$(run_peer "$PY" "$NK_TMP/udpc.py" "$X4" 7101 100 2) || fail "peer UDP client failed"
 log "$r"
 
+# End of stream reaches an event loop: the guest's asyncio echo server
+# (epoll) must see the peer's FIN after the data, echo it all and close.
+bg_guest echo_g "$PY" "$HELPERS/nkpy.py" echo-server 0.0.0.0 7200
+wait_for 20 nk_guest_listening 7200 || fail "guest echo server not listening"
+r=$(run_peer "$PY" - "$X4" 7200 <<'PYEOF'
+import os, socket, sys
+data = os.urandom(6000)
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(data)
+s.shutdown(socket.SHUT_WR)
+got = b""
+try:
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+except socket.timeout:
+    sys.exit(f"no EOF from the guest after {len(got)} of {len(data)} bytes")
+if got != data:
+    sys.exit(f"echo differs: {len(got)} of {len(data)} bytes")
+print(f"RESULT mode=echo-eof bytes={len(got)}")
+PYEOF
+) || fail "echo with half-close failed"
+log "$r"
+
 # iperf3 both directions on the userspace stack, the guest as the client.
 need_cmd iperf3
 iperf_check() { # NAME JSONFILE

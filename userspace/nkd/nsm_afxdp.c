@@ -397,7 +397,8 @@ static unsigned revents_of(struct asock *a)
 	ev |= POLLOUT;
 	if (nk_ustack_sock_rx_ready(a->us))
 		ev |= POLLIN;
-	if (a->eof)
+	/* FIN arrived: readable and RDHUP at once, as the kernel says it. */
+	if (a->eof || nk_ustack_sock_eof(a->us))
 		ev |= POLLIN | POLLRDHUP;
 	if (a->err)
 		ev |= POLLIN | POLLERR | POLLHUP;

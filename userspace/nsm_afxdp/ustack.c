@@ -597,6 +597,11 @@ int nk_ustack_sock_name(const struct nk_usock *s, struct sockaddr_in *local,
 	return 0;
 }
 
+bool nk_ustack_sock_eof(const struct nk_usock *s)
+{
+	return s->type == US_TCP && s->eof;
+}
+
 size_t nk_ustack_sock_rx_ready(const struct nk_usock *s)
 {
 	if (s->type == US_TCP)

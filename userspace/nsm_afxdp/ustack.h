@@ -30,6 +30,7 @@
 #define NK_USTACK_H
 
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -214,6 +215,9 @@ int nk_ustack_sock_name(const struct nk_usock *s, struct sockaddr_in *local,
 
 /* Bytes ready to read (FIONREAD; UDP: the next datagram's size). */
 size_t nk_ustack_sock_rx_ready(const struct nk_usock *s);
+
+/* TCP: the peer's FIN has arrived (data before it may still be unread). */
+bool nk_ustack_sock_eof(const struct nk_usock *s);
 
 void nk_ustack_sock_counters(const struct nk_usock *s,
 			     struct nk_usock_counters *out);
