@@ -4,7 +4,7 @@
 # curl in the guest fetches from python http.server in P, P's curl fetches
 # from a guest http.server, UDP echo both ways, a server in H on H's kernel
 # address stays reachable from P, iperf3 runs with the guest as the client
-# in both directions, and nkctl shows the XDP counters.
+# in both directions and as the server, and nkctl shows the XDP counters.
 # timeout: 120
 set -eu
 # shellcheck source=tests/lib.sh
@@ -132,8 +132,13 @@ for dir in send recv; do
 		{ cat "$NK_TMP/iperf_$dir.json" >&2; fail "guest iperf3 client ($dir) failed"; }
 	iperf_check "guest client $dir" "$NK_TMP/iperf_$dir.json"
 done
-# Not yet: iperf3 as a guest server on this NSM stalls after the control
-# connection (the peer's client moves no data); see docs/afxdp-nsm.md.
+# The guest as the iperf3 server: a second accept on the listener (the data
+# connection) while the control connection is open.
+bg_guest iperf_g iperf3 -s -1 -p 5310
+wait_for 20 nk_guest_listening 5310 || fail "guest iperf3 server not listening"
+run_peer iperf3 -c "$X4" -p 5310 -t 2 -J >"$NK_TMP/iperf_srv.json" ||
+	{ cat "$NK_TMP/iperf_srv.json" >&2; fail "peer iperf3 client to the guest failed"; }
+iperf_check "guest server" "$NK_TMP/iperf_srv.json"
 
 nkctl guests >&2
 j=$(nkctl guests --json)

@@ -383,8 +383,17 @@ static unsigned revents_of(struct asock *a)
 
 	if (!s)
 		return 0;
+	/*
+	 * A listener is readable while connections wait, not from the first
+	 * READABLE until an accept finds the queue empty: that kept the
+	 * placeholder readable after the last one was taken, and a blocking
+	 * accept() after select() (iperf3's server) hung. rd_ready is the
+	 * shutdown wake only.
+	 */
 	if (a->listener)
-		return a->rd_ready ? POLLIN : 0;
+		return a->rd_ready || (a->us && nk_ustack_sock_rx_ready(a->us))
+			       ? POLLIN
+			       : 0;
 	if (s->type == SOCK_DGRAM) {
 		if (a->us && (a->rd_ready || nk_ustack_sock_rx_ready(a->us)))
 			ev |= POLLIN;
@@ -464,7 +473,7 @@ static void us_cb(struct nk_usock *us, uint32_t ev, void *arg)
 	}
 	if (ev & NK_USOCK_EV_CONNECTED)
 		connect_finish(a, 0);
-	if (ev & NK_USOCK_EV_READABLE)
+	if ((ev & NK_USOCK_EV_READABLE) && !a->listener)
 		a->rd_ready = true;
 	pump(a);
 	if (a->closing) {

@@ -606,6 +606,8 @@ size_t nk_ustack_sock_rx_ready(const struct nk_usock *s)
 {
 	if (s->type == US_TCP)
 		return nk_segq__bytes(&s->rxq);
+	if (s->type == US_TCP_LISTEN)
+		return s->acc_n;
 	if (s->type == US_UDP && nk_segq__count(&s->rxq)) {
 		const struct nk_segq_ent *e =
 			&s->rxq.ents[s->rxq.head & s->rxq.mask];

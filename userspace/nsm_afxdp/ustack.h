@@ -213,7 +213,8 @@ int nk_ustack_sock_error(struct nk_usock *s);
 int nk_ustack_sock_name(const struct nk_usock *s, struct sockaddr_in *local,
 			struct sockaddr_in *peer);
 
-/* Bytes ready to read (FIONREAD; UDP: the next datagram's size). */
+/* Bytes ready to read (FIONREAD; UDP: the next datagram's size; a
+ * listener: connections waiting for accept). */
 size_t nk_ustack_sock_rx_ready(const struct nk_usock *s);
 
 /* TCP: the peer's FIN has arrived (data before it may still be unread). */
