@@ -49,41 +49,13 @@ run_peer curl -sS --max-time 30 -o "$NK_TMP/got3" "http://$H4:8081/blob" ||
 
 # nk_steer leaves IP fragments to the kernel (docs/steering.md), so the
 # datagrams here fit one frame: up to 1472 bytes of payload.
-cat >"$NK_TMP/udpc.py" <<'PYEOF'
-import random, socket, sys
-host, port, count, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-rnd = random.Random(seed)
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(1.0)
-s.connect((host, port))
-ok = total = 0
-for i in range(count):
-    payload = i.to_bytes(4, "big") + rnd.randbytes(rnd.choice([0, 60, 508, 1396, 1468]))
-    for attempt in range(5):
-        s.send(payload)
-        try:
-            while True:
-                back = s.recv(65536)
-                if back[:4] == payload[:4]:
-                    break
-        except socket.timeout:
-            continue
-        if back != payload:
-            sys.exit(f"datagram {i}: echo differs")
-        ok += 1
-        total += len(payload)
-        break
-    else:
-        sys.exit(f"datagram {i}: no echo after 5 tries")
-print(f"RESULT mode=udp-client datagrams={ok} bytes={total}")
-PYEOF
 bg_peer udp_p "$PY" "$HELPERS/nkpy.py" udp-echo-server "$P4" 7100 100
 wait_port "$NS_P" 7100 10 udp
-r=$(run_guest "$PY" "$NK_TMP/udpc.py" "$P4" 7100 100 1) || fail "guest UDP client failed"
+r=$(run_guest "$PY" "$HELPERS/nkpy.py" udp-client "$P4" 7100 100 1 1472) || fail "guest UDP client failed"
 log "$r"
 bg_guest udp_g "$PY" "$HELPERS/nkpy.py" udp-echo-server 0.0.0.0 7101 100
 sleep 1
-r=$(run_peer "$PY" "$NK_TMP/udpc.py" "$X4" 7101 100 2) || fail "peer UDP client failed"
+r=$(run_peer "$PY" "$HELPERS/nkpy.py" udp-client "$X4" 7101 100 2 1472) || fail "peer UDP client failed"
 log "$r"
 
 # End of stream reaches an event loop: the guest's asyncio echo server

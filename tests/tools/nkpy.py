@@ -7,7 +7,7 @@ nkrun unchanged. Every mode is bounded in time and prints one line
 message on stderr.
 
   nkpy.py udp-echo-server HOST PORT COUNT
-  nkpy.py udp-client HOST PORT COUNT [SEED]
+  nkpy.py udp-client HOST PORT COUNT [SEED [MAXLEN]]
   nkpy.py echo-server HOST PORT            (asyncio TCP echo, runs until killed)
   nkpy.py echo-client HOST PORT CONNS BYTES [SEED]
   nkpy.py sockets N [HOST PORT]            (open N TCP sockets, report errors;
@@ -49,22 +49,28 @@ def udp_echo_server(host, port, count):
     result(mode="udp-echo-server", datagrams=n)
 
 
-def udp_client(host, port, count, seed="1"):
-    rnd = random.Random(int(seed))
+def udp_client(host, port, count, seed="1", maxlen="65507"):
+    """COUNT datagrams echoed back byte for byte, at most MAXLEN bytes each
+    (1472 keeps them in one Ethernet frame: the afxdp NSM gets no IP
+    fragments). Each starts with (seed, index), so a late echo of an earlier
+    run or retry is told apart and skipped."""
+    seed, maxlen = int(seed), int(maxlen)
+    rnd = random.Random(seed)
+    sizes = [n for n in (1, 64, 512, 1400, 1464, 4000, 8000) if 8 + n <= maxlen]
     s = socket.socket(family_of(host), socket.SOCK_DGRAM)
     s.settimeout(1.0)
     s.connect((host, int(port)))
     ok = retries = 0
     total = 0
     for i in range(int(count)):
-        size = rnd.choice([1, 64, 512, 1400, 1472, 4000, 8000])
-        payload = i.to_bytes(4, "big") + rnd.randbytes(size)
+        tag = seed.to_bytes(4, "big") + i.to_bytes(4, "big")
+        payload = tag + rnd.randbytes(rnd.choice(sizes))
         for attempt in range(5):
             s.send(payload)
             try:
                 while True:
                     back = s.recv(65536)
-                    if back[:4] == payload[:4]:
+                    if back[:8] == tag:
                         break  # drop late duplicates of earlier retries
             except socket.timeout:
                 retries += 1
