@@ -255,6 +255,22 @@ start_nkd() {
 
 alive() { kill -0 "$1" 2>/dev/null; }
 
+# ustack_check_echo_transfer BYTES: after the engine ran as a client with
+# --send-file/--recv-file in $NK_TMP against ustack_peer.py's echo server
+# (which wrote "sha256 bytes" to $NK_TMP/server.sha), both directions must
+# carry the same bytes.
+ustack_check_echo_transfer() {
+	local sent back seen n
+	wait_file "$NK_TMP/server.sha" 20 || fail "python server did not finish"
+	sent=$(sha256sum <"$NK_TMP/send.bin" | cut -d' ' -f1)
+	back=$(sha256sum <"$NK_TMP/recv.bin" | cut -d' ' -f1)
+	read -r seen n <"$NK_TMP/server.sha"
+	[ "$n" = "$1" ] || fail "server received $n of $1 bytes"
+	[ "$seen" = "$sent" ] || fail "engine -> kernel sha256 mismatch ($seen != $sent)"
+	[ "$back" = "$sent" ] || fail "kernel -> engine sha256 mismatch ($back != $sent)"
+	log "client transfer ok: sha256 $sent both ways"
+}
+
 # nk_reexec_userns ARGS...: run this test again inside `unshare -Urn` (a
 # private user and network namespace: rootless), where NK_USERNS=1. The
 # outer run leaves nothing behind: it has started nothing yet.

@@ -107,14 +107,7 @@ inA timeout 200 env LIBXDP_SKIP_DISPATCHER=1 "$DRV" --backend afxdp \
 	--send-file "$NK_TMP/send.bin" --recv-file "$NK_TMP/recv.bin" \
 	--timeout 180 2>"$NK_TMP/client.log" ||
 	fail "client driver failed: $(cat "$NK_TMP/client.log")"
-wait_file "$NK_TMP/server.sha" 20 || fail "python server did not finish"
-sent=$(sha256sum <"$NK_TMP/send.bin" | cut -d' ' -f1)
-back=$(sha256sum <"$NK_TMP/recv.bin" | cut -d' ' -f1)
-read -r seen n <"$NK_TMP/server.sha"
-[ "$n" = "$CBYTES" ] || fail "server received $n of $CBYTES bytes"
-[ "$seen" = "$sent" ] || fail "engine -> kernel sha256 mismatch"
-[ "$back" = "$sent" ] || fail "kernel -> engine sha256 mismatch"
-log "client transfer ok: sha256 $sent both ways"
+ustack_check_echo_transfer "$CBYTES"
 
 log "peer with tx checksum offload off, engine in strict mode"
 inB ethtool -K "$VB" tx off >/dev/null

@@ -78,14 +78,7 @@ timeout 200 "$DRV" --backend tap --if "$TAPC" --addr "$EC/24" \
 	--connect "$KC:9000" --send-file "$NK_TMP/send.bin" \
 	--recv-file "$NK_TMP/recv.bin" --timeout 180 2>"$NK_TMP/client.log" ||
 	fail "client driver failed: $(cat "$NK_TMP/client.log")"
-wait_file "$NK_TMP/server.sha" 20 || fail "python server did not finish"
-sent=$(sha256sum <"$NK_TMP/send.bin" | cut -d' ' -f1)
-back=$(sha256sum <"$NK_TMP/recv.bin" | cut -d' ' -f1)
-read -r seen n <"$NK_TMP/server.sha"
-[ "$n" = "$CBYTES" ] || fail "server received $n of $CBYTES bytes"
-[ "$seen" = "$sent" ] || fail "engine -> kernel sha256 mismatch ($seen != $sent)"
-[ "$back" = "$sent" ] || fail "kernel -> engine sha256 mismatch ($back != $sent)"
-log "client transfer ok: sha256 $sent both ways"
+ustack_check_echo_transfer "$CBYTES"
 
 kill -USR1 "$SRV"
 sleep 0.3
