@@ -426,3 +426,85 @@ nk_guest_listening() {
 afxdp_rxqueues() {
 	ip netns exec "$NS_H" sh -c "ls -d /sys/class/net/$NK_XDEV/queues/rx-*" 2>/dev/null | wc -l
 }
+
+# ---------------------------------------------------------------- attacks
+
+# Tests of an attack on nkd (the tenancy tests) run the ASan+UBSan nkd, so
+# a memory error the normal build survives still fails them. Call before
+# start_nkd; nk_san_stop at the end stops it and fails on any report.
+nk_use_san_nkd() {
+	[ -x "$BUILD/san/nkd" ] || fail "missing $BUILD/san/nkd (run make)"
+	NKD=$BUILD/san/nkd
+	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=66
+	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=67
+}
+
+# nk_san_stop: SIGTERM nkd; it must exit 0 with no sanitizer report.
+nk_san_stop() {
+	local rc=0
+	nkd_alive || fail "nkd is not running (it died during the test)"
+	kill -TERM "$NK_NKD_PID"
+	wait "$NK_NKD_PID" || rc=$?
+	NK_NKD_PID=
+	if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error' "$NK_TMP/nkd.log"; then
+		grep -E -A12 'AddressSanitizer|LeakSanitizer|runtime error' "$NK_TMP/nkd.log" | head -40 >&2
+		fail "sanitizer report from nkd ($NKD)"
+	fi
+	[ "$rc" = 0 ] || fail "nkd exited with $rc after SIGTERM"
+}
+
+# The bystander: an innocent guest ($BYS_GUEST, in G) that moves
+# $BYS_BYTES each way with the peer, checked by sha256, while a latency
+# probe makes $BYS_PINGS echo round trips. Start it, run the attack, then
+# bystander_finish: both transfers intact, no round trip over
+# $NK_STALL_MS (a stall detector with a wide margin, not a benchmark:
+# the attacks it catches stall for seconds).
+BYS_GUEST=${BYS_GUEST:-bystander}
+BYS_BYTES=${BYS_BYTES:-$((64 << 20))}
+BYS_PINGS=${BYS_PINGS:-300}
+NK_STALL_MS=${NK_STALL_MS:-1500}
+BYS_PIDS=()
+
+# bystander_start [BASEPORT]: ports BASEPORT..BASEPORT+2 (default 9400).
+bystander_start() {
+	local base=${1:-9400}
+	BYS_BASE=$base
+	BYS_PIDS=()
+	bg_peer bys_recv_p "$TOOLS/nk_stream" recv listen "$P4" "$base"
+	BYS_PIDS+=("$LASTPID")
+	bg_peer bys_send_p "$TOOLS/nk_stream" send listen "$P4" "$((base + 1))" "$BYS_BYTES" 31
+	BYS_PIDS+=("$LASTPID")
+	bg_peer bys_echo_p "$PY" "$HELPERS/nkpy.py" echo-server "$P4" "$((base + 2))"
+	BYS_ECHO=$LASTPID
+	wait_port "$NS_P" "$base" || fail "bystander: peer receiver not listening"
+	wait_port "$NS_P" "$((base + 1))" || fail "bystander: peer sender not listening"
+	wait_port "$NS_P" "$((base + 2))" || fail "bystander: peer echo server not listening"
+	GUEST=$BYS_GUEST bg_guest bys_send_g "$TOOLS/nk_stream" send connect "$P4" "$base" "$BYS_BYTES" 30
+	BYS_PIDS+=("$LASTPID")
+	GUEST=$BYS_GUEST bg_guest bys_recv_g "$TOOLS/nk_stream" recv connect "$P4" "$((base + 1))"
+	BYS_PIDS+=("$LASTPID")
+	GUEST=$BYS_GUEST bg_guest bys_ping_g "$PY" "$HELPERS/nkpy.py" rtt-probe "$P4" "$((base + 2))" "$BYS_PINGS" 20
+	BYS_PIDS+=("$LASTPID")
+	log "bystander $BYS_GUEST: $BYS_BYTES bytes each way and $BYS_PINGS round trips under way"
+}
+
+# bystander_finish: waits (bounded by the run_* timeout) and checks.
+bystander_finish() {
+	local p r s max
+	for p in "${BYS_PIDS[@]}"; do
+		wait "$p" || fail "bystander: a program failed (exit $?): $(tail -n 3 "$NK_TMP"/bys_*.log)"
+	done
+	kill "$BYS_ECHO" 2>/dev/null || true
+	for dir in "send_g recv_p" "send_p recv_g"; do
+		set -- $dir
+		s=$(grep RESULT "$NK_TMP/bys_$1.log") || fail "bystander: no result from $1"
+		r=$(grep RESULT "$NK_TMP/bys_$2.log") || fail "bystander: no result from $2"
+		[ "$(field bytes "$r")" = "$BYS_BYTES" ] || fail "bystander: $2 got $(field bytes "$r") of $BYS_BYTES bytes"
+		[ "$(field sha256 "$s")" = "$(field sha256 "$r")" ] || fail "bystander: sha256 mismatch $1 -> $2"
+	done
+	r=$(grep RESULT "$NK_TMP/bys_ping_g.log") || fail "bystander: no result from the latency probe"
+	max=$(field max_ms "$r")
+	log "bystander $BYS_GUEST: transfers intact, round trips p50 $(field p50_ms "$r") ms, worst $max ms"
+	awk -v m="$max" -v lim="$NK_STALL_MS" 'BEGIN { exit !(m + 0 <= lim + 0) }' ||
+		fail "bystander stalled: a round trip took $max ms (limit $NK_STALL_MS)"
+}

@@ -14,6 +14,8 @@ message on stderr.
                                             env NKPY_HOLD=SECS keeps them open)
   nkpy.py connect HOST PORT                (one connect; report errno)
   nkpy.py hold HOST PORT SECS              (connect, send a little, sleep)
+  nkpy.py rtt-probe HOST PORT COUNT [MS]   (COUNT 64-byte echo round trips, one
+                                            every MS ms; p50 and worst RTT)
 """
 import asyncio
 import errno
@@ -195,6 +197,34 @@ def hold(host, port, secs):
     result(mode="hold", done=1)
 
 
+def rtt_probe(host, port, count, interval_ms="20"):
+    """count 64-byte round trips on one connection to an echo server, one
+    every interval_ms; reports the median and the worst round trip, so a
+    test can tell a bystander that was stalled from one that was not."""
+    count, gap = int(count), float(interval_ms) / 1000.0
+    s = socket.create_connection((host, int(port)), timeout=30)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    rtts = []
+    msg = bytes(range(64))
+    for _ in range(count):
+        t0 = time.monotonic()
+        s.sendall(msg)
+        got = b""
+        while len(got) < len(msg):
+            chunk = s.recv(len(msg) - len(got))
+            if not chunk:
+                die("rtt-probe: echo server closed")
+            got += chunk
+        if got != msg:
+            die("rtt-probe: echo differs")
+        rtts.append((time.monotonic() - t0) * 1000.0)
+        time.sleep(gap)
+    s.close()
+    rtts.sort()
+    result(mode="rtt-probe", count=count, p50_ms=f"{rtts[len(rtts) // 2]:.3f}",
+           max_ms=f"{rtts[-1]:.3f}")
+
+
 MODES = {
     "udp-echo-server": udp_echo_server,
     "udp-client": udp_client,
@@ -203,6 +233,7 @@ MODES = {
     "sockets": sockets,
     "connect": connect,
     "hold": hold,
+    "rtt-probe": rtt_probe,
 }
 
 if __name__ == "__main__":
