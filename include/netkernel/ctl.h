@@ -47,6 +47,12 @@ enum nk_ctl_type {
 	/* nkctl -> nkd, reply one or more NK_CTL_QUERY_REPLY chunks */
 	NK_CTL_QUERY = 10,
 	NK_CTL_QUERY_REPLY = 11,
+	/*
+	 * nkctl -> nkd: a command that changes nkd's state (evict, set,
+	 * reload); reply NK_CTL_QUERY_REPLY chunks whose text is a message
+	 * for the operator (why it failed, what it did).
+	 */
+	NK_CTL_ADMIN = 13,
 	NK_CTL__MAX
 };
 
@@ -158,9 +164,26 @@ struct nk_ctl_query {
 
 struct nk_ctl_query_reply {
 	struct nk_ctl_hdr hdr;
-	int32_t status;
+	int32_t status; /* 0, or -errno: the text then says why */
 	uint32_t flags; /* NK_QUERY_F_LAST on the final chunk */
 	/* text bytes follow, hdr.len - sizeof(*this) of them, no NUL */
+};
+
+/* ADMIN: the operator's commands (docs/abi.md §8, nkctl(8)). */
+enum nk_admin_cmd {
+	NK_ADMIN_EVICT = 1, /* guest: disconnect it, close its sockets */
+	NK_ADMIN_SET = 2, /* guest, arg: "key=value ..." as on a guest line */
+	NK_ADMIN_RELOAD = 3, /* re-read the config file; guest, arg empty */
+};
+
+#define NK_ADMIN_ARG_MAX 512u
+
+struct nk_ctl_admin {
+	struct nk_ctl_hdr hdr;
+	uint32_t cmd; /* enum nk_admin_cmd */
+	uint32_t resv;
+	char guest[NK_GUEST_NAME_MAX]; /* NUL-terminated, "" if none */
+	char arg[NK_ADMIN_ARG_MAX]; /* NUL-terminated, "" if none */
 };
 
 _Static_assert(sizeof(struct nk_ctl_hdr) == 16, "ctl hdr");
@@ -176,5 +199,8 @@ _Static_assert(sizeof(struct nk_ctl_resolve_reply) == 24 + 256,
 	       "resolve reply");
 _Static_assert(sizeof(struct nk_ctl_query) == 24, "query");
 _Static_assert(sizeof(struct nk_ctl_query_reply) == 24, "query reply");
+_Static_assert(sizeof(struct nk_ctl_admin) ==
+		       24 + NK_GUEST_NAME_MAX + NK_ADMIN_ARG_MAX,
+	       "admin");
 
 #endif /* NETKERNEL_CTL_H */

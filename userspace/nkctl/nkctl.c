@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
- * nkctl: the operator's view of nkd. Sends one NK_CTL_QUERY on the control
- * socket, collects the reply chunks until NK_QUERY_F_LAST, and prints them:
- * as is with --json (and for stats, which is Prometheus text), or as a
- * table made from the flat JSON objects nkd sends.
+ * nkctl: the operator's view of nkd, and its hand. Sends one NK_CTL_QUERY
+ * (or NK_CTL_ADMIN for evict, set, reload) on the control socket, collects
+ * the reply chunks until NK_QUERY_F_LAST, and prints them: as is with
+ * --json (and for stats, which is Prometheus text), or as a table made
+ * from the JSON objects nkd sends; a command's reply is a message.
  *
  * Exit status: 0 ok, 1 nkd not reachable or bad reply, 2 usage,
- * 3 nkd refused the query.
+ * 3 nkd refused: the caller is not the operator (or a bad query),
+ * 4 the command failed (no such guest, bad value, bad config file).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -28,20 +30,33 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: nkctl [--socket PATH] "
 		"status|guests|sockets|nsms|stats [--json]\n"
+		"       nkctl [--socket PATH] evict GUEST\n"
+		"       nkctl [--socket PATH] set GUEST key=value...\n"
+		"       nkctl [--socket PATH] reload\n"
 		"  --socket PATH  nkd control socket (default %s)\n"
 		"  --json         print nkd's JSON answer as is\n"
+		"  evict GUEST    disconnect all processes of GUEST, close its "
+		"sockets\n"
+		"  set GUEST k=v  change GUEST's quotas and rules now (keys of "
+		"a guest line:\n"
+		"                 max_sockets max_inflight max_conns weight "
+		"bufs uid bind\n"
+		"                 acl_allow acl_deny)\n"
+		"  reload         re-read nkd's --config file (as SIGHUP "
+		"does)\n"
 		"See nkctl(8).\n",
 		NK_CTL_DEFAULT_PATH);
 }
 
-/* Sends the query, returns the whole text (NUL-terminated) or NULL. */
-static char *query(const char *path, uint32_t what, int *status)
+/*
+ * Sends req (a QUERY or an ADMIN, seq 1), returns the whole text of the
+ * reply (NUL-terminated) or NULL.
+ */
+static char *query(const char *path, const void *req, size_t reqlen,
+		   int *status)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct nk_ctl_query q = {
-		.hdr = { .type = NK_CTL_QUERY, .len = sizeof(q), .seq = 1 },
-		.what = what
-	};
+	struct nk_ctl_hdr q;
 	char *text = NULL, *msg;
 	size_t len = 0;
 	int fd;
@@ -59,7 +74,8 @@ static char *query(const char *path, uint32_t what, int *status)
 			close(fd);
 		return NULL;
 	}
-	if (send(fd, &q, sizeof(q), MSG_NOSIGNAL) != sizeof(q)) {
+	memcpy(&q, req, sizeof(q));
+	if (send(fd, req, reqlen, MSG_NOSIGNAL) != (ssize_t)reqlen) {
 		fprintf(stderr, "nkctl: sending to %s: %s\n", path,
 			strerror(errno));
 		close(fd);
@@ -84,7 +100,7 @@ static char *query(const char *path, uint32_t what, int *status)
 		}
 		memcpy(&r, msg, sizeof(r));
 		if (r.hdr.type != NK_CTL_QUERY_REPLY || r.hdr.len != n ||
-		    r.hdr.seq != q.hdr.seq) {
+		    r.hdr.seq != q.seq) {
 			fprintf(stderr, "nkctl: %s: unexpected reply\n", path);
 			goto fail;
 		}
@@ -158,7 +174,55 @@ static int read_string(const char **p, char *out, size_t max)
 	return 0;
 }
 
-/* Reads {"k":v,...} with string or number values. */
+/*
+ * A nested {"k":N,...} of counters (a guest's "refusals") as "k=N,..."
+ * with the non-zero ones only, "0" if none.
+ */
+static int read_counts(const char **p, char *out, size_t max)
+{
+	size_t n = 0;
+
+	out[0] = '\0';
+	(*p)++;
+	for (;;) {
+		char key[32], num[32];
+		size_t k;
+
+		skip_ws(p);
+		if (**p == '}') {
+			(*p)++;
+			break;
+		}
+		if (read_string(p, key, sizeof(key)))
+			return -1;
+		skip_ws(p);
+		if (**p != ':')
+			return -1;
+		(*p)++;
+		skip_ws(p);
+		k = strspn(*p, "0123456789");
+		if (!k || k >= sizeof(num))
+			return -1;
+		memcpy(num, *p, k);
+		num[k] = '\0';
+		*p += k;
+		if (strcmp(num, "0")) {
+			int w = snprintf(out + n, max - n, "%s%s=%s",
+					 n ? "," : "", key, num);
+
+			if (w > 0 && (size_t)w < max - n)
+				n += (size_t)w;
+		}
+		skip_ws(p);
+		if (**p == ',')
+			(*p)++;
+	}
+	if (!n)
+		snprintf(out, max, "0");
+	return 0;
+}
+
+/* Reads {"k":v,...} with string, number or counter-object values. */
 static int read_obj(const char **p, struct obj *o)
 {
 	o->n = 0;
@@ -183,6 +247,9 @@ static int read_obj(const char **p, struct obj *o)
 		skip_ws(p);
 		if (**p == '"') {
 			if (read_string(p, val, sizeof(val)))
+				return -1;
+		} else if (**p == '{') {
+			if (read_counts(p, val, sizeof(val)))
 				return -1;
 		} else {
 			size_t n = strcspn(*p, ",}");
@@ -288,6 +355,76 @@ static int print_table(const char *text, const char *name)
 	return 0;
 }
 
+/* evict GUEST | set GUEST key=value... | reload */
+static int admin(const char *path, int argc, char **argv)
+{
+	struct nk_ctl_admin a;
+	const char *cmd = argv[0];
+	int status = 0, need_guest;
+	size_t n = 0;
+	char *text;
+
+	memset(&a, 0, sizeof(a));
+	a.hdr.type = NK_CTL_ADMIN;
+	a.hdr.len = sizeof(a);
+	a.hdr.seq = 1;
+	if (!strcmp(cmd, "evict")) {
+		a.cmd = NK_ADMIN_EVICT;
+		need_guest = argc == 2;
+	} else if (!strcmp(cmd, "set")) {
+		a.cmd = NK_ADMIN_SET;
+		need_guest = argc >= 3;
+	} else {
+		a.cmd = NK_ADMIN_RELOAD;
+		need_guest = -(argc == 1);
+	}
+	if (!need_guest) {
+		usage(stderr);
+		return 2;
+	}
+	if (need_guest > 0) {
+		if (strlen(argv[1]) >= sizeof(a.guest) || !argv[1][0]) {
+			fprintf(stderr, "nkctl: bad guest name '%s'\n",
+				argv[1]);
+			return 2;
+		}
+		strcpy(a.guest, argv[1]);
+	}
+	for (int i = 2; i < argc; i++) {
+		size_t k = strlen(argv[i]);
+
+		if (n + k + 2 > sizeof(a.arg)) {
+			fprintf(stderr,
+				"nkctl: set: more than %zu bytes of "
+				"key=value words\n",
+				sizeof(a.arg) - 1);
+			return 2;
+		}
+		if (n)
+			a.arg[n++] = ' ';
+		memcpy(a.arg + n, argv[i], k);
+		n += k;
+	}
+	text = query(path, &a, sizeof(a), &status);
+	if (!text)
+		return 1;
+	if (status == -EPERM) {
+		fprintf(stderr, "nkctl: refused: %s\n",
+			*text ? text : strerror(-status));
+		free(text);
+		return 3;
+	}
+	if (status) {
+		fprintf(stderr, "nkctl: %s: %s\n", cmd,
+			*text ? text : strerror(-status));
+		free(text);
+		return 4;
+	}
+	printf("%s\n", text);
+	free(text);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -308,6 +445,9 @@ int main(int argc, char **argv)
 	bool json = false;
 	uint32_t what = 0;
 	int opt, status = 0, ret;
+	struct nk_ctl_query q = {
+		.hdr = { .type = NK_CTL_QUERY, .len = sizeof(q), .seq = 1 },
+	};
 	char *text;
 
 	while ((opt = getopt_long(argc, argv, "s:jh", opts, NULL)) != -1) {
@@ -326,6 +466,10 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (optind < argc &&
+	    (!strcmp(argv[optind], "evict") || !strcmp(argv[optind], "set") ||
+	     !strcmp(argv[optind], "reload")))
+		return admin(path, argc - optind, argv + optind);
 	if (optind + 1 != argc) {
 		usage(stderr);
 		return 2;
@@ -339,12 +483,16 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	text = query(path, what, &status);
+	q.what = what;
+	text = query(path, &q, sizeof(q), &status);
 	if (!text)
 		return 1;
 	if (status) {
-		fprintf(stderr, "nkctl: nkd at %s refused '%s': %s\n", path,
-			cmd, strerror(-status));
+		if (*text)
+			fprintf(stderr, "nkctl: refused: %s\n", text);
+		else
+			fprintf(stderr, "nkctl: nkd at %s refused '%s': %s\n",
+				path, cmd, strerror(-status));
 		free(text);
 		return 3;
 	}

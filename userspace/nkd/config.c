@@ -8,6 +8,7 @@
  *              [weight=] [max_conns=] [bind=]... [acl_allow=]... [acl_deny=]...
  *   unknown_guests allow|deny
  *   abuse_limit N
+ *   operator uid=N|gid=N ...
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -536,6 +537,35 @@ static int parse_guest(struct parser *p, char **tok, int ntok)
 	return 0;
 }
 
+/* operator uid=N|gid=N ... (repeatable): who may run nkctl (admin.c). */
+static int parse_operator(struct parser *p, char **tok, int ntok)
+{
+	uint32_t v;
+
+	if (ntok < 2)
+		return PERR(p, "operator: expected uid=N or gid=N");
+	for (int i = 1; i < ntok; i++) {
+		bool is_uid = !strncmp(tok[i], "uid=", 4);
+
+		if (!is_uid && strncmp(tok[i], "gid=", 4))
+			return PERR(p,
+				    "operator: expected uid=N or gid=N, got "
+				    "'%s'",
+				    tok[i]);
+		if (parse_u32(tok[i] + 4, 0, UINT32_MAX - 1, &v))
+			return PERR(p, "operator: bad %s", tok[i]);
+		if ((is_uid ? p->cfg.nr_op_uids : p->cfg.nr_op_gids) ==
+		    NK_MAX_UIDS)
+			return PERR(p, "operator: more than %u %s", NK_MAX_UIDS,
+				    is_uid ? "uids" : "gids");
+		if (is_uid)
+			p->cfg.op_uids[p->cfg.nr_op_uids++] = (uid_t)v;
+		else
+			p->cfg.op_gids[p->cfg.nr_op_gids++] = (gid_t)v;
+	}
+	return 0;
+}
+
 static int parse_line(struct parser *p, char *s)
 {
 	char *tok[2 + 3 * NK_MAX_BINDS + NK_MAX_UIDS + 16];
@@ -563,6 +593,8 @@ static int parse_line(struct parser *p, char *s)
 		p->cfg.unknown_allow = !strcmp(tok[1], "allow");
 		return 0;
 	}
+	if (!strcmp(tok[0], "operator"))
+		return parse_operator(p, tok, ntok);
 	if (!strcmp(tok[0], "abuse_limit")) {
 		if (ntok != 2 || parse_u32(tok[1], 1, UINT32_MAX, &v))
 			return PERR(p, "abuse_limit: expected a number >= 1");
@@ -674,4 +706,108 @@ int nk_config__load(const char *path, struct nk_config *cfg, char *err,
 	ret = nk_config__parse(text, path, cfg, err, errlen);
 	free(text);
 	return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* Run-time policy change (nkctl set, admin.c). */
+
+int nk_guest_conf__set(struct nk_guest_conf *g, const char *words, char *err,
+		       size_t errlen)
+{
+	struct parser p = { .fname = "set", .line = 1 };
+	char *tok[2 + 3 * NK_MAX_BINDS + NK_MAX_UIDS + 16];
+	char buf[MAX_LINE], msg[512] = "";
+	const struct nk_guest_conf *n;
+	char *save = NULL, *t;
+	int ntok = 2, ret;
+
+	if (strlen(words) >= sizeof(buf)) {
+		snprintf(err, errlen, "too long");
+		return -EINVAL;
+	}
+	strcpy(buf, words);
+	tok[0] = "guest";
+	tok[1] = g->name;
+	for (t = strtok_r(buf, " \t\r\n", &save); t;
+	     t = strtok_r(NULL, " \t\r\n", &save)) {
+		if (ntok == (int)(sizeof(tok) / sizeof(tok[0]))) {
+			snprintf(err, errlen, "too many words");
+			return -EINVAL;
+		}
+		if (!strncmp(t, "nsm=", 4)) {
+			snprintf(err, errlen,
+				 "guest %s: nsm= cannot change at run time "
+				 "(change the config and reload: the guest "
+				 "is evicted)",
+				 g->name);
+			return -EINVAL;
+		}
+		tok[ntok++] = t;
+	}
+	if (ntok == 2) {
+		snprintf(err, errlen, "nothing to set (key=value ...)");
+		return -EINVAL;
+	}
+	p.err = msg;
+	p.errlen = sizeof(msg);
+	/* The same checks as a guest line, on a fresh guest. */
+	ret = parse_guest(&p, tok, ntok);
+	if (ret) {
+		const char *m = strncmp(msg, "set:1: ", 7) ? msg : msg + 7;
+
+		snprintf(err, errlen, "%s", m);
+		nk_config__free(&p.cfg);
+		free(p.guest_lines);
+		return ret;
+	}
+	n = &p.cfg.guests[0];
+	/* parse_guest cut each word at its '=': tok[i] is the key now. */
+	for (int i = 2; i < ntok; i++) {
+		static const char *const live[] = {
+			"uid",	    "bind",	   "acl_allow",
+			"acl_deny", "max_sockets", "max_inflight",
+			"bufs",	    "weight",	   "max_conns",
+		};
+		bool ok = false;
+
+		for (size_t j = 0; j < sizeof(live) / sizeof(live[0]); j++)
+			ok = ok || !strcmp(tok[i], live[j]);
+		if (!ok) {
+			snprintf(err, errlen,
+				 "guest %s: %s= cannot change at run time "
+				 "(change the config and reload)",
+				 g->name, tok[i]);
+			nk_config__free(&p.cfg);
+			free(p.guest_lines);
+			return -EINVAL;
+		}
+	}
+	for (int i = 2; i < ntok; i++) {
+		const char *k = tok[i];
+
+		if (!strcmp(k, "uid")) {
+			memcpy(g->uids, n->uids, sizeof(g->uids));
+			g->nr_uids = n->nr_uids;
+		} else if (!strcmp(k, "bind")) {
+			memcpy(g->binds, n->binds, sizeof(g->binds));
+			g->nr_binds = n->nr_binds;
+		} else if (!strcmp(k, "acl_allow") || !strcmp(k, "acl_deny")) {
+			memcpy(g->acl, n->acl, sizeof(g->acl));
+			memcpy(g->acl_deny, n->acl_deny, sizeof(g->acl_deny));
+			g->nr_acl = n->nr_acl;
+		} else if (!strcmp(k, "max_sockets")) {
+			g->max_sockets = n->max_sockets;
+		} else if (!strcmp(k, "max_inflight")) {
+			g->max_inflight = n->max_inflight;
+		} else if (!strcmp(k, "bufs")) {
+			g->bufs = n->bufs;
+		} else if (!strcmp(k, "weight")) {
+			g->weight = n->weight;
+		} else if (!strcmp(k, "max_conns")) {
+			g->max_conns = n->max_conns;
+		}
+	}
+	nk_config__free(&p.cfg);
+	free(p.guest_lines);
+	return 0;
 }

@@ -82,6 +82,11 @@ struct nk_config {
 	unsigned nr_guests;
 	bool unknown_allow;
 	uint32_t abuse_limit;
+	/* operator uid=N / operator gid=N (admin.c): who may run nkctl. */
+	uid_t op_uids[NK_MAX_UIDS];
+	unsigned nr_op_uids;
+	gid_t op_gids[NK_MAX_UIDS];
+	unsigned nr_op_gids;
 };
 
 /* Built-in configuration: one kernel NSM "kernel0", unknown guests allowed. */
@@ -112,5 +117,16 @@ int nk_guest_conf__bind_ok(const struct nk_guest_conf *g,
 			   const struct sockaddr *sa, uid_t uid);
 /* Parses one bind= value: "ADDR[/PREFIX]:PORT[-PORT]", IPv6 in brackets. */
 int nk_bind_rule__parse(const char *s, struct nk_bind_rule *r);
+
+/*
+ * Run-time policy change (nkctl set): words are key=value words of a guest
+ * line. Each key given replaces its value in *g (a repeatable key such as
+ * bind= replaces its whole list; acl_allow= and acl_deny= share one list),
+ * keys not given stay. All words are checked before *g changes. nsm= is
+ * refused (it needs a reload, which evicts the guest). Returns 0, or
+ * -EINVAL with a message in err.
+ */
+int nk_guest_conf__set(struct nk_guest_conf *g, const char *words, char *err,
+		       size_t errlen);
 
 #endif /* NKD_CONFIG_H */

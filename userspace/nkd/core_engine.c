@@ -383,6 +383,10 @@ static int sock_new(struct nk_engine *e, struct nk_guest *g, struct nk_conn *c,
 	s->conn_id = c->id;
 	nk_ph__init(&s->ph);
 	ret = handle_alloc(g, s);
+	if (ret == -EMFILE)
+		nk_guest__refused(e, g, NK_REFUSED_SOCKETS,
+				  "max_sockets %u reached",
+				  g->conf.max_sockets);
 	if (ret) {
 		free(s);
 		return ret;
@@ -868,6 +872,50 @@ int nk_engine__handover_abort(struct nk_engine *e, struct nk_conn *c,
 }
 
 /* ------------------------------------------------------------------ */
+/* The operator's commands (admin.c). */
+
+struct nk_guest *nk_engine__guest_find(struct nk_engine *e, const char *name)
+{
+	return guest_find(e, name);
+}
+
+struct nk_guest *nk_engine__guest_new(struct nk_engine *e,
+				      const struct nk_guest_conf *conf,
+				      bool from_config)
+{
+	return guest_new(e, conf, from_config);
+}
+
+void nk_engine__evict(struct nk_engine *e, struct nk_guest *g)
+{
+	struct nk_list *p, *t;
+
+	/* ctl closes each control socket and detaches the conn (abnormal). */
+	nk_list__for_each_safe(p, t, &g->conns)
+	{
+		struct nk_conn *c = nk_container_of(p, struct nk_conn, glink);
+
+		nk_ctl__drop(e->ctl, c->ctl);
+	}
+	for (uint32_t i = 0; i < e->hos_cap; i++)
+		if (e->hos[i]->used && e->hos[i]->guest == g)
+			ho_free(e, e->hos[i]);
+	/* What its exited processes still send is not delivered. */
+	nk_list__for_each_safe(p, t, &e->lingering)
+	{
+		struct nk_conn *c = nk_container_of(p, struct nk_conn, dlink);
+
+		if (c->guest != g)
+			continue;
+		nk_list__del(&c->dlink);
+		c->refs++;
+		conn_cancel_ops(c, true);
+		conn_put(e, c);
+	}
+	e->gc = true;
+}
+
+/* ------------------------------------------------------------------ */
 /* Attach. */
 
 static bool guest_name_ok(const char *s, size_t max)
@@ -950,11 +998,18 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 		return -EINVAL;
 	conf = nk_config__guest(&e->cfg, h->guest);
 	if (!conf) {
-		if (!e->cfg.unknown_allow)
+		if (!e->cfg.unknown_allow) {
+			nk_guest__refused(e, NULL, NK_REFUSED_IDENTITY,
+					  "unknown guest name from uid %d",
+					  (int)a->uid);
 			return -EPERM;
+		}
 		nk_guest_conf__defaults(&defconf, h->guest);
 		conf = &defconf;
 	} else if (nk_guest_conf__uid_ok(conf, a->uid)) {
+		nk_guest__refused(e, guest_find(e, h->guest),
+				  NK_REFUSED_IDENTITY, "uid %d may not attach",
+				  (int)a->uid);
 		return -EPERM;
 	}
 	g = guest_find(e, h->guest);
@@ -964,6 +1019,8 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 			return -ENOMEM;
 	}
 	if (g->nr_conns >= g->conf.max_conns) {
+		nk_guest__refused(e, g, NK_REFUSED_CONNS,
+				  "max_conns %u reached", g->conf.max_conns);
 		e->gc = true;
 		return -EMFILE;
 	}
@@ -1126,6 +1183,10 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 		if (v.abuse) {
 			g->c.abuse++;
 			c->abuse++;
+			nk_guest__refused(
+				e, g, NK_REFUSED_ABUSE,
+				"conn %u: malformed entry (opcode %u): %s",
+				c->id, sqe->opcode, strerror(-ret));
 		}
 		post(e, c, q, sqe->user_data, ret, v.abuse ? NK_CQE_F_ABUSE : 0,
 		     sqe->handle, 0);
@@ -1170,11 +1231,17 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 	/* Only ops that can wait count: SHUTDOWN must still get through. */
 	if (g->inflight >= g->conf.max_inflight &&
 	    (sqe->opcode == NK_OP_CONNECT || sqe->opcode == NK_OP_ACCEPT ||
-	     sqe->opcode == NK_OP_SEND || sqe->opcode == NK_OP_RECV))
+	     sqe->opcode == NK_OP_SEND || sqe->opcode == NK_OP_RECV)) {
 		ret = -ENOBUFS;
-	else if (sqe->opcode == NK_OP_BIND)
-		ret = nk_guest_conf__bind_ok(&g->conf, (struct sockaddr *)&v.sa,
-					     c->uid);
+		nk_guest__refused(e, g, NK_REFUSED_INFLIGHT,
+				  "max_inflight %u reached",
+				  g->conf.max_inflight);
+	} else if (sqe->opcode == NK_OP_BIND &&
+		   (ret = nk_guest_conf__bind_ok(
+			    &g->conf, (struct sockaddr *)&v.sa, c->uid))) {
+		nk_guest__refused(e, g, NK_REFUSED_BIND_POLICY,
+				  "bind outside its bind= rules");
+	}
 	op = ret ? NULL : op_alloc(e);
 	if (!ret && !op)
 		ret = -ENOMEM;
@@ -1484,6 +1551,12 @@ static void on_signal(void *ctx, uint32_t slot, uint32_t gen,
 	(void)gen;
 	(void)cqe;
 	while (read(e->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			char msg[1024];
+
+			nk_admin__reload(e, msg, sizeof(msg)); /* logs msg */
+			continue;
+		}
 		nk_info("signal %u: shutting down", si.ssi_signo);
 		e->stop = true;
 	}
@@ -1576,6 +1649,7 @@ int nk_engine__create(const struct nk_config *cfg, struct nk_engine **out)
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP); /* reload (admin.c) */
 	e->sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (e->sigfd < 0) {
 		ret = -errno;

@@ -259,6 +259,7 @@ static int do_hello(struct nk_ctl *c, struct nk_ctl_client *cl,
 		return 0;
 	}
 	cl->conn = a.conn;
+	nk_admin__attached(c->e, a.conn, cl->fd);
 	w->nr_handles = a.nr_handles;
 	w->region_size = nk_region__size(a.conn->region);
 	if (a.nr_handles)
@@ -274,25 +275,61 @@ static int do_hello(struct nk_ctl *c, struct nk_ctl_client *cl,
 	return 0;
 }
 
-static bool query_allowed(const struct nk_ctl_client *cl)
+/* The operator only (admin.c); why says the reason to nkctl. */
+static int query_allowed(struct nk_ctl *c, const struct nk_ctl_client *cl,
+			 char **why, size_t *len)
 {
-	return cl->uid == 0 || cl->uid == geteuid();
+	char buf[256];
+	int ret = nk_admin__check(c->e, cl->fd, cl->pid, cl->uid, cl->gid, buf,
+				  sizeof(buf));
+
+	if (ret) {
+		nk_info("control client pid %d uid %d refused: %s",
+			(int)cl->pid, (int)cl->uid, buf);
+		*why = strdup(buf);
+		*len = *why ? strlen(*why) : 0;
+	}
+	return ret;
 }
+
+/* Queues status and text (taken over) as NK_CTL_QUERY_REPLY chunks. */
+static int reply_text(struct nk_ctl_client *cl, uint64_t seq, int status,
+		      char *text, size_t len);
 
 static int do_query(struct nk_ctl *c, struct nk_ctl_client *cl,
 		    const struct nk_ctl_query *q)
 {
-	const size_t chunk = NK_CTL_MAX_MSG - sizeof(struct nk_ctl_query_reply);
 	char *text = NULL;
-	size_t len = 0, off = 0;
+	size_t len = 0;
 	int status = 0;
 
 	if (q->resv)
 		status = -EINVAL;
-	else if (!query_allowed(cl))
-		status = -EPERM;
-	else
+	else if (!(status = query_allowed(c, cl, &text, &len)))
 		status = nk_query__build(c->e, q->what, &text, &len);
+	return reply_text(cl, q->hdr.seq, status, text, len);
+}
+
+static int do_admin(struct nk_ctl *c, struct nk_ctl_client *cl,
+		    const struct nk_ctl_admin *m)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int status;
+
+	if (m->resv)
+		status = -EINVAL;
+	else if (!(status = query_allowed(c, cl, &text, &len)))
+		status = nk_admin__command(c->e, m, &text, &len);
+	return reply_text(cl, m->hdr.seq, status, text, len);
+}
+
+static int reply_text(struct nk_ctl_client *cl, uint64_t seq, int status,
+		      char *text, size_t len)
+{
+	const size_t chunk = NK_CTL_MAX_MSG - sizeof(struct nk_ctl_query_reply);
+	size_t off = 0;
+
 	do {
 		size_t n = len - off > chunk ? chunk : len - off;
 		struct nk_ctl_query_reply *r = malloc(sizeof(*r) + n);
@@ -303,7 +340,7 @@ static int do_query(struct nk_ctl *c, struct nk_ctl_client *cl,
 		}
 		r->hdr.type = NK_CTL_QUERY_REPLY;
 		r->hdr.len = (uint32_t)(sizeof(*r) + n);
-		r->hdr.seq = q->hdr.seq;
+		r->hdr.seq = seq;
 		r->status = status;
 		off += n;
 		r->flags = off == len ? NK_QUERY_F_LAST : 0;
@@ -431,6 +468,15 @@ static int handle_msg(struct nk_ctl *c, struct nk_ctl_client *cl,
 		memcpy(&q, buf, sizeof(q));
 		cl->query_only = true;
 		return do_query(c, cl, &q);
+	}
+	case NK_CTL_ADMIN: {
+		struct nk_ctl_admin m;
+
+		if (len != sizeof(m) || cl->conn)
+			goto bad;
+		memcpy(&m, buf, sizeof(m));
+		cl->query_only = true;
+		return do_admin(c, cl, &m);
 	}
 	default:
 		break;

@@ -27,6 +27,7 @@
 #include "netkernel/abi.h"
 #include "netkernel/ctl.h"
 
+#include "admin.h"
 #include "bufown.h"
 #include "config.h"
 #include "list.h"
@@ -100,6 +101,8 @@ struct nk_guest {
 	 */
 	int64_t idle_since;
 	struct nk_counters c;
+	struct nk_refusals refused; /* refusal.c */
+	struct nk_admin_guest admin; /* admin.c */
 };
 
 /* Readiness placeholder (docs/abi.md §6). */
@@ -236,6 +239,7 @@ struct nk_engine {
 	int resolve_efd; /* resolver workers ring this */
 	int sigfd;
 	uint64_t loops, sleeps;
+	struct nk_admin_state admin; /* admin.c */
 };
 
 int64_t nk_now_ns(void);
@@ -271,6 +275,18 @@ int nk_engine__handover_commit(struct nk_engine *e, struct nk_conn *c,
 int nk_engine__handover_abort(struct nk_engine *e, struct nk_conn *c,
 			      uint64_t token);
 struct nk_nsm *nk_engine__conn_nsm(struct nk_conn *c);
+
+/* The operator's commands (admin.c). */
+struct nk_guest *nk_engine__guest_find(struct nk_engine *e, const char *name);
+struct nk_guest *nk_engine__guest_new(struct nk_engine *e,
+				      const struct nk_guest_conf *conf,
+				      bool from_config);
+/*
+ * Disconnects every process of g (their control sockets close, their rings
+ * stop), drops its hand-overs and cancels what its exited processes still
+ * send: all its sockets close. The guest and its counters stay.
+ */
+void nk_engine__evict(struct nk_engine *e, struct nk_guest *g);
 
 /* Called by NSMs. */
 /* The op a completion names, or NULL if slot/gen are stale. */

@@ -27,7 +27,8 @@ static void usage(FILE *f)
 		"  --socket PATH   control socket (default %s)\n"
 		"  --config FILE   NSMs, guests and policy (default: one "
 		"kernel NSM 'kernel0',\n"
-		"                  any local process may attach as any guest)\n"
+		"                  any local process may attach as any guest);\n"
+		"                  SIGHUP or `nkctl reload` reads it again\n"
 		"  --pidfile FILE  write nkd's pid there, remove it on exit\n"
 		"  -v, --verbose   debug logging\n"
 		"See nkd(8) and docs/config.md.\n",
@@ -126,6 +127,7 @@ int main(int argc, char **argv)
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP); /* reload the config */
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 
 	ret = nk_engine__create(&cfg, &e); /* takes cfg over */
@@ -133,6 +135,7 @@ int main(int argc, char **argv)
 		nk_err("startup failed: %s", strerror(-ret));
 		return 1;
 	}
+	nk_admin__set_config_path(e, config);
 	ret = nk_ctl__create(e, sock, &ctl);
 	if (ret) {
 		nk_engine__destroy(e);

@@ -137,6 +137,17 @@ static void guest_xdp(const struct nk_guest *g, struct nk_nsm_guest_stats *xs)
 		g->nsm->ops->guest_stats(g->nsm->priv, g->id, xs);
 }
 
+/* ,"refusals":{"sockets":N,...} with every reason (refusal.h). */
+static void q_refusals(struct sb *b, const struct nk_refusals *r)
+{
+	sb_printf(b, ",\"refusals\":{");
+	for (unsigned i = 0; i < NK_REFUSAL__MAX; i++)
+		sb_printf(b, "%s\"%s\":%llu", i ? "," : "",
+			  nk_refusal__name((enum nk_refusal)i),
+			  (unsigned long long)r->count[i]);
+	sb_printf(b, "}");
+}
+
 static void q_guests(struct nk_engine *e, struct sb *b)
 {
 	struct nk_list *p, *t;
@@ -158,7 +169,7 @@ static void q_guests(struct nk_engine *e, struct sb *b)
 			  "\"bytes_tx\":%llu,\"bytes_rx\":%llu,\"ops\":%llu,"
 			  "\"errors\":%llu,\"abuse\":%llu,"
 			  "\"disconnects\":%llu,\"xdp_packets\":%llu,"
-			  "\"xdp_bytes\":%llu,\"xdp_drops\":%llu}",
+			  "\"xdp_bytes\":%llu,\"xdp_drops\":%llu",
 			  g->nr_conns, guest_live_socks(g), g->inflight,
 			  (unsigned long long)g->c.bytes_tx,
 			  (unsigned long long)g->c.bytes_rx,
@@ -169,6 +180,8 @@ static void q_guests(struct nk_engine *e, struct sb *b)
 			  (unsigned long long)xs.packets,
 			  (unsigned long long)xs.bytes,
 			  (unsigned long long)xs.drops);
+		q_refusals(b, &g->refused);
+		sb_printf(b, "}");
 		first = false;
 	}
 	sb_printf(b, "]}\n");
@@ -319,6 +332,43 @@ static void prom_xdp(struct sb *b, struct nk_engine *e)
 	}
 }
 
+/*
+ * Refusals per guest and reason (refusal.h), and in total: with the ones
+ * no guest owns (an unknown name refused at attach).
+ */
+static void prom_refusals(struct sb *b, struct nk_engine *e)
+{
+	uint64_t total[NK_REFUSAL__MAX];
+	struct nk_list *p, *t;
+
+	for (unsigned i = 0; i < NK_REFUSAL__MAX; i++)
+		total[i] = e->admin.refused.count[i];
+	sb_printf(b, "# HELP netkernel_guest_refusals_total Requests of the "
+		     "guest refused by quota or policy, by reason.\n"
+		     "# TYPE netkernel_guest_refusals_total counter\n");
+	nk_list__for_each_safe(p, t, &e->guests)
+	{
+		struct nk_guest *g = nk_container_of(p, struct nk_guest, link);
+
+		for (unsigned i = 0; i < NK_REFUSAL__MAX; i++) {
+			total[i] += g->refused.count[i];
+			sb_printf(b,
+				  "netkernel_guest_refusals_total{guest=\"%s\","
+				  "nsm=\"%s\",reason=\"%s\"} %llu\n",
+				  g->conf.name, g->nsm->conf.name,
+				  nk_refusal__name((enum nk_refusal)i),
+				  (unsigned long long)g->refused.count[i]);
+		}
+	}
+	sb_printf(b, "# HELP netkernel_refusals_total Requests refused by "
+		     "quota or policy, by reason (all guests and callers).\n"
+		     "# TYPE netkernel_refusals_total counter\n");
+	for (unsigned i = 0; i < NK_REFUSAL__MAX; i++)
+		sb_printf(b, "netkernel_refusals_total{reason=\"%s\"} %llu\n",
+			  nk_refusal__name((enum nk_refusal)i),
+			  (unsigned long long)total[i]);
+}
+
 static void q_stats(struct nk_engine *e, struct sb *b)
 {
 	sb_printf(b,
@@ -358,6 +408,7 @@ static void q_stats(struct nk_engine *e, struct sb *b)
 	  true);
 #undef G
 	prom_xdp(b, e);
+	prom_refusals(b, e);
 	sb_printf(b, "# HELP netkernel_nsm_sockets Sockets on the NSM.\n"
 		     "# TYPE netkernel_nsm_sockets gauge\n");
 	for (unsigned i = 0; i < e->nr_nsms; i++)
