@@ -143,8 +143,7 @@ static void test_afxdp(void **state)
 		"guest g nsm=x acl_deny=10.0.0.9 acl_allow=10.0.0.0/24\n";
 
 	(void)state;
-	assert_int_equal(nk_config__parse(text, "t", &c, err, sizeof(err)),
-			 0);
+	assert_int_equal(nk_config__parse(text, "t", &c, err, sizeof(err)), 0);
 	assert_int_equal(c.nr_nsms, 3);
 	assert_string_equal(c.nsms[1].type, "afxdp");
 	assert_string_equal(c.nsms[1].dev, "nkh");
@@ -259,6 +258,87 @@ static void test_uid_policy(void **state)
 	assert_int_equal(nk_guest_conf__uid_ok(&g, 0), -EPERM);
 }
 
+static void test_operator(void **state)
+{
+	struct nk_config cfg;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(nk_config__parse("nsm k type=kernel\n"
+					  "operator uid=1000 gid=50\n"
+					  "operator uid=0\n",
+					  "t.conf", &cfg, err, sizeof(err)),
+			 0);
+	assert_int_equal(cfg.nr_op_uids, 2);
+	assert_int_equal(cfg.op_uids[0], 1000);
+	assert_int_equal(cfg.op_uids[1], 0);
+	assert_int_equal(cfg.nr_op_gids, 1);
+	assert_int_equal(cfg.op_gids[0], 50);
+	nk_config__free(&cfg);
+	assert_int_equal(nk_config__parse("nsm k type=kernel\noperator\n",
+					  "t.conf", &cfg, err, sizeof(err)),
+			 -EINVAL);
+	assert_string_equal(err, "t.conf:2: operator: expected uid=N or gid=N");
+	assert_int_equal(nk_config__parse("nsm k type=kernel\n"
+					  "operator user=root\n",
+					  "t.conf", &cfg, err, sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(nk_config__parse("nsm k type=kernel\n"
+					  "operator uid=x\n",
+					  "t.conf", &cfg, err, sizeof(err)),
+			 -EINVAL);
+	assert_string_equal(err, "t.conf:2: operator: bad uid=x");
+}
+
+/* nkctl set: keys given replace, others stay; all or nothing. */
+static void test_guest_set(void **state)
+{
+	struct nk_guest_conf g, before;
+	char err[256];
+
+	(void)state;
+	nk_guest_conf__defaults(&g, "web");
+	g.max_inflight = 77;
+	assert_int_equal(nk_guest_conf__set(&g,
+					    "max_sockets=9 weight=3 "
+					    "bind=10.0.0.0/8:80-90 "
+					    "bind=[::1]:443",
+					    err, sizeof(err)),
+			 0);
+	assert_int_equal(g.max_sockets, 9);
+	assert_int_equal(g.weight, 3);
+	assert_int_equal(g.max_inflight, 77); /* not given: kept */
+	assert_int_equal(g.nr_binds, 2);
+	assert_int_equal(g.binds[1].family, AF_INET6);
+	/* A repeatable key replaces its whole list. */
+	assert_int_equal(nk_guest_conf__set(&g, "bind=0.0.0.0/0:1-2", err,
+					    sizeof(err)),
+			 0);
+	assert_int_equal(g.nr_binds, 1);
+	assert_int_equal(nk_guest_conf__set(&g, "uid=5 uid=6 max_conns=2", err,
+					    sizeof(err)),
+			 0);
+	assert_int_equal(g.nr_uids, 2);
+	assert_int_equal(g.max_conns, 2);
+
+	before = g;
+	assert_int_equal(nk_guest_conf__set(&g, "weight=4 max_sockets=0", err,
+					    sizeof(err)),
+			 -EINVAL);
+	assert_string_equal(err, "guest web: max_sockets must be 1..1048574");
+	assert_memory_equal(&g, &before, sizeof(g)); /* nothing applied */
+	assert_int_equal(nk_guest_conf__set(&g, "nsm=other", err, sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(nk_guest_conf__set(&g, "colour=red", err, sizeof(err)),
+			 -EINVAL);
+	assert_string_equal(err, "guest web: unknown key 'colour'");
+	assert_int_equal(nk_guest_conf__set(&g, "  ", err, sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(nk_guest_conf__set(&g, "weight", err, sizeof(err)),
+			 -EINVAL);
+	assert_memory_equal(&g, &before, sizeof(g));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -268,6 +348,8 @@ int main(void)
 		cmocka_unit_test(test_afxdp),
 		cmocka_unit_test(test_bind_policy),
 		cmocka_unit_test(test_uid_policy),
+		cmocka_unit_test(test_operator),
+		cmocka_unit_test(test_guest_set),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
