@@ -46,6 +46,9 @@ GUEST=atk bg_guest atk_hold "$PY" "$HELPERS/nkpy.py" hold "$P4" 9402 90
 hold=$LASTPID
 wait_for 20 grep -q connected=1 "$NK_TMP/atk_hold.log" || fail "attacker did not connect: $(cat "$NK_TMP/atk_hold.log")"
 
+log_count() { # PATTERN N: nkd's log has N lines matching PATTERN
+	[ "$(grep -c -- "$1" "$NK_TMP/nkd.log")" = "$2" ]
+}
 gj() { # GUEST FIELD
 	nkctl guests --json | jq -r ".guests[] | select(.name == \"$1\") | $2"
 }
@@ -104,7 +107,8 @@ rc=0
 wait "$hold" || rc=$?
 [ "$rc" != 0 ] || fail "the evicted attacker's connection carried on (exit 0)"
 log "attacker program after evict: exit $rc: $(tail -n 1 "$NK_TMP/atk_hold.log")"
-wait_for 10 test "$(gj atk .sockets)" = 0 || fail "attacker sockets left after evict: $(gj atk .sockets)"
+atk_sockets_gone() { [ "$(gj atk .sockets)" = 0 ]; }
+wait_for 10 atk_sockets_gone || fail "attacker sockets left after evict: $(gj atk .sockets)"
 [ "$(gj atk .conns)" = 0 ] || fail "attacker conns left after evict"
 [ "$(gj atk .refusals.sockets)" = 3 ] || fail "evict lost the attacker's counters"
 
@@ -118,7 +122,7 @@ r=$(GUEST=atk run_guest "$PY" "$HELPERS/nkpy.py" sockets 3 | grep RESULT) || fai
 
 conf "max_sockets=2" >"$NK_TMP/nkd.conf"
 kill -HUP "$NK_NKD_PID"
-wait_for 10 test "$(grep -c 'reloaded ' "$NK_TMP/nkd.log")" = 2 || fail "SIGHUP did not reload"
+wait_for 10 log_count 'reloaded ' 2 || fail "SIGHUP did not reload"
 r=$(GUEST=atk run_guest "$PY" "$HELPERS/nkpy.py" sockets 3 | grep RESULT) || fail "attacker socket program failed"
 [ "$(field opened "$r")" = 2 ] || fail "after SIGHUP reload (max_sockets=2) the attacker opened $(field opened "$r")"
 
@@ -129,7 +133,7 @@ out=$(nkctl reload 2>&1) || rc=$?
 	fail "a broken config was not refused with file:line (exit $rc): $out"
 log "broken config: $out"
 kill -HUP "$NK_NKD_PID"
-wait_for 10 test "$(grep -c 'reload of .* refused' "$NK_TMP/nkd.log")" = 2 || fail "SIGHUP with a broken config: no refusal logged"
+wait_for 10 log_count 'reload of .* refused' 2 || fail "SIGHUP with a broken config: no refusal logged"
 conf "max_sockets=1" "nsm k2 type=kernel" >"$NK_TMP/nkd.conf"
 rc=0
 out=$(nkctl reload 2>&1) || rc=$?
