@@ -944,24 +944,23 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 
 	if (h->abi_version != NK_ABI_VERSION)
 		return -EPROTO;
-	if ((h->flags & ~NK_HELLO_F_INHERIT) || h->resv ||
+	if ((h->flags & ~(NK_HELLO_F_INHERIT | NK_HELLO_F_PROBE)) || h->resv ||
 	    h->nr_qsets > NK_MAX_QSETS ||
-	    !guest_name_ok(h->guest, sizeof(h->guest)))
+	    (h->guest[0] && !guest_name_ok(h->guest, sizeof(h->guest))))
 		return -EINVAL;
-	conf = nk_config__guest(&e->cfg, h->guest);
-	if (!conf) {
-		if (!e->cfg.unknown_allow)
-			return -EPERM;
-		nk_guest_conf__defaults(&defconf, h->guest);
-		conf = &defconf;
-	} else if (nk_guest_conf__uid_ok(conf, a->uid)) {
-		return -EPERM;
-	}
-	g = guest_find(e, h->guest);
+	ret = nk_identity__pick(e, a, &defconf, &conf);
+	if (ret)
+		return ret;
+	snprintf(a->guest, sizeof(a->guest), "%s", conf->name);
+	g = guest_find(e, conf->name);
+	ret = nk_identity__claim(e, a, g, false);
+	if (ret || a->probe)
+		return ret;
 	if (!g) {
 		g = guest_new(e, conf, false);
 		if (!g)
 			return -ENOMEM;
+		nk_identity__claim(e, a, g, true);
 	}
 	if (g->nr_conns >= g->conf.max_conns) {
 		e->gc = true;
