@@ -138,7 +138,8 @@ static int probe(const char *sock, const char *guest, int verbose)
 	r.b[n] = '\0';
 	if (!r.w.status) {
 		if (verbose)
-			fprintf(stderr, "nkrun: nkd will attach us as guest %s\n",
+			fprintf(stderr,
+				"nkrun: nkd will attach us as guest %s\n",
 				r.b + sizeof(r.w));
 		return 0;
 	}
@@ -235,9 +236,9 @@ int main(int argc, char **argv)
 	if (find_shim(shim, sizeof(shim)))
 		return EXIT_USAGE;
 	if (probe(sock ? sock
-		       : getenv("NK_SOCKET") && *getenv("NK_SOCKET")
-			       ? getenv("NK_SOCKET")
-			       : NK_CTL_DEFAULT_PATH,
+		  : getenv("NK_SOCKET") && *getenv("NK_SOCKET")
+			  ? getenv("NK_SOCKET")
+			  : NK_CTL_DEFAULT_PATH,
 		  guest, verbose))
 		return EXIT_USAGE;
 	if (setenv("NK_GUEST", guest, 1) ||
@@ -254,8 +255,7 @@ int main(int argc, char **argv)
 		fprintf(stderr,
 			"nkrun: guest %s, socket %s, fallback %s, shim %s\n",
 			*guest ? guest : "(picked by nkd)",
-			sock ? sock : NK_CTL_DEFAULT_PATH, fallback,
-			shim);
+			sock ? sock : NK_CTL_DEFAULT_PATH, fallback, shim);
 	execvp(argv[optind], argv + optind);
 	c = errno;
 	fprintf(stderr, "nkrun: cannot run %s: %s\n", argv[optind],

@@ -542,8 +542,8 @@ static void log_attach_failure(const char *what, int err, const char *then)
 {
 	if (refused)
 		nk_log("nkd refused %s%s%s: %s; %s",
-		       nk_cfg.guest[0] ? "guest '" : "the attach",
-		       nk_cfg.guest, nk_cfg.guest[0] ? "'" : "",
+		       nk_cfg.guest[0] ? "guest '" : "the attach", nk_cfg.guest,
+		       nk_cfg.guest[0] ? "'" : "",
 		       refused_why[0] ? refused_why : strerror(-err), then);
 	else
 		nk_log("%s at %s: %s; %s", what, nk_cfg.socket_path,

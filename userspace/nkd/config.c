@@ -250,8 +250,8 @@ static bool gid_in(const struct nk_peer *p, gid_t gid)
 
 #define WHY(...) (snprintf(why, whylen, __VA_ARGS__), -EPERM)
 
-int nk_guest_conf__match(const struct nk_guest_conf *g,
-			 const struct nk_peer *p, char *why, size_t whylen)
+int nk_guest_conf__match(const struct nk_guest_conf *g, const struct nk_peer *p,
+			 char *why, size_t whylen)
 {
 	unsigned i;
 
@@ -515,8 +515,8 @@ static int parse_nsm(struct parser *p, char **tok, int ntok)
  * The identity match keys of a guest (docs/config.md "Who is which
  * guest"). 0 if key is one of them (*ret: 0 or the error), 1 if not.
  */
-static int match_key(struct parser *p, struct nk_guest_conf *g,
-		     const char *key, const char *val, int *ret)
+static int match_key(struct parser *p, struct nk_guest_conf *g, const char *key,
+		     const char *val, int *ret)
 {
 	struct stat st;
 	uint32_t v;
@@ -547,8 +547,9 @@ static int match_key(struct parser *p, struct nk_guest_conf *g,
 		while (n > 1 && val[n - 1] == '/')
 			n--;
 		if (g->nr_cgroups == NK_MAX_MATCH)
-			*ret = PERR(p, "guest %s: more than %u cgroup=",
-				    g->name, NK_MAX_MATCH);
+			*ret = PERR(p,
+				    "guest %s: more than %u cgroup=", g->name,
+				    NK_MAX_MATCH);
 		else if (val[0] != '/' || n >= NK_PEER_CGROUP_MAX)
 			*ret = PERR(p,
 				    "guest %s: bad cgroup '%s' (a cgroup v2 "

@@ -129,8 +129,8 @@ const struct nk_guest_conf *nk_config__guest(const struct nk_config *cfg,
  * attach=), else -EPERM with the reason in why. A guest with no key at all
  * matches only nkd's own euid.
  */
-int nk_guest_conf__match(const struct nk_guest_conf *g,
-			 const struct nk_peer *p, char *why, size_t whylen);
+int nk_guest_conf__match(const struct nk_guest_conf *g, const struct nk_peer *p,
+			 char *why, size_t whylen);
 /* g has at least one match key. */
 bool nk_guest_conf__has_match(const struct nk_guest_conf *g);
 /* 0 if uid may attach as this guest, -EPERM otherwise. */

@@ -898,8 +898,8 @@ static int attach_listen(struct nk_ctl *c, struct nk_attach_sock *as)
 	as->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK,
 			0);
 	if (as->fd < 0 || bind(as->fd, (struct sockaddr *)&sa, sizeof(sa)) ||
-	    chmod(tmp, 0666) || listen(as->fd, 128) ||
-	    rename(tmp, as->path) || stat(as->path, &st)) {
+	    chmod(tmp, 0666) || listen(as->fd, 128) || rename(tmp, as->path) ||
+	    stat(as->path, &st)) {
 		ret = -errno;
 		unlink(tmp);
 		return ret;

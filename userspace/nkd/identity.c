@@ -63,7 +63,8 @@ int nk_identity__pick(struct nk_engine *e, struct nk_attach *a,
 			return nk_guest_conf__match(*conf, p, a->why,
 						    sizeof(a->why));
 		if (!cfg->unknown_allow)
-			return WHY(a, "guest '%s' is not in nkd's config", name);
+			return WHY(a, "guest '%s' is not in nkd's config",
+				   name);
 		nk_guest_conf__defaults(defconf, name);
 		*conf = defconf;
 		return 0;
@@ -76,14 +77,16 @@ int nk_identity__pick(struct nk_engine *e, struct nk_attach *a,
 		if (!found++)
 			*conf = &cfg->guests[i];
 		if (off < sizeof(names))
-			off += (size_t)snprintf(names + off, sizeof(names) - off,
-						"%s%s", found > 1 ? ", " : "",
+			off += (size_t)snprintf(names + off,
+						sizeof(names) - off, "%s%s",
+						found > 1 ? ", " : "",
 						cfg->guests[i].name);
 	}
 	if (found == 1)
 		return 0;
 	if (found > 1)
-		return WHY(a, "several guests match (%s): choose one with --guest",
+		return WHY(a,
+			   "several guests match (%s): choose one with --guest",
 			   names);
 	if (!cfg->unknown_allow)
 		return WHY(a,

@@ -91,7 +91,8 @@ static void read_cgroup(pid_t pid, struct nk_peer *p)
 	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
 	if (read_small(path, buf, sizeof(buf)))
 		return;
-	for (l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+	for (l = buf; l && *l;
+	     l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
 		char *nl = strchr(l, '\n');
 		size_t n;
 
