@@ -627,8 +627,9 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 	atomic_store(&C.state, NK_ST_UP);
 	watchdog_start();
 	nk_dbg("attached to %s as guest %s (conn %u, %u bufs of %u, window %u)",
-	       nk_cfg.socket_path, nk_cfg.guest, C.hdr->conn_id, C.nr_bufs,
-	       C.buf_size, C.send_window);
+	       nk_cfg.socket_path,
+	       nk_cfg.guest[0] ? nk_cfg.guest : "(picked by nkd)",
+	       C.hdr->conn_id, C.nr_bufs, C.buf_size, C.send_window);
 	return 0;
 fail:
 	for (int i = 0; i < 2; i++)

@@ -102,6 +102,10 @@ attempt "a: root in A, no name" "$NK_TMP/a5" "$NS_A" -v --socket "$NK_SOCK"
 expect_ok "a: root in A, no name" "$NK_TMP/a5"
 ino_a=$(stat -L -c %i "/run/netns/$NS_A")
 grep -q "guest u0-$ino_a" "$NK_TMP/a5" || fail "a: root in A was not given guest u0-$ino_a: $(cat "$NK_TMP/a5")"
+# Nobody may take another identity's default name first.
+ino_g=$(stat -L -c %i "/run/netns/$NS_G")
+attempt "a: nobody in A as u0-<G>" "$NK_TMP/a6" "$NS_A" --nobody --guest "u0-$ino_g" --socket "$NK_SOCK"
+expect_refused "a: nobody in A as root's default name in G" "$NK_TMP/a6" "reserved for that uid"
 grep -q "HELLO from pid [0-9]* uid 65534 .*netns [0-9]* .*refused" "$NK_TMP/nkd.log" || fail "a: nkd did not log the refusal with pid/uid/netns"
 
 wait "$web_cli" || fail "web's peer connection broke: $(tail -n 3 "$NK_TMP/web_cli.log")"

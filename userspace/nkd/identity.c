@@ -34,6 +34,20 @@ static bool same_owner(const struct nk_guest *g, const struct nk_peer *p)
 	       g->owner_netns_ino == p->netns_ino;
 }
 
+/*
+ * u<uid>-<netns inode> is the default guest of that identity: nobody else
+ * may take the name first and so lock its owner out.
+ */
+static bool default_name_of_another(const char *name, const struct nk_peer *p)
+{
+	unsigned long long uid, ino;
+	char tail;
+
+	if (sscanf(name, "u%llu-%llu%c", &uid, &ino, &tail) != 2)
+		return false;
+	return uid != p->uid || ino != p->netns_ino;
+}
+
 int nk_identity__pick(struct nk_engine *e, struct nk_attach *a,
 		      struct nk_guest_conf *defconf,
 		      const struct nk_guest_conf **conf)
@@ -64,6 +78,11 @@ int nk_identity__pick(struct nk_engine *e, struct nk_attach *a,
 						    sizeof(a->why));
 		if (!cfg->unknown_allow)
 			return WHY(a, "guest '%s' is not in nkd's config",
+				   name);
+		if (default_name_of_another(name, p))
+			return WHY(a,
+				   "guest name '%s' is reserved for that uid "
+				   "and network namespace",
 				   name);
 		nk_guest_conf__defaults(defconf, name);
 		*conf = defconf;
