@@ -2,13 +2,16 @@
 /*
  * nkrun: run an unmodified program as a netkernel guest.
  *
- *   nkrun --guest NAME [--socket PATH] [--fallback fail|passthrough] [-v]
+ *   nkrun [--guest NAME] [--socket PATH] [--fallback fail|passthrough] [-v]
  *         -- CMD ARGS...
  *
- * Sets NK_GUEST, NK_SOCKET, NK_FALLBACK (and NK_DEBUG with -v), puts
- * libnkshim.so first in LD_PRELOAD and execs CMD, so the exit status is
- * CMD's own. Exit statuses of its own follow env(1): 125 for a usage or
- * set-up error, 126 when CMD cannot be run, 127 when it is not found.
+ * Asks nkd first whether this process may attach (as NAME, or as the guest
+ * nkd picks for it from its uid, network namespace, cgroup and socket) and
+ * stops with nkd's reason if not. Then sets NK_GUEST, NK_SOCKET,
+ * NK_FALLBACK (and NK_DEBUG with -v), puts libnkshim.so first in
+ * LD_PRELOAD and execs CMD, so the exit status is CMD's own. Exit statuses
+ * of its own follow env(1): 125 for a usage or set-up error or a refusal,
+ * 126 when CMD cannot be run, 127 when it is not found.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -17,6 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "netkernel/ctl.h"
@@ -31,11 +37,14 @@ static void usage(FILE *f)
 		"usage: nkrun [--guest NAME] [--socket PATH] "
 		"[--fallback fail|passthrough] [-v] -- CMD [ARGS...]\n"
 		"\n"
-		"Run CMD as netkernel guest NAME: its AF_INET/AF_INET6 sockets\n"
-		"are served by nkd through libnkshim.so.\n"
+		"Run CMD as a netkernel guest: its AF_INET/AF_INET6 sockets\n"
+		"are served by nkd through libnkshim.so. nkd decides which guest\n"
+		"a process is from its uid, network namespace, cgroup and the\n"
+		"socket it connects to; NAME only chooses among the guests it\n"
+		"matches. A refused attach stops nkrun with nkd's reason.\n"
 		"\n"
-		"  -g, --guest NAME      guest name (default: $NK_GUEST or "
-		"\"default\")\n"
+		"  -g, --guest NAME      guest name (default: $NK_GUEST, else the\n"
+		"                        one guest nkd finds for this process)\n"
 		"  -s, --socket PATH     nkd control socket (default: %s)\n"
 		"  -f, --fallback MODE   when nkd cannot be reached: fail "
 		"(sockets fail\n"
@@ -83,6 +92,63 @@ static int find_shim(char *out, size_t size)
 		"nkrun: libnkshim.so not found (looked in %s and "
 		"%s/../lib/netkernel); set NK_SHIM\n",
 		dir, dir);
+	return -1;
+}
+
+/*
+ * Asks nkd whether we may attach (HELLO with NK_HELLO_F_PROBE; exec keeps
+ * our uid, namespaces and cgroup, so the answer holds for CMD). 0 to go
+ * on (also when nkd cannot be reached: the shim's fallback decides), -1
+ * refused, with the reason printed.
+ */
+static int probe(const char *sock, const char *guest, int verbose)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 5 };
+	struct nk_ctl_hello h = {
+		.hdr = { .type = NK_CTL_HELLO, .len = sizeof(h), .seq = 1 },
+		.abi_version = NK_ABI_VERSION,
+		.flags = NK_HELLO_F_PROBE,
+		.nr_qsets = 1,
+	};
+	union {
+		struct nk_ctl_welcome w;
+		char b[sizeof(struct nk_ctl_welcome) + 512];
+	} r;
+	ssize_t n;
+	int fd;
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", sock);
+	snprintf(h.guest, sizeof(h.guest), "%s", guest);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) ||
+	    send(fd, &h, sizeof(h), MSG_NOSIGNAL) != sizeof(h)) {
+		close(fd);
+		return 0;
+	}
+	memset(&r, 0, sizeof(r));
+	n = recv(fd, r.b, sizeof(r.b) - 1, 0);
+	close(fd);
+	if (n < (ssize_t)sizeof(r.w) || r.w.hdr.type != NK_CTL_WELCOME)
+		return 0;
+	r.b[n] = '\0';
+	if (!r.w.status) {
+		if (verbose)
+			fprintf(stderr,
+				"nkrun: nkd will attach us as guest %s\n",
+				r.b + sizeof(r.w));
+		return 0;
+	}
+	if (r.w.status == -EINVAL && n == (ssize_t)sizeof(r.w))
+		return 0; /* an nkd without probes: the shim will find out */
+	fprintf(stderr, "nkrun: nkd refused %s%s%s: %s\n",
+		*guest ? "guest '" : "the attach", guest, *guest ? "'" : "",
+		n > (ssize_t)sizeof(r.w) ? r.b + sizeof(r.w)
+					 : strerror(-r.w.status));
 	return -1;
 }
 
@@ -149,8 +215,8 @@ int main(int argc, char **argv)
 	}
 	if (!guest)
 		guest = getenv("NK_GUEST");
-	if (!guest || !*guest)
-		guest = "default";
+	if (!guest)
+		guest = "";
 	if (strlen(guest) >= NK_GUEST_NAME_MAX) {
 		fprintf(stderr, "nkrun: guest name longer than %u bytes\n",
 			NK_GUEST_NAME_MAX - 1);
@@ -169,6 +235,12 @@ int main(int argc, char **argv)
 	}
 	if (find_shim(shim, sizeof(shim)))
 		return EXIT_USAGE;
+	if (probe(sock ? sock
+		  : getenv("NK_SOCKET") && *getenv("NK_SOCKET")
+			  ? getenv("NK_SOCKET")
+			  : NK_CTL_DEFAULT_PATH,
+		  guest, verbose))
+		return EXIT_USAGE;
 	if (setenv("NK_GUEST", guest, 1) ||
 	    (sock && setenv("NK_SOCKET", sock, 1)) ||
 	    setenv("NK_FALLBACK", fallback, 1) ||
@@ -182,8 +254,8 @@ int main(int argc, char **argv)
 	if (verbose)
 		fprintf(stderr,
 			"nkrun: guest %s, socket %s, fallback %s, shim %s\n",
-			guest, sock ? sock : NK_CTL_DEFAULT_PATH, fallback,
-			shim);
+			*guest ? guest : "(picked by nkd)",
+			sock ? sock : NK_CTL_DEFAULT_PATH, fallback, shim);
 	execvp(argv[optind], argv + optind);
 	c = errno;
 	fprintf(stderr, "nkrun: cannot run %s: %s\n", argv[optind],

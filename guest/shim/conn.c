@@ -125,7 +125,8 @@ void nk_cfg__load(void)
 
 	copy_env(nk_cfg.socket_path, sizeof(nk_cfg.socket_path), "NK_SOCKET",
 		 NK_CTL_DEFAULT_PATH);
-	copy_env(nk_cfg.guest, sizeof(nk_cfg.guest), "NK_GUEST", "default");
+	/* No name: nkd picks the guest this process is (docs/config.md). */
+	copy_env(nk_cfg.guest, sizeof(nk_cfg.guest), "NK_GUEST", "");
 	fb = secure_getenv("NK_FALLBACK");
 	nk_cfg.fallback = fb && !strcmp(fb, "passthrough") ? NK_FB_PASSTHROUGH
 							   : NK_FB_FAIL;
@@ -532,6 +533,23 @@ static int map_region(int rfd, uint64_t size)
 	return 0;
 }
 
+/* The reason of nkd's last refusal (WELCOME text), "" if none. */
+static char refused_why[256];
+static bool refused;
+
+/* Why the last attach failed, in words for the user. */
+static void log_attach_failure(const char *what, int err, const char *then)
+{
+	if (refused)
+		nk_log("nkd refused %s%s%s: %s; %s",
+		       nk_cfg.guest[0] ? "guest '" : "the attach", nk_cfg.guest,
+		       nk_cfg.guest[0] ? "'" : "",
+		       refused_why[0] ? refused_why : strerror(-err), then);
+	else
+		nk_log("%s at %s: %s; %s", what, nk_cfg.socket_path,
+		       strerror(-err), then);
+}
+
 /*
  * Connect, HELLO, WELCOME, map. On success the WELCOME (with its handle
  * list) is left in ctl_buf for the caller, who holds ctl_lock.
@@ -548,6 +566,8 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 	struct nk_ctl_welcome w;
 	int fd, fds[2] = { -1, -1 }, nfds = 0, n, err;
 
+	refused = false;
+	refused_why[0] = '\0';
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", nk_cfg.socket_path);
 	fd = REAL(socket)(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -580,6 +600,14 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 		goto fail;
 	memcpy(&w, ctl_buf.b, sizeof(w));
 	if (w.status < 0) {
+		/* An answer, not an outage: say why (docs/abi.md). */
+		size_t tl = (size_t)n - sizeof(w);
+
+		refused = true;
+		if (tl >= sizeof(refused_why))
+			tl = sizeof(refused_why) - 1;
+		memcpy(refused_why, ctl_buf.b + sizeof(w), tl);
+		refused_why[tl] = '\0';
 		err = w.status;
 		goto fail;
 	}
@@ -599,8 +627,9 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 	atomic_store(&C.state, NK_ST_UP);
 	watchdog_start();
 	nk_dbg("attached to %s as guest %s (conn %u, %u bufs of %u, window %u)",
-	       nk_cfg.socket_path, nk_cfg.guest, C.hdr->conn_id, C.nr_bufs,
-	       C.buf_size, C.send_window);
+	       nk_cfg.socket_path,
+	       nk_cfg.guest[0] ? nk_cfg.guest : "(picked by nkd)",
+	       C.hdr->conn_id, C.nr_bufs, C.buf_size, C.send_window);
 	return 0;
 fail:
 	for (int i = 0; i < 2; i++)
@@ -669,9 +698,8 @@ static int attach_child(void)
 	C.child_have_token = false;
 	if (err) {
 		atomic_store(&C.state, NK_ST_DEAD);
-		nk_log("cannot re-attach to nkd at %s after fork: %s; "
-		       "inherited sockets fail",
-		       nk_cfg.socket_path, strerror(-err));
+		log_attach_failure("cannot re-attach to nkd after fork", err,
+				   "inherited sockets fail");
 		return err;
 	}
 	atomic_store(&C.state, NK_ST_UP);
@@ -701,9 +729,8 @@ int nk_conn__ensure(void)
 		err = do_attach(false, 0, &n);
 		pthread_mutex_unlock(&C.ctl_lock);
 		if (err) {
-			nk_log("cannot reach nkd at %s: %s; %s",
-			       nk_cfg.socket_path, strerror(-err),
-			       fallback_words());
+			log_attach_failure("cannot reach nkd", err,
+					   fallback_words());
 			atomic_store(&C.state, NK_ST_UNREACHABLE);
 		} else {
 			atomic_store(&C.state, NK_ST_UP);
@@ -756,9 +783,7 @@ int nk_conn__attach_exec(uint64_t token)
 	}
 	pthread_mutex_unlock(&C.ctl_lock);
 	if (err) {
-		nk_log("cannot reach nkd at %s: %s; inherited sockets are lost, "
-		       "%s",
-		       nk_cfg.socket_path, strerror(-err), fallback_words());
+		log_attach_failure("cannot reach nkd", err, fallback_words());
 		atomic_store(&C.state, NK_ST_UNREACHABLE);
 		pthread_mutex_unlock(&C.attach_lock);
 		return err;

@@ -64,6 +64,12 @@ struct nk_ctl_hdr {
 
 /* HELLO flags */
 #define NK_HELLO_F_INHERIT (1U << 0) /* inherit_token is valid */
+/*
+ * Only ask whether this caller may attach (as guest, or as the guest nkd
+ * picks when guest is ""): the WELCOME has status, no fds, no region, and
+ * on success the picked guest's name as text after the struct.
+ */
+#define NK_HELLO_F_PROBE (1U << 1)
 
 struct nk_ctl_hello {
 	struct nk_ctl_hdr hdr;
@@ -72,7 +78,8 @@ struct nk_ctl_hello {
 	uint32_t nr_qsets; /* wanted, 1..NK_MAX_QSETS; nkd may give fewer */
 	uint32_t resv;
 	uint64_t inherit_token; /* from FORK_PREPARE or EXEC */
-	char guest[NK_GUEST_NAME_MAX]; /* NUL-terminated guest name */
+	/* NUL-terminated guest name; "" = the guest nkd picks for the caller */
+	char guest[NK_GUEST_NAME_MAX];
 };
 
 /*
@@ -86,12 +93,17 @@ struct nk_ctl_handle {
 	uint64_t dev; /* st_dev of the same */
 };
 
+/*
+ * On error (status < 0) no fds come, and a refusal's reason may follow the
+ * struct as NUL-terminated text (hdr.len > sizeof): "uid 65534 does not
+ * match guest 'web' (config)". Clients that do not know it ignore it.
+ */
 struct nk_ctl_welcome {
 	struct nk_ctl_hdr hdr;
 	int32_t status; /* 0 or -errno; on error no fds follow */
 	uint32_t nr_handles; /* nk_ctl_handle entries that follow */
 	uint64_t region_size; /* bytes to mmap from the region fd */
-	/* struct nk_ctl_handle handles[nr_handles]; */
+	/* struct nk_ctl_handle handles[nr_handles]; or, on error, reason */
 };
 
 struct nk_ctl_placeholder {

@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../../userspace/nkd/config.h"
 
@@ -339,6 +341,75 @@ static void test_guest_set(void **state)
 	assert_memory_equal(&g, &before, sizeof(g));
 }
 
+static void test_match(void **state)
+{
+	static const char text[] =
+		"nsm k type=kernel\n"
+		"guest a uid=5 uid=6 gid=50 netns=/proc/self/ns/net "
+		"cgroup=/svc/a/\n"
+		"guest b\n"
+		"guest c attach=/run/nk/c.sock\n"
+		"max_ctl_per_uid 3\n"
+		"hello_timeout 9\n";
+	struct nk_config c;
+	struct nk_peer p;
+	struct stat st;
+	char err[256] = "", why[256];
+
+	(void)state;
+	assert_int_equal(nk_config__parse(text, "t", &c, err, sizeof(err)), 0);
+	assert_int_equal(c.max_ctl_per_uid, 3);
+	assert_int_equal(c.hello_timeout_s, 9);
+	assert_int_equal(stat("/proc/self/ns/net", &st), 0);
+	memset(&p, 0, sizeof(p));
+	p.attach = -1;
+	p.uid = 6;
+	p.gid = 1;
+	p.groups[0] = 50;
+	p.nr_groups = 1;
+	p.netns_dev = st.st_dev;
+	p.netns_ino = st.st_ino;
+	strcpy(p.cgroup, "/svc/a/x");
+	assert_int_equal(nk_guest_conf__match(&c.guests[0], &p, why, 256), 0);
+	strcpy(p.cgroup, "/svc/ab");
+	assert_int_equal(nk_guest_conf__match(&c.guests[0], &p, why, 256),
+			 -EPERM);
+	assert_non_null(strstr(why, "cgroup"));
+	strcpy(p.cgroup, "/svc/a");
+	p.netns_ino++;
+	assert_int_equal(nk_guest_conf__match(&c.guests[0], &p, why, 256),
+			 -EPERM);
+	p.netns_ino--;
+	p.uid = 7;
+	assert_int_equal(nk_guest_conf__match(&c.guests[0], &p, why, 256),
+			 -EPERM);
+	assert_non_null(strstr(why, "uid 7"));
+	/* No match key: nkd's own euid only. */
+	p.uid = geteuid();
+	assert_int_equal(nk_guest_conf__match(&c.guests[1], &p, why, 256), 0);
+	p.uid = geteuid() + 1;
+	assert_int_equal(nk_guest_conf__match(&c.guests[1], &p, why, 256),
+			 -EPERM);
+	/* attach=: only through its socket, and its socket only for it. */
+	assert_int_equal(nk_guest_conf__match(&c.guests[2], &p, why, 256),
+			 -EPERM);
+	p.attach = 2;
+	assert_int_equal(nk_guest_conf__match(&c.guests[2], &p, why, 256), 0);
+	assert_int_equal(nk_guest_conf__match(&c.guests[1], &p, why, 256),
+			 -EPERM);
+	nk_config__free(&c);
+	assert_int_equal(nk_config__parse("nsm k type=kernel\nguest a "
+					  "netns=/nonexistent/x\n",
+					  "t", &c, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "t:2: guest a: netns"));
+	assert_int_equal(nk_config__parse("nsm k type=kernel\nguest a "
+					  "attach=/x\nguest b attach=/x\n",
+					  "t", &c, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "already guest a's"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -350,6 +421,7 @@ int main(void)
 		cmocka_unit_test(test_uid_policy),
 		cmocka_unit_test(test_operator),
 		cmocka_unit_test(test_guest_set),
+		cmocka_unit_test(test_match),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -31,45 +31,6 @@ void nk_admin__set_config_path(struct nk_engine *e, const char *path)
 		 path ? path : "");
 }
 
-/*
- * The network namespace of the peer of fd (pid from SO_PEERCRED), read
- * without a pid-reuse race: a pidfd of the peer (SO_PEERPIDFD, else
- * pidfd_open of the pid) is taken first and must still be alive after
- * /proc/PID/ns/net was read, so that pid was the peer's all along.
- * TODO(lead): peer.c reads the same facts; merge.
- */
-static int peer_netns(int fd, pid_t pid, uint64_t *dev, uint64_t *ino)
-{
-	struct pollfd pfd = { .events = POLLIN };
-	socklen_t olen = sizeof(pfd.fd);
-	char path[64];
-	struct stat st;
-	int ret = 0;
-
-	if (pid <= 0)
-		return -ESRCH; /* in a pid namespace nkd cannot see */
-	pfd.fd = -1;
-	if (fd < 0 ||
-	    getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pfd.fd, &olen) ||
-	    pfd.fd < 0) {
-		pfd.fd = (int)syscall(SYS_pidfd_open, pid, 0);
-		if (pfd.fd < 0)
-			return -errno;
-	}
-	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
-	if (stat(path, &st))
-		ret = -errno;
-	/* Readable pidfd: the process exited, the pid may be another's. */
-	if (!ret && poll(&pfd, 1, 0) != 0)
-		ret = -ESRCH;
-	close(pfd.fd);
-	if (ret)
-		return ret;
-	*dev = (uint64_t)st.st_dev;
-	*ino = (uint64_t)st.st_ino;
-	return 0;
-}
-
 static bool self_netns(uint64_t dev, uint64_t ino)
 {
 	struct stat st;
@@ -78,12 +39,13 @@ static bool self_netns(uint64_t dev, uint64_t ino)
 	       (uint64_t)st.st_ino == ino;
 }
 
-void nk_admin__attached(struct nk_engine *e, struct nk_conn *c, int fd)
+void nk_admin__attached(struct nk_engine *e, struct nk_conn *c,
+			 const struct nk_peer *peer)
 {
 	struct nk_admin_guest *a = &c->guest->admin;
-	uint64_t dev, ino;
+	uint64_t dev = peer->netns_dev, ino = peer->netns_ino;
 
-	if (peer_netns(fd, c->pid, &dev, &ino)) {
+	if (!ino) {
 		/* Then callers whose namespace is unknown are refused. */
 		e->admin.unknown_guest_netns = true;
 		return;
@@ -127,8 +89,8 @@ static bool operator_ids(const struct nk_config *cfg, int fd, uid_t uid,
 	return false;
 }
 
-/* The guest that attached from (dev, ino), or NULL. */
-static struct nk_guest *netns_guest(struct nk_engine *e, uint64_t dev,
+/* The name of the guest that attaches from (dev, ino), or NULL. */
+static const char *netns_guest(struct nk_engine *e, uint64_t dev,
 				    uint64_t ino, bool *any)
 {
 	struct nk_list *p, *t;
@@ -144,23 +106,30 @@ static struct nk_guest *netns_guest(struct nk_engine *e, uint64_t dev,
 			*any = true;
 			if (g->admin.netns[i][0] == dev &&
 			    g->admin.netns[i][1] == ino)
-				return g;
+				return g->conf.name;
 		}
 	}
-	/*
-	 * TODO(lead): config guests matched by netns= (identity helper) are
-	 * guest namespaces too, before any of their processes attached.
-	 */
+	/* A listed guest's netns= is a guest namespace before it attached. */
+	for (unsigned i = 0; i < e->cfg.nr_guests; i++) {
+		const struct nk_guest_conf *gc = &e->cfg.guests[i];
+
+		for (unsigned j = 0; j < gc->nr_netns; j++) {
+			*any = true;
+			if (gc->netns[j].dev == dev && gc->netns[j].ino == ino)
+				return gc->name;
+		}
+	}
 	return NULL;
 }
 
-int nk_admin__check(struct nk_engine *e, int fd, pid_t pid, uid_t uid,
-		    gid_t gid, char *why, size_t whylen)
+int nk_admin__check(struct nk_engine *e, int fd, const struct nk_peer *peer,
+		    char *why, size_t whylen)
 {
-	uint64_t dev = 0, ino = 0;
-	struct nk_guest *g;
+	uint64_t dev = peer->netns_dev, ino = peer->netns_ino;
+	uid_t uid = peer->uid;
+	gid_t gid = peer->gid;
+	const char *g;
 	bool any;
-	int ret;
 
 	if (!operator_ids(&e->cfg, fd, uid, gid)) {
 		snprintf(why, whylen,
@@ -173,13 +142,12 @@ int nk_admin__check(struct nk_engine *e, int fd, pid_t pid, uid_t uid,
 	netns_guest(e, 0, 0, &any);
 	if (!any && !e->admin.unknown_guest_netns)
 		return 0;
-	ret = peer_netns(fd, pid, &dev, &ino);
-	if (ret) {
+	if (!ino) {
 		snprintf(why, whylen,
-			 "uid %u: cannot tell the network namespace of pid %d "
-			 "(%s), and guests attach from other namespaces: not "
-			 "the operator",
-			 (unsigned)uid, (int)pid, strerror(-ret));
+			 "uid %u: cannot tell the network namespace of pid %d, "
+			 "and guests attach from other namespaces: not the "
+			 "operator",
+			 (unsigned)uid, (int)peer->pid);
 		return -EPERM;
 	}
 	if (self_netns(dev, ino))
@@ -189,7 +157,7 @@ int nk_admin__check(struct nk_engine *e, int fd, pid_t pid, uid_t uid,
 		snprintf(why, whylen,
 			 "uid %u in network namespace of guest '%s' is not the "
 			 "operator",
-			 (unsigned)uid, g->conf.name);
+			 (unsigned)uid, g);
 		return -EPERM;
 	}
 	return 0;

@@ -40,19 +40,21 @@ struct nk_admin_state {
 
 struct nk_engine;
 struct nk_conn;
+struct nk_peer;
 
 /* The file `nkctl reload` and SIGHUP read again (main.c). */
 void nk_admin__set_config_path(struct nk_engine *e, const char *path);
 
 /*
- * 0 if the peer of control socket fd (pid, uid, gid from SO_PEERCRED) is
+ * 0 if the peer of control socket fd (facts read at accept, peer.c) is
  * the operator; -EPERM with the reason in why otherwise.
  */
-int nk_admin__check(struct nk_engine *e, int fd, pid_t pid, uid_t uid,
-		    gid_t gid, char *why, size_t whylen);
+int nk_admin__check(struct nk_engine *e, int fd, const struct nk_peer *peer,
+		    char *why, size_t whylen);
 
 /* A conn attached: remember the network namespace its guest comes from. */
-void nk_admin__attached(struct nk_engine *e, struct nk_conn *c, int fd);
+void nk_admin__attached(struct nk_engine *e, struct nk_conn *c,
+			const struct nk_peer *peer);
 
 /*
  * Runs an NK_CTL_ADMIN command (the caller is the operator). Returns 0 or

@@ -6,9 +6,12 @@
  *            [backend=afxdp|packet|tap] [mode=native|skb] [netns=PATH]
  *   guest NAME [nsm=] [uid=]... [max_sockets=] [max_inflight=] [bufs=]
  *              [weight=] [max_conns=] [bind=]... [acl_allow=]... [acl_deny=]...
+ *              [gid=]... [netns=PATH]... [cgroup=PATH]... [attach=PATH]
  *   unknown_guests allow|deny
  *   abuse_limit N
  *   operator uid=N|gid=N ...
+ *   max_ctl_per_uid N
+ *   hello_timeout SECONDS
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -56,6 +59,7 @@ void nk_guest_conf__defaults(struct nk_guest_conf *g, const char *name)
 	g->bufs = NK_DEF_BUFS;
 	g->weight = NK_DEF_WEIGHT;
 	g->max_conns = NK_DEF_MAX_CONNS;
+	g->idx = -1;
 }
 
 int nk_config__default(struct nk_config *cfg)
@@ -69,6 +73,8 @@ int nk_config__default(struct nk_config *cfg)
 	cfg->nr_nsms = 1;
 	cfg->unknown_allow = true;
 	cfg->abuse_limit = NK_DEF_ABUSE_LIMIT;
+	cfg->max_ctl_per_uid = NK_DEF_MAX_CTL_PER_UID;
+	cfg->hello_timeout_s = NK_DEF_HELLO_TIMEOUT_S;
 	return 0;
 }
 
@@ -215,6 +221,78 @@ int nk_guest_conf__uid_ok(const struct nk_guest_conf *g, uid_t uid)
 		if (g->uids[i] == uid)
 			return 0;
 	return -EPERM;
+}
+
+bool nk_guest_conf__has_match(const struct nk_guest_conf *g)
+{
+	return g->nr_uids || g->nr_gids || g->nr_netns || g->nr_cgroups ||
+	       g->attach[0];
+}
+
+/* path is cgroup dir or below it ("/a" matches "/a" and "/a/b", not "/ab"). */
+static bool cgroup_under(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	if (!strcmp(dir, "/"))
+		return path[0] == '/';
+	return !strncmp(path, dir, n) && (path[n] == '\0' || path[n] == '/');
+}
+
+static bool gid_in(const struct nk_peer *p, gid_t gid)
+{
+	if (p->gid == gid)
+		return true;
+	for (unsigned i = 0; i < p->nr_groups && i < NK_PEER_MAX_GROUPS; i++)
+		if (p->groups[i] == gid)
+			return true;
+	return false;
+}
+
+#define WHY(...) (snprintf(why, whylen, __VA_ARGS__), -EPERM)
+
+int nk_guest_conf__match(const struct nk_guest_conf *g, const struct nk_peer *p,
+			 char *why, size_t whylen)
+{
+	unsigned i;
+
+	if (p->attach >= 0 && p->attach != g->idx)
+		return WHY("this attach socket is only for another guest");
+	if (g->attach[0] && p->attach != g->idx)
+		return WHY("guest '%s' attaches only through its own socket "
+			   "(attach=)",
+			   g->name);
+	if (!nk_guest_conf__has_match(g)) {
+		if (p->uid != geteuid())
+			return WHY("uid %u does not match guest '%s' (config: "
+				   "no match key, only nkd's uid %u)",
+				   (unsigned)p->uid, g->name,
+				   (unsigned)geteuid());
+		return 0;
+	}
+	if (g->nr_uids && nk_guest_conf__uid_ok(g, p->uid))
+		return WHY("uid %u does not match guest '%s' (config)",
+			   (unsigned)p->uid, g->name);
+	for (i = 0; i < g->nr_gids && !gid_in(p, g->gids[i]); i++)
+		;
+	if (g->nr_gids && i == g->nr_gids)
+		return WHY("gid %u does not match guest '%s' (config)",
+			   (unsigned)p->gid, g->name);
+	for (i = 0; i < g->nr_netns; i++)
+		if (p->netns_ino && g->netns[i].dev == p->netns_dev &&
+		    g->netns[i].ino == p->netns_ino)
+			break;
+	if (g->nr_netns && i == g->nr_netns)
+		return WHY("network namespace %llu does not match guest '%s' "
+			   "(config)",
+			   (unsigned long long)p->netns_ino, g->name);
+	for (i = 0; i < g->nr_cgroups; i++)
+		if (p->cgroup[0] && cgroup_under(p->cgroup, g->cgroups[i]))
+			break;
+	if (g->nr_cgroups && i == g->nr_cgroups)
+		return WHY("cgroup '%s' does not match guest '%s' (config)",
+			   p->cgroup[0] ? p->cgroup : "?", g->name);
+	return 0;
 }
 
 int nk_guest_conf__bind_ok(const struct nk_guest_conf *g,
@@ -434,10 +512,82 @@ static int parse_nsm(struct parser *p, char **tok, int ntok)
 	return 0;
 }
 
+/*
+ * The identity match keys of a guest (docs/config.md "Who is which
+ * guest"). 0 if key is one of them (*ret: 0 or the error), 1 if not.
+ */
+static int match_key(struct parser *p, struct nk_guest_conf *g, const char *key,
+		     const char *val, int *ret)
+{
+	struct stat st;
+	uint32_t v;
+
+	*ret = 0;
+	if (!strcmp(key, "gid")) {
+		if (g->nr_gids == NK_MAX_MATCH)
+			*ret = PERR(p, "guest %s: more than %u gid=", g->name,
+				    NK_MAX_MATCH);
+		else if (parse_u32(val, 0, UINT32_MAX - 1, &v))
+			*ret = PERR(p, "guest %s: bad gid '%s'", g->name, val);
+		else
+			g->gids[g->nr_gids++] = (gid_t)v;
+	} else if (!strcmp(key, "netns")) {
+		if (g->nr_netns == NK_MAX_MATCH)
+			*ret = PERR(p, "guest %s: more than %u netns=", g->name,
+				    NK_MAX_MATCH);
+		else if (stat(val, &st))
+			*ret = PERR(p, "guest %s: netns %s: %s", g->name, val,
+				    strerror(errno));
+		else {
+			g->netns[g->nr_netns].dev = st.st_dev;
+			g->netns[g->nr_netns++].ino = st.st_ino;
+		}
+	} else if (!strcmp(key, "cgroup")) {
+		size_t n = strlen(val);
+
+		while (n > 1 && val[n - 1] == '/')
+			n--;
+		if (g->nr_cgroups == NK_MAX_MATCH)
+			*ret = PERR(p,
+				    "guest %s: more than %u cgroup=", g->name,
+				    NK_MAX_MATCH);
+		else if (val[0] != '/' || n >= NK_PEER_CGROUP_MAX)
+			*ret = PERR(p,
+				    "guest %s: bad cgroup '%s' (a cgroup v2 "
+				    "path such as /system.slice/web.service)",
+				    g->name, val);
+		else {
+			memcpy(g->cgroups[g->nr_cgroups], val, n);
+			g->cgroups[g->nr_cgroups++][n] = '\0';
+		}
+	} else if (!strcmp(key, "attach")) {
+		if (val[0] != '/' || strlen(val) >= 108 - 16)
+			*ret = PERR(p,
+				    "guest %s: attach= needs an absolute "
+				    "path shorter than 92 bytes",
+				    g->name);
+		else if (g->attach[0])
+			*ret = PERR(p, "guest %s: only one attach=", g->name);
+		else
+			strcpy(g->attach, val);
+		for (unsigned i = 0; !*ret && i < p->cfg.nr_guests; i++)
+			if (!strcmp(p->cfg.guests[i].attach, val))
+				*ret = PERR(p,
+					    "guest %s: attach=%s is already "
+					    "guest %s's",
+					    g->name, val,
+					    p->cfg.guests[i].name);
+	} else {
+		return 1;
+	}
+	return 0;
+}
+
 static int parse_guest(struct parser *p, char **tok, int ntok)
 {
 	struct nk_guest_conf g;
 	uint32_t v;
+	int ret;
 
 	if (ntok < 2)
 		return PERR(p, "guest: missing name");
@@ -495,6 +645,9 @@ static int parse_guest(struct parser *p, char **tok, int ntok)
 			memcpy(r->addr, &a.addr, 4);
 			r->prefix = a.prefix;
 			g.acl_deny[g.nr_acl++] = !strcmp(key, "acl_deny");
+		} else if (!match_key(p, &g, key, val, &ret)) {
+			if (ret)
+				return ret;
 		} else if (!strcmp(key, "max_sockets")) {
 			if (parse_u32(val, 1, NK_MAX_SOCKETS_LIMIT,
 				      &g.max_sockets))
@@ -533,6 +686,7 @@ static int parse_guest(struct parser *p, char **tok, int ntok)
 	    grow((void **)&p->guest_lines, p->cfg.nr_guests, sizeof(unsigned)))
 		return -ENOMEM;
 	p->guest_lines[p->cfg.nr_guests] = p->line;
+	g.idx = (int)p->cfg.nr_guests;
 	p->cfg.guests[p->cfg.nr_guests++] = g;
 	return 0;
 }
@@ -568,7 +722,7 @@ static int parse_operator(struct parser *p, char **tok, int ntok)
 
 static int parse_line(struct parser *p, char *s)
 {
-	char *tok[2 + 3 * NK_MAX_BINDS + NK_MAX_UIDS + 16];
+	char *tok[2 + 3 * NK_MAX_BINDS + NK_MAX_UIDS + 3 * NK_MAX_MATCH + 17];
 	int ntok = 0;
 	char *save = NULL, *t;
 	uint32_t v;
@@ -601,6 +755,20 @@ static int parse_line(struct parser *p, char *s)
 		p->cfg.abuse_limit = v;
 		return 0;
 	}
+	if (!strcmp(tok[0], "max_ctl_per_uid")) {
+		if (ntok != 2 || parse_u32(tok[1], 1, 1u << 20, &v))
+			return PERR(p, "max_ctl_per_uid: expected a number "
+				       ">= 1");
+		p->cfg.max_ctl_per_uid = v;
+		return 0;
+	}
+	if (!strcmp(tok[0], "hello_timeout")) {
+		if (ntok != 2 || parse_u32(tok[1], 1, 3600, &v))
+			return PERR(p, "hello_timeout: expected seconds, "
+				       "1..3600");
+		p->cfg.hello_timeout_s = v;
+		return 0;
+	}
 	return PERR(p, "unknown statement '%s'", tok[0]);
 }
 
@@ -615,6 +783,8 @@ int nk_config__parse(const char *text, const char *fname, struct nk_config *cfg,
 	memset(cfg, 0, sizeof(*cfg));
 	p.cfg.unknown_allow = false;
 	p.cfg.abuse_limit = NK_DEF_ABUSE_LIMIT;
+	p.cfg.max_ctl_per_uid = NK_DEF_MAX_CTL_PER_UID;
+	p.cfg.hello_timeout_s = NK_DEF_HELLO_TIMEOUT_S;
 	while (*s) {
 		const char *nl = strchr(s, '\n');
 		size_t n = nl ? (size_t)(nl - s) : strlen(s);

@@ -13,10 +13,15 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "peer.h"
+
 #define NK_NAME_MAX 64
 #define NK_PATH_MAX 256
 #define NK_MAX_UIDS 16
 #define NK_MAX_BINDS 32
+#define NK_MAX_MATCH 8 /* each of gid=, netns=, cgroup= per guest */
+#define NK_DEF_MAX_CTL_PER_UID 256u
+#define NK_DEF_HELLO_TIMEOUT_S 5u
 
 #define NK_DEF_MAX_SOCKETS 4096u
 #define NK_DEF_MAX_INFLIGHT 4096u
@@ -73,6 +78,20 @@ struct nk_guest_conf {
 	struct nk_bind_rule acl[NK_MAX_BINDS];
 	bool acl_deny[NK_MAX_BINDS];
 	unsigned nr_acl;
+	/*
+	 * Who may attach as this guest (docs/config.md "Who is which guest"):
+	 * different keys AND together, repeats of one key OR. uids above too.
+	 */
+	gid_t gids[NK_MAX_MATCH];
+	unsigned nr_gids;
+	struct {
+		uint64_t dev, ino;
+	} netns[NK_MAX_MATCH]; /* netns=PATH, resolved by stat at load */
+	unsigned nr_netns;
+	char cgroups[NK_MAX_MATCH][NK_PEER_CGROUP_MAX];
+	unsigned nr_cgroups;
+	char attach[NK_PATH_MAX]; /* its own control socket; "" none */
+	int idx; /* index in nk_config.guests; -1 not from the config */
 };
 
 struct nk_config {
@@ -87,6 +106,9 @@ struct nk_config {
 	unsigned nr_op_uids;
 	gid_t op_gids[NK_MAX_UIDS];
 	unsigned nr_op_gids;
+	/* Control connections: per-uid cap (uid 0 exempt), HELLO deadline */
+	uint32_t max_ctl_per_uid;
+	uint32_t hello_timeout_s;
 };
 
 /* Built-in configuration: one kernel NSM "kernel0", unknown guests allowed. */
@@ -107,6 +129,15 @@ void nk_config__free(struct nk_config *cfg);
 void nk_guest_conf__defaults(struct nk_guest_conf *g, const char *name);
 const struct nk_guest_conf *nk_config__guest(const struct nk_config *cfg,
 					     const char *name);
+/*
+ * 0 if the peer matches g's match keys (uid=, gid=, netns=, cgroup=,
+ * attach=), else -EPERM with the reason in why. A guest with no key at all
+ * matches only nkd's own euid.
+ */
+int nk_guest_conf__match(const struct nk_guest_conf *g, const struct nk_peer *p,
+			 char *why, size_t whylen);
+/* g has at least one match key. */
+bool nk_guest_conf__has_match(const struct nk_guest_conf *g);
 /* 0 if uid may attach as this guest, -EPERM otherwise. */
 int nk_guest_conf__uid_ok(const struct nk_guest_conf *g, uid_t uid);
 /*

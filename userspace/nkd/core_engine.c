@@ -992,31 +992,30 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 
 	if (h->abi_version != NK_ABI_VERSION)
 		return -EPROTO;
-	if ((h->flags & ~NK_HELLO_F_INHERIT) || h->resv ||
+	if ((h->flags & ~(NK_HELLO_F_INHERIT | NK_HELLO_F_PROBE)) || h->resv ||
 	    h->nr_qsets > NK_MAX_QSETS ||
-	    !guest_name_ok(h->guest, sizeof(h->guest)))
+	    (h->guest[0] && !guest_name_ok(h->guest, sizeof(h->guest))))
 		return -EINVAL;
-	conf = nk_config__guest(&e->cfg, h->guest);
-	if (!conf) {
-		if (!e->cfg.unknown_allow) {
-			nk_guest__refused(e, NULL, NK_REFUSED_IDENTITY,
-					  "unknown guest name from uid %d",
-					  (int)a->uid);
-			return -EPERM;
-		}
-		nk_guest_conf__defaults(&defconf, h->guest);
-		conf = &defconf;
-	} else if (nk_guest_conf__uid_ok(conf, a->uid)) {
+	ret = nk_identity__pick(e, a, &defconf, &conf);
+	if (ret) {
 		nk_guest__refused(e, guest_find(e, h->guest),
-				  NK_REFUSED_IDENTITY, "uid %d may not attach",
-				  (int)a->uid);
-		return -EPERM;
+				  NK_REFUSED_IDENTITY, "uid %d: %s",
+				  (int)a->uid, a->why);
+		return ret;
 	}
-	g = guest_find(e, h->guest);
+	snprintf(a->guest, sizeof(a->guest), "%s", conf->name);
+	g = guest_find(e, conf->name);
+	ret = nk_identity__claim(e, a, g, false);
+	if (ret)
+		nk_guest__refused(e, NULL, NK_REFUSED_IDENTITY, "uid %d: %s",
+				  (int)a->uid, a->why);
+	if (ret || a->probe)
+		return ret;
 	if (!g) {
 		g = guest_new(e, conf, false);
 		if (!g)
 			return -ENOMEM;
+		nk_identity__claim(e, a, g, true);
 	}
 	if (g->nr_conns >= g->conf.max_conns) {
 		nk_guest__refused(e, g, NK_REFUSED_CONNS,

@@ -16,12 +16,14 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "engine.h"
 #include "log.h"
 #include "loop.h"
+#include "peer.h"
 #include "region.h"
 
 #define MAX_CLIENTS 4096u
@@ -53,6 +55,23 @@ struct nk_ctl_client {
 	struct nk_list out;
 	uint32_t nr_out;
 	bool out_armed;
+	struct nk_peer peer; /* read at accept */
+	bool greeted; /* attached, or an allowed QUERY: no HELLO deadline */
+	int64_t hello_deadline;
+};
+
+/* NK_UD_LISTEN slots: the main socket, the HELLO timer, attach sockets. */
+#define LSLOT_MAIN 0u
+#define LSLOT_TIMER 1u
+#define LSLOT_ATTACH 2u
+
+/* Sockets of guests with attach= (docs/config.md "Who is which guest"). */
+struct nk_attach_sock {
+	int fd;
+	int guest; /* index in the config */
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	dev_t dev;
+	ino_t ino;
 };
 
 struct nk_ctl {
@@ -65,6 +84,12 @@ struct nk_ctl {
 	struct nk_ctl_client **cl;
 	uint32_t cap, nr;
 	uint8_t *rxbuf;
+	struct nk_attach_sock *as;
+	unsigned nr_as;
+	int tfd; /* timerfd for HELLO deadlines */
+	int64_t timer_at; /* armed for this deadline; 0 not armed */
+	int64_t cap_warned_ns;
+	uint64_t cap_refused;
 };
 
 static struct nk_ctl_client *client_get(struct nk_ctl *c, uint32_t slot,
@@ -218,6 +243,40 @@ static void reply_status(struct nk_ctl_client *cl, uint64_t seq, int status,
 	queue_out(cl, st, sizeof(*st), NULL, 0, true);
 }
 
+/*
+ * A refused HELLO (or a probe's answer): the WELCOME carries the reason,
+ * or a probe's picked guest, as text after the struct (docs/abi.md).
+ */
+static int reply_refusal(struct nk_ctl_client *cl, const struct nk_ctl_hello *h,
+			 const struct nk_attach *a, int ret)
+{
+	const char *text = ret ? a->why : a->guest;
+	size_t tlen = strnlen(text, sizeof(a->why) - 1);
+	size_t len = sizeof(struct nk_ctl_welcome) + (tlen ? tlen + 1 : 0);
+	struct nk_ctl_welcome *w = calloc(1, len);
+
+	free(a->handles);
+	if (!w)
+		return -ENOMEM;
+	w->hdr.type = NK_CTL_WELCOME;
+	w->hdr.len = (uint32_t)len;
+	w->hdr.seq = h->hdr.seq;
+	w->status = ret;
+	if (tlen)
+		memcpy(w + 1, text, tlen);
+	if (ret)
+		nk_info("HELLO from pid %d uid %d gid %d netns %llu cgroup %s "
+			"as '%.*s'%s refused: %s",
+			(int)cl->pid, (int)cl->uid, (int)cl->gid,
+			(unsigned long long)cl->peer.netns_ino,
+			cl->peer.cgroup[0] ? cl->peer.cgroup : "?",
+			(int)strnlen(h->guest, sizeof(h->guest)), h->guest,
+			cl->peer.attach >= 0 ? " (attach socket)" : "",
+			a->why[0] ? a->why : strerror(-ret));
+	queue_out(cl, w, len, NULL, 0, true);
+	return 0;
+}
+
 static int do_hello(struct nk_ctl *c, struct nk_ctl_client *cl,
 		    const struct nk_ctl_hello *h)
 {
@@ -227,6 +286,8 @@ static int do_hello(struct nk_ctl *c, struct nk_ctl_client *cl,
 		.uid = cl->uid,
 		.gid = cl->gid,
 		.ctl = cl,
+		.peer = &cl->peer,
+		.probe = h->flags & NK_HELLO_F_PROBE,
 	};
 	struct nk_ctl_welcome *w;
 	size_t max_handles =
@@ -236,6 +297,8 @@ static int do_hello(struct nk_ctl *c, struct nk_ctl_client *cl,
 	int ret;
 
 	ret = nk_engine__attach(c->e, &a);
+	if (ret || a.probe)
+		return reply_refusal(cl, h, &a, ret);
 	if (a.nr_handles > max_handles) {
 		nk_warn("guest %s: %u inherited sockets, only %zu listed",
 			h->guest, a.nr_handles, max_handles);
@@ -251,15 +314,9 @@ static int do_hello(struct nk_ctl *c, struct nk_ctl_client *cl,
 	w->hdr.len = (uint32_t)len;
 	w->hdr.seq = h->hdr.seq;
 	w->status = ret;
-	if (ret) {
-		nk_info("HELLO from pid %d uid %d as '%.*s' refused: %s",
-			(int)cl->pid, (int)cl->uid, (int)sizeof(h->guest),
-			h->guest, strerror(-ret));
-		queue_out(cl, w, len, NULL, 0, true);
-		return 0;
-	}
 	cl->conn = a.conn;
-	nk_admin__attached(c->e, a.conn, cl->fd);
+	nk_admin__attached(c->e, a.conn, &cl->peer);
+	cl->greeted = true;
 	w->nr_handles = a.nr_handles;
 	w->region_size = nk_region__size(a.conn->region);
 	if (a.nr_handles)
@@ -280,8 +337,7 @@ static int query_allowed(struct nk_ctl *c, const struct nk_ctl_client *cl,
 			 char **why, size_t *len)
 {
 	char buf[256];
-	int ret = nk_admin__check(c->e, cl->fd, cl->pid, cl->uid, cl->gid, buf,
-				  sizeof(buf));
+	int ret = nk_admin__check(c->e, cl->fd, &cl->peer, buf, sizeof(buf));
 
 	if (ret) {
 		nk_info("control client pid %d uid %d refused: %s",
@@ -305,8 +361,10 @@ static int do_query(struct nk_ctl *c, struct nk_ctl_client *cl,
 
 	if (q->resv)
 		status = -EINVAL;
-	else if (!(status = query_allowed(c, cl, &text, &len)))
+	else if (!(status = query_allowed(c, cl, &text, &len))) {
+		cl->greeted = true;
 		status = nk_query__build(c->e, q->what, &text, &len);
+	}
 	return reply_text(cl, q->hdr.seq, status, text, len);
 }
 
@@ -319,8 +377,10 @@ static int do_admin(struct nk_ctl *c, struct nk_ctl_client *cl,
 
 	if (m->resv)
 		status = -EINVAL;
-	else if (!(status = query_allowed(c, cl, &text, &len)))
+	else if (!(status = query_allowed(c, cl, &text, &len))) {
+		cl->greeted = true;
 		status = nk_admin__command(c->e, m, &text, &len);
+	}
 	return reply_text(cl, m->hdr.seq, status, text, len);
 }
 
@@ -682,38 +742,136 @@ static struct nk_ctl_client *client_alloc(struct nk_ctl *c)
 	return c->cl[i];
 }
 
+/*
+ * Budgets for control connections (docs/config.md): one uid holds at most
+ * max_ctl_per_uid of the MAX_CLIENTS slots (uid 0 is the operator), and a
+ * connection that neither attaches nor queries within hello_timeout is
+ * closed, so idle connections cannot lock others out.
+ */
+static bool uid_below_cap(struct nk_ctl *c, uid_t uid)
+{
+	uint32_t n = 0;
+	int64_t now;
+
+	if (uid == 0)
+		return true;
+	for (uint32_t i = 0; i < c->cap; i++)
+		n += c->cl[i]->used && c->cl[i]->uid == uid;
+	if (n < c->e->cfg.max_ctl_per_uid)
+		return true;
+	c->cap_refused++;
+	now = nk_now_ns();
+	if (!c->cap_warned_ns || now - c->cap_warned_ns > 10000000000ll) {
+		nk_warn("control: uid %u has %u connections "
+			"(max_ctl_per_uid): refusing more (%llu so far)",
+			(unsigned)uid, n, (unsigned long long)c->cap_refused);
+		c->cap_warned_ns = now;
+	}
+	return false;
+}
+
+static void timer_arm(struct nk_ctl *c, int64_t at)
+{
+	struct itimerspec its = {
+		.it_value = { .tv_sec = at / 1000000000,
+			      .tv_nsec = at % 1000000000 },
+	};
+
+	if (c->tfd < 0)
+		return;
+	if (timerfd_settime(c->tfd, TFD_TIMER_ABSTIME, &its, NULL))
+		nk_warn("control: HELLO timer: %s", strerror(errno));
+	c->timer_at = at;
+}
+
+static void hello_deadline(struct nk_ctl *c, struct nk_ctl_client *cl)
+{
+	cl->hello_deadline =
+		nk_now_ns() + (int64_t)c->e->cfg.hello_timeout_s * 1000000000;
+	if (!c->timer_at || cl->hello_deadline < c->timer_at)
+		timer_arm(c, cl->hello_deadline);
+}
+
+static void hello_timer(struct nk_ctl *c, const struct io_uring_cqe *cqe)
+{
+	int64_t now = nk_now_ns(), next = 0;
+	uint32_t closed = 0;
+	uint64_t v;
+
+	if (read(c->tfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		nk_dbg("HELLO timer read: %s", strerror(errno));
+	for (uint32_t i = 0; i < c->cap; i++) {
+		struct nk_ctl_client *cl = c->cl[i];
+
+		if (!cl->used || cl->closing || cl->greeted)
+			continue;
+		if (cl->hello_deadline <= now) {
+			client_close(c, cl, false);
+			closed++;
+		} else if (!next || cl->hello_deadline < next) {
+			next = cl->hello_deadline;
+		}
+	}
+	if (closed)
+		nk_info("control: closed %u connections that sent no HELLO "
+			"in %us",
+			closed, c->e->cfg.hello_timeout_s);
+	c->timer_at = 0;
+	if (next)
+		timer_arm(c, next);
+	if (!(cqe->flags & IORING_CQE_F_MORE) && cqe->res != -ECANCELED)
+		nk_loop__poll(c->loop, c->tfd, POLLIN,
+			      nk_ud(NK_UD_LISTEN, 0, LSLOT_TIMER));
+}
+
 static void on_listen(void *ctx, uint32_t slot, uint32_t gen,
 		      const struct io_uring_cqe *cqe)
 {
 	struct nk_ctl *c = ctx;
+	int lfd = slot == LSLOT_MAIN ? c->lfd : -1;
 
-	(void)slot;
 	(void)gen;
+	if (slot == LSLOT_TIMER) {
+		hello_timer(c, cqe);
+		return;
+	}
+	if (slot >= LSLOT_ATTACH && slot - LSLOT_ATTACH < c->nr_as)
+		lfd = c->as[slot - LSLOT_ATTACH].fd;
+	if (lfd < 0)
+		return;
 	for (;;) {
 		struct nk_ctl_client *cl;
-		struct ucred cred;
-		socklen_t len = sizeof(cred);
+		struct nk_peer peer;
 		int sndbuf = CLIENT_SNDBUF;
-		int fd = accept4(c->lfd, NULL, NULL,
-				 SOCK_CLOEXEC | SOCK_NONBLOCK);
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		int ret;
 
 		if (fd < 0)
 			break;
-		cl = client_alloc(c);
-		if (!cl ||
-		    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len)) {
-			nk_warn("control: refusing a client (%s)",
-				cl ? strerror(errno) : "too many clients");
+		ret = nk_peer__read(fd, &peer);
+		if (!ret && !uid_below_cap(c, peer.uid))
+			ret = -EUSERS;
+		cl = ret ? NULL : client_alloc(c);
+		if (!cl) {
+			if (ret != -EUSERS)
+				nk_warn("control: refusing a client (%s)",
+					ret ? strerror(-ret)
+					    : "too many clients");
 			close(fd);
 			continue;
 		}
+		if (slot >= LSLOT_ATTACH)
+			peer.attach = c->as[slot - LSLOT_ATTACH].guest;
+		cl->peer = peer;
+		cl->greeted = false;
+		hello_deadline(c, cl);
 		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 		cl->used = true;
 		cl->closing = false;
 		cl->fd = fd;
-		cl->pid = cred.pid;
-		cl->uid = cred.uid;
-		cl->gid = cred.gid;
+		cl->pid = peer.pid;
+		cl->uid = peer.uid;
+		cl->gid = peer.gid;
 		cl->conn = NULL;
 		cl->query_only = false;
 		cl->out_armed = false;
@@ -725,8 +883,8 @@ static void on_listen(void *ctx, uint32_t slot, uint32_t gen,
 			client_close(c, cl, false);
 	}
 	if (!(cqe->flags & IORING_CQE_F_MORE) && cqe->res != -ECANCELED)
-		nk_loop__poll(c->loop, c->lfd, POLLIN,
-			      nk_ud(NK_UD_LISTEN, 0, 0));
+		nk_loop__poll(c->loop, lfd, POLLIN,
+			      nk_ud(NK_UD_LISTEN, 0, slot));
 }
 
 static int mkdir_p(const char *dir)
@@ -762,6 +920,105 @@ static bool path_in_use(const char *path)
 	return used;
 }
 
+/*
+ * A guest's own control socket (attach=): whoever can reach the path is
+ * that guest, so the operator places it (bind-mounts it into a container).
+ * Mode 0666 like the main socket; created the same way (temp name, rename).
+ */
+static int attach_listen(struct nk_ctl *c, struct nk_attach_sock *as)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char dir[sizeof(sa.sun_path)], tmp[sizeof(sa.sun_path)];
+	struct stat st;
+	int ret;
+
+	snprintf(dir, sizeof(dir), "%s", as->path);
+	ret = mkdir_p(dirname(dir));
+	if (ret)
+		return ret;
+	if (!strcmp(as->path, c->path) || path_in_use(as->path))
+		return -EADDRINUSE;
+	if (snprintf(tmp, sizeof(tmp), "%s.%d", as->path, (int)getpid()) >=
+	    (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	unlink(tmp);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", tmp);
+	as->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK,
+			0);
+	if (as->fd < 0 || bind(as->fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    chmod(tmp, 0666) || listen(as->fd, 128) || rename(tmp, as->path) ||
+	    stat(as->path, &st)) {
+		ret = -errno;
+		unlink(tmp);
+		return ret;
+	}
+	as->dev = st.st_dev;
+	as->ino = st.st_ino;
+	return 0;
+}
+
+static int attach_create(struct nk_ctl *c)
+{
+	const struct nk_config *cfg = &c->e->cfg;
+	int ret;
+
+	c->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (c->tfd < 0)
+		return -errno;
+	c->as = calloc(cfg->nr_guests + 1, sizeof(*c->as));
+	if (!c->as)
+		return -ENOMEM;
+	for (unsigned i = 0; i < cfg->nr_guests; i++) {
+		struct nk_attach_sock *as = &c->as[c->nr_as];
+
+		if (!cfg->guests[i].attach[0])
+			continue;
+		as->guest = (int)i;
+		as->fd = -1;
+		ret = -ENAMETOOLONG;
+		if (strlen(cfg->guests[i].attach) < sizeof(as->path)) {
+			memcpy(as->path, cfg->guests[i].attach,
+			       strlen(cfg->guests[i].attach) + 1);
+			ret = attach_listen(c, as);
+		}
+		if (ret) {
+			nk_err("guest %s: attach socket %s: %s",
+			       cfg->guests[i].name, as->path, strerror(-ret));
+			if (as->fd >= 0)
+				close(as->fd);
+			return ret;
+		}
+		c->nr_as++;
+		nk_info("guest %s: attach socket %s", cfg->guests[i].name,
+			as->path);
+	}
+	return 0;
+}
+
+static void attach_destroy(struct nk_ctl *c)
+{
+	struct stat st;
+
+	for (unsigned i = 0; i < c->nr_as; i++) {
+		struct nk_attach_sock *as = &c->as[i];
+
+		nk_loop__cancel_ud(c->loop,
+				   nk_ud(NK_UD_LISTEN, 0, LSLOT_ATTACH + i));
+		if (!stat(as->path, &st) && st.st_dev == as->dev &&
+		    st.st_ino == as->ino)
+			unlink(as->path);
+		close(as->fd);
+	}
+	if (c->tfd >= 0) {
+		nk_loop__cancel_ud(c->loop,
+				   nk_ud(NK_UD_LISTEN, 0, LSLOT_TIMER));
+		close(c->tfd);
+	}
+	free(c->as);
+	c->as = NULL;
+	c->nr_as = 0;
+}
+
 int nk_ctl__create(struct nk_engine *e, const char *path, struct nk_ctl **out)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -780,6 +1037,7 @@ int nk_ctl__create(struct nk_engine *e, const char *path, struct nk_ctl **out)
 	c->e = e;
 	c->loop = e->loop;
 	c->lfd = -1;
+	c->tfd = -1;
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	c->rxbuf = malloc(NK_CTL_MAX_MSG);
 	if (!c->rxbuf) {
@@ -817,6 +1075,14 @@ int nk_ctl__create(struct nk_engine *e, const char *path, struct nk_ctl **out)
 	}
 	c->dev = st.st_dev;
 	c->ino = st.st_ino;
+	ret = attach_create(c);
+	if (ret)
+		goto fail;
+	for (unsigned i = 0; i < c->nr_as; i++)
+		nk_loop__poll(c->loop, c->as[i].fd, POLLIN,
+			      nk_ud(NK_UD_LISTEN, 0, LSLOT_ATTACH + i));
+	nk_loop__poll(c->loop, c->tfd, POLLIN,
+		      nk_ud(NK_UD_LISTEN, 0, LSLOT_TIMER));
 	nk_loop__on(c->loop, NK_UD_LISTEN, on_listen, c);
 	nk_loop__on(c->loop, NK_UD_CTL, on_ctl, c);
 	nk_loop__on(c->loop, NK_UD_DOORBELL, on_doorbell, c);
@@ -829,8 +1095,13 @@ int nk_ctl__create(struct nk_engine *e, const char *path, struct nk_ctl **out)
 	nk_info("listening on %s", path);
 	return 0;
 fail:
-	if (c->lfd >= 0)
+	attach_destroy(c);
+	if (c->lfd >= 0) {
+		if (!stat(path, &st) && st.st_dev == c->dev &&
+		    st.st_ino == c->ino)
+			unlink(path);
 		close(c->lfd);
+	}
 	free(c->rxbuf);
 	free(c);
 	return ret;
@@ -848,6 +1119,7 @@ void nk_ctl__destroy(struct nk_ctl *c)
 	/* Completions of the cancelled polls must not find us. */
 	nk_loop__cancel_ud(c->loop, nk_ud(NK_UD_LISTEN, 0, 0));
 	nk_loop__cancel_ud(c->loop, nk_ud(NK_UD_RESOLVED, 0, 0));
+	attach_destroy(c);
 	nk_loop__on(c->loop, NK_UD_LISTEN, NULL, NULL);
 	nk_loop__on(c->loop, NK_UD_CTL, NULL, NULL);
 	nk_loop__on(c->loop, NK_UD_DOORBELL, NULL, NULL);

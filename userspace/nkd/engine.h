@@ -103,6 +103,9 @@ struct nk_guest {
 	struct nk_counters c;
 	struct nk_refusals refused; /* refusal.c */
 	struct nk_admin_guest admin; /* admin.c */
+	/* Not from the config: the identity that first attached it owns it */
+	uid_t owner_uid;
+	uint64_t owner_netns_dev, owner_netns_ino;
 };
 
 /* Readiness placeholder (docs/abi.md §6). */
@@ -256,7 +259,11 @@ struct nk_attach {
 	uid_t uid;
 	gid_t gid;
 	struct nk_ctl_client *ctl;
+	const struct nk_peer *peer; /* what the kernel says about the caller */
+	bool probe; /* NK_HELLO_F_PROBE: decide, attach nothing */
 	/* out */
+	char why[200]; /* a refusal's reason, for the WELCOME and the log */
+	char guest[NK_GUEST_NAME_MAX]; /* the guest picked */
 	struct nk_conn *conn;
 	struct nk_ctl_handle *handles; /* malloc'd, caller frees */
 	uint32_t nr_handles;
@@ -316,6 +323,19 @@ void nk_ph__kick_writable(struct nk_ph *ph);
 void nk_ph__rdhup(struct nk_ph *ph);
 /* The socket hung up (reset: with POLLERR); the app end stays so. */
 void nk_ph__hangup(struct nk_ph *ph, bool reset);
+
+/*
+ * Identity (identity.c): which guest a caller is. pick chooses the config
+ * entry (or defconf for an unknown guest) from the caller's facts and the
+ * name it asked for ("" = let nkd pick); claim checks an existing guest
+ * object belongs to the caller and records the owner of a new one. Both
+ * return 0 or -errno with the reason in a->why.
+ */
+int nk_identity__pick(struct nk_engine *e, struct nk_attach *a,
+		      struct nk_guest_conf *defconf,
+		      const struct nk_guest_conf **conf);
+int nk_identity__claim(struct nk_engine *e, struct nk_attach *a,
+		       struct nk_guest *g, bool is_new);
 
 /* Queries (query.c): JSON (or Prometheus for NK_QUERY_STATS). */
 int nk_query__build(struct nk_engine *e, uint32_t what, char **text,
