@@ -253,7 +253,7 @@ static int handle_alloc(struct nk_guest *g, struct nk_sock *s)
 		g->gens = gens;
 		for (uint32_t i = g->cap; i < ncap; i++) {
 			g->socks[i] = NULL;
-			g->gens[i] = 1;
+			g->gens[i] = 0;
 		}
 		g->cap = ncap;
 	}
@@ -267,6 +267,8 @@ static int handle_alloc(struct nk_guest *g, struct nk_sock *s)
 	}
 	if (g->socks[idx])
 		return -EMFILE;
+	/* Random, never 0: a handle cannot be guessed (abi.md §5). */
+	g->gens[idx] = nk_rand__handle_gen(g->gens[idx]);
 	g->socks[idx] = s;
 	g->next_idx = idx + 1;
 	g->nr_socks++;
@@ -280,10 +282,6 @@ static void handle_free(struct nk_guest *g, struct nk_sock *s)
 
 	if (idx && idx < g->cap && g->socks[idx] == s) {
 		g->socks[idx] = NULL;
-		g->gens[idx] =
-			(uint16_t)((g->gens[idx] + 1) & NK_HANDLE_GEN_MASK);
-		if (!g->gens[idx])
-			g->gens[idx] = 1;
 		g->nr_socks--;
 	}
 }
@@ -785,6 +783,8 @@ int nk_engine__handover(struct nk_engine *e, struct nk_conn *c, bool is_exec,
 	ho->guest = g;
 	g->nr_handovers++;
 	ho->is_exec = is_exec;
+	ho->owner_pid = c->pid;
+	ho->child_pid = 0;
 	do {
 		if (getrandom(&ho->token, sizeof(ho->token), 0) !=
 		    sizeof(ho->token)) {
@@ -850,8 +850,11 @@ int nk_engine__handover_commit(struct nk_engine *e, struct nk_conn *c,
 	if (!ho || ho->is_exec || ho->committed || child <= 0)
 		return -ENOENT;
 	ho->committed = true;
-	if (is_child_of(child, c->pid) && !ho_watch_pid(e, ho, child))
-		ho->deadline_ns = 0;
+	if (is_child_of(child, c->pid)) {
+		ho->child_pid = child;
+		if (!ho_watch_pid(e, ho, child))
+			ho->deadline_ns = 0;
+	}
 	/* else: another pid namespace or already gone; the TTL stays. */
 	return 0;
 }
@@ -973,6 +976,16 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 			e->gc = true;
 			return -ENOENT;
 		}
+		/* A token is not a capability: only its process claims it. */
+		if (!nk_handover__claim_ok(ho, a->pid)) {
+			nk_warn("guest %s: pid %d presented a hand-over token "
+				"made for %s of pid %d, refused",
+				g->conf.name, (int)a->pid,
+				ho->is_exec ? "the exec" : "a child",
+				(int)ho->owner_pid);
+			g->c.errors++;
+			return -EPERM;
+		}
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -1057,11 +1070,18 @@ int nk_engine__placeholder(struct nk_engine *e, struct nk_conn *c,
 /* ------------------------------------------------------------------ */
 /* Taking SQEs. */
 
+/*
+ * A handle is usable only by a conn that holds the socket (created it,
+ * accepted it, or inherited it through a hand-over): naming a socket of
+ * its guest is not enough. Not held answers exactly like no such handle,
+ * so nobody learns which handles exist.
+ */
 static int lookup_cb(const void *arg, uint32_t handle, struct nk_sock_view *v)
 {
-	struct nk_sock *s = handle_lookup((struct nk_guest *)arg, handle);
+	const struct nk_conn *c = arg;
+	struct nk_sock *s = handle_lookup(c->guest, handle);
 
-	if (!s)
+	if (!s || !holder_has(s, c))
 		return -EBADF;
 	v->family = s->family;
 	v->type = s->type;
@@ -1112,7 +1132,7 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 		.nr_bufs = c->nr_bufs,
 		.owned = c->owned,
 		.lookup = lookup_cb,
-		.arg = g,
+		.arg = c,
 	};
 	struct nk_valid v;
 	struct nk_sock *s;

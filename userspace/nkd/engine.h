@@ -205,6 +205,8 @@ struct nk_handover {
 	struct nk_guest *guest;
 	uint64_t token;
 	bool is_exec, committed;
+	pid_t owner_pid; /* the process that asked for the token */
+	pid_t child_pid; /* FORK: committed child checked to be one, else 0 */
 	int pidfd;
 	int64_t deadline_ns; /* 0: none */
 	struct nk_sock **socks;
@@ -300,6 +302,13 @@ void nk_ph__kick_writable(struct nk_ph *ph);
 void nk_ph__rdhup(struct nk_ph *ph);
 /* The socket hung up (reset: with POLLERR); the app end stays so. */
 void nk_ph__hangup(struct nk_ph *ph, bool reset);
+
+/* Holding (holding.c): random handle generations, bound tokens. */
+uint16_t nk_rand__handle_gen(uint16_t old);
+/* The parent pid of pid (nkd's pid namespace) or -errno. */
+int nk_proc__ppid(pid_t pid);
+/* May the process pid claim hand-over ho? */
+bool nk_handover__claim_ok(const struct nk_handover *ho, pid_t pid);
 
 /* Queries (query.c): JSON (or Prometheus for NK_QUERY_STATS). */
 int nk_query__build(struct nk_engine *e, uint32_t what, char **text,
