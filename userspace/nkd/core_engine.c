@@ -15,6 +15,7 @@
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -482,6 +483,7 @@ void nk_engine__sock_event(struct nk_engine *e, struct nk_sock *s,
 static void conn_free(struct nk_engine *e, struct nk_conn *c)
 {
 	nk_list__del(&c->dlink);
+	nk_phpool__destroy(c->phpool);
 	for (uint32_t i = 0; i < c->nr_qsets; i++)
 		nk_hring__destroy(c->qs[i]);
 	nk_bufown__destroy(c->owned);
@@ -583,6 +585,8 @@ void nk_engine__detach(struct nk_engine *e, struct nk_conn *c, bool abnormal)
 	else
 		conn_drain_sq(e, c); /* a conn nkd cut off gets nothing run */
 	nk_dbg("guest %s conn %u detached", g->conf.name, c->id);
+	nk_phpool__destroy(c->phpool);
+	c->phpool = NULL;
 
 	for (uint32_t i = 1; i < g->cap; i++) {
 		struct nk_sock *s = g->socks[i];
@@ -935,6 +939,16 @@ static int conn_setup(struct nk_engine *e, struct nk_conn *c, uint32_t nr_qsets)
 	return 0;
 }
 
+/* The placeholder pool channel and its first placeholders. */
+static int conn_setup_pool(struct nk_conn *c, struct nk_attach *a)
+{
+	int ret = nk_phpool__create(&c->phpool, &a->pool_fd);
+
+	if (!ret)
+		nk_phpool__fill(c->phpool, NK_PH_POOL_TARGET);
+	return ret;
+}
+
 int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 {
 	const struct nk_ctl_hello *h = a->hello;
@@ -1003,6 +1017,8 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 	nk_list__init(&c->wlink);
 	nk_list__init(&c->dlink);
 	ret = conn_setup(e, c, h->nr_qsets ? h->nr_qsets : 1);
+	if (!ret)
+		ret = conn_setup_pool(c, a);
 	if (ret) {
 		c->dead = true;
 		conn_free(e, c);
@@ -1040,25 +1056,37 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 }
 
 int nk_engine__placeholder(struct nk_engine *e, struct nk_conn *c,
-			   uint32_t handle, uint64_t ino, uint64_t dev,
-			   int app_fd, int nkd_fd)
+			   const struct nk_ctl_ph_bind *b)
 {
-	struct nk_sock *s = c->dead ? NULL : handle_lookup(c->guest, handle);
+	struct nk_sock *s;
+	struct stat st;
+	int app_fd, nkd_fd;
 	unsigned ev;
 	int ret;
 
 	(void)e;
-	if (!s) {
+	if (c->dead || nk_phpool__take(c->phpool, b->id, &app_fd, &nkd_fd))
+		return -ENOENT;
+	/* Running low: the next ones are on their way before they are due. */
+	if (nk_phpool__unbound(c->phpool) <= NK_PH_POOL_LOW)
+		nk_phpool__fill(c->phpool, NK_PH_POOL_TARGET -
+						   nk_phpool__unbound(c->phpool));
+	s = b->handle ? handle_lookup(c->guest, b->handle) : NULL;
+	ret = !b->handle ? 0 : !s || !holder_has(s, c) ? -EBADF : 0;
+	if (!ret && s && (fstat(app_fd, &st) || (uint64_t)st.st_ino != b->ino ||
+			  (uint64_t)st.st_dev != b->dev))
+		ret = -EINVAL;
+	if (ret || !s) {
 		close(app_fd);
 		close(nkd_fd);
-		return -EBADF;
+		return ret;
 	}
 	nk_ph__close(&s->ph);
 	ret = nk_ph__attach(&s->ph, app_fd, nkd_fd);
 	if (ret)
 		return ret;
-	s->ph_ino = ino;
-	s->ph_dev = dev;
+	s->ph_ino = b->ino;
+	s->ph_dev = b->dev;
 	/* Whatever happened before the placeholder arrived shows now. */
 	ev = s->nsm->ops->poll_now(s->nsm->priv, s);
 	sock_mirror_hup(s, ev);
@@ -1525,6 +1553,9 @@ int nk_engine__run(struct nk_engine *e)
 			if (e->nsms[i].ops->poll)
 				work += (unsigned)e->nsms[i].ops->poll(
 					e->nsms[i].priv);
+		/* Not work: a guest flooding its own app end must not keep
+		 * nkd spinning; the sleep below is short while it lasts. */
+		nk_ph__run_pending();
 		flush_wakes(e);
 		e->loops++;
 		now = nk_now_ns();
@@ -1545,7 +1576,7 @@ int nk_engine__run(struct nk_engine *e)
 				timeout = e->next_deadline > now
 						  ? e->next_deadline - now
 						  : 0;
-			if (cq_blocked &&
+			if ((cq_blocked || nk_ph__pending()) &&
 			    (timeout < 0 || timeout > CQ_BLOCKED_RECHECK_NS))
 				timeout = CQ_BLOCKED_RECHECK_NS;
 			e->sleeps++;

@@ -51,7 +51,12 @@ static uint16_t rand16(void)
 uint16_t nk_rand__handle_gen(uint16_t old)
 {
 	for (;;) {
-		uint16_t g = rand16() & NK_HANDLE_GEN_MASK;
+		/*
+		 * 11 random bits: the top bit of the 32-bit handle stays 0,
+		 * since SOCKET and ACCEPT return the handle in a CQE's res,
+		 * where a negative value is an error.
+		 */
+		uint16_t g = rand16() & (NK_HANDLE_GEN_MASK >> 1);
 
 		/* 0 is never valid; the old value would revive a stale handle. */
 		if (g && g != old)
