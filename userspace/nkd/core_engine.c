@@ -1069,12 +1069,14 @@ int nk_engine__placeholder(struct nk_engine *e, struct nk_conn *c,
 		return -ENOENT;
 	/* Running low: the next ones are on their way before they are due. */
 	if (nk_phpool__unbound(c->phpool) <= NK_PH_POOL_LOW)
-		nk_phpool__fill(c->phpool, NK_PH_POOL_TARGET -
-						   nk_phpool__unbound(c->phpool));
+		nk_phpool__fill(c->phpool,
+				NK_PH_POOL_TARGET -
+					nk_phpool__unbound(c->phpool));
 	s = b->handle ? handle_lookup(c->guest, b->handle) : NULL;
 	ret = !b->handle ? 0 : !s || !holder_has(s, c) ? -EBADF : 0;
-	if (!ret && s && (fstat(app_fd, &st) || (uint64_t)st.st_ino != b->ino ||
-			  (uint64_t)st.st_dev != b->dev))
+	if (!ret && s &&
+	    (fstat(app_fd, &st) || (uint64_t)st.st_ino != b->ino ||
+	     (uint64_t)st.st_dev != b->dev))
 		ret = -EINVAL;
 	if (ret || !s) {
 		close(app_fd);

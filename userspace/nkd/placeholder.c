@@ -129,8 +129,7 @@ static bool fill(int fd, size_t *budget)
 	for (;;) {
 		if (*budget < sizeof(zeros))
 			return false;
-		n = send(fd, zeros, sizeof(zeros),
-			 MSG_DONTWAIT | MSG_NOSIGNAL);
+		n = send(fd, zeros, sizeof(zeros), MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n <= 0)
 			return true;
 		*budget -= (size_t)n;
