@@ -68,6 +68,7 @@ static struct {
 	atomic_int state;
 	pthread_mutex_t attach_lock, ctl_lock, cq_lock, sq_lock, buf_lock;
 	int ctl_fd, bell_fd;
+	int pool_fd; /* placeholder pool channel from nkd (abi.md §6) */
 	uint8_t *region;
 	size_t region_size;
 	struct nk_region_hdr *hdr;
@@ -100,6 +101,7 @@ static struct {
 	.buf_lock = PTHREAD_MUTEX_INITIALIZER,
 	.ctl_fd = -1,
 	.bell_fd = -1,
+	.pool_fd = -1,
 };
 
 /* Control messages are serialised by ctl_lock; one buffer is enough. */
@@ -219,20 +221,25 @@ static int move_high(int fd, int avoid)
 
 bool nk_conn__is_internal_fd(int fd)
 {
-	return fd >= 0 && (fd == C.ctl_fd || fd == C.bell_fd);
+	return fd >= 0 &&
+	       (fd == C.ctl_fd || fd == C.bell_fd || fd == C.pool_fd);
 }
 
-int nk_conn__internal_fds(int out[2])
+int nk_conn__internal_fds(int out[NK_INTERNAL_FDS])
 {
-	int n = 0, a = C.ctl_fd, b = C.bell_fd;
+	int n = 0, all[NK_INTERNAL_FDS] = { C.ctl_fd, C.bell_fd, C.pool_fd };
 
-	if (a >= 0)
-		out[n++] = a;
-	if (b >= 0)
-		out[n++] = b;
-	if (n == 2 && out[0] > out[1]) {
-		out[0] = b;
-		out[1] = a;
+	for (int i = 0; i < NK_INTERNAL_FDS; i++) {
+		int j = n++;
+
+		if (all[i] < 0) {
+			n--;
+			continue;
+		}
+		/* Insertion sort: ascending. */
+		for (; j > 0 && out[j - 1] > all[i]; j--)
+			out[j] = out[j - 1];
+		out[j] = all[i];
 	}
 	return n;
 }
@@ -247,6 +254,9 @@ void nk_conn__evacuate(unsigned int lo, unsigned int hi)
 	if (C.bell_fd >= 0 && (unsigned int)C.bell_fd >= lo &&
 	    (unsigned int)C.bell_fd <= hi)
 		C.bell_fd = move_high(C.bell_fd, (int)hi);
+	if (C.pool_fd >= 0 && (unsigned int)C.pool_fd >= lo &&
+	    (unsigned int)C.pool_fd <= hi)
+		C.pool_fd = move_high(C.pool_fd, (int)hi);
 	pthread_mutex_unlock(&C.sq_lock);
 	pthread_mutex_unlock(&C.ctl_lock);
 }
@@ -283,7 +293,7 @@ static int ctl_send(const void *msg, size_t len, const int *fds, int nfds)
 	return n == (ssize_t)len ? 0 : -EPROTO;
 }
 
-/* Reply to seq into ctl_buf; fds (up to 2) returned in fds. */
+/* Reply to seq into ctl_buf; fds (up to 3) returned in fds. */
 static int ctl_recv(uint64_t seq, uint32_t type, int *fds, int *nfds)
 {
 	for (;;) {
@@ -332,12 +342,12 @@ static int ctl_recv(uint64_t seq, uint32_t type, int *fds, int *nfds)
 		}
 		if (nfds) {
 			for (int i = 0; i < ngot; i++) {
-				if (i < 2)
+				if (i < 3)
 					fds[i] = got[i];
 				else
 					REAL(close)(got[i]);
 			}
-			*nfds = ngot < 2 ? ngot : 2;
+			*nfds = ngot < 3 ? ngot : 3;
 		} else {
 			for (int i = 0; i < ngot; i++)
 				REAL(close)(got[i]);
@@ -358,22 +368,106 @@ static int ctl_fail(int err)
 	return err;
 }
 
-int nk_ctl__placeholder(uint32_t handle, int app_fd, int nkd_fd, uint64_t dev,
-			uint64_t ino)
+int nk_ctl__ph_bind(uint32_t handle, uint64_t id, uint64_t dev, uint64_t ino)
 {
-	struct nk_ctl_placeholder m = {
-		.hdr = { .type = NK_CTL_PLACEHOLDER, .len = sizeof(m) },
+	struct nk_ctl_ph_bind m = {
+		.hdr = { .type = NK_CTL_PH_BIND, .len = sizeof(m) },
 		.handle = handle,
+		.id = id,
 		.ino = ino,
 		.dev = dev,
 	};
-	int fds[2] = { app_fd, nkd_fd }, err;
+	int err;
 
 	pthread_mutex_lock(&C.ctl_lock);
 	m.hdr.seq = ++C.seq;
-	err = ctl_send(&m, sizeof(m), fds, 2);
+	err = ctl_send(&m, sizeof(m), NULL, 0);
 	pthread_mutex_unlock(&C.ctl_lock);
 	return err ? ctl_fail(err) : 0;
+}
+
+/* One placeholder from the pool channel, if one is queued. */
+static int pool_recv(int *fd, uint64_t *id)
+{
+	union {
+		struct cmsghdr cm;
+		char b[CMSG_SPACE(4 * sizeof(int))];
+	} u;
+	struct nk_ctl_ph_pool m;
+	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
+	struct msghdr mh = { .msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = u.b,
+			     .msg_controllen = sizeof(u.b) };
+	int got[4], ngot = 0;
+	ssize_t n;
+
+	for (;;) {
+		n = REAL(recvmsg)(C.pool_fd, &mh,
+				  MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -ECONNRESET;
+		break;
+	}
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm;
+	     cm = CMSG_NXTHDR(&mh, cm)) {
+		int k;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		for (int i = 0; i < k && ngot < 4; i++)
+			memcpy(&got[ngot++], CMSG_DATA(cm) + i * sizeof(int),
+			       sizeof(int));
+	}
+	if (n != (ssize_t)sizeof(m) || m.hdr.type != NK_CTL_PH_POOL ||
+	    m.hdr.len != sizeof(m) || ngot != 1) {
+		for (int i = 0; i < ngot; i++)
+			REAL(close)(got[i]);
+		return -EPROTO;
+	}
+	*fd = got[0];
+	*id = m.id;
+	return 0;
+}
+
+int nk_conn__ph_take(int *fd, uint64_t *id)
+{
+	struct nk_ctl_hdr refill = { .type = NK_CTL_PH_REFILL,
+				     .len = sizeof(refill) };
+	int64_t deadline = nk_now_ns() + NK_CTL_TIMEOUT_S * 1000000000LL;
+	bool asked = false;
+
+	for (;;) {
+		struct pollfd p = { .fd = C.pool_fd, .events = POLLIN };
+		int64_t left = deadline - nk_now_ns();
+		int err = pool_recv(fd, id);
+
+		if (err != -EAGAIN)
+			return err;
+		/* Empty: nkd tops up on BIND; ask once in case it cannot. */
+		if (!asked) {
+			pthread_mutex_lock(&C.ctl_lock);
+			refill.seq = ++C.seq;
+			err = ctl_send(&refill, sizeof(refill), NULL, 0);
+			pthread_mutex_unlock(&C.ctl_lock);
+			if (err)
+				return ctl_fail(err);
+			asked = true;
+		}
+		if (left <= 0)
+			return -ENOBUFS;
+		if (REAL(poll)(&p, 1, (int)(left / 1000000 + 1)) < 0 &&
+		    errno != EINTR)
+			return -errno;
+		if (p.revents & (POLLHUP | POLLERR | POLLNVAL) &&
+		    !(p.revents & POLLIN))
+			return -ECONNRESET;
+	}
 }
 
 int nk_ctl__token_req(uint32_t type, uint64_t *token)
@@ -464,7 +558,9 @@ static void detach_local(void)
 		REAL(close)(C.ctl_fd);
 	if (C.bell_fd >= 0)
 		REAL(close)(C.bell_fd);
-	C.ctl_fd = C.bell_fd = -1;
+	if (C.pool_fd >= 0)
+		REAL(close)(C.pool_fd);
+	C.ctl_fd = C.bell_fd = C.pool_fd = -1;
 	free(C.free_bufs);
 	free(C.meta);
 	C.free_bufs = NULL;
@@ -564,7 +660,7 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 		.nr_qsets = 1,
 	};
 	struct nk_ctl_welcome w;
-	int fd, fds[2] = { -1, -1 }, nfds = 0, n, err;
+	int fd, fds[3] = { -1, -1, -1 }, nfds = 0, n, err;
 
 	refused = false;
 	refused_why[0] = '\0';
@@ -611,7 +707,7 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 		err = w.status;
 		goto fail;
 	}
-	if (nfds != 2 ||
+	if (nfds != 3 ||
 	    (size_t)n < sizeof(w) + (size_t)w.nr_handles *
 					    sizeof(struct nk_ctl_handle))
 		goto fail;
@@ -622,6 +718,8 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 		goto fail;
 	C.bell_fd = move_high(fds[1], C.ctl_fd);
 	fds[1] = -1;
+	C.pool_fd = move_high(fds[2], C.bell_fd);
+	fds[2] = -1;
 	*nhandles = (int)w.nr_handles;
 	C.last_check = nk_now_ns();
 	atomic_store(&C.state, NK_ST_UP);
@@ -632,7 +730,7 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 	       C.hdr->conn_id, C.nr_bufs, C.buf_size, C.send_window);
 	return 0;
 fail:
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		if (fds[i] >= 0)
 			REAL(close)(fds[i]);
 	detach_local();

@@ -593,7 +593,7 @@ NK_EXPORT int ioctl(int fd, unsigned long req, ...)
 /* Close [lo, hi] with libc, stepping around the shim's own fds. */
 static int range_close(unsigned int lo, unsigned int hi, int flags)
 {
-	int in[2], n = nk_conn__internal_fds(in), r = 0;
+	int in[NK_INTERNAL_FDS], n = nk_conn__internal_fds(in), r = 0;
 	unsigned int cur = lo;
 
 	for (int i = 0; i < n && cur <= hi; i++) {

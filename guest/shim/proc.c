@@ -376,7 +376,7 @@ NK_EXPORT void _Exit(int status)
 
 __attribute__((constructor)) static void nk_init(void)
 {
-	const char *tok;
+	char *tok;
 
 	nk_real__init();
 	nk_cfg__load();
@@ -387,7 +387,13 @@ __attribute__((constructor)) static void nk_init(void)
 	if (tok && *tok) {
 		uint64_t t = strtoull(tok, NULL, 10);
 
-		/* Ours alone: a child of ours gets its own token. */
+		/*
+		 * Ours alone: a child of ours gets its own token. Blank the
+		 * value in place too: unsetenv() only unlinks it, and the
+		 * initial environment stays readable in /proc/PID/environ.
+		 * (nkd also refuses the token from any other process.)
+		 */
+		memset(tok, 'x', strlen(tok));
 		unsetenv("NK_INHERIT_TOKEN");
 		nk_conn__attach_exec(t);
 	}

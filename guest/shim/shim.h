@@ -245,8 +245,9 @@ NK_HIDDEN enum nk_state nk_conn__state(void);
  */
 NK_HIDDEN int nk_conn__ensure(void);
 NK_HIDDEN bool nk_conn__is_internal_fd(int fd);
-/* The shim's own fds, ascending; returns how many (at most 2). */
-NK_HIDDEN int nk_conn__internal_fds(int out[2]);
+/* The shim's own fds, ascending; returns how many. */
+#define NK_INTERNAL_FDS 3 /* control socket, doorbell, placeholder pool */
+NK_HIDDEN int nk_conn__internal_fds(int out[NK_INTERNAL_FDS]);
 /* Move internal fds away from fd (dup2 target) or out of [lo, hi]. */
 NK_HIDDEN void nk_conn__evacuate(unsigned int lo, unsigned int hi);
 NK_HIDDEN uint32_t nk_conn__buf_size(void);
@@ -307,8 +308,14 @@ NK_HIDDEN void nk_ring__drain(int64_t timeout_ns);
 NK_HIDDEN void nk_ring__drain_nolock(int64_t timeout_ns);
 
 /* Control socket requests (serialised; reply matched by seq). */
-NK_HIDDEN int nk_ctl__placeholder(uint32_t handle, int app_fd, int nkd_fd,
-				  uint64_t dev, uint64_t ino);
+/* PH_BIND, one-way: placeholder id mirrors handle (0: give it back). */
+NK_HIDDEN int nk_ctl__ph_bind(uint32_t handle, uint64_t id, uint64_t dev,
+			      uint64_t ino);
+/*
+ * A placeholder app end from nkd's pool (on the lowest free fd, CLOEXEC)
+ * and its id; waits only if the pool is empty. Needs an attached conn.
+ */
+NK_HIDDEN int nk_conn__ph_take(int *fd, uint64_t *id);
 NK_HIDDEN int nk_ctl__token_req(uint32_t type, uint64_t *token);
 NK_HIDDEN void nk_ctl__token_msg(uint32_t type, uint64_t token, pid_t pid);
 NK_HIDDEN int nk_ctl__resolve(const struct nk_ctl_resolve *req,

@@ -142,12 +142,13 @@ static int install_new(uint32_t handle, int domain, int type, int protocol,
 	struct nk_sqe close_sqe = { .opcode = NK_OP_CLOSE, .handle = handle };
 	struct nk_sock *s, *old;
 	struct stat st;
-	int sv[2], err;
+	uint64_t id;
+	int sv[1], err;
 
-	if (REAL(socketpair)(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-		err = -errno;
+	/* nkd made it and keeps the other end (abi.md §6). */
+	err = nk_conn__ph_take(&sv[0], &id);
+	if (err)
 		goto fail_handle;
-	}
 	/* The app end tells the truth to F_GETFD, F_GETFL and fstat. */
 	if (!(flags & SOCK_CLOEXEC))
 		REAL(fcntl)(sv[0], F_SETFD, 0);
@@ -169,9 +170,7 @@ static int install_new(uint32_t handle, int domain, int type, int protocol,
 	s->dev = st.st_dev;
 	s->ino = st.st_ino;
 	atomic_store(&s->nonblock, !!(flags & SOCK_NONBLOCK));
-	/* SCM_RIGHTS gives nkd its own duplicate of the app end. */
-	err = nk_ctl__placeholder(handle, sv[0], sv[1], s->dev, s->ino);
-	REAL(close)(sv[1]);
+	err = nk_ctl__ph_bind(handle, id, s->dev, s->ino);
 	if (err) {
 		nk_sock__put(s);
 		REAL(close)(sv[0]);
@@ -189,8 +188,8 @@ static int install_new(uint32_t handle, int domain, int type, int protocol,
 	nk_dbg("handle %u is fd %d", handle, sv[0]);
 	return sv[0];
 fail_pair:
+	nk_ctl__ph_bind(0, id, 0, 0); /* give it back */
 	REAL(close)(sv[0]);
-	REAL(close)(sv[1]);
 fail_handle:
 	call_simple(&close_sqe, false);
 	return err;

@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #define NK_REGION_MAGIC 0x4e4b5247u /* "NKRG" */
-#define NK_ABI_VERSION 1u
+#define NK_ABI_VERSION 2u /* 2: nkd makes the placeholders */
 
 /* Feature bits, offered by the host in nk_region_hdr.features. */
 #define NK_FEAT_FUTEX_WAKE (1U << 0) /* host FUTEX_WAKEs cq_tail waiters */

@@ -23,10 +23,17 @@
 #define NK_GUEST_NAME_MAX 64u
 
 enum nk_ctl_type {
-	/* guest -> nkd, reply NK_CTL_WELCOME + fds [region memfd, doorbell] */
+	/*
+	 * guest -> nkd, reply NK_CTL_WELCOME + fds [region memfd, doorbell,
+	 * placeholder pool channel]
+	 */
 	NK_CTL_HELLO = 1,
 	NK_CTL_WELCOME = 2,
-	/* guest -> nkd, no reply; fds [app end dup, nkd end] of a socketpair */
+	/*
+	 * Gone since ABI 2: the guest made the socketpair and sent nkd both
+	 * ends, so nkd could not know the guest kept no copy of its end.
+	 * nkd refuses it (the client is closed). See NK_CTL_PH_*.
+	 */
 	NK_CTL_PLACEHOLDER = 3,
 	/*
 	 * Hand-over of socket references to a child or a new image. PREPARE
@@ -53,6 +60,21 @@ enum nk_ctl_type {
 	 * for the operator (why it failed, what it did).
 	 */
 	NK_CTL_ADMIN = 13,
+	/*
+	 * Readiness placeholders (docs/abi.md §6). nkd makes each socketpair,
+	 * keeps the nkd end and sends only the app end, one per PH_POOL
+	 * message with one fd, on the pool channel (the third WELCOME fd, a
+	 * SOCK_SEQPACKET socket only nkd writes to). The guest takes one per
+	 * new socket (a recvmsg, so it lands on the lowest free fd number as
+	 * socket() would) and names it in PH_BIND on the control socket; both
+	 * one-way. nkd keeps at most NK_PH_POOL_MAX unbound placeholders per
+	 * connection and tops them up to NK_PH_POOL_TARGET when a BIND leaves
+	 * NK_PH_POOL_LOW or fewer; a guest that finds the channel empty sends
+	 * PH_REFILL (one-way, up to NK_PH_POOL_TARGET more) and waits on it.
+	 */
+	NK_CTL_PH_POOL = 14, /* nkd -> guest on the pool channel, 1 fd */
+	NK_CTL_PH_BIND = 15, /* guest -> nkd, no reply */
+	NK_CTL_PH_REFILL = 16, /* guest -> nkd, header only, no reply */
 	NK_CTL__MAX
 };
 
@@ -106,11 +128,37 @@ struct nk_ctl_welcome {
 	/* struct nk_ctl_handle handles[nr_handles]; or, on error, reason */
 };
 
+/* The old guest-made placeholder (refused since ABI 2). */
 struct nk_ctl_placeholder {
 	struct nk_ctl_hdr hdr;
 	uint32_t handle;
 	uint32_t resv;
 	uint64_t ino; /* st_ino of the app end, for exec hand-over */
+	uint64_t dev;
+};
+
+#define NK_PH_POOL_MAX 16u /* unbound placeholders per connection */
+#define NK_PH_POOL_TARGET 8u /* nkd tops up to this many */
+#define NK_PH_POOL_LOW 4u /* ... when a BIND leaves this many or fewer */
+
+/* nkd -> guest on the pool channel; SCM_RIGHTS carries the app end. */
+struct nk_ctl_ph_pool {
+	struct nk_ctl_hdr hdr; /* seq 0 */
+	uint64_t id; /* names this placeholder in PH_BIND */
+};
+
+/*
+ * guest -> nkd: placeholder id is now the readiness mirror of handle (a
+ * socket this process holds). handle 0 gives the placeholder back unused.
+ * ino/dev are the app end's fstat(), checked by nkd and returned to a new
+ * image in WELCOME's handle list after exec.
+ */
+struct nk_ctl_ph_bind {
+	struct nk_ctl_hdr hdr;
+	uint32_t handle;
+	uint32_t resv;
+	uint64_t id;
+	uint64_t ino;
 	uint64_t dev;
 };
 
@@ -203,6 +251,9 @@ _Static_assert(sizeof(struct nk_ctl_hello) == 40 + NK_GUEST_NAME_MAX, "hello");
 _Static_assert(sizeof(struct nk_ctl_handle) == 24, "handle");
 _Static_assert(sizeof(struct nk_ctl_welcome) == 32, "welcome");
 _Static_assert(sizeof(struct nk_ctl_placeholder) == 40, "placeholder");
+_Static_assert(sizeof(struct nk_ctl_ph_pool) == 24, "ph pool");
+_Static_assert(sizeof(struct nk_ctl_ph_bind) == 48, "ph bind");
+_Static_assert(offsetof(struct nk_ctl_ph_bind, id) == 24, "ph bind id");
 _Static_assert(sizeof(struct nk_ctl_token) == 32, "token");
 _Static_assert(sizeof(struct nk_ctl_status) == 32, "status");
 _Static_assert(sizeof(struct nk_ctl_resolve) == 32 + 256 + 64, "resolve");

@@ -17,6 +17,17 @@
  *       attaches again. Every address it puts in an entry is loopback.
  *       SIGTERM ends the run early (with its RESULT line).
  *
+ *   nk_rawguest [...] thief N GENS [HANDLE...]
+ *       RECV/SEND/ACCEPT/GETPEERNAME/CLOSE on handles it does not hold
+ *       (indices 1..N x generations 1..GENS, and HANDLEs); counts what
+ *       nkd let through (tenancy_handles.sh).
+ *   nk_rawguest [...] tokens [SECS] | token TOKEN
+ *       hand-over tokens presented by processes they were not made for.
+ *   nk_rawguest [...] ph-old | ph-hammer SECS NSOCK
+ *       the old guest-made PLACEHOLDER; 3 threads flooding placeholder
+ *       fds while nkd mirrors readiness (tenancy_placeholder.sh).
+ *       NK_RAWGUEST_ABI=1 speaks to an old nkd.
+ *
  * Each mode prints one line "RESULT mode=... key=value ...". Exit status:
  * 0 done, 1 error (nop-bench: a wrong completion), 3 nkd unreachable.
  */
@@ -26,6 +37,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -34,6 +46,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -59,7 +72,13 @@ struct rg {
 	uint32_t sq_tail; /* our copy of the SQ tail */
 	uint32_t cq_head; /* our copy of the CQ head */
 	uint64_t seq;
+	int pool; /* placeholder pool channel (ABI 2), -1 if none */
+	int welcome_status; /* of the last HELLO */
+	uint32_t nr_handles; /* inherited, from WELCOME */
 };
+
+/* HELLO with NK_HELLO_F_INHERIT and this token when non-zero. */
+static uint64_t inherit_tok;
 
 static const char *sock_path = NK_CTL_DEFAULT_PATH;
 static const char *guest_name = "rawguest";
@@ -82,8 +101,10 @@ static void rg_detach(struct rg *g)
 		close(g->ctl);
 	if (g->bell >= 0)
 		close(g->bell);
+	if (g->pool >= 0)
+		close(g->pool);
 	memset(g, 0, sizeof(*g));
-	g->ctl = g->bell = -1;
+	g->ctl = g->bell = g->pool = -1;
 }
 
 static int in_region(const struct rg *g, uint64_t off, uint64_t len)
@@ -113,7 +134,7 @@ static int rg_attach(struct rg *g)
 	const struct nk_qset_desc *q;
 
 	memset(g, 0, sizeof(*g));
-	g->ctl = g->bell = -1;
+	g->ctl = g->bell = g->pool = -1;
 	g->ctl = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (g->ctl < 0)
 		return -errno;
@@ -127,8 +148,14 @@ static int rg_attach(struct rg *g)
 	hello.hdr.type = NK_CTL_HELLO;
 	hello.hdr.len = sizeof(hello);
 	hello.hdr.seq = ++g->seq;
-	hello.abi_version = NK_ABI_VERSION;
+	hello.abi_version = getenv("NK_RAWGUEST_ABI")
+				    ? (uint32_t)atoi(getenv("NK_RAWGUEST_ABI"))
+				    : NK_ABI_VERSION;
 	hello.nr_qsets = 1;
+	if (inherit_tok) {
+		hello.flags = NK_HELLO_F_INHERIT;
+		hello.inherit_token = inherit_tok;
+	}
 	snprintf(hello.guest, sizeof(hello.guest), "%s", guest_name);
 	if (send(g->ctl, &hello, sizeof(hello), MSG_NOSIGNAL) < 0) {
 		err = -errno;
@@ -149,6 +176,7 @@ static int rg_attach(struct rg *g)
 			memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int),
 			       sizeof(int));
 	}
+	g->welcome_status = w->hdr.type == NK_CTL_WELCOME ? w->status : -EPROTO;
 	if (w->hdr.type != NK_CTL_WELCOME || w->status != 0 || nfds < 2) {
 		err = w->status ? w->status : -EPROTO;
 		for (i = 0; i < nfds; i++)
@@ -156,8 +184,11 @@ static int rg_attach(struct rg *g)
 		rg_detach(g);
 		return err;
 	}
-	for (i = 2; i < nfds; i++)
+	for (i = 3; i < nfds; i++)
 		close(fds[i]);
+	if (nfds >= 3)
+		g->pool = fds[2];
+	g->nr_handles = w->nr_handles;
 	g->bell = fds[1];
 	g->size = w->region_size;
 	g->reg = mmap(NULL, g->size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0],
@@ -173,7 +204,7 @@ static int rg_attach(struct rg *g)
 	q = &g->hdr->qsets[0];
 	/* Trust nothing: check what we are about to dereference. */
 	if (g->hdr->magic != NK_REGION_MAGIC ||
-	    g->hdr->abi_version != NK_ABI_VERSION || g->hdr->nr_qsets < 1 ||
+	    g->hdr->abi_version != hello.abi_version || g->hdr->nr_qsets < 1 ||
 	    !q->sq_entries || (q->sq_entries & (q->sq_entries - 1)) ||
 	    !q->cq_entries || (q->cq_entries & (q->cq_entries - 1)) ||
 	    !in_region(g, q->sq_idx_off, sizeof(struct nk_ring_idx)) ||
@@ -825,13 +856,489 @@ out:
 		       : 0;
 }
 
+/* ------------------------------------------------------------ tenancy */
+
+/* One entry, published, and its CQE; 0 on timeout or when dropped. */
+static int rg_call(struct rg *g, struct nk_sqe *e, struct nk_cqe *c)
+{
+	static uint64_t ud;
+
+	e->user_data = ++ud;
+	if (rg_queue(g, e))
+		return 0;
+	rg_publish(g);
+	for (;;) {
+		if (!rg_wait(g, c, 3000, 20))
+			return 0;
+		if (c->user_data == e->user_data)
+			return 1;
+	}
+}
+
+static int rg_dropped(struct rg *g)
+{
+	struct pollfd p = { g->ctl, POLLIN, 0 };
+	char b[64];
+
+	if (__atomic_load_n(&g->hdr->host_flags, __ATOMIC_RELAXED) &
+	    NK_HOST_F_DEAD)
+		return 1;
+	if (poll(&p, 1, 0) > 0) {
+		if (p.revents & (POLLHUP | POLLERR))
+			return 1;
+		if ((p.revents & POLLIN) &&
+		    recv(g->ctl, b, sizeof(b), MSG_DONTWAIT | MSG_PEEK) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static int rg_attach_or_die(struct rg *g)
+{
+	int err = rg_attach(g);
+
+	if (err) {
+		fprintf(stderr, "nk_rawguest: cannot attach to %s: %s\n",
+			sock_path, strerror(-err));
+		exit(3);
+	}
+	return 0;
+}
+
+/* SOCKET; returns the handle or -errno. */
+static int rg_socket(struct rg *g, int type)
+{
+	struct nk_sqe e = { .opcode = NK_OP_SOCKET };
+	struct nk_cqe c;
+
+	e.sock.domain = AF_INET;
+	e.sock.type = type;
+	if (!rg_call(g, &e, &c))
+		return -ETIMEDOUT;
+	return c.res;
+}
+
+/*
+ * thief N GENS [HANDLE...]: a process of the victim's guest that holds
+ * none of its sockets tries RECV, SEND, ACCEPT, GETPEERNAME and CLOSE on
+ * every handle index 1..N with generations 1..GENS, and on the handles
+ * given (e.g. read from nkctl). Every success is a breach.
+ */
+static int thief(long n, long gens, char **extra, int nextra)
+{
+	static const uint8_t ops[] = { NK_OP_RECV, NK_OP_SEND, NK_OP_ACCEPT,
+				       NK_OP_GETPEERNAME, NK_OP_CLOSE };
+	static const char inject[] = "INJECTED-BY-THIEF\n";
+	long tried = 0, ok = 0, ebadf = 0, other = 0, reattach = 0;
+	long recv_bytes = 0, accepted = 0, sent = 0;
+	struct rg g;
+
+	signal(SIGPIPE, SIG_IGN);
+	rg_attach_or_die(&g);
+	for (long k = 0; k < n * gens + nextra; k++) {
+		uint32_t h = k < n * gens
+				     ? (uint32_t)(k / gens + 1) |
+					       (uint32_t)(k % gens + 1) << 20
+				     : (uint32_t)strtoul(extra[k - n * gens],
+							 NULL, 0);
+
+		for (size_t i = 0; i < sizeof(ops); i++) {
+			struct nk_sqe e = { .opcode = ops[i], .handle = h };
+			struct nk_cqe c;
+			uint32_t bs = g.buf_size;
+
+			e.flags = NK_SQE_F_NONBLOCK;
+			switch (ops[i]) {
+			case NK_OP_RECV:
+				e.io.buf_off = 0;
+				e.io.buf_len = bs;
+				break;
+			case NK_OP_SEND:
+				memcpy(g.data + bs, inject, sizeof(inject) - 1);
+				e.io.buf_off = bs;
+				e.io.buf_len = sizeof(inject) - 1;
+				break;
+			case NK_OP_ACCEPT:
+			case NK_OP_GETPEERNAME:
+				e.io.buf_off = 2 * bs;
+				e.io.buf_len = sizeof(struct nk_sockaddr);
+				break;
+			default:
+				e.flags = 0;
+			}
+			tried++;
+			if (!rg_call(&g, &e, &c) || rg_dropped(&g)) {
+				/* Disconnected for abuse: come back. */
+				rg_detach(&g);
+				rg_attach_or_die(&g);
+				reattach++;
+				continue;
+			}
+			if (c.res == -EBADF) {
+				ebadf++;
+				continue;
+			}
+			if (c.res < 0) {
+				other++;
+				continue;
+			}
+			ok++;
+			fprintf(stderr, "nk_rawguest: op %u on %#x: res %d\n",
+				ops[i], h, c.res);
+			if (ops[i] == NK_OP_RECV)
+				recv_bytes += c.res;
+			if (ops[i] == NK_OP_SEND)
+				sent += c.res;
+			if (ops[i] == NK_OP_ACCEPT)
+				accepted++;
+		}
+	}
+	printf("RESULT mode=thief tried=%ld ok=%ld ebadf=%ld other=%ld "
+	       "recv_bytes=%ld sent=%ld accepted=%ld reattach=%ld\n",
+	       tried, ok, ebadf, other, recv_bytes, sent, accepted, reattach);
+	rg_detach(&g);
+	return 0;
+}
+
+/* A control request answered by NK_CTL_STATUS; status or -errno. */
+static int rg_ctl_status(struct rg *g, uint32_t type, uint64_t *token)
+{
+	struct nk_ctl_hdr h = { .type = type, .len = sizeof(h) };
+	struct nk_ctl_status st;
+
+	h.seq = ++g->seq;
+	if (send(g->ctl, &h, sizeof(h), MSG_NOSIGNAL) < 0)
+		return -errno;
+	for (;;) {
+		ssize_t n = recv(g->ctl, &st, sizeof(st), 0);
+
+		if (n <= 0)
+			return n < 0 ? -errno : -ECONNRESET;
+		if (n == sizeof(st) && st.hdr.type == NK_CTL_STATUS &&
+		    st.hdr.seq == h.seq) {
+			*token = st.token;
+			return st.status;
+		}
+	}
+}
+
+/* HELLO with a token; prints and returns what nkd said (0: inherited). */
+static int try_token(const char *who, uint64_t tok)
+{
+	struct rg g;
+	int err;
+
+	inherit_tok = tok;
+	err = rg_attach(&g);
+	inherit_tok = 0;
+	printf("TOKEN who=%s pid=%d status=%d handles=%u\n", who, (int)getpid(),
+	       err, err ? 0 : g.nr_handles);
+	fflush(stdout);
+	if (!err)
+		rg_detach(&g);
+	return err;
+}
+
+/*
+ * tokens [SECS]: make a socket, get an EXEC and a FORK token, then present
+ * them from the wrong processes (a grandchild: not the child, not the
+ * asker) and the FORK token from the real child. Prints both tokens and
+ * stays attached SECS seconds so that another process can try them.
+ */
+static int tokens(double secs)
+{
+	uint64_t xtok = 0, ftok = 0;
+	struct rg g;
+	pid_t b1;
+	int st = 0, h;
+
+	rg_attach_or_die(&g);
+	h = rg_socket(&g, SOCK_STREAM);
+	if (h <= 0 || rg_ctl_status(&g, NK_CTL_EXEC, &xtok) ||
+	    rg_ctl_status(&g, NK_CTL_FORK_PREPARE, &ftok)) {
+		fprintf(stderr, "nk_rawguest: no socket or token\n");
+		return 1;
+	}
+	printf("TOKENS exec=%llu fork=%llu asker=%d handle=%d\n",
+	       (unsigned long long)xtok, (unsigned long long)ftok,
+	       (int)getpid(), h);
+	fflush(stdout);
+	b1 = fork();
+	if (b1 == 0) {
+		pid_t b2 = fork();
+		int r2 = 0;
+
+		if (b2 == 0) {
+			int a = try_token("grandchild-fork", ftok);
+			int b = try_token("grandchild-exec", xtok);
+
+			_exit((a ? 0 : 1) | (b ? 0 : 2));
+		}
+		waitpid(b2, &r2, 0);
+		/* The real child: its parent asked, so it inherits. */
+		_exit((WIFEXITED(r2) ? WEXITSTATUS(r2) : 8) |
+		      (try_token("child-fork", ftok) ? 4 : 0));
+	}
+	waitpid(b1, &st, 0);
+	st = WIFEXITED(st) ? WEXITSTATUS(st) : 16;
+	printf("RESULT mode=tokens grandchild_fork=%s grandchild_exec=%s "
+	       "child_fork=%s\n",
+	       st & 1 ? "inherited" : "refused",
+	       st & 2 ? "inherited" : "refused", st & 4 ? "refused" : "ok");
+	fflush(stdout);
+	/* Another EXEC token for an unrelated process to try. */
+	if (secs > 0 && !rg_ctl_status(&g, NK_CTL_EXEC, &xtok)) {
+		printf("TOKENS exec=%llu\n", (unsigned long long)xtok);
+		fflush(stdout);
+		for (double end = now_s() + secs; now_s() < end;)
+			usleep(50 * 1000);
+	}
+	rg_detach(&g);
+	return 0;
+}
+
+static int token_mode(uint64_t tok)
+{
+	return try_token("other", tok) ? 0 : 1;
+}
+
+/* Sends PLACEHOLDER with [app, nkd] the old way; the nkd end stays ours. */
+static int ph_old_send(struct rg *g, uint32_t handle, int *keep)
+{
+	struct nk_ctl_placeholder m = {
+		.hdr = { .type = NK_CTL_PLACEHOLDER, .len = sizeof(m) },
+		.handle = handle,
+	};
+	union {
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { &m, sizeof(m) };
+	struct msghdr mh = { .msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *cm;
+	struct stat st;
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		return -errno;
+	fstat(sv[0], &st);
+	m.ino = st.st_ino;
+	m.dev = st.st_dev;
+	m.hdr.seq = ++g->seq;
+	memset(&u, 0, sizeof(u));
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
+	memcpy(CMSG_DATA(cm), sv, 2 * sizeof(int));
+	if (sendmsg(g->ctl, &mh, MSG_NOSIGNAL) < 0)
+		return -errno;
+	/* A copy of the nkd end: what the old protocol could not stop. */
+	keep[0] = sv[0];
+	keep[1] = sv[1];
+	return 0;
+}
+
+/* ph-old: the old PLACEHOLDER; prints refused=1 if nkd dropped us. */
+static int ph_old(void)
+{
+	struct nk_sqe e = { .opcode = NK_OP_NOP };
+	struct nk_cqe c;
+	struct rg g;
+	int keep[2], h, refused;
+
+	signal(SIGPIPE, SIG_IGN);
+	rg_attach_or_die(&g);
+	h = rg_socket(&g, SOCK_STREAM);
+	if (h <= 0 || ph_old_send(&g, (uint32_t)h, keep)) {
+		fprintf(stderr, "nk_rawguest: no socket\n");
+		return 1;
+	}
+	usleep(300 * 1000);
+	refused = rg_dropped(&g) || !rg_call(&g, &e, &c);
+	printf("RESULT mode=ph-old refused=%d\n", refused);
+	rg_detach(&g);
+	return 0;
+}
+
+struct hammer {
+	int fds[64];
+	int nfds;
+	double end;
+	long written;
+};
+
+static void *hammer_thread(void *arg)
+{
+	struct hammer *hm = arg;
+	static char buf[65536];
+
+	while (now_s() < hm->end) {
+		for (int i = 0; i < hm->nfds; i++) {
+			ssize_t n = send(hm->fds[i], buf, sizeof(buf),
+					 MSG_DONTWAIT | MSG_NOSIGNAL);
+
+			if (n > 0)
+				__atomic_fetch_add(&hm->written, n,
+						   __ATOMIC_RELAXED);
+			while (recv(hm->fds[i], buf, sizeof(buf),
+				    MSG_DONTWAIT) > 0)
+				;
+		}
+	}
+	return NULL;
+}
+
+/* One placeholder from the pool (ABI 2), bound to handle. */
+static int ph_pool_bind(struct rg *g, uint32_t handle, int *fd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct nk_ctl_ph_pool m;
+	struct iovec iov = { &m, sizeof(m) };
+	struct msghdr mh = { .msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	struct pollfd p = { g->pool, POLLIN, 0 };
+	struct nk_ctl_ph_bind b = {
+		.hdr = { .type = NK_CTL_PH_BIND, .len = sizeof(b) },
+		.handle = handle,
+	};
+	struct cmsghdr *cm;
+	struct stat st;
+
+	if (poll(&p, 1, 3000) <= 0 || recvmsg(g->pool, &mh, 0) != sizeof(m))
+		return -EPROTO;
+	cm = CMSG_FIRSTHDR(&mh);
+	if (!cm || cm->cmsg_type != SCM_RIGHTS)
+		return -EPROTO;
+	memcpy(fd, CMSG_DATA(cm), sizeof(int));
+	fstat(*fd, &st);
+	b.id = m.id;
+	b.ino = st.st_ino;
+	b.dev = st.st_dev;
+	b.hdr.seq = ++g->seq;
+	return send(g->ctl, &b, sizeof(b), MSG_NOSIGNAL) < 0 ? -errno : 0;
+}
+
+/*
+ * ph-hammer SECS NSOCK: NSOCK UDP sockets with placeholders; 3 threads
+ * write into (and read from) the placeholder fds this process has as
+ * fast as they can while the main thread makes nkd mirror readiness
+ * (datagrams to itself, RECVs until EAGAIN), for SECS seconds. With ABI
+ * 2 the fds are the app ends from nkd's pool; with NK_RAWGUEST_ABI=1 (an
+ * old nkd) they are kept copies of the nkd ends.
+ */
+static int ph_hammer(double secs, int nsock)
+{
+	static struct hammer hm;
+	uint32_t hs[64];
+	uint16_t ports[64];
+	pthread_t th[3];
+	struct rg g;
+	long rounds = 0;
+	int bufsz = 8 << 20;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (nsock < 1 || nsock > 64)
+		nsock = 8;
+	rg_attach_or_die(&g);
+	for (int i = 0; i < nsock; i++) {
+		struct nk_sqe e = { .opcode = NK_OP_BIND };
+		struct nk_cqe c;
+		int h = rg_socket(&g, SOCK_DGRAM), keep[2], fd;
+		struct nk_sockaddr *a = (void *)(g.data + 2 * g.buf_size);
+
+		if (h <= 0)
+			return 1;
+		hs[i] = (uint32_t)h;
+		e.handle = hs[i];
+		e.addr.family = AF_INET;
+		e.addr.addr[0] = 127;
+		e.addr.addr[3] = 1;
+		if (!rg_call(&g, &e, &c) || c.res < 0)
+			return 1;
+		memset(&e, 0, sizeof(e));
+		e.opcode = NK_OP_GETSOCKNAME;
+		e.handle = hs[i];
+		e.io.buf_off = 2 * g.buf_size;
+		e.io.buf_len = sizeof(*a);
+		if (!rg_call(&g, &e, &c) || c.res < 0)
+			return 1;
+		ports[i] = a->port;
+		if (g.pool >= 0) {
+			if (ph_pool_bind(&g, hs[i], &fd))
+				return 1;
+		} else {
+			if (ph_old_send(&g, hs[i], keep))
+				return 1;
+			fd = keep[1];
+		}
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bufsz,
+			   sizeof(bufsz));
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bufsz,
+			   sizeof(bufsz));
+		hm.fds[hm.nfds++] = fd;
+	}
+	hm.end = now_s() + secs;
+	for (int i = 0; i < 3; i++)
+		pthread_create(&th[i], NULL, hammer_thread, &hm);
+	while (now_s() < hm.end && !rg_dropped(&g)) {
+		for (int i = 0; i < nsock; i++) {
+			struct nk_sqe e = { .opcode = NK_OP_SEND,
+					    .flags = NK_SQE_F_NONBLOCK |
+						     NK_SQE_F_ADDR,
+					    .handle = hs[i] };
+			struct nk_cqe c;
+
+			memcpy(g.data, "x", 1);
+			e.io.buf_len = 1;
+			e.addr.family = AF_INET;
+			e.addr.port = ports[i];
+			e.addr.addr[0] = 127;
+			e.addr.addr[3] = 1;
+			if (!rg_call(&g, &e, &c))
+				break;
+			for (int k = 0; k < 2; k++) {
+				memset(&e, 0, sizeof(e));
+				e.opcode = NK_OP_RECV;
+				e.flags = NK_SQE_F_NONBLOCK;
+				e.handle = hs[i];
+				e.io.buf_off = g.buf_size;
+				e.io.buf_len = 256;
+				if (!rg_call(&g, &e, &c))
+					break;
+			}
+		}
+		rounds++;
+	}
+	hm.end = 0;
+	for (int i = 0; i < 3; i++)
+		pthread_join(th[i], NULL);
+	printf("RESULT mode=ph-hammer rounds=%ld written=%ld dropped=%d\n",
+	       rounds, hm.written, rg_dropped(&g));
+	rg_detach(&g);
+	return 0;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: nk_rawguest [--socket PATH] [--guest NAME] "
 			"nop-bench N [BATCH]\n"
 			"       nk_rawguest pipe-bench N\n"
 			"       nk_rawguest [--socket PATH] [--guest NAME] "
-			"fuzz SEED COUNT [SECS]\n");
+			"fuzz SEED COUNT [SECS]\n"
+			"       nk_rawguest [...] thief N GENS [HANDLE...]\n"
+			"       nk_rawguest [...] tokens [SECS]\n"
+			"       nk_rawguest [...] token TOKEN\n"
+			"       nk_rawguest [...] ph-old\n"
+			"       nk_rawguest [...] ph-hammer SECS NSOCK\n");
 	exit(2);
 }
 
@@ -855,6 +1362,17 @@ int main(int argc, char **argv)
 				 i + 2 < argc ? atoi(argv[i + 2]) : 1);
 	if (!strcmp(argv[i], "pipe-bench") && i + 1 < argc)
 		return pipe_bench(atol(argv[i + 1]));
+	if (!strcmp(argv[i], "thief") && i + 2 < argc)
+		return thief(atol(argv[i + 1]), atol(argv[i + 2]), argv + i + 3,
+			     argc - i - 3);
+	if (!strcmp(argv[i], "tokens"))
+		return tokens(i + 1 < argc ? atof(argv[i + 1]) : 0);
+	if (!strcmp(argv[i], "token") && i + 1 < argc)
+		return token_mode(strtoull(argv[i + 1], NULL, 0));
+	if (!strcmp(argv[i], "ph-old"))
+		return ph_old();
+	if (!strcmp(argv[i], "ph-hammer") && i + 2 < argc)
+		return ph_hammer(atof(argv[i + 1]), atoi(argv[i + 2]));
 	if (!strcmp(argv[i], "fuzz") && i + 2 < argc)
 		return fuzz(strtoull(argv[i + 1], NULL, 0), atol(argv[i + 2]),
 			    i + 3 < argc ? atof(argv[i + 3]) : 30.0);

@@ -15,6 +15,7 @@
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -253,7 +254,7 @@ static int handle_alloc(struct nk_guest *g, struct nk_sock *s)
 		g->gens = gens;
 		for (uint32_t i = g->cap; i < ncap; i++) {
 			g->socks[i] = NULL;
-			g->gens[i] = 1;
+			g->gens[i] = 0;
 		}
 		g->cap = ncap;
 	}
@@ -267,6 +268,8 @@ static int handle_alloc(struct nk_guest *g, struct nk_sock *s)
 	}
 	if (g->socks[idx])
 		return -EMFILE;
+	/* Random, never 0: a handle cannot be guessed (abi.md §5). */
+	g->gens[idx] = nk_rand__handle_gen(g->gens[idx]);
 	g->socks[idx] = s;
 	g->next_idx = idx + 1;
 	g->nr_socks++;
@@ -280,10 +283,6 @@ static void handle_free(struct nk_guest *g, struct nk_sock *s)
 
 	if (idx && idx < g->cap && g->socks[idx] == s) {
 		g->socks[idx] = NULL;
-		g->gens[idx] =
-			(uint16_t)((g->gens[idx] + 1) & NK_HANDLE_GEN_MASK);
-		if (!g->gens[idx])
-			g->gens[idx] = 1;
 		g->nr_socks--;
 	}
 }
@@ -488,6 +487,7 @@ void nk_engine__sock_event(struct nk_engine *e, struct nk_sock *s,
 static void conn_free(struct nk_engine *e, struct nk_conn *c)
 {
 	nk_list__del(&c->dlink);
+	nk_phpool__destroy(c->phpool);
 	for (uint32_t i = 0; i < c->nr_qsets; i++)
 		nk_hring__destroy(c->qs[i]);
 	nk_bufown__destroy(c->owned);
@@ -589,6 +589,8 @@ void nk_engine__detach(struct nk_engine *e, struct nk_conn *c, bool abnormal)
 	else
 		conn_drain_sq(e, c); /* a conn nkd cut off gets nothing run */
 	nk_dbg("guest %s conn %u detached", g->conf.name, c->id);
+	nk_phpool__destroy(c->phpool);
+	c->phpool = NULL;
 
 	for (uint32_t i = 1; i < g->cap; i++) {
 		struct nk_sock *s = g->socks[i];
@@ -789,6 +791,8 @@ int nk_engine__handover(struct nk_engine *e, struct nk_conn *c, bool is_exec,
 	ho->guest = g;
 	g->nr_handovers++;
 	ho->is_exec = is_exec;
+	ho->owner_pid = c->pid;
+	ho->child_pid = 0;
 	do {
 		if (getrandom(&ho->token, sizeof(ho->token), 0) !=
 		    sizeof(ho->token)) {
@@ -854,8 +858,11 @@ int nk_engine__handover_commit(struct nk_engine *e, struct nk_conn *c,
 	if (!ho || ho->is_exec || ho->committed || child <= 0)
 		return -ENOENT;
 	ho->committed = true;
-	if (is_child_of(child, c->pid) && !ho_watch_pid(e, ho, child))
-		ho->deadline_ns = 0;
+	if (is_child_of(child, c->pid)) {
+		ho->child_pid = child;
+		if (!ho_watch_pid(e, ho, child))
+			ho->deadline_ns = 0;
+	}
 	/* else: another pid namespace or already gone; the TTL stays. */
 	return 0;
 }
@@ -980,6 +987,16 @@ static int conn_setup(struct nk_engine *e, struct nk_conn *c, uint32_t nr_qsets)
 	return 0;
 }
 
+/* The placeholder pool channel and its first placeholders. */
+static int conn_setup_pool(struct nk_conn *c, struct nk_attach *a)
+{
+	int ret = nk_phpool__create(&c->phpool, &a->pool_fd);
+
+	if (!ret)
+		nk_phpool__fill(c->phpool, NK_PH_POOL_TARGET);
+	return ret;
+}
+
 int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 {
 	const struct nk_ctl_hello *h = a->hello;
@@ -1029,6 +1046,16 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 			e->gc = true;
 			return -ENOENT;
 		}
+		/* A token is not a capability: only its process claims it. */
+		if (!nk_handover__claim_ok(ho, a->pid)) {
+			nk_warn("guest %s: pid %d presented a hand-over token "
+				"made for %s of pid %d, refused",
+				g->conf.name, (int)a->pid,
+				ho->is_exec ? "the exec" : "a child",
+				(int)ho->owner_pid);
+			g->c.errors++;
+			return -EPERM;
+		}
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -1046,6 +1073,8 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 	nk_list__init(&c->wlink);
 	nk_list__init(&c->dlink);
 	ret = conn_setup(e, c, h->nr_qsets ? h->nr_qsets : 1);
+	if (!ret)
+		ret = conn_setup_pool(c, a);
 	if (ret) {
 		c->dead = true;
 		conn_free(e, c);
@@ -1083,25 +1112,39 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 }
 
 int nk_engine__placeholder(struct nk_engine *e, struct nk_conn *c,
-			   uint32_t handle, uint64_t ino, uint64_t dev,
-			   int app_fd, int nkd_fd)
+			   const struct nk_ctl_ph_bind *b)
 {
-	struct nk_sock *s = c->dead ? NULL : handle_lookup(c->guest, handle);
+	struct nk_sock *s;
+	struct stat st;
+	int app_fd, nkd_fd;
 	unsigned ev;
 	int ret;
 
 	(void)e;
-	if (!s) {
+	if (c->dead || nk_phpool__take(c->phpool, b->id, &app_fd, &nkd_fd))
+		return -ENOENT;
+	/* Running low: the next ones are on their way before they are due. */
+	if (nk_phpool__unbound(c->phpool) <= NK_PH_POOL_LOW)
+		nk_phpool__fill(c->phpool,
+				NK_PH_POOL_TARGET -
+					nk_phpool__unbound(c->phpool));
+	s = b->handle ? handle_lookup(c->guest, b->handle) : NULL;
+	ret = !b->handle ? 0 : !s || !holder_has(s, c) ? -EBADF : 0;
+	if (!ret && s &&
+	    (fstat(app_fd, &st) || (uint64_t)st.st_ino != b->ino ||
+	     (uint64_t)st.st_dev != b->dev))
+		ret = -EINVAL;
+	if (ret || !s) {
 		close(app_fd);
 		close(nkd_fd);
-		return -EBADF;
+		return ret;
 	}
 	nk_ph__close(&s->ph);
 	ret = nk_ph__attach(&s->ph, app_fd, nkd_fd);
 	if (ret)
 		return ret;
-	s->ph_ino = ino;
-	s->ph_dev = dev;
+	s->ph_ino = b->ino;
+	s->ph_dev = b->dev;
 	/* Whatever happened before the placeholder arrived shows now. */
 	ev = s->nsm->ops->poll_now(s->nsm->priv, s);
 	sock_mirror_hup(s, ev);
@@ -1113,11 +1156,18 @@ int nk_engine__placeholder(struct nk_engine *e, struct nk_conn *c,
 /* ------------------------------------------------------------------ */
 /* Taking SQEs. */
 
+/*
+ * A handle is usable only by a conn that holds the socket (created it,
+ * accepted it, or inherited it through a hand-over): naming a socket of
+ * its guest is not enough. Not held answers exactly like no such handle,
+ * so nobody learns which handles exist.
+ */
 static int lookup_cb(const void *arg, uint32_t handle, struct nk_sock_view *v)
 {
-	struct nk_sock *s = handle_lookup((struct nk_guest *)arg, handle);
+	const struct nk_conn *c = arg;
+	struct nk_sock *s = handle_lookup(c->guest, handle);
 
-	if (!s)
+	if (!s || !holder_has(s, c))
 		return -EBADF;
 	v->family = s->family;
 	v->type = s->type;
@@ -1168,7 +1218,7 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 		.nr_bufs = c->nr_bufs,
 		.owned = c->owned,
 		.lookup = lookup_cb,
-		.arg = g,
+		.arg = c,
 	};
 	struct nk_valid v;
 	struct nk_sock *s;
@@ -1577,6 +1627,9 @@ int nk_engine__run(struct nk_engine *e)
 			if (e->nsms[i].ops->poll)
 				work += (unsigned)e->nsms[i].ops->poll(
 					e->nsms[i].priv);
+		/* Not work: a guest flooding its own app end must not keep
+		 * nkd spinning; the sleep below is short while it lasts. */
+		nk_ph__run_pending();
 		flush_wakes(e);
 		e->loops++;
 		now = nk_now_ns();
@@ -1597,7 +1650,7 @@ int nk_engine__run(struct nk_engine *e)
 				timeout = e->next_deadline > now
 						  ? e->next_deadline - now
 						  : 0;
-			if (cq_blocked &&
+			if ((cq_blocked || nk_ph__pending()) &&
 			    (timeout < 0 || timeout > CQ_BLOCKED_RECHECK_NS))
 				timeout = CQ_BLOCKED_RECHECK_NS;
 			e->sleeps++;

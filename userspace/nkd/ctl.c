@@ -30,6 +30,10 @@
 #define MAX_FDS_IN 4
 /* High bit of the slot: the one-shot POLLOUT poll of a client. */
 #define SLOT_OUT 0x80000000u
+/* Next bit: a one-shot POLLIN to go on reading after CTL_READ_BUDGET. */
+#define SLOT_MORE 0x40000000u
+/* Messages read from one client per wake-up: a flooding guest waits. */
+#define CTL_READ_BUDGET 64u
 #define MAX_PENDING_OUT 64u
 #define CLIENT_SNDBUF (1 << 20)
 
@@ -37,7 +41,7 @@ struct out_msg {
 	struct nk_list link;
 	void *buf;
 	size_t len;
-	int fds[2];
+	int fds[3];
 	int nfds;
 	bool ready; /* false: a RESOLVE answer still being computed */
 	uint64_t seq;
@@ -55,6 +59,7 @@ struct nk_ctl_client {
 	struct nk_list out;
 	uint32_t nr_out;
 	bool out_armed;
+	bool more_armed;
 	struct nk_peer peer; /* read at accept */
 	bool greeted; /* attached, or an allowed QUERY: no HELLO deadline */
 	int64_t hello_deadline;
@@ -118,6 +123,9 @@ static void client_close(struct nk_ctl *c, struct nk_ctl_client *cl,
 	if (cl->out_armed)
 		nk_loop__cancel_ud(c->loop, nk_ud(NK_UD_CTL, cl->gen,
 						  cl->slot | SLOT_OUT));
+	if (cl->more_armed)
+		nk_loop__cancel_ud(c->loop, nk_ud(NK_UD_CTL, cl->gen,
+						  cl->slot | SLOT_MORE));
 	if (cl->conn) {
 		nk_loop__cancel_ud(c->loop,
 				   nk_ud(NK_UD_DOORBELL, cl->gen, cl->slot));
@@ -150,7 +158,7 @@ static bool flush_out(struct nk_ctl *c, struct nk_ctl_client *cl)
 		struct out_msg *m =
 			nk_container_of(cl->out.next, struct out_msg, link);
 		union {
-			char buf[CMSG_SPACE(2 * sizeof(int))];
+			char buf[CMSG_SPACE(3 * sizeof(int))];
 			struct cmsghdr align;
 		} u;
 		struct iovec iov = { .iov_base = m->buf, .iov_len = m->len };
@@ -288,15 +296,18 @@ static int do_hello(struct nk_ctl *c, struct nk_ctl_client *cl,
 		.ctl = cl,
 		.peer = &cl->peer,
 		.probe = h->flags & NK_HELLO_F_PROBE,
+		.pool_fd = -1,
 	};
 	struct nk_ctl_welcome *w;
 	size_t max_handles =
 		(NK_CTL_MAX_MSG - sizeof(*w)) / sizeof(struct nk_ctl_handle);
 	size_t len;
-	int fds[2];
+	int fds[3];
 	int ret;
 
 	ret = nk_engine__attach(c->e, &a);
+	if (ret && a.pool_fd >= 0)
+		close(a.pool_fd);
 	if (ret || a.probe)
 		return reply_refusal(cl, h, &a, ret);
 	if (a.nr_handles > max_handles) {
@@ -324,8 +335,12 @@ static int do_hello(struct nk_ctl *c, struct nk_ctl_client *cl,
 	free(a.handles);
 	fds[0] = nk_region__fd(a.conn->region);
 	fds[1] = a.conn->doorbell;
-	if (!queue_out(cl, w, len, fds, 2, true))
+	fds[2] = a.pool_fd; /* queue_out keeps its own duplicate */
+	if (!queue_out(cl, w, len, fds, 3, true)) {
+		close(a.pool_fd);
 		return -ENOMEM;
+	}
+	close(a.pool_fd);
 	if (nk_loop__poll(c->loop, a.conn->doorbell, POLLIN,
 			  nk_ud(NK_UD_DOORBELL, cl->gen, cl->slot)))
 		return -EBUSY;
@@ -452,8 +467,15 @@ static int handle_msg(struct nk_ctl *c, struct nk_ctl_client *cl,
 	memcpy(&h, buf, sizeof(h));
 	if (h.len != len)
 		goto bad;
-	if (nfds && h.type != NK_CTL_PLACEHOLDER)
+	/* nkd takes no descriptors from guests (abi.md §6). */
+	if (nfds || h.type == NK_CTL_PLACEHOLDER) {
+		nk_warn("control client pid %d: %s refused: nkd makes the "
+			"placeholders since ABI 2 (NK_CTL_PH_POOL)",
+			(int)cl->pid,
+			h.type == NK_CTL_PLACEHOLDER ? "PLACEHOLDER"
+						     : "a message with fds");
 		goto bad;
+	}
 	if (cl->nr_out >= MAX_PENDING_OUT)
 		goto bad; /* not reading its replies */
 
@@ -466,21 +488,28 @@ static int handle_msg(struct nk_ctl *c, struct nk_ctl_client *cl,
 		memcpy(&hello, buf, sizeof(hello));
 		return do_hello(c, cl, &hello);
 	}
-	case NK_CTL_PLACEHOLDER: {
-		struct nk_ctl_placeholder p;
+	case NK_CTL_PH_BIND: {
+		struct nk_ctl_ph_bind b;
 
-		if (len != sizeof(p) || nfds != 2 || !cl->conn)
+		if (len != sizeof(b) || !cl->conn)
 			goto bad;
-		memcpy(&p, buf, sizeof(p));
-		if (p.resv)
+		memcpy(&b, buf, sizeof(b));
+		if (b.resv)
 			goto bad;
-		ret = nk_engine__placeholder(c->e, cl->conn, p.handle, p.ino,
-					     p.dev, fds[0], fds[1]);
-		if (ret)
-			nk_dbg("placeholder for handle %#x refused: %s",
-			       p.handle, strerror(-ret));
+		ret = nk_engine__placeholder(c->e, cl->conn, &b);
+		if (ret) {
+			cl->conn->guest->c.errors++;
+			nk_dbg("placeholder %llu for handle %#x refused: %s",
+			       (unsigned long long)b.id, b.handle,
+			       strerror(-ret));
+		}
 		return 0;
 	}
+	case NK_CTL_PH_REFILL:
+		if (len != sizeof(h) || !cl->conn)
+			goto bad;
+		nk_phpool__fill(cl->conn->phpool, NK_PH_POOL_TARGET);
+		return 0;
 	case NK_CTL_FORK_PREPARE:
 	case NK_CTL_EXEC:
 		if (len != sizeof(h) || !cl->conn)
@@ -549,7 +578,7 @@ bad:
 
 static void client_read(struct nk_ctl *c, struct nk_ctl_client *cl)
 {
-	for (;;) {
+	for (unsigned budget = CTL_READ_BUDGET;; budget--) {
 		union {
 			char buf[CMSG_SPACE(MAX_FDS_IN * sizeof(int))];
 			struct cmsghdr align;
@@ -565,6 +594,25 @@ static void client_read(struct nk_ctl *c, struct nk_ctl_client *cl)
 		bool bad = false;
 		ssize_t n;
 
+		if (!budget) {
+			/* The rest on a later pass: a fresh one-shot poll,
+			 * since the multishot one fires only on new data. */
+			struct io_uring_sqe *sqe;
+
+			if (cl->more_armed)
+				return;
+			sqe = nk_loop__sqe(c->loop);
+			if (!sqe) {
+				client_close(c, cl, false);
+				return;
+			}
+			io_uring_prep_poll_add(sqe, cl->fd, POLLIN);
+			io_uring_sqe_set_data64(sqe,
+						nk_ud(NK_UD_CTL, cl->gen,
+						      cl->slot | SLOT_MORE));
+			cl->more_armed = true;
+			return;
+		}
 		n = recvmsg(cl->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 		if (n < 0 && errno == EAGAIN)
 			return;
@@ -618,10 +666,17 @@ static void on_ctl(void *ctx, uint32_t slot, uint32_t gen,
 		   const struct io_uring_cqe *cqe)
 {
 	struct nk_ctl *c = ctx;
-	struct nk_ctl_client *cl = client_get(c, slot & ~SLOT_OUT, gen);
+	struct nk_ctl_client *cl =
+		client_get(c, slot & ~(SLOT_OUT | SLOT_MORE), gen);
 
 	if (!cl || cl->closing)
 		return;
+	if (slot & SLOT_MORE) {
+		cl->more_armed = false;
+		if (cqe->res >= 0)
+			client_read(c, cl);
+		return;
+	}
 	if (slot & SLOT_OUT) {
 		cl->out_armed = false;
 		flush_out(c, cl);
@@ -875,6 +930,7 @@ static void on_listen(void *ctx, uint32_t slot, uint32_t gen,
 		cl->conn = NULL;
 		cl->query_only = false;
 		cl->out_armed = false;
+		cl->more_armed = false;
 		cl->nr_out = 0;
 		nk_list__init(&cl->out);
 		c->nr++;

@@ -65,6 +65,7 @@ struct nk_ctl;
 struct nk_ctl_client;
 struct nk_hring;
 struct nk_loop;
+struct nk_phpool;
 struct nk_region;
 struct nk_resolver;
 
@@ -110,6 +111,8 @@ struct nk_guest {
 
 /* Readiness placeholder (docs/abi.md §6). */
 struct nk_ph {
+	struct nk_list plink; /* placeholder.c's list of unfinished work */
+	uint8_t todo; /* what a byte budget left unfinished */
 	int app; /* nkd's duplicate of the app end, -1 if none */
 	int nkd; /* the nkd end; -1 once hung up (closed) */
 	bool readable; /* bytes queued towards the app end */
@@ -161,6 +164,7 @@ struct nk_conn {
 	bool qdirty[NK_MAX_QSETS];
 	uint32_t nr_qsets, rr;
 	int doorbell;
+	struct nk_phpool *phpool; /* placeholders made for it, not bound */
 	uint8_t *data;
 	uint32_t buf_size, nr_bufs, send_window;
 	struct nk_bufown *owned;
@@ -211,6 +215,8 @@ struct nk_handover {
 	struct nk_guest *guest;
 	uint64_t token;
 	bool is_exec, committed;
+	pid_t owner_pid; /* the process that asked for the token */
+	pid_t child_pid; /* FORK: committed child checked to be one, else 0 */
 	int pidfd;
 	int64_t deadline_ns; /* 0: none */
 	struct nk_sock **socks;
@@ -267,14 +273,15 @@ struct nk_attach {
 	struct nk_conn *conn;
 	struct nk_ctl_handle *handles; /* malloc'd, caller frees */
 	uint32_t nr_handles;
+	int pool_fd; /* guest end of the placeholder pool channel; caller
+		      * sends it in WELCOME and closes it */
 };
 int nk_engine__attach(struct nk_engine *e, struct nk_attach *a);
 /* The conn's control socket is gone (or nkd kills it). */
 void nk_engine__detach(struct nk_engine *e, struct nk_conn *c, bool abnormal);
-/* Takes ownership of app_fd and nkd_fd in every case. */
+/* PH_BIND: pool placeholder id mirrors handle (0: given back). */
 int nk_engine__placeholder(struct nk_engine *e, struct nk_conn *c,
-			   uint32_t handle, uint64_t ino, uint64_t dev,
-			   int app_fd, int nkd_fd);
+			   const struct nk_ctl_ph_bind *b);
 int nk_engine__handover(struct nk_engine *e, struct nk_conn *c, bool is_exec,
 			uint64_t *token);
 int nk_engine__handover_commit(struct nk_engine *e, struct nk_conn *c,
@@ -323,6 +330,25 @@ void nk_ph__kick_writable(struct nk_ph *ph);
 void nk_ph__rdhup(struct nk_ph *ph);
 /* The socket hung up (reset: with POLLERR); the app end stays so. */
 void nk_ph__hangup(struct nk_ph *ph, bool reset);
+/* Work a byte budget cut short: run a bounded share of it each pass. */
+unsigned nk_ph__run_pending(void);
+bool nk_ph__pending(void);
+
+/* Holding (holding.c): random handle generations, bound tokens. */
+uint16_t nk_rand__handle_gen(uint16_t old);
+/* The parent pid of pid (nkd's pid namespace) or -errno. */
+int nk_proc__ppid(pid_t pid);
+/* May the process pid claim hand-over ho? */
+bool nk_handover__claim_ok(const struct nk_handover *ho, pid_t pid);
+
+/* Placeholder pool (ph_pool.c). */
+int nk_phpool__create(struct nk_phpool **out, int *guest_end);
+void nk_phpool__destroy(struct nk_phpool *p);
+/* Sends up to n new placeholders, keeping NK_PH_POOL_MAX unbound at most. */
+unsigned nk_phpool__fill(struct nk_phpool *p, unsigned n);
+uint32_t nk_phpool__unbound(const struct nk_phpool *p);
+/* Takes placeholder id out of the pool: its two fds, or -ENOENT. */
+int nk_phpool__take(struct nk_phpool *p, uint64_t id, int *app, int *nkd);
 
 /*
  * Identity (identity.c): which guest a caller is. pick chooses the config

@@ -11,9 +11,16 @@
  *                 end's sk_err) if it had unread data: a reset.
  * Every call here is non-blocking (MSG_DONTWAIT): never O_NONBLOCK on the
  * duplicate, which shares its file status flags with the guest's fd.
+ *
+ * The guest can write into its app end (it lands on the nkd end) and can
+ * grow the app end's buffers, so no loop here runs to EAGAIN unbounded:
+ * each call moves at most PH_CALL_BUDGET bytes, and what is left is done
+ * by nk_ph__run_pending() on the next loop passes, PH_PASS_BUDGET bytes
+ * per pass over all placeholders.
  */
 #include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -21,9 +28,37 @@
 
 /* Small send buffer on the app end so filling it costs little. */
 #define PH_SNDBUF 4096
+/* Bytes one call may move; an honest guest's placeholder needs < 16 KiB. */
+#define PH_CALL_BUDGET (32u * 1024u)
+/* Bytes nk_ph__run_pending() moves per loop pass, all placeholders. */
+#define PH_PASS_BUDGET (256u * 1024u)
+#define PH_CHUNK 4096u
+
+enum {
+	PH_TODO_FILL = 1, /* app end not yet filled to EAGAIN */
+	PH_TODO_DRAIN_NKD = 2, /* nkd end not yet drained */
+	PH_TODO_DRAIN_APP = 4, /* app end not yet drained */
+};
+
+/* Placeholders with unfinished work; nkd's loop is single-threaded. */
+static struct nk_list pending = { &pending, &pending };
+
+static void todo(struct nk_ph *ph, unsigned what, bool on)
+{
+	if (on)
+		ph->todo |= (uint8_t)what;
+	else
+		ph->todo &= (uint8_t)~what;
+	if (ph->todo && nk_list__empty(&ph->plink))
+		nk_list__add_tail(&pending, &ph->plink);
+	else if (!ph->todo)
+		nk_list__del(&ph->plink);
+}
 
 void nk_ph__init(struct nk_ph *ph)
 {
+	nk_list__init(&ph->plink);
+	ph->todo = 0;
 	ph->app = -1;
 	ph->nkd = -1;
 	ph->readable = false;
@@ -33,6 +68,7 @@ void nk_ph__init(struct nk_ph *ph)
 
 void nk_ph__close(struct nk_ph *ph)
 {
+	nk_list__del(&ph->plink);
 	if (ph->app >= 0)
 		close(ph->app);
 	if (ph->nkd >= 0)
@@ -67,15 +103,37 @@ int nk_ph__attach(struct nk_ph *ph, int app_fd, int nkd_fd)
 	return 0;
 }
 
-static void drain(int fd)
+/* true: emptied; false: budget spent with bytes maybe left. */
+static bool drain(int fd, size_t *budget)
 {
-	char buf[4096];
+	char buf[PH_CHUNK];
 	ssize_t n;
 
 	/* A short read emptied the queue: no second call to see EAGAIN. */
-	do
+	do {
+		if (*budget < sizeof(buf))
+			return false;
 		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-	while (n == (ssize_t)sizeof(buf));
+		if (n > 0)
+			*budget -= (size_t)n;
+	} while (n == (ssize_t)sizeof(buf));
+	return true;
+}
+
+/* true: the app end's send direction is full (EAGAIN). */
+static bool fill(int fd, size_t *budget)
+{
+	static const char zeros[PH_CHUNK];
+	ssize_t n;
+
+	for (;;) {
+		if (*budget < sizeof(zeros))
+			return false;
+		n = send(fd, zeros, sizeof(zeros), MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n <= 0)
+			return true;
+		*budget -= (size_t)n;
+	}
 }
 
 void nk_ph__set_readable(struct nk_ph *ph, bool want, bool arrival)
@@ -84,30 +142,33 @@ void nk_ph__set_readable(struct nk_ph *ph, bool want, bool arrival)
 	if (ph->app < 0 || ph->nkd < 0)
 		return;
 	if (want) {
+		todo(ph, PH_TODO_DRAIN_APP, false);
 		/* One byte per arrival: edge-triggered waiters see a new edge.
 		 * A full buffer (EAGAIN) still leaves the end readable. */
 		if (arrival || !ph->readable)
 			send(ph->nkd, "r", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 		ph->readable = true;
 	} else if (ph->readable) {
-		drain(ph->app);
+		size_t budget = PH_CALL_BUDGET;
+
+		todo(ph, PH_TODO_DRAIN_APP, !drain(ph->app, &budget));
 		ph->readable = false;
 	}
 }
 
 void nk_ph__set_writable(struct nk_ph *ph, bool want)
 {
-	static const char zeros[4096];
+	size_t budget = PH_CALL_BUDGET;
 
 	if (ph->app < 0 || ph->nkd < 0 || want == !ph->blocked)
 		return;
 	if (!want) {
-		while (send(ph->app, zeros, sizeof(zeros),
-			    MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
-			;
+		todo(ph, PH_TODO_DRAIN_NKD, false);
+		todo(ph, PH_TODO_FILL, !fill(ph->app, &budget));
 		ph->blocked = true;
 	} else {
-		drain(ph->nkd);
+		todo(ph, PH_TODO_FILL, false);
+		todo(ph, PH_TODO_DRAIN_NKD, !drain(ph->nkd, &budget));
 		ph->blocked = false;
 	}
 }
@@ -120,10 +181,12 @@ void nk_ph__kick_writable(struct nk_ph *ph)
 	 * edge for edge-triggered waiters that saw EAGAIN from the shim
 	 * while nkd's own count never reached send_window.
 	 */
+	size_t budget = PH_CALL_BUDGET;
+
 	if (ph->app < 0 || ph->nkd < 0 || ph->blocked)
 		return;
 	if (send(ph->app, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1)
-		drain(ph->nkd);
+		todo(ph, PH_TODO_DRAIN_NKD, !drain(ph->nkd, &budget));
 }
 
 void nk_ph__rdhup(struct nk_ph *ph)
@@ -141,8 +204,12 @@ void nk_ph__rdhup(struct nk_ph *ph)
 
 void nk_ph__hangup(struct nk_ph *ph, bool reset)
 {
+	size_t budget = PH_CALL_BUDGET;
+
 	if (ph->app < 0 || ph->nkd < 0)
 		return;
+	/* Whatever was pending is moot once the nkd end is gone. */
+	todo(ph, PH_TODO_FILL | PH_TODO_DRAIN_NKD | PH_TODO_DRAIN_APP, false);
 	/*
 	 * Closing the nkd end shuts the app end both ways (POLLHUP, and
 	 * POLLIN|POLLRDHUP). AF_UNIX stream sets the survivor's sk_err to
@@ -155,8 +222,46 @@ void nk_ph__hangup(struct nk_ph *ph, bool reset)
 	if (reset)
 		send(ph->app, "e", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 	else
-		drain(ph->nkd);
+		drain(ph->nkd, &budget); /* a flooding guest gets its reset */
 	close(ph->nkd);
 	ph->nkd = -1;
 	ph->blocked = false;
+}
+
+bool nk_ph__pending(void)
+{
+	return !nk_list__empty(&pending);
+}
+
+unsigned nk_ph__run_pending(void)
+{
+	size_t pass = PH_PASS_BUDGET;
+	unsigned n = 0;
+
+	/* Each placeholder at most once per pass, round robin. */
+	for (struct nk_list *last = pending.prev;
+	     !nk_list__empty(&pending) && pass >= PH_CHUNK;) {
+		struct nk_ph *ph =
+			nk_container_of(pending.next, struct nk_ph, plink);
+		bool at_last = &ph->plink == last;
+		size_t budget = pass < PH_CALL_BUDGET ? pass : PH_CALL_BUDGET;
+		size_t before = budget;
+
+		if (ph->todo & PH_TODO_FILL)
+			todo(ph, PH_TODO_FILL, !fill(ph->app, &budget));
+		if (ph->todo & PH_TODO_DRAIN_NKD)
+			todo(ph, PH_TODO_DRAIN_NKD, !drain(ph->nkd, &budget));
+		if (ph->todo & PH_TODO_DRAIN_APP)
+			todo(ph, PH_TODO_DRAIN_APP, !drain(ph->app, &budget));
+		if (ph->todo) {
+			/* Still unfinished: to the back of the queue. */
+			nk_list__del(&ph->plink);
+			nk_list__add_tail(&pending, &ph->plink);
+		}
+		pass -= before - budget;
+		n++;
+		if (at_last)
+			break;
+	}
+	return n;
 }
