@@ -279,8 +279,7 @@ int nk_steer_maps__endpoint_del_owned(struct nk_steer_maps *m,
 }
 
 int nk_steer_maps__flow_del_owned(struct nk_steer_maps *m,
-				  const struct nk_flow_key *key,
-				  __u32 guest_id)
+				  const struct nk_flow_key *key, __u32 guest_id)
 {
 	return del_owned(m->fd[M_FLOWS], key, guest_id);
 }

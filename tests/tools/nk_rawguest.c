@@ -887,12 +887,13 @@ static int attach_many(const char *prefix, long n)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: nk_rawguest [--socket PATH] [--guest NAME] "
-			"nop-bench N [BATCH]\n"
-			"       nk_rawguest pipe-bench N\n"
-			"       nk_rawguest [--socket PATH] [--guest NAME] "
-			"fuzz SEED COUNT [SECS]\n"
-			"       nk_rawguest [--socket PATH] attach-many PREFIX N\n");
+	fprintf(stderr,
+		"usage: nk_rawguest [--socket PATH] [--guest NAME] "
+		"nop-bench N [BATCH]\n"
+		"       nk_rawguest pipe-bench N\n"
+		"       nk_rawguest [--socket PATH] [--guest NAME] "
+		"fuzz SEED COUNT [SECS]\n"
+		"       nk_rawguest [--socket PATH] attach-many PREFIX N\n");
 	exit(2);
 }
 

@@ -156,9 +156,9 @@ static bool guest_evict_idle(struct nk_engine *e)
 		if (g->from_config || g->nr_conns || g->nr_socks ||
 		    g->nr_handovers || g->inflight)
 			continue;
-		if (!victim || (g->idle_since && (!victim->idle_since ||
-						  g->idle_since <
-							  victim->idle_since)))
+		if (!victim ||
+		    (g->idle_since && (!victim->idle_since ||
+				       g->idle_since < victim->idle_since)))
 			victim = g;
 	}
 	if (victim)

@@ -134,8 +134,7 @@ static void port_release(struct asock *a)
 {
 	if (!a->port)
 		return;
-	nk_xports__release(&a->xn->ports, xp_proto(a), a->port,
-			   a->port_excl);
+	nk_xports__release(&a->xn->ports, xp_proto(a), a->port, a->port_excl);
 	a->port = 0;
 	a->port_excl = false;
 }
@@ -348,7 +347,8 @@ static void linger_expire(struct xn *xn, int64_t now, bool all)
 
 		if (all || now >= f->until) {
 			*pp = f->next;
-			nk_steer_maps__flow_del_owned(xn->maps, &f->key, f->gid);
+			nk_steer_maps__flow_del_owned(xn->maps, &f->key,
+						      f->gid);
 			free(f);
 			continue;
 		}
@@ -825,8 +825,8 @@ static int port_take(struct asock *a, uint16_t *port)
 		if (ret)
 			return ret == -EAGAIN ? -EAGAIN : -EADDRINUSE;
 	}
-	ret = nk_xports__hold(&a->xn->ports, xp_proto(a), p,
-			      a->reuseaddr != 0, &a->port_excl);
+	ret = nk_xports__hold(&a->xn->ports, xp_proto(a), p, a->reuseaddr != 0,
+			      &a->port_excl);
 	if (ret)
 		return ret;
 	a->port = p;
@@ -1744,7 +1744,7 @@ static void xn_guest_detach(void *priv, struct nk_guest *g)
 		if (xn->acls[i].guest_id != id)
 			xn->acls[j++] = xn->acls[i];
 	xn->nr_acls = j;
-	xn->acl_done[id / 8] &= (uint8_t)~(1u << (id % 8));
+	xn->acl_done[id / 8] &= (uint8_t) ~(1u << (id % 8));
 	if (!xn->maps)
 		return;
 	ret = nk_steer_maps__guest_flush(xn->maps, id, &f);

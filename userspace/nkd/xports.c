@@ -53,8 +53,7 @@ int nk_xports__hold(struct nk_xports *p, int proto, uint16_t port, bool reuse,
 	return 0;
 }
 
-int nk_xports__listen(struct nk_xports *p, int proto, uint16_t port,
-		      bool *excl)
+int nk_xports__listen(struct nk_xports *p, int proto, uint16_t port, bool *excl)
 {
 	struct nk_xport_ent *e = &p->tab[proto][port];
 
@@ -94,8 +93,7 @@ static int rnd16(struct nk_xports *p, uint16_t *out)
 	return 0;
 }
 
-int nk_xports__pick(struct nk_xports *p, int proto, bool reuse,
-		    uint16_t *port)
+int nk_xports__pick(struct nk_xports *p, int proto, bool reuse, uint16_t *port)
 {
 	const unsigned span = NK_XPORT_HI - NK_XPORT_LO + 1;
 

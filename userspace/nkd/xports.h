@@ -51,7 +51,6 @@ void nk_xports__release(struct nk_xports *p, int proto, uint16_t port,
 			bool excl);
 /* A random ephemeral port this holder may take (not taken yet): 0 or
  * -EADDRINUSE after enough tries. */
-int nk_xports__pick(struct nk_xports *p, int proto, bool reuse,
-		    uint16_t *port);
+int nk_xports__pick(struct nk_xports *p, int proto, bool reuse, uint16_t *port);
 
 #endif /* NKD_XPORTS_H */
