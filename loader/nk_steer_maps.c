@@ -259,6 +259,144 @@ int nk_steer_maps__flow_del(struct nk_steer_maps *m,
 	return map_del(m->fd[M_FLOWS], key);
 }
 
+/* Lookup-check-delete for the owner-aware deletes (see the header). */
+static int del_owned(int fd, const void *key, __u32 guest_id)
+{
+	struct nk_target t;
+
+	if (bpf_map_lookup_elem(fd, key, &t))
+		return -errno;
+	if (t.guest_id != guest_id)
+		return -EPERM;
+	return map_del(fd, key);
+}
+
+int nk_steer_maps__endpoint_del_owned(struct nk_steer_maps *m,
+				      const struct nk_ep_key *key,
+				      __u32 guest_id)
+{
+	return del_owned(m->fd[M_ENDPOINTS], key, guest_id);
+}
+
+int nk_steer_maps__flow_del_owned(struct nk_steer_maps *m,
+				  const struct nk_flow_key *key, __u32 guest_id)
+{
+	return del_owned(m->fd[M_FLOWS], key, guest_id);
+}
+
+int nk_steer_maps__flow_owner(struct nk_steer_maps *m,
+			      const struct nk_flow_key *key, __u32 *guest_id)
+{
+	struct nk_target t;
+
+	if (bpf_map_lookup_elem(m->fd[M_FLOWS], key, &t))
+		return -errno;
+	*guest_id = t.guest_id;
+	return 0;
+}
+
+/*
+ * Deletes the keys of map `which` that belong to guest_id (or to anyone):
+ * the owner is the nk_target value (endpoints, flows) or the key's guest_id
+ * (ACL). Keys are collected first and deleted after the walk, because
+ * deleting the walk's current key makes the kernel restart it.
+ */
+static int flush_map(struct nk_steer_maps *m, int which, __u32 guest_id,
+		     unsigned int *count)
+{
+	size_t ksz = map_desc[which].key_size, n = 0, cap = 0, i;
+	__u8 cur[64], next[64];
+	__u8 *keys = NULL;
+	void *prev = NULL;
+	int fd = m->fd[which], err = 0;
+
+	*count = 0;
+	while (!bpf_map_get_next_key(fd, prev, next)) {
+		bool mine = guest_id == NK_STEER_ALL_GUESTS;
+		struct nk_target t;
+
+		memcpy(cur, next, ksz);
+		prev = cur;
+		if (!mine && which == M_ACL) {
+			mine = ((struct nk_acl_key *)cur)->guest_id == guest_id;
+		} else if (!mine) {
+			if (bpf_map_lookup_elem(fd, cur, &t))
+				continue; /* deleted meanwhile */
+			mine = t.guest_id == guest_id;
+		}
+		if (!mine)
+			continue;
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			__u8 *nk = realloc(keys, ncap * ksz);
+
+			if (!nk) {
+				err = -ENOMEM;
+				break;
+			}
+			keys = nk;
+			cap = ncap;
+		}
+		memcpy(keys + n * ksz, cur, ksz);
+		n++;
+	}
+	if (!err && errno != ENOENT)
+		err = -errno;
+	for (i = 0; i < n; i++) {
+		int r = map_del(fd, keys + i * ksz);
+
+		if (!r)
+			(*count)++;
+		else if (r != -ENOENT && !err)
+			err = r;
+	}
+	free(keys);
+	return err;
+}
+
+int nk_steer_maps__guest_flush(struct nk_steer_maps *m, __u32 guest_id,
+			       struct nk_steer_flushed *out)
+{
+	struct nk_steer_flushed f = { 0 };
+	__u32 id, lo = guest_id, hi = guest_id + 1;
+	void *zero;
+	int err = 0, r;
+
+	if (guest_id == NK_STEER_ALL_GUESTS) {
+		lo = 0;
+		hi = NK_MAX_GUESTS;
+	} else if (guest_id >= NK_MAX_GUESTS) {
+		return -ERANGE;
+	}
+	r = flush_map(m, M_ENDPOINTS, guest_id, &f.endpoints);
+	err = err ? err : r;
+	r = flush_map(m, M_FLOWS, guest_id, &f.flows);
+	err = err ? err : r;
+	r = flush_map(m, M_ACL, guest_id, &f.acl);
+	err = err ? err : r;
+	zero = calloc((size_t)m->ncpu, sizeof(struct nk_guest_stats));
+	if (!zero)
+		err = err ? err : -ENOMEM;
+	for (id = lo; id < hi; id++) {
+		struct nk_guest_cfg cfg;
+
+		if (!bpf_map_lookup_elem(m->fd[M_GUEST_CFG], &id, &cfg) &&
+		    (cfg.acl_mode || cfg.resv)) {
+			r = nk_steer_maps__acl_mode_set(m, id, NK_ACL_MODE_OFF);
+			if (!r)
+				f.cfg++;
+			err = err ? err : r;
+		}
+		if (zero && bpf_map_update_elem(m->fd[M_GUEST_STATS], &id, zero,
+						BPF_ANY))
+			err = err ? err : -errno;
+	}
+	free(zero);
+	if (out)
+		*out = f;
+	return err;
+}
+
 static int xsk_index(const struct nk_steer_maps *m, unsigned int queue,
 		     unsigned int slot, __u32 *idx)
 {

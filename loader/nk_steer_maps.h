@@ -51,6 +51,41 @@ int nk_steer_maps__flow_del(struct nk_steer_maps *m,
 			    const struct nk_flow_key *key);
 
 /*
+ * Owner-aware deletes: a key belongs to the guest whose id is in its value
+ * (nk_target.guest_id). They remove the key only if guest_id owns it:
+ * -ENOENT if absent, -EPERM if another guest owns it. The check and the
+ * delete are two system calls: callers must be the maps' only writer (nkd
+ * is, one thread). The adds above never replace a key (BPF_NOEXIST).
+ */
+int nk_steer_maps__endpoint_del_owned(struct nk_steer_maps *m,
+				      const struct nk_ep_key *key,
+				      __u32 guest_id);
+int nk_steer_maps__flow_del_owned(struct nk_steer_maps *m,
+				  const struct nk_flow_key *key,
+				  __u32 guest_id);
+/* The owner of a flow key: 0 and *guest_id, or -ENOENT. */
+int nk_steer_maps__flow_owner(struct nk_steer_maps *m,
+			      const struct nk_flow_key *key, __u32 *guest_id);
+
+/* guest_flush: every guest id (a daemon's start, after a crash). */
+#define NK_STEER_ALL_GUESTS 0xffffffffu
+
+/* What nk_steer_maps__guest_flush removed. */
+struct nk_steer_flushed {
+	unsigned int endpoints, flows, acl, cfg; /* cfg: modes reset to OFF */
+};
+
+/*
+ * Remove every piece of per-guest state of guest_id (or of every guest with
+ * NK_STEER_ALL_GUESTS): endpoints and flows whose target is that guest, its
+ * ACL entries, its ACL mode (back to OFF) and its counters (zeroed). NSM
+ * addresses and XSKs are left alone. out (may be NULL) counts what was
+ * removed. 0, or the first -errno (the rest is still attempted).
+ */
+int nk_steer_maps__guest_flush(struct nk_steer_maps *m, __u32 guest_id,
+			       struct nk_steer_flushed *out);
+
+/*
  * Put the AF_XDP socket xsk_fd (bound to RX queue `queue` of this device) in
  * slot `slot` of that queue; clear removes it. -ERANGE if queue/slot are
  * outside the loaded knobs.

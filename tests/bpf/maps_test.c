@@ -102,6 +102,55 @@ static int cmd_api(struct nk_steer_maps *m)
 	EXPECT(nk_steer_maps__flow_del(m, &fk), 0);
 	EXPECT(nk_steer_maps__count(m, NK_MAP_FLOWS), 0);
 
+	/* Ownership: guest 2 can neither replace nor delete guest 1's keys. */
+	{
+		struct nk_target t2 = { .guest_id = 2, .xsk_slot = 0 };
+		struct nk_steer_flushed fl;
+		__u32 owner = 0;
+
+		EXPECT(nk_steer_maps__flow_add(m, &fk, &t), 0);
+		EXPECT(nk_steer_maps__flow_add(m, &fk, &t2), -EEXIST);
+		EXPECT(nk_steer_maps__flow_del_owned(m, &fk, 2), -EPERM);
+		EXPECT(nk_steer_maps__flow_owner(m, &fk, &owner), 0);
+		EXPECT(owner, 1);
+		EXPECT(nk_steer_maps__endpoint_add(m, &ek, &t), 0);
+		EXPECT(nk_steer_maps__endpoint_add(m, &ek, &t2), -EEXIST);
+		EXPECT(nk_steer_maps__endpoint_del_owned(m, &ek, 2), -EPERM);
+		EXPECT(nk_steer_maps__count(m, NK_MAP_ENDPOINTS), 1);
+		/* A flush of guest 2 leaves guest 1 alone... */
+		nk_steer_flow_key(&fk, IPPROTO_TCP, a, 80, b, 40001);
+		EXPECT(nk_steer_maps__flow_add(m, &fk, &t2), 0);
+		EXPECT(nk_steer_maps__acl_add(m, 2, b, 128, NK_ACL_ALLOW), 0);
+		EXPECT(nk_steer_maps__acl_add(m, 1, b, 128, NK_ACL_ALLOW), 0);
+		EXPECT(nk_steer_maps__acl_mode_set(m, 2,
+						   NK_ACL_MODE_ALLOW_LIST),
+		       0);
+		EXPECT(nk_steer_maps__guest_flush(m, 2, &fl), 0);
+		EXPECT(fl.flows, 1);
+		EXPECT(fl.endpoints, 0);
+		EXPECT(fl.acl, 1);
+		EXPECT(fl.cfg, 1);
+		EXPECT(nk_steer_maps__count(m, NK_MAP_FLOWS), 1);
+		EXPECT(nk_steer_maps__count(m, NK_MAP_ACL), 1);
+		EXPECT(nk_steer_maps__flow_owner(m, &fk, &owner), -ENOENT);
+		/* ...the owner deletes its own... */
+		nk_steer_flow_key(&fk, IPPROTO_UDP, a, 53, b, 40000);
+		EXPECT(nk_steer_maps__flow_del_owned(m, &fk, 1), 0);
+		EXPECT(nk_steer_maps__flow_del_owned(m, &fk, 1), -ENOENT);
+		/* ...and a flush of everyone removes the rest. */
+		EXPECT(nk_steer_maps__flow_add(m, &fk, &t), 0);
+		EXPECT(nk_steer_maps__guest_flush(m, NK_STEER_ALL_GUESTS, &fl),
+		       0);
+		EXPECT(fl.flows, 1);
+		EXPECT(fl.endpoints, 1);
+		EXPECT(fl.acl, 1);
+		EXPECT(nk_steer_maps__count(m, NK_MAP_FLOWS), 0);
+		EXPECT(nk_steer_maps__count(m, NK_MAP_ENDPOINTS), 0);
+		EXPECT(nk_steer_maps__count(m, NK_MAP_ACL), 0);
+		EXPECT(nk_steer_maps__guest_flush(m, NK_MAX_GUESTS, NULL),
+		       -ERANGE);
+	}
+
 	EXPECT(nk_steer_maps__nsm_addr_add(m, b, &t), 0);
 	EXPECT(nk_steer_maps__nsm_addr_add(m, b, &t), -EEXIST);
 	EXPECT(nk_steer_maps__nsm_addr_del(m, b), 0);

@@ -16,6 +16,10 @@
  *       most SECS seconds (default 30). Survives being disconnected and
  *       attaches again. Every address it puts in an entry is loopback.
  *       SIGTERM ends the run early (with its RESULT line).
+ *   nk_rawguest [--socket PATH] attach-many PREFIX N
+ *       N guests in sequence, each under a name of its own (PREFIX-i): attach,
+ *       open an AF_INET stream socket on the guest's NSM, close it, detach.
+ *       Counts what was refused (nkd running out of guest ids).
  *
  *   nk_rawguest [...] thief N GENS [HANDLE...]
  *       RECV/SEND/ACCEPT/GETPEERNAME/CLOSE on handles it does not hold
@@ -1327,6 +1331,62 @@ static int ph_hammer(double secs, int nsock)
 	return 0;
 }
 
+/* ------------------------------------------------------------ attach-many */
+
+static int attach_many(const char *prefix, long n)
+{
+	long att_fail = 0, sock_fail = 0, i;
+	int first_err = 0, last_sock = 0;
+	char name[64];
+	double t0 = now_s();
+
+	for (i = 0; i < n; i++) {
+		struct nk_sqe e;
+		struct nk_cqe c;
+		struct rg g;
+		int err;
+
+		snprintf(name, sizeof(name), "%s-%ld", prefix, i);
+		guest_name = name;
+		err = rg_attach(&g);
+		if (err == -ECONNREFUSED || err == -ENOENT)
+			return 3;
+		if (err) {
+			if (!first_err)
+				first_err = err;
+			att_fail++;
+			continue;
+		}
+		memset(&e, 0, sizeof(e));
+		e.opcode = NK_OP_SOCKET;
+		e.sock.domain = AF_INET;
+		e.sock.type = SOCK_STREAM;
+		e.user_data = 1;
+		if (rg_queue(&g, &e) == 0)
+			rg_publish(&g);
+		if (!rg_wait(&g, &c, 5000, 20) || c.res <= 0) {
+			last_sock = c.res;
+			if (!first_err)
+				first_err = c.res ? c.res : -ETIMEDOUT;
+			sock_fail++;
+		} else {
+			memset(&e, 0, sizeof(e));
+			e.opcode = NK_OP_CLOSE;
+			e.handle = (uint32_t)c.res;
+			e.user_data = 2;
+			if (rg_queue(&g, &e) == 0)
+				rg_publish(&g);
+			rg_wait(&g, &c, 5000, 20);
+		}
+		rg_detach(&g);
+	}
+	printf("RESULT mode=attach-many guests=%ld attach_refused=%ld "
+	       "socket_failed=%ld first_errno=%d last_socket_res=%d "
+	       "secs=%.3f\n",
+	       n, att_fail, sock_fail, -first_err, last_sock, now_s() - t0);
+	return 0;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: nk_rawguest [--socket PATH] [--guest NAME] "
@@ -1338,7 +1398,8 @@ static void usage(void)
 			"       nk_rawguest [...] tokens [SECS]\n"
 			"       nk_rawguest [...] token TOKEN\n"
 			"       nk_rawguest [...] ph-old\n"
-			"       nk_rawguest [...] ph-hammer SECS NSOCK\n");
+			"       nk_rawguest [...] ph-hammer SECS NSOCK\n"
+			"       nk_rawguest [--socket PATH] attach-many PREFIX N\n");
 	exit(2);
 }
 
@@ -1376,6 +1437,8 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[i], "fuzz") && i + 2 < argc)
 		return fuzz(strtoull(argv[i + 1], NULL, 0), atol(argv[i + 2]),
 			    i + 3 < argc ? atof(argv[i + 3]) : 30.0);
+	if (!strcmp(argv[i], "attach-many") && i + 2 < argc)
+		return attach_many(argv[i + 1], atol(argv[i + 2]));
 	usage();
 	return 2;
 }

@@ -138,20 +138,72 @@ static struct nk_guest *guest_find(struct nk_engine *e, const char *name)
 	return NULL;
 }
 
+static void guest_free(struct nk_engine *e, struct nk_guest *g);
+
+/*
+ * Every id is taken: free the unknown guest that has been idle longest (the
+ * ones kept only for their counters), so new names do not starve. false if
+ * every guest is in use or from the config.
+ */
+static bool guest_evict_idle(struct nk_engine *e)
+{
+	struct nk_guest *victim = NULL;
+	struct nk_list *p, *t;
+
+	nk_list__for_each_safe(p, t, &e->guests)
+	{
+		struct nk_guest *g = nk_container_of(p, struct nk_guest, link);
+
+		if (g->from_config || g->nr_conns || g->nr_socks ||
+		    g->nr_handovers || g->inflight)
+			continue;
+		if (!victim ||
+		    (g->idle_since && (!victim->idle_since ||
+				       g->idle_since < victim->idle_since)))
+			victim = g;
+	}
+	if (victim)
+		guest_free(e, victim);
+	return victim != NULL;
+}
+
+/* NULL with *err: -EUSERS when every guest id is in use, -ENOMEM, or the
+ * NSM's guest_attach error. */
 static struct nk_guest *guest_new(struct nk_engine *e,
 				  const struct nk_guest_conf *conf,
-				  bool from_config)
+				  bool from_config, int *err)
 {
 	struct nk_guest *g = calloc(1, sizeof(*g));
 
+	*err = -ENOMEM;
 	if (!g)
 		return NULL;
 	g->conf = *conf;
 	g->from_config = from_config;
-	g->id = ++e->next_guest_id;
+	g->id = nk_guest_ids__alloc(&e->guest_ids);
+	if (!g->id && guest_evict_idle(e))
+		g->id = nk_guest_ids__alloc(&e->guest_ids);
+	if (!g->id) {
+		nk_warn("guest %s refused: all %u guest ids are in use "
+			"(guests attached or holding sockets)",
+			conf->name, NK_GUEST_ID_MAX);
+		free(g);
+		*err = -EUSERS;
+		return NULL;
+	}
 	g->nsm = nsm_by_name(e, conf->nsm);
 	if (!g->nsm)
 		g->nsm = &e->nsms[0];
+	if (g->nsm->ops->guest_attach && g->nsm->priv) {
+		*err = g->nsm->ops->guest_attach(g->nsm->priv, g);
+		if (*err) {
+			nk_warn("guest %s refused by nsm %s: %s", conf->name,
+				g->nsm->conf.name, strerror(-*err));
+			nk_guest_ids__free(&e->guest_ids, g->id);
+			free(g);
+			return NULL;
+		}
+	}
 	nk_list__init(&g->conns);
 	nk_list__add_tail(&e->guests, &g->link);
 	e->nr_guests++;
@@ -174,6 +226,10 @@ static void guest_free(struct nk_engine *e, struct nk_guest *g)
 	nk_list__del(&g->link);
 	e->nr_guests--;
 	g->nsm->nr_guests--;
+	/* Per-id state goes before the id can be handed out again. */
+	if (g->nsm->ops->guest_detach && g->nsm->priv)
+		g->nsm->ops->guest_detach(g->nsm->priv, g);
+	nk_guest_ids__free(&e->guest_ids, g->id);
 	free(g->socks);
 	free(g->gens);
 	free(g);
@@ -890,7 +946,9 @@ struct nk_guest *nk_engine__guest_new(struct nk_engine *e,
 				      const struct nk_guest_conf *conf,
 				      bool from_config)
 {
-	return guest_new(e, conf, from_config);
+	int err;
+
+	return guest_new(e, conf, from_config, &err);
 }
 
 void nk_engine__evict(struct nk_engine *e, struct nk_guest *g)
@@ -1029,9 +1087,9 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 	if (ret || a->probe)
 		return ret;
 	if (!g) {
-		g = guest_new(e, conf, false);
+		g = guest_new(e, conf, false, &ret);
 		if (!g)
-			return -ENOMEM;
+			return ret;
 		nk_identity__claim(e, a, g, true);
 	}
 	if (g->nr_conns >= g->conf.max_conns) {
@@ -1683,6 +1741,7 @@ int nk_engine__create(const struct nk_config *cfg, struct nk_engine **out)
 	e->cfg = *cfg;
 	e->sigfd = -1;
 	e->resolve_efd = -1;
+	nk_guest_ids__init(&e->guest_ids);
 	nk_list__init(&e->guests);
 	nk_list__init(&e->wake);
 	nk_list__init(&e->lingering);
@@ -1757,10 +1816,8 @@ int nk_engine__create(const struct nk_config *cfg, struct nk_engine **out)
 			n->conf.netns[0] ? n->conf.netns : "self");
 	}
 	for (unsigned i = 0; i < cfg->nr_guests; i++)
-		if (!guest_new(e, &cfg->guests[i], true)) {
-			ret = -ENOMEM;
+		if (!guest_new(e, &cfg->guests[i], true, &ret))
 			goto fail;
-		}
 	*out = e;
 	return 0;
 fail:
@@ -1799,6 +1856,7 @@ void nk_engine__destroy(struct nk_engine *e)
 		nk_resolver__destroy(n->resolver);
 		if (n->priv)
 			n->ops->destroy(n->priv);
+		n->priv = NULL; /* guest_free below: no detach hook */
 		if (n->netns_fd >= 0)
 			close(n->netns_fd);
 	}

@@ -30,6 +30,7 @@
 #include "admin.h"
 #include "bufown.h"
 #include "config.h"
+#include "guest_ids.h"
 #include "list.h"
 #include "nsm.h"
 
@@ -231,6 +232,7 @@ struct nk_engine {
 	unsigned nr_nsms;
 	struct nk_list guests;
 	uint32_t nr_guests, next_guest_id;
+	struct nk_guest_ids guest_ids; /* ids of live guest objects */
 	uint32_t nr_conns, next_conn_id;
 	uint32_t nr_conn_objs; /* allocated, including dead ones draining */
 	uint64_t nr_socks;

@@ -20,6 +20,12 @@
  *  - poll() is for NSMs that need the loop to call them (busy stacks);
  *    returns the amount of work done. May be NULL.
  *  - guest_stats() and describe() feed nkctl; both may be NULL.
+ *  - guest_attach() is called when a guest object served by this NSM is
+ *    created (its id is fresh or reused), guest_detach() when it is freed
+ *    (no socket of it is left), before its id goes back to the allocator:
+ *    an NSM installs per-guest state in the first and removes ALL of it in
+ *    the second, so a later guest with the same id inherits nothing. A
+ *    guest_attach() error refuses the guest. Both may be NULL.
  */
 #ifndef NKD_NSM_H
 #define NKD_NSM_H
@@ -32,6 +38,7 @@
 #include "config.h"
 
 struct nk_engine;
+struct nk_guest;
 struct nk_loop;
 struct nk_sock;
 struct nk_req;
@@ -64,6 +71,8 @@ struct nk_nsm_ops {
 	void (*describe)(void *priv, char *dev, size_t dev_len, char *addrs,
 			 size_t addrs_len, unsigned *queues, char *backend,
 			 size_t backend_len);
+	int (*guest_attach)(void *priv, struct nk_guest *g);
+	void (*guest_detach)(void *priv, struct nk_guest *g);
 };
 
 extern const struct nk_nsm_ops nk_nsm_kernel_ops;

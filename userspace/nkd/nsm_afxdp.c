@@ -44,15 +44,15 @@
 #include "nk_steer_maps.h"
 #include "ustack.h"
 #include "validate.h"
+#include "xports.h"
 
 #define READ_EVENTS (POLLIN | POLLERR | POLLHUP | POLLRDHUP)
 /* Frames taken per nk_ustack__poll(): a ring's worth keeps TX batching. */
 #define NK_XRX_BUDGET 256u
 /* Flows stay steered this long after close (lwIP's FIN/TIME_WAIT). */
 #define NK_XFLOW_LINGER_NS (30ll * 1000000000ll)
-/* Ephemeral ports we pick ourselves (the flow must exist before SYN). */
-#define NK_XPORT_LO 49152u
-#define NK_XPORT_HI 65535u
+/* Ephemeral ports we pick ourselves (the flow must exist before SYN):
+ * random, from xports.c. */
 /* lwIP resets connections beyond the backlog instead of dropping SYNs as
  * Linux does, so small backlogs (python's 5) are raised to this. */
 #define NK_XBACKLOG_MIN 128
@@ -62,6 +62,7 @@ enum { XP_PKT = 0, XP_TIMER = 1 };
 
 struct xflow {
 	struct nk_flow_key key;
+	uint32_t gid; /* owner: flows are deleted only by their guest */
 	int64_t until;
 	struct xflow *next;
 };
@@ -88,7 +89,7 @@ struct xn {
 	struct nk_list socks; /* asock.link */
 	struct xflow *lingering;
 	int64_t next_linger; /* earliest expiry, 0 none */
-	uint16_t next_port;
+	struct nk_xports ports;
 	uint8_t acl_done[NK_MAX_GUESTS / 8];
 	struct xacl *acls;
 	unsigned nr_acls;
@@ -100,6 +101,9 @@ struct asock {
 	struct xn *xn;
 	struct nk_sock *s;
 	struct nk_usock *us; /* NULL until listen/connect/accept/UDP bind */
+	uint32_t gid; /* the guest's id: owner of its map entries */
+	uint16_t port; /* held in xn->ports (host order), 0 none */
+	bool port_excl;
 	bool listener, closing;
 	bool bound; /* BIND seen: local holds it */
 	struct sockaddr_in local;
@@ -120,13 +124,23 @@ struct asock {
 static void pump(struct asock *a);
 static void finalize(struct asock *a);
 
+static int xp_proto(const struct asock *a)
+{
+	return a->s && a->s->type == SOCK_DGRAM ? NK_XP_UDP : NK_XP_TCP;
+}
+
+/* Gives back the local port a holds (xports.h). */
+static void port_release(struct asock *a)
+{
+	if (!a->port)
+		return;
+	nk_xports__release(&a->xn->ports, xp_proto(a), a->port, a->port_excl);
+	a->port = 0;
+	a->port_excl = false;
+}
+
 /* ------------------------------------------------------------------ */
 /* Helpers. */
-
-static uint32_t guest_xdp_id(const struct nk_sock *s)
-{
-	return s->guest->id;
-}
 
 static void addr16(uint8_t out[16], uint32_t a)
 {
@@ -213,7 +227,7 @@ static void dequeue_done(struct asock *a, struct nk_req *op, int res,
 static int eps_add(struct asock *a, int proto, const struct sockaddr_in *sin)
 {
 	struct xn *xn = a->xn;
-	struct nk_target t = { guest_xdp_id(a->s), NK_XSLOT };
+	struct nk_target t = { a->gid, NK_XSLOT };
 	int ret = 0;
 
 	if (!xn->maps)
@@ -247,29 +261,37 @@ static int eps_add(struct asock *a, int proto, const struct sockaddr_in *sin)
 static void eps_del(struct asock *a)
 {
 	for (unsigned i = 0; a->xn->maps && i < a->nr_eps; i++)
-		nk_steer_maps__endpoint_del(a->xn->maps, &a->eps[i]);
+		nk_steer_maps__endpoint_del_owned(a->xn->maps, &a->eps[i],
+						  a->gid);
 	a->nr_eps = 0;
 }
 
-/* A flow we re-add must not be deleted later by its lingering twin. */
-static void linger_forget(struct xn *xn, const struct nk_flow_key *k)
+/*
+ * A flow we re-add must not be deleted later by its lingering twin. Only
+ * the guest's own lingering flow is taken over: another guest's stays (and
+ * keeps its key) until it expires.
+ */
+static bool linger_forget(struct xn *xn, const struct nk_flow_key *k,
+			  uint32_t gid)
 {
 	for (struct xflow **pp = &xn->lingering; *pp; pp = &(*pp)->next)
-		if (!memcmp(&(*pp)->key, k, sizeof(*k))) {
+		if ((*pp)->gid == gid && !memcmp(&(*pp)->key, k, sizeof(*k))) {
 			struct xflow *f = *pp;
 
 			*pp = f->next;
 			free(f);
-			return;
+			return true;
 		}
+	return false;
 }
 
 static int flow_add(struct asock *a, const struct sockaddr_in *l,
 		    const struct sockaddr_in *r)
 {
 	struct xn *xn = a->xn;
-	struct nk_target t = { guest_xdp_id(a->s), NK_XSLOT };
+	struct nk_target t = { a->gid, NK_XSLOT };
 	uint8_t la[16], ra[16];
+	bool forgot;
 	int ret;
 
 	if (!xn->maps)
@@ -278,13 +300,16 @@ static int flow_add(struct asock *a, const struct sockaddr_in *l,
 	addr16(ra, r->sin_addr.s_addr);
 	nk_steer_flow_key(&a->flow, IPPROTO_TCP, la, ntohs(l->sin_port), ra,
 			  ntohs(r->sin_port));
-	linger_forget(xn, &a->flow);
+	forgot = linger_forget(xn, &a->flow, a->gid);
 	ret = nk_steer_maps__flow_add(xn->maps, &a->flow, &t);
-	if (ret == -EEXIST) {
-		/* Left by a socket whose linger we just forgot: take it. */
-		nk_steer_maps__flow_del(xn->maps, &a->flow);
+	if (ret == -EEXIST && forgot) {
+		/* Left by our own socket whose linger we just forgot. */
+		nk_steer_maps__flow_del_owned(xn->maps, &a->flow, a->gid);
 		ret = nk_steer_maps__flow_add(xn->maps, &a->flow, &t);
 	}
+	/* Never another guest's key: its connection would die. */
+	if (ret == -EEXIST)
+		ret = -EADDRINUSE;
 	a->has_flow = !ret;
 	return ret;
 }
@@ -299,10 +324,11 @@ static void flow_linger(struct asock *a, bool now)
 	a->has_flow = false;
 	f = now ? NULL : calloc(1, sizeof(*f));
 	if (!f) {
-		nk_steer_maps__flow_del(xn->maps, &a->flow);
+		nk_steer_maps__flow_del_owned(xn->maps, &a->flow, a->gid);
 		return;
 	}
 	f->key = a->flow;
+	f->gid = a->gid;
 	f->until = nk_now_ns() + NK_XFLOW_LINGER_NS;
 	f->next = xn->lingering;
 	xn->lingering = f;
@@ -321,7 +347,8 @@ static void linger_expire(struct xn *xn, int64_t now, bool all)
 
 		if (all || now >= f->until) {
 			*pp = f->next;
-			nk_steer_maps__flow_del(xn->maps, &f->key);
+			nk_steer_maps__flow_del_owned(xn->maps, &f->key,
+						      f->gid);
 			free(f);
 			continue;
 		}
@@ -705,6 +732,7 @@ static struct asock *asock_new(struct xn *xn, struct nk_sock *s)
 		return NULL;
 	a->xn = xn;
 	a->s = s;
+	a->gid = s ? s->guest->id : NK_GUEST_NSM;
 	nk_list__init(&a->sendq);
 	nk_list__init(&a->recvq);
 	nk_list__add_tail(&xn->socks, &a->link);
@@ -731,6 +759,7 @@ static void finalize(struct asock *a)
 	eps_del(a);
 	flow_linger(a, false);
 	usock_close(a);
+	port_release(a);
 	nk_list__del(&a->link);
 	free(a);
 	if (s)
@@ -767,6 +796,7 @@ static int adopt_accepted(struct asock *la, struct nk_req *op)
 		return ret;
 	}
 	na->s = ns;
+	na->gid = ns->guest->id;
 	ns->nsm_priv = na;
 	if (!nk_ustack_sock_name(nus, &local, NULL))
 		flow_add(na, &local, &peer);
@@ -779,13 +809,29 @@ static int adopt_accepted(struct asock *la, struct nk_req *op)
 	return (int)ns->handle;
 }
 
-static int next_port(struct xn *xn)
+/*
+ * Takes *port (network order) for a, or a random ephemeral one when it is
+ * 0; what a held before is given back first. 0 or -EADDRINUSE.
+ */
+static int port_take(struct asock *a, uint16_t *port)
 {
-	unsigned span = NK_XPORT_HI - NK_XPORT_LO + 1;
+	uint16_t p = ntohs(*port);
+	int ret;
 
-	xn->next_port = (uint16_t)(NK_XPORT_LO +
-				   (xn->next_port + 1 - NK_XPORT_LO) % span);
-	return xn->next_port;
+	port_release(a);
+	if (!p) {
+		ret = nk_xports__pick(&a->xn->ports, xp_proto(a),
+				      a->reuseaddr != 0, &p);
+		if (ret)
+			return ret == -EAGAIN ? -EAGAIN : -EADDRINUSE;
+	}
+	ret = nk_xports__hold(&a->xn->ports, xp_proto(a), p, a->reuseaddr != 0,
+			      &a->port_excl);
+	if (ret)
+		return ret;
+	a->port = p;
+	*port = htons(p);
+	return 0;
 }
 
 static int do_bind(struct asock *a, struct nk_req *op)
@@ -802,17 +848,25 @@ static int do_bind(struct asock *a, struct nk_req *op)
 	    !is_ours(a->xn, sin->sin_addr.s_addr))
 		return -EADDRNOTAVAIL;
 	a->local = *sin;
+	/* The port is ours from now on; 0 draws a random one. */
+	ret = port_take(a, &a->local.sin_port);
+	if (ret)
+		return ret;
 	if (s->type == SOCK_DGRAM) {
 		struct sockaddr_in l;
 
-		ret = nk_ustack_udp_bind(a->xn->st, sin, us_cb, a, &a->us);
-		if (ret)
+		ret = nk_ustack_udp_bind(a->xn->st, &a->local, us_cb, a,
+					 &a->us);
+		if (ret) {
+			port_release(a);
 			return ret;
+		}
 		nk_ustack_sock_name(a->us, &l, NULL);
 		l.sin_addr = sin->sin_addr;
 		ret = eps_add(a, IPPROTO_UDP, &l);
 		if (ret) {
 			usock_close(a);
+			port_release(a);
 			return ret;
 		}
 		a->local = l;
@@ -854,19 +908,28 @@ static int do_listen(struct asock *a, struct nk_req *op)
 		l.sin_addr.s_addr = INADDR_ANY;
 		l.sin_port = 0;
 	}
-	for (int tries = l.sin_port ? 1 : 64; tries--;) {
-		if (!a->bound || !a->local.sin_port)
-			l.sin_port = htons((uint16_t)next_port(a->xn));
-		ret = eps_add(a, IPPROTO_TCP, &l);
-		if (ret == -EADDRINUSE)
-			continue;
-		if (ret)
-			return ret;
-		ret = nk_ustack_tcp_listen(a->xn->st, &l, backlog, us_cb, a,
-					   &a->us);
+	for (int tries = a->bound ? 1 : 64; tries--;) {
+		if (!a->bound) {
+			l.sin_port = 0;
+			ret = port_take(a, &l.sin_port);
+			if (ret)
+				return ret;
+		}
+		/* A listener shares its port with no one. */
+		ret = nk_xports__listen(&a->xn->ports, NK_XP_TCP, a->port,
+					&a->port_excl);
+		if (!ret)
+			ret = eps_add(a, IPPROTO_TCP, &l);
+		if (!ret) {
+			ret = nk_ustack_tcp_listen(a->xn->st, &l, backlog,
+						   us_cb, a, &a->us);
+			if (ret)
+				eps_del(a);
+		}
 		if (!ret)
 			break;
-		eps_del(a);
+		if (!a->bound)
+			port_release(a);
 		if (ret != -EADDRINUSE)
 			return ret;
 	}
@@ -918,18 +981,26 @@ static int do_connect(struct asock *a, struct nk_req *op)
 	l.sin_addr.s_addr = a->bound && a->local.sin_addr.s_addr
 				    ? a->local.sin_addr.s_addr
 				    : pick_src(a->xn, r->sin_addr.s_addr);
-	for (int tries = a->bound && a->local.sin_port ? 1 : 64; tries--;) {
-		l.sin_port = a->bound && a->local.sin_port
-				     ? a->local.sin_port
-				     : htons((uint16_t)next_port(a->xn));
+	for (int tries = a->bound ? 1 : 64; tries--;) {
+		l.sin_port = a->local.sin_port;
+		if (!a->bound) {
+			l.sin_port = 0;
+			ret = port_take(a, &l.sin_port);
+			if (ret)
+				return ret;
+		}
 		/* The flow first: the SYN-ACK must find it. */
 		ret = flow_add(a, &l, r);
-		if (ret)
-			return ret;
-		ret = nk_ustack_tcp_connect(a->xn->st, &l, r, us_cb, a, &a->us);
+		if (!ret) {
+			ret = nk_ustack_tcp_connect(a->xn->st, &l, r, us_cb, a,
+						    &a->us);
+			if (ret)
+				flow_linger(a, true);
+		}
 		if (!ret)
 			break;
-		flow_linger(a, true);
+		if (!a->bound)
+			port_release(a);
 		if (ret != -EADDRINUSE)
 			return ret;
 	}
@@ -1605,6 +1676,88 @@ static int open_l2(void *arg)
 
 static void xn_destroy(void *priv);
 
+/*
+ * A previous nkd that died without cleaning up (kill -9, crash) left its
+ * endpoints, flows, ACL entries, ACL modes and counters in the pinned
+ * maps: they would steer traffic to guests that are gone, or to whoever
+ * gets their ids next. One nkd serves a device, so everything per guest
+ * goes before we serve anyone.
+ */
+static int flush_stale(struct xn *xn)
+{
+	struct nk_steer_flushed f;
+	int ret = nk_steer_maps__guest_flush(xn->maps, NK_STEER_ALL_GUESTS, &f);
+
+	if (ret) {
+		nk_err("nsm %s: cannot flush stale steering state of %s: %s",
+		       xn->conf.name, xn->conf.dev, strerror(-ret));
+		return ret;
+	}
+	nk_info("nsm %s: flushed stale steering state of %s: %u endpoints, "
+		"%u flows, %u ACL entries, %u ACL modes",
+		xn->conf.name, xn->conf.dev, f.endpoints, f.flows, f.acl,
+		f.cfg);
+	return 0;
+}
+
+/*
+ * A guest object is created: its source ACL goes in now, before any of its
+ * sockets can receive. The id may have been another guest's: that guest's
+ * state went in xn_guest_detach.
+ */
+static int xn_guest_attach(void *priv, struct nk_guest *g)
+{
+	struct xn *xn = priv;
+
+	if (g->id >= NK_MAX_GUESTS)
+		return -ENOSPC; /* XDP counters and ACLs are per id < 1024 */
+	acl_install(xn, g);
+	return 0;
+}
+
+/*
+ * The guest object is freed (none of its sockets is left): remove every
+ * piece of state its id has here, in the maps and in our bookkeeping, so
+ * the next guest that gets the id inherits nothing.
+ */
+static void xn_guest_detach(void *priv, struct nk_guest *g)
+{
+	struct xn *xn = priv;
+	uint32_t id = g->id;
+	struct nk_steer_flushed f;
+	unsigned j = 0;
+	int ret;
+
+	if (id >= NK_MAX_GUESTS)
+		return;
+	for (struct xflow **pp = &xn->lingering; *pp;) {
+		struct xflow *fl = *pp;
+
+		if (fl->gid != id) {
+			pp = &fl->next;
+			continue;
+		}
+		*pp = fl->next;
+		free(fl);
+	}
+	for (unsigned i = 0; i < xn->nr_acls; i++)
+		if (xn->acls[i].guest_id != id)
+			xn->acls[j++] = xn->acls[i];
+	xn->nr_acls = j;
+	xn->acl_done[id / 8] &= (uint8_t) ~(1u << (id % 8));
+	if (!xn->maps)
+		return;
+	ret = nk_steer_maps__guest_flush(xn->maps, id, &f);
+	if (ret)
+		nk_warn("nsm %s: guest %s (id %u): flush: %s", xn->conf.name,
+			g->conf.name, id, strerror(-ret));
+	else
+		nk_dbg("nsm %s: guest %s (id %u) gone: %u endpoints, %u "
+		       "flows, %u ACL entries removed",
+		       xn->conf.name, g->conf.name, id, f.endpoints, f.flows,
+		       f.acl);
+}
+
 static int xn_create(struct nk_engine *e, struct nk_loop *loop,
 		     const struct nk_nsm_conf *conf, void **priv)
 {
@@ -1628,8 +1781,10 @@ static int xn_create(struct nk_engine *e, struct nk_loop *loop,
 	xn->conf = *conf;
 	xn->tfd = -1;
 	xn->xskmap_fd = -1;
-	xn->next_port = (uint16_t)(NK_XPORT_LO + (unsigned)getpid() % 8192);
 	nk_list__init(&xn->socks);
+	ret = nk_xports__init(&xn->ports);
+	if (ret)
+		goto fail;
 
 	if (!strcmp(conf->backend, "afxdp")) {
 		const struct nk_steer_knobs *k;
@@ -1659,6 +1814,9 @@ static int xn_create(struct nk_engine *e, struct nk_loop *loop,
 			goto fail;
 		}
 		xn->slots_per_queue = k->slots_per_queue;
+		ret = flush_stale(xn);
+		if (ret)
+			goto fail;
 		nk_steer_pin_dir(dir, sizeof(dir), NULL, conf->dev);
 		snprintf(path, sizeof(path), "%s/%s", dir, NK_MAP_XSKS);
 		xn->xskmap_fd = bpf_obj_get(path);
@@ -1797,6 +1955,7 @@ static void xn_destroy(void *priv)
 		close(xn->xskmap_fd);
 	if (xn->tfd >= 0)
 		close(xn->tfd);
+	nk_xports__fini(&xn->ports);
 	free(xn->acls);
 	free(xn);
 }
@@ -1814,4 +1973,6 @@ const struct nk_nsm_ops nk_nsm_afxdp_ops = {
 	.poll = xn_poll,
 	.guest_stats = xn_guest_stats,
 	.describe = xn_describe,
+	.guest_attach = xn_guest_attach,
+	.guest_detach = xn_guest_detach,
 };
