@@ -12,8 +12,9 @@
       more than MAXCLOSE consecutive differences (mod 2^32, either way) are
       below 2^20, as a counter (lwIP: 6510, 6511, ...) or a slow clock is.
   nk_synprobe.py retrans OUT LIMIT
-      Distinct 4-tuples whose SYN-ACK was seen twice or more (SYN_RCVD
-      connections still alive, retransmitting): fails above LIMIT.
+      Distinct 4-tuples whose SYN-ACK was seen again 1 s or more after the
+      first (SYN_RCVD connections still alive, retransmitting): fails above
+      LIMIT.
   nk_synprobe.py serve HOST PORT N
       Accepts N connections, closes each at once.
   nk_synprobe.py conns HOST PORT N
@@ -22,8 +23,9 @@
   nk_synprobe.py flood IFACE DST_MAC DST_IP DPORT COUNT RATE SRC_IP...
       COUNT SYNs to DST_IP:DPORT from the SRC_IPs (spoofed, behind a MAC
       nobody has; an ARP request from each first, so the target answers
-      them) with random source ports and sequence numbers, at most RATE per
-      second. Bounded in count and rate.
+      them), source ports counting up from a random start (distinct
+      4-tuples up to 64512 per address), random sequence numbers, at most
+      RATE per second. Bounded in count and rate.
 """
 import os
 import random
@@ -133,12 +135,15 @@ def isn(out, maxclose):
 
 
 def retrans(out, limit):
-    cnt = {}
+    first, last = {}, {}
     for r in load(out):
         if r[1] & 0x12 == 0x12:
             key = (r[2], r[3], r[5])
-            cnt[key] = cnt.get(key, 0) + 1
-    n = sum(1 for v in cnt.values() if v >= 2)
+            first.setdefault(key, r[0])
+            last[key] = r[0]
+    cnt = first
+    # lwIP's first retransmission comes >= 3 s later; 1 s tells it apart
+    n = sum(1 for k in first if last[k] - first[k] >= 1.0)
     print("SYN-ACKs to %d tuples, %d of them retransmitted" % (len(cnt), n))
     sys.exit(1 if n > int(limit) else 0)
 
@@ -177,6 +182,7 @@ def flood(ifname, dmac, dip, dport, count, rate, *srcs):
             s.send(dmac + FAKE_MAC + b"\x08\x06" +
                    struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + FAKE_MAC + a + b"\0" * 6 + dipb)
 
+    base = rnd.randrange(64512)
     arp()
     time.sleep(0.2)
     t0 = time.time()
@@ -184,7 +190,9 @@ def flood(ifname, dmac, dip, dport, count, rate, *srcs):
         if i % 5000 == 0:
             arp()
         src = srcs[i % len(srcs)]
-        sport = rnd.randrange(1024, 65536)
+        # distinct 4-tuples (up to 64512 per source): a repeat would look
+        # like a retransmission to "retrans"
+        sport = 1024 + (base + i // len(srcs)) % 64512
         tcp = struct.pack("!HHIIBBHHH", sport, dport, rnd.getrandbits(32), 0, 0x50, 0x02,
                           64240, 0, 0)
         c = csum(src + dipb + struct.pack("!BBH", 0, 6, 20) + tcp)
