@@ -30,6 +30,9 @@ PROBE=$HELPERS/nk_synprobe.py
 SYNS=${NK_SYNFLOOD_SYNS:-100000}
 RATE=${NK_SYNFLOOD_RATE:-10000}
 SYNQ=64
+# NK_SYNFLOOD_KEYS= (empty) runs an nkd that predates the keys (the
+# defaults are the same).
+KEYS=${NK_SYNFLOOD_KEYS-"synq=$SYNQ synq_total=1024"}
 BYS_BYTES=$((32 << 20))
 NK_CMD_TIMEOUT=60
 nk_use_san_nkd
@@ -38,7 +41,7 @@ export ASAN_OPTIONS=$ASAN_OPTIONS:quarantine_size_mb=4
 afxdp_up
 cat >"$NK_TMP/nkd.conf" <<CONF
 nsm kernel0 type=kernel netns=/run/netns/$NS_H
-nsm xdp0 type=afxdp dev=$NK_XDEV addr=$X4/24 netns=/run/netns/$NS_H synq=$SYNQ synq_total=1024
+nsm xdp0 type=afxdp dev=$NK_XDEV addr=$X4/24 netns=/run/netns/$NS_H $KEYS
 guest $GUEST nsm=xdp0
 guest $BYS_GUEST nsm=xdp0
 CONF
@@ -83,7 +86,9 @@ FLOOD=$LASTPID
 log "flood: $SYNS SYNs at <= $RATE/s to $X4:7100 (nkd RSS before: $rss0 kB)"
 
 # A real client during the flood (a few tries: an unlucky handshake can
-# lose its half-open slot to the flood, as with any SYN queue).
+# lose its half-open slot to the flood, as with any SYN queue). Failures
+# are collected, so a run shows every measure.
+BAD=
 sleep 2
 ok=0
 for try in 1 2 3 4 5; do
@@ -94,9 +99,13 @@ for try in 1 2 3 4 5; do
 	fi
 	log "real client try $try during the flood: $r"
 done
-alive "$FLOOD" || fail "the flood ended before the real client's try (raise NK_SYNFLOOD_SYNS)"
-[ "$ok" = 1 ] || fail "no real client got through during the flood"
-log "real client during the flood: $r"
+if [ "$ok" != 1 ]; then
+	BAD="$BAD; no real client got through during the flood"
+elif ! alive "$FLOOD"; then
+	BAD="$BAD; the real client got through only after the flood had ended"
+else
+	log "real client during the flood: $r"
+fi
 
 peak=$rss0
 for ((i = 0; i < 1200; i++)); do
@@ -115,12 +124,11 @@ wait "$SNIFF" 2>/dev/null || true
 rss1=$(rss_kb)
 [ "$rss1" -le "$peak" ] || peak=$rss1
 log "nkd RSS: $rss0 kB before, peak $peak kB (+$(((peak - rss0) / 1024)) MB), $rss1 kB after"
-"$PY" "$PROBE" retrans "$NK_TMP/synacks.txt" $((2 * SYNQ)) >"$NK_TMP/retrans.out" 2>&1 || {
-	cat "$NK_TMP/retrans.out" >&2
-	fail "the NSM still holds more than $((2 * SYNQ)) half-open connections of the flood"
-}
+"$PY" "$PROBE" retrans "$NK_TMP/synacks.txt" $((2 * SYNQ)) >"$NK_TMP/retrans.out" 2>&1 ||
+	BAD="$BAD; the NSM still holds more than $((2 * SYNQ)) half-open connections of the flood"
 log "$(cat "$NK_TMP/retrans.out")"
-[ $((peak - rss0)) -le $((64 << 10)) ] || fail "nkd grew by $(((peak - rss0) / 1024)) MB under the flood"
+[ $((peak - rss0)) -le $((64 << 10)) ] || BAD="$BAD; nkd grew by $(((peak - rss0) / 1024)) MB under the flood"
+[ -z "$BAD" ] || fail "${BAD#; }"
 r=$(echo_ok 99) || fail "guest echo broken after the flood: $r"
 bystander_finish
 nk_san_stop
