@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 struct sm_ent {
 	struct sm_ent *next;
@@ -342,6 +343,13 @@ int nk_seqmod__out(struct nk_seqmod *sm, uint8_t *frame, size_t len,
 		/* a retransmitted SYN keeps its ISN; a new connection on the
 		 * same 4-tuple (lwIP picked a new ISN) gets a new one */
 		if (e->lwip_iss != seq) {
+			if (!now_ns) {
+				struct timespec ts;
+
+				clock_gettime(CLOCK_MONOTONIC, &ts);
+				now_ns = (uint64_t)ts.tv_sec * 1000000000u +
+					 (uint64_t)ts.tv_nsec;
+			}
 			e->lwip_iss = seq;
 			e->off = rfc6528_isn(sm, e, now_ns) - seq;
 			sm->st.created++;

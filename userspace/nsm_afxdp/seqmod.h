@@ -66,7 +66,8 @@ void nk_seqmod__destroy(struct nk_seqmod *sm);
  * An outgoing Ethernet frame (frame[0..len)) from lwIP. A SYN (with or
  * without ACK) makes or reuses the connection's entry; the segment's
  * sequence number is then translated in place and the checksum fixed.
- * now_ns: a monotonic clock, for M.
+ * now_ns: a monotonic clock in ns, for M; 0: CLOCK_MONOTONIC, read only
+ * when a new ISN is chosen.
  */
 int nk_seqmod__out(struct nk_seqmod *sm, uint8_t *frame, size_t len,
 		   uint64_t now_ns, struct nk_seqmod_undo *undo);

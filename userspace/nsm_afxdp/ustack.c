@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include "segq.h"
 #include "seqmod.h"
@@ -267,14 +266,6 @@ static int bad_dst(struct nk_ustack *st, uint32_t a)
 
 /* ---- sequence number modulation (seqmod.h) ---- */
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void seq_mark(struct nk_seqmod *sm, const struct tcp_pcb *pcb)
 {
 	for (; pcb; pcb = pcb->next)
@@ -303,11 +294,11 @@ static void seq_sweep(struct nk_ustack *st)
 static int seq_out(struct nk_ustack *st, uint8_t *frame, size_t len,
 		   struct nk_seqmod_undo *undo)
 {
-	int r = nk_seqmod__out(st->sm, frame, len, now_ns(), undo);
+	int r = nk_seqmod__out(st->sm, frame, len, 0, undo);
 
 	if (r == NK_SEQMOD_FULL && sys_now() - st->last_sweep >= 100) {
 		seq_sweep(st);
-		r = nk_seqmod__out(st->sm, frame, len, now_ns(), undo);
+		r = nk_seqmod__out(st->sm, frame, len, 0, undo);
 	}
 	return r == NK_SEQMOD_FULL ? -ENOSPC : 0;
 }
