@@ -7,7 +7,8 @@
 USTACK_DIR := userspace/nsm_afxdp
 USTACK_SRCS := $(USTACK_DIR)/pkt.c $(USTACK_DIR)/segq.c $(USTACK_DIR)/l2.c \
 	$(USTACK_DIR)/l2_tap.c $(USTACK_DIR)/l2_packet.c \
-	$(USTACK_DIR)/l2_afxdp.c $(USTACK_DIR)/ustack.c
+	$(USTACK_DIR)/l2_afxdp.c $(USTACK_DIR)/seqmod.c \
+	$(USTACK_DIR)/ustack.c
 USTACK_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(USTACK_SRCS))
 USTACK_LIB := $(BUILD)/lib/libnk_ustack.a
 # Debian's lwIP ships lwip.pc (pkg-config name "lwip", library liblwip).
@@ -48,8 +49,10 @@ ustack-san: $(BUILD)/tools/san/ustack_echo
 # Unit tests (tests/tests.mk convention).
 UT_ustack_pkt_SRCS := $(USTACK_DIR)/pkt.c
 UT_ustack_segq_SRCS := $(USTACK_DIR)/segq.c
+UT_ustack_seqmod_SRCS := $(USTACK_DIR)/seqmod.c $(USTACK_DIR)/pkt.c
 
 ustack: $(USTACK_LIB) $(BUILD)/tools/ustack_echo \
-	$(BUILD)/tests/ustack_pkt $(BUILD)/tests/ustack_segq
+	$(BUILD)/tests/ustack_pkt $(BUILD)/tests/ustack_segq \
+	$(BUILD)/tests/ustack_seqmod
 all: ustack
 .PHONY: ustack

@@ -90,6 +90,10 @@ static void test_errors(void **state)
 		     "bad.conf:1: nsm k: bad queues '0'");
 	expect_error("nsm k type=afxdp dev=eth0 addr=1.2.3.4 backend=dpdk\n",
 		     "bad.conf:1: nsm k: bad backend 'dpdk'");
+	expect_error("nsm k type=afxdp dev=eth0 addr=1.2.3.4 synq=0\n",
+		     "bad.conf:1: nsm k: bad synq '0'");
+	expect_error("nsm k type=kernel synq_total=5\n",
+		     "bad.conf:1: nsm k: synq_total= is only for type=afxdp");
 	expect_error("nsm k type=kernel dev=eth0\n",
 		     "bad.conf:1: nsm k: dev= is only for type=afxdp");
 	expect_error("nsm k type=kernel\nguest g acl_deny=1.2.3.4/40\n",
@@ -167,6 +171,24 @@ static void test_afxdp(void **state)
 	assert_false(c.guests[0].acl_deny[1]);
 	assert_int_equal(c.guests[0].acl[0].prefix, 32);
 	assert_int_equal(c.guests[0].acl[1].prefix, 24);
+	nk_config__free(&c);
+}
+
+static void test_afxdp_synq(void **state)
+{
+	struct nk_config c;
+	char err[256] = "";
+
+	(void)state;
+	assert_int_equal(
+		nk_config__parse("nsm x type=afxdp dev=e addr=10.0.0.5 "
+				 "synq=16 synq_total=100\n"
+				 "nsm y type=afxdp dev=f addr=10.0.1.5\n",
+				 "t", &c, err, sizeof(err)),
+		0);
+	assert_int_equal(c.nsms[0].synq, 16);
+	assert_int_equal(c.nsms[0].synq_total, 100);
+	assert_int_equal(c.nsms[1].synq, 0); /* the engine's default */
 	nk_config__free(&c);
 }
 
@@ -417,6 +439,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_afxdp),
+		cmocka_unit_test(test_afxdp_synq),
 		cmocka_unit_test(test_bind_policy),
 		cmocka_unit_test(test_uid_policy),
 		cmocka_unit_test(test_operator),

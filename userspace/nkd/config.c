@@ -4,6 +4,7 @@
  *   nsm NAME type=kernel [netns=PATH]
  *   nsm NAME type=afxdp dev=IFACE addr=A/P [addr=...] [gw=A] [queues=N]
  *            [backend=afxdp|packet|tap] [mode=native|skb] [netns=PATH]
+ *            [synq=N] [synq_total=N]
  *   guest NAME [nsm=] [uid=]... [max_sockets=] [max_inflight=] [bufs=]
  *              [weight=] [max_conns=] [bind=]... [acl_allow=]... [acl_deny=]...
  *              [gid=]... [netns=PATH]... [cgroup=PATH]... [attach=PATH]
@@ -426,6 +427,12 @@ static int nsm_afxdp_key(struct nk_nsm_conf *n, const char *key,
 		if (strcmp(val, "native") && strcmp(val, "skb"))
 			return -EINVAL;
 		strcpy(n->mode, val);
+	} else if (!strcmp(key, "synq")) {
+		if (parse_u32(val, 1, 65536, &n->synq))
+			return -EINVAL;
+	} else if (!strcmp(key, "synq_total")) {
+		if (parse_u32(val, 1, 1u << 20, &n->synq_total))
+			return -EINVAL;
 	} else {
 		return 1;
 	}

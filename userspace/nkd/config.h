@@ -61,6 +61,9 @@ struct nk_nsm_conf {
 	uint32_t queues; /* RX queues 0..queues-1 get an XSK */
 	char backend[8]; /* "afxdp", "packet", "tap" */
 	char mode[8]; /* "native" (try zero-copy) or "skb" */
+	/* SYN flood bound (synq= / synq_total=): half-open connections per
+	 * listener and in all; 0: the engine's defaults (64, 1024). */
+	uint32_t synq, synq_total;
 };
 
 struct nk_guest_conf {

@@ -1863,6 +1863,8 @@ static int xn_create(struct nk_engine *e, struct nk_loop *loop,
 	uo.flags = NK_USTACK_F_DEFER_FLUSH;
 	uo.log = ustack_log;
 	uo.log_arg = xn;
+	uo.synq = conf->synq;
+	uo.synq_total = conf->synq_total;
 	ret = nk_ustack__create(&uo, &xn->st);
 	if (ret) {
 		nk_err("nsm %s: userspace stack: %s", conf->name,

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 
 #include "segq.h"
+#include "seqmod.h"
 
 #include "lwip/init.h"
 #include "lwip/etharp.h"
@@ -37,6 +38,10 @@
 #define UDP_MAX_PAYLOAD 65507u
 #define TCP_RXQ_BYTES (1u << 20) /* far above the 64 KiB window */
 #define UDP_RXQ_ENTS 1024u
+#define SYNQ_DEF 64u
+#define SYNQ_TOTAL_DEF 1024u
+#define SEQ_MAX_DEF 65536u
+#define SEQ_SWEEP_MS 1000u
 
 enum usock_type { US_TCP_LISTEN = 1, US_TCP, US_UDP };
 
@@ -77,6 +82,9 @@ struct nk_ustack {
 	struct nk_usock *ev_head, **ev_tailp;
 	struct nk_usock *all;
 	int tx_dirty;
+	struct nk_seqmod *sm; /* NULL: NK_USTACK_F_NO_SEQMOD */
+	uint32_t synq, synq_total;
+	u32_t last_sweep; /* sys_now() of the last seqmod sweep */
 	struct nk_ustack_stats stats;
 	uint8_t txbuf[65536]; /* flattens a chained pbuf (rare) */
 };
@@ -256,17 +264,62 @@ static int bad_dst(struct nk_ustack *st, uint32_t a)
 
 /* ---- lwIP netif ---- */
 
+/* ---- sequence number modulation (seqmod.h) ---- */
+
+static void seq_mark(struct nk_seqmod *sm, const struct tcp_pcb *pcb)
+{
+	for (; pcb; pcb = pcb->next)
+		nk_seqmod__mark(sm, ip4_addr_get_u32(ip_2_ip4(&pcb->local_ip)),
+				htons(pcb->local_port),
+				ip4_addr_get_u32(ip_2_ip4(&pcb->remote_ip)),
+				htons(pcb->remote_port));
+}
+
+/*
+ * Drops the translations of connections lwIP no longer has: the one signal
+ * a packet cannot fake (a spoofed RST would otherwise end a translation).
+ * TIME_WAIT pcbs keep theirs, so a late FIN is still acknowledged right.
+ */
+static void seq_sweep(struct nk_ustack *st)
+{
+	st->last_sweep = sys_now();
+	nk_seqmod__sweep_begin(st->sm);
+	seq_mark(st->sm, tcp_active_pcbs);
+	seq_mark(st->sm, tcp_tw_pcbs);
+	nk_seqmod__sweep_end(st->sm);
+}
+
+/* Outgoing: lwIP's ISN becomes an RFC 6528 one. The frame is lwIP's own
+ * segment (kept for retransmission), so it is restored after the copy. */
+static int seq_out(struct nk_ustack *st, uint8_t *frame, size_t len,
+		   struct nk_seqmod_undo *undo)
+{
+	int r = nk_seqmod__out(st->sm, frame, len, 0, undo);
+
+	if (r == NK_SEQMOD_FULL && sys_now() - st->last_sweep >= 100) {
+		seq_sweep(st);
+		r = nk_seqmod__out(st->sm, frame, len, 0, undo);
+	}
+	return r == NK_SEQMOD_FULL ? -ENOSPC : 0;
+}
+
 static err_t nif_linkoutput(struct netif *nif, struct pbuf *p)
 {
 	struct nk_ustack *st = nif->state;
-	const void *frame = p->payload;
+	uint8_t *frame = p->payload;
+	struct nk_seqmod_undo undo = { 0 };
 	int ret;
 
 	if (p->next) { /* not expected with LWIP_NETIF_TX_SINGLE_PBUF */
 		pbuf_copy_partial(p, st->txbuf, p->tot_len, 0);
 		frame = st->txbuf;
 	}
+	if (st->sm && seq_out(st, frame, p->tot_len, &undo)) {
+		st->stats.tx_dropped++;
+		return ERR_OK; /* lwIP retransmits the SYN */
+	}
 	ret = nk_l2__tx(st->l2, frame, p->tot_len);
+	nk_seqmod__undo(frame, &undo);
 	st->tx_dirty = 1;
 	if (ret) {
 		st->stats.tx_dropped++;
@@ -300,6 +353,71 @@ static int mac_is_ours(const struct nk_ustack *st, const uint8_t *d)
 	static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 
 	return !memcmp(d, st->mac, 6) || !memcmp(d, bcast, 6);
+}
+
+/*
+ * A SYN (no ACK, no RST) that would make a new half-open connection of a
+ * listener: beyond synq half-open ones for that listener, or synq_total in
+ * all, the oldest goes first (no RST: its source is likely spoofed). So a
+ * SYN flood holds at most synq_total pcbs, lwIP's own walks over them stay
+ * bounded, and a real client's SYN (or its retransmission) still gets a
+ * pcb. The walk is over the active pcbs, as lwIP's tcp_input does for
+ * every segment anyway.
+ */
+static void synq_admit(struct nk_ustack *st, const struct nk_pkt_info *pi,
+		       const uint8_t *tcp)
+{
+	struct tcp_pcb_listen *l, *lsn = NULL;
+	struct tcp_pcb *pcb, *old_l = NULL, *old_t = NULL, *victim;
+	u16_t sport = (u16_t)(tcp[0] << 8 | tcp[1]);
+	u16_t dport = (u16_t)(tcp[2] << 8 | tcp[3]);
+	u32_t age_l = 0, age_t = 0;
+	unsigned n_l = 0, n_t = 0;
+
+	for (l = tcp_listen_pcbs.listen_pcbs; l; l = l->next) {
+		u32_t a = ip4_addr_get_u32(ip_2_ip4(&l->local_ip));
+
+		if (l->local_port != dport || (a && a != pi->daddr))
+			continue;
+		lsn = l; /* lwIP prefers an exact address to the wildcard */
+		if (a)
+			break;
+	}
+	if (!lsn)
+		return; /* lwIP answers with RST; nothing is kept */
+	for (pcb = tcp_active_pcbs; pcb; pcb = pcb->next) {
+		u32_t age;
+
+		if (pcb->remote_port == sport && pcb->local_port == dport &&
+		    ip4_addr_get_u32(ip_2_ip4(&pcb->remote_ip)) == pi->saddr &&
+		    ip4_addr_get_u32(ip_2_ip4(&pcb->local_ip)) == pi->daddr)
+			return; /* a SYN of a known connection: lwIP's case */
+		if (pcb->state != SYN_RCVD)
+			continue;
+		/* new pcbs go first in the list: >= keeps the oldest */
+		age = tcp_ticks - pcb->tmr;
+		n_t++;
+		if (!old_t || age >= age_t) {
+			old_t = pcb;
+			age_t = age;
+		}
+		if (pcb->listener == lsn) {
+			n_l++;
+			if (!old_l || age >= age_l) {
+				old_l = pcb;
+				age_l = age;
+			}
+		}
+	}
+	if (n_l >= st->synq)
+		victim = old_l;
+	else if (n_t >= st->synq_total)
+		victim = old_t;
+	else
+		return;
+	/* A SYN_RCVD pcb has no err callback and no nk_usock yet. */
+	tcp_abandon(victim, 0);
+	st->stats.syn_evicted++;
 }
 
 static void rx_frame(void *arg, uint8_t *frame, uint32_t len)
@@ -355,6 +473,12 @@ static void rx_frame(void *arg, uint8_t *frame, uint32_t len)
 		}
 		/* hand lwIP the IP packet without Ethernet padding */
 		len = NK_ETH_HLEN + pi.ip_len;
+		if (pi.proto == NK_IPPROTO_TCP && !pi.is_frag) {
+			if ((frame[pi.l4_off + 13] & 0x16) == 0x02)
+				synq_admit(st, &pi, frame + pi.l4_off);
+			if (st->sm)
+				nk_seqmod__in(st->sm, frame, len);
+		}
 	}
 	p = pbuf_alloc(PBUF_RAW, (u16_t)len, PBUF_RAM);
 	if (!p) {
@@ -403,6 +527,17 @@ int nk_ustack__create(const struct nk_ustack_opts *opts, struct nk_ustack **out)
 	st->flags = OPT(flags, 0u);
 	st->log = OPT(log, NULL);
 	st->log_arg = OPT(log_arg, NULL);
+	st->synq = OPT(synq, SYNQ_DEF);
+	st->synq_total = OPT(synq_total, SYNQ_TOTAL_DEF);
+	if (!(st->flags & NK_USTACK_F_NO_SEQMOD)) {
+		int ret = nk_seqmod__create(OPT(seq_max, SEQ_MAX_DEF), NULL,
+					    &st->sm);
+
+		if (ret) {
+			free(st);
+			return ret;
+		}
+	}
 #undef OPT
 	st->ev_tailp = &st->ev_head;
 	if (!lwip_inited) {
@@ -464,6 +599,8 @@ int nk_ustack__poll(struct nk_ustack *st, unsigned budget)
 	int n = nk_l2__rx(st->l2, rx_frame, st, budget ? budget : 64);
 
 	sys_check_timeouts();
+	if (st->sm && sys_now() - st->last_sweep >= SEQ_SWEEP_MS)
+		seq_sweep(st);
 	ev_dispatch(st);
 	flush(st);
 	return n;
@@ -477,6 +614,14 @@ void nk_ustack__flush(struct nk_ustack *st)
 void nk_ustack__stats(const struct nk_ustack *st, struct nk_ustack_stats *out)
 {
 	*out = st->stats;
+	if (st->sm) {
+		struct nk_seqmod_stats ss;
+
+		nk_seqmod__stats(st->sm, &ss);
+		out->seq_conns = ss.entries;
+		out->seq_full = ss.full;
+		out->seq_swept = ss.swept;
+	}
 }
 
 /* ---- sockets: common ---- */
@@ -1208,6 +1353,7 @@ void nk_ustack__destroy(struct nk_ustack *st)
 		etharp_cleanup_netif(&st->nifs[i]);
 		netif_remove(&st->nifs[i]);
 	}
+	nk_seqmod__destroy(st->sm);
 	the_stack = NULL;
 	free(st);
 }

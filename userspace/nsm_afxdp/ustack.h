@@ -61,6 +61,15 @@ struct nk_ustack_opts {
 	nk_ustack_log_fn log; /* NULL: silent */
 	void *log_arg;
 	uint32_t flags; /* NK_USTACK_F_* */
+	/*
+	 * SYN flood bound: half-open (SYN_RCVD) connections per listener and
+	 * in all; a SYN beyond either evicts the oldest half-open one of its
+	 * listener (or the oldest of all). 0: 64 and 1024.
+	 */
+	uint32_t synq, synq_total;
+	/* Connections whose sequence numbers are translated (seqmod.h); a
+	 * SYN beyond it is not sent (lwIP retries). 0: 65536. */
+	uint32_t seq_max;
 };
 
 /*
@@ -70,6 +79,12 @@ struct nk_ustack_opts {
  * loop pass instead of one per datagram or send.
  */
 #define NK_USTACK_F_DEFER_FLUSH (1U << 0)
+/*
+ * Send lwIP's own initial sequence numbers (a counter) instead of RFC 6528
+ * ones (seqmod.h). Only for measuring the translation's cost: off-path
+ * hosts can then guess sequence numbers.
+ */
+#define NK_USTACK_F_NO_SEQMOD (1U << 1)
 
 struct nk_ustack_stats {
 	uint64_t rx_frames; /* handed to us by the backend */
@@ -83,6 +98,10 @@ struct nk_ustack_stats {
 	uint64_t tx_frames; /* lwIP output to the backend */
 	uint64_t tx_dropped; /* backend refused (full) */
 	uint64_t sockets; /* open handles */
+	uint64_t syn_evicted; /* half-open connections dropped for a new SYN */
+	uint64_t seq_conns; /* connections with translated sequence numbers */
+	uint64_t seq_full; /* SYN/SYN-ACK not sent: translation table full */
+	uint64_t seq_swept; /* translations dropped after lwIP freed the pcb */
 };
 
 /* Creates the engine on an opened backend. -EBUSY if one exists. */
