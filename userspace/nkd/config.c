@@ -6,6 +6,7 @@
  *            [backend=afxdp|packet|tap] [mode=native|skb] [netns=PATH]
  *   guest NAME [nsm=] [uid=]... [max_sockets=] [max_inflight=] [bufs=]
  *              [weight=] [max_conns=] [bind=]... [acl_allow=]... [acl_deny=]...
+ *              [host_access=allow|deny] [egress=]...
  *   unknown_guests allow|deny
  *   abuse_limit N
  */
@@ -261,6 +262,81 @@ int nk_guest_conf__bind_ok(const struct nk_guest_conf *g,
 	return -EACCES;
 }
 
+/* ---- ports and destinations (portown.c) ---- */
+
+/* AF_INET/AF_INET6 address and port of sa, v4-mapped as IPv4. */
+static int sa_addr(const struct sockaddr *sa, int *family, uint8_t addr[16],
+		   uint16_t *port)
+{
+	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0,	0,
+					      0, 0, 0, 0, 0xff, 0xff };
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+
+		*family = AF_INET;
+		memcpy(addr, &in->sin_addr, 4);
+		*port = ntohs(in->sin_port);
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+
+		*port = ntohs(in6->sin6_port);
+		if (!memcmp(in6->sin6_addr.s6_addr, v4mapped, 12)) {
+			*family = AF_INET;
+			memcpy(addr, in6->sin6_addr.s6_addr + 12, 4);
+		} else {
+			*family = AF_INET6;
+			memcpy(addr, in6->sin6_addr.s6_addr, 16);
+		}
+		return 0;
+	}
+	return -EAFNOSUPPORT;
+}
+
+int nk_guest_conf__egress_ok(const struct nk_guest_conf *g,
+			     const struct sockaddr *sa)
+{
+	uint8_t addr[16];
+	uint16_t port;
+	int family;
+
+	if (!g->nr_egress)
+		return 0;
+	if (sa_addr(sa, &family, addr, &port))
+		return -ENETUNREACH;
+	for (unsigned i = 0; i < g->nr_egress; i++) {
+		const struct nk_bind_rule *r = &g->egress[i];
+
+		if (r->family == family &&
+		    prefix_match(r->addr, addr, r->prefix) &&
+		    port >= r->port_lo && port <= r->port_hi)
+			return 0;
+	}
+	return -ENETUNREACH;
+}
+
+/* 1: not one of these keys, 0: taken, -EINVAL: bad value. */
+static int guest_port_key(struct nk_guest_conf *g, const char *key,
+			  const char *val)
+{
+	if (!strcmp(key, "host_access")) {
+		if (strcmp(val, "allow") && strcmp(val, "deny"))
+			return -EINVAL;
+		g->host_access = !strcmp(val, "allow");
+		return 0;
+	}
+	if (!strcmp(key, "egress")) {
+		if (g->nr_egress == NK_MAX_BINDS ||
+		    nk_bind_rule__parse(val, &g->egress[g->nr_egress]))
+			return -EINVAL;
+		g->nr_egress++;
+		return 0;
+	}
+	return 1;
+}
+
 struct parser {
 	struct nk_config cfg;
 	const char *fname;
@@ -437,6 +513,7 @@ static int parse_guest(struct parser *p, char **tok, int ntok)
 {
 	struct nk_guest_conf g;
 	uint32_t v;
+	int ret;
 
 	if (ntok < 2)
 		return PERR(p, "guest: missing name");
@@ -523,6 +600,13 @@ static int parse_guest(struct parser *p, char **tok, int ntok)
 					    "guest %s: max_conns must be "
 					    "1..65536",
 					    g.name);
+		} else if ((ret = guest_port_key(&g, key, val)) <= 0) {
+			if (ret)
+				return PERR(p,
+					    "guest %s: bad %s '%s' (host_access="
+					    "allow|deny, egress=ADDR/PREFIX:"
+					    "LO-HI, at most %u egress=)",
+					    g.name, key, val, NK_MAX_BINDS);
 		} else {
 			return PERR(p, "guest %s: unknown key '%s'", g.name,
 				    key);
@@ -538,7 +622,7 @@ static int parse_guest(struct parser *p, char **tok, int ntok)
 
 static int parse_line(struct parser *p, char *s)
 {
-	char *tok[2 + 3 * NK_MAX_BINDS + NK_MAX_UIDS + 16];
+	char *tok[2 + 4 * NK_MAX_BINDS + NK_MAX_UIDS + 16];
 	int ntok = 0;
 	char *save = NULL, *t;
 	uint32_t v;

@@ -333,6 +333,7 @@ static void sock_maybe_free(struct nk_engine *e, struct nk_sock *s)
 
 	if (!s->gone || s->nr_ops)
 		return;
+	nk_portown__sock_free(s);
 	handle_free(g, s);
 	nk_ph__close(&s->ph);
 	e->nr_socks--;
@@ -421,6 +422,7 @@ int nk_engine__sock_accepted(struct nk_engine *e, struct nk_req *op,
 	if (ret)
 		return ret;
 	(*out)->state = NK_SS_ESTABLISHED;
+	nk_portown__inherit(*out, op->sock);
 	return 0;
 }
 
@@ -1175,6 +1177,9 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 	else if (sqe->opcode == NK_OP_BIND)
 		ret = nk_guest_conf__bind_ok(&g->conf, (struct sockaddr *)&v.sa,
 					     c->uid);
+	if (!ret)
+		ret = nk_portown__check_op(s, sqe->opcode, sqe->flags, &v.sa,
+					   c->uid);
 	op = ret ? NULL : op_alloc(e);
 	if (!ret && !op)
 		ret = -ENOMEM;
@@ -1245,6 +1250,7 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 	struct nk_guest *g = c->guest;
 	bool kick = false;
 
+	res = nk_portown__op_done(op, res);
 	if (op->buf_idx >= 0)
 		nk_bufown__release(c->owned, (uint32_t)op->buf_idx);
 	s->ops++;
@@ -1620,6 +1626,9 @@ int nk_engine__create(const struct nk_config *cfg, struct nk_engine **out)
 			goto fail;
 		}
 		e->nr_nsms = i + 1;
+		ret = nk_portown__create(n);
+		if (ret)
+			goto fail;
 		ret = nk_resolver__create(n->netns_fd, e->resolve_efd,
 					  &n->resolver);
 		if (ret) {
@@ -1673,6 +1682,7 @@ void nk_engine__destroy(struct nk_engine *e)
 		nk_resolver__destroy(n->resolver);
 		if (n->priv)
 			n->ops->destroy(n->priv);
+		nk_portown__destroy(n);
 		if (n->netns_fd >= 0)
 			close(n->netns_fd);
 	}

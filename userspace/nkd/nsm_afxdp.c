@@ -810,9 +810,14 @@ static int do_bind(struct asock *a, struct nk_req *op)
 			return ret;
 		nk_ustack_sock_name(a->us, &l, NULL);
 		l.sin_addr = sin->sin_addr;
-		ret = eps_add(a, IPPROTO_UDP, &l);
+		/* The port lwIP picked may be another guest's. */
+		ret = nk_portown__claim(s, ntohs(l.sin_port));
+		if (!ret)
+			ret = eps_add(a, IPPROTO_UDP, &l);
 		if (ret) {
 			usock_close(a);
+			if (!sin->sin_port)
+				nk_portown__release(s);
 			return ret;
 		}
 		a->local = l;
@@ -855,8 +860,13 @@ static int do_listen(struct asock *a, struct nk_req *op)
 		l.sin_port = 0;
 	}
 	for (int tries = l.sin_port ? 1 : 64; tries--;) {
-		if (!a->bound || !a->local.sin_port)
+		if (!a->bound || !a->local.sin_port) {
 			l.sin_port = htons((uint16_t)next_port(a->xn));
+			/* Another guest's port: pick again. */
+			ret = nk_portown__claim(a->s, ntohs(l.sin_port));
+			if (ret)
+				continue;
+		}
 		ret = eps_add(a, IPPROTO_TCP, &l);
 		if (ret == -EADDRINUSE)
 			continue;
@@ -870,8 +880,11 @@ static int do_listen(struct asock *a, struct nk_req *op)
 		if (ret != -EADDRINUSE)
 			return ret;
 	}
-	if (ret)
+	if (ret) {
+		if (!a->bound || !a->local.sin_port)
+			nk_portown__release(a->s);
 		return ret;
+	}
 	a->local = l;
 	a->bound = true;
 	a->listener = true;
