@@ -366,7 +366,7 @@ int nk_portown__check_op(struct nk_sock *s, uint8_t opcode, uint8_t sqe_flags,
 {
 	struct nk_portown *po = s->nsm->ports;
 	bool implicit = false, dgram = s->type == SOCK_DGRAM;
-	int ret;
+	int ret = 0;
 
 	if (!po)
 		return 0;
@@ -391,14 +391,19 @@ int nk_portown__check_op(struct nk_sock *s, uint8_t opcode, uint8_t sqe_flags,
 		if (!dgram)
 			return 0;
 		implicit = true;
-		if (sqe_flags & NK_SQE_F_ADDR) {
+		if (sqe_flags & NK_SQE_F_ADDR)
 			ret = dest_check(s, sa, false);
-			if (ret)
-				return ret;
-		} else if (s->pc.peer_local && !owns(s, s->pc.peer_port) &&
-			   !s->guest->conf.host_access) {
-			/* Connected to its own port, which it has let go. */
-			return -EACCES;
+		else if (s->pc.peer_local && !owns(s, s->pc.peer_port) &&
+			 !s->guest->conf.host_access)
+			ret = -EACCES; /* its own port, which it let go */
+		if (ret) {
+			/*
+			 * The shim's sends are asynchronous: the program sees
+			 * this on a later send or in SO_ERROR, as it would an
+			 * ICMP error.
+			 */
+			s->so_error = -ret;
+			return ret;
 		}
 		break;
 	default:
