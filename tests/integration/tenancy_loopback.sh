@@ -3,7 +3,8 @@
 # TCP server in H (the kernel NSM's namespace), on 0.0.0.0:PORT with a
 # banner, and a native UDP responder on 127.0.0.1:UPORT: guest lo
 # (default policy) connecting to 127.0.0.1, ::ffff:127.0.0.1 and H's own
-# address gets ECONNREFUSED and no banner; its datagram gets EACCES. Its
+# address gets ECONNREFUSED and no banner; its datagrams (sendto, or
+# connect + send) get EACCES. Its
 # OWN 127.0.0.1 (and H-address) server/client pairs, TCP and UDP, work.
 # Guest hostok (host_access=allow) reads the banner. Guest eg
 # (egress=P4/32:EPORT) reaches the peer on EPORT and gets ENETUNREACH on
@@ -62,6 +63,8 @@ for dst in 127.0.0.1 ::ffff:127.0.0.1 "$H4" 127.0.0.2; do
 done
 r=$(as lo "$PY" "$T" udp-ask 127.0.0.1 "$UPORT")
 expect "guest lo sends to 127.0.0.1:$UPORT" send EACCES "$r"
+r=$(as lo "$PY" "$T" udp-ask 127.0.0.1 "$UPORT" connect)
+expect "guest lo connects UDP to 127.0.0.1:$UPORT and sends" send EACCES "$r"
 
 # The guest's own loopback traffic keeps working.
 for h in 127.0.0.1 ::1 "$H4"; do

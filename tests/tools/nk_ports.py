@@ -18,8 +18,9 @@ way, so the test compares the outcome.
         TCP connect and read a line; "RESULT connect=OK|ERRNO banner=TEXT".
   nk_ports.py banners HOST PORT N
         N connections one after another; "RESULT TAG=COUNT ..." per banner.
-  nk_ports.py udp-ask HOST PORT
-        UDP sendto from an unbound socket, wait 2 s for an answer (twice);
+  nk_ports.py udp-ask HOST PORT [sendto|connect]
+        UDP sendto (or connect + send) from an unbound socket, wait 2 s
+        for an answer (twice);
         "RESULT send=OK|ERRNO answer=TEXT".
   nk_ports.py self-loop HOST
         the process's own server and client over HOST (127.0.0.1, ::1 or
@@ -144,15 +145,24 @@ def banners(host, port, n):
     result(**seen)
 
 
-def udp_ask(host, port):
+def udp_ask(host, port, how="sendto"):
     s = socket.socket(family_of(host), socket.SOCK_DGRAM)
     s.settimeout(2)
+    if how == "connect":
+        try:
+            s.connect((host, int(port)))
+        except OSError as e:
+            result(send="connect-" + ename(e), answer="-")
+            return
     # Under nkd a datagram's refusal shows on a later send or in SO_ERROR
     # (sends are asynchronous, like an ICMP error on Linux).
     data, err = "-", None
     for _ in range(2):
         try:
-            s.sendto(b"ask", (host, int(port)))
+            if how == "connect":
+                s.send(b"ask")
+            else:
+                s.sendto(b"ask", (host, int(port)))
             data = s.recv(256).decode(errors="replace").strip() or "-"
             break
         except socket.timeout:

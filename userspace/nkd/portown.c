@@ -346,17 +346,19 @@ static int dest_check(struct nk_sock *s, const struct sockaddr_storage *sa,
 	if (sa->ss_family != AF_INET && sa->ss_family != AF_INET6)
 		return 0; /* AF_UNSPEC (disconnect); the NSM rejects others */
 	if (is_local(s->nsm->ports, sa)) {
-		if (owns(s, port)) {
-			if (connect && s->type == SOCK_DGRAM) {
-				s->pc.peer_local = true;
-				s->pc.peer_port = port;
-			}
+		if (owns(s, port))
 			return 0; /* its own loopback traffic */
+		if (connect && s->type == SOCK_DGRAM) {
+			/*
+			 * A UDP connect sends nothing: it succeeds as on
+			 * Linux, and every send to the peer is judged then.
+			 */
+			s->pc.peer_local = true;
+			s->pc.peer_port = port;
+			return 0;
 		}
 		if (!gc->host_access)
-			return connect && s->type == SOCK_STREAM
-				       ? -ECONNREFUSED
-				       : -EACCES;
+			return connect ? -ECONNREFUSED : -EACCES;
 	}
 	return nk_guest_conf__egress_ok(gc, (const struct sockaddr *)sa);
 }
@@ -395,7 +397,7 @@ int nk_portown__check_op(struct nk_sock *s, uint8_t opcode, uint8_t sqe_flags,
 			ret = dest_check(s, sa, false);
 		else if (s->pc.peer_local && !owns(s, s->pc.peer_port) &&
 			 !s->guest->conf.host_access)
-			ret = -EACCES; /* its own port, which it let go */
+			ret = -EACCES; /* a local port that is not its own */
 		if (ret) {
 			/*
 			 * The shim's sends are asynchronous: the program sees

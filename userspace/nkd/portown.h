@@ -24,9 +24,9 @@
  * Destinations (CONNECT, UDP sendto/connect): an address local to the
  * NSM's namespace (loopback, unspecified, broadcast, any address of its
  * interfaces; afxdp: its addr= list) is reachable only on a port the
- * guest itself owns, or with host_access=allow; refused CONNECT of a
- * stream -> ECONNREFUSED, UDP -> EACCES. Then egress= rules: outside ->
- * ENETUNREACH.
+ * guest itself owns, or with host_access=allow; refused TCP CONNECT ->
+ * ECONNREFUSED, refused datagram -> EACCES (a UDP CONNECT succeeds; its
+ * sends are judged). Then egress= rules: outside -> ENETUNREACH.
  */
 #ifndef NKD_PORTOWN_H
 #define NKD_PORTOWN_H
@@ -44,7 +44,7 @@ struct nk_req;
 struct nk_portclaim {
 	uint16_t port; /* host order; 0: no claim */
 	bool pending; /* claimed for a BIND that has not completed */
-	bool peer_local; /* UDP connected to a local address */
+	bool peer_local; /* UDP connected to a local address: judge sends */
 	uint16_t peer_port; /* ... on this port */
 };
 
