@@ -602,11 +602,12 @@ static int parse_guest(struct parser *p, char **tok, int ntok)
 					    g.name);
 		} else if ((ret = guest_port_key(&g, key, val)) <= 0) {
 			if (ret)
-				return PERR(p,
-					    "guest %s: bad %s '%s' (host_access="
-					    "allow|deny, egress=ADDR/PREFIX:"
-					    "LO-HI, at most %u egress=)",
-					    g.name, key, val, NK_MAX_BINDS);
+				return PERR(
+					p,
+					"guest %s: bad %s '%s' (host_access="
+					"allow|deny, egress=ADDR/PREFIX:"
+					"LO-HI, at most %u egress=)",
+					g.name, key, val, NK_MAX_BINDS);
 		} else {
 			return PERR(p, "guest %s: unknown key '%s'", g.name,
 				    key);

@@ -48,6 +48,7 @@ struct nk_portown {
 	const struct nk_nsm_conf *conf;
 	bool afxdp;
 	int nl; /* rtnetlink socket in the NSM's namespace, -1: none */
+	bool strict; /* NETLINK_GET_STRICT_CHK on: the kernel filters */
 	uint32_t seq;
 	int64_t next_refresh;
 	unsigned nr_local;
@@ -174,8 +175,7 @@ static bool prefix_has(const uint8_t *p, unsigned plen, const uint8_t *a)
 
 	if (memcmp(p, a, full))
 		return false;
-	return !rest ||
-	       !((p[full] ^ a[full]) & (uint8_t)(0xff << (8 - rest)));
+	return !rest || !((p[full] ^ a[full]) & (uint8_t)(0xff << (8 - rest)));
 }
 
 static void parse_route(struct nk_portown *po, struct nlmsghdr *nh,
@@ -216,7 +216,7 @@ static void parse_route(struct nk_portown *po, struct nlmsghdr *nh,
 
 /* Dumps the "local" routing table: every address of every interface,
  * loopback and broadcast addresses, local routes. Never blocks. */
-static void local_refresh(struct nk_portown *po)
+static bool local_refresh(struct nk_portown *po)
 {
 	struct {
 		struct nlmsghdr nh;
@@ -226,12 +226,13 @@ static void local_refresh(struct nk_portown *po)
 	unsigned n = 0;
 	bool done = false;
 	char *buf = malloc(PO_NLBUF);
+	bool ok = false;
 
 	if (!buf)
-		return;
+		return false;
 	/* Leftovers of an earlier dump that did not finish. */
-	for (int i = 0; i < PO_NL_RECVS &&
-			recv(po->nl, buf, PO_NLBUF, MSG_DONTWAIT) > 0;
+	for (int i = 0;
+	     i < PO_NL_RECVS && recv(po->nl, buf, PO_NLBUF, MSG_DONTWAIT) > 0;
 	     i++)
 		;
 	memset(&req, 0, sizeof(req));
@@ -244,30 +245,35 @@ static void local_refresh(struct nk_portown *po)
 		goto out;
 	for (int i = 0; i < PO_NL_RECVS && !done; i++) {
 		ssize_t got = recv(po->nl, buf, PO_NLBUF, MSG_DONTWAIT);
-		int len = (int)got;
+		size_t off = 0;
 
 		if (got <= 0)
 			break;
-		for (struct nlmsghdr *nh = (struct nlmsghdr *)buf;
-		     NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len)) {
+		while (!done && off + sizeof(struct nlmsghdr) <= (size_t)got) {
+			struct nlmsghdr *nh = (struct nlmsghdr *)(buf + off);
+
+			if (nh->nlmsg_len < sizeof(*nh) ||
+			    nh->nlmsg_len > (size_t)got - off)
+				break;
+			off += NLMSG_ALIGN(nh->nlmsg_len);
 			if (nh->nlmsg_seq != po->seq)
 				continue;
-			if (nh->nlmsg_type == NLMSG_DONE) {
+			if (nh->nlmsg_type == NLMSG_DONE)
 				done = true;
-				break;
-			}
-			if (nh->nlmsg_type == NLMSG_ERROR)
-				goto out;
-			if (nh->nlmsg_type == RTM_NEWROUTE)
+			else if (nh->nlmsg_type == NLMSG_ERROR)
+				goto out; /* e.g. a kernel without strict checks */
+			else if (nh->nlmsg_type == RTM_NEWROUTE)
 				parse_route(po, nh, tmp, &n);
 		}
 	}
 	if (done) {
 		memcpy(po->local, tmp, n * sizeof(tmp[0]));
 		po->nr_local = n;
+		ok = true;
 	}
 out:
 	free(buf);
+	return ok;
 }
 
 static bool v4_local(struct nk_portown *po, uint32_t a /* network order */)
@@ -298,13 +304,22 @@ static bool is_local(struct nk_portown *po, const struct sockaddr_storage *sa)
 		int64_t now = nk_now_ns();
 
 		if (now >= po->next_refresh) {
-			local_refresh(po);
+			if (!local_refresh(po) && po->strict) {
+				/* Dump every table; parse_route filters. */
+				int zero = 0;
+
+				po->strict = false;
+				setsockopt(po->nl, SOL_NETLINK,
+					   NETLINK_GET_STRICT_CHK, &zero,
+					   sizeof(zero));
+				local_refresh(po);
+			}
 			po->next_refresh = now + PO_REFRESH_NS;
 		}
 	}
 	if (sa->ss_family == AF_INET)
-		return v4_local(po,
-				((const struct sockaddr_in *)sa)->sin_addr.s_addr);
+		return v4_local(
+			po, ((const struct sockaddr_in *)sa)->sin_addr.s_addr);
 	if (sa->ss_family != AF_INET6)
 		return false;
 	a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
@@ -469,7 +484,8 @@ static int netlink_in_ns(int netns_fd)
 	int self, fd, err;
 
 	if (netns_fd < 0)
-		return socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK,
+		return socket(AF_NETLINK,
+			      SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK,
 			      NETLINK_ROUTE);
 	self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 	if (self < 0)
@@ -515,8 +531,9 @@ int nk_portown__create(struct nk_nsm *n)
 				"local to it",
 				n->conf.name, strerror(errno));
 		else
-			setsockopt(po->nl, SOL_NETLINK, NETLINK_GET_STRICT_CHK,
-				   &one, sizeof(one));
+			po->strict = !setsockopt(po->nl, SOL_NETLINK,
+						 NETLINK_GET_STRICT_CHK, &one,
+						 sizeof(one));
 	}
 	n->ports = po;
 	return 0;
