@@ -25,10 +25,14 @@ make_file "$D/www/blob" 2
 want=$(sha_of "$D/www/blob")
 [ "$(id -u)" = 0 ] && chown -R 65534:65534 "$D"
 
+# The server is a service of nkd's own namespace: the guest may reach it
+# only with host_access=allow (docs/config.md).
+printf 'nsm kernel0 type=kernel\nguest rl host_access=allow\n' >"$D/nkd.conf"
+[ "$(id -u)" = 0 ] && chown 65534:65534 "$D/nkd.conf"
 bg_group host "${AS[@]}" unshare -Urn sh -c "
 	ip link set lo up || exit 1
 	'$PY' -m http.server -d '$D/www' -b 127.0.0.1 8000 &
-	exec '$NKD' --socket '$D/nkd.sock'"
+	exec '$NKD' --socket '$D/nkd.sock' --config '$D/nkd.conf'"
 wait_for 10 test -S "$D/nkd.sock" || fail "nkd in the user namespace did not start"
 sleep 1  # the http.server in the same namespace
 "${AS[@]}" unshare -Urn sh -c "ip link set lo up; timeout 30 '$NKRUN' --guest rl --socket '$D/nkd.sock' -- \

@@ -432,6 +432,52 @@ static void test_match(void **state)
 	assert_non_null(strstr(err, "already guest a's"));
 }
 
+static void test_egress_policy(void **state)
+{
+	static const char text[] =
+		"nsm k type=kernel\n"
+		"guest e egress=10.1.0.0/16:80-443 egress=[fd00::]/8:53 "
+		"host_access=allow\n"
+		"guest d\n";
+	struct sockaddr_in in = { .sin_family = AF_INET };
+	struct sockaddr_in6 in6 = { .sin6_family = AF_INET6 };
+	const struct nk_guest_conf *g;
+	struct nk_config c;
+	char err[256] = "";
+
+	(void)state;
+	assert_int_equal(nk_config__parse(text, "t.conf", &c, err, sizeof(err)),
+			 0);
+	g = nk_config__guest(&c, "e");
+	assert_true(g->host_access);
+	assert_int_equal(g->nr_egress, 2);
+	inet_pton(AF_INET, "10.1.2.3", &in.sin_addr);
+	in.sin_port = htons(443);
+	assert_int_equal(nk_guest_conf__egress_ok(g, (void *)&in), 0);
+	in.sin_port = htons(444);
+	assert_int_equal(nk_guest_conf__egress_ok(g, (void *)&in),
+			 -ENETUNREACH);
+	inet_pton(AF_INET, "10.2.0.1", &in.sin_addr);
+	in.sin_port = htons(80);
+	assert_int_equal(nk_guest_conf__egress_ok(g, (void *)&in),
+			 -ENETUNREACH);
+	/* A v4-mapped destination is judged by the IPv4 rules. */
+	inet_pton(AF_INET6, "::ffff:10.1.0.9", &in6.sin6_addr);
+	in6.sin6_port = htons(80);
+	assert_int_equal(nk_guest_conf__egress_ok(g, (void *)&in6), 0);
+	inet_pton(AF_INET6, "fd12::1", &in6.sin6_addr);
+	in6.sin6_port = htons(53);
+	assert_int_equal(nk_guest_conf__egress_ok(g, (void *)&in6), 0);
+	g = nk_config__guest(&c, "d");
+	assert_false(g->host_access);
+	assert_int_equal(nk_guest_conf__egress_ok(g, (void *)&in), 0);
+	nk_config__free(&c);
+	expect_error("nsm k type=kernel\nguest g host_access=maybe\n",
+		     "bad.conf:2: guest g: bad host_access 'maybe'");
+	expect_error("nsm k type=kernel\nguest g egress=1.2.3.4\n",
+		     "bad.conf:2: guest g: bad egress '1.2.3.4'");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -445,6 +491,7 @@ int main(void)
 		cmocka_unit_test(test_operator),
 		cmocka_unit_test(test_guest_set),
 		cmocka_unit_test(test_match),
+		cmocka_unit_test(test_egress_policy),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

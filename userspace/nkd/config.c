@@ -8,6 +8,7 @@
  *   guest NAME [nsm=] [uid=]... [max_sockets=] [max_inflight=] [bufs=]
  *              [weight=] [max_conns=] [bind=]... [acl_allow=]... [acl_deny=]...
  *              [gid=]... [netns=PATH]... [cgroup=PATH]... [attach=PATH]
+ *              [host_access=allow|deny] [egress=]...
  *   unknown_guests allow|deny
  *   abuse_limit N
  *   operator uid=N|gid=N ...
@@ -339,6 +340,81 @@ int nk_guest_conf__bind_ok(const struct nk_guest_conf *g,
 			return 0;
 	}
 	return -EACCES;
+}
+
+/* ---- ports and destinations (portown.c) ---- */
+
+/* AF_INET/AF_INET6 address and port of sa, v4-mapped as IPv4. */
+static int sa_addr(const struct sockaddr *sa, int *family, uint8_t addr[16],
+		   uint16_t *port)
+{
+	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0,	0,
+					      0, 0, 0, 0, 0xff, 0xff };
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+
+		*family = AF_INET;
+		memcpy(addr, &in->sin_addr, 4);
+		*port = ntohs(in->sin_port);
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+
+		*port = ntohs(in6->sin6_port);
+		if (!memcmp(in6->sin6_addr.s6_addr, v4mapped, 12)) {
+			*family = AF_INET;
+			memcpy(addr, in6->sin6_addr.s6_addr + 12, 4);
+		} else {
+			*family = AF_INET6;
+			memcpy(addr, in6->sin6_addr.s6_addr, 16);
+		}
+		return 0;
+	}
+	return -EAFNOSUPPORT;
+}
+
+int nk_guest_conf__egress_ok(const struct nk_guest_conf *g,
+			     const struct sockaddr *sa)
+{
+	uint8_t addr[16];
+	uint16_t port;
+	int family;
+
+	if (!g->nr_egress)
+		return 0;
+	if (sa_addr(sa, &family, addr, &port))
+		return -ENETUNREACH;
+	for (unsigned i = 0; i < g->nr_egress; i++) {
+		const struct nk_bind_rule *r = &g->egress[i];
+
+		if (r->family == family &&
+		    prefix_match(r->addr, addr, r->prefix) &&
+		    port >= r->port_lo && port <= r->port_hi)
+			return 0;
+	}
+	return -ENETUNREACH;
+}
+
+/* 1: not one of these keys, 0: taken, -EINVAL: bad value. */
+static int guest_port_key(struct nk_guest_conf *g, const char *key,
+			  const char *val)
+{
+	if (!strcmp(key, "host_access")) {
+		if (strcmp(val, "allow") && strcmp(val, "deny"))
+			return -EINVAL;
+		g->host_access = !strcmp(val, "allow");
+		return 0;
+	}
+	if (!strcmp(key, "egress")) {
+		if (g->nr_egress == NK_MAX_BINDS ||
+		    nk_bind_rule__parse(val, &g->egress[g->nr_egress]))
+			return -EINVAL;
+		g->nr_egress++;
+		return 0;
+	}
+	return 1;
 }
 
 struct parser {
@@ -684,6 +760,14 @@ static int parse_guest(struct parser *p, char **tok, int ntok)
 					    "guest %s: max_conns must be "
 					    "1..65536",
 					    g.name);
+		} else if ((ret = guest_port_key(&g, key, val)) <= 0) {
+			if (ret)
+				return PERR(
+					p,
+					"guest %s: bad %s '%s' (host_access="
+					"allow|deny, egress=ADDR/PREFIX:"
+					"LO-HI, at most %u egress=)",
+					g.name, key, val, NK_MAX_BINDS);
 		} else {
 			return PERR(p, "guest %s: unknown key '%s'", g.name,
 				    key);
@@ -729,7 +813,7 @@ static int parse_operator(struct parser *p, char **tok, int ntok)
 
 static int parse_line(struct parser *p, char *s)
 {
-	char *tok[2 + 3 * NK_MAX_BINDS + NK_MAX_UIDS + 3 * NK_MAX_MATCH + 17];
+	char *tok[2 + 4 * NK_MAX_BINDS + NK_MAX_UIDS + 3 * NK_MAX_MATCH + 17];
 	int ntok = 0;
 	char *save = NULL, *t;
 	uint32_t v;
@@ -944,6 +1028,7 @@ int nk_guest_conf__set(struct nk_guest_conf *g, const char *words, char *err,
 			"uid",	    "bind",	   "acl_allow",
 			"acl_deny", "max_sockets", "max_inflight",
 			"bufs",	    "weight",	   "max_conns",
+			"egress",   "host_access",
 		};
 		bool ok = false;
 
@@ -982,6 +1067,11 @@ int nk_guest_conf__set(struct nk_guest_conf *g, const char *words, char *err,
 			g->weight = n->weight;
 		} else if (!strcmp(k, "max_conns")) {
 			g->max_conns = n->max_conns;
+		} else if (!strcmp(k, "egress")) {
+			memcpy(g->egress, n->egress, sizeof(g->egress));
+			g->nr_egress = n->nr_egress;
+		} else if (!strcmp(k, "host_access")) {
+			g->host_access = n->host_access;
 		}
 	}
 	nk_config__free(&p.cfg);

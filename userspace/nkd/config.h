@@ -95,6 +95,15 @@ struct nk_guest_conf {
 	unsigned nr_cgroups;
 	char attach[NK_PATH_MAX]; /* its own control socket; "" none */
 	int idx; /* index in nk_config.guests; -1 not from the config */
+	/*
+	 * Ports and destinations (portown.c, docs/config.md): host_access=
+	 * lets the guest reach addresses local to its NSM's namespace on
+	 * ports it does not own; egress= rules (any makes an allow-list) are
+	 * the destinations it may connect or send to.
+	 */
+	bool host_access;
+	struct nk_bind_rule egress[NK_MAX_BINDS];
+	unsigned nr_egress;
 };
 
 struct nk_config {
@@ -149,6 +158,12 @@ int nk_guest_conf__uid_ok(const struct nk_guest_conf *g, uid_t uid);
  */
 int nk_guest_conf__bind_ok(const struct nk_guest_conf *g,
 			   const struct sockaddr *sa, uid_t uid);
+/*
+ * Egress policy: 0 if the guest may connect or send to sa, -ENETUNREACH if
+ * its egress= rules do not list it. No egress= rule: everything allowed.
+ */
+int nk_guest_conf__egress_ok(const struct nk_guest_conf *g,
+			     const struct sockaddr *sa);
 /* Parses one bind= value: "ADDR[/PREFIX]:PORT[-PORT]", IPv6 in brackets. */
 int nk_bind_rule__parse(const char *s, struct nk_bind_rule *r);
 

@@ -388,6 +388,7 @@ static void sock_maybe_free(struct nk_engine *e, struct nk_sock *s)
 
 	if (!s->gone || s->nr_ops)
 		return;
+	nk_portown__sock_free(s);
 	handle_free(g, s);
 	nk_ph__close(&s->ph);
 	e->nr_socks--;
@@ -480,6 +481,7 @@ int nk_engine__sock_accepted(struct nk_engine *e, struct nk_req *op,
 	if (ret)
 		return ret;
 	(*out)->state = NK_SS_ESTABLISHED;
+	nk_portown__inherit(*out, op->sock);
 	return 0;
 }
 
@@ -1267,6 +1269,22 @@ static void do_socket(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 	post(e, c, q, sqe->user_data, (int)s->handle, 0, s->handle, 0);
 }
 
+/* The refusal reason of a port or destination check's errno (portown.c). */
+static enum nk_refusal portown_reason(uint8_t opcode, int err)
+{
+	switch (err) {
+	case -EADDRINUSE:
+		return NK_REFUSED_PORT;
+	case -ENETUNREACH:
+		return NK_REFUSED_EGRESS;
+	case -ECONNREFUSED:
+		return NK_REFUSED_HOST;
+	default: /* EACCES: a datagram to the host, or an implicit bind */
+		return opcode == NK_OP_SEND ? NK_REFUSED_HOST
+					    : NK_REFUSED_BIND_POLICY;
+	}
+}
+
 static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 			const struct nk_sqe *sqe)
 {
@@ -1348,6 +1366,11 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 			    &g->conf, (struct sockaddr *)&v.sa, c->uid))) {
 		nk_guest__refused(e, g, NK_REFUSED_BIND_POLICY,
 				  "bind outside its bind= rules");
+	} else if ((ret = nk_portown__check_op(s, sqe->opcode, sqe->flags,
+					       &v.sa, c->uid))) {
+		nk_guest__refused(e, g, portown_reason(sqe->opcode, ret),
+				  "opcode %u refused: %s", sqe->opcode,
+				  strerror(-ret));
 	}
 	op = ret ? NULL : op_alloc(e);
 	if (!ret && !op)
@@ -1419,6 +1442,7 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 	struct nk_guest *g = c->guest;
 	bool kick = false;
 
+	res = nk_portown__op_done(op, res);
 	if (op->buf_idx >= 0)
 		nk_bufown__release(c->owned, (uint32_t)op->buf_idx);
 	s->ops++;
@@ -1805,6 +1829,9 @@ int nk_engine__create(const struct nk_config *cfg, struct nk_engine **out)
 			goto fail;
 		}
 		e->nr_nsms = i + 1;
+		ret = nk_portown__create(n);
+		if (ret)
+			goto fail;
 		ret = nk_resolver__create(n->netns_fd, e->resolve_efd,
 					  &n->resolver);
 		if (ret) {
@@ -1857,6 +1884,7 @@ void nk_engine__destroy(struct nk_engine *e)
 		if (n->priv)
 			n->ops->destroy(n->priv);
 		n->priv = NULL; /* guest_free below: no detach hook */
+		nk_portown__destroy(n);
 		if (n->netns_fd >= 0)
 			close(n->netns_fd);
 	}

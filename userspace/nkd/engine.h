@@ -33,6 +33,7 @@
 #include "guest_ids.h"
 #include "list.h"
 #include "nsm.h"
+#include "portown.h"
 
 #define NK_VERSION "0.1.0"
 
@@ -81,6 +82,7 @@ struct nk_nsm {
 	int netns_fd; /* -1: nkd's own namespace */
 	struct nk_resolver *resolver;
 	uint32_t nr_guests, nr_socks;
+	struct nk_portown *ports; /* port owners, local addresses */
 };
 
 struct nk_guest {
@@ -149,6 +151,7 @@ struct nk_sock {
 	uint64_t ph_ino, ph_dev;
 	uint32_t conn_id; /* connection that created it, for listings */
 	uint64_t bytes_tx, bytes_rx, ops, errors;
+	struct nk_portclaim pc; /* portown.c */
 };
 
 struct nk_conn {

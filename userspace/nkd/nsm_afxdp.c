@@ -863,10 +863,15 @@ static int do_bind(struct asock *a, struct nk_req *op)
 		}
 		nk_ustack_sock_name(a->us, &l, NULL);
 		l.sin_addr = sin->sin_addr;
-		ret = eps_add(a, IPPROTO_UDP, &l);
+		/* The port lwIP picked may be another guest's. */
+		ret = nk_portown__claim(s, ntohs(l.sin_port));
+		if (!ret)
+			ret = eps_add(a, IPPROTO_UDP, &l);
 		if (ret) {
 			usock_close(a);
 			port_release(a);
+			if (!sin->sin_port)
+				nk_portown__release(s);
 			return ret;
 		}
 		a->local = l;
@@ -914,6 +919,12 @@ static int do_listen(struct asock *a, struct nk_req *op)
 			ret = port_take(a, &l.sin_port);
 			if (ret)
 				return ret;
+			/* Another guest's port (portown): pick again. */
+			ret = nk_portown__claim(a->s, ntohs(l.sin_port));
+			if (ret) {
+				port_release(a);
+				continue;
+			}
 		}
 		/* A listener shares its port with no one. */
 		ret = nk_xports__listen(&a->xn->ports, NK_XP_TCP, a->port,
@@ -933,8 +944,11 @@ static int do_listen(struct asock *a, struct nk_req *op)
 		if (ret != -EADDRINUSE)
 			return ret;
 	}
-	if (ret)
+	if (ret) {
+		if (!a->bound || !a->local.sin_port)
+			nk_portown__release(a->s);
 		return ret;
+	}
 	a->local = l;
 	a->bound = true;
 	a->listener = true;

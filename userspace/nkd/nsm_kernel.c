@@ -731,6 +731,12 @@ static int start_connect(struct ksock *ks, struct nk_req *op)
 	bool nonblock = op->sqe_flags & NK_SQE_F_NONBLOCK;
 
 	if (s->type == SOCK_DGRAM) {
+		int ret = op->sa.ss_family == AF_UNSPEC
+				  ? 0
+				  : nk_portown__autobind_fd(s, ks->fd);
+
+		if (ret)
+			return ret;
 		if (connect(ks->fd, (struct sockaddr *)&op->sa, op->salen))
 			return -errno;
 		s->state = op->sa.ss_family == AF_UNSPEC ? NK_SS_BOUND
@@ -788,6 +794,9 @@ static void kn_submit(void *priv, struct nk_req *op)
 			s->state = NK_SS_BOUND;
 		break;
 	case NK_OP_LISTEN:
+		res = nk_portown__autobind_fd(s, ks->fd);
+		if (res)
+			break;
 		if (listen(ks->fd, op->arg > 65535 ? 65535 : (int)op->arg)) {
 			res = -errno;
 		} else {
@@ -833,6 +842,12 @@ static void kn_submit(void *priv, struct nk_req *op)
 		pump_recv(ks);
 		return;
 	case NK_OP_SEND:
+		/* A first datagram binds: claim the port before it leaves. */
+		if (s->type == SOCK_DGRAM && !s->pc.port) {
+			res = nk_portown__autobind_fd(s, ks->fd);
+			if (res)
+				break;
+		}
 		if (nonblock) {
 			ssize_t n;
 

@@ -25,7 +25,8 @@
 	X(RESOLVER, "resolver", "EAI_AGAIN")               \
 	X(BUDGET, "budget", "ENOBUFS")                     \
 	X(PORT, "port", "EADDRINUSE")                      \
-	X(EGRESS, "egress", "EACCES")                      \
+	X(EGRESS, "egress", "ENETUNREACH")                 \
+	X(HOST, "host", "ECONNREFUSED / EACCES (datagram)") \
 	X(IDENTITY, "identity", "EPERM (attach refused)")
 
 enum nk_refusal {
