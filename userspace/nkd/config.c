@@ -8,6 +8,8 @@
  *              [weight=] [max_conns=] [bind=]... [acl_allow=]... [acl_deny=]...
  *   unknown_guests allow|deny
  *   abuse_limit N
+ *   socket_budget N | memory_budget MIB | default_share PCT | resolve_queue N
+ *   (guest key reserve=N: see budget.c)
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -523,16 +525,52 @@ static int parse_guest(struct parser *p, char **tok, int ntok)
 					    "guest %s: max_conns must be "
 					    "1..65536",
 					    g.name);
+		} else if (!strcmp(key, "reserve")) {
+			if (parse_u32(val, 0, NK_MAX_SOCKETS_LIMIT, &g.reserve))
+				return PERR(p, "guest %s: reserve must be 0..%u",
+					    g.name, NK_MAX_SOCKETS_LIMIT);
 		} else {
 			return PERR(p, "guest %s: unknown key '%s'", g.name,
 				    key);
 		}
 	}
+	if (g.reserve > g.max_sockets)
+		return PERR(p, "guest %s: reserve=%u is more than max_sockets=%u",
+			    g.name, g.reserve, g.max_sockets);
 	if (grow((void **)&p->cfg.guests, p->cfg.nr_guests, sizeof(g)) ||
 	    grow((void **)&p->guest_lines, p->cfg.nr_guests, sizeof(unsigned)))
 		return -ENOMEM;
 	p->guest_lines[p->cfg.nr_guests] = p->line;
 	p->cfg.guests[p->cfg.nr_guests++] = g;
+	return 0;
+}
+
+/* The budget statements; 1 if tok[0] is not one of them. */
+static int parse_budget(struct parser *p, char **tok, int ntok)
+{
+	struct nk_budget_conf *b = &p->cfg.budget;
+	uint32_t v;
+
+	if (!strcmp(tok[0], "socket_budget")) {
+		if (ntok != 2 || parse_u32(tok[1], 1, UINT32_MAX, &v))
+			return PERR(p, "socket_budget: expected a number >= 1");
+		b->sockets = v;
+	} else if (!strcmp(tok[0], "memory_budget")) {
+		if (ntok != 2 || parse_u32(tok[1], 1, UINT32_MAX, &v))
+			return PERR(p, "memory_budget: expected MiB >= 1");
+		b->memory = (uint64_t)v << 20;
+	} else if (!strcmp(tok[0], "default_share")) {
+		if (ntok != 2 || parse_u32(tok[1], 1, 100, &v))
+			return PERR(p, "default_share: expected a percentage "
+				       "1..100");
+		b->share_pct = v;
+	} else if (!strcmp(tok[0], "resolve_queue")) {
+		if (ntok != 2 || parse_u32(tok[1], 1, 256, &v))
+			return PERR(p, "resolve_queue: expected 1..256");
+		b->resolve_queue = v;
+	} else {
+		return 1;
+	}
 	return 0;
 }
 
@@ -542,6 +580,7 @@ static int parse_line(struct parser *p, char *s)
 	int ntok = 0;
 	char *save = NULL, *t;
 	uint32_t v;
+	int ret;
 
 	for (t = strtok_r(s, " \t\r", &save); t;
 	     t = strtok_r(NULL, " \t\r", &save)) {
@@ -569,6 +608,9 @@ static int parse_line(struct parser *p, char *s)
 		p->cfg.abuse_limit = v;
 		return 0;
 	}
+	ret = parse_budget(p, tok, ntok);
+	if (ret != 1)
+		return ret;
 	return PERR(p, "unknown statement '%s'", tok[0]);
 }
 

@@ -73,6 +73,21 @@ struct nk_guest_conf {
 	struct nk_bind_rule acl[NK_MAX_BINDS];
 	bool acl_deny[NK_MAX_BINDS];
 	unsigned nr_acl;
+	/* Budgets (budget.c): sockets of the global budget kept for it. */
+	uint32_t reserve;
+};
+
+/*
+ * Global budgets (docs/config.md "Budgets"); 0 means the default that
+ * budget.c derives (from RLIMIT_NOFILE, physical memory, NK_DEF_*).
+ */
+#define NK_DEF_SHARE_PCT 50u
+#define NK_DEF_RESOLVE_QUEUE 8u
+struct nk_budget_conf {
+	uint32_t sockets; /* socket_budget N */
+	uint64_t memory; /* memory_budget MIB, in bytes */
+	uint32_t share_pct; /* default_share PCT */
+	uint32_t resolve_queue; /* resolve_queue N */
 };
 
 struct nk_config {
@@ -82,6 +97,7 @@ struct nk_config {
 	unsigned nr_guests;
 	bool unknown_allow;
 	uint32_t abuse_limit;
+	struct nk_budget_conf budget;
 };
 
 /* Built-in configuration: one kernel NSM "kernel0", unknown guests allowed. */

@@ -186,6 +186,20 @@ void nk_resolver__destroy(struct nk_resolver *r)
 	free(r);
 }
 
+void nk_resolver__refuse(struct nk_resolve_job *job)
+{
+	struct nk_ctl_resolve_reply *rep = calloc(1, sizeof(*rep));
+
+	if (!rep)
+		return;
+	rep->hdr.type = NK_CTL_RESOLVE_REPLY;
+	rep->hdr.len = sizeof(*rep);
+	rep->hdr.seq = job->req.hdr.seq;
+	rep->status = EAI_AGAIN;
+	job->reply = rep;
+	job->reply_len = sizeof(*rep);
+}
+
 void nk_resolver__submit(struct nk_resolver *r, struct nk_resolve_job *job)
 {
 	uint64_t one = 1;
@@ -193,16 +207,7 @@ void nk_resolver__submit(struct nk_resolver *r, struct nk_resolve_job *job)
 	pthread_mutex_lock(&r->mu);
 	if (r->nr_todo >= MAX_QUEUED) {
 		/* Overloaded: answer "try again" without a lookup. */
-		struct nk_ctl_resolve_reply *rep = calloc(1, sizeof(*rep));
-
-		if (rep) {
-			rep->hdr.type = NK_CTL_RESOLVE_REPLY;
-			rep->hdr.len = sizeof(*rep);
-			rep->hdr.seq = job->req.hdr.seq;
-			rep->status = EAI_AGAIN;
-			job->reply = rep;
-			job->reply_len = sizeof(*rep);
-		}
+		nk_resolver__refuse(job);
 		nk_list__add_tail(&r->done, &job->link);
 		if (write(r->efd, &one, sizeof(one)) < 0)
 			nk_dbg("resolver: eventfd write: %s", strerror(errno));
