@@ -160,8 +160,9 @@ static void test_budgets(void **state)
 	assert_int_equal(c.budget.sockets, 0);
 	assert_int_equal(c.budget.share_pct, 0);
 	nk_config__free(&c);
-	expect_error("nsm k type=kernel\nguest g reserve=10 max_sockets=5\n",
-		     "bad.conf:2: guest g: reserve=10 is more than max_sockets=5");
+	expect_error(
+		"nsm k type=kernel\nguest g reserve=10 max_sockets=5\n",
+		"bad.conf:2: guest g: reserve=10 is more than max_sockets=5");
 	expect_error("nsm k type=kernel\nguest g reserve=-1\n",
 		     "bad.conf:2: guest g: reserve must be");
 	expect_error("nsm k type=kernel\ndefault_share 0\n",

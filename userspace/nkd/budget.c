@@ -72,7 +72,8 @@ int nk_budget__init(struct nk_engine *e, char *err, size_t errlen)
 
 	memset(b, 0, sizeof(*b));
 	if (!getrlimit(RLIMIT_NOFILE, &rl))
-		nofile = rl.rlim_cur == RLIM_INFINITY ? (1u << 20) : rl.rlim_cur;
+		nofile = rl.rlim_cur == RLIM_INFINITY ? (1u << 20)
+						      : rl.rlim_cur;
 	b->nofile = nofile;
 	fixed = FIXED_FDS + (uint64_t)FIXED_FDS_PER_NSM * e->cfg.nr_nsms;
 	headroom = nofile / HEADROOM_DIV;
@@ -129,9 +130,8 @@ int nk_budget__init(struct nk_engine *e, char *err, size_t errlen)
 int nk_budget__sock_get(struct nk_engine *e, struct nk_guest *g)
 {
 	struct nk_budget *b = &e->budget;
-	uint32_t draw = g->bsocks > g->conf.reserve
-				? g->bsocks - g->conf.reserve
-				: 0;
+	uint32_t draw =
+		g->bsocks > g->conf.reserve ? g->bsocks - g->conf.reserve : 0;
 
 	if (g->bsocks < g->conf.reserve)
 		goto ok;
@@ -196,8 +196,9 @@ int nk_budget__conn_get(struct nk_engine *e, struct nk_conn *c, uint64_t bytes)
 			     (unsigned long long)(bytes >> 10),
 			     (unsigned long long)(b->memory_used >> 20),
 			     (unsigned long long)(b->memory >> 20),
-			     g->from_config ? ""
-					    : "; an unnamed guest gets a share");
+			     g->from_config
+				     ? ""
+				     : "; an unnamed guest gets a share");
 		return -ENOMEM;
 	}
 	b->conns_used++;

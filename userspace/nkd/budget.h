@@ -46,8 +46,7 @@ int nk_budget__init(struct nk_engine *e, char *err, size_t errlen);
 int nk_budget__sock_get(struct nk_engine *e, struct nk_guest *g);
 void nk_budget__sock_put(struct nk_engine *e, struct nk_guest *g);
 /* An attach mapping a region of bytes: 0, -EMFILE or -ENOMEM. */
-int nk_budget__conn_get(struct nk_engine *e, struct nk_conn *c,
-			uint64_t bytes);
+int nk_budget__conn_get(struct nk_engine *e, struct nk_conn *c, uint64_t bytes);
 void nk_budget__conn_put(struct nk_engine *e, struct nk_conn *c);
 /* A RESOLVE to queue for g: false if g has resolve_queue waiting. */
 bool nk_budget__resolve_get(struct nk_engine *e, struct nk_guest *g);

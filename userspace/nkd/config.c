@@ -527,7 +527,8 @@ static int parse_guest(struct parser *p, char **tok, int ntok)
 					    g.name);
 		} else if (!strcmp(key, "reserve")) {
 			if (parse_u32(val, 0, NK_MAX_SOCKETS_LIMIT, &g.reserve))
-				return PERR(p, "guest %s: reserve must be 0..%u",
+				return PERR(p,
+					    "guest %s: reserve must be 0..%u",
 					    g.name, NK_MAX_SOCKETS_LIMIT);
 		} else {
 			return PERR(p, "guest %s: unknown key '%s'", g.name,
@@ -535,7 +536,8 @@ static int parse_guest(struct parser *p, char **tok, int ntok)
 		}
 	}
 	if (g.reserve > g.max_sockets)
-		return PERR(p, "guest %s: reserve=%u is more than max_sockets=%u",
+		return PERR(p,
+			    "guest %s: reserve=%u is more than max_sockets=%u",
 			    g.name, g.reserve, g.max_sockets);
 	if (grow((void **)&p->cfg.guests, p->cfg.nr_guests, sizeof(g)) ||
 	    grow((void **)&p->guest_lines, p->cfg.nr_guests, sizeof(unsigned)))
