@@ -1506,6 +1506,7 @@ static void on_signal(void *ctx, uint32_t slot, uint32_t gen,
 int nk_engine__run(struct nk_engine *e)
 {
 	int64_t last_work = nk_now_ns(), spin = NK_SPIN_NS;
+	int64_t last_real = last_work;
 	bool woke_soon = false;
 
 	while (!e->stop) {
@@ -1529,19 +1530,22 @@ int nk_engine__run(struct nk_engine *e)
 		if (e->gc)
 			guest_gc(e, now);
 		/*
-		 * Only real work keeps nkd awake and earns the busy spin:
-		 * NOPs, doorbells, refusals and failures do not, so a guest
-		 * cannot buy a spinning core with 1 NOP per millisecond.
+		 * Only real work earns and keeps the busy spin: NOPs,
+		 * doorbells, refusals and failures keep nkd awake for the
+		 * short spin only, so a guest cannot buy a spinning core
+		 * with 1 NOP per millisecond (a NOP ping-pong still never
+		 * finds nkd asleep).
 		 */
 		if (work) {
+			last_work = now;
 			if (work > e->idle_work) {
-				last_work = now;
+				last_real = now;
 				if (woke_soon)
 					spin = NK_SPIN_BUSY_NS;
 			}
 			continue;
 		}
-		if (now - last_work < spin)
+		if (now - last_work < NK_SPIN_NS || now - last_real < spin)
 			continue;
 		if (prepare_sleep(e, &cq_blocked)) {
 			int64_t timeout = -1, t0;
@@ -1562,7 +1566,7 @@ int nk_engine__run(struct nk_engine *e)
 			spin = NK_SPIN_NS;
 		}
 		set_need_wakeup(e, false);
-		last_work = nk_now_ns();
+		last_work = last_real = nk_now_ns();
 	}
 	return 0;
 }
