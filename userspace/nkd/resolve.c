@@ -36,7 +36,7 @@ struct nk_resolver {
 	unsigned nr_started;
 	/* The guest (job->guest) each worker is running a job for. */
 	const void *running[NR_WORKERS];
-	bool stop, ns_failed;
+	bool stop;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct nk_list todo, done;
@@ -45,7 +45,7 @@ struct nk_resolver {
 	int efd;
 };
 
-static void run_job(struct nk_resolver *r, struct nk_resolve_job *job)
+static void run_job(bool ns_failed, struct nk_resolve_job *job)
 {
 	const struct nk_ctl_resolve *q = &job->req;
 	struct nk_ctl_resolve_reply *rep;
@@ -63,7 +63,7 @@ static void run_job(struct nk_resolver *r, struct nk_resolve_job *job)
 	hints.ai_family = q->ai_family;
 	hints.ai_socktype = q->ai_socktype;
 	hints.ai_protocol = q->ai_protocol;
-	if (r->ns_failed)
+	if (ns_failed)
 		status = EAI_SYSTEM;
 	else if (q->ai_flags & ~ALLOWED_AI_FLAGS)
 		status = EAI_BADFLAGS;
@@ -135,11 +135,13 @@ static void *worker(void *arg)
 	struct worker_arg wa = *(struct worker_arg *)arg;
 	struct nk_resolver *r = wa.r;
 	uint64_t one = 1;
+	bool ns_failed = false;
 
 	free(arg);
 	if (r->netns_fd >= 0 && setns(r->netns_fd, CLONE_NEWNET)) {
 		nk_err("resolver: setns: %s", strerror(errno));
-		r->ns_failed = true;
+		/* This thread answers EAI_SYSTEM; the flag is per thread. */
+		ns_failed = true;
 	}
 	pthread_mutex_lock(&r->mu);
 	while (!r->stop) {
@@ -153,7 +155,7 @@ static void *worker(void *arg)
 		r->nr_todo--;
 		r->running[wa.idx] = job->guest;
 		pthread_mutex_unlock(&r->mu);
-		run_job(r, job);
+		run_job(ns_failed, job);
 		pthread_mutex_lock(&r->mu);
 		r->running[wa.idx] = NULL;
 		/* A job held back for its guest may go now. */
