@@ -6,6 +6,13 @@
  *
  *   nk_rawguest [--socket PATH] [--guest NAME] nop-bench N [BATCH]
  *       N NOP round trips (BATCH per doorbell, default 1); prints the rate.
+ *   nk_rawguest [--socket PATH] [--guest NAME] nop-rate RATE SECS [BATCH]
+ *       BATCH NOPs (default 1) RATE times a second (0: as fast as the
+ *       round trips go) for SECS seconds; waits for completions asleep.
+ *   nk_rawguest [--socket PATH] [--guest NAME] linger-close HOST PORT SECS
+ *       connects to HOST:PORT (IPv4; a peer that never reads), fills the
+ *       connection with non-blocking SENDs, sets SO_LINGER {1, SECS} and
+ *       closes; reports how long CLOSE and a NOP after it took.
  *   nk_rawguest pipe-bench N
  *       reference without nkd: N one-byte round trips between two
  *       processes over a pair of pipes.
@@ -38,6 +45,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -386,6 +394,188 @@ static int nop_bench(long n, int batch)
 	printf("RESULT mode=nop-bench ops=%ld batch=%d secs=%.3f "
 	       "ops_per_s=%.0f avg_us=%.3f\n",
 	       n, batch, t, n / t, t / n * 1e6 * batch);
+	rg_detach(&g);
+	return 0;
+}
+
+/* Submit one entry and wait for its completion; 0 or -ETIMEDOUT. */
+static int rg_call(struct rg *g, struct nk_sqe *e, struct nk_cqe *c,
+		   int timeout_ms)
+{
+	static uint64_t ud = 1u << 30;
+	double deadline = now_s() + timeout_ms / 1000.0;
+
+	e->user_data = ++ud;
+	if (rg_queue(g, e))
+		return -EAGAIN;
+	rg_publish(g);
+	for (;;) {
+		int left = (int)((deadline - now_s()) * 1000);
+
+		if (left <= 0 || !rg_wait(g, c, left, 20))
+			return -ETIMEDOUT;
+		if (c->user_data == ud)
+			return 0;
+	}
+}
+
+static int attach_or_die(struct rg *g)
+{
+	int err = rg_attach(g);
+
+	if (err) {
+		fprintf(stderr, "nk_rawguest: cannot attach to %s: %s\n",
+			sock_path, strerror(-err));
+		exit(3);
+	}
+	return 0;
+}
+
+static int nop_rate(double rate, double secs, int batch)
+{
+	struct rg g;
+	struct nk_sqe e;
+	struct nk_cqe c;
+	double t0, next, t;
+	long ops = 0, late = 0;
+
+	attach_or_die(&g);
+	if (batch < 1)
+		batch = 1;
+	if ((uint32_t)batch > g.sqn)
+		batch = (int)g.sqn;
+	memset(&e, 0, sizeof(e));
+	e.opcode = NK_OP_NOP;
+	t0 = next = now_s();
+	while ((t = now_s()) - t0 < secs) {
+		if (rate > 0 && t < next) {
+			struct timespec ts = { 0, (long)((next - t) * 1e9) };
+
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		next += rate > 0 ? 1.0 / rate : 0;
+		for (int i = 0; i < batch; i++) {
+			e.user_data = (uint64_t)ops + (uint64_t)i;
+			if (rg_queue(&g, &e))
+				break;
+		}
+		rg_publish(&g);
+		for (int i = 0; i < batch; i++) {
+			if (!rg_wait(&g, &c, 5000, 0)) {
+				fprintf(stderr, "nk_rawguest: no CQE in 5 s\n");
+				return 1;
+			}
+			if (c.res != 0) {
+				fprintf(stderr, "nk_rawguest: NOP res=%d\n",
+					c.res);
+				return 1;
+			}
+		}
+		if (now_s() - t > 0.1)
+			late++;
+		ops += batch;
+	}
+	t = now_s() - t0;
+	printf("RESULT mode=nop-rate ops=%ld secs=%.3f ops_per_s=%.0f "
+	       "slow=%ld\n",
+	       ops, t, ops / t, late);
+	rg_detach(&g);
+	return 0;
+}
+
+static int linger_close(const char *host, int port, int secs)
+{
+	struct rg g;
+	struct nk_sqe e;
+	struct nk_cqe c;
+	struct nk_sockaddr *a;
+	struct linger lg = { 1, secs }, got;
+	uint32_t h;
+	long sent = 0;
+	double t;
+	int i;
+
+	attach_or_die(&g);
+	memset(&e, 0, sizeof(e));
+	e.opcode = NK_OP_SOCKET;
+	e.sock.domain = AF_INET;
+	e.sock.type = SOCK_STREAM;
+	if (rg_call(&g, &e, &c, 5000) || c.res <= 0) {
+		fprintf(stderr, "nk_rawguest: SOCKET failed (%d)\n", c.res);
+		return 1;
+	}
+	h = (uint32_t)c.res;
+	memset(&e, 0, sizeof(e));
+	e.opcode = NK_OP_CONNECT;
+	e.handle = h;
+	a = &e.addr;
+	a->family = AF_INET;
+	a->port = htons((uint16_t)port);
+	if (inet_pton(AF_INET, host, a->addr) != 1)
+		return 2;
+	if (rg_call(&g, &e, &c, 10000) || c.res) {
+		fprintf(stderr, "nk_rawguest: CONNECT failed (%d)\n", c.res);
+		return 1;
+	}
+	/* Fill the socket and the peer's window: non-blocking, so nothing
+	 * waits in nkd and the close below finds unsent data. */
+	memset(g.data, 'x', g.buf_size);
+	for (i = 0; i < 4096; i++) {
+		memset(&e, 0, sizeof(e));
+		e.opcode = NK_OP_SEND;
+		e.flags = NK_SQE_F_NONBLOCK;
+		e.handle = h;
+		e.io.buf_off = 0;
+		e.io.buf_len = g.buf_size;
+		if (rg_call(&g, &e, &c, 5000)) {
+			fprintf(stderr, "nk_rawguest: SEND timed out\n");
+			return 1;
+		}
+		if (c.res == -EAGAIN)
+			break;
+		if (c.res < 0) {
+			fprintf(stderr, "nk_rawguest: SEND: %d\n", c.res);
+			return 1;
+		}
+		sent += c.res;
+	}
+	memset(&e, 0, sizeof(e));
+	e.opcode = NK_OP_SETSOCKOPT;
+	e.handle = h;
+	e.opt.level = SOL_SOCKET;
+	e.opt.optname = SO_LINGER;
+	e.io.buf_off = 0;
+	e.io.buf_len = sizeof(lg);
+	memcpy(g.data, &lg, sizeof(lg));
+	if (rg_call(&g, &e, &c, 5000) || c.res) {
+		fprintf(stderr, "nk_rawguest: SO_LINGER: %d\n", c.res);
+		return 1;
+	}
+	e.opcode = NK_OP_GETSOCKOPT;
+	memset(g.data, 0, sizeof(got));
+	if (rg_call(&g, &e, &c, 5000) || c.res < (int)sizeof(got)) {
+		fprintf(stderr, "nk_rawguest: get SO_LINGER: %d\n", c.res);
+		return 1;
+	}
+	memcpy(&got, g.data, sizeof(got));
+	memset(&e, 0, sizeof(e));
+	e.opcode = NK_OP_CLOSE;
+	e.handle = h;
+	t = now_s();
+	if (rg_call(&g, &e, &c, 60000)) {
+		fprintf(stderr, "nk_rawguest: CLOSE timed out\n");
+		return 1;
+	}
+	memset(&e, 0, sizeof(e));
+	e.opcode = NK_OP_NOP;
+	if (rg_call(&g, &e, &c, 60000)) {
+		fprintf(stderr, "nk_rawguest: NOP timed out\n");
+		return 1;
+	}
+	printf("RESULT mode=linger-close sent=%ld linger=%d,%d "
+	       "close_nop_ms=%.1f\n",
+	       sent, got.l_onoff, got.l_linger, (now_s() - t) * 1000);
 	rg_detach(&g);
 	return 0;
 }
@@ -863,22 +1053,6 @@ out:
 /* ------------------------------------------------------------ tenancy */
 
 /* One entry, published, and its CQE; 0 on timeout or when dropped. */
-static int rg_call(struct rg *g, struct nk_sqe *e, struct nk_cqe *c)
-{
-	static uint64_t ud;
-
-	e->user_data = ++ud;
-	if (rg_queue(g, e))
-		return 0;
-	rg_publish(g);
-	for (;;) {
-		if (!rg_wait(g, c, 3000, 20))
-			return 0;
-		if (c->user_data == e->user_data)
-			return 1;
-	}
-}
-
 static int rg_dropped(struct rg *g)
 {
 	struct pollfd p = { g->ctl, POLLIN, 0 };
@@ -897,17 +1071,6 @@ static int rg_dropped(struct rg *g)
 	return 0;
 }
 
-static int rg_attach_or_die(struct rg *g)
-{
-	int err = rg_attach(g);
-
-	if (err) {
-		fprintf(stderr, "nk_rawguest: cannot attach to %s: %s\n",
-			sock_path, strerror(-err));
-		exit(3);
-	}
-	return 0;
-}
 
 /* SOCKET; returns the handle or -errno. */
 static int rg_socket(struct rg *g, int type)
@@ -917,7 +1080,7 @@ static int rg_socket(struct rg *g, int type)
 
 	e.sock.domain = AF_INET;
 	e.sock.type = type;
-	if (!rg_call(g, &e, &c))
+	if (rg_call(g, &e, &c, 3000))
 		return -ETIMEDOUT;
 	return c.res;
 }
@@ -938,7 +1101,7 @@ static int thief(long n, long gens, char **extra, int nextra)
 	struct rg g;
 
 	signal(SIGPIPE, SIG_IGN);
-	rg_attach_or_die(&g);
+	attach_or_die(&g);
 	for (long k = 0; k < n * gens + nextra; k++) {
 		uint32_t h = k < n * gens
 				     ? (uint32_t)(k / gens + 1) |
@@ -971,10 +1134,10 @@ static int thief(long n, long gens, char **extra, int nextra)
 				e.flags = 0;
 			}
 			tried++;
-			if (!rg_call(&g, &e, &c) || rg_dropped(&g)) {
+			if (rg_call(&g, &e, &c, 3000) || rg_dropped(&g)) {
 				/* Disconnected for abuse: come back. */
 				rg_detach(&g);
-				rg_attach_or_die(&g);
+				attach_or_die(&g);
 				reattach++;
 				continue;
 			}
@@ -1056,7 +1219,7 @@ static int tokens(double secs)
 	pid_t b1;
 	int st = 0, h;
 
-	rg_attach_or_die(&g);
+	attach_or_die(&g);
 	h = rg_socket(&g, SOCK_STREAM);
 	if (h <= 0 || rg_ctl_status(&g, NK_CTL_EXEC, &xtok) ||
 	    rg_ctl_status(&g, NK_CTL_FORK_PREPARE, &ftok)) {
@@ -1155,14 +1318,14 @@ static int ph_old(void)
 	int keep[2], h, refused;
 
 	signal(SIGPIPE, SIG_IGN);
-	rg_attach_or_die(&g);
+	attach_or_die(&g);
 	h = rg_socket(&g, SOCK_STREAM);
 	if (h <= 0 || ph_old_send(&g, (uint32_t)h, keep)) {
 		fprintf(stderr, "nk_rawguest: no socket\n");
 		return 1;
 	}
 	usleep(300 * 1000);
-	refused = rg_dropped(&g) || !rg_call(&g, &e, &c);
+	refused = rg_dropped(&g) || rg_call(&g, &e, &c, 3000);
 	printf("RESULT mode=ph-old refused=%d\n", refused);
 	rg_detach(&g);
 	return 0;
@@ -1252,7 +1415,7 @@ static int ph_hammer(double secs, int nsock)
 	signal(SIGPIPE, SIG_IGN);
 	if (nsock < 1 || nsock > 64)
 		nsock = 8;
-	rg_attach_or_die(&g);
+	attach_or_die(&g);
 	for (int i = 0; i < nsock; i++) {
 		struct nk_sqe e = { .opcode = NK_OP_BIND };
 		struct nk_cqe c;
@@ -1266,14 +1429,14 @@ static int ph_hammer(double secs, int nsock)
 		e.addr.family = AF_INET;
 		e.addr.addr[0] = 127;
 		e.addr.addr[3] = 1;
-		if (!rg_call(&g, &e, &c) || c.res < 0)
+		if (rg_call(&g, &e, &c, 3000) || c.res < 0)
 			return 1;
 		memset(&e, 0, sizeof(e));
 		e.opcode = NK_OP_GETSOCKNAME;
 		e.handle = hs[i];
 		e.io.buf_off = 2 * g.buf_size;
 		e.io.buf_len = sizeof(*a);
-		if (!rg_call(&g, &e, &c) || c.res < 0)
+		if (rg_call(&g, &e, &c, 3000) || c.res < 0)
 			return 1;
 		ports[i] = a->port;
 		if (g.pool >= 0) {
@@ -1307,7 +1470,7 @@ static int ph_hammer(double secs, int nsock)
 			e.addr.port = ports[i];
 			e.addr.addr[0] = 127;
 			e.addr.addr[3] = 1;
-			if (!rg_call(&g, &e, &c))
+			if (rg_call(&g, &e, &c, 3000))
 				break;
 			for (int k = 0; k < 2; k++) {
 				memset(&e, 0, sizeof(e));
@@ -1316,7 +1479,7 @@ static int ph_hammer(double secs, int nsock)
 				e.handle = hs[i];
 				e.io.buf_off = g.buf_size;
 				e.io.buf_len = 256;
-				if (!rg_call(&g, &e, &c))
+				if (rg_call(&g, &e, &c, 3000))
 					break;
 			}
 		}
@@ -1391,6 +1554,10 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: nk_rawguest [--socket PATH] [--guest NAME] "
 			"nop-bench N [BATCH]\n"
+			"       nk_rawguest [--socket PATH] [--guest NAME] "
+			"nop-rate RATE SECS [BATCH]\n"
+			"       nk_rawguest [--socket PATH] [--guest NAME] "
+			"linger-close HOST PORT SECS\n"
 			"       nk_rawguest pipe-bench N\n"
 			"       nk_rawguest [--socket PATH] [--guest NAME] "
 			"fuzz SEED COUNT [SECS]\n"
@@ -1421,6 +1588,12 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[i], "nop-bench") && i + 1 < argc)
 		return nop_bench(atol(argv[i + 1]),
 				 i + 2 < argc ? atoi(argv[i + 2]) : 1);
+	if (!strcmp(argv[i], "nop-rate") && i + 2 < argc)
+		return nop_rate(atof(argv[i + 1]), atof(argv[i + 2]),
+				i + 3 < argc ? atoi(argv[i + 3]) : 1);
+	if (!strcmp(argv[i], "linger-close") && i + 3 < argc)
+		return linger_close(argv[i + 1], atoi(argv[i + 2]),
+				    atoi(argv[i + 3]));
 	if (!strcmp(argv[i], "pipe-bench") && i + 1 < argc)
 		return pipe_bench(atol(argv[i + 1]));
 	if (!strcmp(argv[i], "thief") && i + 2 < argc)

@@ -16,6 +16,7 @@ message on stderr.
   nkpy.py hold HOST PORT SECS              (connect, send a little, sleep)
   nkpy.py rtt-probe HOST PORT COUNT [MS]   (COUNT 64-byte echo round trips, one
                                             every MS ms; p50 and worst RTT)
+  nkpy.py sink HOST PORT SECS              (accept and never read, for SECS)
 """
 import asyncio
 import errno
@@ -164,7 +165,9 @@ def sockets(n, host=None, port=None):
                 connected = "ok"
             except OSError as e:
                 connected = errno.errorcode.get(e.errno, str(e.errno))
-    result(mode="sockets", opened=len(held), errors=",".join(errs) or "none",
+    # Each errno once, in order of first appearance; refused= counts them.
+    result(mode="sockets", opened=len(held),
+           errors=",".join(dict.fromkeys(errs)) or "none", refused=len(errs),
            connect=connected)
     time.sleep(float(os.environ.get("NKPY_HOLD", "0")))  # keep them open
 
@@ -225,6 +228,23 @@ def rtt_probe(host, port, count, interval_ms="20"):
            max_ms=f"{rtts[-1]:.3f}")
 
 
+def sink(host, port, secs):
+    """A peer that accepts and never reads: a sender to it fills up."""
+    ls = socket.socket(family_of(host), socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((host, int(port)))
+    ls.listen(16)
+    ls.settimeout(0.5)
+    held = []
+    end = time.monotonic() + float(secs)
+    while time.monotonic() < end:
+        try:
+            held.append(ls.accept()[0])
+        except socket.timeout:
+            pass
+    result(mode="sink", accepted=len(held))
+
+
 MODES = {
     "udp-echo-server": udp_echo_server,
     "udp-client": udp_client,
@@ -234,6 +254,7 @@ MODES = {
     "connect": connect,
     "hold": hold,
     "rtt-probe": rtt_probe,
+    "sink": sink,
 }
 
 if __name__ == "__main__":

@@ -136,6 +136,53 @@ static void test_errors(void **state)
 	expect_error("", "no nsm defined");
 }
 
+/* Budget statements and reserve= (the budget itself is sized at start). */
+static void test_budgets(void **state)
+{
+	static const char text[] = "nsm k type=kernel\n"
+				   "guest web reserve=100 max_sockets=200\n"
+				   "guest plain\n"
+				   "socket_budget 5000\n"
+				   "memory_budget 512\n"
+				   "default_share 25\n"
+				   "resolve_queue 4\n";
+	struct nk_config c;
+	char err[256] = "";
+
+	(void)state;
+	assert_int_equal(nk_config__parse(text, "t.conf", &c, err, sizeof(err)),
+			 0);
+	assert_int_equal(nk_config__guest(&c, "web")->reserve, 100);
+	assert_int_equal(nk_config__guest(&c, "plain")->reserve, 0);
+	assert_int_equal(c.budget.sockets, 5000);
+	assert_true(c.budget.memory == 512ull << 20);
+	assert_int_equal(c.budget.share_pct, 25);
+	assert_int_equal(c.budget.resolve_queue, 4);
+	nk_config__free(&c);
+	/* Unset: 0, budget.c's defaults. */
+	assert_int_equal(nk_config__parse("nsm k type=kernel\n", "t.conf", &c,
+					  err, sizeof(err)),
+			 0);
+	assert_int_equal(c.budget.sockets, 0);
+	assert_int_equal(c.budget.share_pct, 0);
+	nk_config__free(&c);
+	expect_error(
+		"nsm k type=kernel\nguest g reserve=10 max_sockets=5\n",
+		"bad.conf:2: guest g: reserve=10 is more than max_sockets=5");
+	expect_error("nsm k type=kernel\nguest g reserve=-1\n",
+		     "bad.conf:2: guest g: reserve must be");
+	expect_error("nsm k type=kernel\ndefault_share 0\n",
+		     "bad.conf:2: default_share: expected a percentage");
+	expect_error("nsm k type=kernel\ndefault_share 101\n",
+		     "bad.conf:2: default_share");
+	expect_error("nsm k type=kernel\nsocket_budget 0\n",
+		     "bad.conf:2: socket_budget");
+	expect_error("nsm k type=kernel\nmemory_budget x\n",
+		     "bad.conf:2: memory_budget");
+	expect_error("nsm k type=kernel\nresolve_queue 1000\n",
+		     "bad.conf:2: resolve_queue");
+}
+
 static void test_afxdp(void **state)
 {
 	struct nk_config c;
@@ -486,6 +533,7 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_afxdp),
 		cmocka_unit_test(test_afxdp_synq),
+		cmocka_unit_test(test_budgets),
 		cmocka_unit_test(test_bind_policy),
 		cmocka_unit_test(test_uid_policy),
 		cmocka_unit_test(test_operator),

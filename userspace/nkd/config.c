@@ -14,6 +14,8 @@
  *   operator uid=N|gid=N ...
  *   max_ctl_per_uid N
  *   hello_timeout SECONDS
+ *   socket_budget N | memory_budget MIB | default_share PCT | resolve_queue N
+ *   (guest key reserve=N: see budget.c)
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -768,11 +770,20 @@ static int parse_guest(struct parser *p, char **tok, int ntok)
 					"allow|deny, egress=ADDR/PREFIX:"
 					"LO-HI, at most %u egress=)",
 					g.name, key, val, NK_MAX_BINDS);
+		} else if (!strcmp(key, "reserve")) {
+			if (parse_u32(val, 0, NK_MAX_SOCKETS_LIMIT, &g.reserve))
+				return PERR(p,
+					    "guest %s: reserve must be 0..%u",
+					    g.name, NK_MAX_SOCKETS_LIMIT);
 		} else {
 			return PERR(p, "guest %s: unknown key '%s'", g.name,
 				    key);
 		}
 	}
+	if (g.reserve > g.max_sockets)
+		return PERR(p,
+			    "guest %s: reserve=%u is more than max_sockets=%u",
+			    g.name, g.reserve, g.max_sockets);
 	if (grow((void **)&p->cfg.guests, p->cfg.nr_guests, sizeof(g)) ||
 	    grow((void **)&p->guest_lines, p->cfg.nr_guests, sizeof(unsigned)))
 		return -ENOMEM;
@@ -811,12 +822,42 @@ static int parse_operator(struct parser *p, char **tok, int ntok)
 	return 0;
 }
 
+/* The budget statements; 1 if tok[0] is not one of them. */
+static int parse_budget(struct parser *p, char **tok, int ntok)
+{
+	struct nk_budget_conf *b = &p->cfg.budget;
+	uint32_t v;
+
+	if (!strcmp(tok[0], "socket_budget")) {
+		if (ntok != 2 || parse_u32(tok[1], 1, UINT32_MAX, &v))
+			return PERR(p, "socket_budget: expected a number >= 1");
+		b->sockets = v;
+	} else if (!strcmp(tok[0], "memory_budget")) {
+		if (ntok != 2 || parse_u32(tok[1], 1, UINT32_MAX, &v))
+			return PERR(p, "memory_budget: expected MiB >= 1");
+		b->memory = (uint64_t)v << 20;
+	} else if (!strcmp(tok[0], "default_share")) {
+		if (ntok != 2 || parse_u32(tok[1], 1, 100, &v))
+			return PERR(p, "default_share: expected a percentage "
+				       "1..100");
+		b->share_pct = v;
+	} else if (!strcmp(tok[0], "resolve_queue")) {
+		if (ntok != 2 || parse_u32(tok[1], 1, 256, &v))
+			return PERR(p, "resolve_queue: expected 1..256");
+		b->resolve_queue = v;
+	} else {
+		return 1;
+	}
+	return 0;
+}
+
 static int parse_line(struct parser *p, char *s)
 {
 	char *tok[2 + 4 * NK_MAX_BINDS + NK_MAX_UIDS + 3 * NK_MAX_MATCH + 17];
 	int ntok = 0;
 	char *save = NULL, *t;
 	uint32_t v;
+	int ret;
 
 	for (t = strtok_r(s, " \t\r", &save); t;
 	     t = strtok_r(NULL, " \t\r", &save)) {
@@ -860,6 +901,9 @@ static int parse_line(struct parser *p, char *s)
 		p->cfg.hello_timeout_s = v;
 		return 0;
 	}
+	ret = parse_budget(p, tok, ntok);
+	if (ret != 1)
+		return ret;
 	return PERR(p, "unknown statement '%s'", tok[0]);
 }
 

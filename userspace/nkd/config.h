@@ -104,6 +104,21 @@ struct nk_guest_conf {
 	bool host_access;
 	struct nk_bind_rule egress[NK_MAX_BINDS];
 	unsigned nr_egress;
+	/* Budgets (budget.c): sockets of the global budget kept for it. */
+	uint32_t reserve;
+};
+
+/*
+ * Global budgets (docs/config.md "Budgets"); 0 means the default that
+ * budget.c derives (from RLIMIT_NOFILE, physical memory, NK_DEF_*).
+ */
+#define NK_DEF_SHARE_PCT 50u
+#define NK_DEF_RESOLVE_QUEUE 8u
+struct nk_budget_conf {
+	uint32_t sockets; /* socket_budget N */
+	uint64_t memory; /* memory_budget MIB, in bytes */
+	uint32_t share_pct; /* default_share PCT */
+	uint32_t resolve_queue; /* resolve_queue N */
 };
 
 struct nk_config {
@@ -121,6 +136,7 @@ struct nk_config {
 	/* Control connections: per-uid cap (uid 0 exempt), HELLO deadline */
 	uint32_t max_ctl_per_uid;
 	uint32_t hello_timeout_s;
+	struct nk_budget_conf budget;
 };
 
 /* Built-in configuration: one kernel NSM "kernel0", unknown guests allowed. */

@@ -258,7 +258,7 @@ static void guest_gc(struct nk_engine *e, int64_t now)
 		if (g->from_config)
 			continue;
 		if (g->nr_conns || g->nr_socks || g->nr_handovers ||
-		    g->inflight) {
+		    g->inflight || g->nr_resolve) {
 			g->idle_since = 0;
 			continue;
 		}
@@ -391,6 +391,7 @@ static void sock_maybe_free(struct nk_engine *e, struct nk_sock *s)
 	nk_portown__sock_free(s);
 	handle_free(g, s);
 	nk_ph__close(&s->ph);
+	nk_budget__sock_put(e, g);
 	e->nr_socks--;
 	s->nsm->nr_socks--;
 	free(s->holders);
@@ -443,12 +444,17 @@ static int sock_new(struct nk_engine *e, struct nk_guest *g, struct nk_conn *c,
 		nk_guest__refused(e, g, NK_REFUSED_SOCKETS,
 				  "max_sockets %u reached",
 				  g->conf.max_sockets);
+	if (!ret && (ret = nk_budget__sock_get(e, g)))
+		nk_guest__refused(e, g, NK_REFUSED_BUDGET,
+				  "nkd's socket budget: %s", strerror(-ret));
 	if (ret) {
+		handle_free(g, s);
 		free(s);
 		return ret;
 	}
 	ret = holder_add(s, c);
 	if (ret) {
+		nk_budget__sock_put(e, g);
 		handle_free(g, s);
 		free(s);
 		return ret;
@@ -549,6 +555,7 @@ static void conn_free(struct nk_engine *e, struct nk_conn *c)
 	for (uint32_t i = 0; i < c->nr_qsets; i++)
 		nk_hring__destroy(c->qs[i]);
 	nk_bufown__destroy(c->owned);
+	nk_budget__conn_put(e, c);
 	/* Only now: no operation can still make the kernel touch it. */
 	nk_region__destroy(c->region);
 	if (c->doorbell >= 0)
@@ -1134,6 +1141,8 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 	nk_list__init(&c->dlink);
 	ret = conn_setup(e, c, h->nr_qsets ? h->nr_qsets : 1);
 	if (!ret)
+		ret = nk_budget__conn_get(e, c, nk_region__size(c->region));
+	if (!ret)
 		ret = conn_setup_pool(c, a);
 	if (ret) {
 		c->dead = true;
@@ -1304,6 +1313,7 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 	g->c.ops++;
 	ret = nk_validate__sqe(sqe, &vc, &v);
 	if (ret) {
+		e->idle_work++;
 		g->c.errors++;
 		if (v.abuse) {
 			g->c.abuse++;
@@ -1323,6 +1333,7 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 
 	switch (sqe->opcode) {
 	case NK_OP_NOP:
+		e->idle_work++;
 		post(e, c, q, sqe->user_data, 0, 0, 0, 0);
 		return;
 	case NK_OP_SOCKET:
@@ -1376,6 +1387,7 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 	if (!ret && !op)
 		ret = -ENOMEM;
 	if (ret) {
+		e->idle_work++;
 		g->c.errors++;
 		s->ops++;
 		s->errors++;
@@ -1446,6 +1458,9 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 	if (op->buf_idx >= 0)
 		nk_bufown__release(c->owned, (uint32_t)op->buf_idx);
 	s->ops++;
+	/* A failure is no reason to keep the loop spinning. */
+	if (res < 0 && res != -EINPROGRESS)
+		e->idle_work++;
 	/* "Try again" and "in progress" are answers, not failures. */
 	if (res < 0 && res != -EAGAIN && res != -EINPROGRESS) {
 		s->errors++;
@@ -1696,12 +1711,15 @@ static void on_signal(void *ctx, uint32_t slot, uint32_t gen,
 int nk_engine__run(struct nk_engine *e)
 {
 	int64_t last_work = nk_now_ns(), spin = NK_SPIN_NS;
+	int64_t last_real = last_work;
+	bool woke_soon = false;
 
 	while (!e->stop) {
 		unsigned work = 0;
 		int64_t now;
 		bool cq_blocked;
 
+		e->idle_work = 0;
 		nk_loop__kick(e->loop);
 		work += nk_loop__reap(e->loop);
 		work += poll_guests(e);
@@ -1719,11 +1737,23 @@ int nk_engine__run(struct nk_engine *e)
 			ho_expire(e, now);
 		if (e->gc)
 			guest_gc(e, now);
+		/*
+		 * Only real work earns and keeps the busy spin: NOPs,
+		 * doorbells, refusals and failures keep nkd awake for the
+		 * short spin only, so a guest cannot buy a spinning core
+		 * with 1 NOP per millisecond (a NOP ping-pong still never
+		 * finds nkd asleep).
+		 */
 		if (work) {
 			last_work = now;
+			if (work > e->idle_work) {
+				last_real = now;
+				if (woke_soon)
+					spin = NK_SPIN_BUSY_NS;
+			}
 			continue;
 		}
-		if (now - last_work < spin)
+		if (now - last_work < NK_SPIN_NS || now - last_real < spin)
 			continue;
 		if (prepare_sleep(e, &cq_blocked)) {
 			int64_t timeout = -1, t0;
@@ -1738,13 +1768,13 @@ int nk_engine__run(struct nk_engine *e)
 			e->sleeps++;
 			t0 = nk_now_ns();
 			nk_loop__wait(e->loop, timeout);
-			/* Woken soon after sleeping: traffic is flowing. */
-			spin = nk_now_ns() - t0 < NK_SPIN_BUSY_WINDOW_NS
-				       ? NK_SPIN_BUSY_NS
-				       : NK_SPIN_NS;
+			/* Woken soon after sleeping: traffic may be flowing;
+			 * the busy spin starts with its first real work. */
+			woke_soon = nk_now_ns() - t0 < NK_SPIN_BUSY_WINDOW_NS;
+			spin = NK_SPIN_NS;
 		}
 		set_need_wakeup(e, false);
-		last_work = nk_now_ns();
+		last_work = last_real = nk_now_ns();
 	}
 	return 0;
 }
@@ -1770,6 +1800,15 @@ int nk_engine__create(const struct nk_config *cfg, struct nk_engine **out)
 	nk_list__init(&e->wake);
 	nk_list__init(&e->lingering);
 	e->start_ns = nk_now_ns();
+	{
+		char err[512];
+
+		ret = nk_budget__init(e, err, sizeof(err));
+		if (ret) {
+			nk_err("config: %s", err);
+			goto fail;
+		}
+	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	/* The epoch only has to differ between runs. */
 	e->epoch = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;

@@ -436,7 +436,6 @@ static int do_resolve(struct nk_ctl *c, struct nk_ctl_client *cl,
 	struct nk_resolve_job *job = calloc(1, sizeof(*job));
 	struct out_msg *m;
 
-	(void)c;
 	if (!job)
 		return -ENOMEM;
 	job->req = *req;
@@ -450,6 +449,16 @@ static int do_resolve(struct nk_ctl *c, struct nk_ctl_client *cl,
 		return -ENOMEM;
 	}
 	m->seq = req->hdr.seq;
+	/* Its own queue is full: "try again", the others' lookups go on. */
+	if (!nk_budget__resolve_get(c->e, cl->conn->guest)) {
+		nk_resolver__refuse(job);
+		m->buf = job->reply;
+		m->len = job->reply_len;
+		m->ready = m->buf != NULL;
+		free(job);
+		return m->ready ? 0 : -ENOMEM;
+	}
+	job->guest = cl->conn->guest;
 	nk_resolver__submit(nk_engine__conn_nsm(cl->conn)->resolver, job);
 	return 0;
 }
@@ -703,6 +712,7 @@ static void on_doorbell(void *ctx, uint32_t slot, uint32_t gen,
 
 	if (!cl || !cl->conn)
 		return;
+	c->e->idle_work++; /* the SQEs it announces count, not the bell */
 	/* The loop polls every SQ anyway; just reset the counter. */
 	if (read(cl->conn->doorbell, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		nk_dbg("doorbell read: %s", strerror(errno));
@@ -730,6 +740,8 @@ static void on_resolved(void *ctx, uint32_t slot, uint32_t gen,
 					   (uint32_t)job->cookie);
 			struct nk_list *p, *t;
 
+			if (job->guest)
+				nk_budget__resolve_put(c->e, job->guest);
 			if (!job->reply) {
 				job->reply = calloc(1, sizeof(*job->reply));
 				if (job->reply) {

@@ -28,6 +28,7 @@
 #include "netkernel/ctl.h"
 
 #include "admin.h"
+#include "budget.h"
 #include "bufown.h"
 #include "config.h"
 #include "guest_ids.h"
@@ -110,6 +111,9 @@ struct nk_guest {
 	/* Not from the config: the identity that first attached it owns it */
 	uid_t owner_uid;
 	uint64_t owner_netns_dev, owner_netns_ino;
+	/* budget.c: sockets and region bytes counted, RESOLVEs queued */
+	uint32_t bsocks, nr_resolve;
+	uint64_t bmem;
 };
 
 /* Readiness placeholder (docs/abi.md §6). */
@@ -180,6 +184,7 @@ struct nk_conn {
 	uint32_t refs; /* ops + temporary holds; freed at 0 when dead */
 	struct nk_list dlink; /* engine->lingering: dead, SENDs still going */
 	int64_t linger_deadline;
+	uint64_t bmem; /* region bytes counted in the budget, 0: none */
 };
 
 struct nk_req {
@@ -254,6 +259,10 @@ struct nk_engine {
 	int sigfd;
 	uint64_t loops, sleeps;
 	struct nk_admin_state admin; /* admin.c */
+	struct nk_budget budget;
+	/* Work units this pass that did nothing real (NOPs, refusals,
+	 * failures, doorbells): they never keep the loop spinning. */
+	uint32_t idle_work;
 };
 
 int64_t nk_now_ns(void);
@@ -383,6 +392,7 @@ void nk_ctl__drop(struct nk_ctl *c, struct nk_ctl_client *cl);
 struct nk_resolve_job {
 	struct nk_list link;
 	uint64_t cookie; /* the requester, opaque to the worker */
+	struct nk_guest *guest; /* its queue budget, never the worker's */
 	struct nk_ctl_resolve req;
 	/* out: the complete reply message */
 	struct nk_ctl_resolve_reply *reply;
@@ -390,6 +400,9 @@ struct nk_resolve_job {
 };
 int nk_resolver__create(int netns_fd, int notify_fd, struct nk_resolver **out);
 void nk_resolver__destroy(struct nk_resolver *r);
+/* Fills job->reply with "try again" (EAI_AGAIN) without a lookup;
+ * job->reply stays NULL without memory. */
+void nk_resolver__refuse(struct nk_resolve_job *job);
 /* Takes ownership of job. */
 void nk_resolver__submit(struct nk_resolver *r, struct nk_resolve_job *job);
 /* Finished job or NULL; the caller frees job->reply and job. */

@@ -59,6 +59,9 @@ struct ksock {
 	struct nk_list sendq, recvq; /* nk_op.qlink */
 	struct sockaddr_storage csa; /* background connect target */
 	socklen_t csalen;
+	/* SO_LINGER {1, N>0} as the guest set it, never on the fd. */
+	bool linger_emul;
+	struct linger linger;
 };
 
 /* One table for every kernel NSM: completions find sockets by slot. */
@@ -379,10 +382,10 @@ static void pump_recv(struct ksock *ks)
 			continue;
 		}
 		if (op->opcode == NK_OP_ACCEPT) {
-			if (poll_fd(ks->fd, POLLIN) & POLLIN) {
-				int fd = accept4(ks->fd, NULL, NULL,
-						 SOCK_CLOEXEC);
+			/* O_NONBLOCK listener: EAGAIN, never a wait. */
+			int fd = accept4(ks->fd, NULL, NULL, SOCK_CLOEXEC);
 
+			if (fd >= 0 || errno != EAGAIN) {
 				nk_list__del(&op->qlink);
 				finish_accept(ks, op, fd < 0 ? -errno : fd);
 				continue;
@@ -653,6 +656,34 @@ static int sockopt_class(int level, int name, bool set)
 	return OPT_NO;
 }
 
+/*
+ * SO_LINGER {1, N != 0} makes close() wait up to N seconds for unsent data:
+ * on nkd's only thread that stalls every guest. The fd keeps the default
+ * (close returns at once, the kernel still sends what is queued in the
+ * background); the guest's value is kept for getsockopt. {1, 0} (reset on
+ * close) never waits and is applied. docs/nkd.md "Close and SO_LINGER".
+ */
+static int kn_linger_set(struct ksock *ks, const uint8_t *val, uint32_t len)
+{
+	struct linger l, off = { 0, 0 };
+
+	if (len < sizeof(l))
+		return -EINVAL;
+	memcpy(&l, val, sizeof(l));
+	/* A negative time is "forever" to the kernel: emulated too. */
+	if (!l.l_onoff || !l.l_linger) {
+		if (setsockopt(ks->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l)))
+			return -errno;
+		ks->linger_emul = false;
+		return 0;
+	}
+	if (setsockopt(ks->fd, SOL_SOCKET, SO_LINGER, &off, sizeof(off)))
+		return -errno;
+	ks->linger = l;
+	ks->linger_emul = true;
+	return 0;
+}
+
 static int do_setsockopt(struct ksock *ks, struct nk_req *op)
 {
 	uint8_t val[NK_OPTVAL_MAX];
@@ -666,6 +697,8 @@ static int do_setsockopt(struct ksock *ks, struct nk_req *op)
 		return 0;
 	/* Copy first: the guest may change its buffer while we look. */
 	memcpy(val, op->buf, op->len);
+	if (op->level == SOL_SOCKET && op->optname == SO_LINGER)
+		return kn_linger_set(ks, val, op->len);
 	if (op->level == SOL_SOCKET && op->optname == SO_PRIORITY) {
 		int prio;
 
@@ -699,8 +732,14 @@ static int do_getsockopt(struct ksock *ks, struct nk_req *op)
 		return sizeof(int);
 	}
 	memset(val, 0, sizeof(val));
-	if (getsockopt(ks->fd, op->level, op->optname, val, &len))
+	if (op->level == SOL_SOCKET && op->optname == SO_LINGER &&
+	    ks->linger_emul) {
+		/* What the guest set, not the {0, 0} the fd has. */
+		len = len < sizeof(ks->linger) ? len : sizeof(ks->linger);
+		memcpy(val, &ks->linger, len);
+	} else if (getsockopt(ks->fd, op->level, op->optname, val, &len)) {
 		return -errno;
+	}
 	if (len > op->len)
 		len = op->len;
 	memcpy(op->buf, val, len);
@@ -797,7 +836,13 @@ static void kn_submit(void *priv, struct nk_req *op)
 		res = nk_portown__autobind_fd(s, ks->fd);
 		if (res)
 			break;
-		if (listen(ks->fd, op->arg > 65535 ? 65535 : (int)op->arg)) {
+		/*
+		 * Listeners are the one non-blocking kernel socket: accept4()
+		 * on the loop can then never wait, and io_uring's ACCEPT still
+		 * waits for a connection (it polls).
+		 */
+		if (listen(ks->fd, op->arg > 65535 ? 65535 : (int)op->arg) ||
+		    fcntl(ks->fd, F_SETFL, O_NONBLOCK | O_RDWR)) {
 			res = -errno;
 		} else {
 			s->state = NK_SS_LISTEN;
@@ -815,13 +860,9 @@ static void kn_submit(void *priv, struct nk_req *op)
 			break;
 		}
 		if (nonblock) {
-			int fd;
+			/* The listener is O_NONBLOCK: this never waits. */
+			int fd = accept4(ks->fd, NULL, NULL, SOCK_CLOEXEC);
 
-			if (!(poll_fd(ks->fd, POLLIN) & POLLIN)) {
-				res = -EAGAIN;
-				break;
-			}
-			fd = accept4(ks->fd, NULL, NULL, SOCK_CLOEXEC);
 			finish_accept(ks, op, fd < 0 ? -errno : fd);
 			return;
 		}

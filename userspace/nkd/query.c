@@ -109,14 +109,17 @@ static void fmt_addr(const struct sockaddr_storage *ss, char *out, size_t len)
 
 static void q_status(struct nk_engine *e, struct sb *b)
 {
+	char budget[1024];
+
+	nk_budget__json(e, budget, sizeof(budget));
 	sb_printf(b,
 		  "{\"version\":\"%s\",\"pid\":%d,\"uptime_s\":%lld,"
 		  "\"epoch\":%llu,\"guests\":%u,\"conns\":%u,"
-		  "\"sockets\":%llu,\"nsms\":%u}\n",
+		  "\"sockets\":%llu,\"nsms\":%u,\"budget\":%s}\n",
 		  NK_VERSION, (int)getpid(),
 		  (long long)((nk_now_ns() - e->start_ns) / 1000000000ll),
 		  (unsigned long long)e->epoch, e->nr_guests, e->nr_conns,
-		  (unsigned long long)e->nr_socks, e->nr_nsms);
+		  (unsigned long long)e->nr_socks, e->nr_nsms, budget);
 }
 
 static uint32_t guest_live_socks(const struct nk_guest *g)

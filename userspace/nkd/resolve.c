@@ -1,9 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
  * RESOLVE (docs/abi.md §8): getaddrinfo() may block for seconds, so it runs
- * in a worker thread per NSM, which moves itself into the NSM's network
- * namespace once (setns() only affects the calling thread). Finished jobs
- * go back to the event loop through an eventfd it polls.
+ * in NR_WORKERS threads per NSM, each of which moves itself into the NSM's
+ * network namespace once (setns() only affects the calling thread).
+ * Finished jobs go back to the event loop through an eventfd it polls.
+ *
+ * Tenants: a guest has at most resolve_queue jobs queued (ctl.c, budget.c)
+ * and at most MAX_RUNNING_PER_GUEST of them running, so a guest whose
+ * lookups hang (a name server that never answers) leaves workers free for
+ * the others: a worker takes the oldest job whose guest is under that cap.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -20,13 +25,18 @@
 #include "validate.h"
 
 #define MAX_QUEUED 256u
+#define NR_WORKERS 4u
+#define MAX_RUNNING_PER_GUEST 2u
 #define ALLOWED_AI_FLAGS                                               \
 	(AI_PASSIVE | AI_CANONNAME | AI_NUMERICHOST | AI_NUMERICSERV | \
 	 AI_ADDRCONFIG | AI_V4MAPPED | AI_ALL)
 
 struct nk_resolver {
-	pthread_t th;
-	bool started, stop, ns_failed;
+	pthread_t th[NR_WORKERS];
+	unsigned nr_started;
+	/* The guest (job->guest) each worker is running a job for. */
+	const void *running[NR_WORKERS];
+	bool stop;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct nk_list todo, done;
@@ -35,7 +45,7 @@ struct nk_resolver {
 	int efd;
 };
 
-static void run_job(struct nk_resolver *r, struct nk_resolve_job *job)
+static void run_job(bool ns_failed, struct nk_resolve_job *job)
 {
 	const struct nk_ctl_resolve *q = &job->req;
 	struct nk_ctl_resolve_reply *rep;
@@ -53,7 +63,7 @@ static void run_job(struct nk_resolver *r, struct nk_resolve_job *job)
 	hints.ai_family = q->ai_family;
 	hints.ai_socktype = q->ai_socktype;
 	hints.ai_protocol = q->ai_protocol;
-	if (r->ns_failed)
+	if (ns_failed)
 		status = EAI_SYSTEM;
 	else if (q->ai_flags & ~ALLOWED_AI_FLAGS)
 		status = EAI_BADFLAGS;
@@ -95,30 +105,61 @@ static void run_job(struct nk_resolver *r, struct nk_resolve_job *job)
 	job->reply_len = rep->hdr.len;
 }
 
+/* The oldest job whose guest has fewer than MAX_RUNNING_PER_GUEST running;
+ * called with r->mu held. */
+static struct nk_resolve_job *pick_job(struct nk_resolver *r)
+{
+	struct nk_list *p, *t;
+
+	nk_list__for_each_safe(p, t, &r->todo)
+	{
+		struct nk_resolve_job *job =
+			nk_container_of(p, struct nk_resolve_job, link);
+		unsigned n = 0;
+
+		for (unsigned i = 0; i < NR_WORKERS; i++)
+			n += job->guest && r->running[i] == job->guest;
+		if (n < MAX_RUNNING_PER_GUEST)
+			return job;
+	}
+	return NULL;
+}
+
+struct worker_arg {
+	struct nk_resolver *r;
+	unsigned idx;
+};
+
 static void *worker(void *arg)
 {
-	struct nk_resolver *r = arg;
+	struct worker_arg wa = *(struct worker_arg *)arg;
+	struct nk_resolver *r = wa.r;
 	uint64_t one = 1;
+	bool ns_failed = false;
 
+	free(arg);
 	if (r->netns_fd >= 0 && setns(r->netns_fd, CLONE_NEWNET)) {
 		nk_err("resolver: setns: %s", strerror(errno));
-		r->ns_failed = true;
+		/* This thread answers EAI_SYSTEM; the flag is per thread. */
+		ns_failed = true;
 	}
 	pthread_mutex_lock(&r->mu);
 	while (!r->stop) {
-		struct nk_resolve_job *job;
+		struct nk_resolve_job *job = pick_job(r);
 
-		if (nk_list__empty(&r->todo)) {
+		if (!job) {
 			pthread_cond_wait(&r->cv, &r->mu);
 			continue;
 		}
-		job = nk_container_of(r->todo.next, struct nk_resolve_job,
-				      link);
 		nk_list__del(&job->link);
 		r->nr_todo--;
+		r->running[wa.idx] = job->guest;
 		pthread_mutex_unlock(&r->mu);
-		run_job(r, job);
+		run_job(ns_failed, job);
 		pthread_mutex_lock(&r->mu);
+		r->running[wa.idx] = NULL;
+		/* A job held back for its guest may go now. */
+		pthread_cond_broadcast(&r->cv);
 		nk_list__add_tail(&r->done, &job->link);
 		if (write(r->efd, &one, sizeof(one)) < 0)
 			nk_dbg("resolver: eventfd write: %s", strerror(errno));
@@ -144,13 +185,26 @@ int nk_resolver__create(int netns_fd, int notify_fd, struct nk_resolver **out)
 	/* Signals are for the event loop's signalfd, never this thread. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = pthread_create(&r->th, NULL, worker, r);
+	ret = 0;
+	for (unsigned i = 0; i < NR_WORKERS && !ret; i++) {
+		struct worker_arg *wa = malloc(sizeof(*wa));
+
+		ret = wa ? 0 : ENOMEM;
+		if (!ret) {
+			wa->r = r;
+			wa->idx = i;
+			ret = pthread_create(&r->th[i], NULL, worker, wa);
+			if (ret)
+				free(wa);
+			else
+				r->nr_started++;
+		}
+	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (ret) {
-		free(r);
+		nk_resolver__destroy(r);
 		return -ret;
 	}
-	r->started = true;
 	*out = r;
 	return 0;
 }
@@ -173,17 +227,31 @@ void nk_resolver__destroy(struct nk_resolver *r)
 		return;
 	pthread_mutex_lock(&r->mu);
 	r->stop = true;
-	pthread_cond_signal(&r->cv);
+	pthread_cond_broadcast(&r->cv);
 	pthread_mutex_unlock(&r->mu);
 	/* A getaddrinfo in progress finishes first (bounded by its own
 	 * timeouts); nkd exits right after. */
-	if (r->started)
-		pthread_join(r->th, NULL);
+	for (unsigned i = 0; i < r->nr_started; i++)
+		pthread_join(r->th[i], NULL);
 	free_list(&r->todo);
 	free_list(&r->done);
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);
 	free(r);
+}
+
+void nk_resolver__refuse(struct nk_resolve_job *job)
+{
+	struct nk_ctl_resolve_reply *rep = calloc(1, sizeof(*rep));
+
+	if (!rep)
+		return;
+	rep->hdr.type = NK_CTL_RESOLVE_REPLY;
+	rep->hdr.len = sizeof(*rep);
+	rep->hdr.seq = job->req.hdr.seq;
+	rep->status = EAI_AGAIN;
+	job->reply = rep;
+	job->reply_len = sizeof(*rep);
 }
 
 void nk_resolver__submit(struct nk_resolver *r, struct nk_resolve_job *job)
@@ -193,16 +261,7 @@ void nk_resolver__submit(struct nk_resolver *r, struct nk_resolve_job *job)
 	pthread_mutex_lock(&r->mu);
 	if (r->nr_todo >= MAX_QUEUED) {
 		/* Overloaded: answer "try again" without a lookup. */
-		struct nk_ctl_resolve_reply *rep = calloc(1, sizeof(*rep));
-
-		if (rep) {
-			rep->hdr.type = NK_CTL_RESOLVE_REPLY;
-			rep->hdr.len = sizeof(*rep);
-			rep->hdr.seq = job->req.hdr.seq;
-			rep->status = EAI_AGAIN;
-			job->reply = rep;
-			job->reply_len = sizeof(*rep);
-		}
+		nk_resolver__refuse(job);
 		nk_list__add_tail(&r->done, &job->link);
 		if (write(r->efd, &one, sizeof(one)) < 0)
 			nk_dbg("resolver: eventfd write: %s", strerror(errno));
