@@ -17,13 +17,7 @@
 #include "admin.h"
 #include "engine.h"
 #include "log.h"
-
-#ifndef SO_PEERPIDFD
-#define SO_PEERPIDFD 77
-#endif
-#ifndef SO_PEERGROUPS
-#define SO_PEERGROUPS 59
-#endif
+#include "peer.h"
 
 void nk_admin__set_config_path(struct nk_engine *e, const char *path)
 {

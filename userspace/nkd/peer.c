@@ -29,12 +29,6 @@
 
 #include "peer.h"
 
-#ifndef SO_PEERPIDFD
-#define SO_PEERPIDFD 77
-#endif
-#ifndef SO_PEERGROUPS
-#define SO_PEERGROUPS 59
-#endif
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
 #endif

@@ -11,7 +11,16 @@
 #define NKD_PEER_H
 
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+
+/* Older libc headers lack these (Linux 6.5 / 2.6.13 values). */
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+#ifndef SO_PEERGROUPS
+#define SO_PEERGROUPS 59
+#endif
 
 #define NK_PEER_MAX_GROUPS 32
 #define NK_PEER_CGROUP_MAX 256
