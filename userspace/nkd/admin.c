@@ -190,16 +190,6 @@ static void msg_add(struct msg *m, const char *fmt, ...)
 	m->len += (size_t)n;
 }
 
-static struct nk_nsm *nsm_named(struct nk_engine *e, const char *name)
-{
-	if (!name[0])
-		return &e->nsms[0];
-	for (unsigned i = 0; i < e->nr_nsms; i++)
-		if (!strcmp(e->nsms[i].conf.name, name))
-			return &e->nsms[i];
-	return NULL;
-}
-
 /*
  * The afxdp NSM installs a guest's XDP source ACL once (nsm_afxdp.c
  * acl_install): it cannot change under a running guest.
@@ -450,7 +440,7 @@ refused:
 			same++;
 			continue;
 		}
-		to = nsm_named(e, effective_nsm(&n, gc));
+		to = nk_engine__nsm_by_name(e, effective_nsm(&n, gc));
 		if (to && to != g->nsm) {
 			evict(e, g, "its nsm changed");
 			move_nsm(g, to);

@@ -951,6 +951,11 @@ struct nk_guest *nk_engine__guest_find(struct nk_engine *e, const char *name)
 	return guest_find(e, name);
 }
 
+struct nk_nsm *nk_engine__nsm_by_name(struct nk_engine *e, const char *name)
+{
+	return nsm_by_name(e, name);
+}
+
 struct nk_guest *nk_engine__guest_new(struct nk_engine *e,
 				      const struct nk_guest_conf *conf,
 				      bool from_config)

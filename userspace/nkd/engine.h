@@ -306,6 +306,8 @@ struct nk_nsm *nk_engine__conn_nsm(struct nk_conn *c);
 
 /* The operator's commands (admin.c). */
 struct nk_guest *nk_engine__guest_find(struct nk_engine *e, const char *name);
+/* The NSM named name ("": the first), or NULL. */
+struct nk_nsm *nk_engine__nsm_by_name(struct nk_engine *e, const char *name);
 struct nk_guest *nk_engine__guest_new(struct nk_engine *e,
 				      const struct nk_guest_conf *conf,
 				      bool from_config);
