@@ -174,6 +174,19 @@ static int read_string(const char **p, char *out, size_t max)
 	return 0;
 }
 
+/* A member's "key": and the white space after it. */
+static int read_key(const char **p, char *key, size_t max)
+{
+	if (read_string(p, key, max))
+		return -1;
+	skip_ws(p);
+	if (**p != ':')
+		return -1;
+	(*p)++;
+	skip_ws(p);
+	return 0;
+}
+
 /*
  * A nested {"k":N,...} of counters (a guest's "refusals") as "k=N,..."
  * with the non-zero ones only, "0" if none.
@@ -193,13 +206,8 @@ static int read_counts(const char **p, char *out, size_t max)
 			(*p)++;
 			break;
 		}
-		if (read_string(p, key, sizeof(key)))
+		if (read_key(p, key, sizeof(key)))
 			return -1;
-		skip_ws(p);
-		if (**p != ':')
-			return -1;
-		(*p)++;
-		skip_ws(p);
 		k = strspn(*p, "0123456789");
 		if (!k || k >= sizeof(num))
 			return -1;
@@ -238,13 +246,8 @@ static int read_obj(const char **p, struct obj *o)
 			(*p)++;
 			return 0;
 		}
-		if (read_string(p, key, sizeof(key)))
+		if (read_key(p, key, sizeof(key)))
 			return -1;
-		skip_ws(p);
-		if (**p != ':')
-			return -1;
-		(*p)++;
-		skip_ws(p);
 		if (**p == '"') {
 			if (read_string(p, val, sizeof(val)))
 				return -1;
