@@ -340,6 +340,30 @@ static int rg_wait(struct rg *g, struct nk_cqe *out, int timeout_ms,
 
 /* ------------------------------------------------------------ nop-bench */
 
+static int attach_or_die(struct rg *g)
+{
+	int err = rg_attach(g);
+
+	if (err) {
+		fprintf(stderr, "nk_rawguest: cannot attach to %s: %s\n",
+			sock_path, strerror(-err));
+		exit(3);
+	}
+	return 0;
+}
+
+/* A NOP entry to repeat, and the batch clamped to 1..the SQ size. */
+static int nop_prep(const struct rg *g, int batch, struct nk_sqe *e)
+{
+	if (batch < 1)
+		batch = 1;
+	if ((uint32_t)batch > g->sqn)
+		batch = (int)g->sqn;
+	memset(e, 0, sizeof(*e));
+	e->opcode = NK_OP_NOP;
+	return batch;
+}
+
 static int nop_bench(long n, int batch)
 {
 	struct rg g;
@@ -347,19 +371,9 @@ static int nop_bench(long n, int batch)
 	struct nk_cqe c;
 	long done = 0, i;
 	double t0, t;
-	int err = rg_attach(&g);
 
-	if (err) {
-		fprintf(stderr, "nk_rawguest: cannot attach to %s: %s\n",
-			sock_path, strerror(-err));
-		return 3;
-	}
-	if (batch < 1)
-		batch = 1;
-	if ((uint32_t)batch > g.sqn)
-		batch = (int)g.sqn;
-	memset(&e, 0, sizeof(e));
-	e.opcode = NK_OP_NOP;
+	attach_or_die(&g);
+	batch = nop_prep(&g, batch, &e);
 	t0 = now_s();
 	while (done < n) {
 		int k = (int)(n - done < batch ? n - done : batch);
@@ -419,18 +433,6 @@ static int rg_call(struct rg *g, struct nk_sqe *e, struct nk_cqe *c,
 	}
 }
 
-static int attach_or_die(struct rg *g)
-{
-	int err = rg_attach(g);
-
-	if (err) {
-		fprintf(stderr, "nk_rawguest: cannot attach to %s: %s\n",
-			sock_path, strerror(-err));
-		exit(3);
-	}
-	return 0;
-}
-
 static int nop_rate(double rate, double secs, int batch)
 {
 	struct rg g;
@@ -440,12 +442,7 @@ static int nop_rate(double rate, double secs, int batch)
 	long ops = 0, late = 0;
 
 	attach_or_die(&g);
-	if (batch < 1)
-		batch = 1;
-	if ((uint32_t)batch > g.sqn)
-		batch = (int)g.sqn;
-	memset(&e, 0, sizeof(e));
-	e.opcode = NK_OP_NOP;
+	batch = nop_prep(&g, batch, &e);
 	t0 = next = now_s();
 	while ((t = now_s()) - t0 < secs) {
 		if (rate > 0 && t < next) {
