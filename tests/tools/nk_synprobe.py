@@ -35,21 +35,10 @@ import struct
 import sys
 import time
 
+from nkpkt import csum, mac
+
 ETH_P_ALL = 0x0003
 FAKE_MAC = bytes([0x02, 0, 0, 0x5e, 0x17, 0x66])
-
-
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
-def macb(s):
-    return bytes(int(x, 16) for x in s.split(":"))
 
 
 def sniff(ifname, src, secs, out):
@@ -172,7 +161,7 @@ def conns(host, port, n):
 def flood(ifname, dmac, dip, dport, count, rate, *srcs):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     s.bind((ifname, 0))
-    dmac, dipb, dport = macb(dmac), socket.inet_aton(dip), int(dport)
+    dmac, dipb, dport = mac(dmac), socket.inet_aton(dip), int(dport)
     count, rate = int(count), max(1, int(rate))
     srcs = [socket.inet_aton(a) for a in srcs]
     rnd = random.Random(os.getpid())

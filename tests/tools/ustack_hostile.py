@@ -26,21 +26,10 @@ import struct
 import sys
 import time
 
+from nkpkt import csum, mac
+
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
-
-
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
-def mac(s):
-    return bytes(int(x, 16) for x in s.split(":"))
 
 
 def ip4(s):

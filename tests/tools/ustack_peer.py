@@ -20,6 +20,8 @@ import sys
 import threading
 import time
 
+from nkpkt import csum
+
 
 def fail(msg):
     print("ustack_peer: FAIL: " + msg, file=sys.stderr)
@@ -123,15 +125,6 @@ def echo_server(host, port, out):
     c.close()
     with open(out, "w") as f:
         f.write("%s %d\n" % (h.hexdigest(), n))
-
-
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def ping(host, count):
