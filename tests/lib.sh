@@ -387,6 +387,41 @@ afxdp_exit() {
 	nk_cleanup
 }
 
+# need_afxdp [FILE...]: what an afxdp test needs: root, nkd (not native),
+# nsenter, bpftool and jq, the loader, nk_stream and the FILEs.
+need_afxdp() {
+	need_root
+	need_netkernel
+	need_cmd nsenter bpftool jq
+	need_nk "$NK_LOADER" "$TOOLS/nk_stream" "$@"
+}
+
+# thread_echo_py PORT: writes $NK_TMP/techo.py, a TCP echo server on
+# 0.0.0.0:PORT with blocking sockets, a thread per connection. For guests
+# on the afxdp NSM: nkpy's asyncio echo-server never sees the peer's FIN on
+# this NSM when it arrives after the data was drained (no EOF readiness
+# through epoll), so it would never close, and a client waiting for the
+# FIN would fail for that reason.
+thread_echo_py() {
+	cat >"$NK_TMP/techo.py" <<PYEOF
+import socket, threading
+def one(c):
+    with c:
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            c.sendall(d)
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("0.0.0.0", $1))
+l.listen(64)
+while True:
+    c, _ = l.accept()
+    threading.Thread(target=one, args=(c,), daemon=True).start()
+PYEOF
+}
+
 # start_nkd_afxdp CONFIG: nkd in the host's own namespaces (its afxdp and
 # kernel NSMs say netns=/run/netns/$NS_H), so it sees the host bpffs that
 # `ip netns exec` would hide.
@@ -437,6 +472,48 @@ nk_use_san_nkd() {
 	NKD=$BUILD/san/nkd
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=66
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=67
+}
+
+# need_rawguest [CMD...]: what a test driving nk_rawguest needs: root, nkd
+# (not native), the commands named, the nk_rawguest binary.
+need_rawguest() {
+	need_root
+	need_netkernel
+	need_cmd "$@"
+	[ -x "$TOOLS/nk_rawguest" ] || fail "missing $TOOLS/nk_rawguest (run make)"
+}
+
+# san_nkd_up [CONFIG]: the kernel-NSM topology and the ASan+UBSan nkd in it.
+san_nkd_up() {
+	topo_up
+	nk_use_san_nkd
+	start_nkd "$@"
+}
+
+# as_guest GUEST CMD...: CMD run as guest GUEST, its output.
+as_guest() {
+	local g=$1
+	shift
+	GUEST=$g run_guest "$@"
+}
+
+# expect_field WHAT KEY WANT OUTPUT: the RESULT line in OUTPUT has KEY=WANT.
+expect_field() {
+	local got
+	got=$(field "$2" "$(grep RESULT <<<"$4")")
+	[ "$got" = "$3" ] || fail "$1: $2=$got, expected $3 ($4)"
+	log "ok: $1: $2=$got"
+}
+
+# transfer_ok SENDER RECEIVER BYTES [LOGPREFIX [MSGPREFIX]]: the RESULT
+# lines in $NK_TMP/LOGPREFIX{SENDER,RECEIVER}.log show BYTES received, with
+# the sender's sha256. Failures say MSGPREFIX first.
+transfer_ok() {
+	local s r
+	s=$(grep RESULT "$NK_TMP/${4:-}$1.log") || fail "${5:-}no result from $1"
+	r=$(grep RESULT "$NK_TMP/${4:-}$2.log") || fail "${5:-}no result from $2"
+	[ "$(field bytes "$r")" = "$3" ] || fail "${5:-}$2 got $(field bytes "$r") of $3 bytes"
+	[ "$(field sha256 "$s")" = "$(field sha256 "$r")" ] || fail "${5:-}sha256 mismatch $1 -> $2"
 }
 
 # nk_san_stop: SIGTERM nkd; it must exit 0 with no sanitizer report.
@@ -490,17 +567,14 @@ bystander_start() {
 
 # bystander_finish: waits (bounded by the run_* timeout) and checks.
 bystander_finish() {
-	local p r s max
+	local p r max
 	for p in "${BYS_PIDS[@]}"; do
 		wait "$p" || fail "bystander: a program failed (exit $?): $(tail -n 3 "$NK_TMP"/bys_*.log)"
 	done
 	kill "$BYS_ECHO" 2>/dev/null || true
 	for dir in "send_g recv_p" "send_p recv_g"; do
 		set -- $dir
-		s=$(grep RESULT "$NK_TMP/bys_$1.log") || fail "bystander: no result from $1"
-		r=$(grep RESULT "$NK_TMP/bys_$2.log") || fail "bystander: no result from $2"
-		[ "$(field bytes "$r")" = "$BYS_BYTES" ] || fail "bystander: $2 got $(field bytes "$r") of $BYS_BYTES bytes"
-		[ "$(field sha256 "$s")" = "$(field sha256 "$r")" ] || fail "bystander: sha256 mismatch $1 -> $2"
+		transfer_ok "$1" "$2" "$BYS_BYTES" bys_ "bystander: "
 	done
 	r=$(grep RESULT "$NK_TMP/bys_ping_g.log") || fail "bystander: no result from the latency probe"
 	max=$(field max_ms "$r")

@@ -57,28 +57,11 @@ guest $GUEST nsm=xdp0 acl_deny=127.0.0.0/8
 CONF
 start_nkd_afxdp "$NK_TMP/nkd.conf"
 
-# TCP echo with blocking sockets, a thread per connection: nkpy's asyncio
-# echo-server never sees the peer's FIN on this NSM when it arrives after
-# the data was drained (no EOF readiness through epoll), so it would never
-# close and the generator's stream check, which waits for the FIN, would
-# fail for that reason instead of the hostile input.
-cat >"$NK_TMP/techo.py" <<'PYEOF'
-import socket, threading
-def one(c):
-    with c:
-        while True:
-            d = c.recv(65536)
-            if not d:
-                break
-            c.sendall(d)
-l = socket.socket()
-l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("0.0.0.0", 7))
-l.listen(64)
-while True:
-    c, _ = l.accept()
-    threading.Thread(target=one, args=(c,), daemon=True).start()
-PYEOF
+# TCP echo with blocking sockets, a thread per connection (thread_echo_py:
+# nkpy's asyncio echo-server would miss the peer's FIN on this NSM, and the
+# generator's stream check, which waits for the FIN, would fail for that
+# reason instead of the hostile input).
+thread_echo_py 7
 bg_guest echo_tcp "$PY" "$NK_TMP/techo.py"
 wait_for 20 nk_guest_listening 7 || fail "guest TCP echo not listening on 7"
 # UDP echo: enough datagrams for the checks before and after the attack

@@ -18,10 +18,7 @@
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
-need_root
-need_netkernel
-need_cmd nsenter bpftool jq
-need_nk "$NK_LOADER" "$TOOLS/nk_stream"
+need_afxdp
 FL=$NK_ROOT/tests/tools/tenancy_flows.py
 BYTES=$((8 << 20))
 BYS_BYTES=$((32 << 20))
@@ -73,10 +70,7 @@ wait "$PSEND" || fail "peer sender failed: $(tail -n 3 "$NK_TMP/peer_send.log")"
 wait "$VSRV" || fail "victim server failed: $(tail -n 3 "$NK_TMP/victim_srv.log")"
 for pair in "victim_cli peer_recv" "peer_send victim_srv"; do
 	set -- $pair
-	s=$(grep RESULT "$NK_TMP/$1.log") || fail "no result from $1"
-	r=$(grep RESULT "$NK_TMP/$2.log") || fail "no result from $2"
-	[ "$(field bytes "$r")" = "$BYTES" ] || fail "$2 got $(field bytes "$r") of $BYTES bytes"
-	[ "$(field sha256 "$s")" = "$(field sha256 "$r")" ] || fail "sha256 mismatch $1 -> $2"
+	transfer_ok "$1" "$2" "$BYTES"
 done
 log "victim: both streams intact ($BYTES bytes each, sha256 match)"
 

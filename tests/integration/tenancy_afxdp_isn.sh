@@ -20,10 +20,7 @@
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
-need_root
-need_netkernel
-need_cmd nsenter bpftool jq
-need_nk "$NK_LOADER" "$TOOLS/nk_stream"
+need_afxdp
 PROBE=$HELPERS/nk_synprobe.py
 N=50
 BYS_BYTES=$((32 << 20))

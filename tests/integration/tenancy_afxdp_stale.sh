@@ -15,11 +15,8 @@
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
-need_root
-need_netkernel
-need_cmd nsenter bpftool jq
 RAWGUEST=${NK_RAWGUEST:-$TOOLS/nk_rawguest}
-need_nk "$NK_LOADER" "$TOOLS/nk_stream" "$RAWGUEST"
+need_afxdp "$RAWGUEST"
 BYS_BYTES=$((32 << 20))
 NK_CMD_TIMEOUT=60
 NAMES=${NK_STALE_NAMES:-1100}

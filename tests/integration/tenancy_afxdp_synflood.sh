@@ -22,10 +22,7 @@
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
-need_root
-need_netkernel
-need_cmd nsenter bpftool jq
-need_nk "$NK_LOADER" "$TOOLS/nk_stream"
+need_afxdp
 PROBE=$HELPERS/nk_synprobe.py
 SYNS=${NK_SYNFLOOD_SYNS:-100000}
 RATE=${NK_SYNFLOOD_RATE:-10000}
@@ -48,24 +45,8 @@ CONF
 start_nkd_afxdp "$NK_TMP/nkd.conf"
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$NK_NKD_PID/status"; }
 
-# The guest's echo server, a thread per connection.
-cat >"$NK_TMP/techo.py" <<'PYEOF'
-import socket, threading
-def one(c):
-    with c:
-        while True:
-            d = c.recv(65536)
-            if not d:
-                break
-            c.sendall(d)
-l = socket.socket()
-l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("0.0.0.0", 7100))
-l.listen(64)
-while True:
-    c, _ = l.accept()
-    threading.Thread(target=one, args=(c,), daemon=True).start()
-PYEOF
+# The guest's echo server, a thread per connection (see thread_echo_py).
+thread_echo_py 7100
 bg_guest echo_g "$PY" "$NK_TMP/techo.py"
 wait_for 20 nk_guest_listening 7100 || fail "guest echo server not listening"
 echo_ok() { # SEED: 2 connections x 256 KiB echoed exactly

@@ -30,9 +30,7 @@ nsm kernel0 type=kernel
 guest $BYS_GUEST reserve=64
 unknown_guests allow
 CONF
-topo_up
-nk_use_san_nkd
-start_nkd "$NK_TMP/nkd.conf"
+san_nkd_up "$NK_TMP/nkd.conf"
 nkctl status --json >"$NK_TMP/status0.json" || fail "nkctl status failed"
 log "budget: $(jq -c .budget "$NK_TMP/status0.json")"
 

@@ -16,13 +16,8 @@
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
-need_root
-need_netkernel
-need_cmd jq
-[ -x "$TOOLS/nk_rawguest" ] || fail "missing $TOOLS/nk_rawguest (run make)"
-topo_up
-nk_use_san_nkd
-start_nkd
+need_rawguest jq
+san_nkd_up
 BYS_BYTES=$((32 << 20))
 bystander_start 9400
 

@@ -10,16 +10,11 @@
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
-need_root
-need_netkernel
-need_cmd jq
-[ -x "$TOOLS/nk_rawguest" ] || fail "missing $TOOLS/nk_rawguest (run make)"
+need_rawguest jq
 BYS_BYTES=$((32 << 20))
 BYS_PINGS=400
 LINGER=15
-topo_up
-nk_use_san_nkd
-start_nkd
+san_nkd_up
 
 bg_peer sink "$PY" "$HELPERS/nkpy.py" sink "$P4" 9350 60
 wait_port "$NS_P" 9350 || fail "peer sink not listening"

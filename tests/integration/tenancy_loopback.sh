@@ -35,17 +35,6 @@ BYS_BYTES=$((32 << 20))
 bystander_start 9400
 
 T=$HELPERS/nk_ports.py
-as() { # GUEST CMD...
-	local g=$1
-	shift
-	GUEST=$g run_guest "$@"
-}
-expect() { # WHAT KEY WANT OUTPUT
-	local got
-	got=$(field "$2" "$(grep RESULT <<<"$4")")
-	[ "$got" = "$3" ] || fail "$1: $2=$got, expected $3 ($4)"
-	log "ok: $1: $2=$got"
-}
 
 # Host services in H, natively (not guests).
 bg host_tcp ip netns exec "$NS_H" "$PY" "$T" serve tcp 0.0.0.0 "$PORT" plain SECRET-BANNER 90
@@ -53,31 +42,31 @@ bg host_udp ip netns exec "$NS_H" "$PY" "$T" serve udp 127.0.0.1 "$UPORT" plain 
 wait_port "$NS_H" "$PORT" || fail "host server not listening"
 wait_port "$NS_H" "$UPORT" 10 udp || fail "host UDP responder not bound"
 r=$(run_host "$PY" "$T" banner 127.0.0.1 "$PORT")
-expect "native client in H (setup)" banner SECRET-BANNER "$r"
+expect_field "native client in H (setup)" banner SECRET-BANNER "$r"
 
 # Default policy: the NSM's loopback and addresses are not the guest's.
 for dst in 127.0.0.1 ::ffff:127.0.0.1 "$H4" 127.0.0.2; do
-	r=$(as lo "$PY" "$T" banner "$dst" "$PORT")
-	expect "guest lo connects to $dst:$PORT" connect ECONNREFUSED "$r"
-	expect "guest lo connects to $dst:$PORT" banner - "$r"
+	r=$(as_guest lo "$PY" "$T" banner "$dst" "$PORT")
+	expect_field "guest lo connects to $dst:$PORT" connect ECONNREFUSED "$r"
+	expect_field "guest lo connects to $dst:$PORT" banner - "$r"
 done
-r=$(as lo "$PY" "$T" udp-ask 127.0.0.1 "$UPORT")
-expect "guest lo sends to 127.0.0.1:$UPORT" send EACCES "$r"
-r=$(as lo "$PY" "$T" udp-ask 127.0.0.1 "$UPORT" connect)
-expect "guest lo connects UDP to 127.0.0.1:$UPORT and sends" send EACCES "$r"
+r=$(as_guest lo "$PY" "$T" udp-ask 127.0.0.1 "$UPORT")
+expect_field "guest lo sends to 127.0.0.1:$UPORT" send EACCES "$r"
+r=$(as_guest lo "$PY" "$T" udp-ask 127.0.0.1 "$UPORT" connect)
+expect_field "guest lo connects UDP to 127.0.0.1:$UPORT and sends" send EACCES "$r"
 
 # The guest's own loopback traffic keeps working.
 for h in 127.0.0.1 ::1 "$H4"; do
-	r=$(as lo "$PY" "$T" self-loop "$h")
-	expect "guest lo's own pair over $h" tcp OK "$r"
-	expect "guest lo's own pair over $h" udp OK "$r"
+	r=$(as_guest lo "$PY" "$T" self-loop "$h")
+	expect_field "guest lo's own pair over $h" tcp OK "$r"
+	expect_field "guest lo's own pair over $h" udp OK "$r"
 done
 
 # host_access=allow: the operator lets this guest reach host services.
-r=$(as hostok "$PY" "$T" banner 127.0.0.1 "$PORT")
-expect "guest hostok connects to 127.0.0.1:$PORT" banner SECRET-BANNER "$r"
-r=$(as hostok "$PY" "$T" udp-ask 127.0.0.1 "$UPORT")
-expect "guest hostok asks 127.0.0.1:$UPORT" answer SECRET-UDP "$r"
+r=$(as_guest hostok "$PY" "$T" banner 127.0.0.1 "$PORT")
+expect_field "guest hostok connects to 127.0.0.1:$PORT" banner SECRET-BANNER "$r"
+r=$(as_guest hostok "$PY" "$T" udp-ask 127.0.0.1 "$UPORT")
+expect_field "guest hostok asks 127.0.0.1:$UPORT" answer SECRET-UDP "$r"
 
 # egress=: only the listed peer destinations.
 bg_peer peer_e "$PY" "$T" serve tcp "$P4" "$EPORT" plain PEER-E 90
@@ -85,14 +74,14 @@ bg_peer peer_o "$PY" "$T" serve tcp "$P4" "$OPORT" plain PEER-O 90
 bg_peer peer_u "$PY" "$T" serve udp "$P4" "$OPORT" plain PEER-U 90
 wait_port "$NS_P" "$EPORT" || fail "peer server not listening"
 wait_port "$NS_P" "$OPORT" || fail "peer server not listening"
-r=$(as eg "$PY" "$T" banner "$P4" "$EPORT")
-expect "guest eg connects to the allowed $P4:$EPORT" banner PEER-E "$r"
-r=$(as eg "$PY" "$T" banner "$P4" "$OPORT")
-expect "guest eg connects to $P4:$OPORT" connect ENETUNREACH "$r"
-r=$(as eg "$PY" "$T" udp-ask "$P4" "$OPORT")
-expect "guest eg sends to $P4:$OPORT" send ENETUNREACH "$r"
-r=$(as lo "$PY" "$T" banner "$P4" "$OPORT")
-expect "guest lo (no egress=) connects to $P4:$OPORT" banner PEER-O "$r"
+r=$(as_guest eg "$PY" "$T" banner "$P4" "$EPORT")
+expect_field "guest eg connects to the allowed $P4:$EPORT" banner PEER-E "$r"
+r=$(as_guest eg "$PY" "$T" banner "$P4" "$OPORT")
+expect_field "guest eg connects to $P4:$OPORT" connect ENETUNREACH "$r"
+r=$(as_guest eg "$PY" "$T" udp-ask "$P4" "$OPORT")
+expect_field "guest eg sends to $P4:$OPORT" send ENETUNREACH "$r"
+r=$(as_guest lo "$PY" "$T" banner "$P4" "$OPORT")
+expect_field "guest lo (no egress=) connects to $P4:$OPORT" banner PEER-O "$r"
 
 bystander_finish
 nk_san_stop

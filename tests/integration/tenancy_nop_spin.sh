@@ -17,15 +17,11 @@
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
-need_root
-need_netkernel
-[ -x "$TOOLS/nk_rawguest" ] || fail "missing $TOOLS/nk_rawguest (run make)"
+need_rawguest
 BYS_BYTES=$((32 << 20))
 BYS_PINGS=300
 SPIN_SECS=10
-topo_up
-nk_use_san_nkd
-start_nkd
+san_nkd_up
 
 bystander_start 9400
 sleep 0.5

@@ -12,12 +12,8 @@
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
-need_root
-need_netkernel
-[ -x "$TOOLS/nk_rawguest" ] || fail "missing $TOOLS/nk_rawguest (run make)"
-topo_up
-nk_use_san_nkd
-start_nkd
+need_rawguest
+san_nkd_up
 RG=(ip netns exec "$NS_G" "$TOOLS/nk_rawguest" --socket "$NK_SOCK")
 HAMMER_SECS=${NK_HAMMER_SECS:-8}
 

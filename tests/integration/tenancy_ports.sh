@@ -33,17 +33,6 @@ BYS_BYTES=$((32 << 20))
 bystander_start 9400
 
 T=$HELPERS/nk_ports.py
-as() { # GUEST CMD...: one guest program, its output
-	local g=$1
-	shift
-	GUEST=$g run_guest "$@"
-}
-expect() { # WHAT KEY WANT OUTPUT
-	local got
-	got=$(field "$2" "$(grep RESULT <<<"$4")")
-	[ "$got" = "$3" ] || fail "$1: $2=$got, expected $3 ($4)"
-	log "ok: $1: $2=$got"
-}
 
 # A: the victim's REUSEPORT listener and UDP socket.
 GUEST=ga bg_guest a_tcp "$PY" "$T" serve tcp 0.0.0.0 "$P" reuseport A 200
@@ -56,10 +45,10 @@ wait_for 20 grep -q READY "$NK_TMP/a_udp.log" || fail "guest A did not bind UDP:
 # B tries to take P: every way fails.
 for addr in 0.0.0.0 "$H4"; do
 	for o in plain reuseport reuseaddr reuseaddr,reuseport; do
-		expect "B binds TCP $addr:$P ($o)" bind EADDRINUSE "$(as gb "$PY" "$T" trybind tcp "$addr" "$P" "$o")"
+		expect_field "B binds TCP $addr:$P ($o)" bind EADDRINUSE "$(as_guest gb "$PY" "$T" trybind tcp "$addr" "$P" "$o")"
 	done
 done
-expect "B binds TCP [::]:$P (reuseport)" bind EADDRINUSE "$(as gb "$PY" "$T" trybind tcp :: "$P" reuseport)"
+expect_field "B binds TCP [::]:$P (reuseport)" bind EADDRINUSE "$(as_guest gb "$PY" "$T" trybind tcp :: "$P" reuseport)"
 # B's would-be thief server: must not get to listen.
 GUEST=gb bg_guest b_tcp "$PY" "$T" serve tcp 0.0.0.0 "$P" reuseport B 30
 btcp=$LASTPID
@@ -68,27 +57,27 @@ grep -q 'RESULT bind=EADDRINUSE' "$NK_TMP/b_tcp.log" || fail "guest B's REUSEPOR
 
 # 20 connections from the peer: all answered by A.
 r=$(run_peer "$PY" "$T" banners "$H4" "$P" 20)
-expect "20 peer connections to $P" A 20 "$r"
+expect_field "20 peer connections to $P" A 20 "$r"
 
 # UDP: B cannot bind A's port either.
 for o in plain reuseaddr reuseport; do
-	expect "B binds UDP 0.0.0.0:$U ($o)" bind EADDRINUSE "$(as gb "$PY" "$T" trybind udp 0.0.0.0 "$U" "$o")"
+	expect_field "B binds UDP 0.0.0.0:$U ($o)" bind EADDRINUSE "$(as_guest gb "$PY" "$T" trybind udp 0.0.0.0 "$U" "$o")"
 done
 r=$(run_peer "$PY" "$T" udp-ask "$H4" "$U")
-expect "peer's datagram to $U" answer A "$r"
+expect_field "peer's datagram to $U" answer A "$r"
 
 # A's own second REUSEPORT socket on P is allowed, as on Linux.
-expect "A's second REUSEPORT socket" bind OK "$(as ga "$PY" "$T" trybind tcp 0.0.0.0 "$P" reuseport)"
+expect_field "A's second REUSEPORT socket" bind OK "$(as_guest ga "$PY" "$T" trybind tcp 0.0.0.0 "$P" reuseport)"
 
 # Implicit binds: B's listen without bind gets a port of its own; C's
 # bind= rules do not allow the wildcard address, so C gets EACCES.
-r=$(as gb "$PY" "$T" listen-nobind)
-expect "B listen without bind" listen OK "$r"
+r=$(as_guest gb "$PY" "$T" listen-nobind)
+expect_field "B listen without bind" listen OK "$r"
 port=$(field port "$(grep RESULT <<<"$r")")
 [ "$port" != "$P" ] && [ "$port" != 0 ] || fail "B's listen without bind got port $port"
-expect "C listen without bind (bind= forbids the wildcard)" listen EACCES "$(as gc "$PY" "$T" listen-nobind)"
-expect "C explicit bind inside its rules" bind OK "$(as gc "$PY" "$T" trybind tcp "$H4" 20001 plain)"
-expect "C explicit bind outside its rules" bind EACCES "$(as gc "$PY" "$T" trybind tcp "$H4" 20200 plain)"
+expect_field "C listen without bind (bind= forbids the wildcard)" listen EACCES "$(as_guest gc "$PY" "$T" listen-nobind)"
+expect_field "C explicit bind inside its rules" bind OK "$(as_guest gc "$PY" "$T" trybind tcp "$H4" 20001 plain)"
+expect_field "C explicit bind outside its rules" bind EACCES "$(as_guest gc "$PY" "$T" trybind tcp "$H4" 20200 plain)"
 
 # A's ports are free again once A's sockets are closed.
 run_peer "$PY" "$T" stop "$H4" "$P" || fail "cannot stop guest A's server"
@@ -100,7 +89,7 @@ wait "$btcp" 2>/dev/null || true
 # (A's connections sit in TIME_WAIT, created by A's REUSEPORT
 # listener: only a REUSEPORT bind passes the kernel's own check.)
 wait_for 10 sh -c "! ip netns exec $NS_H ss -Hltn 'sport = :$P' | grep -q ." || fail "A's listener is still there"
-expect "B binds TCP 0.0.0.0:$P after A closed it" bind OK "$(as gb "$PY" "$T" trybind tcp 0.0.0.0 "$P" reuseaddr,reuseport)"
+expect_field "B binds TCP 0.0.0.0:$P after A closed it" bind OK "$(as_guest gb "$PY" "$T" trybind tcp 0.0.0.0 "$P" reuseaddr,reuseport)"
 
 bystander_finish
 nk_san_stop
