@@ -17,11 +17,11 @@ set -eu
 need_root
 need_netkernel
 need_nk
-topo_up
 PORT=9620
 UPORT=9621
 EPORT=9622
 OPORT=9623
+BYS_BYTES=$((32 << 20))
 cat >"$NK_TMP/nkd.conf" <<CONF
 nsm kernel0 type=kernel
 guest lo
@@ -29,9 +29,7 @@ guest hostok host_access=allow
 guest eg egress=$P4/32:$EPORT egress=$P4/32:9400-9402
 unknown_guests allow
 CONF
-nk_use_san_nkd
-start_nkd "$NK_TMP/nkd.conf"
-BYS_BYTES=$((32 << 20))
+san_nkd_up "$NK_TMP/nkd.conf"
 bystander_start 9400
 
 T=$HELPERS/nk_ports.py

@@ -17,9 +17,9 @@ set -eu
 need_root
 need_netkernel
 need_nk
-topo_up
 P=9610
 U=9611
+BYS_BYTES=$((32 << 20))
 cat >"$NK_TMP/nkd.conf" <<CONF
 nsm kernel0 type=kernel
 guest ga
@@ -27,9 +27,7 @@ guest gb
 guest gc bind=$H4/32:20000-20100
 unknown_guests allow
 CONF
-nk_use_san_nkd
-start_nkd "$NK_TMP/nkd.conf"
-BYS_BYTES=$((32 << 20))
+san_nkd_up "$NK_TMP/nkd.conf"
 bystander_start 9400
 
 T=$HELPERS/nk_ports.py
