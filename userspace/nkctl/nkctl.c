@@ -274,16 +274,56 @@ static int read_obj(const char **p, struct obj *o)
 	}
 }
 
+/*
+ * Prints {"k":v,...} one member a line; a nested object's members as
+ * "k.sub" (status has "budget":{"sockets":{...},...}).
+ */
+static int print_flat(const char **p, const char *prefix)
+{
+	skip_ws(p);
+	if (**p != '{')
+		return -1;
+	(*p)++;
+	for (;;) {
+		char key[32], full[128], val[MAX_VAL];
+
+		skip_ws(p);
+		if (**p == '}') {
+			(*p)++;
+			return 0;
+		}
+		if (read_key(p, key, sizeof(key)))
+			return -1;
+		snprintf(full, sizeof(full), "%s%s%s", prefix,
+			 *prefix ? "." : "", key);
+		if (**p == '{') {
+			if (print_flat(p, full))
+				return -1;
+		} else if (**p == '"') {
+			if (read_string(p, val, sizeof(val)))
+				return -1;
+			printf("%-10s %s\n", full, val);
+		} else {
+			size_t n = strcspn(*p, ",}");
+
+			if (n >= sizeof(val) || !n)
+				return -1;
+			memcpy(val, *p, n);
+			val[n] = '\0';
+			*p += n;
+			printf("%-10s %s\n", full, val);
+		}
+		skip_ws(p);
+		if (**p == ',')
+			(*p)++;
+	}
+}
+
 static int print_status(const char *text)
 {
 	const char *p = text;
-	struct obj o;
 
-	if (read_obj(&p, &o))
-		return -1;
-	for (int i = 0; i < o.n; i++)
-		printf("%-10s %s\n", o.key[i], o.val[i]);
-	return 0;
+	return print_flat(&p, "");
 }
 
 /* {"NAME":[{...},...]} as a table; column order from the first row. */
