@@ -1068,7 +1068,6 @@ static int rg_dropped(struct rg *g)
 	return 0;
 }
 
-
 /* SOCKET; returns the handle or -errno. */
 static int rg_socket(struct rg *g, int type)
 {
@@ -1549,21 +1548,22 @@ static int attach_many(const char *prefix, long n)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: nk_rawguest [--socket PATH] [--guest NAME] "
-			"nop-bench N [BATCH]\n"
-			"       nk_rawguest [--socket PATH] [--guest NAME] "
-			"nop-rate RATE SECS [BATCH]\n"
-			"       nk_rawguest [--socket PATH] [--guest NAME] "
-			"linger-close HOST PORT SECS\n"
-			"       nk_rawguest pipe-bench N\n"
-			"       nk_rawguest [--socket PATH] [--guest NAME] "
-			"fuzz SEED COUNT [SECS]\n"
-			"       nk_rawguest [...] thief N GENS [HANDLE...]\n"
-			"       nk_rawguest [...] tokens [SECS]\n"
-			"       nk_rawguest [...] token TOKEN\n"
-			"       nk_rawguest [...] ph-old\n"
-			"       nk_rawguest [...] ph-hammer SECS NSOCK\n"
-			"       nk_rawguest [--socket PATH] attach-many PREFIX N\n");
+	fprintf(stderr,
+		"usage: nk_rawguest [--socket PATH] [--guest NAME] "
+		"nop-bench N [BATCH]\n"
+		"       nk_rawguest [--socket PATH] [--guest NAME] "
+		"nop-rate RATE SECS [BATCH]\n"
+		"       nk_rawguest [--socket PATH] [--guest NAME] "
+		"linger-close HOST PORT SECS\n"
+		"       nk_rawguest pipe-bench N\n"
+		"       nk_rawguest [--socket PATH] [--guest NAME] "
+		"fuzz SEED COUNT [SECS]\n"
+		"       nk_rawguest [...] thief N GENS [HANDLE...]\n"
+		"       nk_rawguest [...] tokens [SECS]\n"
+		"       nk_rawguest [...] token TOKEN\n"
+		"       nk_rawguest [...] ph-old\n"
+		"       nk_rawguest [...] ph-hammer SECS NSOCK\n"
+		"       nk_rawguest [--socket PATH] attach-many PREFIX N\n");
 	exit(2);
 }
 

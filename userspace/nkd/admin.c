@@ -34,7 +34,7 @@ static bool self_netns(uint64_t dev, uint64_t ino)
 }
 
 void nk_admin__attached(struct nk_engine *e, struct nk_conn *c,
-			 const struct nk_peer *peer)
+			const struct nk_peer *peer)
 {
 	struct nk_admin_guest *a = &c->guest->admin;
 	uint64_t dev = peer->netns_dev, ino = peer->netns_ino;
@@ -84,8 +84,8 @@ static bool operator_ids(const struct nk_config *cfg, int fd, uid_t uid,
 }
 
 /* The name of the guest that attaches from (dev, ino), or NULL. */
-static const char *netns_guest(struct nk_engine *e, uint64_t dev,
-				    uint64_t ino, bool *any)
+static const char *netns_guest(struct nk_engine *e, uint64_t dev, uint64_t ino,
+			       bool *any)
 {
 	struct nk_list *p, *t;
 

@@ -16,16 +16,16 @@
 #include <stdint.h>
 
 /* X(ENUM suffix, reported name, errno the program sees) */
-#define NK_REFUSALS(X)                                     \
-	X(SOCKETS, "sockets", "EMFILE")                    \
-	X(INFLIGHT, "inflight", "ENOBUFS")                 \
-	X(CONNS, "conns", "EMFILE (attach refused)")       \
-	X(BIND_POLICY, "bind_policy", "EACCES")            \
-	X(ABUSE, "abuse", "EINVAL/EBADF + NK_CQE_F_ABUSE") \
-	X(RESOLVER, "resolver", "EAI_AGAIN")               \
-	X(BUDGET, "budget", "ENOBUFS")                     \
-	X(PORT, "port", "EADDRINUSE")                      \
-	X(EGRESS, "egress", "ENETUNREACH")                 \
+#define NK_REFUSALS(X)                                      \
+	X(SOCKETS, "sockets", "EMFILE")                     \
+	X(INFLIGHT, "inflight", "ENOBUFS")                  \
+	X(CONNS, "conns", "EMFILE (attach refused)")        \
+	X(BIND_POLICY, "bind_policy", "EACCES")             \
+	X(ABUSE, "abuse", "EINVAL/EBADF + NK_CQE_F_ABUSE")  \
+	X(RESOLVER, "resolver", "EAI_AGAIN")                \
+	X(BUDGET, "budget", "ENOBUFS")                      \
+	X(PORT, "port", "EADDRINUSE")                       \
+	X(EGRESS, "egress", "ENETUNREACH")                  \
 	X(HOST, "host", "ECONNREFUSED / EACCES (datagram)") \
 	X(IDENTITY, "identity", "EPERM (attach refused)")
 
