@@ -334,7 +334,7 @@ int nk_engine__sock_accepted(struct nk_engine *e, struct nk_req *op,
 
 /* Placeholder mirroring (placeholder.c). */
 void nk_ph__init(struct nk_ph *ph);
-/* Takes ownership of both fds; -errno if they are not a usable pair. */
+/* Takes ownership of both fds (a pool pair nkd made); 0. */
 int nk_ph__attach(struct nk_ph *ph, int app_fd, int nkd_fd);
 void nk_ph__close(struct nk_ph *ph);
 /* want: readable; arrival: a new edge even if already readable. */
