@@ -14,6 +14,8 @@
 # (d) attach=: whoever connects to box's own socket is box without naming
 #     it; another name through it is refused, and box through the main
 #     socket is refused.
+# (e) nkctl reload reordering the guests keeps box's socket box's; a
+#     reload dropping box leaves its socket refusing everyone.
 # The ASan+UBSan nkd runs it, and a bystander guest moves data meanwhile.
 # timeout: 180
 set -eu
@@ -154,6 +156,29 @@ attempt "d: web through box's socket" "$NK_TMP/d2" "$NS_G" --guest web --socket 
 expect_refused "d: web through box's socket" "$NK_TMP/d2" "attach socket is guest 'box'"
 attempt "d: box through the main socket" "$NK_TMP/d3" "$NS_G" --guest box --socket "$NK_SOCK"
 expect_refused "d: box through the main socket" "$NK_TMP/d3" "only through its own socket"
+
+# (e) A reload that reorders the guests still maps box's socket to box; one
+# that drops box leaves its socket refusing everyone (it is matched by path,
+# never by a config index that now names another guest or none).
+cat >"$NK_TMP/nkd.conf" <<EOF
+nsm kernel0 type=kernel
+guest box attach=$BOX
+guest bystander uid=0 netns=/run/netns/$NS_G
+guest web
+guest gx netns=/run/netns/$NS_X
+EOF
+nkctl reload >"$NK_TMP/e0" 2>&1 || fail "e: reload (reordered): $(cat "$NK_TMP/e0")"
+attempt "e: nobody in A through box's socket after a reorder" "$NK_TMP/e1" "$NS_A" --nobody -v --socket "$BOX"
+expect_ok "e: through box's socket after a reorder" "$NK_TMP/e1"
+grep -q "guest box" "$NK_TMP/e1" || fail "e: not attached as box after a reorder: $(cat "$NK_TMP/e1")"
+cat >"$NK_TMP/nkd.conf" <<EOF
+nsm kernel0 type=kernel
+guest bystander uid=0 netns=/run/netns/$NS_G
+guest web
+EOF
+nkctl reload >"$NK_TMP/e2" 2>&1 || fail "e: reload (box dropped): $(cat "$NK_TMP/e2")"
+attempt "e: root in G through box's old socket" "$NK_TMP/e3" "$NS_G" --guest web --socket "$BOX"
+expect_refused "e: box's socket after box left the config" "$NK_TMP/e3" "belongs to no guest"
 
 bystander_finish
 nk_san_stop

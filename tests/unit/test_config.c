@@ -463,6 +463,7 @@ static void test_match(void **state)
 	assert_int_equal(nk_guest_conf__match(&c.guests[2], &p, why, 256),
 			 -EPERM);
 	p.attach = 2;
+	strcpy(p.attach_path, "/run/nk/c.sock");
 	assert_int_equal(nk_guest_conf__match(&c.guests[2], &p, why, 256), 0);
 	assert_int_equal(nk_guest_conf__match(&c.guests[1], &p, why, 256),
 			 -EPERM);

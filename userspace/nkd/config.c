@@ -258,11 +258,12 @@ static bool gid_in(const struct nk_peer *p, gid_t gid)
 int nk_guest_conf__match(const struct nk_guest_conf *g, const struct nk_peer *p,
 			 char *why, size_t whylen)
 {
+	bool via_own = p->attach >= 0 && !strcmp(p->attach_path, g->attach);
 	unsigned i;
 
-	if (p->attach >= 0 && p->attach != g->idx)
+	if (p->attach >= 0 && !via_own)
 		return WHY("this attach socket is only for another guest");
-	if (g->attach[0] && p->attach != g->idx)
+	if (g->attach[0] && !via_own)
 		return WHY("guest '%s' attaches only through its own socket "
 			   "(attach=)",
 			   g->name);

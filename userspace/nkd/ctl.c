@@ -95,6 +95,14 @@ struct nk_ctl {
 	int64_t timer_at; /* armed for this deadline; 0 not armed */
 	int64_t cap_warned_ns;
 	uint64_t cap_refused;
+	/*
+	 * A descriptor kept in reserve: when nkd is out of descriptors,
+	 * closing it lets accept4() take the waiting client (to close it at
+	 * once); otherwise the listener stays readable and the multishot
+	 * poll spins the loop.
+	 */
+	int spare;
+	int64_t emfile_warned_ns;
 };
 
 static struct nk_ctl_client *client_get(struct nk_ctl *c, uint32_t slot,
@@ -913,6 +921,23 @@ static void on_listen(void *ctx, uint32_t slot, uint32_t gen,
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		int ret;
 
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE) &&
+		    c->spare >= 0) {
+			int64_t now = nk_now_ns();
+
+			close(c->spare);
+			fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+			if (fd >= 0)
+				close(fd);
+			c->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+			if (now - c->emfile_warned_ns > 10 * 1000000000LL) {
+				c->emfile_warned_ns = now;
+				nk_warn("control: out of descriptors, closing "
+					"new clients");
+			}
+			if (fd >= 0)
+				continue;
+		}
 		if (fd < 0)
 			break;
 		ret = nk_peer__read(fd, &peer);
@@ -927,8 +952,14 @@ static void on_listen(void *ctx, uint32_t slot, uint32_t gen,
 			close(fd);
 			continue;
 		}
-		if (slot >= LSLOT_ATTACH)
-			peer.attach = c->as[slot - LSLOT_ATTACH].guest;
+		if (slot >= LSLOT_ATTACH) {
+			const struct nk_attach_sock *as =
+				&c->as[slot - LSLOT_ATTACH];
+
+			peer.attach = as->guest;
+			snprintf(peer.attach_path, sizeof(peer.attach_path),
+				 "%s", as->path);
+		}
 		cl->peer = peer;
 		cl->greeted = false;
 		hello_deadline(c, cl);
@@ -1112,6 +1143,7 @@ int nk_ctl__create(struct nk_engine *e, const char *path, struct nk_ctl **out)
 		free(c);
 		return -ENOMEM;
 	}
+	c->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	snprintf(dir, sizeof(dir), "%s", path);
 	ret = mkdir_p(dirname(dir));
 	if (ret) {
@@ -1170,6 +1202,8 @@ fail:
 			unlink(path);
 		close(c->lfd);
 	}
+	if (c->spare >= 0)
+		close(c->spare);
 	free(c->rxbuf);
 	free(c);
 	return ret;
@@ -1200,6 +1234,8 @@ void nk_ctl__destroy(struct nk_ctl *c)
 		unlink(c->path);
 	if (c->lfd >= 0)
 		close(c->lfd);
+	if (c->spare >= 0)
+		close(c->spare);
 	free(c->rxbuf);
 	free(c);
 }

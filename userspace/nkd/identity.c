@@ -60,9 +60,18 @@ int nk_identity__pick(struct nk_engine *e, struct nk_attach *a,
 	size_t off = 0;
 
 	if (p->attach >= 0) {
-		/* Its own socket: this guest or nothing. */
-		const struct nk_guest_conf *g = &cfg->guests[p->attach];
+		/* Its own socket: this guest or nothing (by path: a reload
+		 * may have moved or dropped the guest since the accept). */
+		const struct nk_guest_conf *g = NULL;
 
+		for (unsigned i = 0; i < cfg->nr_guests && !g; i++)
+			if (!strcmp(cfg->guests[i].attach, p->attach_path))
+				g = &cfg->guests[i];
+		if (!g)
+			return WHY(a,
+				   "attach socket %s belongs to no guest of "
+				   "nkd's config any more",
+				   p->attach_path);
 		if (name[0] && strcmp(name, g->name))
 			return WHY(a,
 				   "this attach socket is guest '%s's, not "

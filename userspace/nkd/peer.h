@@ -34,8 +34,13 @@ struct nk_peer {
 	/* 0/0: unknown (the process could not be inspected): never matches */
 	uint64_t netns_dev, netns_ino;
 	char cgroup[NK_PEER_CGROUP_MAX]; /* cgroup v2 path; "" unknown */
-	/* Config guest index whose attach= socket it came through; -1: main */
+	/*
+	 * >= 0: it came through the attach= socket at attach_path (matched
+	 * by path, not by index: a reload may reorder or drop guests); -1:
+	 * the main socket.
+	 */
 	int attach;
+	char attach_path[108]; /* sizeof(sun_path) */
 };
 
 /*
