@@ -230,6 +230,22 @@ static int read_counts(const char **p, char *out, size_t max)
 	return 0;
 }
 
+/* A string or a bare (number, true, ...) member value. */
+static int read_scalar(const char **p, char *val, size_t max)
+{
+	size_t n;
+
+	if (**p == '"')
+		return read_string(p, val, max);
+	n = strcspn(*p, ",}");
+	if (n >= max || !n)
+		return -1;
+	memcpy(val, *p, n);
+	val[n] = '\0';
+	*p += n;
+	return 0;
+}
+
 /* Reads {"k":v,...} with string, number or counter-object values. */
 static int read_obj(const char **p, struct obj *o)
 {
@@ -248,21 +264,9 @@ static int read_obj(const char **p, struct obj *o)
 		}
 		if (read_key(p, key, sizeof(key)))
 			return -1;
-		if (**p == '"') {
-			if (read_string(p, val, sizeof(val)))
-				return -1;
-		} else if (**p == '{') {
-			if (read_counts(p, val, sizeof(val)))
-				return -1;
-		} else {
-			size_t n = strcspn(*p, ",}");
-
-			if (n >= sizeof(val) || !n)
-				return -1;
-			memcpy(val, *p, n);
-			val[n] = '\0';
-			*p += n;
-		}
+		if (**p == '{' ? read_counts(p, val, sizeof(val))
+			       : read_scalar(p, val, sizeof(val)))
+			return -1;
 		if (o->n < MAX_COLS) {
 			snprintf(o->key[o->n], sizeof(o->key[0]), "%s", key);
 			snprintf(o->val[o->n], sizeof(o->val[0]), "%s", val);
@@ -299,18 +303,9 @@ static int print_flat(const char **p, const char *prefix)
 		if (**p == '{') {
 			if (print_flat(p, full))
 				return -1;
-		} else if (**p == '"') {
-			if (read_string(p, val, sizeof(val)))
-				return -1;
-			printf("%-10s %s\n", full, val);
 		} else {
-			size_t n = strcspn(*p, ",}");
-
-			if (n >= sizeof(val) || !n)
+			if (read_scalar(p, val, sizeof(val)))
 				return -1;
-			memcpy(val, *p, n);
-			val[n] = '\0';
-			*p += n;
 			printf("%-10s %s\n", full, val);
 		}
 		skip_ws(p);
