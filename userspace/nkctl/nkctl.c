@@ -188,27 +188,40 @@ static int read_key(const char **p, char *key, size_t max)
 }
 
 /*
+ * The next member of an object whose '{' was read: 1 with its key read
+ * and *p at the value, 0 at the closing '}' (taken), -1 on bad input.
+ * Takes the ',' after the previous member's value.
+ */
+static int obj_member(const char **p, char *key, size_t max)
+{
+	skip_ws(p);
+	if (**p == ',') {
+		(*p)++;
+		skip_ws(p);
+	}
+	if (**p == '}') {
+		(*p)++;
+		return 0;
+	}
+	return read_key(p, key, max) ? -1 : 1;
+}
+
+/*
  * A nested {"k":N,...} of counters (a guest's "refusals") as "k=N,..."
  * with the non-zero ones only, "0" if none.
  */
 static int read_counts(const char **p, char *out, size_t max)
 {
+	char key[32];
 	size_t n = 0;
+	int m;
 
 	out[0] = '\0';
 	(*p)++;
-	for (;;) {
-		char key[32], num[32];
-		size_t k;
+	while ((m = obj_member(p, key, sizeof(key))) > 0) {
+		char num[32];
+		size_t k = strspn(*p, "0123456789");
 
-		skip_ws(p);
-		if (**p == '}') {
-			(*p)++;
-			break;
-		}
-		if (read_key(p, key, sizeof(key)))
-			return -1;
-		k = strspn(*p, "0123456789");
 		if (!k || k >= sizeof(num))
 			return -1;
 		memcpy(num, *p, k);
@@ -221,10 +234,9 @@ static int read_counts(const char **p, char *out, size_t max)
 			if (w > 0 && (size_t)w < max - n)
 				n += (size_t)w;
 		}
-		skip_ws(p);
-		if (**p == ',')
-			(*p)++;
 	}
+	if (m < 0)
+		return -1;
 	if (!n)
 		snprintf(out, max, "0");
 	return 0;
@@ -249,21 +261,15 @@ static int read_scalar(const char **p, char *val, size_t max)
 /* Reads {"k":v,...} with string, number or counter-object values. */
 static int read_obj(const char **p, struct obj *o)
 {
+	char key[32], val[MAX_VAL];
+	int m;
+
 	o->n = 0;
 	skip_ws(p);
 	if (**p != '{')
 		return -1;
 	(*p)++;
-	for (;;) {
-		char key[32], val[MAX_VAL];
-
-		skip_ws(p);
-		if (**p == '}') {
-			(*p)++;
-			return 0;
-		}
-		if (read_key(p, key, sizeof(key)))
-			return -1;
+	while ((m = obj_member(p, key, sizeof(key))) > 0) {
 		if (**p == '{' ? read_counts(p, val, sizeof(val))
 			       : read_scalar(p, val, sizeof(val)))
 			return -1;
@@ -272,10 +278,8 @@ static int read_obj(const char **p, struct obj *o)
 			snprintf(o->val[o->n], sizeof(o->val[0]), "%s", val);
 			o->n++;
 		}
-		skip_ws(p);
-		if (**p == ',')
-			(*p)++;
 	}
+	return m;
 }
 
 /*
@@ -284,20 +288,14 @@ static int read_obj(const char **p, struct obj *o)
  */
 static int print_flat(const char **p, const char *prefix)
 {
+	char key[32], full[128], val[MAX_VAL];
+	int m;
+
 	skip_ws(p);
 	if (**p != '{')
 		return -1;
 	(*p)++;
-	for (;;) {
-		char key[32], full[128], val[MAX_VAL];
-
-		skip_ws(p);
-		if (**p == '}') {
-			(*p)++;
-			return 0;
-		}
-		if (read_key(p, key, sizeof(key)))
-			return -1;
+	while ((m = obj_member(p, key, sizeof(key))) > 0) {
 		snprintf(full, sizeof(full), "%s%s%s", prefix,
 			 *prefix ? "." : "", key);
 		if (**p == '{') {
@@ -308,10 +306,8 @@ static int print_flat(const char **p, const char *prefix)
 				return -1;
 			printf("%-10s %s\n", full, val);
 		}
-		skip_ws(p);
-		if (**p == ',')
-			(*p)++;
 	}
+	return m;
 }
 
 static int print_status(const char *text)
