@@ -16,11 +16,7 @@ need_netkernel
 need_cmd jq
 # The ASan+UBSan build of nkd takes the garbage: a memory error or leak that
 # does not crash the normal build still fails this test.
-if [ -x "$BUILD/san/nkd" ]; then
-	NKD=$BUILD/san/nkd
-	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=66
-	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=67
-fi
+nk_use_san_nkd
 [ -x "$TOOLS/nk_rawguest" ] || fail "missing $TOOLS/nk_rawguest (run make)"
 [ -x "$TOOLS/nk_stream" ] || fail "missing $TOOLS/nk_stream (run make)"
 topo_up
@@ -84,13 +80,5 @@ out=$(run_guest "$PY" "$HELPERS/nkpy.py" sockets 1) || fail "a new guest process
 log "$out"
 
 # Clean shutdown under the sanitizers: no report, no leak, exit 0.
-kill -TERM "$NK_NKD_PID"
-rc=0
-wait "$NK_NKD_PID" || rc=$?
-NK_NKD_PID=
-if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error' "$NK_TMP/nkd.log"; then
-	grep -E -A12 'AddressSanitizer|LeakSanitizer|runtime error' "$NK_TMP/nkd.log" | head -40 >&2
-	fail "sanitizer report from nkd ($NKD)"
-fi
-[ "$rc" = 0 ] || fail "nkd exited with $rc after SIGTERM"
+nk_san_stop
 log "ok"
