@@ -140,6 +140,13 @@ static struct nk_guest *guest_find(struct nk_engine *e, const char *name)
 
 static void guest_free(struct nk_engine *e, struct nk_guest *g);
 
+/* Something still refers to g: it must not be freed (or lose its id). */
+static bool guest_in_use(const struct nk_guest *g)
+{
+	return g->nr_conns || g->nr_socks || g->nr_handovers || g->inflight ||
+	       g->nr_resolve;
+}
+
 /*
  * Every id is taken: free the unknown guest that has been idle longest (the
  * ones kept only for their counters), so new names do not starve. false if
@@ -154,8 +161,7 @@ static bool guest_evict_idle(struct nk_engine *e)
 	{
 		struct nk_guest *g = nk_container_of(p, struct nk_guest, link);
 
-		if (g->from_config || g->nr_conns || g->nr_socks ||
-		    g->nr_handovers || g->inflight)
+		if (g->from_config || guest_in_use(g))
 			continue;
 		if (!victim ||
 		    (g->idle_since && (!victim->idle_since ||
@@ -240,11 +246,10 @@ static void ho_deadline(struct nk_engine *e, int64_t when);
 /*
  * Unknown guests vanish once nothing has referred to them for
  * NK_GUEST_RETAIN_NS, so `nkctl guests` keeps showing what a guest did
- * after its program exits. Past NK_GUEST_RETAIN_MAX guests the idle ones go
- * at once: any local process may invent names.
+ * after its program exits. When every guest id is taken, guest_new() frees
+ * the one idle longest at once: any local process may invent names.
  */
 #define NK_GUEST_RETAIN_NS (300 * 1000000000LL)
-#define NK_GUEST_RETAIN_MAX 1024u
 
 static void guest_gc(struct nk_engine *e, int64_t now)
 {
@@ -257,15 +262,13 @@ static void guest_gc(struct nk_engine *e, int64_t now)
 
 		if (g->from_config)
 			continue;
-		if (g->nr_conns || g->nr_socks || g->nr_handovers ||
-		    g->inflight || g->nr_resolve) {
+		if (guest_in_use(g)) {
 			g->idle_since = 0;
 			continue;
 		}
 		if (!g->idle_since)
 			g->idle_since = now;
-		if (now - g->idle_since >= NK_GUEST_RETAIN_NS ||
-		    e->nr_guests > NK_GUEST_RETAIN_MAX)
+		if (now - g->idle_since >= NK_GUEST_RETAIN_NS)
 			guest_free(e, g);
 		else
 			ho_deadline(e, g->idle_since + NK_GUEST_RETAIN_NS);

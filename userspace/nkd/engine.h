@@ -239,7 +239,7 @@ struct nk_engine {
 	struct nk_nsm *nsms;
 	unsigned nr_nsms;
 	struct nk_list guests;
-	uint32_t nr_guests, next_guest_id;
+	uint32_t nr_guests;
 	struct nk_guest_ids guest_ids; /* ids of live guest objects */
 	uint32_t nr_conns, next_conn_id;
 	uint32_t nr_conn_objs; /* allocated, including dead ones draining */
