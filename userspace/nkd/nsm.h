@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Network Stack Module interface. The CoreEngine validates and accounts;
- * an NSM executes socket operations on some stack. "kernel" (the Linux
- * stack through io_uring) is the only one today; "afxdp" and "shm" plug in
- * by providing another ops table.
+ * an NSM executes socket operations on some stack: "kernel" (the Linux
+ * stack through io_uring, nsm_kernel.c) and "afxdp" (a userspace TCP/IP
+ * stack on AF_XDP, nsm_afxdp.c). Another one (e.g. "shm") plugs in with
+ * one more ops table listed in nsm_registry.c.
  *
  * Contract:
  *  - sock_open() gives the NSM a new engine socket (family/type/protocol
@@ -78,7 +79,14 @@ struct nk_nsm_ops {
 extern const struct nk_nsm_ops nk_nsm_kernel_ops;
 extern const struct nk_nsm_ops nk_nsm_afxdp_ops;
 
+/* Registry (nsm_registry.c). */
 /* Looks an ops table up by type name ("kernel"); NULL if unknown. */
 const struct nk_nsm_ops *nk_nsm__find(const char *type);
+/*
+ * Adds a type besides the built-in ones, before nk_engine__create():
+ * -EINVAL if a mandatory op is missing, -EEXIST if the name is taken,
+ * -ENOSPC when the table is full. ops must outlive the process.
+ */
+int nk_nsm__register(const struct nk_nsm_ops *ops);
 
 #endif /* NKD_NSM_H */

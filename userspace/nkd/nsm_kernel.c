@@ -1134,12 +1134,3 @@ const struct nk_nsm_ops nk_nsm_kernel_ops = {
 	.sock_name = kn_sock_name,
 	.poll = NULL,
 };
-
-const struct nk_nsm_ops *nk_nsm__find(const char *type)
-{
-	if (!strcmp(type, "kernel"))
-		return &nk_nsm_kernel_ops;
-	if (!strcmp(type, "afxdp"))
-		return &nk_nsm_afxdp_ops;
-	return NULL;
-}
