@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "netkernel/guest_ring.h"
 #include "netkernel/ring.h"
 #include "shim.h"
 
@@ -72,10 +73,7 @@ static struct {
 	uint8_t *region;
 	size_t region_size;
 	struct nk_region_hdr *hdr;
-	struct nk_ring_idx *sqi, *cqi;
-	struct nk_sqe *sqes;
-	struct nk_cqe *cqes;
-	uint32_t sq_n, cq_n, sq_tail, cq_head;
+	struct nk_gring ring; /* queue set 0 (netkernel/guest_ring.h) */
 	uint8_t *data;
 	uint32_t buf_size, nr_bufs, send_window;
 	uint64_t epoch, features, seq;
@@ -593,25 +591,10 @@ static int map_region(int rfd, uint64_t size)
 	    h->nr_qsets < 1 || h->nr_qsets > NK_MAX_QSETS)
 		return -EPROTO;
 	q = &h->qsets[0];
-	if (!q->sq_entries || (q->sq_entries & (q->sq_entries - 1)) ||
-	    !q->cq_entries || (q->cq_entries & (q->cq_entries - 1)) ||
-	    !in_region(q->sq_idx_off, sizeof(struct nk_ring_idx)) ||
-	    !in_region(q->cq_idx_off, sizeof(struct nk_ring_idx)) ||
-	    !in_region(q->sq_entries_off,
-		       (uint64_t)q->sq_entries * sizeof(struct nk_sqe)) ||
-	    !in_region(q->cq_entries_off,
-		       (uint64_t)q->cq_entries * sizeof(struct nk_cqe)) ||
-	    !h->buf_size || !h->nr_bufs ||
+	if (nk_gring__init(&C.ring, C.region, size, q) || !h->buf_size ||
+	    !h->nr_bufs ||
 	    !in_region(h->data_off, (uint64_t)h->buf_size * h->nr_bufs))
 		return -EPROTO;
-	C.sqi = (void *)(C.region + q->sq_idx_off);
-	C.cqi = (void *)(C.region + q->cq_idx_off);
-	C.sqes = (void *)(C.region + q->sq_entries_off);
-	C.cqes = (void *)(C.region + q->cq_entries_off);
-	C.sq_n = q->sq_entries;
-	C.cq_n = q->cq_entries;
-	C.sq_tail = nk_ring_load_relaxed(&C.sqi->tail);
-	C.cq_head = nk_ring_load_relaxed(&C.cqi->head);
 	C.data = C.region + h->data_off;
 	C.buf_size = h->buf_size;
 	C.nr_bufs = h->nr_bufs;
@@ -1053,13 +1036,14 @@ static void ring_bell(void)
 /* *seq: the SQ tail that published the entry (nkd took it at head >= *seq). */
 static int submit_seq(struct nk_sqe *sqe, uint32_t *seq)
 {
+	uint32_t idx;
+	bool bell;
+
 	if (atomic_load(&C.state) != NK_ST_UP || !host_ok())
 		return -ENETDOWN;
 	pthread_mutex_lock(&C.sq_lock);
 	for (;;) {
-		uint32_t head = nk_ring_load_acquire(&C.sqi->head);
-
-		if (nk_ring_count(head, C.sq_tail) < C.sq_n)
+		if (nk_sq__reserve(&C.ring, 1, &idx))
 			break;
 		/* Full: nkd is behind, or waits for CQ room we must free. */
 		pthread_mutex_unlock(&C.sq_lock);
@@ -1074,17 +1058,13 @@ static int submit_seq(struct nk_sqe *sqe, uint32_t *seq)
 		nk_log("sqe op %u handle %u flags %#x ud %#llx len %u",
 		       sqe->opcode, sqe->handle, sqe->flags,
 		       (unsigned long long)sqe->user_data, sqe->io.buf_len);
-	C.sqes[C.sq_tail & (C.sq_n - 1)] = *sqe;
-	C.sq_tail++;
-	*seq = C.sq_tail;
-	/* The entry is visible before the tail that publishes it. */
-	nk_ring_store_release(&C.sqi->tail, C.sq_tail);
+	*nk_sq__entry(&C.ring, idx) = *sqe;
+	/* Publishes the entry, then reads NEED_WAKEUP after a fence. */
+	bell = nk_sq__submit(&C.ring);
+	*seq = nk_sq__tail(&C.ring);
 	atomic_store_explicit(&C.last_submit_ns, nk_now_ns(),
 			      memory_order_relaxed);
-	/* Tail store before the flag load, or we both sleep (ring.h). */
-	nk_ring_fence();
-	if (__atomic_load_n(&C.sqi->flags, __ATOMIC_RELAXED) &
-	    NK_RING_NEED_WAKEUP)
+	if (bell)
 		ring_bell();
 	pthread_mutex_unlock(&C.sq_lock);
 	return 0;
@@ -1173,29 +1153,27 @@ static void dispatch(const struct nk_cqe *cqe)
 /* Called with cq_lock held. */
 static bool reap_locked(void)
 {
-	uint32_t tail = nk_ring_load_acquire(&C.cqi->tail);
-	bool any = false;
+	uint32_t idx;
+	int n = nk_cq__peek(&C.ring, C.ring.cq_n, &idx);
 
-	if (nk_ring_count(C.cq_head, tail) > C.cq_n) {
+	if (n < 0) {
 		mark_dead("completion ring corrupt");
 		return false;
 	}
-	while (C.cq_head != tail) {
-		struct nk_cqe cqe = C.cqes[C.cq_head & (C.cq_n - 1)];
+	for (int k = 0; k < n; k++) {
+		struct nk_cqe cqe = *nk_cq__entry(&C.ring, idx + (uint32_t)k);
 
-		C.cq_head++;
 		/* The slot is copied out: nkd may reuse it. */
-		nk_ring_store_release(&C.cqi->head, C.cq_head);
+		nk_cq__release(&C.ring, 1);
 		dispatch(&cqe);
-		any = true;
 	}
-	if (any) {
+	if (n > 0) {
 		__atomic_add_fetch(&C.gen, 1, __ATOMIC_SEQ_CST);
 		if (C.nfollowers)
 			syscall(SYS_futex, &C.gen, FUTEX_WAKE_PRIVATE, INT_MAX,
 				NULL, NULL, 0);
 	}
-	return any;
+	return n > 0;
 }
 
 void nk_ring__poll(void)
@@ -1225,8 +1203,8 @@ static int futex_wait(uint32_t *addr, int op, uint32_t val, int64_t ns)
 
 static void wake_waiters(void)
 {
-	if (C.cqi)
-		syscall(SYS_futex, &C.cqi->tail, FUTEX_WAKE, INT_MAX, NULL,
+	if (C.ring.cqi)
+		syscall(SYS_futex, &C.ring.cqi->tail, FUTEX_WAKE, INT_MAX, NULL,
 			NULL, 0);
 	__atomic_add_fetch(&C.gen, 1, __ATOMIC_SEQ_CST);
 	syscall(SYS_futex, &C.gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
@@ -1412,12 +1390,13 @@ static int sleep_futex(struct sigwin *w, uint32_t *addr, int op, uint32_t val,
 /* The reaper's sleep: spin, then NEED_WAKEUP + FUTEX_WAIT on the CQ tail. */
 static int reaper_sleep(struct sigwin *w, int64_t slice, int64_t spin)
 {
-	uint32_t head = C.cq_head, tail;
+	struct nk_ring_idx *cqi = C.ring.cqi;
+	uint32_t head = C.ring.cq_head, tail;
 	int64_t t0 = nk_now_ns();
 	int err;
 
 	do {
-		if (nk_ring_load_acquire(&C.cqi->tail) != head)
+		if (nk_ring_load_acquire(&cqi->tail) != head)
 			return 0;
 		cpu_relax();
 	} while (nk_now_ns() - t0 < spin);
@@ -1426,14 +1405,14 @@ static int reaper_sleep(struct sigwin *w, int64_t slice, int64_t spin)
 		usleep(200);
 		return 0;
 	}
-	__atomic_fetch_or(&C.cqi->flags, NK_RING_NEED_WAKEUP, __ATOMIC_RELAXED);
+	__atomic_fetch_or(&cqi->flags, NK_RING_NEED_WAKEUP, __ATOMIC_RELAXED);
 	/* Flag before the re-check, or nkd's post slips between (ring.h). */
 	nk_ring_fence();
-	tail = nk_ring_load_acquire(&C.cqi->tail);
+	tail = nk_ring_load_acquire(&cqi->tail);
 	err = 0;
 	if (tail == head)
-		err = sleep_futex(w, &C.cqi->tail, FUTEX_WAIT, tail, slice);
-	__atomic_fetch_and(&C.cqi->flags, ~NK_RING_NEED_WAKEUP,
+		err = sleep_futex(w, &cqi->tail, FUTEX_WAIT, tail, slice);
+	__atomic_fetch_and(&cqi->flags, ~NK_RING_NEED_WAKEUP,
 			   __ATOMIC_RELAXED);
 	return err;
 }
@@ -1627,7 +1606,7 @@ void nk_ring__sends_taken(struct nk_sock *s)
 	 * costs an early EAGAIN (and a POLLOUT after it), never a hang.
 	 */
 	while (atomic_load(&C.state) == NK_ST_UP &&
-	       (int32_t)(nk_ring_load_acquire(&C.sqi->head) - seq) < 0) {
+	       (int32_t)(nk_sq__head(&C.ring) - seq) < 0) {
 		if (nk_now_ns() >= deadline)
 			break;
 		nk_ring__poll();

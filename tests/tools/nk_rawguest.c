@@ -67,6 +67,7 @@
 
 #include "netkernel/abi.h"
 #include "netkernel/ctl.h"
+#include "netkernel/guest_ring.h"
 #include "netkernel/ring.h"
 
 struct rg {
@@ -75,14 +76,9 @@ struct rg {
 	uint8_t *reg;
 	size_t size;
 	struct nk_region_hdr *hdr;
-	struct nk_ring_idx *sqi, *cqi;
-	struct nk_sqe *sqe;
-	struct nk_cqe *cqe;
-	uint32_t sqn, cqn;
+	struct nk_gring ring; /* queue set 0 */
 	uint8_t *data;
 	uint32_t buf_size, nr_bufs;
-	uint32_t sq_tail; /* our copy of the SQ tail */
-	uint32_t cq_head; /* our copy of the CQ head */
 	uint64_t seq;
 	int pool; /* placeholder pool channel (ABI 2), -1 if none */
 	int welcome_status; /* of the last HELLO */
@@ -217,43 +213,29 @@ static int rg_attach(struct rg *g)
 	/* Trust nothing: check what we are about to dereference. */
 	if (g->hdr->magic != NK_REGION_MAGIC ||
 	    g->hdr->abi_version != hello.abi_version || g->hdr->nr_qsets < 1 ||
-	    !q->sq_entries || (q->sq_entries & (q->sq_entries - 1)) ||
-	    !q->cq_entries || (q->cq_entries & (q->cq_entries - 1)) ||
-	    !in_region(g, q->sq_idx_off, sizeof(struct nk_ring_idx)) ||
-	    !in_region(g, q->cq_idx_off, sizeof(struct nk_ring_idx)) ||
-	    !in_region(g, q->sq_entries_off,
-		       (uint64_t)q->sq_entries * sizeof(struct nk_sqe)) ||
-	    !in_region(g, q->cq_entries_off,
-		       (uint64_t)q->cq_entries * sizeof(struct nk_cqe)) ||
+	    nk_gring__init(&g->ring, g->reg, g->size, q) ||
 	    !in_region(g, g->hdr->data_off,
 		       (uint64_t)g->hdr->nr_bufs * g->hdr->buf_size)) {
 		fprintf(stderr, "nk_rawguest: bad region header\n");
 		rg_detach(g);
 		return -EPROTO;
 	}
-	g->sqi = (void *)(g->reg + q->sq_idx_off);
-	g->cqi = (void *)(g->reg + q->cq_idx_off);
-	g->sqe = (void *)(g->reg + q->sq_entries_off);
-	g->cqe = (void *)(g->reg + q->cq_entries_off);
-	g->sqn = q->sq_entries;
-	g->cqn = q->cq_entries;
 	g->data = g->reg + g->hdr->data_off;
 	g->buf_size = g->hdr->buf_size;
 	g->nr_bufs = g->hdr->nr_bufs;
-	g->sq_tail = nk_ring_load_relaxed(&g->sqi->tail);
-	g->cq_head = nk_ring_load_relaxed(&g->cqi->head);
 	return 0;
 }
 
 /* ------------------------------------------------------------ rings */
 
+/* After an index was stored behind the ring object's back. */
 static void rg_ring_bell(struct rg *g)
 {
 	uint64_t one = 1;
 
 	/* Publish tail before reading the consumer's NEED_WAKEUP. */
 	nk_ring_fence();
-	if (__atomic_load_n(&g->sqi->flags, __ATOMIC_RELAXED) &
+	if (__atomic_load_n(&g->ring.sqi->flags, __ATOMIC_RELAXED) &
 	    NK_RING_NEED_WAKEUP) {
 		if (write(g->bell, &one, sizeof(one)) < 0) {
 			/* nkd gone or eventfd full: the caller notices */
@@ -264,33 +246,35 @@ static void rg_ring_bell(struct rg *g)
 /* Queue one SQE without publishing; -EAGAIN when the ring is full. */
 static int rg_queue(struct rg *g, const struct nk_sqe *e)
 {
-	uint32_t head = nk_ring_load_acquire(&g->sqi->head);
+	uint32_t i;
 
-	if (nk_ring_count(head, g->sq_tail) >= g->sqn)
+	if (!nk_sq__reserve(&g->ring, 1, &i))
 		return -EAGAIN;
-	memcpy(&g->sqe[g->sq_tail & (g->sqn - 1)], e, sizeof(*e));
-	g->sq_tail++;
+	memcpy(nk_sq__entry(&g->ring, i), e, sizeof(*e));
 	return 0;
 }
 
 static void rg_publish(struct rg *g)
 {
-	/* Entries written above become visible before the new tail. */
-	nk_ring_store_release(&g->sqi->tail, g->sq_tail);
-	rg_ring_bell(g);
+	uint64_t one = 1;
+
+	if (nk_sq__submit(&g->ring) &&
+	    write(g->bell, &one, sizeof(one)) < 0) {
+		/* nkd gone or eventfd full: the caller notices */
+	}
 }
 
 /* Take one CQE if there is one; returns 1 if *out was filled. */
 static int rg_peek(struct rg *g, struct nk_cqe *out)
 {
-	uint32_t tail = nk_ring_load_acquire(&g->cqi->tail);
+	uint32_t i;
 
-	if (tail == g->cq_head)
+	/* A corrupt tail reads as empty: the caller's timeout notices. */
+	if (nk_cq__peek(&g->ring, 1, &i) != 1)
 		return 0;
-	memcpy(out, &g->cqe[g->cq_head & (g->cqn - 1)], sizeof(*out));
-	g->cq_head++;
+	memcpy(out, nk_cq__entry(&g->ring, i), sizeof(*out));
 	/* Slot read before we hand it back. */
-	nk_ring_store_release(&g->cqi->head, g->cq_head);
+	nk_cq__release(&g->ring, 1);
 	return 1;
 }
 
@@ -322,18 +306,19 @@ static int rg_wait(struct rg *g, struct nk_cqe *out, int timeout_ms,
 			__builtin_ia32_pause();
 			continue;
 		}
-		uint32_t seen = nk_ring_load_acquire(&g->cqi->tail);
+		struct nk_ring_idx *cqi = g->ring.cqi;
+		uint32_t seen = nk_ring_load_acquire(&cqi->tail);
 
-		__atomic_fetch_or(&g->cqi->flags, NK_RING_NEED_WAKEUP,
+		__atomic_fetch_or(&cqi->flags, NK_RING_NEED_WAKEUP,
 				  __ATOMIC_RELAXED);
 		/* Flag set before the re-check, or we sleep past a CQE. */
 		nk_ring_fence();
-		if (seen == g->cq_head) {
+		if (seen == g->ring.cq_head) {
 			int ms = (int)((deadline - t) * 1000) + 1;
 
-			futex_wait(&g->cqi->tail, seen, ms > 50 ? 50 : ms);
+			futex_wait(&cqi->tail, seen, ms > 50 ? 50 : ms);
 		}
-		__atomic_fetch_and(&g->cqi->flags, ~NK_RING_NEED_WAKEUP,
+		__atomic_fetch_and(&cqi->flags, ~NK_RING_NEED_WAKEUP,
 				   __ATOMIC_RELAXED);
 	}
 }
@@ -357,8 +342,8 @@ static int nop_prep(const struct rg *g, int batch, struct nk_sqe *e)
 {
 	if (batch < 1)
 		batch = 1;
-	if ((uint32_t)batch > g->sqn)
-		batch = (int)g->sqn;
+	if ((uint32_t)batch > g->ring.sq_n)
+		batch = (int)g->ring.sq_n;
 	memset(e, 0, sizeof(*e));
 	e->opcode = NK_OP_NOP;
 	return batch;
@@ -920,14 +905,16 @@ static void fz_one(struct fz *f)
 		fz_submit(f, &e);
 	} else if (r < 79) { /* SQ tail jump forward or backward */
 		f->jumps++;
-		uint32_t t = rndn(2) ? g->sq_tail + g->sqn + 1 + rndn(1000)
-				     : g->sq_tail - 1 - rndn(g->sqn);
-		nk_ring_store_release(&g->sqi->tail, t);
+		uint32_t t = rndn(2) ? g->ring.sq_tail + g->ring.sq_n + 1 +
+					       rndn(1000)
+				     : g->ring.sq_tail - 1 - rndn(g->ring.sq_n);
+		nk_ring_store_release(&g->ring.sqi->tail, t);
 		rg_ring_bell(g);
 	} else if (r < 82) { /* CQ head jump */
 		f->jumps++;
-		nk_ring_store_release(&g->cqi->head,
-				      g->cq_head + g->cqn + 1 + rndn(1000));
+		nk_ring_store_release(&g->ring.cqi->head,
+				      g->ring.cq_head + g->ring.cq_n + 1 +
+					      rndn(1000));
 		rg_ring_bell(g);
 	} else if (r < 84) { /* scribble on the host's header fields */
 		f->scribbles++;
