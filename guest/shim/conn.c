@@ -1412,8 +1412,7 @@ static int reaper_sleep(struct sigwin *w, int64_t slice, int64_t spin)
 	err = 0;
 	if (tail == head)
 		err = sleep_futex(w, &cqi->tail, FUTEX_WAIT, tail, slice);
-	__atomic_fetch_and(&cqi->flags, ~NK_RING_NEED_WAKEUP,
-			   __ATOMIC_RELAXED);
+	__atomic_fetch_and(&cqi->flags, ~NK_RING_NEED_WAKEUP, __ATOMIC_RELAXED);
 	return err;
 }
 

@@ -258,8 +258,7 @@ static void rg_publish(struct rg *g)
 {
 	uint64_t one = 1;
 
-	if (nk_sq__submit(&g->ring) &&
-	    write(g->bell, &one, sizeof(one)) < 0) {
+	if (nk_sq__submit(&g->ring) && write(g->bell, &one, sizeof(one)) < 0) {
 		/* nkd gone or eventfd full: the caller notices */
 	}
 }
