@@ -40,6 +40,11 @@ UT_config_SRCS := userspace/nkd/config.c
 UT_host_ring_SRCS := userspace/nkd/host_ring.c userspace/nkd/region.c
 UT_bufown_SRCS := userspace/nkd/bufown.c
 UT_guest_ids_SRCS := userspace/nkd/guest_ids.c
+# The engine with a fake NSM (tests/unit/test_engine.c): everything of nkd
+# but main, the control socket and the two real NSMs (stubbed in the test).
+UT_engine_SRCS := $(filter-out userspace/nkd/main.c userspace/nkd/ctl.c \
+	userspace/nkd/nsm_kernel.c userspace/nkd/nsm_afxdp.c,$(NKD_SRCS))
+UT_engine_LIBS := $(NKD_LIBS)
 
 # Explicit links: in the generic rule of tests/tests.mk the '%' inside
 # patsubst is replaced by the stem, so the sources never become objects.
@@ -56,7 +61,7 @@ $$(BUILD)/tests/san/$(1): $$(BUILD)/san/tests/unit/test_$(1).o \
 	@mkdir -p $$(dir $$@)
 	$$(Q)$$(CC) $$(SAN_FLAGS) -o $$@ $$^ -lcmocka $$(UT_$(1)_LIBS)
 endef
-$(foreach t,validate config host_ring bufown guest_ids,$(eval $(call NKD_UNIT_TEST,$(t))))
+$(foreach t,validate config host_ring bufown guest_ids engine,$(eval $(call NKD_UNIT_TEST,$(t))))
 
 install-userspace: $(BUILD)/nkd $(BUILD)/nkctl
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \

@@ -102,11 +102,11 @@ static inline uint32_t nk_sq__reserve(struct nk_gring *r, uint32_t n,
 {
 	uint32_t used = nk_ring_count(r->sq_head, r->sq_tail);
 
+	*idx = r->sq_tail;
 	if (used > r->sq_n || r->sq_n - used < n) {
 		if (nk_sq__free(r) < n)
 			return 0;
 	}
-	*idx = r->sq_tail;
 	r->sq_tail += n;
 	return n;
 }
@@ -153,13 +153,13 @@ static inline int nk_cq__peek(struct nk_gring *r, uint32_t n, uint32_t *idx)
 {
 	uint32_t ready = nk_ring_count(r->cq_head, r->cq_tail);
 
+	*idx = r->cq_head;
 	if (ready < n) {
 		r->cq_tail = nk_ring_load_acquire(&r->cqi->tail);
 		ready = nk_ring_count(r->cq_head, r->cq_tail);
 		if (ready > r->cq_n)
 			return -EPROTO;
 	}
-	*idx = r->cq_head;
 	return (int)(ready < n ? ready : n);
 }
 

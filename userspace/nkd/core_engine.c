@@ -1644,6 +1644,21 @@ static void flush_wakes(struct nk_engine *e)
 	}
 }
 
+/*
+ * One pass of the loop's guest work without its waiting: every guest's
+ * rings, then the wake-ups and the idle-guest sweep. For drivers without
+ * the loop (tests/unit/test_engine.c); returns the SQEs taken.
+ */
+unsigned nk_engine__step(struct nk_engine *e)
+{
+	unsigned n = poll_guests(e);
+
+	flush_wakes(e);
+	if (e->gc)
+		guest_gc(e, nk_now_ns());
+	return n;
+}
+
 #define for_each_conn(e, g, c, gp, gt, cp, ct)                                  \
 	nk_list__for_each_safe(                                                 \
 		gp, gt,                                                         \

@@ -271,6 +271,8 @@ int64_t nk_now_ns(void);
 int nk_engine__create(const struct nk_config *cfg, struct nk_engine **out);
 void nk_engine__destroy(struct nk_engine *e);
 int nk_engine__run(struct nk_engine *e);
+/* One pass over the guests' rings, no sleeping (unit tests); SQEs taken. */
+unsigned nk_engine__step(struct nk_engine *e);
 
 /* Control plane, called from ctl.c. */
 struct nk_attach {

@@ -1,0 +1,994 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The CoreEngine without root: nkd's real engine (core_engine.c, validate,
+ * host rings, budgets, port ownership...) over a REAL memfd region that the
+ * test maps a second time as the guest would, with a FAKE NSM registered
+ * through the NSM registry. The fake records every operation the engine
+ * hands it and completes them only when a test says so. The guest side
+ * writes SQEs and reads CQEs with netkernel/guest_ring.h, the object the
+ * shim uses.
+ *
+ * Not linked: ctl.c (its nk_ctl__drop/destroy are stubbed below: dropping
+ * a client detaches its conn, as ctl.c does) and the two real NSMs (their
+ * ops tables are stubbed: the registry lists them).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "netkernel/guest_ring.h"
+
+#include "../../userspace/nkd/engine.h"
+#include "../../userspace/nkd/region.h"
+
+/* ------------------------------------------------------------------ */
+/* Stubs for what this test does not link. */
+
+const struct nk_nsm_ops nk_nsm_kernel_ops = { .type = "kernel" };
+const struct nk_nsm_ops nk_nsm_afxdp_ops = { .type = "afxdp" };
+
+static struct nk_engine *cur_engine;
+static unsigned nr_drops;
+
+/*
+ * A conn's ctl pointer is the conn's guest view (struct gview below); the
+ * real nk_ctl__drop() closes the control socket and detaches at once.
+ */
+static void gview_drop(struct nk_ctl_client *cl);
+
+void nk_ctl__drop(struct nk_ctl *c, struct nk_ctl_client *cl)
+{
+	(void)c;
+	nr_drops++;
+	gview_drop(cl);
+}
+
+void nk_ctl__destroy(struct nk_ctl *c)
+{
+	(void)c;
+}
+
+/* ------------------------------------------------------------------ */
+/* The fake NSM. */
+
+#define FAKE_MAX 64
+
+static struct fake {
+	struct nk_engine *e;
+	struct nk_req *pending[FAKE_MAX]; /* submitted, not completed */
+	unsigned nr_pending;
+	uint8_t log[256]; /* opcodes in submission order */
+	unsigned nr_log;
+	unsigned opens, cancels, attaches, detaches;
+	struct nk_sock *released[FAKE_MAX];
+	unsigned nr_released;
+	uint32_t detached_ids[FAKE_MAX];
+	unsigned poll_mask;
+	int open_err; /* sock_open's answer */
+} F;
+
+static int fake_create(struct nk_engine *e, struct nk_loop *loop,
+		       const struct nk_nsm_conf *conf, void **priv)
+{
+	(void)loop;
+	(void)conf;
+	F.e = e;
+	*priv = &F;
+	return 0;
+}
+
+static void fake_destroy(void *priv)
+{
+	(void)priv;
+}
+
+static int fake_sock_open(void *priv, struct nk_sock *s)
+{
+	F.opens++;
+	if (F.open_err)
+		return F.open_err;
+	s->nsm_priv = priv;
+	return 0;
+}
+
+static void fake_sock_release(void *priv, struct nk_sock *s)
+{
+	(void)priv;
+	assert_true(F.nr_released < FAKE_MAX);
+	F.released[F.nr_released++] = s;
+}
+
+static void fake_submit(void *priv, struct nk_req *op)
+{
+	(void)priv;
+	assert_true(F.nr_pending < FAKE_MAX);
+	F.pending[F.nr_pending++] = op;
+	if (F.nr_log < sizeof(F.log))
+		F.log[F.nr_log++] = op->opcode;
+}
+
+static int fake_cancel(void *priv, struct nk_req *op)
+{
+	(void)priv;
+	for (unsigned i = 0; i < F.nr_pending; i++)
+		if (F.pending[i] == op) {
+			F.cancels++;
+			return 0;
+		}
+	return -ENOENT;
+}
+
+static unsigned fake_poll_now(void *priv, struct nk_sock *s)
+{
+	(void)priv;
+	(void)s;
+	return F.poll_mask;
+}
+
+static int fake_sock_name(void *priv, struct nk_sock *s, bool peer,
+			  struct sockaddr_storage *ss, socklen_t *len)
+{
+	(void)priv;
+	(void)s;
+	(void)peer;
+	memset(ss, 0, sizeof(*ss));
+	*len = 0;
+	return -EOPNOTSUPP;
+}
+
+static int fake_guest_attach(void *priv, struct nk_guest *g)
+{
+	(void)priv;
+	(void)g;
+	F.attaches++;
+	return 0;
+}
+
+static void fake_guest_detach(void *priv, struct nk_guest *g)
+{
+	(void)priv;
+	assert_true(F.detaches < FAKE_MAX);
+	F.detached_ids[F.detaches++] = g->id;
+}
+
+static const struct nk_nsm_ops fake_ops = {
+	.type = "fake",
+	.create = fake_create,
+	.destroy = fake_destroy,
+	.sock_open = fake_sock_open,
+	.sock_release = fake_sock_release,
+	.submit = fake_submit,
+	.cancel = fake_cancel,
+	.poll_now = fake_poll_now,
+	.sock_name = fake_sock_name,
+	.guest_attach = fake_guest_attach,
+	.guest_detach = fake_guest_detach,
+};
+
+/* The pending op with this opcode (the oldest), or NULL. */
+static struct nk_req *fake_find(uint8_t opcode)
+{
+	for (unsigned i = 0; i < F.nr_pending; i++)
+		if (F.pending[i]->opcode == opcode)
+			return F.pending[i];
+	return NULL;
+}
+
+/* The NSM is done with a released socket (it may be freed now). */
+static void fake_gone(struct nk_sock *s)
+{
+	for (unsigned i = 0; i < F.nr_released; i++)
+		if (F.released[i] == s) {
+			F.released[i] = NULL;
+			nk_engine__sock_gone(F.e, s);
+			return;
+		}
+	fail_msg("socket %u was never released", s->handle);
+}
+
+/* Completes op as a real NSM would, through nk_engine__op_done(). */
+static void fake_complete(struct nk_req *op, int res, uint32_t flags,
+			  uint32_t aux)
+{
+	unsigned i;
+
+	for (i = 0; i < F.nr_pending && F.pending[i] != op; i++)
+		;
+	assert_true(i < F.nr_pending);
+	/* Keep submission order for fake_find(). */
+	memmove(&F.pending[i], &F.pending[i + 1],
+		(F.nr_pending - i - 1) * sizeof(F.pending[0]));
+	F.nr_pending--;
+	nk_engine__op_done(op, res, flags, aux, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* The guest's view of one connection: its own mapping of the memfd. */
+
+struct gview {
+	struct nk_conn *conn; /* not to be touched once detached */
+	bool detached;
+	uint8_t *map;
+	size_t size;
+	struct nk_region_hdr *hdr;
+	struct nk_gring ring;
+	uint8_t *data;
+	uint64_t ud;
+};
+
+#define NR_VIEWS 2
+static struct gview views[NR_VIEWS];
+
+static struct nk_engine *E;
+
+/* The process is gone (the conn may be freed once its ops are done). */
+static void gview_detach(struct gview *v, bool abnormal)
+{
+	assert_false(v->detached);
+	v->detached = true;
+	nk_engine__detach(E, v->conn, abnormal);
+}
+
+static void gview_drop(struct nk_ctl_client *cl)
+{
+	gview_detach((struct gview *)cl, true);
+}
+
+static void attach(struct gview *v, const char *guest)
+{
+	struct nk_ctl_hello h = { .abi_version = NK_ABI_VERSION,
+				  .nr_qsets = 1 };
+	struct nk_peer p = { .pid = getpid(),
+			     .uid = getuid(),
+			     .gid = getgid(),
+			     .netns_dev = 1,
+			     .netns_ino = 2,
+			     .attach = -1 };
+	struct nk_attach a = { .hello = &h,
+			       .pid = getpid(),
+			       .uid = getuid(),
+			       .gid = getgid(),
+			       .ctl = (struct nk_ctl_client *)v,
+			       .peer = &p,
+			       .pool_fd = -1 };
+	int fd;
+
+	snprintf(h.guest, sizeof(h.guest), "%s", guest);
+	memset(v, 0, sizeof(*v));
+	assert_int_equal(nk_engine__attach(E, &a), 0);
+	free(a.handles);
+	if (a.pool_fd >= 0)
+		close(a.pool_fd);
+	v->conn = a.conn;
+	fd = nk_region__fd(a.conn->region);
+	v->size = nk_region__size(a.conn->region);
+	/* A second mapping of the memfd: what the guest process gets. */
+	v->map = mmap(NULL, v->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(v->map != MAP_FAILED);
+	assert_ptr_not_equal(v->map, nk_region__base(a.conn->region));
+	v->hdr = (struct nk_region_hdr *)(void *)v->map;
+	assert_int_equal(v->hdr->magic, NK_REGION_MAGIC);
+	assert_int_equal(nk_gring__init(&v->ring, v->map, v->size,
+					&v->hdr->qsets[0]),
+			 0);
+	v->data = v->map + v->hdr->data_off;
+	v->ud = 1000;
+}
+
+static void unmap(struct gview *v)
+{
+	if (v->map)
+		munmap(v->map, v->size);
+	v->map = NULL;
+}
+
+static int setup(void **state)
+{
+	struct nk_config cfg;
+
+	(void)state;
+	memset(&F, 0, sizeof(F));
+	nr_drops = 0;
+	assert_int_equal(nk_config__default(&cfg), 0);
+	snprintf(cfg.nsms[0].type, sizeof(cfg.nsms[0].type), "fake");
+	assert_int_equal(nk_engine__create(&cfg, &E), 0);
+	cur_engine = E;
+	attach(&views[0], "ut");
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	/* Completes whatever a test left, as the NSM would at shutdown. */
+	for (unsigned n = 0; n < FAKE_MAX && F.nr_pending; n++)
+		fake_complete(F.pending[0], -ECANCELED, 0, 0);
+	for (unsigned i = 0; i < NR_VIEWS; i++) {
+		if (views[i].conn && !views[i].detached)
+			gview_detach(&views[i], false);
+		for (unsigned n = 0; n < FAKE_MAX && F.nr_pending; n++)
+			fake_complete(F.pending[0], -ECANCELED, 0, 0);
+		unmap(&views[i]);
+		views[i].conn = NULL;
+	}
+	for (unsigned i = 0; i < F.nr_released; i++)
+		if (F.released[i])
+			fake_gone(F.released[i]);
+	nk_engine__destroy(E);
+	E = NULL;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Guest-side helpers. */
+
+/* Queues one SQE (not published); returns its user_data. */
+static uint64_t queue(struct gview *v, struct nk_sqe sqe)
+{
+	uint32_t i;
+
+	assert_int_equal(nk_sq__reserve(&v->ring, 1, &i), 1);
+	if (!sqe.user_data)
+		sqe.user_data = ++v->ud;
+	*nk_sq__entry(&v->ring, i) = sqe;
+	return sqe.user_data;
+}
+
+/* Publishes and lets the engine take what is there. */
+static unsigned kick(struct gview *v)
+{
+	nk_sq__submit(&v->ring);
+	return nk_engine__step(E);
+}
+
+static uint64_t submit(struct gview *v, struct nk_sqe sqe)
+{
+	uint64_t ud = queue(v, sqe);
+
+	kick(v);
+	return ud;
+}
+
+/* Takes one CQE; false if the CQ is empty. */
+static bool reap(struct gview *v, struct nk_cqe *out)
+{
+	uint32_t i;
+	int n = nk_cq__peek(&v->ring, 1, &i);
+
+	assert_true(n >= 0);
+	if (!n)
+		return false;
+	*out = *nk_cq__entry(&v->ring, i);
+	nk_cq__release(&v->ring, 1);
+	return true;
+}
+
+static struct nk_cqe reap_one(struct gview *v, uint64_t ud)
+{
+	struct nk_cqe c;
+
+	assert_true(reap(v, &c));
+	assert_int_equal(c.user_data, ud);
+	return c;
+}
+
+static void assert_cq_empty(struct gview *v)
+{
+	struct nk_cqe c;
+
+	assert_false(reap(v, &c));
+}
+
+static uint32_t cq_ready(struct gview *v)
+{
+	return nk_ring_load_acquire(&v->ring.cqi->tail) - v->ring.cq_head;
+}
+
+static struct nk_sqe sqe_socket(int type)
+{
+	struct nk_sqe s = { .opcode = NK_OP_SOCKET };
+
+	s.sock.domain = AF_INET;
+	s.sock.type = type;
+	return s;
+}
+
+static void set_addr(struct nk_sqe *s, const char *ip, uint16_t port)
+{
+	s->addr.family = AF_INET;
+	s->addr.port = htons(port);
+	assert_int_equal(inet_pton(AF_INET, ip, s->addr.addr), 1);
+}
+
+static struct nk_sqe sqe_io(uint8_t op, uint32_t h, uint32_t off, uint32_t len)
+{
+	struct nk_sqe s = { .opcode = op, .handle = h };
+
+	s.io.buf_off = off;
+	s.io.buf_len = len;
+	return s;
+}
+
+static uint32_t new_socket(struct gview *v, int type)
+{
+	uint64_t ud = submit(v, sqe_socket(type));
+	struct nk_cqe c = reap_one(v, ud);
+
+	assert_true(c.res > 0);
+	assert_int_equal((uint32_t)c.res, c.handle);
+	return c.handle;
+}
+
+/* ------------------------------------------------------------------ */
+/* Tests. */
+
+static void test_registry(void **state)
+{
+	(void)state;
+	assert_ptr_equal(nk_nsm__find("kernel"), &nk_nsm_kernel_ops);
+	assert_ptr_equal(nk_nsm__find("afxdp"), &nk_nsm_afxdp_ops);
+	assert_ptr_equal(nk_nsm__find("fake"), &fake_ops);
+	assert_null(nk_nsm__find("shm"));
+	assert_int_equal(nk_nsm__register(&fake_ops), -EEXIST);
+	assert_int_equal(nk_nsm__register(&nk_nsm_kernel_ops), -EINVAL);
+	/* The guest was attached to the fake NSM through its hook. */
+	assert_int_equal(F.attaches, 1);
+	assert_ptr_equal(views[0].conn->guest->nsm->ops, &fake_ops);
+}
+
+static void test_round_trip(void **state)
+{
+	struct gview *v = &views[0];
+	uint32_t bs = v->hdr->buf_size;
+	struct nk_sqe s;
+	struct nk_cqe c;
+	struct nk_req *op;
+	struct nk_sock *so;
+	uint64_t ud;
+	uint32_t h;
+
+	(void)state;
+	h = new_socket(v, SOCK_STREAM);
+	assert_int_equal(F.opens, 1);
+
+	s = (struct nk_sqe){ .opcode = NK_OP_BIND, .handle = h };
+	set_addr(&s, "127.0.0.1", 40001);
+	ud = submit(v, s);
+	op = fake_find(NK_OP_BIND);
+	assert_non_null(op);
+	assert_int_equal(op->sa.ss_family, AF_INET);
+	assert_int_equal(ntohs(((struct sockaddr_in *)&op->sa)->sin_port),
+			 40001);
+	assert_cq_empty(v); /* nothing before the NSM answers */
+	fake_complete(op, 0, 0, 0);
+	c = reap_one(v, ud);
+	assert_int_equal(c.res, 0);
+	assert_int_equal(c.handle, h);
+
+	s = (struct nk_sqe){ .opcode = NK_OP_CONNECT, .handle = h };
+	set_addr(&s, "192.0.2.1", 80);
+	ud = submit(v, s);
+	op = fake_find(NK_OP_CONNECT);
+	assert_non_null(op);
+	fake_complete(op, 0, 0, 0);
+	assert_int_equal(reap_one(v, ud).res, 0);
+
+	/* SEND: the NSM sees nkd's mapping of the guest's bytes. */
+	memcpy(v->data + 0, "hello", 5);
+	ud = submit(v, sqe_io(NK_OP_SEND, h, 0, 5));
+	op = fake_find(NK_OP_SEND);
+	assert_non_null(op);
+	assert_int_equal(op->len, 5);
+	assert_memory_equal(op->buf, "hello", 5);
+	so = op->sock;
+	assert_int_equal(so->send_inflight, 5);
+	fake_complete(op, 5, 0, 0);
+	c = reap_one(v, ud);
+	assert_int_equal(c.res, 5);
+	assert_int_equal(so->send_inflight, 0);
+	assert_int_equal(so->bytes_tx, 5);
+
+	/* RECV: what the NSM writes shows in the guest's mapping. */
+	ud = submit(v, sqe_io(NK_OP_RECV, h, bs, 100));
+	op = fake_find(NK_OP_RECV);
+	assert_non_null(op);
+	memcpy(op->buf, "world", 5);
+	fake_complete(op, 5, 0, 5);
+	c = reap_one(v, ud);
+	assert_int_equal(c.res, 5);
+	assert_int_equal(c.aux, 5);
+	assert_memory_equal(v->data + bs, "world", 5);
+
+	ud = submit(v, (struct nk_sqe){ .opcode = NK_OP_CLOSE, .handle = h });
+	c = reap_one(v, ud);
+	assert_int_equal(c.res, 0);
+	assert_int_equal(F.nr_released, 1);
+	assert_int_equal(F.released[0]->handle, h);
+	fake_gone(F.released[0]);
+	assert_int_equal(E->nr_socks, 0);
+
+	/* Exactly one CQE per SQE: nothing extra anywhere. */
+	assert_cq_empty(v);
+	assert_int_equal(F.nr_pending, 0);
+	{
+		static const uint8_t want[] = { NK_OP_BIND, NK_OP_CONNECT,
+						NK_OP_SEND, NK_OP_RECV };
+
+		assert_int_equal(F.nr_log, sizeof(want));
+		assert_memory_equal(F.log, want, sizeof(want));
+	}
+	/* The closed handle is stale now. */
+	ud = submit(v, sqe_io(NK_OP_SEND, h, 0, 1));
+	assert_int_equal(reap_one(v, ud).res, -EBADF);
+}
+
+/* One malformed entry: its errno, NK_CQE_F_ABUSE, and no NSM call. */
+static void expect_refused(struct gview *v, struct nk_sqe s, int err,
+			   bool abuse)
+{
+	unsigned nlog = F.nr_log;
+	uint64_t abuse0 = v->conn->guest->c.abuse;
+	uint64_t ud = submit(v, s);
+	struct nk_cqe c = reap_one(v, ud);
+
+	assert_int_equal(c.res, err);
+	assert_int_equal(!!(c.flags & NK_CQE_F_ABUSE), abuse);
+	assert_int_equal(F.nr_log, nlog);
+	assert_int_equal(F.nr_pending, 0);
+	assert_int_equal(v->conn->guest->c.abuse, abuse0 + (abuse ? 1 : 0));
+	assert_false(v->detached);
+}
+
+static void test_malformed(void **state)
+{
+	struct gview *v = &views[0], *w = &views[1];
+	uint32_t bs = v->hdr->buf_size, nb = v->hdr->nr_bufs;
+	uint32_t h, foreign;
+	struct nk_sqe s;
+
+	(void)state;
+	h = new_socket(v, SOCK_STREAM);
+	attach(w, "ut");
+	foreign = new_socket(w, SOCK_STREAM);
+
+	s = sqe_io(NK_OP_SEND, h, 0, 1);
+	s.opcode = NK_OP__MAX;
+	expect_refused(v, s, -EINVAL, true);
+	s = sqe_io(NK_OP_SEND, h, 0, 1);
+	s.flags = 0x80;
+	expect_refused(v, s, -EINVAL, true);
+	s = sqe_io(NK_OP_SEND, h, 0, 1);
+	s.resv0 = 1;
+	expect_refused(v, s, -EINVAL, true);
+	/* Outside the data area, and across two buffers. */
+	expect_refused(v, sqe_io(NK_OP_SEND, h, nb * bs, 1), -EFAULT, true);
+	expect_refused(v, sqe_io(NK_OP_RECV, h, UINT32_MAX - 2, 8), -EFAULT,
+		       true);
+	expect_refused(v, sqe_io(NK_OP_SEND, h, bs - 10, 20), -EFAULT, true);
+	/* A socket of the same guest, held by another connection. */
+	expect_refused(v, sqe_io(NK_OP_SEND, foreign, 0, 1), -EBADF, true);
+	expect_refused(v, sqe_io(NK_OP_SEND, h | 0x7, 0, 1), -EBADF, true);
+	/* A buffer nkd already holds for an op in flight. */
+	submit(v, sqe_io(NK_OP_RECV, h, 0, 10));
+	assert_int_equal(F.nr_pending, 1);
+	s = sqe_io(NK_OP_SEND, h, 5, 1);
+	{
+		unsigned nlog = F.nr_log;
+		uint64_t ud = submit(v, s);
+		struct nk_cqe c = reap_one(v, ud);
+
+		assert_int_equal(c.res, -EFAULT);
+		assert_true(c.flags & NK_CQE_F_ABUSE);
+		assert_int_equal(F.nr_log, nlog);
+	}
+	/* The other connection's socket is untouched by all this. */
+	assert_int_equal(E->nr_socks, 2);
+	assert_cq_empty(w);
+}
+
+static void test_abuse_limit(void **state)
+{
+	struct gview *v = &views[0];
+	struct nk_sqe s = { .opcode = NK_OP__MAX };
+
+	(void)state;
+	E->cfg.abuse_limit = 3;
+	for (int i = 0; i < 3; i++)
+		queue(v, s);
+	kick(v);
+	assert_true(v->detached);
+	assert_int_equal(nr_drops, 1);
+	assert_true(v->hdr->host_flags & NK_HOST_F_DEAD);
+}
+
+static void test_sq_tail_jump(void **state)
+{
+	struct gview *v = &views[0];
+
+	(void)state;
+	queue(v, (struct nk_sqe){ .opcode = NK_OP_NOP });
+	/* Publishes more entries than the ring holds. */
+	nk_ring_store_release(&v->ring.sqi->tail,
+			      v->ring.sq_tail + v->ring.sq_n);
+	nk_engine__step(E);
+	assert_true(v->detached);
+	assert_int_equal(nr_drops, 1);
+	assert_true(v->hdr->host_flags & NK_HOST_F_DEAD);
+	/* Nothing was run from the bogus ring. */
+	assert_cq_empty(v);
+}
+
+static void test_sq_tail_backwards(void **state)
+{
+	struct gview *v = &views[0];
+
+	(void)state;
+	submit(v, (struct nk_sqe){ .opcode = NK_OP_NOP });
+	nk_ring_store_release(&v->ring.sqi->tail, v->ring.sq_tail - 1);
+	nk_engine__step(E);
+	assert_true(v->detached);
+	assert_int_equal(nr_drops, 1);
+}
+
+static void test_cq_head_jump(void **state)
+{
+	struct gview *v = &views[0];
+
+	(void)state;
+	nk_ring_store_release(&v->ring.cqi->head,
+			      v->ring.cq_head + v->ring.cq_n + 3);
+	queue(v, (struct nk_sqe){ .opcode = NK_OP_NOP });
+	kick(v);
+	assert_true(v->detached);
+	assert_int_equal(nr_drops, 1);
+}
+
+/* Fills the SQ with NOPs (as many as fit) and publishes them. */
+static unsigned fill_nops(struct gview *v)
+{
+	unsigned n = 0;
+	uint32_t i;
+
+	while (nk_sq__reserve(&v->ring, 1, &i)) {
+		*nk_sq__entry(&v->ring, i) =
+			(struct nk_sqe){ .opcode = NK_OP_NOP,
+					 .user_data = ++v->ud };
+		n++;
+	}
+	nk_sq__submit(&v->ring);
+	return n;
+}
+
+static void test_cq_no_overflow(void **state)
+{
+	struct gview *v = &views[0];
+	uint32_t cqn = v->ring.cq_n, sqn = v->ring.sq_n;
+	uint64_t first = v->ud + 1, expect;
+	unsigned queued = 0, got = 0;
+	struct nk_cqe c;
+	uint32_t h;
+
+	(void)state;
+	assert_true(cqn >= 2 * sqn);
+	/* An op in the NSM holds a promised CQ slot. */
+	h = new_socket(v, SOCK_STREAM);
+	first = v->ud + 1;
+	submit(v, sqe_io(NK_OP_RECV, h, 0, 10));
+	assert_int_equal(F.nr_pending, 1);
+	first = v->ud + 1;
+	/* The guest never reaps: the engine stops when the CQ is full. */
+	for (int round = 0; round < 6; round++) {
+		queued += fill_nops(v);
+		for (int k = 0; k < 4; k++)
+			nk_engine__step(E);
+		assert_true(cq_ready(v) <= cqn);
+	}
+	assert_int_equal(cq_ready(v), cqn - 1); /* one kept for the RECV */
+	assert_true(v->conn->cq_blocked);
+	assert_false(v->detached);
+	/* SQEs not taken stay in the SQ, untouched. */
+	assert_int_equal(nk_sq__head(&v->ring) + sqn, v->ring.sq_tail);
+	fake_complete(fake_find(NK_OP_RECV), -EAGAIN, 0, 0);
+	assert_int_equal(cq_ready(v), cqn);
+	/* Reaping lets the rest through, each exactly once, in order. */
+	expect = first;
+	for (int round = 0; round < 20 && got < queued; round++) {
+		while (reap(v, &c)) {
+			if (c.res == -EAGAIN)
+				continue; /* the RECV */
+			assert_int_equal(c.user_data, expect);
+			assert_int_equal(c.res, 0);
+			expect++;
+			got++;
+		}
+		nk_engine__step(E);
+	}
+	assert_int_equal(got, queued);
+	assert_cq_empty(v);
+}
+
+/*
+ * Where per-socket SEND order is kept. Today the engine hands every SEND
+ * to the NSM at once and the NSM queues them (the kernel NSM's sendq);
+ * when the engine's socket layer holds a SEND back until the previous one
+ * completed (issue 7 item 1), flip this and the test checks that instead.
+ */
+static const bool engine_orders_sends = false;
+
+static void test_send_order(void **state)
+{
+	struct gview *v = &views[0];
+	uint32_t bs = v->hdr->buf_size;
+	struct nk_req *a, *b;
+	uint64_t ua, ub;
+	uint32_t h, h2;
+
+	(void)state;
+	h = new_socket(v, SOCK_STREAM);
+	h2 = new_socket(v, SOCK_STREAM);
+	memset(v->data, 'a', 10);
+	memset(v->data + bs, 'b', 10);
+	ua = queue(v, sqe_io(NK_OP_SEND, h, 0, 10));
+	ub = queue(v, sqe_io(NK_OP_SEND, h, bs, 10));
+	queue(v, sqe_io(NK_OP_SEND, h2, 2 * bs, 1));
+	kick(v);
+	a = fake_find(NK_OP_SEND);
+	assert_non_null(a);
+	assert_int_equal(a->user_data, ua);
+	assert_int_equal(a->buf[0], 'a');
+	if (engine_orders_sends) {
+		/* The other socket's SEND is not held behind h's. */
+		assert_int_equal(F.nr_pending, 2);
+		fake_complete(a, 10, 0, 0);
+		reap_one(v, ua);
+		nk_engine__step(E);
+		b = fake_find(NK_OP_SEND);
+		assert_non_null(b);
+	} else {
+		/* Both reach the NSM, in ring order, with their own bytes. */
+		assert_int_equal(F.nr_pending, 3);
+		b = F.pending[1];
+		assert_int_equal(b->user_data, ub);
+		assert_ptr_equal(b->sock, a->sock);
+		assert_ptr_not_equal(F.pending[2]->sock, a->sock);
+		assert_int_equal(a->sock->send_inflight, 20);
+		fake_complete(a, 10, 0, 0);
+		reap_one(v, ua);
+	}
+	assert_int_equal(b->user_data, ub);
+	assert_int_equal(b->buf[0], 'b');
+	fake_complete(b, 10, 0, 0);
+	reap_one(v, ub);
+	assert_int_equal(fake_find(NK_OP_SEND)->sock->handle, h2);
+}
+
+static void test_cancel(void **state)
+{
+	struct gview *v = &views[0];
+	struct nk_sqe s = { .opcode = NK_OP_CANCEL };
+	struct nk_req *op;
+	struct nk_cqe c;
+	uint64_t ud, uc;
+	uint32_t h;
+
+	(void)state;
+	h = new_socket(v, SOCK_STREAM);
+	ud = submit(v, sqe_io(NK_OP_RECV, h, 0, 10));
+	op = fake_find(NK_OP_RECV);
+	assert_non_null(op);
+
+	s.ctl.arg64 = 424242; /* no such op */
+	uc = submit(v, s);
+	assert_int_equal(reap_one(v, uc).res, -ENOENT);
+	assert_int_equal(F.cancels, 0);
+
+	s.ctl.arg64 = ud;
+	uc = submit(v, s);
+	assert_int_equal(F.cancels, 1);
+	assert_true(op->cancelled);
+	c = reap_one(v, uc);
+	assert_int_equal(c.res, 0);
+	/* The RECV still gets its own single completion. */
+	assert_cq_empty(v);
+	fake_complete(op, -ECANCELED, 0, 0);
+	assert_int_equal(reap_one(v, ud).res, -ECANCELED);
+	/* Cancelling it again: it is gone. */
+	uc = submit(v, s);
+	assert_int_equal(reap_one(v, uc).res, -ENOENT);
+	assert_cq_empty(v);
+}
+
+static void test_close_in_flight(void **state)
+{
+	struct gview *v = &views[0];
+	struct nk_req *op;
+	struct nk_sock *s;
+	uint64_t ud, uc;
+	uint32_t h;
+
+	(void)state;
+	h = new_socket(v, SOCK_STREAM);
+	ud = submit(v, sqe_io(NK_OP_RECV, h, 0, 10));
+	op = fake_find(NK_OP_RECV);
+	s = op->sock;
+	uc = submit(v, (struct nk_sqe){ .opcode = NK_OP_CLOSE, .handle = h });
+	assert_int_equal(reap_one(v, uc).res, 0);
+	/* Last reference gone: the NSM is told, the socket lives on. */
+	assert_int_equal(F.nr_released, 1);
+	assert_ptr_equal(F.released[0], s);
+	assert_true(s->closing);
+	assert_int_equal(E->nr_socks, 1);
+	/* The handle is dead for new work at once. */
+	uc = submit(v, sqe_io(NK_OP_SEND, h, 4096, 1));
+	assert_int_equal(reap_one(v, uc).res, -EBADF);
+	/* The NSM stops the RECV, then reports the socket gone. */
+	fake_complete(op, -ECANCELED, 0, 0);
+	assert_int_equal(reap_one(v, ud).res, -ECANCELED);
+	assert_int_equal(E->nr_socks, 1);
+	fake_gone(s);
+	assert_int_equal(E->nr_socks, 0);
+	assert_cq_empty(v);
+}
+
+static void test_sock_gone_before_ops(void **state)
+{
+	struct gview *v = &views[0];
+	struct nk_req *op;
+	struct nk_sock *s;
+	uint64_t ud;
+	uint32_t h;
+
+	(void)state;
+	h = new_socket(v, SOCK_STREAM);
+	ud = submit(v, sqe_io(NK_OP_RECV, h, 0, 10));
+	op = fake_find(NK_OP_RECV);
+	s = op->sock;
+	submit(v, (struct nk_sqe){ .opcode = NK_OP_CLOSE, .handle = h });
+	reap_one(v, v->ud);
+	/* Gone while an op still refers to it: freed after that op. */
+	fake_gone(s);
+	assert_int_equal(E->nr_socks, 1);
+	fake_complete(op, -ECANCELED, 0, 0);
+	assert_int_equal(reap_one(v, ud).res, -ECANCELED);
+	assert_int_equal(E->nr_socks, 0);
+}
+
+static void test_detach(void **state)
+{
+	struct gview *v = &views[0];
+	struct nk_guest *g = v->conn->guest;
+	uint32_t gid = g->id;
+	struct nk_req *recv, *send;
+	uint32_t h;
+
+	(void)state;
+	h = new_socket(v, SOCK_STREAM);
+	submit(v, sqe_io(NK_OP_RECV, h, 0, 10));
+	submit(v, sqe_io(NK_OP_SEND, h, v->hdr->buf_size, 10));
+	recv = fake_find(NK_OP_RECV);
+	send = fake_find(NK_OP_SEND);
+	/* The process goes: RECV cancelled, SEND lingers, socket released. */
+	gview_detach(v, false);
+	assert_true(recv->cancelled);
+	assert_false(send->cancelled);
+	assert_int_equal(F.cancels, 1);
+	assert_int_equal(F.nr_released, 1);
+	fake_complete(recv, -ECANCELED, 0, 0);
+	fake_complete(send, 10, 0, 0);
+	nk_engine__step(E);
+	/* A socket is left: the guest is in use, no detach yet. */
+	assert_int_equal(F.detaches, 0);
+	fake_gone(F.released[0]);
+	nk_engine__step(E); /* gc: starts the guest's idle time */
+	assert_int_equal(F.detaches, 0);
+	/* Idle past the retention time: freed, and the NSM told. */
+	g->idle_since -= 301ll * 1000000000ll;
+	E->gc = true;
+	nk_engine__step(E);
+	assert_int_equal(F.detaches, 1);
+	assert_int_equal(F.detached_ids[0], gid);
+	assert_int_equal(E->nr_guests, 0);
+}
+
+static void test_socket_open_fails(void **state)
+{
+	struct gview *v = &views[0];
+	uint64_t ud;
+
+	(void)state;
+	F.open_err = -EAFNOSUPPORT;
+	ud = submit(v, sqe_socket(SOCK_DGRAM));
+	assert_int_equal(reap_one(v, ud).res, -EAFNOSUPPORT);
+	assert_int_equal(E->nr_socks, 0);
+	assert_int_equal(F.nr_released, 0);
+}
+
+static void test_guest_ring_object(void **state)
+{
+	struct gview *v = &views[0];
+	uint32_t i = 0, j = 0, sqn = v->ring.sq_n;
+
+	(void)state;
+	/* Reserve is all or nothing; submit publishes all reserved. */
+	assert_int_equal(nk_sq__reserve(&v->ring, sqn + 1, &i), 0);
+	assert_int_equal(nk_sq__reserve(&v->ring, 3, &i), 3);
+	assert_int_equal(nk_sq__reserve(&v->ring, sqn - 3, &j), sqn - 3);
+	assert_int_equal(j, i + 3);
+	assert_int_equal(nk_sq__reserve(&v->ring, 1, &j), 0);
+	for (uint32_t k = 0; k < sqn; k++)
+		*nk_sq__entry(&v->ring, i + k) =
+			(struct nk_sqe){ .opcode = NK_OP_NOP,
+					 .user_data = k + 1 };
+	assert_int_equal(nk_ring_load_acquire(&v->ring.sqi->tail), i);
+	/* nkd awake: no doorbell; asleep (NEED_WAKEUP): ring it. */
+	assert_false(nk_sq__submit(&v->ring));
+	assert_int_equal(nk_ring_load_acquire(&v->ring.sqi->tail), i + sqn);
+	for (uint32_t k = 0, n = 0; k < sqn && n < sqn; k++)
+		n += nk_engine__step(E);
+	assert_int_equal(nk_sq__head(&v->ring), i + sqn);
+	v->ring.sqi->flags |= NK_RING_NEED_WAKEUP;
+	assert_true(nk_sq__submit(&v->ring));
+	v->ring.sqi->flags = 0;
+	/* Peek gives at most what is there; release hands slots back. */
+	assert_int_equal(nk_cq__peek(&v->ring, sqn + 5, &i), (int)sqn);
+	assert_int_equal(nk_cq__entry(&v->ring, i + 2)->user_data, 3);
+	nk_cq__release(&v->ring, 2);
+	assert_int_equal(nk_ring_load_acquire(&v->ring.cqi->head), i + 2);
+	assert_int_equal(nk_cq__peek(&v->ring, 1, &j), 1);
+	assert_int_equal(j, i + 2);
+	nk_cq__release(&v->ring, sqn - 2);
+	assert_int_equal(nk_cq__peek(&v->ring, 1, &j), 0);
+	/* A producer tail beyond the ring is corruption. */
+	nk_ring_store_release(&v->ring.cqi->tail,
+			      v->ring.cq_head + v->ring.cq_n + 1);
+	assert_int_equal(nk_cq__peek(&v->ring, 1, &j), -EPROTO);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_registry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_round_trip, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_malformed, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_abuse_limit, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_sq_tail_jump, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_sq_tail_backwards, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_cq_head_jump, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_cq_no_overflow, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_send_order, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_close_in_flight, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_sock_gone_before_ops,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_detach, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_socket_open_fails, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_guest_ring_object, setup,
+						teardown),
+	};
+
+	if (nk_nsm__register(&fake_ops))
+		return 1;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
