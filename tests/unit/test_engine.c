@@ -199,8 +199,8 @@ static void fake_gone(struct nk_sock *s)
 }
 
 /* Completes op as a real NSM would, through nk_engine__op_done(). */
-static void fake_complete(struct nk_req *op, int res, uint32_t flags,
-			  uint32_t aux)
+static void fake_complete_h(struct nk_req *op, int res, uint32_t flags,
+			    uint32_t aux, uint32_t handle)
 {
 	unsigned i;
 
@@ -211,7 +211,13 @@ static void fake_complete(struct nk_req *op, int res, uint32_t flags,
 	memmove(&F.pending[i], &F.pending[i + 1],
 		(F.nr_pending - i - 1) * sizeof(F.pending[0]));
 	F.nr_pending--;
-	nk_engine__op_done(op, res, flags, aux, 0);
+	nk_engine__op_done(op, res, flags, aux, handle);
+}
+
+static void fake_complete(struct nk_req *op, int res, uint32_t flags,
+			  uint32_t aux)
+{
+	fake_complete_h(op, res, flags, aux, 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -297,13 +303,21 @@ static void unmap(struct gview *v)
 static int setup(void **state)
 {
 	struct nk_config cfg;
+	int ret;
 
 	(void)state;
 	memset(&F, 0, sizeof(F));
 	nr_drops = 0;
 	assert_int_equal(nk_config__default(&cfg), 0);
 	snprintf(cfg.nsms[0].type, sizeof(cfg.nsms[0].type), "fake");
-	assert_int_equal(nk_engine__create(&cfg, &E), 0);
+	ret = nk_engine__create(&cfg, &E);
+	/* nkd needs io_uring for its loop; some kernels refuse it to users
+	 * (kernel.io_uring_disabled): nothing to test then. */
+	if (ret == -EPERM || ret == -ENOSYS) {
+		E = NULL;
+		skip();
+	}
+	assert_int_equal(ret, 0);
 	cur_engine = E;
 	attach(&views[0], "ut");
 	return 0;
@@ -312,6 +326,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
+	if (!E)
+		return 0;
 	/* Completes whatever a test left, as the NSM would at shutdown. */
 	for (unsigned n = 0; n < FAKE_MAX && F.nr_pending; n++)
 		fake_complete(F.pending[0], -ECANCELED, 0, 0);
@@ -910,6 +926,50 @@ static void test_detach(void **state)
 	assert_int_equal(E->nr_guests, 0);
 }
 
+static void test_accept(void **state)
+{
+	struct gview *v = &views[0];
+	struct nk_sqe s = { .opcode = NK_OP_LISTEN };
+	struct nk_sock *ns;
+	struct nk_req *op;
+	struct nk_cqe c;
+	uint64_t ud;
+	uint32_t l;
+
+	(void)state;
+	l = new_socket(v, SOCK_STREAM);
+	s.handle = l;
+	s.ctl.arg = 16;
+	ud = submit(v, s);
+	op = fake_find(NK_OP_LISTEN);
+	assert_non_null(op);
+	assert_int_equal(op->arg, 16);
+	fake_complete(op, 0, 0, 0);
+	assert_int_equal(reap_one(v, ud).res, 0);
+
+	ud = submit(v, sqe_io(NK_OP_ACCEPT, l, 0, sizeof(struct nk_sockaddr)));
+	op = fake_find(NK_OP_ACCEPT);
+	assert_non_null(op);
+	/* A connection arrives: the NSM asks the engine for a socket. */
+	assert_int_equal(nk_engine__sock_accepted(E, op, &ns), 0);
+	ns->nsm_priv = &F;
+	assert_int_equal(ns->state, NK_SS_ESTABLISHED);
+	assert_int_equal(E->nr_socks, 2);
+	fake_complete_h(op, (int)ns->handle, 0, 0, ns->handle);
+	c = reap_one(v, ud);
+	assert_int_equal(c.res, (int)ns->handle);
+	assert_int_equal(c.handle, ns->handle);
+	assert_int_not_equal(c.handle, l);
+	/* The accepted handle is this connection's to use. */
+	ud = submit(v, sqe_io(NK_OP_SEND, c.handle, 0, 3));
+	op = fake_find(NK_OP_SEND);
+	assert_non_null(op);
+	assert_ptr_equal(op->sock, ns);
+	fake_complete(op, 3, 0, 0);
+	assert_int_equal(reap_one(v, ud).res, 3);
+	assert_cq_empty(v);
+}
+
 static void test_socket_open_fails(void **state)
 {
 	struct gview *v = &views[0];
@@ -990,6 +1050,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sock_gone_before_ops,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_detach, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_accept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_socket_open_fails, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_guest_ring_object, setup,
