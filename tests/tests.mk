@@ -24,3 +24,7 @@ $(BUILD)/tests/san/%: $(BUILD)/san/tests/unit/test_%.o \
 unit-tests: $(UNIT_BINS) $(UNIT_SAN_BINS)
 all: unit-tests
 .PHONY: unit-tests
+
+# The unit tests alone (both builds), as any user: no root, no namespace.
+check-unit: unit-tests
+	@./tests/run-all.sh unit/
