@@ -3,7 +3,7 @@
 # Source it from a bash script that runs with `set -eu`:
 #
 #   . "$(dirname "$0")/../lib.sh"
-#   need_root
+#   need_netns "$@"    # own user and network namespaces: no privilege
 #   topo_up            # namespaces H (nkd), P (peer), G (NIC-less guest)
 #   start_nkd          # nkd in H, socket in $NK_TMP
 #   run_guest curl ... # a program in G through nkd
