@@ -301,6 +301,7 @@ need_netns() {
 		[ "${NK_ROOTLESS:-1}" = 0 ] && return 0
 		# Mount points for the private tmpfs (iproute2 makes them too).
 		mkdir -p /run/netns /etc/netns 2>/dev/null || true
+		# shellcheck disable=SC2016  # expanded by sh -c
 		if command -v setpriv >/dev/null &&
 			setpriv --reuid=65534 --regid=65534 --clear-groups sh -c \
 				'test -r "$1" && test -x "$2" && test -r "$3" && test -r "$4"' \
