@@ -66,7 +66,7 @@ skip() {
 	printf '[%s] SKIP: %s\n' "$TNAME" "$*" >&2
 	exit 77
 }
-need_root() { [ "$(id -u)" = 0 ] || skip "needs root (network namespaces, veth)"; }
+need_root() { [ "$(id -u)" = 0 ] || skip "needs root (BPF/XDP or several real uids; docs/testing.md)"; }
 need_cmd() {
 	local c
 	for c in "$@"; do
