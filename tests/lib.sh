@@ -3,7 +3,7 @@
 # Source it from a bash script that runs with `set -eu`:
 #
 #   . "$(dirname "$0")/../lib.sh"
-#   need_root
+#   need_netns "$@"    # own user and network namespaces: no privilege
 #   topo_up            # namespaces H (nkd), P (peer), G (NIC-less guest)
 #   start_nkd          # nkd in H, socket in $NK_TMP
 #   run_guest curl ... # a program in G through nkd
@@ -66,7 +66,7 @@ skip() {
 	printf '[%s] SKIP: %s\n' "$TNAME" "$*" >&2
 	exit 77
 }
-need_root() { [ "$(id -u)" = 0 ] || skip "needs root (network namespaces, veth)"; }
+need_root() { [ "$(id -u)" = 0 ] || skip "needs root (BPF/XDP or several real uids; docs/testing.md)"; }
 need_cmd() {
 	local c
 	for c in "$@"; do
@@ -228,7 +228,9 @@ topo_add_native() {
 
 # set_resolv NS NAMESERVER: /etc/resolv.conf inside `ip netns exec NS`.
 set_resolv() {
-	mkdir -p "/etc/netns/$1"
+	# In need_netns's user namespace only when /etc/netns existed.
+	mkdir -p "/etc/netns/$1" 2>/dev/null ||
+		skip "cannot write /etc/netns (rootless: mkdir /etc/netns as root once)"
 	NK_ETC_NETNS+=("$1")
 	printf 'nameserver %s\noptions timeout:2 attempts:2\n' "$2" \
 		>"/etc/netns/$1/resolv.conf"
@@ -282,6 +284,70 @@ nk_reexec_userns() {
 	trap - EXIT INT TERM
 	NK_USERNS=1 NK_ID=$NK_ID exec unshare -Urn "$0" "$@"
 }
+
+# need_netns [ARGS...]: the test needs network namespaces, veths and nkd,
+# but no privilege beyond them. It runs again (ARGS are its arguments) as
+# root of a fresh user namespace with its own network, mount and pid
+# namespaces (`unshare -Urnm --pid`), where `ip netns add`, veth pairs, `ip
+# netns exec` and nkd work without real privilege. Real root runs it the
+# same way, as user nobody when nobody can read the build tree, so the
+# rootless path is the one CI exercises. NK_ROOTLESS=0 makes root run it
+# directly in the host's namespaces instead (the old way). The pid namespace
+# ends every process of the test with it, daemons included.
+need_netns() {
+	local as=()
+	[ "${NK_USERNS:-}" = 1 ] && return 0
+	if [ "$(id -u)" = 0 ]; then
+		[ "${NK_ROOTLESS:-1}" = 0 ] && return 0
+		# Mount points for the private tmpfs (iproute2 makes them too).
+		mkdir -p /run/netns /etc/netns 2>/dev/null || true
+		# shellcheck disable=SC2016  # expanded by sh -c
+		if command -v setpriv >/dev/null &&
+			setpriv --reuid=65534 --regid=65534 --clear-groups sh -c \
+				'test -r "$1" && test -x "$2" && test -r "$3" && test -r "$4"' \
+				_ "$0" "$NKD" "$NKSHIM" "$NK_ROOT/tests/lib.sh" 2>/dev/null; then
+			as=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+		else
+			log "nobody cannot read $0 or the build: root in the user namespace"
+		fi
+	fi
+	if ! "${as[@]}" unshare -Urnm --pid --fork --kill-child --mount-proc \
+		true 2>/dev/null; then
+		[ "$(id -u)" = 0 ] || skip "needs root or unprivileged user namespaces (unshare -Urnm)"
+		log "user namespaces unavailable: running as root in the host's namespaces"
+		return 0
+	fi
+	rm -rf "$NK_TMP"
+	trap - EXIT INT TERM
+	NK_USERNS=1 NK_USERNS_NETNS=1 NK_ID=$NK_ID exec "${as[@]}" \
+		unshare -Urnm --pid --fork --kill-child --mount-proc \
+		"$BASH" "$0" "$@"
+}
+
+# Inside need_netns's namespaces: private tmpfs on /run/netns (ip netns
+# add's bind mounts) and /etc/netns (set_resolv), neither visible outside.
+# Without a /etc/netns to mount on, set_resolv skips.
+nk_userns_setup() {
+	if [ -d /run/netns ]; then
+		mount -t tmpfs -o mode=755 nk-netns /run/netns
+	else
+		mount -t tmpfs -o mode=755 nk-run /run
+		mkdir /run/netns
+	fi || fail "cannot mount a tmpfs for /run/netns in the user namespace"
+	if [ -d /etc/netns ]; then
+		mount -t tmpfs -o mode=755 nk-etc-netns /etc/netns ||
+			fail "cannot mount a tmpfs on /etc/netns in the user namespace"
+	fi
+	ip link set lo up
+	log "in a user namespace: uid 0 here is uid $(awk '$1 == 0 {print $2}' /proc/self/uid_map) outside"
+	# nobody's HOME (/root, /nonexistent) is not ours to read.
+	[ -w "${HOME:-/}" ] || export HOME=$NK_TMP
+}
+# Once: a nested run of lib.sh (harness.sh) shares these mounts.
+if [ "${NK_USERNS_NETNS:-}" = 1 ]; then
+	unset NK_USERNS_NETNS
+	nk_userns_setup
+fi
 
 nkd_alive() { [ -n "$NK_NKD_PID" ] && kill -0 "$NK_NKD_PID" 2>/dev/null; }
 
@@ -474,10 +540,10 @@ nk_use_san_nkd() {
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=67
 }
 
-# need_rawguest [CMD...]: what a test driving nk_rawguest needs: root, nkd
+# need_rawguest [CMD...]: what a test driving nk_rawguest needs: need_netns, nkd
 # (not native), the commands named, the nk_rawguest binary.
 need_rawguest() {
-	need_root
+	need_netns
 	need_netkernel
 	need_cmd "$@"
 	[ -x "$TOOLS/nk_rawguest" ] || fail "missing $TOOLS/nk_rawguest (run make)"

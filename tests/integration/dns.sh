@@ -7,7 +7,7 @@
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
-need_root
+need_netns "$@"
 need_cmd dnsmasq curl
 topo_up
 set_resolv "$NS_H" "$P4"
@@ -15,7 +15,7 @@ set_resolv "$NS_H" "$P4"
 set_resolv "$NS_G" 127.0.0.1
 bg_peer dnsmasq dnsmasq --keep-in-foreground --no-resolv --no-hosts \
 	--listen-address="$P4" --bind-interfaces --port=53 --pid-file="$NK_TMP/dnsmasq.pid" \
-	--address=/nk-test.example/"$P4" --log-facility=- --user=root
+	--address=/nk-test.example/"$P4" --log-facility=- --user=root --group=
 wait_port "$NS_P" 53 10 udp
 start_nkd
 mkdir -p "$NK_TMP/www"

@@ -5,7 +5,7 @@
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
-need_root
+need_netns "$@"
 topo_up
 start_nkd
 bg_guest echo_g "$PY" "$HELPERS/nkpy.py" echo-server 0.0.0.0 7000

@@ -11,7 +11,7 @@
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
-need_root
+need_netns "$@"
 need_netkernel
 need_cmd jq
 # The ASan+UBSan build of nkd takes the garbage: a memory error or leak that

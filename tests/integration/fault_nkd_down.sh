@@ -12,7 +12,7 @@
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
-need_root
+need_netns "$@"
 need_netkernel
 need_nk
 need_cmd curl

@@ -8,7 +8,7 @@
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
-need_root
+need_netns "$@"
 need_cmd curl sha256sum ss
 [ -x "$TOOLS/nk_stream" ] || fail "missing $TOOLS/nk_stream (run make)"
 

@@ -6,7 +6,7 @@
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
-need_root
+need_netns "$@"
 need_cmd curl
 topo_up
 start_nkd

@@ -17,7 +17,7 @@
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
-need_root
+need_netns "$@"
 need_cmd dnsmasq nm readelf
 SEM=$TOOLS/nk_semantics
 [ -x "$SEM" ] || fail "missing $SEM (run make)"
@@ -45,7 +45,7 @@ set_resolv "$NS_G" 127.0.0.1
 bg_peer dnsmasq dnsmasq --keep-in-foreground --no-resolv --no-hosts \
 	--listen-address="$P4" --bind-interfaces --port=53 \
 	--pid-file="$NK_TMP/dnsmasq.pid" --address=/$NAME/"$P4" \
-	--log-facility=- --user=root
+	--log-facility=- --user=root --group=
 wait_port "$NS_P" 53 10 udp
 start_nkd
 run_host getent hosts "$NAME" | grep -q "$P4" || fail "H cannot resolve $NAME (setup)"

@@ -14,7 +14,7 @@
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
-need_root
+need_netns "$@"
 need_netkernel
 need_cmd jq
 BYS_BYTES=$((32 << 20))
