@@ -149,6 +149,8 @@ cost_end() {
 		t = (units > 0) ? f(total / units) : "n/a"
 		om = cg ? sprintf("%.1f", own) : "n/a"
 		printf "cpu=%s sys=%s", o, t
+		if (mid != "none")
+			printf " %s=%s", mid, (units > 0 && cg) ? f(m / units) : "n/a"
 		printf " cpu_ms=%s sys_ms=%.1f busy_ms=%.0f bg_pct=%.0f", om, total, busy, bg * 100 / ncpu
 		if (cg) {
 			printf " prog_ms=%.1f peer_ms=%.1f", prog, peer
@@ -185,6 +187,7 @@ cost_fields() {
 	a=$(cost_kv cpu "${COST[$base.native]:-}")
 	b=$(cost_kv cpu "${COST[$base.$nkcfg]:-}")
 	out=" cpu_native=$a cpu_netkernel=$b cpu_ratio=$(cost_ratio "$a" "$b") cpu_unit=${COST_UNIT[$base]}"
+	out="$out cpu_nkd=$(cost_kv nkd "${COST[$base.$nkcfg]:-}")"
 	a=$(cost_kv sys "${COST[$base.native]:-}")
 	b=$(cost_kv sys "${COST[$base.$nkcfg]:-}")
 	out="$out sys_native=$a sys_netkernel=$b sys_ratio=$(cost_ratio "$a" "$b")"

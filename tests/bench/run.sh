@@ -675,8 +675,9 @@ cost = {}
 for line in open(sys.argv[4]):
     row, cfg, fields = line.rstrip("\n").split("\t")
     cost.setdefault(row, {})[cfg] = kv(fields)
-def ratio(a, b):
-    if isinstance(a, float) and isinstance(b, float) and a > 0:
+def ratio(a, b, cost=False):
+    # A CPU cost below zero is the noise of sys= on a busy machine.
+    if isinstance(a, float) and isinstance(b, float) and a > 0 and (b > 0 or not cost):
         return round(b / a, 3)
     return None
 for line in open(sys.argv[1]):
@@ -701,10 +702,11 @@ for line in open(sys.argv[1]):
         r["cpu_unit"] = next(iter(c.values())).get("unit")
         r["cpu_native"] = nat_c.get("cpu")
         r["cpu_netkernel"] = nk_c.get("cpu")
-        r["cpu_ratio"] = ratio(nat_c.get("cpu"), nk_c.get("cpu"))
+        r["cpu_ratio"] = ratio(nat_c.get("cpu"), nk_c.get("cpu"), True)
+        r["cpu_nkd"] = nk_c.get("nkd")
         r["sys_native"] = nat_c.get("sys")
         r["sys_netkernel"] = nk_c.get("sys")
-        r["sys_ratio"] = ratio(nat_c.get("sys"), nk_c.get("sys"))
+        r["sys_ratio"] = ratio(nat_c.get("sys"), nk_c.get("sys"), True)
         if nkcfg == "afxdp":
             names = {"native": "native", "afxdp": "netkernel", "netkernel": "kernel_nsm"}
         else:
