@@ -11,7 +11,10 @@
 #
 # Prints one line per benchmark
 #   bench: NAME native=X netkernel=Y ratio=R unit=U [slirp=X pasta=X]
-# (ratio = netkernel / native) and writes $BUILD/bench.json. Rows named
+#          [cpu_native=C cpu_netkernel=D cpu_ratio=R cpu_unit=ms/GB
+#           sys_native=S sys_netkernel=S sys_ratio=R sys_bg=PCT ...]
+# (ratio = netkernel / native; cpu_* and sys_* are CPU time per unit of
+# work, tests/bench/cost.sh) and writes $BUILD/bench.json. Rows named
 # afxdp_* repeat a benchmark on the afxdp NSM: there netkernel= is the
 # afxdp NSM's value, ratio = afxdp / native, and kernel_nsm= is the
 # netkernel value of the plain row (kernel NSM) for comparison. Measurements
@@ -21,7 +24,10 @@
 #
 # Environment: NK_BENCH_T (seconds per measurement, default 3),
 # NK_BENCH_ONLY (space-separated benchmark names to run; an afxdp_* name
-# also runs its plain twin), NK_BENCH_AFXDP=0 skips the afxdp rows.
+# also runs its plain twin), NK_BENCH_AFXDP=0 skips the afxdp rows,
+# NK_BENCH_CONNS (wrk connections of nginx_many, default 256),
+# NK_BENCH_BASE (seconds of the idle baseline before each measurement,
+# default 1).
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
@@ -40,6 +46,22 @@ RESULTS=$NK_TMP/results.tsv
 : >"$RESULTS"
 JSON_OUT=$BUILD/bench.json
 GUEST=bench
+CONNS=${NK_BENCH_CONNS:-256}
+# nginx_many needs CONNS descriptors in nginx and wrk, and nkd 3 per guest
+# socket (its socket budget follows its own RLIMIT_NOFILE, docs/config.md):
+# make sure the limit is not what refuses them.
+[ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -ge 16384 ] || ulimit -Hn 16384 2>/dev/null || true
+[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((CONNS * 4)) ] || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# shellcheck source=tests/bench/cost.sh
+. "$(dirname "$0")/cost.sh"
+bench_exit() {
+	local rc=$?
+	set +e
+	cost_cleanup
+	(exit "$rc")
+	afxdp_exit # = nk_cleanup unless the afxdp phase attached
+}
+trap bench_exit EXIT
 
 have_nk=1
 for f in "$NKD" "$NKRUN" "$NKSHIM"; do [ -e "$f" ] || have_nk=0; done
@@ -60,6 +82,7 @@ if [ "$have_slirp" = 1 ]; then
 	nk_netns_add "$NS_S"
 	bg slirp ip netns exec "$NS_H" slirp4netns --configure --mtu=65520 \
 		--disable-host-loopback --netns-type=path "/run/netns/$NS_S" tap0
+	cg_move fwd "$LASTPID"
 	wait_for 10 nk_link_up "$NS_S" tap0 || { log "slirp4netns did not come up"; have_slirp=0; }
 fi
 if [ "$have_pasta" = 1 ]; then
@@ -68,24 +91,29 @@ if [ "$have_pasta" = 1 ]; then
 	# namespace; --no-map-gw: P4 is the gateway and must stay P4.
 	bg pasta ip netns exec "$NS_H" pasta -f -q --runas 0 -4 --no-map-gw \
 		--config-net -t none -u none -T none -U none --netns "/run/netns/$NS_T"
+	cg_move fwd "$LASTPID"
 	wait_for 10 sh -c "ip -n '$NS_T' -br addr | grep -q '$H4'" ||
 		{ log "pasta did not come up"; have_pasta=0; }
 fi
 if [ "$have_nk" = 1 ]; then
 	start_nkd
+	cg_move nkd "$NK_NKD_PID" # `ip netns exec` execs: this is nkd
 else
 	log "build/nkd, nkrun or libnkshim.so missing: netkernel column is n/a"
 fi
 
-# cli CONFIG CMD...: run a client program as CONFIG, bounded.
+# cli CONFIG CMD...: run a client program as CONFIG, bounded, in the prog
+# cgroup. CLI_NS_N, CLI_NS_G, CLI_GUEST override the namespace and guest
+# (the two-guest row).
 cli() {
-	local cfg=$1
+	local cfg=$1 CGX
 	shift
+	cgx prog
 	case $cfg in
-	native) timeout -k 5 60 ip netns exec "$NS_N" "$@" ;;
-	netkernel | afxdp) timeout -k 5 60 ip netns exec "$NS_G" "$NKRUN" --guest "$GUEST" --socket "$NK_SOCK" -- "$@" ;;
-	slirp) timeout -k 5 60 ip netns exec "$NS_S" "$@" ;;
-	pasta) timeout -k 5 60 ip netns exec "$NS_T" "$@" ;;
+	native) "${CGX[@]}" timeout -k 5 60 ip netns exec "${CLI_NS_N:-$NS_N}" "$@" ;;
+	netkernel | afxdp) "${CGX[@]}" timeout -k 5 60 ip netns exec "${CLI_NS_G:-$NS_G}" "$NKRUN" --guest "${CLI_GUEST:-$GUEST}" --socket "$NK_SOCK" -- "$@" ;;
+	slirp) "${CGX[@]}" timeout -k 5 60 ip netns exec "$NS_S" "$@" ;;
+	pasta) "${CGX[@]}" timeout -k 5 60 ip netns exec "$NS_T" "$@" ;;
 	esac
 }
 # P's address as seen from CONFIG.
@@ -105,8 +133,12 @@ want() { [ -z "${NK_BENCH_ONLY:-}" ] || [[ " $NK_BENCH_ONLY " == *" $1 "* ]] || 
 declare -A VAL
 
 # record NAME UNIT HIGHER_IS_BETTER NATIVE NETKERNEL SLIRP PASTA NOTE [KERNEL_NSM]
+# REC_EXTRA, if set, is more " key=value" fields for the line and the JSON.
+# The CPU cost fields come from cost_end's results for NAME.
 record() {
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" "${9:--}" >>"$RESULTS"
+	local ex=${REC_EXTRA:-}
+	REC_EXTRA=
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" "${9:--}" "${ex:--}" >>"$RESULTS"
 	VAL[$1.native]=$4
 	VAL[$1.netkernel]=$5
 	local ratio=n/a extra=""
@@ -116,6 +148,7 @@ record() {
 	[ "$6" != - ] && extra="$extra slirp=$6"
 	[ "$7" != - ] && extra="$extra pasta=$7"
 	[ "${9:--}" != - ] && extra="$extra kernel_nsm=$9"
+	extra="$extra$ex$(cost_fields "$1")"
 	printf 'bench: %s native=%s netkernel=%s ratio=%s unit=%s%s\n' "$1" "$4" "$5" "$ratio" "$2" "$extra"
 }
 
@@ -124,18 +157,40 @@ record() {
 # Results come back in RES (and RES2), not through $(...): a subshell would
 # lose track of the background servers it starts.
 
+# wait_gone PID SECS: until PID exited (bounded; builtins only).
+wait_gone() {
+	local i
+	for ((i = 0; i < $2 * 20; i++)); do
+		kill -0 "$1" 2>/dev/null || return 0
+		sleep 0.05
+	done
+}
+
+# iperf_bytes FILE: bytes the client's intervals counted, the omitted
+# first second included: the work of the whole run, whose CPU cost_end
+# measures (end.sum_* leave the omitted interval out).
+iperf_bytes() { jq -r '[.intervals[].sum.bytes] | add' "$1" 2>/dev/null || echo n/a; }
+iperf_gbps() { jq -r '.end.sum_received.bits_per_second / 1e9 | . * 100 | round / 100' "$1" 2>/dev/null || echo fail; }
+
 # iperf_one CONFIG send|recv: RES = Gbit/s
 iperf_one() {
-	local cfg=$1 dir=$2 port=5301 out=$NK_TMP/iperf_$1_$2.json rev=()
+	local cfg=$1 dir=$2 port=5301 out=$NK_TMP/iperf_$1_$2.json rev=() CGX
 	RES=n/a
 	available "$cfg" || return 0
 	RES=fail
 	[ "$dir" = recv ] && rev=(-R)
-	bg "iperf_s_${cfg}_$dir" ip netns exec "$NS_P" iperf3 -s -1 -p "$port"
+	cgx peer
+	bg "iperf_s_${cfg}_$dir" "${CGX[@]}" ip netns exec "$NS_P" iperf3 -s -1 -p "$port"
 	local sp=$LASTPID
-	if wait_for 10 nk_port_listening "$NS_P" tcp "$port" &&
-		cli "$cfg" iperf3 -c "$(peer_addr "$cfg")" -p "$port" -t "$T" -O 1 -J "${rev[@]}" >"$out" 2>&1; then
-		RES=$(jq -r '.end.sum_received.bits_per_second / 1e9 | . * 100 | round / 100' "$out" 2>/dev/null || echo fail)
+	if wait_for 10 nk_port_listening "$NS_P" tcp "$port"; then
+		cost_begin
+		if cli "$cfg" iperf3 -c "$(peer_addr "$cfg")" -p "$port" -t "$T" -O 1 -J "${rev[@]}" >"$out" 2>&1; then
+			RES=$(iperf_gbps "$out")
+		fi
+		# The server's last report may still be on its way: let it
+		# finish inside the window.
+		wait_gone "$sp" 2
+		cost_end "iperf3_$dir" "$cfg" "$(iperf_bytes "$out")" GB
 	fi
 	nk_stop "$sp"
 }
@@ -149,24 +204,107 @@ for dir in send recv; do
 	record "iperf3_$dir" Gbit/s 1 "${v[@]}" "iperf3 -t $T -O 1, 1 stream, program $([ "$dir" = send ] && echo sends || echo receives)"
 done
 
+# ---------------------------------------------------------------- two guests
+
+# Two programs at once, each sending with iperf3 to a server of its own in
+# P. native: from N and from a second namespace N2 with its own veth;
+# netkernel: from G and from a second NIC-less namespace G2, as two guests
+# (bench, bench2) of the one nkd and its one kernel NSM.
+NS_N2=nk-m-$NK_ID
+NS_G2=nk-q-$NK_ID
+N2P4=10.$NK_N.2.2 # P's address on N2's veth
+two_up() {
+	[ -z "${TWO_UP:-}" ] || return 0
+	TWO_UP=1
+	nk_netns_add "$NS_N2"
+	ip link add nkn2 netns "$NS_N2" type veth peer name nkq2 netns "$NS_P"
+	ip -n "$NS_N2" addr add "10.$NK_N.2.1/24" dev nkn2
+	ip -n "$NS_P" addr add "$N2P4/24" dev nkq2
+	ip -n "$NS_N2" link set nkn2 up
+	ip -n "$NS_P" link set nkq2 up
+	nk_netns_add "$NS_G2"
+	wait_for 5 nk_link_up "$NS_N2" nkn2 || log "second native veth not up"
+}
+# two_one CONFIG: RES = total Gbit/s, RES_A and RES_B each program's.
+two_one() {
+	local cfg=$1 sa sb pa pb oa=$NK_TMP/two_$1_a.json ob=$NK_TMP/two_$1_b.json ba bb CGX
+	RES=n/a
+	RES_A=n/a
+	RES_B=n/a
+	available "$cfg" || return 0
+	RES=fail
+	cgx peer
+	bg "two_s_a_$cfg" "${CGX[@]}" ip netns exec "$NS_P" iperf3 -s -1 -p 5311
+	sa=$LASTPID
+	bg "two_s_b_$cfg" "${CGX[@]}" ip netns exec "$NS_P" iperf3 -s -1 -p 5312
+	sb=$LASTPID
+	if wait_for 10 nk_port_listening "$NS_P" tcp 5311 && wait_for 10 nk_port_listening "$NS_P" tcp 5312; then
+		cost_begin
+		if [ "$cfg" = native ]; then
+			cli native iperf3 -c "$NP4" -p 5311 -t "$T" -O 1 -J >"$oa" 2>&1 &
+			pa=$!
+			CLI_NS_N=$NS_N2 cli native iperf3 -c "$N2P4" -p 5312 -t "$T" -O 1 -J >"$ob" 2>&1 &
+			pb=$!
+		else
+			cli netkernel iperf3 -c "$P4" -p 5311 -t "$T" -O 1 -J >"$oa" 2>&1 &
+			pa=$!
+			CLI_NS_G=$NS_G2 CLI_GUEST=${GUEST}2 cli netkernel iperf3 -c "$P4" -p 5312 -t "$T" -O 1 -J >"$ob" 2>&1 &
+			pb=$!
+		fi
+		wait "$pa" || true
+		wait "$pb" || true
+		wait_gone "$sa" 2
+		wait_gone "$sb" 2
+		ba=$(iperf_bytes "$oa")
+		bb=$(iperf_bytes "$ob")
+		[[ $ba =~ ^[0-9]+$ ]] && [[ $bb =~ ^[0-9]+$ ]] || ba=n/a
+		cost_end iperf3_send_2guests "$cfg" "$([ "$ba" = n/a ] && echo n/a || echo $((ba + bb)))" GB
+		RES_A=$(iperf_gbps "$oa")
+		RES_B=$(iperf_gbps "$ob")
+		if [[ $RES_A =~ ^[0-9.]+$ ]] && [[ $RES_B =~ ^[0-9.]+$ ]]; then
+			RES=$(awk -v a="$RES_A" -v b="$RES_B" 'BEGIN{printf "%.2f", a + b}')
+		fi
+	fi
+	nk_stop "$sa"
+	nk_stop "$sb"
+}
+if want iperf3_send_2guests; then
+	two_up
+	v=()
+	ex=""
+	for cfg in native netkernel; do
+		two_one "$cfg"
+		v+=("$RES")
+		ex="$ex ${cfg}_a=$RES_A ${cfg}_b=$RES_B"
+	done
+	REC_EXTRA=$ex
+	record iperf3_send_2guests Gbit/s 1 "${v[@]}" - - "two iperf3 -c -t $T -O 1 at once, each to its own server in P; native from two namespaces, netkernel as two guests on one kernel NSM; the value is the sum, _a/_b each program's"
+fi
+
 # ---------------------------------------------------------------- sockperf
 
 # sockperf_one CONFIG: RES = p50, RES2 = p99 (us)
 sockperf_one() {
-	local cfg=$1 port=11111 out=$NK_TMP/sockperf_$1.txt
+	local cfg=$1 port=11111 out=$NK_TMP/sockperf_$1.txt CGX rtts
 	RES=n/a
 	RES2=n/a
 	available "$cfg" || return 0
 	RES=fail
 	RES2=fail
-	bg "sockperf_s_$cfg" ip netns exec "$NS_P" sockperf sr --tcp -i 0.0.0.0 -p "$port"
+	cgx peer
+	bg "sockperf_s_$cfg" "${CGX[@]}" ip netns exec "$NS_P" sockperf sr --tcp -i 0.0.0.0 -p "$port"
 	local sp=$LASTPID
-	if wait_for 10 nk_port_listening "$NS_P" tcp "$port" &&
-		cli "$cfg" sockperf pp --tcp -i "$(peer_addr "$cfg")" -p "$port" -m 64 -t "$T" --full-rtt >"$out" 2>&1; then
-		RES=$(sed -n 's/.*percentile 50.000 = *\([0-9.]*\).*/\1/p' "$out" | head -n1)
-		RES2=$(sed -n 's/.*percentile 99.000 = *\([0-9.]*\).*/\1/p' "$out" | head -n1)
-		RES=${RES:-fail}
-		RES2=${RES2:-fail}
+	if wait_for 10 nk_port_listening "$NS_P" tcp "$port"; then
+		cost_begin
+		if cli "$cfg" sockperf pp --tcp -i "$(peer_addr "$cfg")" -p "$port" -m 64 -t "$T" --full-rtt >"$out" 2>&1; then
+			RES=$(sed -n 's/.*percentile 50.000 = *\([0-9.]*\).*/\1/p' "$out" | head -n1)
+			RES2=$(sed -n 's/.*percentile 99.000 = *\([0-9.]*\).*/\1/p' "$out" | head -n1)
+			RES=${RES:-fail}
+			RES2=${RES2:-fail}
+		fi
+		# Round trips of the whole run, warm-up included (the window).
+		rtts=$(sed -n 's/.*\[Total Run\].*ReceivedMessages=\([0-9]*\).*/\1/p' "$out" | head -n1)
+		cost_end "sockperf_tcp_p50 sockperf_tcp_p99" "$cfg" "${rtts:-n/a}" 1k-rtt
 	fi
 	nk_stop "$sp" # sockperf sr ignores TERM while blocked: nk_stop escalates
 }
@@ -186,17 +324,23 @@ fi
 
 # udp_one CONFIG send|recv: RES = 64-byte datagrams per second that arrived
 # (the receiver's byte count / 64, not what the sender managed to send).
+# The cost is per 1,000 datagrams that arrived.
 udp_one() {
-	local cfg=$1 dir=$2 port=5302 out=$NK_TMP/udp_$1_$2.json rev=()
+	local cfg=$1 dir=$2 port=5302 out=$NK_TMP/udp_$1_$2.json rev=() CGX
 	RES=n/a
 	available "$cfg" || return 0
 	RES=fail
 	[ "$dir" = recv ] && rev=(-R)
-	bg "udp_s_${cfg}_$dir" ip netns exec "$NS_P" iperf3 -s -1 -p "$port"
+	cgx peer
+	bg "udp_s_${cfg}_$dir" "${CGX[@]}" ip netns exec "$NS_P" iperf3 -s -1 -p "$port"
 	local sp=$LASTPID
-	if wait_for 10 nk_port_listening "$NS_P" tcp "$port" &&
-		cli "$cfg" iperf3 -c "$(peer_addr "$cfg")" -p "$port" -u -l 64 -b 0 -t "$T" -J "${rev[@]}" >"$out" 2>&1; then
-		RES=$(jq -r '.end.sum_received | .bytes / 64 / .seconds | round' "$out" 2>/dev/null || echo fail)
+	if wait_for 10 nk_port_listening "$NS_P" tcp "$port"; then
+		cost_begin
+		if cli "$cfg" iperf3 -c "$(peer_addr "$cfg")" -p "$port" -u -l 64 -b 0 -t "$T" -J "${rev[@]}" >"$out" 2>&1; then
+			RES=$(jq -r '.end.sum_received | .bytes / 64 / .seconds | round' "$out" 2>/dev/null || echo fail)
+		fi
+		wait_gone "$sp" 2
+		cost_end "udp64_$dir" "$cfg" "$(jq -r '.end.sum_received.bytes / 64' "$out" 2>/dev/null || echo n/a)" 1k-dgram
 	fi
 	nk_stop "$sp"
 }
@@ -243,16 +387,17 @@ http {
 EOF
 
 # srv_start CONFIG NAME CMD...: a server as CONFIG (native in N, netkernel
-# in G); echoes the address P uses to reach it.
+# in G), in the prog cgroup; SRV_ADDR is the address P uses to reach it.
 srv_start() {
-	local cfg=$1 name=$2
+	local cfg=$1 name=$2 CGX
 	shift 2
+	cgx prog
 	if [ "$cfg" = native ]; then
-		bg "$name" ip netns exec "$NS_N" "$@"
+		bg "$name" "${CGX[@]}" ip netns exec "$NS_N" "$@"
 		SRV_NS=$NS_N
 		SRV_ADDR=$N4
 	else
-		bg_guest "$name" "$@"
+		bg "$name" "${CGX[@]}" ip netns exec "$NS_G" "$NKRUN" --guest "$GUEST" --socket "$NK_SOCK" -- "$@"
 		SRV_NS=$NS_H
 		SRV_ADDR=$H4
 		[ "$cfg" = afxdp ] && SRV_ADDR=$X4
@@ -269,65 +414,105 @@ srv_listening() {
 	fi
 }
 
-# nginx_one CONFIG: RES = keep-alive req/s, RES2 = Connection: close req/s
+# nginx_one CONFIG MODES: for each mode (keepalive, close, many) of MODES
+# one wrk run against nginx as CONFIG: RES = keep-alive req/s, RES2 =
+# Connection: close req/s, RES3 = keep-alive req/s over $CONNS connections.
 nginx_one() {
-	local cfg=$1 ka=fail cl=fail mode out
+	local cfg=$1 mode out rps errs n conns CGX
+	local -A got=([keepalive]=fail [close]=fail [many]=fail)
 	RES=n/a
 	RES2=n/a
+	RES3=n/a
 	available "$cfg" || return 0
 	srv_start "$cfg" "nginx_$cfg" nginx -c "$NGX/nginx.conf" -p "$NGX" -e "$NGX/error.log"
+	cgx peer
 	if wait_for 20 srv_listening "$cfg" 8080; then
-		for mode in keepalive close; do
+		for mode in $2; do
 			out=$NK_TMP/wrk_${cfg}_$mode.txt
 			hdr=()
+			conns=32
 			[ "$mode" = close ] && hdr=(-H "Connection: close")
-			if timeout -k 5 60 ip netns exec "$NS_P" wrk -t1 -c32 -d"${T}s" "${hdr[@]}" "http://$SRV_ADDR:8080/index.html" >"$out" 2>&1; then
-				local rps errs
+			# Many connections share the server: a request may wait longer
+			# than wrk's 2 s default on a loaded machine; that is slow,
+			# not refused (connect errors still count).
+			[ "$mode" = many ] && conns=$CONNS hdr=(--timeout 10s)
+			cost_begin
+			if "${CGX[@]}" timeout -k 5 60 ip netns exec "$NS_P" wrk -t1 -c"$conns" -d"${T}s" "${hdr[@]}" "http://$SRV_ADDR:8080/index.html" >"$out" 2>&1; then
 				rps=$(awk '/Requests\/sec/{print $2}' "$out")
 				errs=$(grep -cE 'Socket errors|Non-2xx' "$out" || true)
-				[ "$errs" = 0 ] || rps="${rps}(errors)"
-				[ "$mode" = keepalive ] && ka=${rps:-fail} || cl=${rps:-fail}
+				if [ "$errs" != 0 ]; then
+					rps="${rps}(errors)"
+					log "wrk $cfg $mode: $(grep -E 'Socket errors|Non-2xx' "$out" | tr -s ' ' | tr '\n' ';')"
+				fi
+				got[$mode]=${rps:-fail}
 			fi
+			n=$(awk '/requests in/{print $1}' "$out")
+			cost_end "nginx_$mode" "$cfg" "${n:-n/a}" 1k-req
 			sleep 0.5
 		done
 	fi
 	nk_stop "$SRV_PID"
 	sleep 0.5
-	RES=$ka
-	RES2=$cl
+	RES=${got[keepalive]}
+	RES2=${got[close]}
+	RES3=${got[many]}
 }
-if want nginx_keepalive || want nginx_close; then
+if want nginx_keepalive || want nginx_close || want nginx_many; then
 	ka=()
 	cl=()
+	many=()
+	modes=""
+	want nginx_keepalive && modes="$modes keepalive"
+	want nginx_close && modes="$modes close"
+	want nginx_many && modes="$modes many"
 	for cfg in native netkernel; do
-		nginx_one "$cfg"
+		nginx_one "$cfg" "$modes"
 		ka+=("$RES")
 		cl+=("$RES2")
+		many+=("$RES3")
 	done
-	record nginx_keepalive req/s 1 "${ka[@]}" - - "wrk -t1 -c32 -d${T}s from P, nginx 1 worker as the server, 64 B file"
-	record nginx_close req/s 1 "${cl[@]}" - - "same with -H 'Connection: close'"
+	if want nginx_keepalive; then
+		record nginx_keepalive req/s 1 "${ka[@]}" - - "wrk -t1 -c32 -d${T}s from P, nginx 1 worker as the server, 64 B file"
+	fi
+	if want nginx_close; then
+		record nginx_close req/s 1 "${cl[@]}" - - "same with -H 'Connection: close'"
+	fi
+	if want nginx_many; then
+		record nginx_many req/s 1 "${many[@]}" - - "wrk -t1 -c$CONNS -d${T}s --timeout 10s keep-alive from P: many connections at once"
+	fi
 fi
 
 # ---------------------------------------------------------------- redis
 
-# redis_one CONFIG: RES = GET req/s, RES2 = SET req/s
+# redis_one CONFIG: RES = GET req/s, RES2 = SET req/s. SET runs first
+# (as in -t get,set, so GET finds the key), each its own run and window.
 redis_one() {
-	local cfg=$1 out=$NK_TMP/redis_$1.txt get=fail set=fail
+	local cfg=$1 out op v n CGX
+	local -A got=([get]=fail [set]=fail)
 	RES=n/a
 	RES2=n/a
 	available "$cfg" || return 0
 	srv_start "$cfg" "redis_$cfg" redis-server --save '' --appendonly no --port 6390 \
 		--bind 0.0.0.0 --protected-mode no --dir "$NK_TMP"
+	cgx peer
 	if wait_for 20 nk_port_listening "$SRV_NS" tcp 6390; then
-		if timeout -k 5 60 ip netns exec "$NS_P" redis-benchmark -h "$SRV_ADDR" -p 6390 \
-			-n 100000 -c 50 -t get,set -q >"$out" 2>&1; then
-			set=$(tr '\r' '\n' <"$out" | sed -n 's/^SET: \([0-9.]*\) requests per second.*/\1/p' | tail -n1)
-			get=$(tr '\r' '\n' <"$out" | sed -n 's/^GET: \([0-9.]*\) requests per second.*/\1/p' | tail -n1)
-		fi
+		for op in set get; do
+			out=$NK_TMP/redis_${cfg}_$op.txt
+			n=n/a
+			cost_begin
+			# 100000 requests: 120 s allows 830 req/s (a loaded machine).
+			if "${CGX[@]}" timeout -k 5 120 ip netns exec "$NS_P" redis-benchmark -h "$SRV_ADDR" -p 6390 \
+				-n 100000 -c 50 -t "$op" -q >"$out" 2>&1; then
+				v=$(tr '\r' '\n' <"$out" | sed -n "s/^${op^^}: \([0-9.]*\) requests per second.*/\1/p" | tail -n1)
+				got[$op]=${v:-fail}
+				n=100000
+			fi
+			cost_end "redis_$op" "$cfg" "$n" 1k-req
+		done
 	fi
 	nk_stop "$SRV_PID"
-	RES=${get:-fail}
-	RES2=${set:-fail}
+	RES=${got[get]}
+	RES2=${got[set]}
 }
 if want redis_get || want redis_set; then
 	gv=()
@@ -337,8 +522,8 @@ if want redis_get || want redis_set; then
 		gv+=("$RES")
 		sv+=("$RES2")
 	done
-	record redis_get req/s 1 "${gv[@]}" - - "redis-benchmark -n 100000 -c 50 -t get from P, redis-server as the server"
-	record redis_set req/s 1 "${sv[@]}" - - "same, SET"
+	record redis_get req/s 1 "${gv[@]}" - - "redis-benchmark -n 100000 -c 50 -t get from P (after the -t set run), redis-server as the server"
+	record redis_set req/s 1 "${sv[@]}" - - "same, -t set, a run of its own before the GET run"
 fi
 
 # ---------------------------------------------------------------- NOP
@@ -346,11 +531,18 @@ fi
 if want nop_rtt; then
 	native=n/a
 	nk=n/a
-	r=$(timeout 60 "$TOOLS/nk_rawguest" pipe-bench 200000 2>/dev/null | grep RESULT || true)
+	cgx prog
+	cost_begin
+	"${CGX[@]}" timeout 60 "$TOOLS/nk_rawguest" pipe-bench 200000 >"$NK_TMP/pipe.out" 2>/dev/null || true
+	r=$(grep RESULT "$NK_TMP/pipe.out" || true)
+	cost_end nop_rtt native "$([ -n "$r" ] && echo 200000 || echo n/a)" 1k-op
 	[ -n "$r" ] && native=$(field ops_per_s "$r")
 	if [ "$have_nk" = 1 ]; then
-		r=$(timeout 60 ip netns exec "$NS_G" "$TOOLS/nk_rawguest" --socket "$NK_SOCK" --guest nop \
-			nop-bench 200000 2>"$NK_TMP/nop.err" | grep RESULT || true)
+		cost_begin
+		"${CGX[@]}" timeout 60 ip netns exec "$NS_G" "$TOOLS/nk_rawguest" --socket "$NK_SOCK" --guest nop \
+			nop-bench 200000 >"$NK_TMP/nop.out" 2>"$NK_TMP/nop.err" || true
+		r=$(grep RESULT "$NK_TMP/nop.out" || true)
+		cost_end nop_rtt netkernel "$([ -n "$r" ] && echo 200000 || echo n/a)" 1k-op
 		nk=$(field ops_per_s "$r")
 		nk=${nk:-fail}
 	fi
@@ -368,9 +560,20 @@ cpu_pct() {
 	b=$(awk '{print $14 + $15}' "/proc/$1/stat")
 	awk -v a="$a" -v b="$b" -v hz="$hz" -v s="$2" 'BEGIN{printf "%.2f", (b - a) / hz / s * 100}'
 }
-if want nkd_idle_cpu; then
+# cg_pct ROLE: % of one core ROLE's cgroup used between cost_snap b and c.
+cg_pct() {
+	[ -n "$CG" ] || {
+		echo n/a
+		return
+	}
+	awk -v a="${CS[b.$1]}" -v b="${CS[c.$1]}" -v ta="${CS[b.t]}" -v tb="${CS[c.t]}" \
+		'BEGIN{printf "%.3f", (b - a) / (tb - ta) * 100}'
+}
+if want nkd_idle_cpu || want nkd_idle_cpu_guest || want idle; then
 	idle=n/a
 	idle_g=n/a
+	idle_nkd=n/a
+	idle_prog=n/a
 	if [ "$have_nk" = 1 ] && nkd_alive; then
 		# The pid in /proc is nkd itself: `ip netns exec` execs it.
 		sleep 1
@@ -378,14 +581,22 @@ if want nkd_idle_cpu; then
 		# Again with a guest attached and holding an idle connection.
 		bg_peer idle_echo "$PY" "$HELPERS/nkpy.py" echo-server "$P4" 7009
 		wait_for 10 nk_port_listening "$NS_P" tcp 7009 || true
-		bg_guest idle_guest "$PY" "$HELPERS/nkpy.py" hold "$P4" 7009 30
+		cgx prog
+		bg idle_guest "${CGX[@]}" ip netns exec "$NS_G" "$NKRUN" --guest "$GUEST" --socket "$NK_SOCK" -- \
+			"$PY" "$HELPERS/nkpy.py" hold "$P4" 7009 30
 		if wait_for 10 grep -q connected=1 "$NK_TMP/idle_guest.log"; then
 			sleep 1
+			cost_snap b
 			idle_g=$(cpu_pct "$NK_NKD_PID" 10)
+			cost_snap c
+			idle_nkd=$(cg_pct nkd)
+			idle_prog=$(cg_pct prog)
 		fi
 	fi
 	record nkd_idle_cpu "%core" 0 n/a "$idle" - - "nkd utime+stime over 10 s from /proc/PID/stat, no guest attached"
 	record nkd_idle_cpu_guest "%core" 0 n/a "$idle_g" - - "same, one guest attached holding an idle TCP connection"
+	REC_EXTRA=" guest=$idle_prog"
+	record idle "%core" 0 n/a "$idle_nkd" - - "the same 10 s, from nkd's cgroup (cpu.stat usage_usec: exact, not 10 ms ticks); guest= is the idle guest program's own %core"
 fi
 
 # ---------------------------------------------------------------- afxdp NSM
@@ -405,8 +616,10 @@ if [ "$want_afxdp" = 1 ] && [ "$have_nk" = 1 ]; then
 	if [ ! -x "$NK_LOADER" ]; then
 		log "$NK_LOADER missing: afxdp rows are n/a"
 	elif ! afxdp_attach; then
+		trap bench_exit EXIT # afxdp_attach set afxdp_exit; bench_exit calls it
 		log "nk-loader attach failed, afxdp rows are n/a: $(cat "$NK_TMP/loader.log")"
 	else
+		trap bench_exit EXIT
 		nk_stop "$NK_NKD_PID"
 		rm -f "$NK_SOCK"
 		cat >"$NK_TMP/nkd-afxdp.conf" <<CONF
@@ -417,6 +630,7 @@ CONF
 		# In the host's namespaces, where the bpffs with the pins is.
 		bg nkd_afxdp "$NKD" --socket "$NK_SOCK" --config "$NK_TMP/nkd-afxdp.conf"
 		NK_NKD_PID=$LASTPID
+		cg_move nkd "$NK_NKD_PID"
 		if wait_for 10 test -S "$NK_SOCK" && nkd_alive; then
 			have_afxdp=1
 		else
@@ -447,7 +661,7 @@ if [ "$want_afxdp" = 1 ]; then
 		arow sockperf_tcp_p99 us 0 "$RES2" "same run, 99th percentile"
 	fi
 	if want afxdp_nginx_keepalive || want afxdp_nginx_close; then
-		nginx_one afxdp
+		nginx_one afxdp "keepalive close"
 		arow nginx_keepalive req/s 1 "$RES" "wrk -t1 -c32 -d${T}s from P to nginx in the guest"
 		arow nginx_close req/s 1 "$RES2" "same with -H 'Connection: close'"
 	fi
@@ -455,7 +669,7 @@ fi
 
 # ---------------------------------------------------------------- JSON
 
-"$PY" - "$RESULTS" "$JSON_OUT" "$T" <<'EOF'
+"$PY" - "$RESULTS" "$JSON_OUT" "$T" "$COST_TSV" "$COST_BASE" <<'EOF'
 import json, sys, time, os
 rows = []
 def num(x):
@@ -463,24 +677,55 @@ def num(x):
         return float(x)
     except ValueError:
         return None if x in ("-", "n/a") else x
+def kv(text):
+    return {k: num(v) for k, v in (f.split("=", 1) for f in text.split() if "=" in f)}
+# cost[row][config] = {"cpu": per unit, "sys": per unit, "cpu_ms": ...}
+cost = {}
+for line in open(sys.argv[4]):
+    row, cfg, fields = line.rstrip("\n").split("\t")
+    cost.setdefault(row, {})[cfg] = kv(fields)
+def ratio(a, b, cost=False):
+    # A CPU cost below zero is the noise of sys= on a busy machine.
+    if isinstance(a, float) and isinstance(b, float) and a > 0 and (b > 0 or not cost):
+        return round(b / a, 3)
+    return None
 for line in open(sys.argv[1]):
-    name, unit, hib, nat, nk, sl, pa, note, knsm = line.rstrip("\n").split("\t")
+    name, unit, hib, nat, nk, sl, pa, note, knsm, extra = line.rstrip("\n").split("\t")
     r = {"name": name, "unit": unit, "higher_is_better": hib == "1",
          "native": num(nat), "netkernel": num(nk), "note": note}
-    if isinstance(r["native"], float) and isinstance(r["netkernel"], float) and r["native"]:
-        r["ratio"] = round(r["netkernel"] / r["native"], 3)
-    else:
-        r["ratio"] = None
+    r["ratio"] = ratio(r["native"], r["netkernel"])
     if sl != "-":
         r["slirp"] = num(sl)
     if pa != "-":
         r["pasta"] = num(pa)
     if knsm != "-":
         r["kernel_nsm"] = num(knsm)
+    if extra != "-":
+        r.update(kv(extra))
+    # The CPU cost of the row's work, as in the bench line; "cpu" has
+    # every measured configuration with its split (docs/benchmarks.md).
+    base, nkcfg = (name[6:], "afxdp") if name.startswith("afxdp_") else (name, "netkernel")
+    c = cost.get(base, {})
+    if "native" in c or nkcfg in c:
+        nat_c, nk_c = c.get("native", {}), c.get(nkcfg, {})
+        r["cpu_unit"] = next(iter(c.values())).get("unit")
+        r["cpu_native"] = nat_c.get("cpu")
+        r["cpu_netkernel"] = nk_c.get("cpu")
+        r["cpu_ratio"] = ratio(nat_c.get("cpu"), nk_c.get("cpu"), True)
+        r["cpu_nkd"] = nk_c.get("nkd")
+        r["sys_native"] = nat_c.get("sys")
+        r["sys_netkernel"] = nk_c.get("sys")
+        r["sys_ratio"] = ratio(nat_c.get("sys"), nk_c.get("sys"), True)
+        if nkcfg == "afxdp":
+            names = {"native": "native", "afxdp": "netkernel", "netkernel": "kernel_nsm"}
+        else:
+            names = {"native": "native", "netkernel": "netkernel", "slirp": "slirp", "pasta": "pasta"}
+        r["cpu"] = {names[k]: v for k, v in c.items() if k in names}
     rows.append(r)
 out = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
        "host": os.uname().nodename, "kernel": os.uname().release,
        "cpus": os.cpu_count(), "seconds_per_measurement": int(sys.argv[3]),
+       "baseline_seconds": float(sys.argv[5]),
        "benchmarks": rows}
 with open(sys.argv[2], "w") as f:
     json.dump(out, f, indent=1)
