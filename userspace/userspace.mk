@@ -6,7 +6,8 @@ NKD_SAN_OBJS := $(patsubst %.c,$(BUILD)/san/%.o,$(NKD_SRCS))
 NKD_LIBS := -luring -lpthread
 # The afxdp NSM: nk_ustack (lwIP, libxdp) and the nk_steer maps API.
 NKD_AFXDP_CFLAGS := -I$(USTACK_DIR) -Iloader -Ibpf $(LWIP_CFLAGS)
-$(BUILD)/obj/userspace/nkd/nsm_afxdp.o $(BUILD)/san/userspace/nkd/nsm_afxdp.o: \
+$(BUILD)/obj/userspace/nkd/nsm_afxdp.o $(BUILD)/san/userspace/nkd/nsm_afxdp.o \
+$(BUILD)/obj/userspace/nkd/xlinger.o $(BUILD)/san/userspace/nkd/xlinger.o: \
 	NK_CFLAGS += $(NKD_AFXDP_CFLAGS)
 $(BUILD)/san/loader/%.o: NK_CFLAGS += -I$(BUILD) -Ibpf -Iloader
 NKD_AFXDP_OBJS := $(USTACK_LIB) $(NK_STEER_MAPS_OBJ)

@@ -42,6 +42,8 @@
 #define SYNQ_TOTAL_DEF 1024u
 #define SEQ_MAX_DEF 65536u
 #define SEQ_SWEEP_MS 1000u
+#define TW_MAX_DEF 1024u
+#define TW_TRIM_MS 10u
 
 enum usock_type { US_TCP_LISTEN = 1, US_TCP, US_UDP };
 
@@ -85,6 +87,9 @@ struct nk_ustack {
 	struct nk_seqmod *sm; /* NULL: NK_USTACK_F_NO_SEQMOD */
 	uint32_t synq, synq_total;
 	u32_t last_sweep; /* sys_now() of the last seqmod sweep */
+	uint32_t tw_max;
+	const struct tcp_pcb *tw_head; /* tcp_tw_pcbs at the last trim */
+	u32_t last_tw_trim;
 	struct nk_ustack_stats stats;
 	uint8_t txbuf[65536]; /* flattens a chained pbuf (rare) */
 };
@@ -356,6 +361,70 @@ static int mac_is_ours(const struct nk_ustack *st, const uint8_t *d)
 }
 
 /*
+ * A SYN for a 4-tuple lwIP holds in TIME_WAIT. lwIP answers it with an ACK
+ * of the old connection, the peer resets that, lwIP ignores resets in
+ * TIME_WAIT, and the peer's SYN retransmits (1 s, 3 s, ...) until the
+ * 120 s are over. A client that reuses its port soon (any busy one: wrk,
+ * ab, a proxy; the server closed first, so the client has no TIME_WAIT)
+ * stalls for seconds. Linux and the BSDs accept such a SYN as a new
+ * connection when its sequence number is above what the old one received
+ * (RFC 1122 4.2.2.13, RFC 6191): so do we, by dropping the TIME_WAIT pcb
+ * (no RST) before lwIP sees the SYN and hands it to the listener.
+ */
+static void tw_reuse(struct nk_ustack *st, const struct nk_pkt_info *pi,
+		     const uint8_t *tcp)
+{
+	u16_t sport = (u16_t)(tcp[0] << 8 | tcp[1]);
+	u16_t dport = (u16_t)(tcp[2] << 8 | tcp[3]);
+	u32_t seq = (u32_t)tcp[4] << 24 | (u32_t)tcp[5] << 16 |
+		    (u32_t)tcp[6] << 8 | tcp[7];
+	struct tcp_pcb *pcb;
+
+	/* Every TIME_WAIT pcb has a translation: a hash lookup spares the
+	 * walk for (nearly) every SYN of a fresh 4-tuple. */
+	if (st->sm && !nk_seqmod__has(st->sm, pi->daddr, htons(dport),
+				      pi->saddr, htons(sport)))
+		return;
+	for (pcb = tcp_tw_pcbs; pcb; pcb = pcb->next)
+		if (pcb->remote_port == sport && pcb->local_port == dport &&
+		    ip4_addr_get_u32(ip_2_ip4(&pcb->remote_ip)) == pi->saddr &&
+		    ip4_addr_get_u32(ip_2_ip4(&pcb->local_ip)) == pi->daddr) {
+			if (TCP_SEQ_GT(seq, pcb->rcv_nxt)) {
+				tcp_abort(pcb); /* TIME_WAIT: freed, no RST */
+				st->stats.tw_reused++;
+			}
+			return;
+		}
+}
+
+/*
+ * At most tw_max TIME_WAIT pcbs: lwIP keeps each for 120 s in a list that
+ * tcp_input walks for every segment not of an active connection (every
+ * SYN) and its slow timer walks twice a second; at 5000 connections/s
+ * that would be 600 000. New ones are put first, so the tail is the
+ * oldest. Walked at most every TW_TRIM_MS and only when the list changed.
+ */
+static void tw_trim(struct nk_ustack *st)
+{
+	struct tcp_pcb *pcb, *next;
+	uint32_t n = 0;
+
+	if (tcp_tw_pcbs == st->tw_head ||
+	    sys_now() - st->last_tw_trim < TW_TRIM_MS)
+		return;
+	st->last_tw_trim = sys_now();
+	for (pcb = tcp_tw_pcbs; pcb && ++n < st->tw_max; pcb = pcb->next)
+		;
+	if (pcb) {
+		for (next = pcb->next; next; next = pcb->next) {
+			tcp_abort(next); /* unlinks it from pcb */
+			st->stats.tw_trimmed++;
+		}
+	}
+	st->tw_head = tcp_tw_pcbs;
+}
+
+/*
  * A SYN (no ACK, no RST) that would make a new half-open connection of a
  * listener: beyond synq half-open ones for that listener, or synq_total in
  * all, the oldest goes first (no RST: its source is likely spoofed). So a
@@ -385,6 +454,7 @@ static void synq_admit(struct nk_ustack *st, const struct nk_pkt_info *pi,
 	}
 	if (!lsn)
 		return; /* lwIP answers with RST; nothing is kept */
+	tw_reuse(st, pi, tcp);
 	for (pcb = tcp_active_pcbs; pcb; pcb = pcb->next) {
 		u32_t age;
 
@@ -529,6 +599,7 @@ int nk_ustack__create(const struct nk_ustack_opts *opts, struct nk_ustack **out)
 	st->log_arg = OPT(log_arg, NULL);
 	st->synq = OPT(synq, SYNQ_DEF);
 	st->synq_total = OPT(synq_total, SYNQ_TOTAL_DEF);
+	st->tw_max = OPT(tw_max, TW_MAX_DEF);
 	if (!(st->flags & NK_USTACK_F_NO_SEQMOD)) {
 		int ret = nk_seqmod__create(OPT(seq_max, SEQ_MAX_DEF), NULL,
 					    &st->sm);
@@ -599,6 +670,7 @@ int nk_ustack__poll(struct nk_ustack *st, unsigned budget)
 	int n = nk_l2__rx(st->l2, rx_frame, st, budget ? budget : 64);
 
 	sys_check_timeouts();
+	tw_trim(st);
 	if (st->sm && sys_now() - st->last_sweep >= SEQ_SWEEP_MS)
 		seq_sweep(st);
 	ev_dispatch(st);
