@@ -842,6 +842,66 @@ void nk_ustack_sock_counters(const struct nk_usock *s,
 
 /* ---- TCP: lwIP callbacks ---- */
 
+/*
+ * Debian's lwIP is built with TCP_WND = TCP_SND_BUF = 64 KiB, window scale
+ * shift 1. Measured in nkd (docs/afxdp-nsm.md): a peer sending to a guest
+ * was window-limited 94 % of the time (ss: rwnd_limited), since the window
+ * reopens only when the guest has read through nkd's loop. Both bounds are
+ * compile-time constants only where lwIP *initialises* or *clamps* them:
+ * the pcb fields (rcv_wnd, snd_buf, ssthresh) are 32-bit at run time. So
+ * once a connection is established we raise them: the receive window to
+ * what the negotiated scale can announce (0xFFFF << rcv_scale, 128 KiB
+ * with shift 1; unchanged without scaling), kept there by recved() instead
+ * of tcp_recved() (which clamps to TCP_WND); the send buffer to
+ * SND_BUF_BIG, below what TCP_SND_QUEUELEN (180 pbufs) can hold.
+ */
+#define SND_BUF_BIG (3u * TCP_SND_BUF)
+
+static tcpwnd_size_t rcv_wnd_max(const struct tcp_pcb *pcb)
+{
+	if (!(pcb->flags & TF_WND_SCALE))
+		return TCP_WND_MAX(pcb);
+	return (tcpwnd_size_t)0xffff << pcb->rcv_scale;
+}
+
+static void recved(struct tcp_pcb *pcb, size_t n)
+{
+	tcpwnd_size_t max = rcv_wnd_max(pcb);
+
+	if (max <= TCP_WND_MAX(pcb)) {
+		for (size_t left = n; left;) {
+			u16_t k = (u16_t)(left > 0xffff ? 0xffff : left);
+
+			tcp_recved(pcb, k);
+			left -= k;
+		}
+		return;
+	}
+	/* tcp_recved() without its clamp to TCP_WND */
+	pcb->rcv_wnd = n >= max - pcb->rcv_wnd ? max
+					       : pcb->rcv_wnd + (tcpwnd_size_t)n;
+	if (tcp_update_rcv_ann_wnd(pcb) >= TCP_WND_UPDATE_THRESHOLD) {
+		tcp_ack_now(pcb);
+		tcp_output(pcb);
+	}
+}
+
+static void wnd_open(struct tcp_pcb *pcb)
+{
+	tcpwnd_size_t max = rcv_wnd_max(pcb);
+
+	if (max > TCP_WND_MAX(pcb)) {
+		pcb->rcv_wnd += max - TCP_WND_MAX(pcb);
+		if (tcp_update_rcv_ann_wnd(pcb))
+			tcp_ack_now(pcb); /* sent with the next output */
+	}
+	if (pcb->snd_buf <= TCP_SND_BUF) {
+		pcb->snd_buf += SND_BUF_BIG - TCP_SND_BUF;
+		if (pcb->ssthresh < SND_BUF_BIG)
+			pcb->ssthresh = SND_BUF_BIG;
+	}
+}
+
 static err_t tcp_recv_cb(void *arg, struct tcp_pcb *pcb, struct pbuf *p,
 			 err_t err)
 {
@@ -854,7 +914,7 @@ static err_t tcp_recv_cb(void *arg, struct tcp_pcb *pcb, struct pbuf *p,
 		return ERR_OK;
 	}
 	if (s->rd_shut) { /* SHUT_RD: accept and discard */
-		tcp_recved(pcb, p->tot_len);
+		recved(pcb, p->tot_len);
 		pbuf_free(p);
 		return ERR_OK;
 	}
@@ -912,11 +972,11 @@ static err_t tcp_connected_cb(void *arg, struct tcp_pcb *pcb, err_t err)
 {
 	struct nk_usock *s = arg;
 
-	(void)pcb;
 	(void)err; /* always ERR_OK in lwIP 2.1 */
 	s->connecting = 0;
 	s->connected = 1;
 	s->want_write = 0;
+	wnd_open(pcb);
 	ev_raise(s, NK_USOCK_EV_CONNECTED | NK_USOCK_EV_WRITABLE);
 	return ERR_OK;
 }
@@ -955,6 +1015,7 @@ static err_t tcp_accept_cb(void *arg, struct tcp_pcb *npcb, err_t err)
 	s->connected = 1;
 	s->listener = l;
 	tcp_attach(s, npcb);
+	wnd_open(npcb);
 	*l->acc_tailp = s;
 	l->acc_tailp = &s->acc_next;
 	l->acc_n++;
@@ -1168,7 +1229,7 @@ ssize_t nk_ustack_tcp_send(struct nk_usock *s, const void *buf, size_t len,
 ssize_t nk_ustack_tcp_recv(struct nk_usock *s, void *buf, size_t len)
 {
 	struct tcp_pcb *pcb = s->pcb.tcp;
-	size_t n, left;
+	size_t n;
 
 	if (s->type != US_TCP)
 		return -EOPNOTSUPP;
@@ -1189,13 +1250,7 @@ ssize_t nk_ustack_tcp_recv(struct nk_usock *s, void *buf, size_t len)
 	s->cnt.rx_bytes += n;
 	s->cnt.rx_ops++;
 	if (pcb) {
-		/* give the window back; tcp_recved takes at most 64K - 1 */
-		for (left = n; left;) {
-			u16_t k = (u16_t)(left > 0xffff ? 0xffff : left);
-
-			tcp_recved(pcb, k);
-			left -= k;
-		}
+		recved(pcb, n); /* give the window back */
 		/* a segment we refused (queue full) can come in now */
 		if (pcb->refused_data)
 			tcp_process_refused_data(pcb);
@@ -1220,8 +1275,7 @@ int nk_ustack_tcp_shutdown(struct nk_usock *s, int how)
 		s->rd_shut = 1;
 		nk_segq__fini(&s->rxq);
 		if (n)
-			tcp_recved(s->pcb.tcp,
-				   (u16_t)(n > 0xffff ? 0xffff : n));
+			recved(s->pcb.tcp, n);
 	}
 	if (how != SHUT_RD && !s->wr_shut) {
 		s->wr_shut = 1;
