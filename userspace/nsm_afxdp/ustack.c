@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "lwip_csum.h"
 #include "segq.h"
 #include "seqmod.h"
 
@@ -496,7 +497,7 @@ static void rx_frame(void *arg, uint8_t *frame, uint32_t len)
 	struct nk_pkt_info pi;
 	struct netif *nif = NULL;
 	struct pbuf *p;
-	int r;
+	int r, csum = NK_CSUM_SKIPPED;
 
 	st->stats.rx_frames++;
 	r = nk_pkt_parse(frame, len, &pi);
@@ -534,6 +535,7 @@ static void rx_frame(void *arg, uint8_t *frame, uint32_t len)
 			r = nk_pkt_l4_csum(frame, &pi,
 					   st->csum_mode ==
 						   NK_USTACK_CSUM_COMPLETE);
+			csum = r;
 			if (r == NK_CSUM_BAD) {
 				st->stats.rx_csum_bad++;
 				return;
@@ -557,8 +559,12 @@ static void rx_frame(void *arg, uint8_t *frame, uint32_t len)
 	}
 	memcpy(p->payload, frame, len);
 	st->stats.rx_to_lwip++;
+	/* verified (or completed) just now: lwIP need not sum it again */
+	if ((csum == NK_CSUM_OK || csum == NK_CSUM_COMPLETED) && !pi.is_frag)
+		nk_lwcsum__verified(p, pi.proto, pi.l4_len);
 	if (nif->input(p, nif) != ERR_OK)
 		pbuf_free(p);
+	nk_lwcsum__clear();
 }
 
 /* ---- engine ---- */
@@ -615,6 +621,9 @@ int nk_ustack__create(const struct nk_ustack_opts *opts, struct nk_ustack **out)
 		lwip_init();
 		lwip_inited = 1;
 	}
+	logf_(st, "lwIP checksums %s",
+	      nk_lwcsum__active() ? "interposed: one pass per received segment"
+				  : "not interposed: lwIP verifies again");
 	the_stack = st;
 	*out = st;
 	return 0;
@@ -686,6 +695,7 @@ void nk_ustack__flush(struct nk_ustack *st)
 void nk_ustack__stats(const struct nk_ustack *st, struct nk_ustack_stats *out)
 {
 	*out = st->stats;
+	out->rx_csum_once = nk_lwcsum__skipped();
 	if (st->sm) {
 		struct nk_seqmod_stats ss;
 
@@ -979,6 +989,20 @@ static err_t tcp_connected_cb(void *arg, struct tcp_pcb *pcb, err_t err)
 	wnd_open(pcb);
 	ev_raise(s, NK_USOCK_EV_CONNECTED | NK_USOCK_EV_WRITABLE);
 	return ERR_OK;
+}
+
+/*
+ * Back to lwIP's accounting before tcp_close(), which resets the
+ * connection unless rcv_wnd == TCP_WND_MAX (its test for "everything
+ * received was read"), and before lwIP's tcp_recv_null takes over.
+ */
+static void wnd_close(struct tcp_pcb *pcb)
+{
+	tcpwnd_size_t max = rcv_wnd_max(pcb), lw = TCP_WND_MAX(pcb);
+
+	if (max > lw)
+		pcb->rcv_wnd = pcb->rcv_wnd > max - lw ? pcb->rcv_wnd - (max - lw)
+						       : 0;
 }
 
 static void tcp_attach(struct nk_usock *s, struct tcp_pcb *pcb)
@@ -1311,6 +1335,7 @@ int nk_ustack_tcp_close(struct nk_usock *s)
 	} else if (s->type == US_TCP) {
 		if (pcb) {
 			tcp_detach(pcb);
+			wnd_close(pcb);
 			if (tcp_close(pcb) != ERR_OK)
 				tcp_abort(pcb);
 		}

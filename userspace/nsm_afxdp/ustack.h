@@ -108,6 +108,7 @@ struct nk_ustack_stats {
 	uint64_t seq_swept; /* translations dropped after lwIP freed the pcb */
 	uint64_t tw_reused; /* TIME_WAIT ended by a new SYN (RFC 1122 4.2.2.13) */
 	uint64_t tw_trimmed; /* TIME_WAIT dropped beyond tw_max */
+	uint64_t rx_csum_once; /* lwIP trusted our check (lwip_csum.h) */
 };
 
 /* Creates the engine on an opened backend. -EBUSY if one exists. */
