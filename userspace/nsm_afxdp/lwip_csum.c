@@ -20,8 +20,7 @@ static struct {
 } verified;
 static uint64_t calls, skipped;
 
-void nk_lwcsum__verified(const struct pbuf *p, uint8_t proto,
-			 uint16_t l4_len)
+void nk_lwcsum__verified(const struct pbuf *p, uint8_t proto, uint16_t l4_len)
 {
 	verified.p = p;
 	verified.proto = proto;

@@ -28,8 +28,7 @@
 struct pbuf;
 
 /* p's L4 checksum (proto, l4_len bytes) was verified: lwIP may skip it. */
-void nk_lwcsum__verified(const struct pbuf *p, uint8_t proto,
-			 uint16_t l4_len);
+void nk_lwcsum__verified(const struct pbuf *p, uint8_t proto, uint16_t l4_len);
 /* Forget it (after lwIP has processed p). */
 void nk_lwcsum__clear(void);
 /* 1 if liblwip calls our checksum routines. */

@@ -888,8 +888,8 @@ static void recved(struct tcp_pcb *pcb, size_t n)
 		return;
 	}
 	/* tcp_recved() without its clamp to TCP_WND */
-	pcb->rcv_wnd = n >= max - pcb->rcv_wnd ? max
-					       : pcb->rcv_wnd + (tcpwnd_size_t)n;
+	pcb->rcv_wnd =
+		n >= max - pcb->rcv_wnd ? max : pcb->rcv_wnd + (tcpwnd_size_t)n;
 	if (tcp_update_rcv_ann_wnd(pcb) >= TCP_WND_UPDATE_THRESHOLD) {
 		tcp_ack_now(pcb);
 		tcp_output(pcb);
@@ -1001,8 +1001,8 @@ static void wnd_close(struct tcp_pcb *pcb)
 	tcpwnd_size_t max = rcv_wnd_max(pcb), lw = TCP_WND_MAX(pcb);
 
 	if (max > lw)
-		pcb->rcv_wnd = pcb->rcv_wnd > max - lw ? pcb->rcv_wnd - (max - lw)
-						       : 0;
+		pcb->rcv_wnd =
+			pcb->rcv_wnd > max - lw ? pcb->rcv_wnd - (max - lw) : 0;
 }
 
 static void tcp_attach(struct nk_usock *s, struct tcp_pcb *pcb)
