@@ -41,6 +41,10 @@ UT_config_SRCS := userspace/nkd/config.c
 UT_host_ring_SRCS := userspace/nkd/host_ring.c userspace/nkd/region.c
 UT_bufown_SRCS := userspace/nkd/bufown.c
 UT_guest_ids_SRCS := userspace/nkd/guest_ids.c
+UT_xlinger_SRCS := userspace/nkd/xlinger.c $(USTACK_DIR)/seqmod.c \
+	$(USTACK_DIR)/pkt.c
+$(BUILD)/obj/tests/unit/test_xlinger.o $(BUILD)/san/tests/unit/test_xlinger.o: \
+	NK_CFLAGS += $(NKD_AFXDP_CFLAGS)
 
 # Explicit links: in the generic rule of tests/tests.mk the '%' inside
 # patsubst is replaced by the stem, so the sources never become objects.
@@ -57,7 +61,7 @@ $$(BUILD)/tests/san/$(1): $$(BUILD)/san/tests/unit/test_$(1).o \
 	@mkdir -p $$(dir $$@)
 	$$(Q)$$(CC) $$(SAN_FLAGS) -o $$@ $$^ -lcmocka $$(UT_$(1)_LIBS)
 endef
-$(foreach t,validate config host_ring bufown guest_ids,$(eval $(call NKD_UNIT_TEST,$(t))))
+$(foreach t,validate config host_ring bufown guest_ids xlinger,$(eval $(call NKD_UNIT_TEST,$(t))))
 
 install-userspace: $(BUILD)/nkd $(BUILD)/nkctl
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \
