@@ -15,14 +15,17 @@ u16_t lwip_standard_chksum(const void *dataptr, int len);
 
 static struct {
 	const struct pbuf *p;
+	const void *l4;
 	uint16_t len;
 	uint8_t proto;
 } verified;
 static uint64_t calls, skipped;
 
-void nk_lwcsum__verified(const struct pbuf *p, uint8_t proto, uint16_t l4_len)
+void nk_lwcsum__verified(const struct pbuf *p, const void *l4, uint8_t proto,
+			 uint16_t l4_len)
 {
 	verified.p = p;
+	verified.l4 = l4;
 	verified.proto = proto;
 	verified.len = l4_len;
 }
@@ -68,8 +71,9 @@ u16_t ip_chksum_pseudo(struct pbuf *p, u8_t proto, u16_t proto_len,
 
 	/* tcp_input/udp_input: p is the pbuf rx_frame() built, past its IP
 	 * header; a result of 0 means "checksum correct". */
-	if (p && p == verified.p && proto == verified.proto &&
-	    proto_len == verified.len && p->tot_len == proto_len) {
+	if (p && p == verified.p && p->payload == verified.l4 &&
+	    proto == verified.proto && proto_len == verified.len &&
+	    p->tot_len == proto_len) {
 		verified.p = NULL; /* once */
 		skipped++;
 		return 0;

@@ -27,8 +27,13 @@
 
 struct pbuf;
 
-/* p's L4 checksum (proto, l4_len bytes) was verified: lwIP may skip it. */
-void nk_lwcsum__verified(const struct pbuf *p, uint8_t proto, uint16_t l4_len);
+/*
+ * p's L4 checksum (proto, l4_len bytes from l4 inside p) was verified:
+ * lwIP may skip its own check of exactly that (p, l4, proto, length),
+ * once.
+ */
+void nk_lwcsum__verified(const struct pbuf *p, const void *l4, uint8_t proto,
+			 uint16_t l4_len);
 /* Forget it (after lwIP has processed p). */
 void nk_lwcsum__clear(void);
 /* 1 if liblwip calls our checksum routines. */

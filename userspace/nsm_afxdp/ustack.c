@@ -561,7 +561,8 @@ static void rx_frame(void *arg, uint8_t *frame, uint32_t len)
 	st->stats.rx_to_lwip++;
 	/* verified (or completed) just now: lwIP need not sum it again */
 	if ((csum == NK_CSUM_OK || csum == NK_CSUM_COMPLETED) && !pi.is_frag)
-		nk_lwcsum__verified(p, pi.proto, pi.l4_len);
+		nk_lwcsum__verified(p, (uint8_t *)p->payload + pi.l4_off,
+				    pi.proto, pi.l4_len);
 	if (nif->input(p, nif) != ERR_OK)
 		pbuf_free(p);
 	nk_lwcsum__clear();
