@@ -8,7 +8,7 @@ USTACK_DIR := userspace/nsm_afxdp
 USTACK_SRCS := $(USTACK_DIR)/pkt.c $(USTACK_DIR)/segq.c $(USTACK_DIR)/l2.c \
 	$(USTACK_DIR)/l2_tap.c $(USTACK_DIR)/l2_packet.c \
 	$(USTACK_DIR)/l2_afxdp.c $(USTACK_DIR)/seqmod.c \
-	$(USTACK_DIR)/ustack.c
+	$(USTACK_DIR)/ustack.c $(USTACK_DIR)/lwip_csum.c
 USTACK_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(USTACK_SRCS))
 USTACK_LIB := $(BUILD)/lib/libnk_ustack.a
 # Debian's lwIP ships lwip.pc (pkg-config name "lwip", library liblwip).

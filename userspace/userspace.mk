@@ -6,7 +6,8 @@ NKD_SAN_OBJS := $(patsubst %.c,$(BUILD)/san/%.o,$(NKD_SRCS))
 NKD_LIBS := -luring -lpthread
 # The afxdp NSM: nk_ustack (lwIP, libxdp) and the nk_steer maps API.
 NKD_AFXDP_CFLAGS := -I$(USTACK_DIR) -Iloader -Ibpf $(LWIP_CFLAGS)
-$(BUILD)/obj/userspace/nkd/nsm_afxdp.o $(BUILD)/san/userspace/nkd/nsm_afxdp.o: \
+$(BUILD)/obj/userspace/nkd/nsm_afxdp.o $(BUILD)/san/userspace/nkd/nsm_afxdp.o \
+$(BUILD)/obj/userspace/nkd/xlinger.o $(BUILD)/san/userspace/nkd/xlinger.o: \
 	NK_CFLAGS += $(NKD_AFXDP_CFLAGS)
 $(BUILD)/san/loader/%.o: NK_CFLAGS += -I$(BUILD) -Ibpf -Iloader
 NKD_AFXDP_OBJS := $(USTACK_LIB) $(NK_STEER_MAPS_OBJ)
@@ -45,6 +46,10 @@ UT_guest_ids_SRCS := userspace/nkd/guest_ids.c
 UT_engine_SRCS := $(filter-out userspace/nkd/main.c userspace/nkd/ctl.c \
 	userspace/nkd/nsm_kernel.c userspace/nkd/nsm_afxdp.c,$(NKD_SRCS))
 UT_engine_LIBS := $(NKD_LIBS)
+UT_xlinger_SRCS := userspace/nkd/xlinger.c $(USTACK_DIR)/seqmod.c \
+	$(USTACK_DIR)/pkt.c
+$(BUILD)/obj/tests/unit/test_xlinger.o $(BUILD)/san/tests/unit/test_xlinger.o: \
+	NK_CFLAGS += $(NKD_AFXDP_CFLAGS)
 
 # Explicit links: in the generic rule of tests/tests.mk the '%' inside
 # patsubst is replaced by the stem, so the sources never become objects.
@@ -61,7 +66,7 @@ $$(BUILD)/tests/san/$(1): $$(BUILD)/san/tests/unit/test_$(1).o \
 	@mkdir -p $$(dir $$@)
 	$$(Q)$$(CC) $$(SAN_FLAGS) -o $$@ $$^ -lcmocka $$(UT_$(1)_LIBS)
 endef
-$(foreach t,validate config host_ring bufown guest_ids engine,$(eval $(call NKD_UNIT_TEST,$(t))))
+$(foreach t,validate config host_ring bufown guest_ids engine xlinger,$(eval $(call NKD_UNIT_TEST,$(t))))
 
 install-userspace: $(BUILD)/nkd $(BUILD)/nkctl
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \

@@ -44,6 +44,7 @@
 #include "nk_steer_maps.h"
 #include "ustack.h"
 #include "validate.h"
+#include "xlinger.h"
 #include "xports.h"
 
 #define READ_EVENTS (POLLIN | POLLERR | POLLHUP | POLLRDHUP)
@@ -59,13 +60,6 @@
 #define NK_XSLOT 0u /* our XSK slot in every queue (nk_xsks layout) */
 
 enum { XP_PKT = 0, XP_TIMER = 1 };
-
-struct xflow {
-	struct nk_flow_key key;
-	uint32_t gid; /* owner: flows are deleted only by their guest */
-	int64_t until;
-	struct xflow *next;
-};
 
 struct xacl {
 	uint32_t guest_id;
@@ -87,8 +81,7 @@ struct xn {
 	int64_t next_op_deadline; /* earliest timed op, 0 none */
 	unsigned nr_timed;
 	struct nk_list socks; /* asock.link */
-	struct xflow *lingering;
-	int64_t next_linger; /* earliest expiry, 0 none */
+	struct nk_xlinger linger; /* flows of closed connections */
 	struct nk_xports ports;
 	uint8_t acl_done[NK_MAX_GUESTS / 8];
 	struct xacl *acls;
@@ -274,15 +267,7 @@ static void eps_del(struct asock *a)
 static bool linger_forget(struct xn *xn, const struct nk_flow_key *k,
 			  uint32_t gid)
 {
-	for (struct xflow **pp = &xn->lingering; *pp; pp = &(*pp)->next)
-		if ((*pp)->gid == gid && !memcmp(&(*pp)->key, k, sizeof(*k))) {
-			struct xflow *f = *pp;
-
-			*pp = f->next;
-			free(f);
-			return true;
-		}
-	return false;
+	return nk_xlinger__take(&xn->linger, k, gid);
 }
 
 static int flow_add(struct asock *a, const struct sockaddr_in *l,
@@ -317,46 +302,22 @@ static int flow_add(struct asock *a, const struct sockaddr_in *l,
 static void flow_linger(struct asock *a, bool now)
 {
 	struct xn *xn = a->xn;
-	struct xflow *f;
 
 	if (!a->has_flow)
 		return;
 	a->has_flow = false;
-	f = now ? NULL : calloc(1, sizeof(*f));
-	if (!f) {
+	if (now || nk_xlinger__add(&xn->linger, &a->flow, a->gid,
+				   nk_now_ns() + NK_XFLOW_LINGER_NS))
 		nk_steer_maps__flow_del_owned(xn->maps, &a->flow, a->gid);
-		return;
-	}
-	f->key = a->flow;
-	f->gid = a->gid;
-	f->until = nk_now_ns() + NK_XFLOW_LINGER_NS;
-	f->next = xn->lingering;
-	xn->lingering = f;
-	if (!xn->next_linger || f->until < xn->next_linger)
-		xn->next_linger = f->until;
 }
 
 static void linger_expire(struct xn *xn, int64_t now, bool all)
 {
-	int64_t next = 0;
+	struct nk_flow_key k;
+	uint32_t gid;
 
-	if (!all && (!xn->next_linger || now < xn->next_linger))
-		return;
-	for (struct xflow **pp = &xn->lingering; *pp;) {
-		struct xflow *f = *pp;
-
-		if (all || now >= f->until) {
-			*pp = f->next;
-			nk_steer_maps__flow_del_owned(xn->maps, &f->key,
-						      f->gid);
-			free(f);
-			continue;
-		}
-		if (!next || f->until < next)
-			next = f->until;
-		pp = &f->next;
-	}
-	xn->next_linger = next;
+	while (nk_xlinger__pop(&xn->linger, now, all, &k, &gid))
+		nk_steer_maps__flow_del_owned(xn->maps, &k, gid);
 }
 
 /* The guest's source ACL, once per guest id (config guests only). */
@@ -1521,8 +1482,9 @@ static void rearm(struct xn *xn, int64_t now)
 
 	if (xn->next_op_deadline && (!want || xn->next_op_deadline < want))
 		want = xn->next_op_deadline;
-	if (xn->next_linger && (!want || xn->next_linger < want))
-		want = xn->next_linger;
+	if (nk_xlinger__next(&xn->linger) &&
+	    (!want || nk_xlinger__next(&xn->linger) < want))
+		want = nk_xlinger__next(&xn->linger);
 	/* An earlier (or equal) alarm is already set: it wakes us anyway. */
 	if (!want || (xn->armed_ns && xn->armed_ns <= want))
 		return;
@@ -1744,16 +1706,7 @@ static void xn_guest_detach(void *priv, struct nk_guest *g)
 
 	if (id >= NK_MAX_GUESTS)
 		return;
-	for (struct xflow **pp = &xn->lingering; *pp;) {
-		struct xflow *fl = *pp;
-
-		if (fl->gid != id) {
-			pp = &fl->next;
-			continue;
-		}
-		*pp = fl->next;
-		free(fl);
-	}
+	nk_xlinger__drop_gid(&xn->linger, id);
 	for (unsigned i = 0; i < xn->nr_acls; i++)
 		if (xn->acls[i].guest_id != id)
 			xn->acls[j++] = xn->acls[i];
@@ -1797,6 +1750,9 @@ static int xn_create(struct nk_engine *e, struct nk_loop *loop,
 	xn->xskmap_fd = -1;
 	nk_list__init(&xn->socks);
 	ret = nk_xports__init(&xn->ports);
+	if (ret)
+		goto fail;
+	ret = nk_xlinger__init(&xn->linger);
 	if (ret)
 		goto fail;
 
@@ -1972,6 +1928,7 @@ static void xn_destroy(void *priv)
 	if (xn->tfd >= 0)
 		close(xn->tfd);
 	nk_xports__fini(&xn->ports);
+	nk_xlinger__fini(&xn->linger);
 	free(xn->acls);
 	free(xn);
 }

@@ -223,7 +223,7 @@ int nk_pkt_l4_csum(uint8_t *frame, const struct nk_pkt_info *pi,
 		   int complete_partial)
 {
 	const uint8_t *f;
-	uint32_t pseudo;
+	uint32_t pseudo, sum;
 
 	if (!l4_checkable(pi))
 		return NK_CSUM_SKIPPED;
@@ -231,11 +231,20 @@ int nk_pkt_l4_csum(uint8_t *frame, const struct nk_pkt_info *pi,
 	if (pi->proto == NK_IPPROTO_UDP && f[0] == 0 && f[1] == 0)
 		return NK_CSUM_OK; /* sender did not checksum */
 	pseudo = nk_csum_pseudo4(pi->saddr, pi->daddr, pi->proto, pi->l4_len);
-	if (nk_csum_fold(nk_csum_add(pseudo, frame + pi->l4_off, pi->l4_len)) ==
-	    0xffff)
+	sum = nk_csum_add(pseudo, frame + pi->l4_off, pi->l4_len);
+	if (nk_csum_fold(sum) == 0xffff)
 		return NK_CSUM_OK;
 	if (complete_partial && rd16(f) == nk_csum_fold(pseudo)) {
-		nk_pkt_fill_l4_csum(frame, pi);
+		/* The same sum without the field (one's complement: add its
+		 * complement) is what nk_pkt_fill_l4_csum() would compute
+		 * in a second pass over the segment. */
+		uint8_t *w = frame + csum_field_off(pi);
+		uint16_t c = (uint16_t)~nk_csum_fold(sum + (uint16_t)~rd16(f));
+
+		if (c == 0 && pi->proto == NK_IPPROTO_UDP)
+			c = 0xffff; /* 0 means "no checksum" in UDP */
+		w[0] = (uint8_t)(c >> 8);
+		w[1] = (uint8_t)c;
 		return NK_CSUM_COMPLETED;
 	}
 	return NK_CSUM_BAD;

@@ -427,6 +427,12 @@ void nk_seqmod__mark(struct nk_seqmod *sm, uint32_t laddr, uint16_t lport,
 		e->gen = sm->gen;
 }
 
+int nk_seqmod__has(struct nk_seqmod *sm, uint32_t laddr, uint16_t lport,
+		   uint32_t raddr, uint16_t rport)
+{
+	return lookup(sm, laddr, lport, raddr, rport, NULL) != NULL;
+}
+
 unsigned nk_seqmod__sweep_end(struct nk_seqmod *sm)
 {
 	unsigned n = 0;

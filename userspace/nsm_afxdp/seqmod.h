@@ -88,6 +88,10 @@ void nk_seqmod__sweep_begin(struct nk_seqmod *sm);
 void nk_seqmod__mark(struct nk_seqmod *sm, uint32_t laddr, uint16_t lport,
 		     uint32_t raddr, uint16_t rport);
 unsigned nk_seqmod__sweep_end(struct nk_seqmod *sm);
+/* 1 if the connection (as for mark) has an entry: lwIP has or had it since
+ * the last sweep (every active and TIME_WAIT pcb has one). */
+int nk_seqmod__has(struct nk_seqmod *sm, uint32_t laddr, uint16_t lport,
+		   uint32_t raddr, uint16_t rport);
 
 void nk_seqmod__stats(const struct nk_seqmod *sm, struct nk_seqmod_stats *out);
 

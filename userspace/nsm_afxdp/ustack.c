@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "lwip_csum.h"
 #include "segq.h"
 #include "seqmod.h"
 
@@ -42,6 +43,8 @@
 #define SYNQ_TOTAL_DEF 1024u
 #define SEQ_MAX_DEF 65536u
 #define SEQ_SWEEP_MS 1000u
+#define TW_MAX_DEF 1024u
+#define TW_TRIM_MS 10u
 
 enum usock_type { US_TCP_LISTEN = 1, US_TCP, US_UDP };
 
@@ -85,6 +88,9 @@ struct nk_ustack {
 	struct nk_seqmod *sm; /* NULL: NK_USTACK_F_NO_SEQMOD */
 	uint32_t synq, synq_total;
 	u32_t last_sweep; /* sys_now() of the last seqmod sweep */
+	uint32_t tw_max;
+	const struct tcp_pcb *tw_head; /* tcp_tw_pcbs at the last trim */
+	u32_t last_tw_trim;
 	struct nk_ustack_stats stats;
 	uint8_t txbuf[65536]; /* flattens a chained pbuf (rare) */
 };
@@ -356,6 +362,70 @@ static int mac_is_ours(const struct nk_ustack *st, const uint8_t *d)
 }
 
 /*
+ * A SYN for a 4-tuple lwIP holds in TIME_WAIT. lwIP answers it with an ACK
+ * of the old connection, the peer resets that, lwIP ignores resets in
+ * TIME_WAIT, and the peer's SYN retransmits (1 s, 3 s, ...) until the
+ * 120 s are over. A client that reuses its port soon (any busy one: wrk,
+ * ab, a proxy; the server closed first, so the client has no TIME_WAIT)
+ * stalls for seconds. Linux and the BSDs accept such a SYN as a new
+ * connection when its sequence number is above what the old one received
+ * (RFC 1122 4.2.2.13, RFC 6191): so do we, by dropping the TIME_WAIT pcb
+ * (no RST) before lwIP sees the SYN and hands it to the listener.
+ */
+static void tw_reuse(struct nk_ustack *st, const struct nk_pkt_info *pi,
+		     const uint8_t *tcp)
+{
+	u16_t sport = (u16_t)(tcp[0] << 8 | tcp[1]);
+	u16_t dport = (u16_t)(tcp[2] << 8 | tcp[3]);
+	u32_t seq = (u32_t)tcp[4] << 24 | (u32_t)tcp[5] << 16 |
+		    (u32_t)tcp[6] << 8 | tcp[7];
+	struct tcp_pcb *pcb;
+
+	/* Every TIME_WAIT pcb has a translation: a hash lookup spares the
+	 * walk for (nearly) every SYN of a fresh 4-tuple. */
+	if (st->sm && !nk_seqmod__has(st->sm, pi->daddr, htons(dport),
+				      pi->saddr, htons(sport)))
+		return;
+	for (pcb = tcp_tw_pcbs; pcb; pcb = pcb->next)
+		if (pcb->remote_port == sport && pcb->local_port == dport &&
+		    ip4_addr_get_u32(ip_2_ip4(&pcb->remote_ip)) == pi->saddr &&
+		    ip4_addr_get_u32(ip_2_ip4(&pcb->local_ip)) == pi->daddr) {
+			if (TCP_SEQ_GT(seq, pcb->rcv_nxt)) {
+				tcp_abort(pcb); /* TIME_WAIT: freed, no RST */
+				st->stats.tw_reused++;
+			}
+			return;
+		}
+}
+
+/*
+ * At most tw_max TIME_WAIT pcbs: lwIP keeps each for 120 s in a list that
+ * tcp_input walks for every segment not of an active connection (every
+ * SYN) and its slow timer walks twice a second; at 5000 connections/s
+ * that would be 600 000. New ones are put first, so the tail is the
+ * oldest. Walked at most every TW_TRIM_MS and only when the list changed.
+ */
+static void tw_trim(struct nk_ustack *st)
+{
+	struct tcp_pcb *pcb, *next;
+	uint32_t n = 0;
+
+	if (tcp_tw_pcbs == st->tw_head ||
+	    sys_now() - st->last_tw_trim < TW_TRIM_MS)
+		return;
+	st->last_tw_trim = sys_now();
+	for (pcb = tcp_tw_pcbs; pcb && ++n < st->tw_max; pcb = pcb->next)
+		;
+	if (pcb) {
+		for (next = pcb->next; next; next = pcb->next) {
+			tcp_abort(next); /* unlinks it from pcb */
+			st->stats.tw_trimmed++;
+		}
+	}
+	st->tw_head = tcp_tw_pcbs;
+}
+
+/*
  * A SYN (no ACK, no RST) that would make a new half-open connection of a
  * listener: beyond synq half-open ones for that listener, or synq_total in
  * all, the oldest goes first (no RST: its source is likely spoofed). So a
@@ -385,6 +455,7 @@ static void synq_admit(struct nk_ustack *st, const struct nk_pkt_info *pi,
 	}
 	if (!lsn)
 		return; /* lwIP answers with RST; nothing is kept */
+	tw_reuse(st, pi, tcp);
 	for (pcb = tcp_active_pcbs; pcb; pcb = pcb->next) {
 		u32_t age;
 
@@ -426,7 +497,7 @@ static void rx_frame(void *arg, uint8_t *frame, uint32_t len)
 	struct nk_pkt_info pi;
 	struct netif *nif = NULL;
 	struct pbuf *p;
-	int r;
+	int r, csum = NK_CSUM_SKIPPED;
 
 	st->stats.rx_frames++;
 	r = nk_pkt_parse(frame, len, &pi);
@@ -464,6 +535,7 @@ static void rx_frame(void *arg, uint8_t *frame, uint32_t len)
 			r = nk_pkt_l4_csum(frame, &pi,
 					   st->csum_mode ==
 						   NK_USTACK_CSUM_COMPLETE);
+			csum = r;
 			if (r == NK_CSUM_BAD) {
 				st->stats.rx_csum_bad++;
 				return;
@@ -487,8 +559,13 @@ static void rx_frame(void *arg, uint8_t *frame, uint32_t len)
 	}
 	memcpy(p->payload, frame, len);
 	st->stats.rx_to_lwip++;
+	/* verified (or completed) just now: lwIP need not sum it again */
+	if ((csum == NK_CSUM_OK || csum == NK_CSUM_COMPLETED) && !pi.is_frag)
+		nk_lwcsum__verified(p, (uint8_t *)p->payload + pi.l4_off,
+				    pi.proto, pi.l4_len);
 	if (nif->input(p, nif) != ERR_OK)
 		pbuf_free(p);
+	nk_lwcsum__clear();
 }
 
 /* ---- engine ---- */
@@ -529,6 +606,7 @@ int nk_ustack__create(const struct nk_ustack_opts *opts, struct nk_ustack **out)
 	st->log_arg = OPT(log_arg, NULL);
 	st->synq = OPT(synq, SYNQ_DEF);
 	st->synq_total = OPT(synq_total, SYNQ_TOTAL_DEF);
+	st->tw_max = OPT(tw_max, TW_MAX_DEF);
 	if (!(st->flags & NK_USTACK_F_NO_SEQMOD)) {
 		int ret = nk_seqmod__create(OPT(seq_max, SEQ_MAX_DEF), NULL,
 					    &st->sm);
@@ -544,6 +622,9 @@ int nk_ustack__create(const struct nk_ustack_opts *opts, struct nk_ustack **out)
 		lwip_init();
 		lwip_inited = 1;
 	}
+	logf_(st, "lwIP checksums %s",
+	      nk_lwcsum__active() ? "interposed: one pass per received segment"
+				  : "not interposed: lwIP verifies again");
 	the_stack = st;
 	*out = st;
 	return 0;
@@ -599,6 +680,7 @@ int nk_ustack__poll(struct nk_ustack *st, unsigned budget)
 	int n = nk_l2__rx(st->l2, rx_frame, st, budget ? budget : 64);
 
 	sys_check_timeouts();
+	tw_trim(st);
 	if (st->sm && sys_now() - st->last_sweep >= SEQ_SWEEP_MS)
 		seq_sweep(st);
 	ev_dispatch(st);
@@ -614,6 +696,7 @@ void nk_ustack__flush(struct nk_ustack *st)
 void nk_ustack__stats(const struct nk_ustack *st, struct nk_ustack_stats *out)
 {
 	*out = st->stats;
+	out->rx_csum_once = nk_lwcsum__skipped();
 	if (st->sm) {
 		struct nk_seqmod_stats ss;
 
@@ -770,6 +853,66 @@ void nk_ustack_sock_counters(const struct nk_usock *s,
 
 /* ---- TCP: lwIP callbacks ---- */
 
+/*
+ * Debian's lwIP is built with TCP_WND = TCP_SND_BUF = 64 KiB, window scale
+ * shift 1. Measured in nkd (docs/afxdp-nsm.md): a peer sending to a guest
+ * was window-limited 94 % of the time (ss: rwnd_limited), since the window
+ * reopens only when the guest has read through nkd's loop. Both bounds are
+ * compile-time constants only where lwIP *initialises* or *clamps* them:
+ * the pcb fields (rcv_wnd, snd_buf, ssthresh) are 32-bit at run time. So
+ * once a connection is established we raise them: the receive window to
+ * what the negotiated scale can announce (0xFFFF << rcv_scale, 128 KiB
+ * with shift 1; unchanged without scaling), kept there by recved() instead
+ * of tcp_recved() (which clamps to TCP_WND); the send buffer to
+ * SND_BUF_BIG, below what TCP_SND_QUEUELEN (180 pbufs) can hold.
+ */
+#define SND_BUF_BIG (3u * TCP_SND_BUF)
+
+static tcpwnd_size_t rcv_wnd_max(const struct tcp_pcb *pcb)
+{
+	if (!(pcb->flags & TF_WND_SCALE))
+		return TCP_WND_MAX(pcb);
+	return (tcpwnd_size_t)0xffff << pcb->rcv_scale;
+}
+
+static void recved(struct tcp_pcb *pcb, size_t n)
+{
+	tcpwnd_size_t max = rcv_wnd_max(pcb);
+
+	if (max <= TCP_WND_MAX(pcb)) {
+		for (size_t left = n; left;) {
+			u16_t k = (u16_t)(left > 0xffff ? 0xffff : left);
+
+			tcp_recved(pcb, k);
+			left -= k;
+		}
+		return;
+	}
+	/* tcp_recved() without its clamp to TCP_WND */
+	pcb->rcv_wnd =
+		n >= max - pcb->rcv_wnd ? max : pcb->rcv_wnd + (tcpwnd_size_t)n;
+	if (tcp_update_rcv_ann_wnd(pcb) >= TCP_WND_UPDATE_THRESHOLD) {
+		tcp_ack_now(pcb);
+		tcp_output(pcb);
+	}
+}
+
+static void wnd_open(struct tcp_pcb *pcb)
+{
+	tcpwnd_size_t max = rcv_wnd_max(pcb);
+
+	if (max > TCP_WND_MAX(pcb)) {
+		pcb->rcv_wnd += max - TCP_WND_MAX(pcb);
+		if (tcp_update_rcv_ann_wnd(pcb))
+			tcp_ack_now(pcb); /* sent with the next output */
+	}
+	if (pcb->snd_buf <= TCP_SND_BUF) {
+		pcb->snd_buf += SND_BUF_BIG - TCP_SND_BUF;
+		if (pcb->ssthresh < SND_BUF_BIG)
+			pcb->ssthresh = SND_BUF_BIG;
+	}
+}
+
 static err_t tcp_recv_cb(void *arg, struct tcp_pcb *pcb, struct pbuf *p,
 			 err_t err)
 {
@@ -782,7 +925,7 @@ static err_t tcp_recv_cb(void *arg, struct tcp_pcb *pcb, struct pbuf *p,
 		return ERR_OK;
 	}
 	if (s->rd_shut) { /* SHUT_RD: accept and discard */
-		tcp_recved(pcb, p->tot_len);
+		recved(pcb, p->tot_len);
 		pbuf_free(p);
 		return ERR_OK;
 	}
@@ -840,13 +983,27 @@ static err_t tcp_connected_cb(void *arg, struct tcp_pcb *pcb, err_t err)
 {
 	struct nk_usock *s = arg;
 
-	(void)pcb;
 	(void)err; /* always ERR_OK in lwIP 2.1 */
 	s->connecting = 0;
 	s->connected = 1;
 	s->want_write = 0;
+	wnd_open(pcb);
 	ev_raise(s, NK_USOCK_EV_CONNECTED | NK_USOCK_EV_WRITABLE);
 	return ERR_OK;
+}
+
+/*
+ * Back to lwIP's accounting before tcp_close(), which resets the
+ * connection unless rcv_wnd == TCP_WND_MAX (its test for "everything
+ * received was read"), and before lwIP's tcp_recv_null takes over.
+ */
+static void wnd_close(struct tcp_pcb *pcb)
+{
+	tcpwnd_size_t max = rcv_wnd_max(pcb), lw = TCP_WND_MAX(pcb);
+
+	if (max > lw)
+		pcb->rcv_wnd =
+			pcb->rcv_wnd > max - lw ? pcb->rcv_wnd - (max - lw) : 0;
 }
 
 static void tcp_attach(struct nk_usock *s, struct tcp_pcb *pcb)
@@ -883,6 +1040,7 @@ static err_t tcp_accept_cb(void *arg, struct tcp_pcb *npcb, err_t err)
 	s->connected = 1;
 	s->listener = l;
 	tcp_attach(s, npcb);
+	wnd_open(npcb);
 	*l->acc_tailp = s;
 	l->acc_tailp = &s->acc_next;
 	l->acc_n++;
@@ -1096,7 +1254,7 @@ ssize_t nk_ustack_tcp_send(struct nk_usock *s, const void *buf, size_t len,
 ssize_t nk_ustack_tcp_recv(struct nk_usock *s, void *buf, size_t len)
 {
 	struct tcp_pcb *pcb = s->pcb.tcp;
-	size_t n, left;
+	size_t n;
 
 	if (s->type != US_TCP)
 		return -EOPNOTSUPP;
@@ -1117,13 +1275,7 @@ ssize_t nk_ustack_tcp_recv(struct nk_usock *s, void *buf, size_t len)
 	s->cnt.rx_bytes += n;
 	s->cnt.rx_ops++;
 	if (pcb) {
-		/* give the window back; tcp_recved takes at most 64K - 1 */
-		for (left = n; left;) {
-			u16_t k = (u16_t)(left > 0xffff ? 0xffff : left);
-
-			tcp_recved(pcb, k);
-			left -= k;
-		}
+		recved(pcb, n); /* give the window back */
 		/* a segment we refused (queue full) can come in now */
 		if (pcb->refused_data)
 			tcp_process_refused_data(pcb);
@@ -1148,8 +1300,7 @@ int nk_ustack_tcp_shutdown(struct nk_usock *s, int how)
 		s->rd_shut = 1;
 		nk_segq__fini(&s->rxq);
 		if (n)
-			tcp_recved(s->pcb.tcp,
-				   (u16_t)(n > 0xffff ? 0xffff : n));
+			recved(s->pcb.tcp, n);
 	}
 	if (how != SHUT_RD && !s->wr_shut) {
 		s->wr_shut = 1;
@@ -1185,6 +1336,7 @@ int nk_ustack_tcp_close(struct nk_usock *s)
 	} else if (s->type == US_TCP) {
 		if (pcb) {
 			tcp_detach(pcb);
+			wnd_close(pcb);
 			if (tcp_close(pcb) != ERR_OK)
 				tcp_abort(pcb);
 		}

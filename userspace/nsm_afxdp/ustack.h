@@ -70,6 +70,10 @@ struct nk_ustack_opts {
 	/* Connections whose sequence numbers are translated (seqmod.h); a
 	 * SYN beyond it is not sent (lwIP retries). 0: 65536. */
 	uint32_t seq_max;
+	/* TIME_WAIT connections kept (Linux's tcp_max_tw_buckets): beyond
+	 * it the oldest are dropped. lwIP keeps them 2 MSL = 120 s in lists
+	 * it walks per segment. 0: 1024. */
+	uint32_t tw_max;
 };
 
 /*
@@ -102,6 +106,9 @@ struct nk_ustack_stats {
 	uint64_t seq_conns; /* connections with translated sequence numbers */
 	uint64_t seq_full; /* SYN/SYN-ACK not sent: translation table full */
 	uint64_t seq_swept; /* translations dropped after lwIP freed the pcb */
+	uint64_t tw_reused; /* TIME_WAIT ended by a new SYN (RFC 1122 4.2.2.13) */
+	uint64_t tw_trimmed; /* TIME_WAIT dropped beyond tw_max */
+	uint64_t rx_csum_once; /* lwIP trusted our check (lwip_csum.h) */
 };
 
 /* Creates the engine on an opened backend. -EBUSY if one exists. */
