@@ -42,9 +42,11 @@ UT_host_ring_SRCS := userspace/nkd/host_ring.c userspace/nkd/region.c
 UT_bufown_SRCS := userspace/nkd/bufown.c
 UT_guest_ids_SRCS := userspace/nkd/guest_ids.c
 # The engine with a fake NSM (tests/unit/test_engine.c): everything of nkd
-# but main, the control socket and the two real NSMs (stubbed in the test).
+# but main, the control socket and the two real NSMs with their helpers
+# (stubbed in the test).
 UT_engine_SRCS := $(filter-out userspace/nkd/main.c userspace/nkd/ctl.c \
-	userspace/nkd/nsm_kernel.c userspace/nkd/nsm_afxdp.c,$(NKD_SRCS))
+	userspace/nkd/nsm_kernel.c userspace/nkd/nsm_afxdp.c \
+	userspace/nkd/xlinger.c,$(NKD_SRCS))
 UT_engine_LIBS := $(NKD_LIBS)
 UT_xlinger_SRCS := userspace/nkd/xlinger.c $(USTACK_DIR)/seqmod.c \
 	$(USTACK_DIR)/pkt.c
