@@ -42,6 +42,8 @@
 #define NK_SLICE_NS (200 * 1000000LL) /* longest sleep between checks */
 #define NK_SPIN_NS (50 * 1000LL) /* spin before sleeping */
 #define NK_SPIN_QUICK_NS (200 * 1000LL) /* ...for an op nkd answers at once */
+/* Longest sleep between looks at the SQ head (nk_ring__wait_taken). */
+#define NK_TAKEN_SLICE_NS (100 * 1000LL)
 /* epoll_wait/poll spin this long while the process is talking to nkd... */
 #define NK_MUX_SPIN_NS (50 * 1000LL)
 /* ...that is, submitted something this recently. */
@@ -1671,6 +1673,35 @@ bool nk_ring__sends_untaken(struct nk_sock *s)
 	return atomic_load(&C.state) == NK_ST_UP &&
 	       (int32_t)(nk_ring_load_acquire(&C.sqi->head) -
 			 atomic_load(&s->send_seq)) < 0;
+}
+
+int nk_ring__wait_taken(struct nk_sock *s, int64_t timeout_ns)
+{
+	int64_t deadline = nk_now_ns() + timeout_ns;
+
+	/*
+	 * Sleeps (futex on the completion generation, woken by any CQE, at
+	 * most NK_TAKEN_SLICE_NS at a time): nkd takes SQEs on its own, but
+	 * posts nothing when it does. Only a sender a whole window ahead of
+	 * nkd comes here.
+	 */
+	while (nk_ring__sends_untaken(s)) {
+		uint32_t g = nk_ring__gen();
+		int64_t now = nk_now_ns(), until;
+		int err;
+
+		if (now >= deadline)
+			return -EAGAIN;
+		if (!nk_ring__sends_untaken(s))
+			break;
+		until = now + NK_TAKEN_SLICE_NS < deadline
+				? now + NK_TAKEN_SLICE_NS
+				: deadline;
+		err = wait_cond(NULL, g, until, false, 0);
+		if (err && err != -ETIMEDOUT)
+			return err;
+	}
+	return 0;
 }
 
 void nk_ring__close_sock(struct nk_sock *s)

@@ -305,6 +305,11 @@ NK_HIDDEN void nk_sock__stash_drop(struct nk_sock *s);
  */
 NK_HIDDEN bool nk_ring__sends_untaken(struct nk_sock *s);
 /*
+ * Sleep until nkd has taken every SEND of s published so far, at most
+ * timeout_ns (-EAGAIN then), or nkd is gone (-ECONNRESET).
+ */
+NK_HIDDEN int nk_ring__wait_taken(struct nk_sock *s, int64_t timeout_ns);
+/*
  * Queue an async SEND of buffer idx (from nk_buf__alloc_send) for s
  * (takes a ref on s).
  */

@@ -24,6 +24,8 @@
 #include "shim.h"
 
 #define NK_ADDR_BYTES ((uint32_t)sizeof(struct nk_sockaddr))
+/* Longest a non-blocking send lets nkd catch up with its SENDs. */
+#define NK_SEND_TAKEN_NS (10 * 1000 * 1000LL)
 
 int nk_addr__from_sa(const struct sockaddr *sa, socklen_t len,
 		     struct nk_sockaddr *out)
@@ -898,6 +900,15 @@ ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 		if (own >= limit && nk_ring__sends_untaken(s))
 			limit = 2 * window;
 		room = limit - own;
+		if (room <= 0 && nonblock && limit > window) {
+			/*
+			 * A whole window ahead of nkd: let it catch up (it
+			 * answers in microseconds) rather than answer EAGAIN
+			 * while the placeholder may still say POLLOUT.
+			 */
+			if (nk_ring__wait_taken(s, NK_SEND_TAKEN_NS) == 0)
+				continue;
+		}
 		if (room <= 0) {
 			if (nonblock)
 				return sent ? (ssize_t)sent : -EAGAIN;
