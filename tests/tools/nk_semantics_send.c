@@ -97,8 +97,8 @@ static int c_send_destaddr(void)
 	       r, r < 0 ? strerror(errno) : "no error");
 	r = sendmsg(u, &mh, 0);
 	EXPECT(r < 0 && errno == EDESTADDRREQ,
-	       "sendmsg without an address: %zd (%s), expected EDESTADDRREQ",
-	       r, r < 0 ? strerror(errno) : "no error");
+	       "sendmsg without an address: %zd (%s), expected EDESTADDRREQ", r,
+	       r < 0 ? strerror(errno) : "no error");
 	SYS(connect(u, sa(&b), b.len));
 	EXPECT(send(u, "y", 1, 0) == 1, "send once connected: %s",
 	       strerror(errno));

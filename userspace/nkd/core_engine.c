@@ -1492,7 +1492,8 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 		s->send_inflight -= send_charge(c, op);
 		/* The credit travels with the CQE; writable after it, below. */
 		if (s->send_inflight < NK_REGION_SEND_WINDOW)
-			aux = NK_REGION_SEND_WINDOW - (uint32_t)s->send_inflight;
+			aux = NK_REGION_SEND_WINDOW -
+			      (uint32_t)s->send_inflight;
 		else
 			aux = 0;
 		kick = !s->closing;
