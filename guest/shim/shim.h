@@ -147,6 +147,8 @@ struct nk_sock {
 	 * that never connected and the like come back from that call.
 	 */
 	atomic_int tx_ok;
+	/* Send window once SO_SNDBUF shrank it (abi.md §5); 0: the header's */
+	atomic_uint window;
 	atomic_int closing; /* no fd left: CLOSE sent or being sent */
 	atomic_int close_sent;
 	atomic_int wr_shut; /* shutdown(SHUT_WR/RDWR) done: send is EPIPE */

@@ -281,6 +281,8 @@ int nk_sock__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
 
 		if (ns) { /* connected: sends need not wait (tx_ok) */
 			atomic_store(&ns->tx_ok, 1);
+			/* The listener's SO_SNDBUF, as at nkd (abi.md §5). */
+			atomic_store(&ns->window, atomic_load(&s->window));
 			nk_sock__put(ns);
 		}
 	}
@@ -463,9 +465,29 @@ int nk_sock__getsockopt(struct nk_sock *s, int level, int name, void *val,
 	return fwd_sockopt(s, false, level, name, val, len);
 }
 
+/* The same shrink nkd applies (abi.md §5): never grows back. */
+static void sndbuf_window(struct nk_sock *s, const void *val)
+{
+	uint32_t cur = atomic_load(&s->window), w;
+	int v;
+
+	memcpy(&v, val, sizeof(v));
+	w = v > 0 && v < (int)(UINT32_MAX / 2) ? 2 * (uint32_t)v : 0;
+	if (v >= (int)(UINT32_MAX / 2))
+		w = UINT32_MAX;
+	if (w < NK_SNDBUF_WINDOW_MIN)
+		w = NK_SNDBUF_WINDOW_MIN;
+	if (!cur)
+		cur = nk_conn__send_window();
+	if (w < cur)
+		atomic_store(&s->window, w);
+}
+
 int nk_sock__setsockopt(struct nk_sock *s, int fd, int level, int name,
 			const void *val, socklen_t len)
 {
+	int err;
+
 	(void)fd;
 	if (level == SOL_SOCKET &&
 	    (name == SO_RCVTIMEO || name == SO_SNDTIMEO)) {
@@ -487,7 +509,11 @@ int nk_sock__setsockopt(struct nk_sock *s, int fd, int level, int name,
 	    (name == SO_TYPE || name == SO_DOMAIN || name == SO_PROTOCOL ||
 	     name == SO_ACCEPTCONN))
 		return -ENOPROTOOPT;
-	return fwd_sockopt(s, true, level, name, (void *)val, &len);
+	err = fwd_sockopt(s, true, level, name, (void *)val, &len);
+	if (!err && level == SOL_SOCKET && name == SO_SNDBUF &&
+	    len >= sizeof(int))
+		sndbuf_window(s, val);
+	return err;
 }
 
 static size_t iov_total(const struct iovec *iov, size_t n)
@@ -833,7 +859,8 @@ ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 	int64_t tmo = atomic_load(&s->sndtimeo_us);
 	int64_t deadline = tmo && !nonblock ? nk_now_ns() + tmo * 1000 : 0;
 	uint32_t bsize = nk_conn__buf_size();
-	int64_t window = nk_conn__send_window();
+	uint32_t sw = atomic_load(&s->window);
+	int64_t window = sw ? sw : nk_conn__send_window();
 	struct nk_sockaddr dest;
 	bool have_dest = false;
 	/* nkd is a daemon: never let its send raise SIGPIPE. */

@@ -244,6 +244,14 @@ struct nk_region_hdr {
 
 #define NK_HOST_F_DEAD (1U << 0)
 
+/*
+ * A successful SETSOCKOPT(SOL_SOCKET, SO_SNDBUF, v) shrinks the socket's
+ * send window to min(window, max(2 * v, NK_SNDBUF_WINDOW_MIN)): the window
+ * never grows back, so every guest's idea of it is at least nkd's
+ * (docs/abi.md §5). Accepted sockets start with their listener's.
+ */
+#define NK_SNDBUF_WINDOW_MIN 4096u
+
 /* ------------------------------------------------------------------------ */
 /* Layout assertions: a change here is an ABI change. */
 

@@ -3403,6 +3403,8 @@ static const struct check checks[] = {
 	  "EDESTADDRREQ from send on an unconnected UDP socket" },
 	{ "send_reset", c_send_reset,
 	  "a peer's reset comes back from a send or recv, then EPIPE" },
+	{ "send_sndbuf", c_send_sndbuf,
+	  "small SO_SNDBUF: a mid-transfer reset shows soon" },
 	{ "send_bufs", c_send_bufs,
 	  "sends stuck in flight leave accept and recv a buffer" },
 	{ "send_pollout", c_send_pollout,

@@ -262,6 +262,45 @@ static int c_send_pollout(void)
 	return 0;
 }
 
+/*
+ * C: a peer that closes mid-transfer (asyncio's sendfile tests). With a
+ * small SO_SNDBUF the kernel takes little before the reset shows: the
+ * sender must see ECONNRESET or EPIPE long before it has handed over the
+ * 136 KiB those tests send, not only after a whole send window.
+ */
+static int c_send_sndbuf(void)
+{
+	char buf[1024];
+	long n, total;
+	int c, s, l, err = 0;
+
+	TRY(small_pair(&c, &s, &l));
+	TRY(n = fill_sends(c, 8192));
+	EXPECT(recv_exact(s, buf, sizeof(buf), 5000) == 0, "peer's recv");
+	SYS(close(s)); /* unread data: a reset */
+	for (int i = 0; i < 200 && !err; i++) {
+		ssize_t r =
+			send(c, buf, sizeof(buf), MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (r > 0)
+			n += r;
+		else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			wait_ev(c, POLLOUT, 100);
+		else
+			err = r < 0 ? errno : -1;
+	}
+	total = n;
+	EXPECT(err == ECONNRESET || err == EPIPE,
+	       "sending after the peer closed with data unread: %s, "
+	       "expected ECONNRESET or EPIPE",
+	       err > 0 ? strerror(err) : "no error");
+	EXPECT(total < 139264,
+	       "%ld bytes accepted with SO_SNDBUF 4096 before the reset "
+	       "showed, the kernel takes far less",
+	       total);
+	return 0;
+}
+
 /* Sender thread: a file through sendfile(), 8 KiB per call. */
 struct sf_job {
 	int sock, file;

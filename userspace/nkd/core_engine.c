@@ -440,6 +440,7 @@ static int sock_new(struct nk_engine *e, struct nk_guest *g, struct nk_conn *c,
 	s->type = type;
 	s->protocol = protocol;
 	s->state = NK_SS_UNBOUND;
+	s->send_window = NK_REGION_SEND_WINDOW;
 	s->conn_id = c->id;
 	nk_ph__init(&s->ph);
 	ret = handle_alloc(g, s);
@@ -490,6 +491,7 @@ int nk_engine__sock_accepted(struct nk_engine *e, struct nk_req *op,
 	if (ret)
 		return ret;
 	(*out)->state = NK_SS_ESTABLISHED;
+	(*out)->send_window = op->sock->send_window;
 	nk_portown__inherit(*out, op->sock);
 	return 0;
 }
@@ -505,7 +507,32 @@ static bool sock_writable(const struct nk_sock *s)
 	if (s->state == NK_SS_CLOSED)
 		return true;
 	return s->state != NK_SS_CONNECTING &&
-	       s->send_inflight < NK_REGION_SEND_WINDOW;
+	       s->send_inflight < s->send_window;
+}
+
+/*
+ * SO_SNDBUF shrinks the send window (abi.md §5), so that a program that
+ * asks for a small send buffer sees EAGAIN, and a peer's reset, as soon as
+ * the kernel would show them. Read before the CQE gives the buffer back.
+ */
+static void sndbuf_window(struct nk_req *op)
+{
+	struct nk_sock *s = op->sock;
+	uint64_t w;
+	int v;
+
+	if (op->level != SOL_SOCKET || op->optname != SO_SNDBUF ||
+	    op->len < sizeof(v))
+		return;
+	memcpy(&v, op->buf, sizeof(v)); /* guest memory: just a number */
+	w = v > 0 ? 2 * (uint64_t)v : 0;
+	if (w < NK_SNDBUF_WINDOW_MIN)
+		w = NK_SNDBUF_WINDOW_MIN;
+	if (w < s->send_window)
+		s->send_window = (uint32_t)w;
+	/* Full now: unwritable before the guest sees the smaller window. */
+	if (!s->closing && !sock_writable(s))
+		nk_ph__set_writable(&s->ph, false);
 }
 
 /* After the guest consumed something: drop readability if nothing left. */
@@ -1491,9 +1518,8 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 		}
 		s->send_inflight -= send_charge(c, op);
 		/* The credit travels with the CQE; writable after it, below. */
-		if (s->send_inflight < NK_REGION_SEND_WINDOW)
-			aux = NK_REGION_SEND_WINDOW -
-			      (uint32_t)s->send_inflight;
+		if (s->send_inflight < s->send_window)
+			aux = s->send_window - (uint32_t)s->send_inflight;
 		else
 			aux = 0;
 		kick = !s->closing;
@@ -1520,6 +1546,10 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 		break;
 	case NK_OP_ACCEPT:
 		sock_recheck(s);
+		break;
+	case NK_OP_SETSOCKOPT:
+		if (!res)
+			sndbuf_window(op);
 		break;
 	default:
 		break;

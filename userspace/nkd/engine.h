@@ -152,6 +152,7 @@ struct nk_sock {
 	uint32_t nr_ops;
 	/* SENDs taken, not completed: sum of max(len, conn's send_charge) */
 	uint64_t send_inflight;
+	uint32_t send_window; /* abi.md §5: SO_SNDBUF only shrinks it */
 	struct nk_ph ph;
 	uint64_t ph_ino, ph_dev;
 	uint32_t conn_id; /* connection that created it, for listings */
