@@ -899,9 +899,14 @@ ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 	if (!have_dest && !atomic_load(&s->tx_ok)) {
 		struct nk_sqe sqe = { .opcode = NK_OP_SEND,
 				      .handle = s->handle };
+		ssize_t r;
 
 		sqe.io.msg_flags = msg_flags;
-		return send_sync(s, &sqe, msg, total, flags, nonblock);
+		r = send_sync(s, &sqe, msg, total, flags, nonblock);
+		/* A blocking stream send goes on with the rest, async. */
+		if (r <= 0 || dgram || nonblock || (size_t)r >= total)
+			return r;
+		sent = (size_t)r;
 	}
 	do {
 		struct nk_sqe sqe = { .opcode = NK_OP_SEND,
