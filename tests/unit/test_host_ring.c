@@ -263,7 +263,7 @@ int main(void)
 		T(test_header),	     T(test_copy_and_post), T(test_cq_full),
 		T(test_sq_jump),     T(test_sq_backwards),  T(test_sq_wraps),
 		T(test_cq_head_bad), T(test_need_wakeup),   T(test_bad_layout),
-		cmocka_unit_test(test_send_charge),
+		T(test_send_charge),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
