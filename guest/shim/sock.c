@@ -4,10 +4,11 @@
  * a result >= 0 or -errno; intercept.c turns that into errno.
  *
  * Sends are asynchronous: the bytes are copied into data-area buffers, the
- * SEND is queued and the call returns while the socket's bytes in flight
- * stay under the host's send_window; an error of an earlier SEND is
- * reported by the next send, as the kernel reports a reset or EPIPE on the
- * next write. Everything else waits for its completion.
+ * SEND is queued and the call returns while the socket's SENDs stay under
+ * nkd's send window (abi.md §5); an error of an earlier SEND is reported
+ * by the next send or recv, as the kernel reports a reset or EPIPE. Until
+ * a socket is known able to send (tx_ok), its sends wait for their result.
+ * Everything else waits for its completion.
  */
 #include <errno.h>
 #include <fcntl.h>
