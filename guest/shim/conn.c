@@ -42,9 +42,9 @@
 
 #define NK_SLICE_NS (200 * 1000000LL) /* longest sleep between checks */
 #define NK_SPIN_NS (50 * 1000LL) /* spin before sleeping */
-/* Longest a non-blocking send waits for nkd to take its SENDs. */
-#define NK_SENDS_TAKEN_NS (2 * 1000 * 1000LL)
 #define NK_SPIN_QUICK_NS (200 * 1000LL) /* ...for an op nkd answers at once */
+/* Longest sleep between looks at the SQ head (nk_ring__wait_taken). */
+#define NK_TAKEN_SLICE_NS (100 * 1000LL)
 /* epoll_wait/poll spin this long while the process is talking to nkd... */
 #define NK_MUX_SPIN_NS (50 * 1000LL)
 /* ...that is, submitted something this recently. */
@@ -63,6 +63,7 @@ struct nk_cfg nk_cfg;
 struct bufmeta {
 	struct nk_sock *sock; /* owner of an async SEND, else NULL */
 	uint32_t bytes;
+	uint32_t charge; /* what the SEND counts against the window */
 };
 
 static struct {
@@ -75,9 +76,12 @@ static struct {
 	struct nk_region_hdr *hdr;
 	struct nk_gring ring; /* queue set 0 (netkernel/guest_ring.h) */
 	uint8_t *data;
-	uint32_t buf_size, nr_bufs, send_window;
+	uint32_t buf_size, nr_bufs, send_window, send_charge;
 	uint64_t epoch, features, seq;
 	uint32_t *free_bufs, nfree;
+	/* Buffers async SENDs hold, and how many they may (the rest is kept
+	 * for receives, accepts and options: sends never starve them). */
+	uint32_t send_bufs, send_cap;
 	struct bufmeta *meta;
 	bool reaper_busy;
 	int nfollowers;
@@ -599,6 +603,9 @@ static int map_region(int rfd, uint64_t size)
 	C.buf_size = h->buf_size;
 	C.nr_bufs = h->nr_bufs;
 	C.send_window = h->send_window ? h->send_window : h->buf_size;
+	C.send_charge = h->send_charge ? h->send_charge : 1;
+	C.send_cap = C.nr_bufs >= 4 ? C.nr_bufs - C.nr_bufs / 4 : C.nr_bufs;
+	C.send_bufs = 0;
 	C.epoch = h->epoch;
 	C.features = h->features;
 	C.free_bufs = malloc(sizeof(uint32_t) * C.nr_bufs);
@@ -1000,16 +1007,40 @@ int nk_buf__alloc_spare(void)
 	return idx;
 }
 
-int nk_buf__alloc(bool wait, int64_t deadline_ns)
+/* A buffer for an async SEND, within send_cap. */
+static int buf_take_send(void)
+{
+	int idx = -1;
+
+	pthread_mutex_lock(&C.buf_lock);
+	if (C.nfree && C.send_bufs < C.send_cap) {
+		idx = (int)C.free_bufs[--C.nfree];
+		C.send_bufs++;
+	}
+	pthread_mutex_unlock(&C.buf_lock);
+	return idx;
+}
+
+/* Give back a buffer from nk_buf__alloc_send(). */
+static void buf_free_send(int idx)
+{
+	pthread_mutex_lock(&C.buf_lock);
+	if (C.send_bufs)
+		C.send_bufs--;
+	pthread_mutex_unlock(&C.buf_lock);
+	nk_buf__free(idx);
+}
+
+static int buf_alloc(bool send, bool wait, int64_t deadline_ns)
 {
 	for (;;) {
 		uint32_t g = nk_ring__gen();
-		int idx = buf_take(), err;
+		int idx = send ? buf_take_send() : buf_take(), err;
 
 		if (idx >= 0)
 			return idx;
 		nk_ring__poll();
-		idx = buf_take();
+		idx = send ? buf_take_send() : buf_take();
 		if (idx >= 0)
 			return idx;
 		if (!wait)
@@ -1020,6 +1051,21 @@ int nk_buf__alloc(bool wait, int64_t deadline_ns)
 		if (err)
 			return err;
 	}
+}
+
+int nk_buf__alloc(bool wait, int64_t deadline_ns)
+{
+	return buf_alloc(false, wait, deadline_ns);
+}
+
+int nk_buf__alloc_send(bool wait, int64_t deadline_ns)
+{
+	return buf_alloc(true, wait, deadline_ns);
+}
+
+uint32_t nk_conn__send_charge(uint32_t bytes)
+{
+	return bytes > C.send_charge ? bytes : C.send_charge;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1115,15 +1161,14 @@ static void dispatch(const struct nk_cqe *cqe)
 			return;
 		bytes = C.meta[idx].bytes;
 		C.meta[idx].sock = NULL;
-		nk_buf__free((int)idx);
-		if (cqe->res < 0) {
-			int zero = 0;
-
-			atomic_compare_exchange_strong(&s->pending_err, &zero,
-						       -cqe->res);
-		}
+		buf_free_send((int)idx);
+		if (cqe->res < 0)
+			nk_sock__send_failed(s, -cqe->res);
+		else
+			atomic_store(&s->tx_ok, 1);
 		atomic_fetch_sub(&C.inflight, bytes);
 		atomic_fetch_sub(&s->inflight, bytes);
+		atomic_fetch_sub(&s->charged, C.meta[idx].charge);
 		nk_sock__put(s);
 		return;
 	}
@@ -1572,10 +1617,14 @@ int nk_ring__send_async(struct nk_sock *s, struct nk_sqe *sqe, int idx,
 	uint32_t seq;
 	int err;
 
+	uint32_t charge = nk_conn__send_charge(bytes);
+
 	nk_sock__get(s);
 	C.meta[idx].sock = s;
 	C.meta[idx].bytes = bytes;
+	C.meta[idx].charge = charge;
 	atomic_fetch_add(&s->inflight, bytes);
+	atomic_fetch_add(&s->charged, charge);
 	atomic_fetch_add(&C.inflight, bytes);
 	sqe->user_data = ((uint64_t)idx << 3) | UD_SEND;
 	err = submit_seq(sqe, &seq);
@@ -1584,33 +1633,53 @@ int nk_ring__send_async(struct nk_sock *s, struct nk_sqe *sqe, int idx,
 	if (err) {
 		C.meta[idx].sock = NULL;
 		atomic_fetch_sub(&s->inflight, bytes);
+		atomic_fetch_sub(&s->charged, charge);
 		atomic_fetch_sub(&C.inflight, bytes);
-		nk_buf__free(idx);
+		buf_free_send(idx);
 		nk_sock__put(s);
 	}
 	return err;
 }
 
-void nk_ring__sends_taken(struct nk_sock *s)
+bool nk_ring__sends_untaken(struct nk_sock *s)
 {
-	uint32_t seq = atomic_load(&s->send_seq);
-	int64_t deadline = nk_now_ns() + NK_SENDS_TAKEN_NS;
-
 	/*
 	 * nkd moves the SQ head past a SEND only once it has counted it and
 	 * made the placeholder unwritable if that filled the window (abi.md
-	 * §3, §6). Until then the guest's count is ahead of nkd's, and an
-	 * EAGAIN answered now would leave poll saying POLLOUT. Reap while
-	 * waiting: nkd may need CQ room to take more. Bounded: a slow nkd
-	 * costs an early EAGAIN (and a POLLOUT after it), never a hang.
+	 * §3, §5): until then the guest may count more than nkd does.
 	 */
-	while (atomic_load(&C.state) == NK_ST_UP &&
-	       (int32_t)(nk_sq__head(&C.ring) - seq) < 0) {
-		if (nk_now_ns() >= deadline)
+	return atomic_load(&C.state) == NK_ST_UP &&
+	       (int32_t)(nk_sq__head(&C.ring) -
+			 atomic_load(&s->send_seq)) < 0;
+}
+
+int nk_ring__wait_taken(struct nk_sock *s, int64_t timeout_ns)
+{
+	int64_t deadline = nk_now_ns() + timeout_ns;
+
+	/*
+	 * Sleeps (futex on the completion generation, woken by any CQE, at
+	 * most NK_TAKEN_SLICE_NS at a time): nkd takes SQEs on its own, but
+	 * posts nothing when it does. Only a sender a whole window ahead of
+	 * nkd comes here.
+	 */
+	while (nk_ring__sends_untaken(s)) {
+		uint32_t g = nk_ring__gen();
+		int64_t now = nk_now_ns(), until;
+		int err;
+
+		if (now >= deadline)
+			return -EAGAIN;
+		if (!nk_ring__sends_untaken(s))
 			break;
-		nk_ring__poll();
-		sched_yield();
+		until = now + NK_TAKEN_SLICE_NS < deadline
+				? now + NK_TAKEN_SLICE_NS
+				: deadline;
+		err = wait_cond(NULL, g, until, false, 0);
+		if (err && err != -ETIMEDOUT)
+			return err;
 	}
+	return 0;
 }
 
 void nk_ring__close_sock(struct nk_sock *s)
@@ -1716,6 +1785,7 @@ void nk_conn__fork_child(bool have_token, uint64_t token, bool eager)
 			continue;
 		/* The parent's sends complete in the parent's ring. */
 		atomic_store(&s->inflight, 0);
+		atomic_store(&s->charged, 0);
 		/* The parent's SQ positions mean nothing on ours. */
 		atomic_store(&s->send_seq, 0);
 		/*

@@ -137,7 +137,18 @@ struct nk_sock {
 	atomic_int listening;
 	atomic_int pending_err; /* async SEND error, reported once */
 	atomic_llong inflight; /* SEND bytes queued to nkd, not completed */
+	/* The same SENDs as nkd counts them against the window (abi.md §5) */
+	atomic_llong charged;
 	atomic_uint send_seq; /* SQ tail after the last SEND was published */
+	/*
+	 * A send may go without waiting for its result: the socket is known
+	 * connected (connect, accept) or a SEND on it succeeded. Until then a
+	 * send waits for nkd's answer, so EDESTADDRREQ, EPIPE on a socket
+	 * that never connected and the like come back from that call.
+	 */
+	atomic_int tx_ok;
+	/* Send window once SO_SNDBUF shrank it (abi.md §5); 0: the header's */
+	atomic_uint window;
 	atomic_int closing; /* no fd left: CLOSE sent or being sent */
 	atomic_int close_sent;
 	atomic_int wr_shut; /* shutdown(SHUT_WR/RDWR) done: send is EPIPE */
@@ -259,8 +270,19 @@ NK_HIDDEN uint32_t nk_conn__buf_size(void);
 NK_HIDDEN int64_t nk_conn__mux_spin_ns(void);
 NK_HIDDEN uint32_t nk_conn__send_window(void);
 
-/* Buffers of the data area: index -> bytes. */
+/*
+ * Buffers of the data area: index -> bytes. Without wait, -EAGAIN when
+ * none is free; with it, bounded by deadline_ns (0 = none, -EAGAIN when
+ * it passes) and by signals (-EINTR).
+ */
 NK_HIDDEN int nk_buf__alloc(bool wait, int64_t deadline_ns);
+/*
+ * The same for an async SEND's data: SENDs hold at most three quarters of
+ * the buffers, so in-flight sends never starve receives and accepts.
+ */
+NK_HIDDEN int nk_buf__alloc_send(bool wait, int64_t deadline_ns);
+/* What a SEND of bytes counts against its socket's window (abi.md §5). */
+NK_HIDDEN uint32_t nk_conn__send_charge(uint32_t bytes);
 /* A buffer for read-ahead, only while plenty are free; -1 otherwise. */
 NK_HIDDEN int nk_buf__alloc_spare(void);
 NK_HIDDEN void nk_buf__free(int idx);
@@ -279,13 +301,20 @@ NK_HIDDEN int nk_ring__call(struct nk_sqe *sqe, struct nk_call *op, bool intr);
 NK_HIDDEN int nk_ring__prefetch(struct nk_sock *s, struct nk_sqe *sqe, int idx);
 /* Drop a socket's read-ahead state: its buffer, if the result is in. */
 NK_HIDDEN void nk_sock__stash_drop(struct nk_sock *s);
-/* Queue an async SEND of buffer idx for s (takes a ref on s). */
 /*
- * Wait (briefly, reaping) until nkd has taken every SEND of s published so
- * far: then nkd's in-flight count, and so the placeholder, agrees with the
- * shim's after the next reap.
+ * Has nkd not yet taken some SEND of s? While it has not, its count of
+ * the socket's window is behind ours (abi.md §5).
  */
-NK_HIDDEN void nk_ring__sends_taken(struct nk_sock *s);
+NK_HIDDEN bool nk_ring__sends_untaken(struct nk_sock *s);
+/*
+ * Sleep until nkd has taken every SEND of s published so far, at most
+ * timeout_ns (-EAGAIN then), or nkd is gone (-ECONNRESET).
+ */
+NK_HIDDEN int nk_ring__wait_taken(struct nk_sock *s, int64_t timeout_ns);
+/*
+ * Queue an async SEND of buffer idx (from nk_buf__alloc_send) for s
+ * (takes a ref on s).
+ */
 NK_HIDDEN int nk_ring__send_async(struct nk_sock *s, struct nk_sqe *sqe,
 				  int idx, uint32_t bytes);
 /*
@@ -356,6 +385,8 @@ NK_HIDDEN ssize_t nk_sock__recvmsg(struct nk_sock *s, int fd,
 				   struct msghdr *msg, int flags);
 NK_HIDDEN ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg,
 				   int flags);
+/* A SEND of s completed with -err: keep it for the app (sock.c). */
+NK_HIDDEN void nk_sock__send_failed(struct nk_sock *s, int err);
 NK_HIDDEN ssize_t nk_sock__sendfile(struct nk_sock *s, int in_fd, off_t *off,
 				    size_t count);
 NK_HIDDEN int nk_sock__ioctl(struct nk_sock *s, int fd, unsigned long req,

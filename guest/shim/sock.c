@@ -4,10 +4,11 @@
  * a result >= 0 or -errno; intercept.c turns that into errno.
  *
  * Sends are asynchronous: the bytes are copied into data-area buffers, the
- * SEND is queued and the call returns while the socket's bytes in flight
- * stay under the host's send_window; an error of an earlier SEND is
- * reported by the next send, as the kernel reports a reset or EPIPE on the
- * next write. Everything else waits for its completion.
+ * SEND is queued and the call returns while the socket's SENDs stay under
+ * nkd's send window (abi.md §5); an error of an earlier SEND is reported
+ * by the next send or recv, as the kernel reports a reset or EPIPE. Until
+ * a socket is known able to send (tx_ok), its sends wait for their result.
+ * Everything else waits for its completion.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +25,8 @@
 #include "shim.h"
 
 #define NK_ADDR_BYTES ((uint32_t)sizeof(struct nk_sockaddr))
+/* Longest a non-blocking send lets nkd catch up with its SENDs. */
+#define NK_SEND_TAKEN_NS (10 * 1000 * 1000LL)
 
 int nk_addr__from_sa(const struct sockaddr *sa, socklen_t len,
 		     struct nk_sockaddr *out)
@@ -125,6 +128,17 @@ static bool placeholder_ready(int fd)
 	ssize_t n = REAL(recv)(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
 
 	return n != -1 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/*
+ * How long a call may wait for a data buffer: never when non-blocking,
+ * else until SO_RCVTIMEO (0 = no bound; signals interrupt it).
+ */
+static int64_t rcv_deadline(struct nk_sock *s, bool nonblock)
+{
+	int64_t us = atomic_load(&s->rcvtimeo_us);
+
+	return nonblock || us <= 0 ? 0 : nk_now_ns() + us * 1000;
 }
 
 static int call_simple(struct nk_sqe *sqe, bool intr)
@@ -244,7 +258,7 @@ int nk_sock__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
 		return -EINVAL;
 	if (nonblock && !placeholder_ready(fd))
 		return -EAGAIN;
-	idx = nk_buf__alloc(true, 0);
+	idx = nk_buf__alloc(!nonblock, rcv_deadline(s, nonblock));
 	if (idx < 0)
 		return idx;
 	sqe.io.buf_off = nk_buf__off(idx);
@@ -263,6 +277,16 @@ int nk_sock__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
 		return op.cqe.res ? op.cqe.res : -EPROTO;
 	nfd = install_new((uint32_t)op.cqe.res, s->domain, s->type, s->protocol,
 			  flags);
+	if (nfd >= 0) {
+		struct nk_sock *ns = nk_fdtab__get(nfd);
+
+		if (ns) { /* connected: sends need not wait (tx_ok) */
+			atomic_store(&ns->tx_ok, 1);
+			/* The listener's SO_SNDBUF, as at nkd (abi.md §5). */
+			atomic_store(&ns->window, atomic_load(&s->window));
+			nk_sock__put(ns);
+		}
+	}
 	if (nfd >= 0 && sa && len)
 		nk_addr__to_sa(&peer, sa, len);
 	return nfd;
@@ -281,6 +305,9 @@ int nk_sock__connect(struct nk_sock *s, const struct sockaddr *sa,
 	else
 		set_timeout(&sqe, atomic_load(&s->sndtimeo_us));
 	res = call_simple(&sqe, true);
+	/* Sends need not wait for their result now (tx_ok, shim.h). */
+	if (res == 0)
+		atomic_store(&s->tx_ok, sqe.addr.family != 0);
 	/* A connect that timed out goes on in the background, as in Linux. */
 	if (res == -EAGAIN && !(sqe.flags & NK_SQE_F_NONBLOCK))
 		res = -EINPROGRESS;
@@ -439,9 +466,29 @@ int nk_sock__getsockopt(struct nk_sock *s, int level, int name, void *val,
 	return fwd_sockopt(s, false, level, name, val, len);
 }
 
+/* The same shrink nkd applies (abi.md §5): never grows back. */
+static void sndbuf_window(struct nk_sock *s, const void *val)
+{
+	uint32_t cur = atomic_load(&s->window), w;
+	int v;
+
+	memcpy(&v, val, sizeof(v));
+	w = v > 0 && v < (int)(UINT32_MAX / 2) ? 2 * (uint32_t)v : 0;
+	if (v >= (int)(UINT32_MAX / 2))
+		w = UINT32_MAX;
+	if (w < NK_SNDBUF_WINDOW_MIN)
+		w = NK_SNDBUF_WINDOW_MIN;
+	if (!cur)
+		cur = nk_conn__send_window();
+	if (w < cur)
+		atomic_store(&s->window, w);
+}
+
 int nk_sock__setsockopt(struct nk_sock *s, int fd, int level, int name,
 			const void *val, socklen_t len)
 {
+	int err;
+
 	(void)fd;
 	if (level == SOL_SOCKET &&
 	    (name == SO_RCVTIMEO || name == SO_SNDTIMEO)) {
@@ -463,7 +510,11 @@ int nk_sock__setsockopt(struct nk_sock *s, int fd, int level, int name,
 	    (name == SO_TYPE || name == SO_DOMAIN || name == SO_PROTOCOL ||
 	     name == SO_ACCEPTCONN))
 		return -ENOPROTOOPT;
-	return fwd_sockopt(s, true, level, name, (void *)val, &len);
+	err = fwd_sockopt(s, true, level, name, (void *)val, &len);
+	if (!err && level == SOL_SOCKET && name == SO_SNDBUF &&
+	    len >= sizeof(int))
+		sndbuf_window(s, val);
+	return err;
 }
 
 static size_t iov_total(const struct iovec *iov, size_t n)
@@ -510,6 +561,18 @@ static void iov_gather(const struct iovec *iov, size_t n, size_t skip,
 		len -= c;
 		skip = 0;
 	}
+}
+
+/*
+ * End of stream, unless an async SEND found a reset first: nkd's kernel
+ * socket then gave its sk_err to that SEND, and the kernel would have
+ * given it to this recv once the data was read (nk_sock__send_failed).
+ */
+static int eof_error(struct nk_sock *s)
+{
+	int err = atomic_exchange(&s->pending_err, 0);
+
+	return err ? -err : 0;
 }
 
 void nk_sock__stash_drop(struct nk_sock *s)
@@ -606,7 +669,7 @@ static int stash_take(struct nk_sock *s, struct msghdr *msg, size_t *got,
 		return 0;
 	}
 	/* End of stream or an error: the app sees it like a recv would. */
-	*ret = *got ? (ssize_t)*got : s->pf_res;
+	*ret = *got ? (ssize_t)*got : s->pf_res ? s->pf_res : eof_error(s);
 	if (!*got && !(flags & MSG_PEEK))
 		nk_sock__stash_drop(s);
 	return 1;
@@ -668,7 +731,7 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 		}
 		if (nonblock && !placeholder_ready(fd))
 			return got ? (ssize_t)got : -EAGAIN;
-		idx = nk_buf__alloc(true, 0);
+		idx = nk_buf__alloc(!nonblock, rcv_deadline(s, nonblock));
 		if (idx < 0)
 			return got ? (ssize_t)got : idx;
 		sqe.io.buf_off = nk_buf__off(idx);
@@ -682,6 +745,8 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 			set_timeout(&sqe, atomic_load(&s->rcvtimeo_us));
 		err = nk_ring__call(&sqe, &op, !nonblock);
 		res = err ? err : op.cqe.res;
+		if (res == 0 && !dgram && !got)
+			res = eof_error(s);
 		if (res < 0) {
 			nk_buf__free(idx);
 			return got ? (ssize_t)got : res;
@@ -723,6 +788,70 @@ static int take_send_error(struct nk_sock *s, int flags)
 	return err;
 }
 
+/* Errors after which a stream socket's sending side is gone for good. */
+static bool stream_dead_err(int err)
+{
+	return err == EPIPE || err == ECONNRESET || err == ECONNABORTED ||
+	       err == ETIMEDOUT || err == EHOSTUNREACH || err == ENETUNREACH ||
+	       err == ENOTCONN;
+}
+
+void nk_sock__send_failed(struct nk_sock *s, int err)
+{
+	int zero = 0;
+
+	/*
+	 * As the kernel: a reset (or a timeout) sits in sk_err, for the next
+	 * send, recv or SO_ERROR, once; after it, and after an EPIPE, every
+	 * send on the stream fails with EPIPE (wr_shut), which SO_ERROR does
+	 * not report.
+	 */
+	if (s->type == SOCK_STREAM && stream_dead_err(err))
+		atomic_store(&s->wr_shut, 1);
+	if (err == EPIPE && s->type == SOCK_STREAM)
+		return;
+	atomic_compare_exchange_strong(&s->pending_err, &zero, err);
+}
+
+/*
+ * A send whose result the app must see from this very call: the socket is
+ * not known to be able to send (abi.md §5, tx_ok). One SEND, waited for.
+ */
+static ssize_t send_sync(struct nk_sock *s, struct nk_sqe *sqe,
+			 const struct msghdr *msg, size_t total, int flags,
+			 bool nonblock)
+{
+	size_t chunk = total < nk_conn__buf_size() ? total
+						   : nk_conn__buf_size();
+	struct nk_call op;
+	int idx, err, res;
+
+	if (s->type == SOCK_DGRAM && total > nk_conn__buf_size())
+		return -EMSGSIZE;
+	idx = nk_buf__alloc(!nonblock, 0);
+	if (idx < 0)
+		return idx;
+	iov_gather(msg->msg_iov, msg->msg_iovlen, 0, nk_buf__ptr(idx), chunk);
+	sqe->io.buf_off = nk_buf__off(idx);
+	sqe->io.buf_len = (uint32_t)chunk;
+	if (nonblock)
+		sqe->flags |= NK_SQE_F_NONBLOCK;
+	else
+		set_timeout(sqe, atomic_load(&s->sndtimeo_us));
+	err = nk_ring__call(sqe, &op, !nonblock);
+	res = err ? err : op.cqe.res;
+	nk_buf__free(idx);
+	if (res >= 0) {
+		atomic_store(&s->tx_ok, 1);
+		return res;
+	}
+	if (s->type == SOCK_STREAM && stream_dead_err(-res))
+		atomic_store(&s->wr_shut, 1);
+	if (res == -EPIPE && !(flags & MSG_NOSIGNAL))
+		raise(SIGPIPE);
+	return res;
+}
+
 ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 {
 	bool dgram = s->type == SOCK_DGRAM;
@@ -731,9 +860,14 @@ ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 	int64_t tmo = atomic_load(&s->sndtimeo_us);
 	int64_t deadline = tmo && !nonblock ? nk_now_ns() + tmo * 1000 : 0;
 	uint32_t bsize = nk_conn__buf_size();
-	int64_t window = nk_conn__send_window();
+	uint32_t sw = atomic_load(&s->window);
+	int64_t window = sw ? sw : nk_conn__send_window();
 	struct nk_sockaddr dest;
-	bool have_dest = false, reaped = false;
+	bool have_dest = false;
+	/* nkd is a daemon: never let its send raise SIGPIPE. */
+	uint32_t msg_flags =
+		(flags & (MSG_MORE | MSG_OOB | MSG_EOR | MSG_DONTROUTE)) |
+		MSG_NOSIGNAL;
 	int err;
 
 	if ((err = take_send_error(s, flags)))
@@ -763,30 +897,52 @@ ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 		return -EMSGSIZE;
 	if (!dgram && !total)
 		return 0;
+	if (!have_dest && !atomic_load(&s->tx_ok)) {
+		struct nk_sqe sqe = { .opcode = NK_OP_SEND,
+				      .handle = s->handle };
+		ssize_t r;
+
+		sqe.io.msg_flags = msg_flags;
+		r = send_sync(s, &sqe, msg, total, flags, nonblock);
+		/* A blocking stream send goes on with the rest, async. */
+		if (r <= 0 || dgram || nonblock || (size_t)r >= total)
+			return r;
+		sent = (size_t)r;
+	}
 	do {
 		struct nk_sqe sqe = { .opcode = NK_OP_SEND,
 				      .handle = s->handle };
 		uint32_t g = nk_ring__gen();
-		int64_t infl = atomic_load(&s->inflight);
-		int64_t room = window > infl ? window - infl : 0;
+		int64_t own = atomic_load(&s->charged), limit = window, room;
 		size_t chunk;
 		int idx;
 
-		if (dgram ? infl > 0 && infl + (int64_t)total > window
-			  : room == 0) {
+		if (own >= limit) {
+			/* Completions we have not reaped yet free it. */
+			nk_ring__poll();
+			own = atomic_load(&s->charged);
+		}
+		/*
+		 * nkd owns the window (abi.md §5). Our count is at most
+		 * nkd's once nkd has taken all our SENDs of the socket;
+		 * until then it may go one more window ahead, which nkd,
+		 * taking those SENDs, will find full. So an EAGAIN is only
+		 * ever answered when the placeholder is unwritable already,
+		 * and poll's POLLOUT means a send makes progress.
+		 */
+		if (own >= limit && nk_ring__sends_untaken(s))
+			limit = 2 * window;
+		room = limit - own;
+		if (room <= 0 && nonblock && limit > window) {
 			/*
-			 * A non-blocking sender never waits, so nobody else
-			 * may reap the completions that free its window. It
-			 * first lets nkd take its SENDs, so that an EAGAIN
-			 * comes with an unwritable placeholder (abi.md §6).
+			 * A whole window ahead of nkd: let it catch up (it
+			 * answers in microseconds) rather than answer EAGAIN
+			 * while the placeholder may still say POLLOUT.
 			 */
-			if (!reaped) {
-				reaped = true;
-				if (nonblock)
-					nk_ring__sends_taken(s);
-				nk_ring__poll();
+			if (nk_ring__wait_taken(s, NK_SEND_TAKEN_NS) == 0)
 				continue;
-			}
+		}
+		if (room <= 0) {
 			if (nonblock)
 				return sent ? (ssize_t)sent : -EAGAIN;
 			err = nk_ring__wait_progress(g, deadline, true);
@@ -796,7 +952,6 @@ ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 				return sent ? (ssize_t)sent : err;
 			if ((err = take_send_error(s, flags)))
 				return sent ? (ssize_t)sent : -err;
-			reaped = false;
 			continue;
 		}
 		chunk = dgram ? total : total - sent;
@@ -806,17 +961,14 @@ ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 			if ((int64_t)chunk > room)
 				chunk = (size_t)room;
 		}
-		idx = nk_buf__alloc(!nonblock, deadline);
+		idx = nk_buf__alloc_send(!nonblock, deadline);
 		if (idx < 0)
 			return sent ? (ssize_t)sent : idx;
 		iov_gather(msg->msg_iov, msg->msg_iovlen, sent,
 			   nk_buf__ptr(idx), chunk);
 		sqe.io.buf_off = nk_buf__off(idx);
 		sqe.io.buf_len = (uint32_t)chunk;
-		/* nkd is a daemon: never let its send raise SIGPIPE. */
-		sqe.io.msg_flags = (flags & (MSG_MORE | MSG_OOB | MSG_EOR |
-					     MSG_DONTROUTE)) |
-				   MSG_NOSIGNAL;
+		sqe.io.msg_flags = msg_flags;
 		if (have_dest) {
 			sqe.flags |= NK_SQE_F_ADDR;
 			sqe.addr = dest;

@@ -20,7 +20,9 @@
 #include <stdint.h>
 
 #define NK_REGION_MAGIC 0x4e4b5247u /* "NKRG" */
-#define NK_ABI_VERSION 2u /* 2: nkd makes the placeholders */
+/* 2: nkd makes the placeholders; 3: nkd owns the send window (send_charge,
+ * SEND completions carry the room left, docs/abi.md section 5) */
+#define NK_ABI_VERSION 3u
 
 /* Feature bits, offered by the host in nk_region_hdr.features. */
 #define NK_FEAT_FUTEX_WAKE (1U << 0) /* host FUTEX_WAKEs cq_tail waiters */
@@ -28,9 +30,11 @@
 #define NK_FEAT_PLACEHOLDER (1U << 2) /* readiness via placeholder socketpair */
 #define NK_FEAT_SENDTO_ADDR (1U << 3) /* SEND may carry a destination address */
 #define NK_FEAT_RECV_PREFETCH (1U << 4) /* RECV takes NK_SQE_F_PREFETCH */
+/* SEND CQE aux = room left in the socket's send window (docs/abi.md §5) */
+#define NK_FEAT_SEND_CREDIT (1U << 5)
 #define NK_FEAT_ALL                                                            \
 	(NK_FEAT_FUTEX_WAKE | NK_FEAT_DOORBELL_EVENTFD | NK_FEAT_PLACEHOLDER | \
-	 NK_FEAT_SENDTO_ADDR | NK_FEAT_RECV_PREFETCH)
+	 NK_FEAT_SENDTO_ADDR | NK_FEAT_RECV_PREFETCH | NK_FEAT_SEND_CREDIT)
 
 /* Cache line the layout is built around; the SQE is exactly one. */
 #define NK_CACHELINE 64u
@@ -182,7 +186,11 @@ struct nk_cqe {
 	int32_t res; /* >= 0 result, or -errno */
 	uint32_t flags; /* NK_CQE_F_* */
 	uint32_t handle; /* socket the result is about (new one for ACCEPT) */
-	uint32_t aux; /* RECV: bytes of data; ACCEPT: 0 */
+	/*
+	 * RECV: bytes of data; ACCEPT: 0; SEND (NK_FEAT_SEND_CREDIT): bytes
+	 * left in the socket's send window once this SEND stopped counting.
+	 */
+	uint32_t aux;
 	uint64_t resv;
 };
 
@@ -224,15 +232,25 @@ struct nk_region_hdr {
 	 */
 	uint32_t host_flags;
 	/*
-	 * Bytes of SEND data a guest may have in flight per socket; the
-	 * placeholder stops being writable at this mark (docs/abi.md).
+	 * nkd's send window per socket (docs/abi.md §5): SENDs in flight
+	 * count max(buf_len, send_charge) bytes each, and the placeholder is
+	 * unwritable while they add up to send_window or more.
 	 */
 	uint32_t send_window;
-	uint32_t resv[7];
+	uint32_t send_charge; /* least a SEND counts; > 0 since ABI 3 */
+	uint32_t resv[6];
 	struct nk_qset_desc qsets[NK_MAX_QSETS];
 };
 
 #define NK_HOST_F_DEAD (1U << 0)
+
+/*
+ * A successful SETSOCKOPT(SOL_SOCKET, SO_SNDBUF, v) shrinks the socket's
+ * send window to min(window, max(2 * v, NK_SNDBUF_WINDOW_MIN)): the window
+ * never grows back, so every guest's idea of it is at least nkd's
+ * (docs/abi.md §5). Accepted sockets start with their listener's.
+ */
+#define NK_SNDBUF_WINDOW_MIN 4096u
 
 /* ------------------------------------------------------------------------ */
 /* Layout assertions: a change here is an ABI change. */
@@ -285,6 +303,9 @@ _Static_assert(sizeof(struct nk_region_hdr) == 96 + 32 * NK_MAX_QSETS,
 NK_ASSERT_OFF(nk_region_hdr, features, 8);
 NK_ASSERT_OFF(nk_region_hdr, epoch, 24);
 NK_ASSERT_OFF(nk_region_hdr, host_flags, 60);
+NK_ASSERT_OFF(nk_region_hdr, send_window, 64);
+NK_ASSERT_OFF(nk_region_hdr, send_charge, 68);
+NK_ASSERT_OFF(nk_region_hdr, resv, 72);
 NK_ASSERT_OFF(nk_region_hdr, qsets, 96);
 _Static_assert(NK_OP__MAX == 16, "update the opcode table in docs/abi.md");
 

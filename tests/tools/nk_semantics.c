@@ -3318,6 +3318,9 @@ static int c_pipe_file(void)
 	return 0;
 }
 
+/* The send path's checks (causes C, D, F of issue 7). */
+#include "nk_semantics_send.c"
+
 /* ------------------------------------------------------------- runner */
 
 struct check {
@@ -3396,6 +3399,18 @@ static const struct check checks[] = {
 	{ "resolve_name", c_resolve_name, "a name from --resolve" },
 	{ "unix_local", c_unix_local, "AF_UNIX stays local (SCM_RIGHTS)" },
 	{ "pipe_file", c_pipe_file, "pipes and regular files untouched" },
+	{ "send_destaddr", c_send_destaddr,
+	  "EDESTADDRREQ from send on an unconnected UDP socket" },
+	{ "send_reset", c_send_reset,
+	  "a peer's reset comes back from a send or recv, then EPIPE" },
+	{ "send_sndbuf", c_send_sndbuf,
+	  "small SO_SNDBUF: a mid-transfer reset shows soon" },
+	{ "send_bufs", c_send_bufs,
+	  "sends stuck in flight leave accept and recv a buffer" },
+	{ "send_pollout", c_send_pollout,
+	  "no POLLOUT while send says EAGAIN; SO_SNDTIMEO" },
+	{ "send_small_bulk", c_send_small_bulk,
+	  "8 KiB sendfile calls to a slow reader in the same process" },
 };
 
 #define NCHECKS (sizeof(checks) / sizeof(checks[0]))

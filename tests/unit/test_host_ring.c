@@ -35,6 +35,7 @@ static int setup(void **state)
 				      .buf_size = 4096,
 				      .nr_bufs = 4,
 				      .send_window = 1 << 20,
+				      .send_charge = 1 << 15,
 				      .epoch = 7 };
 	struct fix *f = calloc(1, sizeof(*f));
 	const struct nk_qset_desc *d;
@@ -81,8 +82,25 @@ static void test_header(void **state)
 	assert_int_equal(h->data_off % 4096, 0);
 	assert_memory_equal(&h->qsets[1], nk_region__qset(f->reg, 1),
 			    sizeof(h->qsets[1]));
+	assert_int_equal(h->send_window, 1 << 20);
+	assert_int_equal(h->send_charge, 1 << 15);
+	assert_true(h->features & NK_FEAT_SEND_CREDIT);
 	nk_region__mark_dead(f->reg);
 	assert_true(h->host_flags & NK_HOST_F_DEAD);
+}
+
+/* A stalled socket's SENDs hold a bounded share of the buffers. */
+static void test_send_charge(void **state)
+{
+	(void)state;
+	/* Default: 128 buffers, 1 MiB window: 32 SENDs of 32 KiB. */
+	assert_int_equal(nk_region__send_charge(1 << 20, 128), 1 << 15);
+	/* Few buffers: at most 3/8 of them per window (two windows fit). */
+	assert_int_equal(nk_region__send_charge(1 << 20, 16), (1 << 20) / 6);
+	assert_int_equal(nk_region__send_charge(1 << 20, 1), 1 << 20);
+	assert_int_equal(nk_region__send_charge(1 << 20, 0), 1 << 20);
+	assert_int_equal(nk_region__send_charge(1 << 20, 100000), 1 << 15);
+	assert_int_equal(nk_region__send_charge(1, 128), 1);
 }
 
 static void test_copy_and_post(void **state)
@@ -245,6 +263,7 @@ int main(void)
 		T(test_header),	     T(test_copy_and_post), T(test_cq_full),
 		T(test_sq_jump),     T(test_sq_backwards),  T(test_sq_wraps),
 		T(test_cq_head_bad), T(test_need_wakeup),   T(test_bad_layout),
+		T(test_send_charge),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -440,6 +440,7 @@ static int sock_new(struct nk_engine *e, struct nk_guest *g, struct nk_conn *c,
 	s->type = type;
 	s->protocol = protocol;
 	s->state = NK_SS_UNBOUND;
+	s->send_window = NK_REGION_SEND_WINDOW;
 	s->conn_id = c->id;
 	nk_ph__init(&s->ph);
 	ret = handle_alloc(g, s);
@@ -490,8 +491,15 @@ int nk_engine__sock_accepted(struct nk_engine *e, struct nk_req *op,
 	if (ret)
 		return ret;
 	(*out)->state = NK_SS_ESTABLISHED;
+	(*out)->send_window = op->sock->send_window;
 	nk_portown__inherit(*out, op->sock);
 	return 0;
+}
+
+/* What a SEND counts against its socket's window (abi.md §5). */
+static uint64_t send_charge(const struct nk_conn *c, const struct nk_req *op)
+{
+	return op->len > c->send_charge ? op->len : c->send_charge;
 }
 
 static bool sock_writable(const struct nk_sock *s)
@@ -499,7 +507,32 @@ static bool sock_writable(const struct nk_sock *s)
 	if (s->state == NK_SS_CLOSED)
 		return true;
 	return s->state != NK_SS_CONNECTING &&
-	       s->send_inflight < NK_REGION_SEND_WINDOW;
+	       s->send_inflight < s->send_window;
+}
+
+/*
+ * SO_SNDBUF shrinks the send window (abi.md §5), so that a program that
+ * asks for a small send buffer sees EAGAIN, and a peer's reset, as soon as
+ * the kernel would show them. Read before the CQE gives the buffer back.
+ */
+static void sndbuf_window(struct nk_req *op)
+{
+	struct nk_sock *s = op->sock;
+	uint64_t w;
+	int v;
+
+	if (op->level != SOL_SOCKET || op->optname != SO_SNDBUF ||
+	    op->len < sizeof(v))
+		return;
+	memcpy(&v, op->buf, sizeof(v)); /* guest memory: just a number */
+	w = v > 0 ? 2 * (uint64_t)v : 0;
+	if (w < NK_SNDBUF_WINDOW_MIN)
+		w = NK_SNDBUF_WINDOW_MIN;
+	if (w < s->send_window)
+		s->send_window = (uint32_t)w;
+	/* Full now: unwritable before the guest sees the smaller window. */
+	if (!s->closing && !sock_writable(s))
+		nk_ph__set_writable(&s->ph, false);
 }
 
 /* After the guest consumed something: drop readability if nothing left. */
@@ -1037,6 +1070,7 @@ static int conn_setup(struct nk_engine *e, struct nk_conn *c, uint32_t nr_qsets)
 	char label[96];
 	int ret;
 
+	p.send_charge = nk_region__send_charge(p.send_window, p.nr_bufs);
 	snprintf(label, sizeof(label), "nk:%s:%u", c->guest->conf.name, c->id);
 	ret = nk_region__create(&nk_region_memfd, &p, label, &c->region);
 	if (ret)
@@ -1056,6 +1090,7 @@ static int conn_setup(struct nk_engine *e, struct nk_conn *c, uint32_t nr_qsets)
 	c->buf_size = p.buf_size;
 	c->nr_bufs = p.nr_bufs;
 	c->send_window = p.send_window;
+	c->send_charge = p.send_charge;
 	c->doorbell = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (c->doorbell < 0)
 		return -errno;
@@ -1446,7 +1481,8 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 	g->inflight++;
 	s->nr_ops++;
 	if (op->opcode == NK_OP_SEND) {
-		s->send_inflight += op->len;
+		/* Unwritable before the head passes the SEND (abi.md §3, §5). */
+		s->send_inflight += send_charge(c, op);
 		if (!sock_writable(s))
 			nk_ph__set_writable(&s->ph, false);
 	}
@@ -1480,8 +1516,12 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 			s->bytes_tx += (uint64_t)res;
 			g->c.bytes_tx += (uint64_t)res;
 		}
-		s->send_inflight -= op->len;
-		/* Made writable after the CQE is posted, below. */
+		s->send_inflight -= send_charge(c, op);
+		/* The credit travels with the CQE; writable after it, below. */
+		if (s->send_inflight < s->send_window)
+			aux = s->send_window - (uint32_t)s->send_inflight;
+		else
+			aux = 0;
 		kick = !s->closing;
 		break;
 	case NK_OP_RECV:
@@ -1507,6 +1547,10 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 	case NK_OP_ACCEPT:
 		sock_recheck(s);
 		break;
+	case NK_OP_SETSOCKOPT:
+		if (!res)
+			sndbuf_window(op);
+		break;
 	default:
 		break;
 	}
@@ -1515,17 +1559,13 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 		     handle ? handle : s->handle, aux);
 	/*
 	 * Writable only after the CQE: a guest that polls POLLOUT and sends
-	 * must find the completion that freed its window. Then an edge: a
-	 * guest that reaped just before the post and answered EAGAIN on its
-	 * own count still gets one later.
+	 * must find the completion that freed its window. Only a real
+	 * transition (full to not full) touches the placeholder: the guest
+	 * answers EAGAIN only when nkd has counted all its SENDs of the
+	 * socket and its own count is full, so nkd's is too (abi.md §5).
 	 */
-	if (kick) {
-		bool was_blocked = s->ph.blocked;
-
+	if (kick)
 		nk_ph__set_writable(&s->ph, sock_writable(s));
-		if (!was_blocked)
-			nk_ph__kick_writable(&s->ph);
-	}
 	nk_list__del(&op->clink);
 	c->inflight--;
 	g->inflight--;

@@ -150,7 +150,9 @@ struct nk_sock {
 	void **holders; /* conns and hand-overs holding a reference */
 	uint32_t nr_holders, cap_holders;
 	uint32_t nr_ops;
-	uint64_t send_inflight; /* guest SEND bytes taken, not completed */
+	/* SENDs taken, not completed: sum of max(len, conn's send_charge) */
+	uint64_t send_inflight;
+	uint32_t send_window; /* abi.md §5: SO_SNDBUF only shrinks it */
 	struct nk_ph ph;
 	uint64_t ph_ino, ph_dev;
 	uint32_t conn_id; /* connection that created it, for listings */
@@ -175,6 +177,7 @@ struct nk_conn {
 	struct nk_phpool *phpool; /* placeholders made for it, not bound */
 	uint8_t *data;
 	uint32_t buf_size, nr_bufs, send_window;
+	uint32_t send_charge; /* least a SEND counts against the window */
 	struct nk_bufown *owned;
 	uint32_t inflight;
 	uint32_t abuse;
@@ -342,8 +345,6 @@ void nk_ph__close(struct nk_ph *ph);
 /* want: readable; arrival: a new edge even if already readable. */
 void nk_ph__set_readable(struct nk_ph *ph, bool want, bool arrival);
 void nk_ph__set_writable(struct nk_ph *ph, bool want);
-/* A fresh EPOLLOUT edge on a writable app end (after a SEND completed). */
-void nk_ph__kick_writable(struct nk_ph *ph);
 /* The peer sent FIN: POLLRDHUP on the app end. */
 void nk_ph__rdhup(struct nk_ph *ph);
 /* The socket hung up (reset: with POLLERR); the app end stays so. */

@@ -163,22 +163,6 @@ void nk_ph__set_writable(struct nk_ph *ph, bool want)
 	}
 }
 
-void nk_ph__kick_writable(struct nk_ph *ph)
-{
-	/*
-	 * A byte through the app end's send direction, read back at once:
-	 * freeing it runs the app end's write-space wakeup, a new EPOLLOUT
-	 * edge for edge-triggered waiters that saw EAGAIN from the shim
-	 * while nkd's own count never reached send_window.
-	 */
-	size_t budget = PH_CALL_BUDGET;
-
-	if (ph->app < 0 || ph->nkd < 0 || ph->blocked)
-		return;
-	if (send(ph->app, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1)
-		todo(ph, PH_TODO_DRAIN_NKD, !drain(ph->nkd, &budget));
-}
-
 void nk_ph__rdhup(struct nk_ph *ph)
 {
 	/*

@@ -130,6 +130,7 @@ int nk_region__create(const struct nk_region_provider *prov,
 	h->guest_id = p->guest_id;
 	h->conn_id = p->conn_id;
 	h->send_window = p->send_window;
+	h->send_charge = p->send_charge;
 	memcpy(h->qsets, r->qsets, sizeof(r->qsets));
 	*out = r;
 	return 0;
@@ -185,4 +186,15 @@ void nk_region__mark_dead(struct nk_region *r)
 	struct nk_region_hdr *h = r->base;
 
 	__atomic_or_fetch(&h->host_flags, NK_HOST_F_DEAD, __ATOMIC_RELEASE);
+}
+
+uint32_t nk_region__send_charge(uint32_t send_window, uint32_t nr_bufs)
+{
+	uint32_t slots = (uint32_t)((uint64_t)nr_bufs * 3 / 8);
+
+	if (slots < 1)
+		slots = 1;
+	if (slots > NK_REGION_SEND_SLOTS)
+		slots = NK_REGION_SEND_SLOTS;
+	return send_window / slots ? send_window / slots : 1;
 }

@@ -22,13 +22,15 @@
 /* The guest config's bufs= counts units of this size (the data area). */
 #define NK_REGION_BUF_UNIT 65536u
 #define NK_REGION_SEND_WINDOW (1u << 20)
+/* At most this many SENDs of one socket count against its window. */
+#define NK_REGION_SEND_SLOTS 32u
 
 struct nk_region_params {
 	uint32_t nr_qsets; /* 1..NK_MAX_QSETS */
 	uint32_t sq_entries, cq_entries; /* powers of two, cq >= sq */
 	uint32_t buf_size; /* power of two */
 	uint32_t nr_bufs;
-	uint32_t send_window;
+	uint32_t send_window, send_charge;
 	uint64_t epoch;
 	uint32_t guest_id, conn_id;
 };
@@ -49,6 +51,15 @@ extern const struct nk_region_provider nk_region_memfd;
 struct nk_region;
 
 /* 0 and *out, or -errno. The header is written; rings are zero. */
+/*
+ * The least a SEND counts against the send window (abi.md §5): small enough
+ * that a bulk sender's buffers fill the window, large enough that the SENDs
+ * of one stalled socket (a window, and one more the guest may queue before
+ * nkd takes them) hold under three quarters of the buffers, which the shim
+ * keeps for sends; the rest stays free for receives, accepts and options.
+ */
+uint32_t nk_region__send_charge(uint32_t send_window, uint32_t nr_bufs);
+
 int nk_region__create(const struct nk_region_provider *prov,
 		      const struct nk_region_params *p, const char *label,
 		      struct nk_region **out);
