@@ -56,6 +56,16 @@
 #define UD_SEND 1u /* async SEND, buffer index in the upper bits */
 #define UD_IGNORE 2u /* fire-and-forget (CLOSE, CANCEL) */
 #define UD_PREFETCH 3u /* read-ahead RECV, buffer index in the upper bits */
+#define UD_BARRIER 4u /* NOP barrier, its sequence number in the upper bits */
+/* Longest a multiplexer waits for nkd to catch up with this process. */
+#define NK_BARRIER_NS (2 * 1000 * 1000LL)
+
+/*
+ * Barriers (abi.md §5, NOP): set when an SQE that changes a peer's
+ * readiness (SEND, SHUTDOWN, CLOSE) was published since the last one.
+ */
+static atomic_int barrier_dirty;
+static atomic_uint barrier_seq, barrier_done;
 
 struct nk_cfg nk_cfg;
 
@@ -1076,6 +1086,9 @@ static int submit_seq(struct nk_sqe *sqe, uint32_t *seq)
 		       (unsigned long long)sqe->user_data, sqe->io.buf_len);
 	C.sqes[C.sq_tail & (C.sq_n - 1)] = *sqe;
 	C.sq_tail++;
+	if (sqe->opcode == NK_OP_SEND || sqe->opcode == NK_OP_SHUTDOWN ||
+	    sqe->opcode == NK_OP_CLOSE)
+		atomic_store_explicit(&barrier_dirty, 1, memory_order_relaxed);
 	*seq = C.sq_tail;
 	/* The entry is visible before the tail that publishes it. */
 	nk_ring_store_release(&C.sqi->tail, C.sq_tail);
@@ -1163,6 +1176,15 @@ static void dispatch(const struct nk_cqe *cqe)
 						   NK_PF_NONE))
 			nk_buf__free((int)idx);
 		nk_sock__put(s);
+		return;
+	}
+	case UD_BARRIER: {
+		unsigned seq = (unsigned)(ud >> 3), done;
+
+		done = atomic_load(&barrier_done);
+		while ((int)(seq - done) > 0 &&
+		       !atomic_compare_exchange_weak(&barrier_done, &done, seq))
+			;
 		return;
 	}
 	default:
@@ -1632,6 +1654,38 @@ void nk_ring__sends_taken(struct nk_sock *s)
 			break;
 		nk_ring__poll();
 		sched_yield();
+	}
+}
+
+void nk_ring__barrier(void)
+{
+	struct nk_sqe sqe = { .opcode = NK_OP_NOP };
+	int64_t deadline;
+	unsigned seq;
+
+	/*
+	 * On a kernel socket a loopback send is synchronous: the peer is
+	 * readable when send() returns. Here the SEND runs in nkd later, so
+	 * before a multiplexer looks, nkd answers a NOP once everything this
+	 * process published before it has run and its readiness is on the
+	 * placeholders. Bounded: a slow nkd costs a late edge, never a hang.
+	 */
+	if (atomic_load(&C.state) != NK_ST_UP ||
+	    !atomic_exchange(&barrier_dirty, 0))
+		return;
+	seq = atomic_fetch_add(&barrier_seq, 1) + 1;
+	sqe.user_data = ((uint64_t)seq << 3) | UD_BARRIER;
+	if (nk_ring__submit(&sqe))
+		return;
+	deadline = nk_now_ns() + NK_BARRIER_NS;
+	for (;;) {
+		uint32_t g = nk_ring__gen();
+
+		nk_ring__poll();
+		if ((int)(atomic_load(&barrier_done) - seq) >= 0)
+			return;
+		if (nk_ring__wait_progress(g, deadline, false))
+			return;
 	}
 }
 

@@ -300,6 +300,8 @@ NK_HIDDEN int nk_ring__wait_progress(uint32_t since, int64_t deadline_ns,
 				     bool intr);
 /* Reap without waiting. */
 NK_HIDDEN void nk_ring__poll(void);
+/* Before a multiplexer looks: let nkd mirror what this process sent. */
+NK_HIDDEN void nk_ring__barrier(void);
 /* Last close: CLOSE now or once the socket's sends drained. */
 NK_HIDDEN void nk_ring__close_sock(struct nk_sock *s);
 /* At exit: let queued sends reach nkd before the connection goes. */

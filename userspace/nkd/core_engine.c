@@ -1342,7 +1342,15 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 	switch (sqe->opcode) {
 	case NK_OP_NOP:
 		e->idle_work++;
-		post(e, c, q, sqe->user_data, 0, 0, 0, 0);
+		/* Full: answered now, an early barrier rather than none. */
+		if (e->nr_barriers == NK_BARRIERS_MAX) {
+			post(e, c, q, sqe->user_data, 0, 0, 0, 0);
+			return;
+		}
+		c->refs++;
+		e->barriers[e->nr_barriers++] = (struct nk_barrier){
+			.c = c, .user_data = sqe->user_data, .q = q
+		};
 		return;
 	case NK_OP_SOCKET:
 		do_socket(e, c, q, sqe);
@@ -1453,6 +1461,29 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 	s->nsm->ops->submit(s->nsm->priv, op);
 }
 
+/*
+ * Room to spare in a SEND completion's EPOLLOUT edge (below): the guest's
+ * own in-flight count runs ahead of nkd's by what it sent and has not yet
+ * seen taken or completed, and a datagram (up to 64 KiB) is refused
+ * whole.
+ */
+#define SEND_KICK_SLACK (4u * NK_REGION_BUF_SIZE)
+
+/*
+ * A SEND completion makes an EPOLLOUT edge with no transition behind it
+ * only for a guest that may have answered EAGAIN on its own count: near
+ * the window, or short of data buffers. Anywhere else the edge is
+ * spurious, and harmful: it wakes an edge-triggered waiter (and reports
+ * EPOLLOUT alone) before the readiness this send caused, e.g. a loopback
+ * peer's EPOLLIN, has reached the placeholders. Called before the count
+ * drops.
+ */
+static bool send_kick_needed(const struct nk_conn *c, const struct nk_sock *s)
+{
+	return s->send_inflight + SEND_KICK_SLACK > NK_REGION_SEND_WINDOW ||
+	       2 * nk_bufown__count(c->owned) >= c->nr_bufs;
+}
+
 void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 			uint32_t aux, uint32_t handle)
 {
@@ -1480,9 +1511,9 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 			s->bytes_tx += (uint64_t)res;
 			g->c.bytes_tx += (uint64_t)res;
 		}
-		s->send_inflight -= op->len;
 		/* Made writable after the CQE is posted, below. */
-		kick = !s->closing;
+		kick = !s->closing && send_kick_needed(c, s);
+		s->send_inflight -= op->len;
 		break;
 	case NK_OP_RECV:
 		if (res > 0) {
@@ -1628,6 +1659,29 @@ static unsigned poll_guests(struct nk_engine *e)
 	return total;
 }
 
+/*
+ * NOPs taken this pass complete once what the SQEs before them caused is
+ * mirrored: the SENDs ran, and the readiness they made (a loopback peer's
+ * data, which the kernel reports to io_uring during the send) is on the
+ * placeholders. A guest waits for one before epoll_wait/poll, so it sees
+ * its own sends' effects as on a kernel socket, where they are
+ * synchronous (abi.md §5, NOP).
+ */
+static void flush_barriers(struct nk_engine *e)
+{
+	if (!e->nr_barriers)
+		return;
+	nk_loop__kick(e->loop);
+	nk_loop__reap(e->loop);
+	for (uint32_t i = 0; i < e->nr_barriers; i++) {
+		struct nk_barrier *b = &e->barriers[i];
+
+		post(e, b->c, b->q, b->user_data, 0, 0, 0, 0);
+		conn_put(e, b->c);
+	}
+	e->nr_barriers = 0;
+}
+
 static void flush_wakes(struct nk_engine *e)
 {
 	while (!nk_list__empty(&e->wake)) {
@@ -1737,6 +1791,7 @@ int nk_engine__run(struct nk_engine *e)
 					e->nsms[i].priv);
 		/* Not work: a guest flooding its own app end must not keep
 		 * nkd spinning; the sleep below is short while it lasts. */
+		flush_barriers(e);
 		nk_ph__run_pending();
 		flush_wakes(e);
 		e->loops++;
