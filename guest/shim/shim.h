@@ -135,6 +135,12 @@ struct nk_sock {
 	int domain, type, protocol;
 	atomic_int nonblock; /* O_NONBLOCK of the open file, as set by app */
 	atomic_int listening;
+	/*
+	 * Stream: known connected or connecting, so an empty placeholder
+	 * means EAGAIN. Until then a recv asks nkd, whose socket says
+	 * ENOTCONN where the kernel would.
+	 */
+	atomic_int rx_exact;
 	atomic_int pending_err; /* async SEND error, reported once */
 	atomic_llong inflight; /* SEND bytes queued to nkd, not completed */
 	atomic_uint send_seq; /* SQ tail after the last SEND was published */

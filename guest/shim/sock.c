@@ -137,7 +137,7 @@ static int call_simple(struct nk_sqe *sqe, bool intr)
 
 /* Wrap a new handle in a placeholder fd; returns the fd. */
 static int install_new(uint32_t handle, int domain, int type, int protocol,
-		       int flags)
+		       int flags, bool accepted)
 {
 	struct nk_sqe close_sqe = { .opcode = NK_OP_CLOSE, .handle = handle };
 	struct nk_sock *s, *old;
@@ -170,6 +170,7 @@ static int install_new(uint32_t handle, int domain, int type, int protocol,
 	s->dev = st.st_dev;
 	s->ino = st.st_ino;
 	atomic_store(&s->nonblock, !!(flags & SOCK_NONBLOCK));
+	atomic_store(&s->rx_exact, accepted || type != SOCK_STREAM);
 	err = nk_ctl__ph_bind(handle, id, s->dev, s->ino);
 	if (err) {
 		nk_sock__put(s);
@@ -208,7 +209,8 @@ int nk_sock__create(int domain, int type, int protocol)
 	res = call_simple(&sqe, false);
 	if (res <= 0)
 		return res ? res : -EPROTO;
-	return install_new((uint32_t)res, domain, type, protocol, flags);
+	return install_new((uint32_t)res, domain, type, protocol, flags,
+			   false);
 }
 
 int nk_sock__bind(struct nk_sock *s, const struct sockaddr *sa, socklen_t len)
@@ -226,8 +228,10 @@ int nk_sock__listen(struct nk_sock *s, int backlog)
 
 	sqe.ctl.arg = backlog < 0 ? 0 : (uint32_t)backlog;
 	res = call_simple(&sqe, false);
-	if (res == 0)
+	if (res == 0) {
 		atomic_store(&s->listening, 1);
+		atomic_store(&s->rx_exact, 0); /* recv: ENOTCONN */
+	}
 	return res;
 }
 
@@ -242,7 +246,8 @@ int nk_sock__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
 
 	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
 		return -EINVAL;
-	if (nonblock && !placeholder_ready(fd))
+	/* Only a listener's empty placeholder means EAGAIN; else EINVAL. */
+	if (nonblock && atomic_load(&s->listening) && !placeholder_ready(fd))
 		return -EAGAIN;
 	idx = nk_buf__alloc(true, 0);
 	if (idx < 0)
@@ -262,7 +267,7 @@ int nk_sock__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
 	if (op.cqe.res <= 0)
 		return op.cqe.res ? op.cqe.res : -EPROTO;
 	nfd = install_new((uint32_t)op.cqe.res, s->domain, s->type, s->protocol,
-			  flags);
+			  flags, true);
 	if (nfd >= 0 && sa && len)
 		nk_addr__to_sa(&peer, sa, len);
 	return nfd;
@@ -284,23 +289,15 @@ int nk_sock__connect(struct nk_sock *s, const struct sockaddr *sa,
 	/* A connect that timed out goes on in the background, as in Linux. */
 	if (res == -EAGAIN && !(sqe.flags & NK_SQE_F_NONBLOCK))
 		res = -EINPROGRESS;
+	/*
+	 * Connected or connecting: recv's EAGAIN can come from the
+	 * placeholder. connect(AF_UNSPEC) disconnects: ENOTCONN again.
+	 */
+	if (s->type == SOCK_STREAM &&
+	    (res == 0 || res == -EINPROGRESS || res == -EALREADY ||
+	     res == -EISCONN))
+		atomic_store(&s->rx_exact, sqe.addr.family != 0);
 	return res;
-}
-
-/* Until queued SENDs reach nkd, a FIN or CLOSE must not overtake them. */
-static int wait_sends(struct nk_sock *s)
-{
-	while (atomic_load(&s->inflight) > 0) {
-		uint32_t g = nk_ring__gen();
-		int err;
-
-		if (atomic_load(&s->inflight) <= 0)
-			break;
-		err = nk_ring__wait_progress(g, 0, true);
-		if (err)
-			return err;
-	}
-	return 0;
 }
 
 int nk_sock__shutdown(struct nk_sock *s, int fd, int how)
@@ -310,8 +307,11 @@ int nk_sock__shutdown(struct nk_sock *s, int fd, int how)
 
 	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
 		return -EINVAL;
-	if (how != SHUT_RD && (err = wait_sends(s)))
-		return err;
+	/*
+	 * No wait for the queued SENDs: they are on the SQ before this
+	 * SHUTDOWN, and nkd sends the FIN after them (abi.md §5). Waiting
+	 * would hang a process whose peer reads only after this returns.
+	 */
 	sqe.ctl.arg = (uint32_t)how;
 	err = call_simple(&sqe, false);
 	if (err)
@@ -666,7 +666,8 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 				continue;
 			}
 		}
-		if (nonblock && !placeholder_ready(fd))
+		if (nonblock && atomic_load(&s->rx_exact) &&
+		    !placeholder_ready(fd))
 			return got ? (ssize_t)got : -EAGAIN;
 		idx = nk_buf__alloc(true, 0);
 		if (idx < 0)
@@ -682,6 +683,10 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 			set_timeout(&sqe, atomic_load(&s->rcvtimeo_us));
 		err = nk_ring__call(&sqe, &op, !nonblock);
 		res = err ? err : op.cqe.res;
+		/* nkd's socket is connected or connecting (adopted ones). */
+		if (!err && res != -ENOTCONN && !atomic_load(&s->rx_exact) &&
+		    !atomic_load(&s->listening))
+			atomic_store(&s->rx_exact, 1);
 		if (res < 0) {
 			nk_buf__free(idx);
 			return got ? (ssize_t)got : res;

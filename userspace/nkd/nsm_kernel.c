@@ -55,6 +55,7 @@ struct ksock {
 	bool poll_armed, want_poll, closing;
 	bool send_busy, recv_busy; /* queue head is in io_uring */
 	bool bg_connect;
+	bool shut_wr_pending; /* SHUT_WR waits for the queued SENDs */
 	struct nk_req *connect_op; /* blocking CONNECT in io_uring */
 	struct nk_list sendq, recvq; /* nk_op.qlink */
 	struct sockaddr_storage csa; /* background connect target */
@@ -367,6 +368,11 @@ static void pump_send(struct ksock *ks)
 		op->in_nsm = true;
 		ks->send_busy = true;
 		ks->refs++;
+	}
+	if (ks->shut_wr_pending && !ks->send_busy &&
+	    nk_list__empty(&ks->sendq)) {
+		ks->shut_wr_pending = false;
+		shutdown(ks->fd, SHUT_WR); /* the FIN after the data */
 	}
 }
 
@@ -906,6 +912,21 @@ static void kn_submit(void *priv, struct nk_req *op)
 		pump_send(ks);
 		return;
 	case NK_OP_SHUTDOWN:
+		/*
+		 * Ordered after the SENDs before it, without waiting for
+		 * them: they may wait for a peer that reads only after this
+		 * shutdown returns. The read side, and the error an
+		 * unconnected socket gives, come at once.
+		 */
+		if (op->arg != SHUT_RD && s->type == SOCK_STREAM &&
+		    (ks->send_busy || !nk_list__empty(&ks->sendq))) {
+			if (op->arg == SHUT_RDWR &&
+			    shutdown(ks->fd, SHUT_RD))
+				res = -errno;
+			if (!res)
+				ks->shut_wr_pending = true;
+			break;
+		}
 		if (shutdown(ks->fd, (int)op->arg))
 			res = -errno;
 		break;
