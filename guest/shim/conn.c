@@ -871,6 +871,11 @@ int64_t nk_conn__mux_spin_ns(void)
 	return NK_MUX_SPIN_NS;
 }
 
+bool nk_conn__has_feature(uint64_t feat)
+{
+	return (C.features & feat) == feat;
+}
+
 uint32_t nk_conn__send_window(void)
 {
 	return C.send_window;

@@ -459,11 +459,16 @@ int nk_sock__setsockopt(struct nk_sock *s, int fd, int level, int name,
 			     us);
 		return 0;
 	}
+	int res;
+
 	if (level == SOL_SOCKET &&
 	    (name == SO_TYPE || name == SO_DOMAIN || name == SO_PROTOCOL ||
 	     name == SO_ACCEPTCONN))
 		return -ENOPROTOOPT;
-	return fwd_sockopt(s, true, level, name, (void *)val, &len);
+	res = fwd_sockopt(s, true, level, name, (void *)val, &len);
+	if (!res)
+		nk_cmsg__track_opt(s, level, name, val, len);
+	return res;
 }
 
 static size_t iov_total(const struct iovec *iov, size_t n)
@@ -635,11 +640,17 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 	bool dgram = s->type == SOCK_DGRAM;
 	bool nonblock = atomic_load(&s->nonblock) || (flags & MSG_DONTWAIT);
 	bool want_addr = dgram && msg->msg_name && msg->msg_namelen;
-	uint32_t hdr = want_addr ? NK_ADDR_BYTES : 0;
+	/* Control messages the kernel would attach (cmsg.c). */
+	bool want_cmsg = dgram && atomic_load(&s->rx_cmsg) &&
+			 nk_conn__has_feature(NK_FEAT_CMSG);
+	uint32_t hdr = (want_addr ? NK_ADDR_BYTES : 0) +
+		       (want_cmsg ? NK_CMSG_BYTES : 0);
 	size_t total = iov_total(msg->msg_iov, msg->msg_iovlen), got = 0;
+	void *ctl = msg->msg_control;
+	size_t ctl_room = msg->msg_controllen;
 
 	msg->msg_flags = 0;
-	msg->msg_controllen = 0; /* no ancillary data through the shim */
+	msg->msg_controllen = 0;
 	if (msg->msg_name && !want_addr)
 		msg->msg_namelen = 0;
 	if (!total && !dgram)
@@ -677,6 +688,8 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 		sqe.io.msg_flags = flags & (MSG_PEEK | MSG_TRUNC | MSG_OOB);
 		if (want_addr)
 			sqe.flags |= NK_SQE_F_ADDR;
+		if (want_cmsg)
+			sqe.flags |= NK_SQE_F_CMSG;
 		if (nonblock)
 			sqe.flags |= NK_SQE_F_NONBLOCK;
 		else
@@ -708,6 +721,14 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 		}
 		if (op.cqe.flags & NK_CQE_F_TRUNC)
 			msg->msg_flags |= MSG_TRUNC;
+		if (want_cmsg) {
+			struct nk_cmsg blk;
+
+			memcpy(&blk,
+			       nk_buf__ptr(idx) + (want_addr ? NK_ADDR_BYTES : 0),
+			       sizeof(blk));
+			nk_cmsg__put_recv(msg, ctl, ctl_room, &blk);
+		}
 		nk_buf__free(idx);
 		if (dgram)
 			return (flags & MSG_TRUNC) ? res : (ssize_t)n;
@@ -739,6 +760,8 @@ ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 	int64_t window = nk_conn__send_window();
 	struct nk_sockaddr dest;
 	bool have_dest = false, reaped = false;
+	struct nk_cmsg cblk;
+	uint32_t chead = 0;
 	int err;
 
 	if ((err = take_send_error(s, flags)))
@@ -758,12 +781,21 @@ ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 			return err;
 		have_dest = true;
 	}
+	/* Refused here like the kernel would, never silently dropped. */
+	if (dgram && msg->msg_controllen) {
+		err = nk_cmsg__pack_send(msg, s->domain, &cblk);
+		if (err)
+			return err;
+		if (cblk.len && !nk_conn__has_feature(NK_FEAT_CMSG))
+			return -EINVAL;
+		chead = cblk.len ? NK_CMSG_BYTES : 0;
+	}
 	/*
 	 * The protocol's limit (65,535 bytes of IP packet, or of IPv6 payload,
 	 * less the headers), checked here: nkd's SEND completes after this
 	 * call returned, too late for the EMSGSIZE the kernel gives at once.
 	 */
-	if (dgram && (total > bsize ||
+	if (dgram && (total + chead > bsize ||
 		      total > (s->domain == AF_INET6 ? 65527u : 65507u)))
 		return -EMSGSIZE;
 	if (!dgram && !total)
@@ -814,10 +846,14 @@ ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 		idx = nk_buf__alloc(!nonblock, deadline);
 		if (idx < 0)
 			return sent ? (ssize_t)sent : idx;
+		if (chead) {
+			memcpy(nk_buf__ptr(idx), &cblk, sizeof(cblk));
+			sqe.flags |= NK_SQE_F_CMSG;
+		}
 		iov_gather(msg->msg_iov, msg->msg_iovlen, sent,
-			   nk_buf__ptr(idx), chunk);
+			   nk_buf__ptr(idx) + chead, chunk);
 		sqe.io.buf_off = nk_buf__off(idx);
-		sqe.io.buf_len = (uint32_t)chunk;
+		sqe.io.buf_len = (uint32_t)(chead + chunk);
 		/* nkd is a daemon: never let its send raise SIGPIPE. */
 		sqe.io.msg_flags = (flags & (MSG_MORE | MSG_OOB | MSG_EOR |
 					     MSG_DONTROUTE)) |

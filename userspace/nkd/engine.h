@@ -214,6 +214,9 @@ struct nk_req {
 			struct msghdr msg;
 			struct iovec iov;
 			struct __kernel_timespec ts;
+			/* SEND's checked ancillary data (cmsg.c) */
+			uint64_t ctl[NK_CMSG_BYTES / 8];
+			size_t ctl_len;
 		} k;
 	} u;
 };

@@ -1237,6 +1237,11 @@ static void xn_submit(void *priv, struct nk_req *op)
 	uint32_t flags, aux;
 	int res = 0;
 
+	/* No ancillary data here: its options are refused too (abi.md §5). */
+	if (op->sqe_flags & NK_SQE_F_CMSG) {
+		done(xn, op, -EINVAL, 0, 0, 0);
+		return;
+	}
 	switch (op->opcode) {
 	case NK_OP_BIND:
 		res = do_bind(a, op);
