@@ -3468,6 +3468,130 @@ static int c_epoll_edge_send(void)
 	return 0;
 }
 
+/* A plain 3-byte datagram "anc" to `to`. */
+static int send_str_to(int fd, struct addr *to)
+{
+	if (sendto(fd, "anc", 3, 0, sa(to), to->len) != 3)
+		FAIL("sendto: %s", strerror(errno));
+	return 0;
+}
+
+/* Sends "anc" to `to` with one int control message (level, type, val). */
+static int send_cmsg_int(int fd, struct addr *to, int level, int type, int val)
+{
+	union {
+		char b[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { "anc", 3 };
+	struct msghdr m = { .msg_name = sa(to),
+			    .msg_namelen = to->len,
+			    .msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = u.b,
+			    .msg_controllen = sizeof(u.b) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+
+	memset(&u, 0, sizeof(u));
+	c->cmsg_level = level;
+	c->cmsg_type = type;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &val, sizeof(val));
+	return sendmsg(fd, &m, 0) == 3 ? 0 : -errno;
+}
+
+/* recvmsg with room for room bytes of control messages. */
+static int recv_cmsgs(int fd, size_t room, struct msghdr *m, uint64_t *ctl,
+		      char *data)
+{
+	static struct iovec iov;
+
+	iov.iov_base = data;
+	iov.iov_len = 16;
+	memset(m, 0, sizeof(*m));
+	m->msg_iov = &iov;
+	m->msg_iovlen = 1;
+	m->msg_control = room ? ctl : NULL;
+	m->msg_controllen = room;
+	if (wait_ev(fd, POLLIN, 3000) <= 0)
+		FAIL("no datagram within 3 s");
+	if (recvmsg(fd, m, 0) != 3)
+		FAIL("recvmsg: %s", strerror(errno));
+	return 0;
+}
+
+/*
+ * RFC 3542 ancillary data over UDPv6 (and its IPv4 twins), as CPython's
+ * test_socket RFC3542AncillaryTest uses it: IPV6_RECVHOPLIMIT and
+ * IPV6_RECVTCLASS are accepted, recvmsg returns the kernel's control
+ * messages, cut with MSG_CTRUNC to a short buffer, and sendmsg applies an
+ * IPV6_HOPLIMIT control message and refuses a bad one with EINVAL.
+ */
+static int c_udp_cmsg(void)
+{
+	uint64_t ctl[32];
+	char data[16];
+	struct msghdr m;
+	struct cmsghdr *c;
+	struct addr a;
+	int r, s, one = 1, v, e;
+
+	TRY(r = udp_bound("::1", &a));
+	SYS(s = socket(AF_INET6, SOCK_DGRAM, 0));
+	SYS(setsockopt(r, IPPROTO_IPV6, IPV6_RECVHOPLIMIT, &one, sizeof(one)));
+	SYS(setsockopt(r, IPPROTO_IPV6, IPV6_RECVTCLASS, &one, sizeof(one)));
+	e = send_cmsg_int(s, &a, IPPROTO_IPV6, IPV6_HOPLIMIT, 7);
+	EXPECT(!e, "sendmsg with IPV6_HOPLIMIT: %s", strerror(-e));
+	TRY(recv_cmsgs(r, sizeof(ctl), &m, ctl, data));
+	EXPECT(!(m.msg_flags & MSG_CTRUNC), "MSG_CTRUNC with room");
+	c = CMSG_FIRSTHDR(&m);
+	EXPECT(c && c->cmsg_level == IPPROTO_IPV6 &&
+		       c->cmsg_type == IPV6_HOPLIMIT &&
+		       c->cmsg_len == CMSG_LEN(sizeof(int)),
+	       "first control message is not IPV6_HOPLIMIT");
+	memcpy(&v, CMSG_DATA(c), sizeof(v));
+	EXPECT(v == 7, "hop limit %d, sent with 7", v);
+	c = CMSG_NXTHDR(&m, c);
+	EXPECT(c && c->cmsg_type == IPV6_TCLASS, "no IPV6_TCLASS after it");
+	EXPECT(!CMSG_NXTHDR(&m, c), "more than two control messages");
+	EXPECT(m.msg_controllen == 2 * CMSG_SPACE(sizeof(int)),
+	       "msg_controllen %zu", (size_t)m.msg_controllen);
+	/* Room for one and a bit: the second is cut, MSG_CTRUNC. */
+	TRY(send_str_to(s, &a));
+	TRY(recv_cmsgs(r, CMSG_SPACE(sizeof(int)) + sizeof(struct cmsghdr) + 1,
+		       &m, ctl, data));
+	EXPECT(m.msg_flags & MSG_CTRUNC, "no MSG_CTRUNC on a short buffer");
+	EXPECT(m.msg_controllen ==
+		       CMSG_SPACE(sizeof(int)) + sizeof(struct cmsghdr) + 1,
+	       "short buffer: msg_controllen %zu", (size_t)m.msg_controllen);
+	/* No buffer at all: MSG_CTRUNC alone. */
+	TRY(send_str_to(s, &a));
+	TRY(recv_cmsgs(r, 0, &m, ctl, data));
+	EXPECT((m.msg_flags & MSG_CTRUNC) && !m.msg_controllen,
+	       "no buffer: flags %#x controllen %zu", m.msg_flags,
+	       (size_t)m.msg_controllen);
+	e = send_cmsg_int(s, &a, IPPROTO_IPV6, IPV6_HOPLIMIT, 300);
+	EXPECT(e == -EINVAL, "IPV6_HOPLIMIT 300: %s, expected EINVAL",
+	       strerror(-e));
+	close(r);
+	close(s);
+	/* IPv4: IP_RECVTTL and an IP_TTL control message. */
+	TRY(r = udp_bound("127.0.0.1", &a));
+	SYS(s = socket(AF_INET, SOCK_DGRAM, 0));
+	SYS(setsockopt(r, IPPROTO_IP, IP_RECVTTL, &one, sizeof(one)));
+	e = send_cmsg_int(s, &a, IPPROTO_IP, IP_TTL, 9);
+	EXPECT(!e, "sendmsg with IP_TTL: %s", strerror(-e));
+	TRY(recv_cmsgs(r, sizeof(ctl), &m, ctl, data));
+	c = CMSG_FIRSTHDR(&m);
+	EXPECT(c && c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TTL,
+	       "no IP_TTL control message");
+	memcpy(&v, CMSG_DATA(c), sizeof(v));
+	EXPECT(v == 9, "TTL %d, sent with 9", v);
+	close(r);
+	close(s);
+	return 0;
+}
+
 /* ------------------------------------------------------------- runner */
 
 struct check {
@@ -3552,6 +3676,8 @@ static const struct check checks[] = {
 	  "SHUT_WR with a full send queue returns, FIN after the data" },
 	{ "epoll_edge_send", c_epoll_edge_send,
 	  "EPOLLET: both ends readable right after both send" },
+	{ "udp_cmsg", c_udp_cmsg,
+	  "RFC 3542 ancillary data over UDP, MSG_CTRUNC" },
 };
 
 #define NCHECKS (sizeof(checks) / sizeof(checks[0]))
