@@ -40,8 +40,8 @@ static unsigned opt_bit(int level, int name)
 	return 0;
 }
 
-void nk_cmsg__track_opt(struct nk_sock *s, int level, int name,
-			const void *val, socklen_t len)
+void nk_cmsg__track_opt(struct nk_sock *s, int level, int name, const void *val,
+			socklen_t len)
 {
 	unsigned bit = opt_bit(level, name);
 	int v = 0;

@@ -209,8 +209,7 @@ int nk_sock__create(int domain, int type, int protocol)
 	res = call_simple(&sqe, false);
 	if (res <= 0)
 		return res ? res : -EPROTO;
-	return install_new((uint32_t)res, domain, type, protocol, flags,
-			   false);
+	return install_new((uint32_t)res, domain, type, protocol, flags, false);
 }
 
 int nk_sock__bind(struct nk_sock *s, const struct sockaddr *sa, socklen_t len)
@@ -293,9 +292,8 @@ int nk_sock__connect(struct nk_sock *s, const struct sockaddr *sa,
 	 * Connected or connecting: recv's EAGAIN can come from the
 	 * placeholder. connect(AF_UNSPEC) disconnects: ENOTCONN again.
 	 */
-	if (s->type == SOCK_STREAM &&
-	    (res == 0 || res == -EINPROGRESS || res == -EALREADY ||
-	     res == -EISCONN))
+	if (s->type == SOCK_STREAM && (res == 0 || res == -EINPROGRESS ||
+				       res == -EALREADY || res == -EISCONN))
 		atomic_store(&s->rx_exact, sqe.addr.family != 0);
 	return res;
 }
@@ -725,7 +723,8 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 			struct nk_cmsg blk;
 
 			memcpy(&blk,
-			       nk_buf__ptr(idx) + (want_addr ? NK_ADDR_BYTES : 0),
+			       nk_buf__ptr(idx) +
+				       (want_addr ? NK_ADDR_BYTES : 0),
 			       sizeof(blk));
 			nk_cmsg__put_recv(msg, ctl, ctl_room, &blk);
 		}

@@ -60,9 +60,8 @@ int nk_cmsg__check_send(const struct nk_cmsg *blk, int family, void *out,
 			memcpy((uint8_t *)out + used, p, c.cmsg_len);
 			used += CMSG_ALIGN(c.cmsg_len);
 		} else if (c.cmsg_level == SOL_SOCKET ||
-			   c.cmsg_level ==
-				   (family == AF_INET6 ? IPPROTO_IPV6
-						       : IPPROTO_IP)) {
+			   c.cmsg_level == (family == AF_INET6 ? IPPROTO_IPV6
+							       : IPPROTO_IP)) {
 			return -EINVAL;
 		}
 		p += step;

@@ -976,8 +976,7 @@ static void kn_submit(void *priv, struct nk_req *op)
 		 */
 		if (op->arg != SHUT_RD && s->type == SOCK_STREAM &&
 		    (ks->send_busy || !nk_list__empty(&ks->sendq))) {
-			if (op->arg == SHUT_RDWR &&
-			    shutdown(ks->fd, SHUT_RD))
+			if (op->arg == SHUT_RDWR && shutdown(ks->fd, SHUT_RD))
 				res = -errno;
 			if (!res)
 				ks->shut_wr_pending = true;

@@ -259,7 +259,7 @@ int nk_validate__sqe(const struct nk_sqe *sqe, const struct nk_validate_ctx *c,
 			return -EOPNOTSUPP;
 		if (sqe->io.buf_len <
 		    ((sqe->flags & NK_SQE_F_ADDR) ? sizeof(struct nk_sockaddr)
-						   : 0) +
+						  : 0) +
 			    ((sqe->flags & NK_SQE_F_CMSG) ? NK_CMSG_BYTES : 0))
 			return -EINVAL;
 		if ((sqe->flags & NK_SQE_F_CMSG) &&
