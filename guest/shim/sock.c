@@ -695,8 +695,8 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 		err = nk_ring__call(&sqe, &op, !nonblock);
 		res = err ? err : op.cqe.res;
 		/* nkd's socket is connected or connecting (adopted ones). */
-		if (!err && res != -ENOTCONN && !atomic_load(&s->rx_exact) &&
-		    !atomic_load(&s->listening))
+		if (!err && (res >= 0 || res == -EAGAIN) &&
+		    !atomic_load(&s->rx_exact) && !atomic_load(&s->listening))
 			atomic_store(&s->rx_exact, 1);
 		if (res < 0) {
 			nk_buf__free(idx);
