@@ -40,6 +40,7 @@ UT_validate_SRCS := userspace/nkd/validate.c userspace/nkd/bufown.c
 UT_config_SRCS := userspace/nkd/config.c
 UT_host_ring_SRCS := userspace/nkd/host_ring.c userspace/nkd/region.c
 UT_bufown_SRCS := userspace/nkd/bufown.c
+UT_cmsg_SRCS := userspace/nkd/cmsg.c
 UT_guest_ids_SRCS := userspace/nkd/guest_ids.c
 # The engine with a fake NSM (tests/unit/test_engine.c): everything of nkd
 # but main, the control socket and the two real NSMs with their helpers

@@ -57,6 +57,16 @@
 #define UD_SEND 1u /* async SEND, buffer index in the upper bits */
 #define UD_IGNORE 2u /* fire-and-forget (CLOSE, CANCEL) */
 #define UD_PREFETCH 3u /* read-ahead RECV, buffer index in the upper bits */
+#define UD_BARRIER 4u /* NOP barrier, its sequence number in the upper bits */
+/* Longest a multiplexer waits for nkd to catch up with this process. */
+#define NK_BARRIER_NS (2 * 1000 * 1000LL)
+
+/*
+ * Barriers (abi.md §5, NOP): set when an SQE that changes a peer's
+ * readiness (SEND, SHUTDOWN, CLOSE) was published since the last one.
+ */
+static atomic_int barrier_dirty;
+static atomic_uint barrier_seq, barrier_done;
 
 struct nk_cfg nk_cfg;
 
@@ -851,6 +861,11 @@ int64_t nk_conn__mux_spin_ns(void)
 	return NK_MUX_SPIN_NS;
 }
 
+bool nk_conn__has_feature(uint64_t feat)
+{
+	return (C.features & feat) == feat;
+}
+
 uint32_t nk_conn__send_window(void)
 {
 	return C.send_window;
@@ -1105,6 +1120,9 @@ static int submit_seq(struct nk_sqe *sqe, uint32_t *seq)
 		       sqe->opcode, sqe->handle, sqe->flags,
 		       (unsigned long long)sqe->user_data, sqe->io.buf_len);
 	*nk_sq__entry(&C.ring, idx) = *sqe;
+	if (sqe->opcode == NK_OP_SEND || sqe->opcode == NK_OP_SHUTDOWN ||
+	    sqe->opcode == NK_OP_CLOSE)
+		atomic_store_explicit(&barrier_dirty, 1, memory_order_relaxed);
 	/* Publishes the entry, then reads NEED_WAKEUP after a fence. */
 	bell = nk_sq__submit(&C.ring);
 	*seq = nk_sq__tail(&C.ring);
@@ -1188,6 +1206,15 @@ static void dispatch(const struct nk_cqe *cqe)
 						   NK_PF_NONE))
 			nk_buf__free((int)idx);
 		nk_sock__put(s);
+		return;
+	}
+	case UD_BARRIER: {
+		unsigned seq = (unsigned)(ud >> 3), done;
+
+		done = atomic_load(&barrier_done);
+		while ((int)(seq - done) > 0 &&
+		       !atomic_compare_exchange_weak(&barrier_done, &done, seq))
+			;
 		return;
 	}
 	default:
@@ -1680,6 +1707,38 @@ int nk_ring__wait_taken(struct nk_sock *s, int64_t timeout_ns)
 			return err;
 	}
 	return 0;
+}
+
+void nk_ring__barrier(void)
+{
+	struct nk_sqe sqe = { .opcode = NK_OP_NOP };
+	int64_t deadline;
+	unsigned seq;
+
+	/*
+	 * On a kernel socket a loopback send is synchronous: the peer is
+	 * readable when send() returns. Here the SEND runs in nkd later, so
+	 * before a multiplexer looks, nkd answers a NOP once everything this
+	 * process published before it has run and its readiness is on the
+	 * placeholders. Bounded: a slow nkd costs a late edge, never a hang.
+	 */
+	if (atomic_load(&C.state) != NK_ST_UP ||
+	    !atomic_exchange(&barrier_dirty, 0))
+		return;
+	seq = atomic_fetch_add(&barrier_seq, 1) + 1;
+	sqe.user_data = ((uint64_t)seq << 3) | UD_BARRIER;
+	if (nk_ring__submit(&sqe))
+		return;
+	deadline = nk_now_ns() + NK_BARRIER_NS;
+	for (;;) {
+		uint32_t g = nk_ring__gen();
+
+		nk_ring__poll();
+		if ((int)(atomic_load(&barrier_done) - seq) >= 0)
+			return;
+		if (nk_ring__wait_progress(g, deadline, false))
+			return;
+	}
 }
 
 void nk_ring__close_sock(struct nk_sock *s)

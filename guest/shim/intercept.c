@@ -685,6 +685,8 @@ static int do_epoll(int epfd, struct epoll_event *ev, int max, int timeout,
 	struct mux_spin m;
 	int n;
 
+	if (timeout != 0 && nk_fdtab__count())
+		nk_ring__barrier();
 	if (!mux_spin_begin(&m, timeout))
 		return mask ? REAL(epoll_pwait)(epfd, ev, max, timeout, mask)
 			    : REAL(epoll_wait)(epfd, ev, max, timeout);
@@ -715,6 +717,9 @@ static int do_poll(struct pollfd *fds, nfds_t n, int timeout,
 	struct timespec t;
 	int r;
 
+	if ((ts ? ts->tv_sec || ts->tv_nsec : timeout != 0) &&
+	    nk_fdtab__count())
+		nk_ring__barrier();
 	if (!mux_spin_begin(&m, ts ? (ts->tv_sec || ts->tv_nsec) : timeout))
 		return ts || mask ? REAL(ppoll)(fds, n, ts, mask)
 				  : REAL(poll)(fds, n, timeout);

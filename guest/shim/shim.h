@@ -135,6 +135,14 @@ struct nk_sock {
 	int domain, type, protocol;
 	atomic_int nonblock; /* O_NONBLOCK of the open file, as set by app */
 	atomic_int listening;
+	/*
+	 * Stream: known connected or connecting, so an empty placeholder
+	 * means EAGAIN. Until then a recv asks nkd, whose socket says
+	 * ENOTCONN where the kernel would.
+	 */
+	atomic_int rx_exact;
+	/* Options set that make recvmsg return control messages (cmsg.c). */
+	atomic_uint rx_cmsg;
 	atomic_int pending_err; /* async SEND error, reported once */
 	atomic_llong inflight; /* SEND bytes queued to nkd, not completed */
 	/* The same SENDs as nkd counts them against the window (abi.md §5) */
@@ -329,6 +337,17 @@ NK_HIDDEN int nk_ring__wait_progress(uint32_t since, int64_t deadline_ns,
 				     bool intr);
 /* Reap without waiting. */
 NK_HIDDEN void nk_ring__poll(void);
+NK_HIDDEN bool nk_conn__has_feature(uint64_t feat);
+
+/* Ancillary data (cmsg.c). */
+NK_HIDDEN void nk_cmsg__track_opt(struct nk_sock *s, int level, int name,
+				  const void *val, socklen_t len);
+NK_HIDDEN int nk_cmsg__pack_send(const struct msghdr *msg, int family,
+				 struct nk_cmsg *out);
+NK_HIDDEN void nk_cmsg__put_recv(struct msghdr *msg, void *ctl, size_t room,
+				 const struct nk_cmsg *blk);
+/* Before a multiplexer looks: let nkd mirror what this process sent. */
+NK_HIDDEN void nk_ring__barrier(void);
 /* Last close: CLOSE now or once the socket's sends drained. */
 NK_HIDDEN void nk_ring__close_sock(struct nk_sock *s);
 /* At exit: let queued sends reach nkd before the connection goes. */

@@ -151,7 +151,7 @@ static int call_simple(struct nk_sqe *sqe, bool intr)
 
 /* Wrap a new handle in a placeholder fd; returns the fd. */
 static int install_new(uint32_t handle, int domain, int type, int protocol,
-		       int flags)
+		       int flags, bool accepted)
 {
 	struct nk_sqe close_sqe = { .opcode = NK_OP_CLOSE, .handle = handle };
 	struct nk_sock *s, *old;
@@ -184,6 +184,7 @@ static int install_new(uint32_t handle, int domain, int type, int protocol,
 	s->dev = st.st_dev;
 	s->ino = st.st_ino;
 	atomic_store(&s->nonblock, !!(flags & SOCK_NONBLOCK));
+	atomic_store(&s->rx_exact, accepted || type != SOCK_STREAM);
 	err = nk_ctl__ph_bind(handle, id, s->dev, s->ino);
 	if (err) {
 		nk_sock__put(s);
@@ -222,7 +223,7 @@ int nk_sock__create(int domain, int type, int protocol)
 	res = call_simple(&sqe, false);
 	if (res <= 0)
 		return res ? res : -EPROTO;
-	return install_new((uint32_t)res, domain, type, protocol, flags);
+	return install_new((uint32_t)res, domain, type, protocol, flags, false);
 }
 
 int nk_sock__bind(struct nk_sock *s, const struct sockaddr *sa, socklen_t len)
@@ -240,8 +241,10 @@ int nk_sock__listen(struct nk_sock *s, int backlog)
 
 	sqe.ctl.arg = backlog < 0 ? 0 : (uint32_t)backlog;
 	res = call_simple(&sqe, false);
-	if (res == 0)
+	if (res == 0) {
 		atomic_store(&s->listening, 1);
+		atomic_store(&s->rx_exact, 0); /* recv: ENOTCONN */
+	}
 	return res;
 }
 
@@ -256,7 +259,8 @@ int nk_sock__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
 
 	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
 		return -EINVAL;
-	if (nonblock && !placeholder_ready(fd))
+	/* Only a listener's empty placeholder means EAGAIN; else EINVAL. */
+	if (nonblock && atomic_load(&s->listening) && !placeholder_ready(fd))
 		return -EAGAIN;
 	idx = nk_buf__alloc(!nonblock, rcv_deadline(s, nonblock));
 	if (idx < 0)
@@ -276,7 +280,7 @@ int nk_sock__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
 	if (op.cqe.res <= 0)
 		return op.cqe.res ? op.cqe.res : -EPROTO;
 	nfd = install_new((uint32_t)op.cqe.res, s->domain, s->type, s->protocol,
-			  flags);
+			  flags, true);
 	if (nfd >= 0) {
 		struct nk_sock *ns = nk_fdtab__get(nfd);
 
@@ -311,23 +315,14 @@ int nk_sock__connect(struct nk_sock *s, const struct sockaddr *sa,
 	/* A connect that timed out goes on in the background, as in Linux. */
 	if (res == -EAGAIN && !(sqe.flags & NK_SQE_F_NONBLOCK))
 		res = -EINPROGRESS;
+	/*
+	 * Connected or connecting: recv's EAGAIN can come from the
+	 * placeholder. connect(AF_UNSPEC) disconnects: ENOTCONN again.
+	 */
+	if (s->type == SOCK_STREAM && (res == 0 || res == -EINPROGRESS ||
+				       res == -EALREADY || res == -EISCONN))
+		atomic_store(&s->rx_exact, sqe.addr.family != 0);
 	return res;
-}
-
-/* Until queued SENDs reach nkd, a FIN or CLOSE must not overtake them. */
-static int wait_sends(struct nk_sock *s)
-{
-	while (atomic_load(&s->inflight) > 0) {
-		uint32_t g = nk_ring__gen();
-		int err;
-
-		if (atomic_load(&s->inflight) <= 0)
-			break;
-		err = nk_ring__wait_progress(g, 0, true);
-		if (err)
-			return err;
-	}
-	return 0;
 }
 
 int nk_sock__shutdown(struct nk_sock *s, int fd, int how)
@@ -337,8 +332,11 @@ int nk_sock__shutdown(struct nk_sock *s, int fd, int how)
 
 	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
 		return -EINVAL;
-	if (how != SHUT_RD && (err = wait_sends(s)))
-		return err;
+	/*
+	 * No wait for the queued SENDs: they are on the SQ before this
+	 * SHUTDOWN, and nkd sends the FIN after them (abi.md §5). Waiting
+	 * would hang a process whose peer reads only after this returns.
+	 */
 	sqe.ctl.arg = (uint32_t)how;
 	err = call_simple(&sqe, false);
 	if (err)
@@ -487,8 +485,6 @@ static void sndbuf_window(struct nk_sock *s, const void *val)
 int nk_sock__setsockopt(struct nk_sock *s, int fd, int level, int name,
 			const void *val, socklen_t len)
 {
-	int err;
-
 	(void)fd;
 	if (level == SOL_SOCKET &&
 	    (name == SO_RCVTIMEO || name == SO_SNDTIMEO)) {
@@ -506,15 +502,19 @@ int nk_sock__setsockopt(struct nk_sock *s, int fd, int level, int name,
 			     us);
 		return 0;
 	}
+	int res;
+
 	if (level == SOL_SOCKET &&
 	    (name == SO_TYPE || name == SO_DOMAIN || name == SO_PROTOCOL ||
 	     name == SO_ACCEPTCONN))
 		return -ENOPROTOOPT;
-	err = fwd_sockopt(s, true, level, name, (void *)val, &len);
-	if (!err && level == SOL_SOCKET && name == SO_SNDBUF &&
+	res = fwd_sockopt(s, true, level, name, (void *)val, &len);
+	if (!res && level == SOL_SOCKET && name == SO_SNDBUF &&
 	    len >= sizeof(int))
 		sndbuf_window(s, val);
-	return err;
+	if (!res)
+		nk_cmsg__track_opt(s, level, name, val, len);
+	return res;
 }
 
 static size_t iov_total(const struct iovec *iov, size_t n)
@@ -698,11 +698,17 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 	bool dgram = s->type == SOCK_DGRAM;
 	bool nonblock = atomic_load(&s->nonblock) || (flags & MSG_DONTWAIT);
 	bool want_addr = dgram && msg->msg_name && msg->msg_namelen;
-	uint32_t hdr = want_addr ? NK_ADDR_BYTES : 0;
+	/* Control messages the kernel would attach (cmsg.c). */
+	bool want_cmsg = dgram && atomic_load(&s->rx_cmsg) &&
+			 nk_conn__has_feature(NK_FEAT_CMSG);
+	uint32_t hdr = (want_addr ? NK_ADDR_BYTES : 0) +
+		       (want_cmsg ? NK_CMSG_BYTES : 0);
 	size_t total = iov_total(msg->msg_iov, msg->msg_iovlen), got = 0;
+	void *ctl = msg->msg_control;
+	size_t ctl_room = msg->msg_controllen;
 
 	msg->msg_flags = 0;
-	msg->msg_controllen = 0; /* no ancillary data through the shim */
+	msg->msg_controllen = 0;
 	if (msg->msg_name && !want_addr)
 		msg->msg_namelen = 0;
 	if (!total && !dgram)
@@ -729,7 +735,8 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 				continue;
 			}
 		}
-		if (nonblock && !placeholder_ready(fd))
+		if (nonblock && atomic_load(&s->rx_exact) &&
+		    !placeholder_ready(fd))
 			return got ? (ssize_t)got : -EAGAIN;
 		idx = nk_buf__alloc(!nonblock, rcv_deadline(s, nonblock));
 		if (idx < 0)
@@ -739,12 +746,18 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 		sqe.io.msg_flags = flags & (MSG_PEEK | MSG_TRUNC | MSG_OOB);
 		if (want_addr)
 			sqe.flags |= NK_SQE_F_ADDR;
+		if (want_cmsg)
+			sqe.flags |= NK_SQE_F_CMSG;
 		if (nonblock)
 			sqe.flags |= NK_SQE_F_NONBLOCK;
 		else
 			set_timeout(&sqe, atomic_load(&s->rcvtimeo_us));
 		err = nk_ring__call(&sqe, &op, !nonblock);
 		res = err ? err : op.cqe.res;
+		/* nkd's socket is connected or connecting (adopted ones). */
+		if (!err && (res >= 0 || res == -EAGAIN) &&
+		    !atomic_load(&s->rx_exact) && !atomic_load(&s->listening))
+			atomic_store(&s->rx_exact, 1);
 		if (res == 0 && !dgram && !got)
 			res = eof_error(s);
 		if (res < 0) {
@@ -768,6 +781,15 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 		}
 		if (op.cqe.flags & NK_CQE_F_TRUNC)
 			msg->msg_flags |= MSG_TRUNC;
+		if (want_cmsg) {
+			struct nk_cmsg blk;
+
+			memcpy(&blk,
+			       nk_buf__ptr(idx) +
+				       (want_addr ? NK_ADDR_BYTES : 0),
+			       sizeof(blk));
+			nk_cmsg__put_recv(msg, ctl, ctl_room, &blk);
+		}
 		nk_buf__free(idx);
 		if (dgram)
 			return (flags & MSG_TRUNC) ? res : (ssize_t)n;
@@ -819,10 +841,11 @@ void nk_sock__send_failed(struct nk_sock *s, int err)
  */
 static ssize_t send_sync(struct nk_sock *s, struct nk_sqe *sqe,
 			 const struct msghdr *msg, size_t total, int flags,
-			 bool nonblock)
+			 bool nonblock, const struct nk_cmsg *cblk,
+			 uint32_t chead)
 {
-	size_t chunk = total < nk_conn__buf_size() ? total
-						   : nk_conn__buf_size();
+	size_t room = nk_conn__buf_size() - chead;
+	size_t chunk = total < room ? total : room;
 	struct nk_call op;
 	int idx, err, res;
 
@@ -831,9 +854,14 @@ static ssize_t send_sync(struct nk_sock *s, struct nk_sqe *sqe,
 	idx = nk_buf__alloc(!nonblock, 0);
 	if (idx < 0)
 		return idx;
-	iov_gather(msg->msg_iov, msg->msg_iovlen, 0, nk_buf__ptr(idx), chunk);
+	if (chead) {
+		memcpy(nk_buf__ptr(idx), cblk, sizeof(*cblk));
+		sqe->flags |= NK_SQE_F_CMSG;
+	}
+	iov_gather(msg->msg_iov, msg->msg_iovlen, 0, nk_buf__ptr(idx) + chead,
+		   chunk);
 	sqe->io.buf_off = nk_buf__off(idx);
-	sqe->io.buf_len = (uint32_t)chunk;
+	sqe->io.buf_len = (uint32_t)(chead + chunk);
 	if (nonblock)
 		sqe->flags |= NK_SQE_F_NONBLOCK;
 	else
@@ -868,6 +896,8 @@ ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 	uint32_t msg_flags =
 		(flags & (MSG_MORE | MSG_OOB | MSG_EOR | MSG_DONTROUTE)) |
 		MSG_NOSIGNAL;
+	struct nk_cmsg cblk;
+	uint32_t chead = 0;
 	int err;
 
 	if ((err = take_send_error(s, flags)))
@@ -887,12 +917,21 @@ ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 			return err;
 		have_dest = true;
 	}
+	/* Refused here like the kernel would, never silently dropped. */
+	if (dgram && msg->msg_controllen) {
+		err = nk_cmsg__pack_send(msg, s->domain, &cblk);
+		if (err)
+			return err;
+		if (cblk.len && !nk_conn__has_feature(NK_FEAT_CMSG))
+			return -EINVAL;
+		chead = cblk.len ? NK_CMSG_BYTES : 0;
+	}
 	/*
 	 * The protocol's limit (65,535 bytes of IP packet, or of IPv6 payload,
 	 * less the headers), checked here: nkd's SEND completes after this
 	 * call returned, too late for the EMSGSIZE the kernel gives at once.
 	 */
-	if (dgram && (total > bsize ||
+	if (dgram && (total + chead > bsize ||
 		      total > (s->domain == AF_INET6 ? 65527u : 65507u)))
 		return -EMSGSIZE;
 	if (!dgram && !total)
@@ -903,7 +942,8 @@ ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 		ssize_t r;
 
 		sqe.io.msg_flags = msg_flags;
-		r = send_sync(s, &sqe, msg, total, flags, nonblock);
+		r = send_sync(s, &sqe, msg, total, flags, nonblock, &cblk,
+			      chead);
 		/* A blocking stream send goes on with the rest, async. */
 		if (r <= 0 || dgram || nonblock || (size_t)r >= total)
 			return r;
@@ -964,10 +1004,14 @@ ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 		idx = nk_buf__alloc_send(!nonblock, deadline);
 		if (idx < 0)
 			return sent ? (ssize_t)sent : idx;
+		if (chead) {
+			memcpy(nk_buf__ptr(idx), &cblk, sizeof(cblk));
+			sqe.flags |= NK_SQE_F_CMSG;
+		}
 		iov_gather(msg->msg_iov, msg->msg_iovlen, sent,
-			   nk_buf__ptr(idx), chunk);
+			   nk_buf__ptr(idx) + chead, chunk);
 		sqe.io.buf_off = nk_buf__off(idx);
-		sqe.io.buf_len = (uint32_t)chunk;
+		sqe.io.buf_len = (uint32_t)(chead + chunk);
 		sqe.io.msg_flags = msg_flags;
 		if (have_dest) {
 			sqe.flags |= NK_SQE_F_ADDR;

@@ -32,9 +32,11 @@
 #define NK_FEAT_RECV_PREFETCH (1U << 4) /* RECV takes NK_SQE_F_PREFETCH */
 /* SEND CQE aux = room left in the socket's send window (docs/abi.md §5) */
 #define NK_FEAT_SEND_CREDIT (1U << 5)
+#define NK_FEAT_CMSG (1U << 6) /* SEND/RECV take NK_SQE_F_CMSG */
 #define NK_FEAT_ALL                                                            \
 	(NK_FEAT_FUTEX_WAKE | NK_FEAT_DOORBELL_EVENTFD | NK_FEAT_PLACEHOLDER | \
-	 NK_FEAT_SENDTO_ADDR | NK_FEAT_RECV_PREFETCH | NK_FEAT_SEND_CREDIT)
+	 NK_FEAT_SENDTO_ADDR | NK_FEAT_RECV_PREFETCH | NK_FEAT_SEND_CREDIT |   \
+	 NK_FEAT_CMSG)
 
 /* Cache line the layout is built around; the SQE is exactly one. */
 #define NK_CACHELINE 64u
@@ -118,13 +120,22 @@ enum nk_op {
  */
 #define NK_SQE_F_PREFETCH (1U << 3)
 /*
+ * SEND and RECV on a datagram socket: ancillary data. The buffer holds a
+ * struct nk_cmsg block of NK_CMSG_BYTES (after the nk_sockaddr when
+ * NK_SQE_F_ADDR is set on a RECV), then the data. RECV: nkd fills it with
+ * the kernel's control messages; SEND: the guest's, which nkd checks
+ * against an allow-list (docs/abi.md §5, "Ancillary data").
+ */
+#define NK_SQE_F_CMSG (1U << 4)
+/*
  * Every flag this ABI defines; anything else is refused. NK_SQE_F_PREFETCH
- * is also refused on any op but RECV, and a guest sends it only when the
- * header offers NK_FEAT_RECV_PREFETCH.
+ * is also refused on any op but RECV, NK_SQE_F_CMSG on any but SEND and
+ * RECV; a guest sends them only when the header offers
+ * NK_FEAT_RECV_PREFETCH and NK_FEAT_CMSG.
  */
 #define NK_SQE_F_ALL                                            \
 	(NK_SQE_F_NONBLOCK | NK_SQE_F_ADDR | NK_SQE_F_TIMEOUT | \
-	 NK_SQE_F_PREFETCH)
+	 NK_SQE_F_PREFETCH | NK_SQE_F_CMSG)
 
 /* NK_OP_IOCTL requests. */
 #define NK_IOCTL_FIONREAD 1u /* bytes readable now */
@@ -170,6 +181,21 @@ struct nk_sqe {
 			uint32_t resv2[6];
 		} opt;
 	};
+};
+
+/*
+ * The ancillary-data block of a SEND or RECV with NK_SQE_F_CMSG: NK_CMSG_BYTES
+ * in the buffer, this header followed by len bytes of control messages in
+ * the host's struct cmsghdr layout (as recvmsg() writes them, CMSG_ALIGN'd),
+ * the rest unused.
+ */
+#define NK_CMSG_BYTES 256u
+#define NK_CMSG_F_CTRUNC (1U << 0) /* RECV: the kernel cut them (MSG_CTRUNC) */
+
+struct nk_cmsg {
+	uint32_t len; /* bytes of control messages after this header */
+	uint32_t flags; /* NK_CMSG_F_*; 0 on a SEND */
+	uint8_t data[NK_CMSG_BYTES - 8];
 };
 
 /* ------------------------------------------------------------------------ */
@@ -288,6 +314,12 @@ NK_ASSERT_OFF(nk_sqe, ctl.arg, 24);
 NK_ASSERT_OFF(nk_sqe, opt.level, 32);
 NK_ASSERT_OFF(nk_sqe, opt.optname, 36);
 NK_ASSERT_OFF(nk_sqe, addr, 32);
+
+_Static_assert(sizeof(struct nk_cmsg) == NK_CMSG_BYTES, "cmsg block size");
+_Static_assert(NK_CMSG_BYTES % 8 == 0, "cmsg block keeps 8-byte alignment");
+NK_ASSERT_OFF(nk_cmsg, len, 0);
+NK_ASSERT_OFF(nk_cmsg, flags, 4);
+NK_ASSERT_OFF(nk_cmsg, data, 8);
 
 _Static_assert(sizeof(struct nk_cqe) == 32, "CQE size");
 NK_ASSERT_OFF(nk_cqe, user_data, 0);

@@ -3320,6 +3320,279 @@ static int c_pipe_file(void)
 
 /* The send path's checks (causes C, D, F of issue 7). */
 #include "nk_semantics_send.c"
+/* ----------------------------------------------- issue 7 conformance */
+
+/* recv's answer as an errno, 0 for end of stream, or -1 for data. */
+static int recv_errno(int fd, int flags)
+{
+	char c;
+	ssize_t r;
+
+	errno = 0;
+	r = recv(fd, &c, 1, flags);
+	return r < 0 ? errno : r == 0 ? 0 : -1;
+}
+
+/*
+ * A non-blocking recv on a stream that is not connected is ENOTCONN, not
+ * EAGAIN (ssl.wrap_socket probes with recv(1)); only a connecting or
+ * connected one says EAGAIN, after SHUT_RD it is end of stream, and
+ * unconnected UDP says EAGAIN.
+ */
+static int c_recv_notconn(void)
+{
+	struct addr a, to;
+	int u, l, c, s, x, e;
+
+	SYS(u = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));
+	e = recv_errno(u, 0);
+	EXPECT(e == ENOTCONN, "unconnected non-blocking recv: errno %d", e);
+	e = recv_errno(u, MSG_DONTWAIT);
+	EXPECT(e == ENOTCONN, "unconnected MSG_DONTWAIT recv: errno %d", e);
+	errno = 0;
+	EXPECT(accept(u, NULL, NULL) < 0 && errno == EINVAL,
+	       "non-blocking accept on a non-listener: errno %d", errno);
+	TRY(l = tcp_listen("127.0.0.1", &a));
+	SYS(fcntl(l, F_SETFL, O_NONBLOCK));
+	e = recv_errno(l, 0);
+	EXPECT(e == ENOTCONN, "listener non-blocking recv: errno %d", e);
+	TRY(c = tcp_connect(&a));
+	TRY(wait_ev(l, POLLIN, 3000));
+	SYS(s = accept(l, NULL, NULL));
+	e = recv_errno(c, MSG_DONTWAIT);
+	EXPECT(e == EAGAIN, "connected, nothing sent: errno %d", e);
+	e = recv_errno(s, MSG_DONTWAIT);
+	EXPECT(e == EAGAIN, "accepted, nothing sent: errno %d", e);
+	SYS(shutdown(c, SHUT_RD));
+	e = recv_errno(c, MSG_DONTWAIT);
+	EXPECT(e == 0, "after SHUT_RD: %d, expected end of stream", e);
+	SYS(x = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0));
+	e = recv_errno(x, 0);
+	EXPECT(e == EAGAIN, "unconnected UDP: errno %d", e);
+	close(x);
+	if (opt_unreach) {
+		TRY(addr_make(&to, opt_unreach, 9));
+		SYS(x = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));
+		errno = 0;
+		EXPECT(connect(x, sa(&to), to.len) < 0 && errno == EINPROGRESS,
+		       "connect to %s: errno %d", opt_unreach, errno);
+		e = recv_errno(x, 0);
+		EXPECT(e == EAGAIN, "connecting: errno %d", e);
+		close(x);
+	}
+	close(u);
+	close(l);
+	close(c);
+	close(s);
+	return 0;
+}
+
+/*
+ * shutdown(SHUT_WR) on a non-blocking socket with a full send queue
+ * returns at once (the reader is this same thread, as in asyncio), and
+ * the FIN still comes after every byte.
+ */
+static int c_shutdown_queued(void)
+{
+	static unsigned char buf[65536];
+	unsigned long long sent = 0, got = 0;
+	long long end;
+	int c, s;
+	ssize_t r;
+
+	TRY(tcp_pair("127.0.0.1", &c, &s));
+	SYS(fcntl(c, F_SETFL, O_NONBLOCK));
+	for (int i = 0; i < 1024; i++) {
+		fill(buf, sent, sizeof(buf), 7);
+		r = send(c, buf, sizeof(buf), MSG_NOSIGNAL);
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (r < 0)
+			FAIL("send: %s", strerror(errno));
+		sent += (unsigned long long)r;
+	}
+	EXPECT(sent > 0, "nothing queued");
+	SYS(shutdown(c, SHUT_WR)); /* hangs here if it waits for the peer */
+	end = now_ms() + 8000;
+	for (;;) {
+		r = recv(s, buf, sizeof(buf), 0);
+		if (r < 0)
+			FAIL("recv after %llu bytes: %s", got, strerror(errno));
+		if (r == 0)
+			break;
+		if (mismatch(buf, got, (size_t)r, 7) >= 0)
+			FAIL("byte %llu differs", got);
+		got += (unsigned long long)r;
+		EXPECT(now_ms() < end, "only %llu of %llu bytes", got, sent);
+	}
+	EXPECT(got == sent, "%llu bytes before the FIN, %llu sent", got, sent);
+	close(c);
+	close(s);
+	return 0;
+}
+
+/*
+ * Edge-triggered readiness from the process's own sends is there when it
+ * looks (CPython's test_epoll test_control_and_wait): on loopback the
+ * kernel delivers during send(), so after both ends send one epoll_wait
+ * reports EPOLLIN|EPOLLOUT on both, never a lone EPOLLOUT.
+ */
+static int c_epoll_edge_send(void)
+{
+	for (int round = 0; round < 20; round++) {
+		struct epoll_event ev[4];
+		uint32_t want = EPOLLIN | EPOLLOUT, got[2] = { 0, 0 };
+		int c, s, ep, n;
+
+		TRY(tcp_pair("127.0.0.1", &c, &s));
+		SYS(ep = epoll_create1(EPOLL_CLOEXEC));
+		TRY(ep_add(ep, s, EPOLLIN | EPOLLOUT | EPOLLET));
+		TRY(ep_add(ep, c, EPOLLIN | EPOLLOUT | EPOLLET));
+		SYS(n = epoll_wait(ep, ev, 4, 1000));
+		EXPECT(n == 2, "round %d: %d events at first, expected 2",
+		       round, n);
+		SYS(n = epoll_wait(ep, ev, 4, 0));
+		EXPECT(n == 0, "round %d: %d events with no new edge", round,
+		       n);
+		TRY(send_str(c, "Hello!"));
+		TRY(send_str(s, "world!!!"));
+		SYS(n = epoll_wait(ep, ev, 4, 1000));
+		for (int i = 0; i < n; i++)
+			got[ev[i].data.fd == c] |= ev[i].events;
+		EXPECT(n == 2 && got[0] == want && got[1] == want,
+		       "round %d: %d events, server %#x client %#x, expected "
+		       "%#x on both",
+		       round, n, got[0], got[1], want);
+		close(ep);
+		close(c);
+		close(s);
+	}
+	return 0;
+}
+
+/* A plain 3-byte datagram "anc" to `to`. */
+static int send_str_to(int fd, struct addr *to)
+{
+	if (sendto(fd, "anc", 3, 0, sa(to), to->len) != 3)
+		FAIL("sendto: %s", strerror(errno));
+	return 0;
+}
+
+/* Sends "anc" to `to` with one int control message (level, type, val). */
+static int send_cmsg_int(int fd, struct addr *to, int level, int type, int val)
+{
+	union {
+		char b[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { "anc", 3 };
+	struct msghdr m = { .msg_name = sa(to),
+			    .msg_namelen = to->len,
+			    .msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = u.b,
+			    .msg_controllen = sizeof(u.b) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+
+	memset(&u, 0, sizeof(u));
+	c->cmsg_level = level;
+	c->cmsg_type = type;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &val, sizeof(val));
+	return sendmsg(fd, &m, 0) == 3 ? 0 : -errno;
+}
+
+/* recvmsg with room for room bytes of control messages. */
+static int recv_cmsgs(int fd, size_t room, struct msghdr *m, uint64_t *ctl,
+		      char *data)
+{
+	static struct iovec iov;
+
+	iov.iov_base = data;
+	iov.iov_len = 16;
+	memset(m, 0, sizeof(*m));
+	m->msg_iov = &iov;
+	m->msg_iovlen = 1;
+	m->msg_control = room ? ctl : NULL;
+	m->msg_controllen = room;
+	if (wait_ev(fd, POLLIN, 3000) <= 0)
+		FAIL("no datagram within 3 s");
+	if (recvmsg(fd, m, 0) != 3)
+		FAIL("recvmsg: %s", strerror(errno));
+	return 0;
+}
+
+/*
+ * RFC 3542 ancillary data over UDPv6 (and its IPv4 twins), as CPython's
+ * test_socket RFC3542AncillaryTest uses it: IPV6_RECVHOPLIMIT and
+ * IPV6_RECVTCLASS are accepted, recvmsg returns the kernel's control
+ * messages, cut with MSG_CTRUNC to a short buffer, and sendmsg applies an
+ * IPV6_HOPLIMIT control message and refuses a bad one with EINVAL.
+ */
+static int c_udp_cmsg(void)
+{
+	uint64_t ctl[32];
+	char data[16];
+	struct msghdr m;
+	struct cmsghdr *c;
+	struct addr a;
+	int r, s, one = 1, v, e;
+
+	TRY(r = udp_bound("::1", &a));
+	SYS(s = socket(AF_INET6, SOCK_DGRAM, 0));
+	SYS(setsockopt(r, IPPROTO_IPV6, IPV6_RECVHOPLIMIT, &one, sizeof(one)));
+	SYS(setsockopt(r, IPPROTO_IPV6, IPV6_RECVTCLASS, &one, sizeof(one)));
+	e = send_cmsg_int(s, &a, IPPROTO_IPV6, IPV6_HOPLIMIT, 7);
+	EXPECT(!e, "sendmsg with IPV6_HOPLIMIT: %s", strerror(-e));
+	TRY(recv_cmsgs(r, sizeof(ctl), &m, ctl, data));
+	EXPECT(!(m.msg_flags & MSG_CTRUNC), "MSG_CTRUNC with room");
+	c = CMSG_FIRSTHDR(&m);
+	EXPECT(c && c->cmsg_level == IPPROTO_IPV6 &&
+		       c->cmsg_type == IPV6_HOPLIMIT &&
+		       c->cmsg_len == CMSG_LEN(sizeof(int)),
+	       "first control message is not IPV6_HOPLIMIT");
+	memcpy(&v, CMSG_DATA(c), sizeof(v));
+	EXPECT(v == 7, "hop limit %d, sent with 7", v);
+	c = CMSG_NXTHDR(&m, c);
+	EXPECT(c && c->cmsg_type == IPV6_TCLASS, "no IPV6_TCLASS after it");
+	EXPECT(!CMSG_NXTHDR(&m, c), "more than two control messages");
+	EXPECT(m.msg_controllen == 2 * CMSG_SPACE(sizeof(int)),
+	       "msg_controllen %zu", (size_t)m.msg_controllen);
+	/* Room for one and a bit: the second is cut, MSG_CTRUNC. */
+	TRY(send_str_to(s, &a));
+	TRY(recv_cmsgs(r, CMSG_SPACE(sizeof(int)) + sizeof(struct cmsghdr) + 1,
+		       &m, ctl, data));
+	EXPECT(m.msg_flags & MSG_CTRUNC, "no MSG_CTRUNC on a short buffer");
+	EXPECT(m.msg_controllen ==
+		       CMSG_SPACE(sizeof(int)) + sizeof(struct cmsghdr) + 1,
+	       "short buffer: msg_controllen %zu", (size_t)m.msg_controllen);
+	/* No buffer at all: MSG_CTRUNC alone. */
+	TRY(send_str_to(s, &a));
+	TRY(recv_cmsgs(r, 0, &m, ctl, data));
+	EXPECT((m.msg_flags & MSG_CTRUNC) && !m.msg_controllen,
+	       "no buffer: flags %#x controllen %zu", m.msg_flags,
+	       (size_t)m.msg_controllen);
+	e = send_cmsg_int(s, &a, IPPROTO_IPV6, IPV6_HOPLIMIT, 300);
+	EXPECT(e == -EINVAL, "IPV6_HOPLIMIT 300: %s, expected EINVAL",
+	       strerror(-e));
+	close(r);
+	close(s);
+	/* IPv4: IP_RECVTTL and an IP_TTL control message. */
+	TRY(r = udp_bound("127.0.0.1", &a));
+	SYS(s = socket(AF_INET, SOCK_DGRAM, 0));
+	SYS(setsockopt(r, IPPROTO_IP, IP_RECVTTL, &one, sizeof(one)));
+	e = send_cmsg_int(s, &a, IPPROTO_IP, IP_TTL, 9);
+	EXPECT(!e, "sendmsg with IP_TTL: %s", strerror(-e));
+	TRY(recv_cmsgs(r, sizeof(ctl), &m, ctl, data));
+	c = CMSG_FIRSTHDR(&m);
+	EXPECT(c && c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TTL,
+	       "no IP_TTL control message");
+	memcpy(&v, CMSG_DATA(c), sizeof(v));
+	EXPECT(v == 9, "TTL %d, sent with 9", v);
+	close(r);
+	close(s);
+	return 0;
+}
 
 /* ------------------------------------------------------------- runner */
 
@@ -3411,6 +3684,14 @@ static const struct check checks[] = {
 	  "no POLLOUT while send says EAGAIN; SO_SNDTIMEO" },
 	{ "send_small_bulk", c_send_small_bulk,
 	  "8 KiB sendfile calls to a slow reader in the same process" },
+	{ "recv_notconn", c_recv_notconn,
+	  "recv on an unconnected stream: ENOTCONN, not EAGAIN" },
+	{ "shutdown_queued", c_shutdown_queued,
+	  "SHUT_WR with a full send queue returns, FIN after the data" },
+	{ "epoll_edge_send", c_epoll_edge_send,
+	  "EPOLLET: both ends readable right after both send" },
+	{ "udp_cmsg", c_udp_cmsg,
+	  "RFC 3542 ancillary data over UDP, MSG_CTRUNC" },
 };
 
 #define NCHECKS (sizeof(checks) / sizeof(checks[0]))

@@ -301,6 +301,36 @@ static void test_io_rules(void **state)
 	REFUSED_ABUSE(s, -EINVAL);
 }
 
+/* NK_SQE_F_CMSG: SEND/RECV on datagrams, with room for the block. */
+static void test_cmsg_rules(void **state)
+{
+	struct nk_sqe s = op(NK_OP_RECV, H_UDP6);
+
+	s.flags = NK_SQE_F_ADDR | NK_SQE_F_CMSG;
+	s.io.buf_len = 32 + NK_CMSG_BYTES - 1;
+	REFUSED_PLAIN(s, -EINVAL);
+	s.io.buf_len = 32 + NK_CMSG_BYTES;
+	ACCEPTED(s);
+	s = op(NK_OP_RECV, H_TCP4);
+	s.flags = NK_SQE_F_CMSG;
+	s.io.buf_len = 1024;
+	REFUSED_PLAIN(s, -EINVAL);
+	s = op(NK_OP_SEND, H_UDP6);
+	s.flags = NK_SQE_F_CMSG;
+	s.io.buf_len = NK_CMSG_BYTES - 1;
+	REFUSED_PLAIN(s, -EINVAL);
+	s.io.buf_len = NK_CMSG_BYTES + 10;
+	ACCEPTED(s);
+	s = op(NK_OP_SEND, H_TCP4);
+	s.flags = NK_SQE_F_CMSG;
+	s.io.buf_len = NK_CMSG_BYTES + 10;
+	REFUSED_PLAIN(s, -EINVAL);
+	s = op(NK_OP_GETSOCKNAME, H_UDP6);
+	s.flags = NK_SQE_F_CMSG;
+	s.io.buf_len = 32;
+	REFUSED_ABUSE(s, -EINVAL);
+}
+
 static void test_ctl_ops(void **state)
 {
 	struct nk_sqe s = op(NK_OP_LISTEN, H_TCP4);
@@ -359,6 +389,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_addr, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_buffers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_io_rules, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cmsg_rules, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_ops, setup, teardown),
 		cmocka_unit_test(test_sockaddr_roundtrip),
 	};

@@ -1377,7 +1377,15 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 	switch (sqe->opcode) {
 	case NK_OP_NOP:
 		e->idle_work++;
-		post(e, c, q, sqe->user_data, 0, 0, 0, 0);
+		/* Full: answered now, an early barrier rather than none. */
+		if (e->nr_barriers == NK_BARRIERS_MAX) {
+			post(e, c, q, sqe->user_data, 0, 0, 0, 0);
+			return;
+		}
+		c->refs++;
+		e->barriers[e->nr_barriers++] = (struct nk_barrier){
+			.c = c, .user_data = sqe->user_data, .q = q
+		};
 		return;
 	case NK_OP_SOCKET:
 		do_socket(e, c, q, sqe);
@@ -1668,6 +1676,29 @@ static unsigned poll_guests(struct nk_engine *e)
 	return total;
 }
 
+/*
+ * NOPs taken this pass complete once what the SQEs before them caused is
+ * mirrored: the SENDs ran, and the readiness they made (a loopback peer's
+ * data, which the kernel reports to io_uring during the send) is on the
+ * placeholders. A guest waits for one before epoll_wait/poll, so it sees
+ * its own sends' effects as on a kernel socket, where they are
+ * synchronous (abi.md §5, NOP).
+ */
+static void flush_barriers(struct nk_engine *e)
+{
+	if (!e->nr_barriers)
+		return;
+	nk_loop__kick(e->loop);
+	nk_loop__reap(e->loop);
+	for (uint32_t i = 0; i < e->nr_barriers; i++) {
+		struct nk_barrier *b = &e->barriers[i];
+
+		post(e, b->c, b->q, b->user_data, 0, 0, 0, 0);
+		conn_put(e, b->c);
+	}
+	e->nr_barriers = 0;
+}
+
 static void flush_wakes(struct nk_engine *e)
 {
 	while (!nk_list__empty(&e->wake)) {
@@ -1693,6 +1724,7 @@ unsigned nk_engine__step(struct nk_engine *e)
 {
 	unsigned n = poll_guests(e);
 
+	flush_barriers(e);
 	flush_wakes(e);
 	if (e->gc)
 		guest_gc(e, nk_now_ns());
@@ -1792,6 +1824,7 @@ int nk_engine__run(struct nk_engine *e)
 					e->nsms[i].priv);
 		/* Not work: a guest flooding its own app end must not keep
 		 * nkd spinning; the sleep below is short while it lasts. */
+		flush_barriers(e);
 		nk_ph__run_pending();
 		flush_wakes(e);
 		e->loops++;

@@ -217,6 +217,9 @@ struct nk_req {
 			struct msghdr msg;
 			struct iovec iov;
 			struct __kernel_timespec ts;
+			/* SEND's checked ancillary data (cmsg.c) */
+			uint64_t ctl[NK_CMSG_BYTES / 8];
+			size_t ctl_len;
 		} k;
 	} u;
 };
@@ -234,6 +237,8 @@ struct nk_handover {
 	struct nk_sock **socks;
 	uint32_t nr_socks;
 };
+
+#define NK_BARRIERS_MAX 64u
 
 struct nk_engine {
 	struct nk_config cfg;
@@ -266,6 +271,14 @@ struct nk_engine {
 	/* Work units this pass that did nothing real (NOPs, refusals,
 	 * failures, doorbells): they never keep the loop spinning. */
 	uint32_t idle_work;
+	/* NOPs answered at the end of the pass: a NOP is a barrier (abi.md
+	 * §5). Each holds a reference on its conn. */
+	struct nk_barrier {
+		struct nk_conn *c;
+		uint64_t user_data;
+		uint16_t q;
+	} barriers[NK_BARRIERS_MAX];
+	uint32_t nr_barriers;
 };
 
 int64_t nk_now_ns(void);

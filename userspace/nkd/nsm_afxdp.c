@@ -103,6 +103,7 @@ struct asock {
 	struct sockaddr_in peer; /* UDP connect target */
 	bool udp_connected;
 	bool connecting, eof, rd_ready;
+	bool shut_wr_pending; /* SHUT_WR waits for the queued SENDs */
 	int err; /* pending error for RECV/SEND, positive errno */
 	bool nodelay;
 	int reuseaddr, keepalive;
@@ -674,6 +675,10 @@ static void pump_send(struct asock *a)
 		if (!run_tcp_send(a, op, true, op->qlink.next != &a->sendq))
 			return;
 	}
+	if (a->shut_wr_pending && a->us) {
+		a->shut_wr_pending = false;
+		nk_ustack_tcp_shutdown(a->us, SHUT_WR); /* FIN after data */
+	}
 }
 
 static void pump(struct asock *a)
@@ -1193,6 +1198,11 @@ static void xn_submit(void *priv, struct nk_req *op)
 	uint32_t flags, aux;
 	int res = 0;
 
+	/* No ancillary data here: its options are refused too (abi.md §5). */
+	if (op->sqe_flags & NK_SQE_F_CMSG) {
+		done(xn, op, -EINVAL, 0, 0, 0);
+		return;
+	}
 	switch (op->opcode) {
 	case NK_OP_BIND:
 		res = do_bind(a, op);
@@ -1266,10 +1276,17 @@ static void xn_submit(void *priv, struct nk_req *op)
 		queue_op(a, &a->sendq, op);
 		return;
 	case NK_OP_SHUTDOWN:
-		if (s->type == SOCK_DGRAM || !a->us || a->listener)
+		if (s->type == SOCK_DGRAM || !a->us || a->listener) {
 			res = a->listener ? 0 : -ENOTCONN;
-		else
+		} else if (op->arg != SHUT_RD && !nk_list__empty(&a->sendq)) {
+			/* After the queued SENDs, without waiting for them. */
+			if (op->arg == SHUT_RDWR)
+				res = nk_ustack_tcp_shutdown(a->us, SHUT_RD);
+			if (!res)
+				a->shut_wr_pending = true;
+		} else {
 			res = nk_ustack_tcp_shutdown(a->us, (int)op->arg);
+		}
 		if (!res && a->listener) {
 			/* Linux wakes accept() with EINVAL on a shut listener */
 			a->rd_ready = true;

@@ -29,6 +29,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cmsg.h"
 #include "engine.h"
 #include "log.h"
 #include "loop.h"
@@ -55,6 +56,7 @@ struct ksock {
 	bool poll_armed, want_poll, closing;
 	bool send_busy, recv_busy; /* queue head is in io_uring */
 	bool bg_connect;
+	bool shut_wr_pending; /* SHUT_WR waits for the queued SENDs */
 	struct nk_req *connect_op; /* blocking CONNECT in io_uring */
 	struct nk_list sendq, recvq; /* nk_op.qlink */
 	struct sockaddr_storage csa; /* background connect target */
@@ -201,16 +203,33 @@ static uint64_t op_ud(const struct nk_req *op)
 	return nk_ud(NK_UD_KOP, op->gen, op->slot);
 }
 
+/* Bytes in front of a RECV's or SEND's data: address, ancillary block. */
+static uint32_t head_len(const struct nk_req *op)
+{
+	uint32_t skip = 0;
+
+	if ((op->sqe_flags & NK_SQE_F_ADDR) && op->opcode == NK_OP_RECV)
+		skip += sizeof(struct nk_sockaddr);
+	if (op->sqe_flags & NK_SQE_F_CMSG)
+		skip += NK_CMSG_BYTES;
+	return skip;
+}
+
+/* Bytes of data a SEND carries. */
+static uint32_t send_len(const struct nk_req *op)
+{
+	return op->len - head_len(op);
+}
+
 /* Fills op->u.k.msg for RECV/SEND from op->done onwards. */
 static void build_msg(struct nk_req *op, bool recv)
 {
 	struct msghdr *m = &op->u.k.msg;
-	uint32_t skip = 0;
+	uint32_t skip = head_len(op);
 
 	memset(m, 0, sizeof(*m));
 	if (op->sqe_flags & NK_SQE_F_ADDR) {
 		if (recv) {
-			skip = sizeof(struct nk_sockaddr);
 			memset(&op->sa, 0, sizeof(op->sa));
 			m->msg_name = &op->sa;
 			m->msg_namelen = sizeof(op->sa);
@@ -218,6 +237,15 @@ static void build_msg(struct nk_req *op, bool recv)
 			m->msg_name = &op->sa;
 			m->msg_namelen = op->salen;
 		}
+	}
+	if ((op->sqe_flags & NK_SQE_F_CMSG) && recv) {
+		/* The kernel writes them straight into the guest's block. */
+		m->msg_control = op->buf + skip - NK_CMSG_BYTES +
+				 offsetof(struct nk_cmsg, data);
+		m->msg_controllen = sizeof(((struct nk_cmsg *)0)->data);
+	} else if (op->sqe_flags & NK_SQE_F_CMSG && op->u.k.ctl_len) {
+		m->msg_control = op->u.k.ctl;
+		m->msg_controllen = op->u.k.ctl_len;
 	}
 	op->u.k.iov.iov_base = op->buf + skip + op->done;
 	op->u.k.iov.iov_len = op->len - skip - op->done;
@@ -245,11 +273,22 @@ static void finish_recv(struct nk_req *op, int res)
 	uint32_t skip = (op->sqe_flags & NK_SQE_F_ADDR)
 				? sizeof(struct nk_sockaddr)
 				: 0;
-	uint32_t cap = op->len - skip, flags = 0, data;
+	uint32_t cap = op->len - head_len(op), flags = 0, data;
 
 	if (res < 0) {
 		nk_engine__op_done(op, res, 0, 0, 0);
 		return;
+	}
+	if (op->sqe_flags & NK_SQE_F_CMSG) {
+		/* msg_controllen and msg_flags: the kernel's, in nkd memory. */
+		struct nk_cmsg h = { 0 };
+		size_t got = op->u.k.msg.msg_controllen;
+
+		h.len = got < sizeof(h.data) ? (uint32_t)got
+					     : (uint32_t)sizeof(h.data);
+		if (op->u.k.msg.msg_flags & MSG_CTRUNC)
+			h.flags = NK_CMSG_F_CTRUNC;
+		memcpy(op->buf + skip, &h, offsetof(struct nk_cmsg, data));
 	}
 	data = (uint32_t)res;
 	if (op->sock->type == SOCK_DGRAM && data > cap) {
@@ -345,7 +384,7 @@ static void pump_send(struct ksock *ks)
 			    send_flags(op) | MSG_DONTWAIT);
 		if (n >= 0)
 			op->done += (uint32_t)n;
-		if ((n >= 0 && op->done == op->len) ||
+		if ((n >= 0 && op->done == send_len(op)) ||
 		    (n < 0 && errno != EAGAIN)) {
 			complete_queued(op, op->done ? (int)op->done
 					    : n < 0  ? -errno
@@ -367,6 +406,11 @@ static void pump_send(struct ksock *ks)
 		op->in_nsm = true;
 		ks->send_busy = true;
 		ks->refs++;
+	}
+	if (ks->shut_wr_pending && !ks->send_busy &&
+	    nk_list__empty(&ks->sendq)) {
+		ks->shut_wr_pending = false;
+		shutdown(ks->fd, SHUT_WR); /* the FIN after the data */
 	}
 }
 
@@ -447,7 +491,7 @@ static void on_kop(void *ctx, uint32_t slot, uint32_t gen,
 		ks->send_busy = false;
 		if (res > 0) {
 			op->done += (uint32_t)res;
-			if (op->done < op->len && !op->cancelled) {
+			if (op->done < send_len(op) && !op->cancelled) {
 				/* Short send: the rest goes next, in order. */
 				pump_send(ks);
 				break;
@@ -624,6 +668,10 @@ static int sockopt_class(int level, int name, bool set)
 		case IP_ADD_MEMBERSHIP:
 		case IP_DROP_MEMBERSHIP:
 		case IP_BIND_ADDRESS_NO_PORT:
+		/* Ancillary data on RECV (abi.md §5). */
+		case IP_PKTINFO:
+		case IP_RECVTTL:
+		case IP_RECVTOS:
 			return OPT_YES;
 		case IP_MTU:
 			return set ? OPT_NO : OPT_YES;
@@ -644,6 +692,10 @@ static int sockopt_class(int level, int name, bool set)
 		case IPV6_DROP_MEMBERSHIP:
 		case IPV6_TCLASS:
 		case IPV6_MTU_DISCOVER:
+		/* Ancillary data on RECV (abi.md §5). */
+		case IPV6_RECVHOPLIMIT:
+		case IPV6_RECVTCLASS:
+		case IPV6_RECVPKTINFO:
 			return OPT_YES;
 		case IPV6_MTU:
 			return set ? OPT_NO : OPT_YES;
@@ -883,6 +935,16 @@ static void kn_submit(void *priv, struct nk_req *op)
 		pump_recv(ks);
 		return;
 	case NK_OP_SEND:
+		if (op->sqe_flags & NK_SQE_F_CMSG) {
+			struct nk_cmsg blk;
+
+			/* Copied once: the guest may change it meanwhile. */
+			memcpy(&blk, op->buf, sizeof(blk));
+			res = nk_cmsg__check_send(&blk, s->family, op->u.k.ctl,
+						  &op->u.k.ctl_len);
+			if (res)
+				break;
+		}
 		/* A first datagram binds: claim the port before it leaves. */
 		if (s->type == SOCK_DGRAM && !s->pc.port) {
 			res = nk_portown__autobind_fd(s, ks->fd);
@@ -906,6 +968,20 @@ static void kn_submit(void *priv, struct nk_req *op)
 		pump_send(ks);
 		return;
 	case NK_OP_SHUTDOWN:
+		/*
+		 * Ordered after the SENDs before it, without waiting for
+		 * them: they may wait for a peer that reads only after this
+		 * shutdown returns. The read side, and the error an
+		 * unconnected socket gives, come at once.
+		 */
+		if (op->arg != SHUT_RD && s->type == SOCK_STREAM &&
+		    (ks->send_busy || !nk_list__empty(&ks->sendq))) {
+			if (op->arg == SHUT_RDWR && shutdown(ks->fd, SHUT_RD))
+				res = -errno;
+			if (!res)
+				ks->shut_wr_pending = true;
+			break;
+		}
 		if (shutdown(ks->fd, (int)op->arg))
 			res = -errno;
 		break;

@@ -143,7 +143,9 @@ int nk_validate__sqe(const struct nk_sqe *sqe, const struct nk_validate_ctx *c,
 	if (op >= NK_OP__MAX)
 		return abuse(out, -EINVAL);
 	if (sqe->flags & ~NK_SQE_F_ALL ||
-	    ((sqe->flags & NK_SQE_F_PREFETCH) && op != NK_OP_RECV))
+	    ((sqe->flags & NK_SQE_F_PREFETCH) && op != NK_OP_RECV) ||
+	    ((sqe->flags & NK_SQE_F_CMSG) && op != NK_OP_RECV &&
+	     op != NK_OP_SEND))
 		return abuse(out, -EINVAL);
 	if (sqe->resv0)
 		return abuse(out, -EINVAL);
@@ -241,6 +243,11 @@ int nk_validate__sqe(const struct nk_sqe *sqe, const struct nk_validate_ctx *c,
 			return ret;
 		if (sqe->io.msg_flags & ~(uint32_t)SEND_MSG_FLAGS)
 			return -EOPNOTSUPP;
+		/* Ancillary data only with datagrams, and its block whole. */
+		if ((sqe->flags & NK_SQE_F_CMSG) &&
+		    (out->sock.type != SOCK_DGRAM ||
+		     sqe->io.buf_len < NK_CMSG_BYTES))
+			return -EINVAL;
 		if (uses_addr)
 			return check_addr(sqe, out, false);
 		return 0;
@@ -250,8 +257,13 @@ int nk_validate__sqe(const struct nk_sqe *sqe, const struct nk_validate_ctx *c,
 			return ret;
 		if (sqe->io.msg_flags & ~(uint32_t)RECV_MSG_FLAGS)
 			return -EOPNOTSUPP;
-		if ((sqe->flags & NK_SQE_F_ADDR) &&
-		    sqe->io.buf_len < sizeof(struct nk_sockaddr))
+		if (sqe->io.buf_len <
+		    ((sqe->flags & NK_SQE_F_ADDR) ? sizeof(struct nk_sockaddr)
+						  : 0) +
+			    ((sqe->flags & NK_SQE_F_CMSG) ? NK_CMSG_BYTES : 0))
+			return -EINVAL;
+		if ((sqe->flags & NK_SQE_F_CMSG) &&
+		    out->sock.type != SOCK_DGRAM)
 			return -EINVAL;
 		return 0;
 	case NK_OP_SETSOCKOPT:
