@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Network Stack Module interface. The CoreEngine validates and accounts;
- * an NSM executes socket operations on some stack. "kernel" (the Linux
- * stack through io_uring) is the only one today; "afxdp" and "shm" plug in
- * by providing another ops table.
+ * an NSM executes socket operations on some stack: "kernel" (the Linux
+ * stack through io_uring, nsm/kernel/) and "afxdp" (a userspace TCP/IP
+ * stack on AF_XDP, nsm/afxdp/); a further NSM plugs in with another ops
+ * table.
  *
  * Contract:
  *  - sock_open() gives the NSM a new engine socket (family/type/protocol
