@@ -47,7 +47,10 @@ $(BUILD)/san/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(NK_CFLAGS) -O1 -g $(SAN_FLAGS) -fPIC -c -o $@ $<
 
-include $(sort $(wildcard */*.mk */*/*.mk))
+# Sorted, so definitions come before their users: bpf/ before lib/steer/
+# before loader/, userspace/nkd/nsm/afxdp/ustack/ before userspace/userspace.mk.
+include $(sort $(wildcard */*.mk */*/*.mk */*/*/*.mk */*/*/*/*.mk \
+	*/*/*/*/*/*.mk))
 
 deps:
 	@./scripts/install-deps.sh

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * nk_steer: types shared by the XDP steering program (bpf/nk_steer.bpf.c)
- * and userspace (nk-loader, nkd through loader/nk_steer_maps.h, tests).
+ * and userspace (nk-loader, nkd through lib/steer/nk_steer_maps.h, tests).
  *
  * Every map key and value the program reads lives here, with its layout
  * pinned by _Static_assert at the bottom: a change that moves a field breaks

@@ -1,16 +1,16 @@
-# loader/: nk-loader and the nk_steer_maps control-plane API (used by nkd).
-# Both include the bpftool skeleton / shared header from bpf/ (bpf.mk).
+# loader/: nk-loader. It includes the bpftool skeleton and the shared header
+# from bpf/ (bpf.mk) and links the nk_steer maps API of lib/steer/ (steer.mk),
+# which nkd links too.
 
 NK_LOADER := $(BUILD)/nk-loader
-NK_STEER_MAPS_OBJ := $(BUILD)/obj/loader/nk_steer_maps.o
-LOADER_OBJS := $(BUILD)/obj/loader/nk_loader.o $(NK_STEER_MAPS_OBJ)
+LOADER_OBJS := $(BUILD)/obj/loader/nk_loader.o
 
 # The skeleton lives in $(BUILD); the shared header in bpf/.
-$(BUILD)/obj/loader/%.o: NK_CFLAGS += -I$(BUILD) -Ibpf -Iloader
+$(BUILD)/obj/loader/%.o: NK_CFLAGS += -I$(BUILD) $(NK_STEER_MAPS_CFLAGS)
 $(BUILD)/obj/loader/nk_loader.o: $(NK_STEER_SKEL)
 $(LOADER_OBJS): bpf/nk_steer_shared.h
 
-$(NK_LOADER): $(LOADER_OBJS)
+$(NK_LOADER): $(LOADER_OBJS) $(NK_STEER_MAPS_LIB)
 	$(msg) LINK $@
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ -lbpf -lelf -lz
 
@@ -21,11 +21,11 @@ all: loader
 # tests/integration/steer_*.sh and loader_*.sh.
 BPF_TEST_NAMES := $(patsubst tests/bpf/%.c,%,$(wildcard tests/bpf/*.c))
 BPF_TESTS := $(addprefix $(BUILD)/tests-bpf/,$(BPF_TEST_NAMES))
-$(BUILD)/obj/tests/bpf/%.o: NK_CFLAGS += -I$(BUILD) -Ibpf -Iloader
+$(BUILD)/obj/tests/bpf/%.o: NK_CFLAGS += -I$(BUILD) $(NK_STEER_MAPS_CFLAGS)
 $(patsubst %,$(BUILD)/obj/tests/bpf/%.o,$(BPF_TEST_NAMES)): $(NK_STEER_SKEL) \
 	bpf/nk_steer_shared.h
 
-$(BUILD)/tests-bpf/%: $(BUILD)/obj/tests/bpf/%.o $(NK_STEER_MAPS_OBJ)
+$(BUILD)/tests-bpf/%: $(BUILD)/obj/tests/bpf/%.o $(NK_STEER_MAPS_LIB)
 	$(msg) LINK $@
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ -lbpf -lelf -lz

@@ -1,17 +1,31 @@
-# userspace/: nkd (CoreEngine + NSMs) and nkctl. See docs/nkd.md.
+# userspace/: nkd (CoreEngine + NSMs) and nkctl. The layout of userspace/nkd/
+# is in docs/nkd.md and docs/architecture.md:
+#   userspace/nkd/                 main.c
+#   userspace/nkd/core/            the CoreEngine, control socket, rings, loop
+#   userspace/nkd/tenancy/         operator, budgets, identity, ports
+#   userspace/nkd/nsm/             nsm.h, the NSM interface
+#   userspace/nkd/nsm/kernel/      the kernel NSM
+#   userspace/nkd/nsm/afxdp/       the afxdp NSM's adapter; its TCP/IP engine
+#                                  in ustack/ is a library (ustack.mk)
+# nkd includes its own headers by basename ("engine.h"), every folder above
+# being on the include path, so basenames stay unique across these folders.
 
-NKD_SRCS := $(wildcard userspace/nkd/*.c)
+NKD_DIR := userspace/nkd
+NKD_SRC_DIRS := $(NKD_DIR) $(NKD_DIR)/core $(NKD_DIR)/tenancy $(NKD_DIR)/nsm \
+	$(NKD_DIR)/nsm/kernel $(NKD_DIR)/nsm/afxdp
+NKD_INC := $(addprefix -I,$(NKD_SRC_DIRS))
+NKD_SRCS := $(wildcard $(addsuffix /*.c,$(NKD_SRC_DIRS)))
 NKD_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(NKD_SRCS))
 NKD_SAN_OBJS := $(patsubst %.c,$(BUILD)/san/%.o,$(NKD_SRCS))
 NKD_LIBS := -luring -lpthread
-# The afxdp NSM: nk_ustack (lwIP, libxdp) and the nk_steer maps API.
-NKD_AFXDP_CFLAGS := -I$(USTACK_DIR) -Iloader -Ibpf $(LWIP_CFLAGS)
-$(BUILD)/obj/userspace/nkd/nsm_afxdp.o $(BUILD)/san/userspace/nkd/nsm_afxdp.o \
-$(BUILD)/obj/userspace/nkd/xlinger.o $(BUILD)/san/userspace/nkd/xlinger.o: \
-	NK_CFLAGS += $(NKD_AFXDP_CFLAGS)
-$(BUILD)/san/loader/%.o: NK_CFLAGS += -I$(BUILD) -Ibpf -Iloader
-NKD_AFXDP_OBJS := $(USTACK_LIB) $(NK_STEER_MAPS_OBJ)
-NKD_AFXDP_SAN_OBJS := $(USTACK_SAN_OBJS) $(BUILD)/san/loader/nk_steer_maps.o
+$(NKD_OBJS) $(NKD_SAN_OBJS): NK_CFLAGS += $(NKD_INC)
+# The afxdp NSM's adapter: nk_ustack (lwIP, libxdp) and the nk_steer maps API.
+NKD_AFXDP_SRCS := $(wildcard $(NKD_DIR)/nsm/afxdp/*.c)
+NKD_AFXDP_CFLAGS := -I$(USTACK_DIR) $(NK_STEER_MAPS_CFLAGS) $(LWIP_CFLAGS)
+$(patsubst %.c,$(BUILD)/obj/%.o,$(NKD_AFXDP_SRCS)) \
+$(patsubst %.c,$(BUILD)/san/%.o,$(NKD_AFXDP_SRCS)): NK_CFLAGS += $(NKD_AFXDP_CFLAGS)
+NKD_AFXDP_OBJS := $(USTACK_LIB) $(NK_STEER_MAPS_LIB)
+NKD_AFXDP_SAN_OBJS := $(USTACK_SAN_OBJS) $(NK_STEER_MAPS_SAN_LIB)
 NKD_AFXDP_LIBS := $(USTACK_LDLIBS) -lelf -lz
 NKCTL_SRCS := userspace/nkctl/nkctl.c
 NKCTL_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(NKCTL_SRCS))
@@ -35,21 +49,22 @@ all: $(BUILD)/nkd $(BUILD)/nkctl $(BUILD)/san/nkd
 nkd-san: $(BUILD)/san/nkd
 .PHONY: nkd-san install-userspace
 
-# Unit tests: tests/unit/test_NAME.c against these sources.
-UT_validate_SRCS := userspace/nkd/validate.c userspace/nkd/bufown.c
-UT_config_SRCS := userspace/nkd/config.c
-UT_host_ring_SRCS := userspace/nkd/host_ring.c userspace/nkd/region.c
-UT_bufown_SRCS := userspace/nkd/bufown.c
-UT_cmsg_SRCS := userspace/nkd/cmsg.c
-UT_guest_ids_SRCS := userspace/nkd/guest_ids.c
+# Unit tests: tests/unit/test_NAME.c against these sources. Unit tests
+# include nkd's headers by basename too.
+$(BUILD)/obj/tests/unit/%.o $(BUILD)/san/tests/unit/%.o: NK_CFLAGS += $(NKD_INC)
+UT_validate_SRCS := $(NKD_DIR)/core/validate.c $(NKD_DIR)/core/bufown.c
+UT_config_SRCS := $(NKD_DIR)/core/config.c
+UT_host_ring_SRCS := $(NKD_DIR)/core/host_ring.c $(NKD_DIR)/core/region.c
+UT_bufown_SRCS := $(NKD_DIR)/core/bufown.c
+UT_cmsg_SRCS := $(NKD_DIR)/core/cmsg.c
+UT_guest_ids_SRCS := $(NKD_DIR)/core/guest_ids.c
 # The engine with a fake NSM (tests/unit/test_engine.c): everything of nkd
 # but main, the control socket and the two real NSMs with their helpers
 # (stubbed in the test).
-UT_engine_SRCS := $(filter-out userspace/nkd/main.c userspace/nkd/ctl.c \
-	userspace/nkd/nsm_kernel.c userspace/nkd/nsm_afxdp.c \
-	userspace/nkd/xlinger.c,$(NKD_SRCS))
+UT_engine_SRCS := $(filter-out $(NKD_DIR)/main.c $(NKD_DIR)/core/ctl.c \
+	$(NKD_DIR)/nsm/kernel/nsm_kernel.c $(NKD_AFXDP_SRCS),$(NKD_SRCS))
 UT_engine_LIBS := $(NKD_LIBS)
-UT_xlinger_SRCS := userspace/nkd/xlinger.c $(USTACK_DIR)/seqmod.c \
+UT_xlinger_SRCS := $(NKD_DIR)/nsm/afxdp/xlinger.c $(USTACK_DIR)/seqmod.c \
 	$(USTACK_DIR)/pkt.c
 $(BUILD)/obj/tests/unit/test_xlinger.o $(BUILD)/san/tests/unit/test_xlinger.o: \
 	NK_CFLAGS += $(NKD_AFXDP_CFLAGS)

@@ -2,7 +2,7 @@
 /*
  * Name resolution for a guest that has no network of its own. glibc's
  * resolver opens its sockets inside libc, where LD_PRELOAD cannot see them
- * (reference/ecosystem.md 1.2), so names are resolved by nkd (NK_CTL_RESOLVE,
+ * (docs/shim.md), so names are resolved by nkd (NK_CTL_RESOLVE,
  * getaddrinfo in the NSM's namespace). Numeric hosts and NULL nodes need
  * no network and stay with libc, as does getnameinfo (reverse lookups fall
  * back to numeric output without a network, which is what callers get on

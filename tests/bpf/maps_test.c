@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * maps_test: drives loader/nk_steer_maps.c against the pins nk-loader made
+ * maps_test: drives lib/steer/nk_steer_maps.c against the pins nk-loader made
  * for a device (run by tests/integration/loader_*.sh, inside the device's
  * netns through nsenter --net so /sys/fs/bpf stays the host's).
  *

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Socket semantics conformance (DESIGN.md "Sockets in the guest"), with the
+# Socket semantics conformance (docs/shim.md "Semantics"), with the
 # kernel as the oracle: nk_semantics (tests/tools/nk_semantics.c) runs ~48
 # named checks (real fd numbers; select/poll/epoll with mixed sets, edge,
 # one-shot, shared between threads; dup/fcntl/close; fork, fork+exec,

@@ -3,7 +3,7 @@
 # sequence numbers from a counter (6510, 6511, 6512, ...), so an off-path
 # host could guess them and inject data or resets into a guest's
 # connections. The engine now translates every connection's sequence space
-# to an RFC 6528 ISN (userspace/nsm_afxdp/seqmod.c).
+# to an RFC 6528 ISN (userspace/nkd/nsm/afxdp/ustack/seqmod.c).
 #
 # From P, 50 connections to a guest listener and 50 from the guest to a
 # listener in P; an AF_PACKET sniffer in P records the ISN of every SYN-ACK

@@ -2,7 +2,7 @@
 # Port takeover between guests of one NSM (issue 6 part 3). nkd creates
 # every kernel-NSM socket as root in one namespace, so the kernel's
 # same-uid rule for SO_REUSEPORT never separates guests: nkd's port
-# ownership (userspace/nkd/portown.c) must. Guest A listens on P with
+# ownership (userspace/nkd/tenancy/portown.c) must. Guest A listens on P with
 # SO_REUSEPORT (as nginx does); guest B's bind to P — plain, SO_REUSEPORT,
 # SO_REUSEADDR, on the wildcard and on H's address — fails with
 # EADDRINUSE, and B's REUSEPORT server cannot even start: 20 connections

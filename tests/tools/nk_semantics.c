@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * nk_semantics: conformance checks for DESIGN.md "Sockets in the guest".
+ * nk_semantics: conformance checks for docs/shim.md "Semantics".
  * An ordinary sockets program: natively it runs on kernel sockets (which
  * validates every check: the kernel is the oracle); under nkrun the same
  * checks run on shim sockets through nkd.

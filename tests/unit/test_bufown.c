@@ -8,7 +8,7 @@
 
 #include <errno.h>
 
-#include "../../userspace/nkd/bufown.h"
+#include "bufown.h"
 
 static void test_claim_release(void **state)
 {

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "../../userspace/nkd/cmsg.h"
+#include "cmsg.h"
 
 /* Appends one control message with an int (or len bytes) of data. */
 static void add(struct nk_cmsg *b, int level, int type, int val, size_t len)

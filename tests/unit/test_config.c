@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../../userspace/nkd/config.h"
+#include "config.h"
 
 static void test_full_example(void **state)
 {

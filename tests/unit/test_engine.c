@@ -30,8 +30,8 @@
 
 #include "netkernel/guest_ring.h"
 
-#include "../../userspace/nkd/engine.h"
-#include "../../userspace/nkd/region.h"
+#include "engine.h"
+#include "region.h"
 
 /* ------------------------------------------------------------------ */
 /* Stubs for what this test does not link. */

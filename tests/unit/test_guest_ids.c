@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "../../userspace/nkd/guest_ids.h"
+#include "guest_ids.h"
 
 static void test_alloc_reuse_full(void **state)
 {

@@ -15,8 +15,8 @@
 
 #include "netkernel/ring.h"
 
-#include "../../userspace/nkd/host_ring.h"
-#include "../../userspace/nkd/region.h"
+#include "host_ring.h"
+#include "region.h"
 
 struct fix {
 	struct nk_region *reg;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Frame helpers of the afxdp NSM engine (userspace/nsm_afxdp/pkt.c):
+ * Frame helpers of the afxdp NSM engine (ustack/pkt.c):
  * checksums against a byte-wise reference, the parser on valid, truncated
  * and malformed frames, and completion of veth-style partial checksums.
  */

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * The afxdp NSM's receive-segment queue (userspace/nsm_afxdp/segq.c):
+ * The afxdp NSM's receive-segment queue (ustack/segq.c):
  * stream and datagram reads, bounds, ownership of the queued buffers.
  */
 #include <stdarg.h>

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * Sequence number modulation of the afxdp engine
- * (userspace/nsm_afxdp/seqmod.c): SipHash test vector, RFC 1624 updates
+ * (ustack/seqmod.c): SipHash test vector, RFC 1624 updates
  * against a full recompute, translation both ways, retransmitted and new
  * SYNs, wraparound, SACK blocks at odd offsets, table bound and sweep.
  */

@@ -15,8 +15,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "../../userspace/nkd/bufown.h"
-#include "../../userspace/nkd/validate.h"
+#include "bufown.h"
+#include "validate.h"
 
 #define BUF_SIZE 4096u
 #define NR_BUFS 8u

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "../../userspace/nkd/xlinger.h"
+#include "xlinger.h"
 
 static struct nk_flow_key key(uint16_t rport)
 {

@@ -3,7 +3,7 @@
  * The "kernel" NSM: guest sockets are Linux sockets (created in the NSM's
  * network namespace) driven through nkd's io_uring.
  *
- * Rules (docs/nkd.md, reference/ecosystem.md §2):
+ * Rules (docs/nkd.md):
  *  - kernel sockets are blocking (no O_NONBLOCK): io_uring does the waiting,
  *    and a guest's non-blocking op is an immediate syscall with MSG_DONTWAIT
  *    (or poll(0) first, for accept), so it never waits;

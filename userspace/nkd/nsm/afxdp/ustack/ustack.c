@@ -2,7 +2,7 @@
 /*
  * The afxdp NSM's TCP/IP engine: lwIP raw API from one poll thread.
  *
- * lwIP is used in its "option A" mode (reference/ecosystem.md 4.2):
+ * lwIP is used from one thread without its tcpip thread (docs/afxdp-nsm.md):
  * lwip_init() once, never tcpip_init(), so the core-locking assertions of
  * the unix port stay inactive and every lwIP call happens on the thread that
  * calls nk_ustack__poll() and the socket functions. Frames go

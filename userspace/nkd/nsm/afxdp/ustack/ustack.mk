@@ -1,10 +1,11 @@
 # afxdp NSM core: the userspace TCP/IP engine (lwIP raw API) and its L2
-# backends (AF_XDP, AF_PACKET, TAP). Owned by the afxdp NSM; nkd links
-# $(USTACK_LIB) with $(USTACK_LDLIBS) once it drives the engine.
+# backends (AF_XDP, AF_PACKET, TAP), next to the NSM's adapter in
+# userspace/nkd/nsm/afxdp/. nkd links $(USTACK_LIB) with $(USTACK_LDLIBS)
+# (userspace.mk, which is included after this fragment).
 #   build/lib/libnk_ustack.a      engine + backends
 #   build/tools/ustack_echo       test driver (TCP echo, HTTP, UDP echo, client)
 
-USTACK_DIR := userspace/nsm_afxdp
+USTACK_DIR := userspace/nkd/nsm/afxdp/ustack
 USTACK_SRCS := $(USTACK_DIR)/pkt.c $(USTACK_DIR)/segq.c $(USTACK_DIR)/l2.c \
 	$(USTACK_DIR)/l2_tap.c $(USTACK_DIR)/l2_packet.c \
 	$(USTACK_DIR)/l2_afxdp.c $(USTACK_DIR)/seqmod.c \

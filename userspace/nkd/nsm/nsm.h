@@ -2,9 +2,9 @@
 /*
  * Network Stack Module interface. The CoreEngine validates and accounts;
  * an NSM executes socket operations on some stack: "kernel" (the Linux
- * stack through io_uring, nsm_kernel.c) and "afxdp" (a userspace TCP/IP
- * stack on AF_XDP, nsm_afxdp.c). Another one (e.g. "shm") plugs in with
- * one more ops table listed in nsm_registry.c.
+ * stack through io_uring, nsm/kernel/) and "afxdp" (a userspace TCP/IP
+ * stack on AF_XDP, nsm/afxdp/). Another one (e.g. "shm") plugs in with
+ * one more ops table listed in nsm/nsm_registry.c.
  *
  * Contract:
  *  - sock_open() gives the NSM a new engine socket (family/type/protocol

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * The "afxdp" NSM: guest sockets live in nk_ustack, the userspace TCP/IP
- * engine (lwIP raw API) of userspace/nsm_afxdp/, whose frames come from AF_XDP
+ * engine (lwIP raw API) in ./ustack/, whose frames come from AF_XDP
  * sockets that nk-loader's nk_steer program fills (docs/afxdp-nsm.md,
  * docs/steering.md).
  *

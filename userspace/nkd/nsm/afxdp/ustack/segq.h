@@ -13,7 +13,7 @@
  * does). Bounded both in entries and in bytes; a push that would exceed
  * either fails and leaves the buffer with the caller.
  *
- * Internal to userspace/nsm_afxdp; not thread-safe (the engine is
+ * Internal to the engine (ustack/); not thread-safe (the engine is
  * single-threaded). Pure: unit tested in tests/unit/test_ustack_segq.c.
  */
 #ifndef NK_USTACK_SEGQ_H
