@@ -25,8 +25,14 @@
 #include "shim.h"
 
 #define NK_ADDR_BYTES ((uint32_t)sizeof(struct nk_sockaddr))
-/* Longest a non-blocking send lets nkd catch up with its SENDs. */
-#define NK_SEND_TAKEN_NS (10 * 1000 * 1000LL)
+/*
+ * Longest a non-blocking send lets nkd catch up with its SENDs before it
+ * answers EAGAIN with the placeholder perhaps still writable. nkd takes
+ * SQEs within microseconds when it runs, but on a loaded machine it may
+ * not run for tens of milliseconds (10 ms gave a false POLLOUT under
+ * `make check` on 2 cores); only a sender a whole window ahead waits.
+ */
+#define NK_SEND_TAKEN_NS (1000 * 1000 * 1000LL)
 
 int nk_addr__from_sa(const struct sockaddr *sa, socklen_t len,
 		     struct nk_sockaddr *out)
