@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Conformance with a suite we did not write: CPython's own standard-library
+# tests (Debian's libpython3.11-testsuite), `/usr/bin/python3 -m test`, run
+# natively in the NIC-less namespace G and then in G through nkrun/nkd. For
+# every module the run/fail/error/skip counts (from --junit-xml) under
+# nkrun must equal the native ones; the test fails naming each module that
+# differs, with the test cases that fail only under nkrun.
+#
+# The modules (CPY_MODULES, a list of MODULE or MODULE:PATTERN[,PATTERN],
+# a pattern a `python3 -m test -m` glob, or `-i` with a leading "!") are a fast subset of
+# the issue 7 list that still touches every cause A-G listed there; the
+# full list and how to run it are in docs/testing.md (CPY_MODULES=full).
+# The VSOCK tests are left out of both runs (they hang natively on a
+# machine with /dev/vsock). Each module runs in its own `python3 -m test`
+# bounded by --timeout (faulthandler, per module in 3.11) and `timeout`.
+# CPY_KEEP=DIR keeps the XML files and logs.
+# timeout: 420
+set -eu
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/../lib.sh"
+need_root
+[ -f /usr/lib/python3.11/test/test_socket.py ] ||
+	skip "libpython3.11-testsuite not installed (scripts/install-deps.sh)"
+need_nk
+JUNIT=$HELPERS/cpy_junit.py
+
+CPY_FAST="test_selectors test_poll test_epoll test_httplib
+test_socketserver test_wsgiref test_xmlrpc test_smtplib test_ftplib
+test_urllib2_localnet test_ssl test_socket test_asyncio"
+CPY_FULL="test_selectors test_poll test_epoll test_httplib
+test_urllib2_localnet test_socketserver test_ftplib test_smtplib
+test_wsgiref test_xmlrpc test_ssl test_socket test_asyncio"
+CPY_MODULES=${CPY_MODULES:-$CPY_FAST}
+[ "$CPY_MODULES" = full ] && CPY_MODULES=$CPY_FULL
+# Seconds for one module (python's own --timeout; `timeout` adds 30).
+CPY_MOD_TIMEOUT=${CPY_MOD_TIMEOUT:-120}
+
+topo_up
+# Host names resolve nowhere, fast and alike in both runs (tests that need
+# the Internet skip themselves).
+set_resolv "$NS_H" 127.0.0.1
+set_resolv "$NS_G" 127.0.0.1
+start_nkd
+
+# cpy_run WHERE SPEC: one module, natively in G (WHERE=native) or through
+# nkrun (guest); "run fail err skip" in $NK_TMP/WHERE-MOD.counts, or the
+# reason there is none.
+cpy_run() {
+	local where=$1 spec=$2 mod pats p xml rc t0 t1
+	local args=(-m test --timeout "$CPY_MOD_TIMEOUT" -i '*VSOCK*' -i '*VSock*')
+	mod=${spec%%:*}
+	pats=
+	[ "$spec" != "$mod" ] && pats=${spec#*:}
+	for p in ${pats//,/ }; do
+		case $p in
+		!*) args+=(-i "${p#!}") ;;
+		*) args+=(-m "$p") ;;
+		esac
+	done
+	# test_socketserver's tests need the network resource.
+	[ "$mod" = test_socketserver ] && args+=(-u network)
+	xml=$NK_TMP/$where-$mod.xml
+	rm -f "$xml"
+	mkdir -p "$NK_TMP/tmp-$where"
+	local run=(ip netns exec "$NS_G" env TMPDIR="$NK_TMP/tmp-$where")
+	[ "$where" = guest ] && run+=("$NKRUN" --guest "$GUEST" --socket "$NK_SOCK" --)
+	t0=$(date +%s)
+	set +e
+	timeout -k 5 "$((CPY_MOD_TIMEOUT + 30))" "${run[@]}" \
+		"$PY" "${args[@]}" --junit-xml "$xml" -v "$mod" \
+		>"$NK_TMP/$where-$mod.out" 2>&1
+	rc=$?
+	set -e
+	t1=$(date +%s)
+	if "$PY" "$JUNIT" counts "$xml" >"$NK_TMP/$where-$mod.counts" 2>/dev/null &&
+		[ -s "$NK_TMP/$where-$mod.counts" ]; then
+		"$PY" "$JUNIT" bad "$xml" | sort >"$NK_TMP/$where-$mod.bad"
+	else
+		case $rc in
+		124 | 137) echo "no result: killed by timeout" ;;
+		*) echo "no result: exit $rc$(grep -m1 -o '^Timeout (.*' "$NK_TMP/$where-$mod.out" | sed 's/^/, /')" ;;
+		esac >"$NK_TMP/$where-$mod.counts"
+		: >"$NK_TMP/$where-$mod.bad"
+	fi
+	log "$where $spec: $(cat "$NK_TMP/$where-$mod.counts") (run/fail/err/skip, exit $rc, $((t1 - t0)) s)"
+}
+
+bad=()
+native_bad=()
+for spec in $CPY_MODULES; do
+	mod=${spec%%:*}
+	cpy_run native "$spec"
+	if ! grep -q '^[0-9]' "$NK_TMP/native-$mod.counts"; then
+		# Then the test itself is wrong (or the module too slow here).
+		tail -n 5 "$NK_TMP/native-$mod.out" >&2
+		native_bad+=("$mod")
+		continue
+	fi
+	cpy_run guest "$spec"
+	nkd_alive || fail "nkd died during $mod"
+	if ! cmp -s "$NK_TMP/native-$mod.counts" "$NK_TMP/guest-$mod.counts"; then
+		bad+=("$mod")
+		log "$mod differs: native $(cat "$NK_TMP/native-$mod.counts"), nkrun $(cat "$NK_TMP/guest-$mod.counts")"
+		comm -13 "$NK_TMP/native-$mod.bad" "$NK_TMP/guest-$mod.bad" | head -n 40 |
+			sed "s/^/  only under nkrun: /" >&2
+		comm -23 "$NK_TMP/native-$mod.bad" "$NK_TMP/guest-$mod.bad" | head -n 10 |
+			sed "s/^/  only natively: /" >&2
+		grep -B2 -A25 -m2 '^Timeout (\|^Thread 0x' "$NK_TMP/guest-$mod.out" | head -n 60 >&2 || true
+	fi
+done
+if [ -n "${CPY_KEEP:-}" ]; then
+	mkdir -p "$CPY_KEEP"
+	cp "$NK_TMP"/native-* "$NK_TMP"/guest-* "$CPY_KEEP"/
+fi
+[ ${#native_bad[@]} = 0 ] ||
+	fail "no result natively (the test is wrong) for: ${native_bad[*]}"
+[ ${#bad[@]} = 0 ] || fail "counts under nkrun differ from native in: ${bad[*]}"
+log "ok: $CPY_MODULES"
