@@ -6,14 +6,14 @@
 # nkrun must equal the native ones; the test fails naming each module that
 # differs, with the test cases that fail only under nkrun.
 #
-# The modules (CPY_MODULES, a list of MODULE or MODULE:PATTERN[,PATTERN],
-# a pattern a `python3 -m test -m` glob, or `-i` with a leading "!") are a fast subset of
-# the issue 7 list that still touches every cause A-G listed there; the
-# full list and how to run it are in docs/testing.md (CPY_MODULES=full).
-# The VSOCK tests are left out of both runs (they hang natively on a
-# machine with /dev/vsock). Each module runs in its own `python3 -m test`
-# bounded by --timeout (faulthandler, per module in 3.11) and `timeout`.
-# CPY_KEEP=DIR keeps the XML files and logs.
+# The entries (CPY_MODULES: MODULE or MODULE:PAT[,PAT...], each PAT a
+# `python3 -m test -m` glob, or an `-i` glob after "!") are by default a
+# fast subset of the issue 7 list that still catches each of its causes
+# A-G; CPY_MODULES=full is the whole list (docs/testing.md "CPython's test
+# suite"). The VSOCK tests are left out of both runs (they hang natively on
+# a machine with /dev/vsock). Each entry is its own `python3 -m test`,
+# bounded by its --timeout (faulthandler; per module in 3.11) and
+# `timeout`. CPY_KEEP=DIR keeps the XML files and logs.
 # timeout: 900
 set -eu
 # shellcheck source=tests/lib.sh
