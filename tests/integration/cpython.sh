@@ -99,7 +99,12 @@ cpy_run() {
 	rm -f "$xml"
 	mkdir -p "$NK_TMP/tmp-$where"
 	local run=(ip netns exec "$NS_G" env TMPDIR="$NK_TMP/tmp-$where")
-	[ "$where" = guest ] && run+=("$NKRUN" --guest "$GUEST" --socket "$NK_SOCK" --)
+	if [ "$where" = guest ] && [ -n "${NK_NATIVE:-}" ]; then
+		# The test's own check: the "guest" natively in H.
+		run=(ip netns exec "$NS_H" env TMPDIR="$NK_TMP/tmp-$where")
+	elif [ "$where" = guest ]; then
+		run+=("$NKRUN" --guest "$GUEST" --socket "$NK_SOCK" --)
+	fi
 	t0=$(date +%s)
 	set +e
 	timeout -k 5 "$((CPY_MOD_TIMEOUT + 30))" "${run[@]}" \
@@ -137,7 +142,7 @@ for spec in "${specs[@]}"; do
 		continue
 	fi
 	cpy_run guest "$key" "$spec"
-	nkd_alive || fail "nkd died during $key"
+	[ -n "${NK_NATIVE:-}" ] || nkd_alive || fail "nkd died during $key"
 	if ! cmp -s "$NK_TMP/native-$key.counts" "$NK_TMP/guest-$key.counts"; then
 		bad+=("$key")
 		log "$key differs: native $(cat "$NK_TMP/native-$key.counts"), nkrun $(cat "$NK_TMP/guest-$key.counts")"
