@@ -18,7 +18,7 @@
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
-need_root
+need_netns "$@"
 [ -f /usr/lib/python3.11/test/test_socket.py ] ||
 	skip "libpython3.11-testsuite not installed (scripts/install-deps.sh)"
 need_nk
