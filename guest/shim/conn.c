@@ -15,7 +15,7 @@
  * (gen) that the reaper bumps whenever it dispatched completions or gave up
  * the reaper role, so a completion reaped by one thread for another is
  * never a lost wakeup. A wait without a deadline sleeps untimed; the
- * watchdog thread wakes the sleepers every 200 ms while any wait, so a
+ * watchdog thread wakes the sleepers every 200 ms while anyone waits, so a
  * dead nkd is noticed even if it never wakes us.
  */
 #include <dlfcn.h>
