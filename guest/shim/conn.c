@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * The process's attachment to nkd: control socket, shared region, the one
- * queue set we ask for, the data-area buffer allocator, and the waiting
- * discipline for completions (docs/abi.md sections 1-4).
+ * queue set we ask for (through include/netkernel/guest_ring.h), the
+ * data-area buffer allocator, the waiting discipline for completions
+ * (docs/abi.md sections 1-4), NOP barriers and the placeholder pool.
  *
  * Locks, always taken in this order: attach_lock -> ctl_lock -> cq_lock ->
  * sq_lock -> buf_lock. The fd table has its own locks and is never held
@@ -13,8 +14,9 @@
  * wakes it. The others are *followers* sleeping on a process-private futex
  * (gen) that the reaper bumps whenever it dispatched completions or gave up
  * the reaper role, so a completion reaped by one thread for another is
- * never a lost wakeup. Every sleep is bounded (200 ms) so a dead nkd is
- * noticed even if it never wakes us.
+ * never a lost wakeup. A wait without a deadline sleeps untimed; the
+ * watchdog thread wakes the sleepers every 200 ms while anyone waits, so a
+ * dead nkd is noticed even if it never wakes us.
  */
 #include <dlfcn.h>
 #include <errno.h>

@@ -9,6 +9,7 @@
  *   conn.c      attach to nkd: control socket, region, rings, buffers,
  *               waiting for completions, liveness;
  *   sock.c      socket operations on socket objects, as ring entries;
+ *   cmsg.c      ancillary data of datagram sockets;
  *   proc.c      fork and exec hand-over;
  *   resolve.c   getaddrinfo & co through nkd;
  *   intercept.c the exported wrappers: decide shim or libc, set errno.

@@ -87,7 +87,7 @@ struct nk_sockaddr {
 /* Submission queue entries (guest -> host), exactly one cache line. */
 
 enum nk_op {
-	NK_OP_NOP = 0,
+	NK_OP_NOP = 0, /* a barrier (docs/abi.md §5) */
 	NK_OP_SOCKET = 1, /* sock: domain, type, protocol; res = handle */
 	NK_OP_BIND = 2, /* addr */
 	NK_OP_LISTEN = 3, /* arg = backlog */

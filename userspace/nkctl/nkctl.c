@@ -41,7 +41,7 @@ static void usage(FILE *f)
 		"a guest line:\n"
 		"                 max_sockets max_inflight max_conns weight "
 		"bufs uid bind\n"
-		"                 acl_allow acl_deny)\n"
+		"                 acl_allow acl_deny egress host_access)\n"
 		"  reload         re-read nkd's --config file (as SIGHUP "
 		"does)\n"
 		"See nkctl(8).\n",

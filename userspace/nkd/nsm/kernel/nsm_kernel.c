@@ -4,9 +4,10 @@
  * network namespace) driven through nkd's io_uring.
  *
  * Rules (docs/nkd.md):
- *  - kernel sockets are blocking (no O_NONBLOCK): io_uring does the waiting,
- *    and a guest's non-blocking op is an immediate syscall with MSG_DONTWAIT
- *    (or poll(0) first, for accept), so it never waits;
+ *  - kernel sockets are blocking (no O_NONBLOCK) but listeners: io_uring
+ *    does the waiting, and a guest's non-blocking op is an immediate
+ *    syscall with MSG_DONTWAIT (accept4 on the O_NONBLOCK listener), so it
+ *    never waits;
  *  - per socket at most one SEND in flight (short sends are resubmitted)
  *    and one RECV/ACCEPT in flight: io_uring may reorder waiting requests;
  *  - every blocking op first tries the immediate syscall, so data that is
