@@ -852,12 +852,15 @@ static ssize_t send_sync(struct nk_sock *s, struct nk_sqe *sqe,
 {
 	size_t room = nk_conn__buf_size() - chead;
 	size_t chunk = total < room ? total : room;
+	int64_t tmo = atomic_load(&s->sndtimeo_us);
 	struct nk_call op;
 	int idx, err, res;
 
 	if (s->type == SOCK_DGRAM && total > nk_conn__buf_size())
 		return -EMSGSIZE;
-	idx = nk_buf__alloc(!nonblock, 0);
+	/* A blocking send waits for a buffer at most SO_SNDTIMEO. */
+	idx = nk_buf__alloc(!nonblock,
+			    tmo && !nonblock ? nk_now_ns() + tmo * 1000 : 0);
 	if (idx < 0)
 		return idx;
 	if (chead) {
