@@ -1678,8 +1678,7 @@ bool nk_ring__sends_untaken(struct nk_sock *s)
 	 * §3, §5): until then the guest may count more than nkd does.
 	 */
 	return atomic_load(&C.state) == NK_ST_UP &&
-	       (int32_t)(nk_sq__head(&C.ring) -
-			 atomic_load(&s->send_seq)) < 0;
+	       (int32_t)(nk_sq__head(&C.ring) - atomic_load(&s->send_seq)) < 0;
 }
 
 int nk_ring__wait_taken(struct nk_sock *s, int64_t timeout_ns)
