@@ -1120,8 +1120,9 @@ static int submit_seq(struct nk_sqe *sqe, uint32_t *seq)
 		       sqe->opcode, sqe->handle, sqe->flags,
 		       (unsigned long long)sqe->user_data, sqe->io.buf_len);
 	*nk_sq__entry(&C.ring, idx) = *sqe;
+	/* A batch refill may drain the placeholder (rxbatch.c). */
 	if (sqe->opcode == NK_OP_SEND || sqe->opcode == NK_OP_SHUTDOWN ||
-	    sqe->opcode == NK_OP_CLOSE)
+	    sqe->opcode == NK_OP_CLOSE || (sqe->flags & NK_SQE_F_BATCH))
 		atomic_store_explicit(&barrier_dirty, 1, memory_order_relaxed);
 	/* Publishes the entry, then reads NEED_WAKEUP after a fence. */
 	bell = nk_sq__submit(&C.ring);
@@ -1199,6 +1200,7 @@ static void dispatch(const struct nk_cqe *cqe)
 			return;
 		C.meta[idx].sock = NULL;
 		s->pf_res = cqe->res;
+		s->pf_end = cqe->aux; /* a batch's bytes (rxbatch.c) */
 		atomic_store(&s->pf_state, NK_PF_DONE);
 		/* Closed meanwhile: nobody will read it (see shim.h). */
 		if (atomic_load(&s->closing) &&
