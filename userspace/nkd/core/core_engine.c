@@ -1537,8 +1537,13 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 		break;
 	case NK_OP_RECV:
 		if (res > 0) {
-			s->bytes_rx += (uint64_t)res;
-			g->c.bytes_rx += (uint64_t)res;
+			/* A batch's res counts datagrams; the NSM left bytes. */
+			uint64_t b = (op->sqe_flags & NK_SQE_F_BATCH)
+					     ? op->done
+					     : (uint64_t)res;
+
+			s->bytes_rx += b;
+			g->c.bytes_rx += b;
 		}
 		if (op->msg_flags & MSG_PEEK)
 			break;

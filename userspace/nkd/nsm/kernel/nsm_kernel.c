@@ -308,7 +308,7 @@ static void finish_batch(struct nk_req *op, int res)
 
 	res = nk_rbatch__fill(op->buf, op->len, res, &op->sa, sizeof(op->sa),
 			      alone ? batch_recv_one : NULL,
-			      ks_of(op->sock), &used);
+			      ks_of(op->sock), &used, &op->done);
 	nk_engine__op_done(op, res, 0, used, 0);
 }
 

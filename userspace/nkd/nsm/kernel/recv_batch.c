@@ -29,12 +29,14 @@ static void put_hdr(uint8_t *at, uint32_t len, uint32_t full_len, int err,
 
 int nk_rbatch__fill(uint8_t *buf, uint32_t len, int first_res,
 		    const struct sockaddr_storage *sa, socklen_t salen,
-		    nk_rbatch_recv_fn recv, void *arg, uint32_t *used)
+		    nk_rbatch_recv_fn recv, void *arg, uint32_t *used,
+		    uint32_t *data_bytes)
 {
 	const uint32_t hdr = sizeof(struct nk_dgram);
 	uint32_t cap, data, end, n = 1;
 
 	*used = 0;
+	*data_bytes = 0;
 	if (first_res < 0)
 		return first_res;
 	if (len < hdr)
@@ -43,6 +45,7 @@ int nk_rbatch__fill(uint8_t *buf, uint32_t len, int first_res,
 	data = (uint32_t)first_res < cap ? (uint32_t)first_res : cap;
 	put_hdr(buf, data, (uint32_t)first_res, 0, sa, salen);
 	end = hdr + data;
+	*data_bytes = data;
 	while (n < NK_RECV_BATCH_MAX && recv) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
@@ -66,6 +69,7 @@ int nk_rbatch__fill(uint8_t *buf, uint32_t len, int first_res,
 						     : len - off - hdr;
 		put_hdr(buf + off, data, (uint32_t)r, 0, &ss, sl);
 		end = off + hdr + data;
+		*data_bytes += data;
 		n++;
 	}
 	*used = end;

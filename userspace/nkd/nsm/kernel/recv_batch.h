@@ -30,10 +30,12 @@ typedef int (*nk_rbatch_recv_fn)(void *arg, uint8_t *data, uint32_t room,
  * recvmsg(MSG_TRUNC) reported it, sa/salen its source): writes its header,
  * then appends up to NK_RECV_BATCH_MAX - 1 more with recv. Nothing is
  * written outside buf[0..len). Returns the number of records, *used the
- * bytes of buf they take. first_res < 0 is returned as it is.
+ * bytes of buf they take, *data the datagram bytes in them. first_res < 0
+ * is returned as it is.
  */
 int nk_rbatch__fill(uint8_t *buf, uint32_t len, int first_res,
 		    const struct sockaddr_storage *sa, socklen_t salen,
-		    nk_rbatch_recv_fn recv, void *arg, uint32_t *used);
+		    nk_rbatch_recv_fn recv, void *arg, uint32_t *used,
+		    uint32_t *data_bytes);
 
 #endif /* NKD_RECV_BATCH_H */
