@@ -304,6 +304,12 @@ NK_HIDDEN void nk_buf__free(int idx);
 NK_HIDDEN uint8_t *nk_buf__ptr(int idx);
 NK_HIDDEN uint32_t nk_buf__off(int idx);
 
+/*
+ * Between plug and unplug this thread's SQEs share one doorbell (rung at
+ * the unplug, or before the thread sleeps). Nests.
+ */
+NK_HIDDEN void nk_ring__plug(void);
+NK_HIDDEN void nk_ring__unplug(void);
 /* Submit one SQE (user_data set by the caller). */
 NK_HIDDEN int nk_ring__submit(struct nk_sqe *sqe);
 /*

@@ -2514,6 +2514,27 @@ static int udp_batch_run(const char *ip)
 	EXPECT(poll(&pf, 1, 0) == 0, "drained again: revents %#x", pf.revents);
 	r = recv(b, in, opq(n), MSG_DONTWAIT);
 	EXPECT(r == -1 && errno == EAGAIN, "drained again: recv %zd", r);
+	/* sendmmsg: 5 datagrams in one call, in order */
+	for (int k = 0; k < 5; k++) {
+		fill(mbuf[k], 0, ub_len(k), (unsigned)k + 1);
+		miov[k] = (struct iovec){ mbuf[k], ub_len(k) };
+		memset(&mm[k], 0, sizeof(mm[k]));
+		mm[k].msg_hdr.msg_iov = &miov[k];
+		mm[k].msg_hdr.msg_iovlen = 1;
+		mm[k].msg_hdr.msg_name = &ba.ss;
+		mm[k].msg_hdr.msg_namelen = ba.len;
+	}
+	r = sendmmsg(a[0], mm, 5, 0);
+	EXPECT(r == 5, "sendmmsg: %zd (%s)", r, strerror(errno));
+	for (int k = 0; k < 5; k++) {
+		EXPECT(mm[k].msg_len == ub_len(k), "sendmmsg msg_len[%d] %u", k,
+		       mm[k].msg_len);
+		from.len = sizeof(from.ss);
+		r = recvfrom(b, in, opq(n), 0, sa(&from), &from.len);
+		EXPECT(addr_eq(&from, &src[0]), "sendmmsg datagram %d source",
+		       k);
+		TRY(ub_check(k, in, r, n, NULL, src));
+	}
 	close(ep);
 	close(b);
 	for (int k = 0; k < 3; k++)
