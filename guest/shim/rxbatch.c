@@ -61,8 +61,7 @@ static ssize_t deliver(const uint8_t *buf, uint32_t off, uint32_t end,
 	size_t total = 0, n;
 
 	*next = end;
-	if (end > nk_conn__buf_size() || off > end ||
-	    end - off < sizeof(h))
+	if (end > nk_conn__buf_size() || off > end || end - off < sizeof(h))
 		return -EIO;
 	memcpy(&h, buf + off, sizeof(h));
 	if (h.len > end - off - sizeof(h))
@@ -179,8 +178,8 @@ ssize_t nk_rxb__keep(struct nk_sock *s, int idx, int res, uint32_t aux,
 		     struct msghdr *msg, int flags, bool want_addr)
 {
 	uint32_t next;
-	ssize_t r = deliver(nk_buf__ptr(idx), 0, aux, msg, flags, want_addr,
-			    &next);
+	ssize_t r =
+		deliver(nk_buf__ptr(idx), 0, aux, msg, flags, want_addr, &next);
 
 	if (res > 1 && r != -EIO) {
 		/* nkd left the placeholder readable for these (abi.md §6). */

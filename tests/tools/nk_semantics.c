@@ -2393,8 +2393,9 @@ static int ub_check(int i, const unsigned char *in, ssize_t r, size_t cut,
 	EXPECT(mismatch(in, 0, want, (unsigned)i + 1) < 0,
 	       "datagram %d: wrong bytes", i);
 	if (from)
-		EXPECT(addr_eq(from, &src[i % 3]), "datagram %d from %s, not %s",
-		       i, addr_str(from, b1, sizeof(b1)),
+		EXPECT(addr_eq(from, &src[i % 3]),
+		       "datagram %d from %s, not %s", i,
+		       addr_str(from, b1, sizeof(b1)),
 		       addr_str(&src[i % 3], b2, sizeof(b2)));
 	return 0;
 }
@@ -2464,8 +2465,8 @@ static int udp_batch_run(const char *ip)
 	       "datagram %d: msg_flags %#x lacks MSG_TRUNC", i, mh.msg_flags);
 	i++;
 	r = recv(b, in, opq(3), MSG_TRUNC);
-	EXPECT(r == (ssize_t)ub_len(i), "recv(3, MSG_TRUNC) of datagram %d: %zd",
-	       i, r);
+	EXPECT(r == (ssize_t)ub_len(i),
+	       "recv(3, MSG_TRUNC) of datagram %d: %zd", i, r);
 	EXPECT(mismatch(in, 0, 3, (unsigned)i + 1) < 0, "truncated data");
 	i++;
 	/* FIONREAD: the next datagram's length */

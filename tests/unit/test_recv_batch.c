@@ -144,8 +144,8 @@ static void test_stops_when_full(void **state)
 	for (int i = 0; i < f.n; i++)
 		f.lens[i] = 99; /* odd: padding between records */
 	memset(buf + sizeof(struct nk_dgram), 0, 99);
-	r = nk_rbatch__fill(buf, len, 99, &sa, sizeof(sa), fake_recv, &f,
-			    &used, &data);
+	r = nk_rbatch__fill(buf, len, 99, &sa, sizeof(sa), fake_recv, &f, &used,
+			    &data);
 	assert_true(r >= 2 && r < 100);
 	assert_true(used <= len);
 	assert_int_equal(walk(buf, used, &f, 0), r);
@@ -185,8 +185,8 @@ static void test_error_record(void **state)
 	(void)state;
 	for (int i = 0; i < f.n; i++)
 		f.lens[i] = 10;
-	r = nk_rbatch__fill(buf, len, 10, &sa, sizeof(sa), fake_recv, &f,
-			    &used, &data);
+	r = nk_rbatch__fill(buf, len, 10, &sa, sizeof(sa), fake_recv, &f, &used,
+			    &data);
 	assert_int_equal(r, 5); /* 0..3, then the error */
 	for (int i = 0; i < 4; i++) {
 		memcpy(&h, buf + off, sizeof(h));
@@ -224,12 +224,12 @@ static void test_first_cut_and_errors(void **state)
 	assert_int_equal(used, 0);
 	/* No callback (a shared socket): one record. */
 	f.n = 5;
-	assert_int_equal(nk_rbatch__fill(buf, len, 1, &sa, sizeof(sa), NULL,
-					 &f, &used, &data),
+	assert_int_equal(nk_rbatch__fill(buf, len, 1, &sa, sizeof(sa), NULL, &f,
+					 &used, &data),
 			 1);
 	/* Too small for a header: refused, nothing written. */
-	assert_int_equal(nk_rbatch__fill(buf, 47, 1, &sa, sizeof(sa),
-					 fake_recv, &f, &used, &data),
+	assert_int_equal(nk_rbatch__fill(buf, 47, 1, &sa, sizeof(sa), fake_recv,
+					 &f, &used, &data),
 			 -EINVAL);
 	check_guards(buf, len);
 }

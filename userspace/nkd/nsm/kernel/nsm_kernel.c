@@ -307,8 +307,8 @@ static void finish_batch(struct nk_req *op, int res)
 	bool alone = op->sock->nr_holders <= 1;
 
 	res = nk_rbatch__fill(op->buf, op->len, res, &op->sa, sizeof(op->sa),
-			      alone ? batch_recv_one : NULL,
-			      ks_of(op->sock), &used, &op->done);
+			      alone ? batch_recv_one : NULL, ks_of(op->sock),
+			      &used, &op->done);
 	nk_engine__op_done(op, res, 0, used, 0);
 }
 
