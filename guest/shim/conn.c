@@ -1147,9 +1147,8 @@ static int submit_seq(struct nk_sqe *sqe, uint32_t *seq)
 		       sqe->opcode, sqe->handle, sqe->flags,
 		       (unsigned long long)sqe->user_data, sqe->io.buf_len);
 	*nk_sq__entry(&C.ring, idx) = *sqe;
-	/* A batch refill may drain the placeholder (rxbatch.c). */
 	if (sqe->opcode == NK_OP_SEND || sqe->opcode == NK_OP_SHUTDOWN ||
-	    sqe->opcode == NK_OP_CLOSE || (sqe->flags & NK_SQE_F_BATCH))
+	    sqe->opcode == NK_OP_CLOSE)
 		atomic_store_explicit(&barrier_dirty, 1, memory_order_relaxed);
 	/* Publishes the entry, then reads NEED_WAKEUP after a fence. */
 	bell = nk_sq__submit(&C.ring);

@@ -9,11 +9,10 @@
  * recvmsg and recvmmsg calls without a round trip. nkd keeps the
  * placeholder readable while a batch of more than one is out, so poll
  * and epoll see the kept datagrams. When the last one is handed out the
- * shim sends a read-ahead batch RECV at once (NK_SQE_F_PREFETCH, as
- * stream read-ahead does): it either brings the next batch or comes back
- * -EAGAIN, and then nkd has drained the placeholder, so readiness is
- * exact again before the next poll (which waits for it through the NOP
- * barrier: conn.c marks the barrier dirty for such a RECV).
+ * shim sends a read-ahead batch RECV (NK_SQE_F_PREFETCH, as stream
+ * read-ahead does) and waits for its answer before the recv returns: it
+ * either brings the next batch or comes back -EAGAIN, and then nkd has
+ * drained the placeholder, so readiness is exact when the recv returns.
  *
  * The state is the stream read-ahead's (shim.h: pf_*), under rx_lock.
  */
@@ -160,6 +159,13 @@ int nk_rxb__take(struct nk_sock *s, struct msghdr *msg, int flags,
 		}
 		refill(s);
 		nk_buf__free(idx);
+		/*
+		 * Wait for its answer before returning: until then nkd keeps
+		 * the placeholder readable, and a poll right after this recv
+		 * (timeout 0, no barrier) must not see a datagram that is
+		 * not there. Once per batch; the data is already copied.
+		 */
+		settle(s);
 		return 1;
 	}
 	if (s->pf_res == -EAGAIN || s->pf_res == 0) {
