@@ -14,9 +14,14 @@
  * either brings the next batch or comes back -EAGAIN, and then nkd has
  * drained the placeholder, so readiness is exact when the recv returns.
  *
- * The state is the stream read-ahead's (shim.h: pf_*), under rx_lock.
+ * The state is the stream read-ahead's (shim.h: pf_*), under rx_lock,
+ * which is not held while a recv waits in nkd: threads blocked in recv on
+ * one socket each keep their own timeout and signals. Only one of them
+ * asks for a batch at a time (rx_batching); the others ask for one
+ * datagram.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -186,17 +191,35 @@ ssize_t nk_rxb__keep(struct nk_sock *s, int idx, int res, uint32_t aux,
 	uint32_t next;
 	ssize_t r =
 		deliver(nk_buf__ptr(idx), 0, aux, msg, flags, want_addr, &next);
+	bool kept = false;
 
-	if (res > 1 && r != -EIO) {
+	if (res <= 1 || r == -EIO) {
+		nk_buf__free(idx);
+		return r;
+	}
+	pthread_mutex_lock(&s->rx_lock);
+	/*
+	 * Free: only the one batch RECV out (rx_batching) fills it, and a
+	 * refill needs it filled first. Checked all the same; a socket
+	 * closed meanwhile keeps nothing.
+	 */
+	if (atomic_load(&s->pf_state) == NK_PF_NONE &&
+	    !atomic_load(&s->closing)) {
 		/* nkd left the placeholder readable for these (abi.md §6). */
 		s->pf_idx = idx;
 		s->pf_off = next;
 		s->pf_end = aux;
 		s->pf_res = res - 1;
 		atomic_store(&s->pf_state, NK_PF_DONE);
-		return r;
+		kept = true;
 	}
-	nk_buf__free(idx);
+	pthread_mutex_unlock(&s->rx_lock);
+	if (!kept) {
+		if (!atomic_load(&s->closing))
+			nk_log("handle %u: %d datagram(s) dropped (batch busy)",
+			       s->handle, res - 1);
+		nk_buf__free(idx);
+	}
 	return r;
 }
 

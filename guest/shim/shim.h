@@ -182,6 +182,7 @@ struct nk_sock {
 	 */
 	uint32_t pf_end;
 	atomic_int rx_nobatch; /* the NSM answered a batch -EOPNOTSUPP */
+	atomic_int rx_batching; /* a thread has a batch RECV out (rxbatch.c) */
 };
 
 enum { NK_PF_NONE = 0, NK_PF_INFLIGHT, NK_PF_DONE };
@@ -322,7 +323,8 @@ NK_HIDDEN int nk_ring__call(struct nk_sqe *sqe, struct nk_call *op, bool intr);
 NK_HIDDEN int nk_ring__prefetch(struct nk_sock *s, struct nk_sqe *sqe, int idx);
 /*
  * rxbatch.c: datagrams many per RECV (NK_SQE_F_BATCH), kept per socket.
- * All called with rx_lock held.
+ * nk_rxb__take and nk_rxb__fionread are called with rx_lock held;
+ * nk_rxb__keep takes it itself (the RECV waited without it).
  */
 /* May a recv on s ask for a batch? */
 NK_HIDDEN bool nk_rxb__on(struct nk_sock *s);

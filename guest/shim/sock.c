@@ -683,10 +683,9 @@ ssize_t nk_sock__recvmsg(struct nk_sock *s, int fd, struct msghdr *msg,
 {
 	ssize_t r;
 
-	if ((s->type != SOCK_STREAM && s->type != SOCK_DGRAM) ||
-	    (flags & MSG_OOB))
+	if (s->type != SOCK_STREAM || (flags & MSG_OOB))
 		return recvmsg_locked(s, fd, msg, flags);
-	/* One reader at a time: the stash (a kept batch) has one consumer. */
+	/* One reader at a time: the stash has one consumer. */
 	pthread_mutex_lock(&s->rx_lock);
 	r = recvmsg_locked(s, fd, msg, flags);
 	pthread_mutex_unlock(&s->rx_lock);
@@ -717,8 +716,12 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 	if (dgram) {
 		/* Datagrams nkd handed over in a batch come first. */
 		ssize_t r;
-		int t = nk_rxb__take(s, msg, flags, want_addr, &r);
+		int t;
 
+		/* Held only here: a blocking RECV below waits without it. */
+		pthread_mutex_lock(&s->rx_lock);
+		t = nk_rxb__take(s, msg, flags, want_addr, &r);
+		pthread_mutex_unlock(&s->rx_lock);
 		if (t)
 			return t < 0 ? t : r;
 	}
@@ -731,6 +734,12 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 		/* Control messages and peeks stay one datagram per RECV. */
 		bool batch = dgram && !want_cmsg &&
 			     !(flags & (MSG_PEEK | MSG_OOB)) && nk_rxb__on(s);
+		int zero = 0;
+
+		/* One batch out per socket: its rest has one place to go. */
+		if (batch)
+			batch = atomic_compare_exchange_strong(&s->rx_batching,
+							       &zero, 1);
 
 		if (cap > total - got)
 			cap = total - got;
@@ -775,15 +784,21 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 		if (!err && (res >= 0 || res == -EAGAIN) &&
 		    !atomic_load(&s->rx_exact) && !atomic_load(&s->listening))
 			atomic_store(&s->rx_exact, 1);
+		if (batch && res > 0) {
+			ssize_t r = nk_rxb__keep(s, idx, res, op.cqe.aux, msg,
+						 flags, want_addr);
+
+			atomic_store(&s->rx_batching, 0);
+			return r;
+		}
+		if (batch)
+			atomic_store(&s->rx_batching, 0);
 		if (batch && res == -EOPNOTSUPP) {
 			/* This socket's NSM does not batch: single RECVs. */
 			atomic_store(&s->rx_nobatch, 1);
 			nk_buf__free(idx);
 			continue;
 		}
-		if (batch && res > 0)
-			return nk_rxb__keep(s, idx, res, op.cqe.aux, msg, flags,
-					    want_addr);
 		if (res == 0 && !dgram && !got)
 			res = eof_error(s);
 		if (res < 0) {

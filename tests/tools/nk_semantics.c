@@ -2543,10 +2543,40 @@ static int udp_batch_run(const char *ip)
 	return 0;
 }
 
+static void *ub_blocked_reader(void *arg)
+{
+	static unsigned char buf[100];
+	int fd = *(int *)arg;
+
+	return (void *)(intptr_t)recv(fd, buf, sizeof(buf), 0);
+}
+
 static int c_udp_batch(void)
 {
+	int a, b;
+	struct addr aa, ba;
+	pthread_t t;
+	void *res;
+	char in[16];
+	ssize_t r;
+
 	TRY(udp_batch_run("127.0.0.1"));
 	TRY(udp_batch_run("::1"));
+	/* A thread blocked in recv does not hold up a MSG_DONTWAIT one. */
+	TRY(a = udp_bound("127.0.0.1", &aa));
+	TRY(b = udp_bound("127.0.0.1", &ba));
+	EXPECT(pthread_create(&t, NULL, ub_blocked_reader, &b) == 0,
+	       "pthread_create");
+	sleep_ms(100);
+	/* Waiting behind the blocked reader would hang: the check fails. */
+	r = recv(b, in, opq(sizeof(in)), MSG_DONTWAIT);
+	EXPECT(r == -1 && errno == EAGAIN, "recv(MSG_DONTWAIT): %zd", r);
+	EXPECT(sendto(a, "wake", 4, 0, sa(&ba), ba.len) == 4, "sendto");
+	pthread_join(t, &res);
+	EXPECT((intptr_t)res == 4, "blocked reader got %ld",
+	       (long)(intptr_t)res);
+	close(a);
+	close(b);
 	return 0;
 }
 
