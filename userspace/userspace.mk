@@ -57,6 +57,8 @@ UT_config_SRCS := $(NKD_DIR)/core/config.c
 UT_host_ring_SRCS := $(NKD_DIR)/core/host_ring.c $(NKD_DIR)/core/region.c
 UT_bufown_SRCS := $(NKD_DIR)/core/bufown.c
 UT_cmsg_SRCS := $(NKD_DIR)/core/cmsg.c
+UT_recv_batch_SRCS := $(NKD_DIR)/nsm/kernel/recv_batch.c \
+	$(NKD_DIR)/core/validate.c $(NKD_DIR)/core/bufown.c
 UT_guest_ids_SRCS := $(NKD_DIR)/core/guest_ids.c
 # The engine with a fake NSM (tests/unit/test_engine.c): everything of nkd
 # but main, the control socket and the two real NSMs with their helpers
@@ -84,7 +86,7 @@ $$(BUILD)/tests/san/$(1): $$(BUILD)/san/tests/unit/test_$(1).o \
 	@mkdir -p $$(dir $$@)
 	$$(Q)$$(CC) $$(SAN_FLAGS) -o $$@ $$^ -lcmocka $$(UT_$(1)_LIBS)
 endef
-$(foreach t,validate config host_ring bufown guest_ids engine xlinger,$(eval $(call NKD_UNIT_TEST,$(t))))
+$(foreach t,validate config host_ring bufown guest_ids engine xlinger recv_batch,$(eval $(call NKD_UNIT_TEST,$(t))))
 
 install-userspace: $(BUILD)/nkd $(BUILD)/nkctl
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \

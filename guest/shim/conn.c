@@ -1096,6 +1096,33 @@ static void ring_bell(void)
 		(void)0; /* counter saturated: nkd is awake anyway */
 }
 
+/*
+ * A plugged thread (sendmmsg) publishes its SQEs but rings the doorbell
+ * once, at the unplug, or before it sleeps for anything (futex_wait): so
+ * many SQEs cost one doorbell, and a wait never misses nkd's answer.
+ */
+static __thread int plug_depth;
+static __thread bool plug_bell;
+
+static void plug_flush(void)
+{
+	if (plug_bell) {
+		plug_bell = false;
+		ring_bell();
+	}
+}
+
+void nk_ring__plug(void)
+{
+	plug_depth++;
+}
+
+void nk_ring__unplug(void)
+{
+	if (plug_depth > 0 && --plug_depth == 0)
+		plug_flush();
+}
+
 /* *seq: the SQ tail that published the entry (nkd took it at head >= *seq). */
 static int submit_seq(struct nk_sqe *sqe, uint32_t *seq)
 {
@@ -1130,7 +1157,9 @@ static int submit_seq(struct nk_sqe *sqe, uint32_t *seq)
 	*seq = nk_sq__tail(&C.ring);
 	atomic_store_explicit(&C.last_submit_ns, nk_now_ns(),
 			      memory_order_relaxed);
-	if (bell)
+	if (bell && plug_depth)
+		plug_bell = true;
+	else if (bell)
 		ring_bell();
 	pthread_mutex_unlock(&C.sq_lock);
 	return 0;
@@ -1201,6 +1230,7 @@ static void dispatch(const struct nk_cqe *cqe)
 			return;
 		C.meta[idx].sock = NULL;
 		s->pf_res = cqe->res;
+		s->pf_end = cqe->aux; /* a batch's bytes (rxbatch.c) */
 		atomic_store(&s->pf_state, NK_PF_DONE);
 		/* Closed meanwhile: nobody will read it (see shim.h). */
 		if (atomic_load(&s->closing) &&
@@ -1270,6 +1300,7 @@ static int futex_wait(uint32_t *addr, int op, uint32_t val, int64_t ns)
 	struct timespec ts = { .tv_sec = ns / 1000000000LL,
 			       .tv_nsec = ns % 1000000000LL };
 
+	plug_flush(); /* what we wait for may need nkd awake */
 	if (syscall(SYS_futex, addr, op, val, ns ? &ts : NULL, NULL, 0) < 0)
 		return errno == EINTR ? -EINTR : 0;
 	return 0;

@@ -133,6 +133,9 @@ struct nk_sock *nk_sock__alloc(void)
 	s->pf_idx = -1;
 	s->pf_res = 0;
 	s->pf_off = 0;
+	s->pf_end = 0;
+	atomic_store(&s->rx_nobatch, 0);
+	atomic_store(&s->rx_batching, 0);
 	atomic_store_explicit(&s->refs, 1, memory_order_release);
 	return s;
 }

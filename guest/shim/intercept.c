@@ -388,6 +388,8 @@ NK_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen,
 	if (!s)
 		return REAL(sendmmsg)(fd, vec, vlen, flags);
 	r = nk_conn__ensure();
+	/* One doorbell for the whole vector, as one syscall would be. */
+	nk_ring__plug();
 	for (i = 0; !r && i < vlen; i++) {
 		ssize_t n = nk_sock__sendmsg(s, &vec[i].msg_hdr, flags);
 
@@ -398,6 +400,7 @@ NK_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen,
 		}
 		vec[i].msg_len = (unsigned int)n;
 	}
+	nk_ring__unplug();
 	nk_sock__put(s);
 	if (r == -EHOSTUNREACH)
 		r = -ENETDOWN;

@@ -210,8 +210,26 @@ struct exec_ctx {
 	struct exec_env e;
 };
 
+/* Kept datagrams die with this image (docs/shim.md): say so. */
+static void exec_note_kept(void)
+{
+	for (uint32_t fd = 0; nk_cfg.debug && fd < nk_fdtab__size(); fd++) {
+		struct nk_sock *s = nk_fdtab__get((int)fd);
+		uint32_t n;
+
+		if (!s)
+			continue;
+		n = nk_rxb__kept(s);
+		if (n)
+			nk_dbg("exec drops %u datagram(s) kept on fd %u", n,
+			       fd);
+		nk_sock__put(s);
+	}
+}
+
 static void exec_prepare(struct exec_ctx *x, char *const envp[])
 {
+	exec_note_kept();
 	x->have = false;
 	if (nk_fdtab__count() && nk_conn__ensure() == 0 &&
 	    nk_ctl__token_req(NK_CTL_EXEC, &x->token) == 0)

@@ -176,6 +176,14 @@ struct nk_sock {
 	int pf_idx; /* data buffer */
 	int32_t pf_res; /* the RECV's result */
 	uint32_t pf_off; /* bytes of pf_res already handed out */
+	/*
+	 * Datagram sockets use the same state for batches (rxbatch.c):
+	 * pf_res is the records left, pf_off the next one's offset, pf_end
+	 * the bytes nkd filled (the CQE's aux).
+	 */
+	uint32_t pf_end;
+	atomic_int rx_nobatch; /* the NSM answered a batch -EOPNOTSUPP */
+	atomic_int rx_batching; /* a thread has a batch RECV out (rxbatch.c) */
 };
 
 enum { NK_PF_NONE = 0, NK_PF_INFLIGHT, NK_PF_DONE };
@@ -298,6 +306,12 @@ NK_HIDDEN void nk_buf__free(int idx);
 NK_HIDDEN uint8_t *nk_buf__ptr(int idx);
 NK_HIDDEN uint32_t nk_buf__off(int idx);
 
+/*
+ * Between plug and unplug this thread's SQEs share one doorbell (rung at
+ * the unplug, or before the thread sleeps). Nests.
+ */
+NK_HIDDEN void nk_ring__plug(void);
+NK_HIDDEN void nk_ring__unplug(void);
 /* Submit one SQE (user_data set by the caller). */
 NK_HIDDEN int nk_ring__submit(struct nk_sqe *sqe);
 /*
@@ -308,6 +322,30 @@ NK_HIDDEN int nk_ring__submit(struct nk_sqe *sqe);
 NK_HIDDEN int nk_ring__call(struct nk_sqe *sqe, struct nk_call *op, bool intr);
 /* Queue a read-ahead RECV into buffer idx for s (takes a ref on s). */
 NK_HIDDEN int nk_ring__prefetch(struct nk_sock *s, struct nk_sqe *sqe, int idx);
+/*
+ * rxbatch.c: datagrams many per RECV (NK_SQE_F_BATCH), kept per socket.
+ * nk_rxb__take and nk_rxb__fionread are called with rx_lock held;
+ * nk_rxb__keep takes it itself (the RECV waited without it).
+ */
+/* May a recv on s ask for a batch? */
+NK_HIDDEN bool nk_rxb__on(struct nk_sock *s);
+/*
+ * Answer a datagram recv from the kept batch: 1 with *ret set, 0 when
+ * nothing is kept (ask nkd), < 0 if waiting for a refill failed.
+ */
+NK_HIDDEN int nk_rxb__take(struct nk_sock *s, struct msghdr *msg, int flags,
+			   bool want_addr, ssize_t *ret);
+/*
+ * A batch RECV into buffer idx came back with res records, aux bytes:
+ * hand out the first, keep the rest (or free idx). Returns recvmsg's value.
+ */
+NK_HIDDEN ssize_t nk_rxb__keep(struct nk_sock *s, int idx, int res,
+			       uint32_t aux, struct msghdr *msg, int flags,
+			       bool want_addr);
+/* FIONREAD: the next kept datagram's length; false if none is kept. */
+NK_HIDDEN bool nk_rxb__fionread(struct nk_sock *s, int *val);
+/* Datagrams kept by this process (for exec: they are dropped). */
+NK_HIDDEN uint32_t nk_rxb__kept(struct nk_sock *s);
 /* Drop a socket's read-ahead state: its buffer, if the result is in. */
 NK_HIDDEN void nk_sock__stash_drop(struct nk_sock *s);
 /*

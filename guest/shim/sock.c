@@ -719,12 +719,33 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 		msg->msg_namelen = 0;
 	if (!total && !dgram)
 		return 0;
+	if (dgram) {
+		/* Datagrams nkd handed over in a batch come first. */
+		ssize_t r;
+		int t;
+
+		/* Held only here: a blocking RECV below waits without it. */
+		pthread_mutex_lock(&s->rx_lock);
+		t = nk_rxb__take(s, msg, flags, want_addr, &r);
+		pthread_mutex_unlock(&s->rx_lock);
+		if (t)
+			return t < 0 ? t : r;
+	}
 	for (;;) {
 		struct nk_sqe sqe = { .opcode = NK_OP_RECV,
 				      .handle = s->handle };
 		size_t cap = nk_conn__buf_size() - hdr, n;
 		struct nk_call op;
 		int idx, err, res;
+		/* Control messages and peeks stay one datagram per RECV. */
+		bool batch = dgram && !want_cmsg &&
+			     !(flags & (MSG_PEEK | MSG_OOB)) && nk_rxb__on(s);
+		int zero = 0;
+
+		/* One batch out per socket: its rest has one place to go. */
+		if (batch)
+			batch = atomic_compare_exchange_strong(&s->rx_batching,
+							       &zero, 1);
 
 		if (cap > total - got)
 			cap = total - got;
@@ -750,7 +771,12 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 		sqe.io.buf_off = nk_buf__off(idx);
 		sqe.io.buf_len = (uint32_t)(hdr + cap);
 		sqe.io.msg_flags = flags & (MSG_PEEK | MSG_TRUNC | MSG_OOB);
-		if (want_addr)
+		if (batch) {
+			sqe.io.buf_len = nk_conn__buf_size();
+			sqe.io.msg_flags = 0;
+			sqe.flags |= NK_SQE_F_BATCH;
+		}
+		if (want_addr && !batch)
 			sqe.flags |= NK_SQE_F_ADDR;
 		if (want_cmsg)
 			sqe.flags |= NK_SQE_F_CMSG;
@@ -764,6 +790,21 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 		if (!err && (res >= 0 || res == -EAGAIN) &&
 		    !atomic_load(&s->rx_exact) && !atomic_load(&s->listening))
 			atomic_store(&s->rx_exact, 1);
+		if (batch && res > 0) {
+			ssize_t r = nk_rxb__keep(s, idx, res, op.cqe.aux, msg,
+						 flags, want_addr);
+
+			atomic_store(&s->rx_batching, 0);
+			return r;
+		}
+		if (batch)
+			atomic_store(&s->rx_batching, 0);
+		if (batch && res == -EOPNOTSUPP) {
+			/* This socket's NSM does not batch: single RECVs. */
+			atomic_store(&s->rx_nobatch, 1);
+			nk_buf__free(idx);
+			continue;
+		}
 		if (res == 0 && !dgram && !got)
 			res = eof_error(s);
 		if (res < 0) {
@@ -1117,6 +1158,12 @@ int nk_sock__ioctl(struct nk_sock *s, int fd, unsigned long req, void *arg)
 	/* Bytes still queued to nkd are unsent too. */
 	if (req == SIOCOUTQ)
 		res += (int)atomic_load(&s->inflight);
+	/* A kept datagram is the next one the app reads. */
+	if (req == FIONREAD && s->type == SOCK_DGRAM) {
+		pthread_mutex_lock(&s->rx_lock);
+		nk_rxb__fionread(s, &res);
+		pthread_mutex_unlock(&s->rx_lock);
+	}
 	/* Read-ahead bytes are still unread for the app. */
 	if (req == FIONREAD && s->type == SOCK_STREAM) {
 		pthread_mutex_lock(&s->rx_lock);

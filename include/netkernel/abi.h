@@ -33,10 +33,11 @@
 /* SEND CQE aux = room left in the socket's send window (docs/abi.md §5) */
 #define NK_FEAT_SEND_CREDIT (1U << 5)
 #define NK_FEAT_CMSG (1U << 6) /* SEND/RECV take NK_SQE_F_CMSG */
+#define NK_FEAT_RECV_BATCH (1U << 7) /* RECV takes NK_SQE_F_BATCH */
 #define NK_FEAT_ALL                                                            \
 	(NK_FEAT_FUTEX_WAKE | NK_FEAT_DOORBELL_EVENTFD | NK_FEAT_PLACEHOLDER | \
 	 NK_FEAT_SENDTO_ADDR | NK_FEAT_RECV_PREFETCH | NK_FEAT_SEND_CREDIT |   \
-	 NK_FEAT_CMSG)
+	 NK_FEAT_CMSG | NK_FEAT_RECV_BATCH)
 
 /* Cache line the layout is built around; the SQE is exactly one. */
 #define NK_CACHELINE 64u
@@ -128,14 +129,22 @@ enum nk_op {
  */
 #define NK_SQE_F_CMSG (1U << 4)
 /*
+ * RECV on a datagram socket only: many datagrams in one buffer, each a
+ * struct nk_dgram record (docs/abi.md §5, "Datagram batches"). Not with
+ * NK_SQE_F_ADDR, NK_SQE_F_CMSG or any msg_flags. res = records (>= 1),
+ * aux = bytes of the buffer used. An NSM that does not batch answers
+ * -EOPNOTSUPP; the guest then uses single RECVs on that socket.
+ */
+#define NK_SQE_F_BATCH (1U << 5)
+/*
  * Every flag this ABI defines; anything else is refused. NK_SQE_F_PREFETCH
- * is also refused on any op but RECV, NK_SQE_F_CMSG on any but SEND and
- * RECV; a guest sends them only when the header offers
- * NK_FEAT_RECV_PREFETCH and NK_FEAT_CMSG.
+ * and NK_SQE_F_BATCH are also refused on any op but RECV, NK_SQE_F_CMSG
+ * on any but SEND and RECV; a guest sends them only when the header
+ * offers NK_FEAT_RECV_PREFETCH, NK_FEAT_RECV_BATCH and NK_FEAT_CMSG.
  */
 #define NK_SQE_F_ALL                                            \
 	(NK_SQE_F_NONBLOCK | NK_SQE_F_ADDR | NK_SQE_F_TIMEOUT | \
-	 NK_SQE_F_PREFETCH | NK_SQE_F_CMSG)
+	 NK_SQE_F_PREFETCH | NK_SQE_F_CMSG | NK_SQE_F_BATCH)
 
 /* NK_OP_IOCTL requests. */
 #define NK_IOCTL_FIONREAD 1u /* bytes readable now */
@@ -196,6 +205,23 @@ struct nk_cmsg {
 	uint32_t len; /* bytes of control messages after this header */
 	uint32_t flags; /* NK_CMSG_F_*; 0 on a SEND */
 	uint8_t data[NK_CMSG_BYTES - 8];
+};
+
+/*
+ * One datagram of a RECV with NK_SQE_F_BATCH: this header, then len bytes
+ * of data; the next record starts at the next multiple of NK_DGRAM_ALIGN.
+ * A record with err != 0 carries no data: the kernel reported -err at that
+ * point of the queue (an ICMP error on a connected socket).
+ */
+#define NK_DGRAM_ALIGN 8u
+#define NK_RECV_BATCH_MAX 64u /* most records one RECV returns */
+
+struct nk_dgram {
+	uint32_t len; /* data bytes that follow */
+	uint32_t full_len; /* the datagram's length; > len: truncated */
+	int32_t err; /* 0, or a positive errno in place of a datagram */
+	uint32_t resv; /* 0 */
+	struct nk_sockaddr addr; /* source */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -320,6 +346,15 @@ _Static_assert(NK_CMSG_BYTES % 8 == 0, "cmsg block keeps 8-byte alignment");
 NK_ASSERT_OFF(nk_cmsg, len, 0);
 NK_ASSERT_OFF(nk_cmsg, flags, 4);
 NK_ASSERT_OFF(nk_cmsg, data, 8);
+
+_Static_assert(sizeof(struct nk_dgram) == 48, "dgram record size");
+_Static_assert(sizeof(struct nk_dgram) % NK_DGRAM_ALIGN == 0,
+	       "records keep their alignment");
+NK_ASSERT_OFF(nk_dgram, len, 0);
+NK_ASSERT_OFF(nk_dgram, full_len, 4);
+NK_ASSERT_OFF(nk_dgram, err, 8);
+NK_ASSERT_OFF(nk_dgram, resv, 12);
+NK_ASSERT_OFF(nk_dgram, addr, 16);
 
 _Static_assert(sizeof(struct nk_cqe) == 32, "CQE size");
 NK_ASSERT_OFF(nk_cqe, user_data, 0);

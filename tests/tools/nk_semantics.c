@@ -2370,6 +2370,216 @@ static int c_udp_trunc(void)
 	return 0;
 }
 
+/*
+ * Many datagrams of different sizes and sources queued at once, then read
+ * with every call (netkernel hands them over in batches: docs/shim.md).
+ */
+#define UB_N 80 /* more than one batch (NK_RECV_BATCH_MAX) */
+
+static size_t ub_len(int i)
+{
+	return i % 10 == 5 ? 3000 + (size_t)i * 10 : (size_t)(i * 37) % 300;
+}
+
+/* Datagram i came back whole (or cut to cut bytes) from sender i % 3. */
+static int ub_check(int i, const unsigned char *in, ssize_t r, size_t cut,
+		    const struct addr *from, const struct addr *src)
+{
+	size_t want = ub_len(i) < cut ? ub_len(i) : cut;
+	char b1[80], b2[80];
+
+	EXPECT(r == (ssize_t)want, "datagram %d: %zd bytes, want %zu", i, r,
+	       want);
+	EXPECT(mismatch(in, 0, want, (unsigned)i + 1) < 0,
+	       "datagram %d: wrong bytes", i);
+	if (from)
+		EXPECT(addr_eq(from, &src[i % 3]),
+		       "datagram %d from %s, not %s", i,
+		       addr_str(from, b1, sizeof(b1)),
+		       addr_str(&src[i % 3], b2, sizeof(b2)));
+	return 0;
+}
+
+static int udp_batch_run(const char *ip)
+{
+	static unsigned char out[4000], in[4000];
+	struct addr src[3], ba, from;
+	int a[3], b, ep, i = 0, v, big = 1 << 20;
+	struct epoll_event ev = { .events = EPOLLIN }, got;
+	struct mmsghdr mm[5];
+	struct iovec iov[2], miov[5];
+	static unsigned char mbuf[5][4000];
+	struct msghdr mh;
+	struct pollfd pf;
+	ssize_t r;
+	size_t n = sizeof(in);
+
+	for (int k = 0; k < 3; k++)
+		TRY(a[k] = udp_bound(ip, &src[k]));
+	TRY(b = udp_bound(ip, &ba));
+	SYS(setsockopt(b, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big)));
+	for (int k = 0; k < UB_N; k++) {
+		fill(out, 0, ub_len(k), (unsigned)k + 1);
+		EXPECT(sendto(a[k % 3], out, ub_len(k), 0, sa(&ba), ba.len) ==
+			       (ssize_t)ub_len(k),
+		       "sendto %d: %s", k, strerror(errno));
+	}
+	EXPECT(wait_ev(b, POLLIN, 3000) & POLLIN, "no datagram");
+	/* recv, recvfrom */
+	r = recv(b, in, opq(n), 0);
+	TRY(ub_check(i++, in, r, n, NULL, src));
+	from.len = sizeof(from.ss);
+	r = recvfrom(b, in, opq(n), 0, sa(&from), &from.len);
+	TRY(ub_check(i++, in, r, n, &from, src));
+	/* recvmsg over two iovecs */
+	memset(&mh, 0, sizeof(mh));
+	iov[0] = (struct iovec){ in, 50 };
+	iov[1] = (struct iovec){ in + 50, sizeof(in) - 50 };
+	mh.msg_iov = iov;
+	mh.msg_iovlen = 2;
+	mh.msg_name = &from.ss;
+	mh.msg_namelen = sizeof(from.ss);
+	r = recvmsg(b, &mh, 0);
+	from.len = mh.msg_namelen;
+	TRY(ub_check(i++, in, r, n, &from, src));
+	EXPECT(!(mh.msg_flags & MSG_TRUNC), "msg_flags %#x", mh.msg_flags);
+	/* MSG_PEEK twice, then the same datagram for real */
+	for (int k = 0; k < 2; k++) {
+		memset(in, 0, sizeof(in));
+		from.len = sizeof(from.ss);
+		r = recvfrom(b, in, opq(n), MSG_PEEK, sa(&from), &from.len);
+		TRY(ub_check(i, in, r, n, &from, src));
+	}
+	r = recv(b, in, opq(n), 0);
+	TRY(ub_check(i++, in, r, n, NULL, src));
+	/* A short buffer cuts: the rest is gone; MSG_TRUNC says how long. */
+	r = recv(b, in, opq(10), 0);
+	TRY(ub_check(i++, in, r, 10, NULL, src));
+	memset(&mh, 0, sizeof(mh));
+	iov[0] = (struct iovec){ in, 5 };
+	mh.msg_iov = iov;
+	mh.msg_iovlen = 1;
+	r = recvmsg(b, &mh, 0);
+	TRY(ub_check(i, in, r, 5, NULL, src));
+	EXPECT(ub_len(i) <= 5 || (mh.msg_flags & MSG_TRUNC),
+	       "datagram %d: msg_flags %#x lacks MSG_TRUNC", i, mh.msg_flags);
+	i++;
+	r = recv(b, in, opq(3), MSG_TRUNC);
+	EXPECT(r == (ssize_t)ub_len(i),
+	       "recv(3, MSG_TRUNC) of datagram %d: %zd", i, r);
+	EXPECT(mismatch(in, 0, 3, (unsigned)i + 1) < 0, "truncated data");
+	i++;
+	/* FIONREAD: the next datagram's length */
+	SYS(ioctl(b, FIONREAD, &v));
+	EXPECT(v == (int)ub_len(i), "FIONREAD %d, next datagram %zu", v,
+	       ub_len(i));
+	/* recvmmsg */
+	for (int k = 0; k < 5; k++) {
+		miov[k] = (struct iovec){ mbuf[k], sizeof(mbuf[k]) };
+		memset(&mm[k], 0, sizeof(mm[k]));
+		mm[k].msg_hdr.msg_iov = &miov[k];
+		mm[k].msg_hdr.msg_iovlen = 1;
+	}
+	r = recvmmsg(b, mm, 5, MSG_DONTWAIT, NULL);
+	EXPECT(r == 5, "recvmmsg: %zd (%s)", r, strerror(errno));
+	for (int k = 0; k < 5; k++)
+		TRY(ub_check(i++, mbuf[k], (ssize_t)mm[k].msg_len, n, NULL,
+			     src));
+	/* readiness while datagrams are left */
+	pf = (struct pollfd){ b, POLLIN, 0 };
+	EXPECT(poll(&pf, 1, 0) == 1 && (pf.revents & POLLIN),
+	       "poll with datagrams queued: revents %#x", pf.revents);
+	SYS(ep = epoll_create1(EPOLL_CLOEXEC));
+	SYS(epoll_ctl(ep, EPOLL_CTL_ADD, b, &ev));
+	EXPECT(epoll_wait(ep, &got, 1, 0) == 1, "epoll with datagrams queued");
+	while (i < UB_N) {
+		from.len = sizeof(from.ss);
+		r = recvfrom(b, in, opq(n), MSG_DONTWAIT, sa(&from), &from.len);
+		TRY(ub_check(i++, in, r, n, &from, src));
+	}
+	/* drained: not readable, EAGAIN, in every way of asking */
+	pf = (struct pollfd){ b, POLLIN, 0 };
+	EXPECT(poll(&pf, 1, 0) == 0, "drained: poll revents %#x", pf.revents);
+	EXPECT(epoll_wait(ep, &got, 1, 0) == 0, "drained: epoll says ready");
+	r = recv(b, in, opq(n), MSG_DONTWAIT);
+	EXPECT(r == -1 && errno == EAGAIN, "drained recv: %zd", r);
+	r = recvmmsg(b, mm, 5, MSG_DONTWAIT, NULL);
+	EXPECT(r == -1 && errno == EAGAIN, "drained recvmmsg: %zd", r);
+	/* one more, then drained again */
+	fill(out, 0, 33, 99);
+	EXPECT(sendto(a[1], out, 33, 0, sa(&ba), ba.len) == 33, "sendto");
+	EXPECT(epoll_wait(ep, &got, 1, 3000) == 1, "new datagram: no EPOLLIN");
+	r = recv(b, in, opq(n), 0);
+	EXPECT(r == 33 && mismatch(in, 0, 33, 99) < 0, "last datagram: %zd", r);
+	pf = (struct pollfd){ b, POLLIN, 0 };
+	EXPECT(poll(&pf, 1, 0) == 0, "drained again: revents %#x", pf.revents);
+	r = recv(b, in, opq(n), MSG_DONTWAIT);
+	EXPECT(r == -1 && errno == EAGAIN, "drained again: recv %zd", r);
+	/* sendmmsg: 5 datagrams in one call, in order */
+	for (int k = 0; k < 5; k++) {
+		fill(mbuf[k], 0, ub_len(k), (unsigned)k + 1);
+		miov[k] = (struct iovec){ mbuf[k], ub_len(k) };
+		memset(&mm[k], 0, sizeof(mm[k]));
+		mm[k].msg_hdr.msg_iov = &miov[k];
+		mm[k].msg_hdr.msg_iovlen = 1;
+		mm[k].msg_hdr.msg_name = &ba.ss;
+		mm[k].msg_hdr.msg_namelen = ba.len;
+	}
+	r = sendmmsg(a[0], mm, 5, 0);
+	EXPECT(r == 5, "sendmmsg: %zd (%s)", r, strerror(errno));
+	for (int k = 0; k < 5; k++) {
+		EXPECT(mm[k].msg_len == ub_len(k), "sendmmsg msg_len[%d] %u", k,
+		       mm[k].msg_len);
+		from.len = sizeof(from.ss);
+		r = recvfrom(b, in, opq(n), 0, sa(&from), &from.len);
+		EXPECT(addr_eq(&from, &src[0]), "sendmmsg datagram %d source",
+		       k);
+		TRY(ub_check(k, in, r, n, NULL, src));
+	}
+	close(ep);
+	close(b);
+	for (int k = 0; k < 3; k++)
+		close(a[k]);
+	return 0;
+}
+
+static void *ub_blocked_reader(void *arg)
+{
+	static unsigned char buf[100];
+	int fd = *(int *)arg;
+
+	return (void *)(intptr_t)recv(fd, buf, sizeof(buf), 0);
+}
+
+static int c_udp_batch(void)
+{
+	int a, b;
+	struct addr aa, ba;
+	pthread_t t;
+	void *res;
+	char in[16];
+	ssize_t r;
+
+	TRY(udp_batch_run("127.0.0.1"));
+	TRY(udp_batch_run("::1"));
+	/* A thread blocked in recv does not hold up a MSG_DONTWAIT one. */
+	TRY(a = udp_bound("127.0.0.1", &aa));
+	TRY(b = udp_bound("127.0.0.1", &ba));
+	EXPECT(pthread_create(&t, NULL, ub_blocked_reader, &b) == 0,
+	       "pthread_create");
+	sleep_ms(100);
+	/* Waiting behind the blocked reader would hang: the check fails. */
+	r = recv(b, in, opq(sizeof(in)), MSG_DONTWAIT);
+	EXPECT(r == -1 && errno == EAGAIN, "recv(MSG_DONTWAIT): %zd", r);
+	EXPECT(sendto(a, "wake", 4, 0, sa(&ba), ba.len) == 4, "sendto");
+	pthread_join(t, &res);
+	EXPECT((intptr_t)res == 4, "blocked reader got %ld",
+	       (long)(intptr_t)res);
+	close(a);
+	close(b);
+	return 0;
+}
+
 static int c_v4mapped(void)
 {
 	int l6, c4, c6, s, v, u6, u4, one = 1;
@@ -3652,6 +3862,8 @@ static const struct check checks[] = {
 	  "UDP over IPv4: sources, boundaries, 65507 bytes" },
 	{ "udp_v6", c_udp_v6, "UDP over IPv6" },
 	{ "udp_trunc", c_udp_trunc, "MSG_TRUNC on UDP" },
+	{ "udp_batch", c_udp_batch,
+	  "80 queued datagrams, 3 sources: every recv call, peek, cut, poll" },
 	{ "v4mapped", c_v4mapped,
 	  "IPV6_V6ONLY=0 dual stack, v4-mapped addresses, V6ONLY=1" },
 	{ "sendmsg_recvmsg", c_sendmsg_recvmsg, "several iovecs, TCP and UDP" },

@@ -615,6 +615,26 @@ static void test_malformed(void **state)
 	assert_cq_empty(w);
 }
 
+/* An NSM without NK_NSM_CAP_RECV_BATCH never sees a batch RECV. */
+static void test_batch_unsupported(void **state)
+{
+	struct gview *v = &views[0];
+	uint32_t h;
+	struct nk_sqe s;
+
+	(void)state;
+	assert_true(v->hdr->features & NK_FEAT_RECV_BATCH);
+	h = new_socket(v, SOCK_DGRAM);
+	s = sqe_io(NK_OP_RECV, h, 0, v->hdr->buf_size);
+	s.flags = NK_SQE_F_BATCH | NK_SQE_F_NONBLOCK;
+	expect_refused(v, s, -EOPNOTSUPP, false);
+	/* Malformed ones are refused before: a batch on a stream. */
+	h = new_socket(v, SOCK_STREAM);
+	s = sqe_io(NK_OP_RECV, h, 0, v->hdr->buf_size);
+	s.flags = NK_SQE_F_BATCH;
+	expect_refused(v, s, -EINVAL, false);
+}
+
 static void test_abuse_limit(void **state)
 {
 	struct gview *v = &views[0];
@@ -1033,6 +1053,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_round_trip, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_malformed, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_batch_unsupported, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_abuse_limit, setup,
 						teardown),

@@ -331,6 +331,39 @@ static void test_cmsg_rules(void **state)
 	REFUSED_ABUSE(s, -EINVAL);
 }
 
+/* NK_SQE_F_BATCH: RECV on datagrams only, plain, room for a record. */
+static void test_batch_rules(void **state)
+{
+	struct nk_sqe s = op(NK_OP_RECV, H_UDP6);
+
+	s.flags = NK_SQE_F_BATCH | NK_SQE_F_NONBLOCK | NK_SQE_F_PREFETCH;
+	s.io.buf_len = sizeof(struct nk_dgram) - 1;
+	REFUSED_PLAIN(s, -EINVAL);
+	s.io.buf_len = sizeof(struct nk_dgram);
+	ACCEPTED(s);
+	s.io.buf_len = BUF_SIZE;
+	ACCEPTED(s);
+	s.io.msg_flags = MSG_PEEK;
+	REFUSED_PLAIN(s, -EINVAL);
+	s.io.msg_flags = 0;
+	s.flags = NK_SQE_F_BATCH | NK_SQE_F_ADDR;
+	REFUSED_PLAIN(s, -EINVAL);
+	s.flags = NK_SQE_F_BATCH | NK_SQE_F_CMSG;
+	REFUSED_PLAIN(s, -EINVAL);
+	/* Past the buffer: refused like any RECV. */
+	s.flags = NK_SQE_F_BATCH;
+	s.io.buf_off = 100;
+	REFUSED_ABUSE(s, -EFAULT);
+	s = op(NK_OP_RECV, H_TCP4);
+	s.flags = NK_SQE_F_BATCH;
+	s.io.buf_len = 1024;
+	REFUSED_PLAIN(s, -EINVAL);
+	s = op(NK_OP_SEND, H_UDP6);
+	s.flags = NK_SQE_F_BATCH;
+	s.io.buf_len = 100;
+	REFUSED_ABUSE(s, -EINVAL);
+}
+
 static void test_ctl_ops(void **state)
 {
 	struct nk_sqe s = op(NK_OP_LISTEN, H_TCP4);
@@ -390,6 +423,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_buffers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_io_rules, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cmsg_rules, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_batch_rules, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_ops, setup, teardown),
 		cmocka_unit_test(test_sockaddr_roundtrip),

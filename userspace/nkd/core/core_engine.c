@@ -1433,6 +1433,9 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 		nk_guest__refused(e, g, portown_reason(sqe->opcode, ret),
 				  "opcode %u refused: %s", sqe->opcode,
 				  strerror(-ret));
+	} else if ((sqe->flags & NK_SQE_F_BATCH) &&
+		   !(s->nsm->ops->caps & NK_NSM_CAP_RECV_BATCH)) {
+		ret = -EOPNOTSUPP; /* the guest falls back to single RECVs */
 	}
 	op = ret ? NULL : op_alloc(e);
 	if (!ret && !op)
@@ -1534,18 +1537,25 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 		break;
 	case NK_OP_RECV:
 		if (res > 0) {
-			s->bytes_rx += (uint64_t)res;
-			g->c.bytes_rx += (uint64_t)res;
+			/* A batch's res counts datagrams; the NSM left bytes. */
+			uint64_t b = (op->sqe_flags & NK_SQE_F_BATCH)
+					     ? op->done
+					     : (uint64_t)res;
+
+			s->bytes_rx += b;
+			g->c.bytes_rx += b;
 		}
 		if (op->msg_flags & MSG_PEEK)
 			break;
 		/*
-		 * A read-ahead that got data (or EOF, an error) leaves it with
-		 * the guest: readable stays, whatever the kernel socket says.
+		 * A read-ahead that got data (or EOF, an error), or a batch of
+		 * more than one datagram, leaves data with the guest: readable
+		 * stays, whatever the kernel socket says.
 		 * Only a RECV that found the socket empty shows the guest
 		 * holds nothing (abi.md §6).
 		 */
-		if ((op->sqe_flags & NK_SQE_F_PREFETCH) && res != -EAGAIN) {
+		if (((op->sqe_flags & NK_SQE_F_PREFETCH) && res != -EAGAIN) ||
+		    ((op->sqe_flags & NK_SQE_F_BATCH) && res > 1)) {
 			if (!s->closing)
 				nk_ph__set_readable(&s->ph, true, false);
 			break;

@@ -143,7 +143,8 @@ int nk_validate__sqe(const struct nk_sqe *sqe, const struct nk_validate_ctx *c,
 	if (op >= NK_OP__MAX)
 		return abuse(out, -EINVAL);
 	if (sqe->flags & ~NK_SQE_F_ALL ||
-	    ((sqe->flags & NK_SQE_F_PREFETCH) && op != NK_OP_RECV) ||
+	    ((sqe->flags & (NK_SQE_F_PREFETCH | NK_SQE_F_BATCH)) &&
+	     op != NK_OP_RECV) ||
 	    ((sqe->flags & NK_SQE_F_CMSG) && op != NK_OP_RECV &&
 	     op != NK_OP_SEND))
 		return abuse(out, -EINVAL);
@@ -264,6 +265,12 @@ int nk_validate__sqe(const struct nk_sqe *sqe, const struct nk_validate_ctx *c,
 			return -EINVAL;
 		if ((sqe->flags & NK_SQE_F_CMSG) &&
 		    out->sock.type != SOCK_DGRAM)
+			return -EINVAL;
+		/* A batch: datagrams only, plain, room for one record. */
+		if ((sqe->flags & NK_SQE_F_BATCH) &&
+		    (out->sock.type != SOCK_DGRAM || sqe->io.msg_flags ||
+		     (sqe->flags & (NK_SQE_F_ADDR | NK_SQE_F_CMSG)) ||
+		     sqe->io.buf_len < sizeof(struct nk_dgram)))
 			return -EINVAL;
 		return 0;
 	case NK_OP_SETSOCKOPT:

@@ -74,7 +74,12 @@ struct nk_nsm_ops {
 			 size_t backend_len);
 	int (*guest_attach)(void *priv, struct nk_guest *g);
 	void (*guest_detach)(void *priv, struct nk_guest *g);
+	/* NK_NSM_CAP_*: optional ABI features the NSM implements. */
+	unsigned caps;
 };
+
+/* RECV with NK_SQE_F_BATCH; without it the engine answers -EOPNOTSUPP. */
+#define NK_NSM_CAP_RECV_BATCH (1U << 0)
 
 extern const struct nk_nsm_ops nk_nsm_kernel_ops;
 extern const struct nk_nsm_ops nk_nsm_afxdp_ops;

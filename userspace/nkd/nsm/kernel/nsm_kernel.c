@@ -34,6 +34,7 @@
 #include "engine.h"
 #include "log.h"
 #include "loop.h"
+#include "recv_batch.h"
 #include "validate.h"
 
 #define POLL_MASK (POLLIN | POLLRDHUP | POLLERR | POLLHUP)
@@ -211,6 +212,8 @@ static uint32_t head_len(const struct nk_req *op)
 
 	if ((op->sqe_flags & NK_SQE_F_ADDR) && op->opcode == NK_OP_RECV)
 		skip += sizeof(struct nk_sockaddr);
+	if ((op->sqe_flags & NK_SQE_F_BATCH) && op->opcode == NK_OP_RECV)
+		skip += sizeof(struct nk_dgram); /* the first record's header */
 	if (op->sqe_flags & NK_SQE_F_CMSG)
 		skip += NK_CMSG_BYTES;
 	return skip;
@@ -229,7 +232,7 @@ static void build_msg(struct nk_req *op, bool recv)
 	uint32_t skip = head_len(op);
 
 	memset(m, 0, sizeof(*m));
-	if (op->sqe_flags & NK_SQE_F_ADDR) {
+	if (op->sqe_flags & (NK_SQE_F_ADDR | NK_SQE_F_BATCH)) {
 		if (recv) {
 			memset(&op->sa, 0, sizeof(op->sa));
 			m->msg_name = &op->sa;
@@ -269,6 +272,47 @@ static int send_flags(const struct nk_req *op)
 	return (int)(op->msg_flags & ~(uint32_t)MSG_DONTWAIT) | MSG_NOSIGNAL;
 }
 
+/* Next datagram of a batch, only if it fits whole (recv_batch.h). */
+static int batch_recv_one(void *arg, uint8_t *data, uint32_t room,
+			  struct sockaddr_storage *sa, socklen_t *salen)
+{
+	struct ksock *ks = arg;
+	struct iovec iov = { .iov_base = data, .iov_len = room };
+	struct msghdr m = { .msg_name = sa,
+			    .msg_namelen = *salen,
+			    .msg_iov = &iov,
+			    .msg_iovlen = 1 };
+	ssize_t n;
+	int q;
+
+	/* With less room than any datagram can have, ask its size first. */
+	if (room < 65536 &&
+	    (ioctl(ks->fd, FIONREAD, &q) < 0 || q <= 0 || (uint32_t)q > room))
+		return -EAGAIN;
+	n = recvmsg(ks->fd, &m, MSG_DONTWAIT | MSG_TRUNC);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	*salen = m.msg_namelen;
+	return n > INT32_MAX ? INT32_MAX : (int)n;
+}
+
+static void finish_batch(struct nk_req *op, int res)
+{
+	uint32_t used = 0;
+
+	/*
+	 * More than one only while this connection alone holds the socket:
+	 * datagrams a process keeps are invisible to another's recv and
+	 * poll, so a shared socket (fork, hand-over) gets one per RECV.
+	 */
+	bool alone = op->sock->nr_holders <= 1;
+
+	res = nk_rbatch__fill(op->buf, op->len, res, &op->sa, sizeof(op->sa),
+			      alone ? batch_recv_one : NULL, ks_of(op->sock),
+			      &used, &op->done);
+	nk_engine__op_done(op, res, 0, used, 0);
+}
+
 static void finish_recv(struct nk_req *op, int res)
 {
 	uint32_t skip = (op->sqe_flags & NK_SQE_F_ADDR)
@@ -276,6 +320,10 @@ static void finish_recv(struct nk_req *op, int res)
 				: 0;
 	uint32_t cap = op->len - head_len(op), flags = 0, data;
 
+	if (op->sqe_flags & NK_SQE_F_BATCH) {
+		finish_batch(op, res);
+		return;
+	}
 	if (res < 0) {
 		nk_engine__op_done(op, res, 0, 0, 0);
 		return;
@@ -1210,4 +1258,5 @@ const struct nk_nsm_ops nk_nsm_kernel_ops = {
 	.poll_now = kn_poll_now,
 	.sock_name = kn_sock_name,
 	.poll = NULL,
+	.caps = NK_NSM_CAP_RECV_BATCH,
 };
