@@ -114,8 +114,11 @@ static void refill(struct nk_sock *s)
 	}
 }
 
-/* Wait for an in-flight refill: nkd answers a NONBLOCK RECV at once. */
-static int settle(struct nk_sock *s)
+/*
+ * Wait for an in-flight read-ahead (stream) or refill (datagram batch):
+ * nkd answers a NONBLOCK RECV at once.
+ */
+int nk_pf__settle(struct nk_sock *s)
 {
 	int st = atomic_load(&s->pf_state);
 
@@ -138,7 +141,7 @@ static int settle(struct nk_sock *s)
 int nk_rxb__take(struct nk_sock *s, struct msghdr *msg, int flags,
 		 bool want_addr, ssize_t *ret)
 {
-	int st = settle(s);
+	int st = nk_pf__settle(s);
 	int idx = s->pf_idx;
 	uint32_t next;
 
@@ -170,7 +173,7 @@ int nk_rxb__take(struct nk_sock *s, struct msghdr *msg, int flags,
 		 * (timeout 0, no barrier) must not see a datagram that is
 		 * not there. Once per batch; the data is already copied.
 		 */
-		settle(s);
+		nk_pf__settle(s);
 		return 1;
 	}
 	if (s->pf_res == -EAGAIN || s->pf_res == 0) {
@@ -227,7 +230,7 @@ bool nk_rxb__fionread(struct nk_sock *s, int *val)
 {
 	struct nk_dgram h;
 
-	if (settle(s) != NK_PF_DONE || s->pf_res <= 0 ||
+	if (nk_pf__settle(s) != NK_PF_DONE || s->pf_res <= 0 ||
 	    s->pf_end > nk_conn__buf_size() || s->pf_off > s->pf_end ||
 	    s->pf_end - s->pf_off < sizeof(h))
 		return false;

@@ -328,6 +328,8 @@ NK_HIDDEN int nk_ring__prefetch(struct nk_sock *s, struct nk_sqe *sqe, int idx);
  * nk_rxb__keep takes it itself (the RECV waited without it).
  */
 /* May a recv on s ask for a batch? */
+/* Waits out a RECV read-ahead in flight; returns pf_state or -errno. */
+NK_HIDDEN int nk_pf__settle(struct nk_sock *s);
 NK_HIDDEN bool nk_rxb__on(struct nk_sock *s);
 /*
  * Answer a datagram recv from the kept batch: 1 with *ret set, 0 when

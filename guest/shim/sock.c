@@ -624,22 +624,10 @@ static void stash_refill(struct nk_sock *s)
 static int stash_take(struct nk_sock *s, struct msghdr *msg, size_t *got,
 		      size_t total, int flags, ssize_t *ret)
 {
-	int st = atomic_load(&s->pf_state);
+	int st = nk_pf__settle(s);
 
-	while (st == NK_PF_INFLIGHT) {
-		/* nkd answers a NONBLOCK RECV at once: a short wait. */
-		uint32_t g = nk_ring__gen();
-		int err;
-
-		nk_ring__poll();
-		st = atomic_load(&s->pf_state);
-		if (st != NK_PF_INFLIGHT)
-			break;
-		err = nk_ring__wait_progress(g, 0, false);
-		if (err)
-			return err;
-		st = atomic_load(&s->pf_state);
-	}
+	if (st < 0)
+		return st;
 	if (st != NK_PF_DONE)
 		return 0;
 	if (s->pf_res > 0) {
