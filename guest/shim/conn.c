@@ -48,12 +48,17 @@
 #define NK_TAKEN_SLICE_NS (100 * 1000LL)
 /* epoll_wait/poll spin this long while the process is talking to nkd... */
 #define NK_MUX_SPIN_NS (50 * 1000LL)
-/* Caps with at most 2 online CPUs, where a spin takes nkd's or the peer's
- * core (netkernel/spin.h, docs/shim.md). */
-#define NK_SPIN_FEW_CPUS_NS (20 * 1000LL)
-#define NK_MUX_SPIN_FEW_CPUS_NS (20 * 1000LL)
 /* ...that is, submitted something this recently. */
 #define NK_MUX_ACTIVE_NS (1000 * 1000LL)
+/*
+ * Caps with at most 2 online CPUs, where a spin takes nkd's or the peer's
+ * core (netkernel/spin.h, docs/shim.md). Not for the multiplexers: a round
+ * trip through nkd (~35 us) must fit in their spin, or a ping-pong pays a
+ * wake-up and a run-queue wait each way (sockperf p50 went 35 -> 175 us
+ * with a 20 us cap on the loaded 2-core machine).
+ */
+#define NK_SPIN_FEW_CPUS_NS (20 * 1000LL)
+#define NK_MUX_SPIN_FEW_CPUS_NS NK_MUX_SPIN_NS
 #define NK_CTL_TIMEOUT_S 5 /* a control reply later than this: nkd hung */
 #define NK_EPENDING 1 /* a signal is pending: handled like EINTR */
 
