@@ -8,8 +8,9 @@
  * the event happen, so the budget follows what spinning has recently paid
  * off (the halt-polling policy of KVM, virt/kvm/kvm_main.c): a sleep that
  * ended soon after the spin gave up, within what a longer spin would have
- * covered, doubles the budget up to its cap; a long sleep, or one that
- * ended with nothing to do, halves it, to nothing. A spin that finds its
+ * covered, doubles the budget up to its cap; one that ended within twice
+ * the cap keeps it; a longer sleep, or one that ended with nothing to do,
+ * halves it, to nothing. A spin that finds its
  * event leaves the budget alone. The cap is smaller on a machine with at
  * most two online CPUs. docs/nkd.md and docs/shim.md describe the knobs.
  */
@@ -82,14 +83,20 @@ static inline void nk_spin__hit(struct nk_spin *s)
  * ended because the awaited thing happened (not a timeout, not a stray
  * wake-up).
  */
-static inline void nk_spin__slept(struct nk_spin *s, int64_t slept,
-				  int useful)
+static inline void nk_spin__slept(struct nk_spin *s, int64_t slept, int useful)
 {
 	s->misses++;
 	if (useful && slept + s->cur <= s->max) {
 		s->cur = s->cur ? s->cur * 2 : NK_SPIN_GROW_START_NS;
 		if (s->cur > s->max)
 			s->cur = s->max;
+	} else if (useful && slept + s->cur <= 2 * s->max) {
+		/*
+		 * Just beyond the cap: keep the budget. Halving here would
+		 * make the next wait a sleep, which makes the round trip
+		 * slower still, down to no spin at all (a ping-pong whose
+		 * round trip hovers around the cap went 35 -> 160 us).
+		 */
 	} else {
 		s->cur /= 2;
 		if (s->cur < NK_SPIN_GROW_START_NS)

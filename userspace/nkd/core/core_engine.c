@@ -1809,8 +1809,8 @@ int nk_engine__run(struct nk_engine *e)
 	bool spinning = false;
 	struct nk_spin *sp = &e->spin;
 
-	nk_spin__init(sp, nk_spin__cap(getenv("NK_SPIN_MAX_NS"), NK_SPIN_BUSY_NS,
-					NK_SPIN_FEW_CPUS_NS));
+	nk_spin__init(sp, nk_spin__cap(getenv("NK_SPIN_MAX_NS"),
+				       NK_SPIN_BUSY_NS, NK_SPIN_FEW_CPUS_NS));
 	while (!e->stop) {
 		unsigned work = 0;
 		int64_t now, budget;
@@ -1860,7 +1860,8 @@ int nk_engine__run(struct nk_engine *e)
 		}
 		budget = nk_spin__budget(sp);
 		if (now - last_real < budget ||
-		    now - last_work < (budget < NK_SPIN_NS ? budget : NK_SPIN_NS)) {
+		    now - last_work <
+			    (budget < NK_SPIN_NS ? budget : NK_SPIN_NS)) {
 			spinning = true;
 			continue;
 		}
