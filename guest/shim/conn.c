@@ -881,6 +881,14 @@ int64_t nk_conn__mux_spin_ns(void)
 			      nk_spin__cap(secure_getenv("NK_MUX_SPIN_MAX_NS"),
 					   NK_MUX_SPIN_NS,
 					   NK_MUX_SPIN_FEW_CPUS_NS));
+		/*
+		 * Latency first: readiness that keeps coming, however late,
+		 * keeps the spin; only waits that end in a timeout or with
+		 * nothing shrink it. Adapting to late readiness too made a
+		 * ping-pong stop spinning under load (sockperf p50 up to 8x
+		 * the old build's).
+		 */
+		mux_spin.keep = INT64_MAX;
 		mux_spin_ready = true;
 	}
 	return nk_spin__budget(&mux_spin);

@@ -27,6 +27,7 @@
 struct nk_spin {
 	int64_t cur; /* current budget, 0..max */
 	int64_t max; /* cap */
+	int64_t keep; /* a useful wait up to this long keeps the budget */
 	uint64_t hits; /* spins that found their event */
 	uint64_t misses; /* spins that ended in a sleep */
 };
@@ -64,6 +65,7 @@ static inline int64_t nk_spin__cap(const char *v, int64_t many, int64_t few)
 static inline void nk_spin__init(struct nk_spin *s, int64_t max)
 {
 	s->max = max;
+	s->keep = 2 * max;
 	s->cur = max;
 	s->hits = s->misses = 0;
 }
@@ -90,7 +92,7 @@ static inline void nk_spin__slept(struct nk_spin *s, int64_t slept, int useful)
 		s->cur = s->cur ? s->cur * 2 : NK_SPIN_GROW_START_NS;
 		if (s->cur > s->max)
 			s->cur = s->max;
-	} else if (useful && slept + s->cur <= 2 * s->max) {
+	} else if (useful && slept + s->cur <= s->keep) {
 		/*
 		 * Just beyond the cap: keep the budget. Halving here would
 		 * make the next wait a sleep, which makes the round trip
