@@ -40,6 +40,7 @@
 
 #include "netkernel/guest_ring.h"
 #include "netkernel/ring.h"
+#include "netkernel/spin.h"
 #include "shim.h"
 
 #define NK_SLICE_NS (200 * 1000000LL) /* longest sleep between checks */
@@ -51,6 +52,15 @@
 #define NK_MUX_SPIN_NS (50 * 1000LL)
 /* ...that is, submitted something this recently. */
 #define NK_MUX_ACTIVE_NS (1000 * 1000LL)
+/*
+ * Caps with at most 2 online CPUs, where a spin takes nkd's or the peer's
+ * core (netkernel/spin.h, docs/shim.md). Not for the multiplexers: a round
+ * trip through nkd (~35 us) must fit in their spin, or a ping-pong pays a
+ * wake-up and a run-queue wait each way (sockperf p50 went 35 -> 175 us
+ * with a 20 us cap on the loaded 2-core machine).
+ */
+#define NK_SPIN_FEW_CPUS_NS (20 * 1000LL)
+#define NK_MUX_SPIN_FEW_CPUS_NS NK_MUX_SPIN_NS
 #define NK_CTL_TIMEOUT_S 5 /* a control reply later than this: nkd hung */
 #define NK_EPENDING 1 /* a signal is pending: handled like EINTR */
 
@@ -96,6 +106,7 @@ static struct {
 	uint32_t send_bufs, send_cap;
 	struct bufmeta *meta;
 	bool reaper_busy;
+	struct nk_spin wait_spin; /* the reaper's (only it touches it) */
 	int nfollowers;
 	uint32_t gen; /* futex word, __atomic ops */
 	atomic_llong inflight; /* SEND bytes of all sockets */
@@ -153,6 +164,9 @@ void nk_cfg__load(void)
 	if (dladdr((void *)nk_cfg__load, &di) && di.dli_fname)
 		snprintf(nk_cfg.shim_path, sizeof(nk_cfg.shim_path), "%s",
 			 di.dli_fname);
+	nk_spin__init(&C.wait_spin,
+		      nk_spin__cap(secure_getenv("NK_WAIT_SPIN_MAX_NS"),
+				   NK_SPIN_QUICK_NS, NK_SPIN_FEW_CPUS_NS));
 }
 
 static void vlog(const char *fmt, va_list ap)
@@ -852,6 +866,10 @@ uint32_t nk_conn__buf_size(void)
 	return C.buf_size;
 }
 
+/* Each thread runs its own event loop: its own spin history. */
+static __thread struct nk_spin mux_spin;
+static __thread bool mux_spin_ready;
+
 int64_t nk_conn__mux_spin_ns(void)
 {
 	int64_t last =
@@ -859,8 +877,33 @@ int64_t nk_conn__mux_spin_ns(void)
 
 	if (atomic_load_explicit(&C.state, memory_order_relaxed) != NK_ST_UP ||
 	    nk_now_ns() - last > NK_MUX_ACTIVE_NS)
-		return 0;
-	return NK_MUX_SPIN_NS;
+		return -1;
+	if (!mux_spin_ready) {
+		nk_spin__init(&mux_spin,
+			      nk_spin__cap(secure_getenv("NK_MUX_SPIN_MAX_NS"),
+					   NK_MUX_SPIN_NS,
+					   NK_MUX_SPIN_FEW_CPUS_NS));
+		/*
+		 * Latency first: readiness that keeps coming, however late,
+		 * keeps the spin; only waits that end in a timeout or with
+		 * nothing shrink it. Adapting to late readiness too made a
+		 * ping-pong stop spinning under load (sockperf p50 up to 8x
+		 * the old build's).
+		 */
+		mux_spin.keep = INT64_MAX;
+		mux_spin_ready = true;
+	}
+	return nk_spin__budget(&mux_spin);
+}
+
+void nk_conn__mux_spun(bool hit, int64_t slept, bool useful)
+{
+	if (!mux_spin_ready)
+		return;
+	if (hit)
+		nk_spin__hit(&mux_spin);
+	else
+		nk_spin__slept(&mux_spin, slept, useful);
 }
 
 bool nk_conn__has_feature(uint64_t feat)
@@ -1492,18 +1535,31 @@ static int sleep_futex(struct sigwin *w, uint32_t *addr, int op, uint32_t val,
 	return err;
 }
 
-/* The reaper's sleep: spin, then NEED_WAKEUP + FUTEX_WAIT on the CQ tail. */
+/*
+ * The reaper's sleep: spin, then NEED_WAKEUP + FUTEX_WAIT on the CQ tail.
+ * The spin is the caller's, cut to what spinning has recently paid off
+ * (C.wait_spin); with few CPUs it yields, so an nkd or a peer waiting for
+ * this core runs instead of the spin.
+ */
 static int reaper_sleep(struct sigwin *w, int64_t slice, int64_t spin)
 {
 	struct nk_ring_idx *cqi = C.ring.cqi;
 	uint32_t head = C.ring.cq_head, tail;
-	int64_t t0 = nk_now_ns();
+	int64_t t0 = nk_now_ns(), budget = nk_spin__budget(&C.wait_spin);
+	bool few = nk_spin__few_cpus();
 	int err;
 
+	if (spin > budget)
+		spin = budget;
 	do {
-		if (nk_ring_load_acquire(&cqi->tail) != head)
+		if (nk_ring_load_acquire(&cqi->tail) != head) {
+			nk_spin__hit(&C.wait_spin);
 			return 0;
-		cpu_relax();
+		}
+		if (few)
+			sched_yield();
+		else
+			cpu_relax();
 	} while (nk_now_ns() - t0 < spin);
 	if (!(C.features & NK_FEAT_FUTEX_WAKE)) {
 		/* Host never wakes us: poll with a short sleep. */
@@ -1515,8 +1571,12 @@ static int reaper_sleep(struct sigwin *w, int64_t slice, int64_t spin)
 	nk_ring_fence();
 	tail = nk_ring_load_acquire(&cqi->tail);
 	err = 0;
-	if (tail == head)
+	if (tail == head) {
+		t0 = nk_now_ns();
 		err = sleep_futex(w, &cqi->tail, FUTEX_WAIT, tail, slice);
+		nk_spin__slept(&C.wait_spin, nk_now_ns() - t0,
+			       nk_ring_load_acquire(&cqi->tail) != head);
+	}
 	__atomic_fetch_and(&cqi->flags, ~NK_RING_NEED_WAKEUP, __ATOMIC_RELAXED);
 	return err;
 }

@@ -664,7 +664,7 @@ static bool mux_spin_begin(struct mux_spin *m, int timeout)
 	if (timeout == 0 || !nk_fdtab__count())
 		return false;
 	spin = nk_conn__mux_spin_ns();
-	if (!spin)
+	if (spin < 0)
 		return false;
 	sigfillset(&all);
 	if (pthread_sigmask(SIG_SETMASK, &all, &m->old))
@@ -673,9 +673,13 @@ static bool mux_spin_begin(struct mux_spin *m, int timeout)
 	return true;
 }
 
-static int mux_spin_end(struct mux_spin *m, int ret)
+/* @spun: the spin found readiness; otherwise m->until is when the sleep
+ * began. */
+static int mux_spin_end(struct mux_spin *m, int ret, bool spun)
 {
 	int e = errno;
+
+	nk_conn__mux_spun(spun, spun ? 0 : nk_now_ns() - m->until, ret > 0);
 
 	pthread_sigmask(SIG_SETMASK, &m->old, NULL);
 	errno = e;
@@ -696,10 +700,11 @@ static int do_epoll(int epfd, struct epoll_event *ev, int max, int timeout,
 	do {
 		n = REAL(epoll_wait)(epfd, ev, max, 0);
 		if (n != 0)
-			return mux_spin_end(&m, n);
+			return mux_spin_end(&m, n, true);
 	} while (nk_now_ns() < m.until);
+	m.until = nk_now_ns();
 	n = REAL(epoll_pwait)(epfd, ev, max, timeout, mask ? mask : &m.old);
-	return mux_spin_end(&m, n);
+	return mux_spin_end(&m, n, false);
 }
 
 NK_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
@@ -729,15 +734,16 @@ static int do_poll(struct pollfd *fds, nfds_t n, int timeout,
 	do {
 		r = REAL(poll)(fds, n, 0);
 		if (r != 0)
-			return mux_spin_end(&m, r);
+			return mux_spin_end(&m, r, true);
 	} while (nk_now_ns() < m.until);
+	m.until = nk_now_ns();
 	if (!ts && timeout >= 0) {
 		t.tv_sec = timeout / 1000;
 		t.tv_nsec = (long)(timeout % 1000) * 1000000L;
 		ts = &t;
 	}
 	r = REAL(ppoll)(fds, n, ts, mask ? mask : &m.old);
-	return mux_spin_end(&m, r);
+	return mux_spin_end(&m, r, false);
 }
 
 NK_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)

@@ -283,8 +283,13 @@ NK_HIDDEN uint32_t nk_conn__buf_size(void);
  * How long a multiplexer call (epoll_wait, poll) may spin before sleeping:
  * non-zero only while this process has talked to nkd in the last moments,
  * so a reply is probably on its way and a sleep would cost a wake-up.
+ * -1 when not talking to nkd; 0 when spinning has not paid off lately
+ * (the caller still times its sleep, so the budget can grow back).
  */
 NK_HIDDEN int64_t nk_conn__mux_spin_ns(void);
+/* What the spin did: found readiness (@hit), or the sleep after it lasted
+ * @slept ns and ended with readiness (@useful). Adapts the next spin. */
+NK_HIDDEN void nk_conn__mux_spun(bool hit, int64_t slept, bool useful);
 NK_HIDDEN uint32_t nk_conn__send_window(void);
 
 /*

@@ -119,7 +119,9 @@ static inline struct nk_sqe *nk_sq__entry(struct nk_gring *r, uint32_t idx)
 /*
  * Publishes every reserved entry (release: the entries are visible before
  * the tail), then a full fence before reading NEED_WAKEUP (ring.h). Returns
- * true if the consumer is asleep: the caller rings the doorbell.
+ * true if the consumer is asleep: the caller rings the doorbell. The flag
+ * is cleared as it is taken (docs/abi.md §3): one doorbell per sleep of the
+ * consumer, not one per submission until it has woken up and run.
  */
 static inline bool nk_sq__submit(struct nk_gring *r)
 {
@@ -128,7 +130,11 @@ static inline bool nk_sq__submit(struct nk_gring *r)
 		r->sq_pub = r->sq_tail;
 	}
 	nk_ring_fence();
-	return __atomic_load_n(&r->sqi->flags, __ATOMIC_RELAXED) &
+	if (!(__atomic_load_n(&r->sqi->flags, __ATOMIC_RELAXED) &
+	      NK_RING_NEED_WAKEUP))
+		return false;
+	return __atomic_fetch_and(&r->sqi->flags, ~NK_RING_NEED_WAKEUP,
+				  __ATOMIC_RELAXED) &
 	       NK_RING_NEED_WAKEUP;
 }
 

@@ -1815,14 +1815,16 @@ static void on_signal(void *ctx, uint32_t slot, uint32_t gen,
 
 int nk_engine__run(struct nk_engine *e)
 {
-	int64_t last_work = nk_now_ns(), spin = NK_SPIN_NS;
-	int64_t last_real = last_work;
-	bool woke_soon = false;
+	int64_t last_work = nk_now_ns(), last_real = last_work, slept = -1;
+	bool spinning = false;
+	struct nk_spin *sp = &e->spin;
 
+	nk_spin__init(sp, nk_spin__cap(getenv("NK_SPIN_MAX_NS"),
+				       NK_SPIN_BUSY_NS, NK_SPIN_FEW_CPUS_NS));
 	while (!e->stop) {
 		unsigned work = 0;
-		int64_t now;
-		bool cq_blocked;
+		int64_t now, budget;
+		bool cq_blocked, real;
 
 		e->idle_work = 0;
 		nk_loop__kick(e->loop);
@@ -1844,23 +1846,36 @@ int nk_engine__run(struct nk_engine *e)
 		if (e->gc)
 			guest_gc(e, now);
 		/*
-		 * Only real work earns and keeps the busy spin: NOPs,
-		 * doorbells, refusals and failures keep nkd awake for the
-		 * short spin only, so a guest cannot buy a spinning core
-		 * with 1 NOP per millisecond (a NOP ping-pong still never
-		 * finds nkd asleep).
+		 * Only real work earns and keeps the spin: NOPs, doorbells,
+		 * refusals and failures keep nkd awake for the short spin
+		 * only, and a sleep they end counts as a useless one (the
+		 * budget shrinks), so a guest cannot buy a spinning core
+		 * with 1 NOP per millisecond (a NOP ping-pong still finds
+		 * nkd awake while the budget lasts).
 		 */
+		real = work > e->idle_work;
+		if (slept >= 0) {
+			nk_spin__slept(sp, slept, real);
+			slept = -1;
+		}
 		if (work) {
 			last_work = now;
-			if (work > e->idle_work) {
+			if (real) {
+				if (spinning)
+					nk_spin__hit(sp);
+				spinning = false;
 				last_real = now;
-				if (woke_soon)
-					spin = NK_SPIN_BUSY_NS;
 			}
 			continue;
 		}
-		if (now - last_work < NK_SPIN_NS || now - last_real < spin)
+		budget = nk_spin__budget(sp);
+		if (now - last_real < budget ||
+		    now - last_work <
+			    (budget < NK_SPIN_NS ? budget : NK_SPIN_NS)) {
+			spinning = true;
 			continue;
+		}
+		spinning = false;
 		if (prepare_sleep(e, &cq_blocked)) {
 			int64_t timeout = -1, t0;
 
@@ -1874,10 +1889,8 @@ int nk_engine__run(struct nk_engine *e)
 			e->sleeps++;
 			t0 = nk_now_ns();
 			nk_loop__wait(e->loop, timeout);
-			/* Woken soon after sleeping: traffic may be flowing;
-			 * the busy spin starts with its first real work. */
-			woke_soon = nk_now_ns() - t0 < NK_SPIN_BUSY_WINDOW_NS;
-			spin = NK_SPIN_NS;
+			/* Judged by the next pass: did real work end it? */
+			slept = nk_now_ns() - t0;
 		}
 		set_need_wakeup(e, false);
 		last_work = last_real = nk_now_ns();

@@ -26,6 +26,7 @@
 
 #include "netkernel/abi.h"
 #include "netkernel/ctl.h"
+#include "netkernel/spin.h"
 
 #include "admin.h"
 #include "budget.h"
@@ -46,15 +47,18 @@
 /* SQEs one guest may have taken per loop pass, times its weight. */
 #define NK_POLL_BUDGET 32u
 /*
- * Keep spinning this long after the last piece of work: NK_SPIN_NS when
- * idle, NK_SPIN_BUSY_NS while work keeps arriving soon after each sleep
- * (a sleep shorter than NK_SPIN_BUSY_WINDOW_NS). A wake-up costs ~21 us
- * on the target machine, so a steady flow of requests must find nkd
- * awake; an idle nkd must not spin at all.
+ * Spinning after the last piece of work (include/netkernel/spin.h): the
+ * budget adapts between 0 and NK_SPIN_BUSY_NS, or NK_SPIN_FEW_CPUS_NS on
+ * a machine with at most 2 online CPUs, where every spinning cycle is
+ * taken from a guest or its peer (NK_SPIN_MAX_NS in the environment
+ * overrides the cap). Work that is not real (NOPs, doorbells) keeps nkd
+ * awake for at most NK_SPIN_NS. A wake-up costs ~21 us on the target
+ * machine, so a steady flow of requests should find nkd awake; an idle
+ * nkd must not spin at all.
  */
 #define NK_SPIN_NS 50000ll
 #define NK_SPIN_BUSY_NS 1000000ll
-#define NK_SPIN_BUSY_WINDOW_NS 5000000ll
+#define NK_SPIN_FEW_CPUS_NS 50000ll
 /* Fork hand-overs never committed are dropped after this. */
 #define NK_HANDOVER_TTL_NS (10ll * 1000000000ll)
 /*
@@ -266,6 +270,7 @@ struct nk_engine {
 	int resolve_efd; /* resolver workers ring this */
 	int sigfd;
 	uint64_t loops, sleeps;
+	struct nk_spin spin; /* the run loop's, docs/nkd.md */
 	struct nk_admin_state admin; /* admin.c */
 	struct nk_budget budget;
 	/* Work units this pass that did nothing real (NOPs, refusals,

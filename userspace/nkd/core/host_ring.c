@@ -165,6 +165,15 @@ bool nk_hring__cq_wake(struct nk_hring *r)
 	if (!(__atomic_load_n(&r->cq_idx->flags, __ATOMIC_RELAXED) &
 	      NK_RING_NEED_WAKEUP))
 		return false;
+	/*
+	 * Taken as it is seen: CQEs posted before the guest runs need no
+	 * more wake-ups; it sets the flag again before its next sleep. A
+	 * guest that clears it itself only misses its own wake-up.
+	 */
+	if (!(__atomic_fetch_and(&r->cq_idx->flags, ~NK_RING_NEED_WAKEUP,
+				 __ATOMIC_RELAXED) &
+	      NK_RING_NEED_WAKEUP))
+		return false;
 	/* Shared futex (no FUTEX_PRIVATE_FLAG): the guest maps the memfd. */
 	syscall(SYS_futex, &r->cq_idx->tail, FUTEX_WAKE, INT_MAX, NULL, NULL,
 		0);

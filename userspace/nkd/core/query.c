@@ -387,10 +387,18 @@ static void q_stats(struct nk_engine *e, struct sb *b)
 		  "# HELP netkernel_loop_sleeps_total Times the event loop "
 		  "went to sleep.\n"
 		  "# TYPE netkernel_loop_sleeps_total counter\n"
-		  "netkernel_loop_sleeps_total %llu\n",
+		  "netkernel_loop_sleeps_total %llu\n"
+		  "# HELP netkernel_loop_spin_hits_total Spins that found "
+		  "work before the budget ran out.\n"
+		  "# TYPE netkernel_loop_spin_hits_total counter\n"
+		  "netkernel_loop_spin_hits_total %llu\n"
+		  "# HELP netkernel_loop_spin_ns Current spin budget.\n"
+		  "# TYPE netkernel_loop_spin_ns gauge\n"
+		  "netkernel_loop_spin_ns %lld\n",
 		  (long long)((nk_now_ns() - e->start_ns) / 1000000000ll),
 		  e->nr_conns, (unsigned long long)e->nr_socks,
-		  (unsigned long long)e->sleeps);
+		  (unsigned long long)e->sleeps,
+		  (unsigned long long)e->spin.hits, (long long)e->spin.cur);
 #define G(name, help, type, field, is64)                      \
 	prom_guest(b, e, "netkernel_guest_" name, help, type, \
 		   offsetof(struct nk_guest, field), is64)
