@@ -102,13 +102,23 @@ static void refill(struct nk_sock *s)
 		idx = nk_buf__alloc(false, 0);
 	if (idx < 0)
 		return;
-	sqe.io.buf_off = nk_buf__off(idx);
-	sqe.io.buf_len = nk_conn__buf_size();
+	s->pf_end = 0;
+	nk_pf__submit(s, &sqe, idx);
+}
+
+/*
+ * Sends a read-ahead RECV into buffer idx, which becomes the socket's
+ * (stream stash or datagram batch) until its answer is taken; on failure
+ * the buffer goes back.
+ */
+void nk_pf__submit(struct nk_sock *s, struct nk_sqe *sqe, int idx)
+{
+	sqe->io.buf_off = nk_buf__off(idx);
+	sqe->io.buf_len = nk_conn__buf_size();
 	s->pf_idx = idx;
 	s->pf_off = 0;
-	s->pf_end = 0;
 	atomic_store(&s->pf_state, NK_PF_INFLIGHT);
-	if (nk_ring__prefetch(s, &sqe, idx)) {
+	if (nk_ring__prefetch(s, sqe, idx)) {
 		atomic_store(&s->pf_state, NK_PF_NONE);
 		nk_buf__free(idx);
 	}

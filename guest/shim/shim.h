@@ -335,6 +335,8 @@ NK_HIDDEN int nk_ring__prefetch(struct nk_sock *s, struct nk_sqe *sqe, int idx);
 /* May a recv on s ask for a batch? */
 /* Waits out a RECV read-ahead in flight; returns pf_state or -errno. */
 NK_HIDDEN int nk_pf__settle(struct nk_sock *s);
+/* Sends a read-ahead RECV into buffer idx (stream stash or batch). */
+NK_HIDDEN void nk_pf__submit(struct nk_sock *s, struct nk_sqe *sqe, int idx);
 NK_HIDDEN bool nk_rxb__on(struct nk_sock *s);
 /*
  * Answer a datagram recv from the kept batch: 1 with *ret set, 0 when

@@ -604,15 +604,7 @@ static void stash_refill(struct nk_sock *s)
 
 	if (idx < 0)
 		return;
-	sqe.io.buf_off = nk_buf__off(idx);
-	sqe.io.buf_len = nk_conn__buf_size();
-	s->pf_idx = idx;
-	s->pf_off = 0;
-	atomic_store(&s->pf_state, NK_PF_INFLIGHT);
-	if (nk_ring__prefetch(s, &sqe, idx)) {
-		atomic_store(&s->pf_state, NK_PF_NONE);
-		nk_buf__free(idx);
-	}
+	nk_pf__submit(s, &sqe, idx);
 }
 
 /*
