@@ -60,6 +60,8 @@ static int check_config(const char *path)
 	ret = nk_config__check(path, &cfg, errs, sizeof(errs), &nerrs);
 	if (ret) {
 		fputs(errs, stderr);
+		if (!nerrs) /* out of memory: no message */
+			fprintf(stderr, "%s: %s\n", path, strerror(-ret));
 		fprintf(stderr, "%s: %u error%s, nkd would not start\n", path,
 			nerrs, nerrs == 1 ? "" : "s");
 		return 1;
@@ -198,8 +200,8 @@ int main(int argc, char **argv)
 	nk_admin__set_config_path(e, config);
 	ret = nk_ctl__create(e, sock, &ctl);
 	if (ret) {
-		nk_notify__status("startup failed: control socket %s: %s",
-				  sock, strerror(-ret));
+		nk_notify__status("startup failed: control socket %s: %s", sock,
+				  strerror(-ret));
 		nk_engine__destroy(e);
 		return 1;
 	}

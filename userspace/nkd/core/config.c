@@ -853,7 +853,8 @@ static int parse_operator(struct parser *p, char **tok, int ntok)
 				    "'%s'",
 				    tok[i]);
 		if (parse_id(tok[i] + 4, !is_uid, &v))
-			return PERR(p, "operator: bad %s (a number or a %s name)",
+			return PERR(p,
+				    "operator: bad %s (a number or a %s name)",
 				    tok[i], is_uid ? "user" : "group");
 		if ((is_uid ? p->cfg.nr_op_uids : p->cfg.nr_op_gids) ==
 		    NK_MAX_UIDS)
@@ -1021,14 +1022,14 @@ static int parse_text(struct parser *p, const char *text)
 		p->err = msg;
 		p->errlen = sizeof(msg);
 	}
-#define STOP_OR_GO_ON(R)                         \
-	do {                                     \
-		if (!p->all)                     \
-			return (R);              \
-		if ((R) == -ENOMEM)              \
-			return (R);              \
-		collect(p);                      \
-		first = first ? first : (R);     \
+#define STOP_OR_GO_ON(R)                     \
+	do {                                 \
+		if (!p->all)                 \
+			return (R);          \
+		if ((R) == -ENOMEM)          \
+			return (R);          \
+		collect(p);                  \
+		first = first ? first : (R); \
 	} while (0)
 	while (*s) {
 		ret = next_statement(p, &s, &phys, line, sizeof(line));

@@ -65,8 +65,9 @@ void nk_log(enum nk_log_level lvl, const char *fmt, ...)
 		localtime_r(&ts.tv_sec, &tm);
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 		strftime(zone, sizeof(zone), "%z", &tm);
-		n = snprintf(line, sizeof(line), "%s.%03ld%s nkd[%d] %s: ",
-			     when, ts.tv_nsec / 1000000, zone, (int)getpid(),
+		n = snprintf(line, sizeof(line),
+			     "%s.%03ld%s nkd[%d] %s: ", when,
+			     ts.tv_nsec / 1000000, zone, (int)getpid(),
 			     tag[lvl]);
 	}
 	if (n < 0 || (size_t)n >= sizeof(line))
