@@ -153,6 +153,18 @@ int main(int argc, char **argv)
 	if (check)
 		return check_config(check);
 
+	/*
+	 * Before any thread exists, the signals go to the loop's signalfd;
+	 * blocked from here, so a SIGHUP during start-up is a reload once the
+	 * loop runs, not death by the default action.
+	 */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP); /* reload the config */
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+
 	if (config)
 		ret = nk_config__load(config, &cfg, err, sizeof(err));
 	else
@@ -177,14 +189,6 @@ int main(int argc, char **argv)
 			setrlimit(RLIMIT_NOFILE, &rl);
 		}
 	}
-
-	/* Before any thread exists: the signals go to the loop's signalfd. */
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP); /* reload the config */
-	sigprocmask(SIG_BLOCK, &mask, NULL);
 
 	/*
 	 * Creating each NSM proves it usable (the kernel NSM opens a socket in
