@@ -183,14 +183,20 @@ part_e() {
 	log "(e) SIGHUP: RELOADING=1, reloaded, READY=1, still serving; SIGTERM: STOPPING=1, exit 0, socket gone"
 
 	# SIGINT, and a fatal error after the socket was bound (the pidfile).
-	bg nkd-int ip netns exec "$NS_H" "$NKD" --socket "$NK_SOCK"
+	# This time the notify socket is abstract ("@NAME"), which is per
+	# network namespace: the listener runs in H, next to nkd.
+	rm -f "$NK_TMP/int.msgs"
+	bg int-notify ip netns exec "$NS_H" "$PY" "$NOTIFY" "@nk-notify-$NK_ID" "$NK_TMP/int.msgs" 100
+	wait_for 10 grep -qx LISTENING "$NK_TMP/int.msgs" || fail "abstract notify listener did not start"
+	NOTIFY_SOCKET=@nk-notify-$NK_ID bg nkd-int ip netns exec "$NS_H" "$NKD" --socket "$NK_SOCK"
 	p=$LASTPID
-	wait_for 10 test -S "$NK_SOCK" || fail "nkd (SIGINT run) did not start"
+	wait_for 10 seen int READY=1 || fail "no READY=1 through an abstract NOTIFY_SOCKET"
 	kill -INT "$p"
 	rc=0
 	wait "$p" || rc=$?
 	[ "$rc" = 0 ] || fail "nkd exit $rc on SIGINT"
 	[ ! -e "$NK_SOCK" ] || fail "control socket left behind after SIGINT"
+	wait_for 5 seen int STOPPING=1 || fail "no STOPPING=1 on SIGINT"
 	rc=0
 	ip netns exec "$NS_H" "$NKD" --socket "$NK_SOCK" --pidfile "$NK_TMP/no/such/dir/pid" \
 		>"$NK_TMP/pidfail.log" 2>&1 || rc=$?
@@ -198,7 +204,7 @@ part_e() {
 	grep -q "listening on $NK_SOCK" "$NK_TMP/pidfail.log" ||
 		fail "the pidfile case did not get past bind: $(cat "$NK_TMP/pidfail.log")"
 	[ ! -e "$NK_SOCK" ] || fail "control socket left behind after a fatal error"
-	log "(e) SIGINT and a fatal error after bind remove the control socket"
+	log "(e) abstract NOTIFY_SOCKET: READY=1, STOPPING=1; SIGINT and a fatal error after bind remove the control socket"
 }
 
 # ---------------------------------------------------------------- (d)
