@@ -46,14 +46,18 @@ void nk_log(enum nk_log_level lvl, const char *fmt, ...)
 					   "debug" };
 	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
 	char line[2048];
+	int n, is_journal;
 	va_list ap;
-	int n;
 
 	if ((unsigned)lvl > NK_LOG_DEBUG)
 		lvl = NK_LOG_ERR;
-	if (journal < 0)
-		journal = nk_log__is_journal();
-	if (journal) {
+	/* The resolver threads log too: decided once, atomically. */
+	is_journal = __atomic_load_n(&journal, __ATOMIC_RELAXED);
+	if (is_journal < 0) {
+		is_journal = nk_log__is_journal();
+		__atomic_store_n(&journal, is_journal, __ATOMIC_RELAXED);
+	}
+	if (is_journal) {
 		n = snprintf(line, sizeof(line), "<%d>%s: ", prio[lvl],
 			     tag[lvl]);
 	} else {
