@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "netkernel/ctl.h"
+#include "netkernel/version.h"
 
 #define EXIT_USAGE 125
 #define EXIT_CANNOT_RUN 126
@@ -53,6 +54,7 @@ static void usage(FILE *f)
 		"  -v, --verbose         shim debug messages on stderr "
 		"(NK_DEBUG=1)\n"
 		"  -h, --help            this text\n"
+		"      --version         print the version and exit\n"
 		"\n"
 		"The shim is $NK_SHIM, else libnkshim.so next to nkrun, else\n"
 		"../lib/netkernel/libnkshim.so relative to nkrun.\n",
@@ -180,6 +182,7 @@ int main(int argc, char **argv)
 		{ "fallback", required_argument, NULL, 'f' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *guest = NULL, *sock = NULL, *fallback = "fail";
@@ -202,6 +205,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			printf("nkrun (netkernel) %s\n", NK_VERSION_STRING);
 			return 0;
 		default:
 			usage(stderr);

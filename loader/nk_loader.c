@@ -44,6 +44,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "netkernel/version.h"
 #include "nk_steer_shared.h"
 #include "nk_steer.skel.h"
 #include "nk_steer_maps.h"
@@ -887,6 +888,10 @@ int main(int argc, char **argv)
 	bool json = false;
 	int c;
 
+	if (argc == 2 && !strcmp(argv[1], "--version")) {
+		printf("nk-loader (netkernel) %s\n", NK_VERSION_STRING);
+		return EXIT_OK;
+	}
 	libbpf_set_print(libbpf_print);
 	/* GNU getopt permutes: options may come before or after CMD and DEV */
 	while ((c = getopt_long(argc, argv, "hvm:q:s:j", longopts, NULL)) !=

@@ -17,7 +17,9 @@ NKD_INC := $(addprefix -I,$(NKD_SRC_DIRS))
 NKD_SRCS := $(wildcard $(addsuffix /*.c,$(NKD_SRC_DIRS)))
 NKD_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(NKD_SRCS))
 NKD_SAN_OBJS := $(patsubst %.c,$(BUILD)/san/%.o,$(NKD_SRCS))
-NKD_LIBS := -luring -lpthread
+# libsystemd: sd_notify readiness (core/notify.c).
+NKD_LIBS := -luring -lpthread \
+	$(shell pkg-config --libs libsystemd 2>/dev/null || echo -lsystemd)
 $(NKD_OBJS) $(NKD_SAN_OBJS): NK_CFLAGS += $(NKD_INC)
 # The afxdp NSM's adapter: nk_ustack (lwIP, libxdp) and the nk_steer maps API.
 NKD_AFXDP_SRCS := $(wildcard $(NKD_DIR)/nsm/afxdp/*.c)

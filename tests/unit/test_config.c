@@ -9,6 +9,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -100,7 +102,7 @@ static void test_errors(void **state)
 		     "bad.conf:2: guest g: bad acl_deny '1.2.3.4/40'");
 	expect_error("nsm k\n", "bad.conf:1: nsm k: type= is required");
 	expect_error("nsm k type=kernel\nnsm k type=kernel\n",
-		     "bad.conf:2: nsm: 'k' defined twice");
+		     "bad.conf:2: nsm 'k' already defined at bad.conf:1");
 	expect_error("nsm k type=kernel color=red\n",
 		     "bad.conf:1: nsm k: unknown key 'color'");
 	expect_error("nsm k/x type=kernel\n", "bad.conf:1: nsm: bad name");
@@ -127,7 +129,7 @@ static void test_errors(void **state)
 	expect_error("nsm k type=kernel\n\n\nguest g nsm=other\n",
 		     "bad.conf:4: guest g: nsm 'other' is not defined");
 	expect_error("nsm k type=kernel\nguest g\nguest g\n",
-		     "bad.conf:3: guest: 'g' defined twice");
+		     "bad.conf:3: guest 'g' already defined at bad.conf:2");
 	expect_error("nsm k type=kernel\nunknown_guests maybe\n",
 		     "bad.conf:2: unknown_guests: expected allow or deny");
 	expect_error("nsm k type=kernel\nabuse_limit 0\n",
@@ -358,7 +360,8 @@ static void test_operator(void **state)
 					  "operator uid=x\n",
 					  "t.conf", &cfg, err, sizeof(err)),
 			 -EINVAL);
-	assert_string_equal(err, "t.conf:2: operator: bad uid=x");
+	assert_string_equal(err, "t.conf:2: operator: bad uid=x (a number or a "
+				 "user name)");
 }
 
 /* nkctl set: keys given replace, others stay; all or nothing. */
@@ -526,6 +529,79 @@ static void test_egress_policy(void **state)
 		     "bad.conf:2: guest g: bad egress '1.2.3.4'");
 }
 
+/* '\' continues a statement; errors cite its first line; names as ids. */
+static void test_continuation_and_names(void **state)
+{
+	static const char text[] = "nsm k type=kernel \\\n"
+				   "    # a comment line ends nothing \\\n"
+				   "\n"
+				   "guest web uid=root \\\n"
+				   "\tuid=7 gid=root \\\n"
+				   "  max_sockets=9\n"
+				   "operator uid=root gid=root\n";
+	struct nk_config c;
+	const struct nk_guest_conf *g;
+	char err[256] = "";
+
+	(void)state;
+	assert_int_equal(nk_config__parse(text, "t.conf", &c, err, sizeof(err)),
+			 0);
+	g = nk_config__guest(&c, "web");
+	assert_non_null(g);
+	assert_int_equal(g->nr_uids, 2);
+	assert_int_equal(g->uids[0], 0);
+	assert_int_equal(g->uids[1], 7);
+	assert_int_equal(g->nr_gids, 1);
+	assert_int_equal(g->gids[0], 0);
+	assert_int_equal(g->max_sockets, 9);
+	assert_int_equal(c.nr_op_uids, 1);
+	assert_int_equal(c.nr_op_gids, 1);
+	nk_config__free(&c);
+
+	assert_int_equal(nk_config__parse("nsm k type=kernel\n"
+					  "guest a \\\n"
+					  "  uid=no-such-user-nk\n",
+					  "t.conf", &c, err, sizeof(err)),
+			 -EINVAL);
+	assert_string_equal(err, "t.conf:2: guest a: bad uid "
+				 "'no-such-user-nk' (a number or a user name)");
+}
+
+/* nk_config__check: every error, not just the first. */
+static void test_check_all(void **state)
+{
+	static const char text[] = "nsm k type=kernel\n"
+				   "guest a uid=nobody-nk-x\n"
+				   "guest b\n"
+				   "guest b\n"
+				   "nsm n type=kernel netns=/nonexistent/nk\n"
+				   "bogus\n";
+	char path[] = "/tmp/nk-test-config-XXXXXX", errs[2048], want[1024];
+	struct nk_config c;
+	unsigned nerrs;
+	int fd;
+
+	(void)state;
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, sizeof(text) - 1),
+			 (ssize_t)sizeof(text) - 1);
+	close(fd);
+	assert_int_equal(nk_config__check(path, &c, errs, sizeof(errs), &nerrs),
+			 -EINVAL);
+	snprintf(want, sizeof(want),
+		 "%s:2: guest a: bad uid 'nobody-nk-x' (a number or a user "
+		 "name)\n"
+		 "%s:4: guest 'b' already defined at %s:3\n"
+		 "%s:6: unknown statement 'bogus'\n"
+		 "%s:5: nsm n: netns /nonexistent/nk: No such file or "
+		 "directory\n",
+		 path, path, path, path, path);
+	assert_string_equal(errs, want);
+	assert_int_equal(nerrs, 4);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -541,6 +617,8 @@ int main(void)
 		cmocka_unit_test(test_guest_set),
 		cmocka_unit_test(test_match),
 		cmocka_unit_test(test_egress_policy),
+		cmocka_unit_test(test_continuation_and_names),
+		cmocka_unit_test(test_check_all),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * nkd: the netkernel host service. Command line, signals, pidfile; the rest
- * is the CoreEngine's event loop (core_engine.c).
+ * nkd: the netkernel host service. Command line, signals, pidfile, systemd
+ * readiness; the rest is the CoreEngine's event loop (core_engine.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,16 +14,20 @@
 #include <unistd.h>
 
 #include "netkernel/ctl.h"
+#include "netkernel/version.h"
 
 #include "config.h"
 #include "engine.h"
 #include "log.h"
+#include "notify.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: nkd [--socket PATH] [--config FILE] [--pidfile FILE] "
-		"[-v|--verbose] [--help]\n"
+		"[-v|--verbose]\n"
+		"       nkd --check-config FILE\n"
+		"       nkd --version | --help\n"
 		"  --socket PATH   control socket (default %s)\n"
 		"  --config FILE   NSMs, guests and policy (default: one "
 		"kernel NSM 'kernel0';\n"
@@ -34,8 +38,44 @@ static void usage(FILE *f)
 		"                  SIGHUP or `nkctl reload` reads it again\n"
 		"  --pidfile FILE  write nkd's pid there, remove it on exit\n"
 		"  -v, --verbose   debug logging\n"
+		"  --check-config FILE\n"
+		"                  check FILE and exit: 0 and \"FILE: ok\", or 1 "
+		"and a\n"
+		"                  FILE:LINE: message for every error\n"
+		"  --version       print the version and exit\n"
+		"Under systemd (Type=notify) nkd reports ready only once every "
+		"NSM works.\n"
 		"See nkd(8) and docs/config.md.\n",
 		NK_CTL_DEFAULT_PATH);
+}
+
+/* nkd --check-config FILE: like `nginx -t`, nothing starts. */
+static int check_config(const char *path)
+{
+	static char errs[32768];
+	struct nk_config cfg;
+	unsigned nerrs;
+	int ret;
+
+	ret = nk_config__check(path, &cfg, errs, sizeof(errs), &nerrs);
+	if (ret) {
+		fputs(errs, stderr);
+		if (!nerrs) /* out of memory: no message */
+			fprintf(stderr, "%s: %s\n", path, strerror(-ret));
+		fprintf(stderr, "%s: %u error%s, nkd would not start\n", path,
+			nerrs, nerrs == 1 ? "" : "s");
+		return 1;
+	}
+	printf("%s: ok: %u nsm%s (", path, cfg.nr_nsms,
+	       cfg.nr_nsms == 1 ? "" : "s");
+	for (unsigned i = 0; i < cfg.nr_nsms; i++)
+		printf("%s%s %s", i ? ", " : "", cfg.nsms[i].name,
+		       cfg.nsms[i].type);
+	printf("), %u guest%s, unknown guests %s\n", cfg.nr_guests,
+	       cfg.nr_guests == 1 ? "" : "s",
+	       cfg.unknown_allow ? "allowed" : "denied");
+	nk_config__free(&cfg);
+	return 0;
 }
 
 static int write_pidfile(const char *path)
@@ -65,9 +105,12 @@ int main(int argc, char **argv)
 		{ "pidfile", required_argument, NULL, 'p' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "check-config", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *sock = NK_CTL_DEFAULT_PATH, *config = NULL, *pidfile = NULL;
+	const char *check = NULL;
 	struct nk_engine *e = NULL;
 	struct nk_config cfg;
 	struct nk_ctl *ctl;
@@ -92,6 +135,12 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'V':
+			printf("nkd (netkernel) %s\n", NK_VERSION_STRING);
+			return 0;
+		case 't':
+			check = optarg;
+			break;
 		default:
 			usage(stderr);
 			return 2;
@@ -101,13 +150,29 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (check)
+		return check_config(check);
+
+	/*
+	 * Before any thread exists, the signals go to the loop's signalfd;
+	 * blocked from here, so a SIGHUP during start-up is a reload once the
+	 * loop runs, not death by the default action.
+	 */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP); /* reload the config */
+	sigprocmask(SIG_BLOCK, &mask, NULL);
 
 	if (config)
 		ret = nk_config__load(config, &cfg, err, sizeof(err));
 	else
 		ret = nk_config__default(&cfg);
 	if (ret) {
-		fprintf(stderr, "nkd: %s\n", config ? err : "out of memory");
+		nk_err("%s", config ? err : "out of memory");
+		nk_notify__status("config error: %s",
+				  config ? err : "out of memory");
 		return 1;
 	}
 
@@ -125,32 +190,42 @@ int main(int argc, char **argv)
 		}
 	}
 
-	/* Before any thread exists: the signals go to the loop's signalfd. */
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP); /* reload the config */
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-
+	/*
+	 * Creating each NSM proves it usable (the kernel NSM opens a socket in
+	 * its namespace, afxdp binds its queues): a failure stops nkd here,
+	 * before READY=1, with the NSM's name and the cause logged.
+	 */
 	ret = nk_engine__create(&cfg, &e); /* takes cfg over */
 	if (ret) {
-		nk_err("startup failed: %s", strerror(-ret));
+		nk_err("startup failed: %s (see above)", strerror(-ret));
+		nk_notify__status("startup failed: %s", strerror(-ret));
 		return 1;
 	}
 	nk_admin__set_config_path(e, config);
 	ret = nk_ctl__create(e, sock, &ctl);
 	if (ret) {
+		nk_notify__status("startup failed: control socket %s: %s", sock,
+				  strerror(-ret));
 		nk_engine__destroy(e);
 		return 1;
 	}
 	if (pidfile && (ret = write_pidfile(pidfile))) {
 		nk_err("pidfile %s: %s", pidfile, strerror(-ret));
-		nk_engine__destroy(e);
+		nk_notify__status("startup failed: pidfile %s: %s", pidfile,
+				  strerror(-ret));
+		nk_engine__destroy(e); /* removes the control socket */
 		return 1;
 	}
 	nk_info("nkd %s ready (pid %d)", NK_VERSION, (int)getpid());
+	{
+		char status[256];
+
+		snprintf(status, sizeof(status), "running: %u NSM%s, %s",
+			 e->nr_nsms, e->nr_nsms == 1 ? "" : "s", sock);
+		nk_notify__ready(status);
+	}
 	ret = nk_engine__run(e);
+	nk_notify__stopping(ret ? "stopping after an error" : "stopping");
 	nk_engine__destroy(e);
 	if (pidfile)
 		unlink(pidfile);

@@ -16,13 +16,17 @@
  *   hello_timeout SECONDS
  *   socket_budget N | memory_budget MIB | default_share PCT | resolve_queue N
  *   (guest key reserve=N: see budget.c)
+ * A line ending in '\' continues on the next one (messages cite the first).
+ * uid= and gid= take names too, looked up when the file is read.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,6 +127,29 @@ static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
 	if (errno || *end || v < lo || v > hi)
 		return -EINVAL;
 	*out = (uint32_t)v;
+	return 0;
+}
+
+/* A number, or a user (group) name looked up now (a reload looks again). */
+static int parse_id(const char *s, bool group, uint32_t *out)
+{
+	if (isdigit((unsigned char)*s))
+		return parse_u32(s, 0, UINT32_MAX - 1, out);
+	if (!*s)
+		return -EINVAL;
+	if (group) {
+		struct group *gr = getgrnam(s);
+
+		if (!gr)
+			return -ENOENT;
+		*out = (uint32_t)gr->gr_gid;
+	} else {
+		struct passwd *pw = getpwnam(s);
+
+		if (!pw)
+			return -ENOENT;
+		*out = (uint32_t)pw->pw_uid;
+	}
 	return 0;
 }
 
@@ -425,8 +452,14 @@ struct parser {
 	const char *fname;
 	unsigned line;
 	unsigned *guest_lines; /* line of each guest, for late nsm= checks */
+	unsigned *nsm_lines; /* line of each nsm, cited for a duplicate */
 	char *err;
 	size_t errlen;
+	/* nk_config__check: every error, one a line, in errs */
+	bool all;
+	char *errs;
+	size_t errslen, errsused;
+	unsigned nerrs;
 };
 
 static int grow(void **arr, unsigned n, size_t sz)
@@ -556,7 +589,8 @@ static int parse_nsm(struct parser *p, char **tok, int ntok)
 			    tok[1]);
 	for (unsigned i = 0; i < p->cfg.nr_nsms; i++)
 		if (!strcmp(p->cfg.nsms[i].name, tok[1]))
-			return PERR(p, "nsm: '%s' defined twice", tok[1]);
+			return PERR(p, "nsm '%s' already defined at %s:%u",
+				    tok[1], p->fname, p->nsm_lines[i]);
 	strcpy(n.name, tok[1]);
 	for (int i = 2; i < ntok; i++) {
 		char *eq = strchr(tok[i], '=');
@@ -592,8 +626,10 @@ static int parse_nsm(struct parser *p, char **tok, int ntok)
 	ret = check_nsm_afxdp(p, &n, seen_afxdp_key);
 	if (ret)
 		return ret;
-	if (grow((void **)&p->cfg.nsms, p->cfg.nr_nsms, sizeof(n)))
+	if (grow((void **)&p->cfg.nsms, p->cfg.nr_nsms, sizeof(n)) ||
+	    grow((void **)&p->nsm_lines, p->cfg.nr_nsms, sizeof(unsigned)))
 		return -ENOMEM;
+	p->nsm_lines[p->cfg.nr_nsms] = p->line;
 	p->cfg.nsms[p->cfg.nr_nsms++] = n;
 	return 0;
 }
@@ -613,8 +649,11 @@ static int match_key(struct parser *p, struct nk_guest_conf *g, const char *key,
 		if (g->nr_gids == NK_MAX_MATCH)
 			*ret = PERR(p, "guest %s: more than %u gid=", g->name,
 				    NK_MAX_MATCH);
-		else if (parse_u32(val, 0, UINT32_MAX - 1, &v))
-			*ret = PERR(p, "guest %s: bad gid '%s'", g->name, val);
+		else if (parse_id(val, true, &v))
+			*ret = PERR(p,
+				    "guest %s: bad gid '%s' (a number or a "
+				    "group name)",
+				    g->name, val);
 		else
 			g->gids[g->nr_gids++] = (gid_t)v;
 	} else if (!strcmp(key, "netns")) {
@@ -680,8 +719,10 @@ static int parse_guest(struct parser *p, char **tok, int ntok)
 	if (!name_ok(tok[1]))
 		return PERR(p, "guest: bad name '%s' (letters, digits, '._-')",
 			    tok[1]);
-	if (nk_config__guest(&p->cfg, tok[1]))
-		return PERR(p, "guest: '%s' defined twice", tok[1]);
+	for (unsigned i = 0; i < p->cfg.nr_guests; i++)
+		if (!strcmp(p->cfg.guests[i].name, tok[1]))
+			return PERR(p, "guest '%s' already defined at %s:%u",
+				    tok[1], p->fname, p->guest_lines[i]);
 	nk_guest_conf__defaults(&g, tok[1]);
 	for (int i = 2; i < ntok; i++) {
 		char *key = tok[i], *val = strchr(tok[i], '=');
@@ -699,9 +740,11 @@ static int parse_guest(struct parser *p, char **tok, int ntok)
 			if (g.nr_uids == NK_MAX_UIDS)
 				return PERR(p, "guest %s: more than %u uid=",
 					    g.name, NK_MAX_UIDS);
-			if (parse_u32(val, 0, UINT32_MAX - 1, &v))
-				return PERR(p, "guest %s: bad uid '%s'", g.name,
-					    val);
+			if (parse_id(val, false, &v))
+				return PERR(p,
+					    "guest %s: bad uid '%s' (a number "
+					    "or a user name)",
+					    g.name, val);
 			g.uids[g.nr_uids++] = (uid_t)v;
 		} else if (!strcmp(key, "bind")) {
 			if (g.nr_binds == NK_MAX_BINDS)
@@ -809,8 +852,10 @@ static int parse_operator(struct parser *p, char **tok, int ntok)
 				    "operator: expected uid=N or gid=N, got "
 				    "'%s'",
 				    tok[i]);
-		if (parse_u32(tok[i] + 4, 0, UINT32_MAX - 1, &v))
-			return PERR(p, "operator: bad %s", tok[i]);
+		if (parse_id(tok[i] + 4, !is_uid, &v))
+			return PERR(p,
+				    "operator: bad %s (a number or a %s name)",
+				    tok[i], is_uid ? "user" : "group");
 		if ((is_uid ? p->cfg.nr_op_uids : p->cfg.nr_op_gids) ==
 		    NK_MAX_UIDS)
 			return PERR(p, "operator: more than %u %s", NK_MAX_UIDS,
@@ -908,70 +953,162 @@ static int parse_line(struct parser *p, char *s)
 	return PERR(p, "unknown statement '%s'", tok[0]);
 }
 
-int nk_config__parse(const char *text, const char *fname, struct nk_config *cfg,
-		     char *err, size_t errlen)
+/* nk_config__check mode: the error in p->err joins the list. */
+static void collect(struct parser *p)
 {
-	struct parser p = { .fname = fname, .err = err, .errlen = errlen };
-	const char *s = text;
-	char line[MAX_LINE];
-	int ret = 0;
+	size_t n = strlen(p->err);
 
-	memset(cfg, 0, sizeof(*cfg));
-	p.cfg.unknown_allow = false;
-	p.cfg.abuse_limit = NK_DEF_ABUSE_LIMIT;
-	p.cfg.max_ctl_per_uid = NK_DEF_MAX_CTL_PER_UID;
-	p.cfg.hello_timeout_s = NK_DEF_HELLO_TIMEOUT_S;
-	while (*s) {
-		const char *nl = strchr(s, '\n');
-		size_t n = nl ? (size_t)(nl - s) : strlen(s);
-		char *hash;
+	p->nerrs++;
+	if (!p->errs || p->errsused + n + 2 > p->errslen)
+		return;
+	memcpy(p->errs + p->errsused, p->err, n);
+	p->errsused += n;
+	p->errs[p->errsused++] = '\n';
+	p->errs[p->errsused] = '\0';
+}
 
-		p.line++;
-		if (n >= sizeof(line)) {
-			ret = PERR(&p, "line longer than %d bytes", MAX_LINE);
-			goto out;
-		}
-		memcpy(line, s, n);
-		line[n] = '\0';
-		hash = strchr(line, '#');
+/*
+ * The next statement from *s into line: physical lines joined while one
+ * ends in '\' (comments cut first, so a '\' in a comment continues
+ * nothing). p->line becomes the statement's first line; *phys counts
+ * physical lines.
+ */
+static int next_statement(struct parser *p, const char **s, unsigned *phys,
+			  char *line, size_t linesz)
+{
+	size_t used = 0;
+	bool more = true, too_long = false;
+
+	line[0] = '\0';
+	p->line = *phys + 1;
+	while (more && **s) {
+		const char *nl = strchr(*s, '\n');
+		size_t n = nl ? (size_t)(nl - *s) : strlen(*s);
+		const char *hash = memchr(*s, '#', n);
+
+		(*phys)++;
 		if (hash)
-			*hash = '\0';
-		ret = parse_line(&p, line);
-		if (ret)
-			goto out;
-		s += n + (nl ? 1 : 0);
-	}
-	if (!p.cfg.nr_nsms) {
-		p.line = 0;
-		ret = PERR(&p, "no nsm defined (add e.g. 'nsm kernel0 "
-			       "type=kernel')");
-		goto out;
-	}
-	for (unsigned i = 0; i < p.cfg.nr_guests; i++) {
-		struct nk_guest_conf *g = &p.cfg.guests[i];
-		bool found = !g->nsm[0];
-
-		for (unsigned j = 0; j < p.cfg.nr_nsms && !found; j++)
-			found = !strcmp(p.cfg.nsms[j].name, g->nsm);
-		if (!found) {
-			p.line = p.guest_lines[i];
-			ret = PERR(&p, "guest %s: nsm '%s' is not defined",
-				   g->name, g->nsm);
-			goto out;
+			n = (size_t)(hash - *s);
+		while (n && strchr(" \t\r", (*s)[n - 1]))
+			n--;
+		more = n && (*s)[n - 1] == '\\';
+		if (more)
+			n--;
+		if (used + n + 2 > linesz) {
+			too_long = true;
+		} else if (!too_long) {
+			memcpy(line + used, *s, n);
+			used += n;
+			line[used++] = ' ';
+			line[used] = '\0';
 		}
+		*s = nl ? nl + 1 : *s + strlen(*s);
 	}
-out:
-	free(p.guest_lines);
-	if (ret) {
-		nk_config__free(&p.cfg);
-		return ret;
-	}
-	*cfg = p.cfg;
+	if (too_long)
+		return PERR(p, "line longer than %zu bytes", linesz);
 	return 0;
 }
 
-int nk_config__load(const char *path, struct nk_config *cfg, char *err,
-		    size_t errlen)
+static int parse_text(struct parser *p, const char *text)
+{
+	const char *s = text;
+	char line[MAX_LINE], msg[512];
+	unsigned phys = 0;
+	int ret, first = 0;
+
+	if (p->all) {
+		/* Each error goes to msg, then to the list; err: the first */
+		msg[0] = '\0';
+		p->err = msg;
+		p->errlen = sizeof(msg);
+	}
+#define STOP_OR_GO_ON(R)                     \
+	do {                                 \
+		if (!p->all)                 \
+			return (R);          \
+		if ((R) == -ENOMEM)          \
+			return (R);          \
+		collect(p);                  \
+		first = first ? first : (R); \
+	} while (0)
+	while (*s) {
+		ret = next_statement(p, &s, &phys, line, sizeof(line));
+		if (!ret)
+			ret = parse_line(p, line);
+		if (ret)
+			STOP_OR_GO_ON(ret);
+	}
+	if (!p->cfg.nr_nsms) {
+		p->line = 0;
+		ret = PERR(p, "no nsm defined (add e.g. 'nsm kernel0 "
+			      "type=kernel')");
+		STOP_OR_GO_ON(ret);
+	}
+	for (unsigned i = 0; i < p->cfg.nr_guests; i++) {
+		struct nk_guest_conf *g = &p->cfg.guests[i];
+		bool found = !g->nsm[0];
+
+		for (unsigned j = 0; j < p->cfg.nr_nsms && !found; j++)
+			found = !strcmp(p->cfg.nsms[j].name, g->nsm);
+		if (!found) {
+			p->line = p->guest_lines[i];
+			ret = PERR(p, "guest %s: nsm '%s' is not defined",
+				   g->name, g->nsm);
+			STOP_OR_GO_ON(ret);
+		}
+	}
+	/* nkd would stop at start on an NSM namespace that is not there. */
+	for (unsigned i = 0; p->all && i < p->cfg.nr_nsms; i++) {
+		struct nk_nsm_conf *n = &p->cfg.nsms[i];
+		struct stat st;
+
+		if (!n->netns[0] || !stat(n->netns, &st))
+			continue;
+		p->line = p->nsm_lines[i];
+		ret = PERR(p, "nsm %s: netns %s: %s", n->name, n->netns,
+			   strerror(errno));
+		STOP_OR_GO_ON(ret);
+	}
+#undef STOP_OR_GO_ON
+	return first;
+}
+
+static void parser_init(struct parser *p, const char *fname)
+{
+	memset(p, 0, sizeof(*p));
+	p->fname = fname;
+	p->cfg.unknown_allow = false;
+	p->cfg.abuse_limit = NK_DEF_ABUSE_LIMIT;
+	p->cfg.max_ctl_per_uid = NK_DEF_MAX_CTL_PER_UID;
+	p->cfg.hello_timeout_s = NK_DEF_HELLO_TIMEOUT_S;
+}
+
+static int parser_finish(struct parser *p, int ret, struct nk_config *cfg)
+{
+	free(p->guest_lines);
+	free(p->nsm_lines);
+	if (ret) {
+		nk_config__free(&p->cfg);
+		return ret;
+	}
+	*cfg = p->cfg;
+	return 0;
+}
+
+int nk_config__parse(const char *text, const char *fname, struct nk_config *cfg,
+		     char *err, size_t errlen)
+{
+	struct parser p;
+
+	memset(cfg, 0, sizeof(*cfg));
+	parser_init(&p, fname);
+	p.err = err;
+	p.errlen = errlen;
+	return parser_finish(&p, parse_text(&p, text), cfg);
+}
+
+/* The whole file as a string; -errno with "path: message" in err. */
+static int read_config(const char *path, char **out, char *err, size_t errlen)
 {
 	struct stat st;
 	char *text;
@@ -985,7 +1122,8 @@ int nk_config__load(const char *path, struct nk_config *cfg, char *err,
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return ret;
 	}
-	if (fstat(fd, &st) || st.st_size > MAX_CONFIG_BYTES) {
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) ||
+	    st.st_size > MAX_CONFIG_BYTES) {
 		snprintf(err, errlen, "%s: not a readable file up to 1 MiB",
 			 path);
 		close(fd);
@@ -994,6 +1132,7 @@ int nk_config__load(const char *path, struct nk_config *cfg, char *err,
 	text = malloc((size_t)st.st_size + 1);
 	if (!text) {
 		close(fd);
+		snprintf(err, errlen, "%s: out of memory", path);
 		return -ENOMEM;
 	}
 	while (got < (size_t)st.st_size) {
@@ -1009,9 +1148,51 @@ int nk_config__load(const char *path, struct nk_config *cfg, char *err,
 		free(text);
 		return -EINVAL;
 	}
+	*out = text;
+	return 0;
+}
+
+int nk_config__load(const char *path, struct nk_config *cfg, char *err,
+		    size_t errlen)
+{
+	char *text;
+	int ret;
+
+	memset(cfg, 0, sizeof(*cfg));
+	ret = read_config(path, &text, err, errlen);
+	if (ret)
+		return ret;
 	ret = nk_config__parse(text, path, cfg, err, errlen);
 	free(text);
 	return ret;
+}
+
+int nk_config__check(const char *path, struct nk_config *cfg, char *errs,
+		     size_t errslen, unsigned *nerrs)
+{
+	struct parser p;
+	char *text;
+	int ret;
+
+	memset(cfg, 0, sizeof(*cfg));
+	*nerrs = 0;
+	if (errslen)
+		errs[0] = '\0';
+	ret = read_config(path, &text, errs, errslen);
+	if (ret) {
+		*nerrs = 1;
+		if (strlen(errs) + 2 <= errslen)
+			strcat(errs, "\n");
+		return ret;
+	}
+	parser_init(&p, path);
+	p.all = true;
+	p.errs = errs;
+	p.errslen = errslen;
+	ret = parse_text(&p, text);
+	free(text);
+	*nerrs = p.nerrs;
+	return parser_finish(&p, ret, cfg);
 }
 
 /* ------------------------------------------------------------------ */

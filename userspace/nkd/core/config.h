@@ -151,6 +151,15 @@ int nk_config__parse(const char *text, const char *fname, struct nk_config *cfg,
 /* Reads and parses a file; -errno with a message in err on failure. */
 int nk_config__load(const char *path, struct nk_config *cfg, char *err,
 		    size_t errlen);
+/*
+ * nkd --check-config: reads and parses path like nk_config__load but goes
+ * on after an error, and also checks that each NSM's netns= exists. Every
+ * "path:line: message" found goes to errs, one a line (a '\'-continued
+ * statement is cited at its first line); *nerrs counts them. Returns 0
+ * (cfg filled) or the first error (cfg empty).
+ */
+int nk_config__check(const char *path, struct nk_config *cfg, char *errs,
+		     size_t errslen, unsigned *nerrs);
 void nk_config__free(struct nk_config *cfg);
 
 /* Defaults for a guest not named in the config (unknown_guests allow). */

@@ -26,6 +26,7 @@
 #include "host_ring.h"
 #include "log.h"
 #include "loop.h"
+#include "notify.h"
 #include "region.h"
 #include "validate.h"
 
@@ -1804,8 +1805,12 @@ static void on_signal(void *ctx, uint32_t slot, uint32_t gen,
 	while (read(e->sigfd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
 			char msg[1024];
+			int ret;
 
-			nk_admin__reload(e, msg, sizeof(msg)); /* logs msg */
+			nk_notify__reloading();
+			ret = nk_admin__reload(e, msg, sizeof(msg)); /* logs */
+			nk_notify__ready(ret ? "reload refused, old config kept"
+					     : "running, config reloaded");
 			continue;
 		}
 		nk_info("signal %u: shutting down", si.ssi_signo);

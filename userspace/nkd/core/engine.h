@@ -37,7 +37,9 @@
 #include "nsm.h"
 #include "portown.h"
 
-#define NK_VERSION "0.1.0"
+#include "netkernel/version.h"
+
+#define NK_VERSION NK_VERSION_STRING /* nkctl status, nkd --version */
 
 /* Handle = generation (12 bits) << 20 | index (20 bits, 0 unused). */
 #define NK_HANDLE_IDX_BITS 20

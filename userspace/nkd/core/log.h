@@ -1,11 +1,19 @@
 /* SPDX-License-Identifier: MIT */
-/* nkd logging: one line per event on stderr, debug lines only with -v. */
+/*
+ * nkd logging: one line per event on stderr, debug lines only with -v.
+ * With "<N>" priority prefixes when stderr is the journal (log.c).
+ */
 #ifndef NKD_LOG_H
 #define NKD_LOG_H
+
+#include <stdbool.h>
 
 enum nk_log_level { NK_LOG_ERR, NK_LOG_WARN, NK_LOG_INFO, NK_LOG_DEBUG };
 
 extern int nk_log_verbose;
+
+/* stderr is systemd's journal stream (JOURNAL_STREAM names it). */
+bool nk_log__is_journal(void);
 
 void nk_log(enum nk_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

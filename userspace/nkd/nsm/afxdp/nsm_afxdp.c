@@ -1629,6 +1629,8 @@ static int in_netns(const struct nk_nsm_conf *conf, int (*fn)(void *),
 	}
 	if (setns(ns, CLONE_NEWNET)) {
 		err = -errno;
+		nk_err("nsm %s: cannot enter netns %s: %s", conf->name,
+		       conf->netns, strerror(-err));
 		close(ns);
 		close(self);
 		return err;

@@ -1182,10 +1182,36 @@ static int kn_sock_name(void *priv, struct nk_sock *s, bool peer,
 	return 0;
 }
 
+/*
+ * Is the NSM usable? Opening its netns file proves little: without
+ * CAP_SYS_ADMIN over the user namespace that owns it, setns() fails and so
+ * would every guest socket (EPERM). One socket made and closed the way a
+ * guest's is made, before nkd says it is ready.
+ */
+static int kn_probe(struct kn *kn, const struct nk_nsm_conf *conf)
+{
+	int fd = socket_in_ns(kn, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	int err = -errno;
+
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	nk_err("nsm %s: unusable: cannot open a socket in %s: %s%s", kn->name,
+	       conf->netns[0] ? conf->netns : "nkd's network namespace",
+	       strerror(-err),
+	       err == -EPERM && conf->netns[0]
+		       ? " (entering a network namespace needs CAP_SYS_ADMIN "
+			 "in the user namespace that owns it)"
+		       : "");
+	return err;
+}
+
 static int kn_create(struct nk_engine *e, struct nk_loop *loop,
 		     const struct nk_nsm_conf *conf, void **priv)
 {
 	struct kn *kn = calloc(1, sizeof(*kn));
+	int ret;
 
 	if (!kn)
 		return -ENOMEM;
@@ -1208,6 +1234,15 @@ static int kn_create(struct nk_engine *e, struct nk_loop *loop,
 			free(kn);
 			return err;
 		}
+	}
+	ret = kn_probe(kn, conf);
+	if (ret) {
+		if (kn->netns_fd >= 0)
+			close(kn->netns_fd);
+		if (kn->self_ns_fd >= 0)
+			close(kn->self_ns_fd);
+		free(kn);
+		return ret;
 	}
 	kt.e = e;
 	kt.users++;
