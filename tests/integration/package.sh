@@ -7,7 +7,8 @@
 # registered and the unit passes systemd-analyze verify; the installed nkd
 # with the installed /etc/netkernel/nkd.conf serves a guest started by the
 # installed nkrun with the installed shim; dpkg -r leaves only the
-# conffile, dpkg -P nothing. Skips only without debhelper, dpkg-dev or
+# conffile, dpkg -P nothing. `make install` (PREFIX=/usr) installs the
+# same files as the two packages. Skips only without debhelper, dpkg-dev or
 # lintian (scripts/install-deps.sh installs them).
 # timeout: 400
 set -eu
@@ -41,6 +42,24 @@ GUEST_DEB=$D/netkernel-guest_${ver}-1_${arch}.deb
 [ -f "$GUEST_DEB" ] || fail "no $GUEST_DEB: $(ls "$D")"
 [ "$(tree_state)" = "$before" ] || fail "make deb changed the source tree: $(tree_state)"
 [ ! -e "$D/src" ] || fail "make deb left its copy of the tree in $D/src"
+
+# ---- one list of files: `make install` installs what the packages hold
+# (less Debian's own: copyright, changelog, lintian overrides; man pages
+# compressed by dh_compress)
+MI=$NK_TMP/mi
+make -C "$NK_ROOT" --no-print-directory install BUILD="$BUILD" DESTDIR="$MI" \
+	PREFIX=/usr SYSCONFDIR=/etc UNITDIR=/lib/systemd/system \
+	>"$NK_TMP/make-install.log" 2>&1 || fail "make install failed: $(tail -n 5 "$NK_TMP/make-install.log")"
+from_make=$(cd "$MI" && find . ! -type d | sort)
+from_debs=$( { dpkg-deb -c "$HOST_DEB"; dpkg-deb -c "$GUEST_DEB"; } |
+	awk '$1 !~ /^d/ {print $6}' |
+	grep -v '/copyright$\|/changelog\.Debian\.gz$\|/usr/share/lintian/' |
+	sed -e 's|\.gz$||' -e 's|/doc/netkernel-guest/|/doc/netkernel/|' | sort)
+[ "$from_make" = "$from_debs" ] ||
+	fail "make install and the packages differ: $(diff <(echo "$from_make") <(echo "$from_debs") | grep '^[<>]')"
+grep -qx "ExecStart=/usr/sbin/nkd --config /etc/netkernel/nkd.conf" "$MI/lib/systemd/system/nkd.service" ||
+	fail "make install's unit has the wrong ExecStart"
+log "make install: the same $(wc -l <<<"$from_make") files as the packages"
 
 # ---- lintian: no errors (warnings are printed in the log)
 lint=$(lintian --fail-on error "$D"/netkernel_"${ver}"-1_"${arch}".changes 2>&1) &&
