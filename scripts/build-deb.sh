@@ -36,7 +36,9 @@ cd "$top"
 git() { command git -c safe.directory='*' "$@"; }
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
 	# Tracked files and new ones not ignored: the tree as it is, without
-	# build/ (ignored) and .git.
+	# build/ (ignored) and .git; files deleted but not yet committed are
+	# left out.
+	# shellcheck disable=SC2016  # $f is the inner shell's
 	git ls-files -z --cached --others --exclude-standard |
 		xargs -0 sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' _ |
 		tar --null -T - -cf - | tar --no-same-owner -xf - -C "$src"

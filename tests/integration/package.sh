@@ -11,6 +11,7 @@
 # same files as the two packages. Skips only without debhelper, dpkg-dev or
 # lintian (scripts/install-deps.sh installs them).
 # timeout: 400
+# shellcheck disable=SC2016  # dpkg-query formats: literal ${field}
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
