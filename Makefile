@@ -4,7 +4,8 @@
 #   make check      unit tests (normal + ASan/UBSan) and integration tests
 #   make demo       end-to-end demo (root)
 #   make bench      benchmark table, build/bench.json (root)
-#   make install    honours DESTDIR and PREFIX
+#   make install    honours DESTDIR and PREFIX (docs/packaging.md)
+#   make deb        Debian packages in build/deb/ (debhelper)
 #   V=1             show full commands; CC=clang to build with clang
 
 CC ?= gcc

@@ -49,10 +49,10 @@ all: guest
 
 install-guest: $(BUILD)/libnkshim.so $(BUILD)/nkrun
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/netkernel \
-		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/doc/netkernel
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(GUEST_DOCDIR)
 	install -m 0755 $(BUILD)/nkrun $(DESTDIR)$(PREFIX)/bin/nkrun
 	install -m 0644 $(BUILD)/libnkshim.so \
 		$(DESTDIR)$(PREFIX)/lib/netkernel/libnkshim.so
 	install -m 0644 docs/man/nkrun.1 $(DESTDIR)$(PREFIX)/share/man/man1/nkrun.1
-	install -m 0644 docs/shim.md $(DESTDIR)$(PREFIX)/share/doc/netkernel/shim.md
+	install -m 0644 docs/shim.md $(DESTDIR)$(GUEST_DOCDIR)/shim.md
 install: install-guest

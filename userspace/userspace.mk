@@ -91,11 +91,11 @@ endef
 $(foreach t,validate config host_ring bufown guest_ids engine xlinger recv_batch,$(eval $(call NKD_UNIT_TEST,$(t))))
 
 install-userspace: $(BUILD)/nkd $(BUILD)/nkctl
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \
-		$(DESTDIR)$(PREFIX)/share/man/man8
-	install -m 0755 $(BUILD)/nkd $(DESTDIR)$(PREFIX)/sbin/nkd
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(PREFIX)/bin \
+		$(DESTDIR)$(MANDIR)/man8
+	install -m 0755 $(BUILD)/nkd $(DESTDIR)$(SBINDIR)/nkd
 	install -m 0755 $(BUILD)/nkctl $(DESTDIR)$(PREFIX)/bin/nkctl
 	install -m 0644 docs/man/nkd.8 docs/man/nkctl.8 \
-		$(DESTDIR)$(PREFIX)/share/man/man8/
+		$(DESTDIR)$(MANDIR)/man8/
 
 install: install-userspace
