@@ -364,6 +364,18 @@ NK_ASSERT_OFF(nk_cqe, handle, 16);
 NK_ASSERT_OFF(nk_cqe, aux, 20);
 NK_ASSERT_OFF(nk_cqe, resv, 24);
 
+/*
+ * SOCKET's protocol for SOCK_DGRAM: 0, IPPROTO_UDP (17), or the ICMP echo
+ * ("ping") socket: IPPROTO_ICMP (1) with AF_INET, IPPROTO_ICMPV6 (58) with
+ * AF_INET6 (docs/abi.md §4). Numbers, not <netinet/in.h>, keep this header
+ * free of libc's socket headers.
+ */
+static inline int nk_is_ping_proto(int domain, int protocol)
+{
+	return (domain == 2 /* AF_INET */ && protocol == 1) ||
+	       (domain == 10 /* AF_INET6 */ && protocol == 58);
+}
+
 _Static_assert(sizeof(struct nk_qset_desc) == 32, "qset desc size");
 _Static_assert(sizeof(struct nk_region_hdr) == 96 + 32 * NK_MAX_QSETS,
 	       "region header size");
