@@ -204,8 +204,8 @@ ssize_t nk_rxb__keep(struct nk_sock *s, int idx, int res, uint32_t aux,
 		     struct msghdr *msg, int flags, bool want_addr)
 {
 	uint32_t next;
-	ssize_t r =
-		deliver(s, nk_buf__ptr(idx), 0, aux, msg, flags, want_addr, &next);
+	ssize_t r = deliver(s, nk_buf__ptr(idx), 0, aux, msg, flags, want_addr,
+			    &next);
 	bool kept = false;
 
 	if (res <= 1 || r == -EIO) {

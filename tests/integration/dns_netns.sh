@@ -89,9 +89,9 @@ nsm kernel0 type=kernel netns=/run/netns/$NS_H
 unknown_guests allow
 CONF
 nkd_up "$NK_TMP/nkd.conf"
+check "$P4"
 grep -q "names resolve with /etc/netns/$NS_H/resolv.conf" "$NK_TMP/nkd.log" ||
 	fail "nkd does not say it uses /etc/netns/$NS_H/resolv.conf"
-check "$P4"
 
 # 2. resolv= wins.
 printf 'nameserver %s\noptions timeout:2 attempts:2\n' "$ALT4" >"$NK_TMP/alt-resolv.conf"

@@ -1990,8 +1990,8 @@ int nk_engine__create(const struct nk_config *cfg, struct nk_engine **out)
 		ret = nk_portown__create(n);
 		if (ret)
 			goto fail;
-		ret = nk_resolver__create(n->netns_fd, &n->conf,
-					  e->resolve_efd, &n->resolver);
+		ret = nk_resolver__create(n->netns_fd, &n->conf, e->resolve_efd,
+					  &n->resolver);
 		if (ret) {
 			nk_err("nsm %s: resolver: %s", n->conf.name,
 			       strerror(-ret));

@@ -170,7 +170,8 @@ int nk_resolv__enter(const struct nk_resolv_view *v)
 			char src[NK_PATH_MAX + 256], dst[300];
 
 			if (de->d_name[0] == '.' ||
-			    (v->resolv[0] && !strcmp(de->d_name, "resolv.conf")))
+			    (v->resolv[0] &&
+			     !strcmp(de->d_name, "resolv.conf")))
 				continue;
 			snprintf(src, sizeof(src), "%s/%s", v->dir, de->d_name);
 			snprintf(dst, sizeof(dst), "/etc/%s", de->d_name);

@@ -196,8 +196,7 @@ int nk_resolver__create(int netns_fd, const struct nk_nsm_conf *conf,
 		free(r);
 		return ret;
 	}
-	nk_info("nsm %s: names resolve with %s", conf->name,
-		r->view.effective);
+	nk_info("nsm %s: names resolve with %s", conf->name, r->view.effective);
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
 	nk_list__init(&r->todo);

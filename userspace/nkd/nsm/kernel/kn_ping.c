@@ -70,9 +70,9 @@ static int ping_socket_as(const char *nsm, int domain, int type, int proto)
 				"namespace (%s: %s); guests' ping gets EACCES "
 				"until the operator widens it there",
 				nsm, RANGE_PATH,
-				err ? strerror(-err)
-				    : lo > hi ? "empty"
-					      : "no gid nkd may take");
+				err	  ? strerror(-err)
+				: lo > hi ? "empty"
+					  : "no gid nkd may take");
 		told = true;
 		errno = EACCES;
 		return -1;
