@@ -10,10 +10,10 @@
 # /usr/bin/python3 socket.getaddrinfo, node's dns.lookup (getaddrinfo) and
 # dns.resolve4 (c-ares, its own UDP to G's nameserver, redirected by the
 # shim), and a resolver of its own (tests/tools/nk_dnsq.py, as dig does:
-# G's /etc/resolv.conf, UDP and TCP, the answer's source checked). Then
+# G's /etc/resolv.conf, UDP and TCP, the answer's source checked) and
+# dig over UDP and TCP (libuv: syscall(__NR_sendmmsg), rawsys.c). Then
 # resolv= in nkd.conf overrides the default: a second dnsmasq answers
-# another address. (dig itself sends with libuv's raw sendmmsg system
-# call, which LD_PRELOAD cannot see: docs/shim.md.)
+# another address.
 # timeout: 120
 set -eu
 # shellcheck source=tests/lib.sh
@@ -21,7 +21,7 @@ set -eu
 need_netns "$@"
 need_netkernel
 need_nk
-need_cmd dnsmasq curl getent node
+need_cmd dnsmasq curl getent node dig
 topo_up
 set_resolv "$NS_H" "$P4"
 set_resolv "$NS_G" 127.0.0.1
@@ -81,6 +81,11 @@ dns.lookup("www.nk.test", { family: 4 }, (e, a) => {
 	r=$(run_guest "$PY" "$HELPERS/nk_dnsq.py" tcp www.nk.test 2>&1) || fail "own resolver (TCP) in the guest: $r"
 	[ "$r" = "$a" ] || fail "own resolver (TCP): $r"
 	log "own resolver reading /etc/resolv.conf, UDP and TCP: $r"
+	r=$(run_guest dig +short +tries=1 +time=5 www.nk.test A 2>&1) || fail "dig in the guest: $r"
+	[ "$r" = "$a" ] || fail "dig (UDP): $r"
+	r=$(run_guest dig +tcp +short +tries=1 +time=5 www.nk.test A 2>&1) || fail "dig +tcp in the guest: $r"
+	[ "$r" = "$a" ] || fail "dig +tcp: $r"
+	log "dig, dig +tcp: $r"
 }
 
 # 1. netns= alone: /etc/netns/H/resolv.conf by default.
