@@ -76,7 +76,8 @@ static void load(void)
 	struct nk_ctl_resolve_reply *r = NULL;
 	const struct nk_ctl_resolve_ent *ents;
 
-	if (nk_ctl__dns_servers(&r))
+	/* An older nkd would close the control connection on it. */
+	if (!nk_conn__has_feature(NK_FEAT_DNS_PING) || nk_ctl__dns_servers(&r))
 		return;
 	ents = (const void *)(r + 1);
 	for (uint32_t i = 0; i < r->nr_ents && nr_nsm < MAX_NS; i++)

@@ -34,10 +34,12 @@
 #define NK_FEAT_SEND_CREDIT (1U << 5)
 #define NK_FEAT_CMSG (1U << 6) /* SEND/RECV take NK_SQE_F_CMSG */
 #define NK_FEAT_RECV_BATCH (1U << 7) /* RECV takes NK_SQE_F_BATCH */
+/* ctl NK_CTL_DNS_SERVERS is answered; SOCKET takes the ICMP echo socket */
+#define NK_FEAT_DNS_PING (1U << 8)
 #define NK_FEAT_ALL                                                            \
 	(NK_FEAT_FUTEX_WAKE | NK_FEAT_DOORBELL_EVENTFD | NK_FEAT_PLACEHOLDER | \
 	 NK_FEAT_SENDTO_ADDR | NK_FEAT_RECV_PREFETCH | NK_FEAT_SEND_CREDIT |   \
-	 NK_FEAT_CMSG | NK_FEAT_RECV_BATCH)
+	 NK_FEAT_CMSG | NK_FEAT_RECV_BATCH | NK_FEAT_DNS_PING)
 
 /* Cache line the layout is built around; the SQE is exactly one. */
 #define NK_CACHELINE 64u

@@ -78,7 +78,8 @@ enum nk_ctl_type {
 	/*
 	 * guest -> nkd, header only; reply NK_CTL_RESOLVE_REPLY whose entries
 	 * are its NSM's nameservers (port 53), for the shim's DNS redirect
-	 * (docs/shim.md). An nkd older than this closes the client.
+	 * (docs/shim.md). Only when the region offers NK_FEAT_DNS_PING: an
+	 * older nkd closes the client.
 	 */
 	NK_CTL_DNS_SERVERS = 17,
 	NK_CTL__MAX
