@@ -6,7 +6,8 @@
 # /etc/resolv.conf knows nothing of nk.test, and the guest's (G's) points at
 # 127.0.0.1, where nothing answers. In the guest, every kind of resolver
 # must find P4: curl (getaddrinfo through nkd) fetches a file by name
-# (sha256 checked), `getent ahosts` (glibc passes AI_IDN),
+# (sha256 checked), `getent ahosts` (glibc passes AI_IDN; an ASCII and a
+# UTF-8 name),
 # /usr/bin/python3 socket.getaddrinfo, node's dns.lookup (getaddrinfo) and
 # dns.resolve4 (c-ares, its own UDP to G's nameserver, redirected by the
 # shim), and a resolver of its own (tests/tools/nk_dnsq.py, as dig does:
@@ -61,6 +62,10 @@ check() {
 	r=$(run_guest getent ahosts www.nk.test 2>&1) || fail "getent ahosts in the guest failed (rc $?): $r"
 	[ "$(head -1 <<<"$r" | awk '{print $1}')" = "$a" ] || fail "getent ahosts: $r"
 	log "getent ahosts: $(head -1 <<<"$r")"
+	# A UTF-8 name: AI_IDN makes it xn--bcher-kva.nk.test (libidn2 in nkd).
+	r=$(run_guest getent ahosts bücher.nk.test 2>&1) || fail "getent ahosts bücher.nk.test in the guest failed (rc $?): $r"
+	[ "$(head -1 <<<"$r" | awk '{print $1}')" = "$a" ] || fail "getent ahosts bücher.nk.test: $r"
+	log "getent ahosts bücher.nk.test: $(head -1 <<<"$r")"
 	r=$(run_guest "$PY" -c 'import socket; print(socket.getaddrinfo("www.nk.test", 80, socket.AF_INET)[0][4][0])' 2>&1) ||
 		fail "python getaddrinfo in the guest: $r"
 	[ "$r" = "$a" ] || fail "python getaddrinfo: $r"

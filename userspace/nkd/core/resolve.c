@@ -11,6 +11,7 @@
  * the others: a worker takes the oldest job whose guest is under that cap.
  */
 #include <errno.h>
+#include <locale.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <sched.h>
@@ -31,8 +32,9 @@
 /*
  * The AI_IDN family: glibc's getent and others pass AI_IDN (and
  * AI_CANONIDN). glibc's getaddrinfo takes them here as in the guest: an
- * ASCII name is unchanged; a non-ASCII (UTF-8) one is converted to its
- * xn-- form with libidn2 if installed, else EAI_IDN_ENCODE. The two
+ * ASCII name is unchanged; a non-ASCII one, taken as UTF-8 (the workers
+ * run in C.UTF-8), is converted to its xn-- form with libidn2 if
+ * installed, else EAI_IDN_ENCODE. The two
  * deprecated ones (AI_IDN_ALLOW_UNASSIGNED, AI_IDN_USE_STD3_ASCII_RULES,
  * named by value: the names warn) glibc ignores since 2.28; so does nkd.
  */
@@ -148,6 +150,7 @@ static void *worker(void *arg)
 	struct nk_resolver *r = wa.r;
 	uint64_t one = 1;
 	bool ns_failed = false;
+	locale_t utf8;
 
 	free(arg);
 	if (r->netns_fd >= 0 && setns(r->netns_fd, CLONE_NEWNET)) {
@@ -157,6 +160,11 @@ static void *worker(void *arg)
 	}
 	if (!ns_failed && nk_resolv__enter(&r->view))
 		ns_failed = true; /* said why; EAI_SYSTEM as above */
+	/* AI_IDN reads the name in the locale's charset: guests send UTF-8
+	 * (nkd itself runs in the C locale, where it would fail). */
+	utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+	if (utf8)
+		uselocale(utf8);
 	pthread_mutex_lock(&r->mu);
 	while (!r->stop) {
 		struct nk_resolve_job *job = pick_job(r);
@@ -179,6 +187,10 @@ static void *worker(void *arg)
 			nk_dbg("resolver: eventfd write: %s", strerror(errno));
 	}
 	pthread_mutex_unlock(&r->mu);
+	if (utf8) {
+		uselocale(LC_GLOBAL_LOCALE);
+		freelocale(utf8);
+	}
 	return NULL;
 }
 
