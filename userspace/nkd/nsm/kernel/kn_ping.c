@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -58,7 +59,7 @@ static int ping_socket_as(const char *nsm, int domain, int type, int proto)
 	static bool told;
 	long long lo, hi;
 	gid_t old = getegid();
-	int fd, err;
+	int fd, err, dumpable = prctl(PR_GET_DUMPABLE);
 
 	err = read_range(&lo, &hi);
 	/* In a user namespace an unmapped range reads as the overflow gid,
@@ -85,6 +86,10 @@ static int ping_socket_as(const char *nsm, int domain, int type, int proto)
 		       (unsigned)old);
 		abort();
 	}
+	/* A changed egid made nkd undumpable (/proc/self root-owned); the
+	 * credentials are nkd's own again, so is the flag. */
+	if (dumpable > 0)
+		prctl(PR_SET_DUMPABLE, dumpable);
 	errno = err;
 	return fd;
 }
