@@ -535,20 +535,18 @@ void nk_ctl__token_msg(uint32_t type, uint64_t token, pid_t pid)
 	pthread_mutex_unlock(&C.ctl_lock);
 }
 
-int nk_ctl__resolve(const struct nk_ctl_resolve *req,
-		    struct nk_ctl_resolve_reply **reply)
+/* Send m (its seq set here), take the RESOLVE_REPLY, checked. */
+static int ask_resolve_reply(struct nk_ctl_hdr *m,
+			     struct nk_ctl_resolve_reply **reply)
 {
-	struct nk_ctl_resolve m = *req;
 	struct nk_ctl_resolve_reply *r;
 	int n;
 
-	m.hdr.type = NK_CTL_RESOLVE;
-	m.hdr.len = sizeof(m);
 	pthread_mutex_lock(&C.ctl_lock);
-	m.hdr.seq = ++C.seq;
-	n = ctl_send(&m, sizeof(m), NULL, 0);
+	m->seq = ++C.seq;
+	n = ctl_send(m, m->len, NULL, 0);
 	if (!n)
-		n = ctl_recv(m.hdr.seq, NK_CTL_RESOLVE_REPLY, NULL, NULL);
+		n = ctl_recv(m->seq, NK_CTL_RESOLVE_REPLY, NULL, NULL);
 	if (n >= 0 && (size_t)n < sizeof(*r))
 		n = -EPROTO;
 	if (n >= 0) {
@@ -571,6 +569,23 @@ int nk_ctl__resolve(const struct nk_ctl_resolve *req,
 	}
 	pthread_mutex_unlock(&C.ctl_lock);
 	return n < 0 ? ctl_fail(n) : 0;
+}
+
+int nk_ctl__resolve(const struct nk_ctl_resolve *req,
+		    struct nk_ctl_resolve_reply **reply)
+{
+	struct nk_ctl_resolve m = *req;
+
+	m.hdr.type = NK_CTL_RESOLVE;
+	m.hdr.len = sizeof(m);
+	return ask_resolve_reply(&m.hdr, reply);
+}
+
+int nk_ctl__dns_servers(struct nk_ctl_resolve_reply **reply)
+{
+	struct nk_ctl_hdr m = { .type = NK_CTL_DNS_SERVERS, .len = sizeof(m) };
+
+	return ask_resolve_reply(&m, reply);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -66,7 +66,8 @@ static bool ours(int domain, int type, int protocol)
 	if (base == SOCK_STREAM)
 		return protocol == 0 || protocol == IPPROTO_TCP;
 	if (base == SOCK_DGRAM)
-		return protocol == 0 || protocol == IPPROTO_UDP;
+		return protocol == 0 || protocol == IPPROTO_UDP ||
+		       nk_is_ping_proto(domain, protocol);
 	return false;
 }
 

@@ -44,6 +44,7 @@ void nk_real__init(void)
 	LOOK(sendto);
 	LOOK(sendmsg);
 	LOOK(sendmmsg);
+	LOOK(syscall);
 	LOOK(sendfile);
 	LOOK(sendfile64);
 	LOOK(__read_chk);

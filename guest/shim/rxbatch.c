@@ -57,9 +57,9 @@ static void scatter(const struct msghdr *msg, const uint8_t *src, size_t len)
  * that datagram. *next is the following record's offset. nkd wrote the
  * buffer; a record that does not fit is a protocol error (-EIO).
  */
-static ssize_t deliver(const uint8_t *buf, uint32_t off, uint32_t end,
-		       struct msghdr *msg, int flags, bool want_addr,
-		       uint32_t *next)
+static ssize_t deliver(struct nk_sock *s, const uint8_t *buf, uint32_t off,
+		       uint32_t end, struct msghdr *msg, int flags,
+		       bool want_addr, uint32_t *next)
 {
 	struct nk_dgram h;
 	size_t total = 0, n;
@@ -79,8 +79,10 @@ static ssize_t deliver(const uint8_t *buf, uint32_t off, uint32_t end,
 	scatter(msg, buf + off + sizeof(h), n);
 	if (h.full_len > n)
 		msg->msg_flags |= MSG_TRUNC;
-	if (want_addr)
+	if (want_addr) {
+		nk_dnsmap__src(s, &h.addr);
 		nk_addr__to_sa(&h.addr, msg->msg_name, &msg->msg_namelen);
+	}
 	return (flags & MSG_TRUNC) ? (ssize_t)h.full_len : (ssize_t)n;
 }
 
@@ -160,7 +162,7 @@ int nk_rxb__take(struct nk_sock *s, struct msghdr *msg, int flags,
 	if (st != NK_PF_DONE)
 		return 0;
 	if (s->pf_res > 0) {
-		*ret = deliver(nk_buf__ptr(idx), s->pf_off, s->pf_end, msg,
+		*ret = deliver(s, nk_buf__ptr(idx), s->pf_off, s->pf_end, msg,
 			       flags, want_addr, &next);
 		if (flags & MSG_PEEK)
 			return 1;
@@ -202,8 +204,8 @@ ssize_t nk_rxb__keep(struct nk_sock *s, int idx, int res, uint32_t aux,
 		     struct msghdr *msg, int flags, bool want_addr)
 {
 	uint32_t next;
-	ssize_t r =
-		deliver(nk_buf__ptr(idx), 0, aux, msg, flags, want_addr, &next);
+	ssize_t r = deliver(s, nk_buf__ptr(idx), 0, aux, msg, flags, want_addr,
+			    &next);
 	bool kept = false;
 
 	if (res <= 1 || r == -EIO) {

@@ -68,6 +68,7 @@ struct nk_real {
 			  const struct sockaddr *, socklen_t);
 	ssize_t (*sendmsg)(int, const struct msghdr *, int);
 	int (*sendmmsg)(int, struct mmsghdr *, unsigned int, int);
+	long (*syscall)(long, ...);
 	ssize_t (*sendfile)(int, int, off_t *, size_t);
 	ssize_t (*sendfile64)(int, int, off_t *, size_t);
 	ssize_t (*__read_chk)(int, void *, size_t, size_t);
@@ -184,6 +185,10 @@ struct nk_sock {
 	uint32_t pf_end;
 	atomic_int rx_nobatch; /* the NSM answered a batch -EOPNOTSUPP */
 	atomic_int rx_batching; /* a thread has a batch RECV out (rxbatch.c) */
+	/* DNS sent to the guest's nameserver dns_orig went to dns_to, the
+	 * NSM's (dnsmap.c); answers from dns_to show as from dns_orig. */
+	atomic_int dns_mapped;
+	struct nk_sockaddr dns_orig, dns_to;
 };
 
 enum { NK_PF_NONE = 0, NK_PF_INFLIGHT, NK_PF_DONE };
@@ -414,6 +419,11 @@ NK_HIDDEN int nk_ctl__ph_bind(uint32_t handle, uint64_t id, uint64_t dev,
 NK_HIDDEN int nk_conn__ph_take(int *fd, uint64_t *id);
 NK_HIDDEN int nk_ctl__token_req(uint32_t type, uint64_t *token);
 NK_HIDDEN void nk_ctl__token_msg(uint32_t type, uint64_t token, pid_t pid);
+/* DNS redirect (dnsmap.c): a destination before it goes to nkd, a
+ * source before the program sees it. */
+NK_HIDDEN void nk_dnsmap__dst(struct nk_sock *s, struct nk_sockaddr *a);
+NK_HIDDEN void nk_dnsmap__src(struct nk_sock *s, struct nk_sockaddr *a);
+NK_HIDDEN int nk_ctl__dns_servers(struct nk_ctl_resolve_reply **reply);
 NK_HIDDEN int nk_ctl__resolve(const struct nk_ctl_resolve *req,
 			      struct nk_ctl_resolve_reply **reply);
 

@@ -310,6 +310,7 @@ int nk_sock__connect(struct nk_sock *s, const struct sockaddr *sa,
 
 	if (err)
 		return err;
+	nk_dnsmap__dst(s, &sqe.addr);
 	if (atomic_load(&s->nonblock))
 		sqe.flags |= NK_SQE_F_NONBLOCK;
 	else
@@ -380,6 +381,8 @@ int nk_sock__name(struct nk_sock *s, bool peer, struct sockaddr *sa,
 	nk_buf__free(idx);
 	if (res < 0)
 		return res;
+	if (peer)
+		nk_dnsmap__src(s, &a);
 	nk_addr__to_sa(&a, sa, len);
 	return 0;
 }
@@ -802,6 +805,7 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 			struct nk_sockaddr a;
 
 			memcpy(&a, nk_buf__ptr(idx), sizeof(a));
+			nk_dnsmap__src(s, &a);
 			nk_addr__to_sa(&a, msg->msg_name, &msg->msg_namelen);
 		} else if (want_addr) {
 			msg->msg_namelen = 0;
@@ -945,6 +949,7 @@ ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 		err = nk_addr__from_sa(msg->msg_name, msg->msg_namelen, &dest);
 		if (err)
 			return err;
+		nk_dnsmap__dst(s, &dest);
 		have_dest = true;
 	}
 	/* Refused here like the kernel would, never silently dropped. */

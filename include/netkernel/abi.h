@@ -34,10 +34,12 @@
 #define NK_FEAT_SEND_CREDIT (1U << 5)
 #define NK_FEAT_CMSG (1U << 6) /* SEND/RECV take NK_SQE_F_CMSG */
 #define NK_FEAT_RECV_BATCH (1U << 7) /* RECV takes NK_SQE_F_BATCH */
+/* ctl NK_CTL_DNS_SERVERS is answered; SOCKET takes the ICMP echo socket */
+#define NK_FEAT_DNS_PING (1U << 8)
 #define NK_FEAT_ALL                                                            \
 	(NK_FEAT_FUTEX_WAKE | NK_FEAT_DOORBELL_EVENTFD | NK_FEAT_PLACEHOLDER | \
 	 NK_FEAT_SENDTO_ADDR | NK_FEAT_RECV_PREFETCH | NK_FEAT_SEND_CREDIT |   \
-	 NK_FEAT_CMSG | NK_FEAT_RECV_BATCH)
+	 NK_FEAT_CMSG | NK_FEAT_RECV_BATCH | NK_FEAT_DNS_PING)
 
 /* Cache line the layout is built around; the SQE is exactly one. */
 #define NK_CACHELINE 64u
@@ -363,6 +365,18 @@ NK_ASSERT_OFF(nk_cqe, flags, 12);
 NK_ASSERT_OFF(nk_cqe, handle, 16);
 NK_ASSERT_OFF(nk_cqe, aux, 20);
 NK_ASSERT_OFF(nk_cqe, resv, 24);
+
+/*
+ * SOCKET's protocol for SOCK_DGRAM: 0, IPPROTO_UDP (17), or the ICMP echo
+ * ("ping") socket: IPPROTO_ICMP (1) with AF_INET, IPPROTO_ICMPV6 (58) with
+ * AF_INET6 (docs/abi.md §4). Numbers, not <netinet/in.h>, keep this header
+ * free of libc's socket headers.
+ */
+static inline int nk_is_ping_proto(int domain, int protocol)
+{
+	return (domain == 2 /* AF_INET */ && protocol == 1) ||
+	       (domain == 10 /* AF_INET6 */ && protocol == 58);
+}
 
 _Static_assert(sizeof(struct nk_qset_desc) == 32, "qset desc size");
 _Static_assert(sizeof(struct nk_region_hdr) == 96 + 32 * NK_MAX_QSETS,

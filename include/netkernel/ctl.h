@@ -75,6 +75,13 @@ enum nk_ctl_type {
 	NK_CTL_PH_POOL = 14, /* nkd -> guest on the pool channel, 1 fd */
 	NK_CTL_PH_BIND = 15, /* guest -> nkd, no reply */
 	NK_CTL_PH_REFILL = 16, /* guest -> nkd, header only, no reply */
+	/*
+	 * guest -> nkd, header only; reply NK_CTL_RESOLVE_REPLY whose entries
+	 * are its NSM's nameservers (port 53), for the shim's DNS redirect
+	 * (docs/shim.md). Only when the region offers NK_FEAT_DNS_PING: an
+	 * older nkd closes the client.
+	 */
+	NK_CTL_DNS_SERVERS = 17,
 	NK_CTL__MAX
 };
 

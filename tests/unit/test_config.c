@@ -602,6 +602,27 @@ static void test_check_all(void **state)
 	unlink(path);
 }
 
+/* resolv= (issue 9): an absolute path, kept per NSM; default "". */
+static void test_resolv(void **state)
+{
+	static const char text[] =
+		"nsm a type=kernel netns=/run/netns/x resolv=/etc/nk/r.conf\n"
+		"nsm b type=kernel\n";
+	struct nk_config c;
+	char err[256] = "";
+
+	(void)state;
+	assert_int_equal(nk_config__parse(text, "t.conf", &c, err, sizeof(err)),
+			 0);
+	assert_string_equal(c.nsms[0].resolv, "/etc/nk/r.conf");
+	assert_string_equal(c.nsms[1].resolv, "");
+	nk_config__free(&c);
+	expect_error("nsm k type=kernel resolv=etc/r.conf\n",
+		     "bad.conf:1: nsm k: bad resolv path 'etc/r.conf'");
+	expect_error("nsm k type=kernel resolv=\n",
+		     "bad.conf:1: nsm k: bad resolv path ''");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -619,6 +640,7 @@ int main(void)
 		cmocka_unit_test(test_egress_policy),
 		cmocka_unit_test(test_continuation_and_names),
 		cmocka_unit_test(test_check_all),
+		cmocka_unit_test(test_resolv),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -163,6 +163,19 @@ static void test_socket(void **state)
 	s.sock.type = SOCK_DGRAM;
 	s.sock.protocol = IPPROTO_TCP;
 	REFUSED_PLAIN(s, -EPROTONOSUPPORT);
+	/* The ICMP echo socket, of its own family only. */
+	s.sock.protocol = IPPROTO_ICMP;
+	ACCEPTED(s);
+	s.sock.protocol = IPPROTO_ICMPV6;
+	REFUSED_PLAIN(s, -EPROTONOSUPPORT);
+	s.sock.domain = AF_INET6;
+	ACCEPTED(s);
+	s.sock.protocol = IPPROTO_ICMP;
+	REFUSED_PLAIN(s, -EPROTONOSUPPORT);
+	s.sock.domain = AF_INET;
+	s.sock.type = SOCK_STREAM;
+	REFUSED_PLAIN(s, -EPROTONOSUPPORT);
+	s.sock.type = SOCK_DGRAM;
 	s.sock.protocol = 0;
 	s.sock.type = SOCK_STREAM | SOCK_NONBLOCK;
 	REFUSED_PLAIN(s, -EINVAL);

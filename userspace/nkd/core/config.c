@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * Config file parser. One statement per line, '#' starts a comment:
- *   nsm NAME type=kernel [netns=PATH]
+ *   nsm NAME type=kernel [netns=PATH] [resolv=PATH]
  *   nsm NAME type=afxdp dev=IFACE addr=A/P [addr=...] [gw=A] [queues=N]
  *            [backend=afxdp|packet|tap] [mode=native|skb] [netns=PATH]
  *            [synq=N] [synq_total=N]
@@ -616,6 +616,13 @@ static int parse_nsm(struct parser *p, char **tok, int ntok)
 				return PERR(p, "nsm %s: bad netns path",
 					    n.name);
 			strcpy(n.netns, eq);
+		} else if (!strcmp(tok[i], "resolv")) {
+			if (eq[0] != '/' || strlen(eq) >= sizeof(n.resolv))
+				return PERR(p,
+					    "nsm %s: bad resolv path '%s' "
+					    "(an absolute file name)",
+					    n.name, eq);
+			strcpy(n.resolv, eq);
 		} else {
 			return PERR(p, "nsm %s: unknown key '%s'", n.name,
 				    tok[i]);

@@ -53,6 +53,9 @@ struct nk_nsm_conf {
 	char name[NK_NAME_MAX];
 	char type[16]; /* "kernel" or "afxdp" */
 	char netns[NK_PATH_MAX]; /* "" = nkd's own namespace */
+	/* resolv=: the resolv.conf RESOLVE reads; "" = the default
+	 * (resolv_view.c: /etc/netns/NAME/resolv.conf, else nkd's own) */
+	char resolv[NK_PATH_MAX];
 	/* afxdp only (docs/config.md) */
 	char dev[16]; /* IFNAMSIZ */
 	struct nk_nsm_addr addrs[NK_NSM_MAX_ADDRS];

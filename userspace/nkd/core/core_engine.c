@@ -1995,7 +1995,7 @@ int nk_engine__create(const struct nk_config *cfg, struct nk_engine **out)
 		ret = nk_portown__create(n);
 		if (ret)
 			goto fail;
-		ret = nk_resolver__create(n->netns_fd, e->resolve_efd,
+		ret = nk_resolver__create(n->netns_fd, &n->conf, e->resolve_efd,
 					  &n->resolver);
 		if (ret) {
 			nk_err("nsm %s: resolver: %s", n->conf.name,

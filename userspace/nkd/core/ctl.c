@@ -566,6 +566,17 @@ static int handle_msg(struct nk_ctl *c, struct nk_ctl_client *cl,
 		memcpy(&r, buf, sizeof(r));
 		return do_resolve(c, cl, &r);
 	}
+	case NK_CTL_DNS_SERVERS: {
+		struct nk_ctl_resolve_reply *rep;
+
+		if (len != sizeof(h) || !cl->conn)
+			goto bad;
+		rep = nk_resolver__dns_servers(
+			nk_engine__conn_nsm(cl->conn)->resolver, h.seq);
+		if (!rep || !queue_out(cl, rep, rep->hdr.len, NULL, 0, true))
+			return -ENOMEM;
+		return 0;
+	}
 	case NK_CTL_QUERY: {
 		struct nk_ctl_query q;
 

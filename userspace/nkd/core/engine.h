@@ -423,7 +423,11 @@ struct nk_resolve_job {
 	struct nk_ctl_resolve_reply *reply;
 	size_t reply_len;
 };
-int nk_resolver__create(int netns_fd, int notify_fd, struct nk_resolver **out);
+int nk_resolver__create(int netns_fd, const struct nk_nsm_conf *conf,
+			int notify_fd, struct nk_resolver **out);
+/* NK_CTL_DNS_SERVERS's answer (malloc'd): the NSM's nameservers. */
+struct nk_ctl_resolve_reply *nk_resolver__dns_servers(struct nk_resolver *r,
+						      uint64_t seq);
 void nk_resolver__destroy(struct nk_resolver *r);
 /* Fills job->reply with "try again" (EAI_AGAIN) without a lookup;
  * job->reply stays NULL without memory. */

@@ -11,6 +11,7 @@
  * the others: a worker takes the oldest job whose guest is under that cap.
  */
 #include <errno.h>
+#include <locale.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <sched.h>
@@ -22,14 +23,26 @@
 
 #include "engine.h"
 #include "log.h"
+#include "resolv_view.h"
 #include "validate.h"
 
 #define MAX_QUEUED 256u
 #define NR_WORKERS 4u
 #define MAX_RUNNING_PER_GUEST 2u
+/*
+ * The AI_IDN family: glibc's getent and others pass AI_IDN (and
+ * AI_CANONIDN). glibc's getaddrinfo takes them here as in the guest: an
+ * ASCII name is unchanged; a non-ASCII one, taken as UTF-8 (the workers
+ * run in C.UTF-8), is converted to its xn-- form with libidn2 if
+ * installed, else EAI_IDN_ENCODE. The two
+ * deprecated ones (AI_IDN_ALLOW_UNASSIGNED, AI_IDN_USE_STD3_ASCII_RULES,
+ * named by value: the names warn) glibc ignores since 2.28; so does nkd.
+ */
+#define AI_IDN_DEPRECATED (0x0100 | 0x0200)
 #define ALLOWED_AI_FLAGS                                               \
 	(AI_PASSIVE | AI_CANONNAME | AI_NUMERICHOST | AI_NUMERICSERV | \
-	 AI_ADDRCONFIG | AI_V4MAPPED | AI_ALL)
+	 AI_ADDRCONFIG | AI_V4MAPPED | AI_ALL | AI_IDN | AI_CANONIDN | \
+	 AI_IDN_DEPRECATED)
 
 struct nk_resolver {
 	pthread_t th[NR_WORKERS];
@@ -43,6 +56,7 @@ struct nk_resolver {
 	unsigned nr_todo;
 	int netns_fd;
 	int efd;
+	struct nk_resolv_view view; /* the NSM's resolv.conf (resolv_view.c) */
 };
 
 static void run_job(bool ns_failed, struct nk_resolve_job *job)
@@ -59,7 +73,7 @@ static void run_job(bool ns_failed, struct nk_resolve_job *job)
 		return;
 	ents = (struct nk_ctl_resolve_ent *)(rep + 1);
 	memset(&hints, 0, sizeof(hints));
-	hints.ai_flags = q->ai_flags;
+	hints.ai_flags = q->ai_flags & ~AI_IDN_DEPRECATED;
 	hints.ai_family = q->ai_family;
 	hints.ai_socktype = q->ai_socktype;
 	hints.ai_protocol = q->ai_protocol;
@@ -136,6 +150,7 @@ static void *worker(void *arg)
 	struct nk_resolver *r = wa.r;
 	uint64_t one = 1;
 	bool ns_failed = false;
+	locale_t utf8;
 
 	free(arg);
 	if (r->netns_fd >= 0 && setns(r->netns_fd, CLONE_NEWNET)) {
@@ -143,6 +158,13 @@ static void *worker(void *arg)
 		/* This thread answers EAI_SYSTEM; the flag is per thread. */
 		ns_failed = true;
 	}
+	if (!ns_failed && nk_resolv__enter(&r->view))
+		ns_failed = true; /* said why; EAI_SYSTEM as above */
+	/* AI_IDN reads the name in the locale's charset: guests send UTF-8
+	 * (nkd itself runs in the C locale, where it would fail). */
+	utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+	if (utf8)
+		uselocale(utf8);
 	pthread_mutex_lock(&r->mu);
 	while (!r->stop) {
 		struct nk_resolve_job *job = pick_job(r);
@@ -165,10 +187,15 @@ static void *worker(void *arg)
 			nk_dbg("resolver: eventfd write: %s", strerror(errno));
 	}
 	pthread_mutex_unlock(&r->mu);
+	if (utf8) {
+		uselocale(LC_GLOBAL_LOCALE);
+		freelocale(utf8);
+	}
 	return NULL;
 }
 
-int nk_resolver__create(int netns_fd, int notify_fd, struct nk_resolver **out)
+int nk_resolver__create(int netns_fd, const struct nk_nsm_conf *conf,
+			int notify_fd, struct nk_resolver **out)
 {
 	struct nk_resolver *r = calloc(1, sizeof(*r));
 	sigset_t all, old;
@@ -176,6 +203,12 @@ int nk_resolver__create(int netns_fd, int notify_fd, struct nk_resolver **out)
 
 	if (!r)
 		return -ENOMEM;
+	ret = nk_resolv__view(conf, &r->view);
+	if (ret) {
+		free(r);
+		return ret;
+	}
+	nk_info("nsm %s: names resolve with %s", conf->name, r->view.effective);
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
 	nk_list__init(&r->todo);
@@ -285,4 +318,28 @@ struct nk_resolve_job *nk_resolver__take(struct nk_resolver *r)
 	}
 	pthread_mutex_unlock(&r->mu);
 	return job;
+}
+
+struct nk_ctl_resolve_reply *nk_resolver__dns_servers(struct nk_resolver *r,
+						      uint64_t seq)
+{
+	const struct nk_resolv_view *v = &r->view;
+	struct nk_ctl_resolve_reply *rep;
+	struct nk_ctl_resolve_ent *ents;
+
+	rep = calloc(1, sizeof(*rep) + v->nr_servers * sizeof(*ents));
+	if (!rep)
+		return NULL;
+	ents = (struct nk_ctl_resolve_ent *)(rep + 1);
+	for (unsigned i = 0; i < v->nr_servers; i++) {
+		ents[i].family = v->servers[i].family;
+		ents[i].socktype = SOCK_DGRAM;
+		ents[i].protocol = IPPROTO_UDP;
+		ents[i].addr = v->servers[i];
+	}
+	rep->hdr.type = NK_CTL_RESOLVE_REPLY;
+	rep->hdr.len = (uint32_t)(sizeof(*rep) + v->nr_servers * sizeof(*ents));
+	rep->hdr.seq = seq;
+	rep->nr_ents = v->nr_servers;
+	return rep;
 }

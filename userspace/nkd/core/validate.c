@@ -196,8 +196,11 @@ int nk_validate__sqe(const struct nk_sqe *sqe, const struct nk_validate_ctx *c,
 			    sqe->sock.protocol != IPPROTO_TCP)
 				return -EPROTONOSUPPORT;
 		} else if (sqe->sock.type == SOCK_DGRAM) {
+			/* The ICMP echo ("ping") socket, docs/nkd.md. */
 			if (sqe->sock.protocol &&
-			    sqe->sock.protocol != IPPROTO_UDP)
+			    sqe->sock.protocol != IPPROTO_UDP &&
+			    !nk_is_ping_proto(sqe->sock.domain,
+					      sqe->sock.protocol))
 				return -EPROTONOSUPPORT;
 		} else {
 			return -EINVAL;

@@ -69,7 +69,9 @@ int nk_portown__claim(struct nk_sock *s, uint16_t port)
 	struct nk_portown *po = s->nsm->ports;
 	struct po_ent *e;
 
-	if (!po || !port || s->pc.port == port)
+	/* An ICMP echo socket's "port" is its echo id, not a UDP port. */
+	if (!po || !port || s->pc.port == port ||
+	    nk_is_ping_proto(s->family, s->protocol))
 		return 0;
 	e = ent_of(po, s, port);
 	if (e->nr && e->g != s->guest) {

@@ -1415,6 +1415,9 @@ static int xn_sock_open(void *priv, struct nk_sock *s)
 		return -EAFNOSUPPORT; /* nk_ustack serves IPv4 only */
 	if (s->type != SOCK_STREAM && s->type != SOCK_DGRAM)
 		return -EPROTONOSUPPORT;
+	/* No ICMP echo socket in nk_ustack (the kernel NSM has one). */
+	if (nk_is_ping_proto(s->family, s->protocol))
+		return -EPROTONOSUPPORT;
 	if (s->guest->id >= NK_MAX_GUESTS)
 		return -ENOSPC; /* XDP counters and ACLs are per id < 1024 */
 	acl_install(xn, s->guest);

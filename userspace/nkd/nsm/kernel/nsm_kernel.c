@@ -34,6 +34,7 @@
 #include "engine.h"
 #include "log.h"
 #include "loop.h"
+#include "kn_ping.h"
 #include "recv_batch.h"
 #include "validate.h"
 
@@ -724,6 +725,10 @@ static int sockopt_class(int level, int name, bool set)
 			return OPT_YES;
 		case IP_MTU:
 			return set ? OPT_NO : OPT_YES;
+		case IP_RECVERR:
+			/* No error queue through nkd (MSG_ERRQUEUE is
+			 * EOPNOTSUPP): kept off, as ping needs it to start. */
+			return set ? OPT_IGNORE : OPT_YES;
 		case IP_TRANSPARENT:
 		case IP_FREEBIND:
 		case IP_OPTIONS:
@@ -748,6 +753,8 @@ static int sockopt_class(int level, int name, bool set)
 			return OPT_YES;
 		case IPV6_MTU:
 			return set ? OPT_NO : OPT_YES;
+		case IPV6_RECVERR:
+			return set ? OPT_IGNORE : OPT_YES; /* as IP_RECVERR */
 		case IPV6_TRANSPARENT:
 		case IPV6_FREEBIND:
 			return OPT_PRIV;
@@ -1083,10 +1090,10 @@ static int socket_in_ns(struct kn *kn, int domain, int type, int proto)
 	int fd, err;
 
 	if (kn->netns_fd < 0)
-		return socket(domain, type, proto);
+		return nk_ping__socket(kn->name, domain, type, proto);
 	if (setns(kn->netns_fd, CLONE_NEWNET))
 		return -1;
-	fd = socket(domain, type, proto);
+	fd = nk_ping__socket(kn->name, domain, type, proto);
 	err = errno;
 	if (setns(kn->self_ns_fd, CLONE_NEWNET)) {
 		/* Every later socket would land in the wrong place. */
