@@ -4,6 +4,7 @@
 set -eu
 PKGS="build-essential pkg-config clang llvm gcc make
 liburing-dev libbpf-dev libxdp-dev bpftool libcmocka-dev libelf-dev zlib1g-dev
+libjson-c-dev
 iproute2 iputils-ping ethtool procps psmisc util-linux coreutils
 curl python3 iperf3 nginx-light redis-server redis-tools sockperf wrk
 slirp4netns passt dnsmasq-base jq liblwip-dev libpython3.11-testsuite"

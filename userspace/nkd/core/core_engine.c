@@ -1931,6 +1931,7 @@ int nk_engine__create(const struct nk_config *cfg, struct nk_engine **out)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	/* The epoch only has to differ between runs. */
 	e->epoch = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	nk_info("epoch %llu", (unsigned long long)e->epoch);
 
 	ret = nk_loop__create(&e->loop);
 	if (ret)
