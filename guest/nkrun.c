@@ -125,11 +125,12 @@ static int probe(const char *sock, const char *guest, int verbose)
 		return 0;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) ||
-	    send(fd, &h, sizeof(h), MSG_NOSIGNAL) != sizeof(h)) {
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
 		close(fd);
 		return 0;
 	}
+	/* A failed send may still leave nkd's early refusal to read. */
+	send(fd, &h, sizeof(h), MSG_NOSIGNAL);
 	memset(&r, 0, sizeof(r));
 	n = recv(fd, r.b, sizeof(r.b) - 1, 0);
 	close(fd);
@@ -145,10 +146,11 @@ static int probe(const char *sock, const char *guest, int verbose)
 	}
 	if (r.w.status == -EINVAL && n == (ssize_t)sizeof(r.w))
 		return 0; /* an nkd without probes: the shim will find out */
-	fprintf(stderr, "nkrun: nkd refused %s%s%s: %s\n",
-		*guest ? "guest '" : "the attach", guest, *guest ? "'" : "",
+	/* The shim's form (docs/shim.md "Messages"). */
+	fprintf(stderr, "netkernel: refused: %s (%s%s%snkrun)\n",
 		n > (ssize_t)sizeof(r.w) ? r.b + sizeof(r.w)
-					 : strerror(-r.w.status));
+					 : strerror(-r.w.status),
+		*guest ? "guest '" : "", guest, *guest ? "', " : "");
 	return -1;
 }
 

@@ -358,7 +358,9 @@ static int ctl_recv(uint64_t seq, uint32_t type, int *fds, int *nfds)
 				       sizeof(int));
 		}
 		if ((size_t)n < sizeof(struct nk_ctl_hdr) ||
-		    ctl_buf.hdr.seq != seq || ctl_buf.hdr.type != type ||
+		    (ctl_buf.hdr.seq != seq &&
+		     !nk_ctl__early_refusal(&ctl_buf.hdr, type)) ||
+		    ctl_buf.hdr.type != type ||
 		    ctl_buf.hdr.len != (uint32_t)n) {
 			/* Not ours (a late reply to a timed-out request). */
 			for (int i = 0; i < ngot; i++)
@@ -653,10 +655,8 @@ static bool refused;
 static void log_attach_failure(const char *what, int err, const char *then)
 {
 	if (refused)
-		nk_log("nkd refused %s%s%s: %s; %s",
-		       nk_cfg.guest[0] ? "guest '" : "the attach", nk_cfg.guest,
-		       nk_cfg.guest[0] ? "'" : "",
-		       refused_why[0] ? refused_why : strerror(-err), then);
+		nk_log_refused(refused_why[0] ? refused_why : strerror(-err),
+			       then);
 	else
 		nk_log("%s at %s: %s; %s", what, nk_cfg.socket_path,
 		       strerror(-err), then);
@@ -700,7 +700,8 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 	snprintf(hello.guest, sizeof(hello.guest), "%s", nk_cfg.guest);
 	hello.hdr.seq = ++C.seq;
 	err = ctl_send(&hello, sizeof(hello), NULL, 0);
-	if (err)
+	/* nkd may have closed with an early refusal: still read it. */
+	if (err && err != -EPIPE && err != -ECONNRESET)
 		goto fail;
 	n = ctl_recv(hello.hdr.seq, NK_CTL_WELCOME, fds, &nfds);
 	if (n < 0) {

@@ -292,8 +292,12 @@ static int handle_alloc(struct nk_guest *g, struct nk_sock *s)
 {
 	uint32_t idx;
 
+	/*
+	 * ENFILE, not EMFILE: the limit is the guest's, over all its
+	 * processes, not the caller's descriptor table (docs/nkd.md).
+	 */
 	if (g->nr_socks >= g->conf.max_sockets)
-		return -EMFILE;
+		return -ENFILE;
 	if (g->nr_socks + 1 >= g->cap) {
 		uint32_t ncap = g->cap ? g->cap * 2 : 64;
 		struct nk_sock **ns;
@@ -302,7 +306,7 @@ static int handle_alloc(struct nk_guest *g, struct nk_sock *s)
 		if (ncap > NK_HANDLE_IDX_MASK + 1)
 			ncap = NK_HANDLE_IDX_MASK + 1;
 		if (ncap <= g->cap)
-			return -EMFILE;
+			return -ENFILE;
 		ns = realloc(g->socks, ncap * sizeof(*ns));
 		if (!ns)
 			return -ENOMEM;
@@ -326,7 +330,7 @@ static int handle_alloc(struct nk_guest *g, struct nk_sock *s)
 			break;
 	}
 	if (g->socks[idx])
-		return -EMFILE;
+		return -ENFILE;
 	/* Random, never 0: a handle cannot be guessed (abi.md §5). */
 	g->gens[idx] = nk_rand__handle_gen(g->gens[idx]);
 	g->socks[idx] = s;
@@ -444,7 +448,7 @@ static int sock_new(struct nk_engine *e, struct nk_guest *g, struct nk_conn *c,
 	s->conn_id = c->id;
 	nk_ph__init(&s->ph);
 	ret = handle_alloc(g, s);
-	if (ret == -EMFILE)
+	if (ret == -ENFILE)
 		nk_guest__refused(e, g, NK_REFUSED_SOCKETS,
 				  "max_sockets %u reached",
 				  g->conf.max_sockets);
