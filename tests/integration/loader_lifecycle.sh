@@ -6,7 +6,9 @@
 # bytes, ACL drops, a real AF_XDP receive, the kernel still serving ports no
 # guest owns), a loader SIGKILLed while alive leaving a working attachment,
 # detach leaving no pins and no program, a device deleted under a pinned
-# link, and the refusal to pin from inside `ip netns exec`.
+# link, the refusal to pin from inside `ip netns exec`, and a default veth
+# (1 RX queue in use, ethtool's maximum 2 on a 2-CPU machine) getting
+# nr_queues 1: the queues the device uses, not its maximum.
 #
 # The loader runs as `nsenter --net=/run/netns/NS nk-loader ...`: only the
 # network namespace changes, /sys/fs/bpf stays the host's bpffs (see
@@ -40,6 +42,8 @@ PEER=nk-m-$ID
 DEV=nkl$((ID % 100000000))
 PDEV=nkp$((ID % 100000000))
 PIN=/sys/fs/bpf/netkernel/$(printf '%s' "$DEV" | tr . :)
+QDEV=nkr$((ID % 100000000)) # a veth with the kernel's default queues
+QPIN=/sys/fs/bpf/netkernel/$QDEV
 N=$((ID % 200 + 20))
 A=10.251.$N.1
 B=10.251.$N.2
@@ -57,6 +61,10 @@ cleanup() {
 	if [ -e "$PIN" ]; then
 		nsenter --net="/run/netns/$NS" "$LOADER" detach "$DEV" >/dev/null 2>&1 ||
 			rm -rf "$PIN"
+	fi
+	if [ -e "$QPIN" ]; then
+		nsenter --net="/run/netns/$NS" "$LOADER" detach "$QDEV" >/dev/null 2>&1 ||
+			rm -rf "$QPIN"
 	fi
 	rm -f "/sys/fs/bpf/nk-foreign-$ID"
 	ip netns del "$NS" 2>/dev/null
@@ -261,6 +269,19 @@ expect_rc 1 timeout 20 ip netns exec "$NS" "$LOADER" attach "$DEV"
 grep -q nsenter "$TMP/last.out" || fail "no nsenter hint: $(cat "$TMP/last.out")"
 ip -n "$NS" link show "$DEV" | grep -q xdp && fail "ip netns exec attach left a program"
 log "attach from ip netns exec refused with a hint"
+
+# ---------------------------------------------------------------- queues in use, not the maximum
+ip -n "$NS" link add "$QDEV" type veth peer name "${QDEV}p" netns "$PEER"
+ip -n "$NS" link set "$QDEV" up
+inuse=$(ip netns exec "$NS" ethtool -l "$QDEV" 2>/dev/null | awk '/^Current/ {c = 1} c && /^RX:/ {print $2; exit}')
+most=$(ip netns exec "$NS" ethtool -l "$QDEV" 2>/dev/null | awk '/^RX:/ {print $2; exit}')
+log "default veth: RX queues in use ${inuse:-?}, maximum ${most:-?}"
+expect_rc 0 L attach "$QDEV" --mode skb
+grep -q "1 queue\b" "$TMP/last.out" || fail "attach on a 1-queue veth: $(cat "$TMP/last.out")"
+bpftool map dump pinned "$QPIN/nk_knobs" | grep -q '"nr_queues": 1,' ||
+	fail "nr_queues on a 1-queue veth: $(bpftool map dump pinned "$QPIN/nk_knobs" | grep nr_queues)"
+expect_rc 0 L detach "$QDEV"
+log "a default veth gets nr_queues 1 (its maximum is ${most:-?})"
 
 # ---------------------------------------------------------------- device deleted
 expect_rc 0 L attach "$DEV"
