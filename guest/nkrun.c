@@ -17,6 +17,7 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,8 @@ static int probe(const char *sock, const char *guest, int verbose)
 		struct nk_ctl_welcome w;
 		char b[sizeof(struct nk_ctl_welcome) + 512];
 	} r;
+	const char *why;
+	bool named;
 	ssize_t n;
 	int fd;
 
@@ -147,10 +150,12 @@ static int probe(const char *sock, const char *guest, int verbose)
 	if (r.w.status == -EINVAL && n == (ssize_t)sizeof(r.w))
 		return 0; /* an nkd without probes: the shim will find out */
 	/* The shim's form (docs/shim.md "Messages"). */
-	fprintf(stderr, "netkernel: refused: %s (%s%s%snkrun)\n",
-		n > (ssize_t)sizeof(r.w) ? r.b + sizeof(r.w)
-					 : strerror(-r.w.status),
-		*guest ? "guest '" : "", guest, *guest ? "', " : "");
+	why = n > (ssize_t)sizeof(r.w) ? r.b + sizeof(r.w)
+				       : strerror(-r.w.status);
+	named = !*guest || strstr(why, guest);
+	fprintf(stderr, "netkernel: refused: %s (%s%s%snkrun)\n", why,
+		named ? "" : "guest '", named ? "" : guest,
+		named ? "" : "', ");
 	return -1;
 }
 

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "shim.h"
@@ -16,7 +17,8 @@ void nk_log_refused(const char *why, const char *then)
 	char line[512], who[NK_GUEST_NAME_MAX + 16] = "";
 	int n, e = errno;
 
-	if (nk_cfg.guest[0])
+	/* Name the guest unless nkd's reason does. */
+	if (nk_cfg.guest[0] && !strstr(why, nk_cfg.guest))
 		snprintf(who, sizeof(who), "guest '%s', ", nk_cfg.guest);
 	n = snprintf(line, sizeof(line),
 		     "netkernel: refused: %s (%spid %d)%s%s\n", why, who,
