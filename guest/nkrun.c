@@ -154,8 +154,7 @@ static int probe(const char *sock, const char *guest, int verbose)
 				       : strerror(-r.w.status);
 	named = !*guest || strstr(why, guest);
 	fprintf(stderr, "netkernel: refused: %s (%s%s%snkrun)\n", why,
-		named ? "" : "guest '", named ? "" : guest,
-		named ? "" : "', ");
+		named ? "" : "guest '", named ? "" : guest, named ? "" : "', ");
 	return -1;
 }
 

@@ -349,7 +349,8 @@ static int print_table(struct json_object *rows, const char *name)
 	for (c = 0; c < ncols; c++) {
 		for (const char *k = keys[c]; *k; k++)
 			putchar(*k >= 'a' && *k <= 'z' ? *k - 32 : *k);
-		printf("%*s", c + 1 < ncols ? width[c] - (int)strlen(keys[c]) + 2 : 0,
+		printf("%*s",
+		       c + 1 < ncols ? width[c] - (int)strlen(keys[c]) + 2 : 0,
 		       "");
 		if (c + 1 == ncols)
 			putchar('\n');
@@ -376,9 +377,8 @@ static const char *row_guest(struct json_object *row, const char *list)
 {
 	struct json_object *v;
 
-	if (!json_object_object_get_ex(row, strcmp(list, "guests") ? "guest"
-								    : "name",
-				       &v))
+	if (!json_object_object_get_ex(
+		    row, strcmp(list, "guests") ? "guest" : "name", &v))
 		return NULL;
 	return json_object_get_string(v);
 }
@@ -393,8 +393,8 @@ static void filter_rows(struct json_object *rows, const char *list,
 	size_t i = json_object_array_length(rows);
 
 	while (i--) {
-		const char *g = row_guest(json_object_array_get_idx(rows, i),
-					  list);
+		const char *g =
+			row_guest(json_object_array_get_idx(rows, i), list);
 
 		if (!g || strcmp(g, guest))
 			json_object_array_del_idx(rows, i, 1);
@@ -596,8 +596,9 @@ int main(int argc, char **argv)
 	    (!strcmp(argv[optind], "evict") || !strcmp(argv[optind], "set") ||
 	     !strcmp(argv[optind], "reload"))) {
 		if (json || guest) {
-			fprintf(stderr, "nkctl: %s takes no --json, --pretty "
-					"or --guest\n",
+			fprintf(stderr,
+				"nkctl: %s takes no --json, --pretty "
+				"or --guest\n",
 				argv[optind]);
 			return 2;
 		}

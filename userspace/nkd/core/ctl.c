@@ -881,9 +881,10 @@ static void hello_timer(struct nk_ctl *c, const struct io_uring_cqe *cqe)
 		if (!cl->used || cl->closing || cl->greeted)
 			continue;
 		if (cl->hello_deadline <= now) {
-			nk_ctl__refuse_early(cl->fd, -ETIMEDOUT,
-					     "no HELLO within %us (hello_timeout)",
-					     c->e->cfg.hello_timeout_s);
+			nk_ctl__refuse_early(
+				cl->fd, -ETIMEDOUT,
+				"no HELLO within %us (hello_timeout)",
+				c->e->cfg.hello_timeout_s);
 			client_close(c, cl, false);
 			closed++;
 		} else if (!next || cl->hello_deadline < next) {
