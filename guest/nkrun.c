@@ -136,6 +136,9 @@ static int probe(const char *sock, const char *guest, int verbose)
 	send(fd, &h, sizeof(h), MSG_NOSIGNAL);
 	memset(&r, 0, sizeof(r));
 	n = recv(fd, r.b, sizeof(r.b) - 1, 0);
+	/* A reset (nkd closed, our HELLO unread) comes before its refusal. */
+	if (n < 0 && errno == ECONNRESET)
+		n = recv(fd, r.b, sizeof(r.b) - 1, 0);
 	close(fd);
 	if (n < (ssize_t)sizeof(r.w) || r.w.hdr.type != NK_CTL_WELCOME)
 		return 0;

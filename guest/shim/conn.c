@@ -324,6 +324,8 @@ static int ctl_send(const void *msg, size_t len, const int *fds, int nfds)
 /* Reply to seq into ctl_buf; fds (up to 3) returned in fds. */
 static int ctl_recv(uint64_t seq, uint32_t type, int *fds, int *nfds)
 {
+	bool reset = false;
+
 	for (;;) {
 		union {
 			struct cmsghdr cm;
@@ -342,6 +344,14 @@ static int ctl_recv(uint64_t seq, uint32_t type, int *fds, int *nfds)
 		n = REAL(recvmsg)(C.ctl_fd, &mh, MSG_CMSG_CLOEXEC);
 		if (n < 0 && errno == EINTR)
 			continue;
+		/*
+		 * nkd closed with our HELLO unread: the reset comes before
+		 * what it queued (an early refusal); read that once more.
+		 */
+		if (n < 0 && errno == ECONNRESET && !reset) {
+			reset = true;
+			continue;
+		}
 		if (n < 0)
 			return errno == EAGAIN ? -ETIMEDOUT : -errno;
 		if (n == 0)

@@ -109,38 +109,57 @@ static void proc_comm(pid_t pid, char *out, size_t len)
 			*q = '?';
 }
 
+/* {"pid":N,"comm":S}, null for what is not known. */
+static void q_holder_pid(struct sb *b, pid_t pid)
+{
+	char comm[32];
+
+	if (pid <= 0) {
+		sb_printf(b, "{\"pid\":null,\"comm\":null");
+		return;
+	}
+	proc_comm(pid, comm, sizeof(comm));
+	sb_printf(b, "{\"pid\":%d,\"comm\":", (int)pid);
+	sb_str_or_null(b, comm);
+}
+
 /*
  * ,"holders":[{"pid":N,"comm":"..."},...]: the attached processes that
- * hold s (nkd's pid namespace). A holder that is no attached process (a
- * hand-over waiting for its fork or exec) has null pid and comm.
+ * hold s (nkd's pid namespace). A pending fork or exec hand-over holds it
+ * too: {"pid":...,"comm":...,"handover":"fork"|"exec"}, with the process
+ * that will take it over when nkd knows it (exec: the same pid; fork: the
+ * child once it is known), else null.
  */
-static void q_holders(struct sb *b, const struct nk_guest *g,
-		      const struct nk_sock *s)
+static void q_holders(struct nk_engine *e, struct sb *b,
+		      const struct nk_guest *g, const struct nk_sock *s)
 {
 	const struct nk_list *p;
 
 	sb_printf(b, ",\"holders\":[");
 	for (uint32_t i = 0; i < s->nr_holders; i++) {
+		const void *h = s->holders[i];
+		const struct nk_handover *ho = NULL;
 		const struct nk_conn *c = NULL;
-		char comm[32];
 
-		for (p = g->conns.next; p != &g->conns; p = p->next) {
+		for (p = g->conns.next; p != &g->conns && !c; p = p->next) {
 			const struct nk_conn *k =
 				nk_container_of(p, struct nk_conn, glink);
 
-			if ((const void *)k == s->holders[i]) {
+			if ((const void *)k == h)
 				c = k;
-				break;
-			}
 		}
-		sb_printf(b, "%s{\"pid\":", i ? "," : "");
-		if (!c || c->pid <= 0) {
-			sb_printf(b, "null,\"comm\":null}");
+		for (uint32_t j = 0; !c && !ho && j < e->hos_cap; j++)
+			if (e->hos[j]->used && (const void *)e->hos[j] == h)
+				ho = e->hos[j];
+		sb_printf(b, "%s", i ? "," : "");
+		if (ho) {
+			q_holder_pid(b, ho->is_exec ? ho->owner_pid
+						    : ho->child_pid);
+			sb_printf(b, ",\"handover\":\"%s\"}",
+				  ho->is_exec ? "exec" : "fork");
 			continue;
 		}
-		proc_comm(c->pid, comm, sizeof(comm));
-		sb_printf(b, "%d,\"comm\":", (int)c->pid);
-		sb_str_or_null(b, comm);
+		q_holder_pid(b, c ? c->pid : 0);
 		sb_printf(b, "}");
 	}
 	sb_printf(b, "]");
@@ -303,7 +322,7 @@ static void q_sockets(struct nk_engine *e, struct sb *b)
 			sb_printf(b, ",\"remote\":");
 			sb_str_or_null(b, remote);
 			sb_printf(b, ",\"refs\":%u", s->nr_holders);
-			q_holders(b, g, s);
+			q_holders(e, b, g, s);
 			sb_printf(b,
 				  ",\"bytes_tx\":%llu,\"bytes_rx\":%llu,"
 				  "\"ops\":%llu,\"errors\":%llu}",
