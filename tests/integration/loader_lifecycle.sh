@@ -8,7 +8,8 @@
 # detach leaving no pins and no program, a device deleted under a pinned
 # link, the refusal to pin from inside `ip netns exec`, and a default veth
 # (1 RX queue in use, ethtool's maximum 2 on a 2-CPU machine) getting
-# nr_queues 1: the queues the device uses, not its maximum.
+# nr_queues 1: the queues the device uses, not its maximum; and in a
+# mount namespace of the test's own without a bpffs, nk-loader mounts one.
 #
 # The loader runs as `nsenter --net=/run/netns/NS nk-loader ...`: only the
 # network namespace changes, /sys/fs/bpf stays the host's bpffs (see
@@ -282,6 +283,35 @@ bpftool map dump pinned "$QPIN/nk_knobs" | grep -q '"nr_queues": 1,' ||
 	fail "nr_queues on a 1-queue veth: $(bpftool map dump pinned "$QPIN/nk_knobs" | grep nr_queues)"
 expect_rc 0 L detach "$QDEV"
 log "a default veth gets nr_queues 1 (its maximum is ${most:-?})"
+
+# ---------------------------------------------------------------- no bpffs: nk-loader mounts one
+# A fresh machine, safely: a mount namespace of our own (with its own pid
+# namespace, so that its pid 1 shares it and nk-loader does not take it for
+# `ip netns exec`'s) where /sys/fs/bpf is unmounted. The host's bpffs and
+# its pins are untouched; whatever we pin dies with the namespace.
+if command -v unshare >/dev/null && command -v stat >/dev/null; then
+	rc=0
+	unshare -m --propagation private --pid --fork --mount-proc sh -c '
+		while [ "$(stat -f -c %T /sys/fs/bpf)" = bpf_fs ]; do
+			umount /sys/fs/bpf || exit 9
+		done
+		echo "before: $(stat -f -c %T /sys/fs/bpf)"
+		nsenter --net="/run/netns/$1" "$2" attach "$3" --mode skb || exit 10
+		echo "after: $(stat -f -c %T /sys/fs/bpf)"
+		"$2" status "$3" >/dev/null || exit 11
+		[ -e "/sys/fs/bpf/netkernel/$3/link" ] || exit 12
+		nsenter --net="/run/netns/$1" "$2" detach "$3" || exit 13
+	' _ "$NS" "$LOADER" "$QDEV" >"$TMP/bpffs.out" 2>&1 || rc=$?
+	[ "$rc" = 0 ] || fail "attach without a bpffs (exit $rc): $(cat "$TMP/bpffs.out")"
+	grep -q "^before: sysfs" "$TMP/bpffs.out" || fail "bpffs still mounted in the test's namespace: $(cat "$TMP/bpffs.out")"
+	grep -q "^after: bpf_fs" "$TMP/bpffs.out" || fail "nk-loader did not mount a bpffs: $(cat "$TMP/bpffs.out")"
+	grep -q "mounted a bpffs on /sys/fs/bpf" "$TMP/bpffs.out" || fail "nk-loader did not say it mounted: $(cat "$TMP/bpffs.out")"
+	[ "$(stat -f -c %T /sys/fs/bpf)" = bpf_fs ] || fail "the host's bpffs is gone"
+	ip -n "$NS" link show "$QDEV" | grep -q xdp && fail "program left on $QDEV"
+	log "no bpffs in a fresh mount namespace: nk-loader mounted one and said so"
+else
+	log "unshare or stat missing: bpffs mount not checked"
+fi
 
 # ---------------------------------------------------------------- device deleted
 expect_rc 0 L attach "$DEV"
