@@ -9,7 +9,10 @@
 #     the sockets it holds, a closed socket's slot is usable again; nkd
 #     logs the refusals rate-limited: one line naming the guest and the
 #     limit for 300 refusals (at most one more per 10 s they took), and
-#     nkctl counts every one under the guest's refusals.
+#     nkctl counts every one under the guest's refusals;
+# (d) redis-server, whose listen code says "unable to bind socket, errno: N"
+#     when socket() fails (the issue's "EMFILE even on bind"), gets errno 23
+#     (ENFILE) at max_sockets=1 for its second listener, not 24 (EMFILE).
 # timeout: 60
 set -eu
 # shellcheck source=tests/lib.sh
@@ -22,6 +25,7 @@ topo_up
 cat >"$NK_TMP/nkd.conf" <<CONF
 nsm kernel0 type=kernel
 guest q nsm=kernel0 uid=0 max_sockets=4
+guest r nsm=kernel0 uid=0 max_sockets=1
 hello_timeout 1
 unknown_guests deny
 CONF
@@ -74,4 +78,17 @@ log "nkd logged $lines line(s) for 300 refusals in $(field secs "$r") s"
 ! grep -q "EMFILE" "$NK_TMP/nkd.log" || fail "nkd's log speaks of EMFILE"
 n=$(nkctl guests --json --guest q | jq '.guests[0].refusals.sockets')
 [ "$n" = 300 ] || fail "nkctl counts $n socket refusals for q, want 300"
+
+# (d) a real program's view.
+if command -v redis-server >/dev/null; then
+	rc=0
+	GUEST=r NK_CMD_TIMEOUT=20 run_guest redis-server --port 6390 --bind '* -::*' --save "" \
+		--appendonly no >"$NK_TMP/redis.out" 2>&1 || rc=$?
+	line=$(grep "unable to bind socket" "$NK_TMP/redis.out" | head -n1)
+	log "redis (exit $rc): ${line#*# }"
+	grep -q "unable to bind socket, errno: 23$" <<<"$line" ||
+		fail "redis at max_sockets=1: $(tail -n 3 "$NK_TMP/redis.out")"
+else
+	log "redis-server missing: (d) not run"
+fi
 log "ok"
