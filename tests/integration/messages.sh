@@ -12,7 +12,10 @@
 #     nkctl counts every one under the guest's refusals;
 # (d) redis-server, whose listen code says "unable to bind socket, errno: N"
 #     when socket() fails (the issue's "EMFILE even on bind"), gets errno 23
-#     (ENFILE) at max_sockets=1 for its second listener, not 24 (EMFILE).
+#     (ENFILE) at max_sockets=1 for its second listener, not 24 (EMFILE);
+# (e) a guest at max_conns=1: a second process says "netkernel: refused:
+#     guest 'c' already has its max_conns of 1 processes attached", not
+#     "Too many open files".
 # timeout: 60
 set -eu
 # shellcheck source=tests/lib.sh
@@ -26,6 +29,7 @@ cat >"$NK_TMP/nkd.conf" <<CONF
 nsm kernel0 type=kernel
 guest q nsm=kernel0 uid=0 max_sockets=4
 guest r nsm=kernel0 uid=0 max_sockets=1
+guest c nsm=kernel0 uid=0 max_conns=1
 hello_timeout 1
 unknown_guests deny
 CONF
@@ -91,4 +95,14 @@ if command -v redis-server >/dev/null; then
 else
 	log "redis-server missing: (d) not run"
 fi
+
+# (e) max_conns.
+GUEST=c bg_guest c1 "$PY" -c 'import socket, time; s = socket.socket(); print("ATTACHED", flush=True); time.sleep(30)'
+wait_for 20 grep -q ATTACHED "$NK_TMP/c1.log" || fail "first process of c: $(cat "$NK_TMP/c1.log")"
+rc=0
+GUEST=c run_guest "$PY" -c 'import socket; socket.socket()' >"$NK_TMP/e.out" 2>&1 || rc=$?
+log "second process of c: rc=$rc: $(head -n1 "$NK_TMP/e.out")"
+grep -qF "netkernel: refused: guest 'c' already has its max_conns of 1 processes attached" "$NK_TMP/e.out" ||
+	fail "max_conns refusal: $(cat "$NK_TMP/e.out")"
+! grep -qi "too many open files" "$NK_TMP/e.out" || fail "max_conns shows as EMFILE: $(cat "$NK_TMP/e.out")"
 log "ok"

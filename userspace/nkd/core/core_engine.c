@@ -1149,8 +1149,12 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 		nk_identity__claim(e, a, g, true);
 	}
 	if (g->nr_conns >= g->conf.max_conns) {
-		nk_guest__refused(e, g, NK_REFUSED_CONNS,
-				  "max_conns %u reached", g->conf.max_conns);
+		/* The reason goes to the guest: not "Too many open files". */
+		snprintf(a->why, sizeof(a->why),
+			 "guest '%s' already has its max_conns of %u "
+			 "processes attached",
+			 g->conf.name, g->conf.max_conns);
+		nk_guest__refused(e, g, NK_REFUSED_CONNS, "%s", a->why);
 		e->gc = true;
 		return -EMFILE;
 	}
@@ -1187,8 +1191,15 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 	nk_list__init(&c->wlink);
 	nk_list__init(&c->dlink);
 	ret = conn_setup(e, c, h->nr_qsets ? h->nr_qsets : 1);
-	if (!ret)
-		ret = nk_budget__conn_get(e, c, nk_region__size(c->region));
+	if (!ret &&
+	    (ret = nk_budget__conn_get(e, c, nk_region__size(c->region)))) {
+		snprintf(a->why, sizeof(a->why), "%s",
+			 ret == -ENOMEM ? "nkd's region memory budget is used "
+					  "up (memory_budget)"
+					: "nkd has as many processes attached "
+					  "as its descriptors allow");
+		nk_guest__refused(e, g, NK_REFUSED_BUDGET, "%s", a->why);
+	}
 	if (!ret)
 		ret = conn_setup_pool(c, a);
 	if (ret) {

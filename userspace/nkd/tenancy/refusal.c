@@ -56,14 +56,15 @@ void nk_guest__refused(struct nk_engine *e, struct nk_guest *g,
 		vsnprintf(why, sizeof(why), fmt, ap);
 		va_end(ap);
 	}
+	/* No guest yet (an attach refused): say so, not "guest -". */
 	if (rf->suppressed[r])
-		nk_warn("guest %s refused (%s): %s [%llu more since the last "
+		nk_warn("%s%s refused (%s): %s [%llu more since the last "
 			"such line]",
-			g ? g->conf.name : "-", names[r], why,
-			(unsigned long long)rf->suppressed[r]);
+			g ? "guest " : "an attach", g ? g->conf.name : "",
+			names[r], why, (unsigned long long)rf->suppressed[r]);
 	else
-		nk_warn("guest %s refused (%s): %s", g ? g->conf.name : "-",
-			names[r], why);
+		nk_warn("%s%s refused (%s): %s", g ? "guest " : "an attach",
+			g ? g->conf.name : "", names[r], why);
 	rf->logged_ns[r] = now;
 	rf->suppressed[r] = 0;
 }
