@@ -415,9 +415,11 @@ static void print_stats(const char *text, const char *guest)
 		size_t n = strcspn(p, "\n");
 		const char *g = memmem(p, n, "guest=\"", 7);
 
-		if (!g || (n - (size_t)(g - p) > strlen(label) &&
-			   !memcmp(g, label, strlen(label))))
-			fwrite(p, 1, n, stdout), putchar('\n');
+		/* Lines without a guest label (HELP, TYPE, totals) stay. */
+		if (!g || memmem(p, n, label, strlen(label)) == g) {
+			fwrite(p, 1, n, stdout);
+			putchar('\n');
+		}
 		p += n;
 		if (*p)
 			p++;
