@@ -291,6 +291,7 @@ log "a default veth gets nr_queues 1 (its maximum is ${most:-?})"
 # its pins are untouched; whatever we pin dies with the namespace.
 if command -v unshare >/dev/null && command -v stat >/dev/null; then
 	rc=0
+	# shellcheck disable=SC2016  # expanded by sh -c
 	unshare -m --propagation private --pid --fork --mount-proc sh -c '
 		while [ "$(stat -f -c %T /sys/fs/bpf)" = bpf_fs ]; do
 			umount /sys/fs/bpf || exit 9

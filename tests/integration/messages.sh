@@ -77,7 +77,7 @@ expect after_close ok
 lines=$(grep -c "guest q refused (sockets): max_sockets 4 reached" "$NK_TMP/nkd.log" || true)
 most=$((1 + $(field secs "$r") / 10))
 log "nkd logged $lines line(s) for 300 refusals in $(field secs "$r") s"
-[ "$lines" -ge 1 ] && [ "$lines" -le "$most" ] ||
+{ [ "$lines" -ge 1 ] && [ "$lines" -le "$most" ]; } ||
 	fail "nkd logged $lines lines for 300 refusals (want 1..$most): $(grep 'refused (sockets)' "$NK_TMP/nkd.log" | head -5)"
 ! grep -q "EMFILE" "$NK_TMP/nkd.log" || fail "nkd's log speaks of EMFILE"
 n=$(nkctl guests --json --guest q | jq '.guests[0].refusals.sockets')

@@ -29,7 +29,7 @@ conf 2
 rc=0
 timeout -k 5 30 "$NKD" --socket "$NK_SOCK" --config "$NK_TMP/nkd2.conf" >"$NK_TMP/nkd2.log" 2>&1 || rc=$?
 log "queues=2 on a 1-queue veth: exit $rc: $(grep -i 'queue' "$NK_TMP/nkd2.log" | head -n 2 | tr '\n' ' ')"
-[ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "nkd with queues=2 on a 1-queue device: exit $rc"
+{ [ "$rc" != 0 ] && [ "$rc" != 124 ]; } || fail "nkd with queues=2 on a 1-queue device: exit $rc"
 grep -q "RX queue 1 of queues=2: " "$NK_TMP/nkd2.log" || fail "nkd does not name the failing queue: $(cat "$NK_TMP/nkd2.log")"
 grep -q "ethtool -l" "$NK_TMP/nkd2.log" || fail "no hint to check the device's queues: $(cat "$NK_TMP/nkd2.log")"
 conf 1
