@@ -17,6 +17,7 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +118,8 @@ static int probe(const char *sock, const char *guest, int verbose)
 		struct nk_ctl_welcome w;
 		char b[sizeof(struct nk_ctl_welcome) + 512];
 	} r;
+	const char *why;
+	bool named;
 	ssize_t n;
 	int fd;
 
@@ -127,13 +130,17 @@ static int probe(const char *sock, const char *guest, int verbose)
 		return 0;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) ||
-	    send(fd, &h, sizeof(h), MSG_NOSIGNAL) != sizeof(h)) {
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
 		close(fd);
 		return 0;
 	}
+	/* A failed send may still leave nkd's early refusal to read. */
+	send(fd, &h, sizeof(h), MSG_NOSIGNAL);
 	memset(&r, 0, sizeof(r));
 	n = recv(fd, r.b, sizeof(r.b) - 1, 0);
+	/* A reset (nkd closed, our HELLO unread) comes before its refusal. */
+	if (n < 0 && errno == ECONNRESET)
+		n = recv(fd, r.b, sizeof(r.b) - 1, 0);
 	close(fd);
 	if (n < (ssize_t)sizeof(r.w) || r.w.hdr.type != NK_CTL_WELCOME)
 		return 0;
@@ -147,10 +154,12 @@ static int probe(const char *sock, const char *guest, int verbose)
 	}
 	if (r.w.status == -EINVAL && n == (ssize_t)sizeof(r.w))
 		return 0; /* an nkd without probes: the shim will find out */
-	fprintf(stderr, "nkrun: nkd refused %s%s%s: %s\n",
-		*guest ? "guest '" : "the attach", guest, *guest ? "'" : "",
-		n > (ssize_t)sizeof(r.w) ? r.b + sizeof(r.w)
-					 : strerror(-r.w.status));
+	/* The shim's form (docs/shim.md "Messages"). */
+	why = n > (ssize_t)sizeof(r.w) ? r.b + sizeof(r.w)
+				       : strerror(-r.w.status);
+	named = !*guest || strstr(why, guest);
+	fprintf(stderr, "netkernel: refused: %s (%s%s%snkrun)\n", why,
+		named ? "" : "guest '", named ? "" : guest, named ? "" : "', ");
 	return -1;
 }
 

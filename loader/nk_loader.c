@@ -235,6 +235,9 @@ static int bpffs_ensure(bool create)
 		return -errno;
 	if (mount("bpffs", BPFFS_MOUNT, "bpf", 0, "mode=0700"))
 		return -errno;
+	/* As bpftool does; say so, the operator did not ask for a mount. */
+	fprintf(stderr, "nk-loader: mounted a bpffs on %s (there was none)\n",
+		BPFFS_MOUNT);
 	return 0;
 }
 
@@ -312,26 +315,47 @@ static int link_info_get(const char *dir, struct bpf_link_info *info)
 	return err;
 }
 
-/* Number of RX queues of dev (ETHTOOL_GCHANNELS), 1 when unknown. */
+/* RX queues in /sys/class/net/DEV/queues (rx-0, rx-1, ...), 0 if none. */
+static unsigned int rx_queues_sysfs(const char *dev)
+{
+	char path[IFNAMSIZ + 64];
+	unsigned int n = 0;
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/sys/class/net/%s/queues", dev);
+	d = opendir(path);
+	if (!d)
+		return 0;
+	while ((de = readdir(d)))
+		n += !strncmp(de->d_name, "rx-", 3);
+	closedir(d);
+	return n;
+}
+
+/*
+ * The RX queues dev uses now: ETHTOOL_GCHANNELS's current rx + combined
+ * (not the maxima: a veth reports max 2 and has 1, and an XSK on a queue
+ * that does not exist fails), else the sysfs queue directories, else 1.
+ */
 static unsigned int rx_queues(const char *dev)
 {
 	struct ethtool_channels ch = { .cmd = ETHTOOL_GCHANNELS };
 	struct ifreq ifr;
-	unsigned int n = 1;
+	unsigned int n = 0;
 	int fd;
 
 	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return 1;
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", dev);
-	ifr.ifr_data = (void *)&ch;
-	if (!ioctl(fd, SIOCETHTOOL, &ifr)) {
-		n = ch.rx_count + ch.combined_count;
-		if (ch.max_rx + ch.max_combined > n)
-			n = ch.max_rx + ch.max_combined;
+	if (fd >= 0) {
+		memset(&ifr, 0, sizeof(ifr));
+		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", dev);
+		ifr.ifr_data = (void *)&ch;
+		if (!ioctl(fd, SIOCETHTOOL, &ifr))
+			n = ch.rx_count + ch.combined_count;
+		close(fd);
 	}
-	close(fd);
+	if (!n)
+		n = rx_queues_sysfs(dev);
 	return n ? n : 1;
 }
 

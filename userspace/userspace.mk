@@ -31,6 +31,10 @@ NKD_AFXDP_SAN_OBJS := $(USTACK_SAN_OBJS) $(NK_STEER_MAPS_SAN_LIB)
 NKD_AFXDP_LIBS := $(USTACK_LDLIBS) -lelf -lz
 NKCTL_SRCS := userspace/nkctl/nkctl.c
 NKCTL_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(NKCTL_SRCS))
+# nkctl reads nkd's JSON with json-c (Debian libjson-c-dev).
+JSONC_CFLAGS := $(shell pkg-config --cflags json-c)
+JSONC_LIBS := $(shell pkg-config --libs json-c)
+$(NKCTL_OBJS): NK_CFLAGS += $(JSONC_CFLAGS)
 
 $(BUILD)/nkd: $(NKD_OBJS) $(NKD_AFXDP_OBJS)
 	$(msg) LINK $@
@@ -44,7 +48,7 @@ $(BUILD)/san/nkd: $(NKD_SAN_OBJS) $(NKD_AFXDP_SAN_OBJS)
 
 $(BUILD)/nkctl: $(NKCTL_OBJS)
 	$(msg) LINK $@
-	$(Q)$(CC) $(CFLAGS) -o $@ $^
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(JSONC_LIBS)
 
 # The sanitizer nkd is part of "all": tests/integration/fault_hostile.sh runs it.
 all: $(BUILD)/nkd $(BUILD)/nkctl $(BUILD)/san/nkd

@@ -324,6 +324,8 @@ static int ctl_send(const void *msg, size_t len, const int *fds, int nfds)
 /* Reply to seq into ctl_buf; fds (up to 3) returned in fds. */
 static int ctl_recv(uint64_t seq, uint32_t type, int *fds, int *nfds)
 {
+	bool reset = false;
+
 	for (;;) {
 		union {
 			struct cmsghdr cm;
@@ -342,6 +344,14 @@ static int ctl_recv(uint64_t seq, uint32_t type, int *fds, int *nfds)
 		n = REAL(recvmsg)(C.ctl_fd, &mh, MSG_CMSG_CLOEXEC);
 		if (n < 0 && errno == EINTR)
 			continue;
+		/*
+		 * nkd closed with our HELLO unread: the reset comes before
+		 * what it queued (an early refusal); read that once more.
+		 */
+		if (n < 0 && errno == ECONNRESET && !reset) {
+			reset = true;
+			continue;
+		}
 		if (n < 0)
 			return errno == EAGAIN ? -ETIMEDOUT : -errno;
 		if (n == 0)
@@ -358,7 +368,9 @@ static int ctl_recv(uint64_t seq, uint32_t type, int *fds, int *nfds)
 				       sizeof(int));
 		}
 		if ((size_t)n < sizeof(struct nk_ctl_hdr) ||
-		    ctl_buf.hdr.seq != seq || ctl_buf.hdr.type != type ||
+		    (ctl_buf.hdr.seq != seq &&
+		     !nk_ctl__early_refusal(&ctl_buf.hdr, type)) ||
+		    ctl_buf.hdr.type != type ||
 		    ctl_buf.hdr.len != (uint32_t)n) {
 			/* Not ours (a late reply to a timed-out request). */
 			for (int i = 0; i < ngot; i++)
@@ -668,10 +680,8 @@ static bool refused;
 static void log_attach_failure(const char *what, int err, const char *then)
 {
 	if (refused)
-		nk_log("nkd refused %s%s%s: %s; %s",
-		       nk_cfg.guest[0] ? "guest '" : "the attach", nk_cfg.guest,
-		       nk_cfg.guest[0] ? "'" : "",
-		       refused_why[0] ? refused_why : strerror(-err), then);
+		nk_log_refused(refused_why[0] ? refused_why : strerror(-err),
+			       then);
 	else
 		nk_log("%s at %s: %s; %s", what, nk_cfg.socket_path,
 		       strerror(-err), then);
@@ -715,7 +725,8 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 	snprintf(hello.guest, sizeof(hello.guest), "%s", nk_cfg.guest);
 	hello.hdr.seq = ++C.seq;
 	err = ctl_send(&hello, sizeof(hello), NULL, 0);
-	if (err)
+	/* nkd may have closed with an early refusal: still read it. */
+	if (err && err != -EPIPE && err != -ECONNRESET)
 		goto fail;
 	n = ctl_recv(hello.hdr.seq, NK_CTL_WELCOME, fds, &nfds);
 	if (n < 0) {

@@ -269,6 +269,8 @@ NK_HIDDEN void nk_log(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
 NK_HIDDEN void nk_dbg(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
+/* "netkernel: refused: why (guest, pid); then" on stderr (refused.c). */
+NK_HIDDEN void nk_log_refused(const char *why, const char *then);
 
 NK_HIDDEN enum nk_state nk_conn__state(void);
 /*

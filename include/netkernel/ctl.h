@@ -135,6 +135,20 @@ struct nk_ctl_welcome {
 	/* struct nk_ctl_handle handles[nr_handles]; or, on error, reason */
 };
 
+/*
+ * An early refusal: a WELCOME with seq 0 that nkd sends, unasked, on a
+ * control connection it closes before any answer (too many connections
+ * of the uid, no HELLO in time); status < 0 and the reason follow as for
+ * a refused HELLO. A client waiting for its WELCOME takes it as the
+ * answer (docs/abi.md §1).
+ */
+static inline int nk_ctl__early_refusal(const struct nk_ctl_hdr *h,
+					uint32_t want_type)
+{
+	return h->seq == 0 && h->type == NK_CTL_WELCOME &&
+	       want_type == NK_CTL_WELCOME;
+}
+
 /* The old guest-made placeholder (refused since ABI 2). */
 struct nk_ctl_placeholder {
 	struct nk_ctl_hdr hdr;

@@ -6,7 +6,10 @@
 # bytes, ACL drops, a real AF_XDP receive, the kernel still serving ports no
 # guest owns), a loader SIGKILLed while alive leaving a working attachment,
 # detach leaving no pins and no program, a device deleted under a pinned
-# link, and the refusal to pin from inside `ip netns exec`.
+# link, the refusal to pin from inside `ip netns exec`, and a default veth
+# (1 RX queue in use, ethtool's maximum 2 on a 2-CPU machine) getting
+# nr_queues 1: the queues the device uses, not its maximum; and in a
+# mount namespace of the test's own without a bpffs, nk-loader mounts one.
 #
 # The loader runs as `nsenter --net=/run/netns/NS nk-loader ...`: only the
 # network namespace changes, /sys/fs/bpf stays the host's bpffs (see
@@ -40,6 +43,8 @@ PEER=nk-m-$ID
 DEV=nkl$((ID % 100000000))
 PDEV=nkp$((ID % 100000000))
 PIN=/sys/fs/bpf/netkernel/$(printf '%s' "$DEV" | tr . :)
+QDEV=nkr$((ID % 100000000)) # a veth with the kernel's default queues
+QPIN=/sys/fs/bpf/netkernel/$QDEV
 N=$((ID % 200 + 20))
 A=10.251.$N.1
 B=10.251.$N.2
@@ -57,6 +62,10 @@ cleanup() {
 	if [ -e "$PIN" ]; then
 		nsenter --net="/run/netns/$NS" "$LOADER" detach "$DEV" >/dev/null 2>&1 ||
 			rm -rf "$PIN"
+	fi
+	if [ -e "$QPIN" ]; then
+		nsenter --net="/run/netns/$NS" "$LOADER" detach "$QDEV" >/dev/null 2>&1 ||
+			rm -rf "$QPIN"
 	fi
 	rm -f "/sys/fs/bpf/nk-foreign-$ID"
 	ip netns del "$NS" 2>/dev/null
@@ -261,6 +270,49 @@ expect_rc 1 timeout 20 ip netns exec "$NS" "$LOADER" attach "$DEV"
 grep -q nsenter "$TMP/last.out" || fail "no nsenter hint: $(cat "$TMP/last.out")"
 ip -n "$NS" link show "$DEV" | grep -q xdp && fail "ip netns exec attach left a program"
 log "attach from ip netns exec refused with a hint"
+
+# ---------------------------------------------------------------- queues in use, not the maximum
+ip -n "$NS" link add "$QDEV" type veth peer name "${QDEV}p" netns "$PEER"
+ip -n "$NS" link set "$QDEV" up
+inuse=$(ip netns exec "$NS" ethtool -l "$QDEV" 2>/dev/null | awk '/^Current/ {c = 1} c && /^RX:/ {print $2; exit}')
+most=$(ip netns exec "$NS" ethtool -l "$QDEV" 2>/dev/null | awk '/^RX:/ {print $2; exit}')
+log "default veth: RX queues in use ${inuse:-?}, maximum ${most:-?}"
+expect_rc 0 L attach "$QDEV" --mode skb
+grep -q "1 queue\b" "$TMP/last.out" || fail "attach on a 1-queue veth: $(cat "$TMP/last.out")"
+bpftool map dump pinned "$QPIN/nk_knobs" | grep -q '"nr_queues": 1,' ||
+	fail "nr_queues on a 1-queue veth: $(bpftool map dump pinned "$QPIN/nk_knobs" | grep nr_queues)"
+expect_rc 0 L detach "$QDEV"
+log "a default veth gets nr_queues 1 (its maximum is ${most:-?})"
+
+# ---------------------------------------------------------------- no bpffs: nk-loader mounts one
+# A fresh machine, safely: a mount namespace of our own (with its own pid
+# namespace, so that its pid 1 shares it and nk-loader does not take it for
+# `ip netns exec`'s) where /sys/fs/bpf is unmounted. The host's bpffs and
+# its pins are untouched; whatever we pin dies with the namespace.
+if command -v unshare >/dev/null && command -v stat >/dev/null; then
+	rc=0
+	# shellcheck disable=SC2016  # expanded by sh -c
+	unshare -m --propagation private --pid --fork --mount-proc sh -c '
+		while [ "$(stat -f -c %T /sys/fs/bpf)" = bpf_fs ]; do
+			umount /sys/fs/bpf || exit 9
+		done
+		echo "before: $(stat -f -c %T /sys/fs/bpf)"
+		nsenter --net="/run/netns/$1" "$2" attach "$3" --mode skb || exit 10
+		echo "after: $(stat -f -c %T /sys/fs/bpf)"
+		"$2" status "$3" >/dev/null || exit 11
+		[ -e "/sys/fs/bpf/netkernel/$3/link" ] || exit 12
+		nsenter --net="/run/netns/$1" "$2" detach "$3" || exit 13
+	' _ "$NS" "$LOADER" "$QDEV" >"$TMP/bpffs.out" 2>&1 || rc=$?
+	[ "$rc" = 0 ] || fail "attach without a bpffs (exit $rc): $(cat "$TMP/bpffs.out")"
+	grep -q "^before: sysfs" "$TMP/bpffs.out" || fail "bpffs still mounted in the test's namespace: $(cat "$TMP/bpffs.out")"
+	grep -q "^after: bpf_fs" "$TMP/bpffs.out" || fail "nk-loader did not mount a bpffs: $(cat "$TMP/bpffs.out")"
+	grep -q "mounted a bpffs on /sys/fs/bpf" "$TMP/bpffs.out" || fail "nk-loader did not say it mounted: $(cat "$TMP/bpffs.out")"
+	[ "$(stat -f -c %T /sys/fs/bpf)" = bpf_fs ] || fail "the host's bpffs is gone"
+	ip -n "$NS" link show "$QDEV" | grep -q xdp && fail "program left on $QDEV"
+	log "no bpffs in a fresh mount namespace: nk-loader mounted one and said so"
+else
+	log "unshare or stat missing: bpffs mount not checked"
+fi
 
 # ---------------------------------------------------------------- device deleted
 expect_rc 0 L attach "$DEV"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quotas from nkd's config: guest q has max_sockets=4. A python guest's 5th
-# socket() fails with EMFILE, its 4 sockets still work, and guest g1 works
+# socket() fails with ENFILE (not EMFILE: docs/nkd.md), its 4 sockets still work, and guest g1 works
 # at the same time. An unknown guest is refused (unknown_guests deny).
 # timeout: 60
 set -eu
@@ -29,7 +29,7 @@ wait_for 15 grep -q RESULT "$NK_TMP/q.log" || fail "guest q printed nothing: $(c
 r=$(grep RESULT "$NK_TMP/q.log")
 log "q: $r"
 [ "$(field opened "$r")" = 4 ] || fail "guest q opened $(field opened "$r") sockets with max_sockets=4"
-[ "$(field errors "$r")" = EMFILE ] || fail "guest q's 5th socket() failed with $(field errors "$r"), not EMFILE"
+[ "$(field errors "$r")" = ENFILE ] || fail "guest q's 5th socket() failed with $(field errors "$r"), not ENFILE"
 [ "$(field connect "$r")" = ok ] || fail "guest q could not use its sockets within quota: $(field connect "$r")"
 
 out=$(run_guest curl -sS -f --max-time 10 "http://$P4:8000/") || fail "guest g1 failed while q was at its quota"

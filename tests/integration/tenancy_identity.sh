@@ -94,7 +94,7 @@ timeout -k 5 30 ip netns exec "$NS_A" "${AS_NOBODY[@]}" env LD_PRELOAD="$NKSHIM"
 	NK_SOCKET="$NK_SOCK" NK_GUEST=web "$PY" -c "$PROG" >"$NK_TMP/a2" 2>&1 || rc=$?
 echo "rc=$rc" >>"$NK_TMP/a2"
 log "a: bare shim: $(tr '\n' ' ' <"$NK_TMP/a2")"
-expect_refused "a: bare shim as web" "$NK_TMP/a2" "nkd refused guest 'web'"
+expect_refused "a: bare shim as web" "$NK_TMP/a2" "^netkernel: refused: guest 'web' belongs to another uid"
 attempt "a: root in A as web" "$NK_TMP/a3" "$NS_A" --guest web --socket "$NK_SOCK"
 expect_refused "a: root in A as web" "$NK_TMP/a3" "belongs to another uid or network namespace"
 attempt "a: nobody in G as web" "$NK_TMP/a4" "$NS_G" --nobody --guest web --socket "$NK_SOCK"

@@ -6,7 +6,7 @@
 #     nkctl from the test's own namespace works, and so does uid nobody,
 #     which the config names (`operator uid=65534`); another uid is refused;
 # (b) `nkctl set` lowers the attacker guest's max_sockets at run time: its
-#     next sockets fail with EMFILE, counted under reason "sockets" in
+#     next sockets fail with ENFILE, counted under reason "sockets" in
 #     `nkctl guests` and in `nkctl stats`;
 # (c) `nkctl evict` disconnects the attacker (its connection dies);
 # (d) `nkctl reload` and SIGHUP apply a changed policy to the attacker only
@@ -89,8 +89,8 @@ out=$(nkctl set nosuch weight=2 2>&1) || rc=$?
 r=$(GUEST=atk run_guest "$PY" "$HELPERS/nkpy.py" sockets 4 | grep RESULT) || fail "attacker socket program failed"
 log "attacker after set max_sockets=2 (holding 1): $r"
 [ "$(field opened "$r")" = 1 ] || fail "attacker opened $(field opened "$r") sockets, want 1 (max_sockets=2, 1 held)"
-[ "$(field errors "$r")" = EMFILE ] && [ "$(field refused "$r")" = 3 ] ||
-	fail "attacker's refused sockets: $(field refused "$r") x $(field errors "$r"), want 3 x EMFILE"
+[ "$(field errors "$r")" = ENFILE ] && [ "$(field refused "$r")" = 3 ] ||
+	fail "attacker's refused sockets: $(field refused "$r") x $(field errors "$r"), want 3 x ENFILE"
 n=$(gj atk .refusals.sockets)
 [ "$n" = 3 ] || fail "nkctl guests: refusals.sockets of atk is $n, want 3"
 [ "$(gj bystander .refusals.sockets)" = 0 ] || fail "bystander has refusals it did not earn"

@@ -20,7 +20,11 @@ import time
 
 def closed(s):
     try:
-        return s.recv(1, socket.MSG_DONTWAIT) == b""
+        # nkd may say why first (an early refusal, docs/abi.md section 1),
+        # then closes: read past it to the end.
+        while True:
+            if s.recv(4096, socket.MSG_DONTWAIT) == b"":
+                return True
     except BlockingIOError:
         return False
     except OSError:

@@ -4,7 +4,8 @@
  * (or NK_CTL_ADMIN for evict, set, reload) on the control socket, collects
  * the reply chunks until NK_QUERY_F_LAST, and prints them: as is with
  * --json (and for stats, which is Prometheus text), or as a table made
- * from the JSON objects nkd sends; a command's reply is a message.
+ * from the JSON objects nkd sends (read with json-c); a command's reply
+ * is a message.
  *
  * Exit status: 0 ok, 1 nkd not reachable or bad reply, 2 usage,
  * 3 nkd refused: the caller is not the operator (or a bad query),
@@ -20,21 +21,26 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "netkernel/ctl.h"
+#include <json.h>
 
-#define MAX_COLS 24
-#define MAX_VAL 256
+#include "netkernel/ctl.h"
+#include "netkernel/version.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: nkctl [--socket PATH] "
-		"status|guests|sockets|nsms|stats [--json]\n"
+		"status|guests|sockets|nsms|stats\n"
+		"             [--json | --pretty] [--guest NAME]\n"
 		"       nkctl [--socket PATH] evict GUEST\n"
 		"       nkctl [--socket PATH] set GUEST key=value...\n"
 		"       nkctl [--socket PATH] reload\n"
 		"  --socket PATH  nkd control socket (default %s)\n"
-		"  --json         print nkd's JSON answer as is\n"
+		"  --json         print nkd's JSON answer (null: not "
+		"applicable)\n"
+		"  --pretty       the JSON answer indented (implies --json)\n"
+		"  --guest NAME   only NAME's rows (guests, sockets, stats)\n"
+		"  --version      print nkctl's version\n"
 		"  evict GUEST    disconnect all processes of GUEST, close its "
 		"sockets\n"
 		"  set GUEST k=v  change GUEST's quotas and rules now (keys of "
@@ -126,267 +132,298 @@ fail:
 	return NULL;
 }
 
-/* A tiny reader for the flat JSON objects nkd writes. */
-struct obj {
-	int n;
-	char key[MAX_COLS][32];
-	char val[MAX_COLS][MAX_VAL];
+/* Parses nkd's whole answer; NULL (with the reason printed) if bad. */
+static struct json_object *parse(const char *text)
+{
+	struct json_tokener *tok = json_tokener_new();
+	struct json_object *o;
+	size_t len = strlen(text);
+
+	if (!tok)
+		return NULL;
+	o = json_tokener_parse_ex(tok, text, (int)len);
+	if (!o || json_tokener_get_error(tok) != json_tokener_success) {
+		fprintf(stderr, "nkctl: cannot parse nkd's answer: %s\n",
+			json_tokener_error_desc(json_tokener_get_error(tok)));
+		json_object_put(o);
+		o = NULL;
+	} else if (json_tokener_get_parse_end(tok) < len &&
+		   text[json_tokener_get_parse_end(tok) +
+			strspn(text + json_tokener_get_parse_end(tok),
+			       " \t\r\n")]) {
+		fprintf(stderr, "nkctl: cannot parse nkd's answer: "
+				"trailing data\n");
+		json_object_put(o);
+		o = NULL;
+	}
+	json_tokener_free(tok);
+	return o;
+}
+
+/* A growing string for table cells. */
+struct buf {
+	char *p;
+	size_t len, cap;
 };
 
-static void skip_ws(const char **p)
+static void buf_add(struct buf *b, const char *s)
 {
-	while (**p == ' ' || **p == '\n' || **p == '\t' || **p == '\r')
-		(*p)++;
+	size_t n = strlen(s);
+
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = (b->len + n + 1) * 2;
+		char *np = realloc(b->p, cap);
+
+		if (!np) {
+			perror("nkctl");
+			exit(1);
+		}
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n + 1);
+	b->len += n;
 }
 
-static int read_string(const char **p, char *out, size_t max)
+static bool is_zero(struct json_object *v)
 {
-	size_t n = 0;
+	return json_object_is_type(v, json_type_int) &&
+	       json_object_get_uint64(v) == 0 && json_object_get_int64(v) == 0;
+}
 
-	if (**p != '"')
-		return -1;
-	(*p)++;
-	while (**p && **p != '"') {
-		char ch = **p;
+/*
+ * A value as a table cell: null "-" (not applicable), a string as is, an
+ * object as "key=value,..." without its zero counters ("0" if all are:
+ * a guest's refusals), an array as its elements joined by "," with the
+ * members of an object element joined by "/" (a socket's holders,
+ * "pid/comm").
+ */
+static void cell(struct buf *b, struct json_object *v, bool in_array);
 
-		if (ch == '\\') {
-			(*p)++;
-			ch = **p;
-			if (ch == 'u') {
-				unsigned v;
+/* An object's non-zero members as "k=v,..."; nested ones as "k.sub=v". */
+static void cell_members(struct buf *b, struct json_object *v,
+			 const char *prefix, bool *any)
+{
+	json_object_object_foreach(v, key, val)
+	{
+		if (json_object_is_type(val, json_type_object)) {
+			char full[256];
 
-				if (sscanf(*p + 1, "%4x", &v) != 1)
-					return -1;
-				ch = (char)v;
-				*p += 4;
-			} else if (!ch) {
-				return -1;
+			snprintf(full, sizeof(full), "%s%s.", prefix, key);
+			cell_members(b, val, full, any);
+			continue;
+		}
+		if (is_zero(val))
+			continue;
+		if (*any)
+			buf_add(b, ",");
+		buf_add(b, prefix);
+		buf_add(b, key);
+		buf_add(b, "=");
+		cell(b, val, true);
+		*any = true;
+	}
+}
+
+static void cell(struct buf *b, struct json_object *v, bool in_array)
+{
+	bool any = false;
+
+	switch (json_object_get_type(v)) {
+	case json_type_null:
+		buf_add(b, "-");
+		return;
+	case json_type_string:
+		buf_add(b, json_object_get_string(v));
+		return;
+	case json_type_array:
+		for (size_t i = 0; i < json_object_array_length(v); i++) {
+			if (i)
+				buf_add(b, ",");
+			cell(b, json_object_array_get_idx(v, i), true);
+		}
+		if (!json_object_array_length(v))
+			buf_add(b, "-");
+		return;
+	case json_type_object: {
+		if (!in_array) {
+			cell_members(b, v, "", &any);
+		} else {
+			json_object_object_foreach(v, key, val)
+			{
+				(void)key;
+				if (any)
+					buf_add(b, "/");
+				cell(b, val, true);
+				any = true;
 			}
 		}
-		if (n + 1 < max)
-			out[n++] = ch;
-		(*p)++;
+		if (!any)
+			buf_add(b, in_array ? "-" : "0");
+		return;
 	}
-	if (**p != '"')
-		return -1;
-	(*p)++;
-	out[n] = '\0';
-	return 0;
-}
-
-/* A member's "key": and the white space after it. */
-static int read_key(const char **p, char *key, size_t max)
-{
-	if (read_string(p, key, max))
-		return -1;
-	skip_ws(p);
-	if (**p != ':')
-		return -1;
-	(*p)++;
-	skip_ws(p);
-	return 0;
+	default:
+		buf_add(b, json_object_to_json_string_ext(
+				   v, JSON_C_TO_STRING_PLAIN));
+		return;
+	}
 }
 
 /*
- * The next member of an object whose '{' was read: 1 with its key read
- * and *p at the value, 0 at the closing '}' (taken), -1 on bad input.
- * Takes the ',' after the previous member's value.
+ * An object one member a line, a nested object's members as "k.sub"
+ * (status has "budget":{"sockets":{...},...}).
  */
-static int obj_member(const char **p, char *key, size_t max)
+static void print_flat(struct json_object *o, const char *prefix)
 {
-	skip_ws(p);
-	if (**p == ',') {
-		(*p)++;
-		skip_ws(p);
-	}
-	if (**p == '}') {
-		(*p)++;
-		return 0;
-	}
-	return read_key(p, key, max) ? -1 : 1;
-}
+	json_object_object_foreach(o, key, val)
+	{
+		char full[256];
 
-/*
- * A nested {"k":N,...} of counters (a guest's "refusals") as "k=N,..."
- * with the non-zero ones only, "0" if none.
- */
-static int read_counts(const char **p, char *out, size_t max)
-{
-	char key[32];
-	size_t n = 0;
-	int m;
-
-	out[0] = '\0';
-	(*p)++;
-	while ((m = obj_member(p, key, sizeof(key))) > 0) {
-		char num[32];
-		size_t k = strspn(*p, "0123456789");
-
-		if (!k || k >= sizeof(num))
-			return -1;
-		memcpy(num, *p, k);
-		num[k] = '\0';
-		*p += k;
-		if (strcmp(num, "0")) {
-			int w = snprintf(out + n, max - n, "%s%s=%s",
-					 n ? "," : "", key, num);
-
-			if (w > 0 && (size_t)w < max - n)
-				n += (size_t)w;
-		}
-	}
-	if (m < 0)
-		return -1;
-	if (!n)
-		snprintf(out, max, "0");
-	return 0;
-}
-
-/* A string or a bare (number, true, ...) member value. */
-static int read_scalar(const char **p, char *val, size_t max)
-{
-	size_t n;
-
-	if (**p == '"')
-		return read_string(p, val, max);
-	n = strcspn(*p, ",}");
-	if (n >= max || !n)
-		return -1;
-	memcpy(val, *p, n);
-	val[n] = '\0';
-	*p += n;
-	return 0;
-}
-
-/* Reads {"k":v,...} with string, number or counter-object values. */
-static int read_obj(const char **p, struct obj *o)
-{
-	char key[32], val[MAX_VAL];
-	int m;
-
-	o->n = 0;
-	skip_ws(p);
-	if (**p != '{')
-		return -1;
-	(*p)++;
-	while ((m = obj_member(p, key, sizeof(key))) > 0) {
-		if (**p == '{' ? read_counts(p, val, sizeof(val))
-			       : read_scalar(p, val, sizeof(val)))
-			return -1;
-		if (o->n < MAX_COLS) {
-			snprintf(o->key[o->n], sizeof(o->key[0]), "%s", key);
-			snprintf(o->val[o->n], sizeof(o->val[0]), "%s", val);
-			o->n++;
-		}
-	}
-	return m;
-}
-
-/*
- * Prints {"k":v,...} one member a line; a nested object's members as
- * "k.sub" (status has "budget":{"sockets":{...},...}).
- */
-static int print_flat(const char **p, const char *prefix)
-{
-	char key[32], full[128], val[MAX_VAL];
-	int m;
-
-	skip_ws(p);
-	if (**p != '{')
-		return -1;
-	(*p)++;
-	while ((m = obj_member(p, key, sizeof(key))) > 0) {
 		snprintf(full, sizeof(full), "%s%s%s", prefix,
 			 *prefix ? "." : "", key);
-		if (**p == '{') {
-			if (print_flat(p, full))
-				return -1;
+		if (json_object_is_type(val, json_type_object)) {
+			print_flat(val, full);
 		} else {
-			if (read_scalar(p, val, sizeof(val)))
-				return -1;
-			printf("%-10s %s\n", full, val);
+			struct buf b = { 0 };
+
+			cell(&b, val, false);
+			printf("%-10s %s\n", full, b.p ? b.p : "");
+			free(b.p);
 		}
 	}
-	return m;
-}
-
-static int print_status(const char *text)
-{
-	const char *p = text;
-
-	return print_flat(&p, "");
 }
 
 /* {"NAME":[{...},...]} as a table; column order from the first row. */
-static int print_table(const char *text, const char *name)
+static int print_table(struct json_object *rows, const char *name)
 {
-	const char *p = text;
-	struct obj *rows = NULL;
-	int nrows = 0, width[MAX_COLS];
-	char key[32];
+	size_t nrows = json_object_array_length(rows), ncols = 0, c, r;
+	struct json_object *first;
+	const char **keys = NULL;
+	char **cells;
+	int *width;
 
-	skip_ws(&p);
-	if (*p++ != '{')
-		return -1;
-	skip_ws(&p);
-	if (read_string(&p, key, sizeof(key)) || strcmp(key, name))
-		return -1;
-	skip_ws(&p);
-	if (*p++ != ':')
-		return -1;
-	skip_ws(&p);
-	if (*p++ != '[')
-		return -1;
-	for (;;) {
-		struct obj *nr;
-
-		skip_ws(&p);
-		if (*p == ']')
-			break;
-		nr = realloc(rows, (size_t)(nrows + 1) * sizeof(*rows));
-		if (!nr) {
-			free(rows);
-			return -1;
-		}
-		rows = nr;
-		if (read_obj(&p, &rows[nrows])) {
-			free(rows);
-			return -1;
-		}
-		nrows++;
-		skip_ws(&p);
-		if (*p == ',')
-			p++;
-	}
 	if (!nrows) {
 		printf("(no %s)\n", name);
-		free(rows);
 		return 0;
 	}
-	for (int c = 0; c < rows[0].n; c++) {
-		width[c] = (int)strlen(rows[0].key[c]);
-		for (int r = 0; r < nrows; r++)
-			if (c < rows[r].n &&
-			    (int)strlen(rows[r].val[c]) > width[c])
-				width[c] = (int)strlen(rows[r].val[c]);
+	first = json_object_array_get_idx(rows, 0);
+	if (!json_object_is_type(first, json_type_object))
+		return -1;
+	ncols = (size_t)json_object_object_length(first);
+	keys = calloc(ncols + 1, sizeof(*keys));
+	width = calloc(ncols + 1, sizeof(*width));
+	cells = calloc(nrows * ncols + 1, sizeof(*cells));
+	if (!keys || !width || !cells) {
+		free(keys);
+		free(width);
+		free(cells);
+		return -1;
 	}
-	for (int c = 0; c < rows[0].n; c++) {
-		char up[32];
+	c = 0;
+	{
+		json_object_object_foreach(first, key, val)
+		{
+			(void)val;
+			keys[c] = key;
+			width[c] = (int)strlen(key);
+			c++;
+		}
+	}
+	for (r = 0; r < nrows; r++) {
+		struct json_object *row = json_object_array_get_idx(rows, r);
 
-		for (size_t i = 0; i <= strlen(rows[0].key[c]); i++)
-			up[i] = (char)(rows[0].key[c][i] >= 'a' &&
-						       rows[0].key[c][i] <= 'z'
-					       ? rows[0].key[c][i] - 32
-					       : rows[0].key[c][i]);
-		printf("%-*s%s", width[c], up, c + 1 < rows[0].n ? "  " : "\n");
+		for (c = 0; c < ncols; c++) {
+			struct json_object *v = NULL;
+			struct buf b = { 0 };
+
+			if (json_object_is_type(row, json_type_object) &&
+			    json_object_object_get_ex(row, keys[c], &v))
+				cell(&b, v, false);
+			else
+				buf_add(&b, "");
+			cells[r * ncols + c] = b.p;
+			if ((int)b.len > width[c])
+				width[c] = (int)b.len;
+		}
 	}
-	for (int r = 0; r < nrows; r++)
-		for (int c = 0; c < rows[0].n; c++)
-			printf("%-*s%s", width[c],
-			       c < rows[r].n ? rows[r].val[c] : "",
-			       c + 1 < rows[0].n ? "  " : "\n");
-	free(rows);
+	for (c = 0; c < ncols; c++) {
+		for (const char *k = keys[c]; *k; k++)
+			putchar(*k >= 'a' && *k <= 'z' ? *k - 32 : *k);
+		printf("%*s",
+		       c + 1 < ncols ? width[c] - (int)strlen(keys[c]) + 2 : 0,
+		       "");
+		if (c + 1 == ncols)
+			putchar('\n');
+	}
+	for (r = 0; r < nrows; r++)
+		for (c = 0; c < ncols; c++) {
+			const char *v = cells[r * ncols + c];
+
+			if (c + 1 < ncols)
+				printf("%-*s  ", width[c], v);
+			else
+				printf("%s\n", v);
+		}
+	for (r = 0; r < nrows * ncols; r++)
+		free(cells[r]);
+	free(cells);
+	free(width);
+	free(keys);
 	return 0;
+}
+
+/* The guest a row belongs to: "guest" in sockets, "name" in guests. */
+static const char *row_guest(struct json_object *row, const char *list)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(
+		    row, strcmp(list, "guests") ? "guest" : "name", &v))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+/*
+ * Keeps the rows of guest in doc's list (in place): nkd answers for all
+ * guests, the operator asked about one.
+ */
+static void filter_rows(struct json_object *rows, const char *list,
+			const char *guest)
+{
+	size_t i = json_object_array_length(rows);
+
+	while (i--) {
+		const char *g =
+			row_guest(json_object_array_get_idx(rows, i), list);
+
+		if (!g || strcmp(g, guest))
+			json_object_array_del_idx(rows, i, 1);
+	}
+}
+
+/* Prometheus text: the lines of other guests go, the rest stays. */
+static void print_stats(const char *text, const char *guest)
+{
+	char label[160];
+
+	if (!guest) {
+		fputs(text, stdout);
+		return;
+	}
+	snprintf(label, sizeof(label), "guest=\"%s\"", guest);
+	for (const char *p = text; *p;) {
+		size_t n = strcspn(p, "\n");
+		const char *g = memmem(p, n, "guest=\"", 7);
+
+		/* Lines without a guest label (HELP, TYPE, totals) stay. */
+		if (!g || memmem(p, n, label, strlen(label)) == g) {
+			fwrite(p, 1, n, stdout);
+			putchar('\n');
+		}
+		p += n;
+		if (*p)
+			p++;
+	}
 }
 
 /* evict GUEST | set GUEST key=value... | reload */
@@ -459,11 +496,59 @@ static int admin(const char *path, int argc, char **argv)
 	return 0;
 }
 
+/*
+ * Prints a query's answer: Prometheus text for stats, else nkd's JSON
+ * (as is, or re-written when filtered or pretty) or a table of it.
+ */
+static int show(const char *cmd, uint32_t what, const char *text, bool json,
+		bool pretty, const char *guest)
+{
+	struct json_object *doc, *rows = NULL;
+	int ret = 0;
+
+	if (what == NK_QUERY_STATS) {
+		print_stats(text, guest);
+		return 0;
+	}
+	if (json && !pretty && !guest) {
+		fputs(text, stdout);
+		return 0;
+	}
+	doc = parse(text);
+	if (!doc)
+		return -1;
+	if (what != NK_QUERY_STATUS &&
+	    (!json_object_object_get_ex(doc, cmd, &rows) ||
+	     !json_object_is_type(rows, json_type_array))) {
+		fprintf(stderr, "nkctl: nkd's answer has no \"%s\" list\n",
+			cmd);
+		json_object_put(doc);
+		return -1;
+	}
+	if (guest && rows)
+		filter_rows(rows, cmd, guest);
+	if (json)
+		printf("%s\n",
+		       json_object_to_json_string_ext(
+			       doc, (pretty ? JSON_C_TO_STRING_PRETTY
+					    : JSON_C_TO_STRING_PLAIN) |
+					    JSON_C_TO_STRING_NOSLASHESCAPE));
+	else if (what == NK_QUERY_STATUS)
+		print_flat(doc, "");
+	else
+		ret = print_table(rows, cmd);
+	json_object_put(doc);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "pretty", no_argument, NULL, 'p' },
+		{ "guest", required_argument, NULL, 'g' },
+		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -475,8 +560,8 @@ int main(int argc, char **argv)
 		{ "sockets", NK_QUERY_SOCKETS }, { "nsms", NK_QUERY_NSMS },
 		{ "stats", NK_QUERY_STATS },
 	};
-	const char *path = NK_CTL_DEFAULT_PATH, *cmd = NULL;
-	bool json = false;
+	const char *path = NK_CTL_DEFAULT_PATH, *cmd = NULL, *guest = NULL;
+	bool json = false, pretty = false;
 	uint32_t what = 0;
 	int opt, status = 0, ret;
 	struct nk_ctl_query q = {
@@ -484,7 +569,7 @@ int main(int argc, char **argv)
 	};
 	char *text;
 
-	while ((opt = getopt_long(argc, argv, "s:jh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "s:jpg:Vh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			path = optarg;
@@ -492,6 +577,15 @@ int main(int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
+		case 'p':
+			json = pretty = true;
+			break;
+		case 'g':
+			guest = optarg;
+			break;
+		case 'V':
+			printf("nkctl (netkernel) %s\n", NK_VERSION_STRING);
+			return 0;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -502,8 +596,16 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc &&
 	    (!strcmp(argv[optind], "evict") || !strcmp(argv[optind], "set") ||
-	     !strcmp(argv[optind], "reload")))
+	     !strcmp(argv[optind], "reload"))) {
+		if (json || guest) {
+			fprintf(stderr,
+				"nkctl: %s takes no --json, --pretty "
+				"or --guest\n",
+				argv[optind]);
+			return 2;
+		}
 		return admin(path, argc - optind, argv + optind);
+	}
 	if (optind + 1 != argc) {
 		usage(stderr);
 		return 2;
@@ -515,6 +617,13 @@ int main(int argc, char **argv)
 	if (!what) {
 		fprintf(stderr, "nkctl: unknown command '%s'\n", cmd);
 		usage(stderr);
+		return 2;
+	}
+	if (guest && (what == NK_QUERY_STATUS || what == NK_QUERY_NSMS)) {
+		fprintf(stderr,
+			"nkctl: --guest applies to guests, sockets and "
+			"stats, not %s\n",
+			cmd);
 		return 2;
 	}
 	q.what = what;
@@ -530,15 +639,7 @@ int main(int argc, char **argv)
 		free(text);
 		return 3;
 	}
-	if (json || what == NK_QUERY_STATS)
-		ret = fputs(text, stdout) < 0 ? -1 : 0;
-	else if (what == NK_QUERY_STATUS)
-		ret = print_status(text);
-	else
-		ret = print_table(text, cmd);
-	if (ret)
-		fprintf(stderr, "nkctl: cannot parse nkd's answer:\n%s\n",
-			text);
+	ret = show(cmd, what, text, json, pretty, guest);
 	free(text);
 	return ret ? 1 : 0;
 }

@@ -293,8 +293,12 @@ static int handle_alloc(struct nk_guest *g, struct nk_sock *s)
 {
 	uint32_t idx;
 
+	/*
+	 * ENFILE, not EMFILE: the limit is the guest's, over all its
+	 * processes, not the caller's descriptor table (docs/nkd.md).
+	 */
 	if (g->nr_socks >= g->conf.max_sockets)
-		return -EMFILE;
+		return -ENFILE;
 	if (g->nr_socks + 1 >= g->cap) {
 		uint32_t ncap = g->cap ? g->cap * 2 : 64;
 		struct nk_sock **ns;
@@ -303,7 +307,7 @@ static int handle_alloc(struct nk_guest *g, struct nk_sock *s)
 		if (ncap > NK_HANDLE_IDX_MASK + 1)
 			ncap = NK_HANDLE_IDX_MASK + 1;
 		if (ncap <= g->cap)
-			return -EMFILE;
+			return -ENFILE;
 		ns = realloc(g->socks, ncap * sizeof(*ns));
 		if (!ns)
 			return -ENOMEM;
@@ -327,7 +331,7 @@ static int handle_alloc(struct nk_guest *g, struct nk_sock *s)
 			break;
 	}
 	if (g->socks[idx])
-		return -EMFILE;
+		return -ENFILE;
 	/* Random, never 0: a handle cannot be guessed (abi.md §5). */
 	g->gens[idx] = nk_rand__handle_gen(g->gens[idx]);
 	g->socks[idx] = s;
@@ -445,7 +449,7 @@ static int sock_new(struct nk_engine *e, struct nk_guest *g, struct nk_conn *c,
 	s->conn_id = c->id;
 	nk_ph__init(&s->ph);
 	ret = handle_alloc(g, s);
-	if (ret == -EMFILE)
+	if (ret == -ENFILE)
 		nk_guest__refused(e, g, NK_REFUSED_SOCKETS,
 				  "max_sockets %u reached",
 				  g->conf.max_sockets);
@@ -1146,8 +1150,12 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 		nk_identity__claim(e, a, g, true);
 	}
 	if (g->nr_conns >= g->conf.max_conns) {
-		nk_guest__refused(e, g, NK_REFUSED_CONNS,
-				  "max_conns %u reached", g->conf.max_conns);
+		/* The reason goes to the guest: not "Too many open files". */
+		snprintf(a->why, sizeof(a->why),
+			 "guest '%s' already has its max_conns of %u "
+			 "processes attached",
+			 g->conf.name, g->conf.max_conns);
+		nk_guest__refused(e, g, NK_REFUSED_CONNS, "%s", a->why);
 		e->gc = true;
 		return -EMFILE;
 	}
@@ -1184,8 +1192,15 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 	nk_list__init(&c->wlink);
 	nk_list__init(&c->dlink);
 	ret = conn_setup(e, c, h->nr_qsets ? h->nr_qsets : 1);
-	if (!ret)
-		ret = nk_budget__conn_get(e, c, nk_region__size(c->region));
+	if (!ret &&
+	    (ret = nk_budget__conn_get(e, c, nk_region__size(c->region)))) {
+		snprintf(a->why, sizeof(a->why), "%s",
+			 ret == -ENOMEM ? "nkd's region memory budget is used "
+					  "up (memory_budget)"
+					: "nkd has as many processes attached "
+					  "as its descriptors allow");
+		nk_guest__refused(e, g, NK_REFUSED_BUDGET, "%s", a->why);
+	}
 	if (!ret)
 		ret = conn_setup_pool(c, a);
 	if (ret) {
@@ -1936,6 +1951,7 @@ int nk_engine__create(const struct nk_config *cfg, struct nk_engine **out)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	/* The epoch only has to differ between runs. */
 	e->epoch = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	nk_info("epoch %llu", (unsigned long long)e->epoch);
 
 	ret = nk_loop__create(&e->loop);
 	if (ret)

@@ -892,6 +892,10 @@ static void hello_timer(struct nk_ctl *c, const struct io_uring_cqe *cqe)
 		if (!cl->used || cl->closing || cl->greeted)
 			continue;
 		if (cl->hello_deadline <= now) {
+			nk_ctl__refuse_early(
+				cl->fd, -ETIMEDOUT,
+				"no HELLO within %us (hello_timeout)",
+				c->e->cfg.hello_timeout_s);
 			client_close(c, cl, false);
 			closed++;
 		} else if (!next || cl->hello_deadline < next) {
@@ -960,6 +964,19 @@ static void on_listen(void *ctx, uint32_t slot, uint32_t gen,
 				nk_warn("control: refusing a client (%s)",
 					ret ? strerror(-ret)
 					    : "too many clients");
+			if (ret == -EUSERS)
+				nk_ctl__refuse_early(
+					fd, ret,
+					"uid %u has %u connections to nkd, "
+					"its most (max_ctl_per_uid)",
+					(unsigned)peer.uid,
+					c->e->cfg.max_ctl_per_uid);
+			else
+				nk_ctl__refuse_early(
+					fd, ret ? ret : -EAGAIN, "%s",
+					ret ? "nkd cannot read the caller's "
+					      "credentials"
+					    : "nkd has too many clients");
 			close(fd);
 			continue;
 		}

@@ -5,6 +5,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,98 @@ static void sb_str(struct sb *b, const char *s)
 	sb_printf(b, "\"");
 }
 
+/* "Not applicable" is null in JSON (nkctl(8)), not a made-up string. */
+static void sb_str_or_null(struct sb *b, const char *s)
+{
+	if (s && *s)
+		sb_str(b, s);
+	else
+		sb_printf(b, "null");
+}
+
+/*
+ * The command name of pid, read at query time: an operator's question,
+ * not a guest's, and /proc reads do not wait on anything. "" if gone.
+ */
+static void proc_comm(pid_t pid, char *out, size_t len)
+{
+	char path[64];
+	ssize_t n;
+	int fd;
+
+	out[0] = '\0';
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, out, len - 1);
+	close(fd);
+	if (n <= 0)
+		n = 0;
+	out[n] = '\0';
+	out[strcspn(out, "\n")] = '\0';
+	/* A guest sets its own comm (prctl): keep the JSON valid UTF-8. */
+	for (char *q = out; *q; q++)
+		if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7f)
+			*q = '?';
+}
+
+/* {"pid":N,"comm":S}, null for what is not known. */
+static void q_holder_pid(struct sb *b, pid_t pid)
+{
+	char comm[32];
+
+	if (pid <= 0) {
+		sb_printf(b, "{\"pid\":null,\"comm\":null");
+		return;
+	}
+	proc_comm(pid, comm, sizeof(comm));
+	sb_printf(b, "{\"pid\":%d,\"comm\":", (int)pid);
+	sb_str_or_null(b, comm);
+}
+
+/*
+ * ,"holders":[{"pid":N,"comm":"..."},...]: the attached processes that
+ * hold s (nkd's pid namespace). A pending fork or exec hand-over holds it
+ * too: {"pid":...,"comm":...,"handover":"fork"|"exec"}, with the process
+ * that will take it over when nkd knows it (exec: the same pid; fork: the
+ * child once it is known), else null.
+ */
+static void q_holders(struct nk_engine *e, struct sb *b,
+		      const struct nk_guest *g, const struct nk_sock *s)
+{
+	const struct nk_list *p;
+
+	sb_printf(b, ",\"holders\":[");
+	for (uint32_t i = 0; i < s->nr_holders; i++) {
+		const void *h = s->holders[i];
+		const struct nk_handover *ho = NULL;
+		const struct nk_conn *c = NULL;
+
+		for (p = g->conns.next; p != &g->conns && !c; p = p->next) {
+			const struct nk_conn *k =
+				nk_container_of(p, struct nk_conn, glink);
+
+			if ((const void *)k == h)
+				c = k;
+		}
+		for (uint32_t j = 0; !c && !ho && j < e->hos_cap; j++)
+			if (e->hos[j]->used && (const void *)e->hos[j] == h)
+				ho = e->hos[j];
+		sb_printf(b, "%s", i ? "," : "");
+		if (ho) {
+			q_holder_pid(b, ho->is_exec ? ho->owner_pid
+						    : ho->child_pid);
+			sb_printf(b, ",\"handover\":\"%s\"}",
+				  ho->is_exec ? "exec" : "fork");
+			continue;
+		}
+		q_holder_pid(b, c ? c->pid : 0);
+		sb_printf(b, "}");
+	}
+	sb_printf(b, "]");
+}
+
 const char *nk_sock_state__name(enum nk_sock_state st)
 {
 	static const char *const names[] = {
@@ -114,7 +207,7 @@ static void q_status(struct nk_engine *e, struct sb *b)
 	nk_budget__json(e, budget, sizeof(budget));
 	sb_printf(b,
 		  "{\"version\":\"%s\",\"pid\":%d,\"uptime_s\":%lld,"
-		  "\"epoch\":%llu,\"guests\":%u,\"conns\":%u,"
+		  "\"epoch\":\"%llu\",\"guests\":%u,\"conns\":%u,"
 		  "\"sockets\":%llu,\"nsms\":%u,\"budget\":%s}\n",
 		  NK_VERSION, (int)getpid(),
 		  (long long)((nk_now_ns() - e->start_ns) / 1000000000ll),
@@ -221,14 +314,18 @@ static void q_sockets(struct nk_engine *e, struct sb *b)
 			sb_str(b, s->nsm->conf.name);
 			sb_printf(b,
 				  ",\"family\":\"%s\",\"type\":\"%s\","
-				  "\"state\":\"%s\",\"local\":\"%s\","
-				  "\"remote\":\"%s\",\"refs\":%u,"
-				  "\"bytes_tx\":%llu,\"bytes_rx\":%llu,"
-				  "\"ops\":%llu,\"errors\":%llu}",
+				  "\"state\":\"%s\",\"local\":",
 				  s->family == AF_INET6 ? "inet6" : "inet",
 				  s->type == SOCK_DGRAM ? "dgram" : "stream",
-				  nk_sock_state__name(s->state), local, remote,
-				  s->nr_holders,
+				  nk_sock_state__name(s->state));
+			sb_str_or_null(b, local);
+			sb_printf(b, ",\"remote\":");
+			sb_str_or_null(b, remote);
+			sb_printf(b, ",\"refs\":%u", s->nr_holders);
+			q_holders(e, b, g, s);
+			sb_printf(b,
+				  ",\"bytes_tx\":%llu,\"bytes_rx\":%llu,"
+				  "\"ops\":%llu,\"errors\":%llu}",
 				  (unsigned long long)s->bytes_tx,
 				  (unsigned long long)s->bytes_rx,
 				  (unsigned long long)s->ops,
@@ -265,11 +362,11 @@ static void q_nsms(struct nk_engine *e, struct sb *b)
 					 sizeof(addrs), &queues, backend,
 					 sizeof(backend));
 		sb_printf(b, ",\"dev\":");
-		sb_str(b, dev[0] ? dev : "-");
+		sb_str_or_null(b, dev);
 		sb_printf(b, ",\"addrs\":");
-		sb_str(b, addrs[0] ? addrs : "-");
+		sb_str_or_null(b, addrs);
 		sb_printf(b, ",\"queues\":%u,\"backend\":", queues);
-		sb_str(b, backend[0] ? backend : "-");
+		sb_str_or_null(b, backend);
 		sb_printf(b, "}");
 	}
 	sb_printf(b, "]}\n");

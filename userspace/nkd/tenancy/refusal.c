@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: MIT
 /* Refusal accounting: counters and rate-limited log lines (refusal.h). */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "netkernel/ctl.h"
 
 #include "admin.h"
 #include "engine.h"
@@ -51,14 +56,38 @@ void nk_guest__refused(struct nk_engine *e, struct nk_guest *g,
 		vsnprintf(why, sizeof(why), fmt, ap);
 		va_end(ap);
 	}
+	/* No guest yet (an attach refused): say so, not "guest -". */
 	if (rf->suppressed[r])
-		nk_warn("guest %s refused (%s): %s [%llu more since the last "
+		nk_warn("%s%s refused (%s): %s [%llu more since the last "
 			"such line]",
-			g ? g->conf.name : "-", names[r], why,
-			(unsigned long long)rf->suppressed[r]);
+			g ? "guest " : "an attach", g ? g->conf.name : "",
+			names[r], why, (unsigned long long)rf->suppressed[r]);
 	else
-		nk_warn("guest %s refused (%s): %s", g ? g->conf.name : "-",
-			names[r], why);
+		nk_warn("%s%s refused (%s): %s", g ? "guest " : "an attach",
+			g ? g->conf.name : "", names[r], why);
 	rf->logged_ns[r] = now;
 	rf->suppressed[r] = 0;
+}
+
+void nk_ctl__refuse_early(int fd, int status, const char *fmt, ...)
+{
+	struct {
+		struct nk_ctl_welcome w;
+		char why[200];
+	} m;
+	size_t len;
+	va_list ap;
+
+	memset(&m, 0, sizeof(m));
+	va_start(ap, fmt);
+	vsnprintf(m.why, sizeof(m.why), fmt, ap);
+	va_end(ap);
+	len = sizeof(m.w) + strlen(m.why);
+	m.w.hdr.type = NK_CTL_WELCOME;
+	m.w.hdr.len = (uint32_t)len;
+	m.w.hdr.seq = 0; /* no request to answer: see refusal.h */
+	m.w.status = status;
+	/* Never waits: an empty socket buffer takes one small message. */
+	if (send(fd, &m, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		nk_dbg("early refusal not sent: %s", strerror(errno));
 }

@@ -17,7 +17,7 @@
 
 /* X(ENUM suffix, reported name, errno the program sees) */
 #define NK_REFUSALS(X)                                      \
-	X(SOCKETS, "sockets", "EMFILE")                     \
+	X(SOCKETS, "sockets", "ENFILE")                     \
 	X(INFLIGHT, "inflight", "ENOBUFS")                  \
 	X(CONNS, "conns", "EMFILE (attach refused)")        \
 	X(BIND_POLICY, "bind_policy", "EACCES")             \
@@ -59,5 +59,15 @@ const char *nk_refusal__errno(enum nk_refusal r);
 void nk_guest__refused(struct nk_engine *e, struct nk_guest *g,
 		       enum nk_refusal r, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
+/*
+ * A control connection nkd closes before it answered anything (too many
+ * connections of the uid, no HELLO in time, unreadable credentials): an
+ * unsolicited WELCOME with seq 0, status and why, so the guest can say
+ * "refused: why" instead of "connection reset" (docs/abi.md §1). fd is
+ * non-blocking; best effort, the caller closes fd anyway.
+ */
+void nk_ctl__refuse_early(int fd, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #endif /* NKD_REFUSAL_H */

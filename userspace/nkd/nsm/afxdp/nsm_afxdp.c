@@ -1652,6 +1652,7 @@ static int in_netns(const struct nk_nsm_conf *conf, int (*fn)(void *),
 struct open_ctx {
 	struct xn *xn;
 	unsigned ifindex;
+	uint32_t failed_queue; /* UINT32_MAX: no queue failed */
 };
 
 static int open_l2(void *arg)
@@ -1663,6 +1664,7 @@ static int open_l2(void *arg)
 		.ifname = xn->conf.dev,
 		.queue_first = 0,
 		.queue_count = xn->conf.queues,
+		.failed_queue = &c->failed_queue,
 	};
 	enum nk_l2_kind kind = nk_l2__kind(xn->conf.backend);
 
@@ -1821,7 +1823,19 @@ static int xn_create(struct nk_engine *e, struct nk_loop *loop,
 	}
 	oc.xn = xn;
 	oc.ifindex = 0;
+	oc.failed_queue = UINT32_MAX;
 	ret = in_netns(conf, open_l2, &oc);
+	if (ret && oc.failed_queue != UINT32_MAX) {
+		nk_err("nsm %s: %s backend on %s%s%s: RX queue %u of "
+		       "queues=%u: %s%s",
+		       conf->name, conf->backend, conf->dev,
+		       conf->netns[0] ? " in " : "", conf->netns,
+		       oc.failed_queue, conf->queues, strerror(-ret),
+		       ret == -EINVAL ? " (does the device have that many RX "
+					"queues? ethtool -l)"
+				      : "");
+		goto fail;
+	}
 	if (ret) {
 		nk_err("nsm %s: %s backend on %s%s%s: %s", conf->name,
 		       conf->backend, conf->dev, conf->netns[0] ? " in " : "",

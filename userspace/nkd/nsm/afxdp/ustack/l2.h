@@ -47,6 +47,7 @@ struct nk_l2_opts {
 	uint32_t frame_size; /* afxdp: UMEM frame size (default 2048) */
 	uint32_t num_frames; /* afxdp: UMEM frames in total (default 4096) */
 	uint32_t ring_size; /* afxdp: rx/tx/fill/comp descriptors (default 1024) */
+	uint32_t *failed_queue; /* afxdp, out: the queue whose XSK failed */
 };
 
 struct nk_l2_stats {

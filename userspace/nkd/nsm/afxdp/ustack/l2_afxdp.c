@@ -182,6 +182,8 @@ static int setup(struct l2_xdp *x, const struct nk_l2_opts *o,
 		}
 		if (ret) {
 			q->xsk = NULL;
+			if (o->failed_queue)
+				*o->failed_queue = q->queue;
 			return ret;
 		}
 		q->fd = xsk_socket__fd(q->xsk);
