@@ -110,7 +110,8 @@ static void fake_sock_release(void *priv, struct nk_sock *s)
 	F.released[F.nr_released++] = s;
 }
 
-static void fake_submit(void *priv, struct nk_req *op)
+/* Every socket op the fake has: recorded, completed when a test says. */
+static void fake_op(void *priv, struct nk_req *op)
 {
 	(void)priv;
 	assert_true(F.nr_pending < FAKE_MAX);
@@ -169,7 +170,18 @@ static const struct nk_nsm_ops fake_ops = {
 	.destroy = fake_destroy,
 	.sock_open = fake_sock_open,
 	.sock_release = fake_sock_release,
-	.submit = fake_submit,
+	/* IOCTL left out: optional ops may be missing (-EOPNOTSUPP). */
+	.bind = fake_op,
+	.listen = fake_op,
+	.connect = fake_op,
+	.accept = fake_op,
+	.send = fake_op,
+	.recv = fake_op,
+	.shutdown = fake_op,
+	.setsockopt = fake_op,
+	.getsockopt = fake_op,
+	.getsockname = fake_op,
+	.getpeername = fake_op,
 	.cancel = fake_cancel,
 	.poll_now = fake_poll_now,
 	.sock_name = fake_sock_name,
@@ -459,9 +471,46 @@ static void test_registry(void **state)
 	assert_null(nk_nsm__find("shm"));
 	assert_int_equal(nk_nsm__register(&fake_ops), -EEXIST);
 	assert_int_equal(nk_nsm__register(&nk_nsm_kernel_ops), -EINVAL);
+	/* Socket ops are optional, the lifecycle ones are not. */
+	{
+		struct nk_nsm_ops o = fake_ops;
+
+		o.type = "fake2";
+		o.cancel = NULL;
+		assert_int_equal(nk_nsm__register(&o), -EINVAL);
+		o.cancel = fake_ops.cancel;
+		o.sock_name = NULL;
+		assert_int_equal(nk_nsm__register(&o), -EINVAL);
+	}
+	/* The table the engine dispatches through, per opcode. */
+	assert_ptr_equal(nk_nsm__op(&fake_ops, NK_OP_SEND), fake_op);
+	assert_null(nk_nsm__op(&fake_ops, NK_OP_IOCTL));
+	assert_null(nk_nsm__op(&fake_ops, NK_OP_CLOSE));
+	assert_null(nk_nsm__op(&fake_ops, NK_OP__MAX));
 	/* The guest was attached to the fake NSM through its hook. */
 	assert_int_equal(F.attaches, 1);
 	assert_ptr_equal(views[0].conn->guest->nsm->ops, &fake_ops);
+}
+
+/* An op the NSM does not implement is answered by the engine. */
+static void test_optional_op(void **state)
+{
+	struct gview *v = &views[0];
+	struct nk_sqe s = { .opcode = NK_OP_IOCTL };
+	struct nk_cqe c;
+	uint64_t ud;
+	uint32_t h;
+
+	(void)state;
+	h = new_socket(v, SOCK_STREAM);
+	s.handle = h;
+	s.ctl.arg = NK_IOCTL_FIONREAD;
+	ud = submit(v, s);
+	c = reap_one(v, ud);
+	assert_int_equal(c.res, -EOPNOTSUPP);
+	assert_int_equal(F.nr_pending, 0);
+	assert_int_equal(F.nr_log, 0);
+	assert_int_equal(views[0].conn->inflight, 0);
 }
 
 static void test_round_trip(void **state)
@@ -1050,6 +1099,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_registry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_optional_op, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_round_trip, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_malformed, setup,

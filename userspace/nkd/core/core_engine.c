@@ -617,6 +617,18 @@ static void conn_abort(struct nk_engine *e, struct nk_conn *c, const char *why)
 	nk_ctl__drop(e->ctl, c->ctl);
 }
 
+/* Hands op to its socket's NSM: the op of the table for its opcode. */
+static void nsm_call(struct nk_sock *s, struct nk_req *op)
+{
+	nk_nsm_op_fn fn = nk_nsm__op(s->nsm->ops, op->opcode);
+
+	if (!fn) {
+		nk_engine__op_done(op, -EOPNOTSUPP, 0, 0, 0);
+		return;
+	}
+	fn(s->nsm->priv, op);
+}
+
 static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 			const struct nk_sqe *sqe);
 
@@ -1497,7 +1509,7 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 		if (!sock_writable(s))
 			nk_ph__set_writable(&s->ph, false);
 	}
-	s->nsm->ops->submit(s->nsm->priv, op);
+	nsm_call(s, op);
 }
 
 void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,

@@ -215,17 +215,9 @@ struct nk_req {
 	uint32_t done; /* bytes sent so far (short sends) */
 	bool cancelled; /* guest CANCEL or teardown */
 	bool in_nsm; /* a request is in flight in the NSM */
-	/* NSM scratch; the kernel NSM keeps its msghdr here. */
-	union {
-		struct {
-			struct msghdr msg;
-			struct iovec iov;
-			struct __kernel_timespec ts;
-			/* SEND's checked ancillary data (cmsg.c) */
-			uint64_t ctl[NK_CMSG_BYTES / 8];
-			size_t ctl_len;
-		} k;
-	} u;
+	/* The NSM's own per-operation state (nsm.h); the engine never
+	 * reads it and clears none of it. */
+	_Alignas(16) unsigned char scratch[NK_NSM_SCRATCH];
 };
 
 struct nk_handover {

@@ -9,9 +9,14 @@
  * Contract:
  *  - sock_open() gives the NSM a new engine socket (family/type/protocol
  *    set) and must set s->nsm_priv or fail with -errno.
- *  - submit() executes one validated operation (not NOP, SOCKET, CLOSE or
- *    CANCEL, which the engine handles) and reports its result exactly once
- *    through nk_engine__op_done(), possibly before submit() returns.
+ *  - one op per socket operation (bind, listen, connect, accept, send,
+ *    recv, shutdown, setsockopt, getsockopt, getsockname, getpeername,
+ *    ioctl) executes one validated operation of that opcode (NOP, SOCKET,
+ *    CLOSE and CANCEL are the engine's) and reports its result exactly
+ *    once through nk_engine__op_done(), possibly before it returns. The
+ *    engine picks the op (nk_nsm__op()); an NSM never switches on
+ *    NK_OP_*. A NULL op: the engine answers -EOPNOTSUPP.
+ *  - op->scratch (NK_NSM_SCRATCH bytes) is the NSM's while it holds op.
  *  - cancel() asks for an operation to finish early (-ECANCELED); it still
  *    completes through nk_engine__op_done(). -ENOENT if unknown.
  *  - sock_release() is called once the last reference is gone; the NSM
@@ -44,6 +49,18 @@ struct nk_loop;
 struct nk_sock;
 struct nk_req;
 
+/*
+ * Bytes in every struct nk_req (its scratch[], 16-byte aligned) that the
+ * NSM may use for the operation's own state while it holds the op (the
+ * kernel NSM keeps its msghdr there); never read by the engine and not
+ * cleared between ops. An NSM checks its struct fits with a
+ * _Static_assert.
+ */
+#define NK_NSM_SCRATCH 384u
+
+/* One socket operation (struct nk_nsm_ops). */
+typedef void (*nk_nsm_op_fn)(void *priv, struct nk_req *op);
+
 /* Data-path counters an NSM keeps per guest (afxdp: the XDP program's). */
 struct nk_nsm_guest_stats {
 	uint64_t packets, bytes, drops;
@@ -56,7 +73,16 @@ struct nk_nsm_ops {
 	void (*destroy)(void *priv);
 	int (*sock_open)(void *priv, struct nk_sock *s);
 	void (*sock_release)(void *priv, struct nk_sock *s);
-	void (*submit)(void *priv, struct nk_req *op);
+	/*
+	 * Socket operations, one per NK_OP_* the engine hands down (the
+	 * socket is op->sock). Each reports its result exactly once through
+	 * nk_engine__op_done(), possibly before it returns. NULL: the
+	 * engine answers -EOPNOTSUPP itself.
+	 */
+	nk_nsm_op_fn bind, listen, connect, accept;
+	nk_nsm_op_fn send, recv, shutdown;
+	nk_nsm_op_fn setsockopt, getsockopt, getsockname, getpeername;
+	nk_nsm_op_fn ioctl; /* op->arg: NK_IOCTL_* */
 	int (*cancel)(void *priv, struct nk_req *op);
 	/* Current poll(2) events of the socket, without waiting. */
 	unsigned (*poll_now)(void *priv, struct nk_sock *s);
@@ -93,5 +119,7 @@ const struct nk_nsm_ops *nk_nsm__find(const char *type);
  * -ENOSPC when the table is full. ops must outlive the process.
  */
 int nk_nsm__register(const struct nk_nsm_ops *ops);
+/* The socket operation of ops for NK_OP_* opcode, NULL if none. */
+nk_nsm_op_fn nk_nsm__op(const struct nk_nsm_ops *ops, uint8_t opcode);
 
 #endif /* NKD_NSM_H */

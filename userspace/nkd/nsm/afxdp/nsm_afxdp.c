@@ -170,10 +170,16 @@ static uint32_t pick_src(const struct xn *xn, uint32_t dst)
 	return xn->conf.addrs[0].addr;
 }
 
+/* Per-operation state, in the op's NSM scratch space (nsm.h). */
+struct xreq {
+	int64_t deadline; /* ns clock, 0: none */
+};
+
+_Static_assert(sizeof(struct xreq) <= NK_NSM_SCRATCH, "xreq fits the scratch");
+
 static void set_deadline(struct nk_req *op)
 {
-	/* NSM scratch: the kernel NSM's timespec slot holds our deadline. */
-	op->u.k.ts.tv_sec =
+	((struct xreq *)(void *)op->scratch)->deadline =
 		op->timeout_ms
 			? nk_now_ns() + (int64_t)op->timeout_ms * 1000000ll
 			: 0;
@@ -181,7 +187,7 @@ static void set_deadline(struct nk_req *op)
 
 static int64_t deadline_of(const struct nk_req *op)
 {
-	return op->u.k.ts.tv_sec;
+	return ((const struct xreq *)(const void *)op->scratch)->deadline;
 }
 
 static void queue_op(struct asock *a, struct nk_list *q, struct nk_req *op)
@@ -1188,134 +1194,174 @@ static int do_name(struct asock *a, struct nk_req *op, bool peer)
 /* ------------------------------------------------------------------ */
 /* NSM ops. */
 
-static void xn_submit(void *priv, struct nk_req *op)
+static bool op_nonblock(const struct nk_req *op)
+{
+	return op->sqe_flags & NK_SQE_F_NONBLOCK ||
+	       op->msg_flags & MSG_DONTWAIT;
+}
+
+static void xn_bind(void *priv, struct nk_req *op)
+{
+	done(priv, op, do_bind(op->sock->nsm_priv, op), 0, 0, 0);
+}
+
+static void xn_listen(void *priv, struct nk_req *op)
+{
+	done(priv, op, do_listen(op->sock->nsm_priv, op), 0, 0, 0);
+}
+
+static void xn_connect(void *priv, struct nk_req *op)
+{
+	int res = do_connect(op->sock->nsm_priv, op);
+
+	if (res != 1)
+		done(priv, op, res, 0, 0, 0);
+}
+
+static void xn_accept(void *priv, struct nk_req *op)
+{
+	struct xn *xn = priv;
+	struct asock *a = op->sock->nsm_priv;
+	int res;
+
+	if (!a->listener) {
+		done(xn, op, -EINVAL, 0, 0, 0);
+		return;
+	}
+	if (nk_list__empty(&a->recvq)) {
+		res = adopt_accepted(a, op);
+		if (res != -EAGAIN || op_nonblock(op)) {
+			done(xn, op, res, 0, 0, res > 0 ? (uint32_t)res : 0);
+			return;
+		}
+	} else if (op_nonblock(op)) {
+		done(xn, op, -EAGAIN, 0, 0, 0);
+		return;
+	}
+	queue_op(a, &a->recvq, op);
+}
+
+static void xn_recv(void *priv, struct nk_req *op)
 {
 	struct xn *xn = priv;
 	struct asock *a = op->sock->nsm_priv;
 	struct nk_sock *s = op->sock;
-	bool nonblock = op->sqe_flags & NK_SQE_F_NONBLOCK ||
-			op->msg_flags & MSG_DONTWAIT;
+	bool nonblock = op_nonblock(op);
 	uint32_t flags, aux;
-	int res = 0;
+	int res;
 
 	/* No ancillary data here: its options are refused too (abi.md §5). */
 	if (op->sqe_flags & NK_SQE_F_CMSG) {
 		done(xn, op, -EINVAL, 0, 0, 0);
 		return;
 	}
-	switch (op->opcode) {
-	case NK_OP_BIND:
-		res = do_bind(a, op);
-		break;
-	case NK_OP_LISTEN:
-		res = do_listen(a, op);
-		break;
-	case NK_OP_CONNECT:
-		res = do_connect(a, op);
-		if (res == 1)
-			return;
-		break;
-	case NK_OP_ACCEPT:
-		if (!a->listener) {
-			res = -EINVAL;
-			break;
-		}
-		if (nk_list__empty(&a->recvq)) {
-			res = adopt_accepted(a, op);
-			if (res != -EAGAIN || nonblock) {
-				done(xn, op, res, 0, 0,
-				     res > 0 ? (uint32_t)res : 0);
-				return;
-			}
-		} else if (nonblock) {
-			res = -EAGAIN;
-			break;
-		}
-		queue_op(a, &a->recvq, op);
+	if (op->msg_flags & MSG_PEEK) {
+		done(xn, op, -EOPNOTSUPP, 0, 0, 0); /* nk_ustack has no peek */
 		return;
-	case NK_OP_RECV:
-		if (op->msg_flags & MSG_PEEK) {
-			res = -EOPNOTSUPP; /* nk_ustack has no peek */
-			break;
-		}
-		if (nk_list__empty(&a->recvq)) {
-			if (s->type == SOCK_DGRAM) {
-				res = udp_recv(a, op, &flags, &aux);
-				if (res != -EAGAIN || nonblock) {
-					done(xn, op, res, flags, aux, 0);
-					return;
-				}
-			} else if (run_tcp_recv(a, op, false)) {
-				return;
-			} else if (nonblock) {
-				finish_tcp_recv(a, op, -EAGAIN, false);
-				return;
-			}
-		} else if (nonblock) {
-			res = -EAGAIN;
-			break;
-		}
-		queue_op(a, &a->recvq, op);
-		return;
-	case NK_OP_SEND:
-		if (s->type == SOCK_DGRAM) {
-			res = do_udp_send(a, op);
-			break;
-		}
-		if (!nk_list__empty(&a->sendq)) {
-			if (nonblock) {
-				res = -EAGAIN; /* keep the byte order */
-				break;
-			}
-		} else if (run_tcp_send(a, op, false, false)) {
-			return;
-		} else if (nonblock) {
-			res = op->done ? (int)op->done : -EAGAIN;
-			break;
-		}
-		queue_op(a, &a->sendq, op);
-		return;
-	case NK_OP_SHUTDOWN:
-		if (s->type == SOCK_DGRAM || !a->us || a->listener) {
-			res = a->listener ? 0 : -ENOTCONN;
-		} else if (op->arg != SHUT_RD && !nk_list__empty(&a->sendq)) {
-			/* After the queued SENDs, without waiting for them. */
-			if (op->arg == SHUT_RDWR)
-				res = nk_ustack_tcp_shutdown(a->us, SHUT_RD);
-			if (!res)
-				a->shut_wr_pending = true;
-		} else {
-			res = nk_ustack_tcp_shutdown(a->us, (int)op->arg);
-		}
-		if (!res && a->listener) {
-			/* Linux wakes accept() with EINVAL on a shut listener */
-			a->rd_ready = true;
-		}
-		break;
-	case NK_OP_SETSOCKOPT:
-		res = do_setsockopt(a, op);
-		break;
-	case NK_OP_GETSOCKOPT:
-		res = do_getsockopt(a, op);
-		break;
-	case NK_OP_GETSOCKNAME:
-		res = do_name(a, op, false);
-		break;
-	case NK_OP_GETPEERNAME:
-		res = do_name(a, op, true);
-		break;
-	case NK_OP_IOCTL:
-		if (op->arg == NK_IOCTL_FIONREAD)
-			res = a->us && !a->listener
-				      ? (int)nk_ustack_sock_rx_ready(a->us)
-				      : 0;
-		else
-			res = 0; /* SIOCOUTQ: not tracked by the engine */
-		break;
-	default:
-		res = -EINVAL;
 	}
-	done(xn, op, res, 0, 0, 0);
+	if (nk_list__empty(&a->recvq)) {
+		if (s->type == SOCK_DGRAM) {
+			res = udp_recv(a, op, &flags, &aux);
+			if (res != -EAGAIN || nonblock) {
+				done(xn, op, res, flags, aux, 0);
+				return;
+			}
+		} else if (run_tcp_recv(a, op, false)) {
+			return;
+		} else if (nonblock) {
+			finish_tcp_recv(a, op, -EAGAIN, false);
+			return;
+		}
+	} else if (nonblock) {
+		done(xn, op, -EAGAIN, 0, 0, 0);
+		return;
+	}
+	queue_op(a, &a->recvq, op);
+}
+
+static void xn_send(void *priv, struct nk_req *op)
+{
+	struct xn *xn = priv;
+	struct asock *a = op->sock->nsm_priv;
+	bool nonblock = op_nonblock(op);
+
+	/* No ancillary data here: its options are refused too (abi.md §5). */
+	if (op->sqe_flags & NK_SQE_F_CMSG) {
+		done(xn, op, -EINVAL, 0, 0, 0);
+		return;
+	}
+	if (op->sock->type == SOCK_DGRAM) {
+		done(xn, op, do_udp_send(a, op), 0, 0, 0);
+		return;
+	}
+	if (!nk_list__empty(&a->sendq)) {
+		if (nonblock) {
+			/* keep the byte order */
+			done(xn, op, -EAGAIN, 0, 0, 0);
+			return;
+		}
+	} else if (run_tcp_send(a, op, false, false)) {
+		return;
+	} else if (nonblock) {
+		done(xn, op, op->done ? (int)op->done : -EAGAIN, 0, 0, 0);
+		return;
+	}
+	queue_op(a, &a->sendq, op);
+}
+
+static void xn_shutdown(void *priv, struct nk_req *op)
+{
+	struct asock *a = op->sock->nsm_priv;
+	int res = 0;
+
+	if (op->sock->type == SOCK_DGRAM || !a->us || a->listener) {
+		res = a->listener ? 0 : -ENOTCONN;
+	} else if (op->arg != SHUT_RD && !nk_list__empty(&a->sendq)) {
+		/* After the queued SENDs, without waiting for them. */
+		if (op->arg == SHUT_RDWR)
+			res = nk_ustack_tcp_shutdown(a->us, SHUT_RD);
+		if (!res)
+			a->shut_wr_pending = true;
+	} else {
+		res = nk_ustack_tcp_shutdown(a->us, (int)op->arg);
+	}
+	if (!res && a->listener) {
+		/* Linux wakes accept() with EINVAL on a shut listener */
+		a->rd_ready = true;
+	}
+	done(priv, op, res, 0, 0, 0);
+}
+
+static void xn_setsockopt(void *priv, struct nk_req *op)
+{
+	done(priv, op, do_setsockopt(op->sock->nsm_priv, op), 0, 0, 0);
+}
+
+static void xn_getsockopt(void *priv, struct nk_req *op)
+{
+	done(priv, op, do_getsockopt(op->sock->nsm_priv, op), 0, 0, 0);
+}
+
+static void xn_getsockname(void *priv, struct nk_req *op)
+{
+	done(priv, op, do_name(op->sock->nsm_priv, op, false), 0, 0, 0);
+}
+
+static void xn_getpeername(void *priv, struct nk_req *op)
+{
+	done(priv, op, do_name(op->sock->nsm_priv, op, true), 0, 0, 0);
+}
+
+static void xn_ioctl(void *priv, struct nk_req *op)
+{
+	struct asock *a = op->sock->nsm_priv;
+	int res = 0; /* SIOCOUTQ: not tracked by the engine */
+
+	if (op->arg == NK_IOCTL_FIONREAD)
+		res = a->us && !a->listener
+			      ? (int)nk_ustack_sock_rx_ready(a->us)
+			      : 0;
+	done(priv, op, res, 0, 0, 0);
 }
 
 static int xn_cancel(void *priv, struct nk_req *op)
@@ -1956,7 +2002,18 @@ const struct nk_nsm_ops nk_nsm_afxdp_ops = {
 	.destroy = xn_destroy,
 	.sock_open = xn_sock_open,
 	.sock_release = xn_sock_release,
-	.submit = xn_submit,
+	.bind = xn_bind,
+	.listen = xn_listen,
+	.connect = xn_connect,
+	.accept = xn_accept,
+	.send = xn_send,
+	.recv = xn_recv,
+	.shutdown = xn_shutdown,
+	.setsockopt = xn_setsockopt,
+	.getsockopt = xn_getsockopt,
+	.getsockname = xn_getsockname,
+	.getpeername = xn_getpeername,
+	.ioctl = xn_ioctl,
 	.cancel = xn_cancel,
 	.poll_now = xn_poll_now,
 	.sock_name = xn_sock_name,
