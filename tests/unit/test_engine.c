@@ -31,6 +31,7 @@
 #include "netkernel/guest_ring.h"
 
 #include "engine.h"
+#include "optimer.h"
 #include "region.h"
 
 /* ------------------------------------------------------------------ */
@@ -869,6 +870,121 @@ static void test_send_order(void **state)
 	assert_int_equal(fake_find(NK_OP_SEND)->sock->handle, h2);
 }
 
+static struct nk_sqe sqe_timed(uint8_t op, uint32_t h, uint32_t off,
+			       uint32_t len, uint32_t ms)
+{
+	struct nk_sqe s = sqe_io(op, h, off, len);
+
+	s.flags = NK_SQE_F_TIMEOUT;
+	s.io.timeout_ms = ms;
+	return s;
+}
+
+/*
+ * Timeouts are the engine's (optimer.c): at the deadline the NSM is asked
+ * to cancel, and its -ECANCELED reaches the guest as EAGAIN. Deadlines are
+ * handed to nk_engine__expire(), so nothing here waits for a clock.
+ */
+static void test_timeout(void **state)
+{
+	struct gview *v = &views[0];
+	uint32_t bs = v->hdr->buf_size;
+	struct nk_req *recv, *send, *plain;
+	uint64_t ur, us, up;
+	int64_t t0, t1;
+	uint32_t h;
+
+	(void)state;
+	h = new_socket(v, SOCK_STREAM);
+	t0 = nk_now_ns();
+	ur = submit(v, sqe_timed(NK_OP_RECV, h, 0, 10, 1000));
+	us = submit(v, sqe_timed(NK_OP_SEND, h, bs, 10, 10));
+	up = submit(v, sqe_io(NK_OP_RECV, h, 2 * bs, 10)); /* none */
+	t1 = nk_now_ns();
+	assert_int_equal(F.nr_pending, 3);
+	recv = F.pending[0];
+	send = F.pending[1];
+	plain = F.pending[2];
+	/* The sleep is cut to the first deadline, the SEND's. */
+	assert_true(nk_optimer__next(E) >= t0 + 10 * 1000000ll);
+	assert_true(nk_optimer__next(E) <= t1 + 10 * 1000000ll);
+	assert_true(nk_optimer__clamp(E, t1, -1) <= 10 * 1000000ll);
+	assert_int_equal(nk_optimer__clamp(E, t1 + 20 * 1000000ll, -1), 0);
+
+	assert_int_equal(nk_engine__expire(E, t0), 0);
+	assert_int_equal(F.cancels, 0);
+	/* The SEND's 10 ms passed, not the RECV's second. */
+	assert_int_equal(nk_engine__expire(E, t1 + 10 * 1000000ll), 1);
+	assert_int_equal(F.cancels, 1);
+	assert_true(send->cancelled && send->timed_out);
+	assert_false(recv->cancelled || plain->cancelled);
+	assert_cq_empty(v);
+	/* Once only, and the NSM's completion is the one CQE. */
+	assert_int_equal(nk_engine__expire(E, t1 + 20 * 1000000ll), 0);
+	fake_complete(send, -ECANCELED, 0, 0);
+	assert_int_equal(reap_one(v, us).res, -EAGAIN);
+
+	/* A RECV that completes in time leaves no deadline behind. */
+	fake_complete(recv, 5, 0, 5);
+	assert_int_equal(reap_one(v, ur).res, 5);
+	assert_int_equal(nk_optimer__next(E), 0);
+	assert_int_equal(nk_engine__expire(E, t1 + 3600ll * 1000000000ll), 0);
+	assert_int_equal(F.cancels, 1);
+	assert_false(plain->cancelled);
+	fake_complete(plain, 1, 0, 1);
+	assert_int_equal(reap_one(v, up).res, 1);
+}
+
+/* Deadlines expire in their order, whatever the order the ops came in. */
+static void test_timeout_order(void **state)
+{
+	struct gview *v = &views[0];
+	uint32_t bs = v->hdr->buf_size;
+	static const uint32_t ms[] = { 300, 100, 200, 100 };
+	struct nk_req *op[4];
+	uint64_t ud[4];
+	int64_t t1;
+	uint32_t h;
+
+	(void)state;
+	h = new_socket(v, SOCK_DGRAM);
+	for (unsigned i = 0; i < 4; i++)
+		ud[i] = submit(v, sqe_timed(NK_OP_RECV, h, i * bs, 10, ms[i]));
+	t1 = nk_now_ns();
+	for (unsigned i = 0; i < 4; i++)
+		op[i] = F.pending[i];
+	/* A partial result stands: only -ECANCELED becomes EAGAIN. */
+	assert_int_equal(nk_engine__expire(E, t1 + 150 * 1000000ll), 2);
+	assert_true(op[1]->timed_out && op[3]->timed_out);
+	assert_false(op[0]->timed_out || op[2]->timed_out);
+	fake_complete(op[1], -ECANCELED, 0, 0);
+	assert_int_equal(reap_one(v, ud[1]).res, -EAGAIN);
+	fake_complete(op[3], 3, 0, 3);
+	assert_int_equal(reap_one(v, ud[3]).res, 3);
+	assert_int_equal(nk_engine__expire(E, t1 + 250 * 1000000ll), 1);
+	assert_true(op[2]->timed_out);
+	assert_false(op[0]->timed_out);
+	assert_int_equal(nk_engine__expire(E, t1 + 350 * 1000000ll), 1);
+	assert_true(op[0]->timed_out);
+	fake_complete(op[2], -ECANCELED, 0, 0);
+	fake_complete(op[0], -ECANCELED, 0, 0);
+	assert_int_equal(reap_one(v, ud[2]).res, -EAGAIN);
+	assert_int_equal(reap_one(v, ud[0]).res, -EAGAIN);
+	/* A guest CANCEL is not a timeout: -ECANCELED stays. */
+	ud[0] = submit(v, sqe_timed(NK_OP_RECV, h, 0, 10, 1000));
+	op[0] = fake_find(NK_OP_RECV);
+	{
+		struct nk_sqe c = { .opcode = NK_OP_CANCEL };
+
+		c.ctl.arg64 = ud[0];
+		assert_int_equal(reap_one(v, submit(v, c)).res, 0);
+	}
+	assert_true(op[0]->cancelled && !op[0]->timed_out);
+	fake_complete(op[0], -ECANCELED, 0, 0);
+	assert_int_equal(reap_one(v, ud[0]).res, -ECANCELED);
+	assert_int_equal(nk_optimer__next(E), 0);
+}
+
 static void test_cancel(void **state)
 {
 	struct gview *v = &views[0];
@@ -1120,6 +1236,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_send_order, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timeout_order, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_close_in_flight, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_sock_gone_before_ops,

@@ -26,6 +26,7 @@
 #include "host_ring.h"
 #include "log.h"
 #include "loop.h"
+#include "optimer.h"
 #include "region.h"
 #include "validate.h"
 
@@ -88,6 +89,7 @@ static struct nk_req *op_alloc(struct nk_engine *e)
 	op->buf_idx = -1;
 	nk_list__init(&op->clink);
 	nk_list__init(&op->qlink);
+	nk_list__init(&op->tlink);
 	return op;
 }
 
@@ -1509,6 +1511,7 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 		if (!sock_writable(s))
 			nk_ph__set_writable(&s->ph, false);
 	}
+	nk_optimer__add(e, op, nk_now_ns());
 	nsm_call(s, op);
 }
 
@@ -1521,6 +1524,10 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 	struct nk_guest *g = c->guest;
 	bool kick = false;
 
+	nk_optimer__del(op);
+	/* What a socket call whose timeout passed returns. */
+	if (op->timed_out && res == -ECANCELED)
+		res = op->opcode == NK_OP_CONNECT ? -ETIMEDOUT : -EAGAIN;
 	res = nk_portown__op_done(op, res);
 	if (op->buf_idx >= 0)
 		nk_bufown__release(c->owned, (uint32_t)op->buf_idx);
@@ -1842,6 +1849,7 @@ int nk_engine__run(struct nk_engine *e)
 		nk_loop__kick(e->loop);
 		work += nk_loop__reap(e->loop);
 		work += poll_guests(e);
+		work += nk_engine__expire(e, nk_now_ns());
 		for (unsigned i = 0; i < e->nr_nsms; i++)
 			if (e->nsms[i].ops->poll)
 				work += (unsigned)e->nsms[i].ops->poll(
@@ -1895,6 +1903,7 @@ int nk_engine__run(struct nk_engine *e)
 				timeout = e->next_deadline > now
 						  ? e->next_deadline - now
 						  : 0;
+			timeout = nk_optimer__clamp(e, now, timeout);
 			if ((cq_blocked || nk_ph__pending()) &&
 			    (timeout < 0 || timeout > CQ_BLOCKED_RECHECK_NS))
 				timeout = CQ_BLOCKED_RECHECK_NS;
@@ -1930,6 +1939,7 @@ int nk_engine__create(const struct nk_config *cfg, struct nk_engine **out)
 	nk_list__init(&e->guests);
 	nk_list__init(&e->wake);
 	nk_list__init(&e->lingering);
+	nk_list__init(&e->timed);
 	e->start_ns = nk_now_ns();
 	{
 		char err[512];

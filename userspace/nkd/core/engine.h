@@ -213,7 +213,10 @@ struct nk_req {
 	struct sockaddr_storage sa;
 	socklen_t salen;
 	uint32_t done; /* bytes sent so far (short sends) */
-	bool cancelled; /* guest CANCEL or teardown */
+	bool cancelled; /* guest CANCEL, timeout or teardown */
+	bool timed_out; /* its timeout passed (optimer.c) */
+	struct nk_list tlink; /* engine->timed, by deadline */
+	int64_t deadline; /* ns clock; with timeout_ms only */
 	bool in_nsm; /* a request is in flight in the NSM */
 	/* The NSM's own per-operation state (nsm.h); the engine never
 	 * reads it and clears none of it. */
@@ -257,6 +260,7 @@ struct nk_engine {
 	struct nk_list wake;
 	struct nk_list lingering; /* dead conns whose SENDs may finish */
 	int64_t next_deadline; /* earliest hand-over/linger expiry, 0: none */
+	struct nk_list timed; /* ops with a timeout (optimer.c) */
 	bool gc; /* a guest may have become unused */
 	bool stop;
 	int resolve_efd; /* resolver workers ring this */
@@ -286,6 +290,8 @@ void nk_engine__destroy(struct nk_engine *e);
 int nk_engine__run(struct nk_engine *e);
 /* One pass over the guests' rings, no sleeping (unit tests); SQEs taken. */
 unsigned nk_engine__step(struct nk_engine *e);
+/* Cancels the ops whose timeout passed by now (optimer.c); how many. */
+unsigned nk_engine__expire(struct nk_engine *e, int64_t now);
 
 /* Control plane, called from ctl.c. */
 struct nk_attach {

@@ -7,8 +7,8 @@
  *
  * Rules:
  *  - the engine is single-threaded and polled: everything here runs on
- *    nkd's one loop thread. Its packet fd and a timerfd (lwIP timers, op
- *    timeouts, flow expiry) are watched by multishot polls on nkd's
+ *    nkd's one loop thread. Its packet fd and a timerfd (lwIP timers,
+ *    flow expiry; op timeouts are the engine's) are watched by multishot polls on nkd's
  *    io_uring, so nkd wakes for packets; while nkd is busy, poll() runs the
  *    engine on every pass.
  *  - the engine reports readiness only from nk_ustack__poll(), edge style;
@@ -78,8 +78,6 @@ struct xn {
 	unsigned slots_per_queue;
 	int tfd; /* timerfd */
 	int64_t armed_ns; /* absolute CLOCK_MONOTONIC deadline armed, 0 none */
-	int64_t next_op_deadline; /* earliest timed op, 0 none */
-	unsigned nr_timed;
 	struct nk_list socks; /* asock.link */
 	struct nk_xlinger linger; /* flows of closed connections */
 	struct nk_xports ports;
@@ -170,35 +168,8 @@ static uint32_t pick_src(const struct xn *xn, uint32_t dst)
 	return xn->conf.addrs[0].addr;
 }
 
-/* Per-operation state, in the op's NSM scratch space (nsm.h). */
-struct xreq {
-	int64_t deadline; /* ns clock, 0: none */
-};
-
-_Static_assert(sizeof(struct xreq) <= NK_NSM_SCRATCH, "xreq fits the scratch");
-
-static void set_deadline(struct nk_req *op)
+static void queue_op(struct nk_list *q, struct nk_req *op)
 {
-	((struct xreq *)(void *)op->scratch)->deadline =
-		op->timeout_ms
-			? nk_now_ns() + (int64_t)op->timeout_ms * 1000000ll
-			: 0;
-}
-
-static int64_t deadline_of(const struct nk_req *op)
-{
-	return ((const struct xreq *)(const void *)op->scratch)->deadline;
-}
-
-static void queue_op(struct asock *a, struct nk_list *q, struct nk_req *op)
-{
-	set_deadline(op);
-	if (deadline_of(op)) {
-		a->xn->nr_timed++;
-		if (!a->xn->next_op_deadline ||
-		    deadline_of(op) < a->xn->next_op_deadline)
-			a->xn->next_op_deadline = deadline_of(op);
-	}
 	op->in_nsm = true;
 	nk_list__add_tail(q, &op->qlink);
 }
@@ -214,8 +185,6 @@ static void done(struct xn *xn, struct nk_req *op, int res, uint32_t flags,
 static void dequeue_done(struct asock *a, struct nk_req *op, int res,
 			 uint32_t flags, uint32_t aux)
 {
-	if (deadline_of(op))
-		a->xn->nr_timed--;
 	op->in_nsm = false;
 	nk_list__del(&op->qlink);
 	done(a->xn, op, res, flags, aux, 0);
@@ -436,8 +405,6 @@ static void connect_finish(struct asock *a, int res)
 		struct nk_req *op = a->connect_op;
 
 		a->connect_op = NULL;
-		if (deadline_of(op))
-			a->xn->nr_timed--;
 		op->in_nsm = false;
 		done(a->xn, op, res, 0, 0, 0);
 	} else if (res) {
@@ -610,8 +577,6 @@ static void pump_recv(struct asock *a)
 			if (r == -EAGAIN)
 				return;
 			nk_list__del(&op->qlink);
-			if (deadline_of(op))
-				a->xn->nr_timed--;
 			op->in_nsm = false;
 			done(a->xn, op, r, 0, 0, r > 0 ? (uint32_t)r : 0);
 			continue;
@@ -999,13 +964,6 @@ static int do_connect(struct asock *a, struct nk_req *op)
 	nk_engine__sock_event(a->xn->e, s, 0, false); /* unwritable now */
 	if (nonblock)
 		return -EINPROGRESS;
-	set_deadline(op);
-	if (deadline_of(op)) {
-		a->xn->nr_timed++;
-		if (!a->xn->next_op_deadline ||
-		    deadline_of(op) < a->xn->next_op_deadline)
-			a->xn->next_op_deadline = deadline_of(op);
-	}
 	op->in_nsm = true;
 	a->connect_op = op;
 	return 1;
@@ -1238,7 +1196,7 @@ static void xn_accept(void *priv, struct nk_req *op)
 		done(xn, op, -EAGAIN, 0, 0, 0);
 		return;
 	}
-	queue_op(a, &a->recvq, op);
+	queue_op(&a->recvq, op);
 }
 
 static void xn_recv(void *priv, struct nk_req *op)
@@ -1276,7 +1234,7 @@ static void xn_recv(void *priv, struct nk_req *op)
 		done(xn, op, -EAGAIN, 0, 0, 0);
 		return;
 	}
-	queue_op(a, &a->recvq, op);
+	queue_op(&a->recvq, op);
 }
 
 static void xn_send(void *priv, struct nk_req *op)
@@ -1306,7 +1264,7 @@ static void xn_send(void *priv, struct nk_req *op)
 		done(xn, op, op->done ? (int)op->done : -EAGAIN, 0, 0, 0);
 		return;
 	}
-	queue_op(a, &a->sendq, op);
+	queue_op(&a->sendq, op);
 }
 
 static void xn_shutdown(void *priv, struct nk_req *op)
@@ -1374,8 +1332,6 @@ static int xn_cancel(void *priv, struct nk_req *op)
 	if (a->connect_op == op) {
 		/* The attempt dies with its op, as io_uring's would. */
 		a->connect_op = NULL;
-		if (deadline_of(op))
-			a->xn->nr_timed--;
 		op->in_nsm = false;
 		usock_close(a);
 		flow_linger(a, true);
@@ -1392,64 +1348,6 @@ static int xn_cancel(void *priv, struct nk_req *op)
 	if (a->closing && nk_list__empty(&a->sendq))
 		finalize(a);
 	return 0;
-}
-
-/* Expires timed ops: RECV/ACCEPT/SEND -EAGAIN, CONNECT -ETIMEDOUT. */
-static void expire_ops(struct xn *xn, int64_t now)
-{
-	struct nk_list *p, *t, *q, *u;
-	int64_t next = 0;
-
-	if (!xn->nr_timed || !xn->next_op_deadline ||
-	    now < xn->next_op_deadline)
-		return;
-	nk_list__for_each_safe(p, t, &xn->socks)
-	{
-		struct asock *a = nk_container_of(p, struct asock, link);
-		struct nk_list *qs[2] = { &a->recvq, &a->sendq };
-
-		if (a->connect_op && deadline_of(a->connect_op)) {
-			if (now >= deadline_of(a->connect_op)) {
-				struct nk_req *op = a->connect_op;
-
-				op->cancelled = false;
-				a->connect_op = NULL;
-				xn->nr_timed--;
-				op->in_nsm = false;
-				usock_close(a);
-				flow_linger(a, true);
-				a->connecting = false;
-				a->s->state = NK_SS_CLOSED;
-				done(xn, op, -ETIMEDOUT, 0, 0, 0);
-			} else if (!next || deadline_of(a->connect_op) < next) {
-				next = deadline_of(a->connect_op);
-			}
-		}
-		for (int i = 0; i < 2; i++)
-			nk_list__for_each_safe(q, u, qs[i])
-			{
-				struct nk_req *op = nk_container_of(
-					q, struct nk_req, qlink);
-				int64_t d = deadline_of(op);
-
-				if (!d)
-					continue;
-				if (now < d) {
-					if (!next || d < next)
-						next = d;
-					continue;
-				}
-				if (op->opcode == NK_OP_RECV &&
-				    a->s->type == SOCK_STREAM)
-					finish_tcp_recv(a, op, -EAGAIN, true);
-				else
-					dequeue_done(a, op,
-						     op->done ? (int)op->done
-							      : -EAGAIN,
-						     0, 0);
-			}
-	}
-	xn->next_op_deadline = next;
 }
 
 static int xn_sock_open(void *priv, struct nk_sock *s)
@@ -1536,15 +1434,13 @@ static int xn_sock_name(void *priv, struct nk_sock *s, bool peer,
 	return 0;
 }
 
-/* Arms the timerfd for the earliest of lwIP's timers and our deadlines. */
+/* Arms the timerfd for the earliest of lwIP's timers and flow expiry. */
 static void rearm(struct xn *xn, int64_t now)
 {
 	int t = nk_ustack__timeout_ms(xn->st);
 	int64_t want = t < 0 ? 0 : now + (int64_t)t * 1000000ll;
 	struct itimerspec its;
 
-	if (xn->next_op_deadline && (!want || xn->next_op_deadline < want))
-		want = xn->next_op_deadline;
 	if (nk_xlinger__next(&xn->linger) &&
 	    (!want || nk_xlinger__next(&xn->linger) < want))
 		want = nk_xlinger__next(&xn->linger);
@@ -1571,9 +1467,8 @@ static int xn_poll(void *priv)
 	now = nk_now_ns();
 	if (xn->armed_ns && now >= xn->armed_ns)
 		xn->armed_ns = 0; /* fired (the read happens in on_xpoll) */
-	expire_ops(xn, now);
 	linger_expire(xn, now, false);
-	nk_ustack__flush(xn->st); /* what expire_ops may have queued (RST) */
+	nk_ustack__flush(xn->st); /* what a cancel may have queued (RST) */
 	rearm(xn, now);
 	return (n > 0 ? n : 0) + (int)xn->work;
 }

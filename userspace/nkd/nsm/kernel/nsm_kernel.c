@@ -72,7 +72,6 @@ struct ksock {
 struct kreq {
 	struct msghdr msg;
 	struct iovec iov;
-	struct __kernel_timespec ts;
 	/* SEND's checked ancillary data (cmsg.c) */
 	uint64_t ctl[NK_CMSG_BYTES / 8];
 	size_t ctl_len;
@@ -196,26 +195,6 @@ static unsigned poll_fd(int fd, short events)
 
 /* ------------------------------------------------------------------ */
 /* Completion helpers. */
-
-static void set_timeout(struct nk_req *op, struct io_uring_sqe *sqe,
-			struct nk_loop *loop)
-{
-	struct io_uring_sqe *t;
-
-	if (!op->timeout_ms)
-		return;
-	/* The caller made room for two: t directly follows sqe. */
-	sqe->flags |= IOSQE_IO_LINK;
-	t = nk_loop__sqe(loop);
-	if (!t) {
-		sqe->flags &= (uint8_t)~IOSQE_IO_LINK;
-		return;
-	}
-	kr(op)->ts.tv_sec = op->timeout_ms / 1000;
-	kr(op)->ts.tv_nsec = (long long)(op->timeout_ms % 1000) * 1000000;
-	io_uring_prep_link_timeout(t, &kr(op)->ts, 0);
-	io_uring_sqe_set_data64(t, nk_ud(NK_UD_IGNORE, 0, 0));
-}
 
 static uint64_t op_ud(const struct nk_req *op)
 {
@@ -458,7 +437,7 @@ static void pump_send(struct ksock *ks)
 			continue;
 		}
 		/* Socket buffer full: let io_uring wait for room. */
-		nk_loop__need(ks->kn->loop, 2);
+		nk_loop__need(ks->kn->loop, 1);
 		sqe = nk_loop__sqe(ks->kn->loop);
 		if (!sqe) {
 			complete_queued(op, op->done ? (int)op->done : -EAGAIN);
@@ -468,7 +447,6 @@ static void pump_send(struct ksock *ks)
 		io_uring_prep_sendmsg(sqe, ks->fd, &kr(op)->msg,
 				      (unsigned)send_flags(op));
 		io_uring_sqe_set_data64(sqe, op_ud(op));
-		set_timeout(op, sqe, ks->kn->loop);
 		op->in_nsm = true;
 		ks->send_busy = true;
 		ks->refs++;
@@ -511,7 +489,7 @@ static void pump_recv(struct ksock *ks)
 				continue;
 			}
 		}
-		nk_loop__need(ks->kn->loop, 2);
+		nk_loop__need(ks->kn->loop, 1);
 		sqe = nk_loop__sqe(ks->kn->loop);
 		if (!sqe) {
 			complete_queued(op, -EAGAIN);
@@ -526,7 +504,6 @@ static void pump_recv(struct ksock *ks)
 					      (unsigned)recv_flags(op));
 		}
 		io_uring_sqe_set_data64(sqe, op_ud(op));
-		set_timeout(op, sqe, ks->kn->loop);
 		op->in_nsm = true;
 		ks->recv_busy = true;
 		ks->refs++;
@@ -548,9 +525,6 @@ static void on_kop(void *ctx, uint32_t slot, uint32_t gen,
 	ks = ks_of(op->sock);
 	op->in_nsm = false;
 	ks->refs--;
-	/* A link timeout shows as -ECANCELED on the op it guarded. */
-	if (res == -ECANCELED && op->timeout_ms && !op->cancelled)
-		res = op->opcode == NK_OP_CONNECT ? -ETIMEDOUT : -EAGAIN;
 
 	switch (op->opcode) {
 	case NK_OP_SEND:
@@ -906,7 +880,7 @@ static int start_connect(struct ksock *ks, struct nk_req *op)
 		return -EISCONN;
 	if (s->state == NK_SS_LISTEN)
 		return -EINVAL;
-	nk_loop__need(ks->kn->loop, 2);
+	nk_loop__need(ks->kn->loop, 1);
 	sqe = nk_loop__sqe(ks->kn->loop);
 	if (!sqe)
 		return -EAGAIN;
@@ -927,7 +901,6 @@ static int start_connect(struct ksock *ks, struct nk_req *op)
 	io_uring_prep_connect(sqe, ks->fd, (struct sockaddr *)&op->sa,
 			      op->salen);
 	io_uring_sqe_set_data64(sqe, op_ud(op));
-	set_timeout(op, sqe, ks->kn->loop);
 	op->in_nsm = true;
 	ks->connect_op = op;
 	ks->refs++;
