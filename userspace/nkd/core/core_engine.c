@@ -27,6 +27,7 @@
 #include "log.h"
 #include "loop.h"
 #include "optimer.h"
+#include "sendq.h"
 #include "region.h"
 #include "validate.h"
 
@@ -412,6 +413,8 @@ static void sock_release(struct nk_engine *e, struct nk_sock *s)
 		return;
 	s->closing = true;
 	nk_ph__close(&s->ph);
+	if (nk_sendq__defer_release(s))
+		return;
 	s->nsm->ops->sock_release(s->nsm->priv, s);
 }
 
@@ -445,6 +448,7 @@ static int sock_new(struct nk_engine *e, struct nk_guest *g, struct nk_conn *c,
 	s->send_window = NK_REGION_SEND_WINDOW;
 	s->conn_id = c->id;
 	nk_ph__init(&s->ph);
+	nk_list__init(&s->sendq);
 	ret = handle_alloc(g, s);
 	if (ret == -EMFILE)
 		nk_guest__refused(e, g, NK_REFUSED_SOCKETS,
@@ -620,8 +624,9 @@ static void conn_abort(struct nk_engine *e, struct nk_conn *c, const char *why)
 }
 
 /* Hands op to its socket's NSM: the op of the table for its opcode. */
-static void nsm_call(struct nk_sock *s, struct nk_req *op)
+void nk_engine__nsm_call(struct nk_req *op)
 {
+	struct nk_sock *s = op->sock;
 	nk_nsm_op_fn fn = nk_nsm__op(s->nsm->ops, op->opcode);
 
 	if (!fn) {
@@ -672,8 +677,10 @@ static void conn_cancel_ops(struct nk_conn *c, bool sends)
 			struct nk_req *op =
 				nk_container_of(p, struct nk_req, clink);
 
+			/* A held SHUT_WR (answered) goes with the SENDs. */
 			if (!op->cancelled &&
-			    (sends || op->opcode != NK_OP_SEND)) {
+			    (sends ||
+			     (op->opcode != NK_OP_SEND && !op->answered))) {
 				victim = op;
 				break;
 			}
@@ -681,7 +688,7 @@ static void conn_cancel_ops(struct nk_conn *c, bool sends)
 		if (!victim)
 			break;
 		victim->cancelled = true;
-		victim->sock->nsm->ops->cancel(victim->sock->nsm->priv, victim);
+		nk_sendq__cancel(victim->e, victim);
 	}
 }
 
@@ -1419,8 +1426,7 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 		ret = -ENOENT;
 		if (op) {
 			op->cancelled = true;
-			ret = op->sock->nsm->ops->cancel(op->sock->nsm->priv,
-							 op);
+			ret = nk_sendq__cancel(e, op);
 		}
 		post(e, c, q, sqe->user_data, ret, 0, 0, 0);
 		return;
@@ -1512,7 +1518,15 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 			nk_ph__set_writable(&s->ph, false);
 	}
 	nk_optimer__add(e, op, nk_now_ns());
-	nsm_call(s, op);
+	if (!nk_sendq__take(s, op))
+		nk_engine__nsm_call(op);
+}
+
+void nk_engine__op_answer(struct nk_req *op, int res)
+{
+	op->answered = true;
+	post(op->e, op->conn, op->qset, op->user_data, res, 0, op->sock->handle,
+	     0);
 }
 
 void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
@@ -1591,7 +1605,7 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 	default:
 		break;
 	}
-	if (!c->dead)
+	if (!c->dead && !op->answered)
 		post(e, c, op->qset, op->user_data, res, cqe_flags,
 		     handle ? handle : s->handle, aux);
 	/*
@@ -1603,6 +1617,7 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 	 */
 	if (kick)
 		nk_ph__set_writable(&s->ph, sock_writable(s));
+	nk_sendq__done(e, op);
 	nk_list__del(&op->clink);
 	c->inflight--;
 	g->inflight--;

@@ -157,6 +157,10 @@ struct nk_sock {
 	/* SENDs taken, not completed: sum of max(len, conn's send_charge) */
 	uint64_t send_inflight;
 	uint32_t send_window; /* abi.md §5: SO_SNDBUF only shrinks it */
+	/* sendq.c, NSMs without NK_NSM_CAP_SEND_ORDER: ops held in order */
+	struct nk_list sendq; /* nk_req.qlink */
+	bool send_busy; /* one SEND of it is in the NSM */
+	bool sendq_pumping, release_held;
 	struct nk_ph ph;
 	uint64_t ph_ino, ph_dev;
 	uint32_t conn_id; /* connection that created it, for listings */
@@ -198,7 +202,7 @@ struct nk_req {
 	uint32_t slot, gen;
 	bool used;
 	struct nk_list clink; /* conn->ops */
-	struct nk_list qlink; /* owned by the NSM while queued there */
+	struct nk_list qlink; /* the NSM's while queued there; sendq.c's */
 	struct nk_conn *conn;
 	struct nk_engine *e;
 	uint16_t qset;
@@ -217,6 +221,9 @@ struct nk_req {
 	bool timed_out; /* its timeout passed (optimer.c) */
 	struct nk_list tlink; /* engine->timed, by deadline */
 	int64_t deadline; /* ns clock; with timeout_ms only */
+	bool held; /* on sock->sendq, not in the NSM (sendq.c) */
+	bool order_head; /* the SEND of its socket the NSM has (sendq.c) */
+	bool answered; /* CQE posted early: the completion posts none */
 	bool in_nsm; /* a request is in flight in the NSM */
 	/* The NSM's own per-operation state (nsm.h); the engine never
 	 * reads it and clears none of it. */
@@ -345,6 +352,10 @@ struct nk_req *nk_engine__op_get(struct nk_engine *e, uint32_t slot,
 				 uint32_t gen);
 void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 			uint32_t aux, uint32_t handle);
+/* Engine-internal (sendq.c): hands op to its NSM's op for its opcode;
+ * posts op's CQE now, its completion later posts none. */
+void nk_engine__nsm_call(struct nk_req *op);
+void nk_engine__op_answer(struct nk_req *op, int res);
 /* revents from the stack; arrival = new data/connection/error arrived. */
 void nk_engine__sock_event(struct nk_engine *e, struct nk_sock *s,
 			   unsigned revents, bool arrival);

@@ -3,7 +3,7 @@
  * Operation timeouts (SO_RCVTIMEO/SO_SNDTIMEO: an SQE's NK_SQE_F_TIMEOUT),
  * kept once for every NSM. A timed op is on e->timed, sorted by deadline;
  * the run loop sleeps no longer than the first one and, once it passes,
- * asks the op's NSM to cancel it (its cancel op). The NSM completes it as
+ * cancels it (sendq.c: held by the engine, else the NSM's cancel op). The NSM completes it as
  * it completes any cancelled op (-ECANCELED, or the bytes already moved);
  * nk_engine__op_done() turns the -ECANCELED of an expiry into what a timed
  * out socket call returns: -EAGAIN, -ETIMEDOUT for CONNECT.
@@ -14,6 +14,7 @@
  */
 #include "engine.h"
 #include "optimer.h"
+#include "sendq.h"
 
 void nk_optimer__add(struct nk_engine *e, struct nk_req *op, int64_t now)
 {
@@ -68,7 +69,7 @@ unsigned nk_engine__expire(struct nk_engine *e, int64_t now)
 		op->timed_out = true;
 		op->cancelled = true;
 		/* -ENOENT: it is finishing on its own (a CQE on its way). */
-		op->sock->nsm->ops->cancel(op->sock->nsm->priv, op);
+		nk_sendq__cancel(e, op);
 		n++;
 	}
 	return n;

@@ -106,6 +106,12 @@ struct nk_nsm_ops {
 
 /* RECV with NK_SQE_F_BATCH; without it the engine answers -EOPNOTSUPP. */
 #define NK_NSM_CAP_RECV_BATCH (1U << 0)
+/*
+ * The NSM keeps a socket's SENDs (and a SHUT_WR after them) in order
+ * itself and takes any number at once. Without it the engine hands it
+ * one SEND per socket at a time and holds the rest (core/sendq.c).
+ */
+#define NK_NSM_CAP_SEND_ORDER (1U << 1)
 
 extern const struct nk_nsm_ops nk_nsm_kernel_ops;
 extern const struct nk_nsm_ops nk_nsm_afxdp_ops;

@@ -1322,5 +1322,6 @@ const struct nk_nsm_ops nk_nsm_kernel_ops = {
 	.poll_now = kn_poll_now,
 	.sock_name = kn_sock_name,
 	.poll = NULL,
-	.caps = NK_NSM_CAP_RECV_BATCH,
+	/* Its own SEND queue per socket: short sends go on in io_uring. */
+	.caps = NK_NSM_CAP_RECV_BATCH | NK_NSM_CAP_SEND_ORDER,
 };
