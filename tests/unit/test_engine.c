@@ -514,6 +514,43 @@ static void test_optional_op(void **state)
 	assert_int_equal(views[0].conn->inflight, 0);
 }
 
+/* A pending error (s->so_error) is reported and cleared by the engine. */
+static void test_so_error(void **state)
+{
+	struct gview *v = &views[0];
+	struct nk_sqe s = { .opcode = NK_OP_GETSOCKOPT };
+	struct nk_sock *so;
+	struct nk_req *op;
+	uint64_t ud;
+	uint32_t h;
+	int err = 0;
+
+	(void)state;
+	h = new_socket(v, SOCK_STREAM);
+	so = views[0].conn->guest->socks[h & NK_HANDLE_IDX_MASK];
+	so->so_error = ECONNREFUSED; /* a background connect failed */
+	s.handle = h;
+	s.opt.level = SOL_SOCKET;
+	s.opt.optname = SO_ERROR;
+	s.io.buf_len = 2; /* too short: EINVAL, the error stays */
+	ud = submit(v, s);
+	assert_int_equal(reap_one(v, ud).res, -EINVAL);
+	assert_int_equal(so->so_error, ECONNREFUSED);
+	s.io.buf_len = sizeof(int);
+	ud = submit(v, s);
+	assert_int_equal(reap_one(v, ud).res, sizeof(int));
+	memcpy(&err, v->data, sizeof(err));
+	assert_int_equal(err, ECONNREFUSED);
+	assert_int_equal(so->so_error, 0);
+	assert_int_equal(F.nr_log, 0); /* the NSM never saw them */
+	/* None pending: the NSM answers (it may know more, e.g. a reset). */
+	ud = submit(v, s);
+	op = fake_find(NK_OP_GETSOCKOPT);
+	assert_non_null(op);
+	fake_complete(op, sizeof(int), 0, 0);
+	assert_int_equal(reap_one(v, ud).res, sizeof(int));
+}
+
 static void test_round_trip(void **state)
 {
 	struct gview *v = &views[0];
@@ -1330,6 +1367,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_registry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_optional_op, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_so_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_round_trip, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_malformed, setup,

@@ -623,12 +623,37 @@ static void conn_abort(struct nk_engine *e, struct nk_conn *c, const char *why)
 	nk_ctl__drop(e->ctl, c->ctl);
 }
 
+/*
+ * The socket's pending error (a background connect's, which the NSM keeps
+ * in s->so_error) is the engine's to report and clear, for every NSM; the
+ * NSM answers SO_ERROR only when none is pending.
+ */
+static bool so_error_answered(struct nk_req *op)
+{
+	struct nk_sock *s = op->sock;
+	int err = s->so_error;
+
+	if (op->opcode != NK_OP_GETSOCKOPT || op->level != SOL_SOCKET ||
+	    op->optname != SO_ERROR || !err)
+		return false;
+	if (op->len < sizeof(int)) {
+		nk_engine__op_done(op, -EINVAL, 0, 0, 0);
+		return true;
+	}
+	s->so_error = 0;
+	memcpy(op->buf, &err, sizeof(err));
+	nk_engine__op_done(op, sizeof(int), 0, 0, 0);
+	return true;
+}
+
 /* Hands op to its socket's NSM: the op of the table for its opcode. */
 void nk_engine__nsm_call(struct nk_req *op)
 {
 	struct nk_sock *s = op->sock;
 	nk_nsm_op_fn fn = nk_nsm__op(s->nsm->ops, op->opcode);
 
+	if (so_error_answered(op))
+		return;
 	if (!fn) {
 		nk_engine__op_done(op, -EOPNOTSUPP, 0, 0, 0);
 		return;

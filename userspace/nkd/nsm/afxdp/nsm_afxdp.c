@@ -1054,9 +1054,9 @@ static int do_getsockopt(struct asock *a, struct nk_req *op)
 	if (op->level == SOL_SOCKET) {
 		switch (op->optname) {
 		case SO_ERROR:
-			v = s->so_error;
-			s->so_error = 0;
-			if (!v && a->err && !a->connecting) {
+			/* s->so_error: the engine answered it already. */
+			v = 0;
+			if (a->err && !a->connecting) {
 				v = a->err;
 				a->err = 0;
 			}

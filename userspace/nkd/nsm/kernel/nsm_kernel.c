@@ -813,16 +813,6 @@ static int do_getsockopt(struct ksock *ks, struct nk_req *op)
 
 	if (cls != OPT_YES)
 		return cls == OPT_PRIV ? -EPERM : -ENOPROTOOPT;
-	if (op->level == SOL_SOCKET && op->optname == SO_ERROR &&
-	    op->sock->so_error) {
-		int err = op->sock->so_error;
-
-		if (op->len < sizeof(int))
-			return -EINVAL;
-		op->sock->so_error = 0;
-		memcpy(op->buf, &err, sizeof(err));
-		return sizeof(int);
-	}
 	memset(val, 0, sizeof(val));
 	if (op->level == SOL_SOCKET && op->optname == SO_LINGER &&
 	    ks->linger_emul) {
