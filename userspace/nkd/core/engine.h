@@ -226,7 +226,7 @@ struct nk_req {
 	bool answered; /* CQE posted early: the completion posts none */
 	bool in_nsm; /* a request is in flight in the NSM */
 	/* The NSM's own per-operation state (nsm.h); the engine never
-	 * reads it and clears none of it. */
+	 * reads it (op_alloc zeroes it). */
 	_Alignas(16) unsigned char scratch[NK_NSM_SCRATCH];
 };
 

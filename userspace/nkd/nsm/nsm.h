@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Network Stack Module interface. The CoreEngine validates and accounts;
- * an NSM executes socket operations on some stack: "kernel" (the Linux
- * stack through io_uring, nsm/kernel/) and "afxdp" (a userspace TCP/IP
- * stack on AF_XDP, nsm/afxdp/). Another one (e.g. "shm") plugs in with
- * one more ops table listed in nsm/nsm_registry.c.
+ * Network Stack Module interface: the engine is the socket layer, an NSM
+ * the stack below it, like Linux's generic socket code over struct
+ * proto_ops. The engine validates, accounts, mirrors readiness and owns
+ * what every stack shares: operation timeouts (core/optimer.c), send
+ * ordering for NSMs without NK_NSM_CAP_SEND_ORDER (core/sendq.c) and the
+ * pending error reported by SO_ERROR (s->so_error). An NSM executes socket
+ * operations on some stack: "kernel" (the Linux stack through io_uring,
+ * nsm/kernel/) and "afxdp" (a userspace TCP/IP stack on AF_XDP,
+ * nsm/afxdp/). Adding one (e.g. "shm") is one folder with one ops table,
+ * listed in nsm/nsm_registry.c's built-in table (docs/nkd.md).
  *
  * Contract:
  *  - sock_open() gives the NSM a new engine socket (family/type/protocol
@@ -17,8 +22,15 @@
  *    engine picks the op (nk_nsm__op()); an NSM never switches on
  *    NK_OP_*. A NULL op: the engine answers -EOPNOTSUPP.
  *  - op->scratch (NK_NSM_SCRATCH bytes) is the NSM's while it holds op.
- *  - cancel() asks for an operation to finish early (-ECANCELED); it still
- *    completes through nk_engine__op_done(). -ENOENT if unknown.
+ *  - cancel() asks for an operation to finish early (-ECANCELED, or what
+ *    it already moved); it still completes through nk_engine__op_done().
+ *    -ENOENT if unknown. The engine also cancels at an op's deadline
+ *    (op->timed_out set) and turns that -ECANCELED into -EAGAIN
+ *    (-ETIMEDOUT for CONNECT): an NSM keeps no timers for ops.
+ *  - without NK_NSM_CAP_SEND_ORDER an NSM has at most one SEND per socket
+ *    at a time, and a stream's SHUT_WR only after the SENDs before it.
+ *  - GETSOCKOPT SO_ERROR reaches the NSM only when s->so_error is 0; an
+ *    NSM records a background connect's error in s->so_error.
  *  - sock_release() is called once the last reference is gone; the NSM
  *    stops everything on the socket and calls nk_engine__sock_gone() when
  *    no operation of its own refers to it any more.
@@ -52,8 +64,8 @@ struct nk_req;
 /*
  * Bytes in every struct nk_req (its scratch[], 16-byte aligned) that the
  * NSM may use for the operation's own state while it holds the op (the
- * kernel NSM keeps its msghdr there); never read by the engine and not
- * cleared between ops. An NSM checks its struct fits with a
+ * kernel NSM keeps its msghdr there); never read by the engine, zeroed
+ * when the engine takes the op. An NSM checks its struct fits with a
  * _Static_assert.
  */
 #define NK_NSM_SCRATCH 384u
