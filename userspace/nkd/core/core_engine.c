@@ -1542,7 +1542,8 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 		if (!sock_writable(s))
 			nk_ph__set_writable(&s->ph, false);
 	}
-	nk_optimer__add(e, op, nk_now_ns());
+	if (op->timeout_ms)
+		nk_optimer__add(e, op, nk_now_ns());
 	if (!nk_sendq__take(s, op))
 		nk_engine__nsm_call(op);
 }
@@ -1889,7 +1890,8 @@ int nk_engine__run(struct nk_engine *e)
 		nk_loop__kick(e->loop);
 		work += nk_loop__reap(e->loop);
 		work += poll_guests(e);
-		work += nk_engine__expire(e, nk_now_ns());
+		if (nk_optimer__next(e))
+			work += nk_engine__expire(e, nk_now_ns());
 		for (unsigned i = 0; i < e->nr_nsms; i++)
 			if (e->nsms[i].ops->poll)
 				work += (unsigned)e->nsms[i].ops->poll(
