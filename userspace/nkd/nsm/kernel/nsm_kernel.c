@@ -75,6 +75,8 @@ struct kreq {
 	/* SEND's checked ancillary data (cmsg.c) */
 	uint64_t ctl[NK_CMSG_BYTES / 8];
 	size_t ctl_len;
+	/* What its io_uring completion does (set with the request). */
+	void (*on_cqe)(struct ksock *ks, struct nk_req *op, int res);
 };
 
 _Static_assert(sizeof(struct kreq) <= NK_NSM_SCRATCH, "kreq fits the scratch");
@@ -357,6 +359,9 @@ static void finish_recv(struct nk_req *op, int res)
 
 static void pump_send(struct ksock *ks);
 static void pump_recv(struct ksock *ks);
+static void send_cqe(struct ksock *ks, struct nk_req *op, int res);
+static void recv_cqe(struct ksock *ks, struct nk_req *op, int res);
+static void accept_cqe(struct ksock *ks, struct nk_req *op, int res);
 
 static void complete_queued(struct nk_req *op, int res)
 {
@@ -447,6 +452,7 @@ static void pump_send(struct ksock *ks)
 		io_uring_prep_sendmsg(sqe, ks->fd, &kr(op)->msg,
 				      (unsigned)send_flags(op));
 		io_uring_sqe_set_data64(sqe, op_ud(op));
+		kr(op)->on_cqe = send_cqe;
 		op->in_nsm = true;
 		ks->send_busy = true;
 		ks->refs++;
@@ -498,10 +504,12 @@ static void pump_recv(struct ksock *ks)
 		if (op->opcode == NK_OP_ACCEPT) {
 			io_uring_prep_accept(sqe, ks->fd, NULL, NULL,
 					     SOCK_CLOEXEC);
+			kr(op)->on_cqe = accept_cqe;
 		} else {
 			build_msg(op, true);
 			io_uring_prep_recvmsg(sqe, ks->fd, &kr(op)->msg,
 					      (unsigned)recv_flags(op));
+			kr(op)->on_cqe = recv_cqe;
 		}
 		io_uring_sqe_set_data64(sqe, op_ud(op));
 		op->in_nsm = true;
@@ -512,6 +520,53 @@ static void pump_recv(struct ksock *ks)
 
 /* ------------------------------------------------------------------ */
 /* Completions from io_uring. */
+
+static void send_cqe(struct ksock *ks, struct nk_req *op, int res)
+{
+	ks->send_busy = false;
+	if (res > 0) {
+		op->done += (uint32_t)res;
+		if (op->done < send_len(op) && !op->cancelled) {
+			/* Short send: the rest goes next, in order. */
+			pump_send(ks);
+			return;
+		}
+	}
+	complete_queued(op, op->done ? (int)op->done : res);
+	pump_send(ks);
+}
+
+static void recv_cqe(struct ksock *ks, struct nk_req *op, int res)
+{
+	ks->recv_busy = false;
+	complete_queued(op, res);
+	pump_recv(ks);
+}
+
+static void accept_cqe(struct ksock *ks, struct nk_req *op, int res)
+{
+	ks->recv_busy = false;
+	nk_list__del(&op->qlink);
+	finish_accept(ks, op, res);
+	pump_recv(ks);
+}
+
+static void connect_cqe(struct ksock *ks, struct nk_req *op, int res)
+{
+	struct nk_sock *s = op->sock;
+
+	ks->connect_op = NULL;
+	if (!s->closing) {
+		if (res == 0) {
+			s->state = NK_SS_ESTABLISHED;
+			arm_poll(ks);
+		} else {
+			s->state = NK_SS_CLOSED;
+		}
+		nk_engine__sock_event(kt.e, s, POLLOUT, false);
+	}
+	nk_engine__op_done(op, res, 0, 0, 0);
+}
 
 static void on_kop(void *ctx, uint32_t slot, uint32_t gen,
 		   const struct io_uring_cqe *cqe)
@@ -526,50 +581,7 @@ static void on_kop(void *ctx, uint32_t slot, uint32_t gen,
 	op->in_nsm = false;
 	ks->refs--;
 
-	switch (op->opcode) {
-	case NK_OP_SEND:
-		ks->send_busy = false;
-		if (res > 0) {
-			op->done += (uint32_t)res;
-			if (op->done < send_len(op) && !op->cancelled) {
-				/* Short send: the rest goes next, in order. */
-				pump_send(ks);
-				break;
-			}
-		}
-		complete_queued(op, op->done ? (int)op->done : res);
-		pump_send(ks);
-		break;
-	case NK_OP_RECV:
-		ks->recv_busy = false;
-		complete_queued(op, res);
-		pump_recv(ks);
-		break;
-	case NK_OP_ACCEPT:
-		ks->recv_busy = false;
-		nk_list__del(&op->qlink);
-		finish_accept(ks, op, res);
-		pump_recv(ks);
-		break;
-	case NK_OP_CONNECT: {
-		struct nk_sock *s = op->sock;
-
-		ks->connect_op = NULL;
-		if (!s->closing) {
-			if (res == 0) {
-				s->state = NK_SS_ESTABLISHED;
-				arm_poll(ks);
-			} else {
-				s->state = NK_SS_CLOSED;
-			}
-			nk_engine__sock_event(kt.e, s, POLLOUT, false);
-		}
-		nk_engine__op_done(op, res, 0, 0, 0);
-		break;
-	}
-	default:
-		nk_engine__op_done(op, res, 0, 0, 0);
-	}
+	kr(op)->on_cqe(ks, op, res);
 	ks_maybe_close(ks);
 }
 
@@ -891,6 +903,7 @@ static int start_connect(struct ksock *ks, struct nk_req *op)
 	io_uring_prep_connect(sqe, ks->fd, (struct sockaddr *)&op->sa,
 			      op->salen);
 	io_uring_sqe_set_data64(sqe, op_ud(op));
+	kr(op)->on_cqe = connect_cqe;
 	op->in_nsm = true;
 	ks->connect_op = op;
 	ks->refs++;
