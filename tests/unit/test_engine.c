@@ -915,6 +915,42 @@ static void send_order(bool engine_orders_sends)
 	assert_int_equal(fake_find(NK_OP_SEND)->sock->handle, h2);
 }
 
+/*
+ * SHUT_RDWR behind a SEND: the read half reaches the NSM at once (a
+ * blocked reader wakes), the write half only after the SEND; one CQE.
+ */
+static void test_send_queue_rdwr(void **state)
+{
+	struct gview *v = &views[0];
+	struct nk_sqe sh = { .opcode = NK_OP_SHUTDOWN };
+	struct nk_req *send, *rd, *wr;
+	uint64_t us, ush;
+	uint32_t h;
+
+	(void)state;
+	h = new_socket(v, SOCK_STREAM);
+	us = submit(v, sqe_io(NK_OP_SEND, h, 0, 10));
+	send = fake_find(NK_OP_SEND);
+	sh.handle = h;
+	sh.ctl.arg = SHUT_RDWR;
+	ush = submit(v, sh);
+	rd = fake_find(NK_OP_SHUTDOWN);
+	assert_non_null(rd);
+	assert_int_equal(rd->arg, SHUT_RD);
+	assert_int_equal(F.nr_pending, 2);
+	assert_cq_empty(v);
+	fake_complete(rd, 0, 0, 0);
+	assert_int_equal(reap_one(v, ush).res, 0);
+	fake_complete(send, 10, 0, 0);
+	assert_int_equal(reap_one(v, us).res, 10);
+	wr = fake_find(NK_OP_SHUTDOWN);
+	assert_non_null(wr);
+	assert_int_equal(wr->arg, SHUT_WR);
+	fake_complete(wr, 0, 0, 0);
+	assert_cq_empty(v);
+	assert_int_equal(views[0].conn->inflight, 0);
+}
+
 static void test_send_order(void **state)
 {
 	(void)state;
@@ -1387,6 +1423,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_send_order_nsm, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_send_queue, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_send_queue_rdwr, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_send_order, setup,
 						teardown),

@@ -1548,6 +1548,28 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 		nk_engine__nsm_call(op);
 }
 
+struct nk_req *nk_engine__op_dup(struct nk_req *op)
+{
+	struct nk_req *d = op_alloc(op->e);
+	struct nk_conn *c = op->conn;
+
+	if (!d)
+		return NULL;
+	d->conn = c;
+	d->qset = op->qset;
+	d->opcode = op->opcode;
+	d->user_data = op->user_data;
+	d->sock = op->sock;
+	d->arg = op->arg;
+	d->answered = true;
+	nk_list__add_tail(&c->ops, &d->clink);
+	c->refs++;
+	c->inflight++;
+	c->guest->inflight++;
+	d->sock->nr_ops++;
+	return d;
+}
+
 void nk_engine__op_answer(struct nk_req *op, int res)
 {
 	op->answered = true;

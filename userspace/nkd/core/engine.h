@@ -356,6 +356,8 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
  * posts op's CQE now, its completion later posts none. */
 void nk_engine__nsm_call(struct nk_req *op);
 void nk_engine__op_answer(struct nk_req *op, int res);
+/* A second op of op's conn and socket, no buffer, answered (no CQE). */
+struct nk_req *nk_engine__op_dup(struct nk_req *op);
 /* revents from the stack; arrival = new data/connection/error arrived. */
 void nk_engine__sock_event(struct nk_engine *e, struct nk_sock *s,
 			   unsigned revents, bool arrival);

@@ -9,9 +9,11 @@
  *    another SEND of the socket not yet completed gets -EAGAIN at once:
  *    it may neither wait nor overtake;
  *  - a stream's SHUTDOWN other than SHUT_RD that finds SENDs not yet
- *    completed is answered 0 at once and held behind them, so the FIN
- *    follows the data without the guest waiting for it (abi.md §5);
- *    what the NSM later answers is not posted;
+ *    completed: SHUT_WR is answered 0 at once and held behind them, so
+ *    the FIN follows the data without the guest waiting for it (abi.md
+ *    §5), what the NSM later answers is not posted; SHUT_RDWR goes down
+ *    at once as SHUT_RD (its answer is the guest's) and an engine-made
+ *    SHUT_WR is held behind the SENDs;
  *  - the last reference going away while SENDs are held: the NSM's
  *    sock_release() waits until the last of them was handed down
  *    (closing a socket does not throw written data away);
@@ -65,6 +67,15 @@ bool nk_sendq__take(struct nk_sock *s, struct nk_req *op)
 	}
 	if (op->opcode == NK_OP_SHUTDOWN && op->arg != SHUT_RD &&
 	    s->type == SOCK_STREAM && sends_pending(s)) {
+		struct nk_req *wr;
+
+		if (op->arg == SHUT_RDWR && (wr = nk_engine__op_dup(op))) {
+			wr->arg = SHUT_WR;
+			hold(s, wr);
+			op->arg = SHUT_RD; /* now; the reader wakes at once */
+			return false;
+		}
+		/* SHUT_WR (or no memory for the split): all of it later. */
 		nk_engine__op_answer(op, 0);
 		hold(s, op);
 		return true;

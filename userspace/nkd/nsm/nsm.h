@@ -28,7 +28,8 @@
  *    (op->timed_out set) and turns that -ECANCELED into -EAGAIN
  *    (-ETIMEDOUT for CONNECT): an NSM keeps no timers for ops.
  *  - without NK_NSM_CAP_SEND_ORDER an NSM has at most one SEND per socket
- *    at a time, and a stream's SHUT_WR only after the SENDs before it.
+ *    at a time, and a stream's SHUT_WR only after the SENDs before it
+ *    (SHUT_RDWR behind SENDs arrives split: SHUT_RD, later SHUT_WR).
  *  - GETSOCKOPT SO_ERROR reaches the NSM only when s->so_error is 0; an
  *    NSM records a background connect's error in s->so_error.
  *  - sock_release() is called once the last reference is gone; the NSM
