@@ -4,7 +4,8 @@
 # curl in the guest fetches from python http.server in P, P's curl fetches
 # from a guest http.server, UDP echo both ways, a server in H on H's kernel
 # address stays reachable from P, iperf3 runs with the guest as the client
-# in both directions and as the server, and nkctl shows the XDP counters.
+# in both directions and as the server, SO_RCVTIMEO gives EAGAIN, and
+# nkctl shows the XDP counters.
 # timeout: 120
 set -eu
 # shellcheck source=tests/lib.sh
@@ -56,6 +57,37 @@ log "$r"
 bg_guest udp_g "$PY" "$HELPERS/nkpy.py" udp-echo-server 0.0.0.0 7101 100
 sleep 1
 r=$(run_peer "$PY" "$HELPERS/nkpy.py" udp-client "$X4" 7101 100 2 1472) || fail "peer UDP client failed"
+log "$r"
+
+# SO_RCVTIMEO on the userspace stack: the engine keeps the deadline and
+# cancels the NSM's op (core/optimer.c); the guest sees EAGAIN on a UDP
+# recv, an accept and a TCP recv that get nothing. No timing is asserted:
+# without the timeout the calls hang and run_guest's timeout fails it.
+r=$(run_guest "$PY" - "$P4" 8080 <<'PYEOF'
+import socket, struct, sys
+tv = struct.pack("ll", 0, 300000)
+def times_out(what, s, fn):
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+    try:
+        fn()
+    except BlockingIOError:
+        return
+    sys.exit(f"{what} with SO_RCVTIMEO returned instead of EAGAIN")
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("0.0.0.0", 7300))
+times_out("UDP recv", u, lambda: u.recv(100))
+l = socket.socket()
+l.bind(("0.0.0.0", 7301))
+l.listen()
+times_out("accept", l, l.accept)
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+times_out("TCP recv", c, lambda: c.recv(100))
+c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+if not c.recv(100).startswith(b"HTTP/"):
+    sys.exit("no answer after the timeout")
+print("RESULT mode=rcvtimeo ok")
+PYEOF
+) || fail "SO_RCVTIMEO on the afxdp NSM failed"
 log "$r"
 
 # End of stream reaches an event loop: the guest's asyncio echo server

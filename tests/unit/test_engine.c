@@ -31,6 +31,7 @@
 #include "netkernel/guest_ring.h"
 
 #include "engine.h"
+#include "optimer.h"
 #include "region.h"
 
 /* ------------------------------------------------------------------ */
@@ -110,7 +111,8 @@ static void fake_sock_release(void *priv, struct nk_sock *s)
 	F.released[F.nr_released++] = s;
 }
 
-static void fake_submit(void *priv, struct nk_req *op)
+/* Every socket op the fake has: recorded, completed when a test says. */
+static void fake_op(void *priv, struct nk_req *op)
 {
 	(void)priv;
 	assert_true(F.nr_pending < FAKE_MAX);
@@ -169,7 +171,18 @@ static const struct nk_nsm_ops fake_ops = {
 	.destroy = fake_destroy,
 	.sock_open = fake_sock_open,
 	.sock_release = fake_sock_release,
-	.submit = fake_submit,
+	/* IOCTL left out: optional ops may be missing (-EOPNOTSUPP). */
+	.bind = fake_op,
+	.listen = fake_op,
+	.connect = fake_op,
+	.accept = fake_op,
+	.send = fake_op,
+	.recv = fake_op,
+	.shutdown = fake_op,
+	.setsockopt = fake_op,
+	.getsockopt = fake_op,
+	.getsockname = fake_op,
+	.getpeername = fake_op,
 	.cancel = fake_cancel,
 	.poll_now = fake_poll_now,
 	.sock_name = fake_sock_name,
@@ -459,9 +472,83 @@ static void test_registry(void **state)
 	assert_null(nk_nsm__find("shm"));
 	assert_int_equal(nk_nsm__register(&fake_ops), -EEXIST);
 	assert_int_equal(nk_nsm__register(&nk_nsm_kernel_ops), -EINVAL);
+	/* Socket ops are optional, the lifecycle ones are not. */
+	{
+		struct nk_nsm_ops o = fake_ops;
+
+		o.type = "fake2";
+		o.cancel = NULL;
+		assert_int_equal(nk_nsm__register(&o), -EINVAL);
+		o.cancel = fake_ops.cancel;
+		o.sock_name = NULL;
+		assert_int_equal(nk_nsm__register(&o), -EINVAL);
+	}
+	/* The table the engine dispatches through, per opcode. */
+	assert_ptr_equal(nk_nsm__op(&fake_ops, NK_OP_SEND), fake_op);
+	assert_null(nk_nsm__op(&fake_ops, NK_OP_IOCTL));
+	assert_null(nk_nsm__op(&fake_ops, NK_OP_CLOSE));
+	assert_null(nk_nsm__op(&fake_ops, NK_OP__MAX));
 	/* The guest was attached to the fake NSM through its hook. */
 	assert_int_equal(F.attaches, 1);
 	assert_ptr_equal(views[0].conn->guest->nsm->ops, &fake_ops);
+}
+
+/* An op the NSM does not implement is answered by the engine. */
+static void test_optional_op(void **state)
+{
+	struct gview *v = &views[0];
+	struct nk_sqe s = { .opcode = NK_OP_IOCTL };
+	struct nk_cqe c;
+	uint64_t ud;
+	uint32_t h;
+
+	(void)state;
+	h = new_socket(v, SOCK_STREAM);
+	s.handle = h;
+	s.ctl.arg = NK_IOCTL_FIONREAD;
+	ud = submit(v, s);
+	c = reap_one(v, ud);
+	assert_int_equal(c.res, -EOPNOTSUPP);
+	assert_int_equal(F.nr_pending, 0);
+	assert_int_equal(F.nr_log, 0);
+	assert_int_equal(views[0].conn->inflight, 0);
+}
+
+/* A pending error (s->so_error) is reported and cleared by the engine. */
+static void test_so_error(void **state)
+{
+	struct gview *v = &views[0];
+	struct nk_sqe s = { .opcode = NK_OP_GETSOCKOPT };
+	struct nk_sock *so;
+	struct nk_req *op;
+	uint64_t ud;
+	uint32_t h;
+	int err = 0;
+
+	(void)state;
+	h = new_socket(v, SOCK_STREAM);
+	so = views[0].conn->guest->socks[h & NK_HANDLE_IDX_MASK];
+	so->so_error = ECONNREFUSED; /* a background connect failed */
+	s.handle = h;
+	s.opt.level = SOL_SOCKET;
+	s.opt.optname = SO_ERROR;
+	s.io.buf_len = 2; /* too short: EINVAL, the error stays */
+	ud = submit(v, s);
+	assert_int_equal(reap_one(v, ud).res, -EINVAL);
+	assert_int_equal(so->so_error, ECONNREFUSED);
+	s.io.buf_len = sizeof(int);
+	ud = submit(v, s);
+	assert_int_equal(reap_one(v, ud).res, sizeof(int));
+	memcpy(&err, v->data, sizeof(err));
+	assert_int_equal(err, ECONNREFUSED);
+	assert_int_equal(so->so_error, 0);
+	assert_int_equal(F.nr_log, 0); /* the NSM never saw them */
+	/* None pending: the NSM answers (it may know more, e.g. a reset). */
+	ud = submit(v, s);
+	op = fake_find(NK_OP_GETSOCKOPT);
+	assert_non_null(op);
+	fake_complete(op, sizeof(int), 0, 0);
+	assert_int_equal(reap_one(v, ud).res, sizeof(int));
 }
 
 static void test_round_trip(void **state)
@@ -764,15 +851,23 @@ static void test_cq_no_overflow(void **state)
 	assert_cq_empty(v);
 }
 
-/*
- * Where per-socket SEND order is kept. Today the engine hands every SEND
- * to the NSM at once and the NSM queues them (the kernel NSM's sendq);
- * when the engine's socket layer holds a SEND back until the previous one
- * completed (issue 7 item 1), flip this and the test checks that instead.
- */
-static const bool engine_orders_sends = false;
+static struct nk_sqe sqe_timed(uint8_t op, uint32_t h, uint32_t off,
+			       uint32_t len, uint32_t ms)
+{
+	struct nk_sqe s = sqe_io(op, h, off, len);
 
-static void test_send_order(void **state)
+	s.flags = NK_SQE_F_TIMEOUT;
+	s.io.timeout_ms = ms;
+	return s;
+}
+
+/*
+ * Where per-socket SEND order is kept: the engine (sendq.c) holds a SEND
+ * back until the previous one of its socket completed, unless the NSM
+ * says it keeps the order itself (NK_NSM_CAP_SEND_ORDER, as the kernel
+ * and afxdp NSMs do). The fake has not; the ordered variant below has.
+ */
+static void send_order(bool engine_orders_sends)
 {
 	struct gview *v = &views[0];
 	uint32_t bs = v->hdr->buf_size;
@@ -780,7 +875,6 @@ static void test_send_order(void **state)
 	uint64_t ua, ub;
 	uint32_t h, h2;
 
-	(void)state;
 	h = new_socket(v, SOCK_STREAM);
 	h2 = new_socket(v, SOCK_STREAM);
 	memset(v->data, 'a', 10);
@@ -793,14 +887,17 @@ static void test_send_order(void **state)
 	assert_non_null(a);
 	assert_int_equal(a->user_data, ua);
 	assert_int_equal(a->buf[0], 'a');
+	/* Held or not, both count against the window from the start. */
+	assert_int_equal(a->sock->send_inflight, charge(v, 10) + charge(v, 10));
 	if (engine_orders_sends) {
 		/* The other socket's SEND is not held behind h's. */
 		assert_int_equal(F.nr_pending, 2);
+		assert_int_not_equal(F.pending[1]->sock->handle, h);
 		fake_complete(a, 10, 0, 0);
 		reap_one(v, ua);
 		nk_engine__step(E);
-		b = fake_find(NK_OP_SEND);
-		assert_non_null(b);
+		b = F.pending[F.nr_pending - 1];
+		assert_ptr_equal(b->sock, a->sock);
 	} else {
 		/* Both reach the NSM, in ring order, with their own bytes. */
 		assert_int_equal(F.nr_pending, 3);
@@ -808,8 +905,6 @@ static void test_send_order(void **state)
 		assert_int_equal(b->user_data, ub);
 		assert_ptr_equal(b->sock, a->sock);
 		assert_ptr_not_equal(F.pending[2]->sock, a->sock);
-		assert_int_equal(a->sock->send_inflight,
-				 charge(v, 10) + charge(v, 10));
 		fake_complete(a, 10, 0, 0);
 		reap_one(v, ua);
 	}
@@ -818,6 +913,262 @@ static void test_send_order(void **state)
 	fake_complete(b, 10, 0, 0);
 	reap_one(v, ub);
 	assert_int_equal(fake_find(NK_OP_SEND)->sock->handle, h2);
+}
+
+/*
+ * SHUT_RDWR behind a SEND: the read half reaches the NSM at once (a
+ * blocked reader wakes), the write half only after the SEND; one CQE.
+ */
+static void test_send_queue_rdwr(void **state)
+{
+	struct gview *v = &views[0];
+	struct nk_sqe sh = { .opcode = NK_OP_SHUTDOWN };
+	struct nk_req *send, *rd, *wr;
+	uint64_t us, ush;
+	uint32_t h;
+
+	(void)state;
+	h = new_socket(v, SOCK_STREAM);
+	us = submit(v, sqe_io(NK_OP_SEND, h, 0, 10));
+	send = fake_find(NK_OP_SEND);
+	sh.handle = h;
+	sh.ctl.arg = SHUT_RDWR;
+	ush = submit(v, sh);
+	rd = fake_find(NK_OP_SHUTDOWN);
+	assert_non_null(rd);
+	assert_int_equal(rd->arg, SHUT_RD);
+	assert_int_equal(F.nr_pending, 2);
+	assert_cq_empty(v);
+	fake_complete(rd, 0, 0, 0);
+	assert_int_equal(reap_one(v, ush).res, 0);
+	fake_complete(send, 10, 0, 0);
+	assert_int_equal(reap_one(v, us).res, 10);
+	wr = fake_find(NK_OP_SHUTDOWN);
+	assert_non_null(wr);
+	assert_int_equal(wr->arg, SHUT_WR);
+	fake_complete(wr, 0, 0, 0);
+	assert_cq_empty(v);
+	assert_int_equal(views[0].conn->inflight, 0);
+}
+
+static void test_send_order(void **state)
+{
+	(void)state;
+	send_order(true);
+}
+
+static struct nk_nsm_ops fake_ordered_ops;
+
+/* The same guest on the fake with NK_NSM_CAP_SEND_ORDER. */
+static void use_ordered_fake(void)
+{
+	fake_ordered_ops = fake_ops;
+	fake_ordered_ops.caps |= NK_NSM_CAP_SEND_ORDER;
+	views[0].conn->guest->nsm->ops = &fake_ordered_ops;
+}
+
+static void test_send_order_nsm(void **state)
+{
+	(void)state;
+	use_ordered_fake();
+	send_order(false);
+}
+
+/* An op of the socket's SEND queue as the fake NSM got it. */
+static struct nk_req *pending_ud(uint64_t ud)
+{
+	for (unsigned i = 0; i < F.nr_pending; i++)
+		if (F.pending[i]->user_data == ud)
+			return F.pending[i];
+	return NULL;
+}
+
+/*
+ * Around held SENDs: a non-blocking SEND gets EAGAIN instead of
+ * overtaking, SHUT_WR is answered at once and reaches the NSM after the
+ * data, a held SEND is cancelled (guest CANCEL, timeout) without the NSM,
+ * and the NSM hears of the close only once the last held SEND went down.
+ */
+static void test_send_queue(void **state)
+{
+	struct gview *v = &views[0];
+	uint32_t bs = v->hdr->buf_size;
+	struct nk_sqe nb, sh = { .opcode = NK_OP_SHUTDOWN };
+	struct nk_sqe cancel = { .opcode = NK_OP_CANCEL };
+	uint64_t u1, u2, u3, u4, unb, ush, uc;
+	struct nk_req *op;
+	struct nk_sock *so;
+	uint32_t h;
+
+	(void)state;
+	h = new_socket(v, SOCK_STREAM);
+	u1 = submit(v, sqe_io(NK_OP_SEND, h, 0, 10));
+	u2 = submit(v, sqe_io(NK_OP_SEND, h, bs, 10));
+	u3 = submit(v, sqe_timed(NK_OP_SEND, h, 2 * bs, 10, 50));
+	u4 = submit(v, sqe_io(NK_OP_SEND, h, 4 * bs, 10));
+	assert_int_equal(F.nr_pending, 1);
+	so = F.pending[0]->sock;
+
+	nb = sqe_io(NK_OP_SEND, h, 3 * bs, 10);
+	nb.flags = NK_SQE_F_NONBLOCK;
+	unb = submit(v, nb);
+	assert_int_equal(reap_one(v, unb).res, -EAGAIN);
+	nb.flags = 0;
+	nb.io.msg_flags = MSG_DONTWAIT;
+	unb = submit(v, nb);
+	assert_int_equal(reap_one(v, unb).res, -EAGAIN);
+
+	sh.handle = h;
+	sh.ctl.arg = SHUT_WR;
+	ush = submit(v, sh);
+	assert_int_equal(reap_one(v, ush).res, 0);
+	assert_int_equal(F.nr_pending, 1); /* the NSM has only the first */
+	/* SHUT_RD does not wait for anything. */
+	sh.ctl.arg = SHUT_RD;
+	uc = submit(v, sh);
+	assert_non_null(pending_ud(uc));
+	fake_complete(pending_ud(uc), 0, 0, 0);
+	assert_int_equal(reap_one(v, uc).res, 0);
+
+	/* Guest CANCEL of a held SEND: answered here, the NSM never sees it */
+	cancel.ctl.arg64 = u2;
+	uc = submit(v, cancel);
+	assert_int_equal(reap_one(v, u2).res, -ECANCELED);
+	assert_int_equal(reap_one(v, uc).res, 0);
+	assert_int_equal(F.cancels, 0);
+	/* The held SEND's timeout: EAGAIN, also without the NSM. */
+	assert_int_equal(nk_engine__expire(E, nk_now_ns() + 1000000000ll), 1);
+	assert_int_equal(reap_one(v, u3).res, -EAGAIN);
+	assert_int_equal(F.cancels, 0);
+
+	/* The guest closes: the NSM hears of it after the data went down. */
+	submit(v, (struct nk_sqe){ .opcode = NK_OP_CLOSE, .handle = h });
+	reap(v, &(struct nk_cqe){ 0 });
+	assert_int_equal(F.nr_released, 0);
+
+	op = pending_ud(u1);
+	fake_complete(op, 10, 0, 0);
+	assert_int_equal(reap_one(v, u1).res, 10);
+	op = pending_ud(u4);
+	assert_non_null(op);
+	assert_int_equal(op->buf[0], v->data[4 * bs]);
+	assert_int_equal(F.nr_pending, 1);
+	fake_complete(op, 10, 0, 0);
+	assert_int_equal(reap_one(v, u4).res, 10);
+	/* Then the SHUT_WR: its result is not posted a second time. */
+	op = fake_find(NK_OP_SHUTDOWN);
+	assert_non_null(op);
+	assert_int_equal(op->user_data, ush);
+	assert_int_equal(F.nr_released, 1);
+	assert_ptr_equal(F.released[0], so);
+	fake_complete(op, -ENOTCONN, 0, 0);
+	assert_cq_empty(v);
+	fake_gone(so);
+}
+
+/*
+ * Timeouts are the engine's (optimer.c): at the deadline the NSM is asked
+ * to cancel, and its -ECANCELED reaches the guest as EAGAIN. Deadlines are
+ * handed to nk_engine__expire(), so nothing here waits for a clock.
+ */
+static void test_timeout(void **state)
+{
+	struct gview *v = &views[0];
+	uint32_t bs = v->hdr->buf_size;
+	struct nk_req *recv, *send, *plain;
+	uint64_t ur, us, up;
+	int64_t t0, t1;
+	uint32_t h;
+
+	(void)state;
+	h = new_socket(v, SOCK_STREAM);
+	t0 = nk_now_ns();
+	ur = submit(v, sqe_timed(NK_OP_RECV, h, 0, 10, 1000));
+	us = submit(v, sqe_timed(NK_OP_SEND, h, bs, 10, 10));
+	up = submit(v, sqe_io(NK_OP_RECV, h, 2 * bs, 10)); /* none */
+	t1 = nk_now_ns();
+	assert_int_equal(F.nr_pending, 3);
+	recv = F.pending[0];
+	send = F.pending[1];
+	plain = F.pending[2];
+	/* The sleep is cut to the first deadline, the SEND's. */
+	assert_true(nk_optimer__next(E) >= t0 + 10 * 1000000ll);
+	assert_true(nk_optimer__next(E) <= t1 + 10 * 1000000ll);
+	assert_true(nk_optimer__clamp(E, t1, -1) <= 10 * 1000000ll);
+	assert_int_equal(nk_optimer__clamp(E, t1 + 20 * 1000000ll, -1), 0);
+
+	assert_int_equal(nk_engine__expire(E, t0), 0);
+	assert_int_equal(F.cancels, 0);
+	/* The SEND's 10 ms passed, not the RECV's second. */
+	assert_int_equal(nk_engine__expire(E, t1 + 10 * 1000000ll), 1);
+	assert_int_equal(F.cancels, 1);
+	assert_true(send->cancelled && send->timed_out);
+	assert_false(recv->cancelled || plain->cancelled);
+	assert_cq_empty(v);
+	/* Once only, and the NSM's completion is the one CQE. */
+	assert_int_equal(nk_engine__expire(E, t1 + 20 * 1000000ll), 0);
+	fake_complete(send, -ECANCELED, 0, 0);
+	assert_int_equal(reap_one(v, us).res, -EAGAIN);
+
+	/* A RECV that completes in time leaves no deadline behind. */
+	fake_complete(recv, 5, 0, 5);
+	assert_int_equal(reap_one(v, ur).res, 5);
+	assert_int_equal(nk_optimer__next(E), 0);
+	assert_int_equal(nk_engine__expire(E, t1 + 3600ll * 1000000000ll), 0);
+	assert_int_equal(F.cancels, 1);
+	assert_false(plain->cancelled);
+	fake_complete(plain, 1, 0, 1);
+	assert_int_equal(reap_one(v, up).res, 1);
+}
+
+/* Deadlines expire in their order, whatever the order the ops came in. */
+static void test_timeout_order(void **state)
+{
+	struct gview *v = &views[0];
+	uint32_t bs = v->hdr->buf_size;
+	static const uint32_t ms[] = { 300, 100, 200, 100 };
+	struct nk_req *op[4];
+	uint64_t ud[4];
+	int64_t t1;
+	uint32_t h;
+
+	(void)state;
+	h = new_socket(v, SOCK_DGRAM);
+	for (unsigned i = 0; i < 4; i++)
+		ud[i] = submit(v, sqe_timed(NK_OP_RECV, h, i * bs, 10, ms[i]));
+	t1 = nk_now_ns();
+	for (unsigned i = 0; i < 4; i++)
+		op[i] = F.pending[i];
+	/* A partial result stands: only -ECANCELED becomes EAGAIN. */
+	assert_int_equal(nk_engine__expire(E, t1 + 150 * 1000000ll), 2);
+	assert_true(op[1]->timed_out && op[3]->timed_out);
+	assert_false(op[0]->timed_out || op[2]->timed_out);
+	fake_complete(op[1], -ECANCELED, 0, 0);
+	assert_int_equal(reap_one(v, ud[1]).res, -EAGAIN);
+	fake_complete(op[3], 3, 0, 3);
+	assert_int_equal(reap_one(v, ud[3]).res, 3);
+	assert_int_equal(nk_engine__expire(E, t1 + 250 * 1000000ll), 1);
+	assert_true(op[2]->timed_out);
+	assert_false(op[0]->timed_out);
+	assert_int_equal(nk_engine__expire(E, t1 + 350 * 1000000ll), 1);
+	assert_true(op[0]->timed_out);
+	fake_complete(op[2], -ECANCELED, 0, 0);
+	fake_complete(op[0], -ECANCELED, 0, 0);
+	assert_int_equal(reap_one(v, ud[2]).res, -EAGAIN);
+	assert_int_equal(reap_one(v, ud[0]).res, -EAGAIN);
+	/* A guest CANCEL is not a timeout: -ECANCELED stays. */
+	ud[0] = submit(v, sqe_timed(NK_OP_RECV, h, 0, 10, 1000));
+	op[0] = fake_find(NK_OP_RECV);
+	{
+		struct nk_sqe c = { .opcode = NK_OP_CANCEL };
+
+		c.ctl.arg64 = ud[0];
+		assert_int_equal(reap_one(v, submit(v, c)).res, 0);
+	}
+	assert_true(op[0]->cancelled && !op[0]->timed_out);
+	fake_complete(op[0], -ECANCELED, 0, 0);
+	assert_int_equal(reap_one(v, ud[0]).res, -ECANCELED);
+	assert_int_equal(nk_optimer__next(E), 0);
 }
 
 static void test_cancel(void **state)
@@ -1050,6 +1401,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_registry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_optional_op, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_so_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_round_trip, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_malformed, setup,
@@ -1066,9 +1420,18 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_cq_no_overflow, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_send_order_nsm, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_send_queue, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_send_queue_rdwr, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_send_order, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timeout_order, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_close_in_flight, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_sock_gone_before_ops,

@@ -27,6 +27,8 @@
 #include "log.h"
 #include "loop.h"
 #include "notify.h"
+#include "optimer.h"
+#include "sendq.h"
 #include "region.h"
 #include "validate.h"
 
@@ -89,6 +91,7 @@ static struct nk_req *op_alloc(struct nk_engine *e)
 	op->buf_idx = -1;
 	nk_list__init(&op->clink);
 	nk_list__init(&op->qlink);
+	nk_list__init(&op->tlink);
 	return op;
 }
 
@@ -415,6 +418,8 @@ static void sock_release(struct nk_engine *e, struct nk_sock *s)
 		return;
 	s->closing = true;
 	nk_ph__close(&s->ph);
+	if (nk_sendq__defer_release(s))
+		return;
 	s->nsm->ops->sock_release(s->nsm->priv, s);
 }
 
@@ -448,6 +453,7 @@ static int sock_new(struct nk_engine *e, struct nk_guest *g, struct nk_conn *c,
 	s->send_window = NK_REGION_SEND_WINDOW;
 	s->conn_id = c->id;
 	nk_ph__init(&s->ph);
+	nk_list__init(&s->sendq);
 	ret = handle_alloc(g, s);
 	if (ret == -ENFILE)
 		nk_guest__refused(e, g, NK_REFUSED_SOCKETS,
@@ -622,6 +628,44 @@ static void conn_abort(struct nk_engine *e, struct nk_conn *c, const char *why)
 	nk_ctl__drop(e->ctl, c->ctl);
 }
 
+/*
+ * The socket's pending error (a background connect's, which the NSM keeps
+ * in s->so_error) is the engine's to report and clear, for every NSM; the
+ * NSM answers SO_ERROR only when none is pending.
+ */
+static bool so_error_answered(struct nk_req *op)
+{
+	struct nk_sock *s = op->sock;
+	int err = s->so_error;
+
+	if (op->opcode != NK_OP_GETSOCKOPT || op->level != SOL_SOCKET ||
+	    op->optname != SO_ERROR || !err)
+		return false;
+	if (op->len < sizeof(int)) {
+		nk_engine__op_done(op, -EINVAL, 0, 0, 0);
+		return true;
+	}
+	s->so_error = 0;
+	memcpy(op->buf, &err, sizeof(err));
+	nk_engine__op_done(op, sizeof(int), 0, 0, 0);
+	return true;
+}
+
+/* Hands op to its socket's NSM: the op of the table for its opcode. */
+void nk_engine__nsm_call(struct nk_req *op)
+{
+	struct nk_sock *s = op->sock;
+	nk_nsm_op_fn fn = nk_nsm__op(s->nsm->ops, op->opcode);
+
+	if (so_error_answered(op))
+		return;
+	if (!fn) {
+		nk_engine__op_done(op, -EOPNOTSUPP, 0, 0, 0);
+		return;
+	}
+	fn(s->nsm->priv, op);
+}
+
 static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 			const struct nk_sqe *sqe);
 
@@ -663,8 +707,10 @@ static void conn_cancel_ops(struct nk_conn *c, bool sends)
 			struct nk_req *op =
 				nk_container_of(p, struct nk_req, clink);
 
+			/* A held SHUT_WR (answered) goes with the SENDs. */
 			if (!op->cancelled &&
-			    (sends || op->opcode != NK_OP_SEND)) {
+			    (sends ||
+			     (op->opcode != NK_OP_SEND && !op->answered))) {
 				victim = op;
 				break;
 			}
@@ -672,7 +718,7 @@ static void conn_cancel_ops(struct nk_conn *c, bool sends)
 		if (!victim)
 			break;
 		victim->cancelled = true;
-		victim->sock->nsm->ops->cancel(victim->sock->nsm->priv, victim);
+		nk_sendq__cancel(victim->e, victim);
 	}
 }
 
@@ -1421,8 +1467,7 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 		ret = -ENOENT;
 		if (op) {
 			op->cancelled = true;
-			ret = op->sock->nsm->ops->cancel(op->sock->nsm->priv,
-							 op);
+			ret = nk_sendq__cancel(e, op);
 		}
 		post(e, c, q, sqe->user_data, ret, 0, 0, 0);
 		return;
@@ -1513,7 +1558,39 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 		if (!sock_writable(s))
 			nk_ph__set_writable(&s->ph, false);
 	}
-	s->nsm->ops->submit(s->nsm->priv, op);
+	if (op->timeout_ms)
+		nk_optimer__add(e, op, nk_now_ns());
+	if (!nk_sendq__take(s, op))
+		nk_engine__nsm_call(op);
+}
+
+struct nk_req *nk_engine__op_dup(struct nk_req *op)
+{
+	struct nk_req *d = op_alloc(op->e);
+	struct nk_conn *c = op->conn;
+
+	if (!d)
+		return NULL;
+	d->conn = c;
+	d->qset = op->qset;
+	d->opcode = op->opcode;
+	d->user_data = op->user_data;
+	d->sock = op->sock;
+	d->arg = op->arg;
+	d->answered = true;
+	nk_list__add_tail(&c->ops, &d->clink);
+	c->refs++;
+	c->inflight++;
+	c->guest->inflight++;
+	d->sock->nr_ops++;
+	return d;
+}
+
+void nk_engine__op_answer(struct nk_req *op, int res)
+{
+	op->answered = true;
+	post(op->e, op->conn, op->qset, op->user_data, res, 0, op->sock->handle,
+	     0);
 }
 
 void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
@@ -1525,6 +1602,10 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 	struct nk_guest *g = c->guest;
 	bool kick = false;
 
+	nk_optimer__del(op);
+	/* What a socket call whose timeout passed returns. */
+	if (op->timed_out && res == -ECANCELED)
+		res = op->opcode == NK_OP_CONNECT ? -ETIMEDOUT : -EAGAIN;
 	res = nk_portown__op_done(op, res);
 	if (op->buf_idx >= 0)
 		nk_bufown__release(c->owned, (uint32_t)op->buf_idx);
@@ -1588,7 +1669,7 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 	default:
 		break;
 	}
-	if (!c->dead)
+	if (!c->dead && !op->answered)
 		post(e, c, op->qset, op->user_data, res, cqe_flags,
 		     handle ? handle : s->handle, aux);
 	/*
@@ -1600,6 +1681,7 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 	 */
 	if (kick)
 		nk_ph__set_writable(&s->ph, sock_writable(s));
+	nk_sendq__done(e, op);
 	nk_list__del(&op->clink);
 	c->inflight--;
 	g->inflight--;
@@ -1850,6 +1932,8 @@ int nk_engine__run(struct nk_engine *e)
 		nk_loop__kick(e->loop);
 		work += nk_loop__reap(e->loop);
 		work += poll_guests(e);
+		if (nk_optimer__next(e))
+			work += nk_engine__expire(e, nk_now_ns());
 		for (unsigned i = 0; i < e->nr_nsms; i++)
 			if (e->nsms[i].ops->poll)
 				work += (unsigned)e->nsms[i].ops->poll(
@@ -1903,6 +1987,7 @@ int nk_engine__run(struct nk_engine *e)
 				timeout = e->next_deadline > now
 						  ? e->next_deadline - now
 						  : 0;
+			timeout = nk_optimer__clamp(e, now, timeout);
 			if ((cq_blocked || nk_ph__pending()) &&
 			    (timeout < 0 || timeout > CQ_BLOCKED_RECHECK_NS))
 				timeout = CQ_BLOCKED_RECHECK_NS;
@@ -1938,6 +2023,7 @@ int nk_engine__create(const struct nk_config *cfg, struct nk_engine **out)
 	nk_list__init(&e->guests);
 	nk_list__init(&e->wake);
 	nk_list__init(&e->lingering);
+	nk_list__init(&e->timed);
 	e->start_ns = nk_now_ns();
 	{
 		char err[512];

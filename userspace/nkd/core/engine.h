@@ -159,6 +159,10 @@ struct nk_sock {
 	/* SENDs taken, not completed: sum of max(len, conn's send_charge) */
 	uint64_t send_inflight;
 	uint32_t send_window; /* abi.md §5: SO_SNDBUF only shrinks it */
+	/* sendq.c, NSMs without NK_NSM_CAP_SEND_ORDER: ops held in order */
+	struct nk_list sendq; /* nk_req.qlink */
+	bool send_busy; /* one SEND of it is in the NSM */
+	bool sendq_pumping, release_held;
 	struct nk_ph ph;
 	uint64_t ph_ino, ph_dev;
 	uint32_t conn_id; /* connection that created it, for listings */
@@ -200,7 +204,7 @@ struct nk_req {
 	uint32_t slot, gen;
 	bool used;
 	struct nk_list clink; /* conn->ops */
-	struct nk_list qlink; /* owned by the NSM while queued there */
+	struct nk_list qlink; /* the NSM's while queued there; sendq.c's */
 	struct nk_conn *conn;
 	struct nk_engine *e;
 	uint16_t qset;
@@ -215,19 +219,17 @@ struct nk_req {
 	struct sockaddr_storage sa;
 	socklen_t salen;
 	uint32_t done; /* bytes sent so far (short sends) */
-	bool cancelled; /* guest CANCEL or teardown */
+	bool cancelled; /* guest CANCEL, timeout or teardown */
+	bool timed_out; /* its timeout passed (optimer.c) */
+	struct nk_list tlink; /* engine->timed, by deadline */
+	int64_t deadline; /* ns clock; with timeout_ms only */
+	bool held; /* on sock->sendq, not in the NSM (sendq.c) */
+	bool order_head; /* the SEND of its socket the NSM has (sendq.c) */
+	bool answered; /* CQE posted early: the completion posts none */
 	bool in_nsm; /* a request is in flight in the NSM */
-	/* NSM scratch; the kernel NSM keeps its msghdr here. */
-	union {
-		struct {
-			struct msghdr msg;
-			struct iovec iov;
-			struct __kernel_timespec ts;
-			/* SEND's checked ancillary data (cmsg.c) */
-			uint64_t ctl[NK_CMSG_BYTES / 8];
-			size_t ctl_len;
-		} k;
-	} u;
+	/* The NSM's own per-operation state (nsm.h); the engine never
+	 * reads it (op_alloc zeroes it). */
+	_Alignas(16) unsigned char scratch[NK_NSM_SCRATCH];
 };
 
 struct nk_handover {
@@ -267,6 +269,7 @@ struct nk_engine {
 	struct nk_list wake;
 	struct nk_list lingering; /* dead conns whose SENDs may finish */
 	int64_t next_deadline; /* earliest hand-over/linger expiry, 0: none */
+	struct nk_list timed; /* ops with a timeout (optimer.c) */
 	bool gc; /* a guest may have become unused */
 	bool stop;
 	int resolve_efd; /* resolver workers ring this */
@@ -296,6 +299,8 @@ void nk_engine__destroy(struct nk_engine *e);
 int nk_engine__run(struct nk_engine *e);
 /* One pass over the guests' rings, no sleeping (unit tests); SQEs taken. */
 unsigned nk_engine__step(struct nk_engine *e);
+/* Cancels the ops whose timeout passed by now (optimer.c); how many. */
+unsigned nk_engine__expire(struct nk_engine *e, int64_t now);
 
 /* Control plane, called from ctl.c. */
 struct nk_attach {
@@ -349,6 +354,12 @@ struct nk_req *nk_engine__op_get(struct nk_engine *e, uint32_t slot,
 				 uint32_t gen);
 void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 			uint32_t aux, uint32_t handle);
+/* Engine-internal (sendq.c): hands op to its NSM's op for its opcode;
+ * posts op's CQE now, its completion later posts none. */
+void nk_engine__nsm_call(struct nk_req *op);
+void nk_engine__op_answer(struct nk_req *op, int res);
+/* A second op of op's conn and socket, no buffer, answered (no CQE). */
+struct nk_req *nk_engine__op_dup(struct nk_req *op);
 /* revents from the stack; arrival = new data/connection/error arrived. */
 void nk_engine__sock_event(struct nk_engine *e, struct nk_sock *s,
 			   unsigned revents, bool arrival);

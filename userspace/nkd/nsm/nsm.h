@@ -1,19 +1,37 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Network Stack Module interface. The CoreEngine validates and accounts;
- * an NSM executes socket operations on some stack: "kernel" (the Linux
- * stack through io_uring, nsm/kernel/) and "afxdp" (a userspace TCP/IP
- * stack on AF_XDP, nsm/afxdp/). Another one (e.g. "shm") plugs in with
- * one more ops table listed in nsm/nsm_registry.c.
+ * Network Stack Module interface: the engine is the socket layer, an NSM
+ * the stack below it, like Linux's generic socket code over struct
+ * proto_ops. The engine validates, accounts, mirrors readiness and owns
+ * what every stack shares: operation timeouts (core/optimer.c), send
+ * ordering for NSMs without NK_NSM_CAP_SEND_ORDER (core/sendq.c) and the
+ * pending error reported by SO_ERROR (s->so_error). An NSM executes socket
+ * operations on some stack: "kernel" (the Linux stack through io_uring,
+ * nsm/kernel/) and "afxdp" (a userspace TCP/IP stack on AF_XDP,
+ * nsm/afxdp/). Adding one (e.g. "shm") is one folder with one ops table,
+ * listed in nsm/nsm_registry.c's built-in table (docs/nkd.md).
  *
  * Contract:
  *  - sock_open() gives the NSM a new engine socket (family/type/protocol
  *    set) and must set s->nsm_priv or fail with -errno.
- *  - submit() executes one validated operation (not NOP, SOCKET, CLOSE or
- *    CANCEL, which the engine handles) and reports its result exactly once
- *    through nk_engine__op_done(), possibly before submit() returns.
- *  - cancel() asks for an operation to finish early (-ECANCELED); it still
- *    completes through nk_engine__op_done(). -ENOENT if unknown.
+ *  - one op per socket operation (bind, listen, connect, accept, send,
+ *    recv, shutdown, setsockopt, getsockopt, getsockname, getpeername,
+ *    ioctl) executes one validated operation of that opcode (NOP, SOCKET,
+ *    CLOSE and CANCEL are the engine's) and reports its result exactly
+ *    once through nk_engine__op_done(), possibly before it returns. The
+ *    engine picks the op (nk_nsm__op()); an NSM never switches on
+ *    NK_OP_*. A NULL op: the engine answers -EOPNOTSUPP.
+ *  - op->scratch (NK_NSM_SCRATCH bytes) is the NSM's while it holds op.
+ *  - cancel() asks for an operation to finish early (-ECANCELED, or what
+ *    it already moved); it still completes through nk_engine__op_done().
+ *    -ENOENT if unknown. The engine also cancels at an op's deadline
+ *    (op->timed_out set) and turns that -ECANCELED into -EAGAIN
+ *    (-ETIMEDOUT for CONNECT): an NSM keeps no timers for ops.
+ *  - without NK_NSM_CAP_SEND_ORDER an NSM has at most one SEND per socket
+ *    at a time, and a stream's SHUT_WR only after the SENDs before it
+ *    (SHUT_RDWR behind SENDs arrives split: SHUT_RD, later SHUT_WR).
+ *  - GETSOCKOPT SO_ERROR reaches the NSM only when s->so_error is 0; an
+ *    NSM records a background connect's error in s->so_error.
  *  - sock_release() is called once the last reference is gone; the NSM
  *    stops everything on the socket and calls nk_engine__sock_gone() when
  *    no operation of its own refers to it any more.
@@ -44,6 +62,18 @@ struct nk_loop;
 struct nk_sock;
 struct nk_req;
 
+/*
+ * Bytes in every struct nk_req (its scratch[], 16-byte aligned) that the
+ * NSM may use for the operation's own state while it holds the op (the
+ * kernel NSM keeps its msghdr there); never read by the engine, zeroed
+ * when the engine takes the op. An NSM checks its struct fits with a
+ * _Static_assert.
+ */
+#define NK_NSM_SCRATCH 384u
+
+/* One socket operation (struct nk_nsm_ops). */
+typedef void (*nk_nsm_op_fn)(void *priv, struct nk_req *op);
+
 /* Data-path counters an NSM keeps per guest (afxdp: the XDP program's). */
 struct nk_nsm_guest_stats {
 	uint64_t packets, bytes, drops;
@@ -56,7 +86,16 @@ struct nk_nsm_ops {
 	void (*destroy)(void *priv);
 	int (*sock_open)(void *priv, struct nk_sock *s);
 	void (*sock_release)(void *priv, struct nk_sock *s);
-	void (*submit)(void *priv, struct nk_req *op);
+	/*
+	 * Socket operations, one per NK_OP_* the engine hands down (the
+	 * socket is op->sock). Each reports its result exactly once through
+	 * nk_engine__op_done(), possibly before it returns. NULL: the
+	 * engine answers -EOPNOTSUPP itself.
+	 */
+	nk_nsm_op_fn bind, listen, connect, accept;
+	nk_nsm_op_fn send, recv, shutdown;
+	nk_nsm_op_fn setsockopt, getsockopt, getsockname, getpeername;
+	nk_nsm_op_fn ioctl; /* op->arg: NK_IOCTL_* */
 	int (*cancel)(void *priv, struct nk_req *op);
 	/* Current poll(2) events of the socket, without waiting. */
 	unsigned (*poll_now)(void *priv, struct nk_sock *s);
@@ -80,6 +119,12 @@ struct nk_nsm_ops {
 
 /* RECV with NK_SQE_F_BATCH; without it the engine answers -EOPNOTSUPP. */
 #define NK_NSM_CAP_RECV_BATCH (1U << 0)
+/*
+ * The NSM keeps a socket's SENDs (and a SHUT_WR after them) in order
+ * itself and takes any number at once. Without it the engine hands it
+ * one SEND per socket at a time and holds the rest (core/sendq.c).
+ */
+#define NK_NSM_CAP_SEND_ORDER (1U << 1)
 
 extern const struct nk_nsm_ops nk_nsm_kernel_ops;
 extern const struct nk_nsm_ops nk_nsm_afxdp_ops;
@@ -93,5 +138,7 @@ const struct nk_nsm_ops *nk_nsm__find(const char *type);
  * -ENOSPC when the table is full. ops must outlive the process.
  */
 int nk_nsm__register(const struct nk_nsm_ops *ops);
+/* The socket operation of ops for NK_OP_* opcode, NULL if none. */
+nk_nsm_op_fn nk_nsm__op(const struct nk_nsm_ops *ops, uint8_t opcode);
 
 #endif /* NKD_NSM_H */

@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "netkernel/abi.h"
+
 #include "nsm.h"
 
 static const struct nk_nsm_ops *const builtin[] = {
@@ -35,7 +37,7 @@ int nk_nsm__register(const struct nk_nsm_ops *ops)
 {
 	if (!ops || !ops->type || !ops->type[0] || !ops->create ||
 	    !ops->destroy || !ops->sock_open || !ops->sock_release ||
-	    !ops->submit || !ops->cancel || !ops->poll_now || !ops->sock_name)
+	    !ops->cancel || !ops->poll_now || !ops->sock_name)
 		return -EINVAL;
 	if (nk_nsm__find(ops->type))
 		return -EEXIST;
@@ -43,4 +45,36 @@ int nk_nsm__register(const struct nk_nsm_ops *ops)
 		return -ENOSPC;
 	extra[nr_extra++] = ops;
 	return 0;
+}
+
+nk_nsm_op_fn nk_nsm__op(const struct nk_nsm_ops *ops, uint8_t opcode)
+{
+	switch (opcode) {
+	case NK_OP_BIND:
+		return ops->bind;
+	case NK_OP_LISTEN:
+		return ops->listen;
+	case NK_OP_CONNECT:
+		return ops->connect;
+	case NK_OP_ACCEPT:
+		return ops->accept;
+	case NK_OP_SEND:
+		return ops->send;
+	case NK_OP_RECV:
+		return ops->recv;
+	case NK_OP_SHUTDOWN:
+		return ops->shutdown;
+	case NK_OP_SETSOCKOPT:
+		return ops->setsockopt;
+	case NK_OP_GETSOCKOPT:
+		return ops->getsockopt;
+	case NK_OP_GETSOCKNAME:
+		return ops->getsockname;
+	case NK_OP_GETPEERNAME:
+		return ops->getpeername;
+	case NK_OP_IOCTL:
+		return ops->ioctl;
+	default: /* NOP, SOCKET, CLOSE, CANCEL: the engine's own */
+		return NULL;
+	}
 }

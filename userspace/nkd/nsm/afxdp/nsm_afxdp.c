@@ -7,8 +7,8 @@
  *
  * Rules:
  *  - the engine is single-threaded and polled: everything here runs on
- *    nkd's one loop thread. Its packet fd and a timerfd (lwIP timers, op
- *    timeouts, flow expiry) are watched by multishot polls on nkd's
+ *    nkd's one loop thread. Its packet fd and a timerfd (lwIP timers,
+ *    flow expiry; op timeouts are the engine's) are watched by multishot polls on nkd's
  *    io_uring, so nkd wakes for packets; while nkd is busy, poll() runs the
  *    engine on every pass.
  *  - the engine reports readiness only from nk_ustack__poll(), edge style;
@@ -78,8 +78,6 @@ struct xn {
 	unsigned slots_per_queue;
 	int tfd; /* timerfd */
 	int64_t armed_ns; /* absolute CLOCK_MONOTONIC deadline armed, 0 none */
-	int64_t next_op_deadline; /* earliest timed op, 0 none */
-	unsigned nr_timed;
 	struct nk_list socks; /* asock.link */
 	struct nk_xlinger linger; /* flows of closed connections */
 	struct nk_xports ports;
@@ -170,29 +168,8 @@ static uint32_t pick_src(const struct xn *xn, uint32_t dst)
 	return xn->conf.addrs[0].addr;
 }
 
-static void set_deadline(struct nk_req *op)
+static void queue_op(struct nk_list *q, struct nk_req *op)
 {
-	/* NSM scratch: the kernel NSM's timespec slot holds our deadline. */
-	op->u.k.ts.tv_sec =
-		op->timeout_ms
-			? nk_now_ns() + (int64_t)op->timeout_ms * 1000000ll
-			: 0;
-}
-
-static int64_t deadline_of(const struct nk_req *op)
-{
-	return op->u.k.ts.tv_sec;
-}
-
-static void queue_op(struct asock *a, struct nk_list *q, struct nk_req *op)
-{
-	set_deadline(op);
-	if (deadline_of(op)) {
-		a->xn->nr_timed++;
-		if (!a->xn->next_op_deadline ||
-		    deadline_of(op) < a->xn->next_op_deadline)
-			a->xn->next_op_deadline = deadline_of(op);
-	}
 	op->in_nsm = true;
 	nk_list__add_tail(q, &op->qlink);
 }
@@ -208,8 +185,6 @@ static void done(struct xn *xn, struct nk_req *op, int res, uint32_t flags,
 static void dequeue_done(struct asock *a, struct nk_req *op, int res,
 			 uint32_t flags, uint32_t aux)
 {
-	if (deadline_of(op))
-		a->xn->nr_timed--;
 	op->in_nsm = false;
 	nk_list__del(&op->qlink);
 	done(a->xn, op, res, flags, aux, 0);
@@ -430,8 +405,6 @@ static void connect_finish(struct asock *a, int res)
 		struct nk_req *op = a->connect_op;
 
 		a->connect_op = NULL;
-		if (deadline_of(op))
-			a->xn->nr_timed--;
 		op->in_nsm = false;
 		done(a->xn, op, res, 0, 0, 0);
 	} else if (res) {
@@ -604,8 +577,6 @@ static void pump_recv(struct asock *a)
 			if (r == -EAGAIN)
 				return;
 			nk_list__del(&op->qlink);
-			if (deadline_of(op))
-				a->xn->nr_timed--;
 			op->in_nsm = false;
 			done(a->xn, op, r, 0, 0, r > 0 ? (uint32_t)r : 0);
 			continue;
@@ -993,13 +964,6 @@ static int do_connect(struct asock *a, struct nk_req *op)
 	nk_engine__sock_event(a->xn->e, s, 0, false); /* unwritable now */
 	if (nonblock)
 		return -EINPROGRESS;
-	set_deadline(op);
-	if (deadline_of(op)) {
-		a->xn->nr_timed++;
-		if (!a->xn->next_op_deadline ||
-		    deadline_of(op) < a->xn->next_op_deadline)
-			a->xn->next_op_deadline = deadline_of(op);
-	}
 	op->in_nsm = true;
 	a->connect_op = op;
 	return 1;
@@ -1090,9 +1054,9 @@ static int do_getsockopt(struct asock *a, struct nk_req *op)
 	if (op->level == SOL_SOCKET) {
 		switch (op->optname) {
 		case SO_ERROR:
-			v = s->so_error;
-			s->so_error = 0;
-			if (!v && a->err && !a->connecting) {
+			/* s->so_error: the engine answered it already. */
+			v = 0;
+			if (a->err && !a->connecting) {
 				v = a->err;
 				a->err = 0;
 			}
@@ -1188,134 +1152,174 @@ static int do_name(struct asock *a, struct nk_req *op, bool peer)
 /* ------------------------------------------------------------------ */
 /* NSM ops. */
 
-static void xn_submit(void *priv, struct nk_req *op)
+static bool op_nonblock(const struct nk_req *op)
+{
+	return op->sqe_flags & NK_SQE_F_NONBLOCK ||
+	       op->msg_flags & MSG_DONTWAIT;
+}
+
+static void xn_bind(void *priv, struct nk_req *op)
+{
+	done(priv, op, do_bind(op->sock->nsm_priv, op), 0, 0, 0);
+}
+
+static void xn_listen(void *priv, struct nk_req *op)
+{
+	done(priv, op, do_listen(op->sock->nsm_priv, op), 0, 0, 0);
+}
+
+static void xn_connect(void *priv, struct nk_req *op)
+{
+	int res = do_connect(op->sock->nsm_priv, op);
+
+	if (res != 1)
+		done(priv, op, res, 0, 0, 0);
+}
+
+static void xn_accept(void *priv, struct nk_req *op)
+{
+	struct xn *xn = priv;
+	struct asock *a = op->sock->nsm_priv;
+	int res;
+
+	if (!a->listener) {
+		done(xn, op, -EINVAL, 0, 0, 0);
+		return;
+	}
+	if (nk_list__empty(&a->recvq)) {
+		res = adopt_accepted(a, op);
+		if (res != -EAGAIN || op_nonblock(op)) {
+			done(xn, op, res, 0, 0, res > 0 ? (uint32_t)res : 0);
+			return;
+		}
+	} else if (op_nonblock(op)) {
+		done(xn, op, -EAGAIN, 0, 0, 0);
+		return;
+	}
+	queue_op(&a->recvq, op);
+}
+
+static void xn_recv(void *priv, struct nk_req *op)
 {
 	struct xn *xn = priv;
 	struct asock *a = op->sock->nsm_priv;
 	struct nk_sock *s = op->sock;
-	bool nonblock = op->sqe_flags & NK_SQE_F_NONBLOCK ||
-			op->msg_flags & MSG_DONTWAIT;
+	bool nonblock = op_nonblock(op);
 	uint32_t flags, aux;
-	int res = 0;
+	int res;
 
 	/* No ancillary data here: its options are refused too (abi.md §5). */
 	if (op->sqe_flags & NK_SQE_F_CMSG) {
 		done(xn, op, -EINVAL, 0, 0, 0);
 		return;
 	}
-	switch (op->opcode) {
-	case NK_OP_BIND:
-		res = do_bind(a, op);
-		break;
-	case NK_OP_LISTEN:
-		res = do_listen(a, op);
-		break;
-	case NK_OP_CONNECT:
-		res = do_connect(a, op);
-		if (res == 1)
-			return;
-		break;
-	case NK_OP_ACCEPT:
-		if (!a->listener) {
-			res = -EINVAL;
-			break;
-		}
-		if (nk_list__empty(&a->recvq)) {
-			res = adopt_accepted(a, op);
-			if (res != -EAGAIN || nonblock) {
-				done(xn, op, res, 0, 0,
-				     res > 0 ? (uint32_t)res : 0);
-				return;
-			}
-		} else if (nonblock) {
-			res = -EAGAIN;
-			break;
-		}
-		queue_op(a, &a->recvq, op);
+	if (op->msg_flags & MSG_PEEK) {
+		done(xn, op, -EOPNOTSUPP, 0, 0, 0); /* nk_ustack has no peek */
 		return;
-	case NK_OP_RECV:
-		if (op->msg_flags & MSG_PEEK) {
-			res = -EOPNOTSUPP; /* nk_ustack has no peek */
-			break;
-		}
-		if (nk_list__empty(&a->recvq)) {
-			if (s->type == SOCK_DGRAM) {
-				res = udp_recv(a, op, &flags, &aux);
-				if (res != -EAGAIN || nonblock) {
-					done(xn, op, res, flags, aux, 0);
-					return;
-				}
-			} else if (run_tcp_recv(a, op, false)) {
-				return;
-			} else if (nonblock) {
-				finish_tcp_recv(a, op, -EAGAIN, false);
-				return;
-			}
-		} else if (nonblock) {
-			res = -EAGAIN;
-			break;
-		}
-		queue_op(a, &a->recvq, op);
-		return;
-	case NK_OP_SEND:
-		if (s->type == SOCK_DGRAM) {
-			res = do_udp_send(a, op);
-			break;
-		}
-		if (!nk_list__empty(&a->sendq)) {
-			if (nonblock) {
-				res = -EAGAIN; /* keep the byte order */
-				break;
-			}
-		} else if (run_tcp_send(a, op, false, false)) {
-			return;
-		} else if (nonblock) {
-			res = op->done ? (int)op->done : -EAGAIN;
-			break;
-		}
-		queue_op(a, &a->sendq, op);
-		return;
-	case NK_OP_SHUTDOWN:
-		if (s->type == SOCK_DGRAM || !a->us || a->listener) {
-			res = a->listener ? 0 : -ENOTCONN;
-		} else if (op->arg != SHUT_RD && !nk_list__empty(&a->sendq)) {
-			/* After the queued SENDs, without waiting for them. */
-			if (op->arg == SHUT_RDWR)
-				res = nk_ustack_tcp_shutdown(a->us, SHUT_RD);
-			if (!res)
-				a->shut_wr_pending = true;
-		} else {
-			res = nk_ustack_tcp_shutdown(a->us, (int)op->arg);
-		}
-		if (!res && a->listener) {
-			/* Linux wakes accept() with EINVAL on a shut listener */
-			a->rd_ready = true;
-		}
-		break;
-	case NK_OP_SETSOCKOPT:
-		res = do_setsockopt(a, op);
-		break;
-	case NK_OP_GETSOCKOPT:
-		res = do_getsockopt(a, op);
-		break;
-	case NK_OP_GETSOCKNAME:
-		res = do_name(a, op, false);
-		break;
-	case NK_OP_GETPEERNAME:
-		res = do_name(a, op, true);
-		break;
-	case NK_OP_IOCTL:
-		if (op->arg == NK_IOCTL_FIONREAD)
-			res = a->us && !a->listener
-				      ? (int)nk_ustack_sock_rx_ready(a->us)
-				      : 0;
-		else
-			res = 0; /* SIOCOUTQ: not tracked by the engine */
-		break;
-	default:
-		res = -EINVAL;
 	}
-	done(xn, op, res, 0, 0, 0);
+	if (nk_list__empty(&a->recvq)) {
+		if (s->type == SOCK_DGRAM) {
+			res = udp_recv(a, op, &flags, &aux);
+			if (res != -EAGAIN || nonblock) {
+				done(xn, op, res, flags, aux, 0);
+				return;
+			}
+		} else if (run_tcp_recv(a, op, false)) {
+			return;
+		} else if (nonblock) {
+			finish_tcp_recv(a, op, -EAGAIN, false);
+			return;
+		}
+	} else if (nonblock) {
+		done(xn, op, -EAGAIN, 0, 0, 0);
+		return;
+	}
+	queue_op(&a->recvq, op);
+}
+
+static void xn_send(void *priv, struct nk_req *op)
+{
+	struct xn *xn = priv;
+	struct asock *a = op->sock->nsm_priv;
+	bool nonblock = op_nonblock(op);
+
+	/* No ancillary data here: its options are refused too (abi.md §5). */
+	if (op->sqe_flags & NK_SQE_F_CMSG) {
+		done(xn, op, -EINVAL, 0, 0, 0);
+		return;
+	}
+	if (op->sock->type == SOCK_DGRAM) {
+		done(xn, op, do_udp_send(a, op), 0, 0, 0);
+		return;
+	}
+	if (!nk_list__empty(&a->sendq)) {
+		if (nonblock) {
+			/* keep the byte order */
+			done(xn, op, -EAGAIN, 0, 0, 0);
+			return;
+		}
+	} else if (run_tcp_send(a, op, false, false)) {
+		return;
+	} else if (nonblock) {
+		done(xn, op, op->done ? (int)op->done : -EAGAIN, 0, 0, 0);
+		return;
+	}
+	queue_op(&a->sendq, op);
+}
+
+static void xn_shutdown(void *priv, struct nk_req *op)
+{
+	struct asock *a = op->sock->nsm_priv;
+	int res = 0;
+
+	if (op->sock->type == SOCK_DGRAM || !a->us || a->listener) {
+		res = a->listener ? 0 : -ENOTCONN;
+	} else if (op->arg != SHUT_RD && !nk_list__empty(&a->sendq)) {
+		/* After the queued SENDs, without waiting for them. */
+		if (op->arg == SHUT_RDWR)
+			res = nk_ustack_tcp_shutdown(a->us, SHUT_RD);
+		if (!res)
+			a->shut_wr_pending = true;
+	} else {
+		res = nk_ustack_tcp_shutdown(a->us, (int)op->arg);
+	}
+	if (!res && a->listener) {
+		/* Linux wakes accept() with EINVAL on a shut listener */
+		a->rd_ready = true;
+	}
+	done(priv, op, res, 0, 0, 0);
+}
+
+static void xn_setsockopt(void *priv, struct nk_req *op)
+{
+	done(priv, op, do_setsockopt(op->sock->nsm_priv, op), 0, 0, 0);
+}
+
+static void xn_getsockopt(void *priv, struct nk_req *op)
+{
+	done(priv, op, do_getsockopt(op->sock->nsm_priv, op), 0, 0, 0);
+}
+
+static void xn_getsockname(void *priv, struct nk_req *op)
+{
+	done(priv, op, do_name(op->sock->nsm_priv, op, false), 0, 0, 0);
+}
+
+static void xn_getpeername(void *priv, struct nk_req *op)
+{
+	done(priv, op, do_name(op->sock->nsm_priv, op, true), 0, 0, 0);
+}
+
+static void xn_ioctl(void *priv, struct nk_req *op)
+{
+	struct asock *a = op->sock->nsm_priv;
+	int res = 0; /* SIOCOUTQ: not tracked by the engine */
+
+	if (op->arg == NK_IOCTL_FIONREAD)
+		res = a->us && !a->listener
+			      ? (int)nk_ustack_sock_rx_ready(a->us)
+			      : 0;
+	done(priv, op, res, 0, 0, 0);
 }
 
 static int xn_cancel(void *priv, struct nk_req *op)
@@ -1328,8 +1332,6 @@ static int xn_cancel(void *priv, struct nk_req *op)
 	if (a->connect_op == op) {
 		/* The attempt dies with its op, as io_uring's would. */
 		a->connect_op = NULL;
-		if (deadline_of(op))
-			a->xn->nr_timed--;
 		op->in_nsm = false;
 		usock_close(a);
 		flow_linger(a, true);
@@ -1346,64 +1348,6 @@ static int xn_cancel(void *priv, struct nk_req *op)
 	if (a->closing && nk_list__empty(&a->sendq))
 		finalize(a);
 	return 0;
-}
-
-/* Expires timed ops: RECV/ACCEPT/SEND -EAGAIN, CONNECT -ETIMEDOUT. */
-static void expire_ops(struct xn *xn, int64_t now)
-{
-	struct nk_list *p, *t, *q, *u;
-	int64_t next = 0;
-
-	if (!xn->nr_timed || !xn->next_op_deadline ||
-	    now < xn->next_op_deadline)
-		return;
-	nk_list__for_each_safe(p, t, &xn->socks)
-	{
-		struct asock *a = nk_container_of(p, struct asock, link);
-		struct nk_list *qs[2] = { &a->recvq, &a->sendq };
-
-		if (a->connect_op && deadline_of(a->connect_op)) {
-			if (now >= deadline_of(a->connect_op)) {
-				struct nk_req *op = a->connect_op;
-
-				op->cancelled = false;
-				a->connect_op = NULL;
-				xn->nr_timed--;
-				op->in_nsm = false;
-				usock_close(a);
-				flow_linger(a, true);
-				a->connecting = false;
-				a->s->state = NK_SS_CLOSED;
-				done(xn, op, -ETIMEDOUT, 0, 0, 0);
-			} else if (!next || deadline_of(a->connect_op) < next) {
-				next = deadline_of(a->connect_op);
-			}
-		}
-		for (int i = 0; i < 2; i++)
-			nk_list__for_each_safe(q, u, qs[i])
-			{
-				struct nk_req *op = nk_container_of(
-					q, struct nk_req, qlink);
-				int64_t d = deadline_of(op);
-
-				if (!d)
-					continue;
-				if (now < d) {
-					if (!next || d < next)
-						next = d;
-					continue;
-				}
-				if (op->opcode == NK_OP_RECV &&
-				    a->s->type == SOCK_STREAM)
-					finish_tcp_recv(a, op, -EAGAIN, true);
-				else
-					dequeue_done(a, op,
-						     op->done ? (int)op->done
-							      : -EAGAIN,
-						     0, 0);
-			}
-	}
-	xn->next_op_deadline = next;
 }
 
 static int xn_sock_open(void *priv, struct nk_sock *s)
@@ -1493,15 +1437,13 @@ static int xn_sock_name(void *priv, struct nk_sock *s, bool peer,
 	return 0;
 }
 
-/* Arms the timerfd for the earliest of lwIP's timers and our deadlines. */
+/* Arms the timerfd for the earliest of lwIP's timers and flow expiry. */
 static void rearm(struct xn *xn, int64_t now)
 {
 	int t = nk_ustack__timeout_ms(xn->st);
 	int64_t want = t < 0 ? 0 : now + (int64_t)t * 1000000ll;
 	struct itimerspec its;
 
-	if (xn->next_op_deadline && (!want || xn->next_op_deadline < want))
-		want = xn->next_op_deadline;
 	if (nk_xlinger__next(&xn->linger) &&
 	    (!want || nk_xlinger__next(&xn->linger) < want))
 		want = nk_xlinger__next(&xn->linger);
@@ -1528,9 +1470,8 @@ static int xn_poll(void *priv)
 	now = nk_now_ns();
 	if (xn->armed_ns && now >= xn->armed_ns)
 		xn->armed_ns = 0; /* fired (the read happens in on_xpoll) */
-	expire_ops(xn, now);
 	linger_expire(xn, now, false);
-	nk_ustack__flush(xn->st); /* what expire_ops may have queued (RST) */
+	nk_ustack__flush(xn->st); /* what a cancel may have queued (RST) */
 	rearm(xn, now);
 	return (n > 0 ? n : 0) + (int)xn->work;
 }
@@ -1975,7 +1916,18 @@ const struct nk_nsm_ops nk_nsm_afxdp_ops = {
 	.destroy = xn_destroy,
 	.sock_open = xn_sock_open,
 	.sock_release = xn_sock_release,
-	.submit = xn_submit,
+	.bind = xn_bind,
+	.listen = xn_listen,
+	.connect = xn_connect,
+	.accept = xn_accept,
+	.send = xn_send,
+	.recv = xn_recv,
+	.shutdown = xn_shutdown,
+	.setsockopt = xn_setsockopt,
+	.getsockopt = xn_getsockopt,
+	.getsockname = xn_getsockname,
+	.getpeername = xn_getpeername,
+	.ioctl = xn_ioctl,
 	.cancel = xn_cancel,
 	.poll_now = xn_poll_now,
 	.sock_name = xn_sock_name,
@@ -1984,4 +1936,6 @@ const struct nk_nsm_ops nk_nsm_afxdp_ops = {
 	.describe = xn_describe,
 	.guest_attach = xn_guest_attach,
 	.guest_detach = xn_guest_detach,
+	/* Its own SEND queue per socket, fed as lwIP's window opens. */
+	.caps = NK_NSM_CAP_SEND_ORDER,
 };

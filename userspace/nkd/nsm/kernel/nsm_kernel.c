@@ -69,6 +69,24 @@ struct ksock {
 	struct linger linger;
 };
 
+/* Per-operation state, in the op's NSM scratch space (nsm.h). */
+struct kreq {
+	struct msghdr msg;
+	struct iovec iov;
+	/* SEND's checked ancillary data (cmsg.c) */
+	uint64_t ctl[NK_CMSG_BYTES / 8];
+	size_t ctl_len;
+	/* What its io_uring completion does (set with the request). */
+	void (*on_cqe)(struct ksock *ks, struct nk_req *op, int res);
+};
+
+_Static_assert(sizeof(struct kreq) <= NK_NSM_SCRATCH, "kreq fits the scratch");
+
+static struct kreq *kr(struct nk_req *op)
+{
+	return (struct kreq *)(void *)op->scratch;
+}
+
 /* One table for every kernel NSM: completions find sockets by slot. */
 static struct {
 	struct nk_engine *e;
@@ -181,26 +199,6 @@ static unsigned poll_fd(int fd, short events)
 /* ------------------------------------------------------------------ */
 /* Completion helpers. */
 
-static void set_timeout(struct nk_req *op, struct io_uring_sqe *sqe,
-			struct nk_loop *loop)
-{
-	struct io_uring_sqe *t;
-
-	if (!op->timeout_ms)
-		return;
-	/* The caller made room for two: t directly follows sqe. */
-	sqe->flags |= IOSQE_IO_LINK;
-	t = nk_loop__sqe(loop);
-	if (!t) {
-		sqe->flags &= (uint8_t)~IOSQE_IO_LINK;
-		return;
-	}
-	op->u.k.ts.tv_sec = op->timeout_ms / 1000;
-	op->u.k.ts.tv_nsec = (long long)(op->timeout_ms % 1000) * 1000000;
-	io_uring_prep_link_timeout(t, &op->u.k.ts, 0);
-	io_uring_sqe_set_data64(t, nk_ud(NK_UD_IGNORE, 0, 0));
-}
-
 static uint64_t op_ud(const struct nk_req *op)
 {
 	return nk_ud(NK_UD_KOP, op->gen, op->slot);
@@ -226,10 +224,10 @@ static uint32_t send_len(const struct nk_req *op)
 	return op->len - head_len(op);
 }
 
-/* Fills op->u.k.msg for RECV/SEND from op->done onwards. */
+/* Fills kr(op)->msg for RECV/SEND from op->done onwards. */
 static void build_msg(struct nk_req *op, bool recv)
 {
-	struct msghdr *m = &op->u.k.msg;
+	struct msghdr *m = &kr(op)->msg;
 	uint32_t skip = head_len(op);
 
 	memset(m, 0, sizeof(*m));
@@ -248,13 +246,13 @@ static void build_msg(struct nk_req *op, bool recv)
 		m->msg_control = op->buf + skip - NK_CMSG_BYTES +
 				 offsetof(struct nk_cmsg, data);
 		m->msg_controllen = sizeof(((struct nk_cmsg *)0)->data);
-	} else if (op->sqe_flags & NK_SQE_F_CMSG && op->u.k.ctl_len) {
-		m->msg_control = op->u.k.ctl;
-		m->msg_controllen = op->u.k.ctl_len;
+	} else if (op->sqe_flags & NK_SQE_F_CMSG && kr(op)->ctl_len) {
+		m->msg_control = kr(op)->ctl;
+		m->msg_controllen = kr(op)->ctl_len;
 	}
-	op->u.k.iov.iov_base = op->buf + skip + op->done;
-	op->u.k.iov.iov_len = op->len - skip - op->done;
-	m->msg_iov = &op->u.k.iov;
+	kr(op)->iov.iov_base = op->buf + skip + op->done;
+	kr(op)->iov.iov_len = op->len - skip - op->done;
+	m->msg_iov = &kr(op)->iov;
 	m->msg_iovlen = 1;
 }
 
@@ -332,11 +330,11 @@ static void finish_recv(struct nk_req *op, int res)
 	if (op->sqe_flags & NK_SQE_F_CMSG) {
 		/* msg_controllen and msg_flags: the kernel's, in nkd memory. */
 		struct nk_cmsg h = { 0 };
-		size_t got = op->u.k.msg.msg_controllen;
+		size_t got = kr(op)->msg.msg_controllen;
 
 		h.len = got < sizeof(h.data) ? (uint32_t)got
 					     : (uint32_t)sizeof(h.data);
-		if (op->u.k.msg.msg_flags & MSG_CTRUNC)
+		if (kr(op)->msg.msg_flags & MSG_CTRUNC)
 			h.flags = NK_CMSG_F_CTRUNC;
 		memcpy(op->buf + skip, &h, offsetof(struct nk_cmsg, data));
 	}
@@ -362,6 +360,9 @@ static void finish_recv(struct nk_req *op, int res)
 
 static void pump_send(struct ksock *ks);
 static void pump_recv(struct ksock *ks);
+static void send_cqe(struct ksock *ks, struct nk_req *op, int res);
+static void recv_cqe(struct ksock *ks, struct nk_req *op, int res);
+static void accept_cqe(struct ksock *ks, struct nk_req *op, int res);
 
 static void complete_queued(struct nk_req *op, int res)
 {
@@ -430,7 +431,7 @@ static void pump_send(struct ksock *ks)
 			continue;
 		}
 		build_msg(op, false);
-		n = sendmsg(ks->fd, &op->u.k.msg,
+		n = sendmsg(ks->fd, &kr(op)->msg,
 			    send_flags(op) | MSG_DONTWAIT);
 		if (n >= 0)
 			op->done += (uint32_t)n;
@@ -442,17 +443,17 @@ static void pump_send(struct ksock *ks)
 			continue;
 		}
 		/* Socket buffer full: let io_uring wait for room. */
-		nk_loop__need(ks->kn->loop, 2);
+		nk_loop__need(ks->kn->loop, 1);
 		sqe = nk_loop__sqe(ks->kn->loop);
 		if (!sqe) {
 			complete_queued(op, op->done ? (int)op->done : -EAGAIN);
 			continue;
 		}
 		build_msg(op, false);
-		io_uring_prep_sendmsg(sqe, ks->fd, &op->u.k.msg,
+		io_uring_prep_sendmsg(sqe, ks->fd, &kr(op)->msg,
 				      (unsigned)send_flags(op));
 		io_uring_sqe_set_data64(sqe, op_ud(op));
-		set_timeout(op, sqe, ks->kn->loop);
+		kr(op)->on_cqe = send_cqe;
 		op->in_nsm = true;
 		ks->send_busy = true;
 		ks->refs++;
@@ -488,14 +489,14 @@ static void pump_recv(struct ksock *ks)
 			ssize_t n;
 
 			build_msg(op, true);
-			n = recvmsg(ks->fd, &op->u.k.msg,
+			n = recvmsg(ks->fd, &kr(op)->msg,
 				    recv_flags(op) | MSG_DONTWAIT);
 			if (n >= 0 || errno != EAGAIN) {
 				complete_queued(op, n >= 0 ? (int)n : -errno);
 				continue;
 			}
 		}
-		nk_loop__need(ks->kn->loop, 2);
+		nk_loop__need(ks->kn->loop, 1);
 		sqe = nk_loop__sqe(ks->kn->loop);
 		if (!sqe) {
 			complete_queued(op, -EAGAIN);
@@ -504,13 +505,14 @@ static void pump_recv(struct ksock *ks)
 		if (op->opcode == NK_OP_ACCEPT) {
 			io_uring_prep_accept(sqe, ks->fd, NULL, NULL,
 					     SOCK_CLOEXEC);
+			kr(op)->on_cqe = accept_cqe;
 		} else {
 			build_msg(op, true);
-			io_uring_prep_recvmsg(sqe, ks->fd, &op->u.k.msg,
+			io_uring_prep_recvmsg(sqe, ks->fd, &kr(op)->msg,
 					      (unsigned)recv_flags(op));
+			kr(op)->on_cqe = recv_cqe;
 		}
 		io_uring_sqe_set_data64(sqe, op_ud(op));
-		set_timeout(op, sqe, ks->kn->loop);
 		op->in_nsm = true;
 		ks->recv_busy = true;
 		ks->refs++;
@@ -519,6 +521,53 @@ static void pump_recv(struct ksock *ks)
 
 /* ------------------------------------------------------------------ */
 /* Completions from io_uring. */
+
+static void send_cqe(struct ksock *ks, struct nk_req *op, int res)
+{
+	ks->send_busy = false;
+	if (res > 0) {
+		op->done += (uint32_t)res;
+		if (op->done < send_len(op) && !op->cancelled) {
+			/* Short send: the rest goes next, in order. */
+			pump_send(ks);
+			return;
+		}
+	}
+	complete_queued(op, op->done ? (int)op->done : res);
+	pump_send(ks);
+}
+
+static void recv_cqe(struct ksock *ks, struct nk_req *op, int res)
+{
+	ks->recv_busy = false;
+	complete_queued(op, res);
+	pump_recv(ks);
+}
+
+static void accept_cqe(struct ksock *ks, struct nk_req *op, int res)
+{
+	ks->recv_busy = false;
+	nk_list__del(&op->qlink);
+	finish_accept(ks, op, res);
+	pump_recv(ks);
+}
+
+static void connect_cqe(struct ksock *ks, struct nk_req *op, int res)
+{
+	struct nk_sock *s = op->sock;
+
+	ks->connect_op = NULL;
+	if (!s->closing) {
+		if (res == 0) {
+			s->state = NK_SS_ESTABLISHED;
+			arm_poll(ks);
+		} else {
+			s->state = NK_SS_CLOSED;
+		}
+		nk_engine__sock_event(kt.e, s, POLLOUT, false);
+	}
+	nk_engine__op_done(op, res, 0, 0, 0);
+}
 
 static void on_kop(void *ctx, uint32_t slot, uint32_t gen,
 		   const struct io_uring_cqe *cqe)
@@ -532,54 +581,8 @@ static void on_kop(void *ctx, uint32_t slot, uint32_t gen,
 	ks = ks_of(op->sock);
 	op->in_nsm = false;
 	ks->refs--;
-	/* A link timeout shows as -ECANCELED on the op it guarded. */
-	if (res == -ECANCELED && op->timeout_ms && !op->cancelled)
-		res = op->opcode == NK_OP_CONNECT ? -ETIMEDOUT : -EAGAIN;
 
-	switch (op->opcode) {
-	case NK_OP_SEND:
-		ks->send_busy = false;
-		if (res > 0) {
-			op->done += (uint32_t)res;
-			if (op->done < send_len(op) && !op->cancelled) {
-				/* Short send: the rest goes next, in order. */
-				pump_send(ks);
-				break;
-			}
-		}
-		complete_queued(op, op->done ? (int)op->done : res);
-		pump_send(ks);
-		break;
-	case NK_OP_RECV:
-		ks->recv_busy = false;
-		complete_queued(op, res);
-		pump_recv(ks);
-		break;
-	case NK_OP_ACCEPT:
-		ks->recv_busy = false;
-		nk_list__del(&op->qlink);
-		finish_accept(ks, op, res);
-		pump_recv(ks);
-		break;
-	case NK_OP_CONNECT: {
-		struct nk_sock *s = op->sock;
-
-		ks->connect_op = NULL;
-		if (!s->closing) {
-			if (res == 0) {
-				s->state = NK_SS_ESTABLISHED;
-				arm_poll(ks);
-			} else {
-				s->state = NK_SS_CLOSED;
-			}
-			nk_engine__sock_event(kt.e, s, POLLOUT, false);
-		}
-		nk_engine__op_done(op, res, 0, 0, 0);
-		break;
-	}
-	default:
-		nk_engine__op_done(op, res, 0, 0, 0);
-	}
+	kr(op)->on_cqe(ks, op, res);
 	ks_maybe_close(ks);
 }
 
@@ -829,16 +832,6 @@ static int do_getsockopt(struct ksock *ks, struct nk_req *op)
 
 	if (cls != OPT_YES)
 		return cls == OPT_PRIV ? -EPERM : -ENOPROTOOPT;
-	if (op->level == SOL_SOCKET && op->optname == SO_ERROR &&
-	    op->sock->so_error) {
-		int err = op->sock->so_error;
-
-		if (op->len < sizeof(int))
-			return -EINVAL;
-		op->sock->so_error = 0;
-		memcpy(op->buf, &err, sizeof(err));
-		return sizeof(int);
-	}
 	memset(val, 0, sizeof(val));
 	if (op->level == SOL_SOCKET && op->optname == SO_LINGER &&
 	    ks->linger_emul) {
@@ -896,7 +889,7 @@ static int start_connect(struct ksock *ks, struct nk_req *op)
 		return -EISCONN;
 	if (s->state == NK_SS_LISTEN)
 		return -EINVAL;
-	nk_loop__need(ks->kn->loop, 2);
+	nk_loop__need(ks->kn->loop, 1);
 	sqe = nk_loop__sqe(ks->kn->loop);
 	if (!sqe)
 		return -EAGAIN;
@@ -917,154 +910,217 @@ static int start_connect(struct ksock *ks, struct nk_req *op)
 	io_uring_prep_connect(sqe, ks->fd, (struct sockaddr *)&op->sa,
 			      op->salen);
 	io_uring_sqe_set_data64(sqe, op_ud(op));
-	set_timeout(op, sqe, ks->kn->loop);
+	kr(op)->on_cqe = connect_cqe;
 	op->in_nsm = true;
 	ks->connect_op = op;
 	ks->refs++;
 	return 1; /* pending */
 }
 
-static void kn_submit(void *priv, struct nk_req *op)
+/* Ops that finish at once report here. */
+static void kn_reply(struct nk_req *op, int res)
+{
+	nk_engine__op_done(op, res, 0, 0, 0);
+}
+
+static bool op_nonblock(const struct nk_req *op)
+{
+	return op->sqe_flags & NK_SQE_F_NONBLOCK ||
+	       op->msg_flags & MSG_DONTWAIT;
+}
+
+static void kn_bind(void *priv, struct nk_req *op)
 {
 	struct ksock *ks = ks_of(op->sock);
 	struct nk_sock *s = op->sock;
-	bool nonblock = op->sqe_flags & NK_SQE_F_NONBLOCK ||
-			op->msg_flags & MSG_DONTWAIT;
-	int res = 0, v;
+	int res = 0;
 
 	(void)priv;
-	switch (op->opcode) {
-	case NK_OP_BIND:
-		if (bind(ks->fd, (struct sockaddr *)&op->sa, op->salen))
-			res = -errno;
-		else if (s->state == NK_SS_UNBOUND)
-			s->state = NK_SS_BOUND;
-		break;
-	case NK_OP_LISTEN:
-		res = nk_portown__autobind_fd(s, ks->fd);
-		if (res)
-			break;
-		/*
-		 * Listeners are the one non-blocking kernel socket: accept4()
-		 * on the loop can then never wait, and io_uring's ACCEPT still
-		 * waits for a connection (it polls).
-		 */
-		if (listen(ks->fd, op->arg > 65535 ? 65535 : (int)op->arg) ||
-		    fcntl(ks->fd, F_SETFL, O_NONBLOCK | O_RDWR)) {
-			res = -errno;
-		} else {
-			s->state = NK_SS_LISTEN;
-			arm_poll(ks);
-		}
-		break;
-	case NK_OP_CONNECT:
-		res = start_connect(ks, op);
-		if (res == 1)
-			return;
-		break;
-	case NK_OP_ACCEPT:
-		if (s->state != NK_SS_LISTEN) {
-			res = -EINVAL;
-			break;
-		}
-		if (nonblock) {
-			/* The listener is O_NONBLOCK: this never waits. */
-			int fd = accept4(ks->fd, NULL, NULL, SOCK_CLOEXEC);
+	if (bind(ks->fd, (struct sockaddr *)&op->sa, op->salen))
+		res = -errno;
+	else if (s->state == NK_SS_UNBOUND)
+		s->state = NK_SS_BOUND;
+	kn_reply(op, res);
+}
 
-			finish_accept(ks, op, fd < 0 ? -errno : fd);
-			return;
-		}
-		nk_list__add_tail(&ks->recvq, &op->qlink);
-		pump_recv(ks);
+static void kn_listen(void *priv, struct nk_req *op)
+{
+	struct ksock *ks = ks_of(op->sock);
+	struct nk_sock *s = op->sock;
+	int res;
+
+	(void)priv;
+	res = nk_portown__autobind_fd(s, ks->fd);
+	if (res) {
+		kn_reply(op, res);
 		return;
-	case NK_OP_RECV:
-		if (nonblock) {
-			ssize_t n;
-
-			build_msg(op, true);
-			n = recvmsg(ks->fd, &op->u.k.msg,
-				    recv_flags(op) | MSG_DONTWAIT);
-			finish_recv(op, n < 0 ? -errno : (int)n);
-			return;
-		}
-		nk_list__add_tail(&ks->recvq, &op->qlink);
-		pump_recv(ks);
-		return;
-	case NK_OP_SEND:
-		if (op->sqe_flags & NK_SQE_F_CMSG) {
-			struct nk_cmsg blk;
-
-			/* Copied once: the guest may change it meanwhile. */
-			memcpy(&blk, op->buf, sizeof(blk));
-			res = nk_cmsg__check_send(&blk, s->family, op->u.k.ctl,
-						  &op->u.k.ctl_len);
-			if (res)
-				break;
-		}
-		/* A first datagram binds: claim the port before it leaves. */
-		if (s->type == SOCK_DGRAM && !s->pc.port) {
-			res = nk_portown__autobind_fd(s, ks->fd);
-			if (res)
-				break;
-		}
-		if (nonblock) {
-			ssize_t n;
-
-			if (!nk_list__empty(&ks->sendq)) {
-				res = -EAGAIN; /* keep the byte order */
-				break;
-			}
-			build_msg(op, false);
-			n = sendmsg(ks->fd, &op->u.k.msg,
-				    send_flags(op) | MSG_DONTWAIT);
-			res = n < 0 ? -errno : (int)n;
-			break;
-		}
-		nk_list__add_tail(&ks->sendq, &op->qlink);
-		pump_send(ks);
-		return;
-	case NK_OP_SHUTDOWN:
-		/*
-		 * Ordered after the SENDs before it, without waiting for
-		 * them: they may wait for a peer that reads only after this
-		 * shutdown returns. The read side, and the error an
-		 * unconnected socket gives, come at once.
-		 */
-		if (op->arg != SHUT_RD && s->type == SOCK_STREAM &&
-		    (ks->send_busy || !nk_list__empty(&ks->sendq))) {
-			if (op->arg == SHUT_RDWR && shutdown(ks->fd, SHUT_RD))
-				res = -errno;
-			if (!res)
-				ks->shut_wr_pending = true;
-			break;
-		}
-		if (shutdown(ks->fd, (int)op->arg))
-			res = -errno;
-		break;
-	case NK_OP_SETSOCKOPT:
-		res = do_setsockopt(ks, op);
-		break;
-	case NK_OP_GETSOCKOPT:
-		res = do_getsockopt(ks, op);
-		break;
-	case NK_OP_GETSOCKNAME:
-		res = do_name(ks, op, false);
-		break;
-	case NK_OP_GETPEERNAME:
-		res = do_name(ks, op, true);
-		break;
-	case NK_OP_IOCTL:
-		if (ioctl(ks->fd,
-			  op->arg == NK_IOCTL_FIONREAD ? SIOCINQ : SIOCOUTQ,
-			  &v))
-			res = -errno;
-		else
-			res = v;
-		break;
-	default:
-		res = -EINVAL;
 	}
-	nk_engine__op_done(op, res, 0, 0, 0);
+	/*
+	 * Listeners are the one non-blocking kernel socket: accept4() on
+	 * the loop can then never wait, and io_uring's ACCEPT still waits
+	 * for a connection (it polls).
+	 */
+	if (listen(ks->fd, op->arg > 65535 ? 65535 : (int)op->arg) ||
+	    fcntl(ks->fd, F_SETFL, O_NONBLOCK | O_RDWR)) {
+		res = -errno;
+	} else {
+		s->state = NK_SS_LISTEN;
+		arm_poll(ks);
+	}
+	kn_reply(op, res);
+}
+
+static void kn_connect(void *priv, struct nk_req *op)
+{
+	int res;
+
+	(void)priv;
+	res = start_connect(ks_of(op->sock), op);
+	if (res != 1)
+		kn_reply(op, res);
+}
+
+static void kn_accept(void *priv, struct nk_req *op)
+{
+	struct ksock *ks = ks_of(op->sock);
+
+	(void)priv;
+	if (op->sock->state != NK_SS_LISTEN) {
+		kn_reply(op, -EINVAL);
+		return;
+	}
+	if (op_nonblock(op)) {
+		/* The listener is O_NONBLOCK: this never waits. */
+		int fd = accept4(ks->fd, NULL, NULL, SOCK_CLOEXEC);
+
+		finish_accept(ks, op, fd < 0 ? -errno : fd);
+		return;
+	}
+	nk_list__add_tail(&ks->recvq, &op->qlink);
+	pump_recv(ks);
+}
+
+static void kn_recv(void *priv, struct nk_req *op)
+{
+	struct ksock *ks = ks_of(op->sock);
+
+	(void)priv;
+	if (op_nonblock(op)) {
+		ssize_t n;
+
+		build_msg(op, true);
+		n = recvmsg(ks->fd, &kr(op)->msg,
+			    recv_flags(op) | MSG_DONTWAIT);
+		finish_recv(op, n < 0 ? -errno : (int)n);
+		return;
+	}
+	nk_list__add_tail(&ks->recvq, &op->qlink);
+	pump_recv(ks);
+}
+
+static void kn_send(void *priv, struct nk_req *op)
+{
+	struct ksock *ks = ks_of(op->sock);
+	struct nk_sock *s = op->sock;
+	int res;
+
+	(void)priv;
+	if (op->sqe_flags & NK_SQE_F_CMSG) {
+		struct nk_cmsg blk;
+
+		/* Copied once: the guest may change it meanwhile. */
+		memcpy(&blk, op->buf, sizeof(blk));
+		res = nk_cmsg__check_send(&blk, s->family, kr(op)->ctl,
+					  &kr(op)->ctl_len);
+		if (res) {
+			kn_reply(op, res);
+			return;
+		}
+	}
+	/* A first datagram binds: claim the port before it leaves. */
+	if (s->type == SOCK_DGRAM && !s->pc.port) {
+		res = nk_portown__autobind_fd(s, ks->fd);
+		if (res) {
+			kn_reply(op, res);
+			return;
+		}
+	}
+	if (op_nonblock(op)) {
+		ssize_t n;
+
+		if (!nk_list__empty(&ks->sendq)) {
+			kn_reply(op, -EAGAIN); /* keep the byte order */
+			return;
+		}
+		build_msg(op, false);
+		n = sendmsg(ks->fd, &kr(op)->msg,
+			    send_flags(op) | MSG_DONTWAIT);
+		kn_reply(op, n < 0 ? -errno : (int)n);
+		return;
+	}
+	nk_list__add_tail(&ks->sendq, &op->qlink);
+	pump_send(ks);
+}
+
+static void kn_shutdown(void *priv, struct nk_req *op)
+{
+	struct ksock *ks = ks_of(op->sock);
+	struct nk_sock *s = op->sock;
+	int res = 0;
+
+	(void)priv;
+	/*
+	 * Ordered after the SENDs before it, without waiting for them: they
+	 * may wait for a peer that reads only after this shutdown returns.
+	 * The read side, and the error an unconnected socket gives, come at
+	 * once.
+	 */
+	if (op->arg != SHUT_RD && s->type == SOCK_STREAM &&
+	    (ks->send_busy || !nk_list__empty(&ks->sendq))) {
+		if (op->arg == SHUT_RDWR && shutdown(ks->fd, SHUT_RD))
+			res = -errno;
+		if (!res)
+			ks->shut_wr_pending = true;
+	} else if (shutdown(ks->fd, (int)op->arg)) {
+		res = -errno;
+	}
+	kn_reply(op, res);
+}
+
+static void kn_setsockopt(void *priv, struct nk_req *op)
+{
+	(void)priv;
+	kn_reply(op, do_setsockopt(ks_of(op->sock), op));
+}
+
+static void kn_getsockopt(void *priv, struct nk_req *op)
+{
+	(void)priv;
+	kn_reply(op, do_getsockopt(ks_of(op->sock), op));
+}
+
+static void kn_getsockname(void *priv, struct nk_req *op)
+{
+	(void)priv;
+	kn_reply(op, do_name(ks_of(op->sock), op, false));
+}
+
+static void kn_getpeername(void *priv, struct nk_req *op)
+{
+	(void)priv;
+	kn_reply(op, do_name(ks_of(op->sock), op, true));
+}
+
+static void kn_ioctl(void *priv, struct nk_req *op)
+{
+	int v;
+
+	(void)priv;
+	if (ioctl(ks_of(op->sock)->fd,
+		  op->arg == NK_IOCTL_FIONREAD ? SIOCINQ : SIOCOUTQ, &v))
+		kn_reply(op, -errno);
+	else
+		kn_reply(op, v);
 }
 
 static int kn_cancel(void *priv, struct nk_req *op)
@@ -1295,10 +1351,22 @@ const struct nk_nsm_ops nk_nsm_kernel_ops = {
 	.destroy = kn_destroy,
 	.sock_open = kn_sock_open,
 	.sock_release = kn_sock_release,
-	.submit = kn_submit,
+	.bind = kn_bind,
+	.listen = kn_listen,
+	.connect = kn_connect,
+	.accept = kn_accept,
+	.send = kn_send,
+	.recv = kn_recv,
+	.shutdown = kn_shutdown,
+	.setsockopt = kn_setsockopt,
+	.getsockopt = kn_getsockopt,
+	.getsockname = kn_getsockname,
+	.getpeername = kn_getpeername,
+	.ioctl = kn_ioctl,
 	.cancel = kn_cancel,
 	.poll_now = kn_poll_now,
 	.sock_name = kn_sock_name,
 	.poll = NULL,
-	.caps = NK_NSM_CAP_RECV_BATCH,
+	/* Its own SEND queue per socket: short sends go on in io_uring. */
+	.caps = NK_NSM_CAP_RECV_BATCH | NK_NSM_CAP_SEND_ORDER,
 };
