@@ -407,21 +407,30 @@ static void reattach(void)
 	struct nk_sock **v;
 	const char *why = NULL, *last_why = NULL;
 
+	/*
+	 * Quiet placeholders first: event loops stop seeing the dead ones
+	 * (readable and hung up) at once, not after the wait below.
+	 */
+	v = all_socks(&n);
+	for (int i = 0; i < n; i++) {
+		int q;
+
+		if (!recreatable(v[i]))
+			continue;
+		q = quiet_fd(atomic_load(&v[i]->nonblock));
+		if (q >= 0) {
+			swap_under(v[i], q);
+			REAL(close)(q);
+		}
+	}
 	/* Waiters were woken with ECONNRESET; let them leave the old ring. */
 	for (int i = 0; i < 100 && nk_conn__waiters(); i++)
 		sleep_ns(10 * 1000000LL);
-	v = all_socks(&n);
 	for (int i = 0; i < n; i++) {
 		struct nk_sock *s = v[i];
 
 		forget_old(s);
 		if (recreatable(s)) {
-			int q = quiet_fd(atomic_load(&s->nonblock));
-
-			if (q >= 0) {
-				swap_under(s, q);
-				REAL(close)(q);
-			}
 			v[nkept++] = s;
 			continue;
 		}
