@@ -202,9 +202,10 @@ static int ep_find(const int *eps, int neps, int fd, uint64_t ino,
 }
 
 /* Put nfd's file under every fd naming s, keeping epoll registrations. */
+static int eps[NK_EPOLL_MAX], neps; /* the monitor's: epoll_fds() */
+
 static void swap_under(struct nk_sock *s, int nfd)
 {
-	int eps[NK_EPOLL_MAX], neps = epoll_fds(eps, NK_EPOLL_MAX);
 	uint32_t size = nk_fdtab__size();
 	struct stat st;
 
@@ -412,6 +413,7 @@ static void reattach(void)
 	 * (readable and hung up) at once, not after the wait below.
 	 */
 	v = all_socks(&n);
+	neps = epoll_fds(eps, NK_EPOLL_MAX);
 	for (int i = 0; i < n; i++) {
 		int q;
 
@@ -469,6 +471,7 @@ static void reattach(void)
 		end_pending();
 		return;
 	}
+	neps = epoll_fds(eps, NK_EPOLL_MAX);
 	for (int i = 0; i < nkept; i++) {
 		struct nk_sock *s = v[i];
 

@@ -225,7 +225,7 @@ all_answer() {
 # restart_nkd SIGNAL: stop nkd with SIGNAL, wait for it, start another on
 # the same socket path, wait until every server process reattached.
 restart_nkd() {
-	local old=$NK_NKD_PID s before=()
+	local old=$NK_NKD_PID s before=() t=30
 	for s in $servers; do
 		before+=("$(grep -c "reattached to nkd" "$NK_TMP/$s.log" || true)")
 	done
@@ -238,10 +238,11 @@ restart_nkd() {
 	start_nkd
 	for s in $servers; do
 		# Not fatal here: whether the servers answer is the check.
-		if wait_for 30 sh -c "[ \$(grep -c 'reattached to nkd' '$NK_TMP/$s.log') -gt ${before[0]} ]"; then
+		if wait_for "$t" sh -c "[ \$(grep -c 'reattached to nkd' '$NK_TMP/$s.log') -gt ${before[0]} ]"; then
 			grep "reattached to nkd" "$NK_TMP/$s.log" | tail -n 1 >&2
 		else
 			log "SIG$1: $s did not reattach: $(tail -n 2 "$NK_TMP/$s.log")"
+			t=1
 		fi
 		before=("${before[@]:1}")
 	done
