@@ -276,6 +276,13 @@ static int call(struct nk_sqe *sqe)
 	return err ? err : op.cqe.res;
 }
 
+static void close_handle(uint32_t h)
+{
+	struct nk_sqe c = { .opcode = NK_OP_CLOSE, .handle = h };
+
+	call(&c);
+}
+
 static int recreate(struct nk_sock *s)
 {
 	struct nk_sqe sqe = { .opcode = NK_OP_SOCKET };
@@ -325,21 +332,17 @@ static int recreate(struct nk_sock *s)
 		nk_addr__to_sa(&rp.peer, (struct sockaddr *)&ss, &len);
 		err = nk_sock__connect(s, (struct sockaddr *)&ss, len);
 	}
-	swap_under(s, pfd);
+	/* A socket that failed keeps its quiet placeholder: no hot loop. */
+	if (!err)
+		swap_under(s, pfd);
 	REAL(close)(pfd);
 	if (err) {
-		struct nk_sqe c = { .opcode = NK_OP_CLOSE,
-				    .handle = s->handle };
-
+		close_handle(s->handle);
 		s->handle = NK_HANDLE_LOST;
-		call(&c);
 	}
 	return err;
-fail_handle : {
-	struct nk_sqe c = { .opcode = NK_OP_CLOSE, .handle = (uint32_t)h };
-
-	call(&c);
-}
+fail_handle:
+	close_handle((uint32_t)h);
 	return err;
 }
 

@@ -201,10 +201,11 @@ fetch() {
 # all_answer WHAT: every server serves blob (retrying while nkd comes
 # back), the UDP echo answers, and every server is the process we started.
 all_answer() {
-	local p ok
+	local p ok end
 	for p in $ports; do
 		ok=
-		for _ in $(seq 60); do
+		end=$((SECONDS + 30))
+		while [ "$SECONDS" -lt "$end" ]; do
 			if fetch "$p" blob "$NK_TMP/got"; then ok=1; break; fi
 			sleep 0.5
 		done
