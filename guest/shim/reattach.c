@@ -121,22 +121,69 @@ void nk_rst__note_connect(struct nk_sock *s, const struct nk_sockaddr *peer)
 	s->rp.connected = peer->family != 0;
 }
 
-/* Listeners and every datagram socket come back; connections cannot. */
-static bool recreatable(struct nk_sock *s)
-{
-	return s->type == SOCK_DGRAM ||
-	       (s->type == SOCK_STREAM && atomic_load(&s->listening) &&
-		s->rp.bound);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Putting another file under the program's fd numbers. */
-
 struct epreg {
 	int epfd;
 	uint32_t events;
 	uint64_t data;
 };
+
+void nk_rst__on_fork(void)
+{
+	uint32_t size;
+
+	if (!nk_fdtab__count())
+		return;
+	size = nk_fdtab__size();
+	for (uint32_t fd = 0; fd < size; fd++) {
+		struct nk_sock *s = nk_fdtab__get((int)fd);
+
+		if (s) {
+			s->rp.forked = 1;
+			nk_sock__put(s);
+		}
+	}
+}
+
+static int eps[NK_EPOLL_MAX], neps; /* the monitor's: epoll_fds() */
+static int ep_find(int fd, uint64_t ino, struct epreg *out);
+
+/* Is s in one of this process's epoll sets (under any of its fds)? */
+static bool in_epoll(struct nk_sock *s)
+{
+	uint32_t size = nk_fdtab__size();
+	struct epreg regs[NK_EPREG_MAX];
+	bool found = false;
+
+	for (uint32_t fd = 0; fd < size && !found; fd++) {
+		struct nk_sock *o = nk_fdtab__get((int)fd);
+
+		if (!o)
+			continue;
+		found = o == s && ep_find((int)fd, s->ino, regs) > 0;
+		nk_sock__put(o);
+	}
+	return found;
+}
+
+/*
+ * Listeners and every datagram socket come back; connections cannot. A
+ * listener shared through fork comes back only in the processes that
+ * accept on it (called accept, or watch it with epoll), each as its own
+ * SO_REUSEPORT socket: nginx's master, which never accepts, must not get
+ * the one socket its workers need.
+ */
+static bool recreatable(struct nk_sock *s)
+{
+	if (s->type == SOCK_DGRAM)
+		return true;
+	if (s->type != SOCK_STREAM || !atomic_load(&s->listening) ||
+	    !s->rp.bound)
+		return false;
+	return !s->rp.forked || s->rp.accepted || in_epoll(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Putting another file under the program's fd numbers. */
 
 static int epoll_fds(int *out, int max)
 {
@@ -166,8 +213,7 @@ static int epoll_fds(int *out, int max)
 }
 
 /* Registrations of (fd, file with inode ino) in the epoll sets. */
-static int ep_find(const int *eps, int neps, int fd, uint64_t ino,
-		   struct epreg *out)
+static int ep_find(int fd, uint64_t ino, struct epreg *out)
 {
 	int n = 0;
 
@@ -202,8 +248,6 @@ static int ep_find(const int *eps, int neps, int fd, uint64_t ino,
 }
 
 /* Put nfd's file under every fd naming s, keeping epoll registrations. */
-static int eps[NK_EPOLL_MAX], neps; /* the monitor's: epoll_fds() */
-
 static void swap_under(struct nk_sock *s, int nfd)
 {
 	uint32_t size = nk_fdtab__size();
@@ -220,7 +264,7 @@ static void swap_under(struct nk_sock *s, int nfd)
 		if (o != s)
 			continue;
 		cloexec = REAL(fcntl)((int)fd, F_GETFD) & FD_CLOEXEC;
-		nregs = ep_find(eps, neps, (int)fd, s->ino, regs);
+		nregs = ep_find((int)fd, s->ino, regs);
 		for (int i = 0; i < nregs; i++)
 			epoll_ctl(regs[i].epfd, EPOLL_CTL_DEL, (int)fd, NULL);
 		if (REAL(dup3)(nfd, (int)fd, cloexec ? O_CLOEXEC : 0) < 0) {
@@ -311,6 +355,13 @@ static int recreate(struct nk_sock *s)
 		goto fail_handle;
 	}
 	s->handle = (uint32_t)h;
+	if (s->type == SOCK_STREAM && rp.forked) {
+		int one = 1;
+
+		nk_rst__note_opt(s, SOL_SOCKET, SO_REUSEPORT, &one,
+				 sizeof(one));
+		rp = s->rp;
+	}
 	for (unsigned int i = 0; i < rp.nopts; i++) {
 		int e = nk_sock__setsockopt(s, pfd, rp.opt[i].level,
 					    rp.opt[i].name, rp.opt[i].val,
@@ -408,23 +459,30 @@ static void reattach(void)
 		deadline = start + R.limit_s * 1000000000LL;
 	int64_t backoff = NK_BACKOFF_MIN_NS;
 	int n, nkept = 0, nlisten = 0, ndgram = 0, nreset = 0, nfail = 0, err;
+	int nleft = 0;
 	struct nk_sock **v;
+	bool *keep;
 	const char *why = NULL, *last_why = NULL;
 
 	/*
-	 * Quiet placeholders first: event loops stop seeing the dead ones
-	 * (readable and hung up) at once, not after the wait below.
+	 * Quiet placeholders first, for every listener and datagram socket:
+	 * event loops stop seeing the dead ones (readable and hung up) at
+	 * once, not after the wait below.
 	 */
 	v = all_socks(&n);
+	keep = calloc(n ? n : 1, sizeof(*keep));
 	neps = epoll_fds(eps, NK_EPOLL_MAX);
 	for (int i = 0; i < n; i++) {
+		struct nk_sock *s = v[i];
 		int q;
 
-		if (!recreatable(v[i]))
+		if (keep)
+			keep[i] = recreatable(s);
+		if (s->type != SOCK_DGRAM && !atomic_load(&s->listening))
 			continue;
-		q = quiet_fd(atomic_load(&v[i]->nonblock));
+		q = quiet_fd(atomic_load(&s->nonblock));
 		if (q >= 0) {
-			swap_under(v[i], q);
+			swap_under(s, q);
 			REAL(close)(q);
 		}
 	}
@@ -435,17 +493,20 @@ static void reattach(void)
 		struct nk_sock *s = v[i];
 
 		forget_old(s);
-		if (recreatable(s)) {
+		if (keep && keep[i]) {
 			v[nkept++] = s;
 			continue;
 		}
-		/* A connection: reset, as the kernel reports a peer's RST. */
+		if (atomic_load(&s->listening))
+			nleft++; /* shared: the processes that accept have it */
+		else
+			nreset++; /* a connection: as the kernel reports an RST */
 		atomic_store(&s->rx_exact, 0);
 		atomic_store(&s->tx_ok, 0);
 		nk_sock__send_failed(s, ECONNRESET);
-		nreset++;
 		nk_sock__put(s);
 	}
+	free(keep);
 	for (;;) {
 		err = nk_conn__reattach(&why);
 		if (!err || err == -ESTALE || nk_now_ns() >= deadline)
@@ -495,9 +556,12 @@ static void reattach(void)
 	free(v);
 	end_pending();
 	nk_log("reattached to nkd at %s after %lld ms: %d listening and %d "
-	       "datagram sockets re-created, %d connections reset%s",
+	       "datagram sockets re-created, %d connections reset%s%s",
 	       nk_cfg.socket_path, (long long)(nk_now_ns() - start) / 1000000,
-	       nlisten, ndgram, nreset, nfail ? ", some sockets lost" : "");
+	       nlisten, ndgram, nreset,
+	       nleft ? ", shared listeners left to the processes that accept"
+		     : "",
+	       nfail ? ", some sockets lost" : "");
 }
 
 static void *monitor(void *arg)
@@ -600,6 +664,8 @@ long nk_rst__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
 			}
 			continue;
 		}
+		if (!s->rp.accepted)
+			s->rp.accepted = 1;
 		r = nk_conn__ensure();
 		if (r == -EHOSTUNREACH)
 			r = -ENETDOWN;

@@ -139,6 +139,8 @@ NK_HIDDEN void nk_real__init(void);
 #define NK_REPLAY_OPTLEN 16
 struct nk_replay {
 	uint8_t bound, connected, nopts;
+	uint8_t forked; /* shared with another process by fork */
+	uint8_t accepted; /* this process called accept on it */
 	int backlog;
 	struct nk_sockaddr addr, peer;
 	struct {
@@ -500,6 +502,8 @@ NK_HIDDEN void nk_rst__note_bind(struct nk_sock *s);
 NK_HIDDEN void nk_rst__note_listen(struct nk_sock *s, int backlog);
 NK_HIDDEN void nk_rst__note_connect(struct nk_sock *s,
 				    const struct nk_sockaddr *peer);
+/* proc.c: before fork, every socket becomes shared. */
+NK_HIDDEN void nk_rst__on_fork(void);
 /* conn.c: nkd is gone for this process (once per loss); what happens now. */
 NK_HIDDEN const char *nk_rst__on_dead(void);
 /* conn.c: the attach succeeded; start the monitor (once per process). */

@@ -2,9 +2,10 @@
 # Guests survive an nkd restart (docs/shim.md "When nkd restarts").
 # Unmodified servers in G, started once: python3 -m http.server (poll),
 # a python epoll server (select.epoll: TCP + UDP echo) and node's http
-# (libuv, epoll). Peers in P fetch files by sha256. Then nkd is stopped
-# (SIGTERM, later SIGKILL) and started again on the same socket path, and
-# with the same server processes (pids checked):
+# (libuv, epoll), nginx (master + 2 workers sharing the listener through
+# fork). Peers in P fetch files by sha256. Then nkd is stopped (SIGTERM,
+# later SIGKILL) and started again on the same socket path, and with the
+# same server processes (pids checked):
 #  1. every server answers again: files fetched, sha256 matches, the UDP
 #     echo answers (the listener/bound socket re-created under the same fd,
 #     its epoll registration kept), a guest's connected UDP socket talks
@@ -188,6 +189,35 @@ else
 	log "no node: skipping the node server"
 	pid_node=
 fi
+if command -v nginx >/dev/null; then
+	# master + 2 workers: the listener is shared through fork.
+	d=$NK_TMP/nginx
+	mkdir -p "$d/tmp"
+	cat >"$d/nginx.conf" <<CONF
+user root root;
+worker_processes 2;
+daemon off;
+master_process on;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $d/tmp;
+    proxy_temp_path $d/tmp;
+    fastcgi_temp_path $d/tmp;
+    uwsgi_temp_path $d/tmp;
+    scgi_temp_path $d/tmp;
+    server { listen 8003; root $NK_TMP/www; location / { } }
+}
+CONF
+	bg_guest nginx_g nginx -c "$d/nginx.conf" -p "$d" -e "$d/error.log"
+	pid_nginx=$LASTPID
+	ports="$ports 8003"
+else
+	log "no nginx: skipping the nginx server"
+	pid_nginx=
+fi
 for p in $ports; do wait_port "$NS_H" "$p" 20; done
 
 # fetch PORT FILE OUT: curl from P, bounded; true if the sha256 matches.
@@ -216,6 +246,10 @@ all_answer() {
 	n=$(grep -c "echo ok" "$NK_TMP/udpconn_g.log" || true)
 	wait_for 20 sh -c "[ \$(grep -c 'echo ok' '$NK_TMP/udpconn_g.log') -gt $n ]" ||
 		fail "$1: the guest's connected UDP socket gets no echo: $(tail -n 3 "$NK_TMP/udpconn_g.log")"
+	if [ -n "$pid_nginx" ]; then
+		alive "$pid_nginx" || fail "$1: nginx master died"
+		[ "$(pgrep -c -P "$pid_nginx" || true)" -ge 2 ] || fail "$1: nginx lost workers"
+	fi
 	for p in $pid_http $pid_ep $pid_node $pid_udpconn; do
 		alive "$p" || fail "$1: guest program $p died"
 		grep -q "guest g1 conn [0-9]* attached: pid $p " "$NK_TMP/nkd.log" ||
