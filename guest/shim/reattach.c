@@ -27,6 +27,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <linux/futex.h>
 #include <poll.h>
 #include <stdio.h>
@@ -119,6 +121,54 @@ void nk_rst__note_connect(struct nk_sock *s, const struct nk_sockaddr *peer)
 		return;
 	s->rp.peer = *peer;
 	s->rp.connected = peer->family != 0;
+}
+
+/*
+ * An exec'd image inherits sockets whose bind, listen and options it never
+ * saw: ask nkd for the address, the peer of a datagram socket and the
+ * options that decide whether a bind succeeds. The backlog is not
+ * readable; the kernel caps the one we use at somaxconn. It counts as
+ * ours alone unless we fork (a process that exec'd with a listener hands
+ * it over; one that forked first marked it shared in its own memory).
+ */
+void nk_rst__note_adopted(struct nk_sock *s)
+{
+	static const int opts[][2] = {
+		{ SOL_SOCKET, SO_REUSEADDR },
+		{ SOL_SOCKET, SO_REUSEPORT },
+		{ IPPROTO_IPV6, IPV6_V6ONLY },
+		{ IPPROTO_TCP, TCP_NODELAY },
+	};
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	bool listening = atomic_load(&s->listening);
+
+	if (!listening && s->type != SOCK_DGRAM)
+		return;
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		int v = 0;
+		socklen_t l = sizeof(v);
+
+		if ((opts[i][0] == IPPROTO_IPV6 && s->domain != AF_INET6) ||
+		    (opts[i][0] == IPPROTO_TCP && s->type != SOCK_STREAM))
+			continue;
+		if (!nk_sock__getsockopt(s, opts[i][0], opts[i][1], &v, &l) &&
+		    v)
+			nk_rst__note_opt(s, opts[i][0], opts[i][1], &v,
+					 sizeof(v));
+	}
+	if (nk_sock__name(s, false, (struct sockaddr *)&ss, &len) == 0 &&
+	    nk_addr__from_sa((struct sockaddr *)&ss, len, &s->rp.addr) == 0 &&
+	    s->rp.addr.port)
+		s->rp.bound = 1;
+	if (listening)
+		s->rp.backlog = SOMAXCONN;
+	len = sizeof(ss);
+	if (s->type == SOCK_DGRAM &&
+	    nk_sock__name(s, true, (struct sockaddr *)&ss, &len) == 0 &&
+	    nk_addr__from_sa((struct sockaddr *)&ss, len, &s->rp.peer) == 0 &&
+	    s->rp.peer.family)
+		s->rp.connected = 1;
 }
 
 struct epreg {

@@ -502,6 +502,8 @@ NK_HIDDEN void nk_rst__note_bind(struct nk_sock *s);
 NK_HIDDEN void nk_rst__note_listen(struct nk_sock *s, int backlog);
 NK_HIDDEN void nk_rst__note_connect(struct nk_sock *s,
 				    const struct nk_sockaddr *peer);
+/* An inherited socket (exec): ask nkd what the replay needs. */
+NK_HIDDEN void nk_rst__note_adopted(struct nk_sock *s);
 /* proc.c: before fork, every socket becomes shared. */
 NK_HIDDEN void nk_rst__on_fork(void);
 /* conn.c: nkd is gone for this process (once per loss); what happens now. */

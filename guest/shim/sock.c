@@ -1204,5 +1204,6 @@ struct nk_sock *nk_sock__adopt(uint32_t handle, int fd)
 		atomic_store(&s->listening, v);
 	fl = REAL(fcntl)(fd, F_GETFL);
 	atomic_store(&s->nonblock, fl >= 0 && (fl & O_NONBLOCK));
+	nk_rst__note_adopted(s);
 	return s;
 }

@@ -2,7 +2,8 @@
 # Guests survive an nkd restart (docs/shim.md "When nkd restarts").
 # Unmodified servers in G, started once: python3 -m http.server (poll),
 # a python epoll server (select.epoll: TCP + UDP echo) and node's http
-# (libuv, epoll), nginx (master + 2 workers sharing the listener through
+# (libuv, epoll), a python http.server whose listener came through exec,
+# nginx (master + 2 workers sharing the listener through
 # fork). Peers in P fetch files by sha256. Then nkd is stopped (SIGTERM,
 # later SIGKILL) and started again on the same socket path, and with the
 # same server processes (pids checked):
@@ -174,12 +175,33 @@ bg_peer udpecho "$PY" "$NK_TMP/udpecho.py" "$P4"
 bg_guest udpconn_g "$PY" "$NK_TMP/udpconn.py" "$P4"
 pid_udpconn=$LASTPID
 
+# A listener inherited through exec: the new image never saw its bind.
+cat >"$NK_TMP/execsrv.py" <<'EOF'
+import functools, http.server, os, socket, sys
+if sys.argv[1] == "parent":
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", 8004))
+    s.listen(16)
+    s.set_inheritable(True)
+    os.execv(sys.executable, [sys.executable, sys.argv[0], "child",
+                              str(s.fileno()), sys.argv[2]])
+sock = socket.socket(fileno=int(sys.argv[2]))
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[3])
+srv = http.server.ThreadingHTTPServer(("0.0.0.0", 8004), h, bind_and_activate=False)
+srv.socket.close()
+srv.socket = sock
+srv.serve_forever()
+EOF
+bg_guest exec_g "$PY" "$NK_TMP/execsrv.py" parent "$NK_TMP/www"
+pid_exec=$LASTPID
+
 bg_guest http_g "$PY" -m http.server -d "$NK_TMP/www" -b 0.0.0.0 8000
 pid_http=$LASTPID
 bg_guest ep_g "$PY" "$NK_TMP/epsrv.py" "$NK_TMP/www"
 pid_ep=$LASTPID
-servers="http_g ep_g udpconn_g"
-ports="8000 8001"
+servers="http_g ep_g udpconn_g exec_g"
+ports="8000 8001 8004"
 if command -v node >/dev/null; then
 	bg_guest node_g node "$NK_TMP/nodesrv.js" "$NK_TMP/www"
 	pid_node=$LASTPID
@@ -250,7 +272,7 @@ all_answer() {
 		alive "$pid_nginx" || fail "$1: nginx master died"
 		[ "$(pgrep -c -P "$pid_nginx" || true)" -ge 2 ] || fail "$1: nginx lost workers"
 	fi
-	for p in $pid_http $pid_ep $pid_node $pid_udpconn; do
+	for p in $pid_http $pid_ep $pid_node $pid_udpconn $pid_exec; do
 		alive "$p" || fail "$1: guest program $p died"
 		grep -q "guest g1 conn [0-9]* attached: pid $p " "$NK_TMP/nkd.log" ||
 			fail "$1: process $p is not guest g1 at this nkd"
