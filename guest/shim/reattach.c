@@ -621,6 +621,7 @@ static void *monitor(void *arg)
 	(void)arg;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, NULL);
+	pthread_setname_np(pthread_self(), "nk-restart");
 	for (;;) {
 		enum nk_state st = nk_conn__state();
 		int fd = nk_conn__ctl_fd();

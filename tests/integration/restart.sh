@@ -350,4 +350,25 @@ grep -q "DONE ok=30" "$NK_TMP/load.log" || fail "some requests never succeeded: 
 log "load: $(grep -c . "$NK_TMP/load.log") lines, $(tail -n 1 "$NK_TMP/load.log"), retries: $(awk '$4 > 1' "$NK_TMP/load.log" | wc -l) requests"
 wait "$lpid" 2>/dev/null || true
 all_answer "after the restart under load"
+
+log "5. the reattach gives up when nkd stays away (NK_REATTACH_S=2)"
+cat >"$NK_TMP/giveup.py" <<'EOF'
+import socket, sys, time
+s = socket.socket()
+s.bind(("0.0.0.0", 8009))
+s.listen(4)
+print("ready", flush=True)
+sys.stdin.read()
+EOF
+NK_REATTACH_S=2 bg_guest giveup_g sh -c "sleep 120 | $PY $NK_TMP/giveup.py"
+wait_for 20 grep -q ready "$NK_TMP/giveup_g.log" || fail "giveup guest did not start"
+# The monitor thread sleeps in poll while nkd is up.
+for t in /proc/"$pid_ep"/task/*; do
+	[ "$(cat "$t/comm")" = nk-restart ] && log "epoll server's monitor thread: $(cat "$t/wchan"), $(awk '{print $14 + $15}' "$t/stat") CPU ticks"
+done
+kill -KILL "$NK_NKD_PID"
+wait "$NK_NKD_PID" 2>/dev/null || true
+wait_for 20 grep -q "gave up reattaching to nkd at $NK_SOCK after 2 s" "$NK_TMP/giveup_g.log" ||
+	fail "no give-up line: $(tail -n 3 "$NK_TMP/giveup_g.log")"
+log "$(grep "gave up" "$NK_TMP/giveup_g.log")"
 log "ok"
