@@ -15,7 +15,9 @@
  *      with backoff, for at most NK_REATTACH_S seconds;
  *   4. re-creates those sockets on the new nkd (SOCKET, the options the
  *      program set, BIND to the address nkd had given, LISTEN / CONNECT)
- *      and puts the new placeholder under the same fd numbers.
+ *      and puts the new placeholder under the same fd numbers. A listener
+ *      shared through fork is re-created only by the processes that
+ *      accept on it, each with SO_REUSEPORT (recreatable()).
  *
  * Swapping the file under an fd number silently drops it from every epoll
  * set (epoll registers the open file), so each swap reads the process's
