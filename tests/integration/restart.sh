@@ -16,7 +16,7 @@
 #     guest program (its epoll loop is told), bounded, never a hang;
 #  4. restart during load: a bounded loop of fetches runs while nkd is
 #     killed and restarted; every request eventually succeeds.
-# timeout: 240
+# timeout: 300
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
@@ -24,6 +24,7 @@ need_netns "$@"
 need_netkernel
 need_nk
 need_cmd curl sha256sum
+nk_use_san_nkd
 topo_up
 start_nkd
 
@@ -289,6 +290,8 @@ restart_nkd() {
 	kill "-$1" "$old"
 	wait_for 10 sh -c "! kill -0 $old 2>/dev/null" || fail "nkd ignored SIG$1"
 	wait "$old" 2>/dev/null || true
+	! grep -E "ERROR: AddressSanitizer|runtime error" "$NK_TMP/nkd.log" >&2 ||
+		fail "the ASan nkd reported an error"
 	mv "$NK_TMP/nkd.log" "$NK_TMP/nkd-$old.log.old"
 	rm -f "$NK_SOCK"
 	sleep 0.5
