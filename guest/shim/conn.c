@@ -1039,7 +1039,7 @@ unsigned int nk_conn__waiters(void)
 /*
  * Forget a dead connection. Threads may still hold pointers into the old
  * region (a buffer being copied), so it becomes anonymous memory instead
- * of going away: the restarted nkd's memfd pages are freed, late accesses
+ * of going away: the dead nkd's memfd pages are freed, late accesses
  * touch zeros. Buffer bookkeeping is leaked for the same reason (small).
  * Called with ctl, cq, sq and buf locks held.
  */
