@@ -766,6 +766,7 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 	C.last_check = nk_now_ns();
 	atomic_store(&C.state, NK_ST_UP);
 	watchdog_start();
+	nk_rst__on_attach();
 	nk_dbg("attached to %s as guest %s (conn %u, %u bufs of %u, window %u)",
 	       nk_cfg.socket_path,
 	       nk_cfg.guest[0] ? nk_cfg.guest : "(picked by nkd)",
@@ -855,8 +856,8 @@ int nk_conn__ensure(void)
 
 	if (__builtin_expect(st == NK_ST_UP, 1))
 		return 0;
-	if (st == NK_ST_DEAD)
-		return -ENETDOWN;
+	if (st == NK_ST_DEAD) /* a restart resets connections (reattach.c) */
+		return nk_rst__pending() ? -ECONNRESET : -ENETDOWN;
 	if (st == NK_ST_UNREACHABLE)
 		return nk_cfg.fallback == NK_FB_PASSTHROUGH ? -EHOSTUNREACH
 							    : -ENETDOWN;
@@ -1014,8 +1015,8 @@ static void mark_dead(const char *why)
 		return;
 	atomic_store(&C.state, NK_ST_DEAD);
 	if (!atomic_exchange(&C.dead_logged, 1))
-		nk_log("lost nkd at %s (%s); pending and new socket calls fail",
-		       nk_cfg.socket_path, why);
+		nk_log("lost nkd at %s (%s); %s", nk_cfg.socket_path, why,
+		       nk_rst__on_dead());
 	/* Every sleeper must see it now. */
 	wake_waiters();
 }
@@ -1044,6 +1045,99 @@ static void check_alive(void)
 	if (poll(&p, 1, 0) > 0 &&
 	    (p.revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL)))
 		mark_dead("control socket closed");
+}
+
+void nk_conn__check_alive(void)
+{
+	check_alive();
+}
+
+int nk_conn__ctl_fd(void)
+{
+	return C.ctl_fd;
+}
+
+unsigned int nk_conn__waiters(void)
+{
+	return atomic_load(&C.nwaiters);
+}
+
+/*
+ * Forget a dead connection. Threads may still hold pointers into the old
+ * region (a buffer being copied), so it becomes anonymous memory instead
+ * of going away: the dead nkd's memfd pages are freed, late accesses
+ * touch zeros. Buffer bookkeeping is leaked for the same reason (small).
+ * Called with ctl, cq, sq and buf locks held.
+ */
+static struct nk_region_hdr *retired_hdr;
+
+static void retire_locked(void)
+{
+	if (C.region &&
+	    mmap(C.region, C.region_size, PROT_READ | PROT_WRITE,
+		 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+		 0) == MAP_FAILED)
+		nk_log("cannot retire the old region: %s", strerror(errno));
+	/*
+	 * hdr and data keep pointing there: a thread that saw the state UP
+	 * a moment ago reads a zero epoch (so: dead), never NULL.
+	 */
+	if (C.region)
+		retired_hdr = C.hdr;
+	C.region = NULL;
+	if (C.ctl_fd >= 0)
+		REAL(close)(C.ctl_fd);
+	if (C.bell_fd >= 0)
+		REAL(close)(C.bell_fd);
+	if (C.pool_fd >= 0)
+		REAL(close)(C.pool_fd);
+	C.ctl_fd = C.bell_fd = C.pool_fd = -1;
+	C.free_bufs = NULL;
+	C.meta = NULL;
+	C.nfree = 0;
+	C.send_bufs = 0;
+	atomic_store(&C.inflight, 0);
+	atomic_store(&barrier_dirty, 0);
+	atomic_store(&barrier_done, atomic_load(&barrier_seq));
+}
+
+int nk_conn__reattach(const char **why)
+{
+	uint64_t old_epoch = C.epoch;
+	int n = 0, err;
+
+	*why = NULL;
+	pthread_mutex_lock(&C.attach_lock);
+	if (atomic_load(&C.state) != NK_ST_DEAD) {
+		err = atomic_load(&C.state) == NK_ST_UP ? 0 : -ENETDOWN;
+		pthread_mutex_unlock(&C.attach_lock);
+		return err;
+	}
+	pthread_mutex_lock(&C.ctl_lock);
+	pthread_mutex_lock(&C.cq_lock);
+	pthread_mutex_lock(&C.sq_lock);
+	pthread_mutex_lock(&C.buf_lock);
+	retire_locked();
+	err = do_attach(false, 0, &n);
+	if (!err && C.epoch == old_epoch) {
+		/* The same nkd dropped us on purpose: stay detached. */
+		atomic_store(&C.state, NK_ST_DEAD);
+		retire_locked();
+		err = -ESTALE;
+	} else if (err) {
+		atomic_store(&C.state, NK_ST_DEAD);
+		C.hdr = retired_hdr; /* detach_local() cleared it */
+		if (refused)
+			*why = refused_why;
+	} else {
+		atomic_store(&C.dead_logged, 0);
+	}
+	pthread_mutex_unlock(&C.buf_lock);
+	pthread_mutex_unlock(&C.sq_lock);
+	pthread_mutex_unlock(&C.cq_lock);
+	pthread_mutex_unlock(&C.ctl_lock);
+	pthread_mutex_unlock(&C.attach_lock);
+	return err;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1200,6 +1294,10 @@ static int submit_seq(struct nk_sqe *sqe, uint32_t *seq)
 
 	if (atomic_load(&C.state) != NK_ST_UP || !host_ok())
 		return -ENETDOWN;
+	/* A socket of an nkd that restarted (reattach.c): no such handle. */
+	if (sqe->handle == NK_HANDLE_LOST && sqe->opcode != NK_OP_SOCKET &&
+	    sqe->opcode != NK_OP_NOP)
+		return -ECONNRESET;
 	pthread_mutex_lock(&C.sq_lock);
 	for (;;) {
 		if (nk_sq__reserve(&C.ring, 1, &idx))
@@ -1400,7 +1498,8 @@ static void *watchdog(void *arg)
 	(void)arg;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, NULL);
-	while (atomic_load(&C.state) == NK_ST_UP) {
+	/* Kept through a reattach (reattach.c): it needs us afterwards. */
+	while (atomic_load(&C.state) == NK_ST_UP || nk_rst__pending()) {
 		/*
 		 * Parked only while nobody waits; a waiter wakes us only if
 		 * we are parked (seq_cst on both sides: one of the two sees
@@ -1420,6 +1519,7 @@ static void *watchdog(void *arg)
 			wake_waiters();
 	}
 	wake_waiters();
+	C.wd_running = false; /* a later attach starts another */
 	return NULL;
 }
 

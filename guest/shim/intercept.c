@@ -110,7 +110,7 @@ NK_EXPORT int accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
 
 	if (!s)
 		return REAL(accept4)(fd, sa, len, flags);
-	return (int)ON_SOCK(s, nk_sock__accept(s, fd, sa, len, flags));
+	return (int)nk_ret(nk_rst__accept(s, fd, sa, len, flags));
 }
 
 NK_EXPORT int accept(int fd, struct sockaddr *sa, socklen_t *len)
@@ -119,7 +119,7 @@ NK_EXPORT int accept(int fd, struct sockaddr *sa, socklen_t *len)
 
 	if (!s)
 		return REAL(accept)(fd, sa, len);
-	return (int)ON_SOCK(s, nk_sock__accept(s, fd, sa, len, 0));
+	return (int)nk_ret(nk_rst__accept(s, fd, sa, len, 0));
 }
 
 NK_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t len)

@@ -57,6 +57,7 @@ static void atfork_prepare(void)
 {
 	if (!ft.wrapper)
 		fork_token();
+	nk_rst__on_fork();
 	nk_conn__fork_prepare();
 }
 

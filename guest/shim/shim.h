@@ -130,6 +130,27 @@ NK_HIDDEN void nk_real__init(void);
  * per SEND in flight. Objects are never returned to malloc (see
  * fdtable.c), so a reader racing with the last put is safe.
  */
+/*
+ * What it takes to make a socket again on a restarted nkd (reattach.c):
+ * the bound address (as nkd reported it, so an ephemeral port stays),
+ * the backlog, a connected datagram socket's peer, and the options the
+ * program set, in order (same level/name replaces).
+ */
+#define NK_REPLAY_OPTS 8
+#define NK_REPLAY_OPTLEN 16
+struct nk_replay {
+	uint8_t bound, connected, nopts;
+	uint8_t forked; /* shared with another process by fork */
+	uint8_t accepted; /* this process called accept on it */
+	int backlog;
+	struct nk_sockaddr addr, peer;
+	struct {
+		int level, name;
+		uint32_t len;
+		uint8_t val[NK_REPLAY_OPTLEN];
+	} opt[NK_REPLAY_OPTS];
+};
+
 struct nk_sock {
 	atomic_uint refs;
 	atomic_uint fdrefs;
@@ -189,6 +210,7 @@ struct nk_sock {
 	 * NSM's (dnsmap.c); answers from dns_to show as from dns_orig. */
 	atomic_int dns_mapped;
 	struct nk_sockaddr dns_orig, dns_to;
+	struct nk_replay rp; /* for a restarted nkd (reattach.c) */
 };
 
 enum { NK_PF_NONE = 0, NK_PF_INFLIGHT, NK_PF_DONE };
@@ -479,6 +501,44 @@ NK_HIDDEN int nk_addr__from_sa(const struct sockaddr *sa, socklen_t len,
 			       struct nk_sockaddr *out);
 NK_HIDDEN void nk_addr__to_sa(const struct nk_sockaddr *in, struct sockaddr *sa,
 			      socklen_t *len);
+
+/* ------------------------------------------------------------------------ */
+/* reattach.c: surviving an nkd restart (docs/shim.md "When nkd restarts"). */
+
+/* A socket handle that no nkd knows: ops on it fail with ECONNRESET. */
+#define NK_HANDLE_LOST 0u
+/* Record what a successful call did, for the replay. */
+NK_HIDDEN void nk_rst__note_opt(struct nk_sock *s, int level, int name,
+				const void *val, socklen_t len);
+NK_HIDDEN void nk_rst__note_bind(struct nk_sock *s);
+NK_HIDDEN void nk_rst__note_listen(struct nk_sock *s, int backlog);
+NK_HIDDEN void nk_rst__note_connect(struct nk_sock *s,
+				    const struct nk_sockaddr *peer);
+/* An inherited socket (exec): ask nkd what the replay needs. */
+NK_HIDDEN void nk_rst__note_adopted(struct nk_sock *s);
+/* proc.c: before fork, every socket becomes shared. */
+NK_HIDDEN void nk_rst__on_fork(void);
+/* conn.c: nkd is gone for this process (once per loss); what happens now. */
+NK_HIDDEN const char *nk_rst__on_dead(void);
+/* conn.c: the attach succeeded; start the monitor (once per process). */
+NK_HIDDEN void nk_rst__on_attach(void);
+/* Is a reattach under way (accept on a listener waits for it)? */
+NK_HIDDEN bool nk_rst__pending(void);
+/* accept(2) on s, riding out a restart on a listener. */
+NK_HIDDEN long nk_rst__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
+			      socklen_t *len, int flags);
+/* conn.c for reattach.c. */
+NK_HIDDEN int nk_conn__ctl_fd(void);
+NK_HIDDEN void nk_conn__check_alive(void);
+/*
+ * Drop the dead connection and attach again as the same guest. 0 when
+ * attached to a restarted nkd (new epoch); -ESTALE when the same nkd
+ * answered (it dropped us on purpose: stay detached); other -errno when
+ * nkd cannot be reached (yet). Refusal text in *why.
+ */
+NK_HIDDEN int nk_conn__reattach(const char **why);
+/* Threads still asleep in a wait on the (old) rings. */
+NK_HIDDEN unsigned int nk_conn__waiters(void);
 
 /* ------------------------------------------------------------------------ */
 /* proc.c has no internal interface: constructor, fork, exec. */

@@ -237,7 +237,10 @@ int nk_sock__bind(struct nk_sock *s, const struct sockaddr *sa, socklen_t len)
 	struct nk_sqe sqe = { .opcode = NK_OP_BIND, .handle = s->handle };
 	int err = nk_addr__from_sa(sa, len, &sqe.addr);
 
-	return err ? err : call_simple(&sqe, false);
+	err = err ? err : call_simple(&sqe, false);
+	if (!err)
+		nk_rst__note_bind(s);
+	return err;
 }
 
 int nk_sock__listen(struct nk_sock *s, int backlog)
@@ -250,6 +253,7 @@ int nk_sock__listen(struct nk_sock *s, int backlog)
 	if (res == 0) {
 		atomic_store(&s->listening, 1);
 		atomic_store(&s->rx_exact, 0); /* recv: ENOTCONN */
+		nk_rst__note_listen(s, backlog);
 	}
 	return res;
 }
@@ -317,8 +321,10 @@ int nk_sock__connect(struct nk_sock *s, const struct sockaddr *sa,
 		set_timeout(&sqe, atomic_load(&s->sndtimeo_us));
 	res = call_simple(&sqe, true);
 	/* Sends need not wait for their result now (tx_ok, shim.h). */
-	if (res == 0)
+	if (res == 0) {
 		atomic_store(&s->tx_ok, sqe.addr.family != 0);
+		nk_rst__note_connect(s, &sqe.addr);
+	}
 	/* A connect that timed out goes on in the background, as in Linux. */
 	if (res == -EAGAIN && !(sqe.flags & NK_SQE_F_NONBLOCK))
 		res = -EINPROGRESS;
@@ -521,8 +527,10 @@ int nk_sock__setsockopt(struct nk_sock *s, int fd, int level, int name,
 	if (!res && level == SOL_SOCKET && name == SO_SNDBUF &&
 	    len >= sizeof(int))
 		sndbuf_window(s, val);
-	if (!res)
+	if (!res) {
 		nk_cmsg__track_opt(s, level, name, val, len);
+		nk_rst__note_opt(s, level, name, val, len);
+	}
 	return res;
 }
 
@@ -1201,5 +1209,6 @@ struct nk_sock *nk_sock__adopt(uint32_t handle, int fd)
 		atomic_store(&s->listening, v);
 	fl = REAL(fcntl)(fd, F_GETFL);
 	atomic_store(&s->nonblock, fl >= 0 && (fl & O_NONBLOCK));
+	nk_rst__note_adopted(s);
 	return s;
 }
