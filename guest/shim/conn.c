@@ -1294,9 +1294,12 @@ static int submit_seq(struct nk_sqe *sqe, uint32_t *seq)
 
 	if (atomic_load(&C.state) != NK_ST_UP || !host_ok())
 		return -ENETDOWN;
-	/* A socket of an nkd that restarted (reattach.c): no such handle. */
+	/*
+	 * A socket of an nkd that restarted (reattach.c): no such handle.
+	 * SOCKET, NOP and CANCEL name no socket, so their handle is 0 too.
+	 */
 	if (sqe->handle == NK_HANDLE_LOST && sqe->opcode != NK_OP_SOCKET &&
-	    sqe->opcode != NK_OP_NOP)
+	    sqe->opcode != NK_OP_NOP && sqe->opcode != NK_OP_CANCEL)
 		return -ECONNRESET;
 	pthread_mutex_lock(&C.sq_lock);
 	for (;;) {
