@@ -735,6 +735,7 @@ mux_one() {
 	MUXR=
 	MUX_IDLE_NKD=n/a
 	MUX_IDLE_PROG=n/a
+	[ "$cfg" = native ] || MUX_GUESTS=n/a
 	available "$cfg" || return 0
 	RES=fail
 	for ((i = 1; i <= n; i++)); do
@@ -747,6 +748,10 @@ mux_one() {
 	mux_start "$cfg" "$n"
 	if mux_wait "$cfg" "$n"; then
 		if [ "$cfg" = netkernel ]; then
+			# Each server is a guest of its own: nkd's count of the
+			# mux<i> guests with a connection.
+			MUX_GUESTS=$(nkctl guests --json 2>/dev/null |
+				jq '[.guests[] | select((.name | test("^mux[0-9]+$")) and .conns > 0)] | length' 2>/dev/null || echo n/a)
 			sleep 1
 			cost_snap b
 			sleep "$MUX_IDLE"
@@ -804,8 +809,8 @@ for n in $MUX_LIST; do
 	done
 	REC_EXTRA=" guests=$n rate=$MUX_RATE$ex"
 	record "mux_$n" us 0 "${v[@]}" - - "$n nginx servers (1 process each, 64 B file), each its own guest (own netns, nkrun --guest mux<i>) of one nkd (kernel NSM) vs each in its own netns with a veth to P; from P one keep-alive connection per server at $MUX_RATE req/s each for ${MUX_T}s (tests/bench/mux_load.py, latency from each request's due time); value = median over servers of each server's p99; p50_* median p50, p99_worst_* worst server's p99, rps_* total responses/s, nkd_pct/srv_pct_* % of a core over the window"
-	REC_EXTRA=" guests=$n guest_progs=$MUX_IDLE_PROG"
-	record "mux_${n}_idle" "%core" 0 n/a "$MUX_IDLE_NKD" - - "nkd's cgroup over ${MUX_IDLE}s with the $n guest nginx servers of mux_$n attached, listening and idle; guest_progs = the $n servers' own %core together"
+	REC_EXTRA=" guests=$n nkd_guests=${MUX_GUESTS:-n/a} guest_progs=$MUX_IDLE_PROG"
+	record "mux_${n}_idle" "%core" 0 n/a "$MUX_IDLE_NKD" - - "nkd's cgroup over ${MUX_IDLE}s with the $n guest nginx servers of mux_$n attached, listening and idle; nkd_guests = guests mux<i> nkd listed with a connection (nkctl guests), guest_progs = the $n servers' own %core together"
 done
 
 # ---------------------------------------------------------------- afxdp NSM
