@@ -27,7 +27,10 @@
 # also runs its plain twin), NK_BENCH_AFXDP=0 skips the afxdp rows,
 # NK_BENCH_CONNS (wrk connections of nginx_many, default 256),
 # NK_BENCH_BASE (seconds of the idle baseline before each measurement,
-# default 1).
+# default 1), NK_BENCH_MUX (server counts of the mux_N rows, default
+# "1 8 32"), NK_BENCH_MUX_RATE (requests/s to each server, default 50),
+# NK_BENCH_MUX_T (seconds of mux load, default NK_BENCH_T),
+# NK_BENCH_MUX_IDLE (seconds of the mux_N_idle reading, default 3).
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
@@ -808,7 +811,7 @@ for n in $MUX_LIST; do
 		[ "$cfg" = netkernel ] && ex="$ex nkd_pct=$(ms_pct "$(cost_kv nkd_ms "$c")" "$(cost_kv wall_s "$c")")"
 	done
 	REC_EXTRA=" guests=$n rate=$MUX_RATE$ex"
-	record "mux_$n" us 0 "${v[@]}" - - "$n nginx servers (1 process each, 64 B file), each its own guest (own netns, nkrun --guest mux<i>) of one nkd (kernel NSM) vs each in its own netns with a veth to P; from P one keep-alive connection per server at $MUX_RATE req/s each for ${MUX_T}s (tests/bench/mux_load.py, latency from each request's due time); value = median over servers of each server's p99; p50_* median p50, p99_worst_* worst server's p99, rps_* total responses/s, nkd_pct/srv_pct_* % of a core over the window"
+	record "mux_$n" us 0 "${v[@]}" - - "$n nginx servers (1 process each, 64 B file), each its own guest (own netns, nkrun --guest mux<i>) of one nkd (kernel NSM) vs each in its own netns with a veth to P; from P one keep-alive connection per server at $MUX_RATE req/s each for ${MUX_T}s (tests/bench/mux_load.py; latency from sending, or from the due time when the previous response was late); value = median over servers of each server's p99; p50_* median p50, p99_worst_* worst server's p99, rps_* total responses/s, nkd_pct/srv_pct_* % of a core over the window"
 	REC_EXTRA=" guests=$n nkd_guests=${MUX_GUESTS:-n/a} guest_progs=$MUX_IDLE_PROG"
 	record "mux_${n}_idle" "%core" 0 n/a "$MUX_IDLE_NKD" - - "nkd's cgroup over ${MUX_IDLE}s with the $n guest nginx servers of mux_$n attached, listening and idle; nkd_guests = guests mux<i> nkd listed with a connection (nkctl guests), guest_progs = the $n servers' own %core together"
 done
