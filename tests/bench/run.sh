@@ -733,7 +733,7 @@ srv_cpu() {
 # load generator's RESULT line; for netkernel MUX_IDLE_NKD and
 # MUX_IDLE_PROG (% of a core with the servers idle).
 mux_one() {
-	local cfg=$1 n=$2 out=$NK_TMP/mux_$1_$2 i targets=() CGX ok lp log
+	local cfg=$1 n=$2 out=$NK_TMP/mux_$1_$2 i targets=() CGX ok lp lf
 	RES=n/a
 	MUXR=
 	MUX_IDLE_NKD=n/a
@@ -768,20 +768,20 @@ mux_one() {
 		bg "mux_load_${cfg}_$n" "${CGX[@]}" timeout -k 5 $((MUX_T + 60)) ip netns exec "$NS_P" \
 			"$PY" "$NK_ROOT/tests/bench/mux_load.py" "$MUX_RATE" "$MUX_T" "$out.per" "$out.go" "${targets[@]}"
 		lp=$LASTPID
-		log=$NK_TMP/mux_load_${cfg}_$n.log
-		wait_for 30 grep -q READY "$log" || log "mux $cfg $n: load generator not ready"
+		lf=$NK_TMP/mux_load_${cfg}_$n.log
+		wait_for 30 grep -q READY "$lf" || log "mux $cfg $n: load generator not ready"
 		cost_begin
 		: >"$out.go"
 		wait "$lp" || true
-		MUXR=$(grep '^RESULT' "$log" || true)
+		MUXR=$(grep '^RESULT' "$lf" || true)
 		ok=$(field ok "$MUXR")
 		cost_end "mux_$n" "$cfg" "${ok:-n/a}" 1k-req
 		# Per server: index host:port ok errors p50 p99 max (us).
 		mkdir -p "$BUILD/bench-mux"
 		cp "$out.per" "$BUILD/bench-mux/mux_${n}_$cfg.txt" 2>/dev/null || true
-		cp "$log" "$BUILD/bench-mux/mux_${n}_$cfg.log" 2>/dev/null || true
-		if grep -qv '^READY\|^RESULT' "$log"; then
-			log "mux $cfg $n: $(grep -v '^READY\|^RESULT' "$log" | head -n 3 | tr '\n' ' ')"
+		cp "$lf" "$BUILD/bench-mux/mux_${n}_$cfg.log" 2>/dev/null || true
+		if grep -qv '^READY\|^RESULT' "$lf"; then
+			log "mux $cfg $n: $(grep -v '^READY\|^RESULT' "$lf" | head -n 3 | tr '\n' ' ')"
 		fi
 		if [ -n "$MUXR" ] && [ -z "$(field fail "$MUXR")" ]; then
 			RES=$(field p99_med "$MUXR")
