@@ -27,7 +27,10 @@
 # also runs its plain twin), NK_BENCH_AFXDP=0 skips the afxdp rows,
 # NK_BENCH_CONNS (wrk connections of nginx_many, default 256),
 # NK_BENCH_BASE (seconds of the idle baseline before each measurement,
-# default 1).
+# default 1), NK_BENCH_MUX (server counts of the mux_N rows, default
+# "1 8 32"), NK_BENCH_MUX_RATE (requests/s to each server, default 50),
+# NK_BENCH_MUX_T (seconds of mux load, default NK_BENCH_T),
+# NK_BENCH_MUX_IDLE (seconds of the mux_N_idle reading, default 3).
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
@@ -598,6 +601,220 @@ if want nkd_idle_cpu || want nkd_idle_cpu_guest || want idle; then
 	REC_EXTRA=" guest=$idle_prog"
 	record idle "%core" 0 n/a "$idle_nkd" - - "the same 10 s, from nkd's cgroup (cpu.stat usage_usec: exact, not 10 ms ticks); guest= is the idle guest program's own %core"
 fi
+
+# ---------------------------------------------------------------- multiplexing
+
+# mux_N: N small HTTP servers, each its own guest of the one nkd (kernel
+# NSM), under light fixed-rate load; native: the same N servers, each in a
+# namespace of its own with its own veth to P. The server is nginx, one
+# process (master_process off), 64 B file: about 3 MB each and microseconds
+# of CPU per request, so 32 of them fit in memory and on 2 cores and the row
+# measures the path, not the server (python's http.server would be ~20 MB
+# and about a millisecond of interpreter per request each).
+#
+#   native     X_i (veth 10.N.(100+i).1 <-> .2 in P), nginx on port 8100+i
+#   netkernel  Y_i (lo only), nkrun --guest mux<i>: each guest its own
+#              (uid, netns) identity of the default config (unknown guests
+#              allowed); its listener is on H4:8100+i in H (a port belongs
+#              to one guest per NSM, so each guest has its own)
+#
+# The load generator (tests/bench/mux_load.py, in P, peer cgroup) keeps one
+# keep-alive connection per server and sends NK_BENCH_MUX_RATE requests/s
+# (default 50) to each for NK_BENCH_MUX_T seconds (default T), latency from
+# each request's due time. Before the load, nkd's CPU with the N servers
+# idle is taken over NK_BENCH_MUX_IDLE seconds (default 3): row mux_N_idle.
+MUX_LIST=${NK_BENCH_MUX:-1 8 32}
+MUX_RATE=${NK_BENCH_MUX_RATE:-50}
+MUX_T=${NK_BENCH_MUX_T:-$T}
+MUX_IDLE=${NK_BENCH_MUX_IDLE:-3}
+MUXD=$NK_TMP/mux
+MUX_UP=0 # namespaces 1..MUX_UP exist
+# mux_up N: the native and guest namespaces and nginx configs 1..N.
+mux_up() {
+	local i x
+	for ((i = MUX_UP + 1; i <= $1; i++)); do
+		x=nk-x$i-$NK_ID
+		nk_netns_add "$x"
+		ip link add "nkx$i" netns "$x" type veth peer name "nkxp$i" netns "$NS_P"
+		ip -n "$x" addr add "10.$NK_N.$((100 + i)).1/24" dev "nkx$i"
+		ip -n "$NS_P" addr add "10.$NK_N.$((100 + i)).2/24" dev "nkxp$i"
+		ip -n "$x" link set "nkx$i" up
+		ip -n "$NS_P" link set "nkxp$i" up
+		nk_netns_add "nk-y$i-$NK_ID"
+		mkdir -p "$MUXD/$i/tmp"
+		cat >"$MUXD/$i/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process off;
+pid $MUXD/$i/nginx.pid;
+error_log $MUXD/$i/error.log warn;
+events { worker_connections 64; }
+http {
+    access_log off;
+    keepalive_timeout 120s;
+    keepalive_requests 100000000;
+    client_body_temp_path $MUXD/$i/tmp;
+    proxy_temp_path $MUXD/$i/tmp;
+    fastcgi_temp_path $MUXD/$i/tmp;
+    uwsgi_temp_path $MUXD/$i/tmp;
+    scgi_temp_path $MUXD/$i/tmp;
+    server {
+        listen $((8100 + i));
+        root $NGX/www;
+        location / { }
+    }
+}
+EOF
+	done
+	for ((i = MUX_UP + 1; i <= $1; i++)); do
+		wait_for 5 nk_link_up "nk-x$i-$NK_ID" "nkx$i" || log "mux: veth nkx$i not up"
+	done
+	[ "$1" -le "$MUX_UP" ] || MUX_UP=$1
+}
+# mux_start CONFIG N: servers 1..N as CONFIG (prog cgroup), pids in MUX_PIDS.
+mux_start() {
+	local cfg=$1 i CGX ngx
+	MUX_PIDS=()
+	cgx prog
+	for ((i = 1; i <= $2; i++)); do
+		ngx=(nginx -c "$MUXD/$i/nginx.conf" -p "$MUXD/$i" -e "$MUXD/$i/error.log")
+		if [ "$cfg" = native ]; then
+			bg "mux_${cfg}_$i" "${CGX[@]}" ip netns exec "nk-x$i-$NK_ID" "${ngx[@]}"
+		else
+			bg "mux_${cfg}_$i" "${CGX[@]}" ip netns exec "nk-y$i-$NK_ID" \
+				"$NKRUN" --guest "mux$i" --socket "$NK_SOCK" -- "${ngx[@]}"
+		fi
+		MUX_PIDS+=("$LASTPID")
+	done
+}
+# mux_wait CONFIG N: every server listens (a guest's listener is in H).
+mux_wait() {
+	local i ns
+	for ((i = 1; i <= $2; i++)); do
+		ns=$NS_H
+		[ "$1" = native ] && ns=nk-x$i-$NK_ID
+		wait_for 30 nk_port_listening "$ns" tcp $((8100 + i)) || {
+			log "mux $1: server $i not listening on $((8100 + i)): $(tail -n 3 "$NK_TMP/mux_$1_$i.log" | tr '\n' ' ')"
+			return 1
+		}
+	done
+}
+mux_stop() {
+	local p
+	for p in "${MUX_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${MUX_PIDS[@]}"; do nk_stop "$p"; done
+	MUX_PIDS=()
+	sleep 0.5
+}
+# ms_pct MS WALL_S: % of one core.
+ms_pct() {
+	if [[ $1 =~ ^[0-9.]+$ ]] && [[ $2 =~ ^[0-9.]+$ ]]; then
+		awk -v m="$1" -v w="$2" 'BEGIN{ if (w > 0) printf "%.1f", m / w / 10; else printf "n/a" }'
+	else
+		echo n/a
+	fi
+}
+# srv_cpu COSTLINE: the serving side's CPU per 1,000 requests, ms: the
+# servers (prog) plus nkd, without the python load generator (peer), whose
+# CPU per request would otherwise dominate cpu_*.
+srv_cpu() {
+	local p m w
+	p=$(cost_kv prog_ms "$1")
+	m=$(cost_kv nkd_ms "$1")
+	w=$(cost_kv work "$1")
+	[[ $m =~ ^[0-9.]+$ ]] || m=0
+	if [[ $p =~ ^[0-9.]+$ ]] && [[ $w =~ ^[0-9.]+$ ]]; then
+		awk -v p="$p" -v m="$m" -v w="$w" 'BEGIN{ if (w > 0) printf "%.1f", (p + m) / w * 1000; else printf "n/a" }'
+	else
+		echo n/a
+	fi
+}
+# mux_one CONFIG N: RES = median over servers of their p99 (us); MUXR the
+# load generator's RESULT line; for netkernel MUX_IDLE_NKD and
+# MUX_IDLE_PROG (% of a core with the servers idle).
+mux_one() {
+	local cfg=$1 n=$2 out=$NK_TMP/mux_$1_$2 i targets=() CGX ok lp lf
+	RES=n/a
+	MUXR=
+	MUX_IDLE_NKD=n/a
+	MUX_IDLE_PROG=n/a
+	[ "$cfg" = native ] || MUX_GUESTS=n/a
+	available "$cfg" || return 0
+	RES=fail
+	for ((i = 1; i <= n; i++)); do
+		if [ "$cfg" = native ]; then
+			targets+=("10.$NK_N.$((100 + i)).1:$((8100 + i))")
+		else
+			targets+=("$H4:$((8100 + i))")
+		fi
+	done
+	mux_start "$cfg" "$n"
+	if mux_wait "$cfg" "$n"; then
+		if [ "$cfg" = netkernel ]; then
+			# Each server is a guest of its own: nkd's count of the
+			# mux<i> guests with a connection.
+			MUX_GUESTS=$(nkctl guests --json 2>/dev/null |
+				jq '[.guests[] | select((.name | test("^mux[0-9]+$")) and .conns > 0)] | length' 2>/dev/null || echo n/a)
+			sleep 1
+			cost_snap b
+			sleep "$MUX_IDLE"
+			cost_snap c
+			MUX_IDLE_NKD=$(cg_pct nkd)
+			MUX_IDLE_PROG=$(cg_pct prog)
+		fi
+		# The client connects, says READY and waits for the go file: the
+		# window holds the load, not python's start.
+		cgx peer
+		bg "mux_load_${cfg}_$n" "${CGX[@]}" timeout -k 5 $((MUX_T + 60)) ip netns exec "$NS_P" \
+			"$PY" "$NK_ROOT/tests/bench/mux_load.py" "$MUX_RATE" "$MUX_T" "$out.per" "$out.go" "${targets[@]}"
+		lp=$LASTPID
+		lf=$NK_TMP/mux_load_${cfg}_$n.log
+		wait_for 30 grep -q READY "$lf" || log "mux $cfg $n: load generator not ready"
+		cost_begin
+		: >"$out.go"
+		wait "$lp" || true
+		MUXR=$(grep '^RESULT' "$lf" || true)
+		ok=$(field ok "$MUXR")
+		cost_end "mux_$n" "$cfg" "${ok:-n/a}" 1k-req
+		# Per server: index host:port ok errors p50 p99 max (us).
+		mkdir -p "$BUILD/bench-mux"
+		cp "$out.per" "$BUILD/bench-mux/mux_${n}_$cfg.txt" 2>/dev/null || true
+		cp "$lf" "$BUILD/bench-mux/mux_${n}_$cfg.log" 2>/dev/null || true
+		if grep -qv '^READY\|^RESULT' "$lf"; then
+			log "mux $cfg $n: $(grep -v '^READY\|^RESULT' "$lf" | head -n 3 | tr '\n' ' ')"
+		fi
+		if [ -n "$MUXR" ] && [ -z "$(field fail "$MUXR")" ]; then
+			RES=$(field p99_med "$MUXR")
+			[ "$(field errors "$MUXR")" = 0 ] || RES="$RES(errors)"
+		fi
+	fi
+	mux_stop
+}
+for n in $MUX_LIST; do
+	want mux || want "mux_$n" || want "mux_${n}_idle" || continue
+	if ! [[ $n =~ ^[0-9]+$ ]] || [ "$n" -lt 1 ] || [ "$n" -gt 150 ]; then
+		log "NK_BENCH_MUX: $n is not a server count in 1..150, skipped"
+		continue
+	fi
+	mux_up "$n"
+	v=()
+	ex=""
+	for cfg in native netkernel; do
+		mux_one "$cfg" "$n"
+		v+=("$RES")
+		c=${COST[mux_$n.$cfg]:-}
+		[ -n "$c" ] || continue
+		ex="$ex p50_$cfg=$(field p50_med "$MUXR") p99_worst_$cfg=$(field p99_worst "$MUXR")"
+		ex="$ex rps_$cfg=$(field rps "$MUXR") errors_$cfg=$(field errors "$MUXR")"
+		ex="$ex srv_pct_$cfg=$(ms_pct "$(cost_kv prog_ms "$c")" "$(cost_kv wall_s "$c")")"
+		ex="$ex srv_cpu_$cfg=$(srv_cpu "$c")"
+		[ "$cfg" = netkernel ] && ex="$ex nkd_pct=$(ms_pct "$(cost_kv nkd_ms "$c")" "$(cost_kv wall_s "$c")")"
+	done
+	REC_EXTRA=" guests=$n rate=$MUX_RATE$ex"
+	record "mux_$n" us 0 "${v[@]}" - - "$n nginx servers (1 process each, 64 B file), each its own guest (own netns, nkrun --guest mux<i>) of one nkd (kernel NSM) vs each in its own netns with a veth to P; from P one keep-alive connection per server at $MUX_RATE req/s each for ${MUX_T}s (tests/bench/mux_load.py; latency from sending, or from the due time when the previous response was late); value = median over servers of each server's p99; p50_* median p50, p99_worst_* worst server's p99, rps_* total responses/s, nkd_pct/srv_pct_* % of a core over the window"
+	REC_EXTRA=" guests=$n nkd_guests=${MUX_GUESTS:-n/a} guest_progs=$MUX_IDLE_PROG"
+	record "mux_${n}_idle" "%core" 0 n/a "$MUX_IDLE_NKD" - - "nkd's cgroup over ${MUX_IDLE}s with the $n guest nginx servers of mux_$n attached, listening and idle; nkd_guests = guests mux<i> nkd listed with a connection (nkctl guests), guest_progs = the $n servers' own %core together"
+done
 
 # ---------------------------------------------------------------- afxdp NSM
 
