@@ -883,11 +883,12 @@ static int parse_guest(struct parser *p, char **tok, int ntok)
 			uint64_t bps;
 
 			if (parse_rate(val, &bps))
-				return PERR(p,
-					    "guest %s: bad %s '%s' (want bits/s "
-					    "with k, M or G: 100M; 0 = no cap; "
-					    "8k..1000G)",
-					    g.name, key, val);
+				return PERR(
+					p,
+					"guest %s: bad %s '%s' (want bits/s "
+					"with k, M or G: 100M; 0 = no cap; "
+					"8k..1000G)",
+					g.name, key, val);
 			if (strcmp(key, "rate_rx"))
 				g.rate_bps[0] = bps;
 			if (strcmp(key, "rate_tx"))

@@ -252,13 +252,14 @@ static void q_rate(struct sb *b, const struct nk_guest *g)
 	for (int d = 0; d < NK_RATE_DIRS; d++) {
 		const char *n = d == NK_RATE_TX ? "tx" : "rx";
 
-		sb_printf(b,
-			  ",\"rate_%s\":%llu,\"rate_%s_bytes\":%llu,"
-			  "\"rate_%s_throttled_ms\":%llu",
-			  n, (unsigned long long)g->conf.rate_bps[d], n,
-			  (unsigned long long)g->rate.dir[d].passed, n,
-			  (unsigned long long)(nk_rate__throttled_ns(g, d, now) /
-					       1000000));
+		sb_printf(
+			b,
+			",\"rate_%s\":%llu,\"rate_%s_bytes\":%llu,"
+			"\"rate_%s_throttled_ms\":%llu",
+			n, (unsigned long long)g->conf.rate_bps[d], n,
+			(unsigned long long)g->rate.dir[d].passed, n,
+			(unsigned long long)(nk_rate__throttled_ns(g, d, now) /
+					     1000000));
 	}
 }
 
