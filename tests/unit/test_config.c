@@ -433,12 +433,10 @@ static void test_rate(void **state)
 	assert_int_equal(g.rate_bps[0], 1500000000);
 	assert_int_equal(g.rate_bps[1], 100000000); /* not given: kept */
 	assert_int_equal(g.rate_burst, 32768);
-	assert_int_equal(nk_guest_conf__set(&g, "rate_rx=800kbit", err,
-					    sizeof(err)),
-			 0);
+	assert_int_equal(
+		nk_guest_conf__set(&g, "rate_rx=800kbit", err, sizeof(err)), 0);
 	assert_int_equal(g.rate_bps[1], 800000);
-	assert_int_equal(nk_guest_conf__set(&g, "rate=0", err, sizeof(err)),
-			 0);
+	assert_int_equal(nk_guest_conf__set(&g, "rate=0", err, sizeof(err)), 0);
 	assert_int_equal(g.rate_bps[0], 0);
 	assert_int_equal(g.rate_bps[1], 0);
 	assert_int_equal(nk_guest_conf__set(&g, "rate=fast", err, sizeof(err)),
