@@ -8,7 +8,8 @@
 # uncapped guest (the bystander) moves its checksummed bytes each way
 # beside it. `nkctl set capped rate=40M` changes the cap at run time and
 # the next transfer holds 40 Mbit/s; `nkctl guests` shows the caps and the
-# buckets' counters (bytes passed, time throttled).
+# buckets' counters (bytes passed, time throttled); a reload with
+# rate_tx=30M rate_rx=20M burst=32k applies them and egress holds 30.
 # timeout: 150
 set -eu
 # shellcheck source=tests/lib.sh
@@ -89,5 +90,12 @@ fi
 # 30 MB: 6 s at 40 Mbit/s.
 xfer tx 9502 30000000 40
 xfer rx 9503 30000000 40
+# On reload too: rate_tx=/rate_rx= from the changed guest line.
+sed -i 's/^guest capped .*/guest capped nsm=kernel0 uid=0 rate_tx=30M rate_rx=20M burst=32k/' "$NK_TMP/nkd.conf"
+out=$(nkctl reload) || fail "nkctl reload: $out"
+[ "$(gj .rate_tx)" = 30000000 ] && [ "$(gj .rate_rx)" = 20000000 ] ||
+	fail "reload did not apply rate_tx=30M rate_rx=20M: $(nkctl guests --json)"
+# 15 MB: 4 s at 30 Mbit/s.
+xfer tx 9504 15000000 30
 nkd_alive || fail "nkd died"
 log "ok"
