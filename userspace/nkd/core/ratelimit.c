@@ -69,7 +69,9 @@ static void refill(struct nk_guest *g, int d, int64_t now)
 	struct nk_rate *r = &g->rate.dir[d];
 	double cap = burst(g, d);
 
-	if (r->last && now > r->last)
+	if (!r->last)
+		r->tokens = cap; /* a new bucket starts full, as tc's */
+	else if (now > r->last)
 		r->tokens += (double)(now - r->last) * bytes_per_ns(g, d);
 	r->last = now;
 	if (r->tokens > cap)
