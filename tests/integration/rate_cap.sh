@@ -85,6 +85,8 @@ log "bystander (uncapped) transfers intact beside the capped guest"
 	fail "bucket counters do not count the transfers: $(nkctl guests --json)"
 [ "$(gj .rate_tx_throttled_ms)" -gt 1000 ] && [ "$(gj .rate_rx_throttled_ms)" -gt 1000 ] ||
 	fail "bucket counters show no throttled time: $(nkctl guests --json)"
+nkctl stats | grep -q '^netkernel_guest_rate_rx_bytes_total{guest="capped",nsm="kernel0"} [1-9]' ||
+	fail "nkctl stats lacks the capped guest's rate_rx_bytes_total"
 log "counters: tx $(gj .rate_tx_bytes) bytes, $(gj .rate_tx_throttled_ms) ms throttled; rx $(gj .rate_rx_bytes) bytes, $(gj .rate_rx_throttled_ms) ms throttled"
 
 # At run time: 30 Mbit/s each way; the guest line itself stays.

@@ -534,6 +534,14 @@ static void q_stats(struct nk_engine *e, struct sb *b)
 	  true);
 	G("disconnects_total", "Connections nkd cut.", "counter", c.disconnects,
 	  true);
+	G("rate_tx_bps", "Egress rate cap, bits/s (0: none).", "gauge",
+	  conf.rate_bps[NK_RATE_TX], true);
+	G("rate_rx_bps", "Ingress rate cap, bits/s (0: none).", "gauge",
+	  conf.rate_bps[NK_RATE_RX], true);
+	G("rate_tx_bytes_total", "Bytes sent under the egress cap.", "counter",
+	  rate.dir[NK_RATE_TX].passed, true);
+	G("rate_rx_bytes_total", "Bytes received under the ingress cap.",
+	  "counter", rate.dir[NK_RATE_RX].passed, true);
 #undef G
 	prom_xdp(b, e);
 	prom_refusals(b, e);
