@@ -413,6 +413,49 @@ static void test_guest_set(void **state)
 	assert_memory_equal(&g, &before, sizeof(g));
 }
 
+/* rate=, rate_tx=, rate_rx=, burst= (ratelimit.c), also at run time. */
+static void test_rate(void **state)
+{
+	struct nk_guest_conf g;
+	char err[256];
+
+	(void)state;
+	nk_guest_conf__defaults(&g, "web");
+	assert_int_equal(g.rate_bps[0], 0);
+	assert_int_equal(g.rate_bps[1], 0);
+	assert_int_equal(nk_guest_conf__set(&g, "rate=100M", err, sizeof(err)),
+			 0);
+	assert_int_equal(g.rate_bps[0], 100000000);
+	assert_int_equal(g.rate_bps[1], 100000000);
+	assert_int_equal(nk_guest_conf__set(&g, "rate_tx=1.5G burst=32k", err,
+					    sizeof(err)),
+			 0);
+	assert_int_equal(g.rate_bps[0], 1500000000);
+	assert_int_equal(g.rate_bps[1], 100000000); /* not given: kept */
+	assert_int_equal(g.rate_burst, 32768);
+	assert_int_equal(
+		nk_guest_conf__set(&g, "rate_rx=800kbit", err, sizeof(err)), 0);
+	assert_int_equal(g.rate_bps[1], 800000);
+	assert_int_equal(nk_guest_conf__set(&g, "rate=0", err, sizeof(err)), 0);
+	assert_int_equal(g.rate_bps[0], 0);
+	assert_int_equal(g.rate_bps[1], 0);
+	assert_int_equal(nk_guest_conf__set(&g, "rate=fast", err, sizeof(err)),
+			 -EINVAL);
+	assert_string_equal(err, "guest web: bad rate 'fast' (want bits/s "
+				 "with k, M or G: 100M; 0 = no cap; "
+				 "8k..1000G)");
+	assert_int_equal(nk_guest_conf__set(&g, "rate=-5M", err, sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(nk_guest_conf__set(&g, "rate=1k", err, sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(nk_guest_conf__set(&g, "rate=nan", err, sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(nk_guest_conf__set(&g, "rate=5T", err, sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(nk_guest_conf__set(&g, "burst=10", err, sizeof(err)),
+			 -EINVAL);
+}
+
 static void test_match(void **state)
 {
 	static const char text[] =
@@ -636,6 +679,7 @@ int main(void)
 		cmocka_unit_test(test_uid_policy),
 		cmocka_unit_test(test_operator),
 		cmocka_unit_test(test_guest_set),
+		cmocka_unit_test(test_rate),
 		cmocka_unit_test(test_match),
 		cmocka_unit_test(test_egress_policy),
 		cmocka_unit_test(test_continuation_and_names),

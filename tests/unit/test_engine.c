@@ -32,6 +32,7 @@
 
 #include "engine.h"
 #include "optimer.h"
+#include "ratelimit.h"
 #include "region.h"
 
 /* ------------------------------------------------------------------ */
@@ -1299,6 +1300,81 @@ static void test_detach(void **state)
 	assert_int_equal(E->nr_guests, 0);
 }
 
+/*
+ * A rate cap (ratelimit.c) holds SENDs and RECVs in the engine while the
+ * guest's bucket is in debt; held ops still honour CANCEL, timeouts,
+ * close (the release waits for them) and the process going away.
+ */
+static void test_rate_hold(void **state)
+{
+	struct gview *v = &views[0];
+	struct nk_guest *g = v->conn->guest;
+	uint32_t bs = v->hdr->buf_size, h[5];
+	struct nk_sqe c = { .opcode = NK_OP_CANCEL };
+	struct nk_req *first, *op;
+	uint64_t ud[5], uc;
+	int64_t now;
+
+	(void)state;
+	g->conf.rate_bps[NK_RATE_TX] = 8000000; /* 1 byte/us */
+	g->conf.rate_bps[NK_RATE_RX] = 8000000;
+	g->conf.rate_burst = bs / 2;
+	for (unsigned i = 0; i < 5; i++)
+		h[i] = new_socket(v, SOCK_STREAM);
+	/* Full bucket: the first SEND goes down and puts it in debt. */
+	ud[0] = submit(v, sqe_io(NK_OP_SEND, h[0], 0, bs));
+	assert_int_equal(F.nr_pending, 1);
+	first = F.pending[0];
+	/* The next ones wait in the engine, whatever their socket. */
+	ud[1] = submit(v, sqe_io(NK_OP_SEND, h[1], bs, 100));
+	ud[2] = submit(v, sqe_timed(NK_OP_SEND, h[2], 2 * bs, 100, 10));
+	assert_int_equal(F.nr_pending, 1);
+	assert_int_equal(E->rate_held, 2);
+	now = nk_now_ns();
+	assert_true(nk_rate__clamp(E, now, -1) > 0);
+	/* A guest CANCEL of a held SEND: answered here, no NSM cancel. */
+	c.ctl.arg64 = ud[1];
+	uc = submit(v, c);
+	assert_int_equal(reap_one(v, ud[1]).res, -ECANCELED);
+	assert_int_equal(reap_one(v, uc).res, 0);
+	/* A held SEND whose timeout passes: EAGAIN, as SO_SNDTIMEO. */
+	assert_int_equal(nk_engine__expire(E, now + 20 * 1000000ll), 1);
+	assert_int_equal(reap_one(v, ud[2]).res, -EAGAIN);
+	assert_int_equal(F.cancels, 0);
+	assert_int_equal(E->rate_held, 0);
+	/* The NSM sent half: the other half is given back. */
+	fake_complete(first, (int)(bs / 2), 0, 0);
+	assert_int_equal(reap_one(v, ud[0]).res, (int)(bs / 2));
+	assert_int_equal(g->rate.dir[NK_RATE_TX].passed, bs / 2);
+	/* In debt again: a SEND is held, then its socket closed. */
+	g->rate.dir[NK_RATE_TX].tokens = -1000;
+	ud[3] = submit(v, sqe_io(NK_OP_SEND, h[3], 3 * bs, 100));
+	assert_int_equal(E->rate_held, 1);
+	submit(v, (struct nk_sqe){ .opcode = NK_OP_CLOSE, .handle = h[3] });
+	reap_one(v, v->ud);
+	assert_int_equal(F.nr_released, 0); /* waits for the held SEND */
+	/* Tokens come back: the SEND goes down, then the release. */
+	now = nk_now_ns() + 1000000000ll;
+	assert_int_equal(nk_rate__run(E, now), 1);
+	op = fake_find(NK_OP_SEND);
+	assert_non_null(op);
+	assert_int_equal(F.nr_released, 1);
+	assert_true(g->rate.dir[NK_RATE_TX].throttled_ns > 0);
+	fake_complete(op, 100, 0, 0);
+	assert_int_equal(reap_one(v, ud[3]).res, 100);
+	/* Ingress: a RECV waits while the rx bucket is in debt and is
+	 * cancelled without the NSM when its process goes. */
+	g->rate.dir[NK_RATE_RX].tokens = -1000;
+	g->rate.dir[NK_RATE_RX].last = nk_now_ns();
+	ud[4] = submit(v, sqe_io(NK_OP_RECV, h[4], 0, 100));
+	assert_null(fake_find(NK_OP_RECV));
+	assert_int_equal(E->rate_held, 1);
+	gview_detach(v, false);
+	assert_int_equal(E->rate_held, 0);
+	assert_int_equal(F.cancels, 0);
+	assert_null(fake_find(NK_OP_RECV));
+}
+
 static void test_accept(void **state)
 {
 	struct gview *v = &views[0];
@@ -1438,6 +1514,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_detach, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_accept, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rate_hold, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_socket_open_fails, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_guest_ring_object, setup,

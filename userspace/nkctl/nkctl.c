@@ -47,7 +47,9 @@ static void usage(FILE *f)
 		"a guest line:\n"
 		"                 max_sockets max_inflight max_conns weight "
 		"bufs uid bind\n"
-		"                 acl_allow acl_deny egress host_access)\n"
+		"                 acl_allow acl_deny egress host_access rate "
+		"rate_tx rate_rx\n"
+		"                 burst)\n"
 		"  reload         re-read nkd's --config file (as SIGHUP "
 		"does)\n"
 		"See nkctl(8).\n",

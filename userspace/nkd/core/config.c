@@ -7,6 +7,7 @@
  *            [synq=N] [synq_total=N]
  *   guest NAME [nsm=] [uid=]... [max_sockets=] [max_inflight=] [bufs=]
  *              [weight=] [max_conns=] [bind=]... [acl_allow=]... [acl_deny=]...
+ *              [rate=|rate_tx=|rate_rx=] [burst=]
  *              [gid=]... [netns=PATH]... [cgroup=PATH]... [attach=PATH]
  *              [host_access=allow|deny] [egress=]...
  *   unknown_guests allow|deny
@@ -715,6 +716,76 @@ static int match_key(struct parser *p, struct nk_guest_conf *g, const char *key,
 	return 0;
 }
 
+/* A rate in bits/s ("100M", "1.5G", "800kbit", "64000"); k, M, G are
+ * powers of 1000, as tc reads "kbit". 0: no cap. */
+static int parse_rate(const char *s, uint64_t *bps)
+{
+	char *end;
+	double v, mult = 1;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return -EINVAL;
+	v = strtod(s, &end);
+	if (end == s || !(v >= 0 && v <= 1e13)) /* NaN, inf */
+		return -EINVAL;
+	switch (*end) {
+	case 'k':
+	case 'K':
+		mult = 1e3;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		mult = 1e6;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		mult = 1e9;
+		end++;
+		break;
+	default:
+		break;
+	}
+	if (!strcmp(end, "bit"))
+		end += 3;
+	if (*end)
+		return -EINVAL;
+	v *= mult;
+	/* 0: no cap; a cap below 8 kbit/s is a typo, above 1 Tbit/s too. */
+	if (v != 0 && (v < 8e3 || v > 1e12))
+		return -EINVAL;
+	*bps = (uint64_t)v;
+	return 0;
+}
+
+/* burst= bytes, with k or m for KiB, MiB (as tc's "burst 32k"). */
+static int parse_burst(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	if (*end == 'k' || *end == 'K') {
+		v *= 1024;
+		end++;
+	} else if (*end == 'm' || *end == 'M') {
+		v *= 1024 * 1024;
+		end++;
+	}
+	if (*end == 'b')
+		end++;
+	if (*end || v < 1500 || v > (1ull << 30))
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
 static int parse_guest(struct parser *p, char **tok, int ntok)
 {
 	struct nk_guest_conf g;
@@ -807,6 +878,28 @@ static int parse_guest(struct parser *p, char **tok, int ntok)
 					    "guest %s: weight must be "
 					    "1..100",
 					    g.name);
+		} else if (!strcmp(key, "rate") || !strcmp(key, "rate_tx") ||
+			   !strcmp(key, "rate_rx")) {
+			uint64_t bps;
+
+			if (parse_rate(val, &bps))
+				return PERR(
+					p,
+					"guest %s: bad %s '%s' (want bits/s "
+					"with k, M or G: 100M; 0 = no cap; "
+					"8k..1000G)",
+					g.name, key, val);
+			if (strcmp(key, "rate_rx"))
+				g.rate_bps[0] = bps;
+			if (strcmp(key, "rate_tx"))
+				g.rate_bps[1] = bps;
+		} else if (!strcmp(key, "burst")) {
+			if (parse_burst(val, &g.rate_burst))
+				return PERR(p,
+					    "guest %s: bad burst '%s' (want "
+					    "bytes, k or m for KiB, MiB: "
+					    "1500..1g)",
+					    g.name, val);
 		} else if (!strcmp(key, "max_conns")) {
 			if (parse_u32(val, 1, 65536, &g.max_conns))
 				return PERR(p,
@@ -1261,7 +1354,8 @@ int nk_guest_conf__set(struct nk_guest_conf *g, const char *words, char *err,
 			"uid",	    "bind",	   "acl_allow",
 			"acl_deny", "max_sockets", "max_inflight",
 			"bufs",	    "weight",	   "max_conns",
-			"egress",   "host_access",
+			"egress",   "host_access", "rate",
+			"rate_tx",  "rate_rx",	   "burst",
 		};
 		bool ok = false;
 
@@ -1305,6 +1399,14 @@ int nk_guest_conf__set(struct nk_guest_conf *g, const char *words, char *err,
 			g->nr_egress = n->nr_egress;
 		} else if (!strcmp(k, "host_access")) {
 			g->host_access = n->host_access;
+		} else if (!strcmp(k, "rate") || !strcmp(k, "rate_tx")) {
+			g->rate_bps[0] = n->rate_bps[0];
+			if (!strcmp(k, "rate"))
+				g->rate_bps[1] = n->rate_bps[1];
+		} else if (!strcmp(k, "rate_rx")) {
+			g->rate_bps[1] = n->rate_bps[1];
+		} else if (!strcmp(k, "burst")) {
+			g->rate_burst = n->rate_burst;
 		}
 	}
 	nk_config__free(&p.cfg);

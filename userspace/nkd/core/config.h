@@ -75,6 +75,9 @@ struct nk_guest_conf {
 	uid_t uids[NK_MAX_UIDS];
 	unsigned nr_uids; /* 0 = any uid */
 	uint32_t max_sockets, max_inflight, bufs, weight, max_conns;
+	/* rate_tx= [0], rate_rx= [1] in bits/s (0: no cap); rate_burst:
+	 * burst= bytes (0: 10 ms at the rate, at least 64 KiB) */
+	uint64_t rate_bps[2], rate_burst;
 	struct nk_bind_rule binds[NK_MAX_BINDS];
 	unsigned nr_binds; /* 0 = default policy */
 	/*

@@ -28,6 +28,7 @@
 #include "loop.h"
 #include "notify.h"
 #include "optimer.h"
+#include "ratelimit.h"
 #include "sendq.h"
 #include "region.h"
 #include "validate.h"
@@ -215,6 +216,7 @@ static struct nk_guest *guest_new(struct nk_engine *e,
 		}
 	}
 	nk_list__init(&g->conns);
+	nk_rate__guest_init(g);
 	nk_list__add_tail(&e->guests, &g->link);
 	e->nr_guests++;
 	g->nsm->nr_guests++;
@@ -657,7 +659,7 @@ void nk_engine__nsm_call(struct nk_req *op)
 	struct nk_sock *s = op->sock;
 	nk_nsm_op_fn fn = nk_nsm__op(s->nsm->ops, op->opcode);
 
-	if (so_error_answered(op))
+	if (so_error_answered(op) || nk_rate__hold(op))
 		return;
 	if (!fn) {
 		nk_engine__op_done(op, -EOPNOTSUPP, 0, 0, 0);
@@ -1607,6 +1609,7 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 	if (op->timed_out && res == -ECANCELED)
 		res = op->opcode == NK_OP_CONNECT ? -ETIMEDOUT : -EAGAIN;
 	res = nk_portown__op_done(op, res);
+	nk_rate__done(op, res);
 	if (op->buf_idx >= 0)
 		nk_bufown__release(c->owned, (uint32_t)op->buf_idx);
 	s->ops++;
@@ -1934,6 +1937,7 @@ int nk_engine__run(struct nk_engine *e)
 		work += poll_guests(e);
 		if (nk_optimer__next(e))
 			work += nk_engine__expire(e, nk_now_ns());
+		work += nk_rate__run(e, nk_now_ns());
 		for (unsigned i = 0; i < e->nr_nsms; i++)
 			if (e->nsms[i].ops->poll)
 				work += (unsigned)e->nsms[i].ops->poll(
@@ -1988,6 +1992,7 @@ int nk_engine__run(struct nk_engine *e)
 						  ? e->next_deadline - now
 						  : 0;
 			timeout = nk_optimer__clamp(e, now, timeout);
+			timeout = nk_rate__clamp(e, now, timeout);
 			if ((cq_blocked || nk_ph__pending()) &&
 			    (timeout < 0 || timeout > CQ_BLOCKED_RECHECK_NS))
 				timeout = CQ_BLOCKED_RECHECK_NS;

@@ -36,6 +36,7 @@
 #include "list.h"
 #include "nsm.h"
 #include "portown.h"
+#include "ratelimit.h"
 
 #include "netkernel/version.h"
 
@@ -120,6 +121,7 @@ struct nk_guest {
 	/* budget.c: sockets and region bytes counted, RESOLVEs queued */
 	uint32_t bsocks, nr_resolve;
 	uint64_t bmem;
+	struct nk_guest_rate rate; /* ratelimit.c: rate_tx=, rate_rx= */
 };
 
 /* Readiness placeholder (docs/abi.md §6). */
@@ -163,6 +165,7 @@ struct nk_sock {
 	struct nk_list sendq; /* nk_req.qlink */
 	bool send_busy; /* one SEND of it is in the NSM */
 	bool sendq_pumping, release_held;
+	uint32_t rate_held; /* ops held by ratelimit.c */
 	struct nk_ph ph;
 	uint64_t ph_ino, ph_dev;
 	uint32_t conn_id; /* connection that created it, for listings */
@@ -227,6 +230,11 @@ struct nk_req {
 	bool order_head; /* the SEND of its socket the NSM has (sendq.c) */
 	bool answered; /* CQE posted early: the completion posts none */
 	bool in_nsm; /* a request is in flight in the NSM */
+	/* ratelimit.c: bucket (1 + NK_RATE_*, 0: none), bytes reserved,
+	 * tokens paid (it goes down without another look) */
+	int8_t rate_dir;
+	bool rate_pass;
+	uint32_t rate_res;
 	/* The NSM's own per-operation state (nsm.h); the engine never
 	 * reads it (op_alloc zeroes it). */
 	_Alignas(16) unsigned char scratch[NK_NSM_SCRATCH];
@@ -264,6 +272,7 @@ struct nk_engine {
 	int64_t start_ns;
 	struct nk_req **ops;
 	uint32_t ops_cap, *ops_free, nr_ops_free;
+	uint32_t rate_held; /* ops held by ratelimit.c, all guests */
 	struct nk_handover **hos;
 	uint32_t hos_cap;
 	struct nk_list wake;

@@ -244,6 +244,25 @@ static void q_refusals(struct sb *b, const struct nk_refusals *r)
 	sb_printf(b, "}");
 }
 
+/* The caps (bits/s, 0: none) and their buckets (ratelimit.c). */
+static void q_rate(struct sb *b, const struct nk_guest *g)
+{
+	int64_t now = nk_now_ns();
+
+	for (int d = 0; d < NK_RATE_DIRS; d++) {
+		const char *n = d == NK_RATE_TX ? "tx" : "rx";
+
+		sb_printf(
+			b,
+			",\"rate_%s\":%llu,\"rate_%s_bytes\":%llu,"
+			"\"rate_%s_throttled_ms\":%llu",
+			n, (unsigned long long)g->conf.rate_bps[d], n,
+			(unsigned long long)g->rate.dir[d].passed, n,
+			(unsigned long long)(nk_rate__throttled_ns(g, d, now) /
+					     1000000));
+	}
+}
+
 static void q_guests(struct nk_engine *e, struct sb *b)
 {
 	struct nk_list *p, *t;
@@ -276,6 +295,7 @@ static void q_guests(struct nk_engine *e, struct sb *b)
 			  (unsigned long long)xs.packets,
 			  (unsigned long long)xs.bytes,
 			  (unsigned long long)xs.drops);
+		q_rate(b, g);
 		q_refusals(b, &g->refused);
 		sb_printf(b, "}");
 		first = false;
@@ -514,6 +534,14 @@ static void q_stats(struct nk_engine *e, struct sb *b)
 	  true);
 	G("disconnects_total", "Connections nkd cut.", "counter", c.disconnects,
 	  true);
+	G("rate_tx_bps", "Egress rate cap, bits/s (0: none).", "gauge",
+	  conf.rate_bps[NK_RATE_TX], true);
+	G("rate_rx_bps", "Ingress rate cap, bits/s (0: none).", "gauge",
+	  conf.rate_bps[NK_RATE_RX], true);
+	G("rate_tx_bytes_total", "Bytes sent under the egress cap.", "counter",
+	  rate.dir[NK_RATE_TX].passed, true);
+	G("rate_rx_bytes_total", "Bytes received under the ingress cap.",
+	  "counter", rate.dir[NK_RATE_RX].passed, true);
 #undef G
 	prom_xdp(b, e);
 	prom_refusals(b, e);

@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 
 #include "engine.h"
+#include "ratelimit.h"
 #include "sendq.h"
 
 static bool keeps_order(const struct nk_sock *s)
@@ -102,7 +103,7 @@ static void pump(struct nk_engine *e, struct nk_sock *s)
 		nk_engine__nsm_call(op);
 	}
 	s->sendq_pumping = false;
-	if (s->release_held && nk_list__empty(&s->sendq)) {
+	if (s->release_held && nk_list__empty(&s->sendq) && !s->rate_held) {
 		s->release_held = false;
 		/* May end in sock_gone: s is not touched after it. */
 		s->nsm->ops->sock_release(s->nsm->priv, s);
@@ -124,7 +125,8 @@ void nk_sendq__done(struct nk_engine *e, struct nk_req *op)
 
 bool nk_sendq__defer_release(struct nk_sock *s)
 {
-	if (keeps_order(s) || nk_list__empty(&s->sendq))
+	/* Ops held by a rate cap (ratelimit.c) go down first too. */
+	if (!s->rate_held && (keeps_order(s) || nk_list__empty(&s->sendq)))
 		return false;
 	s->release_held = true;
 	return true;
@@ -136,7 +138,10 @@ int nk_sendq__cancel(struct nk_engine *e, struct nk_req *op)
 
 	if (!op->held)
 		return s->nsm->ops->cancel(s->nsm->priv, op);
-	nk_list__del(&op->qlink);
+	if (op->rate_dir)
+		nk_rate__unhold(op); /* held by a rate cap */
+	else
+		nk_list__del(&op->qlink);
 	op->held = false;
 	/* Still counts (nr_ops) until done: s outlives this call. */
 	nk_engine__op_done(op, -ECANCELED, 0, 0, 0);
