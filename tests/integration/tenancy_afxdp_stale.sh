@@ -27,7 +27,9 @@ ip -n "$NS_P" addr add "$D4/24" dev nkp
 count() { bpftool -j map dump pinned "$NK_PIN/$1" | jq length; }
 counts() { echo "endpoints=$(count nk_endpoints) flows=$(count nk_flows) acl=$(count nk_acl)"; }
 
-# --- 1. a first nkd, killed with -9 while its guests hold state.
+# --- 1. a first nkd, killed with -9 while its guests hold state. They do
+# not reattach (NK_REATTACH_S=0): what the new nkd must clear is the dead
+# one's state, not what the same processes make again after a restart.
 cat >"$NK_TMP/nkd1.conf" <<CONF
 nsm xdp0 type=afxdp dev=$NK_XDEV addr=$X4/24 netns=/run/netns/$NS_H
 nsm kernel0 type=kernel netns=/run/netns/$NS_H
@@ -37,10 +39,10 @@ CONF
 start_nkd_afxdp "$NK_TMP/nkd1.conf"
 bg_peer peer_hold "$PY" "$HELPERS/nkpy.py" echo-server "$P4" 7702
 wait_port "$NS_P" 7702 || fail "peer echo server not listening"
-GUEST=old bg_guest old_srv "$TOOLS/nk_stream" recv listen 0.0.0.0 7701
+GUEST=old NK_REATTACH_S=0 bg_guest old_srv "$TOOLS/nk_stream" recv listen 0.0.0.0 7701
 wait_for 20 nk_guest_listening 7701 || fail "old guest not listening"
-GUEST=old bg_guest old_udp "$PY" "$HELPERS/nkpy.py" udp-echo-server 0.0.0.0 7703 1000
-GUEST=other bg_guest other_hold "$PY" "$HELPERS/nkpy.py" hold "$P4" 7702 60
+GUEST=old NK_REATTACH_S=0 bg_guest old_udp "$PY" "$HELPERS/nkpy.py" udp-echo-server 0.0.0.0 7703 1000
+GUEST=other NK_REATTACH_S=0 bg_guest other_hold "$PY" "$HELPERS/nkpy.py" hold "$P4" 7702 60
 wait_for 20 sh -c "[ \$(bpftool -j map dump pinned $NK_PIN/nk_flows | jq length) -ge 1 ]" ||
 	fail "no flow installed for the other guest's connection"
 wait_for 20 sh -c "[ \$(bpftool -j map dump pinned $NK_PIN/nk_endpoints | jq length) -ge 2 ]" ||
