@@ -603,12 +603,9 @@ int nk_ctl__dns_servers(struct nk_ctl_resolve_reply **reply)
 /* ------------------------------------------------------------------------ */
 /* Attach. */
 
-static void detach_local(void)
+/* The connection's descriptors: control socket, doorbell, buffer pool. */
+static void close_conn_fds(void)
 {
-	if (C.region)
-		munmap(C.region, C.region_size);
-	C.region = NULL;
-	C.hdr = NULL;
 	if (C.ctl_fd >= 0)
 		REAL(close)(C.ctl_fd);
 	if (C.bell_fd >= 0)
@@ -616,6 +613,15 @@ static void detach_local(void)
 	if (C.pool_fd >= 0)
 		REAL(close)(C.pool_fd);
 	C.ctl_fd = C.bell_fd = C.pool_fd = -1;
+}
+
+static void detach_local(void)
+{
+	if (C.region)
+		munmap(C.region, C.region_size);
+	C.region = NULL;
+	C.hdr = NULL;
+	close_conn_fds();
 	free(C.free_bufs);
 	free(C.meta);
 	C.free_bufs = NULL;
@@ -1085,13 +1091,7 @@ static void retire_locked(void)
 	if (C.region)
 		retired_hdr = C.hdr;
 	C.region = NULL;
-	if (C.ctl_fd >= 0)
-		REAL(close)(C.ctl_fd);
-	if (C.bell_fd >= 0)
-		REAL(close)(C.bell_fd);
-	if (C.pool_fd >= 0)
-		REAL(close)(C.pool_fd);
-	C.ctl_fd = C.bell_fd = C.pool_fd = -1;
+	close_conn_fds();
 	C.free_bufs = NULL;
 	C.meta = NULL;
 	C.nfree = 0;

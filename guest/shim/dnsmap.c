@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "netkernel/resolvconf.h"
 #include "shim.h"
 
 #define MAX_NS 3
@@ -42,25 +43,9 @@ static void read_guest(void)
 	char line[512];
 	FILE *f = fopen("/etc/resolv.conf", "re");
 
-	while (f && nr_guest < MAX_NS && fgets(line, sizeof(line), f)) {
-		struct nk_sockaddr *a = &guest_ns[nr_guest];
-		char addr[INET6_ADDRSTRLEN + 1], *pct;
-
-		if (sscanf(line, " nameserver %46s", addr) != 1)
-			continue;
-		pct = strchr(addr, '%');
-		if (pct)
-			*pct = '\0';
-		memset(a, 0, sizeof(*a));
-		a->port = htons(53);
-		if (inet_pton(AF_INET, addr, a->addr) == 1)
-			a->family = AF_INET;
-		else if (inet_pton(AF_INET6, addr, a->addr) == 1)
-			a->family = AF_INET6;
-		else
-			continue;
-		nr_guest++;
-	}
+	while (f && nr_guest < MAX_NS && fgets(line, sizeof(line), f))
+		nr_guest +=
+			nk_resolvconf__nameserver(line, &guest_ns[nr_guest]);
 	if (f)
 		fclose(f);
 	if (!nr_guest) {

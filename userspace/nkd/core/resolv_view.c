@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "netkernel/resolvconf.h"
 #include "resolv_view.h"
 
 /* NAME of /run/netns/NAME or /var/run/netns/NAME, else NULL. */
@@ -68,25 +69,9 @@ static void read_servers(struct nk_resolv_view *v)
 
 	v->nr_servers = 0;
 	while (f && v->nr_servers < NK_RESOLV_MAX_NS &&
-	       fgets(line, sizeof(line), f)) {
-		struct nk_sockaddr *a = &v->servers[v->nr_servers];
-		char addr[INET6_ADDRSTRLEN + 1], *pct;
-
-		if (sscanf(line, " nameserver %46s", addr) != 1)
-			continue;
-		pct = strchr(addr, '%'); /* a scope: not kept */
-		if (pct)
-			*pct = '\0';
-		memset(a, 0, sizeof(*a));
-		a->port = htons(53);
-		if (inet_pton(AF_INET, addr, a->addr) == 1)
-			a->family = AF_INET;
-		else if (inet_pton(AF_INET6, addr, a->addr) == 1)
-			a->family = AF_INET6;
-		else
-			continue;
-		v->nr_servers++;
-	}
+	       fgets(line, sizeof(line), f))
+		v->nr_servers += nk_resolvconf__nameserver(
+			line, &v->servers[v->nr_servers]);
 	if (f)
 		fclose(f);
 	if (!v->nr_servers) {
