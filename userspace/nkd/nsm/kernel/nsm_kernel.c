@@ -57,11 +57,16 @@ struct ksock {
 	struct nk_sock *s;
 	uint32_t refs; /* io_uring requests that name fd */
 	bool poll_armed, want_poll, closing;
-	bool send_busy, recv_busy; /* queue head is in io_uring */
+	bool recv_busy; /* recvq's head is in io_uring */
 	bool bg_connect;
-	bool shut_wr_pending; /* SHUT_WR waits for the queued SENDs */
 	struct nk_req *connect_op; /* blocking CONNECT in io_uring */
-	struct nk_list sendq, recvq; /* nk_op.qlink */
+	/*
+	 * The socket's one SEND waiting in io_uring for room: the engine
+	 * hands down one at a time, in order, and a SHUT_WR only after
+	 * them (core/sendq.c).
+	 */
+	struct nk_req *send_op;
+	struct nk_list recvq; /* nk_op.qlink */
 	struct sockaddr_storage csa; /* background connect target */
 	socklen_t csalen;
 	/* SO_LINGER {1, N>0} as the guest set it, never on the fd. */
@@ -136,7 +141,6 @@ static struct ksock *ks_alloc(void)
 	ks->gen = gen;
 	ks->used = true;
 	ks->fd = -1;
-	nk_list__init(&ks->sendq);
 	nk_list__init(&ks->recvq);
 	return ks;
 }
@@ -165,7 +169,9 @@ static void ks_maybe_close(struct ksock *ks)
 {
 	struct nk_sock *s;
 
-	if (!ks->closing || ks->refs || !nk_list__empty(&ks->sendq) ||
+	/* !used: already closed by a completion's callback (engine's sendq
+	 * releasing the socket after its last SEND). */
+	if (!ks->used || !ks->closing || ks->refs || ks->send_op ||
 	    !nk_list__empty(&ks->recvq))
 		return;
 	close(ks->fd);
@@ -358,7 +364,7 @@ static void finish_recv(struct nk_req *op, int res)
 	nk_engine__op_done(op, res, flags, data, 0);
 }
 
-static void pump_send(struct ksock *ks);
+static void send_try(struct ksock *ks, struct nk_req *op);
 static void pump_recv(struct ksock *ks);
 static void send_cqe(struct ksock *ks, struct nk_req *op, int res);
 static void recv_cqe(struct ksock *ks, struct nk_req *op, int res);
@@ -417,52 +423,47 @@ static void finish_accept(struct ksock *ks, struct nk_req *op, int res)
 /* ------------------------------------------------------------------ */
 /* Queues. */
 
-static void pump_send(struct ksock *ks)
+static void finish_send(struct ksock *ks, struct nk_req *op, int res)
 {
-	while (!ks->send_busy && !nk_list__empty(&ks->sendq)) {
-		struct nk_req *op =
-			nk_container_of(ks->sendq.next, struct nk_req, qlink);
-		struct io_uring_sqe *sqe;
-		ssize_t n;
+	ks->send_op = NULL;
+	/* May hand the next SEND down, or release (and free) ks. */
+	nk_engine__op_done(op, op->done ? (int)op->done : res, 0, 0, 0);
+}
 
-		if (op->cancelled) {
-			complete_queued(op,
-					op->done ? (int)op->done : -ECANCELED);
-			continue;
-		}
-		build_msg(op, false);
-		n = sendmsg(ks->fd, &kr(op)->msg,
-			    send_flags(op) | MSG_DONTWAIT);
-		if (n >= 0)
-			op->done += (uint32_t)n;
-		if ((n >= 0 && op->done == send_len(op)) ||
-		    (n < 0 && errno != EAGAIN)) {
-			complete_queued(op, op->done ? (int)op->done
-					    : n < 0  ? -errno
-						     : 0);
-			continue;
-		}
-		/* Socket buffer full: let io_uring wait for room. */
-		nk_loop__need(ks->kn->loop, 1);
-		sqe = nk_loop__sqe(ks->kn->loop);
-		if (!sqe) {
-			complete_queued(op, op->done ? (int)op->done : -EAGAIN);
-			continue;
-		}
-		build_msg(op, false);
-		io_uring_prep_sendmsg(sqe, ks->fd, &kr(op)->msg,
-				      (unsigned)send_flags(op));
-		io_uring_sqe_set_data64(sqe, op_ud(op));
-		kr(op)->on_cqe = send_cqe;
-		op->in_nsm = true;
-		ks->send_busy = true;
-		ks->refs++;
+/* Sends what is left of op; waits in io_uring while the buffer is full. */
+static void send_try(struct ksock *ks, struct nk_req *op)
+{
+	struct io_uring_sqe *sqe;
+	ssize_t n;
+
+	if (op->cancelled) {
+		finish_send(ks, op, -ECANCELED);
+		return;
 	}
-	if (ks->shut_wr_pending && !ks->send_busy &&
-	    nk_list__empty(&ks->sendq)) {
-		ks->shut_wr_pending = false;
-		shutdown(ks->fd, SHUT_WR); /* the FIN after the data */
+	build_msg(op, false);
+	n = sendmsg(ks->fd, &kr(op)->msg, send_flags(op) | MSG_DONTWAIT);
+	if (n >= 0)
+		op->done += (uint32_t)n;
+	if ((n >= 0 && op->done == send_len(op)) ||
+	    (n < 0 && errno != EAGAIN)) {
+		finish_send(ks, op, n < 0 ? -errno : 0);
+		return;
 	}
+	/* Socket buffer full: let io_uring wait for room. */
+	nk_loop__need(ks->kn->loop, 1);
+	sqe = nk_loop__sqe(ks->kn->loop);
+	if (!sqe) {
+		finish_send(ks, op, -EAGAIN);
+		return;
+	}
+	build_msg(op, false);
+	io_uring_prep_sendmsg(sqe, ks->fd, &kr(op)->msg,
+			      (unsigned)send_flags(op));
+	io_uring_sqe_set_data64(sqe, op_ud(op));
+	kr(op)->on_cqe = send_cqe;
+	op->in_nsm = true;
+	ks->send_op = op;
+	ks->refs++;
 }
 
 static void pump_recv(struct ksock *ks)
@@ -524,17 +525,16 @@ static void pump_recv(struct ksock *ks)
 
 static void send_cqe(struct ksock *ks, struct nk_req *op, int res)
 {
-	ks->send_busy = false;
+	ks->send_op = NULL;
 	if (res > 0) {
 		op->done += (uint32_t)res;
 		if (op->done < send_len(op) && !op->cancelled) {
 			/* Short send: the rest goes next, in order. */
-			pump_send(ks);
+			send_try(ks, op);
 			return;
 		}
 	}
-	complete_queued(op, op->done ? (int)op->done : res);
-	pump_send(ks);
+	finish_send(ks, op, res);
 }
 
 static void recv_cqe(struct ksock *ks, struct nk_req *op, int res)
@@ -1048,42 +1048,24 @@ static void kn_send(void *priv, struct nk_req *op)
 	if (op_nonblock(op)) {
 		ssize_t n;
 
-		if (!nk_list__empty(&ks->sendq)) {
-			kn_reply(op, -EAGAIN); /* keep the byte order */
-			return;
-		}
 		build_msg(op, false);
 		n = sendmsg(ks->fd, &kr(op)->msg,
 			    send_flags(op) | MSG_DONTWAIT);
 		kn_reply(op, n < 0 ? -errno : (int)n);
 		return;
 	}
-	nk_list__add_tail(&ks->sendq, &op->qlink);
-	pump_send(ks);
+	send_try(ks, op);
 }
 
 static void kn_shutdown(void *priv, struct nk_req *op)
 {
 	struct ksock *ks = ks_of(op->sock);
-	struct nk_sock *s = op->sock;
 	int res = 0;
 
 	(void)priv;
-	/*
-	 * Ordered after the SENDs before it, without waiting for them: they
-	 * may wait for a peer that reads only after this shutdown returns.
-	 * The read side, and the error an unconnected socket gives, come at
-	 * once.
-	 */
-	if (op->arg != SHUT_RD && s->type == SOCK_STREAM &&
-	    (ks->send_busy || !nk_list__empty(&ks->sendq))) {
-		if (op->arg == SHUT_RDWR && shutdown(ks->fd, SHUT_RD))
-			res = -errno;
-		if (!res)
-			ks->shut_wr_pending = true;
-	} else if (shutdown(ks->fd, (int)op->arg)) {
+	/* The engine hands a SHUT_WR down after the SENDs before it. */
+	if (shutdown(ks->fd, (int)op->arg))
 		res = -errno;
-	}
 	kn_reply(op, res);
 }
 
@@ -1368,5 +1350,5 @@ const struct nk_nsm_ops nk_nsm_kernel_ops = {
 	.sock_name = kn_sock_name,
 	.poll = NULL,
 	/* Its own SEND queue per socket: short sends go on in io_uring. */
-	.caps = NK_NSM_CAP_RECV_BATCH | NK_NSM_CAP_SEND_ORDER,
+	.caps = NK_NSM_CAP_RECV_BATCH,
 };
