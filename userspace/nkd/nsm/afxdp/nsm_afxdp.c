@@ -127,6 +127,18 @@ struct asock {
 static void pump(struct asock *a);
 static void finalize(struct asock *a);
 
+/* Per-operation state, in the op's NSM scratch space (nsm.h). */
+struct xreq {
+	bool accept; /* an ACCEPT on recvq (RECVs share it) */
+};
+
+_Static_assert(sizeof(struct xreq) <= NK_NSM_SCRATCH, "xreq fits the scratch");
+
+static struct xreq *xr(struct nk_req *op)
+{
+	return (struct xreq *)(void *)op->scratch;
+}
+
 static int xp_proto(const struct asock *a)
 {
 	return a->s && a->s->type == SOCK_DGRAM ? NK_XP_UDP : NK_XP_TCP;
@@ -600,7 +612,7 @@ static void pump_recv(struct asock *a)
 				     0);
 			continue;
 		}
-		if (op->opcode == NK_OP_ACCEPT) {
+		if (xr(op)->accept) {
 			r = adopt_accepted(a, op);
 			if (r == -EAGAIN)
 				return;
@@ -1219,6 +1231,7 @@ static void xn_accept(void *priv, struct nk_req *op)
 		done(xn, op, -EAGAIN, 0, 0, 0);
 		return;
 	}
+	xr(op)->accept = true;
 	queue_op(&a->recvq, op);
 }
 
@@ -1356,7 +1369,7 @@ static int xn_cancel(void *priv, struct nk_req *op)
 	hold(a);
 	if (op == a->send_op)
 		send_done(a, op, op->done ? (int)op->done : -ECANCELED);
-	else if (op->opcode == NK_OP_RECV && op->sock->type == SOCK_STREAM)
+	else if (!xr(op)->accept && op->sock->type == SOCK_STREAM)
 		finish_tcp_recv(a, op, -ECANCELED, true);
 	else
 		dequeue_done(a, op, op->done ? (int)op->done : -ECANCELED, 0,

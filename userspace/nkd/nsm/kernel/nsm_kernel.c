@@ -83,6 +83,8 @@ struct kreq {
 	size_t ctl_len;
 	/* What its io_uring completion does (set with the request). */
 	void (*on_cqe)(struct ksock *ks, struct nk_req *op, int res);
+	/* An ACCEPT on recvq (RECVs share it): set by kn_accept. */
+	bool accept;
 };
 
 _Static_assert(sizeof(struct kreq) <= NK_NSM_SCRATCH, "kreq fits the scratch");
@@ -211,13 +213,13 @@ static uint64_t op_ud(const struct nk_req *op)
 }
 
 /* Bytes in front of a RECV's or SEND's data: address, ancillary block. */
-static uint32_t head_len(const struct nk_req *op)
+static uint32_t head_len(const struct nk_req *op, bool recv)
 {
 	uint32_t skip = 0;
 
-	if ((op->sqe_flags & NK_SQE_F_ADDR) && op->opcode == NK_OP_RECV)
+	if ((op->sqe_flags & NK_SQE_F_ADDR) && recv)
 		skip += sizeof(struct nk_sockaddr);
-	if ((op->sqe_flags & NK_SQE_F_BATCH) && op->opcode == NK_OP_RECV)
+	if ((op->sqe_flags & NK_SQE_F_BATCH) && recv)
 		skip += sizeof(struct nk_dgram); /* the first record's header */
 	if (op->sqe_flags & NK_SQE_F_CMSG)
 		skip += NK_CMSG_BYTES;
@@ -227,14 +229,14 @@ static uint32_t head_len(const struct nk_req *op)
 /* Bytes of data a SEND carries. */
 static uint32_t send_len(const struct nk_req *op)
 {
-	return op->len - head_len(op);
+	return op->len - head_len(op, false);
 }
 
 /* Fills kr(op)->msg for RECV/SEND from op->done onwards. */
 static void build_msg(struct nk_req *op, bool recv)
 {
 	struct msghdr *m = &kr(op)->msg;
-	uint32_t skip = head_len(op);
+	uint32_t skip = head_len(op, recv);
 
 	memset(m, 0, sizeof(*m));
 	if (op->sqe_flags & (NK_SQE_F_ADDR | NK_SQE_F_BATCH)) {
@@ -323,7 +325,7 @@ static void finish_recv(struct nk_req *op, int res)
 	uint32_t skip = (op->sqe_flags & NK_SQE_F_ADDR)
 				? sizeof(struct nk_sockaddr)
 				: 0;
-	uint32_t cap = op->len - head_len(op), flags = 0, data;
+	uint32_t cap = op->len - head_len(op, true), flags = 0, data;
 
 	if (op->sqe_flags & NK_SQE_F_BATCH) {
 		finish_batch(op, res);
@@ -373,10 +375,10 @@ static void accept_cqe(struct ksock *ks, struct nk_req *op, int res);
 static void complete_queued(struct nk_req *op, int res)
 {
 	nk_list__del(&op->qlink);
-	if (op->opcode == NK_OP_RECV)
-		finish_recv(op, res);
-	else
+	if (kr(op)->accept)
 		nk_engine__op_done(op, res, 0, 0, 0);
+	else
+		finish_recv(op, res);
 }
 
 /* A new kernel socket from accept: engine socket + ksock + poll. */
@@ -477,7 +479,7 @@ static void pump_recv(struct ksock *ks)
 			complete_queued(op, -ECANCELED);
 			continue;
 		}
-		if (op->opcode == NK_OP_ACCEPT) {
+		if (kr(op)->accept) {
 			/* O_NONBLOCK listener: EAGAIN, never a wait. */
 			int fd = accept4(ks->fd, NULL, NULL, SOCK_CLOEXEC);
 
@@ -503,7 +505,7 @@ static void pump_recv(struct ksock *ks)
 			complete_queued(op, -EAGAIN);
 			continue;
 		}
-		if (op->opcode == NK_OP_ACCEPT) {
+		if (kr(op)->accept) {
 			io_uring_prep_accept(sqe, ks->fd, NULL, NULL,
 					     SOCK_CLOEXEC);
 			kr(op)->on_cqe = accept_cqe;
@@ -996,6 +998,7 @@ static void kn_accept(void *priv, struct nk_req *op)
 		finish_accept(ks, op, fd < 0 ? -errno : fd);
 		return;
 	}
+	kr(op)->accept = true;
 	nk_list__add_tail(&ks->recvq, &op->qlink);
 	pump_recv(ks);
 }
