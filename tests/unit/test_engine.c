@@ -864,11 +864,9 @@ static struct nk_sqe sqe_timed(uint8_t op, uint32_t h, uint32_t off,
 
 /*
  * Where per-socket SEND order is kept: the engine (sendq.c) holds a SEND
- * back until the previous one of its socket completed, unless the NSM
- * says it keeps the order itself (NK_NSM_CAP_SEND_ORDER, as the kernel
- * and afxdp NSMs do). The fake has not; the ordered variant below has.
+ * back until the previous one of its socket completed, for every NSM.
  */
-static void send_order(bool engine_orders_sends)
+static void test_send_order(void **state)
 {
 	struct gview *v = &views[0];
 	uint32_t bs = v->hdr->buf_size;
@@ -876,6 +874,7 @@ static void send_order(bool engine_orders_sends)
 	uint64_t ua, ub;
 	uint32_t h, h2;
 
+	(void)state;
 	h = new_socket(v, SOCK_STREAM);
 	h2 = new_socket(v, SOCK_STREAM);
 	memset(v->data, 'a', 10);
@@ -890,25 +889,14 @@ static void send_order(bool engine_orders_sends)
 	assert_int_equal(a->buf[0], 'a');
 	/* Held or not, both count against the window from the start. */
 	assert_int_equal(a->sock->send_inflight, charge(v, 10) + charge(v, 10));
-	if (engine_orders_sends) {
-		/* The other socket's SEND is not held behind h's. */
-		assert_int_equal(F.nr_pending, 2);
-		assert_int_not_equal(F.pending[1]->sock->handle, h);
-		fake_complete(a, 10, 0, 0);
-		reap_one(v, ua);
-		nk_engine__step(E);
-		b = F.pending[F.nr_pending - 1];
-		assert_ptr_equal(b->sock, a->sock);
-	} else {
-		/* Both reach the NSM, in ring order, with their own bytes. */
-		assert_int_equal(F.nr_pending, 3);
-		b = F.pending[1];
-		assert_int_equal(b->user_data, ub);
-		assert_ptr_equal(b->sock, a->sock);
-		assert_ptr_not_equal(F.pending[2]->sock, a->sock);
-		fake_complete(a, 10, 0, 0);
-		reap_one(v, ua);
-	}
+	/* The other socket's SEND is not held behind h's. */
+	assert_int_equal(F.nr_pending, 2);
+	assert_int_not_equal(F.pending[1]->sock->handle, h);
+	fake_complete(a, 10, 0, 0);
+	reap_one(v, ua);
+	nk_engine__step(E);
+	b = F.pending[F.nr_pending - 1];
+	assert_ptr_equal(b->sock, a->sock);
 	assert_int_equal(b->user_data, ub);
 	assert_int_equal(b->buf[0], 'b');
 	fake_complete(b, 10, 0, 0);
@@ -950,29 +938,6 @@ static void test_send_queue_rdwr(void **state)
 	fake_complete(wr, 0, 0, 0);
 	assert_cq_empty(v);
 	assert_int_equal(views[0].conn->inflight, 0);
-}
-
-static void test_send_order(void **state)
-{
-	(void)state;
-	send_order(true);
-}
-
-static struct nk_nsm_ops fake_ordered_ops;
-
-/* The same guest on the fake with NK_NSM_CAP_SEND_ORDER. */
-static void use_ordered_fake(void)
-{
-	fake_ordered_ops = fake_ops;
-	fake_ordered_ops.caps |= NK_NSM_CAP_SEND_ORDER;
-	views[0].conn->guest->nsm->ops = &fake_ordered_ops;
-}
-
-static void test_send_order_nsm(void **state)
-{
-	(void)state;
-	use_ordered_fake();
-	send_order(false);
 }
 
 /* An op of the socket's SEND queue as the fake NSM got it. */
@@ -1495,8 +1460,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cq_head_jump, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_cq_no_overflow, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_send_order_nsm, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_send_queue, setup,
 						teardown),

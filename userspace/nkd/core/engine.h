@@ -161,7 +161,7 @@ struct nk_sock {
 	/* SENDs taken, not completed: sum of max(len, conn's send_charge) */
 	uint64_t send_inflight;
 	uint32_t send_window; /* abi.md §5: SO_SNDBUF only shrinks it */
-	/* sendq.c, NSMs without NK_NSM_CAP_SEND_ORDER: ops held in order */
+	/* sendq.c: ops held in order (an NSM may read it: more SENDs wait) */
 	struct nk_list sendq; /* nk_req.qlink */
 	bool send_busy; /* one SEND of it is in the NSM */
 	bool sendq_pumping, release_held;

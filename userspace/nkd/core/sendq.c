@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * Send ordering per socket, for NSMs that do not keep it themselves (no
- * NK_NSM_CAP_SEND_ORDER): the engine hands such an NSM one SEND of a
- * socket at a time and holds the others on s->sendq, in ring order, so
- * the bytes of a stream leave in the order the guest wrote them.
+ * Send ordering per socket, the one place it is kept (no NSM keeps its
+ * own): the engine hands the NSM one SEND of a socket at a time and holds
+ * the others on s->sendq, in ring order, so the bytes of a stream leave
+ * in the order the guest wrote them.
  *
  *  - a non-blocking SEND (NK_SQE_F_NONBLOCK or MSG_DONTWAIT) that finds
  *    another SEND of the socket not yet completed gets -EAGAIN at once:
@@ -27,11 +27,6 @@
 #include "ratelimit.h"
 #include "sendq.h"
 
-static bool keeps_order(const struct nk_sock *s)
-{
-	return s->nsm->ops->caps & NK_NSM_CAP_SEND_ORDER;
-}
-
 static bool nonblock(const struct nk_req *op)
 {
 	return (op->sqe_flags & NK_SQE_F_NONBLOCK) ||
@@ -51,8 +46,6 @@ static void hold(struct nk_sock *s, struct nk_req *op)
 
 bool nk_sendq__take(struct nk_sock *s, struct nk_req *op)
 {
-	if (keeps_order(s))
-		return false;
 	if (op->opcode == NK_OP_SEND) {
 		if (!sends_pending(s)) {
 			s->send_busy = true;
@@ -126,7 +119,7 @@ void nk_sendq__done(struct nk_engine *e, struct nk_req *op)
 bool nk_sendq__defer_release(struct nk_sock *s)
 {
 	/* Ops held by a rate cap (ratelimit.c) go down first too. */
-	if (!s->rate_held && (keeps_order(s) || nk_list__empty(&s->sendq)))
+	if (!s->rate_held && nk_list__empty(&s->sendq))
 		return false;
 	s->release_held = true;
 	return true;

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Send ordering per socket in the engine (sendq.c), for NSMs without
- * NK_NSM_CAP_SEND_ORDER.
+ * Send ordering per socket in the engine (sendq.c), for every NSM.
  */
 #ifndef NKD_SENDQ_H
 #define NKD_SENDQ_H

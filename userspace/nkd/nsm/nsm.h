@@ -4,7 +4,7 @@
  * the stack below it, like Linux's generic socket code over struct
  * proto_ops. The engine validates, accounts, mirrors readiness and owns
  * what every stack shares: operation timeouts (core/optimer.c), send
- * ordering for NSMs without NK_NSM_CAP_SEND_ORDER (core/sendq.c) and the
+ * ordering (core/sendq.c; no NSM keeps a send queue of its own) and the
  * pending error reported by SO_ERROR (s->so_error). An NSM executes socket
  * operations on some stack: "kernel" (the Linux stack through io_uring,
  * nsm/kernel/) and "afxdp" (a userspace TCP/IP stack on AF_XDP,
@@ -27,9 +27,14 @@
  *    -ENOENT if unknown. The engine also cancels at an op's deadline
  *    (op->timed_out set) and turns that -ECANCELED into -EAGAIN
  *    (-ETIMEDOUT for CONNECT): an NSM keeps no timers for ops.
- *  - without NK_NSM_CAP_SEND_ORDER an NSM has at most one SEND per socket
- *    at a time, and a stream's SHUT_WR only after the SENDs before it
- *    (SHUT_RDWR behind SENDs arrives split: SHUT_RD, later SHUT_WR).
+ *  - an NSM has at most one SEND per socket at a time, and a stream's
+ *    SHUT_WR only after the SENDs before it completed (SHUT_RDWR behind
+ *    SENDs arrives split: SHUT_RD, later SHUT_WR). A SEND may wait in the
+ *    NSM for room; the next goes down when it completes. A non-empty
+ *    s->sendq says more SENDs of the socket wait (a hint to coalesce).
+ *    The engine may release the socket (sock_release()) from inside a
+ *    SEND's nk_engine__op_done(): an NSM touches its socket state after
+ *    that call only if it kept it alive.
  *  - GETSOCKOPT SO_ERROR reaches the NSM only when s->so_error is 0; an
  *    NSM records a background connect's error in s->so_error.
  *  - sock_release() is called once the last reference is gone; the NSM
@@ -119,12 +124,6 @@ struct nk_nsm_ops {
 
 /* RECV with NK_SQE_F_BATCH; without it the engine answers -EOPNOTSUPP. */
 #define NK_NSM_CAP_RECV_BATCH (1U << 0)
-/*
- * The NSM keeps a socket's SENDs (and a SHUT_WR after them) in order
- * itself and takes any number at once. Without it the engine hands it
- * one SEND per socket at a time and holds the rest (core/sendq.c).
- */
-#define NK_NSM_CAP_SEND_ORDER (1U << 1)
 
 extern const struct nk_nsm_ops nk_nsm_kernel_ops;
 extern const struct nk_nsm_ops nk_nsm_afxdp_ops;

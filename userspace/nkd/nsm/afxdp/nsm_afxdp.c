@@ -101,7 +101,6 @@ struct asock {
 	struct sockaddr_in peer; /* UDP connect target */
 	bool udp_connected;
 	bool connecting, eof, rd_ready;
-	bool shut_wr_pending; /* SHUT_WR waits for the queued SENDs */
 	int err; /* pending error for RECV/SEND, positive errno */
 	bool nodelay;
 	int reuseaddr, keepalive;
@@ -110,11 +109,35 @@ struct asock {
 	struct nk_flow_key flow;
 	bool has_flow;
 	struct nk_req *connect_op;
-	struct nk_list sendq, recvq; /* nk_req.qlink */
+	/*
+	 * The socket's one TCP SEND waiting for window: the engine hands
+	 * down one at a time, in order, and a SHUT_WR only after them
+	 * (core/sendq.c).
+	 */
+	struct nk_req *send_op;
+	struct nk_list recvq; /* nk_req.qlink */
+	/*
+	 * Paths that complete a SEND and touch a afterwards hold it: the
+	 * engine may release the socket from inside that completion, and
+	 * finalize waits for the last hold (hold()/unhold()).
+	 */
+	unsigned holds;
 };
 
 static void pump(struct asock *a);
 static void finalize(struct asock *a);
+
+/* Per-operation state, in the op's NSM scratch space (nsm.h). */
+struct xreq {
+	bool accept; /* an ACCEPT on recvq (RECVs share it) */
+};
+
+_Static_assert(sizeof(struct xreq) <= NK_NSM_SCRATCH, "xreq fits the scratch");
+
+static struct xreq *xr(struct nk_req *op)
+{
+	return (struct xreq *)(void *)op->scratch;
+}
 
 static int xp_proto(const struct asock *a)
 {
@@ -179,6 +202,26 @@ static void done(struct xn *xn, struct nk_req *op, int res, uint32_t flags,
 {
 	xn->work++;
 	nk_engine__op_done(op, res, flags, aux, handle);
+}
+
+/* Completes the socket's SEND (a may be released and freed meanwhile). */
+static void send_done(struct asock *a, struct nk_req *op, int res)
+{
+	a->send_op = NULL;
+	op->in_nsm = false;
+	done(a->xn, op, res, 0, 0, 0);
+}
+
+static void hold(struct asock *a)
+{
+	a->holds++;
+}
+
+/* Drops a hold; the last one finalizes a released socket. */
+static void unhold(struct asock *a)
+{
+	if (!--a->holds && a->closing && !a->send_op)
+		finalize(a);
 }
 
 /* Takes op off its queue and completes it. */
@@ -420,6 +463,7 @@ static void us_cb(struct nk_usock *us, uint32_t ev, void *arg)
 	struct asock *a = arg;
 
 	(void)us;
+	hold(a);
 	if (ev & NK_USOCK_EV_ERROR) {
 		int r = nk_ustack_sock_error(a->us);
 
@@ -438,12 +482,8 @@ static void us_cb(struct nk_usock *us, uint32_t ev, void *arg)
 	if ((ev & NK_USOCK_EV_READABLE) && !a->listener)
 		a->rd_ready = true;
 	pump(a);
-	if (a->closing) {
-		if (nk_list__empty(&a->sendq))
-			finalize(a);
-		return;
-	}
 	tell(a, ev & (NK_USOCK_EV_READABLE | NK_USOCK_EV_ERROR));
+	unhold(a);
 }
 
 /* ------------------------------------------------------------------ */
@@ -572,7 +612,7 @@ static void pump_recv(struct asock *a)
 				     0);
 			continue;
 		}
-		if (op->opcode == NK_OP_ACCEPT) {
+		if (xr(op)->accept) {
 			r = adopt_accepted(a, op);
 			if (r == -EAGAIN)
 				return;
@@ -624,31 +664,27 @@ static bool run_tcp_send(struct asock *a, struct nk_req *op, bool queued,
 		if (n == 0 && !op->done)
 			res = 0;
 		if (queued)
-			dequeue_done(a, op, res, 0, 0);
+			send_done(a, op, res);
 		else
 			done(a->xn, op, res, 0, 0, 0);
 		return true;
 	}
 }
 
+/* Called with a held: a completion may hand the next SEND down. */
 static void pump_send(struct asock *a)
 {
-	while (!nk_list__empty(&a->sendq)) {
-		struct nk_req *op =
-			nk_container_of(a->sendq.next, struct nk_req, qlink);
+	struct nk_req *op;
 
+	while ((op = a->send_op)) {
 		if (op->cancelled) {
-			dequeue_done(a, op,
-				     op->done ? (int)op->done : -ECANCELED, 0,
-				     0);
+			send_done(a, op, op->done ? (int)op->done : -ECANCELED);
 			continue;
 		}
-		if (!run_tcp_send(a, op, true, op->qlink.next != &a->sendq))
+		/* More SENDs held in the engine: coalesce (MSG_MORE). */
+		if (!run_tcp_send(a, op, true,
+				  !nk_list__empty(&op->sock->sendq)))
 			return;
-	}
-	if (a->shut_wr_pending && a->us) {
-		a->shut_wr_pending = false;
-		nk_ustack_tcp_shutdown(a->us, SHUT_WR); /* FIN after data */
 	}
 }
 
@@ -670,7 +706,6 @@ static struct asock *asock_new(struct xn *xn, struct nk_sock *s)
 	a->xn = xn;
 	a->s = s;
 	a->gid = s ? s->guest->id : NK_GUEST_NSM;
-	nk_list__init(&a->sendq);
 	nk_list__init(&a->recvq);
 	nk_list__add_tail(&xn->socks, &a->link);
 	return a;
@@ -1196,6 +1231,7 @@ static void xn_accept(void *priv, struct nk_req *op)
 		done(xn, op, -EAGAIN, 0, 0, 0);
 		return;
 	}
+	xr(op)->accept = true;
 	queue_op(&a->recvq, op);
 }
 
@@ -1252,19 +1288,14 @@ static void xn_send(void *priv, struct nk_req *op)
 		done(xn, op, do_udp_send(a, op), 0, 0, 0);
 		return;
 	}
-	if (!nk_list__empty(&a->sendq)) {
-		if (nonblock) {
-			/* keep the byte order */
-			done(xn, op, -EAGAIN, 0, 0, 0);
-			return;
-		}
-	} else if (run_tcp_send(a, op, false, false)) {
+	if (run_tcp_send(a, op, false, false))
 		return;
-	} else if (nonblock) {
+	if (nonblock) {
 		done(xn, op, op->done ? (int)op->done : -EAGAIN, 0, 0, 0);
 		return;
 	}
-	queue_op(&a->sendq, op);
+	op->in_nsm = true;
+	a->send_op = op; /* the engine sends no other before it is done */
 }
 
 static void xn_shutdown(void *priv, struct nk_req *op)
@@ -1272,14 +1303,9 @@ static void xn_shutdown(void *priv, struct nk_req *op)
 	struct asock *a = op->sock->nsm_priv;
 	int res = 0;
 
+	/* The engine hands a SHUT_WR down after the SENDs before it. */
 	if (op->sock->type == SOCK_DGRAM || !a->us || a->listener) {
 		res = a->listener ? 0 : -ENOTCONN;
-	} else if (op->arg != SHUT_RD && !nk_list__empty(&a->sendq)) {
-		/* After the queued SENDs, without waiting for them. */
-		if (op->arg == SHUT_RDWR)
-			res = nk_ustack_tcp_shutdown(a->us, SHUT_RD);
-		if (!res)
-			a->shut_wr_pending = true;
 	} else {
 		res = nk_ustack_tcp_shutdown(a->us, (int)op->arg);
 	}
@@ -1340,13 +1366,15 @@ static int xn_cancel(void *priv, struct nk_req *op)
 		done(a->xn, op, -ECANCELED, 0, 0, 0);
 		return 0;
 	}
-	if (op->opcode == NK_OP_RECV && op->sock->type == SOCK_STREAM)
+	hold(a);
+	if (op == a->send_op)
+		send_done(a, op, op->done ? (int)op->done : -ECANCELED);
+	else if (!xr(op)->accept && op->sock->type == SOCK_STREAM)
 		finish_tcp_recv(a, op, -ECANCELED, true);
 	else
 		dequeue_done(a, op, op->done ? (int)op->done : -ECANCELED, 0,
 			     0);
-	if (a->closing && nk_list__empty(&a->sendq))
-		finalize(a);
+	unhold(a);
 	return 0;
 }
 
@@ -1395,9 +1423,9 @@ static void xn_sock_release(void *priv, struct nk_sock *s)
 		eps_del(a);
 		usock_close(a);
 	}
-	if (nk_list__empty(&a->sendq))
+	if (!a->send_op && !a->holds)
 		finalize(a);
-	/* else: queued SENDs finish first (us_cb / xn_cancel finalize). */
+	/* else: its SEND finishes first, or a path holding a finalizes. */
 }
 
 static unsigned xn_poll_now(void *priv, struct nk_sock *s)
@@ -1937,5 +1965,5 @@ const struct nk_nsm_ops nk_nsm_afxdp_ops = {
 	.guest_attach = xn_guest_attach,
 	.guest_detach = xn_guest_detach,
 	/* Its own SEND queue per socket, fed as lwIP's window opens. */
-	.caps = NK_NSM_CAP_SEND_ORDER,
+	.caps = 0,
 };

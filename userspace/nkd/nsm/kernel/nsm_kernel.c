@@ -57,11 +57,16 @@ struct ksock {
 	struct nk_sock *s;
 	uint32_t refs; /* io_uring requests that name fd */
 	bool poll_armed, want_poll, closing;
-	bool send_busy, recv_busy; /* queue head is in io_uring */
+	bool recv_busy; /* recvq's head is in io_uring */
 	bool bg_connect;
-	bool shut_wr_pending; /* SHUT_WR waits for the queued SENDs */
 	struct nk_req *connect_op; /* blocking CONNECT in io_uring */
-	struct nk_list sendq, recvq; /* nk_op.qlink */
+	/*
+	 * The socket's one SEND waiting in io_uring for room: the engine
+	 * hands down one at a time, in order, and a SHUT_WR only after
+	 * them (core/sendq.c).
+	 */
+	struct nk_req *send_op;
+	struct nk_list recvq; /* nk_op.qlink */
 	struct sockaddr_storage csa; /* background connect target */
 	socklen_t csalen;
 	/* SO_LINGER {1, N>0} as the guest set it, never on the fd. */
@@ -78,6 +83,8 @@ struct kreq {
 	size_t ctl_len;
 	/* What its io_uring completion does (set with the request). */
 	void (*on_cqe)(struct ksock *ks, struct nk_req *op, int res);
+	/* An ACCEPT on recvq (RECVs share it): set by kn_accept. */
+	bool accept;
 };
 
 _Static_assert(sizeof(struct kreq) <= NK_NSM_SCRATCH, "kreq fits the scratch");
@@ -136,7 +143,6 @@ static struct ksock *ks_alloc(void)
 	ks->gen = gen;
 	ks->used = true;
 	ks->fd = -1;
-	nk_list__init(&ks->sendq);
 	nk_list__init(&ks->recvq);
 	return ks;
 }
@@ -165,7 +171,9 @@ static void ks_maybe_close(struct ksock *ks)
 {
 	struct nk_sock *s;
 
-	if (!ks->closing || ks->refs || !nk_list__empty(&ks->sendq) ||
+	/* !used: already closed by a completion's callback (engine's sendq
+	 * releasing the socket after its last SEND). */
+	if (!ks->used || !ks->closing || ks->refs || ks->send_op ||
 	    !nk_list__empty(&ks->recvq))
 		return;
 	close(ks->fd);
@@ -205,13 +213,13 @@ static uint64_t op_ud(const struct nk_req *op)
 }
 
 /* Bytes in front of a RECV's or SEND's data: address, ancillary block. */
-static uint32_t head_len(const struct nk_req *op)
+static uint32_t head_len(const struct nk_req *op, bool recv)
 {
 	uint32_t skip = 0;
 
-	if ((op->sqe_flags & NK_SQE_F_ADDR) && op->opcode == NK_OP_RECV)
+	if ((op->sqe_flags & NK_SQE_F_ADDR) && recv)
 		skip += sizeof(struct nk_sockaddr);
-	if ((op->sqe_flags & NK_SQE_F_BATCH) && op->opcode == NK_OP_RECV)
+	if ((op->sqe_flags & NK_SQE_F_BATCH) && recv)
 		skip += sizeof(struct nk_dgram); /* the first record's header */
 	if (op->sqe_flags & NK_SQE_F_CMSG)
 		skip += NK_CMSG_BYTES;
@@ -221,14 +229,14 @@ static uint32_t head_len(const struct nk_req *op)
 /* Bytes of data a SEND carries. */
 static uint32_t send_len(const struct nk_req *op)
 {
-	return op->len - head_len(op);
+	return op->len - head_len(op, false);
 }
 
 /* Fills kr(op)->msg for RECV/SEND from op->done onwards. */
 static void build_msg(struct nk_req *op, bool recv)
 {
 	struct msghdr *m = &kr(op)->msg;
-	uint32_t skip = head_len(op);
+	uint32_t skip = head_len(op, recv);
 
 	memset(m, 0, sizeof(*m));
 	if (op->sqe_flags & (NK_SQE_F_ADDR | NK_SQE_F_BATCH)) {
@@ -317,7 +325,7 @@ static void finish_recv(struct nk_req *op, int res)
 	uint32_t skip = (op->sqe_flags & NK_SQE_F_ADDR)
 				? sizeof(struct nk_sockaddr)
 				: 0;
-	uint32_t cap = op->len - head_len(op), flags = 0, data;
+	uint32_t cap = op->len - head_len(op, true), flags = 0, data;
 
 	if (op->sqe_flags & NK_SQE_F_BATCH) {
 		finish_batch(op, res);
@@ -358,7 +366,7 @@ static void finish_recv(struct nk_req *op, int res)
 	nk_engine__op_done(op, res, flags, data, 0);
 }
 
-static void pump_send(struct ksock *ks);
+static void send_try(struct ksock *ks, struct nk_req *op);
 static void pump_recv(struct ksock *ks);
 static void send_cqe(struct ksock *ks, struct nk_req *op, int res);
 static void recv_cqe(struct ksock *ks, struct nk_req *op, int res);
@@ -367,10 +375,10 @@ static void accept_cqe(struct ksock *ks, struct nk_req *op, int res);
 static void complete_queued(struct nk_req *op, int res)
 {
 	nk_list__del(&op->qlink);
-	if (op->opcode == NK_OP_RECV)
-		finish_recv(op, res);
-	else
+	if (kr(op)->accept)
 		nk_engine__op_done(op, res, 0, 0, 0);
+	else
+		finish_recv(op, res);
 }
 
 /* A new kernel socket from accept: engine socket + ksock + poll. */
@@ -417,52 +425,47 @@ static void finish_accept(struct ksock *ks, struct nk_req *op, int res)
 /* ------------------------------------------------------------------ */
 /* Queues. */
 
-static void pump_send(struct ksock *ks)
+static void finish_send(struct ksock *ks, struct nk_req *op, int res)
 {
-	while (!ks->send_busy && !nk_list__empty(&ks->sendq)) {
-		struct nk_req *op =
-			nk_container_of(ks->sendq.next, struct nk_req, qlink);
-		struct io_uring_sqe *sqe;
-		ssize_t n;
+	ks->send_op = NULL;
+	/* May hand the next SEND down, or release (and free) ks. */
+	nk_engine__op_done(op, op->done ? (int)op->done : res, 0, 0, 0);
+}
 
-		if (op->cancelled) {
-			complete_queued(op,
-					op->done ? (int)op->done : -ECANCELED);
-			continue;
-		}
-		build_msg(op, false);
-		n = sendmsg(ks->fd, &kr(op)->msg,
-			    send_flags(op) | MSG_DONTWAIT);
-		if (n >= 0)
-			op->done += (uint32_t)n;
-		if ((n >= 0 && op->done == send_len(op)) ||
-		    (n < 0 && errno != EAGAIN)) {
-			complete_queued(op, op->done ? (int)op->done
-					    : n < 0  ? -errno
-						     : 0);
-			continue;
-		}
-		/* Socket buffer full: let io_uring wait for room. */
-		nk_loop__need(ks->kn->loop, 1);
-		sqe = nk_loop__sqe(ks->kn->loop);
-		if (!sqe) {
-			complete_queued(op, op->done ? (int)op->done : -EAGAIN);
-			continue;
-		}
-		build_msg(op, false);
-		io_uring_prep_sendmsg(sqe, ks->fd, &kr(op)->msg,
-				      (unsigned)send_flags(op));
-		io_uring_sqe_set_data64(sqe, op_ud(op));
-		kr(op)->on_cqe = send_cqe;
-		op->in_nsm = true;
-		ks->send_busy = true;
-		ks->refs++;
+/* Sends what is left of op; waits in io_uring while the buffer is full. */
+static void send_try(struct ksock *ks, struct nk_req *op)
+{
+	struct io_uring_sqe *sqe;
+	ssize_t n;
+
+	if (op->cancelled) {
+		finish_send(ks, op, -ECANCELED);
+		return;
 	}
-	if (ks->shut_wr_pending && !ks->send_busy &&
-	    nk_list__empty(&ks->sendq)) {
-		ks->shut_wr_pending = false;
-		shutdown(ks->fd, SHUT_WR); /* the FIN after the data */
+	build_msg(op, false);
+	n = sendmsg(ks->fd, &kr(op)->msg, send_flags(op) | MSG_DONTWAIT);
+	if (n >= 0)
+		op->done += (uint32_t)n;
+	if ((n >= 0 && op->done == send_len(op)) ||
+	    (n < 0 && errno != EAGAIN)) {
+		finish_send(ks, op, n < 0 ? -errno : 0);
+		return;
 	}
+	/* Socket buffer full: let io_uring wait for room. */
+	nk_loop__need(ks->kn->loop, 1);
+	sqe = nk_loop__sqe(ks->kn->loop);
+	if (!sqe) {
+		finish_send(ks, op, -EAGAIN);
+		return;
+	}
+	build_msg(op, false);
+	io_uring_prep_sendmsg(sqe, ks->fd, &kr(op)->msg,
+			      (unsigned)send_flags(op));
+	io_uring_sqe_set_data64(sqe, op_ud(op));
+	kr(op)->on_cqe = send_cqe;
+	op->in_nsm = true;
+	ks->send_op = op;
+	ks->refs++;
 }
 
 static void pump_recv(struct ksock *ks)
@@ -476,7 +479,7 @@ static void pump_recv(struct ksock *ks)
 			complete_queued(op, -ECANCELED);
 			continue;
 		}
-		if (op->opcode == NK_OP_ACCEPT) {
+		if (kr(op)->accept) {
 			/* O_NONBLOCK listener: EAGAIN, never a wait. */
 			int fd = accept4(ks->fd, NULL, NULL, SOCK_CLOEXEC);
 
@@ -502,7 +505,7 @@ static void pump_recv(struct ksock *ks)
 			complete_queued(op, -EAGAIN);
 			continue;
 		}
-		if (op->opcode == NK_OP_ACCEPT) {
+		if (kr(op)->accept) {
 			io_uring_prep_accept(sqe, ks->fd, NULL, NULL,
 					     SOCK_CLOEXEC);
 			kr(op)->on_cqe = accept_cqe;
@@ -524,17 +527,16 @@ static void pump_recv(struct ksock *ks)
 
 static void send_cqe(struct ksock *ks, struct nk_req *op, int res)
 {
-	ks->send_busy = false;
+	ks->send_op = NULL;
 	if (res > 0) {
 		op->done += (uint32_t)res;
 		if (op->done < send_len(op) && !op->cancelled) {
 			/* Short send: the rest goes next, in order. */
-			pump_send(ks);
+			send_try(ks, op);
 			return;
 		}
 	}
-	complete_queued(op, op->done ? (int)op->done : res);
-	pump_send(ks);
+	finish_send(ks, op, res);
 }
 
 static void recv_cqe(struct ksock *ks, struct nk_req *op, int res)
@@ -996,6 +998,7 @@ static void kn_accept(void *priv, struct nk_req *op)
 		finish_accept(ks, op, fd < 0 ? -errno : fd);
 		return;
 	}
+	kr(op)->accept = true;
 	nk_list__add_tail(&ks->recvq, &op->qlink);
 	pump_recv(ks);
 }
@@ -1048,42 +1051,24 @@ static void kn_send(void *priv, struct nk_req *op)
 	if (op_nonblock(op)) {
 		ssize_t n;
 
-		if (!nk_list__empty(&ks->sendq)) {
-			kn_reply(op, -EAGAIN); /* keep the byte order */
-			return;
-		}
 		build_msg(op, false);
 		n = sendmsg(ks->fd, &kr(op)->msg,
 			    send_flags(op) | MSG_DONTWAIT);
 		kn_reply(op, n < 0 ? -errno : (int)n);
 		return;
 	}
-	nk_list__add_tail(&ks->sendq, &op->qlink);
-	pump_send(ks);
+	send_try(ks, op);
 }
 
 static void kn_shutdown(void *priv, struct nk_req *op)
 {
 	struct ksock *ks = ks_of(op->sock);
-	struct nk_sock *s = op->sock;
 	int res = 0;
 
 	(void)priv;
-	/*
-	 * Ordered after the SENDs before it, without waiting for them: they
-	 * may wait for a peer that reads only after this shutdown returns.
-	 * The read side, and the error an unconnected socket gives, come at
-	 * once.
-	 */
-	if (op->arg != SHUT_RD && s->type == SOCK_STREAM &&
-	    (ks->send_busy || !nk_list__empty(&ks->sendq))) {
-		if (op->arg == SHUT_RDWR && shutdown(ks->fd, SHUT_RD))
-			res = -errno;
-		if (!res)
-			ks->shut_wr_pending = true;
-	} else if (shutdown(ks->fd, (int)op->arg)) {
+	/* The engine hands a SHUT_WR down after the SENDs before it. */
+	if (shutdown(ks->fd, (int)op->arg))
 		res = -errno;
-	}
 	kn_reply(op, res);
 }
 
@@ -1368,5 +1353,5 @@ const struct nk_nsm_ops nk_nsm_kernel_ops = {
 	.sock_name = kn_sock_name,
 	.poll = NULL,
 	/* Its own SEND queue per socket: short sends go on in io_uring. */
-	.caps = NK_NSM_CAP_RECV_BATCH | NK_NSM_CAP_SEND_ORDER,
+	.caps = NK_NSM_CAP_RECV_BATCH,
 };
