@@ -161,9 +161,17 @@ void nk_rate__done(struct nk_req *op, int res)
 static void pass(struct nk_engine *e, struct nk_req *op)
 {
 	struct nk_sock *s = op->sock;
+	struct nk_rate *r = &op->conn->guest->rate.dir[op->rate_dir - 1];
 	bool rel;
 
 	nk_list__del(&op->qlink);
+	/*
+	 * Count the wait now: the NSM may complete op at once and the
+	 * engine hand the socket's next op straight back here, which
+	 * would start a new wait over this one (one SEND per socket is
+	 * in the NSM at a time, so the list empties at every op).
+	 */
+	end_wait(r, nk_now_ns());
 	op->held = false;
 	op->rate_pass = true;
 	s->rate_held--;
