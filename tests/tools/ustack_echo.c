@@ -370,9 +370,10 @@ int main(int argc, char **argv)
 		else if (!strcmp(o, "--queues"))
 			lo.queue_count = (uint32_t)atoi(v);
 		else if (!strcmp(o, "--csum"))
-			so.csum_mode = !strcmp(v, "strict") ? NK_USTACK_CSUM_STRICT :
-				       !strcmp(v, "lwip")   ? NK_USTACK_CSUM_LWIP :
-							      NK_USTACK_CSUM_COMPLETE;
+			so.csum_mode =
+				!strcmp(v, "strict") ? NK_USTACK_CSUM_STRICT
+				: !strcmp(v, "lwip") ? NK_USTACK_CSUM_LWIP
+						     : NK_USTACK_CSUM_COMPLETE;
 		else if (!strcmp(o, "--tcp-echo"))
 			tcp_echo = atoi(v);
 		else if (!strcmp(o, "--http"))
@@ -417,8 +418,8 @@ int main(int argc, char **argv)
 	if (ret)
 		die("create engine", -ret);
 	ret = nk_ustack__add_addr(st, a.s_addr,
-				  htonl(plen == 32 ? 0xffffffffu :
-						     ~(0xffffffffu >> plen)),
+				  htonl(plen == 32 ? 0xffffffffu
+						   : ~(0xffffffffu >> plen)),
 				  g.s_addr);
 	if (ret)
 		die("add address", -ret);
@@ -496,7 +497,8 @@ int main(int argc, char **argv)
 
 	t0 = time(NULL);
 	while (!stop && !done) {
-		struct pollfd pfd = { .fd = nk_ustack__fd(st), .events = POLLIN };
+		struct pollfd pfd = { .fd = nk_ustack__fd(st),
+				      .events = POLLIN };
 		int t = nk_ustack__timeout_ms(st);
 
 		if (t < 0 || t > 100)

@@ -168,8 +168,7 @@ static void test_partial_checksum_completed(void **state)
 			assert_int_equal(nk_pkt_l4_csum(f, &pi, 1),
 					 NK_CSUM_COMPLETED);
 			assert_memory_equal(f, good, n);
-			assert_int_equal(nk_pkt_l4_csum(f, &pi, 1),
-					 NK_CSUM_OK);
+			assert_int_equal(nk_pkt_l4_csum(f, &pi, 1), NK_CSUM_OK);
 		}
 }
 

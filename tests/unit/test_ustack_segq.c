@@ -126,8 +126,7 @@ static void test_datagrams(void **state)
 			 -EAGAIN);
 	assert_int_equal(nk_segq__push(&q, mk(12, 1), 12, 0x0100000a, 0x3500),
 			 0);
-	assert_int_equal(nk_segq__push(&q, mk(3, 9), 3, 0x0200000a, 0x3600),
-			 0);
+	assert_int_equal(nk_segq__push(&q, mk(3, 9), 3, 0x0200000a, 0x3600), 0);
 	/* truncated to the buffer, the rest of the datagram discarded */
 	assert_int_equal(nk_segq__pop_dgram(&q, out, 8, &addr, &port, &full),
 			 8);

@@ -445,9 +445,9 @@ static void prom_xdp(struct sb *b, struct nk_engine *e)
 				continue;
 			sb_printf(b, "%s{guest=\"%s\",nsm=\"%s\"} %llu\n",
 				  m[i].name, g->conf.name, g->nsm->conf.name,
-				  (unsigned long long)*(const uint64_t
-								*)((const char *)&xs +
-								   m[i].off));
+				  (unsigned long long)*(
+					  const uint64_t *)((const char *)&xs +
+							    m[i].off));
 		}
 	}
 }

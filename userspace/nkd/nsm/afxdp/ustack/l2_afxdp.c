@@ -144,9 +144,9 @@ static int setup(struct l2_xdp *x, const struct nk_l2_opts *o,
 	int ret;
 
 	if (o->flags & NK_L2_F_DEFAULT_PROG)
-		scfg.xdp_flags = (o->flags & NK_L2_F_SKB_MODE) ?
-					 XDP_FLAGS_SKB_MODE :
-					 XDP_FLAGS_DRV_MODE;
+		scfg.xdp_flags = (o->flags & NK_L2_F_SKB_MODE)
+					 ? XDP_FLAGS_SKB_MODE
+					 : XDP_FLAGS_DRV_MODE;
 	else
 		scfg.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;
 
@@ -277,8 +277,7 @@ fail:
 	return ret;
 }
 
-static int xdp_rx(struct nk_l2 *l2, nk_l2_rx_fn fn, void *arg,
-		  unsigned budget)
+static int xdp_rx(struct nk_l2 *l2, nk_l2_rx_fn fn, void *arg, unsigned budget)
 {
 	struct l2_xdp *x = (struct l2_xdp *)l2;
 	unsigned total = 0, i;
@@ -419,11 +418,12 @@ static int xdp_describe(const struct nk_l2 *l2, char *buf, size_t len)
 {
 	const struct l2_xdp *x = (const struct l2_xdp *)l2;
 
-	return snprintf(buf, len,
-			"afxdp %s queues %u-%u umem %ux%u ring %u need_wakeup%s",
-			x->zerocopy ? "zero-copy" : "copy", x->q[0].queue,
-			x->q[x->nq - 1].queue, x->nframes, x->frame_size,
-			x->ring, x->own_prog ? " libxdp-default-prog" : "");
+	return snprintf(
+		buf, len,
+		"afxdp %s queues %u-%u umem %ux%u ring %u need_wakeup%s",
+		x->zerocopy ? "zero-copy" : "copy", x->q[0].queue,
+		x->q[x->nq - 1].queue, x->nframes, x->frame_size, x->ring,
+		x->own_prog ? " libxdp-default-prog" : "");
 }
 
 static void xdp_close(struct nk_l2 *l2)

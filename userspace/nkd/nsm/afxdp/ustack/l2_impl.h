@@ -13,7 +13,8 @@ struct nk_l2_ops {
 	int (*flush)(struct nk_l2 *l2);
 	int (*xskmap_update)(struct nk_l2 *l2, int map_fd, uint32_t slots,
 			     uint32_t slot); /* may be NULL */
-	void (*stats)(const struct nk_l2 *l2, struct nk_l2_stats *st); /* NULL ok */
+	void (*stats)(const struct nk_l2 *l2,
+		      struct nk_l2_stats *st); /* NULL ok */
 	/* one line on the mode actually in use; NULL: just the name */
 	int (*describe)(const struct nk_l2 *l2, char *buf, size_t len);
 	void (*close)(struct nk_l2 *l2);

@@ -24,8 +24,7 @@
 #include <sys/types.h>
 
 /* Copies len bytes starting at off of obj to dst; returns bytes copied. */
-typedef size_t (*nk_segq_copy_fn)(void *obj, size_t off, void *dst,
-				  size_t len);
+typedef size_t (*nk_segq_copy_fn)(void *obj, size_t off, void *dst, size_t len);
 /* Gives a drained (or flushed) buffer back to its owner. */
 typedef void (*nk_segq_release_fn)(void *obj);
 
