@@ -27,6 +27,7 @@
 
 #include "engine.h"
 #include "ratelimit.h"
+#include "sendq.h"
 
 /* Default burst: 10 ms at the rate, at least 64 KiB. */
 #define NK_RATE_BURST_NS 10000000ll
@@ -177,9 +178,7 @@ static void pass(struct nk_engine *e, struct nk_req *op)
 	s->rate_held--;
 	e->rate_held--;
 	/* Decided before the call: s may be gone after a release. */
-	rel = s->release_held && !s->rate_held && nk_list__empty(&s->sendq);
-	if (rel)
-		s->release_held = false;
+	rel = nk_sendq__release_due(s);
 	nk_engine__nsm_call(op);
 	if (rel)
 		s->nsm->ops->sock_release(s->nsm->priv, s);

@@ -96,8 +96,7 @@ static void pump(struct nk_engine *e, struct nk_sock *s)
 		nk_engine__nsm_call(op);
 	}
 	s->sendq_pumping = false;
-	if (s->release_held && nk_list__empty(&s->sendq) && !s->rate_held) {
-		s->release_held = false;
+	if (nk_sendq__release_due(s)) {
 		/* May end in sock_gone: s is not touched after it. */
 		s->nsm->ops->sock_release(s->nsm->priv, s);
 		return;
@@ -116,12 +115,25 @@ void nk_sendq__done(struct nk_engine *e, struct nk_req *op)
 	pump(e, s);
 }
 
+/* Ops held by a rate cap (ratelimit.c) go down first too. */
+static bool ops_held(const struct nk_sock *s)
+{
+	return s->rate_held || !nk_list__empty(&s->sendq);
+}
+
 bool nk_sendq__defer_release(struct nk_sock *s)
 {
-	/* Ops held by a rate cap (ratelimit.c) go down first too. */
-	if (!s->rate_held && nk_list__empty(&s->sendq))
+	if (!ops_held(s))
 		return false;
 	s->release_held = true;
+	return true;
+}
+
+bool nk_sendq__release_due(struct nk_sock *s)
+{
+	if (!s->release_held || ops_held(s))
+		return false;
+	s->release_held = false;
 	return true;
 }
 
