@@ -1526,25 +1526,32 @@ static void *watchdog(void *arg)
 	return NULL;
 }
 
-static void watchdog_start(void)
+int nk_thread__start_quiet(void *(*fn)(void *), size_t stack)
 {
 	pthread_attr_t a;
 	pthread_t t;
 	sigset_t all, old;
+	int err;
 
-	if (C.wd_running)
-		return;
 	pthread_attr_init(&a);
 	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&a, 64 * 1024);
+	pthread_attr_setstacksize(&a, stack);
 	/* Born with every signal blocked: no window to take one. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	if (pthread_create(&t, &a, watchdog, NULL) == 0)
-		C.wd_running = true;
+	err = pthread_create(&t, &a, fn, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&a);
-	if (!C.wd_running)
+	return -err;
+}
+
+static void watchdog_start(void)
+{
+	if (C.wd_running)
+		return;
+	if (nk_thread__start_quiet(watchdog, 64 * 1024) == 0)
+		C.wd_running = true;
+	else
 		nk_log("cannot start the liveness thread; a dead nkd may go "
 		       "unnoticed by blocked calls");
 }

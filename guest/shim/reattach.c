@@ -651,10 +651,6 @@ static void *monitor(void *arg)
 
 void nk_rst__on_attach(void)
 {
-	pthread_attr_t a;
-	pthread_t t;
-	sigset_t all, old;
-
 	if (R.limit_s < 0) {
 		const char *v = secure_getenv("NK_REATTACH_S");
 
@@ -664,18 +660,11 @@ void nk_rst__on_attach(void)
 	}
 	if (!R.limit_s || R.mon_pid == getpid())
 		return;
-	pthread_attr_init(&a);
-	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&a, 256 * 1024);
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	if (pthread_create(&t, &a, monitor, NULL) == 0)
+	if (nk_thread__start_quiet(monitor, 256 * 1024) == 0)
 		R.mon_pid = getpid();
 	else
 		nk_log("cannot start the restart monitor; a restarted nkd "
 		       "will not be reattached");
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&a);
 }
 
 const char *nk_rst__on_dead(void)

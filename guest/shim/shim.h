@@ -287,6 +287,12 @@ struct nk_call {
 };
 
 NK_HIDDEN void nk_cfg__load(void);
+/*
+ * Starts a detached helper thread of the shim (liveness watchdog, restart
+ * monitor) that is born with every signal blocked, so it never takes one
+ * meant for the application. 0 or -errno.
+ */
+NK_HIDDEN int nk_thread__start_quiet(void *(*fn)(void *), size_t stack);
 NK_HIDDEN void nk_log(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
 NK_HIDDEN void nk_dbg(const char *fmt, ...)
