@@ -1,0 +1,383 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2034  # VM_* variables are for sourcers
+# The netkernel test VM: QEMU with NO network device, the host's root
+# read-only over virtio-9p (so the build tree and /usr/bin/python3 are at
+# the same paths inside), optionally an ivshmem-plain device backed by a
+# host file and a virtio-serial port org.netkernel.ctl whose host side is a
+# unix socket. A second port, org.netkernel.cmd, carries the harness's own
+# commands to a shell loop in the VM's init. docs/vm.md has the details.
+#
+# As a library (after tests/lib.sh or alone; bash, works under set -eu):
+#
+#   . tests/vm/vm.sh
+#   vm_start --shm FILE --shm-size 16M --serial-sock PATH [--serial-server off]
+#            [--share DIR] [--mem MB] [--cmd 'script'] [--boot-timeout S]
+#   vm_run [--timeout S] 'shell command'   # output and exit status of it
+#   vm_bg 'shell command'                   # in the background, prints its pid
+#   vm_stop [--timeout S]                   # power off; TERM/KILL on timeout
+#
+# vm_start returns 77 with "SKIP: reason" on stderr when no VM can run here
+# (no qemu, no kernel package). After it: VM_DIR (state, console.log),
+# VM_PID (qemu), VM_ACCEL (kvm|tcg), VM_BOOT_S (host seconds from starting
+# qemu to the first command), VM_GUEST_UPTIME_S, VM_CTL_SOCK.
+# Inside the VM, /run/nk-vm.env names the devices (NK_VM_SHM, NK_VM_CTL...).
+#
+# As a command (state kept in --dir, so several processes can share a VM):
+#
+#   tests/vm/vm.sh start --dir D [vm_start options]   # prints VM_* lines
+#   tests/vm/vm.sh run --dir D [--timeout S] 'cmd'
+#   tests/vm/vm.sh bg --dir D 'cmd'
+#   tests/vm/vm.sh stop --dir D
+#   tests/vm/vm.sh oneshot [vm_start options] 'cmd'   # boot, run, power off
+#   tests/vm/vm.sh probe                              # kvm / vsock findings
+#
+# Environment: NK_VM_CACHE (kernel and initramfs, default build/vm),
+# NK_VM_ACCEL=kvm|tcg (skip the probe), QEMU (default qemu-system-x86_64).
+
+VM_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+VM_ROOT=$(cd "$VM_HERE/../.." && pwd)
+VM_BUILD=${BUILD:-$VM_ROOT/build}
+case $VM_BUILD in /*) ;; *) VM_BUILD=$VM_ROOT/$VM_BUILD ;; esac
+VM_CACHE=${NK_VM_CACHE:-$VM_BUILD/vm}
+VM_QEMU=${QEMU:-qemu-system-x86_64}
+VM_DIR=${VM_DIR:-}
+VM_PID=${VM_PID:-}
+
+vm__say() { printf '[vm] %s\n' "$*" >&2; }
+vm__skip() {
+	printf '[vm] SKIP: %s\n' "$*" >&2
+	return 77
+}
+vm__alive() { [ -n "$VM_PID" ] && kill -0 "$VM_PID" 2>/dev/null; }
+
+# vm_image: kernel and initramfs in $VM_CACHE (77 when they cannot be had).
+vm_image() {
+	local rc=0
+	NK_VM_CACHE=$VM_CACHE BUILD=$VM_BUILD "$VM_HERE/mkimage.sh" || rc=$?
+	[ "$rc" = 0 ] || [ "$rc" = 77 ] || vm__say "building the VM image failed ($rc)"
+	return "$rc"
+}
+
+# vm_probe: one line per finding, for the logs and docs/vm.md.
+vm_probe() {
+	local kvm=no vsock=no
+	[ -r /dev/kvm ] && [ -w /dev/kvm ] && kvm=present
+	grep -qwE 'vmx|svm' /proc/cpuinfo || kvm="$kvm (no vmx/svm cpu flag)"
+	[ -f "$VM_CACHE/accel" ] && kvm="$kvm, cached choice: $(cat "$VM_CACHE/accel")"
+	[ -c /dev/vhost-vsock ] && vsock=present
+	echo "kvm: /dev/kvm $kvm"
+	echo "vsock: /dev/vhost-vsock $vsock (QEMU's vhost-vsock-pci needs it; Debian 12 has no vhost-user vsock daemon)"
+	command -v "$VM_QEMU" >/dev/null && echo "qemu: $("$VM_QEMU" --version | head -n1)" || echo "qemu: missing"
+}
+
+vm__bytes() { # 16M / 1G / 4096 -> bytes (power of two, as a PCI BAR must be)
+	local n
+	n=$(numfmt --from=iec "$1" 2>/dev/null) || return 1
+	[ "$n" -ge 4096 ] && [ $((n & (n - 1))) = 0 ] || return 1
+	echo "$n"
+}
+
+# vm__launch ACCEL: start qemu in the background; args in VM_QARGS.
+vm__launch() {
+	local accel=$1 cpu=max
+	[ "$accel" = kvm ] && cpu=host
+	: >"$VM_DIR/console.log"
+	"$VM_QEMU" -nodefaults -no-user-config -display none -monitor none \
+		-machine "pc,accel=$accel" -cpu "$cpu" -smp 1 -m "$VM_MEM" \
+		-no-reboot -nic none \
+		-kernel "$VM_CACHE/vmlinuz" -initrd "$VM_CACHE/initramfs.cpio.gz" \
+		-append "console=ttyS0 quiet panic=-1 $VM_APPEND" \
+		-serial "file:$VM_DIR/console.log" \
+		-fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap \
+		-device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
+		-device virtio-serial-pci,id=vser \
+		-chardev "pipe,id=nkcmd,path=$VM_DIR/cmd" \
+		-device virtserialport,bus=vser.0,chardev=nkcmd,name=org.netkernel.cmd \
+		"${VM_QARGS[@]}" >"$VM_DIR/qemu.log" 2>&1 </dev/null &
+	VM_PID=$!
+	echo "$VM_PID" >"$VM_DIR/qemu.pid"
+	# tests/lib.sh's EXIT trap kills what is in NK_PIDS.
+	if declare -p NK_PIDS >/dev/null 2>&1; then NK_PIDS+=("$VM_PID"); fi
+}
+
+# vm__wait_ready SECONDS: read READY from the command port.
+vm__wait_ready() {
+	local t=$1 fd line end
+	exec {fd}<>"$VM_DIR/cmd.out"
+	end=$((SECONDS + t))
+	while [ "$SECONDS" -lt "$end" ]; do
+		vm__alive || break
+		if IFS= read -r -t 1 -u "$fd" line; then
+			case $line in READY\ *)
+				VM_GUEST_UPTIME_S=${line#READY }
+				exec {fd}>&-
+				return 0
+				;;
+			esac
+		fi
+	done
+	exec {fd}>&-
+	return 1
+}
+
+vm__kill() {
+	local i
+	vm__alive || return 0
+	kill -TERM "$VM_PID" 2>/dev/null || true
+	for i in $(seq 30); do
+		vm__alive || break
+		sleep 0.1
+	done
+	kill -KILL "$VM_PID" 2>/dev/null || true
+	wait "$VM_PID" 2>/dev/null || true
+}
+
+vm_start() {
+	local shm="" shm_size="" sock="" server=on share="" cmd="" boot_t=""
+	local accel t0 rc
+	VM_MEM=512
+	VM_APPEND=""
+	VM_QARGS=()
+	VM_CTL_SOCK=""
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--dir) VM_DIR=$2; shift ;;
+		--shm) shm=$2; shift ;;
+		--shm-size) shm_size=$2; shift ;;
+		--serial-sock) sock=$2; shift ;;
+		--serial-server) server=$2; shift ;;
+		--share) share=$2; shift ;;
+		--mem) VM_MEM=$2; shift ;;
+		--cmd) cmd=$2; shift ;;
+		--boot-timeout) boot_t=$2; shift ;;
+		--9p-root) ;; # always: the VM runs the host's programs
+		*) vm__say "vm_start: unknown option $1"; return 2 ;;
+		esac
+		shift
+	done
+	command -v "$VM_QEMU" >/dev/null || { vm__skip "$VM_QEMU missing (apt-get install qemu-system-x86)"; return 77; }
+	rc=0
+	vm_image || rc=$?
+	[ "$rc" = 0 ] || { [ "$rc" = 77 ] && vm__skip "no VM kernel/initramfs (see above)"; return "$rc"; }
+	if [ -z "$VM_DIR" ]; then
+		VM_DIR=$(mktemp -d "${NK_TMP:-/tmp}/nk-vm.XXXXXX")
+		echo 1 >"$VM_DIR/owned"
+	fi
+	mkdir -p "$VM_DIR"
+	VM_DIR=$(cd "$VM_DIR" && pwd)
+	rm -f "$VM_DIR/cmd.in" "$VM_DIR/cmd.out"
+	mkfifo "$VM_DIR/cmd.in" "$VM_DIR/cmd.out"
+	if [ -n "$shm" ]; then
+		[ -n "$shm_size" ] || shm_size=$(stat -c %s "$shm" 2>/dev/null || echo 0)
+		shm_size=$(vm__bytes "$shm_size") || { vm__say "--shm-size must be a power of two >= 4096"; return 2; }
+		if [ ! -e "$shm" ]; then
+			truncate -s "$shm_size" "$shm"
+			echo "$shm" >>"$VM_DIR/created"
+		fi
+		VM_QARGS+=(-object "memory-backend-file,id=nkshm,share=on,mem-path=$shm,size=$shm_size"
+			-device ivshmem-plain,memdev=nkshm)
+	fi
+	if [ -n "$sock" ]; then
+		VM_CTL_SOCK=$sock
+		if [ "$server" = on ]; then
+			rm -f "$sock"
+			VM_QARGS+=(-chardev "socket,id=nkctl,path=$sock,server=on,wait=off")
+		else
+			# nkd listens; qemu retries every second while it is away.
+			VM_QARGS+=(-chardev "socket,id=nkctl,path=$sock,server=off,reconnect=1")
+		fi
+		VM_QARGS+=(-device virtserialport,bus=vser.0,chardev=nkctl,name=org.netkernel.ctl)
+	fi
+	if [ -n "$share" ]; then
+		share=$(cd "$share" && pwd)
+		VM_QARGS+=(-fsdev "local,id=nkshare,path=$share,security_model=none"
+			-device virtio-9p-pci,fsdev=nkshare,mount_tag=nkshare)
+		VM_APPEND="nk.share=nkshare:$share"
+	fi
+
+	# KVM when it works: /dev/kvm can exist while a KVM guest hangs, so the
+	# first KVM boot is bounded and its outcome cached (NK_VM_ACCEL forces).
+	accel=${NK_VM_ACCEL:-}
+	if [ -z "$accel" ]; then
+		accel=tcg
+		[ -f "$VM_CACHE/accel" ] && accel=$(cat "$VM_CACHE/accel")
+		if [ ! -f "$VM_CACHE/accel" ] && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+			t0=$SECONDS
+			vm__launch kvm
+			if vm__wait_ready 20; then
+				echo kvm >"$VM_CACHE/accel"
+				accel=kvm
+			else
+				vm__say "KVM guest not ready in 20 s: using TCG from now on ($VM_CACHE/accel)"
+				vm__kill
+				echo tcg >"$VM_CACHE/accel"
+				accel=tcg
+			fi
+		fi
+	fi
+	VM_ACCEL=$accel
+	if ! vm__alive; then
+		t0=$(date +%s.%N)
+		vm__launch "$accel"
+		[ -n "$boot_t" ] || { boot_t=90; [ "$accel" = kvm ] && boot_t=30; }
+		if ! vm__wait_ready "$boot_t"; then
+			vm__say "VM not ready in ${boot_t} s ($accel); qemu: $(tail -n 3 "$VM_DIR/qemu.log" | tr '\n' ' ')"
+			vm__say "console: $(tail -n 5 "$VM_DIR/console.log" | tr '\n' ' ')"
+			vm__kill
+			return 1
+		fi
+		VM_BOOT_S=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}')
+	else
+		VM_BOOT_S=$((SECONDS - t0))
+	fi
+	{
+		echo "VM_DIR=$VM_DIR"
+		echo "VM_PID=$VM_PID"
+		echo "VM_ACCEL=$VM_ACCEL"
+		echo "VM_BOOT_S=$VM_BOOT_S"
+		echo "VM_GUEST_UPTIME_S=$VM_GUEST_UPTIME_S"
+		echo "VM_CTL_SOCK=$VM_CTL_SOCK"
+	} >"$VM_DIR/state"
+	[ -z "$cmd" ] || vm_bg "$cmd" >/dev/null
+	return 0
+}
+
+# vm__load: state from $VM_DIR/state (command-line use across processes).
+vm__load() {
+	[ -n "$VM_DIR" ] || { vm__say "no VM (VM_DIR unset)"; return 1; }
+	if [ -z "$VM_PID" ] && [ -f "$VM_DIR/state" ]; then
+		VM_PID=$(sed -n 's/^VM_PID=//p' "$VM_DIR/state")
+	fi
+	return 0
+}
+
+# vm__req VERB SCRIPT TIMEOUT: send one request, print stdout/stderr of the
+# reply, return its status (124 on timeout, 125 when the VM is gone).
+vm__req() {
+	local verb=$1 script=$2 t=$3 id lk fd w line state=wait rc=124 out="" err="" end
+	vm__load || return 125
+	vm__alive || { vm__say "the VM is not running"; return 125; }
+	id=$$.$RANDOM.$RANDOM
+	# One request at a time: replies are matched by id, but the VM runs
+	# requests in order, so a lock keeps callers from reading each other's.
+	exec {lk}>"$VM_DIR/cmd.lock"
+	flock -w "$t" "$lk" || { exec {lk}>&-; return 124; }
+	exec {fd}<>"$VM_DIR/cmd.out"
+	# Opened read-write, a FIFO never blocks the open, even if qemu just died.
+	exec {w}<>"$VM_DIR/cmd.in"
+	printf '%s %s %s %s\n' "$verb" "$id" "$(printf '%s' "$script" | base64 -w0)" \
+		"$(printf '%s' "$PWD" | base64 -w0)" >&"$w"
+	exec {w}>&-
+	end=$((SECONDS + t))
+	while [ "$SECONDS" -lt "$end" ]; do
+		if ! IFS= read -r -t 1 -u "$fd" line; then
+			vm__alive || { rc=125; break; }
+			continue
+		fi
+		case $state:$line in
+		*:"BEGIN $id") state=out ;;
+		*:"STDERR $id") state=err ;;
+		*:"END $id "*)
+			rc=${line#END "$id" }
+			VM_BG_PID=${rc#* }
+			rc=${rc%% *}
+			state=done
+			break
+			;;
+		out:*) out+=$line$'\n' ;;
+		err:*) err+=$line$'\n' ;;
+		esac
+	done
+	exec {fd}>&- {lk}>&-
+	[ -z "$out" ] || printf '%s' "$out" | base64 -d
+	[ -z "$err" ] || printf '%s' "$err" | base64 -d >&2
+	[ "$state" = done ] || vm__say "no reply to $verb in ${t} s"
+	return "$rc"
+}
+
+vm_run() {
+	local t=120
+	[ "${1:-}" = --timeout ] && { t=$2; shift 2; }
+	vm__req RUN "$*" "$t"
+}
+
+vm_bg() {
+	vm__req BG "$*" 20 || return
+	echo "$VM_BG_PID"
+}
+
+vm_stop() {
+	local t=20 i
+	[ "${1:-}" = --timeout ] && { t=$2; shift 2; }
+	[ -n "$VM_DIR" ] || return 0
+	vm__load || return 0
+	if vm__alive; then
+		# Best effort: a VM that does not answer is killed below.
+		timeout 5 bash -c 'printf "POWEROFF stop\n" >"$1"' _ "$VM_DIR/cmd.in" 2>/dev/null || true
+		for ((i = 0; i < t * 10; i++)); do
+			vm__alive || break
+			sleep 0.1
+		done
+		vm__alive && vm__say "VM did not power off in ${t} s: killing qemu"
+		vm__kill
+	fi
+	wait "$VM_PID" 2>/dev/null || true
+	[ -n "$VM_CTL_SOCK" ] && rm -f "$VM_CTL_SOCK"
+	if [ -f "$VM_DIR/created" ]; then
+		while IFS= read -r f; do rm -f "$f"; done <"$VM_DIR/created"
+	fi
+	rm -f "$VM_DIR/cmd.in" "$VM_DIR/cmd.out" "$VM_DIR/cmd.lock" "$VM_DIR/created"
+	[ -f "$VM_DIR/owned" ] && rm -rf "$VM_DIR"
+	VM_PID=""
+	return 0
+}
+
+# ------------------------------------------------------------ command line
+vm__main() {
+	local sub=${1:-} rc=0
+	[ $# -gt 0 ] && shift
+	case $sub in
+	start | run | bg | stop)
+		if [ "${1:-}" = --dir ]; then
+			VM_DIR=$2
+			shift 2
+		fi
+		[ "$sub" = start ] || [ -n "$VM_DIR" ] || { vm__say "$sub needs --dir DIR"; return 2; }
+		case $sub in
+		start)
+			[ -n "$VM_DIR" ] || { vm__say "start needs --dir DIR"; return 2; }
+			vm_start "$@" || return
+			cat "$VM_DIR/state"
+			;;
+		run) vm_run "$@" ;;
+		bg) vm_bg "$@" ;;
+		stop) vm_stop "$@" ;;
+		esac
+		;;
+	oneshot)
+		local args=()
+		while [ $# -gt 1 ]; do
+			args+=("$1")
+			shift
+		done
+		trap 'vm_stop' EXIT
+		vm_start "${args[@]}" || return
+		vm__say "booted in ${VM_BOOT_S} s ($VM_ACCEL)"
+		vm_run "$1" || rc=$?
+		vm_stop
+		trap - EXIT
+		return "$rc"
+		;;
+	probe) vm_probe ;;
+	*)
+		sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+		return 2
+		;;
+	esac
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+	set -eu
+	vm__main "$@"
+	exit $?
+fi
