@@ -42,6 +42,7 @@ VM_CACHE=${NK_VM_CACHE:-$VM_BUILD/vm}
 VM_QEMU=${QEMU:-qemu-system-x86_64}
 VM_DIR=${VM_DIR:-}
 VM_PID=${VM_PID:-}
+VM_CTL_SOCK=${VM_CTL_SOCK:-}
 
 vm__say() { printf '[vm] %s\n' "$*" >&2; }
 vm__skip() {
@@ -245,8 +246,15 @@ vm_start() {
 # vm__load: state from $VM_DIR/state (command-line use across processes).
 vm__load() {
 	[ -n "$VM_DIR" ] || { vm__say "no VM (VM_DIR unset)"; return 1; }
+	local k v
 	if [ -z "$VM_PID" ] && [ -f "$VM_DIR/state" ]; then
-		VM_PID=$(sed -n 's/^VM_PID=//p' "$VM_DIR/state")
+		while IFS='=' read -r k v; do
+			case $k in
+			VM_PID | VM_ACCEL | VM_BOOT_S | VM_GUEST_UPTIME_S | VM_CTL_SOCK)
+				printf -v "$k" '%s' "$v"
+				;;
+			esac
+		done <"$VM_DIR/state"
 	fi
 	return 0
 }
