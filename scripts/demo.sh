@@ -9,6 +9,8 @@
 # NK_DEMO_AFXDP=0 skips it) the same guest programs are served by the afxdp
 # NSM: a userspace TCP/IP stack on AF_XDP, fed by nk_steer on H's veth,
 # while H's kernel keeps serving its own address on that veth (the hybrid).
+# Step 7 boots a QEMU VM with no network device (skipped where QEMU cannot
+# run; NK_DEMO_VM=0 skips it).
 # Everything is removed at the end, XDP attachment and pins included.
 set -eu
 # shellcheck source=tests/lib.sh
@@ -141,5 +143,35 @@ if [ "${NK_DEMO_AFXDP:-1}" != 0 ]; then
 	afxdp_demo
 fi
 
-heading "7. Clean up"
+# vm_demo: step 7, a QEMU VM with no NIC (tests/vm/vm.sh, docs/vm.md);
+# NK_DEMO_VM=0 skips it.
+vm_demo() {
+	local rc=0
+	# shellcheck source=tests/vm/vm.sh
+	. "$NK_ROOT/tests/vm/vm.sh"
+	vm_start --dir "$NK_TMP/vm" --shm "$NK_TMP/vm.shm" --shm-size 16M \
+		--serial-sock "$NK_TMP/vm-ctl.sock" 2>"$NK_TMP/vm.err" || rc=$?
+	if [ "$rc" = 77 ]; then
+		echo "  skipped: $(sed -n 's/.*SKIP: //p' "$NK_TMP/vm.err" | head -n1)"
+		return 0
+	elif [ "$rc" != 0 ]; then
+		echo "  skipped: the VM did not boot: $(tail -n1 "$NK_TMP/vm.err")"
+		return 0
+	fi
+	echo "  Booted in $VM_BOOT_S s ($VM_ACCEL): Debian's kernel, a busybox initramfs, the host's"
+	echo "  root read-only over virtio-9p, an ivshmem-plain device on $NK_TMP/vm.shm and"
+	echo "  a virtio-serial port org.netkernel.ctl on $NK_TMP/vm-ctl.sock; no NIC."
+	printf '$ vm_run %s\n' "'ls /sys/class/net; cat /run/nk-vm.env'"
+	vm_run 'ls /sys/class/net; cat /run/nk-vm.env' 2>&1 | sed 's/^/  /'
+	printf '$ vm_run %s\n' "'python3 -c \"import platform; print(platform.release())\"'"
+	vm_run "$PY -c 'import platform; print(platform.release())'" 2>&1 | sed 's/^/  /'
+	vm_stop
+}
+
+if [ "${NK_DEMO_VM:-1}" != 0 ]; then
+	heading "7. A virtual machine with no NIC (QEMU)"
+	vm_demo
+fi
+
+heading "8. Clean up"
 echo "  stopping nkd and the programs, deleting $NS_G $NS_H $NS_P"

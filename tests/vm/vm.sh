@@ -83,7 +83,7 @@ vm__launch() {
 	local accel=$1 cpu=max
 	[ "$accel" = kvm ] && cpu=host
 	: >"$VM_DIR/console.log"
-	"$VM_QEMU" -nodefaults -no-user-config -display none -monitor none \
+	set -- "$VM_QEMU" -nodefaults -no-user-config -display none -monitor none \
 		-machine "pc,accel=$accel" -cpu "$cpu" -smp 1 -m "$VM_MEM" \
 		-no-reboot -nic none \
 		-kernel "$VM_CACHE/vmlinuz" -initrd "$VM_CACHE/initramfs.cpio.gz" \
@@ -94,7 +94,9 @@ vm__launch() {
 		-device virtio-serial-pci,id=vser \
 		-chardev "pipe,id=nkcmd,path=$VM_DIR/cmd" \
 		-device virtserialport,bus=vser.0,chardev=nkcmd,name=org.netkernel.cmd \
-		"${VM_QARGS[@]}" >"$VM_DIR/qemu.log" 2>&1 </dev/null &
+		"${VM_QARGS[@]}"
+	printf '%q ' "$@" >"$VM_DIR/qemu.cmdline"
+	"$@" >"$VM_DIR/qemu.log" 2>&1 </dev/null &
 	VM_PID=$!
 	echo "$VM_PID" >"$VM_DIR/qemu.pid"
 	# tests/lib.sh's EXIT trap kills what is in NK_PIDS.
