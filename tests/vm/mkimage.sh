@@ -47,8 +47,9 @@ command -v objcopy >/dev/null || cant "objcopy missing (binutils)"
 
 # ------------------------------------------------------------- the kernel
 if [ ! -s "$CACHE/vmlinuz" ] || [ ! -s "$CACHE/modules.tar" ]; then
-	command -v apt-get >/dev/null && command -v dpkg >/dev/null ||
+	if ! command -v apt-get >/dev/null || ! command -v dpkg >/dev/null; then
 		cant "apt-get/dpkg missing: cannot fetch linux-image-amd64"
+	fi
 	pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
 		sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -n1)
 	[ -n "$pkg" ] || cant "apt-cache knows no linux-image-amd64 (apt-get update?)"

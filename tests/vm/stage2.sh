@@ -36,7 +36,8 @@ done
 {
 	echo "NK_VM_KERNEL=$($BB uname -r)"
 	for d in /sys/bus/pci/devices/*; do
-		[ "$($BB cat "$d/vendor")" = 0x1af4 ] && [ "$($BB cat "$d/device")" = 0x1110 ] || continue
+		[ "$($BB cat "$d/vendor")" = 0x1af4 ] || continue
+		[ "$($BB cat "$d/device")" = 0x1110 ] || continue
 		# No driver binds ivshmem-plain: enabling the device turns on
 		# memory decoding so BAR2 can be mapped through sysfs.
 		echo 1 >"$d/enable" 2>/dev/null
@@ -57,12 +58,13 @@ done
 } >"$ENV.new"
 $BB mv "$ENV.new" "$ENV"
 set -a
+# shellcheck source=/dev/null
 . "$ENV"
 set +a
 
 exec 3<>"$CMD"
 echo "READY $($BB cut -d' ' -f1 /proc/uptime)" >&3
-say "ready ($(cat /proc/uptime | $BB cut -d' ' -f1) s)"
+say "ready ($($BB cut -d' ' -f1 /proc/uptime) s)"
 
 # One request per line: VERB ID [BASE64(script) [BASE64(cwd)]].
 #   RUN      run the script with bash, reply BEGIN/STDERR/END ID RC

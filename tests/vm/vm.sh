@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# shellcheck disable=SC2034  # VM_* variables are for sourcers
+# shellcheck disable=SC2034,SC2054  # VM_* are for sourcers; QEMU options have commas
 # The netkernel test VM: QEMU with NO network device, the host's root
 # read-only over virtio-9p (so the build tree and /usr/bin/python3 are at
 # the same paths inside), optionally an ivshmem-plain device backed by a
@@ -224,7 +224,12 @@ vm_start() {
 		vm__launch "$accel"
 		[ -n "$boot_t" ] || { boot_t=90; [ "$accel" = kvm ] && boot_t=30; }
 		if ! vm__wait_ready "$boot_t"; then
-			vm__say "VM not ready in ${boot_t} s ($accel); qemu: $(tail -n 3 "$VM_DIR/qemu.log" | tr '\n' ' ')"
+			if vm__alive; then
+				vm__say "VM not ready in ${boot_t} s ($accel)"
+			else
+				vm__say "qemu exited before the VM was ready ($accel)"
+			fi
+			vm__say "qemu: $(tail -n 3 "$VM_DIR/qemu.log" | tr '\n' ' ')"
 			vm__say "console: $(tail -n 5 "$VM_DIR/console.log" | tr '\n' ' ')"
 			vm__kill
 			return 1
@@ -291,7 +296,7 @@ vm__req() {
 			rc=${line#END "$id" }
 			VM_BG_PID=${rc#* }
 			rc=${rc%% *}
-			state=done
+			state=ok
 			break
 			;;
 		out:*) out+=$line$'\n' ;;
@@ -301,7 +306,7 @@ vm__req() {
 	exec {fd}>&- {lk}>&-
 	[ -z "$out" ] || printf '%s' "$out" | base64 -d
 	[ -z "$err" ] || printf '%s' "$err" | base64 -d >&2
-	[ "$state" = done ] || vm__say "no reply to $verb in ${t} s"
+	[ "$state" = ok ] || vm__say "no reply to $verb in ${t} s"
 	return "$rc"
 }
 
@@ -323,7 +328,10 @@ vm_stop() {
 	vm__load || return 0
 	if vm__alive; then
 		# Best effort: a VM that does not answer is killed below.
-		timeout 5 bash -c 'printf "POWEROFF stop\n" >"$1"' _ "$VM_DIR/cmd.in" 2>/dev/null || true
+		local w
+		exec {w}<>"$VM_DIR/cmd.in"
+		printf 'POWEROFF stop\n' >&"$w" || true
+		exec {w}>&-
 		for ((i = 0; i < t * 10; i++)); do
 			vm__alive || break
 			sleep 0.1
