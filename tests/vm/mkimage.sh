@@ -37,11 +37,24 @@ busybox_bin() {
 	return 1
 }
 
-mkdir -p "$CACHE"
+BB=$(busybox_bin) || cant "no static busybox (apt-get install busybox-static)"
+
+# fresh: everything built and newer than what it is built from. Checked
+# before taking the lock, so a cache built by root serves other users.
+fresh() {
+	local f
+	[ -s "$CACHE/vmlinuz" ] && [ -s "$CACHE/modules.tar" ] && [ -s "$CACHE/initramfs.cpio.gz" ] || return 1
+	for f in "$HERE/init" "$HERE/stage2.sh" "$CACHE/modules.tar" "$BB" "$0"; do
+		[ "$f" -nt "$CACHE/initramfs.cpio.gz" ] && return 1
+	done
+	return 0
+}
+fresh && exit 0
+if ! mkdir -p "$CACHE" 2>/dev/null || [ ! -w "$CACHE" ]; then
+	cant "cannot write $CACHE to build the VM image (NK_VM_CACHE)"
+fi
 exec 9>"$CACHE/.lock"
 flock -w 600 9 || cant "another image build holds $CACHE/.lock"
-
-BB=$(busybox_bin) || cant "no static busybox (apt-get install busybox-static)"
 command -v cpio >/dev/null || cant "cpio missing (apt-get install cpio)"
 command -v objcopy >/dev/null || cant "objcopy missing (binutils)"
 
@@ -97,12 +110,7 @@ fi
 
 # ------------------------------------------------------------ the initramfs
 out=$CACHE/initramfs.cpio.gz
-need=0
-[ -s "$out" ] || need=1
-for f in "$HERE/init" "$HERE/stage2.sh" "$CACHE/modules.tar" "$BB" "$0"; do
-	[ "$need" = 1 ] || [ "$f" -nt "$out" ] && need=1
-done
-if [ "$need" = 1 ]; then
+if ! fresh; then
 	st=$(mktemp -d "$CACHE/initrd.XXXXXX")
 	trap 'rm -rf "$st"' EXIT
 	mkdir -p "$st"/{bin,sbin,proc,sys,dev,newroot,lib/modules,etc}
