@@ -40,6 +40,7 @@ VM_BUILD=${BUILD:-$VM_ROOT/build}
 case $VM_BUILD in /*) ;; *) VM_BUILD=$VM_ROOT/$VM_BUILD ;; esac
 VM_CACHE=${NK_VM_CACHE:-$VM_BUILD/vm}
 VM_QEMU=${QEMU:-qemu-system-x86_64}
+VM_KVM_DEV=${NK_VM_KVM_DEV:-/dev/kvm} # another path only to test the fallback
 VM_DIR=${VM_DIR:-}
 VM_PID=${VM_PID:-}
 VM_CTL_SOCK=${VM_CTL_SOCK:-}
@@ -62,11 +63,11 @@ vm_image() {
 # vm_probe: one line per finding, for the logs and docs/vm.md.
 vm_probe() {
 	local kvm=no vsock=no
-	[ -r /dev/kvm ] && [ -w /dev/kvm ] && kvm=present
+	[ -r "$VM_KVM_DEV" ] && [ -w "$VM_KVM_DEV" ] && kvm=present
 	grep -qwE 'vmx|svm' /proc/cpuinfo || kvm="$kvm (no vmx/svm cpu flag)"
 	[ -f "$VM_CACHE/accel" ] && kvm="$kvm, cached choice: $(cat "$VM_CACHE/accel")"
 	[ -c /dev/vhost-vsock ] && vsock=present
-	echo "kvm: /dev/kvm $kvm"
+	echo "kvm: $VM_KVM_DEV $kvm"
 	echo "vsock: /dev/vhost-vsock $vsock (QEMU's vhost-vsock-pci needs it; Debian 12 has no vhost-user vsock daemon)"
 	command -v "$VM_QEMU" >/dev/null && echo "qemu: $("$VM_QEMU" --version | head -n1)" || echo "qemu: missing"
 }
@@ -138,6 +139,10 @@ vm__kill() {
 vm_start() {
 	local shm="" shm_size="" sock="" server=on share="" cmd="" boot_t=""
 	local accel t0 rc
+	# One VM per shell: a new vm_start forgets the last one (vm_stop it
+	# first; use subshells or the command line with --dir for several).
+	VM_DIR=""
+	VM_PID=""
 	VM_MEM=512
 	VM_APPEND=""
 	VM_QARGS=()
@@ -198,46 +203,45 @@ vm_start() {
 		VM_APPEND="nk.share=nkshare:$share"
 	fi
 
-	# KVM when it works: /dev/kvm can exist while a KVM guest hangs, so the
-	# first KVM boot is bounded and its outcome cached (NK_VM_ACCEL forces).
+	# KVM when it works: /dev/kvm can exist while a KVM guest hangs, so
+	# the first KVM boot is bounded (20 s) and its outcome cached in
+	# $VM_CACHE/accel; a KVM boot that fails later falls back to TCG too.
+	# NK_VM_ACCEL=kvm|tcg forces one.
 	accel=${NK_VM_ACCEL:-}
 	if [ -z "$accel" ]; then
 		accel=tcg
-		[ -f "$VM_CACHE/accel" ] && accel=$(cat "$VM_CACHE/accel")
-		if [ ! -f "$VM_CACHE/accel" ] && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
-			t0=$SECONDS
-			vm__launch kvm
-			if vm__wait_ready 20; then
-				echo kvm >"$VM_CACHE/accel"
-				accel=kvm
-			else
-				vm__say "KVM guest not ready in 20 s: using TCG from now on ($VM_CACHE/accel)"
-				vm__kill
-				echo tcg >"$VM_CACHE/accel"
-				accel=tcg
-			fi
+		if [ -f "$VM_CACHE/accel" ]; then
+			accel=$(cat "$VM_CACHE/accel")
+		elif [ -r "$VM_KVM_DEV" ] && [ -w "$VM_KVM_DEV" ]; then
+			accel=kvm
+			[ -n "$boot_t" ] || boot_t=20
 		fi
 	fi
-	VM_ACCEL=$accel
-	if ! vm__alive; then
+	while :; do
+		[ -n "$boot_t" ] || { boot_t=90; [ "$accel" = kvm ] && boot_t=30; }
 		t0=$(date +%s.%N)
 		vm__launch "$accel"
-		[ -n "$boot_t" ] || { boot_t=90; [ "$accel" = kvm ] && boot_t=30; }
-		if ! vm__wait_ready "$boot_t"; then
-			if vm__alive; then
-				vm__say "VM not ready in ${boot_t} s ($accel)"
-			else
-				vm__say "qemu exited before the VM was ready ($accel)"
-			fi
-			vm__say "qemu: $(tail -n 3 "$VM_DIR/qemu.log" | tr '\n' ' ')"
-			vm__say "console: $(tail -n 5 "$VM_DIR/console.log" | tr '\n' ' ')"
-			vm__kill
-			return 1
+		vm__wait_ready "$boot_t" && break
+		if vm__alive; then
+			vm__say "VM not ready in ${boot_t} s ($accel)"
+		else
+			vm__say "qemu exited before the VM was ready ($accel)"
 		fi
-		VM_BOOT_S=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}')
-	else
-		VM_BOOT_S=$((SECONDS - t0))
-	fi
+		vm__say "qemu: $(tail -n 3 "$VM_DIR/qemu.log" | tr '\n' ' ')"
+		vm__say "console: $(tail -n 5 "$VM_DIR/console.log" | tr '\n' ' ')"
+		vm__kill
+		if [ "$accel" = kvm ] && [ -z "${NK_VM_ACCEL:-}" ]; then
+			vm__say "KVM does not work here: TCG from now on ($VM_CACHE/accel)"
+			echo tcg >"$VM_CACHE/accel" 2>/dev/null || true
+			accel=tcg
+			boot_t=""
+			continue
+		fi
+		return 1
+	done
+	VM_BOOT_S=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}')
+	VM_ACCEL=$accel
+	[ "$accel" = tcg ] || [ -f "$VM_CACHE/accel" ] || echo kvm >"$VM_CACHE/accel" 2>/dev/null || true
 	{
 		echo "VM_DIR=$VM_DIR"
 		echo "VM_PID=$VM_PID"
