@@ -88,7 +88,7 @@ vm__launch() {
 		-machine "pc,accel=$accel" -cpu "$cpu" -smp 1 -m "$VM_MEM" \
 		-no-reboot -nic none \
 		-kernel "$VM_CACHE/vmlinuz" -initrd "$VM_CACHE/initramfs.cpio.gz" \
-		-append "console=ttyS0 quiet panic=-1 $VM_APPEND" \
+		-append "console=ttyS0 quiet panic=-1 mitigations=off cryptomgr.notests $VM_APPEND" \
 		-serial "file:$VM_DIR/console.log" \
 		-fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap \
 		-device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
