@@ -44,12 +44,14 @@ VM_KVM_DEV=${NK_VM_KVM_DEV:-/dev/kvm} # another path only to test the fallback
 VM_DIR=${VM_DIR:-}
 VM_PID=${VM_PID:-}
 VM_CTL_SOCK=${VM_CTL_SOCK:-}
+VM_CTL_SERVER=${VM_CTL_SERVER:-on}
 
 vm__say() { printf '[vm] %s\n' "$*" >&2; }
 vm__skip() {
 	printf '[vm] SKIP: %s\n' "$*" >&2
 	return 77
 }
+vm__esc() { printf '%s' "${1//,/,,}"; } # a QEMU option value
 vm__alive() { [ -n "$VM_PID" ] && kill -0 "$VM_PID" 2>/dev/null; }
 
 # vm_image: kernel and initramfs in $VM_CACHE (77 when they cannot be had).
@@ -93,7 +95,7 @@ vm__launch() {
 		-fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap \
 		-device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
 		-device virtio-serial-pci,id=vser \
-		-chardev "pipe,id=nkcmd,path=$VM_DIR/cmd" \
+		-chardev "pipe,id=nkcmd,path=$(vm__esc "$VM_DIR/cmd")" \
 		-device virtserialport,bus=vser.0,chardev=nkcmd,name=org.netkernel.cmd \
 		"${VM_QARGS[@]}"
 	printf '%q ' "$@" >"$VM_DIR/qemu.cmdline"
@@ -147,6 +149,7 @@ vm_start() {
 	VM_APPEND=""
 	VM_QARGS=()
 	VM_CTL_SOCK=""
+	VM_CTL_SERVER=on
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--dir) VM_DIR=$2; shift ;;
@@ -182,23 +185,24 @@ vm_start() {
 			truncate -s "$shm_size" "$shm"
 			echo "$shm" >>"$VM_DIR/created"
 		fi
-		VM_QARGS+=(-object "memory-backend-file,id=nkshm,share=on,mem-path=$shm,size=$shm_size"
+		VM_QARGS+=(-object "memory-backend-file,id=nkshm,share=on,mem-path=$(vm__esc "$shm"),size=$shm_size"
 			-device ivshmem-plain,memdev=nkshm)
 	fi
 	if [ -n "$sock" ]; then
 		VM_CTL_SOCK=$sock
+		VM_CTL_SERVER=$server
 		if [ "$server" = on ]; then
 			rm -f "$sock"
-			VM_QARGS+=(-chardev "socket,id=nkctl,path=$sock,server=on,wait=off")
+			VM_QARGS+=(-chardev "socket,id=nkctl,path=$(vm__esc "$sock"),server=on,wait=off")
 		else
 			# nkd listens; qemu retries every second while it is away.
-			VM_QARGS+=(-chardev "socket,id=nkctl,path=$sock,server=off,reconnect=1")
+			VM_QARGS+=(-chardev "socket,id=nkctl,path=$(vm__esc "$sock"),server=off,reconnect=1")
 		fi
 		VM_QARGS+=(-device virtserialport,bus=vser.0,chardev=nkctl,name=org.netkernel.ctl)
 	fi
 	if [ -n "$share" ]; then
 		share=$(cd "$share" && pwd)
-		VM_QARGS+=(-fsdev "local,id=nkshare,path=$share,security_model=none"
+		VM_QARGS+=(-fsdev "local,id=nkshare,path=$(vm__esc "$share"),security_model=none"
 			-device virtio-9p-pci,fsdev=nkshare,mount_tag=nkshare)
 		VM_APPEND="nk.share=nkshare:$share"
 	fi
@@ -249,6 +253,7 @@ vm_start() {
 		echo "VM_BOOT_S=$VM_BOOT_S"
 		echo "VM_GUEST_UPTIME_S=$VM_GUEST_UPTIME_S"
 		echo "VM_CTL_SOCK=$VM_CTL_SOCK"
+		echo "VM_CTL_SERVER=$VM_CTL_SERVER"
 	} >"$VM_DIR/state"
 	[ -z "$cmd" ] || vm_bg "$cmd" >/dev/null
 	return 0
@@ -261,7 +266,7 @@ vm__load() {
 	if [ -z "$VM_PID" ] && [ -f "$VM_DIR/state" ]; then
 		while IFS='=' read -r k v; do
 			case $k in
-			VM_PID | VM_ACCEL | VM_BOOT_S | VM_GUEST_UPTIME_S | VM_CTL_SOCK)
+			VM_PID | VM_ACCEL | VM_BOOT_S | VM_GUEST_UPTIME_S | VM_CTL_SOCK | VM_CTL_SERVER)
 				printf -v "$k" '%s' "$v"
 				;;
 			esac
@@ -344,7 +349,8 @@ vm_stop() {
 		vm__kill
 	fi
 	wait "$VM_PID" 2>/dev/null || true
-	[ -n "$VM_CTL_SOCK" ] && rm -f "$VM_CTL_SOCK"
+	# QEMU's listening socket; a socket nkd listens on is nkd's.
+	if [ -n "$VM_CTL_SOCK" ] && [ "$VM_CTL_SERVER" = on ]; then rm -f "$VM_CTL_SOCK"; fi
 	if [ -f "$VM_DIR/created" ]; then
 		while IFS= read -r f; do rm -f "$f"; done <"$VM_DIR/created"
 	fi
