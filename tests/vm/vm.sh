@@ -55,9 +55,12 @@ vm__esc() { printf '%s' "${1//,/,,}"; } # a QEMU option value
 vm__alive() { [ -n "$VM_PID" ] && kill -0 "$VM_PID" 2>/dev/null; }
 
 # vm_image: kernel and initramfs in $VM_CACHE (77 when they cannot be had).
+# VM_IMAGE_WHY says why when it returns 77.
 vm_image() {
-	local rc=0
-	NK_VM_CACHE=$VM_CACHE BUILD=$VM_BUILD "$VM_HERE/mkimage.sh" || rc=$?
+	local rc=0 err
+	err=$(NK_VM_CACHE=$VM_CACHE BUILD=$VM_BUILD "$VM_HERE/mkimage.sh" 2>&1 >/dev/null) || rc=$?
+	[ -z "$err" ] || printf '%s\n' "$err" >&2
+	VM_IMAGE_WHY=$(printf '%s\n' "$err" | tail -n1 | sed 's/^vm-image: //')
 	[ "$rc" = 0 ] || [ "$rc" = 77 ] || vm__say "building the VM image failed ($rc)"
 	return "$rc"
 }
@@ -169,7 +172,7 @@ vm_start() {
 	command -v "$VM_QEMU" >/dev/null || { vm__skip "$VM_QEMU missing (apt-get install qemu-system-x86)"; return 77; }
 	rc=0
 	vm_image || rc=$?
-	[ "$rc" = 0 ] || { [ "$rc" = 77 ] && vm__skip "no VM kernel/initramfs (see above)"; return "$rc"; }
+	[ "$rc" = 0 ] || { [ "$rc" = 77 ] && vm__skip "no VM image: $VM_IMAGE_WHY"; return "$rc"; }
 	if [ -z "$VM_DIR" ]; then
 		VM_DIR=$(mktemp -d "${NK_TMP:-/tmp}/nk-vm.XXXXXX")
 		echo 1 >"$VM_DIR/owned"
