@@ -1,6 +1,8 @@
 #!/bin/sh
 # Installs every Debian 12 package netkernel needs to build, test, demo and
-# benchmark. Idempotent: does nothing when all are present.
+# benchmark, then the VM tests' kernel image (tests/vm/mkimage.sh: Debian's
+# generic kernel fetched with apt-get download, cached in build/vm) so that
+# the tests themselves need no network. Idempotent.
 set -eu
 PKGS="build-essential pkg-config clang llvm gcc make
 liburing-dev libsystemd-dev libbpf-dev libxdp-dev bpftool libcmocka-dev libelf-dev zlib1g-dev
@@ -14,7 +16,14 @@ for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
 		missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
+vm_image() {
+	# A VM image that cannot be had here is not fatal: the VM tests skip
+	# with the reason.
+	"$(dirname "$0")/../tests/vm/mkimage.sh" >/dev/null ||
+		echo "install-deps: no VM image (VM tests will skip)" >&2
+	return 0
+}
+[ -z "$missing" ] && { vm_image; exit 0; }
 if [ "$(id -u)" != 0 ]; then
 	echo "install-deps: missing packages:$missing (run as root to install)" >&2
 	exit 1
@@ -28,3 +37,4 @@ printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d.nk && chmod +x /usr/sbin/p
 apt-get install -y -qq --no-install-recommends $missing
 [ "${rm_policy:-0}" = 1 ] && rm -f /usr/sbin/policy-rc.d
 rm -f /usr/sbin/policy-rc.d.nk
+vm_image
