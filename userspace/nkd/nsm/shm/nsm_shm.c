@@ -37,7 +37,8 @@
 #define SHM_SOMAXCONN 4096u
 
 struct shm_ep {
-	struct nk_list tlink; /* listeners: shm.listeners; backlog: lis->backlog */
+	struct nk_list
+		tlink; /* listeners: shm.listeners; backlog: lis->backlog */
 	struct nk_sock *s; /* NULL: in a backlog, not accepted yet */
 	struct shm_ep *peer; /* NULL once the peer is gone */
 	struct nk_nsm *under; /* home NSM and its state of s */
@@ -173,8 +174,8 @@ static unsigned under_poll(struct shm_ep *ep)
 	return ev;
 }
 
-static int under_name(struct shm_ep *ep, bool peer,
-		      struct sockaddr_storage *ss, socklen_t *len)
+static int under_name(struct shm_ep *ep, bool peer, struct sockaddr_storage *ss,
+		      socklen_t *len)
 {
 	struct nk_sock *s = ep->s;
 	int ret;
@@ -191,7 +192,8 @@ static int under_name(struct shm_ep *ep, bool peer,
 
 static bool op_nonblock(const struct nk_req *op)
 {
-	return op->sqe_flags & NK_SQE_F_NONBLOCK || op->msg_flags & MSG_DONTWAIT;
+	return op->sqe_flags & NK_SQE_F_NONBLOCK ||
+	       op->msg_flags & MSG_DONTWAIT;
 }
 
 /* ------------------------------------------------------------------ */
@@ -220,7 +222,8 @@ static bool sa_addr16(const struct sockaddr_storage *sa, uint8_t out[16])
 	memset(out, 0, 16);
 	if (sa->ss_family == AF_INET) {
 		out[10] = out[11] = 0xff;
-		memcpy(out + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		memcpy(out + 12, &((const struct sockaddr_in *)sa)->sin_addr,
+		       4);
 		return true;
 	}
 	if (sa->ss_family == AF_INET6) {
@@ -232,7 +235,8 @@ static bool sa_addr16(const struct sockaddr_storage *sa, uint8_t out[16])
 
 static bool a16_v4(const uint8_t a[16])
 {
-	static const uint8_t pfx[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	static const uint8_t pfx[12] = { 0, 0, 0, 0, 0,	   0,
+					 0, 0, 0, 0, 0xff, 0xff };
 
 	return !memcmp(a, pfx, 12);
 }
@@ -370,8 +374,7 @@ static unsigned ep_events(const struct shm_ep *ep)
 		ev |= POLLERR;
 	if (ep->reset || (ep->peer_fin && ep->shut_wr))
 		ev |= POLLHUP;
-	if (!ep->shut_wr && !ep->reset)
-		ev |= POLLOUT;
+	ev |= POLLOUT; /* room, or a write fails at once (shut, reset) */
 	return ev;
 }
 
@@ -457,8 +460,7 @@ static void leave(void)
 
 		nk_list__del(&hs->qlink);
 		hs->in_nsm = false;
-		nk_engine__op_done(hs, (int)(hs->len - send_head(hs)), 0, 0,
-				   0);
+		nk_engine__op_done(hs, (int)(hs->len - send_head(hs)), 0, 0, 0);
 		if (fin)
 			finish_release(sep);
 	}
@@ -478,8 +480,8 @@ static bool recv_one(struct shm_ep *ep, struct nk_req *op,
 	uint32_t skip = (op->sqe_flags & NK_SQE_F_ADDR)
 				? sizeof(struct nk_sockaddr)
 				: 0;
-	uint32_t head = skip + ((op->sqe_flags & NK_SQE_F_CMSG) ? NK_CMSG_BYTES
-							       : 0);
+	uint32_t head =
+		skip + ((op->sqe_flags & NK_SQE_F_CMSG) ? NK_CMSG_BYTES : 0);
 	uint32_t cap = op->len - head, flags = 0, got;
 	int res;
 
@@ -606,10 +608,9 @@ static void connect_done(struct shm_ep *c, int res)
 	if (s && !s->closing) {
 		if (res)
 			s->so_error = -res;
-		nk_engine__sock_event(shm.e, s,
-				      res ? POLLOUT | POLLERR | POLLHUP
-					  : ep_events(c),
-				      true);
+		nk_engine__sock_event(
+			shm.e, s,
+			res ? POLLOUT | POLLERR | POLLHUP : ep_events(c), true);
 	}
 }
 
@@ -665,7 +666,8 @@ static void shm_connect_(void *priv, struct nk_req *op)
 			c->local = ss;
 		} else {
 			c->local = op->sa;
-			if (s->family == AF_INET6 && op->sa.ss_family == AF_INET6)
+			if (s->family == AF_INET6 &&
+			    op->sa.ss_family == AF_INET6)
 				c->local.ss_family = AF_INET6;
 			sa_set_port(&c->local, shm.next_port);
 			shm.next_port = shm.next_port >= 60999
@@ -679,6 +681,7 @@ static void shm_connect_(void *priv, struct nk_req *op)
 		c->connecting = true;
 		nk_list__add_tail(&lep->synq, &c->slink);
 		s->state = NK_SS_CONNECTING;
+		nk_engine__sock_event(shm.e, s, 0, false); /* unwritable */
 		if (op_nonblock(op)) {
 			kn_reply(op, -EINPROGRESS);
 		} else {
@@ -688,9 +691,13 @@ static void shm_connect_(void *priv, struct nk_req *op)
 		return;
 	}
 	ret = join(lep, c);
-	kn_reply(op, ret);
-	if (!ret)
+	/* As the kernel's: a non-blocking connect is "in progress", and
+	 * then writable. */
+	kn_reply(op, !ret && op_nonblock(op) ? -EINPROGRESS : ret);
+	if (!ret) {
+		notify(c, false);
 		accept_serve(lep);
+	}
 }
 
 /* Promotes connectors waiting for room in lep's backlog. */
@@ -747,9 +754,10 @@ static void accept_one(struct shm_ep *lep, struct nk_req *op)
 /* Serves parked ACCEPTs from the backlog, or tells the listener. */
 static void accept_serve(struct shm_ep *lep)
 {
-	while (!nk_list__empty(&lep->backlog) && !nk_list__empty(&lep->acceptq)) {
-		struct nk_req *op =
-			nk_container_of(lep->acceptq.next, struct nk_req, qlink);
+	while (!nk_list__empty(&lep->backlog) &&
+	       !nk_list__empty(&lep->acceptq)) {
+		struct nk_req *op = nk_container_of(lep->acceptq.next,
+						    struct nk_req, qlink);
 
 		nk_list__del(&op->qlink);
 		op->in_nsm = false;
@@ -760,8 +768,7 @@ static void accept_serve(struct shm_ep *lep)
 }
 
 /* The home NSM's listener has a connection: parked ACCEPTs take it. */
-static void shm_lower_event_(void *priv, struct nk_sock *s,
-			     unsigned revents)
+static void shm_lower_event_(void *priv, struct nk_sock *s, unsigned revents)
 {
 	struct shm_ep *lep = ep_of(s);
 
@@ -769,8 +776,8 @@ static void shm_lower_event_(void *priv, struct nk_sock *s,
 	if (!lep->listener || !(revents & POLLIN))
 		return;
 	while (!nk_list__empty(&lep->acceptq) && (under_poll(lep) & POLLIN)) {
-		struct nk_req *op =
-			nk_container_of(lep->acceptq.next, struct nk_req, qlink);
+		struct nk_req *op = nk_container_of(lep->acceptq.next,
+						    struct nk_req, qlink);
 
 		nk_list__del(&op->qlink);
 		op->in_nsm = false;
@@ -849,7 +856,7 @@ static uint32_t queue_held(struct shm_ep *ep, struct shm_ep *p)
 	tail = (p->qhead + p->qlen) % SHM_QCAP;
 	while (moved < n) {
 		uint32_t c = SHM_QCAP - tail < n - moved ? SHM_QCAP - tail
-							  : n - moved;
+							 : n - moved;
 
 		memcpy(p->q + tail, op->buf + send_head(op) + op->done, c);
 		op->done += c;
@@ -1018,8 +1025,8 @@ static void shm_ioctl_(void *priv, struct nk_req *op)
 		return;
 	}
 	v = op->arg == NK_IOCTL_FIONREAD ? avail(ep)
-	    : ep->held		       ? held_left(ep->held)
-				       : 0;
+	    : ep->held			 ? held_left(ep->held)
+					 : 0;
 	kn_reply(op, v > INT32_MAX ? INT32_MAX : (int)v);
 }
 
@@ -1083,8 +1090,8 @@ static void release_listener(struct shm_ep *lep)
 
 	nk_list__del(&lep->tlink);
 	while (!nk_list__empty(&lep->acceptq)) {
-		struct nk_req *op =
-			nk_container_of(lep->acceptq.next, struct nk_req, qlink);
+		struct nk_req *op = nk_container_of(lep->acceptq.next,
+						    struct nk_req, qlink);
 
 		nk_list__del(&op->qlink);
 		op->in_nsm = false;
@@ -1092,8 +1099,8 @@ static void release_listener(struct shm_ep *lep)
 	}
 	/* Connected, never accepted: their peers see a reset. */
 	while (!nk_list__empty(&lep->backlog)) {
-		struct shm_ep *sep =
-			nk_container_of(lep->backlog.next, struct shm_ep, tlink);
+		struct shm_ep *sep = nk_container_of(lep->backlog.next,
+						     struct shm_ep, tlink);
 
 		nk_list__del(&sep->tlink);
 		if (sep->peer) {
@@ -1161,14 +1168,13 @@ static void shm_sock_release_(void *priv, struct nk_sock *s)
 	finish_release(ep);
 }
 
-
 /* Every way into this NSM goes through enter()/leave(). */
-#define SHM_OP(name)                                                   \
-	static void name(void *priv, struct nk_req *op)                \
-	{                                                              \
-		enter();                                               \
-		name##_(priv, op);                                     \
-		leave();                                               \
+#define SHM_OP(name)                                    \
+	static void name(void *priv, struct nk_req *op) \
+	{                                               \
+		enter();                                \
+		name##_(priv, op);                      \
+		leave();                                \
 	}
 SHM_OP(shm_bind)
 SHM_OP(shm_listen)
@@ -1279,8 +1285,7 @@ bool nk_shm__route(struct nk_engine *e, struct nk_sock *s, uint8_t opcode,
 	return true;
 }
 
-void nk_shm__listened(struct nk_engine *e, struct nk_sock *s,
-		      uint32_t backlog)
+void nk_shm__listened(struct nk_engine *e, struct nk_sock *s, uint32_t backlog)
 {
 	struct shm_ep *ep;
 	socklen_t len = sizeof(ep->lsa);

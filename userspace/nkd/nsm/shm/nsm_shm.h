@@ -26,7 +26,6 @@ bool nk_shm__route(struct nk_engine *e, struct nk_sock *s, uint8_t opcode,
 		   const struct sockaddr_storage *sa);
 /* A LISTEN completed on s with backlog: an shm=on guest's listener also
  * takes shm connections from now on. */
-void nk_shm__listened(struct nk_engine *e, struct nk_sock *s,
-		      uint32_t backlog);
+void nk_shm__listened(struct nk_engine *e, struct nk_sock *s, uint32_t backlog);
 
 #endif /* NKD_NSM_SHM_H */
