@@ -470,7 +470,8 @@ static void test_registry(void **state)
 	assert_ptr_equal(nk_nsm__find("kernel"), &nk_nsm_kernel_ops);
 	assert_ptr_equal(nk_nsm__find("afxdp"), &nk_nsm_afxdp_ops);
 	assert_ptr_equal(nk_nsm__find("fake"), &fake_ops);
-	assert_null(nk_nsm__find("shm"));
+	assert_ptr_equal(nk_nsm__find("shm"), &nk_nsm_shm_ops);
+	assert_null(nk_nsm__find("nosuch"));
 	assert_int_equal(nk_nsm__register(&fake_ops), -EEXIST);
 	assert_int_equal(nk_nsm__register(&nk_nsm_kernel_ops), -EINVAL);
 	/* Socket ops are optional, the lifecycle ones are not. */
