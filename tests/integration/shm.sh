@@ -8,7 +8,9 @@
 # is srv's). Half-close and reset against the kernel as oracle: the same
 # python scenarios natively in H and between the two guests print the
 # same results. nginx in srv is served to curl in cli (sha256 of a
-# body). A bystander guest moves data through the kernel NSM meanwhile.
+# body). Guest capped (shm=on rate=80M) sends to srv over shm no faster
+# than its cap; cli's counters count its bytes. A bystander guest moves
+# data through the kernel NSM meanwhile.
 # ASan nkd.
 # timeout: 600
 set -eu
@@ -23,11 +25,13 @@ P2=9721
 PE=9722
 PS=9723
 PN=9724
+PR=9725
 cat >"$NK_TMP/nkd.conf" <<CONF
 nsm kernel0 type=kernel
 guest srv shm=on
 guest cli shm=on shm_peers=srv
 guest nope
+guest capped shm=on rate=80M burst=256k
 guest bystander
 unknown_guests allow
 CONF
@@ -134,7 +138,21 @@ if command -v wrk >/dev/null; then
 	log "ok: wrk over shm: $(grep 'Requests/sec' "$NK_TMP/wrk.txt")"
 fi
 
-# 6. Counted per guest like any socket.
+# 6. The rate caps hold shm sockets too: capped (rate=80M) sends 32 MiB
+# to srv (possible only through shm: the port is srv's); the bytes cannot
+# arrive faster than the cap (an upper bound: a slow machine passes).
+GUEST=srv bg_guest r_recv "$TOOLS/nk_stream" recv listen 0.0.0.0 "$PR"
+wait_port "$NS_H" "$PR" || fail "srv receiver not listening"
+r=$(as_guest capped "$TOOLS/nk_stream" send connect 127.0.0.1 "$PR" $((32 << 20)) 9) ||
+	fail "capped sender failed: $r"
+wait_for 30 grep -q RESULT "$NK_TMP/r_recv.log" || fail "srv receiver (capped): no result"
+rr=$(grep RESULT "$NK_TMP/r_recv.log")
+[ "$(field sha256 "$r")" = "$(field sha256 "$rr")" ] || fail "capped transfer: sha256 mismatch"
+mbps=$(awk -v b=$((32 << 20)) -v s="$(field secs "$rr")" 'BEGIN { printf "%.1f", b * 8 / s / 1e6 }')
+awk -v m="$mbps" 'BEGIN { exit !(m <= 88) }' || fail "capped guest sent at $mbps Mbit/s over shm, cap 80M"
+log "ok: rate=80M holds over shm: $mbps Mbit/s"
+
+# 7. Counted per guest like any socket.
 nkctl guests >"$NK_TMP/guests.txt" 2>&1 || true
 b=$(nkctl guests --json 2>/dev/null | "$PY" -c '
 import json, sys
