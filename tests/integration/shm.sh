@@ -5,7 +5,8 @@
 # by sha256 and the python asyncio echo checks 8 concurrent connections;
 # nkctl lists the connection with NSM "shm" and srv's counters move. A
 # third guest nope (shm off) is refused as before (ECONNREFUSED: the port
-# is srv's). Half-close and reset against the kernel as oracle: the same
+# is srv's), and so is cli dialing guest stranger (shm=on, but not in
+# cli's shm_peers=). Half-close and reset against the kernel as oracle: the same
 # python scenarios natively in H and between the two guests print the
 # same results. nginx in srv is served to curl in cli (sha256 of a
 # body). Guest capped (shm=on rate=80M) sends to srv over shm no faster
@@ -26,12 +27,14 @@ PE=9722
 PS=9723
 PN=9724
 PR=9725
+PX=9726
 cat >"$NK_TMP/nkd.conf" <<CONF
 nsm kernel0 type=kernel
 guest srv shm=on
 guest cli shm=on shm_peers=srv
 guest nope
 guest capped shm=on rate=80M burst=256k
+guest stranger shm=on
 guest bystander
 unknown_guests allow
 CONF
@@ -71,6 +74,12 @@ log "ok: echo through shm: $r"
 # without shm (the port is srv's, host_access=deny).
 r=$(as_guest nope "$PY" "$HELPERS/nk_ports.py" banner 127.0.0.1 "$PE")
 expect_field "guest nope (shm off) connects to srv's 127.0.0.1:$PE" connect ECONNREFUSED "$r"
+
+# shm_peers=: cli pairs only with srv, so not with stranger (shm=on too).
+GUEST=stranger bg_guest echo_x "$PY" "$HELPERS/nkpy.py" echo-server 0.0.0.0 "$PX"
+wait_port "$NS_H" "$PX" || fail "stranger's echo server not listening"
+r=$(as_guest cli "$PY" "$HELPERS/nk_ports.py" banner 127.0.0.1 "$PX")
+expect_field "guest cli (shm_peers=srv) connects to stranger's 127.0.0.1:$PX" connect ECONNREFUSED "$r"
 
 # 4. End states against the kernel: natively in H, then srv <-> cli.
 for sc in halfclose reset linger0 peerclose backlog; do
