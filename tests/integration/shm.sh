@@ -50,8 +50,6 @@ GUEST=cli bg_guest c_send "$TOOLS/nk_stream" send connect 127.0.0.1 "$P1" "$SHM_
 W1=$LASTPID
 GUEST=cli bg_guest c_recv "$TOOLS/nk_stream" recv connect 127.0.0.1 "$P2"
 W2=$LASTPID
-sleep 1
-nkctl sockets >"$NK_TMP/socks.txt" 2>&1 || true
 wait "$W1" || fail "cli sender failed: $(tail -n 3 "$NK_TMP/c_send.log")"
 wait "$W2" || fail "cli receiver failed: $(tail -n 3 "$NK_TMP/c_recv.log")"
 wait_for 30 grep -q RESULT "$NK_TMP/s_recv.log" || fail "srv receiver: no result"
@@ -59,8 +57,6 @@ wait_for 30 grep -q RESULT "$NK_TMP/s_send.log" || fail "srv sender: no result"
 transfer_ok c_send s_recv "$SHM_BYTES"
 transfer_ok s_send c_recv "$SHM_BYTES"
 log "ok: $SHM_BYTES bytes each way, sha256 equal: $(grep RESULT "$NK_TMP/c_send.log")"
-grep -q ' shm ' "$NK_TMP/socks.txt" || fail "nkctl sockets shows no shm socket: $(cat "$NK_TMP/socks.txt")"
-log "ok: nkctl sockets lists shm sockets"
 
 # 2. The python asyncio echo, 8 connections at once.
 GUEST=srv bg_guest echo_s "$PY" "$HELPERS/nkpy.py" echo-server 0.0.0.0 "$PE"
@@ -69,6 +65,20 @@ r=$(as_guest cli "$PY" "$HELPERS/nkpy.py" echo-client 127.0.0.1 "$PE" 8 $((2 << 
 	fail "echo client failed: $r"
 [ "$(field bytes "$r")" = $((8 * (2 << 20))) ] || fail "echo returned $(field bytes "$r") bytes"
 log "ok: echo through shm: $r"
+
+# nkctl lists shm sockets like others: the listener and both ends of a
+# held connection show NSM shm.
+GUEST=cli bg_guest hold "$PY" "$HELPERS/nkpy.py" hold 127.0.0.1 "$PE" 4
+hp=$LASTPID
+shm_rows() {
+	nkctl sockets >"$NK_TMP/socks.txt" 2>&1 || return 1
+	[ "$(grep -cE '^(srv|cli) .* shm .* ESTABLISHED' "$NK_TMP/socks.txt")" -ge 2 ] &&
+		grep -qE '^srv .* shm .* LISTEN ' "$NK_TMP/socks.txt"
+}
+wait_for 20 shm_rows || fail "nkctl sockets: no shm listener and connection: $(cat "$NK_TMP/socks.txt")"
+grep -E ' shm ' "$NK_TMP/socks.txt" >&2
+wait "$hp" || fail "hold over shm failed: $(tail -n 2 "$NK_TMP/hold.log")"
+log "ok: nkctl sockets lists the shm listener and connection"
 
 # 3. Policy: nope (shm off) does not reach srv's listener: refused as
 # without shm (the port is srv's, host_access=deny).
