@@ -9,7 +9,8 @@
 # cli's shm_peers=). Half-close and reset against the kernel as oracle: the same
 # python scenarios natively in H and between the two guests print the
 # same results. nginx in srv is served to curl in cli (sha256 of a
-# body). Guest capped (shm=on rate=80M) sends to srv over shm no faster
+# body). IPv6 ([::] listener, ::1 and 127.0.0.1 dialled) and a port
+# nobody listens on (refused through the kernel NSM). Guest capped (shm=on rate=80M) sends to srv over shm no faster
 # than its cap; cli's counters count its bytes. A bystander guest moves
 # data through the kernel NSM meanwhile.
 # ASan nkd.
@@ -28,6 +29,9 @@ PS=9723
 PN=9724
 PR=9725
 PX=9726
+SPV6=9727
+SPV4=9728
+PNONE=9729
 cat >"$NK_TMP/nkd.conf" <<CONF
 nsm kernel0 type=kernel
 guest srv shm=on
@@ -84,6 +88,25 @@ log "ok: nkctl sockets lists the shm listener and connection"
 # without shm (the port is srv's, host_access=deny).
 r=$(as_guest nope "$PY" "$HELPERS/nk_ports.py" banner 127.0.0.1 "$PE")
 expect_field "guest nope (shm off) connects to srv's 127.0.0.1:$PE" connect ECONNREFUSED "$r"
+
+# IPv6: srv listens on [::]; cli dials ::1, and 127.0.0.1 (a v4 socket
+# reaching the dual-stack listener), 4 MiB each by sha256.
+for dst in ::1 127.0.0.1; do
+	port=$([ "$dst" = ::1 ] && echo "$SPV6" || echo "$SPV4")
+	GUEST=srv bg_guest "v6_recv_$port" "$TOOLS/nk_stream" recv listen :: "$port"
+	wait_port "$NS_H" "$port" || fail "srv [::]:$port not listening"
+	r=$(as_guest cli "$TOOLS/nk_stream" send connect "$dst" "$port" $((4 << 20)) 3) ||
+		fail "cli to $dst:$port ([::] listener) failed: $r"
+	wait_for 20 grep -q RESULT "$NK_TMP/v6_recv_$port.log" || fail "srv [::]:$port: no result"
+	[ "$(field sha256 "$r")" = "$(field sha256 "$(grep RESULT "$NK_TMP/v6_recv_$port.log")")" ] ||
+		fail "$dst -> [::]:$port: sha256 mismatch"
+	log "ok: cli -> $dst:$port (srv on [::]) over shm, sha256 equal"
+done
+
+# A port nobody listens on: the connect goes to the kernel NSM, refused
+# there as it would be in the namespace.
+r=$(as_guest cli "$PY" "$HELPERS/nk_ports.py" banner 127.0.0.1 "$PNONE")
+expect_field "guest cli connects to 127.0.0.1:$PNONE (no listener)" connect ECONNREFUSED "$r"
 
 # shm_peers=: cli pairs only with srv, so not with stranger (shm=on too).
 GUEST=stranger bg_guest echo_x "$PY" "$HELPERS/nkpy.py" echo-server 0.0.0.0 "$PX"
