@@ -726,7 +726,7 @@ static void accept_one(struct shm_ep *lep, struct nk_req *op)
 	struct nk_sockaddr a;
 	int ret;
 
-	ret = nk_engine__sock_accepted(shm.e, op, &ns);
+	ret = nk_engine__sock_accepted(op->e, op, &ns);
 	if (!ret) {
 		/* Its option store: an unconnected socket of the home NSM */
 		ret = ns->nsm->ops->sock_open(ns->nsm->priv, ns);
@@ -1270,6 +1270,7 @@ bool nk_shm__route(struct nk_engine *e, struct nk_sock *s, uint8_t opcode,
 		return false;
 	if (s->nsm == &shm_nsm)
 		return true;
+	shm.e = e; /* one engine at a time (unit tests make several) */
 	if (opcode != NK_OP_CONNECT || s->type != SOCK_STREAM ||
 	    !s->guest->conf.shm || s->closing || s->nr_ops ||
 	    (s->state != NK_SS_UNBOUND && s->state != NK_SS_BOUND) ||
@@ -1304,6 +1305,7 @@ void nk_shm__listened(struct nk_engine *e, struct nk_sock *s, uint32_t backlog)
 	    !s->nsm->ops->sock_name)
 		return;
 	shm_init(e);
+	shm.e = e;
 	ep = ep_new();
 	if (!ep)
 		return; /* outside peers only */
