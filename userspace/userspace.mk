@@ -6,13 +6,14 @@
 #   userspace/nkd/nsm/             nsm.h, the NSM interface
 #   userspace/nkd/nsm/kernel/      the kernel NSM
 #   userspace/nkd/nsm/afxdp/       the afxdp NSM's adapter; its TCP/IP engine
+#   userspace/nkd/nsm/shm/         the shm NSM: guest to guest inside nkd
 #                                  in ustack/ is a library (ustack.mk)
 # nkd includes its own headers by basename ("engine.h"), every folder above
 # being on the include path, so basenames stay unique across these folders.
 
 NKD_DIR := userspace/nkd
 NKD_SRC_DIRS := $(NKD_DIR) $(NKD_DIR)/core $(NKD_DIR)/tenancy $(NKD_DIR)/nsm \
-	$(NKD_DIR)/nsm/kernel $(NKD_DIR)/nsm/afxdp
+	$(NKD_DIR)/nsm/kernel $(NKD_DIR)/nsm/afxdp $(NKD_DIR)/nsm/shm
 NKD_INC := $(addprefix -I,$(NKD_SRC_DIRS))
 NKD_SRCS := $(wildcard $(addsuffix /*.c,$(NKD_SRC_DIRS)))
 NKD_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(NKD_SRCS))

@@ -31,6 +31,7 @@
 # "1 8 32"), NK_BENCH_MUX_RATE (requests/s to each server, default 50),
 # NK_BENCH_MUX_T (seconds of mux load, default NK_BENCH_T),
 # NK_BENCH_MUX_IDLE (seconds of the mux_N_idle reading, default 3).
+# shm_iperf3 / shm_rtt_p50 start a second nkd of their own (shm=on guests).
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
@@ -815,6 +816,71 @@ for n in $MUX_LIST; do
 	REC_EXTRA=" guests=$n nkd_guests=${MUX_GUESTS:-n/a} guest_progs=$MUX_IDLE_PROG"
 	record "mux_${n}_idle" "%core" 0 n/a "$MUX_IDLE_NKD" - - "nkd's cgroup over ${MUX_IDLE}s with the $n guest nginx servers of mux_$n attached, listening and idle; nkd_guests = guests mux<i> nkd listed with a connection (nkctl guests), guest_progs = the $n servers' own %core together"
 done
+
+# ---------------------------------------------------------------- shm NSM
+
+# shm_iperf3, shm_rtt_p50 (docs/shm-nsm.md): iperf3 and sockperf between
+# two guests of one nkd whose policy lets them pair through the shm NSM
+# (a second nkd, socket nkd-shm.sock, guests shma and shmb with shm=on),
+# beside the same two programs natively over loopback TCP in one
+# namespace (N): no NIC, no veth on either side.
+# shm_one CONFIG: RES = iperf3 Gbit/s, RES2 = sockperf p50 (us).
+shm_one() {
+	local cfg=$1 sp out=$NK_TMP/shm_$1 srv=() cl=()
+	RES=fail
+	RES2=fail
+	if [ "$cfg" = native ]; then
+		srv=(ip netns exec "$NS_N")
+		cl=(ip netns exec "$NS_N")
+	else
+		srv=(ip netns exec "$NS_G" "$NKRUN" --guest shma --socket "$SHM_SOCK" --)
+		cl=(ip netns exec "$NS_G" "$NKRUN" --guest shmb --socket "$SHM_SOCK" --)
+	fi
+	bg "shm_ips_$cfg" "${srv[@]}" iperf3 -s -1 -p 5501
+	sp=$LASTPID
+	if wait_for 10 nk_port_listening "$([ "$cfg" = native ] && echo "$NS_N" || echo "$NS_H")" tcp 5501; then
+		timeout -k 5 60 "${cl[@]}" iperf3 -c 127.0.0.1 -p 5501 -t "$T" -O 1 -J >"$out.iperf.json" 2>&1 || true
+		RES=$(iperf_gbps "$out.iperf.json")
+	fi
+	wait_gone "$sp" 2
+	nk_stop "$sp"
+	bg "shm_sps_$cfg" "${srv[@]}" sockperf sr --tcp -i 0.0.0.0 -p 5502
+	sp=$LASTPID
+	if wait_for 10 nk_port_listening "$([ "$cfg" = native ] && echo "$NS_N" || echo "$NS_H")" tcp 5502; then
+		if timeout -k 5 60 "${cl[@]}" sockperf pp --tcp -i 127.0.0.1 -p 5502 -m 64 -t "$T" --full-rtt >"$out.sockperf.txt" 2>&1; then
+			RES2=$(sed -n 's/.*percentile 50.000 = *\([0-9.]*\).*/\1/p' "$out.sockperf.txt" | head -n1)
+			RES2=${RES2:-fail}
+		fi
+	fi
+	nk_stop "$sp"
+}
+if { want shm_iperf3 || want shm_rtt_p50; } && [ "$have_nk" = 1 ]; then
+	SHM_SOCK=$NK_TMP/nkd-shm.sock
+	cat >"$NK_TMP/nkd-shm.conf" <<CONF
+nsm kernel0 type=kernel
+guest shma shm=on
+guest shmb shm=on
+CONF
+	ip -n "$NS_N" link set lo up 2>/dev/null || true
+	bg nkd_shm ip netns exec "$NS_H" "$NKD" --socket "$SHM_SOCK" --config "$NK_TMP/nkd-shm.conf"
+	shm_nkd=$LASTPID
+	cg_move nkd "$shm_nkd"
+	vi=()
+	vr=()
+	if wait_for 10 test -S "$SHM_SOCK"; then
+		for cfg in native netkernel; do
+			shm_one "$cfg"
+			vi+=("$RES")
+			vr+=("$RES2")
+		done
+	else
+		vi=(n/a n/a)
+		vr=(n/a n/a)
+	fi
+	nk_stop "$shm_nkd"
+	record shm_iperf3 Gbit/s 1 "${vi[@]}" - - "iperf3 -c 127.0.0.1 -t $T -O 1: native = client and server in one namespace over loopback TCP; netkernel = two guests (shma server, shmb client) of one nkd paired by shm=on through the shm NSM"
+	record shm_rtt_p50 us 0 "${vr[@]}" - - "sockperf pp --tcp -m 64 -t $T --full-rtt to 127.0.0.1, p50 round trip; native and netkernel as in shm_iperf3"
+fi
 
 # ---------------------------------------------------------------- afxdp NSM
 

@@ -79,6 +79,7 @@ static struct fake {
 	uint32_t detached_ids[FAKE_MAX];
 	unsigned poll_mask;
 	int open_err; /* sock_open's answer */
+	struct sockaddr_storage name; /* sock_name's, if a family is set */
 } F;
 
 static int fake_create(struct nk_engine *e, struct nk_loop *loop,
@@ -146,6 +147,11 @@ static int fake_sock_name(void *priv, struct nk_sock *s, bool peer,
 	(void)priv;
 	(void)s;
 	(void)peer;
+	if (F.name.ss_family) {
+		*ss = F.name;
+		*len = sizeof(struct sockaddr_in);
+		return 0;
+	}
 	memset(ss, 0, sizeof(*ss));
 	*len = 0;
 	return -EOPNOTSUPP;
@@ -470,7 +476,8 @@ static void test_registry(void **state)
 	assert_ptr_equal(nk_nsm__find("kernel"), &nk_nsm_kernel_ops);
 	assert_ptr_equal(nk_nsm__find("afxdp"), &nk_nsm_afxdp_ops);
 	assert_ptr_equal(nk_nsm__find("fake"), &fake_ops);
-	assert_null(nk_nsm__find("shm"));
+	assert_ptr_equal(nk_nsm__find("shm"), &nk_nsm_shm_ops);
+	assert_null(nk_nsm__find("nosuch"));
 	assert_int_equal(nk_nsm__register(&fake_ops), -EEXIST);
 	assert_int_equal(nk_nsm__register(&nk_nsm_kernel_ops), -EINVAL);
 	/* Socket ops are optional, the lifecycle ones are not. */
@@ -492,6 +499,86 @@ static void test_registry(void **state)
 	/* The guest was attached to the fake NSM through its hook. */
 	assert_int_equal(F.attaches, 1);
 	assert_ptr_equal(views[0].conn->guest->nsm->ops, &fake_ops);
+}
+
+/*
+ * The shm NSM (docs/shm-nsm.md): two shm=on guests of the fake NSM. A
+ * LISTEN that completes moves the listener to shm; a CONNECT to
+ * 127.0.0.1 on its port never reaches the fake NSM, the ACCEPT takes it,
+ * a SEND is held until the peer's RECV copies it (one copy, both CQEs
+ * then), SHUT_WR gives EOF. Without shm= the port rules refuse it.
+ */
+static void test_shm_pair(void **state)
+{
+	struct gview *a = &views[0], *b = &views[1];
+	uint32_t bs = a->hdr->buf_size, hl, hc, ha, opens;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&F.name;
+	struct nk_sqe s;
+	struct nk_cqe c;
+	struct nk_req *op;
+	uint64_t ud, ud2;
+
+	(void)state;
+	attach(b, "ut2");
+	a->conn->guest->conf.shm = true;
+	b->conn->guest->conf.shm = true;
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons(40100);
+
+	hl = new_socket(a, SOCK_STREAM);
+	s = (struct nk_sqe){ .opcode = NK_OP_LISTEN, .handle = hl };
+	s.ctl.arg = 8;
+	ud = submit(a, s);
+	op = fake_find(NK_OP_LISTEN);
+	assert_non_null(op);
+	fake_complete(op, 0, 0, 0);
+	assert_int_equal(reap_one(a, ud).res, 0);
+	assert_string_equal(
+		a->conn->guest->socks[hl & NK_HANDLE_IDX_MASK]->nsm->conf.name,
+		"shm");
+
+	hc = new_socket(b, SOCK_STREAM);
+	s = (struct nk_sqe){ .opcode = NK_OP_CONNECT, .handle = hc };
+	set_addr(&s, "127.0.0.1", 40100);
+	ud = submit(b, s);
+	assert_null(fake_find(NK_OP_CONNECT)); /* not the fake NSM's */
+	assert_int_equal(reap_one(b, ud).res, 0);
+
+	opens = F.opens;
+	ud = submit(a, sqe_io(NK_OP_ACCEPT, hl, 0, sizeof(struct nk_sockaddr)));
+	c = reap_one(a, ud);
+	assert_true(c.res > 0);
+	ha = (uint32_t)c.res;
+	assert_int_equal(F.opens, opens + 1); /* its option socket */
+
+	/* Held until read: no CQE for the SEND before the RECV. */
+	memcpy(b->data, "hello", 5);
+	ud = submit(b, sqe_io(NK_OP_SEND, hc, 0, 5));
+	assert_cq_empty(b);
+	ud2 = submit(a, sqe_io(NK_OP_RECV, ha, bs, 64));
+	c = reap_one(a, ud2);
+	assert_int_equal(c.res, 5);
+	assert_memory_equal(a->data + bs, "hello", 5);
+	assert_int_equal(reap_one(b, ud).res, 5);
+
+	/* A waiting RECV gets EOF from the peer's SHUT_WR. */
+	ud2 = submit(a, sqe_io(NK_OP_RECV, ha, bs, 64));
+	assert_cq_empty(a);
+	s = (struct nk_sqe){ .opcode = NK_OP_SHUTDOWN, .handle = hc };
+	s.ctl.arg = SHUT_WR;
+	assert_int_equal(reap_one(b, submit(b, s)).res, 0);
+	c = reap_one(a, ud2);
+	assert_int_equal(c.res, 0);
+	assert_true(c.flags & NK_CQE_F_EOF);
+
+	/* shm off: the port rules judge it as before (ut's port). */
+	b->conn->guest->conf.shm = false;
+	hc = new_socket(b, SOCK_STREAM);
+	s = (struct nk_sqe){ .opcode = NK_OP_CONNECT, .handle = hc };
+	set_addr(&s, "127.0.0.1", 40100);
+	ud = submit(b, s);
+	assert_int_equal(reap_one(b, ud).res, -ECONNREFUSED);
+	assert_null(fake_find(NK_OP_CONNECT));
 }
 
 /* An op the NSM does not implement is answered by the engine. */
@@ -1442,6 +1529,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_registry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shm_pair, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_optional_op, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_so_error, setup, teardown),

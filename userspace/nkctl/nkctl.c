@@ -49,7 +49,7 @@ static void usage(FILE *f)
 		"bufs uid bind\n"
 		"                 acl_allow acl_deny egress host_access rate "
 		"rate_tx rate_rx\n"
-		"                 burst)\n"
+		"                 burst shm shm_peers)\n"
 		"  reload         re-read nkd's --config file (as SIGHUP "
 		"does)\n"
 		"See nkctl(8).\n",

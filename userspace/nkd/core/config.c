@@ -438,6 +438,18 @@ static int guest_port_key(struct nk_guest_conf *g, const char *key,
 		g->host_access = !strcmp(val, "allow");
 		return 0;
 	}
+	if (!strcmp(key, "shm")) {
+		if (strcmp(val, "on") && strcmp(val, "off"))
+			return -EINVAL;
+		g->shm = !strcmp(val, "on");
+		return 0;
+	}
+	if (!strcmp(key, "shm_peers")) {
+		if (strlen(val) >= sizeof(g->shm_peers))
+			return -EINVAL;
+		strcpy(g->shm_peers, val);
+		return 0;
+	}
 	if (!strcmp(key, "egress")) {
 		if (g->nr_egress == NK_MAX_BINDS ||
 		    nk_bind_rule__parse(val, &g->egress[g->nr_egress]))
@@ -1356,6 +1368,7 @@ int nk_guest_conf__set(struct nk_guest_conf *g, const char *words, char *err,
 			"bufs",	    "weight",	   "max_conns",
 			"egress",   "host_access", "rate",
 			"rate_tx",  "rate_rx",	   "burst",
+			"shm",	    "shm_peers",
 		};
 		bool ok = false;
 
@@ -1407,6 +1420,11 @@ int nk_guest_conf__set(struct nk_guest_conf *g, const char *words, char *err,
 			g->rate_bps[1] = n->rate_bps[1];
 		} else if (!strcmp(k, "burst")) {
 			g->rate_burst = n->rate_burst;
+		} else if (!strcmp(k, "shm")) {
+			g->shm = n->shm;
+		} else if (!strcmp(k, "shm_peers")) {
+			memcpy(g->shm_peers, n->shm_peers,
+			       sizeof(g->shm_peers));
 		}
 	}
 	nk_config__free(&p.cfg);

@@ -112,6 +112,13 @@ struct nk_guest_conf {
 	unsigned nr_egress;
 	/* Budgets (budget.c): sockets of the global budget kept for it. */
 	uint32_t reserve;
+	/*
+	 * shm= / shm_peers= (nsm/shm/, docs/shm-nsm.md): connections to
+	 * another guest of this nkd go region to region; shm_peers: the
+	 * guests it may pair with that way ("" = any with shm=on).
+	 */
+	bool shm;
+	char shm_peers[NK_PATH_MAX];
 };
 
 /*

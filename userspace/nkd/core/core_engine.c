@@ -27,6 +27,7 @@
 #include "log.h"
 #include "loop.h"
 #include "notify.h"
+#include "nsm_shm.h"
 #include "optimer.h"
 #include "ratelimit.h"
 #include "sendq.h"
@@ -583,6 +584,8 @@ void nk_engine__sock_event(struct nk_engine *e, struct nk_sock *s,
 	(void)e;
 	if (s->closing)
 		return;
+	if (s->nsm->ops->lower_event)
+		s->nsm->ops->lower_event(s->nsm->priv, s, revents);
 	if ((revents & POLLRDHUP) && s->state == NK_SS_ESTABLISHED)
 		s->state = NK_SS_CLOSE_WAIT;
 	if ((revents & (POLLERR | POLLHUP)) && s->type == SOCK_STREAM &&
@@ -1491,7 +1494,8 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 			    &g->conf, (struct sockaddr *)&v.sa, c->uid))) {
 		nk_guest__refused(e, g, NK_REFUSED_BIND_POLICY,
 				  "bind outside its bind= rules");
-	} else if ((ret = nk_portown__check_op(s, sqe->opcode, sqe->flags,
+	} else if (!nk_shm__route(e, s, sqe->opcode, &v.sa) &&
+		   (ret = nk_portown__check_op(s, sqe->opcode, sqe->flags,
 					       &v.sa, c->uid))) {
 		nk_guest__refused(e, g, portown_reason(sqe->opcode, ret),
 				  "opcode %u refused: %s", sqe->opcode,
@@ -1668,6 +1672,10 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 	case NK_OP_SETSOCKOPT:
 		if (!res)
 			sndbuf_window(op);
+		break;
+	case NK_OP_LISTEN:
+		if (!res)
+			nk_shm__listened(e, s, op->arg);
 		break;
 	default:
 		break;

@@ -8,7 +8,8 @@
  * pending error reported by SO_ERROR (s->so_error). An NSM executes socket
  * operations on some stack: "kernel" (the Linux stack through io_uring,
  * nsm/kernel/) and "afxdp" (a userspace TCP/IP stack on AF_XDP,
- * nsm/afxdp/). Adding one (e.g. "shm") is one folder with one ops table,
+ * nsm/afxdp/) and "shm" (guest to guest inside nkd, nsm/shm/,
+ * docs/shm-nsm.md). Adding one is one folder with one ops table,
  * listed in nsm/nsm_registry.c's built-in table (docs/nkd.md).
  *
  * Contract:
@@ -118,6 +119,12 @@ struct nk_nsm_ops {
 			 size_t backend_len);
 	int (*guest_attach)(void *priv, struct nk_guest *g);
 	void (*guest_detach)(void *priv, struct nk_guest *g);
+	/*
+	 * For an NSM layered over a socket's home NSM (shm: a listener
+	 * listens on both): the home NSM reported revents on s, which is
+	 * this NSM's now. May be NULL.
+	 */
+	void (*lower_event)(void *priv, struct nk_sock *s, unsigned revents);
 	/* NK_NSM_CAP_*: optional ABI features the NSM implements. */
 	unsigned caps;
 };
@@ -127,6 +134,7 @@ struct nk_nsm_ops {
 
 extern const struct nk_nsm_ops nk_nsm_kernel_ops;
 extern const struct nk_nsm_ops nk_nsm_afxdp_ops;
+extern const struct nk_nsm_ops nk_nsm_shm_ops; /* nsm/shm/, nsm_shm.h */
 
 /* Registry (nsm_registry.c). */
 /* Looks an ops table up by type name ("kernel"); NULL if unknown. */

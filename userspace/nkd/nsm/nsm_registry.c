@@ -15,6 +15,7 @@
 static const struct nk_nsm_ops *const builtin[] = {
 	&nk_nsm_kernel_ops,
 	&nk_nsm_afxdp_ops,
+	&nk_nsm_shm_ops,
 };
 
 #define NK_NSM_MAX_EXTRA 8u

@@ -341,6 +341,11 @@ static bool is_local(struct nk_portown *po, const struct sockaddr_storage *sa)
 	return false;
 }
 
+bool nk_portown__is_local(struct nk_nsm *n, const struct sockaddr_storage *sa)
+{
+	return n->ports && is_local(n->ports, sa);
+}
+
 /* ------------------------------------------------------------------ */
 /* Engine hooks. */
 

@@ -68,6 +68,10 @@ void nk_portown__inherit(struct nk_sock *s, const struct nk_sock *l);
 /* The socket is freed: its claim goes. */
 void nk_portown__sock_free(struct nk_sock *s);
 
+/* Is sa an address of n's namespace (loopback, its interfaces)? n's
+ * table only: false for an NSM without one. */
+bool nk_portown__is_local(struct nk_nsm *n, const struct sockaddr_storage *sa);
+
 /* NSM hooks. Claims port (host order) for s's guest: 0 or -EADDRINUSE. */
 int nk_portown__claim(struct nk_sock *s, uint16_t port);
 void nk_portown__release(struct nk_sock *s);
