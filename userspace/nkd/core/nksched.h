@@ -43,6 +43,9 @@ enum { NK_SCHED_TX, NK_SCHED_RX, NK_SCHED_DIRS };
 /* A SEND waiting in its NSM this long without progress (a peer that does
  * not read) stops holding other guests back. */
 #define NK_SCHED_STALL_NS 100000000ll
+/* A guest that offered a SEND in one of the engine's last this many loop
+ * passes still offers: its program needs a moment to refill its ring. */
+#define NK_SCHED_PASSES 4u
 /* A guest whose RECV filled its buffer this recently is backlogged. */
 #define NK_SCHED_RX_NS 2000000ll
 
@@ -53,6 +56,7 @@ struct nk_sched_q {
 	uint32_t busy; /* tx: SENDs the NSM has not finished */
 	int64_t last; /* ns: tx: last SEND began or ended; rx: last full RECV */
 	int64_t since; /* ns clock held's head began to wait; 0: none */
+	uint64_t seen; /* tx: the engine's loop pass of its last SEND */
 	uint64_t bytes; /* bytes moved */
 	uint64_t nr_holds; /* ops ever held */
 	uint64_t held_ns; /* time with ops held, not counting since */

@@ -40,12 +40,16 @@ static int dir_of(const struct nk_req *op)
 	return -1;
 }
 
-static bool contending(const struct nk_sched_q *q, int d, int64_t now)
+static bool contending(const struct nk_engine *e, const struct nk_sched_q *q,
+		       int d, int64_t now)
 {
 	if (q->nr_held)
 		return true;
 	if (d == NK_SCHED_TX)
-		return q->busy && now - q->last < NK_SCHED_STALL_NS;
+		/* Pushed back by the stack, or offering SENDs pass after
+		 * pass while nkd itself is the bottleneck. */
+		return (q->busy && now - q->last < NK_SCHED_STALL_NS) ||
+		       (q->seen && e->loops - q->seen <= NK_SCHED_PASSES);
 	return q->last && now - q->last < NK_SCHED_RX_NS;
 }
 
@@ -60,7 +64,7 @@ static bool min_other(struct nk_engine *e, const struct nk_guest *g, int d,
 		struct nk_guest *o = nk_container_of(p, struct nk_guest, link);
 		const struct nk_sched_q *q = &o->sched.dir[d];
 
-		if (o == g || !contending(q, d, now))
+		if (o == g || !contending(e, q, d, now))
 			continue;
 		if (!any || nk_sched__lead(q->vt, *min) < 0)
 			*min = q->vt;
@@ -87,8 +91,10 @@ static void go(struct nk_req *op, int d, int64_t now)
 	if (d == NK_SCHED_TX) {
 		q->vt += nk_sched__cost(op->len, g->conf.weight);
 		q->busy++;
-		if (now)
+		if (now) {
 			q->last = now;
+			q->seen = op->e->loops;
+		}
 	}
 }
 
@@ -129,7 +135,7 @@ bool nk_sched__hold(struct nk_req *op)
 		return true;
 	}
 	if (min_other(e, g, d, now, &min)) {
-		if (!contending(q, d, now))
+		if (!contending(e, q, d, now))
 			q->vt = nk_sched__catch_up(q->vt, min);
 		if (!nk_sched__may_go(q->vt, min)) {
 			hold(op, q, now);
