@@ -9,8 +9,10 @@
  * vt += bytes * NK_SCHED_SCALE / weight. A guest contends in a direction
  * while it has ops held here, or (egress) a SEND its NSM has not finished
  * because the stack pushes back and its last SEND progressed less than
- * NK_SCHED_STALL_NS ago, or (ingress) a RECV of it filled its buffer less
- * than NK_SCHED_RX_NS ago (more data was waiting). An op of a contending
+ * NK_SCHED_STALL_NS ago, or it offered a SEND in one of the engine's last
+ * NK_SCHED_PASSES loop passes (nkd is the bottleneck), or (ingress) a
+ * RECV of it filled its buffer less than NK_SCHED_RX_NS ago (more data
+ * was waiting). An op of a contending
  * guest goes down only while its vt is at most NK_SCHED_LAG bytes (at
  * weight 1) ahead of the least-served other contending guest; otherwise
  * it waits here until that guest catches up or stops contending. A guest

@@ -165,8 +165,8 @@ void nk_sched__done(struct nk_req *op, int res)
 	if (d == NK_SCHED_TX) {
 		/* Charged op->len when it went down: give back the rest. */
 		if (moved < op->len)
-			q->vt -= nk_sched__cost(op->len - moved,
-						g->conf.weight);
+			q->vt -=
+				nk_sched__cost(op->len - moved, g->conf.weight);
 		q->busy--;
 		if (op->e->nr_guests > 1)
 			q->last = nk_now_ns();
