@@ -10,7 +10,8 @@
 #     (per-flow sharing, the old behaviour, gives about 0.6);
 #   - `nkctl set ga weight=2`: ga's bytes / gb's bytes = 2 within 10 %.
 # Beside the first round, gb moves a checksummed 4 MB transfer (sha256 at
-# both ends) through the same bottleneck. Shares are asserted, never speeds.
+# both ends) through the same bottleneck; nkctl guests and stats show that
+# gb's SENDs waited for their turn. Shares are asserted, never speeds.
 # timeout: 120
 set -eu
 # shellcheck source=tests/lib.sh
@@ -81,6 +82,11 @@ jain=$(awk -v a="$A" -v b="$B" 'BEGIN { printf "%.3f", (a + b) ^ 2 / (2 * (a ^ 2
 awk -v j="$jain" 'BEGIN { exit !(j >= 0.95) }' ||
 	fail "equal weights: Jain's index $jain < 0.95 (ga $A, gb $B bytes): shared per flow, not per guest"
 log "ok: equal weights, 1 flow vs 8 flows: Jain's index $jain"
+# The scheduler's counters: gb's SENDs waited for their turn.
+[ "$(nkctl guests --json | jq '.guests[] | select(.name == "gb") | .sched_tx_holds')" -gt 0 ] ||
+	fail "nkctl guests shows no scheduler holds for gb: $(nkctl guests --json)"
+nkctl stats | grep -q '^netkernel_guest_sched_tx_holds_total{guest="gb",nsm="kernel0"} [1-9]' ||
+	fail "nkctl stats lacks gb's sched_tx_holds_total"
 
 out=$(nkctl set ga weight=2) || fail "nkctl set ga weight=2: $out"
 round 2

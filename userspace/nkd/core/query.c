@@ -562,6 +562,10 @@ static void q_stats(struct nk_engine *e, struct sb *b)
 	  rate.dir[NK_RATE_TX].passed, true);
 	G("rate_rx_bytes_total", "Bytes received under the ingress cap.",
 	  "counter", rate.dir[NK_RATE_RX].passed, true);
+	G("sched_tx_holds_total", "SENDs that waited for the guest's turn.",
+	  "counter", sched.dir[NK_SCHED_TX].nr_holds, true);
+	G("sched_rx_holds_total", "RECVs that waited for the guest's turn.",
+	  "counter", sched.dir[NK_SCHED_RX].nr_holds, true);
 #undef G
 	prom_xdp(b, e);
 	prom_refusals(b, e);
