@@ -9,10 +9,11 @@
  * vt += bytes * NK_SCHED_SCALE / weight. A guest contends in a direction
  * while it has ops held here, or (egress) a SEND its NSM has not finished
  * because the stack pushes back and its last SEND progressed less than
- * NK_SCHED_STALL_NS ago, or it offered a SEND in one of the engine's last
- * NK_SCHED_PASSES loop passes (nkd is the bottleneck), or (ingress) a
- * RECV of it filled its buffer less than NK_SCHED_RX_NS ago (more data
- * was waiting). An op of a contending
+ * NK_SCHED_STALL_NS ago, or a SEND of it filled its socket's send window
+ * in one of the engine's last NK_SCHED_PASSES loop passes (nkd is the
+ * bottleneck), or (ingress) a RECV of it filled its buffer less than
+ * NK_SCHED_RX_NS ago (more data was waiting). The last two do not count
+ * for a guest with a rate cap in that direction (its cap is its limit). An op of a contending
  * guest goes down only while its vt is at most NK_SCHED_LAG bytes (at
  * weight 1) ahead of the least-served other contending guest; otherwise
  * it waits here until that guest catches up or stops contending. A guest
@@ -44,9 +45,9 @@ enum { NK_SCHED_TX, NK_SCHED_RX, NK_SCHED_DIRS };
 #define NK_SCHED_LAG (256u * 1024u)
 /* A SEND waiting in its NSM this long without progress (a peer that does
  * not read) stops holding other guests back. */
-#define NK_SCHED_STALL_NS 100000000ll
-/* A guest that offered a SEND in one of the engine's last this many loop
- * passes still offers: its program needs a moment to refill its ring. */
+#define NK_SCHED_STALL_NS 1000000000ll
+/* A guest whose send window filled in one of the engine's last this many
+ * loop passes still offers: its program needs a moment to refill it. */
 #define NK_SCHED_PASSES 4u
 /* A guest whose RECV filled its buffer this recently is backlogged. */
 #define NK_SCHED_RX_NS 2000000ll
@@ -58,7 +59,7 @@ struct nk_sched_q {
 	uint32_t busy; /* tx: SENDs the NSM has not finished */
 	int64_t last; /* ns: tx: last SEND began or ended; rx: last full RECV */
 	int64_t since; /* ns clock held's head began to wait; 0: none */
-	uint64_t seen; /* tx: the engine's loop pass of its last SEND */
+	uint64_t seen; /* tx: loop pass a SEND of it filled its window */
 	uint64_t bytes; /* bytes moved */
 	uint64_t nr_holds; /* ops ever held */
 	uint64_t held_ns; /* time with ops held, not counting since */

@@ -46,8 +46,8 @@ static bool contending(const struct nk_engine *e, const struct nk_sched_q *q,
 	if (q->nr_held)
 		return true;
 	if (d == NK_SCHED_TX)
-		/* Pushed back by the stack, or offering SENDs pass after
-		 * pass while nkd itself is the bottleneck. */
+		/* Pushed back by the stack, or its send window filled in
+		 * one of the last passes: nkd itself is the bottleneck. */
 		return (q->busy && now - q->last < NK_SCHED_STALL_NS) ||
 		       (q->seen && e->loops - q->seen <= NK_SCHED_PASSES);
 	return q->last && now - q->last < NK_SCHED_RX_NS;
@@ -93,7 +93,15 @@ static void go(struct nk_req *op, int d, int64_t now)
 		q->busy++;
 		if (now) {
 			q->last = now;
-			q->seen = op->e->loops;
+			/*
+			 * The program wrote more than nkd has taken: its
+			 * socket's window is full. Not a guest held by its
+			 * own rate cap: that is its limit, not the shared
+			 * one (and a sender of little never fills it).
+			 */
+			if (op->sock->send_inflight >= op->sock->send_window &&
+			    !g->conf.rate_bps[NK_RATE_TX])
+				q->seen = op->e->loops;
 		}
 	}
 }
@@ -173,8 +181,10 @@ void nk_sched__done(struct nk_req *op, int res)
 		return;
 	}
 	q->vt += nk_sched__cost(moved, g->conf.weight);
-	/* A buffer filled: more was likely waiting in the stack. */
-	if (moved && moved >= op->len && op->e->nr_guests > 1)
+	/* A buffer filled: more was likely waiting in the stack (unless the
+	 * guest's own rate cap keeps it waiting there). */
+	if (moved && moved >= op->len && op->e->nr_guests > 1 &&
+	    !g->conf.rate_bps[NK_RATE_RX])
 		q->last = nk_now_ns();
 }
 
