@@ -1344,7 +1344,8 @@ static void test_rate_hold(void **state)
  * The byte scheduler (sched.c): guest ut's SEND stays in the NSM (the
  * stack pushes back), guest ut2 may run at most NK_SCHED_LAG ahead of it;
  * its next SEND waits in the engine, is cancelled there without the NSM,
- * goes down when ut stops contending, and a close waits for it.
+ * goes down when ut stops contending, and a close waits for it; a wait
+ * is bounded (NK_SCHED_WAIT_NS).
  */
 static void test_sched_hold(void **state)
 {
@@ -1353,7 +1354,7 @@ static void test_sched_hold(void **state)
 	struct nk_sqe c = { .opcode = NK_OP_CANCEL };
 	struct nk_req *a, *op;
 	struct nk_guest *gb;
-	uint64_t ud[3], uc;
+	uint64_t ud[3], uc, a_ud;
 	unsigned sent = 0;
 
 	(void)state;
@@ -1363,7 +1364,7 @@ static void test_sched_hold(void **state)
 	ha = new_socket(va, SOCK_STREAM);
 	for (unsigned i = 0; i < 5; i++)
 		hb[i] = new_socket(vb, SOCK_STREAM);
-	submit(va, sqe_io(NK_OP_SEND, ha, 0, bs));
+	a_ud = submit(va, sqe_io(NK_OP_SEND, ha, 0, bs));
 	a = fake_find(NK_OP_SEND);
 	assert_non_null(a);
 	/* ut2 starts level with ut and may lead it by the lag, no more. */
@@ -1413,6 +1414,17 @@ static void test_sched_hold(void **state)
 	assert_int_equal(E->sched_held, 0);
 	assert_int_equal(F.nr_pending, sent + 1);
 	assert_int_equal(F.pending[sent]->user_data, ud[2]);
+	/* ut contends again (level with ut2 now): ut2's op that has to
+	 * wait waits NK_SCHED_WAIT_NS at most, whatever ut does. */
+	assert_int_equal(reap_one(va, a_ud).res, (int)bs);
+	submit(va, sqe_io(NK_OP_SEND, new_socket(va, SOCK_STREAM), bs, bs));
+	for (unsigned i = 5; i < 10 && !E->sched_held; i++)
+		submit(vb, sqe_io(NK_OP_SEND, new_socket(vb, SOCK_STREAM),
+				  i * bs, bs));
+	assert_int_equal(E->sched_held, 1);
+	assert_int_equal(nk_sched__run(E, nk_now_ns()), 0);
+	assert_int_equal(nk_sched__run(E, nk_now_ns() + NK_SCHED_WAIT_NS), 1);
+	assert_int_equal(E->sched_held, 0);
 }
 
 static void test_accept(void **state)

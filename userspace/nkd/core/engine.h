@@ -239,9 +239,11 @@ struct nk_req {
 	bool rate_pass;
 	uint32_t rate_res;
 	/* sched.c: direction charged (1 + NK_SCHED_*, 0: none), waiting
-	 * there, its turn came (it goes down without another look) */
+	 * there (since when, ns), its turn came (it goes down without
+	 * another look) */
 	int8_t sched_dir;
 	bool sched_held, sched_pass;
+	int64_t sched_since;
 	/* The NSM's own per-operation state (nsm.h); the engine never
 	 * reads it (op_alloc zeroes it). */
 	_Alignas(16) unsigned char scratch[NK_NSM_SCRATCH];

@@ -49,6 +49,13 @@ enum { NK_SCHED_TX, NK_SCHED_RX, NK_SCHED_DIRS };
 /* A guest whose send window filled in one of the engine's last this many
  * loop passes still offers: its program needs a moment to refill it. */
 #define NK_SCHED_PASSES 4u
+/*
+ * A guest with ops waiting gets one handed down at least this often,
+ * whatever the others do: the engine cannot tell a flow slowed by the
+ * shared bottleneck from one its own peer slows down (a slow reader), and
+ * a guest whose contending flow crawls must not stop the others.
+ */
+#define NK_SCHED_WAIT_NS 250000000ll
 /* A guest whose RECV filled its buffer this recently is backlogged. */
 #define NK_SCHED_RX_NS 2000000ll
 
@@ -59,6 +66,7 @@ struct nk_sched_q {
 	uint32_t busy; /* tx: SENDs the NSM has not finished */
 	int64_t last; /* ns: tx: last SEND began or ended; rx: last full RECV */
 	int64_t since; /* ns clock held's head began to wait; 0: none */
+	int64_t passed; /* ns clock a held op of it last went down */
 	uint64_t seen; /* tx: loop pass a SEND of it filled its window */
 	uint64_t bytes; /* bytes moved */
 	uint64_t nr_holds; /* ops ever held */

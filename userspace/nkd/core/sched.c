@@ -112,6 +112,7 @@ static void hold(struct nk_req *op, struct nk_sched_q *q, int64_t now)
 		q->since = now;
 	op->held = true;
 	op->sched_held = true;
+	op->sched_since = now;
 	nk_list__add_tail(&q->held, &op->qlink);
 	q->nr_held++;
 	q->nr_holds++;
@@ -201,11 +202,12 @@ void nk_sched__unhold(struct nk_req *op)
 }
 
 /* Hands op down; the socket's deferred release follows its last op. */
-static void pass(struct nk_req *op)
+static void pass(struct nk_req *op, int64_t now)
 {
 	struct nk_sock *s = op->sock;
 	bool rel;
 
+	op->conn->guest->sched.dir[dir_of(op)].passed = now;
 	nk_sched__unhold(op);
 	op->held = false;
 	op->sched_pass = true;
@@ -216,6 +218,20 @@ static void pass(struct nk_req *op)
 	nk_engine__nsm_call(op);
 	if (rel)
 		s->nsm->ops->sock_release(s->nsm->priv, s);
+}
+
+/*
+ * The guest's head op goes anyway once the guest has had nothing handed
+ * down for NK_SCHED_WAIT_NS: a guest is slowed to its share, never
+ * stopped.
+ */
+static bool waited_out(const struct nk_sched_q *q, const struct nk_req *op,
+		       int64_t now)
+{
+	int64_t from = op->sched_since > q->passed ? op->sched_since
+						   : q->passed;
+
+	return now - from >= NK_SCHED_WAIT_NS;
 }
 
 /* Ops handed down per call at most: the loop comes back for the rest. */
@@ -242,13 +258,14 @@ unsigned nk_sched__run(struct nk_engine *e, int64_t now)
 
 				if (!q->nr_held)
 					continue;
-				if (min_other(e, g, d, now, &min) &&
-				    !nk_sched__may_go(q->vt, min))
-					continue;
-				/* One op per guest and round: turns alternate. */
 				op = nk_container_of(q->held.next,
 						     struct nk_req, qlink);
-				pass(op);
+				if (min_other(e, g, d, now, &min) &&
+				    !nk_sched__may_go(q->vt, min) &&
+				    !waited_out(q, op, now))
+					continue;
+				/* One op per guest and round: turns alternate. */
+				pass(op, now);
 				n++;
 				more = true;
 			}
