@@ -230,6 +230,8 @@ two_up() {
 	wait_for 5 nk_link_up "$NS_N2" nkn2 || log "second native veth not up"
 }
 # two_one CONFIG: RES = total Gbit/s, RES_A and RES_B each program's.
+# TWO_B_P: streams of the second program (default 1); TWO_NAME: the row
+# the CPU cost is counted for (default iperf3_send_2guests).
 two_one() {
 	local cfg=$1 sa sb pa pb oa=$NK_TMP/two_$1_a.json ob=$NK_TMP/two_$1_b.json ba bb CGX
 	RES=n/a
@@ -247,12 +249,12 @@ two_one() {
 		if [ "$cfg" = native ]; then
 			cli native iperf3 -c "$NP4" -p 5311 -t "$T" -O 1 -J >"$oa" 2>&1 &
 			pa=$!
-			CLI_NS_N=$NS_N2 cli native iperf3 -c "$N2P4" -p 5312 -t "$T" -O 1 -J >"$ob" 2>&1 &
+			CLI_NS_N=$NS_N2 cli native iperf3 -c "$N2P4" -p 5312 -t "$T" -O 1 -P "${TWO_B_P:-1}" -J >"$ob" 2>&1 &
 			pb=$!
 		else
 			cli netkernel iperf3 -c "$P4" -p 5311 -t "$T" -O 1 -J >"$oa" 2>&1 &
 			pa=$!
-			CLI_NS_G=$NS_G2 CLI_GUEST=${GUEST}2 cli netkernel iperf3 -c "$P4" -p 5312 -t "$T" -O 1 -J >"$ob" 2>&1 &
+			CLI_NS_G=$NS_G2 CLI_GUEST=${GUEST}2 cli netkernel iperf3 -c "$P4" -p 5312 -t "$T" -O 1 -P "${TWO_B_P:-1}" -J >"$ob" 2>&1 &
 			pb=$!
 		fi
 		wait "$pa" || true
@@ -262,7 +264,7 @@ two_one() {
 		ba=$(iperf_bytes "$oa")
 		bb=$(iperf_bytes "$ob")
 		[[ $ba =~ ^[0-9]+$ ]] && [[ $bb =~ ^[0-9]+$ ]] || ba=n/a
-		cost_end iperf3_send_2guests "$cfg" "$([ "$ba" = n/a ] && echo n/a || echo $((ba + bb)))" GB
+		cost_end "${TWO_NAME:-iperf3_send_2guests}" "$cfg" "$([ "$ba" = n/a ] && echo n/a || echo $((ba + bb)))" GB
 		RES_A=$(iperf_gbps "$oa")
 		RES_B=$(iperf_gbps "$ob")
 		if [[ $RES_A =~ ^[0-9.]+$ ]] && [[ $RES_B =~ ^[0-9.]+$ ]]; then
@@ -283,6 +285,29 @@ if want iperf3_send_2guests; then
 	done
 	REC_EXTRA=$ex
 	record iperf3_send_2guests Gbit/s 1 "${v[@]}" - - "two iperf3 -c -t $T -O 1 at once, each to its own server in P; native from two namespaces, netkernel as two guests on one kernel NSM; the value is the sum, _a/_b each program's"
+fi
+
+# fair_jain: the same two programs, the second with 8 streams (-P 8), no
+# shaper: how evenly the pair shares what the machine moves. netkernel:
+# nkd's own scheduling across its two guests (equal weights); native: the
+# kernel's per-flow sharing between two namespaces. The value is Jain's
+# index over the two programs' bytes (1: equal, 0.5: one takes all).
+jain() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + b > 0) printf "%.3f", (a + b) ^ 2 / (2 * (a ^ 2 + b ^ 2)); else print "n/a" }'; }
+if want fair_jain; then
+	two_up
+	v=()
+	ex=""
+	for cfg in native netkernel; do
+		TWO_B_P=8 TWO_NAME=fair_jain two_one "$cfg"
+		if [[ $RES_A =~ ^[0-9.]+$ ]] && [[ $RES_B =~ ^[0-9.]+$ ]]; then
+			v+=("$(jain "$RES_A" "$RES_B")")
+		else
+			v+=(fail)
+		fi
+		ex="$ex ${cfg}_a=$RES_A ${cfg}_b=$RES_B"
+	done
+	REC_EXTRA=$ex
+	record fair_jain index 1 "${v[@]}" - - "iperf3 -c -t $T -O 1 (1 stream) beside iperf3 -c -P 8 (8 streams), each to its own server in P, no shaper; Jain's index over the two programs' Gbit/s (_a: 1 stream, _b: 8); native from two namespaces, netkernel as two guests of one kernel NSM (goal >= 0.98)"
 fi
 
 # ---------------------------------------------------------------- sockperf

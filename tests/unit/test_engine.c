@@ -1427,6 +1427,93 @@ static void test_rate_hold(void **state)
 	assert_null(fake_find(NK_OP_RECV));
 }
 
+/*
+ * The byte scheduler (sched.c): guest ut's SEND stays in the NSM (the
+ * stack pushes back), guest ut2 may run at most NK_SCHED_LAG ahead of it;
+ * its next SEND waits in the engine, is cancelled there without the NSM,
+ * goes down when ut stops contending, and a close waits for it; a wait
+ * is bounded (NK_SCHED_WAIT_NS).
+ */
+static void test_sched_hold(void **state)
+{
+	struct gview *va = &views[0], *vb = &views[1];
+	uint32_t bs, ha, hb[5];
+	struct nk_sqe c = { .opcode = NK_OP_CANCEL };
+	struct nk_req *a, *op;
+	struct nk_guest *gb;
+	uint64_t ud[3], uc, a_ud;
+	unsigned sent = 0;
+
+	(void)state;
+	attach(vb, "ut2");
+	gb = vb->conn->guest;
+	bs = va->hdr->buf_size;
+	ha = new_socket(va, SOCK_STREAM);
+	for (unsigned i = 0; i < 5; i++)
+		hb[i] = new_socket(vb, SOCK_STREAM);
+	a_ud = submit(va, sqe_io(NK_OP_SEND, ha, 0, bs));
+	a = fake_find(NK_OP_SEND);
+	assert_non_null(a);
+	/* ut2 starts level with ut and may lead it by the lag, no more. */
+	for (unsigned i = 0; i < 4; i++) {
+		submit(vb, sqe_io(NK_OP_SEND, hb[i], i * bs, bs));
+		if (E->sched_held)
+			break;
+		sent++;
+	}
+	assert_int_equal(sent, NK_SCHED_LAG / bs + 1);
+	assert_int_equal(F.nr_pending, 1 + sent);
+	assert_int_equal(E->sched_held, 1);
+	assert_int_equal(gb->sched.dir[NK_SCHED_TX].nr_holds, 1);
+	ud[0] = vb->ud;
+	/* Nothing changes while ut still contends. */
+	assert_int_equal(nk_sched__run(E, nk_now_ns()), 0);
+	assert_true(nk_sched__clamp(E, nk_now_ns(), -1) > 0);
+	/* A guest CANCEL of the waiting SEND: answered here. */
+	c.ctl.arg64 = ud[0];
+	uc = submit(vb, c);
+	assert_int_equal(reap_one(vb, ud[0]).res, -ECANCELED);
+	assert_int_equal(reap_one(vb, uc).res, 0);
+	assert_int_equal(E->sched_held, 0);
+	assert_int_equal(F.cancels, 0);
+	/* Again, then its socket closed: the release waits for it. */
+	ud[1] = submit(vb, sqe_io(NK_OP_SEND, hb[4], 4 * bs, 100));
+	assert_int_equal(E->sched_held, 1);
+	submit(vb, (struct nk_sqe){ .opcode = NK_OP_CLOSE, .handle = hb[4] });
+	reap_one(vb, vb->ud);
+	assert_int_equal(F.nr_released, 0);
+	/* ut's SEND completes: ut stops contending, ut2's SEND goes down,
+	 * then the release. */
+	fake_complete(a, (int)bs, 0, 0);
+	assert_int_equal(nk_sched__run(E, nk_now_ns()), 1);
+	assert_int_equal(E->sched_held, 0);
+	assert_int_equal(F.nr_released, 1);
+	op = F.pending[F.nr_pending - 1];
+	assert_int_equal(op->opcode, NK_OP_SEND);
+	fake_complete(op, 100, 0, 0);
+	assert_int_equal(reap_one(vb, ud[1]).res, 100);
+	assert_true(gb->sched.dir[NK_SCHED_TX].held_ns > 0);
+	/* With ut idle, ut2 goes on without waiting (work-conserving),
+	 * however far ahead it is. */
+	hb[4] = new_socket(vb, SOCK_STREAM);
+	sent = F.nr_pending;
+	ud[2] = submit(vb, sqe_io(NK_OP_SEND, hb[4], 4 * bs, bs));
+	assert_int_equal(E->sched_held, 0);
+	assert_int_equal(F.nr_pending, sent + 1);
+	assert_int_equal(F.pending[sent]->user_data, ud[2]);
+	/* ut contends again (level with ut2 now): ut2's op that has to
+	 * wait waits NK_SCHED_WAIT_NS at most, whatever ut does. */
+	assert_int_equal(reap_one(va, a_ud).res, (int)bs);
+	submit(va, sqe_io(NK_OP_SEND, new_socket(va, SOCK_STREAM), bs, bs));
+	for (unsigned i = 5; i < 10 && !E->sched_held; i++)
+		submit(vb, sqe_io(NK_OP_SEND, new_socket(vb, SOCK_STREAM),
+				  i * bs, bs));
+	assert_int_equal(E->sched_held, 1);
+	assert_int_equal(nk_sched__run(E, nk_now_ns()), 0);
+	assert_int_equal(nk_sched__run(E, nk_now_ns() + NK_SCHED_WAIT_NS), 1);
+	assert_int_equal(E->sched_held, 0);
+}
+
 static void test_accept(void **state)
 {
 	struct gview *v = &views[0];
@@ -1565,6 +1652,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_detach, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_accept, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sched_hold, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_rate_hold, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_socket_open_fails, setup,

@@ -218,6 +218,7 @@ static struct nk_guest *guest_new(struct nk_engine *e,
 	}
 	nk_list__init(&g->conns);
 	nk_rate__guest_init(g);
+	nk_sched__guest_init(g);
 	nk_list__add_tail(&e->guests, &g->link);
 	e->nr_guests++;
 	g->nsm->nr_guests++;
@@ -662,7 +663,7 @@ void nk_engine__nsm_call(struct nk_req *op)
 	struct nk_sock *s = op->sock;
 	nk_nsm_op_fn fn = nk_nsm__op(s->nsm->ops, op->opcode);
 
-	if (so_error_answered(op) || nk_rate__hold(op))
+	if (so_error_answered(op) || nk_rate__hold(op) || nk_sched__hold(op))
 		return;
 	if (!fn) {
 		nk_engine__op_done(op, -EOPNOTSUPP, 0, 0, 0);
@@ -1693,6 +1694,8 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 	if (kick)
 		nk_ph__set_writable(&s->ph, sock_writable(s));
 	nk_sendq__done(e, op);
+	/* After the socket's next SEND went down: no gap in contention. */
+	nk_sched__done(op, res);
 	nk_list__del(&op->clink);
 	c->inflight--;
 	g->inflight--;
@@ -1946,6 +1949,7 @@ int nk_engine__run(struct nk_engine *e)
 		if (nk_optimer__next(e))
 			work += nk_engine__expire(e, nk_now_ns());
 		work += nk_rate__run(e, nk_now_ns());
+		work += nk_sched__run(e, nk_now_ns());
 		for (unsigned i = 0; i < e->nr_nsms; i++)
 			if (e->nsms[i].ops->poll)
 				work += (unsigned)e->nsms[i].ops->poll(
@@ -2001,6 +2005,7 @@ int nk_engine__run(struct nk_engine *e)
 						  : 0;
 			timeout = nk_optimer__clamp(e, now, timeout);
 			timeout = nk_rate__clamp(e, now, timeout);
+			timeout = nk_sched__clamp(e, now, timeout);
 			if ((cq_blocked || nk_ph__pending()) &&
 			    (timeout < 0 || timeout > CQ_BLOCKED_RECHECK_NS))
 				timeout = CQ_BLOCKED_RECHECK_NS;

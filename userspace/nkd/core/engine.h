@@ -37,6 +37,7 @@
 #include "nsm.h"
 #include "portown.h"
 #include "ratelimit.h"
+#include "nksched.h"
 
 #include "netkernel/version.h"
 
@@ -122,6 +123,7 @@ struct nk_guest {
 	uint32_t bsocks, nr_resolve;
 	uint64_t bmem;
 	struct nk_guest_rate rate; /* ratelimit.c: rate_tx=, rate_rx= */
+	struct nk_guest_sched sched; /* sched.c: fair share by weight= */
 };
 
 /* Readiness placeholder (docs/abi.md §6). */
@@ -166,6 +168,7 @@ struct nk_sock {
 	bool send_busy; /* one SEND of it is in the NSM */
 	bool sendq_pumping, release_held;
 	uint32_t rate_held; /* ops held by ratelimit.c */
+	uint32_t sched_held; /* ops held by sched.c */
 	struct nk_ph ph;
 	uint64_t ph_ino, ph_dev;
 	uint32_t conn_id; /* connection that created it, for listings */
@@ -235,6 +238,12 @@ struct nk_req {
 	int8_t rate_dir;
 	bool rate_pass;
 	uint32_t rate_res;
+	/* sched.c: direction charged (1 + NK_SCHED_*, 0: none), waiting
+	 * there (since when, ns), its turn came (it goes down without
+	 * another look) */
+	int8_t sched_dir;
+	bool sched_held, sched_pass;
+	int64_t sched_since;
 	/* The NSM's own per-operation state (nsm.h); the engine never
 	 * reads it (op_alloc zeroes it). */
 	_Alignas(16) unsigned char scratch[NK_NSM_SCRATCH];
@@ -273,6 +282,7 @@ struct nk_engine {
 	struct nk_req **ops;
 	uint32_t ops_cap, *ops_free, nr_ops_free;
 	uint32_t rate_held; /* ops held by ratelimit.c, all guests */
+	uint32_t sched_held; /* ops held by sched.c, all guests */
 	struct nk_handover **hos;
 	uint32_t hos_cap;
 	struct nk_list wake;

@@ -263,6 +263,25 @@ static void q_rate(struct sb *b, const struct nk_guest *g)
 	}
 }
 
+/* The byte scheduler's counters (sched.c). */
+static void q_sched(struct sb *b, const struct nk_guest *g)
+{
+	int64_t now = nk_now_ns();
+
+	for (int d = 0; d < NK_SCHED_DIRS; d++) {
+		const struct nk_sched_q *q = &g->sched.dir[d];
+		const char *n = d == NK_SCHED_TX ? "tx" : "rx";
+
+		sb_printf(b,
+			  ",\"sched_%s_bytes\":%llu,\"sched_%s_holds\":%llu,"
+			  "\"sched_%s_held\":%u,\"sched_%s_held_ms\":%llu",
+			  n, (unsigned long long)q->bytes, n,
+			  (unsigned long long)q->nr_holds, n, q->nr_held, n,
+			  (unsigned long long)(nk_sched__held_ns(g, d, now) /
+					       1000000));
+	}
+}
+
 static void q_guests(struct nk_engine *e, struct sb *b)
 {
 	struct nk_list *p, *t;
@@ -296,6 +315,7 @@ static void q_guests(struct nk_engine *e, struct sb *b)
 			  (unsigned long long)xs.bytes,
 			  (unsigned long long)xs.drops);
 		q_rate(b, g);
+		q_sched(b, g);
 		q_refusals(b, &g->refused);
 		sb_printf(b, "}");
 		first = false;
@@ -542,6 +562,10 @@ static void q_stats(struct nk_engine *e, struct sb *b)
 	  rate.dir[NK_RATE_TX].passed, true);
 	G("rate_rx_bytes_total", "Bytes received under the ingress cap.",
 	  "counter", rate.dir[NK_RATE_RX].passed, true);
+	G("sched_tx_holds_total", "SENDs that waited for the guest's turn.",
+	  "counter", sched.dir[NK_SCHED_TX].nr_holds, true);
+	G("sched_rx_holds_total", "RECVs that waited for the guest's turn.",
+	  "counter", sched.dir[NK_SCHED_RX].nr_holds, true);
 #undef G
 	prom_xdp(b, e);
 	prom_refusals(b, e);

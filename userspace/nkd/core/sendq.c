@@ -25,6 +25,7 @@
 
 #include "engine.h"
 #include "ratelimit.h"
+#include "nksched.h"
 #include "sendq.h"
 
 static bool nonblock(const struct nk_req *op)
@@ -115,10 +116,11 @@ void nk_sendq__done(struct nk_engine *e, struct nk_req *op)
 	pump(e, s);
 }
 
-/* Ops held by a rate cap (ratelimit.c) go down first too. */
+/* Ops held by a rate cap (ratelimit.c) or the scheduler (sched.c) go
+ * down first too. */
 static bool ops_held(const struct nk_sock *s)
 {
-	return s->rate_held || !nk_list__empty(&s->sendq);
+	return s->rate_held || s->sched_held || !nk_list__empty(&s->sendq);
 }
 
 bool nk_sendq__defer_release(struct nk_sock *s)
@@ -143,7 +145,9 @@ int nk_sendq__cancel(struct nk_engine *e, struct nk_req *op)
 
 	if (!op->held)
 		return s->nsm->ops->cancel(s->nsm->priv, op);
-	if (op->rate_dir)
+	if (op->sched_held)
+		nk_sched__unhold(op); /* waiting for its turn */
+	else if (op->rate_dir)
 		nk_rate__unhold(op); /* held by a rate cap */
 	else
 		nk_list__del(&op->qlink);

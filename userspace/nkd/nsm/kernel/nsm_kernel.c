@@ -381,6 +381,22 @@ static void complete_queued(struct nk_req *op, int res)
 		finish_recv(op, res);
 }
 
+/*
+ * Unsent bytes a stream socket takes before a SEND waits: the stack's
+ * push-back the engine's scheduler sees (core/sched.c). Without it the
+ * send buffer (autotuned to MiBs) hides which guest the bottleneck slows
+ * down. A guest's own TCP_NOTSENT_LOWAT replaces it.
+ */
+#define KN_NOTSENT_LOWAT (128 * 1024)
+
+static void set_notsent_lowat(int fd)
+{
+	int v = KN_NOTSENT_LOWAT;
+
+	/* Best effort: without it the scheduler is only less exact. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof(v));
+}
+
 /* A new kernel socket from accept: engine socket + ksock + poll. */
 static int adopt_accepted(struct ksock *lks, struct nk_req *op, int fd)
 {
@@ -404,6 +420,7 @@ static int adopt_accepted(struct ksock *lks, struct nk_req *op, int fd)
 		return -ENOMEM;
 	}
 	ks->fd = fd;
+	set_notsent_lowat(fd);
 	ks->kn = lks->kn;
 	ks->s = ns;
 	ns->nsm_priv = ks;
@@ -1167,6 +1184,8 @@ static int kn_sock_open(void *priv, struct nk_sock *s)
 	/* Unconnected TCP polls as HUP: watch streams once they connect. */
 	if (s->type == SOCK_DGRAM)
 		arm_poll(ks);
+	else if (s->type == SOCK_STREAM && s->protocol != IPPROTO_MPTCP)
+		set_notsent_lowat(fd);
 	return 0;
 }
 
