@@ -1287,7 +1287,9 @@ void nk_ring__unplug(void)
 }
 
 /* *seq: the SQ tail that published the entry (nkd took it at head >= *seq). */
-static int submit_seq(struct nk_sqe *sqe, uint32_t *seq)
+/* @s: the socket the entry is about, if the caller has it. */
+static int submit_seq(struct nk_sqe *sqe, uint32_t *seq,
+		      const struct nk_sock *s)
 {
 	uint32_t idx;
 	bool bell;
@@ -1319,8 +1321,9 @@ static int submit_seq(struct nk_sqe *sqe, uint32_t *seq)
 		       sqe->opcode, sqe->handle, sqe->flags,
 		       (unsigned long long)sqe->user_data, sqe->io.buf_len);
 	*nk_sq__entry(&C.ring, idx) = *sqe;
-	if (sqe->opcode == NK_OP_SEND || sqe->opcode == NK_OP_SHUTDOWN ||
-	    sqe->opcode == NK_OP_CLOSE)
+	if ((sqe->opcode == NK_OP_SEND || sqe->opcode == NK_OP_SHUTDOWN ||
+	     sqe->opcode == NK_OP_CLOSE) &&
+	    !(s && atomic_load_explicit(&s->peer_remote, memory_order_relaxed)))
 		atomic_store_explicit(&barrier_dirty, 1, memory_order_relaxed);
 	/* Publishes the entry, then reads NEED_WAKEUP after a fence. */
 	bell = nk_sq__submit(&C.ring);
@@ -1339,7 +1342,7 @@ int nk_ring__submit(struct nk_sqe *sqe)
 {
 	uint32_t seq;
 
-	return submit_seq(sqe, &seq);
+	return submit_seq(sqe, &seq, NULL);
 }
 
 static void submit_ignored(uint8_t opcode, uint32_t handle, uint64_t arg64)
@@ -1883,7 +1886,7 @@ int nk_ring__send_async(struct nk_sock *s, struct nk_sqe *sqe, int idx,
 	atomic_fetch_add(&s->charged, charge);
 	atomic_fetch_add(&C.inflight, bytes);
 	sqe->user_data = ((uint64_t)idx << 3) | UD_SEND;
-	err = submit_seq(sqe, &seq);
+	err = submit_seq(sqe, &seq, s);
 	if (!err)
 		atomic_store(&s->send_seq, seq);
 	if (err) {
@@ -1983,8 +1986,14 @@ void nk_ring__close_sock(struct nk_sock *s)
 	 * SEND buffers stay host-owned: C.meta[] holds them (and a reference
 	 * on s) until their CQEs, whoever reaps those.
 	 */
-	if (!atomic_exchange(&s->close_sent, 1))
-		submit_ignored(NK_OP_CLOSE, s->handle, 0);
+	if (!atomic_exchange(&s->close_sent, 1)) {
+		struct nk_sqe sqe = { .opcode = NK_OP_CLOSE,
+				      .handle = s->handle,
+				      .user_data = UD_IGNORE };
+		uint32_t seq;
+
+		submit_seq(&sqe, &seq, s);
+	}
 }
 
 void nk_ring__drain(int64_t timeout_ns)
