@@ -113,6 +113,7 @@ static struct {
 	int64_t last_check;
 	atomic_uint nwaiters; /* threads asleep in a wait (futex word) */
 	atomic_int wd_parked; /* watchdog sleeps on nwaiters: wake it */
+	atomic_int wd_seen; /* a wait began since the watchdog last looked */
 	_Atomic int64_t last_submit_ns;
 	bool wd_running;
 	bool child_have_token;
@@ -1510,9 +1511,14 @@ static void *watchdog(void *arg)
 		 * Parked only while nobody waits; a waiter wakes us only if
 		 * we are parked (seq_cst on both sides: one of the two sees
 		 * the other), so a wait costs no futex call while we tick.
+		 * We park only after a whole tick in which no wait began: a
+		 * process making socket calls all the time (a server under
+		 * load) would otherwise wake us, at a futex call and two
+		 * context switches, on nearly every call that waits.
 		 */
 		atomic_store(&C.wd_parked, 1);
-		if (!atomic_load(&C.nwaiters)) {
+		if (!atomic_load(&C.nwaiters) &&
+		    !atomic_exchange(&C.wd_seen, 0)) {
 			futex_wait((uint32_t *)&C.nwaiters, FUTEX_WAIT_PRIVATE,
 				   0, 0);
 			atomic_store(&C.wd_parked, 0);
@@ -1561,6 +1567,8 @@ static void watchdog_start(void)
 
 static void waiter_enter(void)
 {
+	if (!atomic_load_explicit(&C.wd_seen, memory_order_relaxed))
+		atomic_store(&C.wd_seen, 1);
 	if (atomic_fetch_add(&C.nwaiters, 1) == 0 && atomic_load(&C.wd_parked))
 		syscall(SYS_futex, &C.nwaiters, FUTEX_WAKE_PRIVATE, 1, NULL,
 			NULL, 0);

@@ -17,7 +17,10 @@
 # Usage (root): tests/bench/shortconn.sh [strace|callgrind|none]
 # Environment: NK_SC_N (connections, default 2000), BUILD (whose nkd, nkrun
 # and shim: e.g. BUILD=/work/base/build for an older tree), NK_SC_OUT
-# (directory the raw outputs are copied to, default $BUILD/shortconn).
+# (directory the raw outputs are copied to, default $BUILD/shortconn),
+# NK_SC_WRK=C (instead of the sequential client, wrk -cC -d3s with
+# Connection: close, the bench's load; N is then what wrk completed),
+# NK_SC_NOSPIN=1 (nkd and the shim do not spin before sleeping).
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
@@ -139,7 +142,15 @@ strace)
 	;;
 callgrind) callgrind_control -i on "$NK_NKD_PID" >/dev/null ;;
 esac
-ok=$(client "$N")
+if [ "${NK_SC_WRK:-0}" -gt 0 ]; then
+	# The bench's load instead: wrk -c NK_SC_WRK for 3 s; N becomes the
+	# requests it completed.
+	run_peer wrk -t1 -c"$NK_SC_WRK" -d3s -H "Connection: close" "http://$H4:8080/index.html" >"$NK_TMP/wrk.txt" 2>&1
+	N=$(awk '/requests in/{print $1}' "$NK_TMP/wrk.txt")
+	ok="$(grep -cE 'Socket errors|Non-2xx' "$NK_TMP/wrk.txt" || true) wrk error lines"
+else
+	ok=$(client "$N")
+fi
 case $MODE in
 strace)
 	kill -INT "$st1" "$st2"
