@@ -129,6 +129,7 @@ client 20 >/dev/null # warm up: first-use costs are not per-connection
 sleep 0.5
 ops0=$(ops)
 sl0=$(metric netkernel_loop_sleeps_total)
+hi0=$(metric netkernel_loop_spin_hits_total)
 read -r nkns0 nkv0 nkiv0 < <(runtime "$NK_NKD_PID")
 read -r wns0 wv0 wiv0 < <(runtime "$worker")
 threads "$NK_NKD_PID" >"$NK_TMP/thr0"
@@ -163,12 +164,13 @@ callgrind)
 esac
 ops1=$(ops)
 sl1=$(metric netkernel_loop_sleeps_total)
+hi1=$(metric netkernel_loop_spin_hits_total)
 read -r nkns1 nkv1 nkiv1 < <(runtime "$NK_NKD_PID")
 read -r wns1 wv1 wiv1 < <(runtime "$worker")
 threads "$NK_NKD_PID" >"$NK_TMP/thr1"
 per() { awk -v a="$1" -v b="$2" -v n="$N" -v d="${3:-1}" 'BEGIN{printf "%.2f", (b - a) / n / d}'; }
 if [ "$MODE" = none ]; then
-	log "nkd: $(per "$nkns0" "$nkns1" 1000) us CPU, $(per "$nkv0" "$nkv1") voluntary + $(per "$nkiv0" "$nkiv1") involuntary context switches, $(per "${sl0:-0}" "${sl1:-0}") loop sleeps per connection"
+	log "nkd: $(per "$nkns0" "$nkns1" 1000) us CPU, $(per "$nkv0" "$nkv1") voluntary + $(per "$nkiv0" "$nkiv1") involuntary context switches, $(per "${sl0:-0}" "${sl1:-0}") loop sleeps, $(per "${hi0:-0}" "${hi1:-0}") spin hits per connection"
 	log "nkd threads (us CPU per connection): $(awk -v n="$N" 'NR == FNR {a[$1] += $2; next} {b[$1] += $2} END {for (k in b) printf "%s=%.1f ", k, (b[k] - a[k]) / n / 1000}' "$NK_TMP/thr0" "$NK_TMP/thr1")"
 	log "nginx worker: $(per "$wns0" "$wns1" 1000) us CPU, $(per "$wv0" "$wv1") voluntary + $(per "$wiv0" "$wiv1") involuntary context switches per connection"
 fi
