@@ -922,9 +922,11 @@ int64_t nk_conn__mux_spin_ns(void)
 		 * keeps the spin; only waits that end in a timeout or with
 		 * nothing shrink it. Adapting to late readiness too made a
 		 * ping-pong stop spinning under load (sockperf p50 up to 8x
-		 * the old build's).
+		 * the old build's). So spins without hits do not give up
+		 * either.
 		 */
 		mux_spin.keep = INT64_MAX;
+		mux_spin.give_up = 0;
 		mux_spin_ready = true;
 	}
 	return nk_spin__budget(&mux_spin);

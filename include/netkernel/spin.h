@@ -24,14 +24,11 @@
 /* First budget after growing from nothing. */
 #define NK_SPIN_GROW_START_NS 5000ll
 /*
- * Sleeps in a row without a hit after which the keep zone (below) no
- * longer keeps the budget.
+ * Past this many sleeps in a row without a hit (struct nk_spin.give_up)
+ * the budget is 0, but every NK_SPIN_PROBE_EVERY sleeps one full spin
+ * probes whether spinning pays again.
  */
 #define NK_SPIN_KEEP_MISSES 4u
-/*
- * Past NK_SPIN_KEEP_MISSES sleeps without a hit the budget is 0, but every
- * this many sleeps one full spin probes whether spinning pays again.
- */
 #define NK_SPIN_PROBE_EVERY 16u
 
 struct nk_spin {
@@ -41,6 +38,8 @@ struct nk_spin {
 	uint64_t hits; /* spins that found their event */
 	uint64_t misses; /* spins that ended in a sleep */
 	uint32_t miss_run; /* sleeps since the last hit */
+	/* Sleeps without a hit before the budget drops to 0 (0: never) */
+	uint32_t give_up;
 };
 
 /* Few online CPUs: a spinner and its peer share them. */
@@ -80,6 +79,7 @@ static inline void nk_spin__init(struct nk_spin *s, int64_t max)
 	s->cur = max;
 	s->hits = s->misses = 0;
 	s->miss_run = 0;
+	s->give_up = NK_SPIN_KEEP_MISSES;
 }
 
 static inline int64_t nk_spin__budget(const struct nk_spin *s)
@@ -102,7 +102,7 @@ static inline void nk_spin__slept(struct nk_spin *s, int64_t slept, int useful)
 {
 	s->misses++;
 	s->miss_run++;
-	if (s->miss_run > NK_SPIN_KEEP_MISSES) {
+	if (s->give_up && s->miss_run > s->give_up) {
 		/*
 		 * Spinning has not paid off for a while: gaps just beyond
 		 * what it covers (the steps of a short connection: accept,
