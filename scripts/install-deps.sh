@@ -7,7 +7,8 @@ liburing-dev libsystemd-dev libbpf-dev libxdp-dev bpftool libcmocka-dev libelf-d
 iproute2 iputils-ping ethtool procps psmisc util-linux coreutils
 curl python3 iperf3 nginx-light redis-server redis-tools sockperf wrk
 slirp4netns passt dnsmasq-base jq liblwip-dev libpython3.11-testsuite
-debhelper dpkg-dev fakeroot lintian libjson-c-dev nodejs bind9-dnsutils"
+debhelper dpkg-dev fakeroot lintian libjson-c-dev nodejs bind9-dnsutils
+strace valgrind"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -8,9 +8,11 @@
 #   strace     strace -c -f attached to nkd and to the nginx worker after
 #              both are up, detached after the last connection: system
 #              calls per connection on each side
-#   callgrind  nkd under valgrind --tool=callgrind, collection switched on
+#   callgrind  nkd under valgrind --tool=callgrind, instrumentation on
 #              for the N connections only: instructions per connection and
 #              calls of each function (ring ops by their handlers)
+#   none       CPU time (schedstat) and context switches of nkd and the
+#              worker, nkd's loop sleeps and spin hits, per connection
 #   ops        nkd's ops_total for the guest (nkctl stats) before/after:
 #              ring operations per connection (always reported)
 #
@@ -189,6 +191,7 @@ strace)
 	;;
 callgrind)
 	sleep 1
+	# shellcheck disable=SC2012  # our own file names: the newest dump
 	f=$(ls -t "$NK_TMP"/nkd.cg* | head -n1)
 	cp "$f" "$OUT/nkd.cg"
 	ir=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",", "", $1); print $1}')
