@@ -1289,8 +1289,10 @@ void nk_ring__unplug(void)
 		plug_flush();
 }
 
-/* *seq: the SQ tail that published the entry (nkd took it at head >= *seq). */
-/* @s: the socket the entry is about, if the caller has it. */
+/*
+ * *seq: the SQ tail that published the entry (nkd took it at head >= *seq).
+ * @s: the socket the entry is about, if the caller has it.
+ */
 static int submit_seq(struct nk_sqe *sqe, uint32_t *seq,
 		      const struct nk_sock *s)
 {

@@ -11,8 +11,9 @@
  * covered, doubles the budget up to its cap; one that ended within twice
  * the cap keeps it (unless several sleeps in a row found no hit); a longer
  * sleep, or one that ended with nothing to do, halves it, to nothing. A
- * spin that finds its event leaves the budget alone. The cap is smaller on a machine with at
- * most two online CPUs. docs/nkd.md and docs/shim.md describe the knobs.
+ * spin that finds its event leaves the budget alone. The cap is smaller on
+ * a machine with at most two online CPUs. docs/nkd.md and docs/shim.md
+ * describe the knobs.
  */
 #ifndef NETKERNEL_SPIN_H
 #define NETKERNEL_SPIN_H
