@@ -10,7 +10,7 @@ iproute2 iputils-ping ethtool procps psmisc util-linux coreutils
 curl python3 iperf3 nginx-light redis-server redis-tools sockperf wrk
 slirp4netns passt dnsmasq-base jq liblwip-dev libpython3.11-testsuite
 debhelper dpkg-dev fakeroot lintian libjson-c-dev nodejs bind9-dnsutils
-qemu-system-x86 busybox-static cpio"
+qemu-system-x86 busybox-static cpio strace valgrind"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

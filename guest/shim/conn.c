@@ -113,6 +113,7 @@ static struct {
 	int64_t last_check;
 	atomic_uint nwaiters; /* threads asleep in a wait (futex word) */
 	atomic_int wd_parked; /* watchdog sleeps on nwaiters: wake it */
+	atomic_int wd_seen; /* a wait began since the watchdog last looked */
 	_Atomic int64_t last_submit_ns;
 	bool wd_running;
 	bool child_have_token;
@@ -921,9 +922,11 @@ int64_t nk_conn__mux_spin_ns(void)
 		 * keeps the spin; only waits that end in a timeout or with
 		 * nothing shrink it. Adapting to late readiness too made a
 		 * ping-pong stop spinning under load (sockperf p50 up to 8x
-		 * the old build's).
+		 * the old build's). So spins without hits do not give up
+		 * either.
 		 */
 		mux_spin.keep = INT64_MAX;
+		mux_spin.give_up = 0;
 		mux_spin_ready = true;
 	}
 	return nk_spin__budget(&mux_spin);
@@ -1286,8 +1289,12 @@ void nk_ring__unplug(void)
 		plug_flush();
 }
 
-/* *seq: the SQ tail that published the entry (nkd took it at head >= *seq). */
-static int submit_seq(struct nk_sqe *sqe, uint32_t *seq)
+/*
+ * *seq: the SQ tail that published the entry (nkd took it at head >= *seq).
+ * @s: the socket the entry is about, if the caller has it.
+ */
+static int submit_seq(struct nk_sqe *sqe, uint32_t *seq,
+		      const struct nk_sock *s)
 {
 	uint32_t idx;
 	bool bell;
@@ -1319,8 +1326,9 @@ static int submit_seq(struct nk_sqe *sqe, uint32_t *seq)
 		       sqe->opcode, sqe->handle, sqe->flags,
 		       (unsigned long long)sqe->user_data, sqe->io.buf_len);
 	*nk_sq__entry(&C.ring, idx) = *sqe;
-	if (sqe->opcode == NK_OP_SEND || sqe->opcode == NK_OP_SHUTDOWN ||
-	    sqe->opcode == NK_OP_CLOSE)
+	if ((sqe->opcode == NK_OP_SEND || sqe->opcode == NK_OP_SHUTDOWN ||
+	     sqe->opcode == NK_OP_CLOSE) &&
+	    !(s && atomic_load_explicit(&s->peer_remote, memory_order_relaxed)))
 		atomic_store_explicit(&barrier_dirty, 1, memory_order_relaxed);
 	/* Publishes the entry, then reads NEED_WAKEUP after a fence. */
 	bell = nk_sq__submit(&C.ring);
@@ -1339,7 +1347,7 @@ int nk_ring__submit(struct nk_sqe *sqe)
 {
 	uint32_t seq;
 
-	return submit_seq(sqe, &seq);
+	return submit_seq(sqe, &seq, NULL);
 }
 
 static void submit_ignored(uint8_t opcode, uint32_t handle, uint64_t arg64)
@@ -1507,9 +1515,14 @@ static void *watchdog(void *arg)
 		 * Parked only while nobody waits; a waiter wakes us only if
 		 * we are parked (seq_cst on both sides: one of the two sees
 		 * the other), so a wait costs no futex call while we tick.
+		 * We park only after a whole tick in which no wait began: a
+		 * process making socket calls all the time (a server under
+		 * load) would otherwise wake us, at a futex call and two
+		 * context switches, on nearly every call that waits.
 		 */
 		atomic_store(&C.wd_parked, 1);
-		if (!atomic_load(&C.nwaiters)) {
+		if (!atomic_load(&C.nwaiters) &&
+		    !atomic_exchange(&C.wd_seen, 0)) {
 			futex_wait((uint32_t *)&C.nwaiters, FUTEX_WAIT_PRIVATE,
 				   0, 0);
 			atomic_store(&C.wd_parked, 0);
@@ -1558,6 +1571,8 @@ static void watchdog_start(void)
 
 static void waiter_enter(void)
 {
+	if (!atomic_load_explicit(&C.wd_seen, memory_order_relaxed))
+		atomic_store(&C.wd_seen, 1);
 	if (atomic_fetch_add(&C.nwaiters, 1) == 0 && atomic_load(&C.wd_parked))
 		syscall(SYS_futex, &C.nwaiters, FUTEX_WAKE_PRIVATE, 1, NULL,
 			NULL, 0);
@@ -1883,7 +1898,7 @@ int nk_ring__send_async(struct nk_sock *s, struct nk_sqe *sqe, int idx,
 	atomic_fetch_add(&s->charged, charge);
 	atomic_fetch_add(&C.inflight, bytes);
 	sqe->user_data = ((uint64_t)idx << 3) | UD_SEND;
-	err = submit_seq(sqe, &seq);
+	err = submit_seq(sqe, &seq, s);
 	if (!err)
 		atomic_store(&s->send_seq, seq);
 	if (err) {
@@ -1983,8 +1998,14 @@ void nk_ring__close_sock(struct nk_sock *s)
 	 * SEND buffers stay host-owned: C.meta[] holds them (and a reference
 	 * on s) until their CQEs, whoever reaps those.
 	 */
-	if (!atomic_exchange(&s->close_sent, 1))
-		submit_ignored(NK_OP_CLOSE, s->handle, 0);
+	if (!atomic_exchange(&s->close_sent, 1)) {
+		struct nk_sqe sqe = { .opcode = NK_OP_CLOSE,
+				      .handle = s->handle,
+				      .user_data = UD_IGNORE };
+		uint32_t seq;
+
+		submit_seq(&sqe, &seq, s);
+	}
 }
 
 void nk_ring__drain(int64_t timeout_ns)

@@ -120,6 +120,7 @@ struct nk_sock *nk_sock__alloc(void)
 	atomic_store(&s->inflight, 0);
 	atomic_store(&s->charged, 0);
 	atomic_store(&s->tx_ok, 0);
+	atomic_store(&s->peer_remote, 0);
 	atomic_store(&s->dns_mapped, 0);
 	atomic_store(&s->window, 0);
 	atomic_store(&s->send_seq, 0);

@@ -178,6 +178,12 @@ struct nk_sock {
 	 * that never connected and the like come back from that call.
 	 */
 	atomic_int tx_ok;
+	/*
+	 * nkd said the peer is on another host (NK_CQE_F_REMOTE): what we
+	 * send on it cannot make one of our sockets readable, so it needs
+	 * no barrier before epoll/poll (abi.md §5, NOP).
+	 */
+	atomic_int peer_remote;
 	/* Send window once SO_SNDBUF shrank it (abi.md §5); 0: the header's */
 	atomic_uint window;
 	atomic_int closing; /* no fd left: CLOSE sent or being sent */

@@ -296,6 +296,8 @@ int nk_sock__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
 
 		if (ns) { /* connected: sends need not wait (tx_ok) */
 			atomic_store(&ns->tx_ok, 1);
+			atomic_store(&ns->peer_remote,
+				     !!(op.cqe.flags & NK_CQE_F_REMOTE));
 			/* The listener's SO_SNDBUF, as at nkd (abi.md §5). */
 			atomic_store(&ns->window, atomic_load(&s->window));
 			nk_sock__put(ns);

@@ -234,6 +234,13 @@ struct nk_dgram {
 #define NK_CQE_F_EOF (1U << 1) /* RECV: orderly shutdown by the peer */
 #define NK_CQE_F_ADDR (1U << 2) /* RECV: buf starts with a nk_sockaddr */
 #define NK_CQE_F_ABUSE (1U << 3) /* entry refused as malformed */
+/*
+ * ACCEPT: the peer is not on the NSM's own host (not loopback, not the
+ * connection's own local address), so nothing sent on this connection can
+ * make a socket of this guest readable: its SEND, SHUTDOWN and CLOSE need
+ * no NOP barrier (abi.md §5, NOP). Absent: assume it may be local.
+ */
+#define NK_CQE_F_REMOTE (1U << 4)
 
 struct nk_cqe {
 	uint64_t user_data; /* from the SQE */

@@ -9,10 +9,11 @@
  * off (the halt-polling policy of KVM, virt/kvm/kvm_main.c): a sleep that
  * ended soon after the spin gave up, within what a longer spin would have
  * covered, doubles the budget up to its cap; one that ended within twice
- * the cap keeps it; a longer sleep, or one that ended with nothing to do,
- * halves it, to nothing. A spin that finds its
- * event leaves the budget alone. The cap is smaller on a machine with at
- * most two online CPUs. docs/nkd.md and docs/shim.md describe the knobs.
+ * the cap keeps it (unless several sleeps in a row found no hit); a longer
+ * sleep, or one that ended with nothing to do, halves it, to nothing. A
+ * spin that finds its event leaves the budget alone. The cap is smaller on
+ * a machine with at most two online CPUs. docs/nkd.md and docs/shim.md
+ * describe the knobs.
  */
 #ifndef NETKERNEL_SPIN_H
 #define NETKERNEL_SPIN_H
@@ -23,6 +24,13 @@
 
 /* First budget after growing from nothing. */
 #define NK_SPIN_GROW_START_NS 5000ll
+/*
+ * Past this many sleeps in a row without a hit (struct nk_spin.give_up)
+ * the budget is 0, but every NK_SPIN_PROBE_EVERY sleeps one full spin
+ * probes whether spinning pays again.
+ */
+#define NK_SPIN_KEEP_MISSES 4u
+#define NK_SPIN_PROBE_EVERY 16u
 
 struct nk_spin {
 	int64_t cur; /* current budget, 0..max */
@@ -30,6 +38,9 @@ struct nk_spin {
 	int64_t keep; /* a useful wait up to this long keeps the budget */
 	uint64_t hits; /* spins that found their event */
 	uint64_t misses; /* spins that ended in a sleep */
+	uint32_t miss_run; /* sleeps since the last hit */
+	/* Sleeps without a hit before the budget drops to 0 (0: never) */
+	uint32_t give_up;
 };
 
 /* Few online CPUs: a spinner and its peer share them. */
@@ -68,6 +79,8 @@ static inline void nk_spin__init(struct nk_spin *s, int64_t max)
 	s->keep = 2 * max;
 	s->cur = max;
 	s->hits = s->misses = 0;
+	s->miss_run = 0;
+	s->give_up = NK_SPIN_KEEP_MISSES;
 }
 
 static inline int64_t nk_spin__budget(const struct nk_spin *s)
@@ -78,6 +91,7 @@ static inline int64_t nk_spin__budget(const struct nk_spin *s)
 static inline void nk_spin__hit(struct nk_spin *s)
 {
 	s->hits++;
+	s->miss_run = 0;
 }
 
 /*
@@ -88,6 +102,20 @@ static inline void nk_spin__hit(struct nk_spin *s)
 static inline void nk_spin__slept(struct nk_spin *s, int64_t slept, int useful)
 {
 	s->misses++;
+	s->miss_run++;
+	if (s->give_up && s->miss_run > s->give_up) {
+		/*
+		 * Spinning has not paid off for a while: gaps just beyond
+		 * what it covers (the steps of a short connection: accept,
+		 * request, response, close, each a guest wake-up apart) kept
+		 * it growing and kept, with a spin before every sleep that
+		 * never found work (docs/benchmarks.md "Short connections").
+		 * Sleep at once; now and then spin fully to find out whether
+		 * the flow changed (a hit ends this).
+		 */
+		s->cur = s->miss_run % NK_SPIN_PROBE_EVERY ? 0 : s->max;
+		return;
+	}
 	if (useful && slept + s->cur <= s->max) {
 		s->cur = s->cur ? s->cur * 2 : NK_SPIN_GROW_START_NS;
 		if (s->cur > s->max)

@@ -14,6 +14,7 @@
 struct nk_loop {
 	struct io_uring ring;
 	bool defer;
+	bool taskrun_flag; /* the kernel flags pending completion work */
 	const char *mode;
 	struct {
 		nk_cqe_fn fn;
@@ -27,6 +28,9 @@ int nk_loop__create(struct nk_loop **out)
 		unsigned flags;
 		const char *name;
 	} modes[] = {
+		{ IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+			  IORING_SETUP_TASKRUN_FLAG,
+		  "single-issuer+defer-taskrun" },
 		{ IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
 		  "single-issuer+defer-taskrun" },
 		{ IORING_SETUP_COOP_TASKRUN, "coop-taskrun" },
@@ -49,6 +53,8 @@ int nk_loop__create(struct nk_loop **out)
 		ret = io_uring_queue_init_params(LOOP_SQ_ENTRIES, &l->ring, &p);
 		if (ret == 0) {
 			l->defer = modes[i].flags & IORING_SETUP_DEFER_TASKRUN;
+			l->taskrun_flag = modes[i].flags &
+					  IORING_SETUP_TASKRUN_FLAG;
 			l->mode = modes[i].name;
 			break;
 		}
@@ -125,6 +131,16 @@ unsigned nk_loop__reap(struct nk_loop *l)
 
 void nk_loop__kick(struct nk_loop *l)
 {
+	/*
+	 * With DEFER_TASKRUN completions are only made in io_uring_enter;
+	 * TASKRUN_FLAG has the kernel say when there are some to make. The
+	 * loop kicks once per pass, spinning or not: a pass with nothing to
+	 * submit and nothing pending costs no system call.
+	 */
+	if (l->taskrun_flag && !io_uring_sq_ready(&l->ring) &&
+	    !(IO_URING_READ_ONCE(*l->ring.sq.kflags) &
+	      (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)))
+		return;
 	if (l->defer)
 		io_uring_submit_and_get_events(&l->ring);
 	else

@@ -398,13 +398,49 @@ static void set_notsent_lowat(int fd)
 }
 
 /* A new kernel socket from accept: engine socket + ksock + poll. */
-static int adopt_accepted(struct ksock *lks, struct nk_req *op, int fd)
+/*
+ * Is the peer of a connection elsewhere than this namespace? Loopback, or
+ * the connection's own local address as its source (what the kernel picks
+ * for a connect to a local address), means a socket here, maybe a guest's;
+ * an error or an unknown family says "maybe here" too. A client bound to
+ * one local address that connects to another is taken for remote: its
+ * sends then miss the barrier, as before there was one (abi.md §5, NOP).
+ */
+static bool peer_elsewhere(const struct sockaddr_storage *peer,
+			   const struct sockaddr_storage *local)
+{
+	static const uint8_t v4mapped[12] = { [10] = 0xff, [11] = 0xff };
+	const struct sockaddr_in6 *p6 = (const void *)peer;
+	const struct sockaddr_in6 *l6 = (const void *)local;
+	const uint8_t *pa, *la;
+
+	if (peer->ss_family != local->ss_family)
+		return false;
+	if (peer->ss_family == AF_INET) {
+		pa = (const uint8_t *)&((const struct sockaddr_in *)peer)
+			     ->sin_addr;
+		la = (const uint8_t *)&((const struct sockaddr_in *)local)
+			     ->sin_addr;
+		return pa[0] != 127 && memcmp(pa, la, 4) != 0;
+	}
+	if (peer->ss_family != AF_INET6)
+		return false;
+	pa = p6->sin6_addr.s6_addr;
+	la = l6->sin6_addr.s6_addr;
+	if (IN6_IS_ADDR_LOOPBACK(&p6->sin6_addr) ||
+	    (!memcmp(pa, v4mapped, 12) && pa[12] == 127))
+		return false;
+	return memcmp(pa, la, 16) != 0;
+}
+
+static int adopt_accepted(struct ksock *lks, struct nk_req *op, int fd,
+			  uint32_t *cqe_flags)
 {
 	struct nk_sock *ns;
 	struct ksock *ks;
 	struct nk_sockaddr a;
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
+	struct sockaddr_storage ss, ls;
+	socklen_t len = sizeof(ss), llen = sizeof(ls);
 	int ret;
 
 	ret = nk_engine__sock_accepted(kt.e, op, &ns);
@@ -428,15 +464,20 @@ static int adopt_accepted(struct ksock *lks, struct nk_req *op, int fd)
 		memset(&ss, 0, sizeof(ss));
 	nk_sockaddr__from_sa((struct sockaddr *)&ss, len, &a);
 	memcpy(op->buf, &a, sizeof(a));
+	if (!getsockname(fd, (struct sockaddr *)&ls, &llen) &&
+	    peer_elsewhere(&ss, &ls))
+		*cqe_flags |= NK_CQE_F_REMOTE;
 	arm_poll(ks);
 	return (int)ns->handle;
 }
 
 static void finish_accept(struct ksock *ks, struct nk_req *op, int res)
 {
+	uint32_t flags = 0;
+
 	if (res >= 0)
-		res = adopt_accepted(ks, op, res);
-	nk_engine__op_done(op, res, 0, 0, res > 0 ? (uint32_t)res : 0);
+		res = adopt_accepted(ks, op, res, &flags);
+	nk_engine__op_done(op, res, flags, 0, res > 0 ? (uint32_t)res : 0);
 }
 
 /* ------------------------------------------------------------------ */
