@@ -1565,11 +1565,11 @@ static int spin(const char *kind, double secs, long max, int depth,
 	int npend = 0, k;
 	double t0, last;
 
-	k = !strcmp(kind, "nop")      ? 0
-	    : !strcmp(kind, "inval")  ? 1
-	    : !strcmp(kind, "socket") ? 2
+	k = !strcmp(kind, "nop")       ? 0
+	    : !strcmp(kind, "inval")   ? 1
+	    : !strcmp(kind, "socket")  ? 2
 	    : !strcmp(kind, "connect") ? 3
-				      : -1;
+				       : -1;
 	if (k < 0)
 		return 2;
 	if (k == 3) {
@@ -1623,8 +1623,8 @@ static int spin(const char *kind, double secs, long max, int depth,
 				if (k == 3) {
 					e.opcode = NK_OP_CONNECT;
 					e.addr = dst;
-					e.user_data = SPIN_UD(SPIN_CONNECT,
-							      e.handle);
+					e.user_data =
+						SPIN_UD(SPIN_CONNECT, e.handle);
 				} else {
 					e.opcode = NK_OP_CLOSE;
 					e.user_data =
@@ -1639,8 +1639,8 @@ static int spin(const char *kind, double secs, long max, int depth,
 				ok++;
 			else
 				errs++;
-			if (e.opcode && npend < (int)(sizeof(pend) /
-						      sizeof(pend[0]))) {
+			if (e.opcode &&
+			    npend < (int)(sizeof(pend) / sizeof(pend[0]))) {
 				pend[npend++] = e;
 				continue;
 			}

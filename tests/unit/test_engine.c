@@ -1415,8 +1415,8 @@ static void test_poll_budget(void **state)
 	(void)state;
 	attach(b, "ub");
 	h = new_socket(a, SOCK_STREAM);
-	cost = nk_pollcost__sqe(&(struct nk_sqe){ .opcode = NK_OP_SEND,
-						   .io.buf_len = bs });
+	cost = nk_pollcost__sqe(
+		&(struct nk_sqe){ .opcode = NK_OP_SEND, .io.buf_len = bs });
 	assert_true(cost > 1);
 	for (left = NK_POLL_BUDGET; left; want++)
 		left -= cost < left ? cost : left;
