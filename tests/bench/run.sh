@@ -32,7 +32,8 @@
 # NK_BENCH_MUX_T (seconds of mux load, default NK_BENCH_T),
 # NK_BENCH_MUX_IDLE (seconds of the mux_N_idle reading, default 3),
 # NK_BENCH_NOISY_RATE (B's requests/s in noisy_p99, default 200),
-# NK_BENCH_NOISY_KINDS (its aggressors, default "nop wrk iperf3 connect").
+# NK_BENCH_NOISY_KINDS (its aggressors, default "cpu nop wrk iperf3
+# connect attach").
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
@@ -826,15 +827,20 @@ done
 # NK_BENCH_NOISY_RATE req/s (default 200) over one keep-alive connection
 # for T seconds (tests/bench/mux_load.py: p50, p99 from each request's
 # due time). A is guest noisya (own netns) running, one kind at a time
-# (NK_BENCH_NOISY_KINDS, default "nop wrk iperf3 connect"):
+# (NK_BENCH_NOISY_KINDS, default "cpu nop wrk iperf3 connect attach"):
 #
-#   nop      nk_rawguest nop-rate 0: NOPs in batches of its whole SQ, as
-#            fast as nkd answers them, plus a second spinner of invalid
-#            entries (nk_rawguest spin)
+#   cpu      two shell loops that never sleep, no networking (both
+#            configs): what nop's two never-sleeping spinners cost B
+#            through the CPU alone
+#   nop      nk_rawguest spin nop and spin inval: NOPs, and SOCKETs nkd
+#            refuses, half an SQ of each in flight, never sleeping
 #   wrk      nginx in A, wrk -c NK_BENCH_CONNS (256) -t 2 from P
 #   iperf3   iperf3 -c -P 8 from A to P (bulk)
 #   connect  wrk -c 32 -H 'Connection: close' from A to nginx in P: a
 #            connect/close storm (one TCP connection per request)
+#   attach   two nk_rawguest attach-many loops in A's namespace: processes
+#            attaching and detaching (a new guest each) as fast as nkd
+#            takes them
 #
 # Row value: the worst kind's ratio (p99 with A / p99 alone; goal <= 1.5);
 # each kind's p99 and ratio are extra fields. The aggressor runs 1 s
@@ -844,7 +850,7 @@ done
 # native_* fields repeat wrk/iperf3/connect natively (A and B each in a
 # namespace with a veth to P) as the reference for that.
 NOISY_RATE=${NK_BENCH_NOISY_RATE:-200}
-NOISY_KINDS=${NK_BENCH_NOISY_KINDS:-nop wrk iperf3 connect}
+NOISY_KINDS=${NK_BENCH_NOISY_KINDS:-cpu nop wrk iperf3 connect attach}
 NOISYD=$NK_TMP/noisy
 noisy_up() {
 	local x
@@ -957,6 +963,25 @@ noisy_agg() {
 			"$TOOLS/nk_rawguest" --socket "$NK_SOCK" --guest noisya spin inval "$secs"
 		NOISY_APIDS+=("$LASTPID")
 		;;
+	cpu)
+		# No networking: two processes that never sleep, as the
+		# spinners of nop do, for the machine's share of their effect.
+		cgx prog
+		for i in 1 2; do
+			bg "noisy_a_cpu$i" "${CGX[@]}" timeout -k 5 "$secs" ip netns exec "$NS_NA" \
+				sh -c 'while :; do :; done'
+			NOISY_APIDS+=("$LASTPID")
+		done
+		;;
+	attach)
+		[ "$cfg" = netkernel ] || return 1
+		cgx prog
+		for i in 1 2; do
+			bg "noisy_a_attach$i" "${CGX[@]}" timeout -k 5 "$secs" ip netns exec "$NS_NA" \
+				"$TOOLS/nk_rawguest" --socket "$NK_SOCK" attach-many "noisyat$i" 1000000
+			NOISY_APIDS+=("$LASTPID")
+		done
+		;;
 	wrk)
 		noisy_ngx "$cfg" a
 		NOISY_SPIDS+=("$LASTPID")
@@ -1064,7 +1089,7 @@ if want noisy_p99; then
 		done
 	done
 	REC_EXTRA=" rate=$NOISY_RATE kinds=${NOISY_KINDS// /,}$ex"
-	record noisy_p99 ratio 0 "$worst_n" "$worst" - - "guest B (nginx, 64 B, in its own netns) loaded from P at $NOISY_RATE req/s for ${T}s (mux_load.py) while guest A runs one aggressor at a time ($NOISY_KINDS: NOP + invalid-entry spinners, wrk -c $CONNS at nginx in A, iperf3 -P 8 from A, wrk Connection: close from A); value = worst kind's B p99 with A / B p99 alone (goal <= 1.5); native = the same with A and B in namespaces with veths (no nop kind), the machine's own contention"
+	record noisy_p99 ratio 0 "$worst_n" "$worst" - - "guest B (nginx, 64 B, in its own netns) loaded from P at $NOISY_RATE req/s for ${T}s (mux_load.py) while guest A runs one aggressor at a time ($NOISY_KINDS: NOP + refused-entry spinners, wrk -c $CONNS at nginx in A, iperf3 -P 8 from A, wrk Connection: close from A, attach storm); value = worst kind's B p99 with A / B p99 alone (goal <= 1.5); native = the same with A and B in namespaces with veths (no nop or attach kind), the machine's own contention; cpu = two busy loops without networking, the reference for nop"
 fi
 
 # ---------------------------------------------------------------- afxdp NSM
