@@ -39,11 +39,13 @@
  * pass, all clients. An attach costs nkd a millisecond or more of system
  * calls (and the detach after it as much), so a storm of them filled every
  * pass and the guests' rings waited behind it (docs/nkd.md "Isolation").
- * One per pass, and after one that took t the next waits t: attaching
- * gets at most about half of nkd's time while anything else is to be done.
+ * One per pass, and after one that took t the next waits t (at most
+ * 2 ms): attaching gets about half of nkd's time while anything else is
+ * to be done.
  * The rest wait, readable, for later passes.
  */
 #define CTL_HELLO_PER_PASS 1u
+#define CTL_HELLO_WAIT_MAX_NS 2000000ll
 #define MAX_PENDING_OUT 64u
 #define CLIENT_SNDBUF (1 << 20)
 
@@ -116,7 +118,6 @@ struct nk_ctl {
 	uint64_t hello_pass; /* engine->loops when hellos was counted */
 	unsigned hellos; /* first messages taken in that pass */
 	int64_t hello_next; /* no first message before (nk_now_ns) */
-	uint64_t hello_deferred; /* times one waited for a later pass */
 };
 
 static struct nk_ctl_client *client_get(struct nk_ctl *c, uint32_t slot,
@@ -627,10 +628,8 @@ static bool hello_ok(struct nk_ctl *c, const struct nk_ctl_client *cl)
 		c->hello_pass = c->e->loops;
 		c->hellos = 0;
 	}
-	if (c->hellos >= CTL_HELLO_PER_PASS || nk_now_ns() < c->hello_next) {
-		c->hello_deferred++;
+	if (c->hellos >= CTL_HELLO_PER_PASS || nk_now_ns() < c->hello_next)
 		return false;
-	}
 	c->hellos++;
 	return true;
 }
@@ -717,7 +716,10 @@ static void client_read(struct nk_ctl *c, struct nk_ctl_client *cl)
 		if (first) {
 			int64_t t1 = nk_now_ns();
 
-			c->hello_next = t1 + (t1 - t0);
+			/* Wall time: capped, a preempted attach is no cost. */
+			c->hello_next = t1 + (t1 - t0 < CTL_HELLO_WAIT_MAX_NS
+						      ? t1 - t0
+						      : CTL_HELLO_WAIT_MAX_NS);
 		}
 		if (ret) {
 			nk_warn("control client pid %d: malformed message, "
