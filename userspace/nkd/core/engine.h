@@ -122,8 +122,6 @@ struct nk_guest {
 	uint32_t bsocks, nr_resolve;
 	uint64_t bmem;
 	struct nk_guest_rate rate; /* ratelimit.c: rate_tx=, rate_rx= */
-	/* Rings not polled before this (pollcost.h, NK_IDLE_BACKOFF_NS). */
-	int64_t idle_until;
 };
 
 /* Readiness placeholder (docs/abi.md §6). */
