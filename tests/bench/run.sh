@@ -30,7 +30,10 @@
 # default 1), NK_BENCH_MUX (server counts of the mux_N rows, default
 # "1 8 32"), NK_BENCH_MUX_RATE (requests/s to each server, default 50),
 # NK_BENCH_MUX_T (seconds of mux load, default NK_BENCH_T),
-# NK_BENCH_MUX_IDLE (seconds of the mux_N_idle reading, default 3).
+# NK_BENCH_MUX_IDLE (seconds of the mux_N_idle reading, default 3),
+# NK_BENCH_NOISY_RATE (B's requests/s in noisy_p99, default 200),
+# NK_BENCH_NOISY_KINDS (its aggressors, default "cpu nop wrk iperf3
+# connect attach").
 # shm_iperf3 / shm_rtt_p50 start a second nkd of their own (shm=on guests).
 set -eu
 # shellcheck source=tests/lib.sh
@@ -905,6 +908,279 @@ CONF
 	nk_stop "$shm_nkd"
 	record shm_iperf3 Gbit/s 1 "${vi[@]}" - - "iperf3 -c 127.0.0.1 -t $T -O 1: native = client and server in one namespace over loopback TCP; netkernel = two guests (shma server, shmb client) of one nkd paired by shm=on through the shm NSM"
 	record shm_rtt_p50 us 0 "${vr[@]}" - - "sockperf pp --tcp -m 64 -t $T --full-rtt to 127.0.0.1, p50 round trip; native and netkernel as in shm_iperf3"
+fi
+
+# ---------------------------------------------------------------- noisy neighbour
+
+# noisy_p99: guest B's request latency while guest A saturates nkd, over
+# B's latency alone, in the same run. B is one nginx (1 process, 64 B
+# file, as mux_N) in guest noisyb (own netns), loaded from P at
+# NK_BENCH_NOISY_RATE req/s (default 200) over one keep-alive connection
+# for T seconds (tests/bench/mux_load.py: p50, p99 from each request's
+# due time). A is guest noisya (own netns) running, one kind at a time
+# (NK_BENCH_NOISY_KINDS, default "cpu nop wrk iperf3 connect attach"):
+#
+#   cpu      two shell loops that never sleep, no networking (both
+#            configs): what nop's two never-sleeping spinners cost B
+#            through the CPU alone
+#   nop      nk_rawguest spin nop and spin inval: NOPs, and SOCKETs nkd
+#            refuses, half an SQ of each in flight, never sleeping
+#   wrk      nginx in A, wrk -c NK_BENCH_CONNS (256) -t 2 from P
+#   iperf3   iperf3 -c -P 8 from A to P (bulk)
+#   connect  wrk -c 32 -H 'Connection: close' from A to nginx in P: a
+#            connect/close storm (one TCP connection per request)
+#   attach   two nk_rawguest attach-many loops in A's namespace: processes
+#            attaching and detaching (a new guest each) as fast as nkd
+#            takes them
+#
+# Row value: the worst kind's ratio (p99 with A / p99 alone; goal <= 1.5);
+# each kind's p99 and ratio are extra fields. The aggressor runs 1 s
+# before and through the measurement; nkd's CPU share over the window is
+# logged. The machine's own contention counts too (on 2 cores A's
+# programs and nkd compete with B's nginx and the load generator): the
+# native_* fields repeat wrk/iperf3/connect natively (A and B each in a
+# namespace with a veth to P) as the reference for that.
+NOISY_RATE=${NK_BENCH_NOISY_RATE:-200}
+NOISY_KINDS=${NK_BENCH_NOISY_KINDS:-cpu nop wrk iperf3 connect attach}
+NOISYD=$NK_TMP/noisy
+noisy_up() {
+	local x
+	NS_NB=nk-nb-$NK_ID
+	NS_NA=nk-na-$NK_ID
+	nk_netns_add "$NS_NB"
+	nk_netns_add "$NS_NA"
+	# Native twins: B in nk-xb (10.N.150.1), A in nk-xa (10.N.151.1).
+	for x in b a; do
+		local ns=nk-x$x-$NK_ID o=150
+		[ "$x" = a ] && o=151
+		nk_netns_add "$ns"
+		ip link add "nkx$x" netns "$ns" type veth peer name "nkxp$x" netns "$NS_P"
+		ip -n "$ns" addr add "10.$NK_N.$o.1/24" dev "nkx$x"
+		ip -n "$NS_P" addr add "10.$NK_N.$o.2/24" dev "nkxp$x"
+		ip -n "$ns" link set "nkx$x" up
+		ip -n "$NS_P" link set "nkxp$x" up
+	done
+	for x in b a p; do
+		local port=8201 wc=64
+		[ "$x" = a ] && port=8202 wc=4096
+		[ "$x" = p ] && port=8203 wc=4096
+		mkdir -p "$NOISYD/$x/tmp"
+		cat >"$NOISYD/$x/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process off;
+pid $NOISYD/$x/nginx.pid;
+error_log $NOISYD/$x/error.log warn;
+events { worker_connections $wc; }
+http {
+    access_log off;
+    keepalive_timeout 120s;
+    keepalive_requests 100000000;
+    client_body_temp_path $NOISYD/$x/tmp;
+    proxy_temp_path $NOISYD/$x/tmp;
+    fastcgi_temp_path $NOISYD/$x/tmp;
+    uwsgi_temp_path $NOISYD/$x/tmp;
+    scgi_temp_path $NOISYD/$x/tmp;
+    server {
+        listen $port backlog=4096;
+        root $NGX/www;
+        location / { }
+    }
+}
+EOF
+	done
+	wait_for 5 nk_link_up "nk-xb-$NK_ID" nkxb || log "noisy: veth nkxb not up"
+	wait_for 5 nk_link_up "nk-xa-$NK_ID" nkxa || log "noisy: veth nkxa not up"
+}
+# noisy_ngx CONFIG WHO (b|a|p): start that nginx (prog cgroup, P's in the
+# peer cgroup); LASTPID; NOISY_ADDR is where P (or A) reaches it.
+noisy_ngx() {
+	local cfg=$1 x=$2 CGX ngx port=8201 ns
+	[ "$x" = a ] && port=8202
+	[ "$x" = p ] && port=8203
+	ngx=(nginx -c "$NOISYD/$x/nginx.conf" -p "$NOISYD/$x" -e "$NOISYD/$x/error.log")
+	if [ "$x" = p ]; then
+		cgx peer
+		bg "noisy_ngx_p" "${CGX[@]}" ip netns exec "$NS_P" "${ngx[@]}"
+		ns=$NS_P
+		NOISY_ADDR=$P4:$port
+		[ "$cfg" = native ] && NOISY_ADDR=10.$NK_N.151.2:$port
+	elif [ "$cfg" = native ]; then
+		cgx prog
+		ns=nk-x$x-$NK_ID
+		bg "noisy_ngx_${cfg}_$x" "${CGX[@]}" ip netns exec "$ns" "${ngx[@]}"
+		NOISY_ADDR=10.$NK_N.$([ "$x" = a ] && echo 151 || echo 150).1:$port
+	else
+		cgx prog
+		ns=$NS_H
+		bg "noisy_ngx_${cfg}_$x" "${CGX[@]}" ip netns exec "$([ "$x" = a ] && echo "$NS_NA" || echo "$NS_NB")" \
+			"$NKRUN" --guest "noisy$x" --socket "$NK_SOCK" -- "${ngx[@]}"
+		NOISY_ADDR=$H4:$port
+	fi
+	local pid=$LASTPID
+	wait_for 30 nk_port_listening "$ns" tcp "$port" || log "noisy $cfg: nginx $x not listening on $port"
+	LASTPID=$pid
+}
+# noisy_a CONFIG NS_OF_A CMD...: the aggressor program in A (prog cgroup).
+noisy_a() {
+	local cfg=$1 CGX
+	shift
+	cgx prog
+	if [ "$cfg" = native ]; then
+		bg "noisy_a_$NOISY_KIND" "${CGX[@]}" timeout -k 5 $((T + 30)) ip netns exec "nk-xa-$NK_ID" "$@"
+	else
+		bg "noisy_a_$NOISY_KIND" "${CGX[@]}" timeout -k 5 $((T + 30)) ip netns exec "$NS_NA" \
+			"$NKRUN" --guest noisya --socket "$NK_SOCK" -- "$@"
+	fi
+	NOISY_APIDS+=("$LASTPID")
+}
+# noisy_agg CONFIG KIND: start aggressor KIND (pids in NOISY_APIDS, helper
+# servers in NOISY_SPIDS); 1 if KIND does not apply to CONFIG.
+noisy_agg() {
+	local cfg=$1 kind=$2 secs=$((T + 3)) CGX peer_a
+	NOISY_KIND=$kind
+	NOISY_APIDS=()
+	NOISY_SPIDS=()
+	peer_a=$P4
+	[ "$cfg" = native ] && peer_a=10.$NK_N.151.2
+	case $kind in
+	nop)
+		[ "$cfg" = netkernel ] || return 1
+		cgx prog
+		bg noisy_a_nop "${CGX[@]}" timeout -k 5 $((T + 30)) ip netns exec "$NS_NA" \
+			"$TOOLS/nk_rawguest" --socket "$NK_SOCK" --guest noisya spin nop "$secs"
+		NOISY_APIDS+=("$LASTPID")
+		bg noisy_a_inval "${CGX[@]}" timeout -k 5 $((T + 30)) ip netns exec "$NS_NA" \
+			"$TOOLS/nk_rawguest" --socket "$NK_SOCK" --guest noisya spin inval "$secs"
+		NOISY_APIDS+=("$LASTPID")
+		;;
+	cpu)
+		# No networking: two processes that never sleep, as the
+		# spinners of nop do, for the machine's share of their effect.
+		cgx prog
+		for i in 1 2; do
+			bg "noisy_a_cpu$i" "${CGX[@]}" timeout -k 5 "$secs" ip netns exec "$NS_NA" \
+				sh -c 'while :; do :; done'
+			NOISY_APIDS+=("$LASTPID")
+		done
+		;;
+	attach)
+		[ "$cfg" = netkernel ] || return 1
+		cgx prog
+		for i in 1 2; do
+			bg "noisy_a_attach$i" "${CGX[@]}" timeout -k 5 "$secs" ip netns exec "$NS_NA" \
+				"$TOOLS/nk_rawguest" --socket "$NK_SOCK" attach-many "noisyat$i" 1000000
+			NOISY_APIDS+=("$LASTPID")
+		done
+		;;
+	wrk)
+		noisy_ngx "$cfg" a
+		NOISY_SPIDS+=("$LASTPID")
+		cgx peer
+		bg noisy_a_wrk "${CGX[@]}" timeout -k 5 $((T + 30)) ip netns exec "$NS_P" \
+			wrk -t 2 -c "$CONNS" -d "${secs}s" "http://$NOISY_ADDR/index.html"
+		NOISY_APIDS+=("$LASTPID")
+		;;
+	iperf3)
+		cgx peer
+		bg noisy_iperf_s "${CGX[@]}" ip netns exec "$NS_P" iperf3 -s -p 5310
+		NOISY_SPIDS+=("$LASTPID")
+		wait_for 10 nk_port_listening "$NS_P" tcp 5310 || log "noisy: iperf3 server not listening"
+		noisy_a "$cfg" iperf3 -c "$peer_a" -p 5310 -P 8 -t "$secs"
+		;;
+	connect)
+		noisy_ngx "$cfg" p
+		NOISY_SPIDS+=("$LASTPID")
+		noisy_a "$cfg" wrk -t 1 -c 32 -d "${secs}s" -H "Connection: close" "http://$NOISY_ADDR/index.html"
+		;;
+	*) return 1 ;;
+	esac
+	sleep 1
+}
+noisy_agg_stop() {
+	local p
+	for p in "${NOISY_APIDS[@]}" "${NOISY_SPIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${NOISY_APIDS[@]}" "${NOISY_SPIDS[@]}"; do nk_stop "$p"; done
+	NOISY_APIDS=()
+	NOISY_SPIDS=()
+	sleep 0.5
+}
+# noisy_measure CONFIG TAG: B's latency now; RES = p99, RES2 = p50 (us).
+noisy_measure() {
+	local cfg=$1 tag=$2 lf=$NK_TMP/noisy_load_$1_$2.log CGX r
+	RES=fail
+	RES2=fail
+	cgx peer
+	"${CGX[@]}" timeout -k 5 $((T + 40)) ip netns exec "$NS_P" \
+		"$PY" "$NK_ROOT/tests/bench/mux_load.py" "$NOISY_RATE" "$T" "$NK_TMP/noisy_$1_$2.per" - "$NOISY_B" \
+		>"$lf" 2>&1 || true
+	r=$(grep '^RESULT' "$lf" || true)
+	if [ -n "$r" ] && [ -z "$(field fail "$r")" ]; then
+		RES=$(field p99_med "$r")
+		RES2=$(field p50_med "$r")
+		[ "$(field errors "$r")" = 0 ] || RES="$RES(errors)"
+	else
+		log "noisy $cfg $tag: $(tail -n 3 "$lf" | tr '\n' ' ')"
+	fi
+}
+noisy_ratio() {
+	if [[ $1 =~ ^[0-9.]+$ ]] && [[ $2 =~ ^[0-9.]+$ ]]; then
+		awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.2f", a / b; else printf "n/a" }'
+	else
+		echo n/a
+	fi
+}
+if want noisy_p99; then
+	noisy_up
+	declare -A NW
+	for cfg in native netkernel; do
+		available "$cfg" || continue
+		noisy_ngx "$cfg" b
+		NOISY_BPID=$LASTPID
+		NOISY_B=$NOISY_ADDR
+		noisy_measure "$cfg" alone
+		NW[$cfg.alone]=$RES
+		NW[$cfg.alone50]=$RES2
+		log "noisy $cfg: B alone p50 $RES2 p99 $RES us"
+		for kind in $NOISY_KINDS; do
+			if ! noisy_agg "$cfg" "$kind"; then
+				noisy_agg_stop
+				continue
+			fi
+			cost_begin
+			noisy_measure "$cfg" "$kind"
+			cost_end "noisy_$kind" "$cfg" n/a 1k-req
+			c=${COST[noisy_$kind.$cfg]:-}
+			NW[$cfg.$kind]=$RES
+			NW[$cfg.${kind}50]=$RES2
+			NW[$cfg.${kind}nkd]=$(ms_pct "$(cost_kv nkd_ms "$c")" "$(cost_kv wall_s "$c")")
+			noisy_agg_stop
+			log "noisy $cfg $kind: B p50 $RES2 p99 $RES us, ratio $(noisy_ratio "$RES" "${NW[$cfg.alone]}") (nkd ${NW[$cfg.${kind}nkd]} % core)"
+		done
+		kill -TERM "$NOISY_BPID" 2>/dev/null || true
+		nk_stop "$NOISY_BPID"
+	done
+	ex=""
+	worst=n/a
+	worst_n=n/a
+	for cfg in native netkernel; do
+		ex="$ex p99_alone_$cfg=${NW[$cfg.alone]:-n/a} p50_alone_$cfg=${NW[$cfg.alone50]:-n/a}"
+		for kind in $NOISY_KINDS; do
+			[ -n "${NW[$cfg.$kind]:-}" ] || continue
+			r=$(noisy_ratio "${NW[$cfg.$kind]}" "${NW[$cfg.alone]:-}")
+			ex="$ex ${kind}_p99_$cfg=${NW[$cfg.$kind]} ${kind}_p50_$cfg=${NW[$cfg.${kind}50]} ${kind}_ratio_$cfg=$r"
+			[ "$cfg" = netkernel ] && ex="$ex ${kind}_nkd_pct=${NW[$cfg.${kind}nkd]}"
+			if [[ $r =~ ^[0-9.]+$ ]]; then
+				if [ "$cfg" = netkernel ]; then
+					{ [ "$worst" = n/a ] || awk -v a="$r" -v b="$worst" 'BEGIN{exit !(a > b)}'; } && worst=$r
+				else
+					{ [ "$worst_n" = n/a ] || awk -v a="$r" -v b="$worst_n" 'BEGIN{exit !(a > b)}'; } && worst_n=$r
+				fi
+			fi
+		done
+	done
+	REC_EXTRA=" rate=$NOISY_RATE kinds=${NOISY_KINDS// /,}$ex"
+	record noisy_p99 ratio 0 "$worst_n" "$worst" - - "guest B (nginx, 64 B, in its own netns) loaded from P at $NOISY_RATE req/s for ${T}s (mux_load.py) while guest A runs one aggressor at a time ($NOISY_KINDS: NOP + refused-entry spinners, wrk -c $CONNS at nginx in A, iperf3 -P 8 from A, wrk Connection: close from A, attach storm); value = worst kind's B p99 with A / B p99 alone (goal <= 1.5); native = the same with A and B in namespaces with veths (no nop or attach kind), the machine's own contention; cpu = two busy loops without networking, the reference for nop"
 fi
 
 # ---------------------------------------------------------------- afxdp NSM

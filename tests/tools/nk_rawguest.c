@@ -28,6 +28,11 @@
  *       open an AF_INET stream socket on the guest's NSM, close it, detach.
  *       Counts what was refused (nkd running out of guest ids).
  *
+ *   nk_rawguest [...] spin nop|inval|socket|connect SECS [MAX [DEPTH [HOST PORT]]]
+ *       keeps DEPTH entries (default half the SQ) in flight for SECS
+ *       seconds or MAX entries, never sleeping: NOPs, refused SOCKETs,
+ *       SOCKET+CLOSE or SOCKET+CONNECT+CLOSE cycles (a connect storm).
+ *
  *   nk_rawguest [...] thief N GENS [HANDLE...]
  *       RECV/SEND/ACCEPT/GETPEERNAME/CLOSE on handles it does not hold
  *       (indices 1..N x generations 1..GENS, and HANDLEs); counts what
@@ -1532,6 +1537,137 @@ static int attach_many(const char *prefix, long n)
 	return 0;
 }
 
+/* ------------------------------------------------------------ spin */
+
+/* Stages of a spin entry, in user_data's top byte; the low 32 bits hold
+ * the handle it concerns. */
+enum { SPIN_PLAIN = 1, SPIN_SOCKET, SPIN_CONNECT, SPIN_CLOSE };
+
+#define SPIN_UD(stage, h) (((uint64_t)(stage) << 56) | (uint32_t)(h))
+
+/*
+ * A guest that keeps nkd as busy as its ring allows (noisy_neighbour.sh,
+ * the bench's noisy_p99): DEPTH entries in flight at all times, CQEs taken
+ * as they come, never sleeping. KIND: nop; inval (SOCKET of AF_UNIX:
+ * refused with EAFNOSUPPORT, not malformed, so no disconnect); socket
+ * (SOCKET then CLOSE); connect (SOCKET, CONNECT to HOST:PORT, CLOSE: a
+ * connect/close storm). Stops after SECS or MAX entries (0: no bound).
+ */
+static int spin(const char *kind, double secs, long max, int depth,
+		const char *host, int port)
+{
+	static struct nk_sqe pend[4096];
+	struct rg g;
+	struct nk_sqe e;
+	struct nk_cqe c;
+	struct nk_sockaddr dst = { 0 };
+	long sent = 0, done = 0, ok = 0, errs = 0, cycles = 0;
+	int npend = 0, k;
+	double t0, last;
+
+	k = !strcmp(kind, "nop")       ? 0
+	    : !strcmp(kind, "inval")   ? 1
+	    : !strcmp(kind, "socket")  ? 2
+	    : !strcmp(kind, "connect") ? 3
+				       : -1;
+	if (k < 0)
+		return 2;
+	if (k == 3) {
+		dst.family = AF_INET;
+		dst.port = htons((uint16_t)port);
+		if (!host || inet_pton(AF_INET, host, dst.addr) != 1)
+			return 2;
+	}
+	attach_or_die(&g);
+	if (depth < 1 || (uint32_t)depth > g.ring.sq_n / 2)
+		depth = (int)(g.ring.sq_n / 2);
+	t0 = last = now_s();
+	for (;;) {
+		double t = now_s();
+		bool more = t - t0 < secs && (!max || sent < max);
+		int queued = 0;
+
+		/* Follow-ups first: they free what the storm holds. */
+		while (npend && !rg_queue(&g, &pend[npend - 1])) {
+			npend--;
+			queued++;
+		}
+		while (more && sent - done < depth && !npend) {
+			memset(&e, 0, sizeof(e));
+			if (k == 0) {
+				e.opcode = NK_OP_NOP;
+				e.user_data = SPIN_UD(SPIN_PLAIN, 0);
+			} else {
+				e.opcode = NK_OP_SOCKET;
+				e.sock.domain = k == 1 ? AF_UNIX : AF_INET;
+				e.sock.type = SOCK_STREAM;
+				e.user_data = SPIN_UD(
+					k == 1 ? SPIN_PLAIN : SPIN_SOCKET, 0);
+			}
+			if (rg_queue(&g, &e))
+				break;
+			sent++;
+			queued++;
+			if (max && sent >= max)
+				break;
+		}
+		if (queued)
+			rg_publish(&g);
+		while (rg_peek(&g, &c)) {
+			unsigned st = (unsigned)(c.user_data >> 56);
+
+			last = now_s();
+			memset(&e, 0, sizeof(e));
+			if (st == SPIN_SOCKET && c.res > 0) {
+				e.handle = (uint32_t)c.res;
+				if (k == 3) {
+					e.opcode = NK_OP_CONNECT;
+					e.addr = dst;
+					e.user_data =
+						SPIN_UD(SPIN_CONNECT, e.handle);
+				} else {
+					e.opcode = NK_OP_CLOSE;
+					e.user_data =
+						SPIN_UD(SPIN_CLOSE, e.handle);
+				}
+			} else if (st == SPIN_CONNECT) {
+				e.opcode = NK_OP_CLOSE;
+				e.handle = (uint32_t)c.user_data;
+				e.user_data = SPIN_UD(SPIN_CLOSE, e.handle);
+			}
+			if (c.res >= 0)
+				ok++;
+			else
+				errs++;
+			if (e.opcode &&
+			    npend < (int)(sizeof(pend) / sizeof(pend[0]))) {
+				pend[npend++] = e;
+				continue;
+			}
+			if (st == SPIN_CLOSE || st == SPIN_PLAIN ||
+			    (st == SPIN_SOCKET && c.res <= 0))
+				done++;
+			if (st == SPIN_CLOSE)
+				cycles++;
+		}
+		if (!more && done >= sent && !npend)
+			break;
+		if (now_s() - last > 10) {
+			fprintf(stderr, "nk_rawguest: no CQE in 10 s\n");
+			printf("RESULT mode=spin kind=%s sent=%ld done=%ld "
+			       "stalled=1\n",
+			       kind, sent, done);
+			return 1;
+		}
+	}
+	t0 = now_s() - t0;
+	printf("RESULT mode=spin kind=%s sent=%ld done=%ld ok=%ld errors=%ld "
+	       "cycles=%ld secs=%.3f per_s=%.0f\n",
+	       kind, sent, done, ok, errs, cycles, t0, done / t0);
+	rg_detach(&g);
+	return 0;
+}
+
 static void usage(void)
 {
 	fprintf(stderr,
@@ -1549,7 +1685,9 @@ static void usage(void)
 		"       nk_rawguest [...] token TOKEN\n"
 		"       nk_rawguest [...] ph-old\n"
 		"       nk_rawguest [...] ph-hammer SECS NSOCK\n"
-		"       nk_rawguest [--socket PATH] attach-many PREFIX N\n");
+		"       nk_rawguest [--socket PATH] attach-many PREFIX N\n"
+		"       nk_rawguest [...] spin nop|inval|socket|connect SECS "
+		"[MAX [DEPTH [HOST PORT]]]\n");
 	exit(2);
 }
 
@@ -1593,6 +1731,12 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[i], "fuzz") && i + 2 < argc)
 		return fuzz(strtoull(argv[i + 1], NULL, 0), atol(argv[i + 2]),
 			    i + 3 < argc ? atof(argv[i + 3]) : 30.0);
+	if (!strcmp(argv[i], "spin") && i + 2 < argc)
+		return spin(argv[i + 1], atof(argv[i + 2]),
+			    i + 3 < argc ? atol(argv[i + 3]) : 0,
+			    i + 4 < argc ? atoi(argv[i + 4]) : 0,
+			    i + 5 < argc ? argv[i + 5] : NULL,
+			    i + 6 < argc ? atoi(argv[i + 6]) : 0);
 	if (!strcmp(argv[i], "attach-many") && i + 2 < argc)
 		return attach_many(argv[i + 1], atol(argv[i + 2]));
 	usage();

@@ -29,6 +29,7 @@
 #include "notify.h"
 #include "nsm_shm.h"
 #include "optimer.h"
+#include "pollcost.h"
 #include "ratelimit.h"
 #include "sendq.h"
 #include "region.h"
@@ -1705,9 +1706,9 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 	conn_put(e, c);
 }
 
-/* Takes up to budget SQEs from c; returns how many. */
+/* Takes SQEs from c while *budget lasts (pollcost.h); returns how many. */
 static unsigned conn_poll(struct nk_engine *e, struct nk_conn *c,
-			  unsigned budget)
+			  unsigned *budget)
 {
 	unsigned n = 0;
 
@@ -1719,9 +1720,10 @@ static unsigned conn_poll(struct nk_engine *e, struct nk_conn *c,
 		uint16_t q = (uint16_t)((c->rr + i) % c->nr_qsets);
 		struct nk_hring *r = c->qs[q];
 
-		while (n < budget && !c->dead) {
+		while (*budget && !c->dead) {
 			struct nk_sqe sqe;
 			int room = nk_hring__cq_room(r);
+			unsigned cost;
 			int got;
 
 			if (room < 0) {
@@ -1746,10 +1748,12 @@ static unsigned conn_poll(struct nk_engine *e, struct nk_conn *c,
 			 * SEND knows poll agrees with its own window count.
 			 * sqe is our copy, so the slot is not read again.
 			 */
+			cost = nk_pollcost__sqe(&sqe);
 			nk_hring__cq_reserve(r);
 			process_sqe(e, c, q, &sqe);
 			nk_hring__sq_consume(r);
 			n++;
+			*budget -= cost < *budget ? cost : *budget;
 		}
 	}
 	c->rr++;
@@ -1777,8 +1781,7 @@ static unsigned poll_guests(struct nk_engine *e)
 
 			if (!budget)
 				break;
-			n = conn_poll(e, c, budget);
-			budget -= n;
+			n = conn_poll(e, c, &budget);
 			total += n;
 		}
 		/* The next pass starts with the next conn. */

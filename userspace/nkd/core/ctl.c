@@ -34,6 +34,18 @@
 #define SLOT_MORE 0x40000000u
 /* Messages read from one client per wake-up: a flooding guest waits. */
 #define CTL_READ_BUDGET 64u
+/*
+ * First messages (HELLO: a region, rings, a guest maybe) taken per loop
+ * pass, all clients. An attach costs nkd a millisecond or more of system
+ * calls (and the detach after it as much), so a storm of them filled every
+ * pass and the guests' rings waited behind it (docs/nkd.md "Isolation").
+ * One per pass, and after one that took t the next waits t (at most
+ * 2 ms): attaching gets about half of nkd's time while anything else is
+ * to be done.
+ * The rest wait, readable, for later passes.
+ */
+#define CTL_HELLO_PER_PASS 1u
+#define CTL_HELLO_WAIT_MAX_NS 2000000ll
 #define MAX_PENDING_OUT 64u
 #define CLIENT_SNDBUF (1 << 20)
 
@@ -103,6 +115,9 @@ struct nk_ctl {
 	 */
 	int spare;
 	int64_t emfile_warned_ns;
+	uint64_t hello_pass; /* engine->loops when hellos was counted */
+	unsigned hellos; /* first messages taken in that pass */
+	int64_t hello_next; /* no first message before (nk_now_ns) */
 };
 
 static struct nk_ctl_client *client_get(struct nk_ctl *c, uint32_t slot,
@@ -604,6 +619,21 @@ bad:
 	return ret ? ret : -EPROTO;
 }
 
+/* A client that has not attached yet may send its first message now. */
+static bool hello_ok(struct nk_ctl *c, const struct nk_ctl_client *cl)
+{
+	if (cl->conn || cl->query_only)
+		return true;
+	if (c->hello_pass != c->e->loops) {
+		c->hello_pass = c->e->loops;
+		c->hellos = 0;
+	}
+	if (c->hellos >= CTL_HELLO_PER_PASS || nk_now_ns() < c->hello_next)
+		return false;
+	c->hellos++;
+	return true;
+}
+
 static void client_read(struct nk_ctl *c, struct nk_ctl_client *cl)
 {
 	for (unsigned budget = CTL_READ_BUDGET;; budget--) {
@@ -618,11 +648,12 @@ static void client_read(struct nk_ctl *c, struct nk_ctl_client *cl)
 				     .msg_control = u.buf,
 				     .msg_controllen = sizeof(u.buf) };
 		int fds[MAX_FDS_IN];
-		int nfds = 0;
-		bool bad = false;
+		int nfds = 0, ret;
+		bool bad = false, first;
+		int64_t t0 = 0;
 		ssize_t n;
 
-		if (!budget) {
+		if (!budget || !hello_ok(c, cl)) {
 			/* The rest on a later pass: a fresh one-shot poll,
 			 * since the multishot one fires only on new data. */
 			struct io_uring_sqe *sqe;
@@ -678,7 +709,19 @@ static void client_read(struct nk_ctl *c, struct nk_ctl_client *cl)
 			client_close(c, cl, true);
 			return;
 		}
-		if (handle_msg(c, cl, c->rxbuf, (size_t)n, fds, nfds)) {
+		first = !cl->conn && !cl->query_only;
+		if (first)
+			t0 = nk_now_ns();
+		ret = handle_msg(c, cl, c->rxbuf, (size_t)n, fds, nfds);
+		if (first) {
+			int64_t t1 = nk_now_ns();
+
+			/* Wall time: capped, a preempted attach is no cost. */
+			c->hello_next = t1 + (t1 - t0 < CTL_HELLO_WAIT_MAX_NS
+						      ? t1 - t0
+						      : CTL_HELLO_WAIT_MAX_NS);
+		}
+		if (ret) {
 			nk_warn("control client pid %d: malformed message, "
 				"closing",
 				(int)cl->pid);
