@@ -27,6 +27,12 @@ $(BUILD)/nkrun: $(BUILD)/obj/guest/nkrun.o
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^
 
+# The agent inside a VM guest (docs/vm.md "Transport").
+$(BUILD)/nk-vmagent: $(BUILD)/obj/guest/vmagent/nk-vmagent.o
+	$(msg) LINK $@
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $^
+
 UT_fdtable_SRCS := $(SHIM_DIR)/fdtable.c
 UT_fdtable_LIBS := -lpthread
 
@@ -46,11 +52,11 @@ $(BUILD)/tests/san/fdtable: $(BUILD)/san/tests/unit/test_fdtable.o \
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ -lcmocka $(UT_fdtable_LIBS)
 
-guest: $(BUILD)/libnkshim.so $(BUILD)/nkrun
+guest: $(BUILD)/libnkshim.so $(BUILD)/nkrun $(BUILD)/nk-vmagent
 all: guest
 .PHONY: guest install-guest
 
-install-guest: $(BUILD)/libnkshim.so $(BUILD)/nkrun
+install-guest: $(BUILD)/libnkshim.so $(BUILD)/nkrun $(BUILD)/nk-vmagent
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/netkernel \
 		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(GUEST_DOCDIR)
 	install -m 0755 $(BUILD)/nkrun $(DESTDIR)$(PREFIX)/bin/nkrun

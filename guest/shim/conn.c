@@ -100,6 +100,9 @@ static struct {
 	uint8_t *data;
 	uint32_t buf_size, nr_bufs, send_window, send_charge;
 	uint64_t epoch, features, seq;
+	/* VM mode (abi.md §9): the bell is a stream from nk-vmagent, and
+	 * the reaper sleeps on it instead of FUTEX_WAIT on the CQ tail. */
+	bool vm_wait;
 	uint32_t *free_bufs, nfree;
 	/* Buffers async SENDs hold, and how many they may (the rest is kept
 	 * for receives, accepts and options: sends never starve them). */
@@ -634,15 +637,16 @@ static bool in_region(uint64_t off, uint64_t len)
 	return off <= C.region_size && len <= C.region_size - off;
 }
 
-static int map_region(int rfd, uint64_t size)
+static int map_region(int rfd, uint64_t size, uint64_t off)
 {
 	struct nk_region_hdr *h;
 	struct nk_qset_desc *q;
 	void *p;
 
-	if (size < sizeof(*h) || size > (1ull << 36))
+	if (size < sizeof(*h) || size > (1ull << 36) || off % 4096)
 		return -EPROTO;
-	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, rfd, 0);
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, rfd,
+		 (off_t)off);
 	if (p == MAP_FAILED)
 		return -errno;
 	C.region = p;
@@ -707,6 +711,8 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 		.nr_qsets = 1,
 	};
 	struct nk_ctl_welcome w;
+	struct nk_ctl_welcome_vm vm = { 0 };
+	size_t hl;
 	int fd, fds[3] = { -1, -1, -1 }, nfds = 0, n, err;
 
 	refused = false;
@@ -728,6 +734,7 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 		hello.flags = NK_HELLO_F_INHERIT;
 		hello.inherit_token = token;
 	}
+	hello.flags |= NK_HELLO_F_VM; /* nk-vmagent wants to know */
 	snprintf(hello.guest, sizeof(hello.guest), "%s", nk_cfg.guest);
 	hello.hdr.seq = ++C.seq;
 	err = ctl_send(&hello, sizeof(hello), NULL, 0);
@@ -759,13 +766,23 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 	    (size_t)n < sizeof(w) + (size_t)w.nr_handles *
 					    sizeof(struct nk_ctl_handle))
 		goto fail;
-	err = map_region(fds[0], w.region_size);
+	/* From nk-vmagent: a window of the VM's shared memory. */
+	hl = sizeof(w) + (size_t)w.nr_handles * sizeof(struct nk_ctl_handle);
+	if ((size_t)n >= hl + sizeof(vm))
+		memcpy(&vm, ctl_buf.b + hl, sizeof(vm));
+	if (vm.magic != NK_WELCOME_VM_MAGIC)
+		memset(&vm, 0, sizeof(vm));
+	C.vm_wait = vm.flags & NK_WELCOME_VM_F_BELL_WAIT;
+	err = map_region(fds[0], w.region_size, vm.region_off);
 	REAL(close)(fds[0]);
 	fds[0] = -1;
 	if (err)
 		goto fail;
 	C.bell_fd = move_high(fds[1], C.ctl_fd);
 	fds[1] = -1;
+	/* A stream: a full one means the agent has our ring already. */
+	if (C.vm_wait)
+		REAL(fcntl)(C.bell_fd, F_SETFL, O_NONBLOCK);
 	C.pool_fd = move_high(fds[2], C.bell_fd);
 	fds[2] = -1;
 	*nhandles = (int)w.nr_handles;
@@ -1672,6 +1689,44 @@ static int sleep_futex(struct sigwin *w, uint32_t *addr, int op, uint32_t val,
 }
 
 /*
+ * VM mode: no futex crosses the VM boundary (and FUTEX_WAIT on a PCI BAR
+ * mapping fails), so nk-vmagent writes a byte on the bell stream when nkd
+ * says the CQ moved. A byte written before we sleep stays queued: no
+ * lost wake-up. Local wake-ups (wake_waiters) reach the futex only, so
+ * the sleep is cut into slices of at most 100 ms.
+ */
+static int sleep_bell(struct sigwin *w, int64_t ns)
+{
+	struct pollfd p = { .fd = C.bell_fd, .events = POLLIN };
+	int ms = ns > 0 && ns < 100000000 ? (int)(ns / 1000000) + 1 : 100;
+	sigset_t pend, all;
+	char buf[64];
+	int r;
+
+	plug_flush(); /* what we wait for may need nkd awake */
+	if (w && w->masked && sigpending(&pend) == 0) {
+		for (int sig = 1; sig < NSIG; sig++)
+			if (sigismember(&pend, sig) == 1 &&
+			    sigismember(&w->old, sig) != 1)
+				return NK_EPENDING;
+	}
+	if (w && w->masked)
+		pthread_sigmask(SIG_SETMASK, &w->old, NULL);
+	r = REAL(poll)(&p, 1, ms);
+	if (w && w->masked) {
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, NULL);
+	}
+	if (r < 0)
+		return errno == EINTR ? -EINTR : 0;
+	if (r > 0)
+		while (REAL(recv)(C.bell_fd, buf, sizeof(buf), MSG_DONTWAIT) ==
+		       (ssize_t)sizeof(buf))
+			;
+	return 0;
+}
+
+/*
  * The reaper's sleep: spin, then NEED_WAKEUP + FUTEX_WAIT on the CQ tail.
  * The spin is the caller's, cut to what spinning has recently paid off
  * (C.wait_spin); with few CPUs it yields, so an nkd or a peer waiting for
@@ -1709,7 +1764,9 @@ static int reaper_sleep(struct sigwin *w, int64_t slice, int64_t spin)
 	err = 0;
 	if (tail == head) {
 		t0 = nk_now_ns();
-		err = sleep_futex(w, &cqi->tail, FUTEX_WAIT, tail, slice);
+		err = C.vm_wait ? sleep_bell(w, slice)
+				: sleep_futex(w, &cqi->tail, FUTEX_WAIT, tail,
+					      slice);
 		nk_spin__slept(&C.wait_spin, nk_now_ns() - t0,
 			       nk_ring_load_acquire(&cqi->tail) != head);
 	}

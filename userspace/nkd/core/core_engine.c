@@ -1177,7 +1177,9 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 
 	if (h->abi_version != NK_ABI_VERSION)
 		return -EPROTO;
-	if ((h->flags & ~(NK_HELLO_F_INHERIT | NK_HELLO_F_PROBE)) || h->resv ||
+	if ((h->flags &
+	     ~(NK_HELLO_F_INHERIT | NK_HELLO_F_PROBE | NK_HELLO_F_VM)) ||
+	    h->resv ||
 	    h->nr_qsets > NK_MAX_QSETS ||
 	    (h->guest[0] && !guest_name_ok(h->guest, sizeof(h->guest))))
 		return -EINVAL;
