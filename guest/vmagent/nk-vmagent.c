@@ -82,9 +82,9 @@ static void logm(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-#define dbg(...)                          \
-	do {                              \
-		if (A.debug)              \
+#define dbg(...)                           \
+	do {                               \
+		if (A.debug)               \
 			logm(__VA_ARGS__); \
 	} while (0)
 
@@ -285,10 +285,9 @@ static void ph_new(struct aconn *c, uint64_t id)
 		A.cap_ph = cap;
 	}
 	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
-	A.ph[A.nph++] = (struct aph){ .id = id,
-				      .conn = c->id,
-				      .app = sv[0],
-				      .agent = sv[1] };
+	A.ph[A.nph++] = (struct aph){
+		.id = id, .conn = c->id, .app = sv[0], .agent = sv[1]
+	};
 	/* The shim's pool channel: PH_POOL with the app end, as nkd sends. */
 	send_fds(c->pool, &m, sizeof(m), &sv[0], 1);
 }
@@ -484,7 +483,8 @@ static void shim_read(struct aconn *c)
 		return;
 	}
 	memcpy(&h, buf, sizeof(h));
-	if (h.type == NK_CTL_HELLO && (size_t)n == sizeof(struct nk_ctl_hello)) {
+	if (h.type == NK_CTL_HELLO &&
+	    (size_t)n == sizeof(struct nk_ctl_hello)) {
 		struct nk_ctl_hello hello;
 
 		memcpy(&hello, buf, sizeof(hello));
@@ -653,7 +653,8 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case 'V':
-			printf("nk-vmagent (netkernel) %s\n", NK_VERSION_STRING);
+			printf("nk-vmagent (netkernel) %s\n",
+			       NK_VERSION_STRING);
 			return 0;
 		default:
 			usage(stderr);

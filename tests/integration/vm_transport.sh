@@ -6,7 +6,7 @@
 # the same byte stream). Unmodified programs in V run through the agent:
 #  - curl fetches a file from http.server in P, checked by sha256;
 #  - python3 http.server in V serves curl in P;
-#  - a forking server (ForkingTCPServer) in V answers 20 requests;
+#  - a forking server (ForkingTCPServer) in V answers 100 requests;
 #  - nkctl lists the VM guest and its sockets;
 #  - a namespace guest in G does its own checksummed transfer beside it;
 #  - a hostile channel (garbage, oversize lengths) does not crash nkd.
@@ -70,7 +70,7 @@ for i in 1 2; do
 	[ "$(sha_of "$NK_TMP/got_p.$i")" = "$want" ] || fail "P fetched wrong content from the VM"
 done
 
-log "VM: a forking server in V answers 20 requests"
+log "VM: a forking server in V answers 100 requests"
 cat >"$NK_TMP/fork_srv.py" <<'PYEOF'
 import socketserver, sys
 class H(socketserver.StreamRequestHandler):
@@ -83,7 +83,7 @@ with socketserver.ForkingTCPServer(("0.0.0.0", 8002), H) as s:
 PYEOF
 bg vmfork ip netns exec "$NS_V" env NK_DEBUG=${VM_DEBUG:-} "$NKRUN" --socket "$VM_SOCK" -- "$PY" "$NK_TMP/fork_srv.py"
 wait_port "$NS_H" 8002 20
-for i in $(seq 1 20); do
+for i in $(seq 1 100); do
 	got=$(run_peer "$PY" -c "
 import socket
 s = socket.create_connection(('$H4', 8002), timeout=20)

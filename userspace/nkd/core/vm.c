@@ -190,8 +190,10 @@ static void conn_close(struct nk_vm *vm, struct vmconn *vc, bool tell)
 		return;
 	if (tell)
 		frame_send(vm, NK_VMF_CLOSE, vc->id, NULL, 0, NULL, 0);
-	nk_loop__cancel_ud(l, nk_ud(NK_UD_VM, vc->gen, SLOT(vm->idx, K_CONN, i)));
-	nk_loop__cancel_ud(l, nk_ud(NK_UD_VM, vc->gen, SLOT(vm->idx, K_POOL, i)));
+	nk_loop__cancel_ud(l,
+			   nk_ud(NK_UD_VM, vc->gen, SLOT(vm->idx, K_CONN, i)));
+	nk_loop__cancel_ud(l,
+			   nk_ud(NK_UD_VM, vc->gen, SLOT(vm->idx, K_POOL, i)));
 	/* ctl.c sees the pair close and detaches the conn. */
 	close(vc->cfd);
 	if (vc->pool >= 0)
@@ -212,7 +214,8 @@ static void chan_close(struct nk_vm *vm, const char *why)
 	vm->greeted = false; /* no frames to a closed channel */
 	for (uint32_t i = 0; i < NK_VMF_MAX_CONNS; i++)
 		conn_close(vm, &vm->conns[i], false);
-	nk_loop__cancel_ud(l, nk_ud(NK_UD_VM, vm->cgen, SLOT(vm->idx, K_CHAN, 0)));
+	nk_loop__cancel_ud(l,
+			   nk_ud(NK_UD_VM, vm->cgen, SLOT(vm->idx, K_CHAN, 0)));
 	if (vm->out_armed)
 		nk_loop__cancel_ud(l, nk_ud(NK_UD_VM, vm->cgen,
 					    SLOT(vm->idx, K_CHAN_OUT, 0)));
@@ -445,14 +448,16 @@ static void conn_read(struct nk_vm *vm, struct vmconn *vc)
 			char b[CMSG_SPACE(3 * sizeof(int))];
 			struct cmsghdr align;
 		} u;
-		struct iovec iov = { .iov_base = buf, .iov_len = NK_CTL_MAX_MSG };
+		struct iovec iov = { .iov_base = buf,
+				     .iov_len = NK_CTL_MAX_MSG };
 		struct msghdr mh = { .msg_iov = &iov,
 				     .msg_iovlen = 1,
 				     .msg_control = u.b,
 				     .msg_controllen = sizeof(u.b) };
 		int fds[3], nfds = 0;
 		struct nk_ctl_welcome w;
-		ssize_t n = recvmsg(vc->cfd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		ssize_t n =
+			recvmsg(vc->cfd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
@@ -482,9 +487,8 @@ static void conn_read(struct nk_vm *vm, struct vmconn *vc)
 				.magic = NK_WELCOME_VM_MAGIC,
 				.flags = NK_WELCOME_VM_F_BELL_WAIT,
 			};
-			struct nk_conn *c =
-				nk_ctl__conn_of(vm->set->e->ctl, vc->cslot,
-						vc->cgen);
+			struct nk_conn *c = nk_ctl__conn_of(
+				vm->set->e->ctl, vc->cslot, vc->cgen);
 			uint32_t i = (uint32_t)(vc - vm->conns);
 
 			close(fds[0]); /* the agent maps the VM's own view */
@@ -531,7 +535,8 @@ static void pool_read(struct nk_vm *vm, struct vmconn *vc)
 				     .msg_control = u.b,
 				     .msg_controllen = sizeof(u.b) };
 		struct nk_vmf_ph ph = { 0 };
-		ssize_t n = recvmsg(vc->pool, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		ssize_t n =
+			recvmsg(vc->pool, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 		struct cmsghdr *cm;
 
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -745,8 +750,8 @@ static int vm_open(struct nk_vmset *s, struct nk_vm *vm,
 		       strerror(-ret));
 		return ret;
 	}
-	vm->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-			 0);
+	vm->lfd =
+		socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	memcpy(sun.sun_path, vm->chan_path, sizeof(vm->chan_path));
 	unlink(g->vm_channel); /* a stale socket of an earlier nkd */
 	if (vm->lfd < 0 ||
