@@ -1179,8 +1179,7 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 		return -EPROTO;
 	if ((h->flags &
 	     ~(NK_HELLO_F_INHERIT | NK_HELLO_F_PROBE | NK_HELLO_F_VM)) ||
-	    h->resv ||
-	    h->nr_qsets > NK_MAX_QSETS ||
+	    h->resv || h->nr_qsets > NK_MAX_QSETS ||
 	    (h->guest[0] && !guest_name_ok(h->guest, sizeof(h->guest))))
 		return -EINVAL;
 	ret = nk_identity__pick(e, a, &defconf, &conf);
