@@ -9,7 +9,8 @@
 #  - a forking server (ForkingTCPServer) in V answers 100 requests;
 #  - nkctl lists the VM guest and its sockets;
 #  - a namespace guest in G does its own checksummed transfer beside it;
-#  - a hostile channel (garbage, oversize lengths) does not crash nkd.
+#  - a hostile channel (garbage, oversize lengths) does not crash nkd
+#    (the ASan+UBSan nkd, checked for reports when it stops).
 # timeout: 180
 set -eu
 # shellcheck source=tests/lib.sh
@@ -20,6 +21,8 @@ need_cmd curl sha256sum
 AGENT=$BUILD/nk-vmagent
 [ -x "$AGENT" ] || fail "$AGENT missing: this netkernel has no VM transport"
 topo_up
+# The ASan+UBSan nkd: what the channel carries is hostile.
+nk_use_san_nkd
 NS_V=nk-v-$NK_ID
 nk_netns_add "$NS_V"
 VM_MEM=$NK_TMP/vm1.mem
@@ -141,4 +144,5 @@ wait_for 10 sh -c "ip netns exec $NS_V $NKRUN --socket $VM_SOCK -- curl -sS -f -
 	fail "curl through a new agent failed"
 [ "$(sha_of "$NK_TMP/got_vm2")" = "$want" ] || fail "wrong content through the new agent"
 [ -z "${VM_DEBUG:-}" ] || fail "VM_DEBUG: showing the logs"
+nk_san_stop
 log "ok"
