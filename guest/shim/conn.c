@@ -79,6 +79,8 @@
  */
 static atomic_int barrier_dirty;
 static atomic_uint barrier_seq, barrier_done;
+/* VM mode: nkd's placeholder ops the last NOP covers (abi.md §9). */
+static atomic_uint barrier_ph;
 
 struct nk_cfg nk_cfg;
 
@@ -1430,6 +1432,8 @@ static void dispatch(const struct nk_cqe *cqe)
 	case UD_BARRIER: {
 		unsigned seq = (unsigned)(ud >> 3), done;
 
+		if (C.vm_wait)
+			atomic_store(&barrier_ph, cqe->aux);
 		done = atomic_load(&barrier_done);
 		while ((int)(seq - done) > 0 &&
 		       !atomic_compare_exchange_weak(&barrier_done, &done, seq))
@@ -2020,10 +2024,19 @@ void nk_ring__barrier(void)
 
 		nk_ring__poll();
 		if ((int)(atomic_load(&barrier_done) - seq) >= 0)
-			return;
+			break;
 		if (nk_ring__wait_progress(g, deadline, false))
 			return;
 	}
+	/*
+	 * VM mode: the placeholders are the agent's, a channel frame behind
+	 * nkd's; the agent counts the ones it applied in the region header.
+	 */
+	while (C.vm_wait && C.hdr &&
+	       (int)(__atomic_load_n(&C.hdr->vm_ph_applied, __ATOMIC_ACQUIRE) -
+		     atomic_load(&barrier_ph)) < 0 &&
+	       nk_now_ns() < deadline)
+		sched_yield();
 }
 
 void nk_ring__close_sock(struct nk_sock *s)

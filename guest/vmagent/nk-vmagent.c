@@ -28,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -47,6 +49,7 @@ struct aconn {
 	int bell; /* our end of its doorbell pair, -1 before WELCOME */
 	int pool; /* our end of its pool channel, -1 before WELCOME */
 	pid_t pid;
+	uint32_t *applied; /* its window's vm_ph_applied, NULL before */
 };
 
 struct aph {
@@ -69,6 +72,8 @@ static struct {
 	uint8_t in[2 * NK_VMF_MAX];
 	size_t in_len;
 	bool greeted, debug;
+	uint8_t *map; /* the region, to publish vm_ph_applied */
+	uint32_t ph_applied; /* PH_OP frames applied since our HELLO */
 } A = { .chan = -1, .lfd = -1, .region = -1, .next_id = 1 };
 
 static void logm(const char *fmt, ...)
@@ -330,6 +335,10 @@ static void welcome(struct aconn *c, uint8_t *buf, size_t len)
 	fds[2] = pool[0];
 	c->bell = bell[1];
 	c->pool = pool[1];
+	if (A.map)
+		c->applied = (uint32_t *)(A.map + x.region_off - A.region_base +
+					  offsetof(struct nk_region_hdr,
+						   vm_ph_applied));
 	fcntl(c->bell, F_SETFL, O_NONBLOCK);
 	fcntl(c->pool, F_SETFL, O_NONBLOCK);
 	if (send_fds(c->fd, buf, len, fds, 3))
@@ -371,6 +380,7 @@ static void frame_in(const struct nk_vmf_hdr *h, uint8_t *body, size_t len)
 			memcpy(&m, body, sizeof(m));
 			ph_op(&m);
 		}
+		A.ph_applied++;
 		return;
 	}
 	c = conn_find(h->conn);
@@ -432,6 +442,11 @@ static void chan_read(void)
 	}
 	memmove(A.in, A.in + off, A.in_len - off);
 	A.in_len -= off;
+	/* What a shim's NOP barrier waits for (abi.md §9). */
+	for (unsigned i = 0; i < NK_VMF_MAX_CONNS; i++)
+		if (A.conns[i].used && A.conns[i].applied)
+			__atomic_store_n(A.conns[i].applied, A.ph_applied,
+					 __ATOMIC_RELEASE);
 }
 
 static void refuse(int fd, uint64_t seq, int status, const char *why)
@@ -674,6 +689,14 @@ int main(int argc, char **argv)
 	/* resource2 has the BAR's size; 0 (unknown): nkd's word. */
 	if (st.st_size > (off_t)A.region_base)
 		A.region_size = (uint64_t)st.st_size - A.region_base;
+	if (A.region_size) {
+		A.map = mmap(NULL, A.region_size, PROT_READ | PROT_WRITE,
+			     MAP_SHARED, A.region, (off_t)A.region_base);
+		if (A.map == MAP_FAILED) {
+			logm("region %s: mmap: %s", region, strerror(errno));
+			return 1;
+		}
+	}
 	A.chan = open_channel(chan);
 	if (A.chan < 0)
 		return 1;

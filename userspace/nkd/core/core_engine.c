@@ -1813,7 +1813,9 @@ static void flush_barriers(struct nk_engine *e)
 	for (uint32_t i = 0; i < e->nr_barriers; i++) {
 		struct nk_barrier *b = &e->barriers[i];
 
-		post(e, b->c, b->q, b->user_data, 0, 0, 0, 0);
+		/* A VM's: the placeholder ops sent so far (abi.md §9). */
+		post(e, b->c, b->q, b->user_data, 0, 0, 0,
+		     b->c->vm_ref ? nk_vm__ph_seq(b->c) : 0);
 		conn_put(e, b->c);
 	}
 	e->nr_barriers = 0;

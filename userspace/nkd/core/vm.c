@@ -76,6 +76,7 @@ struct nk_vm {
 	size_t out_len, out_cap;
 	struct vmconn conns[NK_VMF_MAX_CONNS];
 	uint64_t bad;
+	uint32_t ph_seq; /* PH_OP frames sent since the agent's HELLO */
 };
 
 struct nk_vmset {
@@ -340,6 +341,7 @@ static void frame_in(struct nk_vm *vm, const struct nk_vmf_hdr *h,
 		for (uint32_t i = 0; i < NK_VMF_MAX_CONNS; i++)
 			conn_close(vm, &vm->conns[i], false);
 		vm->greeted = true;
+		vm->ph_seq = 0;
 		hi.region_size = vm->size;
 		frame_send(vm, NK_VMF_HELLO, 0, &hi, sizeof(hi), NULL, 0);
 		nk_info("VM guest %s: agent attached", vm->name);
@@ -662,8 +664,17 @@ void nk_vm__ph(const struct nk_ph *ph, uint32_t op, uint32_t arg)
 	struct nk_vm *vm = vm_of_ref(ph->vm_ref, NULL);
 	struct nk_vmf_ph m = { .id = ph->vm_id, .op = op, .arg = arg };
 
-	if (vm)
+	if (vm && vm->greeted) {
+		vm->ph_seq++;
 		frame_send(vm, NK_VMF_PH_OP, 0, &m, sizeof(m), NULL, 0);
+	}
+}
+
+uint32_t nk_vm__ph_seq(const struct nk_conn *c)
+{
+	struct nk_vm *vm = vm_of_ref(c->vm_ref, NULL);
+
+	return vm ? vm->ph_seq : 0;
 }
 
 static void win_release(void *ctx, uint64_t off)

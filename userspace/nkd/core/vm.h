@@ -32,6 +32,8 @@ int nk_vm__region(struct nk_engine *e, const char *guest,
 		  const struct nk_region_params *p, struct nk_region **out);
 /* The conn's CQ tail moved while its process sleeps: tell the agent. */
 void nk_vm__wake(const struct nk_conn *c);
+/* PH_OP frames sent on the conn's channel since its agent's HELLO. */
+uint32_t nk_vm__ph_seq(const struct nk_conn *c);
 /* placeholder.c changed a VM placeholder's state: mirror it in the VM. */
 void nk_vm__ph(const struct nk_ph *ph, uint32_t op, uint32_t arg);
 
