@@ -1721,8 +1721,12 @@ static int sleep_bell(struct sigwin *w, int64_t ns)
 		sigfillset(&all);
 		pthread_sigmask(SIG_SETMASK, &all, NULL);
 	}
-	if (r < 0)
-		return errno == EINTR ? -EINTR : 0;
+	/*
+	 * An untimed FUTEX_WAIT is restarted by the kernel under SA_RESTART;
+	 * poll() never is, so decide as the kernel would for the socket call.
+	 */
+	if (r < 0 && errno == EINTR)
+		return !ns && signals_restart() ? 0 : -EINTR;
 	if (r > 0)
 		while (REAL(recv)(C.bell_fd, buf, sizeof(buf), MSG_DONTWAIT) ==
 		       (ssize_t)sizeof(buf))
