@@ -95,6 +95,21 @@ print(s.makefile().readline().strip())") || fail "forking server: request $i fai
 	[ "$got" = "pong req$i" ] || fail "forking server: request $i got '$got'"
 done
 
+# nk_semantics (the kernel's behaviour, checked natively by semantics.sh)
+# through the agent. Left out: checks that look at readiness the instant a
+# SEND or CONNECT completes, which the VM's placeholders show one channel
+# frame later (docs/vm.md "Not done yet"), and name resolution (no DNS here).
+log "VM: nk_semantics through the agent"
+lagging="select_mixed poll_mixed epoll_level dup_dup2_dup3 tcp_nonblocking connect_pending udp_batch resolve_name"
+checks=$("$TOOLS/nk_semantics" --list | awk '{print $1}' | grep -vxF -f <(tr ' ' '\n' <<<"$lagging") | tr '\n' ' ')
+# shellcheck disable=SC2086  # a list of check names
+in_vm "$TOOLS/nk_semantics" --addr4 "$H4" --addr6 "$H6" --unreach "10.$NK_N.0.3" $checks \
+	>"$NK_TMP/sem.out" 2>&1 || {
+	grep -E '^(FAIL|[0-9]+ passed)' "$NK_TMP/sem.out" >&2
+	fail "nk_semantics through the agent: $(grep -c '^FAIL' "$NK_TMP/sem.out") checks fail"
+}
+log "$(tail -n 1 "$NK_TMP/sem.out")"
+
 log "nkctl lists the VM guest"
 out=$(nkctl guests) || fail "nkctl guests failed"
 printf '%s\n' "$out" | grep -q vm1 || fail "nkctl guests does not list vm1: $out"
