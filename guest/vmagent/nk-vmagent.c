@@ -50,6 +50,8 @@ struct aconn {
 	int pool; /* our end of its pool channel, -1 before WELCOME */
 	pid_t pid;
 	uint32_t *applied; /* its window's vm_ph_applied, NULL before */
+	uint64_t ask_seq; /* its last FORK_PREPARE or EXEC */
+	bool ask_exec;
 };
 
 struct aph {
@@ -58,6 +60,19 @@ struct aph {
 	bool bound;
 	int app; /* our copy of the app end */
 	int agent; /* the other end; -1 once hung up */
+};
+
+/*
+ * Fork and exec tokens of the VM's processes: nkd cannot see the VM's
+ * pids, so the agent makes the checks nkd makes for a namespace guest
+ * (docs/abi.md §7): an exec token only for the process that asked, a
+ * fork token only for its child.
+ */
+#define MAX_TOKENS 256
+struct atoken {
+	uint64_t token;
+	pid_t owner, child;
+	bool exec;
 };
 
 static struct {
@@ -74,6 +89,8 @@ static struct {
 	bool greeted, debug;
 	uint8_t *map; /* the region, to publish vm_ph_applied */
 	uint32_t ph_applied; /* PH_OP frames applied since our HELLO */
+	struct atoken tok[MAX_TOKENS];
+	unsigned ntok, tok_next;
 } A = { .chan = -1, .lfd = -1, .region = -1, .next_id = 1 };
 
 static void logm(const char *fmt, ...)
@@ -126,6 +143,68 @@ static void frame(uint16_t type, uint32_t conn, const void *body, size_t len)
 	if (len)
 		memcpy(buf + sizeof(h), body, len);
 	write_all(buf, sizeof(h) + len); /* one write: frames stay whole */
+}
+
+static struct atoken *tok_find(uint64_t t)
+{
+	for (unsigned i = 0; i < A.ntok; i++)
+		if (A.tok[i].token == t)
+			return &A.tok[i];
+	return NULL;
+}
+
+static void tok_forget(struct atoken *t)
+{
+	*t = A.tok[--A.ntok];
+}
+
+static void tok_add(uint64_t t, pid_t owner, bool exec)
+{
+	struct atoken *n;
+
+	if (!t || tok_find(t))
+		return;
+	if (A.ntok < MAX_TOKENS)
+		n = &A.tok[A.ntok++];
+	else /* full: the oldest slot goes (nkd's own TTL is 10 s) */
+		n = &A.tok[A.tok_next++ % MAX_TOKENS];
+	*n = (struct atoken){ .token = t, .owner = owner, .exec = exec };
+}
+
+static pid_t ppid_of(pid_t pid)
+{
+	char path[64], line[256];
+	FILE *f;
+	int pp = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "PPid: %d", &pp) == 1)
+			break;
+	fclose(f);
+	return pp;
+}
+
+/* May this process present the token? Unknown tokens are nkd's to refuse. */
+static bool tok_claim_ok(uint64_t t, pid_t pid)
+{
+	struct atoken *a = tok_find(t);
+	bool ok;
+
+	if (!a)
+		return true;
+	if (a->exec)
+		ok = pid == a->owner;
+	else if (a->child > 0)
+		ok = pid == a->child;
+	else
+		ok = pid > 0 && ppid_of(pid) == a->owner;
+	if (ok)
+		tok_forget(a);
+	return ok;
 }
 
 static struct aconn *conn_find(uint32_t id)
@@ -391,6 +470,14 @@ static void frame_in(const struct nk_vmf_hdr *h, uint8_t *body, size_t len)
 		conn_close(c, false);
 		break;
 	case NK_VMF_CTL:
+		if (len == sizeof(struct nk_ctl_status) && c->ask_seq) {
+			struct nk_ctl_status st;
+
+			memcpy(&st, body, sizeof(st));
+			if (st.hdr.type == NK_CTL_STATUS &&
+			    st.hdr.seq == c->ask_seq && !st.status)
+				tok_add(st.token, c->pid, c->ask_exec);
+		}
 		if (len >= sizeof(struct nk_ctl_welcome) &&
 		    ((struct nk_ctl_hdr *)body)->type == NK_CTL_WELCOME)
 			welcome(c, body, len);
@@ -509,6 +596,36 @@ static void shim_read(struct aconn *c)
 			       "(NK_HELLO_F_VM): use the guest package of "
 			       "the same netkernel as nk-vmagent");
 			return;
+		}
+		if ((hello.flags & NK_HELLO_F_INHERIT) &&
+		    !(hello.flags & NK_HELLO_F_PROBE) &&
+		    !tok_claim_ok(hello.inherit_token, c->pid)) {
+			logm("pid %d presented a token made for another "
+			     "process, refused",
+			     (int)c->pid);
+			refuse(c->fd, h.seq, -EPERM,
+			       "this hand-over token was made for another "
+			       "process (nk-vmagent)");
+			return;
+		}
+	} else if ((h.type == NK_CTL_FORK_PREPARE || h.type == NK_CTL_EXEC) &&
+		   (size_t)n == sizeof(h)) {
+		c->ask_seq = h.seq;
+		c->ask_exec = h.type == NK_CTL_EXEC;
+	} else if ((h.type == NK_CTL_FORK_COMMIT ||
+		    h.type == NK_CTL_TOKEN_ABORT) &&
+		   (size_t)n == sizeof(struct nk_ctl_token)) {
+		struct nk_ctl_token t;
+		struct atoken *a;
+
+		memcpy(&t, buf, sizeof(t));
+		a = tok_find(t.token);
+		if (a && a->owner == c->pid) {
+			if (h.type == NK_CTL_TOKEN_ABORT)
+				tok_forget(a);
+			else if (t.child_pid > 0 &&
+				 ppid_of(t.child_pid) == c->pid)
+				a->child = t.child_pid;
 		}
 	} else if (h.type == NK_CTL_PH_BIND &&
 		   (size_t)n == sizeof(struct nk_ctl_ph_bind)) {
