@@ -100,7 +100,7 @@ done
 # SEND or CONNECT completes, which the VM's placeholders show one channel
 # frame later (docs/vm.md "Not done yet"), and name resolution (no DNS here).
 log "VM: nk_semantics through the agent"
-lagging="select_mixed poll_mixed epoll_level dup_dup2_dup3 tcp_nonblocking connect_pending udp_batch resolve_name"
+lagging="select_mixed poll_mixed epoll_level dup_dup2_dup3 tcp_nonblocking connect_pending udp_batch epoll_edge_send resolve_name"
 checks=$("$TOOLS/nk_semantics" --list | awk '{print $1}' | grep -vxF -f <(tr ' ' '\n' <<<"$lagging") | tr '\n' ' ')
 # shellcheck disable=SC2086  # a list of check names
 in_vm "$TOOLS/nk_semantics" --addr4 "$H4" --addr6 "$H6" --unreach "10.$NK_N.0.3" $checks \
@@ -109,6 +109,69 @@ in_vm "$TOOLS/nk_semantics" --addr4 "$H4" --addr6 "$H6" --unreach "10.$NK_N.0.3"
 	fail "nk_semantics through the agent: $(grep -c '^FAIL' "$NK_TMP/sem.out") checks fail"
 }
 log "$(tail -n 1 "$NK_TMP/sem.out")"
+
+# The agent checks hand-over tokens with the VM's pids (nkd cannot): a
+# fork token is for the asker's child, not for another process of the VM.
+log "VM: a fork token is refused to a process that is not the child"
+cat >"$NK_TMP/tok.py" <<'PYEOF'
+import array, os, socket, struct, sys
+path, mode = sys.argv[1], sys.argv[2]
+def conn():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect(path)
+    return s
+def hello(s, token=0):
+    flags = 4 | (1 if token else 0)                       # VM | INHERIT
+    s.send(struct.pack("<IIQIIIIQ64s", 1, 104, 1, 3, flags, 1, 0, token, b""))
+    m, anc, _, _ = s.recvmsg(65536, socket.CMSG_SPACE(3 * 4))
+    for lvl, typ, data in anc:
+        for fd in array.array("i", data[:len(data) - len(data) % 4]):
+            os.close(fd)
+    return struct.unpack_from("<i", m, 16)[0], m[32:].split(b"\0")[0].decode()
+a = conn()
+st, why = hello(a)
+assert st == 0, ("attach", st, why)
+a.send(struct.pack("<IIQ", 4, 16, 2))                     # FORK_PREPARE
+st, tok = struct.unpack_from("<iIQ", a.recv(64), 16)[0::2]
+assert st == 0 and tok, ("prepare", st)
+if mode == "thief":
+    print(tok)                                            # for a stranger
+    sys.stdout.flush()
+    sys.stdin.readline()                                  # it tried
+    sys.exit(0)
+pid = os.fork()
+if pid == 0:                                              # the child may
+    st, why = hello(conn(), tok)
+    os._exit(0 if st == 0 else 1)
+a.send(struct.pack("<IIQQiI", 5, 32, 3, tok, pid, 0))     # FORK_COMMIT
+_, rc = os.waitpid(pid, 0)
+sys.exit(0 if rc == 0 else 1)
+PYEOF
+cat >"$NK_TMP/thief.py" <<'PYEOF'
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect(sys.argv[1])
+tok = int(sys.stdin.readline())
+s.send(struct.pack("<IIQIIIIQ64s", 1, 104, 1, 3, 5, 1, 0, tok, b""))
+m = s.recv(65536)
+st = struct.unpack_from("<i", m, 16)[0]
+print(st, m[32:].split(b"\0")[0].decode())
+PYEOF
+ip netns exec "$NS_V" "$PY" "$NK_TMP/tok.py" "$VM_SOCK" child ||
+	fail "the child of the asker could not claim its fork token"
+got=$(ip netns exec "$NS_V" "$PY" -c "
+import subprocess, sys
+a = subprocess.Popen([sys.executable, '$NK_TMP/tok.py', '$VM_SOCK', 'thief'],
+                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+tok = a.stdout.readline()
+t = subprocess.run([sys.executable, '$NK_TMP/thief.py', '$VM_SOCK'], input=tok,
+                   capture_output=True, text=True)
+a.stdin.write('\n'); a.stdin.flush(); a.wait()
+print(t.stdout.strip())") || fail "token check harness failed"
+case $got in
+"-1 "*"another process"*) ;;
+*) fail "a stranger claimed a fork token of the VM: '$got'" ;;
+esac
 
 log "nkctl lists the VM guest"
 out=$(nkctl guests) || fail "nkctl guests failed"
