@@ -1,6 +1,8 @@
-# Guest side: libnkshim.so (the LD_PRELOAD socket shim) and nkrun.
+# Guest side: libnkshim.so (the LD_PRELOAD socket shim), nkrun and
+# nk-vmagent.
 #   build/libnkshim.so   exports only the interposed libc symbols
 #   build/nkrun          runs a program as a guest
+#   build/nk-vmagent     the agent inside a VM guest (docs/vm.md)
 # Unit tests: tests/unit/test_fdtable.c (fd table), test_shim_*.c.
 
 SHIM_DIR := guest/shim
@@ -60,8 +62,11 @@ install-guest: $(BUILD)/libnkshim.so $(BUILD)/nkrun $(BUILD)/nk-vmagent
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/netkernel \
 		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(GUEST_DOCDIR)
 	install -m 0755 $(BUILD)/nkrun $(DESTDIR)$(PREFIX)/bin/nkrun
+	install -m 0755 $(BUILD)/nk-vmagent $(DESTDIR)$(PREFIX)/bin/nk-vmagent
 	install -m 0644 $(BUILD)/libnkshim.so \
 		$(DESTDIR)$(PREFIX)/lib/netkernel/libnkshim.so
 	install -m 0644 docs/man/nkrun.1 $(DESTDIR)$(PREFIX)/share/man/man1/nkrun.1
+	install -m 0644 docs/man/nk-vmagent.1 \
+		$(DESTDIR)$(PREFIX)/share/man/man1/nk-vmagent.1
 	install -m 0644 docs/shim.md $(DESTDIR)$(GUEST_DOCDIR)/shim.md
 install: install-guest
