@@ -72,6 +72,8 @@
 #define UD_BARRIER 4u /* NOP barrier, its sequence number in the upper bits */
 /* Longest a multiplexer waits for nkd to catch up with this process. */
 #define NK_BARRIER_NS (2 * 1000 * 1000LL)
+/* VM mode: how long a barrier waits for nk-vmagent's placeholders. */
+#define NK_VM_BARRIER_NS (50 * 1000 * 1000LL)
 
 /*
  * Barriers (abi.md §5, NOP): set when an SQE that changes a peer's
@@ -2002,6 +2004,31 @@ int nk_ring__wait_taken(struct nk_sock *s, int64_t timeout_ns)
 	return 0;
 }
 
+/*
+ * VM mode: the placeholders are the agent's, a channel frame behind nkd's.
+ * nkd counts the placeholder operations it sent in the region header
+ * (vm_ph_sent, stored before any later CQE) and the agent the ones it
+ * applied (vm_ph_applied): once they meet, the placeholders show all
+ * that the CQEs seen so far imply. Its own bound: the agent is another
+ * process to be scheduled.
+ */
+static void vm_sync(void)
+{
+	int64_t deadline;
+	uint32_t want;
+
+	if (!C.vm_wait || !C.hdr)
+		return;
+	want = __atomic_load_n(&C.hdr->vm_ph_sent, __ATOMIC_ACQUIRE);
+	if ((int)(atomic_load(&barrier_ph) - want) > 0)
+		want = atomic_load(&barrier_ph);
+	deadline = nk_now_ns() + NK_VM_BARRIER_NS;
+	while ((int)(__atomic_load_n(&C.hdr->vm_ph_applied, __ATOMIC_ACQUIRE) -
+		     want) < 0 &&
+	       nk_now_ns() < deadline)
+		sched_yield();
+}
+
 void nk_ring__barrier(void)
 {
 	struct nk_sqe sqe = { .opcode = NK_OP_NOP };
@@ -2015,9 +2042,12 @@ void nk_ring__barrier(void)
 	 * process published before it has run and its readiness is on the
 	 * placeholders. Bounded: a slow nkd costs a late edge, never a hang.
 	 */
-	if (atomic_load(&C.state) != NK_ST_UP ||
-	    !atomic_exchange(&barrier_dirty, 0))
+	if (atomic_load(&C.state) != NK_ST_UP)
 		return;
+	if (!atomic_exchange(&barrier_dirty, 0)) {
+		vm_sync();
+		return;
+	}
 	seq = atomic_fetch_add(&barrier_seq, 1) + 1;
 	sqe.user_data = ((uint64_t)seq << 3) | UD_BARRIER;
 	if (nk_ring__submit(&sqe))
@@ -2030,17 +2060,9 @@ void nk_ring__barrier(void)
 		if ((int)(atomic_load(&barrier_done) - seq) >= 0)
 			break;
 		if (nk_ring__wait_progress(g, deadline, false))
-			return;
+			break;
 	}
-	/*
-	 * VM mode: the placeholders are the agent's, a channel frame behind
-	 * nkd's; the agent counts the ones it applied in the region header.
-	 */
-	while (C.vm_wait && C.hdr &&
-	       (int)(__atomic_load_n(&C.hdr->vm_ph_applied, __ATOMIC_ACQUIRE) -
-		     atomic_load(&barrier_ph)) < 0 &&
-	       nk_now_ns() < deadline)
-		sched_yield();
+	vm_sync();
 }
 
 void nk_ring__close_sock(struct nk_sock *s)

@@ -17,13 +17,16 @@
  * costs nkd nothing.
  */
 #include <errno.h>
+#include <linux/magic.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -55,6 +58,8 @@ struct vmconn {
 	uint32_t id; /* the agent's */
 	int cfd, pool, bell;
 	uint32_t cslot, cgen; /* ctl.c's client */
+	uint64_t win_off; /* its region window, once attached */
+	bool has_win;
 };
 
 struct nk_vm {
@@ -64,6 +69,7 @@ struct nk_vm {
 	char chan_path[108];
 	int guest_idx;
 	int fd; /* the shared file */
+	uint8_t *map; /* all of it: vm_ph_sent in each window's header */
 	uint64_t size, win;
 	uint32_t nwin;
 	uint8_t *win_used;
@@ -267,6 +273,7 @@ static void conn_open(struct nk_vm *vm, uint32_t id)
 		return;
 	}
 	vc->used = true;
+	vc->has_win = false;
 	vc->id = id;
 	vc->cfd = sv[1];
 	vc->pool = vc->bell = -1;
@@ -503,6 +510,8 @@ static void conn_read(struct nk_vm *vm, struct vmconn *vc)
 			}
 			c->vm_ref = ref_of(vm, i);
 			x.region_off = nk_region__offset(c->region);
+			vc->win_off = x.region_off;
+			vc->has_win = true;
 			w.hdr.len += sizeof(x);
 			memcpy(buf, &w, sizeof(w));
 			memcpy(buf + n, &x, sizeof(x));
@@ -666,6 +675,19 @@ void nk_vm__ph(const struct nk_ph *ph, uint32_t op, uint32_t arg)
 
 	if (vm && vm->greeted) {
 		vm->ph_seq++;
+		/*
+		 * Before any later CQE: a shim that saw one waits, before it
+		 * trusts a placeholder, until the agent applied this many.
+		 */
+		for (uint32_t i = 0; vm->map && i < NK_VMF_MAX_CONNS; i++) {
+			struct nk_region_hdr *h;
+
+			if (!vm->conns[i].used || !vm->conns[i].has_win)
+				continue;
+			h = (void *)(vm->map + vm->conns[i].win_off);
+			__atomic_store_n(&h->vm_ph_sent, vm->ph_seq,
+					 __ATOMIC_RELEASE);
+		}
 		frame_send(vm, NK_VMF_PH_OP, 0, &m, sizeof(m), NULL, 0);
 	}
 }
@@ -727,10 +749,13 @@ static int vm_open(struct nk_vmset *s, struct nk_vm *vm,
 				      NK_REGION_BUF_SIZE),
 	};
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct statfs sfs;
+	uint64_t align = 4096;
 	int ret;
 
 	vm->set = s;
 	vm->fd = vm->lfd = vm->cfd = -1;
+	vm->map = NULL;
 	snprintf(vm->name, sizeof(vm->name), "%s", g->name);
 	/* config.c keeps the path under 92 bytes */
 	memcpy(vm->chan_path, g->vm_channel,
@@ -740,7 +765,28 @@ static int vm_open(struct nk_vmset *s, struct nk_vm *vm,
 	ret = nk_region__layout_size(&p, &vm->win);
 	if (ret)
 		return ret;
-	vm->win = (vm->win + 4095) & ~4095ull;
+	vm->fd = open(g->vm_region, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+		      0600);
+	if (vm->fd < 0 || ftruncate(vm->fd, (off_t)vm->size) ||
+	    fstatfs(vm->fd, &sfs)) {
+		ret = -errno;
+		nk_err("VM guest %s: vm_region %s: %s", vm->name, g->vm_region,
+		       strerror(-ret));
+		return ret;
+	}
+	vm->map = mmap(NULL, vm->size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		       vm->fd, 0);
+	if (vm->map == MAP_FAILED) {
+		vm->map = NULL;
+		ret = -errno;
+		nk_err("VM guest %s: vm_region %s: mmap: %s", vm->name,
+		       g->vm_region, strerror(-ret));
+		return ret;
+	}
+	/* Windows are mapped at their offset: on hugetlbfs, huge pages. */
+	if (sfs.f_type == HUGETLBFS_MAGIC && sfs.f_bsize > 4096)
+		align = (uint64_t)sfs.f_bsize;
+	vm->win = (vm->win + align - 1) & ~(align - 1);
 	vm->nwin = (uint32_t)(vm->size / vm->win);
 	if (!vm->nwin) {
 		nk_err("VM guest %s: vm_size=%llu holds no region of %llu "
@@ -753,14 +799,6 @@ static int vm_open(struct nk_vmset *s, struct nk_vm *vm,
 	vm->in = malloc(IN_CAP);
 	if (!vm->win_used || !vm->in)
 		return -ENOMEM;
-	vm->fd = open(g->vm_region, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
-		      0600);
-	if (vm->fd < 0 || ftruncate(vm->fd, (off_t)vm->size)) {
-		ret = -errno;
-		nk_err("VM guest %s: vm_region %s: %s", vm->name, g->vm_region,
-		       strerror(-ret));
-		return ret;
-	}
 	vm->lfd =
 		socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	memcpy(sun.sun_path, vm->chan_path, sizeof(vm->chan_path));
@@ -833,6 +871,8 @@ void nk_vm__destroy(struct nk_vmset *s)
 		}
 		if (vm->fd >= 0)
 			close(vm->fd);
+		if (vm->map)
+			munmap(vm->map, vm->size);
 		free(vm->win_used);
 		free(vm->in);
 		free(vm->out);
