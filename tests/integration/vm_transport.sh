@@ -11,6 +11,8 @@
 #  - a namespace guest in G does its own checksummed transfer beside it;
 #  - a hostile channel (garbage, oversize lengths) does not crash nkd
 #    (the ASan+UBSan nkd, checked for reports when it stops).
+# VM_DEBUG=1 fails at the end on purpose, to show every log (and the
+# forking server runs with NK_DEBUG).
 # timeout: 180
 set -eu
 # shellcheck source=tests/lib.sh

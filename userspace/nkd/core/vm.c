@@ -249,12 +249,17 @@ static void conn_open(struct nk_vm *vm, uint32_t id)
 	struct nk_engine *e = vm->set->e;
 	struct nk_peer peer = { .pid = 0, .uid = 65534, .gid = 65534 };
 	struct vmconn *vc = NULL;
-	uint32_t i;
+	uint32_t i, nr = 0;
 	int sv[2];
 
-	for (i = 0; i < NK_VMF_MAX_CONNS && !vc; i++)
-		if (!vm->conns[i].used)
+	/* A VM holds nkd's control slots as one uid does (max_ctl_per_uid). */
+	for (i = 0; i < NK_VMF_MAX_CONNS; i++) {
+		nr += vm->conns[i].used;
+		if (!vm->conns[i].used && !vc)
 			vc = &vm->conns[i];
+	}
+	if (nr >= e->cfg.max_ctl_per_uid)
+		vc = NULL;
 	if (!id || conn_find(vm, id) || !vc ||
 	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK,
 		       0, sv)) {
