@@ -7,6 +7,8 @@
 #  - curl fetches a file from http.server in P, checked by sha256;
 #  - python3 http.server in V serves curl in P;
 #  - a forking server (ForkingTCPServer) in V answers 100 requests;
+#  - 50 nk_semantics checks pass through the agent;
+#  - the agent gives a fork token to the asker's child, not to a stranger;
 #  - nkctl lists the VM guest and its sockets;
 #  - a namespace guest in G does its own checksummed transfer beside it;
 #  - a hostile channel (garbage, oversize lengths) does not crash nkd
