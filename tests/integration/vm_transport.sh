@@ -88,7 +88,7 @@ socketserver.ForkingTCPServer.allow_reuse_address = True
 with socketserver.ForkingTCPServer(("0.0.0.0", 8002), H) as s:
     s.serve_forever()
 PYEOF
-bg vmfork ip netns exec "$NS_V" env NK_DEBUG=${VM_DEBUG:-} "$NKRUN" --socket "$VM_SOCK" -- "$PY" "$NK_TMP/fork_srv.py"
+bg vmfork ip netns exec "$NS_V" env NK_DEBUG="${VM_DEBUG:-}" "$NKRUN" --socket "$VM_SOCK" -- "$PY" "$NK_TMP/fork_srv.py"
 wait_port "$NS_H" 8002 20
 for i in $(seq 1 100); do
 	got=$(run_peer "$PY" -c "
