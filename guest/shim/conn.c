@@ -73,7 +73,7 @@
 /* Longest a multiplexer waits for nkd to catch up with this process. */
 #define NK_BARRIER_NS (2 * 1000 * 1000LL)
 /* VM mode: how long a barrier waits for nk-vmagent's placeholders. */
-#define NK_VM_BARRIER_NS (50 * 1000 * 1000LL)
+#define NK_VM_BARRIER_NS (500 * 1000 * 1000LL)
 
 /*
  * Barriers (abi.md §5, NOP): set when an SQE that changes a peer's
@@ -2014,7 +2014,7 @@ int nk_ring__wait_taken(struct nk_sock *s, int64_t timeout_ns)
  */
 static void vm_sync(void)
 {
-	int64_t deadline;
+	int64_t t0, deadline;
 	uint32_t want;
 
 	if (!C.vm_wait || !C.hdr)
@@ -2022,11 +2022,20 @@ static void vm_sync(void)
 	want = __atomic_load_n(&C.hdr->vm_ph_sent, __ATOMIC_ACQUIRE);
 	if ((int)(atomic_load(&barrier_ph) - want) > 0)
 		want = atomic_load(&barrier_ph);
-	deadline = nk_now_ns() + NK_VM_BARRIER_NS;
+	t0 = nk_now_ns();
+	deadline = t0 + NK_VM_BARRIER_NS;
 	while ((int)(__atomic_load_n(&C.hdr->vm_ph_applied, __ATOMIC_ACQUIRE) -
-		     want) < 0 &&
-	       nk_now_ns() < deadline)
-		sched_yield();
+		     want) < 0) {
+		int64_t now = nk_now_ns();
+
+		if (now >= deadline)
+			break;
+		/* Yield a little, then sleep: a busy machine runs the agent. */
+		if (now - t0 < 1000000)
+			sched_yield();
+		else
+			usleep(200);
+	}
 }
 
 void nk_ring__barrier(void)

