@@ -1,6 +1,8 @@
-# Guest side: libnkshim.so (the LD_PRELOAD socket shim) and nkrun.
+# Guest side: libnkshim.so (the LD_PRELOAD socket shim), nkrun and
+# nk-vmagent.
 #   build/libnkshim.so   exports only the interposed libc symbols
 #   build/nkrun          runs a program as a guest
+#   build/nk-vmagent     the agent inside a VM guest (docs/vm.md)
 # Unit tests: tests/unit/test_fdtable.c (fd table), test_shim_*.c.
 
 SHIM_DIR := guest/shim
@@ -27,6 +29,12 @@ $(BUILD)/nkrun: $(BUILD)/obj/guest/nkrun.o
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^
 
+# The agent inside a VM guest (docs/vm.md "Transport").
+$(BUILD)/nk-vmagent: $(BUILD)/obj/guest/vmagent/nk-vmagent.o
+	$(msg) LINK $@
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $^
+
 UT_fdtable_SRCS := $(SHIM_DIR)/fdtable.c
 UT_fdtable_LIBS := -lpthread
 
@@ -46,16 +54,19 @@ $(BUILD)/tests/san/fdtable: $(BUILD)/san/tests/unit/test_fdtable.o \
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ -lcmocka $(UT_fdtable_LIBS)
 
-guest: $(BUILD)/libnkshim.so $(BUILD)/nkrun
+guest: $(BUILD)/libnkshim.so $(BUILD)/nkrun $(BUILD)/nk-vmagent
 all: guest
 .PHONY: guest install-guest
 
-install-guest: $(BUILD)/libnkshim.so $(BUILD)/nkrun
+install-guest: $(BUILD)/libnkshim.so $(BUILD)/nkrun $(BUILD)/nk-vmagent
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/netkernel \
 		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(GUEST_DOCDIR)
 	install -m 0755 $(BUILD)/nkrun $(DESTDIR)$(PREFIX)/bin/nkrun
+	install -m 0755 $(BUILD)/nk-vmagent $(DESTDIR)$(PREFIX)/bin/nk-vmagent
 	install -m 0644 $(BUILD)/libnkshim.so \
 		$(DESTDIR)$(PREFIX)/lib/netkernel/libnkshim.so
 	install -m 0644 docs/man/nkrun.1 $(DESTDIR)$(PREFIX)/share/man/man1/nkrun.1
+	install -m 0644 docs/man/nk-vmagent.1 \
+		$(DESTDIR)$(PREFIX)/share/man/man1/nk-vmagent.1
 	install -m 0644 docs/shim.md $(DESTDIR)$(GUEST_DOCDIR)/shim.md
 install: install-guest

@@ -20,7 +20,7 @@ NK_HOST_DOCS := README.md docs/config.md docs/nkd.md docs/architecture.md \
 	docs/packaging.md
 
 nk-host: $(BUILD)/nkd $(BUILD)/nkctl $(NK_LOADER) $(NK_STEER_OBJ)
-nk-guest: $(BUILD)/libnkshim.so $(BUILD)/nkrun
+nk-guest: $(BUILD)/libnkshim.so $(BUILD)/nkrun $(BUILD)/nk-vmagent
 
 # The unit names the installed nkd and config; an existing config (the
 # operator's) is never overwritten.

@@ -71,6 +71,7 @@ UT_guest_ids_SRCS := $(NKD_DIR)/core/guest_ids.c
 # but main, the control socket and the two real NSMs with their helpers
 # (stubbed in the test).
 UT_engine_SRCS := $(filter-out $(NKD_DIR)/main.c $(NKD_DIR)/core/ctl.c \
+	$(NKD_DIR)/core/vm.c \
 	$(NKD_DIR)/nsm/kernel/nsm_kernel.c $(NKD_AFXDP_SRCS),$(NKD_SRCS))
 UT_engine_LIBS := $(NKD_LIBS)
 UT_xlinger_SRCS := $(NKD_DIR)/nsm/afxdp/xlinger.c $(USTACK_DIR)/seqmod.c \

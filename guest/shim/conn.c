@@ -72,6 +72,8 @@
 #define UD_BARRIER 4u /* NOP barrier, its sequence number in the upper bits */
 /* Longest a multiplexer waits for nkd to catch up with this process. */
 #define NK_BARRIER_NS (2 * 1000 * 1000LL)
+/* VM mode: how long a barrier waits for nk-vmagent's placeholders. */
+#define NK_VM_BARRIER_NS (500 * 1000 * 1000LL)
 
 /*
  * Barriers (abi.md §5, NOP): set when an SQE that changes a peer's
@@ -79,6 +81,8 @@
  */
 static atomic_int barrier_dirty;
 static atomic_uint barrier_seq, barrier_done;
+/* VM mode: nkd's placeholder ops the last NOP covers (abi.md §9). */
+static atomic_uint barrier_ph;
 
 struct nk_cfg nk_cfg;
 
@@ -100,6 +104,9 @@ static struct {
 	uint8_t *data;
 	uint32_t buf_size, nr_bufs, send_window, send_charge;
 	uint64_t epoch, features, seq;
+	/* VM mode (abi.md §9): the bell is a stream from nk-vmagent, and
+	 * the reaper sleeps on it instead of FUTEX_WAIT on the CQ tail. */
+	bool vm_wait;
 	uint32_t *free_bufs, nfree;
 	/* Buffers async SENDs hold, and how many they may (the rest is kept
 	 * for receives, accepts and options: sends never starve them). */
@@ -635,15 +642,16 @@ static bool in_region(uint64_t off, uint64_t len)
 	return off <= C.region_size && len <= C.region_size - off;
 }
 
-static int map_region(int rfd, uint64_t size)
+static int map_region(int rfd, uint64_t size, uint64_t off)
 {
 	struct nk_region_hdr *h;
 	struct nk_qset_desc *q;
 	void *p;
 
-	if (size < sizeof(*h) || size > (1ull << 36))
+	if (size < sizeof(*h) || size > (1ull << 36) || off % 4096)
 		return -EPROTO;
-	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, rfd, 0);
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, rfd,
+		 (off_t)off);
 	if (p == MAP_FAILED)
 		return -errno;
 	C.region = p;
@@ -708,6 +716,8 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 		.nr_qsets = 1,
 	};
 	struct nk_ctl_welcome w;
+	struct nk_ctl_welcome_vm vm = { 0 };
+	size_t hl;
 	int fd, fds[3] = { -1, -1, -1 }, nfds = 0, n, err;
 
 	refused = false;
@@ -729,6 +739,7 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 		hello.flags = NK_HELLO_F_INHERIT;
 		hello.inherit_token = token;
 	}
+	hello.flags |= NK_HELLO_F_VM; /* nk-vmagent wants to know */
 	snprintf(hello.guest, sizeof(hello.guest), "%s", nk_cfg.guest);
 	hello.hdr.seq = ++C.seq;
 	err = ctl_send(&hello, sizeof(hello), NULL, 0);
@@ -760,13 +771,23 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 	    (size_t)n < sizeof(w) + (size_t)w.nr_handles *
 					    sizeof(struct nk_ctl_handle))
 		goto fail;
-	err = map_region(fds[0], w.region_size);
+	/* From nk-vmagent: a window of the VM's shared memory. */
+	hl = sizeof(w) + (size_t)w.nr_handles * sizeof(struct nk_ctl_handle);
+	if ((size_t)n >= hl + sizeof(vm))
+		memcpy(&vm, ctl_buf.b + hl, sizeof(vm));
+	if (vm.magic != NK_WELCOME_VM_MAGIC)
+		memset(&vm, 0, sizeof(vm));
+	C.vm_wait = vm.flags & NK_WELCOME_VM_F_BELL_WAIT;
+	err = map_region(fds[0], w.region_size, vm.region_off);
 	REAL(close)(fds[0]);
 	fds[0] = -1;
 	if (err)
 		goto fail;
 	C.bell_fd = move_high(fds[1], C.ctl_fd);
 	fds[1] = -1;
+	/* A stream: a full one means the agent has our ring already. */
+	if (C.vm_wait)
+		REAL(fcntl)(C.bell_fd, F_SETFL, O_NONBLOCK);
 	C.pool_fd = move_high(fds[2], C.bell_fd);
 	fds[2] = -1;
 	*nhandles = (int)w.nr_handles;
@@ -1421,6 +1442,8 @@ static void dispatch(const struct nk_cqe *cqe)
 	case UD_BARRIER: {
 		unsigned seq = (unsigned)(ud >> 3), done;
 
+		if (C.vm_wait)
+			atomic_store(&barrier_ph, cqe->aux);
 		done = atomic_load(&barrier_done);
 		while ((int)(seq - done) > 0 &&
 		       !atomic_compare_exchange_weak(&barrier_done, &done, seq))
@@ -1687,6 +1710,48 @@ static int sleep_futex(struct sigwin *w, uint32_t *addr, int op, uint32_t val,
 }
 
 /*
+ * VM mode: no futex crosses the VM boundary (and FUTEX_WAIT on a PCI BAR
+ * mapping fails), so nk-vmagent writes a byte on the bell stream when nkd
+ * says the CQ moved. A byte written before we sleep stays queued: no
+ * lost wake-up. Local wake-ups (wake_waiters) reach the futex only, so
+ * the sleep is cut into slices of at most 100 ms.
+ */
+static int sleep_bell(struct sigwin *w, int64_t ns)
+{
+	struct pollfd p = { .fd = C.bell_fd, .events = POLLIN };
+	int ms = ns > 0 && ns < 100000000 ? (int)(ns / 1000000) + 1 : 100;
+	sigset_t pend, all;
+	char buf[64];
+	int r;
+
+	plug_flush(); /* what we wait for may need nkd awake */
+	if (w && w->masked && sigpending(&pend) == 0) {
+		for (int sig = 1; sig < NSIG; sig++)
+			if (sigismember(&pend, sig) == 1 &&
+			    sigismember(&w->old, sig) != 1)
+				return NK_EPENDING;
+	}
+	if (w && w->masked)
+		pthread_sigmask(SIG_SETMASK, &w->old, NULL);
+	r = REAL(poll)(&p, 1, ms);
+	if (w && w->masked) {
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, NULL);
+	}
+	/*
+	 * An untimed FUTEX_WAIT is restarted by the kernel under SA_RESTART;
+	 * poll() never is, so decide as the kernel would for the socket call.
+	 */
+	if (r < 0 && errno == EINTR)
+		return !ns && signals_restart() ? 0 : -EINTR;
+	if (r > 0)
+		while (REAL(recv)(C.bell_fd, buf, sizeof(buf), MSG_DONTWAIT) ==
+		       (ssize_t)sizeof(buf))
+			;
+	return 0;
+}
+
+/*
  * The reaper's sleep: spin, then NEED_WAKEUP + FUTEX_WAIT on the CQ tail.
  * The spin is the caller's, cut to what spinning has recently paid off
  * (C.wait_spin); with few CPUs it yields, so an nkd or a peer waiting for
@@ -1724,7 +1789,9 @@ static int reaper_sleep(struct sigwin *w, int64_t slice, int64_t spin)
 	err = 0;
 	if (tail == head) {
 		t0 = nk_now_ns();
-		err = sleep_futex(w, &cqi->tail, FUTEX_WAIT, tail, slice);
+		err = C.vm_wait ? sleep_bell(w, slice)
+				: sleep_futex(w, &cqi->tail, FUTEX_WAIT, tail,
+					      slice);
 		nk_spin__slept(&C.wait_spin, nk_now_ns() - t0,
 			       nk_ring_load_acquire(&cqi->tail) != head);
 	}
@@ -1952,6 +2019,40 @@ int nk_ring__wait_taken(struct nk_sock *s, int64_t timeout_ns)
 	return 0;
 }
 
+/*
+ * VM mode: the placeholders are the agent's, a channel frame behind nkd's.
+ * nkd counts the placeholder operations it sent in the region header
+ * (vm_ph_sent, stored before any later CQE) and the agent the ones it
+ * applied (vm_ph_applied): once they meet, the placeholders show all
+ * that the CQEs seen so far imply. Its own bound: the agent is another
+ * process to be scheduled.
+ */
+static void vm_sync(void)
+{
+	int64_t t0, deadline;
+	uint32_t want;
+
+	if (!C.vm_wait || !C.hdr)
+		return;
+	want = __atomic_load_n(&C.hdr->vm_ph_sent, __ATOMIC_ACQUIRE);
+	if ((int)(atomic_load(&barrier_ph) - want) > 0)
+		want = atomic_load(&barrier_ph);
+	t0 = nk_now_ns();
+	deadline = t0 + NK_VM_BARRIER_NS;
+	while ((int)(__atomic_load_n(&C.hdr->vm_ph_applied, __ATOMIC_ACQUIRE) -
+		     want) < 0) {
+		int64_t now = nk_now_ns();
+
+		if (now >= deadline)
+			break;
+		/* Yield a little, then sleep: a busy machine runs the agent. */
+		if (now - t0 < 1000000)
+			sched_yield();
+		else
+			usleep(200);
+	}
+}
+
 void nk_ring__barrier(void)
 {
 	struct nk_sqe sqe = { .opcode = NK_OP_NOP };
@@ -1965,9 +2066,12 @@ void nk_ring__barrier(void)
 	 * process published before it has run and its readiness is on the
 	 * placeholders. Bounded: a slow nkd costs a late edge, never a hang.
 	 */
-	if (atomic_load(&C.state) != NK_ST_UP ||
-	    !atomic_exchange(&barrier_dirty, 0))
+	if (atomic_load(&C.state) != NK_ST_UP)
 		return;
+	if (!atomic_exchange(&barrier_dirty, 0)) {
+		vm_sync();
+		return;
+	}
 	seq = atomic_fetch_add(&barrier_seq, 1) + 1;
 	sqe.user_data = ((uint64_t)seq << 3) | UD_BARRIER;
 	if (nk_ring__submit(&sqe))
@@ -1978,10 +2082,11 @@ void nk_ring__barrier(void)
 
 		nk_ring__poll();
 		if ((int)(atomic_load(&barrier_done) - seq) >= 0)
-			return;
+			break;
 		if (nk_ring__wait_progress(g, deadline, false))
-			return;
+			break;
 	}
+	vm_sync();
 }
 
 void nk_ring__close_sock(struct nk_sock *s)

@@ -299,7 +299,15 @@ struct nk_region_hdr {
 	 */
 	uint32_t send_window;
 	uint32_t send_charge; /* least a SEND counts; > 0 since ABI 3 */
-	uint32_t resv[6];
+	/*
+	 * VM guests only (docs/abi.md §9): nk-vmagent stores here how many
+	 * placeholder operations of the channel it has applied; a NOP's CQE
+	 * carries in aux how many nkd had sent. nkd never reads it.
+	 */
+	uint32_t vm_ph_applied;
+	/* VM guests only: how many nkd had sent; written by nkd. */
+	uint32_t vm_ph_sent;
+	uint32_t resv[4];
 	struct nk_qset_desc qsets[NK_MAX_QSETS];
 };
 
@@ -393,7 +401,9 @@ NK_ASSERT_OFF(nk_region_hdr, epoch, 24);
 NK_ASSERT_OFF(nk_region_hdr, host_flags, 60);
 NK_ASSERT_OFF(nk_region_hdr, send_window, 64);
 NK_ASSERT_OFF(nk_region_hdr, send_charge, 68);
-NK_ASSERT_OFF(nk_region_hdr, resv, 72);
+NK_ASSERT_OFF(nk_region_hdr, vm_ph_applied, 72);
+NK_ASSERT_OFF(nk_region_hdr, vm_ph_sent, 76);
+NK_ASSERT_OFF(nk_region_hdr, resv, 80);
 NK_ASSERT_OFF(nk_region_hdr, qsets, 96);
 _Static_assert(NK_OP__MAX == 16, "update the opcode table in docs/abi.md");
 

@@ -99,6 +99,11 @@ struct nk_ctl_hdr {
  * on success the picked guest's name as text after the struct.
  */
 #define NK_HELLO_F_PROBE (1U << 1)
+/*
+ * The caller knows VM mode (docs/abi.md §9): nk-vmagent refuses a HELLO
+ * without it, since an older shim would map the wrong region window.
+ */
+#define NK_HELLO_F_VM (1U << 2)
 
 struct nk_ctl_hello {
 	struct nk_ctl_hdr hdr;
@@ -133,6 +138,22 @@ struct nk_ctl_welcome {
 	uint32_t nr_handles; /* nk_ctl_handle entries that follow */
 	uint64_t region_size; /* bytes to mmap from the region fd */
 	/* struct nk_ctl_handle handles[nr_handles]; or, on error, reason */
+};
+
+/*
+ * VM mode (docs/abi.md §9): a successful WELCOME from nk-vmagent has this
+ * after its handles. The region fd is the whole shared memory (the ivshmem
+ * BAR, or the file): map region_size bytes at region_off (page-aligned).
+ * The doorbell fd is a stream socket: the guest writes to it to ring, and
+ * with NK_WELCOME_VM_F_BELL_WAIT sleeps on it (poll) instead of FUTEX_WAIT
+ * on the CQ tail, which does not cross a VM boundary.
+ */
+#define NK_WELCOME_VM_MAGIC 0x4e4b564du /* "NKVM" */
+#define NK_WELCOME_VM_F_BELL_WAIT (1U << 0)
+struct nk_ctl_welcome_vm {
+	uint32_t magic;
+	uint32_t flags;
+	uint64_t region_off;
 };
 
 /*

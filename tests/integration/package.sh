@@ -105,6 +105,7 @@ has netkernel /usr/sbin/nkd /usr/bin/nkctl /usr/sbin/nk-loader \
 	/usr/share/doc/netkernel/config.md /usr/share/doc/netkernel/copyright \
 	/usr/share/doc/netkernel/packaging.md
 has netkernel-guest /usr/lib/netkernel/libnkshim.so /usr/bin/nkrun \
+	/usr/bin/nk-vmagent /usr/share/man/man1/nk-vmagent.1.gz \
 	/usr/share/man/man1/nkrun.1.gz /usr/share/doc/netkernel-guest/shim.md \
 	/usr/share/doc/netkernel-guest/copyright
 q -L netkernel-guest | grep -q '/sbin/\|nkd' && fail "netkernel-guest carries host files: $(q -L netkernel-guest | grep '/sbin/\|nkd')"

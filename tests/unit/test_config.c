@@ -526,6 +526,58 @@ static void test_match(void **state)
 	assert_non_null(strstr(err, "already guest a's"));
 }
 
+/* VM guests (docs/vm.md): three keys together, the channel is the match. */
+static void test_vm_guest(void **state)
+{
+	static const char text[] = "nsm k type=kernel\n"
+				   "guest v vm_region=/dev/shm/v vm_size=64M "
+				   "vm_channel=/run/nk/v.chan\n"
+				   "guest b\n";
+	static const char *const bad[][2] = {
+		{ "guest v vm_region=/x vm_size=64M\n", "together" },
+		{ "guest v vm_region=/x vm_size=3M vm_channel=/c\n",
+		  "power of two" },
+		{ "guest v vm_region=/x vm_size=64k vm_channel=/c\n",
+		  "power of two" },
+		{ "guest v vm_region=x vm_size=64M vm_channel=/c\n",
+		  "absolute path" },
+		{ "guest v vm_region=/x vm_size=64M vm_channel=/c uid=0\n",
+		  "is its channel" },
+	};
+	struct nk_config c;
+	struct nk_peer p;
+	char err[256] = "", why[256];
+
+	(void)state;
+	assert_int_equal(nk_config__parse(text, "t", &c, err, sizeof(err)), 0);
+	assert_int_equal(c.guests[0].vm_size, 64ull << 20);
+	assert_string_equal(c.guests[0].vm_region, "/dev/shm/v");
+	assert_string_equal(c.guests[0].vm_channel, "/run/nk/v.chan");
+	memset(&p, 0, sizeof(p));
+	p.attach = -1;
+	p.uid = geteuid();
+	/* Not through its channel: refused, even for nkd's own uid. */
+	assert_int_equal(nk_guest_conf__match(&c.guests[0], &p, why, 256),
+			 -EPERM);
+	assert_non_null(strstr(why, "is a VM"));
+	p.attach = 0;
+	strcpy(p.attach_path, "/run/nk/v.chan");
+	assert_int_equal(nk_guest_conf__match(&c.guests[0], &p, why, 256), 0);
+	/* Its channel is nobody else's. */
+	assert_int_equal(nk_guest_conf__match(&c.guests[1], &p, why, 256),
+			 -EPERM);
+	nk_config__free(&c);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char t[256];
+
+		snprintf(t, sizeof(t), "nsm k type=kernel\n%s", bad[i][0]);
+		assert_int_equal(nk_config__parse(t, "t", &c, err, sizeof(err)),
+				 -EINVAL);
+		if (!strstr(err, bad[i][1]))
+			fail_msg("'%s': got '%s'", bad[i][0], err);
+	}
+}
+
 static void test_egress_policy(void **state)
 {
 	static const char text[] =
@@ -681,6 +733,7 @@ int main(void)
 		cmocka_unit_test(test_guest_set),
 		cmocka_unit_test(test_rate),
 		cmocka_unit_test(test_match),
+		cmocka_unit_test(test_vm_guest),
 		cmocka_unit_test(test_egress_policy),
 		cmocka_unit_test(test_continuation_and_names),
 		cmocka_unit_test(test_check_all),

@@ -20,6 +20,7 @@
 #include "engine.h"
 #include "log.h"
 #include "notify.h"
+#include "vm.h"
 
 static void usage(FILE *f)
 {
@@ -114,6 +115,7 @@ int main(int argc, char **argv)
 	struct nk_engine *e = NULL;
 	struct nk_config cfg;
 	struct nk_ctl *ctl;
+	struct nk_vmset *vms = NULL;
 	char err[512];
 	sigset_t mask;
 	int opt, ret;
@@ -209,6 +211,15 @@ int main(int argc, char **argv)
 		nk_engine__destroy(e);
 		return 1;
 	}
+	ret = nk_vm__create(e, &vms);
+	if (ret) {
+		nk_notify__status("startup failed: VM guests: %s",
+				  strerror(-ret));
+		nk_vm__shutdown(vms);
+		nk_engine__destroy(e);
+		nk_vm__destroy(vms);
+		return 1;
+	}
 	if (pidfile && (ret = write_pidfile(pidfile))) {
 		nk_err("pidfile %s: %s", pidfile, strerror(-ret));
 		nk_notify__status("startup failed: pidfile %s: %s", pidfile,
@@ -226,7 +237,9 @@ int main(int argc, char **argv)
 	}
 	ret = nk_engine__run(e);
 	nk_notify__stopping(ret ? "stopping after an error" : "stopping");
+	nk_vm__shutdown(vms);
 	nk_engine__destroy(e);
+	nk_vm__destroy(vms);
 	if (pidfile)
 		unlink(pidfile);
 	nk_info("stopped");

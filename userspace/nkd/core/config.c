@@ -258,7 +258,7 @@ int nk_guest_conf__uid_ok(const struct nk_guest_conf *g, uid_t uid)
 bool nk_guest_conf__has_match(const struct nk_guest_conf *g)
 {
 	return g->nr_uids || g->nr_gids || g->nr_netns || g->nr_cgroups ||
-	       g->attach[0];
+	       g->attach[0] || g->vm_channel[0];
 }
 
 /* path is cgroup dir or below it ("/a" matches "/a" and "/a/b", not "/ab"). */
@@ -286,11 +286,19 @@ static bool gid_in(const struct nk_peer *p, gid_t gid)
 int nk_guest_conf__match(const struct nk_guest_conf *g, const struct nk_peer *p,
 			 char *why, size_t whylen)
 {
-	bool via_own = p->attach >= 0 && !strcmp(p->attach_path, g->attach);
+	bool via_own = p->attach >= 0 &&
+		       (!strcmp(p->attach_path, g->attach) ||
+			!strcmp(p->attach_path, g->vm_channel));
 	unsigned i;
 
 	if (p->attach >= 0 && !via_own)
 		return WHY("this attach socket is only for another guest");
+	/* A VM guest is its channel: nothing else attaches as it. */
+	if (g->vm_channel[0])
+		return via_own ? 0
+			       : WHY("guest '%s' is a VM: it attaches only "
+				     "through its VM channel",
+				     g->name);
 	if (g->attach[0] && !via_own)
 		return WHY("guest '%s' attaches only through its own socket "
 			   "(attach=)",
@@ -705,6 +713,35 @@ static int match_key(struct parser *p, struct nk_guest_conf *g, const char *key,
 			memcpy(g->cgroups[g->nr_cgroups], val, n);
 			g->cgroups[g->nr_cgroups++][n] = '\0';
 		}
+	} else if (!strcmp(key, "vm_region") || !strcmp(key, "vm_channel")) {
+		char *dst = key[3] == 'r' ? g->vm_region : g->vm_channel;
+
+		if (val[0] != '/' || strlen(val) >= 108 - 16)
+			*ret = PERR(p,
+				    "guest %s: %s= needs an absolute path "
+				    "shorter than 92 bytes",
+				    g->name, key);
+		else
+			strcpy(dst, val);
+	} else if (!strcmp(key, "vm_size")) {
+		unsigned long long sz;
+		char *end;
+
+		errno = 0;
+		sz = strtoull(val, &end, 10);
+		if (!errno && (*end == 'M' || *end == 'm'))
+			sz <<= 20, end++;
+		else if (!errno && (*end == 'G' || *end == 'g'))
+			sz <<= 30, end++;
+		/* QEMU's ivshmem BAR is a power of two. */
+		if (errno || *end || sz < (1ull << 20) || sz > (1ull << 36) ||
+		    (sz & (sz - 1)))
+			*ret = PERR(p,
+				    "guest %s: vm_size= must be a power of "
+				    "two from 1M to 64G (e.g. 64M)",
+				    g->name);
+		else
+			g->vm_size = sz;
 	} else if (!strcmp(key, "attach")) {
 		if (val[0] != '/' || strlen(val) >= 108 - 16)
 			*ret = PERR(p,
@@ -940,6 +977,18 @@ static int parse_guest(struct parser *p, char **tok, int ntok)
 		return PERR(p,
 			    "guest %s: reserve=%u is more than max_sockets=%u",
 			    g.name, g.reserve, g.max_sockets);
+	if (!g.vm_channel[0] != !g.vm_region[0] ||
+	    !g.vm_channel[0] != !g.vm_size)
+		return PERR(p,
+			    "guest %s: a VM guest needs vm_region=, vm_size= "
+			    "and vm_channel= together",
+			    g.name);
+	if (g.vm_channel[0] && (g.attach[0] || g.nr_uids || g.nr_gids ||
+				g.nr_netns || g.nr_cgroups))
+		return PERR(p,
+			    "guest %s: a VM guest is its channel: no attach=, "
+			    "uid=, gid=, netns= or cgroup=",
+			    g.name);
 	if (grow((void **)&p->cfg.guests, p->cfg.nr_guests, sizeof(g)) ||
 	    grow((void **)&p->guest_lines, p->cfg.nr_guests, sizeof(unsigned)))
 		return -ENOMEM;

@@ -100,6 +100,15 @@ struct nk_guest_conf {
 	char cgroups[NK_MAX_MATCH][NK_PEER_CGROUP_MAX];
 	unsigned nr_cgroups;
 	char attach[NK_PATH_MAX]; /* its own control socket; "" none */
+	/*
+	 * A VM guest (docs/vm.md): its processes' regions are windows of the
+	 * file vm_region (vm_size bytes, shared with QEMU's ivshmem) and
+	 * everything else goes over the stream socket vm_channel (QEMU's
+	 * virtio-serial chardev). Anything on the channel is this guest.
+	 */
+	char vm_region[NK_PATH_MAX];
+	char vm_channel[NK_PATH_MAX];
+	uint64_t vm_size;
 	int idx; /* index in nk_config.guests; -1 not from the config */
 	/*
 	 * Ports and destinations (portown.c, docs/config.md): host_access=

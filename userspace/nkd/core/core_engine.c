@@ -33,6 +33,7 @@
 #include "ratelimit.h"
 #include "sendq.h"
 #include "region.h"
+#include "vm.h"
 #include "validate.h"
 
 #define READ_EVENTS (POLLIN | POLLERR | POLLHUP | POLLRDHUP)
@@ -1130,7 +1131,11 @@ static int conn_setup(struct nk_engine *e, struct nk_conn *c, uint32_t nr_qsets)
 
 	p.send_charge = nk_region__send_charge(p.send_window, p.nr_bufs);
 	snprintf(label, sizeof(label), "nk:%s:%u", c->guest->conf.name, c->id);
-	ret = nk_region__create(&nk_region_memfd, &p, label, &c->region);
+	if (c->guest->conf.vm_channel[0])
+		ret = nk_vm__region(e, c->guest->conf.name, &p, &c->region);
+	else
+		ret = nk_region__create(&nk_region_memfd, &p, label,
+					&c->region);
 	if (ret)
 		return ret;
 	for (uint32_t i = 0; i < nr_qsets; i++) {
@@ -1177,8 +1182,9 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 
 	if (h->abi_version != NK_ABI_VERSION)
 		return -EPROTO;
-	if ((h->flags & ~(NK_HELLO_F_INHERIT | NK_HELLO_F_PROBE)) || h->resv ||
-	    h->nr_qsets > NK_MAX_QSETS ||
+	if ((h->flags &
+	     ~(NK_HELLO_F_INHERIT | NK_HELLO_F_PROBE | NK_HELLO_F_VM)) ||
+	    h->resv || h->nr_qsets > NK_MAX_QSETS ||
 	    (h->guest[0] && !guest_name_ok(h->guest, sizeof(h->guest))))
 		return -EINVAL;
 	ret = nk_identity__pick(e, a, &defconf, &conf);
@@ -1319,6 +1325,9 @@ int nk_engine__placeholder(struct nk_engine *e, struct nk_conn *c,
 	ret = nk_ph__attach(&s->ph, app_fd, nkd_fd);
 	if (ret)
 		return ret;
+	/* A VM's: the agent mirrors every change on its own pair (vm.c). */
+	s->ph.vm_ref = c->vm_ref;
+	s->ph.vm_id = c->vm_ref ? b->id : 0;
 	/*
 	 * Taken on the guest's word, unchecked (an fstat per socket on the
 	 * loop): they only let the guest's own exec'd image find which of its
@@ -1818,7 +1827,9 @@ static void flush_barriers(struct nk_engine *e)
 	for (uint32_t i = 0; i < e->nr_barriers; i++) {
 		struct nk_barrier *b = &e->barriers[i];
 
-		post(e, b->c, b->q, b->user_data, 0, 0, 0, 0);
+		/* A VM's: the placeholder ops sent so far (abi.md §9). */
+		post(e, b->c, b->q, b->user_data, 0, 0, 0,
+		     b->c->vm_ref ? nk_vm__ph_seq(b->c) : 0);
 		conn_put(e, b->c);
 	}
 	e->nr_barriers = 0;
@@ -1835,7 +1846,8 @@ static void flush_wakes(struct nk_engine *e)
 			if (!c->qdirty[q])
 				continue;
 			c->qdirty[q] = false;
-			nk_hring__cq_wake(c->qs[q]);
+			if (nk_hring__cq_wake(c->qs[q]) && c->vm_ref)
+				nk_vm__wake(c);
 		}
 	}
 }

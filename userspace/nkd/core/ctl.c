@@ -1310,3 +1310,47 @@ void nk_ctl__destroy(struct nk_ctl *c)
 	free(c->rxbuf);
 	free(c);
 }
+
+int nk_ctl__inject(struct nk_ctl *c, int fd, const struct nk_peer *peer,
+		   uint32_t *slot, uint32_t *gen)
+{
+	struct nk_ctl_client *cl = client_alloc(c);
+	int sndbuf = CLIENT_SNDBUF;
+
+	if (!cl) {
+		close(fd);
+		return -EMFILE;
+	}
+	cl->peer = *peer;
+	cl->greeted = false;
+	hello_deadline(c, cl);
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	cl->used = true;
+	cl->closing = false;
+	cl->fd = fd;
+	cl->pid = peer->pid;
+	cl->uid = peer->uid;
+	cl->gid = peer->gid;
+	cl->conn = NULL;
+	cl->query_only = false;
+	cl->out_armed = false;
+	cl->more_armed = false;
+	cl->nr_out = 0;
+	nk_list__init(&cl->out);
+	c->nr++;
+	if (nk_loop__poll(c->loop, fd, POLLIN | POLLRDHUP,
+			  nk_ud(NK_UD_CTL, cl->gen, cl->slot))) {
+		client_close(c, cl, false);
+		return -EBUSY;
+	}
+	*slot = cl->slot;
+	*gen = cl->gen;
+	return 0;
+}
+
+struct nk_conn *nk_ctl__conn_of(struct nk_ctl *c, uint32_t slot, uint32_t gen)
+{
+	struct nk_ctl_client *cl = client_get(c, slot, gen);
+
+	return cl && !cl->closing ? cl->conn : NULL;
+}

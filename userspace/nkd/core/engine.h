@@ -135,6 +135,8 @@ struct nk_ph {
 	bool readable; /* bytes queued towards the app end */
 	bool blocked; /* app end's send direction filled: unwritable */
 	bool rdhup; /* nkd end shut for writing: peer's FIN mirrored */
+	/* A VM guest's: vm.c mirrors each change into the VM (vm_id). */
+	uint64_t vm_ref, vm_id;
 };
 
 enum nk_sock_state {
@@ -191,6 +193,7 @@ struct nk_conn {
 	uint32_t nr_qsets, rr;
 	int doorbell;
 	struct nk_phpool *phpool; /* placeholders made for it, not bound */
+	uint64_t vm_ref; /* a VM guest's process: vm.c's name for it, or 0 */
 	uint8_t *data;
 	uint32_t buf_size, nr_bufs, send_window;
 	uint32_t send_charge; /* least a SEND counts against the window */
@@ -269,6 +272,7 @@ struct nk_engine {
 	struct nk_config cfg;
 	struct nk_loop *loop;
 	struct nk_ctl *ctl;
+	struct nk_vmset *vms; /* VM guests' channels and files (vm.c) */
 	struct nk_nsm *nsms;
 	unsigned nr_nsms;
 	struct nk_list guests;
@@ -442,6 +446,15 @@ int nk_ctl__create(struct nk_engine *e, const char *path, struct nk_ctl **out);
 void nk_ctl__destroy(struct nk_ctl *c);
 /* Closes a client whose conn the engine killed. */
 void nk_ctl__drop(struct nk_ctl *c, struct nk_ctl_client *cl);
+/*
+ * A control connection nkd makes itself (vm.c: one per process of a VM):
+ * fd is one end of a SOCK_SEQPACKET pair, peer its identity. 0 and the
+ * client's slot and generation, or -errno (fd is closed).
+ */
+int nk_ctl__inject(struct nk_ctl *c, int fd, const struct nk_peer *peer,
+		   uint32_t *slot, uint32_t *gen);
+/* The conn attached on that client, or NULL (none yet, or gone). */
+struct nk_conn *nk_ctl__conn_of(struct nk_ctl *c, uint32_t slot, uint32_t gen);
 
 /* Resolver workers (resolve.c): getaddrinfo in an NSM's namespace. */
 struct nk_resolve_job {

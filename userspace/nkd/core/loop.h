@@ -28,6 +28,7 @@ enum nk_ud_kind {
 	NK_UD_KPOLL, /* kernel NSM: readiness poll, slot = socket */
 	NK_UD_KINT, /* kernel NSM: internal request (background connect) */
 	NK_UD_XPOLL, /* afxdp NSM: its packet fd or timerfd, slot = which */
+	NK_UD_VM, /* a VM guest's channel or process (vm.c) */
 	NK_UD__MAX
 };
 

@@ -16,9 +16,15 @@
 #include "engine.h"
 #include "log.h"
 
+/*
+ * Ids are unique over all of nkd's connections, not per connection: a VM
+ * guest's agent keeps every process's placeholders in one table by id
+ * (vm.c, docs/vm.md "Transport").
+ */
+static uint64_t next_id = 1;
+
 struct nk_phpool {
 	int chan; /* nkd's end of the pool channel */
-	uint64_t next_id;
 	uint32_t nr; /* unbound: in the channel or taken, not yet bound */
 	struct {
 		uint64_t id;
@@ -42,7 +48,6 @@ int nk_phpool__create(struct nk_phpool **out, int *guest_end)
 	/* Only nkd speaks on the channel: the guest's end cannot write. */
 	shutdown(sv[1], SHUT_WR);
 	p->chan = sv[0];
-	p->next_id = 1;
 	*guest_end = sv[1];
 	*out = p;
 	return 0;
@@ -89,7 +94,7 @@ static bool send_one(struct nk_phpool *p)
 		nk_dbg("placeholder pool: socketpair: %s", strerror(errno));
 		return false;
 	}
-	m.id = p->next_id++;
+	m.id = next_id++;
 	memset(&u, 0, sizeof(u));
 	cm = CMSG_FIRSTHDR(&mh);
 	cm->cmsg_level = SOL_SOCKET;

@@ -24,7 +24,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "netkernel/vmchan.h"
+
 #include "engine.h"
+#include "vm.h"
 
 /* Small send buffer on the app end so filling it costs little. */
 #define PH_SNDBUF 4096
@@ -59,6 +62,7 @@ void nk_ph__init(struct nk_ph *ph)
 {
 	nk_list__init(&ph->plink);
 	ph->todo = 0;
+	ph->vm_ref = ph->vm_id = 0;
 	ph->app = -1;
 	ph->nkd = -1;
 	ph->readable = false;
@@ -69,6 +73,8 @@ void nk_ph__init(struct nk_ph *ph)
 void nk_ph__close(struct nk_ph *ph)
 {
 	nk_list__del(&ph->plink);
+	if (ph->vm_ref && ph->app >= 0)
+		nk_vm__ph(ph, NK_VMPH_CLOSE, 0);
 	if (ph->app >= 0)
 		close(ph->app);
 	if (ph->nkd >= 0)
@@ -135,14 +141,19 @@ void nk_ph__set_readable(struct nk_ph *ph, bool want, bool arrival)
 		todo(ph, PH_TODO_DRAIN_APP, false);
 		/* One byte per arrival: edge-triggered waiters see a new edge.
 		 * A full buffer (EAGAIN) still leaves the end readable. */
-		if (arrival || !ph->readable)
+		if (arrival || !ph->readable) {
 			send(ph->nkd, "r", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (ph->vm_ref)
+				nk_vm__ph(ph, NK_VMPH_READ, 1);
+		}
 		ph->readable = true;
 	} else if (ph->readable) {
 		size_t budget = PH_CALL_BUDGET;
 
 		todo(ph, PH_TODO_DRAIN_APP, !drain(ph->app, &budget));
 		ph->readable = false;
+		if (ph->vm_ref)
+			nk_vm__ph(ph, NK_VMPH_READ, 0);
 	}
 }
 
@@ -152,6 +163,8 @@ void nk_ph__set_writable(struct nk_ph *ph, bool want)
 
 	if (ph->app < 0 || ph->nkd < 0 || want == !ph->blocked)
 		return;
+	if (ph->vm_ref)
+		nk_vm__ph(ph, NK_VMPH_WRITE, want);
 	if (!want) {
 		todo(ph, PH_TODO_DRAIN_NKD, false);
 		todo(ph, PH_TODO_FILL, !fill(ph->app, &budget));
@@ -174,6 +187,8 @@ void nk_ph__rdhup(struct nk_ph *ph)
 		return;
 	shutdown(ph->nkd, SHUT_WR);
 	ph->rdhup = true;
+	if (ph->vm_ref)
+		nk_vm__ph(ph, NK_VMPH_RDHUP, 0);
 }
 
 void nk_ph__hangup(struct nk_ph *ph, bool reset)
@@ -200,6 +215,8 @@ void nk_ph__hangup(struct nk_ph *ph, bool reset)
 	close(ph->nkd);
 	ph->nkd = -1;
 	ph->blocked = false;
+	if (ph->vm_ref)
+		nk_vm__ph(ph, NK_VMPH_HANGUP, reset);
 }
 
 bool nk_ph__pending(void)

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -14,6 +15,9 @@ struct nk_region {
 	int fd;
 	void *base;
 	uint64_t size;
+	uint64_t off; /* in fd: 0, or a VM window's offset */
+	void (*release)(void *ctx, uint64_t off); /* a VM window's owner */
+	void *release_ctx;
 	uint32_t data_off;
 	struct nk_region_params p;
 	struct nk_qset_desc qsets[NK_MAX_QSETS];
@@ -84,17 +88,43 @@ static int layout(struct nk_region *r)
 	return 0;
 }
 
+static bool params_ok(const struct nk_region_params *p)
+{
+	return p->nr_qsets && p->nr_qsets <= NK_MAX_QSETS && p->nr_bufs &&
+	       p->buf_size && !(p->buf_size & (p->buf_size - 1)) &&
+	       (uint64_t)p->buf_size * p->nr_bufs <= (1ull << 32) - PAGE;
+}
+
+static void write_hdr(struct nk_region *r)
+{
+	const struct nk_region_params *p = &r->p;
+	struct nk_region_hdr *h = r->base;
+
+	h->magic = NK_REGION_MAGIC;
+	h->abi_version = NK_ABI_VERSION;
+	h->features = NK_FEAT_ALL;
+	h->region_size = r->size;
+	h->epoch = p->epoch;
+	h->hdr_size = sizeof(*h);
+	h->nr_qsets = p->nr_qsets;
+	h->data_off = r->data_off;
+	h->buf_size = p->buf_size;
+	h->nr_bufs = p->nr_bufs;
+	h->guest_id = p->guest_id;
+	h->conn_id = p->conn_id;
+	h->send_window = p->send_window;
+	h->send_charge = p->send_charge;
+	memcpy(h->qsets, r->qsets, sizeof(r->qsets));
+}
+
 int nk_region__create(const struct nk_region_provider *prov,
 		      const struct nk_region_params *p, const char *label,
 		      struct nk_region **out)
 {
-	struct nk_region_hdr *h;
 	struct nk_region *r;
 	int ret;
 
-	if (!p->nr_qsets || p->nr_qsets > NK_MAX_QSETS || !p->nr_bufs ||
-	    !p->buf_size || (p->buf_size & (p->buf_size - 1)) ||
-	    (uint64_t)p->buf_size * p->nr_bufs > (1ull << 32) - PAGE)
+	if (!params_ok(p))
 		return -EINVAL;
 	r = calloc(1, sizeof(*r));
 	if (!r)
@@ -116,27 +146,75 @@ int nk_region__create(const struct nk_region_provider *prov,
 		r->base = NULL;
 		goto fail;
 	}
-	h = r->base;
-	h->magic = NK_REGION_MAGIC;
-	h->abi_version = NK_ABI_VERSION;
-	h->features = NK_FEAT_ALL;
-	h->region_size = r->size;
-	h->epoch = p->epoch;
-	h->hdr_size = sizeof(*h);
-	h->nr_qsets = p->nr_qsets;
-	h->data_off = r->data_off;
-	h->buf_size = p->buf_size;
-	h->nr_bufs = p->nr_bufs;
-	h->guest_id = p->guest_id;
-	h->conn_id = p->conn_id;
-	h->send_window = p->send_window;
-	h->send_charge = p->send_charge;
-	memcpy(h->qsets, r->qsets, sizeof(r->qsets));
+	write_hdr(r);
 	*out = r;
 	return 0;
 fail:
 	nk_region__destroy(r);
 	return ret;
+}
+
+int nk_region__layout_size(const struct nk_region_params *p, uint64_t *size)
+{
+	struct nk_region r = { .p = *p };
+	int ret;
+
+	if (!params_ok(p))
+		return -EINVAL;
+	ret = layout(&r);
+	*size = r.size;
+	return ret;
+}
+
+int nk_region__create_window(int fd, uint64_t off, uint64_t max,
+			     const struct nk_region_params *p,
+			     void (*release)(void *ctx, uint64_t off),
+			     void *ctx, struct nk_region **out)
+{
+	struct nk_region *r;
+	int ret;
+
+	if (!params_ok(p) || off % PAGE)
+		return -EINVAL;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->p = *p;
+	r->fd = -1;
+	ret = layout(r);
+	if (!ret && r->size > max)
+		ret = -ENOSPC;
+	if (ret)
+		goto fail;
+	r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (r->fd < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	r->base = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd,
+		       (off_t)off);
+	if (r->base == MAP_FAILED) {
+		ret = -errno;
+		r->base = NULL;
+		goto fail;
+	}
+	/* A window is reused: rings must start at zero, nothing leaks on. */
+	memset(r->base, 0, r->size);
+	r->off = off;
+	write_hdr(r);
+	/* Only now: a failed create gives nothing back to the owner. */
+	r->release = release;
+	r->release_ctx = ctx;
+	*out = r;
+	return 0;
+fail:
+	nk_region__destroy(r);
+	return ret;
+}
+
+uint64_t nk_region__offset(const struct nk_region *r)
+{
+	return r->off;
 }
 
 void nk_region__destroy(struct nk_region *r)
@@ -147,6 +225,8 @@ void nk_region__destroy(struct nk_region *r)
 		munmap(r->base, r->size);
 	if (r->fd >= 0)
 		close(r->fd);
+	if (r->release)
+		r->release(r->release_ctx, r->off);
 	free(r);
 }
 

@@ -64,6 +64,19 @@ int nk_region__create(const struct nk_region_provider *prov,
 		      const struct nk_region_params *p, const char *label,
 		      struct nk_region **out);
 void nk_region__destroy(struct nk_region *r);
+/* The bytes a region of these parameters takes. */
+int nk_region__layout_size(const struct nk_region_params *p, uint64_t *size);
+/*
+ * A VM guest's region (docs/vm.md): a window of max bytes at page-aligned
+ * off in fd (the file shared with the VM), zeroed; release(ctx, off) runs
+ * when the region is destroyed. -ENOSPC if the layout needs more than max.
+ */
+int nk_region__create_window(int fd, uint64_t off, uint64_t max,
+			     const struct nk_region_params *p,
+			     void (*release)(void *ctx, uint64_t off),
+			     void *ctx, struct nk_region **out);
+/* Where the region starts in its fd (0 but for a VM window). */
+uint64_t nk_region__offset(const struct nk_region *r);
 
 void *nk_region__base(const struct nk_region *r);
 uint64_t nk_region__size(const struct nk_region *r);

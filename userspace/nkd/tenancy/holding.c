@@ -90,6 +90,9 @@ int nk_proc__ppid(pid_t pid)
  */
 bool nk_handover__claim_ok(const struct nk_handover *ho, pid_t pid)
 {
+	/* A VM's pids mean nothing here: nk-vmagent checks them inside. */
+	if (ho->guest->conf.vm_channel[0])
+		return true;
 	if (pid <= 0 || ho->owner_pid <= 0)
 		return false;
 	if (ho->is_exec)

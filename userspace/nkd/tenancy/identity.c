@@ -65,7 +65,8 @@ int nk_identity__pick(struct nk_engine *e, struct nk_attach *a,
 		const struct nk_guest_conf *g = NULL;
 
 		for (unsigned i = 0; i < cfg->nr_guests && !g; i++)
-			if (!strcmp(cfg->guests[i].attach, p->attach_path))
+			if (!strcmp(cfg->guests[i].attach, p->attach_path) ||
+			    !strcmp(cfg->guests[i].vm_channel, p->attach_path))
 				g = &cfg->guests[i];
 		if (!g)
 			return WHY(a,
