@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# A real QEMU VM as an nkd guest (issue 8, docs/vm.md): the VM has no
+# network device at all (tests/vm/vm.sh: TCG here), only an ivshmem-plain
+# device on the guest's vm_region= file and a virtio-serial port whose
+# host end is nkd's vm_channel= socket (nkd listens, QEMU connects). Inside
+# the VM, nk-vmagent owns the BAR and the port, and unmodified programs run
+# under nkrun (the build tree, over the VM's read-only 9p root):
+#  - curl fetches a file from http.server in P, checked by sha256, while a
+#    namespace guest on the same NSM does its own checksummed transfer
+#    (two guests, one stack);
+#  - python3 -m http.server in the VM serves P (sha256);
+#  - a ForkingTCPServer in the VM answers 100 requests from P (fork
+#    hand-overs across the channel);
+#  - nkctl guests / sockets on the host show the VM guest and its sockets.
+# Prints the boot time, curl's throughput under TCG and nkd's CPU while
+# the VM sits idle for 10 s (must stay under 1 % of a core: nkd has no
+# timer or poll for an idle VM). Skips when QEMU or the VM image cannot
+# be had. VM_MIB sets the size of curl's file (default 50).
+# timeout: 240
+set -eu
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/../lib.sh"
+need_netns "$@"
+need_netkernel
+need_cmd curl sha256sum
+AGENT=$BUILD/nk-vmagent
+[ -x "$AGENT" ] || fail "$AGENT missing: this netkernel has no VM transport"
+# shellcheck source=tests/vm/vm.sh
+. "$NK_ROOT/tests/vm/vm.sh"
+command -v "$VM_QEMU" >/dev/null || skip "$VM_QEMU missing (apt-get install qemu-system-x86)"
+MIB=${VM_MIB:-50}
+
+topo_up
+VM_MEM=$NK_TMP/vm1.shm
+VM_CHAN=$NK_TMP/vm1.chan
+# bufs=32: 2.3 MiB windows, 28 processes of the VM in 64 MiB (the forking
+# server's children each take one).
+cat >"$NK_TMP/nkd.conf" <<CONF
+nsm kernel0 type=kernel
+guest $GUEST nsm=kernel0 uid=0
+guest vm1 nsm=kernel0 bufs=32 vm_region=$VM_MEM vm_size=64M vm_channel=$VM_CHAN
+unknown_guests deny
+CONF
+start_nkd "$NK_TMP/nkd.conf"
+wait_for 10 test -S "$VM_CHAN" || fail "nkd made no VM channel at $VM_CHAN"
+
+# The VM's /tmp is its own tmpfs: what it serves is in a --share.
+SHARE=$NK_TMP/share
+mkdir -p "$NK_TMP/www" "$SHARE/www"
+make_file "$NK_TMP/www/blob" "$MIB"
+make_file "$SHARE/www/small" 4
+want=$(sha_of "$NK_TMP/www/blob")
+want_small=$(sha_of "$SHARE/www/small")
+bg_peer http_p "$PY" -m http.server -d "$NK_TMP/www" -b "$P4" 8000
+wait_port "$NS_P" 8000
+
+# The VM: the file nkd made is its ivshmem BAR, nkd's socket its port.
+rc=0
+vm_start --dir "$NK_TMP/vm" --shm "$VM_MEM" --shm-size 64M \
+	--serial-sock "$VM_CHAN" --serial-server off --share "$SHARE" 2>"$NK_TMP/vm_start.err" || rc=$?
+cat "$NK_TMP/vm_start.err" >&2
+[ "$rc" = 77 ] && skip "$(sed -n 's/.*SKIP: //p' "$NK_TMP/vm_start.err" | head -n1)"
+[ "$rc" = 0 ] || fail "the VM did not boot (vm_start $rc); console: $(tail -n 5 "$NK_TMP/vm/console.log" 2>/dev/null)"
+log "booted: ${VM_BOOT_S} s to the first command ($VM_ACCEL), guest uptime ${VM_GUEST_UPTIME_S} s"
+
+# in_vm [--timeout S] CMD: a shell command in the VM with the env file.
+in_vm() {
+	local t=120
+	[ "$1" = --timeout ] && { t=$2; shift 2; }
+	vm_run --timeout "$t" ". /run/nk-vm.env; $*"
+}
+# shellcheck disable=SC2016  # expanded in the VM
+vm_bg 'mkdir -p /run/netkernel; . /run/nk-vm.env; exec '"$AGENT"' --channel "$NK_VM_CTL" --region "$NK_VM_SHM" >/tmp/agent.log 2>&1' >/dev/null ||
+	fail "could not start nk-vmagent in the VM"
+agent_up() { in_vm 'test -S /run/netkernel/nkd.sock'; }
+if ! wait_for 30 agent_up; then
+	fail "nk-vmagent did not attach in the VM: $(in_vm 'cat /tmp/agent.log' 2>&1 | tail -n 5)"
+fi
+log "nk-vmagent attached: $(in_vm 'cat /tmp/agent.log' | head -n 1)"
+
+log "curl in the VM fetches $MIB MiB from P while a namespace guest fetches $MIB MiB too"
+bg_guest nsguest curl -sS -f --max-time 200 -o "$NK_TMP/got_ns" "http://$P4:8000/blob"
+NSG=$LASTPID
+out=$(in_vm --timeout 200 "s=\$(date +%s.%N); $NKRUN -- curl -sS -f --max-time 180 -o /tmp/blob http://$P4:8000/blob &&
+	e=\$(date +%s.%N) && sha256sum /tmp/blob | cut -d' ' -f1 && echo \$s \$e && rm -f /tmp/blob") ||
+	fail "curl in the VM failed: $out $(in_vm 'tail -n 5 /tmp/agent.log' 2>&1)"
+got=$(printf '%s\n' "$out" | sed -n 1p)
+[ "$got" = "$want" ] || fail "the VM fetched wrong content ($got, want $want)"
+# shellcheck disable=SC2046  # two numbers
+CURL_S=$(awk -v a="$(printf '%s\n' "$out" | sed -n 2p)" 'BEGIN{split(a, t, " "); printf "%.2f", t[2] - t[1]}')
+CURL_MBS=$(awk -v m="$MIB" -v s="$CURL_S" 'BEGIN{printf "%.1f", m / s}')
+log "curl in the VM: $MIB MiB in $CURL_S s (VM clock) = $CURL_MBS MiB/s ($VM_ACCEL)"
+wait "$NSG" || fail "the namespace guest's curl failed"
+[ "$(sha_of "$NK_TMP/got_ns")" = "$want" ] || fail "the namespace guest fetched wrong content"
+rm -f "$NK_TMP/got_ns"
+
+log "python3 -m http.server in the VM serves P"
+vm_bg "exec $NKRUN -- $PY -m http.server -d $SHARE/www -b 0.0.0.0 8001 >/tmp/httpd.log 2>&1" >/dev/null
+wait_port "$NS_H" 8001 60
+run_peer curl -sS -f --max-time 60 -o "$NK_TMP/got_p" "http://$H4:8001/small" ||
+	fail "curl from P to the VM's http.server failed: $(in_vm "cat /tmp/httpd.log; ls -la $SHARE/www" 2>&1 | tail -n 8)"
+[ "$(sha_of "$NK_TMP/got_p")" = "$want_small" ] || fail "P fetched wrong content from the VM"
+
+log "a forking server in the VM answers 100 requests from P"
+cat >"$SHARE/fork_srv.py" <<'PYEOF'
+import socketserver
+class H(socketserver.StreamRequestHandler):
+    def handle(self):
+        line = self.rfile.readline()
+        self.wfile.write(b"pong " + line)
+socketserver.ForkingTCPServer.allow_reuse_address = True
+with socketserver.ForkingTCPServer(("0.0.0.0", 8002), H) as s:
+    s.serve_forever()
+PYEOF
+vm_bg "exec $NKRUN -- $PY $SHARE/fork_srv.py >/tmp/fork.log 2>&1" >/dev/null
+wait_port "$NS_H" 8002 60
+run_peer "$PY" - "$H4" <<'PYEOF' || fail "the forking server in the VM did not answer 100 requests"
+import socket, sys
+for i in range(100):
+    s = socket.create_connection((sys.argv[1], 8002), timeout=30)
+    s.sendall(b"req%d\n" % i)
+    got = s.makefile().readline().strip()
+    if got != "pong req%d" % i:
+        sys.exit("request %d got %r" % (i, got))
+    s.close()
+PYEOF
+
+log "nkctl on the host shows the VM guest and its sockets"
+out=$(nkctl guests) || fail "nkctl guests failed"
+printf '%s\n' "$out" | grep -q vm1 || fail "nkctl guests does not list vm1: $out"
+out=$(nkctl sockets) || fail "nkctl sockets failed"
+printf '%s\n' "$out" | grep vm1 | grep -q 8001 || fail "nkctl sockets shows no listener of vm1 on 8001: $out"
+printf '%s\n' "$out" | grep vm1 | grep -q 8002 || fail "nkctl sockets shows no listener of vm1 on 8002: $out"
+
+# nkd's CPU (utime + stime, in clock ticks) while the VM idles with its
+# agent and two servers attached: nkd has nothing to do for it.
+ticks() { awk '{print $14 + $15}' "/proc/$NK_NKD_PID/stat"; }
+hz=$(getconf CLK_TCK)
+sleep 1
+t0=$(ticks)
+sleep 10
+t1=$(ticks)
+IDLE_PCT=$(awk -v d=$((t1 - t0)) -v hz="$hz" 'BEGIN{printf "%.2f", 100 * d / hz / 10}')
+log "nkd while the VM idles: $((t1 - t0)) ticks in 10 s = $IDLE_PCT % of a core"
+[ $((t1 - t0)) -lt $((hz / 10)) ] || fail "an idle VM costs nkd $IDLE_PCT % of a core (want < 1 %)"
+
+qpid=$VM_PID
+vm_stop --timeout 20
+kill -0 "$qpid" 2>/dev/null && fail "qemu $qpid still runs after vm_stop"
+nkd_alive || fail "nkd died when the VM powered off"
+log "PASS: boot ${VM_BOOT_S} s ($VM_ACCEL); curl $MIB MiB at $CURL_MBS MiB/s; nkd idle $IDLE_PCT %"
