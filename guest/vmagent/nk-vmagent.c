@@ -87,6 +87,8 @@ static struct {
 	uint8_t in[2 * NK_VMF_MAX];
 	size_t in_len;
 	bool greeted, debug;
+	bool lost; /* the channel closed: wait for nkd and attach again */
+	const char *chan_path;
 	uint8_t *map; /* the region, to publish vm_ph_applied */
 	uint32_t ph_applied; /* PH_OP frames applied since our HELLO */
 	struct atoken tok[MAX_TOKENS];
@@ -110,22 +112,37 @@ static void logm(const char *fmt, ...)
 			logm(__VA_ARGS__); \
 	} while (0)
 
+/*
+ * A virtio-serial port whose host end is not connected (nkd restarting,
+ * QEMU not yet reconnected) says EAGAIN to a non-blocking write and
+ * POLLHUP to poll(), at once and for as long as it lasts: there is no
+ * event to wait for, so the agent looks again every 100 ms. Attached, a
+ * hang-up drops the frame and marks the channel lost (main() attaches
+ * again); before that, the write waits for the host.
+ */
 static void write_all(const void *p, size_t n)
 {
 	const uint8_t *b = p;
 
-	while (n) {
+	while (n && !A.lost) {
 		ssize_t w = write(A.chan, b, n);
 
 		if (w < 0 && (errno == EINTR || errno == EAGAIN)) {
 			struct pollfd pf = { .fd = A.chan, .events = POLLOUT };
 
-			poll(&pf, 1, 1000);
+			if (poll(&pf, 1, 1000) > 0 && (pf.revents & POLLHUP) &&
+			    !(pf.revents & POLLOUT)) {
+				if (A.greeted)
+					A.lost = true;
+				else
+					usleep(100 * 1000);
+			}
 			continue;
 		}
 		if (w <= 0) {
 			logm("channel write: %s", strerror(errno));
-			exit(1);
+			A.lost = true;
+			return;
 		}
 		b += w;
 		n -= (size_t)w;
@@ -448,6 +465,7 @@ static void frame_in(const struct nk_vmf_hdr *h, uint8_t *body, size_t len)
 		if (!A.region_size)
 			A.region_size = hi.region_size;
 		A.greeted = true;
+		A.ph_applied = 0; /* nkd counts from its HELLO too */
 		logm("attached to nkd (region %llu bytes)",
 		     (unsigned long long)hi.region_size);
 		return;
@@ -509,9 +527,13 @@ static void chan_read(void)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
-		logm("channel to nkd closed (%s)",
-		     n ? strerror(errno) : "end of file");
-		exit(1);
+		/* Before nkd's HELLO a port says EOF until the VM has seen
+		 * the host connect: "not yet", not the end (docs/vm.md). */
+		if (A.greeted)
+			logm("channel to nkd closed (%s): waiting for nkd",
+			     n ? strerror(errno) : "end of file");
+		A.lost = true;
+		return;
 	}
 	A.in_len += (size_t)n;
 	while (A.in_len - off >= sizeof(struct nk_vmf_hdr)) {
@@ -520,7 +542,9 @@ static void chan_read(void)
 		memcpy(&h, A.in + off, sizeof(h));
 		if (h.len < sizeof(h) || h.len > NK_VMF_MAX) {
 			logm("bad frame from nkd (len %u)", h.len);
-			exit(1);
+			A.lost = true;
+			A.in_len = 0;
+			return;
 		}
 		if (A.in_len - off < h.len)
 			break;
@@ -676,13 +700,14 @@ static void do_accept(void)
 	frame(NK_VMF_OPEN, c->id, &o, sizeof(o));
 }
 
-static int open_channel(const char *path)
+static int open_channel(const char *path, bool quiet)
 {
 	struct stat st;
 	int fd;
 
 	if (stat(path, &st)) {
-		logm("channel %s: %s", path, strerror(errno));
+		if (!quiet)
+			logm("channel %s: %s", path, strerror(errno));
 		return -1;
 	}
 	if (S_ISSOCK(st.st_mode)) {
@@ -692,7 +717,8 @@ static int open_channel(const char *path)
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd >= 0 &&
 		    connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
-			logm("channel %s: %s", path, strerror(errno));
+			if (!quiet)
+				logm("channel %s: %s", path, strerror(errno));
 			close(fd);
 			return -1;
 		}
@@ -728,6 +754,72 @@ static int listen_on(const char *path)
 	return fd;
 }
 
+/*
+ * (Re)attach: forget every process of the VM (an nkd that went away took
+ * their connections and sockets with it, as for a namespace guest), send
+ * HELLO and wait for nkd's, as long as it takes: QEMU reconnects to a
+ * restarted nkd's socket by itself (reconnect=1). A unix socket channel
+ * (the simulated VM) is connected again instead.
+ */
+static void attach(void)
+{
+	struct nk_vmf_hello hi = { .magic = NK_VMF_MAGIC,
+				   .version = NK_VMF_VERSION };
+	bool said = false, told = false;
+
+	for (unsigned i = 0; i < NK_VMF_MAX_CONNS; i++)
+		conn_close(&A.conns[i], false);
+	while (A.nph)
+		ph_forget(&A.ph[A.nph - 1]);
+	A.ntok = 0;
+	A.greeted = false;
+	for (;;) {
+		struct pollfd pf;
+
+		if (A.lost) {
+			A.lost = false;
+			A.in_len = 0;
+			said = false;
+			if (A.chan_is_sock) {
+				close(A.chan);
+				A.chan = -1;
+			}
+			usleep(200 * 1000);
+		}
+		if (A.chan < 0) {
+			A.chan = open_channel(A.chan_path, true);
+			if (A.chan < 0) {
+				A.lost = true;
+				continue;
+			}
+		}
+		if (!said) {
+			frame(NK_VMF_HELLO, 0, &hi, sizeof(hi));
+			said = !A.lost;
+			continue;
+		}
+		pf = (struct pollfd){ .fd = A.chan, .events = POLLIN };
+		if (poll(&pf, 1, 10000) == 0) {
+			if (!told)
+				logm("no answer from nkd on %s yet: waiting",
+				     A.chan_path);
+			told = true;
+			continue;
+		}
+		chan_read();
+		if (A.greeted)
+			return;
+		if (A.lost && !A.chan_is_sock) {
+			/* EOF: the port's host end is not connected (yet);
+			 * our HELLO waits in it, or was lost with the old
+			 * connection: say it again once it is writable. */
+			A.lost = false;
+			usleep(100 * 1000);
+			said = false;
+		}
+	}
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -758,8 +850,6 @@ int main(int argc, char **argv)
 		{ 0 },
 	};
 	const char *chan = NULL, *region = NULL;
-	struct nk_vmf_hello hi = { .magic = NK_VMF_MAGIC,
-				   .version = NK_VMF_VERSION };
 	struct stat st;
 	int c;
 
@@ -814,20 +904,12 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	A.chan = open_channel(chan);
+	A.chan_path = chan;
+	A.chan = open_channel(chan, false);
 	if (A.chan < 0)
 		return 1;
-	frame(NK_VMF_HELLO, 0, &hi, sizeof(hi));
 	/* nkd's HELLO first: shims are turned away until then. */
-	while (!A.greeted) {
-		struct pollfd pf = { .fd = A.chan, .events = POLLIN };
-
-		if (poll(&pf, 1, 10000) <= 0) {
-			logm("no answer from nkd on %s", chan);
-			return 1;
-		}
-		chan_read();
-	}
+	attach();
 	A.lfd = listen_on(A.listen_path);
 	if (A.lfd < 0)
 		return 1;
@@ -861,6 +943,10 @@ int main(int argc, char **argv)
 		}
 		if (pf[0].revents)
 			chan_read();
+		if (A.lost) {
+			attach(); /* the others' revents are stale now */
+			continue;
+		}
 		if (pf[1].revents)
 			do_accept();
 		for (unsigned i = 2; i < n; i++) {

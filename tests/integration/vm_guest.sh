@@ -11,7 +11,9 @@
 #  - python3 -m http.server in the VM serves P (sha256);
 #  - a ForkingTCPServer in the VM answers 100 requests from P (fork
 #    hand-overs across the channel);
-#  - nkctl guests / sockets on the host show the VM guest and its sockets.
+#  - nkctl guests / sockets on the host show the VM guest and its sockets;
+#  - nkd restarts: QEMU reconnects to its new socket, the agent says
+#    HELLO again by itself, and curl in the VM works again.
 # Prints the boot time, curl's throughput under TCG and nkd's CPU while
 # the VM sits idle for 10 s (must stay under 1 % of a core: nkd has no
 # timer or poll for an idle VM). Skips when QEMU or the VM image cannot
@@ -49,6 +51,7 @@ SHARE=$NK_TMP/share
 mkdir -p "$NK_TMP/www" "$SHARE/www"
 make_file "$NK_TMP/www/blob" "$MIB"
 make_file "$SHARE/www/small" 4
+cp "$SHARE/www/small" "$NK_TMP/www/small"
 want=$(sha_of "$NK_TMP/www/blob")
 want_small=$(sha_of "$SHARE/www/small")
 bg_peer http_p "$PY" -m http.server -d "$NK_TMP/www" -b "$P4" 8000
@@ -143,6 +146,15 @@ t1=$(ticks)
 IDLE_PCT=$(awk -v d=$((t1 - t0)) -v hz="$hz" 'BEGIN{printf "%.2f", 100 * d / hz / 10}')
 log "nkd while the VM idles: $((t1 - t0)) ticks in 10 s = $IDLE_PCT % of a core"
 [ $((t1 - t0)) -lt $((hz / 10)) ] || fail "an idle VM costs nkd $IDLE_PCT % of a core (want < 1 %)"
+
+log "nkd restarts: QEMU reconnects, the agent attaches again by itself"
+nk_stop "$NK_NKD_PID"
+start_nkd "$NK_TMP/nkd.conf"
+wait_for 60 grep -q "VM guest vm1: agent attached" "$NK_TMP/nkd.log" ||
+	fail "the agent did not attach to the new nkd: $(in_vm 'tail -n 3 /tmp/agent.log' 2>&1)"
+out=$(in_vm --timeout 60 "$NKRUN -- curl -sS -f --max-time 40 -o /tmp/small http://$P4:8000/small && sha256sum /tmp/small") ||
+	fail "curl in the VM after nkd's restart failed: $out"
+[ "${out%% *}" = "$(sha_of "$SHARE/www/small")" ] || fail "wrong content after nkd's restart"
 
 qpid=$VM_PID
 vm_stop --timeout 20
