@@ -9,8 +9,8 @@
 # NK_DEMO_AFXDP=0 skips it) the same guest programs are served by the afxdp
 # NSM: a userspace TCP/IP stack on AF_XDP, fed by nk_steer on H's veth,
 # while H's kernel keeps serving its own address on that veth (the hybrid).
-# Step 7 boots a QEMU VM with no network device (skipped where QEMU cannot
-# run; NK_DEMO_VM=0 skips it).
+# Step 7 boots a QEMU VM with no network device where curl reaches P
+# through nkd (skipped where QEMU cannot run; NK_DEMO_VM=0 skips it).
 # Everything is removed at the end, XDP attachment and pins included.
 set -eu
 # shellcheck source=tests/lib.sh
@@ -143,14 +143,31 @@ if [ "${NK_DEMO_AFXDP:-1}" != 0 ]; then
 	afxdp_demo
 fi
 
-# vm_demo: step 7, a QEMU VM with no NIC (tests/vm/vm.sh, docs/vm.md);
-# NK_DEMO_VM=0 skips it.
+# vm_demo: step 7, a QEMU VM with no NIC as an nkd guest (tests/vm/vm.sh,
+# docs/vm.md): curl in the VM reaches the peer through nkd. NK_DEMO_VM=0
+# skips it.
 vm_demo() {
-	local rc=0
+	local rc=0 sock=$NK_TMP/nkd-vm.sock chan=$NK_TMP/vm-ctl.sock i
 	# shellcheck source=tests/vm/vm.sh
 	. "$NK_ROOT/tests/vm/vm.sh"
+	command -v "$VM_QEMU" >/dev/null || {
+		echo "  skipped: $VM_QEMU missing (apt-get install qemu-system-x86)"
+		return 0
+	}
+	# VM guests are declared when nkd starts: a second nkd in H for it.
+	cat >"$NK_TMP/nkd-vm.conf" <<CONF
+nsm kernel0 type=kernel
+guest vm1 nsm=kernel0 bufs=32 vm_region=$NK_TMP/vm.shm vm_size=16M vm_channel=$chan
+CONF
+	echo "  VM guests are declared when nkd starts; a second nkd in $NS_H serves this one:"
+	sed 's/^/  /' "$NK_TMP/nkd-vm.conf"
+	bg nkd_vm ip netns exec "$NS_H" "$NKD" --socket "$sock" --config "$NK_TMP/nkd-vm.conf"
+	wait_for 10 test -S "$chan" || {
+		echo "  skipped: nkd made no VM channel ($(tail -n1 "$NK_TMP/nkd_vm.log"))"
+		return 0
+	}
 	vm_start --dir "$NK_TMP/vm" --shm "$NK_TMP/vm.shm" --shm-size 16M \
-		--serial-sock "$NK_TMP/vm-ctl.sock" 2>"$NK_TMP/vm.err" || rc=$?
+		--serial-sock "$chan" --serial-server off 2>"$NK_TMP/vm.err" || rc=$?
 	if [ "$rc" = 77 ]; then
 		echo "  skipped: $(sed -n 's/.*SKIP: //p' "$NK_TMP/vm.err" | head -n1)"
 		return 0
@@ -159,17 +176,34 @@ vm_demo() {
 		return 0
 	fi
 	echo "  Booted in $VM_BOOT_S s ($VM_ACCEL): Debian's kernel, a busybox initramfs, the host's"
-	echo "  root read-only over virtio-9p, an ivshmem-plain device on $NK_TMP/vm.shm and"
-	echo "  a virtio-serial port org.netkernel.ctl on $NK_TMP/vm-ctl.sock; no NIC."
+	echo "  root read-only over virtio-9p, an ivshmem-plain device on $NK_TMP/vm.shm (nkd's"
+	echo "  region file) and a virtio-serial port org.netkernel.ctl connected to nkd's"
+	echo "  $chan; no NIC."
 	printf '$ vm_run %s\n' "'ls /sys/class/net; cat /run/nk-vm.env'"
 	vm_run 'ls /sys/class/net; cat /run/nk-vm.env' 2>&1 | sed 's/^/  /'
-	printf '$ vm_run %s\n' "'python3 -c \"import platform; print(platform.release())\"'"
-	vm_run "$PY -c 'import platform; print(platform.release())'" 2>&1 | sed 's/^/  /'
+	echo "  In the VM, nk-vmagent owns the BAR and the port and answers the shim as nkd would:"
+	# shellcheck disable=SC2016  # expanded in the VM
+	printf '$ vm_bg %s\n' "'nk-vmagent --channel \$NK_VM_CTL --region \$NK_VM_SHM'"
+	# shellcheck disable=SC2016  # expanded in the VM
+	vm_bg 'mkdir -p /run/netkernel; . /run/nk-vm.env; exec '"$BUILD/nk-vmagent"' --channel "$NK_VM_CTL" --region "$NK_VM_SHM" >/tmp/agent.log 2>&1' >/dev/null
+	for i in $(seq 60); do
+		vm_run 'test -S /run/netkernel/nkd.sock' && break
+		sleep 0.5
+	done
+	vm_run 'cat /tmp/agent.log' 2>&1 | sed 's/^/  /'
+	printf '$ vm_run %s\n' "'nkrun -- curl http://$P4:8000/'"
+	vm_run --timeout 60 "$NKRUN -- curl -sS --max-time 30 http://$P4:8000/" 2>&1 | sed 's/^/  /'
+	printf '$ vm_run %s\n' "'nkrun -- curl -o /tmp/blob http://$P4:8000/blob; sha256sum /tmp/blob'"
+	vm_run --timeout 60 "$NKRUN -- curl -sS --max-time 30 -o /tmp/blob http://$P4:8000/blob && sha256sum /tmp/blob" 2>&1 |
+		sed 's/^/  /'
+	echo "  sha256 at the peer: $(sha_of "$NK_TMP/www/blob")"
+	printf '$ nkctl --socket %s guests\n' "$sock"
+	timeout 10 "$NKCTL" --socket "$sock" guests 2>&1 | sed 's/^/  /' || true
 	vm_stop
 }
 
 if [ "${NK_DEMO_VM:-1}" != 0 ]; then
-	heading "7. A virtual machine with no NIC (QEMU)"
+	heading "7. A virtual machine with no NIC (QEMU) as a guest of nkd"
 	vm_demo
 fi
 
