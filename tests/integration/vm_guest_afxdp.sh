@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# A real QEMU VM as an nkd guest on the afxdp NSM (issue 8 item 5): the
+# VM (no NIC, tests/vm/vm.sh) is guest vm1 of NSM xdp0 (the userspace
+# TCP/IP stack on AF_XDP behind nk_steer, on H's veth next to H's kernel):
+# unmodified curl in the VM fetches a file from P by sha256, P fetches one
+# from python's http.server in the VM at the NSM's address, and nkctl's
+# per-guest XDP counters (what nk_steer counted for vm1's flows) move for
+# the VM guest. Root (BPF); skips when QEMU or the VM image cannot be had.
+# timeout: 200
+set -eu
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/../lib.sh"
+need_afxdp
+need_cmd curl sha256sum
+AGENT=$BUILD/nk-vmagent
+[ -x "$AGENT" ] || fail "$AGENT missing: this netkernel has no VM transport"
+# shellcheck source=tests/vm/vm.sh
+. "$NK_ROOT/tests/vm/vm.sh"
+command -v "$VM_QEMU" >/dev/null || skip "$VM_QEMU missing (apt-get install qemu-system-x86)"
+
+afxdp_up
+VM_MEM=$NK_TMP/vm1.shm
+VM_CHAN=$NK_TMP/vm1.chan
+cat >"$NK_TMP/nkd.conf" <<CONF
+nsm kernel0 type=kernel netns=/run/netns/$NS_H
+nsm xdp0 type=afxdp dev=$NK_XDEV addr=$X4/24 netns=/run/netns/$NS_H
+guest vm1 nsm=xdp0 bufs=32 vm_region=$VM_MEM vm_size=16M vm_channel=$VM_CHAN
+CONF
+start_nkd_afxdp "$NK_TMP/nkd.conf"
+wait_for 10 test -S "$VM_CHAN" || fail "nkd made no VM channel at $VM_CHAN"
+
+SHARE=$NK_TMP/share
+mkdir -p "$NK_TMP/www" "$SHARE/www"
+make_file "$NK_TMP/www/blob" 8
+cp "$NK_TMP/www/blob" "$SHARE/www/blob"
+want=$(sha_of "$NK_TMP/www/blob")
+bg_peer http_p "$PY" -m http.server -d "$NK_TMP/www" -b "$P4" 8000
+wait_port "$NS_P" 8000
+
+rc=0
+vm_start --dir "$NK_TMP/vm" --shm "$VM_MEM" --shm-size 16M \
+	--serial-sock "$VM_CHAN" --serial-server off --share "$SHARE" 2>"$NK_TMP/vm_start.err" || rc=$?
+cat "$NK_TMP/vm_start.err" >&2
+[ "$rc" = 77 ] && skip "$(sed -n 's/.*SKIP: //p' "$NK_TMP/vm_start.err" | head -n1)"
+[ "$rc" = 0 ] || fail "the VM did not boot (vm_start $rc); console: $(tail -n 5 "$NK_TMP/vm/console.log" 2>/dev/null)"
+log "booted: ${VM_BOOT_S} s ($VM_ACCEL)"
+# shellcheck disable=SC2016  # expanded in the VM
+vm_bg 'mkdir -p /run/netkernel; . /run/nk-vm.env; exec '"$AGENT"' --channel "$NK_VM_CTL" --region "$NK_VM_SHM" >/tmp/agent.log 2>&1' >/dev/null ||
+	fail "could not start nk-vmagent in the VM"
+agent_up() { vm_run 'test -S /run/netkernel/nkd.sock'; }
+wait_for 30 agent_up || fail "nk-vmagent did not attach: $(vm_run 'cat /tmp/agent.log' 2>&1 | tail -n 3)"
+
+# xdp_of COLUMN: vm1's value in nkctl guests.
+xdp_of() {
+	nkctl guests | awk -v c="$1" 'NR == 1 { for (i = 1; i <= NF; i++) k[$i] = i; next }
+		$1 == "vm1" { print $k[c] }'
+}
+p0=$(xdp_of XDP_PACKETS)
+b0=$(xdp_of XDP_BYTES)
+[ -n "$p0" ] || fail "nkctl guests has no XDP_PACKETS for vm1: $(nkctl guests)"
+
+log "curl in the VM -> http.server in P, over the afxdp NSM"
+out=$(vm_run --timeout 120 "$NKRUN -- curl -sS -f --max-time 100 -o /tmp/blob http://$P4:8000/blob && sha256sum /tmp/blob") ||
+	fail "curl in the VM failed: $out"
+[ "${out%% *}" = "$want" ] || fail "the VM fetched wrong content"
+
+log "python3 -m http.server in the VM <- curl in P at $X4"
+vm_bg "exec $NKRUN -- $PY -m http.server -d $SHARE/www -b 0.0.0.0 8001 >/tmp/httpd.log 2>&1" >/dev/null
+wait_for 60 run_peer curl -s -o /dev/null --max-time 2 "http://$X4:8001/" ||
+	fail "the VM's http.server is not reachable at $X4:8001"
+run_peer curl -sS -f --max-time 60 -o "$NK_TMP/got_p" "http://$X4:8001/blob" ||
+	fail "curl from P to the VM's http.server failed"
+[ "$(sha_of "$NK_TMP/got_p")" = "$want" ] || fail "P fetched wrong content from the VM"
+
+p1=$(xdp_of XDP_PACKETS)
+b1=$(xdp_of XDP_BYTES)
+log "nk_steer for vm1: XDP_PACKETS $p0 -> $p1, XDP_BYTES $b0 -> $b1"
+# Two 8 MiB transfers: the VM's received bytes alone are > 8 MiB.
+[ "$b1" -gt $((b0 + (8 << 20))) ] || fail "nk_steer's per-guest byte counter for vm1 did not move by 8 MiB ($b0 -> $b1)"
+[ "$p1" -gt "$p0" ] || fail "nk_steer's per-guest packet counter for vm1 did not move"
+vm_stop --timeout 20
+log "PASS: vm1 on afxdp: curl both ways by sha256; XDP counters moved ($((p1 - p0)) packets)"
