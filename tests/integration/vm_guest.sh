@@ -25,7 +25,7 @@ set -eu
 need_netns "$@"
 need_netkernel
 need_cmd curl sha256sum
-AGENT=$BUILD/nk-vmagent
+AGENT=${NK_VM_AGENT:-$BUILD/nk-vmagent} # another agent: to compare
 [ -x "$AGENT" ] || fail "$AGENT missing: this netkernel has no VM transport"
 # shellcheck source=tests/vm/vm.sh
 . "$NK_ROOT/tests/vm/vm.sh"
