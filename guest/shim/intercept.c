@@ -767,8 +767,7 @@ NK_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
  * at the agent's placeholders, which must first have caught up with
  * every CQE this process has seen (abi.md §9).
  */
-NK_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *x,
-		     struct timeval *tv)
+NK_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *x, struct timeval *tv)
 {
 	if (nk_fdtab__count())
 		nk_ring__vm_sync();

@@ -321,8 +321,8 @@ static struct nk_region_hdr *win_hdr(struct nk_vm *vm, struct vmconn *vc)
 static void conn_bind(struct nk_vm *vm, struct vmconn *vc, const uint8_t *m,
 		      size_t len)
 {
-	struct nk_conn *c = nk_ctl__conn_of(vm->set->e->ctl, vc->cslot,
-					    vc->cgen);
+	struct nk_conn *c =
+		nk_ctl__conn_of(vm->set->e->ctl, vc->cslot, vc->cgen);
 	struct nk_region_hdr *h = win_hdr(vm, vc);
 	struct nk_ctl_ph_bind b;
 	int ret;
