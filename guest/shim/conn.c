@@ -83,6 +83,8 @@ static atomic_int barrier_dirty;
 static atomic_uint barrier_seq, barrier_done;
 /* VM mode: nkd's placeholder ops the last NOP covers (abi.md §9). */
 static atomic_uint barrier_ph;
+/* VM mode: PH_BINDs sent on this connection (vm_ph_bound, abi.md §9). */
+static atomic_uint vm_binds;
 
 struct nk_cfg nk_cfg;
 
@@ -430,6 +432,8 @@ int nk_ctl__ph_bind(uint32_t handle, uint64_t id, uint64_t dev, uint64_t ino)
 	pthread_mutex_lock(&C.ctl_lock);
 	m.hdr.seq = ++C.seq;
 	err = ctl_send(&m, sizeof(m), NULL, 0);
+	if (!err && C.vm_wait)
+		atomic_fetch_add(&vm_binds, 1);
 	pthread_mutex_unlock(&C.ctl_lock);
 	return err ? ctl_fail(err) : 0;
 }
@@ -778,6 +782,9 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 	if (vm.magic != NK_WELCOME_VM_MAGIC)
 		memset(&vm, 0, sizeof(vm));
 	C.vm_wait = vm.flags & NK_WELCOME_VM_F_BELL_WAIT;
+	/* nkd counts anew for this connection (a restarted one from 0) */
+	atomic_store(&vm_binds, 0);
+	atomic_store(&barrier_ph, 0);
 	err = map_region(fds[0], w.region_size, vm.region_off);
 	REAL(close)(fds[0]);
 	fds[0] = -1;
@@ -2022,35 +2029,52 @@ int nk_ring__wait_taken(struct nk_sock *s, int64_t timeout_ns)
 /*
  * VM mode: the placeholders are the agent's, a channel frame behind nkd's.
  * nkd counts the placeholder operations it sent in the region header
- * (vm_ph_sent, stored before any later CQE) and the agent the ones it
- * applied (vm_ph_applied): once they meet, the placeholders show all
- * that the CQEs seen so far imply. Its own bound: the agent is another
- * process to be scheduled.
+ * (vm_ph_sent, stored before any later CQE and before the SQ head passes
+ * an SQE that caused one) and the agent the ones it applied
+ * (vm_ph_applied): once they meet, the placeholders show all that the
+ * CQEs seen so far imply. A PH_BIND takes the control path through the
+ * agent, slower than the ring: an SQE on the new socket (a CONNECT) may
+ * run before it, and its readiness only reaches the placeholder when the
+ * BIND does, so first wait until nkd ran all of ours (vm_ph_bound).
+ * Every multiplexer calls this before it looks, whatever its timeout.
+ * Its own bound: the agent is another process to be scheduled.
  */
-static void vm_sync(void)
+static bool vm_wait_for(const uint32_t *word, uint32_t want, int64_t *t0)
 {
-	int64_t t0, deadline;
-	uint32_t want;
-
-	if (!C.vm_wait || !C.hdr)
-		return;
-	want = __atomic_load_n(&C.hdr->vm_ph_sent, __ATOMIC_ACQUIRE);
-	if ((int)(atomic_load(&barrier_ph) - want) > 0)
-		want = atomic_load(&barrier_ph);
-	t0 = nk_now_ns();
-	deadline = t0 + NK_VM_BARRIER_NS;
-	while ((int)(__atomic_load_n(&C.hdr->vm_ph_applied, __ATOMIC_ACQUIRE) -
-		     want) < 0) {
+	while ((int)(__atomic_load_n(word, __ATOMIC_ACQUIRE) - want) < 0) {
 		int64_t now = nk_now_ns();
 
-		if (now >= deadline)
-			break;
+		if (!*t0)
+			*t0 = now;
+		if (now - *t0 >= NK_VM_BARRIER_NS)
+			return false;
 		/* Yield a little, then sleep: a busy machine runs the agent. */
-		if (now - t0 < 1000000)
+		if (now - *t0 < 1000000)
 			sched_yield();
 		else
 			usleep(200);
 	}
+	return true;
+}
+
+static void vm_sync(void)
+{
+	int64_t t0 = 0; /* the clock only once we wait */
+	uint32_t want;
+
+	if (!C.vm_wait || !C.hdr)
+		return;
+	if (!vm_wait_for(&C.hdr->vm_ph_bound, atomic_load(&vm_binds), &t0))
+		return;
+	want = __atomic_load_n(&C.hdr->vm_ph_sent, __ATOMIC_ACQUIRE);
+	if ((int)(atomic_load(&barrier_ph) - want) > 0)
+		want = atomic_load(&barrier_ph);
+	vm_wait_for(&C.hdr->vm_ph_applied, want, &t0);
+}
+
+void nk_ring__vm_sync(void)
+{
+	vm_sync();
 }
 
 void nk_ring__barrier(void)

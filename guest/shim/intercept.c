@@ -695,6 +695,8 @@ static int do_epoll(int epfd, struct epoll_event *ev, int max, int timeout,
 
 	if (timeout != 0 && nk_fdtab__count())
 		nk_ring__barrier();
+	else if (nk_fdtab__count())
+		nk_ring__vm_sync();
 	if (!mux_spin_begin(&m, timeout))
 		return mask ? REAL(epoll_pwait)(epfd, ev, max, timeout, mask)
 			    : REAL(epoll_wait)(epfd, ev, max, timeout);
@@ -729,6 +731,8 @@ static int do_poll(struct pollfd *fds, nfds_t n, int timeout,
 	if ((ts ? ts->tv_sec || ts->tv_nsec : timeout != 0) &&
 	    nk_fdtab__count())
 		nk_ring__barrier();
+	else if (nk_fdtab__count())
+		nk_ring__vm_sync();
 	if (!mux_spin_begin(&m, ts ? (ts->tv_sec || ts->tv_nsec) : timeout))
 		return ts || mask ? REAL(ppoll)(fds, n, ts, mask)
 				  : REAL(poll)(fds, n, timeout);
@@ -756,4 +760,24 @@ NK_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 		    const sigset_t *mask)
 {
 	return do_poll(fds, n, -1, ts, mask);
+}
+
+/*
+ * select/pselect get no barrier (docs/shim.md), but in VM mode they look
+ * at the agent's placeholders, which must first have caught up with
+ * every CQE this process has seen (abi.md §9).
+ */
+NK_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *x, struct timeval *tv)
+{
+	if (nk_fdtab__count())
+		nk_ring__vm_sync();
+	return REAL(select)(n, r, w, x, tv);
+}
+
+NK_EXPORT int pselect(int n, fd_set *r, fd_set *w, fd_set *x,
+		      const struct timespec *ts, const sigset_t *mask)
+{
+	if (nk_fdtab__count())
+		nk_ring__vm_sync();
+	return REAL(pselect)(n, r, w, x, ts, mask);
 }

@@ -76,6 +76,8 @@ void nk_real__init(void)
 	LOOK(epoll_pwait);
 	LOOK(poll);
 	LOOK(ppoll);
+	LOOK(select);
+	LOOK(pselect);
 	/* fcntl64 is the same entry point as fcntl on 64-bit glibc. */
 	if (!nk_real.fcntl64)
 		nk_real.fcntl64 = nk_real.fcntl;

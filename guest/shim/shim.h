@@ -31,6 +31,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/select.h>
 
 #include "netkernel/abi.h"
 #include "netkernel/ctl.h"
@@ -106,6 +107,9 @@ struct nk_real {
 	int (*poll)(struct pollfd *, nfds_t, int);
 	int (*ppoll)(struct pollfd *, nfds_t, const struct timespec *,
 		     const sigset_t *);
+	int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
+	int (*pselect)(int, fd_set *, fd_set *, fd_set *,
+		       const struct timespec *, const sigset_t *);
 };
 
 extern struct nk_real nk_real NK_HIDDEN;
@@ -437,6 +441,9 @@ NK_HIDDEN void nk_cmsg__put_recv(struct msghdr *msg, void *ctl, size_t room,
 				 const struct nk_cmsg *blk);
 /* Before a multiplexer looks: let nkd mirror what this process sent. */
 NK_HIDDEN void nk_ring__barrier(void);
+/* VM mode, before any multiplexer looks (also with a zero timeout, and
+ * select): the agent's placeholders catch up with nkd's (abi.md §9). */
+NK_HIDDEN void nk_ring__vm_sync(void);
 /* Last close: CLOSE now or once the socket's sends drained. */
 NK_HIDDEN void nk_ring__close_sock(struct nk_sock *s);
 /* At exit: let queued sends reach nkd before the connection goes. */

@@ -1047,6 +1047,14 @@ ssize_t nk_sock__sendmsg(struct nk_sock *s, const struct msghdr *msg, int flags)
 				chunk = (size_t)room;
 		}
 		idx = nk_buf__alloc_send(!nonblock, deadline);
+		/*
+		 * Out of send buffers (few of them: bufs=) before the window
+		 * is full: as for a full window, let nkd take our SENDs, and
+		 * so make the placeholder unwritable, before saying EAGAIN.
+		 */
+		if (idx == -EAGAIN && nonblock && nk_ring__sends_untaken(s) &&
+		    nk_ring__wait_taken(s, NK_SEND_TAKEN_NS) == 0)
+			continue;
 		if (idx < 0)
 			return sent ? (ssize_t)sent : idx;
 		if (chead) {

@@ -307,7 +307,12 @@ struct nk_region_hdr {
 	uint32_t vm_ph_applied;
 	/* VM guests only: how many nkd had sent; written by nkd. */
 	uint32_t vm_ph_sent;
-	uint32_t resv[4];
+	/*
+	 * VM guests only: how many of this connection's PH_BINDs nkd has
+	 * run (their PH_OPs are in vm_ph_sent by then); written by nkd.
+	 */
+	uint32_t vm_ph_bound;
+	uint32_t resv[3];
 	struct nk_qset_desc qsets[NK_MAX_QSETS];
 };
 
@@ -403,7 +408,8 @@ NK_ASSERT_OFF(nk_region_hdr, send_window, 64);
 NK_ASSERT_OFF(nk_region_hdr, send_charge, 68);
 NK_ASSERT_OFF(nk_region_hdr, vm_ph_applied, 72);
 NK_ASSERT_OFF(nk_region_hdr, vm_ph_sent, 76);
-NK_ASSERT_OFF(nk_region_hdr, resv, 80);
+NK_ASSERT_OFF(nk_region_hdr, vm_ph_bound, 80);
+NK_ASSERT_OFF(nk_region_hdr, resv, 84);
 NK_ASSERT_OFF(nk_region_hdr, qsets, 96);
 _Static_assert(NK_OP__MAX == 16, "update the opcode table in docs/abi.md");
 

@@ -60,6 +60,7 @@ struct vmconn {
 	uint32_t cslot, cgen; /* ctl.c's client */
 	uint64_t win_off; /* its region window, once attached */
 	bool has_win;
+	uint32_t binds; /* PH_BINDs run, as vm_ph_bound */
 };
 
 struct nk_vm {
@@ -306,6 +307,50 @@ static bool ctl_allowed(uint32_t type)
 	}
 }
 
+static struct nk_region_hdr *win_hdr(struct nk_vm *vm, struct vmconn *vc)
+{
+	return vm->map && vc->has_win ? (void *)(vm->map + vc->win_off) : NULL;
+}
+
+/*
+ * A PH_BIND runs here, as the frame arrives, not later in ctl.c: the
+ * readiness it gives the new placeholder (PH_OPs) must be in vm_ph_sent
+ * when the shim sees vm_ph_bound count it (docs/abi.md §9). Checked as
+ * ctl.c checks it.
+ */
+static void conn_bind(struct nk_vm *vm, struct vmconn *vc, const uint8_t *m,
+		      size_t len)
+{
+	struct nk_conn *c =
+		nk_ctl__conn_of(vm->set->e->ctl, vc->cslot, vc->cgen);
+	struct nk_region_hdr *h = win_hdr(vm, vc);
+	struct nk_ctl_ph_bind b;
+	int ret;
+
+	if (len != sizeof(b) || !c) {
+		vm->bad++;
+		conn_close(vm, vc, true);
+		return;
+	}
+	memcpy(&b, m, sizeof(b));
+	if (b.resv) {
+		vm->bad++;
+		conn_close(vm, vc, true);
+		return;
+	}
+	ret = nk_engine__placeholder(vm->set->e, c, &b);
+	if (ret) {
+		c->guest->c.errors++;
+		nk_dbg("VM guest %s: placeholder %llu for handle %#x refused: "
+		       "%s",
+		       vm->name, (unsigned long long)b.id, b.handle,
+		       strerror(-ret));
+	}
+	vc->binds++;
+	if (h)
+		__atomic_store_n(&h->vm_ph_bound, vc->binds, __ATOMIC_RELEASE);
+}
+
 static void conn_ctl(struct nk_vm *vm, struct vmconn *vc, uint8_t *m,
 		     size_t len)
 {
@@ -319,6 +364,10 @@ static void conn_ctl(struct nk_vm *vm, struct vmconn *vc, uint8_t *m,
 	if (h.len != len || !ctl_allowed(h.type)) {
 		vm->bad++;
 		conn_close(vm, vc, true);
+		return;
+	}
+	if (h.type == NK_CTL_PH_BIND) {
+		conn_bind(vm, vc, m, len);
 		return;
 	}
 	if (h.type == NK_CTL_HELLO && len == sizeof(struct nk_ctl_hello)) {
@@ -517,6 +566,14 @@ static void conn_read(struct nk_vm *vm, struct vmconn *vc)
 			x.region_off = nk_region__offset(c->region);
 			vc->win_off = x.region_off;
 			vc->has_win = true;
+			vc->binds = 0;
+			/*
+			 * A forked child's sockets may have PH_OPs in flight
+			 * already: its first sync waits for them too.
+			 */
+			if (win_hdr(vm, vc))
+				__atomic_store_n(&win_hdr(vm, vc)->vm_ph_sent,
+						 vm->ph_seq, __ATOMIC_RELEASE);
 			w.hdr.len += sizeof(x);
 			memcpy(buf, &w, sizeof(w));
 			memcpy(buf + n, &x, sizeof(x));
