@@ -14,7 +14,9 @@
  * it; each RECV copies straight from the sender's region buffer into the
  * receiver's (one copy). A non-blocking SEND that the peer cannot take at
  * once is copied into the receiver's bounded queue (SHM_QCAP bytes), or
- * answered -EAGAIN when that is full. The engine hands down one SEND per
+ * answered -EAGAIN when that is full or the sending guest's shm_queue=
+ * budget has no room for a new queue (budget.c: a queue is charged to
+ * the guest that filled it from allocation until it drains or dies). The engine hands down one SEND per
  * socket at a time, so the queue's bytes always come before a held SEND's.
  *
  * Completing an op can run the engine's send queue and release sockets
@@ -28,8 +30,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "budget.h"
 #include "engine.h"
 #include "log.h"
+#include "refusal.h"
 #include "nsm_shm.h"
 #include "validate.h"
 
@@ -56,6 +60,7 @@ struct shm_ep {
 	struct nk_req *connect_op; /* blocking CONNECT waiting for room */
 	uint8_t *q; /* bytes for this end from non-blocking SENDs */
 	uint32_t qhead, qlen;
+	struct nk_guest *qg; /* charged for q (budget.c): the sender's */
 	struct nk_req *held; /* this end's SEND, read by the peer */
 	struct nk_list recvq; /* parked RECVs */
 	bool peer_fin; /* the peer shut its sending side (or closed) */
@@ -348,6 +353,20 @@ static uint32_t held_left(const struct nk_req *op)
 	return op->len - send_head(op) - op->done;
 }
 
+/* ep's queue is empty (or its bytes are discarded): its memory goes
+ * back, and so does the sending guest's charge. */
+static void q_drop(struct shm_ep *ep)
+{
+	if (!ep->q)
+		return;
+	free(ep->q);
+	ep->q = NULL;
+	ep->qhead = ep->qlen = 0;
+	if (ep->qg)
+		nk_budget__shmq_put(shm.e, ep->qg, SHM_QCAP);
+	ep->qg = NULL;
+}
+
 /* Bytes ep can read now. */
 static uint64_t avail(const struct shm_ep *ep)
 {
@@ -409,6 +428,8 @@ static uint32_t take(struct shm_ep *ep, uint8_t *dst, uint32_t room, bool peek,
 		if (!peek) {
 			ep->qhead = h;
 			ep->qlen -= n;
+			if (!ep->qlen)
+				q_drop(ep);
 		}
 	}
 	if (got < room && ep->peer && ep->peer->held) {
@@ -556,7 +577,7 @@ static void peer_gone(struct shm_ep *ep, bool rst)
 	if (rst) {
 		ep->reset = true;
 		ep->err = ECONNRESET;
-		ep->qlen = 0;
+		q_drop(ep);
 		/* What it sent counts as sent, as with a kernel socket. */
 		if (ep->held) {
 			send_complete(ep->held);
@@ -849,8 +870,24 @@ static uint32_t queue_held(struct shm_ep *ep, struct shm_ep *p)
 	struct nk_req *op = ep->held;
 	uint32_t n = held_left(op), room = SHM_QCAP - p->qlen, tail, moved = 0;
 
-	if (!p->q && !(p->q = malloc(SHM_QCAP)))
-		return 0;
+	if (!p->q) {
+		struct nk_guest *g = ep->s->guest;
+
+		if (nk_budget__shmq_get(shm.e, g, SHM_QCAP)) {
+			nk_guest__refused(shm.e, g, NK_REFUSED_SHM_QUEUE,
+					  "shm_queue=%llu bytes of receive "
+					  "queues held: non-blocking send "
+					  "gets EAGAIN",
+					  (unsigned long long)g->bshmq);
+			return 0;
+		}
+		p->q = malloc(SHM_QCAP);
+		if (!p->q) {
+			nk_budget__shmq_put(shm.e, g, SHM_QCAP);
+			return 0;
+		}
+		p->qg = g;
+	}
 	if (n > room)
 		n = room;
 	tail = (p->qhead + p->qlen) % SHM_QCAP;
@@ -1061,7 +1098,7 @@ static int shm_cancel_(void *priv, struct nk_req *op)
 
 static void ep_free(struct shm_ep *ep)
 {
-	free(ep->q);
+	q_drop(ep);
 	free(ep);
 }
 
