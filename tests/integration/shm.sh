@@ -17,7 +17,8 @@
 # 128 KiB on each with a non-blocking send: nkd queues at most hog's
 # shm_queue= (default 4 MiB), the rest gets EAGAIN (refusal shm_queue);
 # nkd's RSS grows by far less than the 50 MiB hog offered; cli's 64 MiB
-# to srv beside it arrives by sha256.
+# to srv beside it arrives by sha256; nkctl nsms lists the shm NSM with
+# its listeners, connections and queues.
 # ASan nkd.
 # timeout: 600
 set -eu
@@ -240,6 +241,19 @@ for g in json.load(sys.stdin)["guests"]:
     if g["name"] == "hog":
         print(g.get("refusals", {}).get("shm_queue", 0))')
 [ "${ref:-0}" -gt 0 ] || fail "guest hog: no shm_queue refusal counted"
+# nkctl nsms lists the shm NSM with its counters (table and JSON).
+nkctl nsms >"$NK_TMP/nsms.txt" 2>&1 || fail "nkctl nsms failed"
+cat "$NK_TMP/nsms.txt" >&2
+grep -qE '^shm +shm ' "$NK_TMP/nsms.txt" || fail "nkctl nsms: no shm row"
+grep -qE 'rx_queue_bytes=[1-9]' "$NK_TMP/nsms.txt" || fail "nkctl nsms: no shm queue counters"
+nkctl nsms --json | "$PY" -c '
+import json, sys
+n = {x["name"]: x for x in json.load(sys.stdin)["nsms"]}
+s = n["shm"]
+assert s["type"] == "shm" and s["guests"] >= 6 and s["sockets"] >= 400, s
+assert s["shm"]["listeners"] >= 1 and s["shm"]["joined"] >= 400, s
+assert 0 < s["shm"]["rx_queue_bytes"] <= 4 << 20 and s["shm"]["queue_refused"] > 0, s
+assert n["kernel0"]["shm"] is None, n' || fail "nkctl nsms --json: shm row wrong: $(nkctl nsms --json)"
 # An innocent guest's transfer beside it.
 GUEST=srv bg_guest i_recv "$TOOLS/nk_stream" recv listen 0.0.0.0 "$PI"
 wait_port "$NS_H" "$PI" || fail "srv receiver not listening"

@@ -77,6 +77,9 @@ static struct {
 	struct nk_list listeners;
 	bool init;
 	uint16_t next_port;
+	/* nkctl nsms (nk_shm__stats) */
+	uint32_t nr_listeners, nr_queues;
+	uint64_t joined, queued;
 } shm;
 
 static struct nk_nsm shm_nsm = {
@@ -361,6 +364,8 @@ static void q_drop(struct shm_ep *ep)
 		return;
 	free(ep->q);
 	ep->q = NULL;
+	shm.nr_queues--;
+	shm.queued -= ep->qlen;
 	ep->qhead = ep->qlen = 0;
 	if (ep->qg)
 		nk_budget__shmq_put(shm.e, ep->qg, SHM_QCAP);
@@ -428,6 +433,7 @@ static uint32_t take(struct shm_ep *ep, uint8_t *dst, uint32_t room, bool peek,
 		if (!peek) {
 			ep->qhead = h;
 			ep->qlen -= n;
+			shm.queued -= n;
 			if (!ep->qlen)
 				q_drop(ep);
 		}
@@ -652,6 +658,7 @@ static int join(struct shm_ep *lep, struct shm_ep *c)
 	c->s->state = NK_SS_ESTABLISHED;
 	nk_list__add_tail(&lep->backlog, &sep->tlink);
 	lep->nr_backlog++;
+	shm.joined++;
 	return 0;
 }
 
@@ -887,6 +894,7 @@ static uint32_t queue_held(struct shm_ep *ep, struct shm_ep *p)
 			return 0;
 		}
 		p->qg = g;
+		shm.nr_queues++;
 	}
 	if (n > room)
 		n = room;
@@ -899,6 +907,7 @@ static uint32_t queue_held(struct shm_ep *ep, struct shm_ep *p)
 		op->done += c;
 		moved += c;
 		p->qlen += c;
+		shm.queued += c;
 		tail = (tail + c) % SHM_QCAP;
 	}
 	return moved;
@@ -1126,6 +1135,7 @@ static void release_listener(struct shm_ep *lep)
 	struct nk_sock *s = lep->s;
 
 	nk_list__del(&lep->tlink);
+	shm.nr_listeners--;
 	while (!nk_list__empty(&lep->acceptq)) {
 		struct nk_req *op = nk_container_of(lep->acceptq.next,
 						    struct nk_req, qlink);
@@ -1355,6 +1365,27 @@ void nk_shm__listened(struct nk_engine *e, struct nk_sock *s, uint32_t backlog)
 	ep->s = s;
 	rehome(s, ep);
 	nk_list__add_tail(&shm.listeners, &ep->tlink);
+	shm.nr_listeners++;
+}
+
+void nk_shm__stats(const struct nk_engine *e, struct nk_shm_stats *st)
+{
+	const struct nk_list *p;
+
+	memset(st, 0, sizeof(*st));
+	for (p = e->guests.next; p != &e->guests; p = p->next) {
+		const struct nk_guest *g =
+			nk_container_of(p, struct nk_guest, link);
+
+		st->guests += g->conf.shm;
+	}
+	st->sockets = shm_nsm.nr_socks;
+	st->listeners = shm.nr_listeners;
+	st->joined = shm.joined;
+	st->queues = shm.nr_queues;
+	st->queue_bytes = (uint64_t)shm.nr_queues * SHM_QCAP;
+	st->queued = shm.queued;
+	st->queue_refused = e->budget.refused_shmq;
 }
 
 const struct nk_nsm_ops nk_nsm_shm_ops = {
