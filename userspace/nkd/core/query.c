@@ -281,6 +281,10 @@ static void q_sched(struct sb *b, const struct nk_guest *g)
 			  (unsigned long long)(nk_sched__held_ns(g, d, now) /
 					       1000000));
 	}
+	/* Times its SENDs were found waiting for their own peers. */
+	sb_printf(
+		b, ",\"sched_tx_peer_limited\":%llu",
+		(unsigned long long)g->sched.dir[NK_SCHED_TX].nr_peer_limited);
 }
 
 static void q_guests(struct nk_engine *e, struct sb *b)

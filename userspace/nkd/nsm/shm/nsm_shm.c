@@ -1388,6 +1388,16 @@ void nk_shm__stats(const struct nk_engine *e, struct nk_shm_stats *st)
 	st->queue_refused = e->budget.refused_shmq;
 }
 
+/* A held SEND waits for the peer program's RECVs and nothing else. */
+static bool shm_send_peer_limited(void *priv, struct nk_sock *s)
+{
+	struct shm_ep *ep = ep_of(s);
+
+	(void)priv;
+	return ep && !ep->listener && ep->held && ep->peer &&
+	       nk_list__empty(&ep->peer->recvq);
+}
+
 const struct nk_nsm_ops nk_nsm_shm_ops = {
 	.type = "shm",
 	.create = shm_create,
@@ -1410,4 +1420,5 @@ const struct nk_nsm_ops nk_nsm_shm_ops = {
 	.poll_now = shm_poll_now,
 	.sock_name = shm_sock_name,
 	.lower_event = shm_lower_event,
+	.send_peer_limited = shm_send_peer_limited,
 };
