@@ -53,9 +53,10 @@ enum { NK_SCHED_TX, NK_SCHED_RX, NK_SCHED_DIRS };
 #define NK_SCHED_PASSES 4u
 /*
  * A guest with ops waiting gets one handed down at least this often,
- * whatever the others do: the engine cannot tell a flow slowed by the
- * shared bottleneck from one its own peer slows down (a slow reader), and
- * a guest whose contending flow crawls must not stop the others.
+ * whatever the others do: the NSM's send_peer_limited tells a flow its own
+ * slow reader holds back from one the shared bottleneck slows, but not
+ * every NSM answers, nor at once, and a guest whose contending flow
+ * crawls must not stop the others.
  */
 #define NK_SCHED_WAIT_NS 250000000ll
 /* A guest whose RECV filled its buffer this recently is backlogged. */
