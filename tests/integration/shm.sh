@@ -234,7 +234,7 @@ log "hog: $hr; nkd VmRSS $rss0 -> $rss1 KiB"
 	fail "nkd's RSS grew by $(((rss1 - rss0) >> 10)) MiB for hog's unread non-blocking sends (cap 4 MiB)"
 used=$(nkctl status --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["budget"]["shm_queue"]["used"])') ||
 	fail "nkctl status: no budget.shm_queue"
-[ "$used" -gt 0 ] && [ "$used" -le $((4 << 20)) ] || fail "budget.shm_queue.used=$used, want 1..4 MiB"
+{ [ "$used" -gt 0 ] && [ "$used" -le $((4 << 20)) ]; } || fail "budget.shm_queue.used=$used, want 1..4 MiB"
 ref=$(nkctl guests --json | "$PY" -c '
 import json, sys
 for g in json.load(sys.stdin)["guests"]:

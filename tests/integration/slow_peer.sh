@@ -72,7 +72,7 @@ wait "$sumg" || fail "gb's checksummed transfer failed: $(tail -n 3 "$NK_TMP/sum
 wait "$sump" || fail "peer's checksummed receiver failed: $(tail -n 3 "$NK_TMP/sum_p.log")"
 r=$(grep RESULT "$NK_TMP/sum_p.log") || fail "checksummed transfer: no result"
 s=$(grep RESULT "$NK_TMP/sum_g.log") || fail "checksummed transfer: no result from the guest"
-[ "$(field bytes "$r")" = 4000000 ] && [ "$(field sha256 "$r")" = "$(field sha256 "$s")" ] ||
+{ [ "$(field bytes "$r")" = 4000000 ] && [ "$(field sha256 "$r")" = "$(field sha256 "$s")" ]; } ||
 	fail "gb's checksummed transfer beside the trickle differs: sent $s, received $r"
 wait "$tp" || fail "trickle reader failed: $(tail -n 3 "$NK_TMP/trickle.log")"
 wait "$sl" || true # its peer closed on it: EPIPE or ECONNRESET
