@@ -12,7 +12,13 @@
 # body). IPv6 ([::] listener, ::1 and 127.0.0.1 dialled) and a port
 # nobody listens on (refused through the kernel NSM). Guest capped (shm=on rate=80M) sends to srv over shm no faster
 # than its cap; cli's counters count its bytes. A bystander guest moves
-# data through the kernel NSM meanwhile.
+# data through the kernel NSM meanwhile. Memory: guest hog opens 400
+# connections to guest sink, which never accepts or reads, and sends
+# 128 KiB on each with a non-blocking send: nkd queues at most hog's
+# shm_queue= (default 4 MiB), the rest gets EAGAIN (refusal shm_queue);
+# nkd's RSS grows by far less than the 50 MiB hog offered; cli's 64 MiB
+# to srv beside it arrives by sha256; nkctl nsms lists the shm NSM with
+# its listeners, connections and queues.
 # ASan nkd.
 # timeout: 600
 set -eu
@@ -32,6 +38,8 @@ PX=9726
 SPV6=9727
 SPV4=9728
 PNONE=9729
+PH=9730
+PI=9731
 cat >"$NK_TMP/nkd.conf" <<CONF
 nsm kernel0 type=kernel
 guest srv shm=on
@@ -40,6 +48,8 @@ guest nope
 guest capped shm=on rate=80M burst=256k
 guest stranger shm=on
 guest bystander
+guest hog shm=on
+guest sink shm=on
 unknown_guests allow
 CONF
 san_nkd_up "$NK_TMP/nkd.conf"
@@ -203,6 +213,59 @@ for g in json.load(sys.stdin)["guests"]:
         print(g.get("bytes_tx", 0))' 2>/dev/null || echo 0)
 [ "${b:-0}" -ge "$SHM_BYTES" ] || fail "guest cli's bytes_tx ${b:-?} < $SHM_BYTES: $(cat "$NK_TMP/guests.txt")"
 log "ok: guest cli counted $b bytes sent"
+
+# 8. Non-blocking sends to a peer that never reads: nkd's queues for
+# them are hog's to pay for (shm_queue=, default 4 MiB), not nkd's heap
+# without bound.
+GUEST=sink bg_guest sink "$PY" "$HELPERS/shm_hog.py" sink "$PH" 120
+sinkp=$LASTPID
+wait_for 20 grep -q READY "$NK_TMP/sink.log" || fail "sink not listening"
+rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$NK_NKD_PID/status"; }
+rss0=$(rss)
+GUEST=hog bg_guest hog "$PY" "$HELPERS/shm_hog.py" hog 127.0.0.1 "$PH" 400 120
+hogp=$LASTPID
+wait_for 120 grep -q RESULT "$NK_TMP/hog.log" || fail "hog: no result: $(tail -n 3 "$NK_TMP/hog.log")"
+rss1=$(rss)
+hr=$(grep RESULT "$NK_TMP/hog.log")
+log "hog: $hr; nkd VmRSS $rss0 -> $rss1 KiB"
+[ "$(field conns "$hr")" = 400 ] || fail "hog opened $(field conns "$hr") of 400 connections"
+[ "$(field eagain "$hr")" -gt 0 ] || fail "hog's non-blocking sends never got EAGAIN: nkd queued all $(field sent "$hr") bytes"
+[ $((rss1 - rss0)) -lt $((24 << 10)) ] ||
+	fail "nkd's RSS grew by $(((rss1 - rss0) >> 10)) MiB for hog's unread non-blocking sends (cap 4 MiB)"
+used=$(nkctl status --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["budget"]["shm_queue"]["used"])') ||
+	fail "nkctl status: no budget.shm_queue"
+{ [ "$used" -gt 0 ] && [ "$used" -le $((4 << 20)) ]; } || fail "budget.shm_queue.used=$used, want 1..4 MiB"
+ref=$(nkctl guests --json | "$PY" -c '
+import json, sys
+for g in json.load(sys.stdin)["guests"]:
+    if g["name"] == "hog":
+        print(g.get("refusals", {}).get("shm_queue", 0))')
+[ "${ref:-0}" -gt 0 ] || fail "guest hog: no shm_queue refusal counted"
+# nkctl nsms lists the shm NSM with its counters (table and JSON).
+nkctl nsms >"$NK_TMP/nsms.txt" 2>&1 || fail "nkctl nsms failed"
+cat "$NK_TMP/nsms.txt" >&2
+grep -qE '^shm +shm ' "$NK_TMP/nsms.txt" || fail "nkctl nsms: no shm row"
+grep -qE 'rx_queue_bytes=[1-9]' "$NK_TMP/nsms.txt" || fail "nkctl nsms: no shm queue counters"
+nkctl nsms --json | "$PY" -c '
+import json, sys
+n = {x["name"]: x for x in json.load(sys.stdin)["nsms"]}
+s = n["shm"]
+assert s["type"] == "shm" and s["guests"] >= 6 and s["sockets"] >= 400, s
+assert s["shm"]["listeners"] >= 1 and s["shm"]["joined"] >= 400, s
+assert 0 < s["shm"]["rx_queue_bytes"] <= 4 << 20 and s["shm"]["queue_refused"] > 0, s
+assert n["kernel0"]["shm"] is None, n' || fail "nkctl nsms --json: shm row wrong: $(nkctl nsms --json)"
+# An innocent guest's transfer beside it.
+GUEST=srv bg_guest i_recv "$TOOLS/nk_stream" recv listen 0.0.0.0 "$PI"
+wait_port "$NS_H" "$PI" || fail "srv receiver not listening"
+r=$(as_guest cli "$TOOLS/nk_stream" send connect 127.0.0.1 "$PI" $((64 << 20)) 11) ||
+	fail "cli's transfer beside hog failed: $r"
+wait_for 30 grep -q RESULT "$NK_TMP/i_recv.log" || fail "srv receiver (beside hog): no result"
+[ "$(field sha256 "$r")" = "$(field sha256 "$(grep RESULT "$NK_TMP/i_recv.log")")" ] ||
+	fail "cli's transfer beside hog: sha256 mismatch"
+kill "$hogp" "$sinkp" 2>/dev/null || true
+wait "$hogp" 2>/dev/null || true
+wait "$sinkp" 2>/dev/null || true
+log "ok: hog's queues held at $used bytes (shm_queue refusals $ref), nkd RSS +$(((rss1 - rss0) >> 10)) MiB; cli's 64 MiB beside it by sha256"
 
 bystander_finish
 nk_san_stop

@@ -106,6 +106,8 @@ static struct fake {
 	unsigned poll_mask;
 	int open_err; /* sock_open's answer */
 	struct sockaddr_storage name; /* sock_name's, if a family is set */
+	bool peer_limited; /* send_peer_limited's answer */
+	unsigned peer_asked;
 } F;
 
 static int fake_create(struct nk_engine *e, struct nk_loop *loop,
@@ -198,6 +200,14 @@ static void fake_guest_detach(void *priv, struct nk_guest *g)
 	F.detached_ids[F.detaches++] = g->id;
 }
 
+static bool fake_peer_limited(void *priv, struct nk_sock *s)
+{
+	(void)priv;
+	(void)s;
+	F.peer_asked++;
+	return F.peer_limited;
+}
+
 static const struct nk_nsm_ops fake_ops = {
 	.type = "fake",
 	.create = fake_create,
@@ -221,6 +231,7 @@ static const struct nk_nsm_ops fake_ops = {
 	.sock_name = fake_sock_name,
 	.guest_attach = fake_guest_attach,
 	.guest_detach = fake_guest_detach,
+	.send_peer_limited = fake_peer_limited,
 };
 
 /* The pending op with this opcode (the oldest), or NULL. */
@@ -1540,6 +1551,45 @@ static void test_sched_hold(void **state)
 	assert_int_equal(E->sched_held, 0);
 }
 
+/*
+ * A guest whose SEND in the NSM waits for its own peer (the NSM's
+ * send_peer_limited) does not contend: the other guest's SENDs all go
+ * down; once the NSM says the path holds it back again (asked anew after
+ * NK_SCHED_PEER_NS), the other is held to its lead as before.
+ */
+static void test_sched_peer_limited(void **state)
+{
+	struct gview *va = &views[0], *vb = &views[1];
+	struct nk_sched_q *qa;
+	uint32_t bs, ha;
+	unsigned i;
+
+	(void)state;
+	attach(vb, "ut2");
+	qa = &va->conn->guest->sched.dir[NK_SCHED_TX];
+	bs = va->hdr->buf_size;
+	ha = new_socket(va, SOCK_STREAM);
+	submit(va, sqe_io(NK_OP_SEND, ha, 0, bs));
+	assert_non_null(fake_find(NK_OP_SEND));
+	F.peer_limited = true;
+	for (i = 0; i < 6; i++)
+		submit(vb, sqe_io(NK_OP_SEND, new_socket(vb, SOCK_STREAM),
+				  i * bs, bs));
+	assert_int_equal(E->sched_held, 0);
+	assert_int_equal(F.nr_pending, 1 + 6);
+	assert_true(F.peer_asked > 0);
+	assert_true(qa->nr_peer_limited > 0);
+	/* The path, not its peer: ut contends again and ut2 waits. */
+	F.peer_limited = false;
+	qa->peer_at = 0;
+	for (i = 6; i < 10 && !E->sched_held; i++)
+		submit(vb, sqe_io(NK_OP_SEND, new_socket(vb, SOCK_STREAM),
+				  i * bs, bs));
+	assert_int_equal(E->sched_held, 1);
+	assert_int_equal(nk_sched__run(E, nk_now_ns() + NK_SCHED_WAIT_NS), 1);
+	assert_int_equal(E->sched_held, 0);
+}
+
 static void test_accept(void **state)
 {
 	struct gview *v = &views[0];
@@ -1729,6 +1779,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_detach, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_accept, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sched_peer_limited, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_sched_hold, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_rate_hold, setup,

@@ -68,6 +68,7 @@ void nk_guest_conf__defaults(struct nk_guest_conf *g, const char *name)
 	g->bufs = NK_DEF_BUFS;
 	g->weight = NK_DEF_WEIGHT;
 	g->max_conns = NK_DEF_MAX_CONNS;
+	g->shm_queue = NK_DEF_SHM_QUEUE;
 	g->idx = -1;
 }
 
@@ -963,6 +964,16 @@ static int parse_guest(struct parser *p, char **tok, int ntok)
 					"allow|deny, egress=ADDR/PREFIX:"
 					"LO-HI, at most %u egress=)",
 					g.name, key, val, NK_MAX_BINDS);
+		} else if (!strcmp(key, "shm_queue")) {
+			if (strcmp(val, "0") && parse_burst(val, &g.shm_queue))
+				return PERR(
+					p,
+					"guest %s: bad shm_queue '%s' (want "
+					"bytes, k or m for KiB, MiB: 0 or "
+					"1500..1g)",
+					g.name, val);
+			if (!strcmp(val, "0"))
+				g.shm_queue = 0;
 		} else if (!strcmp(key, "reserve")) {
 			if (parse_u32(val, 0, NK_MAX_SOCKETS_LIMIT, &g.reserve))
 				return PERR(p,
@@ -1417,7 +1428,7 @@ int nk_guest_conf__set(struct nk_guest_conf *g, const char *words, char *err,
 			"bufs",	    "weight",	   "max_conns",
 			"egress",   "host_access", "rate",
 			"rate_tx",  "rate_rx",	   "burst",
-			"shm",	    "shm_peers",
+			"shm",	    "shm_peers",   "shm_queue",
 		};
 		bool ok = false;
 
@@ -1474,6 +1485,8 @@ int nk_guest_conf__set(struct nk_guest_conf *g, const char *words, char *err,
 		} else if (!strcmp(k, "shm_peers")) {
 			memcpy(g->shm_peers, n->shm_peers,
 			       sizeof(g->shm_peers));
+		} else if (!strcmp(k, "shm_queue")) {
+			g->shm_queue = n->shm_queue;
 		}
 	}
 	nk_config__free(&p.cfg);

@@ -28,6 +28,8 @@
 #define NK_DEF_BUFS 256u
 #define NK_DEF_WEIGHT 1u
 #define NK_DEF_MAX_CONNS 256u
+/* shm_queue=: nkd memory a guest's non-blocking shm sends may hold */
+#define NK_DEF_SHM_QUEUE (4ull << 20)
 #define NK_DEF_ABUSE_LIMIT 1000u
 #define NK_MAX_SOCKETS_LIMIT 1048574u /* handle index is 20 bits */
 #define NK_MAX_BUFS_LIMIT 16384u /* bufs= units of 64 KiB: 1 GiB */
@@ -128,6 +130,9 @@ struct nk_guest_conf {
 	 */
 	bool shm;
 	char shm_peers[NK_PATH_MAX];
+	/* shm_queue=: bytes of nkd memory (receive queues) its non-blocking
+	 * shm sends may hold at once; 0: none (EAGAIN instead) */
+	uint64_t shm_queue;
 };
 
 /*

@@ -152,7 +152,7 @@ static void guest_free(struct nk_engine *e, struct nk_guest *g);
 static bool guest_in_use(const struct nk_guest *g)
 {
 	return g->nr_conns || g->nr_socks || g->nr_handovers || g->inflight ||
-	       g->nr_resolve;
+	       g->nr_resolve || g->bshmq;
 }
 
 /*

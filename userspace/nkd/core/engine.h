@@ -121,7 +121,7 @@ struct nk_guest {
 	uint64_t owner_netns_dev, owner_netns_ino;
 	/* budget.c: sockets and region bytes counted, RESOLVEs queued */
 	uint32_t bsocks, nr_resolve;
-	uint64_t bmem;
+	uint64_t bmem, bshmq; /* bshmq: shm queues its sends hold (in bmem) */
 	struct nk_guest_rate rate; /* ratelimit.c: rate_tx=, rate_rx= */
 	struct nk_guest_sched sched; /* sched.c: fair share by weight= */
 };

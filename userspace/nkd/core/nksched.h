@@ -11,7 +11,9 @@
  * because the stack pushes back and its last SEND progressed less than
  * NK_SCHED_STALL_NS ago, or a SEND of it filled its socket's send window
  * in one of the engine's last NK_SCHED_PASSES loop passes (nkd is the
- * bottleneck), or (ingress) a RECV of it filled its buffer less than
+ * bottleneck) -- these two not while every SEND it has in its NSM waits
+ * for its own peer (the NSM's send_peer_limited: a slow reader, not the
+ * shared path) --, or (ingress) a RECV of it filled its buffer less than
  * NK_SCHED_RX_NS ago (more data was waiting). The last two do not count
  * for a guest with a rate cap in that direction (its cap is its limit). An op of a contending
  * guest goes down only while its vt is at most NK_SCHED_LAG bytes (at
@@ -51,13 +53,17 @@ enum { NK_SCHED_TX, NK_SCHED_RX, NK_SCHED_DIRS };
 #define NK_SCHED_PASSES 4u
 /*
  * A guest with ops waiting gets one handed down at least this often,
- * whatever the others do: the engine cannot tell a flow slowed by the
- * shared bottleneck from one its own peer slows down (a slow reader), and
- * a guest whose contending flow crawls must not stop the others.
+ * whatever the others do: the NSM's send_peer_limited tells a flow its own
+ * slow reader holds back from one the shared bottleneck slows, but not
+ * every NSM answers, nor at once, and a guest whose contending flow
+ * crawls must not stop the others.
  */
 #define NK_SCHED_WAIT_NS 250000000ll
 /* A guest whose RECV filled its buffer this recently is backlogged. */
 #define NK_SCHED_RX_NS 2000000ll
+/* How long a guest's "its SENDs wait for their own peers" answer is
+ * kept before the NSM is asked again (a pass over its sockets). */
+#define NK_SCHED_PEER_NS 10000000ll
 
 struct nk_sched_q {
 	struct nk_list held; /* nk_req.qlink: ops waiting for their turn */
@@ -68,6 +74,9 @@ struct nk_sched_q {
 	int64_t since; /* ns clock held's head began to wait; 0: none */
 	int64_t passed; /* ns clock a held op of it last went down */
 	uint64_t seen; /* tx: loop pass a SEND of it filled its window */
+	int64_t peer_at; /* tx: ns clock peer_limited was last found */
+	bool peer_limited; /* tx: its SENDs all wait for their own peers */
+	uint64_t nr_peer_limited; /* tx: times found so */
 	uint64_t bytes; /* bytes moved */
 	uint64_t nr_holds; /* ops ever held */
 	uint64_t held_ns; /* time with ops held, not counting since */

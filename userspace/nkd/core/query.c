@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "nsm_shm.h"
 
 struct sb {
 	char *p;
@@ -280,6 +281,10 @@ static void q_sched(struct sb *b, const struct nk_guest *g)
 			  (unsigned long long)(nk_sched__held_ns(g, d, now) /
 					       1000000));
 	}
+	/* Times its SENDs were found waiting for their own peers. */
+	sb_printf(
+		b, ",\"sched_tx_peer_limited\":%llu",
+		(unsigned long long)g->sched.dir[NK_SCHED_TX].nr_peer_limited);
 }
 
 static void q_guests(struct nk_engine *e, struct sb *b)
@@ -376,6 +381,28 @@ static void q_sockets(struct nk_engine *e, struct sb *b)
 	sb_printf(b, "]}\n");
 }
 
+/*
+ * The shm NSM, which no nsm line configures: the same columns as the
+ * others (nkctl's table takes the first row's), its own under "shm".
+ */
+static void q_nsm_shm(struct nk_engine *e, struct sb *b)
+{
+	struct nk_shm_stats st;
+
+	nk_shm__stats(e, &st);
+	sb_printf(b,
+		  "%s{\"name\":\"shm\",\"type\":\"shm\",\"netns\":null,"
+		  "\"guests\":%u,\"sockets\":%u,\"dev\":null,\"addrs\":null,"
+		  "\"queues\":0,\"backend\":null,\"shm\":{\"listeners\":%u,"
+		  "\"joined\":%llu,\"rx_queues\":%llu,\"rx_queue_bytes\":%llu,"
+		  "\"queued\":%llu,\"queue_refused\":%llu}}",
+		  e->nr_nsms ? "," : "", st.guests, st.sockets, st.listeners,
+		  (unsigned long long)st.joined, (unsigned long long)st.queues,
+		  (unsigned long long)st.queue_bytes,
+		  (unsigned long long)st.queued,
+		  (unsigned long long)st.queue_refused);
+}
+
 static void q_nsms(struct nk_engine *e, struct sb *b)
 {
 	char dev[32], addrs[200], backend[160];
@@ -407,8 +434,9 @@ static void q_nsms(struct nk_engine *e, struct sb *b)
 		sb_str_or_null(b, addrs);
 		sb_printf(b, ",\"queues\":%u,\"backend\":", queues);
 		sb_str_or_null(b, backend);
-		sb_printf(b, "}");
+		sb_printf(b, ",\"shm\":null}");
 	}
+	q_nsm_shm(e, b);
 	sb_printf(b, "]}\n");
 }
 
@@ -576,6 +604,18 @@ static void q_stats(struct nk_engine *e, struct sb *b)
 			  "netkernel_nsm_sockets{nsm=\"%s\",type=\"%s\"} %u\n",
 			  e->nsms[i].conf.name, e->nsms[i].conf.type,
 			  e->nsms[i].nr_socks);
+	{
+		struct nk_shm_stats st;
+
+		nk_shm__stats(e, &st);
+		sb_printf(b,
+			  "netkernel_nsm_sockets{nsm=\"shm\",type=\"shm\"} %u\n"
+			  "# HELP netkernel_shm_queue_bytes nkd memory in shm "
+			  "receive queues.\n"
+			  "# TYPE netkernel_shm_queue_bytes gauge\n"
+			  "netkernel_shm_queue_bytes %llu\n",
+			  st.sockets, (unsigned long long)st.queue_bytes);
+	}
 }
 
 int nk_query__build(struct nk_engine *e, uint32_t what, char **text,

@@ -40,16 +40,46 @@ static int dir_of(const struct nk_req *op)
 	return -1;
 }
 
-static bool contending(const struct nk_engine *e, const struct nk_sched_q *q,
-		       int d, int64_t now)
+/*
+ * Does every SEND g has in its NSM wait for its own peer (a reader slower
+ * than the path)? Then the shared bottleneck is not what holds g back:
+ * holding the others would not speed g up, only idle the bottleneck
+ * while g crawls. Asked of the NSMs at most every NK_SCHED_PEER_NS.
+ */
+static bool peer_limited(struct nk_guest *g, struct nk_sched_q *q, int64_t now)
+{
+	bool any = false, all = true;
+
+	if (q->peer_at && now - q->peer_at < NK_SCHED_PEER_NS)
+		return q->peer_limited;
+	q->peer_at = now;
+	for (uint32_t i = 1; i < g->cap && all; i++) {
+		struct nk_sock *s = g->socks[i];
+
+		/* A SEND in its NSM (not one waiting in the engine). */
+		if (!s || !s->send_busy || s->sched_held || s->rate_held)
+			continue;
+		any = true;
+		all = s->nsm->ops->send_peer_limited &&
+		      s->nsm->ops->send_peer_limited(s->nsm->priv, s);
+	}
+	q->peer_limited = any && all;
+	q->nr_peer_limited += q->peer_limited;
+	return q->peer_limited;
+}
+
+static bool contending(const struct nk_engine *e, struct nk_guest *g,
+		       struct nk_sched_q *q, int d, int64_t now)
 {
 	if (q->nr_held)
 		return true;
 	if (d == NK_SCHED_TX)
 		/* Pushed back by the stack, or its send window filled in
-		 * one of the last passes: nkd itself is the bottleneck. */
-		return (q->busy && now - q->last < NK_SCHED_STALL_NS) ||
-		       (q->seen && e->loops - q->seen <= NK_SCHED_PASSES);
+		 * one of the last passes: nkd itself is the bottleneck;
+		 * unless its flows wait for their own slow peers. */
+		return ((q->busy && now - q->last < NK_SCHED_STALL_NS) ||
+			(q->seen && e->loops - q->seen <= NK_SCHED_PASSES)) &&
+		       !peer_limited(g, q, now);
 	return q->last && now - q->last < NK_SCHED_RX_NS;
 }
 
@@ -62,9 +92,9 @@ static bool min_other(struct nk_engine *e, const struct nk_guest *g, int d,
 
 	for (p = e->guests.next; p != &e->guests; p = p->next) {
 		struct nk_guest *o = nk_container_of(p, struct nk_guest, link);
-		const struct nk_sched_q *q = &o->sched.dir[d];
+		struct nk_sched_q *q = &o->sched.dir[d];
 
-		if (o == g || !contending(e, q, d, now))
+		if (o == g || !contending(e, o, q, d, now))
 			continue;
 		if (!any || nk_sched__lead(q->vt, *min) < 0)
 			*min = q->vt;
@@ -144,7 +174,7 @@ bool nk_sched__hold(struct nk_req *op)
 		return true;
 	}
 	if (min_other(e, g, d, now, &min)) {
-		if (!contending(e, q, d, now))
+		if (!contending(e, g, q, d, now))
 			q->vt = nk_sched__catch_up(q->vt, min);
 		if (!nk_sched__may_go(q->vt, min)) {
 			hold(op, q, now);

@@ -125,6 +125,14 @@ struct nk_nsm_ops {
 	 * this NSM's now. May be NULL.
 	 */
 	void (*lower_event)(void *priv, struct nk_sock *s, unsigned revents);
+	/*
+	 * s has a SEND in this NSM: is it waiting for s's own peer (a slow
+	 * reader: the peer's receive window, not the shared path)? The byte
+	 * scheduler does not count a guest whose every waiting SEND is so as
+	 * contending (docs/nkd.md "Scheduler"). Non-blocking. May be NULL
+	 * (never).
+	 */
+	bool (*send_peer_limited)(void *priv, struct nk_sock *s);
 	/* NK_NSM_CAP_*: optional ABI features the NSM implements. */
 	unsigned caps;
 };

@@ -239,6 +239,42 @@ void nk_budget__resolve_put(struct nk_engine *e, struct nk_guest *g)
 		g->nr_resolve--;
 }
 
+int nk_budget__shmq_get(struct nk_engine *e, struct nk_guest *g, uint64_t bytes)
+{
+	struct nk_budget *b = &e->budget;
+
+	/*
+	 * Charged to the guest whose sends make nkd keep the bytes, never to
+	 * the receiver, which need not read: a sender cannot grow nkd's
+	 * memory past its own cap by opening connections.
+	 */
+	if (g->bshmq + bytes > g->conf.shm_queue ||
+	    b->memory_used + bytes > b->memory ||
+	    (!g->from_config &&
+	     g->bmem + bytes > share_of(b->memory, b->share_pct))) {
+		b->refused_shmq++;
+		return -ENOBUFS;
+	}
+	b->memory_used += bytes;
+	b->shmq_used += bytes;
+	g->bmem += bytes;
+	g->bshmq += bytes;
+	return 0;
+}
+
+void nk_budget__shmq_put(struct nk_engine *e, struct nk_guest *g,
+			 uint64_t bytes)
+{
+	struct nk_budget *b = &e->budget;
+
+	if (bytes > g->bshmq)
+		bytes = g->bshmq;
+	b->memory_used -= bytes;
+	b->shmq_used -= bytes;
+	g->bmem -= bytes;
+	g->bshmq -= bytes;
+}
+
 void nk_budget__json(const struct nk_engine *e, char *buf, size_t len)
 {
 	const struct nk_budget *b = &e->budget;
@@ -249,12 +285,15 @@ void nk_budget__json(const struct nk_engine *e, char *buf, size_t len)
 		 "\"default_share_pct\":%u,\"refused\":%llu},"
 		 "\"conns\":{\"limit\":%u,\"used\":%u},"
 		 "\"memory\":{\"limit\":%llu,\"used\":%llu,\"refused\":%llu},"
-		 "\"resolve\":{\"queue_per_guest\":%u,\"refused\":%llu}}",
+		 "\"resolve\":{\"queue_per_guest\":%u,\"refused\":%llu},"
+		 "\"shm_queue\":{\"used\":%llu,\"refused\":%llu}}",
 		 (unsigned long long)b->nofile, b->sockets, b->sockets_used,
 		 b->reserved, b->shared, b->shared_used, b->share_pct,
 		 (unsigned long long)b->refused_sockets, b->conns,
 		 b->conns_used, (unsigned long long)b->memory,
 		 (unsigned long long)b->memory_used,
 		 (unsigned long long)b->refused_memory, b->resolve_queue,
-		 (unsigned long long)b->refused_resolve);
+		 (unsigned long long)b->refused_resolve,
+		 (unsigned long long)b->shmq_used,
+		 (unsigned long long)b->refused_shmq);
 }

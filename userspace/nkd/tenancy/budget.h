@@ -38,7 +38,9 @@ struct nk_budget {
 	uint32_t conns, conns_used; /* attached processes (descriptors) */
 	uint64_t memory, memory_used; /* region bytes */
 	uint32_t resolve_queue; /* queued RESOLVEs per guest */
+	uint64_t shmq_used; /* shm receive queues (part of memory_used) */
 	uint64_t refused_sockets, refused_memory, refused_resolve;
+	uint64_t refused_shmq;
 	int64_t last_warn_ns;
 };
 
@@ -55,6 +57,15 @@ void nk_budget__conn_put(struct nk_engine *e, struct nk_conn *c);
 /* A RESOLVE to queue for g: false if g has resolve_queue waiting. */
 bool nk_budget__resolve_get(struct nk_engine *e, struct nk_guest *g);
 void nk_budget__resolve_put(struct nk_engine *e, struct nk_guest *g);
+/*
+ * nkd memory for an shm receive queue that g's non-blocking sends fill
+ * (nsm/shm/): within g's shm_queue= and the region memory budget (an
+ * unnamed guest's share of it included). 0 or -ENOBUFS.
+ */
+int nk_budget__shmq_get(struct nk_engine *e, struct nk_guest *g,
+			uint64_t bytes);
+void nk_budget__shmq_put(struct nk_engine *e, struct nk_guest *g,
+			 uint64_t bytes);
 /* The "budget" object of `nkctl status --json`. */
 void nk_budget__json(const struct nk_engine *e, char *buf, size_t len);
 

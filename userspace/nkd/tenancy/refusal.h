@@ -27,7 +27,8 @@
 	X(PORT, "port", "EADDRINUSE")                       \
 	X(EGRESS, "egress", "ENETUNREACH")                  \
 	X(HOST, "host", "ECONNREFUSED / EACCES (datagram)") \
-	X(IDENTITY, "identity", "EPERM (attach refused)")
+	X(IDENTITY, "identity", "EPERM (attach refused)")   \
+	X(SHM_QUEUE, "shm_queue", "EAGAIN")
 
 enum nk_refusal {
 #define NK_REFUSAL_ENUM(e, name, err) NK_REFUSED_##e,

@@ -35,6 +35,7 @@
 #include "log.h"
 #include "loop.h"
 #include "kn_ping.h"
+#include "kn_sendlim.h"
 #include "recv_batch.h"
 #include "validate.h"
 
@@ -72,6 +73,7 @@ struct ksock {
 	/* SO_LINGER {1, N>0} as the guest set it, never on the fd. */
 	bool linger_emul;
 	struct linger linger;
+	struct nk_kn_sendlim sendlim; /* kn_sendlim.c */
 };
 
 /* Per-operation state, in the op's NSM scratch space (nsm.h). */
@@ -1274,6 +1276,15 @@ static unsigned kn_poll_now(void *priv, struct nk_sock *s)
 	return poll_fd(ks->fd, POLL_MASK);
 }
 
+static bool kn_send_peer_limited(void *priv, struct nk_sock *s)
+{
+	struct ksock *ks = ks_of(s);
+
+	(void)priv;
+	return ks && ks->send_op && s->type == SOCK_STREAM &&
+	       nk_kn__send_peer_limited(ks->fd, &ks->sendlim);
+}
+
 static int kn_sock_name(void *priv, struct nk_sock *s, bool peer,
 			struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -1410,6 +1421,7 @@ const struct nk_nsm_ops nk_nsm_kernel_ops = {
 	.ioctl = kn_ioctl,
 	.cancel = kn_cancel,
 	.poll_now = kn_poll_now,
+	.send_peer_limited = kn_send_peer_limited,
 	.sock_name = kn_sock_name,
 	.poll = NULL,
 	/* Its own SEND queue per socket: short sends go on in io_uring. */

@@ -14,7 +14,9 @@
  * it; each RECV copies straight from the sender's region buffer into the
  * receiver's (one copy). A non-blocking SEND that the peer cannot take at
  * once is copied into the receiver's bounded queue (SHM_QCAP bytes), or
- * answered -EAGAIN when that is full. The engine hands down one SEND per
+ * answered -EAGAIN when that is full or the sending guest's shm_queue=
+ * budget has no room for a new queue (budget.c: a queue is charged to
+ * the guest that filled it from allocation until it drains or dies). The engine hands down one SEND per
  * socket at a time, so the queue's bytes always come before a held SEND's.
  *
  * Completing an op can run the engine's send queue and release sockets
@@ -28,8 +30,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "budget.h"
 #include "engine.h"
 #include "log.h"
+#include "refusal.h"
 #include "nsm_shm.h"
 #include "validate.h"
 
@@ -56,6 +60,7 @@ struct shm_ep {
 	struct nk_req *connect_op; /* blocking CONNECT waiting for room */
 	uint8_t *q; /* bytes for this end from non-blocking SENDs */
 	uint32_t qhead, qlen;
+	struct nk_guest *qg; /* charged for q (budget.c): the sender's */
 	struct nk_req *held; /* this end's SEND, read by the peer */
 	struct nk_list recvq; /* parked RECVs */
 	bool peer_fin; /* the peer shut its sending side (or closed) */
@@ -72,6 +77,9 @@ static struct {
 	struct nk_list listeners;
 	bool init;
 	uint16_t next_port;
+	/* nkctl nsms (nk_shm__stats) */
+	uint32_t nr_listeners, nr_queues;
+	uint64_t joined, queued;
 } shm;
 
 static struct nk_nsm shm_nsm = {
@@ -348,6 +356,22 @@ static uint32_t held_left(const struct nk_req *op)
 	return op->len - send_head(op) - op->done;
 }
 
+/* ep's queue is empty (or its bytes are discarded): its memory goes
+ * back, and so does the sending guest's charge. */
+static void q_drop(struct shm_ep *ep)
+{
+	if (!ep->q)
+		return;
+	free(ep->q);
+	ep->q = NULL;
+	shm.nr_queues--;
+	shm.queued -= ep->qlen;
+	ep->qhead = ep->qlen = 0;
+	if (ep->qg)
+		nk_budget__shmq_put(shm.e, ep->qg, SHM_QCAP);
+	ep->qg = NULL;
+}
+
 /* Bytes ep can read now. */
 static uint64_t avail(const struct shm_ep *ep)
 {
@@ -409,6 +433,9 @@ static uint32_t take(struct shm_ep *ep, uint8_t *dst, uint32_t room, bool peek,
 		if (!peek) {
 			ep->qhead = h;
 			ep->qlen -= n;
+			shm.queued -= n;
+			if (!ep->qlen)
+				q_drop(ep);
 		}
 	}
 	if (got < room && ep->peer && ep->peer->held) {
@@ -556,7 +583,7 @@ static void peer_gone(struct shm_ep *ep, bool rst)
 	if (rst) {
 		ep->reset = true;
 		ep->err = ECONNRESET;
-		ep->qlen = 0;
+		q_drop(ep);
 		/* What it sent counts as sent, as with a kernel socket. */
 		if (ep->held) {
 			send_complete(ep->held);
@@ -631,6 +658,7 @@ static int join(struct shm_ep *lep, struct shm_ep *c)
 	c->s->state = NK_SS_ESTABLISHED;
 	nk_list__add_tail(&lep->backlog, &sep->tlink);
 	lep->nr_backlog++;
+	shm.joined++;
 	return 0;
 }
 
@@ -849,8 +877,25 @@ static uint32_t queue_held(struct shm_ep *ep, struct shm_ep *p)
 	struct nk_req *op = ep->held;
 	uint32_t n = held_left(op), room = SHM_QCAP - p->qlen, tail, moved = 0;
 
-	if (!p->q && !(p->q = malloc(SHM_QCAP)))
-		return 0;
+	if (!p->q) {
+		struct nk_guest *g = ep->s->guest;
+
+		if (nk_budget__shmq_get(shm.e, g, SHM_QCAP)) {
+			nk_guest__refused(shm.e, g, NK_REFUSED_SHM_QUEUE,
+					  "shm_queue=%llu bytes of receive "
+					  "queues held: non-blocking send "
+					  "gets EAGAIN",
+					  (unsigned long long)g->bshmq);
+			return 0;
+		}
+		p->q = malloc(SHM_QCAP);
+		if (!p->q) {
+			nk_budget__shmq_put(shm.e, g, SHM_QCAP);
+			return 0;
+		}
+		p->qg = g;
+		shm.nr_queues++;
+	}
 	if (n > room)
 		n = room;
 	tail = (p->qhead + p->qlen) % SHM_QCAP;
@@ -862,6 +907,7 @@ static uint32_t queue_held(struct shm_ep *ep, struct shm_ep *p)
 		op->done += c;
 		moved += c;
 		p->qlen += c;
+		shm.queued += c;
 		tail = (tail + c) % SHM_QCAP;
 	}
 	return moved;
@@ -1061,7 +1107,7 @@ static int shm_cancel_(void *priv, struct nk_req *op)
 
 static void ep_free(struct shm_ep *ep)
 {
-	free(ep->q);
+	q_drop(ep);
 	free(ep);
 }
 
@@ -1089,6 +1135,7 @@ static void release_listener(struct shm_ep *lep)
 	struct nk_sock *s = lep->s;
 
 	nk_list__del(&lep->tlink);
+	shm.nr_listeners--;
 	while (!nk_list__empty(&lep->acceptq)) {
 		struct nk_req *op = nk_container_of(lep->acceptq.next,
 						    struct nk_req, qlink);
@@ -1318,6 +1365,37 @@ void nk_shm__listened(struct nk_engine *e, struct nk_sock *s, uint32_t backlog)
 	ep->s = s;
 	rehome(s, ep);
 	nk_list__add_tail(&shm.listeners, &ep->tlink);
+	shm.nr_listeners++;
+}
+
+void nk_shm__stats(const struct nk_engine *e, struct nk_shm_stats *st)
+{
+	const struct nk_list *p;
+
+	memset(st, 0, sizeof(*st));
+	for (p = e->guests.next; p != &e->guests; p = p->next) {
+		const struct nk_guest *g =
+			nk_container_of(p, struct nk_guest, link);
+
+		st->guests += g->conf.shm;
+	}
+	st->sockets = shm_nsm.nr_socks;
+	st->listeners = shm.nr_listeners;
+	st->joined = shm.joined;
+	st->queues = shm.nr_queues;
+	st->queue_bytes = (uint64_t)shm.nr_queues * SHM_QCAP;
+	st->queued = shm.queued;
+	st->queue_refused = e->budget.refused_shmq;
+}
+
+/* A held SEND waits for the peer program's RECVs and nothing else. */
+static bool shm_send_peer_limited(void *priv, struct nk_sock *s)
+{
+	struct shm_ep *ep = ep_of(s);
+
+	(void)priv;
+	return ep && !ep->listener && ep->held && ep->peer &&
+	       nk_list__empty(&ep->peer->recvq);
 }
 
 const struct nk_nsm_ops nk_nsm_shm_ops = {
@@ -1342,4 +1420,5 @@ const struct nk_nsm_ops nk_nsm_shm_ops = {
 	.poll_now = shm_poll_now,
 	.sock_name = shm_sock_name,
 	.lower_event = shm_lower_event,
+	.send_peer_limited = shm_send_peer_limited,
 };

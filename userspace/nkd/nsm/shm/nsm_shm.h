@@ -28,4 +28,15 @@ bool nk_shm__route(struct nk_engine *e, struct nk_sock *s, uint8_t opcode,
  * takes shm connections from now on. */
 void nk_shm__listened(struct nk_engine *e, struct nk_sock *s, uint32_t backlog);
 
+/* What `nkctl nsms` shows of the shm NSM (it has no nsm line). */
+struct nk_shm_stats {
+	uint32_t guests; /* with shm=on */
+	uint32_t sockets, listeners; /* now */
+	uint64_t joined; /* connections joined since start */
+	uint64_t queues, queue_bytes; /* receive queues now, their memory */
+	uint64_t queued; /* bytes waiting in them */
+	uint64_t queue_refused; /* non-blocking sends refused (shm_queue=) */
+};
+void nk_shm__stats(const struct nk_engine *e, struct nk_shm_stats *st);
+
 #endif /* NKD_NSM_SHM_H */
