@@ -209,6 +209,17 @@ vm_start() {
 			-device virtio-9p-pci,fsdev=nkshare,mount_tag=nkshare)
 		VM_APPEND="nk.share=nkshare:$share"
 	fi
+	# The VM mounts its own tmpfs on /tmp, /run, /var/tmp and /dev/shm: a
+	# checkout under one of them (a CI clone in /tmp) would vanish from
+	# the VM, so it is exported again, read-only, at the same path.
+	case $VM_ROOT/ in
+	/tmp/* | /run/* | /var/tmp/* | /dev/shm/*)
+		VM_QARGS+=(-fsdev "local,id=nkrepo,path=$(vm__esc "$VM_ROOT"),security_model=none,readonly=on"
+			-device virtio-9p-pci,fsdev=nkrepo,mount_tag=nkrepo)
+		# first, so that a share inside the checkout is mounted over it
+		VM_APPEND="nk.rshare=nkrepo:$VM_ROOT${VM_APPEND:+ $VM_APPEND}"
+		;;
+	esac
 
 	# KVM when it works: /dev/kvm can exist while a KVM guest hangs, so
 	# the first KVM boot is bounded (20 s) and its outcome cached in
