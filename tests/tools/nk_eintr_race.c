@@ -50,9 +50,14 @@ static pid_t main_tid;
 static pthread_t main_thr;
 static int grace_ms = 500;
 
+static volatile long long handled_at; /* ms, for the report */
+
+static long long now_ms(void);
+
 static void on_sig(int sig)
 {
 	(void)sig;
+	handled_at = now_ms();
 	handled = handled + 1;
 }
 
@@ -141,8 +146,8 @@ static void *noise_thread(void *arg)
 }
 
 struct sigarg {
-	int c;		/* the writer end */
-	int restart;	/* restart phase: send at once */
+	int c; /* the writer end */
+	int restart; /* restart phase: send at once */
 	int tries;
 };
 
@@ -226,8 +231,10 @@ static int phase(int restart, int tries)
 		for (int w = 0; handled == before && w < 100000; w++)
 			sleep_us(100);
 		if (restart ? r != 1 : r != -1) {
-			fprintf(stderr, "try %d: recv returned %zd%s after the handler ran\n",
-				i, r, r < 0 ? " (EINTR)" : " (data)");
+			fprintf(stderr,
+				"try %d: recv returned %zd%s %lld ms after the handler ran\n",
+				i, r, r < 0 ? " (EINTR)" : " (data)",
+				now_ms() - handled_at);
 			bad++;
 		}
 		atomic_store(&in_recv, 0);
@@ -286,7 +293,8 @@ static int check_sigaction(void)
 	raise(SIGUSR1);
 	sigaction(SIGUSR1, NULL, &o);
 	if (o.sa_handler != SIG_DFL || (o.sa_flags & SA_SIGINFO)) {
-		fprintf(stderr, "SA_RESETHAND: reported %p/%#x after delivery\n",
+		fprintf(stderr,
+			"SA_RESETHAND: reported %p/%#x after delivery\n",
 			(void *)o.sa_handler, (unsigned)o.sa_flags);
 		bad++;
 	}
