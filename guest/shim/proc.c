@@ -72,6 +72,7 @@ static void atfork_child(void)
 	bool eager = !ft.wrapper;
 
 	ft.wrapper = false;
+	nk_sig__fork_child();
 	nk_conn__fork_child(ft.have, ft.token, eager);
 }
 

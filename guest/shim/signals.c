@@ -317,6 +317,17 @@ void nk_sig__init(void)
 	}
 }
 
+void nk_sig__fork_child(void)
+{
+	/* Only the forking thread lives on; a writer elsewhere is gone. */
+	atomic_flag_clear_explicit(&wlock, memory_order_relaxed);
+	for (int sig = 1; sig < NSIG; sig++)
+		if (atomic_load_explicit(&recs[sig].seq, memory_order_relaxed) &
+		    1)
+			atomic_fetch_add_explicit(&recs[sig].seq, 1,
+						  memory_order_relaxed);
+}
+
 void nk_sig__snap(struct nk_sigsnap *s)
 {
 	s->seq = __atomic_load_n(&nk_sig_seq, __ATOMIC_RELAXED);

@@ -16,6 +16,8 @@ struct nk_sigsnap {
 #define NK_SIG_INTR 2 /* a handler without SA_RESTART ran */
 
 __attribute__((visibility("hidden"))) void nk_sig__init(void);
+/* The child of a fork whose other thread held the table's lock. */
+__attribute__((visibility("hidden"))) void nk_sig__fork_child(void);
 __attribute__((visibility("hidden"))) void nk_sig__snap(struct nk_sigsnap *s);
 /* 0: no handler ran since the snapshot; else NK_SIG_RESTART/NK_SIG_INTR. */
 __attribute__((visibility("hidden"))) int
