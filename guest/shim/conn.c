@@ -42,6 +42,7 @@
 #include "netkernel/ring.h"
 #include "netkernel/spin.h"
 #include "shim.h"
+#include "signals.h"
 
 #define NK_SLICE_NS (200 * 1000000LL) /* longest sleep between checks */
 #define NK_SPIN_NS (50 * 1000LL) /* spin before sleeping */
@@ -1662,6 +1663,8 @@ static bool op_done(struct nk_call *op, uint32_t since)
  */
 struct sigwin {
 	bool masked;
+	bool exact; /* FUTEX_WAITV with the handler counter: no mask needed */
+	struct nk_sigsnap snap;
 	sigset_t old;
 };
 
@@ -1701,6 +1704,11 @@ static int sleep_futex(struct sigwin *w, uint32_t *addr, int op, uint32_t val,
 	sigset_t pend, all;
 	int err;
 
+	if (w && w->exact) {
+		plug_flush(); /* what we wait for may need nkd awake */
+		return nk_sig__futex_wait(addr, op == FUTEX_WAIT_PRIVATE, val,
+					  &w->snap, ns);
+	}
 	if (!w || !w->masked)
 		return futex_wait(addr, op, val, ns);
 	if (sigpending(&pend) == 0) {
@@ -1807,11 +1815,20 @@ static int reaper_sleep(struct sigwin *w, int64_t slice, int64_t spin)
 }
 
 static int wait_cond(struct nk_call *op, uint32_t since, int64_t deadline,
-		     bool intr, int64_t spin)
+		     bool intr, int64_t spin, const struct nk_sigsnap *from)
 {
 	struct sigwin w = { .masked = false };
 	int ret = 0;
 
+	/*
+	 * signals.c: every handler that runs from the start of the call
+	 * (from) or of this wait is counted.
+	 */
+	if (from)
+		w.snap = *from;
+	else
+		nk_sig__snap(&w.snap);
+	w.exact = intr && !C.vm_wait && nk_sig__exact();
 	for (;;) {
 		int64_t now, slice = 0; /* untimed unless a deadline */
 		int err;
@@ -1836,7 +1853,7 @@ static int wait_cond(struct nk_call *op, uint32_t since, int64_t deadline,
 			}
 			slice = deadline - now;
 		}
-		if (intr)
+		if (intr && !w.exact)
 			sigwin_block(&w);
 		if (C.reaper_busy) {
 			uint32_t g = __atomic_load_n(&C.gen, __ATOMIC_SEQ_CST);
@@ -1872,6 +1889,22 @@ static int wait_cond(struct nk_call *op, uint32_t since, int64_t deadline,
 			__atomic_store_n(&C.last_check, now, __ATOMIC_RELAXED);
 			check_alive();
 		}
+		if (intr && err != NK_EPENDING) {
+			/*
+			 * A handler ran while we waited (anywhere: spinning,
+			 * reaping, around or inside the sleep): EINTR as the
+			 * kernel would give, unless all were SA_RESTART and the
+			 * wait has no timeout (then the wait goes on).
+			 */
+			int s = nk_sig__check(&w.snap);
+
+			if (s == NK_SIG_INTR || (s && deadline)) {
+				ret = -EINTR;
+				break;
+			}
+			if (s)
+				nk_sig__snap(&w.snap);
+		}
 		if (err == NK_EPENDING) {
 			/*
 			 * Caught before sleeping: run the handlers, then decide
@@ -1898,7 +1931,7 @@ static int wait_cond(struct nk_call *op, uint32_t since, int64_t deadline,
 
 int nk_ring__wait_progress(uint32_t since, int64_t deadline_ns, bool intr)
 {
-	return wait_cond(NULL, since, deadline_ns, intr, NK_SPIN_NS);
+	return wait_cond(NULL, since, deadline_ns, intr, NK_SPIN_NS, NULL);
 }
 
 /*
@@ -1918,23 +1951,26 @@ int nk_ring__call(struct nk_sqe *sqe, struct nk_call *op, bool intr)
 {
 	struct nk_sqe cancel = { .opcode = NK_OP_CANCEL,
 				 .user_data = UD_IGNORE };
+	struct nk_sigsnap snap;
 	int err;
 
+	/* A handler that runs while we submit interrupts the call too. */
+	nk_sig__snap(&snap);
 	atomic_store(&op->done, 0);
 	sqe->user_data = (uint64_t)(uintptr_t)op;
 	err = nk_ring__submit(sqe);
 	if (err)
 		return err;
 	err = wait_cond(op, 0, 0, intr,
-			op_waits(sqe) ? NK_SPIN_NS : NK_SPIN_QUICK_NS);
+			op_waits(sqe) ? NK_SPIN_NS : NK_SPIN_QUICK_NS, &snap);
 	if (err != -EINTR)
 		return err;
 	/* Interrupted: cancel, but the op's own CQE decides the result. */
 	cancel.ctl.arg64 = (uint64_t)(uintptr_t)op;
 	if (nk_ring__submit(&cancel) == 0)
-		err = wait_cond(op, 0, 0, false, NK_SPIN_QUICK_NS);
+		err = wait_cond(op, 0, 0, false, NK_SPIN_QUICK_NS, NULL);
 	else
-		err = wait_cond(op, 0, 0, false, NK_SPIN_NS);
+		err = wait_cond(op, 0, 0, false, NK_SPIN_NS, NULL);
 	if (err)
 		return err;
 	return op->cqe.res == -ECANCELED ? -EINTR : 0;
@@ -2019,7 +2055,7 @@ int nk_ring__wait_taken(struct nk_sock *s, int64_t timeout_ns)
 		until = now + NK_TAKEN_SLICE_NS < deadline
 				? now + NK_TAKEN_SLICE_NS
 				: deadline;
-		err = wait_cond(NULL, g, until, false, 0);
+		err = wait_cond(NULL, g, until, false, 0, NULL);
 		if (err && err != -ETIMEDOUT)
 			return err;
 	}

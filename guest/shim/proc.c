@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "shim.h"
+#include "signals.h"
 
 #define NK_EXPORT __attribute__((visibility("default")))
 #define NK_EXIT_DRAIN_NS (10 * 1000000000LL)
@@ -71,6 +72,7 @@ static void atfork_child(void)
 	bool eager = !ft.wrapper;
 
 	ft.wrapper = false;
+	nk_sig__fork_child();
 	nk_conn__fork_child(ft.have, ft.token, eager);
 }
 
@@ -398,6 +400,7 @@ __attribute__((constructor)) static void nk_init(void)
 	char *tok;
 
 	nk_real__init();
+	nk_sig__init(); /* handlers installed before us: counted too */
 	nk_cfg__load();
 	nk_fdtab__init();
 	nk_sock_last_close_hook = nk_sock__last_close;

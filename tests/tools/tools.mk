@@ -1,7 +1,7 @@
 # Test helper programs (tests/tools/*.c), one program per file, built into
 # $(BUILD)/tools/. Used by tests/integration, tests/bench and scripts/demo.sh.
 
-TOOL_NAMES := nk_stream nk_rawguest nk_semantics
+TOOL_NAMES := nk_stream nk_rawguest nk_semantics nk_eintr_race
 TOOL_BINS := $(addprefix $(BUILD)/tools/,$(TOOL_NAMES))
 
 $(BUILD)/tools/%: $(BUILD)/obj/tests/tools/%.o
