@@ -129,6 +129,9 @@ static struct {
 	bool child_have_token;
 	uint64_t child_token;
 	atomic_int dead_logged;
+	/* Bumped when a connection is retired (all locks held): an op
+	 * submitted on an older one never completes. */
+	atomic_uint conn_gen;
 } C = {
 	.attach_lock = PTHREAD_MUTEX_INITIALIZER,
 	.ctl_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -1111,6 +1114,18 @@ static struct nk_region_hdr *retired_hdr;
 
 static void retire_locked(void)
 {
+	/*
+	 * A reaper that found the CQ empty may still be on its way into
+	 * FUTEX_WAIT on this tail (mark_dead's wake came too early for it).
+	 * Once the region is replaced, no wake reaches that shared-memory
+	 * futex: move the tail so such a wait fails at once, and wake
+	 * whoever already sleeps there.
+	 */
+	if (C.region && C.ring.cqi) {
+		__atomic_add_fetch(&C.ring.cqi->tail, 1, __ATOMIC_SEQ_CST);
+		syscall(SYS_futex, &C.ring.cqi->tail, FUTEX_WAKE, INT_MAX, NULL,
+			NULL, 0);
+	}
 	if (C.region &&
 	    mmap(C.region, C.region_size, PROT_READ | PROT_WRITE,
 		 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
@@ -1123,6 +1138,7 @@ static void retire_locked(void)
 	if (C.region)
 		retired_hdr = C.hdr;
 	C.region = NULL;
+	atomic_fetch_add(&C.conn_gen, 1);
 	close_conn_fds();
 	C.free_bufs = NULL;
 	C.meta = NULL;
@@ -1355,6 +1371,9 @@ static int submit_seq(struct nk_sqe *sqe, uint32_t *seq,
 		       sqe->opcode, sqe->handle, sqe->flags,
 		       (unsigned long long)sqe->user_data, sqe->io.buf_len);
 	*nk_sq__entry(&C.ring, idx) = *sqe;
+	if (sqe->user_data && !(sqe->user_data & UD_TAG_MASK))
+		((struct nk_call *)(uintptr_t)sqe->user_data)->conn_gen =
+			atomic_load(&C.conn_gen);
 	if ((sqe->opcode == NK_OP_SEND || sqe->opcode == NK_OP_SHUTDOWN ||
 	     sqe->opcode == NK_OP_CLOSE) &&
 	    !(s && atomic_load_explicit(&s->peer_remote, memory_order_relaxed)))
@@ -1842,6 +1861,16 @@ static int wait_cond(struct nk_call *op, uint32_t since, int64_t deadline,
 		reap_locked();
 		if (op_done(op, since)) {
 			pthread_mutex_unlock(&C.cq_lock);
+			break;
+		}
+		/*
+		 * nkd went away with the op in flight and the monitor has
+		 * already attached again (reattach.c) before this thread ran:
+		 * the state is UP, but the new nkd never saw the op.
+		 */
+		if (op && op->conn_gen != atomic_load(&C.conn_gen)) {
+			pthread_mutex_unlock(&C.cq_lock);
+			ret = -ECONNRESET;
 			break;
 		}
 		now = nk_now_ns();

@@ -294,6 +294,7 @@ extern struct nk_cfg nk_cfg NK_HIDDEN;
 struct nk_call {
 	struct nk_cqe cqe;
 	atomic_int done;
+	uint32_t conn_gen; /* the connection it was submitted on (conn.c) */
 };
 
 NK_HIDDEN void nk_cfg__load(void);
