@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Guest regions ("NK device"): creation and layout. A region provider makes
- * the backing file (a sealed memfd for process guests now; a file given to
- * QEMU's ivshmem for VM guests later), the layout code is shared.
+ * the backing memory (a sealed memfd for a namespace guest's process, or a
+ * window of the file a VM guest's QEMU maps as ivshmem), the layout code is
+ * shared.
  */
 #ifndef NKD_REGION_H
 #define NKD_REGION_H
