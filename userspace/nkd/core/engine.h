@@ -176,6 +176,7 @@ struct nk_sock {
 	uint32_t conn_id; /* connection that created it, for listings */
 	uint64_t bytes_tx, bytes_rx, ops, errors;
 	struct nk_portclaim pc; /* portown.c */
+	struct nk_rxback *rxback; /* rxback.c: given back unread; NULL: none */
 };
 
 struct nk_conn {
