@@ -70,10 +70,17 @@ sys.exit(os.waitstatus_to_exitcode(st))
 '
 # Stage 2: the rest from the inherited fd, appended to the same file.
 second_py='
-import socket, sys
+import array, fcntl, select, socket, sys, termios
 argv = ARGV if __name__ == "child" else sys.argv[1:]
 fd, out = int(argv[0]), argv[1]
 s = socket.socket(fileno=fd)
+# What is unread is readable and counted, before any recv.
+if not select.select([s], [], [], 0)[0]:
+    sys.exit("inherited socket not readable")
+q = array.array("i", [0])
+fcntl.ioctl(fd, termios.FIONREAD, q, True)
+if q[0] <= 0:
+    sys.exit("FIONREAD %d" % q[0])
 s.settimeout(30)
 n = 0
 with open(out, "ab") as f:
@@ -125,9 +132,14 @@ os.set_inheritable(fd, True)
 os.execv(sys.executable, [sys.executable, "-c", second, str(fd), n])
 '
 udp2_py='
-import socket, sys, zlib
+import array, fcntl, socket, sys, termios, zlib
 n = int(sys.argv[2])
 s = socket.socket(fileno=int(sys.argv[1]))
+# FIONREAD on UDP: the length of the next datagram, #1: 57 bytes.
+q = array.array("i", [0])
+fcntl.ioctl(s.fileno(), termios.FIONREAD, q, True)
+if q[0] != 57:
+    sys.exit("FIONREAD %d, want 57" % q[0])
 s.settimeout(5)
 for i in range(1, n):
     d, a = s.recvfrom(4096)
