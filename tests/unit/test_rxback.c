@@ -23,8 +23,8 @@ static int rcv(struct nk_rxback **q, int type, uint8_t *buf, uint32_t len,
 {
 	uint64_t bytes;
 
-	return nk_rxback__recv(q, type, buf, len, sqe_flags, msg_flags, fl,
-			       aux, &bytes);
+	return nk_rxback__recv(q, type, buf, len, sqe_flags, msg_flags, fl, aux,
+			       &bytes);
 }
 
 static void test_stream_order(void **state)
@@ -72,9 +72,8 @@ static void test_stream_addr(void **state)
 	assert_int_equal(nk_rxback__unread(&q, SOCK_STREAM,
 					   (const uint8_t *)"abc", 3),
 			 3);
-	assert_int_equal(rcv(&q, SOCK_STREAM, buf, 40, NK_SQE_F_ADDR, 0, &fl,
-			     &aux),
-			 3);
+	assert_int_equal(
+		rcv(&q, SOCK_STREAM, buf, 40, NK_SQE_F_ADDR, 0, &fl, &aux), 3);
 	memcpy(&a, buf, sizeof(a));
 	assert_int_equal(a.family, 0);
 	assert_int_equal(fl, 0);
@@ -142,9 +141,8 @@ static void test_dgrams(void **state)
 	assert_true(fl & NK_CQE_F_ADDR);
 	memcpy(&a, buf, sizeof(a));
 	assert_int_equal(a.port, 1);
-	assert_int_equal(rcv(&q, SOCK_DGRAM, buf, 64, NK_SQE_F_ADDR, 0, &fl,
-			     &aux),
-			 5);
+	assert_int_equal(
+		rcv(&q, SOCK_DGRAM, buf, 64, NK_SQE_F_ADDR, 0, &fl, &aux), 5);
 	assert_memory_equal(buf + 32, "aaaaa", 5);
 	/* Cut: TRUNC, and MSG_TRUNC gives the full length. */
 	assert_int_equal(rcv(&q, SOCK_DGRAM, buf, 10, 0, MSG_TRUNC, &fl, &aux),
