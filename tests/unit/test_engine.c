@@ -35,6 +35,7 @@
 #include "optimer.h"
 #include "pollcost.h"
 #include "ratelimit.h"
+#include "rxback.h"
 #include "region.h"
 
 /* ------------------------------------------------------------------ */
@@ -771,6 +772,7 @@ static void test_round_trip(void **state)
 static void test_unread(void **state)
 {
 	struct gview *v = &views[0];
+	struct nk_guest *g = v->conn->guest;
 	uint32_t bs = v->hdr->buf_size, h, hd;
 	struct nk_req *op;
 	struct nk_cqe c;
@@ -781,6 +783,7 @@ static void test_unread(void **state)
 	memcpy(v->data, "abcdef", 6);
 	ud = submit(v, sqe_io(NK_OP_UNREAD, h, 0, 6));
 	assert_int_equal(reap_one(v, ud).res, 6);
+	assert_int_equal(g->rxback_bytes, 6); /* counted against the guest */
 	/* nkd's copy: the guest changing its buffer changes nothing. */
 	memcpy(v->data, "XXXXXX", 6);
 	ud = submit(v, sqe_io(NK_OP_RECV, h, bs, 4));
@@ -792,6 +795,7 @@ static void test_unread(void **state)
 	c = reap_one(v, ud);
 	assert_int_equal(c.res, 2);
 	assert_memory_equal(v->data + bs, "ef", 2);
+	assert_int_equal(g->rxback_bytes, 0);
 	/* Empty again: the NSM answers. */
 	ud = submit(v, sqe_io(NK_OP_RECV, h, bs, 100));
 	op = fake_find(NK_OP_RECV);
@@ -821,8 +825,19 @@ static void test_unread(void **state)
 	ud = submit(v, (struct nk_sqe){ .opcode = NK_OP_CLOSE, .handle = hd });
 	assert_int_equal(reap_one(v, ud).res, 0);
 	assert_int_equal(F.nr_released, 2);
+	assert_int_equal(g->rxback_bytes, 2);
 	fake_gone(F.released[0]);
 	fake_gone(F.released[1]);
+	assert_int_equal(g->rxback_bytes, 0);
+	/* A guest past its cap is refused, whatever the socket holds. */
+	g->rxback_bytes = NK_RXBACK_GUEST_MAX;
+	h = new_socket(v, SOCK_STREAM);
+	ud = submit(v, sqe_io(NK_OP_UNREAD, h, 0, 1));
+	assert_int_equal(reap_one(v, ud).res, -ENOBUFS);
+	g->rxback_bytes = 0;
+	ud = submit(v, (struct nk_sqe){ .opcode = NK_OP_CLOSE, .handle = h });
+	assert_int_equal(reap_one(v, ud).res, 0);
+	fake_gone(F.released[2]);
 	assert_int_equal(E->nr_socks, 0);
 	assert_cq_empty(v);
 }

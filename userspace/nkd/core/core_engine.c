@@ -407,6 +407,7 @@ static void sock_maybe_free(struct nk_engine *e, struct nk_sock *s)
 	if (!s->gone || s->nr_ops)
 		return;
 	nk_portown__sock_free(s);
+	g->rxback_bytes -= nk_rxback__bytes(s->rxback);
 	nk_rxback__free(&s->rxback);
 	handle_free(g, s);
 	nk_ph__close(&s->ph);
@@ -1422,14 +1423,19 @@ static enum nk_refusal portown_reason(uint8_t opcode, int err)
 static void rxback_unread(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 			  struct nk_sock *s, const struct nk_sqe *sqe)
 {
+	struct nk_guest *g = c->guest;
+	uint64_t before = nk_rxback__bytes(s->rxback);
 	int res = -EINVAL;
 
 	e->idle_work++;
 	s->ops++;
-	if (s->state != NK_SS_LISTEN)
+	if (g->rxback_bytes + sqe->io.buf_len > NK_RXBACK_GUEST_MAX)
+		res = -ENOBUFS; /* the guest's sockets hold enough */
+	else if (s->state != NK_SS_LISTEN)
 		res = nk_rxback__unread(&s->rxback, s->type,
 					c->data + sqe->io.buf_off,
 					sqe->io.buf_len);
+	g->rxback_bytes += nk_rxback__bytes(s->rxback) - before;
 	if (res > 0) {
 		/* Before the CQE: the guest's next peek must see them. */
 		nk_ph__set_readable(&s->ph, true, false);
@@ -1447,8 +1453,8 @@ static void rxback_unread(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 static bool rxback_recv(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 			struct nk_sock *s, const struct nk_sqe *sqe)
 {
+	uint64_t bytes, before = nk_rxback__bytes(s->rxback);
 	uint32_t flags, aux;
-	uint64_t bytes;
 	int res;
 
 	if (!s->rxback || (sqe->io.msg_flags & MSG_OOB))
@@ -1456,6 +1462,7 @@ static bool rxback_recv(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 	res = nk_rxback__recv(&s->rxback, s->type, c->data + sqe->io.buf_off,
 			      sqe->io.buf_len, sqe->flags, sqe->io.msg_flags,
 			      &flags, &aux, &bytes);
+	c->guest->rxback_bytes -= before - nk_rxback__bytes(s->rxback);
 	s->ops++;
 	s->bytes_rx += bytes;
 	c->guest->c.bytes_rx += bytes;

@@ -18,6 +18,8 @@
 #define NK_RXBACK_MAX_BYTES (256u * 1024u)
 /* Most pieces (datagrams, or stream chunks) one socket holds. */
 #define NK_RXBACK_MAX_ITEMS 256u
+/* Most all sockets of one guest hold: what a hostile guest can pin. */
+#define NK_RXBACK_GUEST_MAX (32u * 1024u * 1024u)
 
 struct nk_rxback;
 
