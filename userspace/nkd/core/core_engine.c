@@ -1441,7 +1441,7 @@ static void rxback_unread(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 		nk_ph__set_readable(&s->ph, true, false);
 	} else {
 		s->errors++;
-		c->guest->c.errors++;
+		g->c.errors++;
 	}
 	post(e, c, q, sqe->user_data, res, 0, s->handle, 0);
 }
