@@ -67,6 +67,7 @@ UT_cmsg_SRCS := $(NKD_DIR)/core/cmsg.c
 UT_recv_batch_SRCS := $(NKD_DIR)/nsm/kernel/recv_batch.c \
 	$(NKD_DIR)/core/validate.c $(NKD_DIR)/core/bufown.c
 UT_guest_ids_SRCS := $(NKD_DIR)/core/guest_ids.c
+UT_rxback_SRCS := $(NKD_DIR)/core/rxback.c
 # The engine with a fake NSM (tests/unit/test_engine.c): everything of nkd
 # but main, the control socket and the two real NSMs with their helpers
 # (stubbed in the test).
@@ -94,7 +95,7 @@ $$(BUILD)/tests/san/$(1): $$(BUILD)/san/tests/unit/test_$(1).o \
 	@mkdir -p $$(dir $$@)
 	$$(Q)$$(CC) $$(SAN_FLAGS) -o $$@ $$^ -lcmocka $$(UT_$(1)_LIBS)
 endef
-$(foreach t,validate config host_ring bufown guest_ids engine xlinger recv_batch,$(eval $(call NKD_UNIT_TEST,$(t))))
+$(foreach t,validate config host_ring bufown guest_ids engine xlinger recv_batch rxback,$(eval $(call NKD_UNIT_TEST,$(t))))
 
 install-userspace: $(BUILD)/nkd $(BUILD)/nkctl
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(PREFIX)/bin \

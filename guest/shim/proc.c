@@ -48,6 +48,8 @@ static void fork_token(void)
 		return; /* nothing to hand over: the child starts fresh */
 	if (nk_conn__ensure())
 		return;
+	/* Read-ahead stays in the socket, for whichever reads on. */
+	nk_giveback__all();
 	if (nk_ctl__token_req(NK_CTL_FORK_PREPARE, &tok) == 0) {
 		ft.have = true;
 		ft.token = tok;
@@ -213,7 +215,7 @@ struct exec_ctx {
 	struct exec_env e;
 };
 
-/* Kept datagrams die with this image (docs/shim.md): say so. */
+/* Kept datagrams not given back die with this image: say so. */
 static void exec_note_kept(void)
 {
 	for (uint32_t fd = 0; nk_cfg.debug && fd < nk_fdtab__size(); fd++) {
@@ -232,11 +234,14 @@ static void exec_note_kept(void)
 
 static void exec_prepare(struct exec_ctx *x, char *const envp[])
 {
-	exec_note_kept();
 	x->have = false;
-	if (nk_fdtab__count() && nk_conn__ensure() == 0 &&
-	    nk_ctl__token_req(NK_CTL_EXEC, &x->token) == 0)
-		x->have = true;
+	if (nk_fdtab__count() && nk_conn__ensure() == 0) {
+		/* Unread data is the socket's: the new image reads it. */
+		nk_giveback__all();
+		if (nk_ctl__token_req(NK_CTL_EXEC, &x->token) == 0)
+			x->have = true;
+	}
+	exec_note_kept();
 	env_build(&x->e, envp, x->token, x->have);
 }
 

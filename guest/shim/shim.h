@@ -401,6 +401,12 @@ NK_HIDDEN ssize_t nk_rxb__keep(struct nk_sock *s, int idx, int res,
 NK_HIDDEN bool nk_rxb__fionread(struct nk_sock *s, int *val);
 /* Datagrams kept by this process (for exec: they are dropped). */
 NK_HIDDEN uint32_t nk_rxb__kept(struct nk_sock *s);
+/*
+ * giveback.c: before fork and exec, hand every socket's read-ahead (stream
+ * stash, kept datagrams) back to nkd (NK_OP_UNREAD), so the child or the
+ * new image reads it. Needs an attached connection.
+ */
+NK_HIDDEN void nk_giveback__all(void);
 /* Drop a socket's read-ahead state: its buffer, if the result is in. */
 NK_HIDDEN void nk_sock__stash_drop(struct nk_sock *s);
 /*

@@ -36,10 +36,13 @@
 #define NK_FEAT_RECV_BATCH (1U << 7) /* RECV takes NK_SQE_F_BATCH */
 /* ctl NK_CTL_DNS_SERVERS is answered; SOCKET takes the ICMP echo socket */
 #define NK_FEAT_DNS_PING (1U << 8)
+/* NK_OP_UNREAD: read-ahead data goes back to nkd (docs/abi.md §5) */
+#define NK_FEAT_UNREAD (1U << 9)
 #define NK_FEAT_ALL                                                            \
 	(NK_FEAT_FUTEX_WAKE | NK_FEAT_DOORBELL_EVENTFD | NK_FEAT_PLACEHOLDER | \
 	 NK_FEAT_SENDTO_ADDR | NK_FEAT_RECV_PREFETCH | NK_FEAT_SEND_CREDIT |   \
-	 NK_FEAT_CMSG | NK_FEAT_RECV_BATCH | NK_FEAT_DNS_PING)
+	 NK_FEAT_CMSG | NK_FEAT_RECV_BATCH | NK_FEAT_DNS_PING |                \
+	 NK_FEAT_UNREAD)
 
 /* Cache line the layout is built around; the SQE is exactly one. */
 #define NK_CACHELINE 64u
@@ -106,6 +109,13 @@ enum nk_op {
 	NK_OP_GETPEERNAME = 13, /* nk_sockaddr out to buf */
 	NK_OP_IOCTL = 14, /* arg = NK_IOCTL_*; res = value */
 	NK_OP_CANCEL = 15, /* arg64 = user_data of the op to cancel */
+	/*
+	 * buf, len: read-ahead data the guest hands back unread (a stream's
+	 * bytes, or a datagram socket's nk_dgram records); nkd answers the
+	 * socket's next RECVs from it first. res = bytes or records taken.
+	 * Only when the header offers NK_FEAT_UNREAD (docs/abi.md §5).
+	 */
+	NK_OP_UNREAD = 16,
 	NK_OP__MAX
 };
 
@@ -411,6 +421,6 @@ NK_ASSERT_OFF(nk_region_hdr, vm_ph_sent, 76);
 NK_ASSERT_OFF(nk_region_hdr, vm_ph_bound, 80);
 NK_ASSERT_OFF(nk_region_hdr, resv, 84);
 NK_ASSERT_OFF(nk_region_hdr, qsets, 96);
-_Static_assert(NK_OP__MAX == 16, "update the opcode table in docs/abi.md");
+_Static_assert(NK_OP__MAX == 17, "update the opcode table in docs/abi.md");
 
 #endif /* NETKERNEL_ABI_H */

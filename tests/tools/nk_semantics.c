@@ -1548,6 +1548,67 @@ static int c_fork_shared(void)
 	return 0;
 }
 
+/*
+ * What the parent has received but not read stays the socket's across
+ * fork: the parent reads whole buffers (the shim reads ahead), forks,
+ * and only the child reads on; it must get every byte after the parent's
+ * last one, in order (abi.md §5 "Unread data").
+ */
+static int c_fork_readahead(void)
+{
+	const uint64_t total = 1 << 20;
+	struct bulk b = { 0 };
+	unsigned char *buf;
+	uint64_t got = 0;
+	int c, s;
+	pid_t pid;
+	ssize_t r;
+	long bad;
+
+	TRY(tcp_pair("127.0.0.1", &c, &s));
+	b.fd = s;
+	b.n = total;
+	b.seed = 9;
+	b.shut = 1;
+	TRY(bulk_start(&b, bulk_send_fn));
+	buf = malloc(1 << 18);
+	EXPECT(buf, "malloc");
+	/* Lets data queue, so the reads fill whole buffers; not a check. */
+	sleep_ms(200);
+	while (got < 300000) {
+		r = recv(c, buf, opq(1 << 18), 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		EXPECT(r > 0, "recv: %zd (%s) after %llu bytes", r,
+		       strerror(errno), (unsigned long long)got);
+		bad = mismatch(buf, got, (size_t)r, 9);
+		EXPECT(bad < 0, "wrong byte at offset %llu",
+		       (unsigned long long)(got + (uint64_t)bad));
+		got += (uint64_t)r;
+	}
+	fflush(NULL);
+	pid = fork();
+	SYS(pid);
+	if (pid == 0) {
+		for (;;) {
+			r = recv(c, buf, opq(65536), 0);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				break;
+			if (mismatch(buf, got, (size_t)r, 9) >= 0)
+				_exit(2);
+			got += (uint64_t)r;
+		}
+		_exit(r == 0 && got == total ? 0 : 3);
+	}
+	TRY(expect_exit0(pid, 10000,
+			 "child reading on (2: a byte out of place, 3: short)"));
+	TRY(bulk_join(&b));
+	free(buf);
+	return 0;
+}
+
 _Noreturn static void worker(int l, int ctl)
 {
 	int ep, n, i, a;
@@ -3837,6 +3898,8 @@ static const struct check checks[] = {
 	{ "close_refs", c_close_refs, "EOF only after the last reference" },
 	{ "fork_shared", c_fork_shared,
 	  "parent and child use one inherited connection" },
+	{ "fork_readahead", c_fork_readahead,
+	  "bytes received before fork are the child's to read" },
 	{ "fork_accept_workers", c_fork_accept_workers,
 	  "a listener accepted in 2 forked epoll workers" },
 	{ "exec_inherit", c_exec_inherit,

@@ -35,6 +35,7 @@
 #include "optimer.h"
 #include "pollcost.h"
 #include "ratelimit.h"
+#include "rxback.h"
 #include "region.h"
 
 /* ------------------------------------------------------------------ */
@@ -761,6 +762,84 @@ static void test_round_trip(void **state)
 	/* The closed handle is stale now. */
 	ud = submit(v, sqe_io(NK_OP_SEND, h, 0, 1));
 	assert_int_equal(reap_one(v, ud).res, -EBADF);
+}
+
+/*
+ * NK_OP_UNREAD (core/rxback.c): nkd copies the bytes at once, answers the
+ * next RECVs from them without the NSM, then asks the NSM again; what is
+ * left at close goes with the socket.
+ */
+static void test_unread(void **state)
+{
+	struct gview *v = &views[0];
+	struct nk_guest *g = v->conn->guest;
+	uint32_t bs = v->hdr->buf_size, h, hd;
+	struct nk_req *op;
+	struct nk_cqe c;
+	uint64_t ud;
+
+	(void)state;
+	h = new_socket(v, SOCK_STREAM);
+	memcpy(v->data, "abcdef", 6);
+	ud = submit(v, sqe_io(NK_OP_UNREAD, h, 0, 6));
+	assert_int_equal(reap_one(v, ud).res, 6);
+	assert_int_equal(g->rxback_bytes, 6); /* counted against the guest */
+	/* nkd's copy: the guest changing its buffer changes nothing. */
+	memcpy(v->data, "XXXXXX", 6);
+	ud = submit(v, sqe_io(NK_OP_RECV, h, bs, 4));
+	c = reap_one(v, ud);
+	assert_int_equal(c.res, 4);
+	assert_memory_equal(v->data + bs, "abcd", 4);
+	assert_int_equal(F.nr_pending, 0); /* the NSM was not asked */
+	ud = submit(v, sqe_io(NK_OP_RECV, h, bs, 100));
+	c = reap_one(v, ud);
+	assert_int_equal(c.res, 2);
+	assert_memory_equal(v->data + bs, "ef", 2);
+	assert_int_equal(g->rxback_bytes, 0);
+	/* Empty again: the NSM answers. */
+	ud = submit(v, sqe_io(NK_OP_RECV, h, bs, 100));
+	op = fake_find(NK_OP_RECV);
+	assert_non_null(op);
+	fake_complete(op, -EAGAIN, 0, 0);
+	assert_int_equal(reap_one(v, ud).res, -EAGAIN);
+	/* A RECV in flight owns its buffer: it cannot be given back. */
+	ud = submit(v, sqe_io(NK_OP_RECV, h, bs, 100));
+	op = fake_find(NK_OP_RECV);
+	assert_non_null(op);
+	ud = submit(v, sqe_io(NK_OP_UNREAD, h, bs, 3));
+	c = reap_one(v, ud);
+	assert_int_equal(c.res, -EFAULT);
+	assert_true(c.flags & NK_CQE_F_ABUSE);
+	fake_complete(op, -EAGAIN, 0, 0);
+	reap(v, &c);
+	/* Left at close: freed with the socket (the ASan build checks). */
+	ud = submit(v, sqe_io(NK_OP_UNREAD, h, 0, 2));
+	assert_int_equal(reap_one(v, ud).res, 2);
+	/* A datagram socket takes records only. */
+	hd = new_socket(v, SOCK_DGRAM);
+	memset(v->data, 0xff, sizeof(struct nk_dgram));
+	ud = submit(v, sqe_io(NK_OP_UNREAD, hd, 0, sizeof(struct nk_dgram)));
+	assert_int_equal(reap_one(v, ud).res, -EINVAL);
+	ud = submit(v, (struct nk_sqe){ .opcode = NK_OP_CLOSE, .handle = h });
+	assert_int_equal(reap_one(v, ud).res, 0);
+	ud = submit(v, (struct nk_sqe){ .opcode = NK_OP_CLOSE, .handle = hd });
+	assert_int_equal(reap_one(v, ud).res, 0);
+	assert_int_equal(F.nr_released, 2);
+	assert_int_equal(g->rxback_bytes, 2);
+	fake_gone(F.released[0]);
+	fake_gone(F.released[1]);
+	assert_int_equal(g->rxback_bytes, 0);
+	/* A guest past its cap is refused, whatever the socket holds. */
+	g->rxback_bytes = NK_RXBACK_GUEST_MAX;
+	h = new_socket(v, SOCK_STREAM);
+	ud = submit(v, sqe_io(NK_OP_UNREAD, h, 0, 1));
+	assert_int_equal(reap_one(v, ud).res, -ENOBUFS);
+	g->rxback_bytes = 0;
+	ud = submit(v, (struct nk_sqe){ .opcode = NK_OP_CLOSE, .handle = h });
+	assert_int_equal(reap_one(v, ud).res, 0);
+	fake_gone(F.released[2]);
+	assert_int_equal(E->nr_socks, 0);
+	assert_cq_empty(v);
 }
 
 /* One malformed entry: its errno, NK_CQE_F_ABUSE, and no NSM call. */
@@ -1749,6 +1828,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_so_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_round_trip, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_unread, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_batch_unsupported, setup,

@@ -377,6 +377,48 @@ static void test_batch_rules(void **state)
 	REFUSED_ABUSE(s, -EINVAL);
 }
 
+/* NK_OP_UNREAD: a plain buffer, no flags; a datagram needs a record. */
+static void test_unread_rules(void **state)
+{
+	struct fix *f = *state;
+	struct nk_sqe s = op(NK_OP_UNREAD, H_TCP4);
+
+	s.io.buf_len = 1;
+	ACCEPTED(s);
+	s.io.buf_len = 0;
+	REFUSED_PLAIN(s, -EINVAL);
+	s.io.buf_len = BUF_SIZE;
+	ACCEPTED(s);
+	s.io.buf_off = 100; /* spans two buffers */
+	REFUSED_ABUSE(s, -EFAULT);
+	s.io.buf_off = BUF_SIZE * NR_BUFS;
+	s.io.buf_len = 1;
+	REFUSED_ABUSE(s, -EFAULT);
+	s.io.buf_off = 0;
+	s.flags = NK_SQE_F_NONBLOCK;
+	REFUSED_ABUSE(s, -EINVAL);
+	s.flags = NK_SQE_F_BATCH;
+	REFUSED_ABUSE(s, -EINVAL);
+	s.flags = 0;
+	s.io.msg_flags = MSG_PEEK;
+	REFUSED_ABUSE(s, -EINVAL);
+	s.io.msg_flags = 0;
+	s.io.timeout_ms = 5;
+	REFUSED_ABUSE(s, -EINVAL);
+	s.io.timeout_ms = 0;
+	/* A buffer nkd holds (a RECV in flight) cannot be given back. */
+	assert_int_equal(nk_bufown__claim(f->owned, 0), 0);
+	REFUSED_ABUSE(s, -EFAULT);
+	s.handle = 0x00100009u;
+	REFUSED_ABUSE(s, -EBADF);
+	s = op(NK_OP_UNREAD, H_UDP6);
+	s.io.buf_off = BUF_SIZE;
+	s.io.buf_len = sizeof(struct nk_dgram) - 1;
+	REFUSED_PLAIN(s, -EINVAL);
+	s.io.buf_len = sizeof(struct nk_dgram);
+	ACCEPTED(s);
+}
+
 static void test_ctl_ops(void **state)
 {
 	struct nk_sqe s = op(NK_OP_LISTEN, H_TCP4);
@@ -438,6 +480,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cmsg_rules, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_batch_rules, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_unread_rules, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_ops, setup, teardown),
 		cmocka_unit_test(test_sockaddr_roundtrip),

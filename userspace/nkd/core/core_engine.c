@@ -31,6 +31,7 @@
 #include "optimer.h"
 #include "pollcost.h"
 #include "ratelimit.h"
+#include "rxback.h"
 #include "sendq.h"
 #include "region.h"
 #include "vm.h"
@@ -406,6 +407,8 @@ static void sock_maybe_free(struct nk_engine *e, struct nk_sock *s)
 	if (!s->gone || s->nr_ops)
 		return;
 	nk_portown__sock_free(s);
+	g->rxback_bytes -= nk_rxback__bytes(s->rxback);
+	nk_rxback__free(&s->rxback);
 	handle_free(g, s);
 	nk_ph__close(&s->ph);
 	nk_budget__sock_put(e, g);
@@ -560,7 +563,8 @@ static void sock_recheck(struct nk_sock *s)
 	if (s->closing || s->ph.app < 0)
 		return;
 	ev = s->nsm->ops->poll_now(s->nsm->priv, s);
-	nk_ph__set_readable(&s->ph, ev & READ_EVENTS, false);
+	/* Data given back unread (rxback.c) is readable too. */
+	nk_ph__set_readable(&s->ph, (ev & READ_EVENTS) || s->rxback, false);
 }
 
 /*
@@ -1415,6 +1419,65 @@ static enum nk_refusal portown_reason(uint8_t opcode, int err)
 	}
 }
 
+/* NK_OP_UNREAD: keep the bytes at the head of s's receive side. */
+static void rxback_unread(struct nk_engine *e, struct nk_conn *c, uint16_t q,
+			  struct nk_sock *s, const struct nk_sqe *sqe)
+{
+	struct nk_guest *g = c->guest;
+	uint64_t before = nk_rxback__bytes(s->rxback);
+	int res = -EINVAL;
+
+	e->idle_work++;
+	s->ops++;
+	if (g->rxback_bytes + sqe->io.buf_len > NK_RXBACK_GUEST_MAX)
+		res = -ENOBUFS; /* the guest's sockets hold enough */
+	else if (s->state != NK_SS_LISTEN)
+		res = nk_rxback__unread(&s->rxback, s->type,
+					c->data + sqe->io.buf_off,
+					sqe->io.buf_len);
+	g->rxback_bytes += nk_rxback__bytes(s->rxback) - before;
+	if (res > 0) {
+		/* Before the CQE: the guest's next peek must see them. */
+		nk_ph__set_readable(&s->ph, true, false);
+	} else {
+		s->errors++;
+		g->c.errors++;
+	}
+	post(e, c, q, sqe->user_data, res, 0, s->handle, 0);
+}
+
+/*
+ * A RECV that data given back unread answers, ahead of anything the NSM
+ * holds (rxback.c); false: go to the NSM.
+ */
+static bool rxback_recv(struct nk_engine *e, struct nk_conn *c, uint16_t q,
+			struct nk_sock *s, const struct nk_sqe *sqe)
+{
+	uint64_t bytes, before = nk_rxback__bytes(s->rxback);
+	uint32_t flags, aux;
+	int res;
+
+	if (!s->rxback || (sqe->io.msg_flags & MSG_OOB))
+		return false;
+	res = nk_rxback__recv(&s->rxback, s->type, c->data + sqe->io.buf_off,
+			      sqe->io.buf_len, sqe->flags, sqe->io.msg_flags,
+			      &flags, &aux, &bytes);
+	c->guest->rxback_bytes -= before - nk_rxback__bytes(s->rxback);
+	s->ops++;
+	s->bytes_rx += bytes;
+	c->guest->c.bytes_rx += bytes;
+	/* The placeholder rules of any RECV (abi.md §6), before the CQE. */
+	if (!(sqe->io.msg_flags & MSG_PEEK)) {
+		if (s->rxback || (sqe->flags & NK_SQE_F_PREFETCH) ||
+		    ((sqe->flags & NK_SQE_F_BATCH) && res > 1))
+			nk_ph__set_readable(&s->ph, true, false);
+		else
+			sock_recheck(s);
+	}
+	post(e, c, q, sqe->user_data, res, flags, s->handle, aux);
+	return true;
+}
+
 static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 			const struct nk_sqe *sqe)
 {
@@ -1478,6 +1541,13 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 		post(e, c, q, sqe->user_data, 0, 0, s->handle, 0);
 		sock_put(e, s, c);
 		return;
+	case NK_OP_UNREAD:
+		rxback_unread(e, c, q, s, sqe);
+		return;
+	case NK_OP_RECV:
+		if (rxback_recv(e, c, q, s, sqe))
+			return;
+		break;
 	case NK_OP_CANCEL:
 		op = find_op(c, sqe->ctl.arg64);
 		ret = -ENOENT;
@@ -1679,6 +1749,11 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 		break;
 	case NK_OP_ACCEPT:
 		sock_recheck(s);
+		break;
+	case NK_OP_IOCTL:
+		/* Data given back unread is the next to read. */
+		if (op->arg == NK_IOCTL_FIONREAD)
+			res = nk_rxback__fionread(s->rxback, s->type, res);
 		break;
 	case NK_OP_SETSOCKOPT:
 		if (!res)

@@ -122,6 +122,7 @@ struct nk_guest {
 	/* budget.c: sockets and region bytes counted, RESOLVEs queued */
 	uint32_t bsocks, nr_resolve;
 	uint64_t bmem, bshmq; /* bshmq: shm queues its sends hold (in bmem) */
+	uint64_t rxback_bytes; /* given back unread on its sockets (rxback.c) */
 	struct nk_guest_rate rate; /* ratelimit.c: rate_tx=, rate_rx= */
 	struct nk_guest_sched sched; /* sched.c: fair share by weight= */
 };
@@ -176,6 +177,7 @@ struct nk_sock {
 	uint32_t conn_id; /* connection that created it, for listings */
 	uint64_t bytes_tx, bytes_rx, ops, errors;
 	struct nk_portclaim pc; /* portown.c */
+	struct nk_rxback *rxback; /* rxback.c: given back unread; NULL: none */
 };
 
 struct nk_conn {

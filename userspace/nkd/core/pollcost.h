@@ -28,6 +28,7 @@ static inline unsigned nk_pollcost__sqe(const struct nk_sqe *sqe)
 	switch (sqe->opcode) {
 	case NK_OP_SEND:
 	case NK_OP_RECV:
+	case NK_OP_UNREAD: /* nkd copies its bytes at once */
 		/* buf_len is the guest's: bounded, a bogus one is refused. */
 		return 1u + (sqe->io.buf_len > (1u << 24)
 				     ? (1u << 24) / NK_POLL_COST_BYTES

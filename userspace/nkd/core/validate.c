@@ -276,6 +276,18 @@ int nk_validate__sqe(const struct nk_sqe *sqe, const struct nk_validate_ctx *c,
 		     sqe->io.buf_len < sizeof(struct nk_dgram)))
 			return -EINVAL;
 		return 0;
+	case NK_OP_UNREAD:
+		/* Plain: no flags; bytes, or at least one datagram record. */
+		if (sqe->flags || sqe->io.msg_flags || sqe->io.timeout_ms)
+			return abuse(out, -EINVAL);
+		ret = check_buf(sqe, c, out);
+		if (ret)
+			return ret;
+		if (!sqe->io.buf_len ||
+		    (out->sock.type == SOCK_DGRAM &&
+		     sqe->io.buf_len < sizeof(struct nk_dgram)))
+			return -EINVAL;
+		return 0;
 	case NK_OP_SETSOCKOPT:
 	case NK_OP_GETSOCKOPT:
 		ret = check_buf(sqe, c, out);
