@@ -1770,17 +1770,31 @@ static unsigned conn_poll(struct nk_engine *e, struct nk_conn *c,
 	return n;
 }
 
-/* Weighted round robin over guests, then over each guest's conns. */
-static unsigned poll_guests(struct nk_engine *e)
+/*
+ * Weighted round robin over guests, then over each guest's conns. backoff:
+ * a guest that spent a pass's budget on nothing real rests (pollcost.h);
+ * nk_engine__step() passes false (its drivers count passes, not time).
+ */
+static unsigned poll_guests(struct nk_engine *e, bool backoff)
 {
 	struct nk_list *p, *t;
 	unsigned total = 0;
+	int64_t now = 0;
 
 	nk_list__for_each_safe(p, t, &e->guests)
 	{
 		struct nk_guest *g = nk_container_of(p, struct nk_guest, link);
-		unsigned budget = NK_POLL_BUDGET * g->conf.weight;
+		unsigned budget = NK_POLL_BUDGET * g->conf.weight, taken = 0;
+		unsigned idle0 = e->idle_work;
 		struct nk_list *cp, *ct;
+
+		if (g->idle_until) {
+			if (!now)
+				now = nk_now_ns();
+			if (now < g->idle_until)
+				continue;
+			g->idle_until = 0;
+		}
 
 		nk_list__for_each_safe(cp, ct, &g->conns)
 		{
@@ -1791,8 +1805,13 @@ static unsigned poll_guests(struct nk_engine *e)
 			if (!budget)
 				break;
 			n = conn_poll(e, c, &budget);
-			total += n;
+			taken += n;
 		}
+		total += taken;
+		/* Spinning on nothing: leave its rings for a while. */
+		if (backoff && !budget && taken &&
+		    e->idle_work - idle0 >= taken)
+			g->idle_until = nk_now_ns() + NK_IDLE_BACKOFF_NS;
 		/* The next pass starts with the next conn. */
 		if (!nk_list__empty(&g->conns)) {
 			struct nk_list *first = g->conns.next;
@@ -1859,7 +1878,7 @@ static void flush_wakes(struct nk_engine *e)
  */
 unsigned nk_engine__step(struct nk_engine *e)
 {
-	unsigned n = poll_guests(e);
+	unsigned n = poll_guests(e, false);
 
 	flush_barriers(e);
 	flush_wakes(e);
@@ -1908,6 +1927,8 @@ static bool prepare_sleep(struct nk_engine *e, bool *cq_blocked)
 	nk_ring_fence();
 	for_each_conn(e, g, c, gp, gt, cp, ct)
 	{
+		if (g->idle_until)
+			continue; /* the sleep ends by then (idle_clamp) */
 		if (c->cq_blocked) {
 			*cq_blocked = true;
 			continue;
@@ -1917,6 +1938,25 @@ static bool prepare_sleep(struct nk_engine *e, bool *cq_blocked)
 				return false;
 	}
 	return true;
+}
+
+/* The sleep ends when the first backed-off guest may be polled again. */
+static int64_t idle_clamp(struct nk_engine *e, int64_t now, int64_t timeout)
+{
+	struct nk_list *p, *t;
+
+	nk_list__for_each_safe(p, t, &e->guests)
+	{
+		struct nk_guest *g = nk_container_of(p, struct nk_guest, link);
+		int64_t left;
+
+		if (!g->idle_until)
+			continue;
+		left = g->idle_until > now ? g->idle_until - now : 0;
+		if (timeout < 0 || left < timeout)
+			timeout = left;
+	}
+	return timeout;
 }
 
 static void on_signal(void *ctx, uint32_t slot, uint32_t gen,
@@ -1960,7 +2000,7 @@ int nk_engine__run(struct nk_engine *e)
 		e->idle_work = 0;
 		nk_loop__kick(e->loop);
 		work += nk_loop__reap(e->loop);
-		work += poll_guests(e);
+		work += poll_guests(e, true);
 		if (nk_optimer__next(e))
 			work += nk_engine__expire(e, nk_now_ns());
 		work += nk_rate__run(e, nk_now_ns());
@@ -2021,6 +2061,7 @@ int nk_engine__run(struct nk_engine *e)
 			timeout = nk_optimer__clamp(e, now, timeout);
 			timeout = nk_rate__clamp(e, now, timeout);
 			timeout = nk_sched__clamp(e, now, timeout);
+			timeout = idle_clamp(e, now, timeout);
 			if ((cq_blocked || nk_ph__pending()) &&
 			    (timeout < 0 || timeout > CQ_BLOCKED_RECHECK_NS))
 				timeout = CQ_BLOCKED_RECHECK_NS;

@@ -124,6 +124,8 @@ struct nk_guest {
 	uint64_t bmem, bshmq; /* bshmq: shm queues its sends hold (in bmem) */
 	struct nk_guest_rate rate; /* ratelimit.c: rate_tx=, rate_rx= */
 	struct nk_guest_sched sched; /* sched.c: fair share by weight= */
+	/* Rings not polled before this (pollcost.h, NK_IDLE_BACKOFF_NS). */
+	int64_t idle_until;
 };
 
 /* Readiness placeholder (docs/abi.md §6). */
