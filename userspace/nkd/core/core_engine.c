@@ -1772,7 +1772,7 @@ static unsigned conn_poll(struct nk_engine *e, struct nk_conn *c,
 
 /*
  * Weighted round robin over guests, then over each guest's conns. backoff:
- * a guest that spent a pass's budget on nothing real rests (pollcost.h);
+ * a guest that spent a pass's budget on nothing real rests (idlerest.c);
  * nk_engine__step() passes false (its drivers count passes, not time).
  */
 static unsigned poll_guests(struct nk_engine *e, bool backoff)
@@ -1788,14 +1788,8 @@ static unsigned poll_guests(struct nk_engine *e, bool backoff)
 		unsigned idle0 = e->idle_work;
 		struct nk_list *cp, *ct;
 
-		if (g->idle_until) {
-			if (!now)
-				now = nk_now_ns();
-			if (now < g->idle_until)
-				continue;
-			g->idle_until = 0;
-		}
-
+		if (backoff && nk_idlerest__skip(g, &now))
+			continue;
 		nk_list__for_each_safe(cp, ct, &g->conns)
 		{
 			struct nk_conn *c =
@@ -1808,10 +1802,9 @@ static unsigned poll_guests(struct nk_engine *e, bool backoff)
 			taken += n;
 		}
 		total += taken;
-		/* Spinning on nothing: leave its rings for a while. */
-		if (backoff && !budget && taken &&
-		    e->idle_work - idle0 >= taken)
-			g->idle_until = nk_now_ns() + NK_IDLE_BACKOFF_NS;
+		if (backoff)
+			nk_idlerest__judge(e, g, taken, e->idle_work - idle0,
+					   budget);
 		/* The next pass starts with the next conn. */
 		if (!nk_list__empty(&g->conns)) {
 			struct nk_list *first = g->conns.next;
@@ -1906,9 +1899,15 @@ static void set_need_wakeup(struct nk_engine *e, bool on)
 	struct nk_guest *g;
 	struct nk_conn *c;
 
-	for_each_conn(e, g, c, gp, gt, cp, ct) for (uint32_t q = 0;
-						    q < c->nr_qsets; q++)
-		nk_hring__sq_need_wakeup(c->qs[q], on);
+	for_each_conn(e, g, c, gp, gt, cp, ct)
+	{
+		/* A resting guest is looked at when its rest ends, rung or
+		 * not: a doorbell from it would only wake nkd for nothing. */
+		if (on && g->rest.until)
+			continue;
+		for (uint32_t q = 0; q < c->nr_qsets; q++)
+			nk_hring__sq_need_wakeup(c->qs[q], on);
+	}
 }
 
 /*
@@ -1927,8 +1926,8 @@ static bool prepare_sleep(struct nk_engine *e, bool *cq_blocked)
 	nk_ring_fence();
 	for_each_conn(e, g, c, gp, gt, cp, ct)
 	{
-		if (g->idle_until)
-			continue; /* the sleep ends by then (idle_clamp) */
+		if (g->rest.until)
+			continue; /* the sleep ends by then (idlerest.c) */
 		if (c->cq_blocked) {
 			*cq_blocked = true;
 			continue;
@@ -1938,25 +1937,6 @@ static bool prepare_sleep(struct nk_engine *e, bool *cq_blocked)
 				return false;
 	}
 	return true;
-}
-
-/* The sleep ends when the first backed-off guest may be polled again. */
-static int64_t idle_clamp(struct nk_engine *e, int64_t now, int64_t timeout)
-{
-	struct nk_list *p, *t;
-
-	nk_list__for_each_safe(p, t, &e->guests)
-	{
-		struct nk_guest *g = nk_container_of(p, struct nk_guest, link);
-		int64_t left;
-
-		if (!g->idle_until)
-			continue;
-		left = g->idle_until > now ? g->idle_until - now : 0;
-		if (timeout < 0 || left < timeout)
-			timeout = left;
-	}
-	return timeout;
 }
 
 static void on_signal(void *ctx, uint32_t slot, uint32_t gen,
@@ -2061,7 +2041,7 @@ int nk_engine__run(struct nk_engine *e)
 			timeout = nk_optimer__clamp(e, now, timeout);
 			timeout = nk_rate__clamp(e, now, timeout);
 			timeout = nk_sched__clamp(e, now, timeout);
-			timeout = idle_clamp(e, now, timeout);
+			timeout = nk_idlerest__clamp(e, now, timeout);
 			if ((cq_blocked || nk_ph__pending()) &&
 			    (timeout < 0 || timeout > CQ_BLOCKED_RECHECK_NS))
 				timeout = CQ_BLOCKED_RECHECK_NS;

@@ -16,17 +16,6 @@
 
 #include "netkernel/abi.h"
 
-/*
- * A guest whose whole budget of a pass went on entries that do nothing
- * real (NOPs, refusals: engine->idle_work) is spinning: its rings are left
- * alone this long, and the loop may sleep meanwhile. Otherwise a spinner
- * keeps nkd's thread from ever sleeping, and on a busy machine a thread
- * that never sleeps waits its turn for the CPU like any other, where one
- * woken by a bystander's packet runs at once. A NOP ping-pong (one at a
- * time) never spends a whole budget and is not slowed down.
- */
-#define NK_IDLE_BACKOFF_NS 500000ll
-
 /* Bytes of SEND/RECV per extra unit. */
 #define NK_POLL_COST_BYTES (16u * 1024u)
 /* SOCKET and ACCEPT: a kernel socket, a socketpair, a duplicate. */

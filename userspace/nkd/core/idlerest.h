@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Idle rests (idlerest.c, docs/nkd.md "Isolation"): a guest that spent a
+ * whole pass's budget on entries that do nothing real is left alone for
+ * NK_IDLE_BACKOFF_NS, and the loop may sleep meanwhile.
+ */
+#ifndef NKD_IDLEREST_H
+#define NKD_IDLEREST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct nk_engine;
+struct nk_guest;
+
+/*
+ * Otherwise a guest spinning NOPs or refused entries keeps nkd's thread
+ * from ever sleeping, and on a busy machine a thread that never sleeps
+ * waits its turn for the CPU like any other, where one woken by a
+ * bystander's packet or doorbell runs at once. A NOP ping-pong (one at a
+ * time) never spends a whole budget and is not slowed down.
+ */
+#define NK_IDLE_BACKOFF_NS 500000ll
+
+/* Part of struct nk_guest. */
+struct nk_idlerest {
+	int64_t until; /* ns clock its rings are skipped until; 0: not */
+	uint64_t rests; /* rests begun */
+};
+
+/*
+ * Whether g's rings are skipped this pass. *now: the clock, read here
+ * once per pass (0: not read yet). A rest that is over ends here.
+ */
+bool nk_idlerest__skip(struct nk_guest *g, int64_t *now);
+/*
+ * After g's turn in a pass: it took `taken` entries, `idle` units of the
+ * pass's idle work (engine->idle_work) came from them, `left` units of
+ * its budget remain. No budget left and nothing real done: a rest.
+ */
+void nk_idlerest__judge(struct nk_engine *e, struct nk_guest *g, unsigned taken,
+			unsigned idle, unsigned left);
+/* A sleep of timeout ns (-1: forever) cut to the end of the first rest:
+ * a resting guest is looked at again without a doorbell. */
+int64_t nk_idlerest__clamp(struct nk_engine *e, int64_t now, int64_t timeout);
+
+#endif /* NKD_IDLEREST_H */
