@@ -1784,7 +1784,8 @@ static unsigned poll_guests(struct nk_engine *e, bool backoff)
 	nk_list__for_each_safe(p, t, &e->guests)
 	{
 		struct nk_guest *g = nk_container_of(p, struct nk_guest, link);
-		unsigned budget = NK_POLL_BUDGET * g->conf.weight, taken = 0;
+		unsigned full = NK_POLL_BUDGET * g->conf.weight, taken = 0;
+		unsigned budget = full;
 		unsigned idle0 = e->idle_work;
 		struct nk_list *cp, *ct;
 
@@ -1804,7 +1805,7 @@ static unsigned poll_guests(struct nk_engine *e, bool backoff)
 		total += taken;
 		if (backoff)
 			nk_idlerest__judge(e, g, taken, e->idle_work - idle0,
-					   budget);
+					   full - budget);
 		/* The next pass starts with the next conn. */
 		if (!nk_list__empty(&g->conns)) {
 			struct nk_list *first = g->conns.next;

@@ -3,8 +3,9 @@
  * Idle rests (docs/nkd.md "Isolation"). The per-pass budget (pollcost.h)
  * bounds what a spinner takes per pass, but not how many passes it makes
  * nkd run: a guest that keeps its SQ full of NOPs or refused entries
- * would keep the loop busy forever, doing nothing. So a guest whose whole
- * budget of a pass went on such entries is skipped for NK_IDLE_BACKOFF_NS;
+ * would keep the loop busy forever, doing nothing. So a guest that spent
+ * a pass's worth of budget on such entries (in one pass or several, with
+ * nothing real between) is skipped for NK_IDLE_BACKOFF_NS;
  * the loop sleeps if nobody else has work (prepare_sleep ignores a
  * resting guest's SQ and does not ask it for doorbells) and its sleep
  * ends when the first rest does (nk_idlerest__clamp), so a resting guest
@@ -27,15 +28,23 @@ bool nk_idlerest__skip(struct nk_guest *g, int64_t *now)
 }
 
 void nk_idlerest__judge(struct nk_engine *e, struct nk_guest *g, unsigned taken,
-			unsigned idle, unsigned left)
+			unsigned idle, unsigned spent)
 {
+	if (!taken)
+		return;
 	/*
 	 * idle may count a little more than g's own (a completion another
-	 * guest's op got during g's turn): the worst is a rest for a guest
-	 * whose last pass was all failures anyway, never a lost entry.
+	 * guest's op got during g's turn): the worst is an early rest for a
+	 * guest whose pass was all failures anyway, never a lost entry.
 	 */
-	if (left || !taken || idle < taken)
+	if (idle < taken) {
+		g->rest.idle_units = 0;
 		return;
+	}
+	g->rest.idle_units += spent;
+	if (g->rest.idle_units < NK_POLL_BUDGET * g->conf.weight)
+		return;
+	g->rest.idle_units = 0;
 	g->rest.until = nk_now_ns() + NK_IDLE_BACKOFF_NS;
 	g->rest.rests++;
 	e->rests++;
