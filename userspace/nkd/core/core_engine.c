@@ -1772,8 +1772,9 @@ static unsigned conn_poll(struct nk_engine *e, struct nk_conn *c,
 
 /*
  * Weighted round robin over guests, then over each guest's conns. backoff:
- * a guest that spent a pass's budget on nothing real rests (idlerest.c);
- * nk_engine__step() passes false (its drivers count passes, not time).
+ * a guest that spent a pass's worth of budget on nothing real rests
+ * (idlerest.c); nk_engine__step() passes false (its drivers count passes,
+ * not time).
  */
 static unsigned poll_guests(struct nk_engine *e, bool backoff)
 {

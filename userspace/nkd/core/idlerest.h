@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Idle rests (idlerest.c, docs/nkd.md "Isolation"): a guest that spent a
- * whole pass's budget on entries that do nothing real is left alone for
+ * pass's worth of budget on entries that do nothing real (in one pass or
+ * over several, nothing real between) is left alone for
  * NK_IDLE_BACKOFF_NS, and the loop may sleep meanwhile.
  */
 #ifndef NKD_IDLEREST_H

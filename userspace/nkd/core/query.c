@@ -319,7 +319,7 @@ static void q_guests(struct nk_engine *e, struct sb *b)
 			  (unsigned long long)xs.packets,
 			  (unsigned long long)xs.bytes,
 			  (unsigned long long)xs.drops);
-		/* Passes it spent spinning on nothing (idlerest.c). */
+		/* Rests for spinning on nothing (idlerest.c). */
 		sb_printf(b, ",\"idle_rests\":%llu",
 			  (unsigned long long)g->rest.rests);
 		q_rate(b, g);
