@@ -132,8 +132,9 @@ gj=$(nkctl guests --json) || fail "nkctl guests got no answer"
 for x in c d; do
 	r=$(grep RESULT "$NK_TMP/lone_$x.log") || fail "NOP spinner noisy$x printed no result"
 	nops=$(field "done" "$r")
-	[ "$nops" -gt 0 ] && [ "$nops" = "$(field sent "$r")" ] && [ "$(field errors "$r")" = 0 ] ||
+	if [ "$nops" = 0 ] || [ "$nops" != "$(field sent "$r")" ] || [ "$(field errors "$r")" != 0 ]; then
 		fail "NOP spinner noisy$x: NOPs unanswered or failed: $r"
+	fi
 	rests=$(jq ".guests[] | select(.name == \"noisy$x\") | .idle_rests" <<<"$gj")
 	log "NOP spinner noisy$x: $r; rests $rests"
 	case $rests in
