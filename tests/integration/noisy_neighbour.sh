@@ -18,11 +18,17 @@
 # nkd as noisya's errors, no abuse, no disconnect); nkd kept answering
 # `nkctl status` throughout. ASan+UBSan nkd.
 #
+# Then lone NOP spinners (one filling half its SQ, one keeping 8 in
+# flight) for a fixed time beside a smaller bystander transfer (sha256):
+# nkd rests each (nkctl guests idle_rests), at most 63 NOPs per rest plus
+# 31 (the old nkd has no rests: fails). nkd's loop sleeps, voluntary
+# context switches and CPU over them are logged.
+#
 # What the isolation bounds (docs/nkd.md "Isolation") is per loop pass, so
 # this test guards liveness and accounting; the per-pass budget itself is
 # checked exactly in tests/unit/test_engine.c (test_poll_budget) and the
 # latency effect is the bench's noisy_p99 row.
-# timeout: 240
+# timeout: 300
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
@@ -91,5 +97,51 @@ for i in 1 2; do
 	[ "$(field attach_refused "$r")" -lt 300 ] || fail "every attach of storm $i was refused: $r"
 done
 nkctl status >/dev/null || fail "nkctl status got no answer after the storm"
+
+# Lone NOP spinners for a fixed time, the bystander moving a smaller
+# transfer and pacing round trips beside them: guest noisyc keeps half its
+# SQ in flight, guest noisyd 8 NOPs (fewer than one pass takes). nkd must
+# rest both (docs/nkd.md "Isolation"): a guest's NOP units add up until
+# they reach its pass budget (32, weight 1; a NOP costs 1), then it rests,
+# so a spinner gets at most 63 NOPs per rest plus fewer than 32 after the
+# last one, whatever the machine's speed. The old nkd rested no guest
+# (and the first version of the rest, whole idle passes only, never
+# rested noisyd). Counts, not times; nkd's loop sleeps, voluntary context
+# switches and CPU over the window are logged, not asserted (a busy
+# machine makes the old nkd sleep often too).
+metric() { nkctl stats | awk -v m="$1" '$1 == m { print $2 }'; }
+ctxsw() { cat /proc/"$NK_NKD_PID"/task/*/status | awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }'; }
+LONE_SECS=${NK_NOISY_LONE_SECS:-4}
+BYS_BYTES=$((8 << 20))
+BYS_PINGS=100
+bystander_start 9420
+s0=$(metric netkernel_loop_sleeps_total)
+v0=$(ctxsw)
+c0=$(awk '{ print $14 + $15 }' "/proc/$NK_NKD_PID/stat")
+bg lone_c "${RG[@]}" --guest noisyc spin nop "$LONE_SECS"
+lc=$LASTPID
+bg lone_d "${RG[@]}" --guest noisyd spin nop "$LONE_SECS" 0 8
+wait "$LASTPID" || fail "NOP spinner noisyd failed: $(tail -n 2 "$NK_TMP/lone_d.log")"
+wait "$lc" || fail "NOP spinner noisyc failed: $(tail -n 2 "$NK_TMP/lone_c.log")"
+c1=$(awk '{ print $14 + $15 }' "/proc/$NK_NKD_PID/stat")
+v1=$(ctxsw)
+s1=$(metric netkernel_loop_sleeps_total)
+bystander_finish
+log "lone NOP spinners ($LONE_SECS s): nkd loop sleeps $((s1 - s0)), voluntary context switches $((v1 - v0)), CPU $(awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f s", t / hz }') (ASan build)"
+gj=$(nkctl guests --json) || fail "nkctl guests got no answer"
+for x in c d; do
+	r=$(grep RESULT "$NK_TMP/lone_$x.log") || fail "NOP spinner noisy$x printed no result"
+	nops=$(field "done" "$r")
+	if [ "$nops" = 0 ] || [ "$nops" != "$(field sent "$r")" ] || [ "$(field errors "$r")" != 0 ]; then
+		fail "NOP spinner noisy$x: NOPs unanswered or failed: $r"
+	fi
+	rests=$(jq ".guests[] | select(.name == \"noisy$x\") | .idle_rests" <<<"$gj")
+	log "NOP spinner noisy$x: $r; rests $rests"
+	case $rests in
+	'' | null) fail "nkctl guests shows no idle_rests for noisy$x: nkd does not rest a guest spinning NOPs" ;;
+	esac
+	[ "$nops" -le $((rests * 63 + 31)) ] ||
+		fail "noisy$x got $nops NOPs for $rests rests (at most 63 per rest + 31)"
+done
 nk_san_stop
 log "PASS"

@@ -1777,6 +1777,45 @@ static void test_poll_budget(void **state)
 	gview_detach(b, false);
 }
 
+/*
+ * Idle rests (idlerest.c): units of entries that did nothing real add up
+ * over passes until real work, a rest when they reach the pass budget,
+ * and the loop's sleep is cut to the rest's end.
+ */
+static void test_idle_rest(void **state)
+{
+	struct nk_guest *g =
+		nk_container_of(E->guests.next, struct nk_guest, link);
+	uint64_t r0 = E->rests;
+	int64_t now = 0, t;
+
+	(void)state;
+	nk_idlerest__judge(E, g, 0, 0, 0); /* took nothing: no change */
+	nk_idlerest__judge(E, g, 10, 10, 10);
+	nk_idlerest__judge(E, g, 10, 10, 10);
+	nk_idlerest__judge(E, g, 10, 10, 10);
+	assert_int_equal(g->rest.until, 0);
+	nk_idlerest__judge(E, g, 2, 1, 2); /* something real: sum reset */
+	nk_idlerest__judge(E, g, 20, 20, 20);
+	assert_int_equal(g->rest.until, 0);
+	assert_false(nk_idlerest__skip(g, &now));
+	nk_idlerest__judge(E, g, 20, 20, 20); /* 40 >= 32: rests */
+	assert_true(g->rest.until > 0);
+	assert_int_equal(g->rest.rests, 1);
+	assert_int_equal(E->rests, r0 + 1);
+	now = 0;
+	assert_true(nk_idlerest__skip(g, &now));
+	t = nk_idlerest__clamp(E, nk_now_ns(), -1);
+	assert_true(t >= 0 && t <= NK_IDLE_BACKOFF_NS);
+	assert_int_equal(nk_idlerest__clamp(E, nk_now_ns(), 7), 7);
+	/* Over: polled again, and sleeps are no longer cut. */
+	g->rest.until = 1;
+	now = 0;
+	assert_false(nk_idlerest__skip(g, &now));
+	assert_int_equal(g->rest.until, 0);
+	assert_int_equal(nk_idlerest__clamp(E, nk_now_ns(), -1), -1);
+}
+
 static void test_guest_ring_object(void **state)
 {
 	struct gview *v = &views[0];
@@ -1868,6 +1907,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_socket_open_fails, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_poll_budget, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_idle_rest, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_guest_ring_object, setup,
 						teardown),

@@ -1845,18 +1845,28 @@ static unsigned conn_poll(struct nk_engine *e, struct nk_conn *c,
 	return n;
 }
 
-/* Weighted round robin over guests, then over each guest's conns. */
-static unsigned poll_guests(struct nk_engine *e)
+/*
+ * Weighted round robin over guests, then over each guest's conns. backoff:
+ * a guest that spent a pass's worth of budget on nothing real rests
+ * (idlerest.c); nk_engine__step() passes false (its drivers count passes,
+ * not time).
+ */
+static unsigned poll_guests(struct nk_engine *e, bool backoff)
 {
 	struct nk_list *p, *t;
 	unsigned total = 0;
+	int64_t now = 0;
 
 	nk_list__for_each_safe(p, t, &e->guests)
 	{
 		struct nk_guest *g = nk_container_of(p, struct nk_guest, link);
-		unsigned budget = NK_POLL_BUDGET * g->conf.weight;
+		unsigned full = NK_POLL_BUDGET * g->conf.weight, taken = 0;
+		unsigned budget = full;
+		unsigned idle0 = e->idle_work;
 		struct nk_list *cp, *ct;
 
+		if (backoff && nk_idlerest__skip(g, &now))
+			continue;
 		nk_list__for_each_safe(cp, ct, &g->conns)
 		{
 			struct nk_conn *c =
@@ -1866,8 +1876,12 @@ static unsigned poll_guests(struct nk_engine *e)
 			if (!budget)
 				break;
 			n = conn_poll(e, c, &budget);
-			total += n;
+			taken += n;
 		}
+		total += taken;
+		if (backoff)
+			nk_idlerest__judge(e, g, taken, e->idle_work - idle0,
+					   full - budget);
 		/* The next pass starts with the next conn. */
 		if (!nk_list__empty(&g->conns)) {
 			struct nk_list *first = g->conns.next;
@@ -1934,7 +1948,7 @@ static void flush_wakes(struct nk_engine *e)
  */
 unsigned nk_engine__step(struct nk_engine *e)
 {
-	unsigned n = poll_guests(e);
+	unsigned n = poll_guests(e, false);
 
 	flush_barriers(e);
 	flush_wakes(e);
@@ -1962,9 +1976,15 @@ static void set_need_wakeup(struct nk_engine *e, bool on)
 	struct nk_guest *g;
 	struct nk_conn *c;
 
-	for_each_conn(e, g, c, gp, gt, cp, ct) for (uint32_t q = 0;
-						    q < c->nr_qsets; q++)
-		nk_hring__sq_need_wakeup(c->qs[q], on);
+	for_each_conn(e, g, c, gp, gt, cp, ct)
+	{
+		/* A resting guest is looked at when its rest ends, rung or
+		 * not: a doorbell from it would only wake nkd for nothing. */
+		if (on && g->rest.until)
+			continue;
+		for (uint32_t q = 0; q < c->nr_qsets; q++)
+			nk_hring__sq_need_wakeup(c->qs[q], on);
+	}
 }
 
 /*
@@ -1983,6 +2003,8 @@ static bool prepare_sleep(struct nk_engine *e, bool *cq_blocked)
 	nk_ring_fence();
 	for_each_conn(e, g, c, gp, gt, cp, ct)
 	{
+		if (g->rest.until)
+			continue; /* the sleep ends by then (idlerest.c) */
 		if (c->cq_blocked) {
 			*cq_blocked = true;
 			continue;
@@ -2035,7 +2057,7 @@ int nk_engine__run(struct nk_engine *e)
 		e->idle_work = 0;
 		nk_loop__kick(e->loop);
 		work += nk_loop__reap(e->loop);
-		work += poll_guests(e);
+		work += poll_guests(e, true);
 		if (nk_optimer__next(e))
 			work += nk_engine__expire(e, nk_now_ns());
 		work += nk_rate__run(e, nk_now_ns());
@@ -2096,6 +2118,7 @@ int nk_engine__run(struct nk_engine *e)
 			timeout = nk_optimer__clamp(e, now, timeout);
 			timeout = nk_rate__clamp(e, now, timeout);
 			timeout = nk_sched__clamp(e, now, timeout);
+			timeout = nk_idlerest__clamp(e, now, timeout);
 			if ((cq_blocked || nk_ph__pending()) &&
 			    (timeout < 0 || timeout > CQ_BLOCKED_RECHECK_NS))
 				timeout = CQ_BLOCKED_RECHECK_NS;

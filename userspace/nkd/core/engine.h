@@ -33,6 +33,7 @@
 #include "bufown.h"
 #include "config.h"
 #include "guest_ids.h"
+#include "idlerest.h"
 #include "list.h"
 #include "nsm.h"
 #include "portown.h"
@@ -125,6 +126,7 @@ struct nk_guest {
 	uint64_t rxback_bytes; /* given back unread on its sockets (rxback.c) */
 	struct nk_guest_rate rate; /* ratelimit.c: rate_tx=, rate_rx= */
 	struct nk_guest_sched sched; /* sched.c: fair share by weight= */
+	struct nk_idlerest rest; /* idlerest.c: rings skipped while spinning */
 };
 
 /* Readiness placeholder (docs/abi.md §6). */
@@ -299,7 +301,7 @@ struct nk_engine {
 	bool stop;
 	int resolve_efd; /* resolver workers ring this */
 	int sigfd;
-	uint64_t loops, sleeps;
+	uint64_t loops, sleeps, rests; /* rests: idlerest.c, all guests */
 	struct nk_spin spin; /* the run loop's, docs/nkd.md */
 	struct nk_admin_state admin; /* admin.c */
 	struct nk_budget budget;

@@ -319,6 +319,9 @@ static void q_guests(struct nk_engine *e, struct sb *b)
 			  (unsigned long long)xs.packets,
 			  (unsigned long long)xs.bytes,
 			  (unsigned long long)xs.drops);
+		/* Rests for spinning on nothing (idlerest.c). */
+		sb_printf(b, ",\"idle_rests\":%llu",
+			  (unsigned long long)g->rest.rests);
 		q_rate(b, g);
 		q_sched(b, g);
 		q_refusals(b, &g->refused);
@@ -559,11 +562,16 @@ static void q_stats(struct nk_engine *e, struct sb *b)
 		  "netkernel_loop_spin_hits_total %llu\n"
 		  "# HELP netkernel_loop_spin_ns Current spin budget.\n"
 		  "# TYPE netkernel_loop_spin_ns gauge\n"
-		  "netkernel_loop_spin_ns %lld\n",
+		  "netkernel_loop_spin_ns %lld\n"
+		  "# HELP netkernel_loop_idle_rests_total Rests of guests "
+		  "that spent a pass's budget on nothing real.\n"
+		  "# TYPE netkernel_loop_idle_rests_total counter\n"
+		  "netkernel_loop_idle_rests_total %llu\n",
 		  (long long)((nk_now_ns() - e->start_ns) / 1000000000ll),
 		  e->nr_conns, (unsigned long long)e->nr_socks,
 		  (unsigned long long)e->sleeps,
-		  (unsigned long long)e->spin.hits, (long long)e->spin.cur);
+		  (unsigned long long)e->spin.hits, (long long)e->spin.cur,
+		  (unsigned long long)e->rests);
 #define G(name, help, type, field, is64)                      \
 	prom_guest(b, e, "netkernel_guest_" name, help, type, \
 		   offsetof(struct nk_guest, field), is64)
@@ -582,6 +590,8 @@ static void q_stats(struct nk_engine *e, struct sb *b)
 	  true);
 	G("disconnects_total", "Connections nkd cut.", "counter", c.disconnects,
 	  true);
+	G("idle_rests_total", "Rests for a pass spent on nothing real.",
+	  "counter", rest.rests, true);
 	G("rate_tx_bps", "Egress rate cap, bits/s (0: none).", "gauge",
 	  conf.rate_bps[NK_RATE_TX], true);
 	G("rate_rx_bps", "Ingress rate cap, bits/s (0: none).", "gauge",
