@@ -75,7 +75,7 @@ static void print_stats(void)
 		"stats: rx_frames=%llu rx_to_lwip=%llu rx_not_ours=%llu "
 		"rx_martian=%llu rx_csum_bad=%llu rx_csum_completed=%llu "
 		"rx_csum_once=%llu rx_nomem=%llu tx_frames=%llu tx_dropped=%llu sockets=%llu "
-		"conns=%lu http=%lu udp=%lu",
+		"tx_ack_coalesced=%llu conns=%lu http=%lu udp=%lu",
 		(unsigned long long)s.rx_frames,
 		(unsigned long long)s.rx_to_lwip,
 		(unsigned long long)s.rx_not_ours,
@@ -85,7 +85,7 @@ static void print_stats(void)
 		(unsigned long long)s.rx_csum_once,
 		(unsigned long long)s.rx_nomem, (unsigned long long)s.tx_frames,
 		(unsigned long long)s.tx_dropped, (unsigned long long)s.sockets,
-		nconns, nhttp, nudp);
+		(unsigned long long)s.tx_ack_coalesced, nconns, nhttp, nudp);
 	for (i = 1; i < NK_PKT_DROP__MAX; i++)
 		fprintf(stderr, " drop_%s=%llu", nk_pkt_drop__name(i),
 			(unsigned long long)s.rx_drop[i]);

@@ -21,6 +21,7 @@
 
 #include "lwip_csum.h"
 #include "segq.h"
+#include "ackq.h"
 #include "seqmod.h"
 
 #include "lwip/init.h"
@@ -92,6 +93,7 @@ struct nk_ustack {
 	const struct tcp_pcb *tw_head; /* tcp_tw_pcbs at the last trim */
 	u32_t last_tw_trim;
 	struct nk_ustack_stats stats;
+	struct nk_ackq ackq; /* pure ACKs held until the kick */
 	uint8_t txbuf[65536]; /* flattens a chained pbuf (rare) */
 };
 
@@ -166,10 +168,21 @@ static void ev_dispatch(struct nk_ustack *st)
 
 /* ---- helpers ---- */
 
+static void ackq_emit(void *arg, const uint8_t *frame, size_t len)
+{
+	struct nk_ustack *st = arg;
+
+	if (nk_l2__tx(st->l2, frame, (uint32_t)len))
+		st->stats.tx_dropped++;
+	else
+		st->stats.tx_frames++;
+}
+
 static void flush(struct nk_ustack *st)
 {
 	if (st->tx_dirty) {
 		st->tx_dirty = 0;
+		nk_ackq__drain(&st->ackq, ackq_emit, st);
 		nk_l2__flush(st->l2);
 	}
 }
@@ -324,9 +337,14 @@ static err_t nif_linkoutput(struct netif *nif, struct pbuf *p)
 		st->stats.tx_dropped++;
 		return ERR_OK; /* lwIP retransmits the SYN */
 	}
+	st->tx_dirty = 1;
+	if (!(st->flags & NK_USTACK_F_NO_ACKCOAL) &&
+	    nk_ackq__out(&st->ackq, frame, p->tot_len, ackq_emit, st)) {
+		nk_seqmod__undo(frame, &undo);
+		return ERR_OK; /* held: sent at the kick unless superseded */
+	}
 	ret = nk_l2__tx(st->l2, frame, p->tot_len);
 	nk_seqmod__undo(frame, &undo);
-	st->tx_dirty = 1;
 	if (ret) {
 		st->stats.tx_dropped++;
 		return ERR_OK; /* a lost frame: TCP retransmits */
@@ -697,6 +715,7 @@ void nk_ustack__stats(const struct nk_ustack *st, struct nk_ustack_stats *out)
 {
 	*out = st->stats;
 	out->rx_csum_once = nk_lwcsum__skipped();
+	out->tx_ack_coalesced = st->ackq.coalesced;
 	if (st->sm) {
 		struct nk_seqmod_stats ss;
 

@@ -89,6 +89,11 @@ struct nk_ustack_opts {
  * hosts can then guess sequence numbers.
  */
 #define NK_USTACK_F_NO_SEQMOD (1U << 1)
+/*
+ * Send every pure ACK lwIP makes instead of only the newest of each
+ * connection per TX batch (ackq.h). Only for measuring.
+ */
+#define NK_USTACK_F_NO_ACKCOAL (1U << 2)
 
 struct nk_ustack_stats {
 	uint64_t rx_frames; /* handed to us by the backend */
@@ -109,6 +114,7 @@ struct nk_ustack_stats {
 	uint64_t tw_reused; /* TIME_WAIT ended by a new SYN (RFC 1122 4.2.2.13) */
 	uint64_t tw_trimmed; /* TIME_WAIT dropped beyond tw_max */
 	uint64_t rx_csum_once; /* lwIP trusted our check (lwip_csum.h) */
+	uint64_t tx_ack_coalesced; /* pure ACKs superseded before the kick */
 };
 
 /* Creates the engine on an opened backend. -EBUSY if one exists. */

@@ -8,7 +8,7 @@
 USTACK_DIR := userspace/nkd/nsm/afxdp/ustack
 USTACK_SRCS := $(USTACK_DIR)/pkt.c $(USTACK_DIR)/segq.c $(USTACK_DIR)/l2.c \
 	$(USTACK_DIR)/l2_tap.c $(USTACK_DIR)/l2_packet.c \
-	$(USTACK_DIR)/l2_afxdp.c $(USTACK_DIR)/seqmod.c \
+	$(USTACK_DIR)/l2_afxdp.c $(USTACK_DIR)/seqmod.c $(USTACK_DIR)/ackq.c \
 	$(USTACK_DIR)/ustack.c $(USTACK_DIR)/lwip_csum.c
 USTACK_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(USTACK_SRCS))
 USTACK_LIB := $(BUILD)/lib/libnk_ustack.a
@@ -51,9 +51,10 @@ ustack-san: $(BUILD)/tools/san/ustack_echo
 UT_ustack_pkt_SRCS := $(USTACK_DIR)/pkt.c
 UT_ustack_segq_SRCS := $(USTACK_DIR)/segq.c
 UT_ustack_seqmod_SRCS := $(USTACK_DIR)/seqmod.c $(USTACK_DIR)/pkt.c
+UT_ustack_ackq_SRCS := $(USTACK_DIR)/ackq.c
 
 ustack: $(USTACK_LIB) $(BUILD)/tools/ustack_echo \
 	$(BUILD)/tests/ustack_pkt $(BUILD)/tests/ustack_segq \
-	$(BUILD)/tests/ustack_seqmod
+	$(BUILD)/tests/ustack_seqmod $(BUILD)/tests/ustack_ackq
 all: ustack
 .PHONY: ustack
