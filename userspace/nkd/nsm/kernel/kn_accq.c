@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 int nk_kn_accq__push(struct nk_kn_accq *q, int fd)
@@ -40,10 +41,14 @@ int nk_kn_accq__pop(struct nk_kn_accq *q)
 
 void nk_kn_accq__drain(struct nk_kn_accq *q)
 {
+	/* A reset, as the kernel gives a closed listener's backlog. */
+	static const struct linger rst = { 1, 0 };
 	int fd;
 
-	while ((fd = nk_kn_accq__pop(q)) >= 0)
+	while ((fd = nk_kn_accq__pop(q)) >= 0) {
+		(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
 		close(fd);
+	}
 }
 
 void nk_kn_accq__free(struct nk_kn_accq *q)

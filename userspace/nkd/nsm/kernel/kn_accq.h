@@ -24,7 +24,7 @@ struct nk_kn_accq {
 int nk_kn_accq__push(struct nk_kn_accq *q, int fd);
 /* The oldest fd, or -1 when empty. */
 int nk_kn_accq__pop(struct nk_kn_accq *q);
-/* Closes every queued fd (the listener closes or shuts down). */
+/* Resets and closes every queued fd (the listener closes or shuts down). */
 void nk_kn_accq__drain(struct nk_kn_accq *q);
 void nk_kn_accq__free(struct nk_kn_accq *q);
 

@@ -82,6 +82,7 @@ struct ksock {
 	 * a listener never has a background connect).
 	 */
 	bool ms_on, ms_armed, ms_stop;
+	int backlog; /* as the guest asked, capped */
 	struct nk_kn_accq accq;
 };
 
@@ -511,6 +512,7 @@ static void ms_arm(struct ksock *ks)
 	if (!sqe) {
 		/* No SQE: the poll-driven path takes this listener over. */
 		ks->ms_on = false;
+		(void)listen(ks->fd, ks->backlog);
 		arm_poll(ks);
 		return;
 	}
@@ -579,6 +581,8 @@ static void ms_cqe(struct ksock *ks, const struct io_uring_cqe *cqe)
 			ks->kn->name, strerror(-res));
 	}
 	ks->ms_on = false;
+	/* The kernel's backlog is the whole one again (listen_arm). */
+	(void)listen(ks->fd, ks->backlog);
 	arm_poll(ks);
 	ev = poll_fd(ks->fd, POLL_MASK);
 	if (ev & READ_EVENTS)
@@ -1141,6 +1145,17 @@ static void listen_arm(struct ksock *ks, uint32_t backlog)
 	ks->accq.bound = backlog < 1		    ? 1
 			 : backlog > NK_KN_ACCQ_MAX ? NK_KN_ACCQ_MAX
 						    : backlog;
+	/*
+	 * The kernel keeps the rest: nkd's queue plus the kernel's hold
+	 * backlog + 1 connections, as a native listener would.
+	 */
+	if (backlog > 0 &&
+	    listen(ks->fd, (int)(backlog - (backlog < ks->accq.bound
+						    ? backlog
+						    : ks->accq.bound)))) {
+		arm_poll(ks);
+		return;
+	}
 	ks->ms_on = true;
 	ms_arm(ks);
 }
@@ -1162,12 +1177,13 @@ static void kn_listen(void *priv, struct nk_req *op)
 	 * the loop can then never wait, and io_uring's ACCEPT still waits
 	 * for a connection (it polls).
 	 */
-	if (listen(ks->fd, op->arg > 65535 ? 65535 : (int)op->arg) ||
+	ks->backlog = op->arg > 65535 ? 65535 : (int)op->arg;
+	if (listen(ks->fd, ks->backlog) ||
 	    fcntl(ks->fd, F_SETFL, O_NONBLOCK | O_RDWR)) {
 		res = -errno;
 	} else {
 		s->state = NK_SS_LISTEN;
-		listen_arm(ks, op->arg);
+		listen_arm(ks, (uint32_t)ks->backlog);
 	}
 	kn_reply(op, res);
 }
@@ -1420,8 +1436,15 @@ static unsigned kn_poll_now(void *priv, struct nk_sock *s)
 		return 0;
 	if (ks->accq.len)
 		return POLLIN;
+	/*
+	 * An armed multishot ACCEPT takes each connection as it arrives and
+	 * its completion marks the listener readable: an empty queue is the
+	 * answer, without a poll per accepted connection. Stopped (or
+	 * stopping) at the bound, the kernel's backlog says.
+	 */
 	if (ks->ms_on)
-		return poll_fd(ks->fd, POLL_MASK);
+		return ks->ms_armed && !ks->ms_stop ? 0
+						    : poll_fd(ks->fd, POLL_MASK);
 	if (!ks->want_poll)
 		return s->so_error ? POLLERR | POLLOUT : 0;
 	return poll_fd(ks->fd, POLL_MASK);
