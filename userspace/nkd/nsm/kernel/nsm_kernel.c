@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -118,6 +119,33 @@ static struct {
 
 /* Multishot ACCEPT: 0 not tried yet, 1 worked, -1 the kernel refused it. */
 static int ms_support;
+/*
+ * Connections queued in all listeners, and their cap: a 32nd of nkd's
+ * descriptors (an eighth of the headroom budget.c keeps beyond the socket
+ * budget), so that guests with many listeners cannot use nkd's descriptors
+ * up through queues the socket budget does not count.
+ */
+static uint32_t accq_total, accq_cap;
+
+static uint32_t accq_total_cap(void)
+{
+	struct rlimit r;
+
+	if (!accq_cap) {
+		rlim_t n = getrlimit(RLIMIT_NOFILE, &r) ? 1024 : r.rlim_cur;
+
+		n /= 32;
+		accq_cap = n < 16 ? 16 : n > 4096 ? 4096 : (uint32_t)n;
+	}
+	return accq_cap;
+}
+
+/* Resets and closes a listener's queued connections. */
+static void accq_drain(struct ksock *ks)
+{
+	accq_total -= ks->accq.len;
+	nk_kn_accq__drain(&ks->accq);
+}
 
 static struct ksock *ks_alloc(void)
 {
@@ -192,6 +220,7 @@ static void ks_maybe_close(struct ksock *ks)
 	    !nk_list__empty(&ks->recvq))
 		return;
 	close(ks->fd);
+	accq_drain(ks);
 	nk_kn_accq__free(&ks->accq);
 	s = ks->s;
 	ks_free(ks);
@@ -508,9 +537,10 @@ static void ms_arm(struct ksock *ks)
 	    ks->accq.len >= ks->accq.bound)
 		return;
 	nk_loop__need(ks->kn->loop, 1);
-	sqe = nk_loop__sqe(ks->kn->loop);
+	sqe = accq_total < accq_total_cap() ? nk_loop__sqe(ks->kn->loop) : NULL;
 	if (!sqe) {
-		/* No SQE: the poll-driven path takes this listener over. */
+		/* No SQE, or nkd's queues are full: the poll-driven path
+		 * takes this listener over. */
 		ks->ms_on = false;
 		(void)listen(ks->fd, ks->backlog);
 		arm_poll(ks);
@@ -527,8 +557,10 @@ static int accq_take(struct ksock *ks)
 {
 	int fd = nk_kn_accq__pop(&ks->accq);
 
-	if (fd >= 0)
+	if (fd >= 0) {
+		accq_total--;
 		ms_arm(ks);
+	}
 	return fd;
 }
 
@@ -550,13 +582,15 @@ static void ms_cqe(struct ksock *ks, const struct io_uring_cqe *cqe)
 		if (ks->closing || !ks->s || nk_kn_accq__push(&ks->accq, res)) {
 			close(res);
 		} else {
+			accq_total++;
 			/* A blocking ACCEPT waiting takes it at once. */
 			pump_recv(ks);
 			if (ks->accq.len)
 				nk_engine__sock_event(kt.e, ks->s, POLLIN, true);
 			/* At the bound the kernel's backlog holds the rest. */
-			if (ks->accq.len >= ks->accq.bound && ks->ms_armed &&
-			    !ks->ms_stop) {
+			if ((ks->accq.len >= ks->accq.bound ||
+			     accq_total >= accq_total_cap()) &&
+			    ks->ms_armed && !ks->ms_stop) {
 				ks->ms_stop = true;
 				nk_loop__cancel_ud(ks->kn->loop,
 						   nk_ud(NK_UD_KINT, ks->gen,
@@ -1289,7 +1323,7 @@ static void kn_shutdown(void *priv, struct nk_req *op)
 		res = -errno;
 	/* A listener's shutdown resets its backlog: nkd's queue too. */
 	else if (op->sock->state == NK_SS_LISTEN)
-		nk_kn_accq__drain(&ks->accq);
+		accq_drain(ks);
 	kn_reply(op, res);
 }
 
@@ -1419,7 +1453,7 @@ static void kn_sock_release(void *priv, struct nk_sock *s)
 		nk_loop__cancel_ud(ks->kn->loop,
 				   nk_ud(NK_UD_KINT, ks->gen, ks->slot));
 	/* Connections no guest accepted yet are reset, as a close would. */
-	nk_kn_accq__drain(&ks->accq);
+	accq_drain(ks);
 	if (ks->connect_op)
 		nk_loop__cancel_ud(ks->kn->loop, op_ud(ks->connect_op));
 	if (s->state == NK_SS_LISTEN)
@@ -1556,6 +1590,7 @@ static void kn_destroy(void *priv)
 
 		if (ks->used && ks->kn == kn) {
 			close(ks->fd);
+			accq_drain(ks);
 			nk_kn_accq__free(&ks->accq);
 			if (ks->s)
 				ks->s->nsm_priv = NULL;
