@@ -1623,8 +1623,8 @@ static int c_accept_queue(void)
 		close(cli[i]);
 	}
 	a = accept(l, NULL, NULL);
-	EXPECT(a < 0 && errno == EAGAIN, "accept with none pending: %d (%s)",
-	       a, strerror(errno));
+	EXPECT(a < 0 && errno == EAGAIN, "accept with none pending: %d (%s)", a,
+	       strerror(errno));
 	EXPECT(!wait_ev(l, POLLIN, 0), "listener readable, none pending");
 	for (i = N; i < 2 * N; i++) {
 		cli[i] = tcp_connect(&la);

@@ -586,7 +586,8 @@ static void ms_cqe(struct ksock *ks, const struct io_uring_cqe *cqe)
 			/* A blocking ACCEPT waiting takes it at once. */
 			pump_recv(ks);
 			if (ks->accq.len)
-				nk_engine__sock_event(kt.e, ks->s, POLLIN, true);
+				nk_engine__sock_event(kt.e, ks->s, POLLIN,
+						      true);
 			/* At the bound the kernel's backlog holds the rest. */
 			if ((ks->accq.len >= ks->accq.bound ||
 			     accq_total >= accq_total_cap()) &&
@@ -1477,8 +1478,9 @@ static unsigned kn_poll_now(void *priv, struct nk_sock *s)
 	 * stopping) at the bound, the kernel's backlog says.
 	 */
 	if (ks->ms_on)
-		return ks->ms_armed && !ks->ms_stop ? 0
-						    : poll_fd(ks->fd, POLL_MASK);
+		return ks->ms_armed && !ks->ms_stop
+			       ? 0
+			       : poll_fd(ks->fd, POLL_MASK);
 	if (!ks->want_poll)
 		return s->so_error ? POLLERR | POLLOUT : 0;
 	return poll_fd(ks->fd, POLL_MASK);
