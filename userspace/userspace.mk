@@ -68,6 +68,7 @@ UT_recv_batch_SRCS := $(NKD_DIR)/nsm/kernel/recv_batch.c \
 	$(NKD_DIR)/core/validate.c $(NKD_DIR)/core/bufown.c
 UT_guest_ids_SRCS := $(NKD_DIR)/core/guest_ids.c
 UT_rxback_SRCS := $(NKD_DIR)/core/rxback.c
+UT_kn_accq_SRCS := $(NKD_DIR)/nsm/kernel/kn_accq.c
 # The engine with a fake NSM (tests/unit/test_engine.c): everything of nkd
 # but main, the control socket and the two real NSMs with their helpers
 # (stubbed in the test).

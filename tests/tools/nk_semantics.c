@@ -1649,6 +1649,64 @@ _Noreturn static void worker(int l, int ctl)
 	}
 }
 
+/*
+ * Connections waiting in a listener's backlog (nkd's kernel NSM may hold
+ * them in its own accept queue: docs/nkd.md "Accept") come out in arrival
+ * order, the listener is readable exactly while one waits, and closing the
+ * listener resets the ones nobody accepted.
+ */
+static int c_accept_queue(void)
+{
+	enum { N = 3 };
+	int l, cli[2 * N], a, i;
+	struct addr la, pa, ca;
+	char c;
+	ssize_t r;
+
+	l = tcp_listen("127.0.0.1", &la);
+	TRY(l);
+	SYS(fcntl(l, F_SETFL, O_NONBLOCK));
+	for (i = 0; i < N; i++) {
+		cli[i] = tcp_connect(&la);
+		TRY(cli[i]);
+	}
+	EXPECT(wait_ev(l, POLLIN, 2000), "listener not readable, %d pending",
+	       N);
+	for (i = 0; i < N; i++) {
+		a = accept(l, NULL, NULL);
+		EXPECT(a >= 0, "accept %d of %d pending: %s", i, N,
+		       strerror(errno));
+		TRY(peer_of(a, &pa));
+		TRY(local_of(cli[i], &ca));
+		EXPECT(addr_eq(&pa, &ca), "accept %d is not the %d. connection",
+		       i, i);
+		close(a);
+		close(cli[i]);
+	}
+	a = accept(l, NULL, NULL);
+	EXPECT(a < 0 && errno == EAGAIN, "accept with none pending: %d (%s)", a,
+	       strerror(errno));
+	EXPECT(!wait_ev(l, POLLIN, 0), "listener readable, none pending");
+	for (i = N; i < 2 * N; i++) {
+		cli[i] = tcp_connect(&la);
+		TRY(cli[i]);
+	}
+	EXPECT(wait_ev(l, POLLIN, 2000), "listener not readable again");
+	usleep(100 * 1000);
+	close(l);
+	for (i = N; i < 2 * N; i++) {
+		EXPECT(wait_ev(cli[i], POLLIN, 2000),
+		       "connection %d: nothing after the listener closed", i);
+		r = recv(cli[i], &c, 1, MSG_DONTWAIT);
+		EXPECT(r < 0 && errno == ECONNRESET,
+		       "connection %d never accepted, listener closed: recv "
+		       "%zd (%s), want ECONNRESET",
+		       i, r, r < 0 ? strerror(errno) : "EOF or data");
+		close(cli[i]);
+	}
+	return 0;
+}
+
 static int c_fork_accept_workers(void)
 {
 	enum { NCONN = 12 };
@@ -3902,6 +3960,8 @@ static const struct check checks[] = {
 	  "bytes received before fork are the child's to read" },
 	{ "fork_accept_workers", c_fork_accept_workers,
 	  "a listener accepted in 2 forked epoll workers" },
+	{ "accept_queue", c_accept_queue,
+	  "backlog in arrival order, exact readiness, reset on listener close" },
 	{ "exec_inherit", c_exec_inherit,
 	  "fork+exec keeps non-CLOEXEC sockets, drops CLOEXEC ones" },
 	{ "vfork_exec", c_vfork_exec, "the same with vfork+exec" },

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -34,6 +35,7 @@
 #include "engine.h"
 #include "log.h"
 #include "loop.h"
+#include "kn_accq.h"
 #include "kn_ping.h"
 #include "kn_sendlim.h"
 #include "recv_batch.h"
@@ -74,6 +76,15 @@ struct ksock {
 	bool linger_emul;
 	struct linger linger;
 	struct nk_kn_sendlim sendlim; /* kn_sendlim.c */
+	/*
+	 * A listener with a multishot ACCEPT (ms_on): connections io_uring
+	 * took, oldest first, for the guest's next ACCEPTs (docs/nkd.md
+	 * "Accept"). ms_armed: the request is in io_uring (ud NK_UD_KINT:
+	 * a listener never has a background connect).
+	 */
+	bool ms_on, ms_armed, ms_stop;
+	int backlog; /* as the guest asked, capped */
+	struct nk_kn_accq accq;
 };
 
 /* Per-operation state, in the op's NSM scratch space (nsm.h). */
@@ -105,6 +116,36 @@ static struct {
 	uint32_t nr_free;
 	unsigned users;
 } kt;
+
+/* Multishot ACCEPT: 0 not tried yet, 1 worked, -1 the kernel refused it. */
+static int ms_support;
+/*
+ * Connections queued in all listeners, and their cap: a 32nd of nkd's
+ * descriptors (an eighth of the headroom budget.c keeps beyond the socket
+ * budget), so that guests with many listeners cannot use nkd's descriptors
+ * up through queues the socket budget does not count.
+ */
+static uint32_t accq_total, accq_cap;
+
+static uint32_t accq_total_cap(void)
+{
+	struct rlimit r;
+
+	if (!accq_cap) {
+		rlim_t n = getrlimit(RLIMIT_NOFILE, &r) ? 1024 : r.rlim_cur;
+
+		n /= 32;
+		accq_cap = n < 16 ? 16 : n > 4096 ? 4096 : (uint32_t)n;
+	}
+	return accq_cap;
+}
+
+/* Resets and closes a listener's queued connections. */
+static void accq_drain(struct ksock *ks)
+{
+	accq_total -= ks->accq.len;
+	nk_kn_accq__drain(&ks->accq);
+}
 
 static struct ksock *ks_alloc(void)
 {
@@ -179,6 +220,8 @@ static void ks_maybe_close(struct ksock *ks)
 	    !nk_list__empty(&ks->recvq))
 		return;
 	close(ks->fd);
+	accq_drain(ks);
+	nk_kn_accq__free(&ks->accq);
 	s = ks->s;
 	ks_free(ks);
 	if (s)
@@ -483,6 +526,106 @@ static void finish_accept(struct ksock *ks, struct nk_req *op, int res)
 }
 
 /* ------------------------------------------------------------------ */
+/* Multishot ACCEPT (docs/nkd.md "Accept"). */
+
+/* Arms the listener's multishot ACCEPT unless its queue is at the bound. */
+static void ms_arm(struct ksock *ks)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!ks->ms_on || ks->ms_armed || ks->closing ||
+	    ks->accq.len >= ks->accq.bound)
+		return;
+	nk_loop__need(ks->kn->loop, 1);
+	sqe = accq_total < accq_total_cap() ? nk_loop__sqe(ks->kn->loop) : NULL;
+	if (!sqe) {
+		/* No SQE, or nkd's queues are full: the poll-driven path
+		 * takes this listener over. */
+		ks->ms_on = false;
+		(void)listen(ks->fd, ks->backlog);
+		arm_poll(ks);
+		return;
+	}
+	io_uring_prep_multishot_accept(sqe, ks->fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, nk_ud(NK_UD_KINT, ks->gen, ks->slot));
+	ks->ms_armed = true;
+	ks->refs++;
+}
+
+/* The oldest queued connection (-1: none); a slot freed re-arms. */
+static int accq_take(struct ksock *ks)
+{
+	int fd = nk_kn_accq__pop(&ks->accq);
+
+	if (fd >= 0) {
+		accq_total--;
+		ms_arm(ks);
+	}
+	return fd;
+}
+
+static void pump_recv(struct ksock *ks);
+
+static void ms_cqe(struct ksock *ks, const struct io_uring_cqe *cqe)
+{
+	bool more = cqe->flags & IORING_CQE_F_MORE;
+	int res = cqe->res;
+	unsigned ev;
+
+	if (!more) {
+		ks->ms_armed = false;
+		ks->ms_stop = false;
+		ks->refs--;
+	}
+	if (res >= 0) {
+		ms_support = 1;
+		if (ks->closing || !ks->s || nk_kn_accq__push(&ks->accq, res)) {
+			close(res);
+		} else {
+			accq_total++;
+			/* A blocking ACCEPT waiting takes it at once. */
+			pump_recv(ks);
+			if (ks->accq.len)
+				nk_engine__sock_event(kt.e, ks->s, POLLIN,
+						      true);
+			/* At the bound the kernel's backlog holds the rest. */
+			if ((ks->accq.len >= ks->accq.bound ||
+			     accq_total >= accq_total_cap()) &&
+			    ks->ms_armed && !ks->ms_stop) {
+				ks->ms_stop = true;
+				nk_loop__cancel_ud(ks->kn->loop,
+						   nk_ud(NK_UD_KINT, ks->gen,
+							 ks->slot));
+			}
+		}
+	}
+	if (ks->ms_armed || ks->closing || !ks->s)
+		return;
+	if (res >= 0 || res == -ECANCELED) {
+		ms_arm(ks);
+		return;
+	}
+	/*
+	 * Refused (a kernel without multishot ACCEPT says EINVAL before it
+	 * ever worked: no listener tries again), or failed (EMFILE, a
+	 * shut-down listener): this listener goes back to poll + accept4.
+	 */
+	if (!ms_support && (res == -EINVAL || res == -EOPNOTSUPP)) {
+		ms_support = -1;
+		nk_info("nsm %s: no multishot accept (%s): poll + accept4",
+			ks->kn->name, strerror(-res));
+	}
+	ks->ms_on = false;
+	/* The kernel's backlog is the whole one again (listen_arm). */
+	(void)listen(ks->fd, ks->backlog);
+	arm_poll(ks);
+	ev = poll_fd(ks->fd, POLL_MASK);
+	if (ev & READ_EVENTS)
+		nk_engine__sock_event(kt.e, ks->s, ev, true);
+	pump_recv(ks);
+}
+
+/* ------------------------------------------------------------------ */
 /* Queues. */
 
 static void finish_send(struct ksock *ks, struct nk_req *op, int res)
@@ -540,9 +683,14 @@ static void pump_recv(struct ksock *ks)
 			continue;
 		}
 		if (kr(op)->accept) {
-			/* O_NONBLOCK listener: EAGAIN, never a wait. */
-			int fd = accept4(ks->fd, NULL, NULL, SOCK_CLOEXEC);
+			int fd = accq_take(ks);
 
+			/* The multishot ACCEPT's next completion serves it. */
+			if (fd < 0 && ks->ms_on)
+				break;
+			/* O_NONBLOCK listener: EAGAIN, never a wait. */
+			if (fd < 0)
+				fd = accept4(ks->fd, NULL, NULL, SOCK_CLOEXEC);
 			if (fd >= 0 || errno != EAGAIN) {
 				nk_list__del(&op->qlink);
 				finish_accept(ks, op, fd < 0 ? -errno : fd);
@@ -680,6 +828,11 @@ static void on_kint(void *ctx, uint32_t slot, uint32_t gen,
 	struct nk_sock *s;
 
 	(void)ctx;
+	if (ks && ks->ms_armed) {
+		ms_cqe(ks, cqe);
+		ks_maybe_close(ks);
+		return;
+	}
 	if (!ks || !ks->bg_connect)
 		return;
 	ks->bg_connect = false;
@@ -1005,6 +1158,43 @@ static void kn_bind(void *priv, struct nk_req *op)
 	kn_reply(op, res);
 }
 
+/*
+ * A multishot ACCEPT where the kernel has one, queueing up to the backlog
+ * the guest asked for (at most NK_KN_ACCQ_MAX): one CQE per connection
+ * instead of a poll completion, a poll and an accept4 (docs/nkd.md
+ * "Accept"). NK_KN_MULTISHOT_ACCEPT=0 keeps poll + accept4.
+ */
+static void listen_arm(struct ksock *ks, uint32_t backlog)
+{
+	static int off = -1;
+
+	if (off < 0) {
+		const char *v = getenv("NK_KN_MULTISHOT_ACCEPT");
+
+		off = v && !strcmp(v, "0");
+	}
+	if (off || ms_support < 0 || (ks->poll_armed && !ks->ms_on)) {
+		arm_poll(ks);
+		return;
+	}
+	ks->accq.bound = backlog < 1		    ? 1
+			 : backlog > NK_KN_ACCQ_MAX ? NK_KN_ACCQ_MAX
+						    : backlog;
+	/*
+	 * The kernel keeps the rest: nkd's queue plus the kernel's hold
+	 * backlog + 1 connections, as a native listener would.
+	 */
+	if (backlog > 0 &&
+	    listen(ks->fd, (int)(backlog - (backlog < ks->accq.bound
+						    ? backlog
+						    : ks->accq.bound)))) {
+		arm_poll(ks);
+		return;
+	}
+	ks->ms_on = true;
+	ms_arm(ks);
+}
+
 static void kn_listen(void *priv, struct nk_req *op)
 {
 	struct ksock *ks = ks_of(op->sock);
@@ -1022,12 +1212,13 @@ static void kn_listen(void *priv, struct nk_req *op)
 	 * the loop can then never wait, and io_uring's ACCEPT still waits
 	 * for a connection (it polls).
 	 */
-	if (listen(ks->fd, op->arg > 65535 ? 65535 : (int)op->arg) ||
+	ks->backlog = op->arg > 65535 ? 65535 : (int)op->arg;
+	if (listen(ks->fd, ks->backlog) ||
 	    fcntl(ks->fd, F_SETFL, O_NONBLOCK | O_RDWR)) {
 		res = -errno;
 	} else {
 		s->state = NK_SS_LISTEN;
-		arm_poll(ks);
+		listen_arm(ks, (uint32_t)ks->backlog);
 	}
 	kn_reply(op, res);
 }
@@ -1052,9 +1243,11 @@ static void kn_accept(void *priv, struct nk_req *op)
 		return;
 	}
 	if (op_nonblock(op)) {
-		/* The listener is O_NONBLOCK: this never waits. */
-		int fd = accept4(ks->fd, NULL, NULL, SOCK_CLOEXEC);
+		int fd = accq_take(ks);
 
+		/* The listener is O_NONBLOCK: this never waits. */
+		if (fd < 0)
+			fd = accept4(ks->fd, NULL, NULL, SOCK_CLOEXEC);
 		finish_accept(ks, op, fd < 0 ? -errno : fd);
 		return;
 	}
@@ -1129,6 +1322,9 @@ static void kn_shutdown(void *priv, struct nk_req *op)
 	/* The engine hands a SHUT_WR down after the SENDs before it. */
 	if (shutdown(ks->fd, (int)op->arg))
 		res = -errno;
+	/* A listener's shutdown resets its backlog: nkd's queue too. */
+	else if (op->sock->state == NK_SS_LISTEN)
+		accq_drain(ks);
 	kn_reply(op, res);
 }
 
@@ -1254,9 +1450,11 @@ static void kn_sock_release(void *priv, struct nk_sock *s)
 	if (ks->poll_armed)
 		nk_loop__cancel_ud(ks->kn->loop,
 				   nk_ud(NK_UD_KPOLL, ks->gen, ks->slot));
-	if (ks->bg_connect)
+	if (ks->bg_connect || ks->ms_armed)
 		nk_loop__cancel_ud(ks->kn->loop,
 				   nk_ud(NK_UD_KINT, ks->gen, ks->slot));
+	/* Connections no guest accepted yet are reset, as a close would. */
+	accq_drain(ks);
 	if (ks->connect_op)
 		nk_loop__cancel_ud(ks->kn->loop, op_ud(ks->connect_op));
 	if (s->state == NK_SS_LISTEN)
@@ -1271,6 +1469,18 @@ static unsigned kn_poll_now(void *priv, struct nk_sock *s)
 	(void)priv;
 	if (!ks)
 		return 0;
+	if (ks->accq.len)
+		return POLLIN;
+	/*
+	 * An armed multishot ACCEPT takes each connection as it arrives and
+	 * its completion marks the listener readable: an empty queue is the
+	 * answer, without a poll per accepted connection. Stopped (or
+	 * stopping) at the bound, the kernel's backlog says.
+	 */
+	if (ks->ms_on)
+		return ks->ms_armed && !ks->ms_stop
+			       ? 0
+			       : poll_fd(ks->fd, POLL_MASK);
 	if (!ks->want_poll)
 		return s->so_error ? POLLERR | POLLOUT : 0;
 	return poll_fd(ks->fd, POLL_MASK);
@@ -1382,6 +1592,8 @@ static void kn_destroy(void *priv)
 
 		if (ks->used && ks->kn == kn) {
 			close(ks->fd);
+			accq_drain(ks);
+			nk_kn_accq__free(&ks->accq);
 			if (ks->s)
 				ks->s->nsm_priv = NULL;
 			ks_free(ks);
