@@ -296,12 +296,30 @@ fi
 # kernel's per-flow sharing between two namespaces. The value is Jain's
 # index over the two programs' bytes (1: equal, 0.5: one takes all).
 jain() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + b > 0) printf "%.3f", (a + b) ^ 2 / (2 * (a ^ 2 + b ^ 2)); else print "n/a" }'; }
+# sched_snap: "holds peer_limited held_ms" of guests bench and bench2 from
+# nkd's scheduler counters (docs/nkd.md "Scheduler"), for fair_jain's
+# deltas: why a low index was low (was the 1-stream guest counted as
+# waiting for its own peer, were the 8-stream guest's SENDs held).
+sched_snap() {
+	nkctl guests --json 2>/dev/null | jq -r --arg a "$GUEST" --arg b "${GUEST}2" \
+		'[$a, $b] as $n | [.guests[]] as $g | $n | map(. as $x | ([$g[] | select(.name == $x)][0] // {}) | "\(.sched_tx_holds // 0) \(.sched_tx_peer_limited // 0) \(.sched_tx_held_ms // 0)") | join(" ")' 2>/dev/null || true
+}
 if want fair_jain; then
 	two_up
 	v=()
 	ex=""
 	for cfg in native netkernel; do
+		[ "$cfg" = netkernel ] && s0=$(sched_snap)
 		TWO_B_P=8 TWO_NAME=fair_jain two_one "$cfg"
+		if [ "$cfg" = netkernel ]; then
+			# a = bench (1 stream), b = bench2 (8): SENDs held,
+			# passes judged peer-limited, ms held, over this run.
+			read -r h0a p0a m0a h0b p0b m0b <<<"${s0:-}"
+			read -r h1a p1a m1a h1b p1b m1b <<<"$(sched_snap)"
+			if [[ ${m1b:-} =~ ^[0-9]+$ ]] && [[ ${m0b:-} =~ ^[0-9]+$ ]]; then
+				ex="$ex holds_a=$((h1a - h0a)) holds_b=$((h1b - h0b)) peerlim_a=$((p1a - p0a)) peerlim_b=$((p1b - p0b)) held_ms_a=$((m1a - m0a)) held_ms_b=$((m1b - m0b))"
+			fi
+		fi
 		if [[ $RES_A =~ ^[0-9.]+$ ]] && [[ $RES_B =~ ^[0-9.]+$ ]]; then
 			v+=("$(jain "$RES_A" "$RES_B")")
 		else
