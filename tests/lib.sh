@@ -217,13 +217,18 @@ topo_up() {
 
 # topo_add_native NAME: another namespace with its own veth to P
 # (10.N.1.1 <-> 10.N.1.2), the "native kernel path" of the bench.
-topo_add_native() {
+topo_add_native() { topo_veth_to_p "$1" nkn nkq 1; }
+
+# topo_veth_to_p NS DEV PDEV OCTET: namespace NS with a veth DEV to P
+# (PDEV there), 10.N.OCTET.1/24 in NS <-> 10.N.OCTET.2/24 in P, both ends
+# set up (not waited for): the bench's native twins of its guests.
+topo_veth_to_p() {
 	nk_netns_add "$1"
-	ip link add nkn netns "$1" type veth peer name nkq netns "$NS_P"
-	ip -n "$1" addr add "10.$NK_N.1.1/24" dev nkn
-	ip -n "$NS_P" addr add "10.$NK_N.1.2/24" dev nkq
-	ip -n "$1" link set nkn up
-	ip -n "$NS_P" link set nkq up
+	ip link add "$2" netns "$1" type veth peer name "$3" netns "$NS_P"
+	ip -n "$1" addr add "10.$NK_N.$4.1/24" dev "$2"
+	ip -n "$NS_P" addr add "10.$NK_N.$4.2/24" dev "$3"
+	ip -n "$1" link set "$2" up
+	ip -n "$NS_P" link set "$3" up
 }
 
 # set_resolv NS NAMESERVER: /etc/resolv.conf inside `ip netns exec NS`.
@@ -647,4 +652,128 @@ bystander_finish() {
 	log "bystander $BYS_GUEST: transfers intact, round trips p50 $(field p50_ms "$r") ms, worst $max ms"
 	awk -v m="$max" -v lim="$NK_STALL_MS" 'BEGIN { exit !(m + 0 <= lim + 0) }' ||
 		fail "bystander stalled: a round trip took $max ms (limit $NK_STALL_MS)"
+}
+
+# ---------------------------------------------------------------- shared set-ups
+
+# bottleneck_up GUEST...: what fair_share.sh and slow_peer.sh share: a
+# 100 Mbit/s bottleneck (tc tbf on H's egress, which every byte to the
+# peer crosses; half of what the loaded 2-core machine moves at worst, so
+# the machine is not the bottleneck instead) and one nkd (kernel NSM)
+# with the GUESTs (uid 0) and no others. Skips without tbf.
+bottleneck_up() {
+	local g
+	topo_up
+	tc -n "$NS_H" qdisc add dev nkh root tbf rate 100mbit burst 64k latency 20ms ||
+		skip "tc tbf not available here"
+	{
+		echo "nsm kernel0 type=kernel"
+		for g in "$@"; do
+			echo "guest $g nsm=kernel0 uid=0"
+		done
+		echo "unknown_guests deny"
+	} >"$NK_TMP/nkd.conf"
+	start_nkd "$NK_TMP/nkd.conf"
+}
+
+# iperf3_received LOG: bytes per second an iperf3 -J server (LOG) got from
+# 2 s to $SECS - 1 s (slow start, and the last second that clients started
+# a few 100 ms apart do not share, left out), over the intervals' own
+# lengths (a loaded machine reports some late: one longer, the next
+# shorter).
+iperf3_received() {
+	jq "[.intervals[].sum | select(.start >= 1.99 and .end <= $SECS - 0.99)] |
+		if length == 0 then 0 else (map(.bytes) | add) / (map(.seconds) | add) | floor end" "$1"
+}
+
+# nginx_conf DIR LISTEN ROOT WORKERS CONNS [HTTP_LINE...]: writes
+# DIR/nginx.conf (and DIR/tmp) for nginx in the foreground, logs and
+# temp files in DIR: WORKERS workers under a master (as root, so it needs
+# no other user), or WORKERS=0: one process, no master. `listen LISTEN`,
+# files from ROOT, CONNS worker_connections, the HTTP_LINEs (access_log,
+# sendfile, ...) first in the http block.
+nginx_conf() {
+	local d=$1 listen=$2 root=$3 workers=$4 conns=$5 master=on line
+	shift 5
+	mkdir -p "$d/tmp"
+	{
+		if [ "$workers" = 0 ]; then
+			master=off workers=1
+		else
+			echo "user root root;"
+		fi
+		cat <<CONF
+worker_processes $workers;
+daemon off;
+master_process $master;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections $conns; }
+http {
+CONF
+		for line in "$@"; do
+			printf '    %s\n' "$line"
+		done
+		cat <<CONF
+    client_body_temp_path $d/tmp;
+    proxy_temp_path $d/tmp;
+    fastcgi_temp_path $d/tmp;
+    uwsgi_temp_path $d/tmp;
+    scgi_temp_path $d/tmp;
+    server {
+        listen $listen;
+        root $root;
+        location / { }
+    }
+}
+CONF
+	} >"$d/nginx.conf"
+}
+
+# nginx_guest NAME DIR PORT [SECONDS]: nginx of nginx_conf DIR as guest
+# $GUEST in G (log $NK_TMP/NAME.log, pid $LASTPID), listening on PORT in
+# H within SECONDS (20).
+nginx_guest() {
+	local d=$2
+	bg_guest "$1" nginx -c "$d/nginx.conf" -p "$d" -e "$d/error.log"
+	wait_port "$NS_H" "$3" "${4:-20}"
+}
+
+# close_requests HOST PORT N: N sequential `Connection: close` GETs of
+# /index.html from P, one connection each; prints how many got a 200 with
+# a body of 64 x (the index.html the nginx tests serve).
+close_requests() {
+	run_peer "$PY" - "$1" "$2" "$3" <<'PYEOF'
+import socket, sys
+host, port, n, ok = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), 0
+req = b"GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+for _ in range(n):
+    s = socket.create_connection((host, port), timeout=10)
+    s.sendall(req)
+    data = b""
+    while True:
+        b = s.recv(4096)
+        if not b:
+            break
+        data += b
+    s.close()
+    ok += data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\n" + b"x" * 64)
+print(ok)
+PYEOF
+}
+
+# fork_srv_py PATH PORT: writes PATH, a forking TCP server on
+# 0.0.0.0:PORT that answers each connection's first line with "pong LINE"
+# (a process per connection: fork through the shim).
+fork_srv_py() {
+	cat >"$1" <<PYEOF
+import socketserver
+class H(socketserver.StreamRequestHandler):
+    def handle(self):
+        line = self.rfile.readline()
+        self.wfile.write(b"pong " + line)
+socketserver.ForkingTCPServer.allow_reuse_address = True
+with socketserver.ForkingTCPServer(("0.0.0.0", $2), H) as s:
+    s.serve_forever()
+PYEOF
 }

@@ -223,12 +223,7 @@ N2P4=10.$NK_N.2.2 # P's address on N2's veth
 two_up() {
 	[ -z "${TWO_UP:-}" ] || return 0
 	TWO_UP=1
-	nk_netns_add "$NS_N2"
-	ip link add nkn2 netns "$NS_N2" type veth peer name nkq2 netns "$NS_P"
-	ip -n "$NS_N2" addr add "10.$NK_N.2.1/24" dev nkn2
-	ip -n "$NS_P" addr add "$N2P4/24" dev nkq2
-	ip -n "$NS_N2" link set nkn2 up
-	ip -n "$NS_P" link set nkq2 up
+	topo_veth_to_p "$NS_N2" nkn2 nkq2 2 # P: $N2P4
 	nk_netns_add "$NS_G2"
 	wait_for 5 nk_link_up "$NS_N2" nkn2 || log "second native veth not up"
 }
@@ -408,33 +403,10 @@ done
 # ---------------------------------------------------------------- nginx
 
 NGX=$NK_TMP/nginx
-mkdir -p "$NGX/www" "$NGX/tmp"
+mkdir -p "$NGX/www"
 head -c 64 /dev/zero | tr '\0' x >"$NGX/www/index.html"
-cat >"$NGX/nginx.conf" <<EOF
-user root root;
-worker_processes 1;
-daemon off;
-master_process on;
-pid $NGX/nginx.pid;
-error_log $NGX/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    sendfile on;
-    tcp_nodelay on;
-    keepalive_requests 100000000;
-    client_body_temp_path $NGX/tmp;
-    proxy_temp_path $NGX/tmp;
-    fastcgi_temp_path $NGX/tmp;
-    uwsgi_temp_path $NGX/tmp;
-    scgi_temp_path $NGX/tmp;
-    server {
-        listen 8080 backlog=4096;
-        root $NGX/www;
-        location / { }
-    }
-}
-EOF
+nginx_conf "$NGX" "8080 backlog=4096" "$NGX/www" 1 4096 "access_log off;" "sendfile on;" \
+	"tcp_nodelay on;" "keepalive_requests 100000000;"
 
 # srv_start CONFIG NAME CMD...: a server as CONFIG (native in N, netkernel
 # in G), in the prog cgroup; SRV_ADDR is the address P uses to reach it.
@@ -681,37 +653,10 @@ mux_up() {
 	local i x
 	for ((i = MUX_UP + 1; i <= $1; i++)); do
 		x=nk-x$i-$NK_ID
-		nk_netns_add "$x"
-		ip link add "nkx$i" netns "$x" type veth peer name "nkxp$i" netns "$NS_P"
-		ip -n "$x" addr add "10.$NK_N.$((100 + i)).1/24" dev "nkx$i"
-		ip -n "$NS_P" addr add "10.$NK_N.$((100 + i)).2/24" dev "nkxp$i"
-		ip -n "$x" link set "nkx$i" up
-		ip -n "$NS_P" link set "nkxp$i" up
+		topo_veth_to_p "$x" "nkx$i" "nkxp$i" $((100 + i))
 		nk_netns_add "nk-y$i-$NK_ID"
-		mkdir -p "$MUXD/$i/tmp"
-		cat >"$MUXD/$i/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-master_process off;
-pid $MUXD/$i/nginx.pid;
-error_log $MUXD/$i/error.log warn;
-events { worker_connections 64; }
-http {
-    access_log off;
-    keepalive_timeout 120s;
-    keepalive_requests 100000000;
-    client_body_temp_path $MUXD/$i/tmp;
-    proxy_temp_path $MUXD/$i/tmp;
-    fastcgi_temp_path $MUXD/$i/tmp;
-    uwsgi_temp_path $MUXD/$i/tmp;
-    scgi_temp_path $MUXD/$i/tmp;
-    server {
-        listen $((8100 + i));
-        root $NGX/www;
-        location / { }
-    }
-}
-EOF
+		nginx_conf "$MUXD/$i" $((8100 + i)) "$NGX/www" 0 64 "access_log off;" \
+			"keepalive_timeout 120s;" "keepalive_requests 100000000;"
 	done
 	for ((i = MUX_UP + 1; i <= $1; i++)); do
 		wait_for 5 nk_link_up "nk-x$i-$NK_ID" "nkx$i" || log "mux: veth nkx$i not up"
@@ -900,6 +845,19 @@ shm_one() {
 	fi
 	nk_stop "$sp"
 }
+# nkd_more NAME SOCK CONFIG [PREFIX...]: an nkd besides (or instead of)
+# the first one, as PREFIX... nkd --socket SOCK --config CONFIG, log
+# NAME.log, in the nkd cgroup; LASTPID its pid. True when SOCK is there
+# within 10 s.
+nkd_more() {
+	local name=$1 sock=$2 conf=$3 pid
+	shift 3
+	bg "$name" "$@" "$NKD" --socket "$sock" --config "$conf"
+	pid=$LASTPID
+	cg_move nkd "$pid"
+	LASTPID=$pid
+	wait_for 10 test -S "$sock"
+}
 if { want shm_iperf3 || want shm_rtt_p50; } && [ "$have_nk" = 1 ]; then
 	SHM_SOCK=$NK_TMP/nkd-shm.sock
 	cat >"$NK_TMP/nkd-shm.conf" <<CONF
@@ -908,12 +866,11 @@ guest shma shm=on
 guest shmb shm=on
 CONF
 	ip -n "$NS_N" link set lo up 2>/dev/null || true
-	bg nkd_shm ip netns exec "$NS_H" "$NKD" --socket "$SHM_SOCK" --config "$NK_TMP/nkd-shm.conf"
-	shm_nkd=$LASTPID
-	cg_move nkd "$shm_nkd"
 	vi=()
 	vr=()
-	if wait_for 10 test -S "$SHM_SOCK"; then
+	nkd_more nkd_shm "$SHM_SOCK" "$NK_TMP/nkd-shm.conf" ip netns exec "$NS_H" && rc=0 || rc=$?
+	shm_nkd=$LASTPID
+	if [ "$rc" = 0 ]; then
 		for cfg in native netkernel; do
 			shm_one "$cfg"
 			vi+=("$RES")
@@ -971,41 +928,14 @@ noisy_up() {
 	for x in b a; do
 		local ns=nk-x$x-$NK_ID o=150
 		[ "$x" = a ] && o=151
-		nk_netns_add "$ns"
-		ip link add "nkx$x" netns "$ns" type veth peer name "nkxp$x" netns "$NS_P"
-		ip -n "$ns" addr add "10.$NK_N.$o.1/24" dev "nkx$x"
-		ip -n "$NS_P" addr add "10.$NK_N.$o.2/24" dev "nkxp$x"
-		ip -n "$ns" link set "nkx$x" up
-		ip -n "$NS_P" link set "nkxp$x" up
+		topo_veth_to_p "$ns" "nkx$x" "nkxp$x" "$o"
 	done
 	for x in b a p; do
 		local port=8201 wc=64
 		[ "$x" = a ] && port=8202 wc=4096
 		[ "$x" = p ] && port=8203 wc=4096
-		mkdir -p "$NOISYD/$x/tmp"
-		cat >"$NOISYD/$x/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-master_process off;
-pid $NOISYD/$x/nginx.pid;
-error_log $NOISYD/$x/error.log warn;
-events { worker_connections $wc; }
-http {
-    access_log off;
-    keepalive_timeout 120s;
-    keepalive_requests 100000000;
-    client_body_temp_path $NOISYD/$x/tmp;
-    proxy_temp_path $NOISYD/$x/tmp;
-    fastcgi_temp_path $NOISYD/$x/tmp;
-    uwsgi_temp_path $NOISYD/$x/tmp;
-    scgi_temp_path $NOISYD/$x/tmp;
-    server {
-        listen $port backlog=4096;
-        root $NGX/www;
-        location / { }
-    }
-}
-EOF
+		nginx_conf "$NOISYD/$x" "$port backlog=4096" "$NGX/www" 0 "$wc" "access_log off;" \
+			"keepalive_timeout 120s;" "keepalive_requests 100000000;"
 	done
 	wait_for 5 nk_link_up "nk-xb-$NK_ID" nkxb || log "noisy: veth nkxb not up"
 	wait_for 5 nk_link_up "nk-xa-$NK_ID" nkxa || log "noisy: veth nkxa not up"
@@ -1230,10 +1160,9 @@ nsm xdp0 type=afxdp dev=$NK_XDEV addr=$X4/24 queues=$(afxdp_rxqueues) netns=/run
 guest $GUEST nsm=xdp0
 CONF
 		# In the host's namespaces, where the bpffs with the pins is.
-		bg nkd_afxdp "$NKD" --socket "$NK_SOCK" --config "$NK_TMP/nkd-afxdp.conf"
+		nkd_more nkd_afxdp "$NK_SOCK" "$NK_TMP/nkd-afxdp.conf" && rc=0 || rc=$?
 		NK_NKD_PID=$LASTPID
-		cg_move nkd "$NK_NKD_PID"
-		if wait_for 10 test -S "$NK_SOCK" && nkd_alive; then
+		if [ "$rc" = 0 ] && nkd_alive; then
 			have_afxdp=1
 		else
 			log "afxdp nkd did not start, afxdp rows are n/a: $(tail -n 3 "$NK_TMP/nkd_afxdp.log")"

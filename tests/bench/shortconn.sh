@@ -51,59 +51,17 @@ else
 fi
 
 ngx=$NK_TMP/nginx
-mkdir -p "$ngx/www" "$ngx/tmp"
+mkdir -p "$ngx/www"
 head -c 64 /dev/zero | tr '\0' x >"$ngx/www/index.html"
-cat >"$ngx/nginx.conf" <<EOF
-user root root;
-worker_processes 1;
-daemon off;
-master_process on;
-pid $ngx/nginx.pid;
-error_log $ngx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    sendfile on;
-    tcp_nodelay on;
-    client_body_temp_path $ngx/tmp;
-    proxy_temp_path $ngx/tmp;
-    fastcgi_temp_path $ngx/tmp;
-    uwsgi_temp_path $ngx/tmp;
-    scgi_temp_path $ngx/tmp;
-    server {
-        listen 8080 backlog=4096;
-        root $ngx/www;
-        location / { }
-    }
-}
-EOF
-bg_guest nginx nginx -c "$ngx/nginx.conf" -p "$ngx" -e "$ngx/error.log"
-wait_port "$NS_H" 8080 60
+nginx_conf "$ngx" "8080 backlog=4096" "$ngx/www" 1 4096 "access_log off;" "sendfile on;" "tcp_nodelay on;"
+nginx_guest nginx "$ngx" 8080 60
 master=$(pgrep -o -f "nginx -c $ngx/nginx.conf")
 wait_for 10 pgrep -P "$master" || fail "no nginx worker"
 worker=$(pgrep -P "$master" | head -n1)
 
 # client N: N sequential Connection: close requests from P; prints the
 # number that got a full 200 response.
-client() {
-	run_peer "$PY" - "$H4" "$1" <<'EOF'
-import socket, sys
-host, n, ok = sys.argv[1], int(sys.argv[2]), 0
-req = b"GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-for _ in range(n):
-    s = socket.create_connection((host, 8080), timeout=10)
-    s.sendall(req)
-    data = b""
-    while True:
-        b = s.recv(4096)
-        if not b:
-            break
-        data += b
-    s.close()
-    ok += data.startswith(b"HTTP/1.1 200") and data.endswith(b"x" * 64)
-print(ok)
-EOF
-}
+client() { close_requests "$H4" 8080 "$1"; }
 # runtime PID: scheduler runtime (ns) and context switches of all its
 # threads, "NS VOL INVOL".
 runtime() {

@@ -19,29 +19,9 @@ set -eu
 need_netns "$@"
 need_netkernel
 need_cmd iperf3 jq tc
-topo_up
-# The bottleneck: what H sends to P waits in a 100 Mbit/s token bucket
-# (half of what the loaded 2-core machine moves at worst: the machine
-# must not be the bottleneck instead).
-tc -n "$NS_H" qdisc add dev nkh root tbf rate 100mbit burst 64k latency 20ms ||
-	skip "tc tbf not available here"
-cat >"$NK_TMP/nkd.conf" <<CONF
-nsm kernel0 type=kernel
-guest ga nsm=kernel0 uid=0
-guest gb nsm=kernel0 uid=0
-unknown_guests deny
-CONF
-start_nkd "$NK_TMP/nkd.conf"
+bottleneck_up ga gb
 
 SECS=7 # each round; bytes counted from 2 s to 6 s
-# received LOG: bytes per second the iperf3 server of LOG got from 2 s to
-# 6 s (the two clients start a few 100 ms apart: the last second is not
-# shared), over the intervals' own lengths (a loaded machine reports some
-# late, so one is longer and the next shorter).
-received() {
-	jq "[.intervals[].sum | select(.start >= 1.99 and .end <= $SECS - 0.99)] |
-		if length == 0 then 0 else (map(.bytes) | add) / (map(.seconds) | add) | floor end" "$1"
-}
 # round N [CHECKSUMMED]: one 7 s round, ports 5300+N*10...; sets A and B.
 round() {
 	local base=$((5300 + $1 * 10)) pa pb pids=()
@@ -74,8 +54,8 @@ round() {
 			fail "checksummed transfer beside the round differs: sent $s, received $r"
 		log "checksummed 4 MB transfer of gb intact (sha256 $(field sha256 "$r"))"
 	fi
-	A=$(received "$NK_TMP/srv_a$1.log")
-	B=$(received "$NK_TMP/srv_b$1.log")
+	A=$(iperf3_received "$NK_TMP/srv_a$1.log")
+	B=$(iperf3_received "$NK_TMP/srv_b$1.log")
 	log "round $1: MB per interval (start s), ga $(jq -c '[.intervals[].sum | "\(.start | . * 10 | round / 10):\(.bytes / 1e6 | round)"]' "$NK_TMP/srv_a$1.log"), gb $(jq -c '[.intervals[].sum | "\(.start | . * 10 | round / 10):\(.bytes / 1e6 | round)"]' "$NK_TMP/srv_b$1.log")"
 	[ "$A" -gt 0 ] && [ "$B" -gt 0 ] || fail "round $1: a guest moved nothing (ga $A, gb $B bytes/s)"
 	log "round $1: ga (1 flow) $A bytes/s, gb (8 flows) $B bytes/s; $(nkctl guests --json |

@@ -13,35 +13,12 @@ topo_up
 start_nkd
 
 d=$NK_TMP/nginx
-mkdir -p "$d/www" "$d/tmp"
+mkdir -p "$d/www"
 printf 'hello from a netkernel guest\n' >"$d/www/index.html"
 make_file "$d/www/blob" 1
-cat >"$d/nginx.conf" <<CONF
-user root root;
-worker_processes 2;
-daemon off;
-master_process on;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log $d/access.log;
-    sendfile on;
-    keepalive_requests 1000000;
-    client_body_temp_path $d/tmp;
-    proxy_temp_path $d/tmp;
-    fastcgi_temp_path $d/tmp;
-    uwsgi_temp_path $d/tmp;
-    scgi_temp_path $d/tmp;
-    server {
-        listen 8080;
-        root $d/www;
-        location / { }
-    }
-}
-CONF
-bg_guest nginx nginx -c "$d/nginx.conf" -p "$d" -e "$d/error.log"
-wait_port "$NS_H" 8080 20
+nginx_conf "$d" 8080 "$d/www" 2 1024 "access_log $d/access.log;" "sendfile on;" \
+	"keepalive_requests 1000000;"
+nginx_guest nginx "$d" 8080
 sleep 0.5
 nworkers=$(pgrep -P "$(pgrep -o -f "nginx -c $d/nginx.conf")" 2>/dev/null | wc -l || true)
 log "nginx up, $nworkers worker(s)"

@@ -218,25 +218,7 @@ fi
 if command -v nginx >/dev/null; then
 	# master + 2 workers: the listener is shared through fork.
 	d=$NK_TMP/nginx
-	mkdir -p "$d/tmp"
-	cat >"$d/nginx.conf" <<CONF
-user root root;
-worker_processes 2;
-daemon off;
-master_process on;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $d/tmp;
-    proxy_temp_path $d/tmp;
-    fastcgi_temp_path $d/tmp;
-    uwsgi_temp_path $d/tmp;
-    scgi_temp_path $d/tmp;
-    server { listen 8003; root $NK_TMP/www; location / { } }
-}
-CONF
+	nginx_conf "$d" 8003 "$NK_TMP/www" 2 1024 "access_log off;"
 	bg_guest nginx_g nginx -c "$d/nginx.conf" -p "$d" -e "$d/error.log"
 	pid_nginx=$LASTPID
 	ports="$ports 8003"

@@ -151,33 +151,10 @@ done
 
 # 5. nginx (master + 2 workers sharing the listener) in srv, curl in cli.
 d=$NK_TMP/nginx
-mkdir -p "$d/www" "$d/tmp"
+mkdir -p "$d/www"
 make_file "$d/www/blob" 4
-cat >"$d/nginx.conf" <<CONF
-user root root;
-worker_processes 2;
-daemon off;
-master_process on;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    sendfile on;
-    client_body_temp_path $d/tmp;
-    proxy_temp_path $d/tmp;
-    fastcgi_temp_path $d/tmp;
-    uwsgi_temp_path $d/tmp;
-    scgi_temp_path $d/tmp;
-    server {
-        listen $PN;
-        root $d/www;
-        location / { }
-    }
-}
-CONF
-GUEST=srv bg_guest nginx nginx -c "$d/nginx.conf" -p "$d" -e "$d/error.log"
-wait_port "$NS_H" "$PN" 20 || fail "nginx not listening"
+nginx_conf "$d" "$PN" "$d/www" 2 1024 "access_log off;" "sendfile on;"
+GUEST=srv nginx_guest nginx "$d" "$PN"
 for i in 1 2 3; do
 	got=$(as_guest cli curl -sS -f --max-time 30 "http://127.0.0.1:$PN/blob" | sha256sum | cut -d' ' -f1)
 	[ "$got" = "$(sha_of "$d/www/blob")" ] || fail "4 MiB file from nginx (shm) differs (try $i)"

@@ -20,56 +20,14 @@ topo_up
 start_nkd
 
 d=$NK_TMP/nginx
-mkdir -p "$d/www" "$d/tmp"
+mkdir -p "$d/www"
 head -c 64 /dev/zero | tr '\0' x >"$d/www/index.html"
-cat >"$d/nginx.conf" <<CONF
-user root root;
-worker_processes 1;
-daemon off;
-master_process on;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 256; }
-http {
-    access_log off;
-    sendfile on;
-    tcp_nodelay on;
-    client_body_temp_path $d/tmp;
-    proxy_temp_path $d/tmp;
-    fastcgi_temp_path $d/tmp;
-    uwsgi_temp_path $d/tmp;
-    scgi_temp_path $d/tmp;
-    server {
-        listen 8080;
-        root $d/www;
-        location / { }
-    }
-}
-CONF
-bg_guest nginx nginx -c "$d/nginx.conf" -p "$d" -e "$d/error.log"
-wait_port "$NS_H" 8080 20
+nginx_conf "$d" 8080 "$d/www" 1 256 "access_log off;" "sendfile on;" "tcp_nodelay on;"
+nginx_guest nginx "$d" 8080
 
 # requests N: N sequential Connection: close requests from P; prints how
 # many got the whole file.
-requests() {
-	run_peer "$PY" - "$H4" "$1" <<'PYEOF'
-import socket, sys
-host, n, ok = sys.argv[1], int(sys.argv[2]), 0
-req = b"GET /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-for _ in range(n):
-    s = socket.create_connection((host, 8080), timeout=10)
-    s.sendall(req)
-    data = b""
-    while True:
-        b = s.recv(4096)
-        if not b:
-            break
-        data += b
-    s.close()
-    ok += data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\n" + b"x" * 64)
-print(ok)
-PYEOF
-}
+requests() { close_requests "$H4" 8080 "$1"; }
 ops() {
 	nkctl stats | awk -v g="$GUEST" '$1 ~ /^netkernel_guest_ops_total/ && index($1, "guest=\"" g "\"") {s += $2} END {print s + 0}'
 }

@@ -20,22 +20,9 @@ set -eu
 need_netns "$@"
 need_netkernel
 need_cmd iperf3 jq tc
-topo_up
-tc -n "$NS_H" qdisc add dev nkh root tbf rate 100mbit burst 64k latency 20ms ||
-	skip "tc tbf not available here"
-cat >"$NK_TMP/nkd.conf" <<CONF
-nsm kernel0 type=kernel
-guest gt nsm=kernel0 uid=0
-guest gb nsm=kernel0 uid=0
-unknown_guests deny
-CONF
-start_nkd "$NK_TMP/nkd.conf"
+bottleneck_up gt gb
 
 SECS=7
-received() {
-	jq "[.intervals[].sum | select(.start >= 1.99 and .end <= $SECS - 0.99)] |
-		if length == 0 then 0 else (map(.bytes) | add) / (map(.seconds) | add) | floor end" "$1"
-}
 # bulk N: gb's one iperf3 flow for SECS s, port 5400+N; sets B.
 bulk() {
 	local port=$((5400 + $1)) sp cp
@@ -46,7 +33,7 @@ bulk() {
 	cp=$LASTPID
 	wait "$cp" || fail "bulk $1: iperf3 client failed: $(tail -n 5 "$NK_TMP/cli_b$1.log")"
 	wait "$sp" || fail "bulk $1: iperf3 server failed: $(tail -n 5 "$NK_TMP/srv_b$1.log")"
-	B=$(received "$NK_TMP/srv_b$1.log")
+	B=$(iperf3_received "$NK_TMP/srv_b$1.log")
 }
 
 bulk 1

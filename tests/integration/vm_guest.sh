@@ -58,13 +58,7 @@ bg_peer http_p "$PY" -m http.server -d "$NK_TMP/www" -b "$P4" 8000
 wait_port "$NS_P" 8000
 
 # The VM: the file nkd made is its ivshmem BAR, nkd's socket its port.
-rc=0
-vm_start --dir "$NK_TMP/vm" --shm "$VM_MEM" --shm-size 64M \
-	--serial-sock "$VM_CHAN" --serial-server off --share "$SHARE" 2>"$NK_TMP/vm_start.err" || rc=$?
-cat "$NK_TMP/vm_start.err" >&2
-[ "$rc" = 77 ] && skip "$(sed -n 's/.*SKIP: //p' "$NK_TMP/vm_start.err" | head -n1)"
-[ "$rc" = 0 ] || fail "the VM did not boot (vm_start $rc); console: $(tail -n 5 "$NK_TMP/vm/console.log" 2>/dev/null)"
-log "booted: ${VM_BOOT_S} s to the first command ($VM_ACCEL), guest uptime ${VM_GUEST_UPTIME_S} s"
+vm_guest_up "$VM_MEM" 64M "$VM_CHAN" "$SHARE" "$AGENT"
 
 # in_vm [--timeout S] CMD: a shell command in the VM with the env file.
 in_vm() {
@@ -72,14 +66,6 @@ in_vm() {
 	[ "$1" = --timeout ] && { t=$2; shift 2; }
 	vm_run --timeout "$t" ". /run/nk-vm.env; $*"
 }
-# shellcheck disable=SC2016  # expanded in the VM
-vm_bg 'mkdir -p /run/netkernel; . /run/nk-vm.env; exec '"$AGENT"' --channel "$NK_VM_CTL" --region "$NK_VM_SHM" >/tmp/agent.log 2>&1' >/dev/null ||
-	fail "could not start nk-vmagent in the VM"
-agent_up() { in_vm 'test -S /run/netkernel/nkd.sock'; }
-if ! wait_for 30 agent_up; then
-	fail "nk-vmagent did not attach in the VM: $(in_vm 'cat /tmp/agent.log' 2>&1 | tail -n 5)"
-fi
-log "nk-vmagent attached: $(in_vm 'cat /tmp/agent.log' | head -n 1)"
 
 log "curl in the VM fetches $MIB MiB from P while a namespace guest fetches $MIB MiB too"
 bg_guest nsguest curl -sS -f --max-time 200 -o "$NK_TMP/got_ns" "http://$P4:8000/blob"
@@ -105,16 +91,7 @@ run_peer curl -sS -f --max-time 60 -o "$NK_TMP/got_p" "http://$H4:8001/small" ||
 [ "$(sha_of "$NK_TMP/got_p")" = "$want_small" ] || fail "P fetched wrong content from the VM"
 
 log "a forking server in the VM answers 100 requests from P"
-cat >"$SHARE/fork_srv.py" <<'PYEOF'
-import socketserver
-class H(socketserver.StreamRequestHandler):
-    def handle(self):
-        line = self.rfile.readline()
-        self.wfile.write(b"pong " + line)
-socketserver.ForkingTCPServer.allow_reuse_address = True
-with socketserver.ForkingTCPServer(("0.0.0.0", 8002), H) as s:
-    s.serve_forever()
-PYEOF
+fork_srv_py "$SHARE/fork_srv.py" 8002
 vm_bg "exec $NKRUN -- $PY $SHARE/fork_srv.py >/tmp/fork.log 2>&1" >/dev/null
 wait_port "$NS_H" 8002 60
 run_peer "$PY" - "$H4" <<'PYEOF' || fail "the forking server in the VM did not answer 100 requests"

@@ -37,18 +37,7 @@ want=$(sha_of "$NK_TMP/www/blob")
 bg_peer http_p "$PY" -m http.server -d "$NK_TMP/www" -b "$P4" 8000
 wait_port "$NS_P" 8000
 
-rc=0
-vm_start --dir "$NK_TMP/vm" --shm "$VM_MEM" --shm-size 16M \
-	--serial-sock "$VM_CHAN" --serial-server off --share "$SHARE" 2>"$NK_TMP/vm_start.err" || rc=$?
-cat "$NK_TMP/vm_start.err" >&2
-[ "$rc" = 77 ] && skip "$(sed -n 's/.*SKIP: //p' "$NK_TMP/vm_start.err" | head -n1)"
-[ "$rc" = 0 ] || fail "the VM did not boot (vm_start $rc); console: $(tail -n 5 "$NK_TMP/vm/console.log" 2>/dev/null)"
-log "booted: ${VM_BOOT_S} s ($VM_ACCEL)"
-# shellcheck disable=SC2016  # expanded in the VM
-vm_bg 'mkdir -p /run/netkernel; . /run/nk-vm.env; exec '"$AGENT"' --channel "$NK_VM_CTL" --region "$NK_VM_SHM" >/tmp/agent.log 2>&1' >/dev/null ||
-	fail "could not start nk-vmagent in the VM"
-agent_up() { vm_run 'test -S /run/netkernel/nkd.sock'; }
-wait_for 30 agent_up || fail "nk-vmagent did not attach: $(vm_run 'cat /tmp/agent.log' 2>&1 | tail -n 3)"
+vm_guest_up "$VM_MEM" 16M "$VM_CHAN" "$SHARE" "$AGENT"
 
 # xdp_of COLUMN: vm1's value in nkctl guests.
 xdp_of() {

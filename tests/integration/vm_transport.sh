@@ -43,9 +43,14 @@ CONF
 start_nkd "$NK_TMP/nkd.conf"
 wait_for 10 test -S "$VM_CHAN" || fail "nkd made no VM channel at $VM_CHAN"
 
-bg vmagent ip netns exec "$NS_V" "$AGENT" --channel "$VM_CHAN" \
-	--region "$VM_MEM" --listen "$VM_SOCK"
-AGENT_PID=$LASTPID
+# agent_start NAME: nk-vmagent in V on nkd's channel and the guest's
+# region, serving V's programs at VM_SOCK (log NAME.log, pid AGENT_PID).
+agent_start() {
+	bg "$1" ip netns exec "$NS_V" "$AGENT" --channel "$VM_CHAN" \
+		--region "$VM_MEM" --listen "$VM_SOCK"
+	AGENT_PID=$LASTPID
+}
+agent_start vmagent
 wait_for 10 test -S "$VM_SOCK" || fail "nk-vmagent did not start"
 
 # in_vm CMD...: CMD inside the "VM", through the agent.
@@ -80,16 +85,7 @@ for i in 1 2; do
 done
 
 log "VM: a forking server in V answers 100 requests"
-cat >"$NK_TMP/fork_srv.py" <<'PYEOF'
-import socketserver, sys
-class H(socketserver.StreamRequestHandler):
-    def handle(self):
-        line = self.rfile.readline()
-        self.wfile.write(b"pong " + line)
-socketserver.ForkingTCPServer.allow_reuse_address = True
-with socketserver.ForkingTCPServer(("0.0.0.0", 8002), H) as s:
-    s.serve_forever()
-PYEOF
+fork_srv_py "$NK_TMP/fork_srv.py" 8002
 bg vmfork ip netns exec "$NS_V" env NK_DEBUG="${VM_DEBUG:-}" "$NKRUN" --socket "$VM_SOCK" -- "$PY" "$NK_TMP/fork_srv.py"
 wait_port "$NS_H" 8002 20
 for i in $(seq 1 100); do
@@ -224,8 +220,7 @@ nkd_alive || fail "nkd died on a hostile VM channel"
 nkctl guests >/dev/null || fail "nkd does not answer after a hostile VM channel"
 
 log "the VM attaches again after a new agent"
-bg vmagent2 ip netns exec "$NS_V" "$AGENT" --channel "$VM_CHAN" \
-	--region "$VM_MEM" --listen "$VM_SOCK"
+agent_start vmagent2
 wait_for 10 sh -c "ip netns exec $NS_V $NKRUN --socket $VM_SOCK -- curl -sS -f --max-time 20 -o $NK_TMP/got_vm2 http://$P4:8000/blob" ||
 	fail "curl through a new agent failed"
 [ "$(sha_of "$NK_TMP/got_vm2")" = "$want" ] || fail "wrong content through the new agent"

@@ -344,6 +344,29 @@ vm_bg() {
 	echo "$VM_BG_PID"
 }
 
+# vm_guest_up SHM SIZE CHAN SHARE AGENT: for tests, after tests/lib.sh
+# (its skip, fail, log, wait_for, $NK_TMP). Boots the VM of an nkd VM
+# guest (its ivshmem BAR the file SHM of SIZE, its port the socket CHAN
+# nkd made, DIR SHARE shared; state in $NK_TMP/vm), then runs nk-vmagent
+# (the binary AGENT) in it (log /tmp/agent.log in the VM) and waits up to
+# 30 s for it to attach. Skips when no VM can run here; fails when the
+# VM does not boot or the agent does not attach.
+vm_guest_up() {
+	local rc=0
+	vm_start --dir "$NK_TMP/vm" --shm "$1" --shm-size "$2" \
+		--serial-sock "$3" --serial-server off --share "$4" 2>"$NK_TMP/vm_start.err" || rc=$?
+	cat "$NK_TMP/vm_start.err" >&2
+	[ "$rc" = 77 ] && skip "$(sed -n 's/.*SKIP: //p' "$NK_TMP/vm_start.err" | head -n1)"
+	[ "$rc" = 0 ] || fail "the VM did not boot (vm_start $rc); console: $(tail -n 5 "$NK_TMP/vm/console.log" 2>/dev/null)"
+	log "booted: ${VM_BOOT_S} s to the first command ($VM_ACCEL), guest uptime ${VM_GUEST_UPTIME_S} s"
+	# shellcheck disable=SC2016  # expanded in the VM
+	vm_bg 'mkdir -p /run/netkernel; . /run/nk-vm.env; exec '"$5"' --channel "$NK_VM_CTL" --region "$NK_VM_SHM" >/tmp/agent.log 2>&1' >/dev/null ||
+		fail "could not start nk-vmagent in the VM"
+	wait_for 30 vm_run 'test -S /run/netkernel/nkd.sock' ||
+		fail "nk-vmagent did not attach in the VM: $(vm_run 'cat /tmp/agent.log' 2>&1 | tail -n 5)"
+	log "nk-vmagent attached: $(vm_run 'cat /tmp/agent.log' | head -n 1)"
+}
+
 vm_stop() {
 	local t=20 i
 	[ "${1:-}" = --timeout ] && { t=$2; shift 2; }
