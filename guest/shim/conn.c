@@ -1145,114 +1145,6 @@ int nk_conn__reattach(const char **why)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Buffers. */
-
-uint8_t *nk_buf__ptr(int idx)
-{
-	return C.bp.data + (size_t)idx * C.bp.buf_size;
-}
-
-uint32_t nk_buf__off(int idx)
-{
-	return (uint32_t)idx * C.bp.buf_size;
-}
-
-static int buf_take(void)
-{
-	int idx = -1;
-
-	pthread_mutex_lock(&C.bp.buf_lock);
-	if (C.bp.nfree)
-		idx = (int)C.bp.free_bufs[--C.bp.nfree];
-	pthread_mutex_unlock(&C.bp.buf_lock);
-	return idx;
-}
-
-void nk_buf__free(int idx)
-{
-	pthread_mutex_lock(&C.bp.buf_lock);
-	if (C.bp.free_bufs && C.bp.nfree < C.bp.nr_bufs)
-		C.bp.free_bufs[C.bp.nfree++] = (uint32_t)idx;
-	pthread_mutex_unlock(&C.bp.buf_lock);
-}
-
-int nk_buf__alloc_spare(void)
-{
-	int idx = -1;
-
-	/* An older nkd refuses the flag as malformed. */
-	if (!(C.at.features & NK_FEAT_RECV_PREFETCH))
-		return -1;
-	pthread_mutex_lock(&C.bp.buf_lock);
-	/* Read-ahead must never starve sends and blocking receives. */
-	if (C.bp.nfree > C.bp.nr_bufs / 2)
-		idx = (int)C.bp.free_bufs[--C.bp.nfree];
-	pthread_mutex_unlock(&C.bp.buf_lock);
-	return idx;
-}
-
-/* A buffer for an async SEND, within send_cap. */
-static int buf_take_send(void)
-{
-	int idx = -1;
-
-	pthread_mutex_lock(&C.bp.buf_lock);
-	if (C.bp.nfree && C.bp.send_bufs < C.bp.send_cap) {
-		idx = (int)C.bp.free_bufs[--C.bp.nfree];
-		C.bp.send_bufs++;
-	}
-	pthread_mutex_unlock(&C.bp.buf_lock);
-	return idx;
-}
-
-/* Give back a buffer from nk_buf__alloc_send(). */
-static void buf_free_send(int idx)
-{
-	pthread_mutex_lock(&C.bp.buf_lock);
-	if (C.bp.send_bufs)
-		C.bp.send_bufs--;
-	pthread_mutex_unlock(&C.bp.buf_lock);
-	nk_buf__free(idx);
-}
-
-static int buf_alloc(bool send, bool wait, int64_t deadline_ns)
-{
-	for (;;) {
-		uint32_t g = nk_ring__gen();
-		int idx = send ? buf_take_send() : buf_take(), err;
-
-		if (idx >= 0)
-			return idx;
-		nk_ring__poll();
-		idx = send ? buf_take_send() : buf_take();
-		if (idx >= 0)
-			return idx;
-		if (!wait)
-			return -EAGAIN;
-		err = nk_ring__wait_progress(g, deadline_ns, true);
-		if (err == -ETIMEDOUT)
-			return -EAGAIN;
-		if (err)
-			return err;
-	}
-}
-
-int nk_buf__alloc(bool wait, int64_t deadline_ns)
-{
-	return buf_alloc(false, wait, deadline_ns);
-}
-
-int nk_buf__alloc_send(bool wait, int64_t deadline_ns)
-{
-	return buf_alloc(true, wait, deadline_ns);
-}
-
-uint32_t nk_conn__send_charge(uint32_t bytes)
-{
-	return bytes > C.bp.send_charge ? bytes : C.bp.send_charge;
-}
-
-/* ------------------------------------------------------------------------ */
 /* Rings. */
 
 static void ring_bell(void)
@@ -1393,7 +1285,7 @@ static void dispatch(const struct nk_cqe *cqe)
 			return;
 		bytes = C.bp.meta[idx].bytes;
 		C.bp.meta[idx].sock = NULL;
-		buf_free_send((int)idx);
+		nk_bufpool__free_send((int)idx);
 		if (cqe->res < 0)
 			nk_sock__send_failed(s, -cqe->res);
 		else
@@ -2009,7 +1901,7 @@ int nk_ring__send_async(struct nk_sock *s, struct nk_sqe *sqe, int idx,
 		atomic_fetch_sub(&s->inflight, bytes);
 		atomic_fetch_sub(&s->charged, charge);
 		atomic_fetch_sub(&C.bp.inflight, bytes);
-		buf_free_send(idx);
+		nk_bufpool__free_send(idx);
 		nk_sock__put(s);
 	}
 	return err;

@@ -106,6 +106,9 @@ struct nk_waiter {
 	bool wd_running;
 };
 
+/* bufpool.c: give back a buffer from nk_buf__alloc_send(). */
+NK_HIDDEN void nk_bufpool__free_send(int idx);
+
 struct nk_conn {
 	struct nk_attach at;
 	struct nk_ctlchan ctl;
