@@ -44,38 +44,6 @@
 #include "shim.h"
 #include "signals.h"
 
-#define NK_SLICE_NS (200 * 1000000LL) /* longest sleep between checks */
-#define NK_SPIN_NS (50 * 1000LL) /* spin before sleeping */
-#define NK_SPIN_QUICK_NS (200 * 1000LL) /* ...for an op nkd answers at once */
-/* Longest sleep between looks at the SQ head (nk_ring__wait_taken). */
-#define NK_TAKEN_SLICE_NS (100 * 1000LL)
-/* epoll_wait/poll spin this long while the process is talking to nkd... */
-#define NK_MUX_SPIN_NS (50 * 1000LL)
-/* ...that is, submitted something this recently. */
-#define NK_MUX_ACTIVE_NS (1000 * 1000LL)
-/*
- * Caps with at most 2 online CPUs, where a spin takes nkd's or the peer's
- * core (netkernel/spin.h, docs/shim.md). Not for the multiplexers: a round
- * trip through nkd (~35 us) must fit in their spin, or a ping-pong pays a
- * wake-up and a run-queue wait each way (sockperf p50 went 35 -> 175 us
- * with a 20 us cap on the loaded 2-core machine).
- */
-#define NK_SPIN_FEW_CPUS_NS (20 * 1000LL)
-#define NK_MUX_SPIN_FEW_CPUS_NS NK_MUX_SPIN_NS
-#define NK_CTL_TIMEOUT_S 5 /* a control reply later than this: nkd hung */
-#define NK_EPENDING 1 /* a signal is pending: handled like EINTR */
-
-/* user_data tags: sync ops are 8-aligned pointers (tag 0). */
-#define UD_TAG_MASK 7u
-#define UD_SEND 1u /* async SEND, buffer index in the upper bits */
-#define UD_IGNORE 2u /* fire-and-forget (CLOSE, CANCEL) */
-#define UD_PREFETCH 3u /* read-ahead RECV, buffer index in the upper bits */
-#define UD_BARRIER 4u /* NOP barrier, its sequence number in the upper bits */
-/* Longest a multiplexer waits for nkd to catch up with this process. */
-#define NK_BARRIER_NS (2 * 1000 * 1000LL)
-/* VM mode: how long a barrier waits for nk-vmagent's placeholders. */
-#define NK_VM_BARRIER_NS (500 * 1000 * 1000LL)
-
 struct nk_cfg nk_cfg;
 
 struct nk_conn nk_conn = {
@@ -361,15 +329,11 @@ static int ctl_recv(uint64_t seq, uint32_t type, int *fds, int *nfds)
 	}
 }
 
-static void mark_dead(const char *why);
-static void wake_waiters(void);
-static void watchdog_start(void);
-
 /* A control-socket failure means nkd is gone for this process. */
 static int ctl_fail(int err)
 {
 	if (err == -ECONNRESET || err == -EPIPE || err == -ENOTCONN)
-		mark_dead("control socket closed");
+		nk_attach__mark_dead("control socket closed");
 	return err;
 }
 
@@ -758,7 +722,7 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 	*nhandles = (int)w.nr_handles;
 	C.w.last_check = nk_now_ns();
 	atomic_store(&C.at.state, NK_ST_UP);
-	watchdog_start();
+	nk_waiter__watchdog_start();
 	nk_rst__on_attach();
 	nk_dbg("attached to %s as guest %s (conn %u, %u bufs of %u, window %u)",
 	       nk_cfg.socket_path,
@@ -1004,7 +968,7 @@ int nk_conn__attach_exec(uint64_t token)
 /* ------------------------------------------------------------------------ */
 /* Liveness. */
 
-static void mark_dead(const char *why)
+void nk_attach__mark_dead(const char *why)
 {
 	int st = atomic_load(&C.at.state);
 
@@ -1015,7 +979,7 @@ static void mark_dead(const char *why)
 		nk_log("lost nkd at %s (%s); %s", nk_cfg.socket_path, why,
 		       nk_rst__on_dead());
 	/* Every sleeper must see it now. */
-	wake_waiters();
+	nk_waiter__wake_all();
 }
 
 /* Cheap checks: words in the shared header. */
@@ -1023,17 +987,17 @@ static bool host_ok(void)
 {
 	if (__atomic_load_n(&C.at.hdr->host_flags, __ATOMIC_ACQUIRE) &
 	    NK_HOST_F_DEAD) {
-		mark_dead("nkd disconnected this guest");
+		nk_attach__mark_dead("nkd disconnected this guest");
 		return false;
 	}
 	if (__atomic_load_n(&C.at.hdr->epoch, __ATOMIC_RELAXED) != C.at.epoch) {
-		mark_dead("nkd restarted");
+		nk_attach__mark_dead("nkd restarted");
 		return false;
 	}
 	return true;
 }
 
-static void check_alive(void)
+void nk_attach__check_alive(void)
 {
 	struct pollfd p = { .fd = C.ctl.ctl_fd, .events = POLLRDHUP };
 
@@ -1041,12 +1005,12 @@ static void check_alive(void)
 		return;
 	if (poll(&p, 1, 0) > 0 &&
 	    (p.revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL)))
-		mark_dead("control socket closed");
+		nk_attach__mark_dead("control socket closed");
 }
 
 void nk_conn__check_alive(void)
 {
-	check_alive();
+	nk_attach__check_alive();
 }
 
 int nk_conn__ctl_fd(void)
@@ -1163,7 +1127,7 @@ static void ring_bell(void)
 static __thread int plug_depth;
 static __thread bool plug_bell;
 
-static void plug_flush(void)
+void nk_submit__plug_flush(void)
 {
 	if (plug_bell) {
 		plug_bell = false;
@@ -1179,7 +1143,7 @@ void nk_ring__plug(void)
 void nk_ring__unplug(void)
 {
 	if (plug_depth > 0 && --plug_depth == 0)
-		plug_flush();
+		nk_submit__plug_flush();
 }
 
 /*
@@ -1257,573 +1221,6 @@ static void submit_ignored(uint8_t opcode, uint32_t handle, uint64_t arg64)
 	nk_ring__submit(&sqe);
 }
 
-static void dispatch(const struct nk_cqe *cqe)
-{
-	uint64_t ud = cqe->user_data;
-
-	if (nk_cfg.debug >= 2)
-		nk_log("cqe ud %#llx res %d flags %#x handle %u",
-		       (unsigned long long)ud, cqe->res, cqe->flags,
-		       cqe->handle);
-
-	switch (ud & UD_TAG_MASK) {
-	case 0: {
-		struct nk_call *op = (struct nk_call *)(uintptr_t)ud;
-
-		if (!op)
-			return;
-		op->cqe = *cqe;
-		atomic_store_explicit(&op->done, 1, memory_order_release);
-		return;
-	}
-	case UD_SEND: {
-		uint64_t idx = ud >> 3;
-		struct nk_sock *s;
-		uint32_t bytes;
-
-		if (idx >= C.bp.nr_bufs || !(s = C.bp.meta[idx].sock))
-			return;
-		bytes = C.bp.meta[idx].bytes;
-		C.bp.meta[idx].sock = NULL;
-		nk_bufpool__free_send((int)idx);
-		if (cqe->res < 0)
-			nk_sock__send_failed(s, -cqe->res);
-		else
-			atomic_store(&s->tx_ok, 1);
-		atomic_fetch_sub(&C.bp.inflight, bytes);
-		atomic_fetch_sub(&s->inflight, bytes);
-		atomic_fetch_sub(&s->charged, C.bp.meta[idx].charge);
-		nk_sock__put(s);
-		return;
-	}
-	case UD_PREFETCH: {
-		uint64_t idx = ud >> 3;
-		struct nk_sock *s;
-		int done = NK_PF_DONE;
-
-		if (idx >= C.bp.nr_bufs || !(s = C.bp.meta[idx].sock))
-			return;
-		C.bp.meta[idx].sock = NULL;
-		s->pf_res = cqe->res;
-		s->pf_end = cqe->aux; /* a batch's bytes (rxbatch.c) */
-		atomic_store(&s->pf_state, NK_PF_DONE);
-		/* Closed meanwhile: nobody will read it (see shim.h). */
-		if (atomic_load(&s->closing) &&
-		    atomic_compare_exchange_strong(&s->pf_state, &done,
-						   NK_PF_NONE))
-			nk_buf__free((int)idx);
-		nk_sock__put(s);
-		return;
-	}
-	case UD_BARRIER: {
-		unsigned seq = (unsigned)(ud >> 3), done;
-
-		if (C.at.vm_wait)
-			atomic_store(&C.sq.barrier_ph, cqe->aux);
-		done = atomic_load(&C.sq.barrier_done);
-		while ((int)(seq - done) > 0 &&
-		       !atomic_compare_exchange_weak(&C.sq.barrier_done, &done,
-						     seq))
-			;
-		return;
-	}
-	default:
-		return;
-	}
-}
-
-/* Called with cq_lock held. */
-static bool reap_locked(void)
-{
-	uint32_t idx;
-	int n = nk_cq__peek(&C.at.ring, C.at.ring.cq_n, &idx);
-
-	if (n < 0) {
-		mark_dead("completion ring corrupt");
-		return false;
-	}
-	for (int k = 0; k < n; k++) {
-		struct nk_cqe cqe =
-			*nk_cq__entry(&C.at.ring, idx + (uint32_t)k);
-
-		/* The slot is copied out: nkd may reuse it. */
-		nk_cq__release(&C.at.ring, 1);
-		dispatch(&cqe);
-	}
-	if (n > 0) {
-		__atomic_add_fetch(&C.w.gen, 1, __ATOMIC_SEQ_CST);
-		if (C.w.nfollowers)
-			syscall(SYS_futex, &C.w.gen, FUTEX_WAKE_PRIVATE,
-				INT_MAX, NULL, NULL, 0);
-	}
-	return n > 0;
-}
-
-void nk_ring__poll(void)
-{
-	if (atomic_load(&C.at.state) != NK_ST_UP)
-		return;
-	pthread_mutex_lock(&C.w.cq_lock);
-	reap_locked();
-	pthread_mutex_unlock(&C.w.cq_lock);
-}
-
-uint32_t nk_ring__gen(void)
-{
-	return __atomic_load_n(&C.w.gen, __ATOMIC_SEQ_CST);
-}
-
-/* ns == 0: no timeout. Returns -EINTR when a handler interrupted it. */
-static int futex_wait(uint32_t *addr, int op, uint32_t val, int64_t ns)
-{
-	struct timespec ts = { .tv_sec = ns / 1000000000LL,
-			       .tv_nsec = ns % 1000000000LL };
-
-	plug_flush(); /* what we wait for may need nkd awake */
-	if (syscall(SYS_futex, addr, op, val, ns ? &ts : NULL, NULL, 0) < 0)
-		return errno == EINTR ? -EINTR : 0;
-	return 0;
-}
-
-static void wake_waiters(void)
-{
-	if (C.at.ring.cqi)
-		syscall(SYS_futex, &C.at.ring.cqi->tail, FUTEX_WAKE, INT_MAX,
-			NULL, NULL, 0);
-	__atomic_add_fetch(&C.w.gen, 1, __ATOMIC_SEQ_CST);
-	syscall(SYS_futex, &C.w.gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL,
-		0);
-}
-
-/*
- * Waits without a deadline sleep in an untimed FUTEX_WAIT, so the kernel
- * itself restarts them under SA_RESTART and reports EINTR otherwise (a
- * timed wait would report EINTR always, and a timeout racing a signal
- * would hide it). Their periodic wake-up to notice a dead nkd comes from
- * this thread, which ticks every 200 ms only while someone is waiting and
- * blocks every signal so it never takes one meant for the application.
- */
-static void *watchdog(void *arg)
-{
-	const struct timespec tick = { .tv_nsec = NK_SLICE_NS };
-	sigset_t all;
-
-	(void)arg;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, NULL);
-	/* Kept through a reattach (reattach.c): it needs us afterwards. */
-	while (atomic_load(&C.at.state) == NK_ST_UP || nk_rst__pending()) {
-		/*
-		 * Parked only while nobody waits; a waiter wakes us only if
-		 * we are parked (seq_cst on both sides: one of the two sees
-		 * the other), so a wait costs no futex call while we tick.
-		 * We park only after a whole tick in which no wait began: a
-		 * process making socket calls all the time (a server under
-		 * load) would otherwise wake us, at a futex call and two
-		 * context switches, on nearly every call that waits.
-		 */
-		atomic_store(&C.w.wd_parked, 1);
-		if (!atomic_load(&C.w.nwaiters) &&
-		    !atomic_exchange(&C.w.wd_seen, 0)) {
-			futex_wait((uint32_t *)&C.w.nwaiters,
-				   FUTEX_WAIT_PRIVATE, 0, 0);
-			atomic_store(&C.w.wd_parked, 0);
-			continue;
-		}
-		atomic_store(&C.w.wd_parked, 0);
-		nanosleep(&tick, NULL);
-		check_alive();
-		if (atomic_load(&C.w.nwaiters))
-			wake_waiters();
-	}
-	wake_waiters();
-	C.w.wd_running = false; /* a later attach starts another */
-	return NULL;
-}
-
-int nk_thread__start_quiet(void *(*fn)(void *), size_t stack)
-{
-	pthread_attr_t a;
-	pthread_t t;
-	sigset_t all, old;
-	int err;
-
-	pthread_attr_init(&a);
-	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&a, stack);
-	/* Born with every signal blocked: no window to take one. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	err = pthread_create(&t, &a, fn, NULL);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&a);
-	return -err;
-}
-
-static void watchdog_start(void)
-{
-	if (C.w.wd_running)
-		return;
-	if (nk_thread__start_quiet(watchdog, 64 * 1024) == 0)
-		C.w.wd_running = true;
-	else
-		nk_log("cannot start the liveness thread; a dead nkd may go "
-		       "unnoticed by blocked calls");
-}
-
-static void waiter_enter(void)
-{
-	if (!atomic_load_explicit(&C.w.wd_seen, memory_order_relaxed))
-		atomic_store(&C.w.wd_seen, 1);
-	if (atomic_fetch_add(&C.w.nwaiters, 1) == 0 &&
-	    atomic_load(&C.w.wd_parked))
-		syscall(SYS_futex, &C.w.nwaiters, FUTEX_WAKE_PRIVATE, 1, NULL,
-			NULL, 0);
-}
-
-static void waiter_leave(void)
-{
-	atomic_fetch_sub(&C.w.nwaiters, 1);
-}
-
-/*
- * A timed FUTEX_WAIT interrupted by a handler returns EINTR even under
- * SA_RESTART (the kernel restarts only untimed waits), so decide the way
- * the kernel would for a socket call: restart unless some installed
- * handler lacks SA_RESTART. We cannot tell which signal it was; erring
- * towards EINTR is what careful applications handle anyway.
- */
-static bool signals_restart(void)
-{
-	for (int sig = 1; sig < NSIG; sig++) {
-		struct sigaction sa;
-
-		if (sig == SIGKILL || sig == SIGSTOP)
-			continue;
-		if (sigaction(sig, NULL, &sa))
-			continue;
-		if (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN)
-			continue;
-		if (!(sa.sa_flags & SA_RESTART))
-			return false;
-	}
-	return true;
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
-
-static bool op_done(struct nk_call *op, uint32_t since)
-{
-	if (op)
-		return atomic_load_explicit(&op->done, memory_order_acquire);
-	return nk_ring__gen() != since;
-}
-
-/*
- * Signals and sleeping. A handler that runs while we are between sleeps
- * (spinning, reaping) would be missed: the kernel only ever runs it on the
- * way out of the syscall that then returns EINTR. So once a wait is about
- * to sleep, signals are blocked for the rest of it and let in only across
- * the futex call; a signal already pending counts as an interruption
- * without sleeping. What is left is the few instructions between the
- * unmask and the futex entry.
- */
-struct sigwin {
-	bool masked;
-	bool exact; /* FUTEX_WAITV with the handler counter: no mask needed */
-	struct nk_sigsnap snap;
-	sigset_t old;
-};
-
-static void sigwin_block(struct sigwin *w)
-{
-	sigset_t all;
-
-	if (w->masked)
-		return;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &w->old);
-	w->masked = true;
-}
-
-/* Let pending signals run their handlers now. */
-static void sigwin_deliver(struct sigwin *w)
-{
-	sigset_t all;
-
-	if (!w->masked)
-		return;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &w->old, NULL);
-	pthread_sigmask(SIG_SETMASK, &all, NULL);
-}
-
-static void sigwin_end(struct sigwin *w)
-{
-	if (w->masked)
-		pthread_sigmask(SIG_SETMASK, &w->old, NULL);
-	w->masked = false;
-}
-
-static int sleep_futex(struct sigwin *w, uint32_t *addr, int op, uint32_t val,
-		       int64_t ns)
-{
-	sigset_t pend, all;
-	int err;
-
-	if (w && w->exact) {
-		plug_flush(); /* what we wait for may need nkd awake */
-		return nk_sig__futex_wait(addr, op == FUTEX_WAIT_PRIVATE, val,
-					  &w->snap, ns);
-	}
-	if (!w || !w->masked)
-		return futex_wait(addr, op, val, ns);
-	if (sigpending(&pend) == 0) {
-		for (int sig = 1; sig < NSIG; sig++)
-			if (sigismember(&pend, sig) == 1 &&
-			    sigismember(&w->old, sig) != 1)
-				return NK_EPENDING; /* caller delivers it */
-	}
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &w->old, NULL);
-	err = futex_wait(addr, op, val, ns);
-	pthread_sigmask(SIG_SETMASK, &all, NULL);
-	return err;
-}
-
-/*
- * VM mode: no futex crosses the VM boundary (and FUTEX_WAIT on a PCI BAR
- * mapping fails), so nk-vmagent writes a byte on the bell stream when nkd
- * says the CQ moved. A byte written before we sleep stays queued: no
- * lost wake-up. Local wake-ups (wake_waiters) reach the futex only, so
- * the sleep is cut into slices of at most 100 ms.
- */
-static int sleep_bell(struct sigwin *w, int64_t ns)
-{
-	struct pollfd p = { .fd = C.at.bell_fd, .events = POLLIN };
-	int ms = ns > 0 && ns < 100000000 ? (int)(ns / 1000000) + 1 : 100;
-	sigset_t pend, all;
-	char buf[64];
-	int r;
-
-	plug_flush(); /* what we wait for may need nkd awake */
-	if (w && w->masked && sigpending(&pend) == 0) {
-		for (int sig = 1; sig < NSIG; sig++)
-			if (sigismember(&pend, sig) == 1 &&
-			    sigismember(&w->old, sig) != 1)
-				return NK_EPENDING;
-	}
-	if (w && w->masked)
-		pthread_sigmask(SIG_SETMASK, &w->old, NULL);
-	r = REAL(poll)(&p, 1, ms);
-	if (w && w->masked) {
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, NULL);
-	}
-	/*
-	 * An untimed FUTEX_WAIT is restarted by the kernel under SA_RESTART;
-	 * poll() never is, so decide as the kernel would for the socket call.
-	 */
-	if (r < 0 && errno == EINTR)
-		return !ns && signals_restart() ? 0 : -EINTR;
-	if (r > 0)
-		while (REAL(recv)(C.at.bell_fd, buf, sizeof(buf),
-				  MSG_DONTWAIT) == (ssize_t)sizeof(buf))
-			;
-	return 0;
-}
-
-/*
- * The reaper's sleep: spin, then NEED_WAKEUP + FUTEX_WAIT on the CQ tail.
- * The spin is the caller's, cut to what spinning has recently paid off
- * (C.w.wait_spin); with few CPUs it yields, so an nkd or a peer waiting for
- * this core runs instead of the spin.
- */
-static int reaper_sleep(struct sigwin *w, int64_t slice, int64_t spin)
-{
-	struct nk_ring_idx *cqi = C.at.ring.cqi;
-	uint32_t head = C.at.ring.cq_head, tail;
-	int64_t t0 = nk_now_ns(), budget = nk_spin__budget(&C.w.wait_spin);
-	bool few = nk_spin__few_cpus();
-	int err;
-
-	if (spin > budget)
-		spin = budget;
-	do {
-		if (nk_ring_load_acquire(&cqi->tail) != head) {
-			nk_spin__hit(&C.w.wait_spin);
-			return 0;
-		}
-		if (few)
-			sched_yield();
-		else
-			cpu_relax();
-	} while (nk_now_ns() - t0 < spin);
-	if (!(C.at.features & NK_FEAT_FUTEX_WAKE)) {
-		/* Host never wakes us: poll with a short sleep. */
-		usleep(200);
-		return 0;
-	}
-	__atomic_fetch_or(&cqi->flags, NK_RING_NEED_WAKEUP, __ATOMIC_RELAXED);
-	/* Flag before the re-check, or nkd's post slips between (ring.h). */
-	nk_ring_fence();
-	tail = nk_ring_load_acquire(&cqi->tail);
-	err = 0;
-	if (tail == head) {
-		t0 = nk_now_ns();
-		err = C.at.vm_wait ? sleep_bell(w, slice)
-				   : sleep_futex(w, &cqi->tail, FUTEX_WAIT,
-						 tail, slice);
-		nk_spin__slept(&C.w.wait_spin, nk_now_ns() - t0,
-			       nk_ring_load_acquire(&cqi->tail) != head);
-	}
-	__atomic_fetch_and(&cqi->flags, ~NK_RING_NEED_WAKEUP, __ATOMIC_RELAXED);
-	return err;
-}
-
-static int wait_cond(struct nk_call *op, uint32_t since, int64_t deadline,
-		     bool intr, int64_t spin, const struct nk_sigsnap *from)
-{
-	struct sigwin w = { .masked = false };
-	int ret = 0;
-
-	/*
-	 * signals.c: every handler that runs from the start of the call
-	 * (from) or of this wait is counted.
-	 */
-	if (from)
-		w.snap = *from;
-	else
-		nk_sig__snap(&w.snap);
-	w.exact = intr && !C.at.vm_wait && nk_sig__exact();
-	for (;;) {
-		int64_t now, slice = 0; /* untimed unless a deadline */
-		int err;
-
-		pthread_mutex_lock(&C.w.cq_lock);
-		if (atomic_load(&C.at.state) != NK_ST_UP) {
-			pthread_mutex_unlock(&C.w.cq_lock);
-			ret = -ECONNRESET;
-			break;
-		}
-		reap_locked();
-		if (op_done(op, since)) {
-			pthread_mutex_unlock(&C.w.cq_lock);
-			break;
-		}
-		/*
-		 * nkd went away with the op in flight and the monitor has
-		 * already attached again (reattach.c) before this thread ran:
-		 * the state is UP, but the new nkd never saw the op.
-		 */
-		if (op && op->conn_gen != atomic_load(&C.at.conn_gen)) {
-			pthread_mutex_unlock(&C.w.cq_lock);
-			ret = -ECONNRESET;
-			break;
-		}
-		now = nk_now_ns();
-		if (deadline) {
-			if (now >= deadline) {
-				pthread_mutex_unlock(&C.w.cq_lock);
-				ret = -ETIMEDOUT;
-				break;
-			}
-			slice = deadline - now;
-		}
-		if (intr && !w.exact)
-			sigwin_block(&w);
-		if (C.w.reaper_busy) {
-			uint32_t g =
-				__atomic_load_n(&C.w.gen, __ATOMIC_SEQ_CST);
-
-			C.w.nfollowers++;
-			pthread_mutex_unlock(&C.w.cq_lock);
-			waiter_enter();
-			err = sleep_futex(&w, &C.w.gen, FUTEX_WAIT_PRIVATE, g,
-					  slice);
-			waiter_leave();
-			pthread_mutex_lock(&C.w.cq_lock);
-			C.w.nfollowers--;
-			pthread_mutex_unlock(&C.w.cq_lock);
-		} else {
-			C.w.reaper_busy = true;
-			pthread_mutex_unlock(&C.w.cq_lock);
-			waiter_enter();
-			err = reaper_sleep(&w, slice, spin);
-			waiter_leave();
-			pthread_mutex_lock(&C.w.cq_lock);
-			C.w.reaper_busy = false;
-			if (C.w.nfollowers) {
-				/* Let a follower take the reaper role. */
-				__atomic_add_fetch(&C.w.gen, 1,
-						   __ATOMIC_SEQ_CST);
-				syscall(SYS_futex, &C.w.gen, FUTEX_WAKE_PRIVATE,
-					INT_MAX, NULL, NULL, 0);
-			}
-			pthread_mutex_unlock(&C.w.cq_lock);
-		}
-		now = nk_now_ns();
-		if (now - __atomic_load_n(&C.w.last_check, __ATOMIC_RELAXED) >=
-		    NK_SLICE_NS) {
-			__atomic_store_n(&C.w.last_check, now,
-					 __ATOMIC_RELAXED);
-			check_alive();
-		}
-		if (intr && err != NK_EPENDING) {
-			/*
-			 * A handler ran while we waited (anywhere: spinning,
-			 * reaping, around or inside the sleep): EINTR as the
-			 * kernel would give, unless all were SA_RESTART and the
-			 * wait has no timeout (then the wait goes on).
-			 */
-			int s = nk_sig__check(&w.snap);
-
-			if (s == NK_SIG_INTR || (s && deadline)) {
-				ret = -EINTR;
-				break;
-			}
-			if (s)
-				nk_sig__snap(&w.snap);
-		}
-		if (err == NK_EPENDING) {
-			/*
-			 * Caught before sleeping: run the handlers, then decide
-			 * as the kernel would have (see signals_restart()).
-			 */
-			sigwin_deliver(&w);
-			if (intr && (deadline || !signals_restart())) {
-				ret = -EINTR;
-				break;
-			}
-		} else if (err == -EINTR && intr) {
-			/*
-			 * The kernel already said EINTR: an untimed wait is
-			 * restarted under SA_RESTART, a timed one (socket
-			 * timeout) never is, as for a real socket call.
-			 */
-			ret = -EINTR;
-			break;
-		}
-	}
-	sigwin_end(&w);
-	return ret;
-}
-
-int nk_ring__wait_progress(uint32_t since, int64_t deadline_ns, bool intr)
-{
-	return wait_cond(NULL, since, deadline_ns, intr, NK_SPIN_NS, NULL);
-}
-
-/*
- * Does the op wait on the network (a blocking recv, accept, connect)?
- * Those spin briefly before sleeping; anything nkd answers at once spins
- * longer, because sleeping would only add a wake-up to its latency.
- */
 static bool op_waits(const struct nk_sqe *sqe)
 {
 	if (sqe->flags & NK_SQE_F_NONBLOCK)
@@ -1846,16 +1243,17 @@ int nk_ring__call(struct nk_sqe *sqe, struct nk_call *op, bool intr)
 	err = nk_ring__submit(sqe);
 	if (err)
 		return err;
-	err = wait_cond(op, 0, 0, intr,
-			op_waits(sqe) ? NK_SPIN_NS : NK_SPIN_QUICK_NS, &snap);
+	err = nk_waiter__wait(op, 0, 0, intr,
+			      op_waits(sqe) ? NK_SPIN_NS : NK_SPIN_QUICK_NS,
+			      &snap);
 	if (err != -EINTR)
 		return err;
 	/* Interrupted: cancel, but the op's own CQE decides the result. */
 	cancel.ctl.arg64 = (uint64_t)(uintptr_t)op;
 	if (nk_ring__submit(&cancel) == 0)
-		err = wait_cond(op, 0, 0, false, NK_SPIN_QUICK_NS, NULL);
+		err = nk_waiter__wait(op, 0, 0, false, NK_SPIN_QUICK_NS, NULL);
 	else
-		err = wait_cond(op, 0, 0, false, NK_SPIN_NS, NULL);
+		err = nk_waiter__wait(op, 0, 0, false, NK_SPIN_NS, NULL);
 	if (err)
 		return err;
 	return op->cqe.res == -ECANCELED ? -EINTR : 0;
@@ -1941,7 +1339,7 @@ int nk_ring__wait_taken(struct nk_sock *s, int64_t timeout_ns)
 		until = now + NK_TAKEN_SLICE_NS < deadline
 				? now + NK_TAKEN_SLICE_NS
 				: deadline;
-		err = wait_cond(NULL, g, until, false, 0, NULL);
+		err = nk_waiter__wait(NULL, g, until, false, 0, NULL);
 		if (err && err != -ETIMEDOUT)
 			return err;
 	}
@@ -2092,7 +1490,7 @@ void nk_ring__drain_nolock(int64_t timeout_ns)
 	       atomic_load(&C.at.state) == NK_ST_UP && host_ok()) {
 		if (pthread_mutex_trylock(&C.w.cq_lock) == 0) {
 			/* CLOSEs queued here are moot: we are leaving. */
-			reap_locked();
+			nk_waiter__reap_locked();
 			pthread_mutex_unlock(&C.w.cq_lock);
 		}
 		usleep(500);

@@ -28,6 +28,38 @@
 #include "netkernel/spin.h"
 #include "shim.h"
 
+#define NK_SLICE_NS (200 * 1000000LL) /* longest sleep between checks */
+#define NK_SPIN_NS (50 * 1000LL) /* spin before sleeping */
+#define NK_SPIN_QUICK_NS (200 * 1000LL) /* ...for an op nkd answers at once */
+/* Longest sleep between looks at the SQ head (nk_ring__wait_taken). */
+#define NK_TAKEN_SLICE_NS (100 * 1000LL)
+/* epoll_wait/poll spin this long while the process is talking to nkd... */
+#define NK_MUX_SPIN_NS (50 * 1000LL)
+/* ...that is, submitted something this recently. */
+#define NK_MUX_ACTIVE_NS (1000 * 1000LL)
+/*
+ * Caps with at most 2 online CPUs, where a spin takes nkd's or the peer's
+ * core (netkernel/spin.h, docs/shim.md). Not for the multiplexers: a round
+ * trip through nkd (~35 us) must fit in their spin, or a ping-pong pays a
+ * wake-up and a run-queue wait each way (sockperf p50 went 35 -> 175 us
+ * with a 20 us cap on the loaded 2-core machine).
+ */
+#define NK_SPIN_FEW_CPUS_NS (20 * 1000LL)
+#define NK_MUX_SPIN_FEW_CPUS_NS NK_MUX_SPIN_NS
+#define NK_CTL_TIMEOUT_S 5 /* a control reply later than this: nkd hung */
+#define NK_EPENDING 1 /* a signal is pending: handled like EINTR */
+
+/* user_data tags: sync ops are 8-aligned pointers (tag 0). */
+#define UD_TAG_MASK 7u
+#define UD_SEND 1u /* async SEND, buffer index in the upper bits */
+#define UD_IGNORE 2u /* fire-and-forget (CLOSE, CANCEL) */
+#define UD_PREFETCH 3u /* read-ahead RECV, buffer index in the upper bits */
+#define UD_BARRIER 4u /* NOP barrier, its sequence number in the upper bits */
+/* Longest a multiplexer waits for nkd to catch up with this process. */
+#define NK_BARRIER_NS (2 * 1000 * 1000LL)
+/* VM mode: how long a barrier waits for nk-vmagent's placeholders. */
+#define NK_VM_BARRIER_NS (500 * 1000 * 1000LL)
+
 /* The attachment: what HELLO/WELCOME gave us (attach.c). */
 struct nk_attach {
 	atomic_int state; /* enum nk_state */
@@ -106,8 +138,28 @@ struct nk_waiter {
 	bool wd_running;
 };
 
+/* Between the connection's files (each defined in the file named). */
+/* attach.c: nkd is gone for this process; wake everyone. */
+NK_HIDDEN void nk_attach__mark_dead(const char *why);
+/* attach.c: cheap liveness checks (shared header, control socket). */
+NK_HIDDEN void nk_attach__check_alive(void);
 /* bufpool.c: give back a buffer from nk_buf__alloc_send(). */
 NK_HIDDEN void nk_bufpool__free_send(int idx);
+/* submit.c: ring the doorbell a plugged section held back. */
+NK_HIDDEN void nk_submit__plug_flush(void);
+/* waiter.c: the connection went away or changed: wake every sleeper. */
+NK_HIDDEN void nk_waiter__wake_all(void);
+NK_HIDDEN void nk_waiter__watchdog_start(void);
+/* waiter.c: reap the CQ; called with w.cq_lock held. */
+NK_HIDDEN bool nk_waiter__reap_locked(void);
+/*
+ * waiter.c: wait until op is done (or, op NULL, the reaper generation
+ * moved past since), the deadline passed or nkd died.
+ */
+struct nk_sigsnap;
+NK_HIDDEN int nk_waiter__wait(struct nk_call *op, uint32_t since,
+			      int64_t deadline, bool intr, int64_t spin,
+			      const struct nk_sigsnap *from);
 
 struct nk_conn {
 	struct nk_attach at;
