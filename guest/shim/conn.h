@@ -4,9 +4,10 @@
  * made of one object per concern. Only the files that implement the
  * connection include this header; the rest of the shim uses shim.h.
  *
- *   struct nk_attach   attach.c   HELLO/WELCOME, the mapped region, state,
- *                                 liveness, reattach generation, fork
- *   struct nk_ctlchan  ctlsock.c  control socket requests, placeholder pool
+ *   struct nk_attach   conn.c     HELLO/WELCOME, the mapped region, state,
+ *                                 liveness, reattach generation, fork,
+ *                                 internal fds; config and logging
+ *   struct nk_ctlchan  conn.c     control socket requests, placeholder pool
  *   struct nk_bufpool  bufpool.c  data-area buffers, send window accounting
  *   struct nk_submit   submit.c   SQ submission, doorbell, NOP barriers,
  *                                 VM-mode sync
@@ -60,7 +61,7 @@
 /* VM mode: how long a barrier waits for nk-vmagent's placeholders. */
 #define NK_VM_BARRIER_NS (500 * 1000 * 1000LL)
 
-/* The attachment: what HELLO/WELCOME gave us (attach.c). */
+/* The attachment: what HELLO/WELCOME gave us (conn.c). */
 struct nk_attach {
 	atomic_int state; /* enum nk_state */
 	pthread_mutex_t attach_lock;
@@ -81,7 +82,7 @@ struct nk_attach {
 	atomic_uint conn_gen;
 };
 
-/* The control socket and the placeholder pool channel (ctlsock.c). */
+/* The control socket and the placeholder pool channel (conn.c). */
 struct nk_ctlchan {
 	pthread_mutex_t ctl_lock; /* serialises requests and ctl_buf */
 	int ctl_fd;
@@ -139,14 +140,19 @@ struct nk_waiter {
 };
 
 /* Between the connection's files (each defined in the file named). */
-/* attach.c: nkd is gone for this process; wake everyone. */
+/* conn.c: nkd is gone for this process; wake everyone. */
 NK_HIDDEN void nk_attach__mark_dead(const char *why);
-/* attach.c: cheap liveness checks (shared header, control socket). */
+/* conn.c: cheap liveness checks (shared header, control socket). */
 NK_HIDDEN void nk_attach__check_alive(void);
+/* conn.c: nkd still up, by words in the shared header (cheap). */
+NK_HIDDEN bool nk_attach__host_ok(void);
 /* bufpool.c: give back a buffer from nk_buf__alloc_send(). */
 NK_HIDDEN void nk_bufpool__free_send(int idx);
 /* submit.c: ring the doorbell a plugged section held back. */
 NK_HIDDEN void nk_submit__plug_flush(void);
+/* submit.c: fire-and-forget op (CLOSE, CANCEL); its CQE is ignored. */
+NK_HIDDEN void nk_submit__ignored(uint8_t opcode, uint32_t handle,
+				  uint64_t arg64);
 /* waiter.c: the connection went away or changed: wake every sleeper. */
 NK_HIDDEN void nk_waiter__wake_all(void);
 NK_HIDDEN void nk_waiter__watchdog_start(void);
