@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
  * The process's attachment to nkd (struct nk_attach, conn.h): config and
- * logging, the control socket and placeholder pool (struct nk_ctlchan),
- * HELLO/WELCOME and the shared region (docs/abi.md sections 1-2),
- * liveness, reattach after an nkd restart, and fork. The rest of the
- * connection is in bufpool.c (buffers), submit.c (SQ, barriers) and
- * waiter.c (CQ, sleeping); conn.h has the objects and the lock order.
+ * logging, internal fds, HELLO/WELCOME and the shared region (docs/abi.md
+ * sections 1-2), liveness, reattach after an nkd restart, and fork. The
+ * rest of the connection is in ctlsock.c (control socket, placeholder
+ * pool), bufpool.c (buffers), submit.c (SQ, barriers) and waiter.c (CQ,
+ * sleeping); conn.h has the objects and the lock order.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -50,12 +50,6 @@ struct nk_conn nk_conn = {
 	.sq = { .sq_lock = PTHREAD_MUTEX_INITIALIZER },
 	.bp = { .buf_lock = PTHREAD_MUTEX_INITIALIZER },
 };
-
-/* Control messages are serialised by ctl_lock; one buffer is enough. */
-static union {
-	struct nk_ctl_hdr hdr;
-	uint8_t b[NK_CTL_MAX_MSG];
-} ctl_buf;
 
 /* ------------------------------------------------------------------------ */
 /* Config and logging. */
@@ -213,315 +207,6 @@ void nk_conn__evacuate(unsigned int lo, unsigned int hi)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Control socket. Callers hold ctl_lock. */
-
-static int ctl_send(const void *msg, size_t len, const int *fds, int nfds)
-{
-	union {
-		struct cmsghdr cm;
-		char b[CMSG_SPACE(2 * sizeof(int))];
-	} u;
-	struct iovec iov = { .iov_base = (void *)msg, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	ssize_t n;
-
-	if (C.ctl.ctl_fd < 0)
-		return -ENOTCONN;
-	if (nfds) {
-		memset(&u, 0, sizeof(u));
-		mh.msg_control = u.b;
-		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-		u.cm.cmsg_level = SOL_SOCKET;
-		u.cm.cmsg_type = SCM_RIGHTS;
-		u.cm.cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(&u.cm), fds, nfds * sizeof(int));
-	}
-	do
-		n = REAL(sendmsg)(C.ctl.ctl_fd, &mh, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	return n == (ssize_t)len ? 0 : -EPROTO;
-}
-
-/* Reply to seq into ctl_buf; fds (up to 3) returned in fds. */
-static int ctl_recv(uint64_t seq, uint32_t type, int *fds, int *nfds)
-{
-	bool reset = false;
-
-	for (;;) {
-		union {
-			struct cmsghdr cm;
-			char b[CMSG_SPACE(4 * sizeof(int))];
-		} u;
-		struct iovec iov = { .iov_base = ctl_buf.b,
-				     .iov_len = sizeof(ctl_buf) };
-		struct msghdr mh = { .msg_iov = &iov,
-				     .msg_iovlen = 1,
-				     .msg_control = u.b,
-				     .msg_controllen = sizeof(u.b) };
-		int got[4], ngot = 0;
-		struct cmsghdr *cm;
-		ssize_t n;
-
-		n = REAL(recvmsg)(C.ctl.ctl_fd, &mh, MSG_CMSG_CLOEXEC);
-		if (n < 0 && errno == EINTR)
-			continue;
-		/*
-		 * nkd closed with our HELLO unread: the reset comes before
-		 * what it queued (an early refusal); read that once more.
-		 */
-		if (n < 0 && errno == ECONNRESET && !reset) {
-			reset = true;
-			continue;
-		}
-		if (n < 0)
-			return errno == EAGAIN ? -ETIMEDOUT : -errno;
-		if (n == 0)
-			return -ECONNRESET;
-		for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-			if (cm->cmsg_level != SOL_SOCKET ||
-			    cm->cmsg_type != SCM_RIGHTS)
-				continue;
-			int k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-
-			for (int i = 0; i < k && ngot < 4; i++)
-				memcpy(&got[ngot++],
-				       CMSG_DATA(cm) + i * sizeof(int),
-				       sizeof(int));
-		}
-		if ((size_t)n < sizeof(struct nk_ctl_hdr) ||
-		    (ctl_buf.hdr.seq != seq &&
-		     !nk_ctl__early_refusal(&ctl_buf.hdr, type)) ||
-		    ctl_buf.hdr.type != type ||
-		    ctl_buf.hdr.len != (uint32_t)n) {
-			/* Not ours (a late reply to a timed-out request). */
-			for (int i = 0; i < ngot; i++)
-				REAL(close)(got[i]);
-			if ((size_t)n >= sizeof(struct nk_ctl_hdr) &&
-			    ctl_buf.hdr.seq > seq)
-				return -EPROTO;
-			continue;
-		}
-		if (nfds) {
-			for (int i = 0; i < ngot; i++) {
-				if (i < 3)
-					fds[i] = got[i];
-				else
-					REAL(close)(got[i]);
-			}
-			*nfds = ngot < 3 ? ngot : 3;
-		} else {
-			for (int i = 0; i < ngot; i++)
-				REAL(close)(got[i]);
-		}
-		return (int)n;
-	}
-}
-
-/* A control-socket failure means nkd is gone for this process. */
-static int ctl_fail(int err)
-{
-	if (err == -ECONNRESET || err == -EPIPE || err == -ENOTCONN)
-		nk_attach__mark_dead("control socket closed");
-	return err;
-}
-
-int nk_ctl__ph_bind(uint32_t handle, uint64_t id, uint64_t dev, uint64_t ino)
-{
-	struct nk_ctl_ph_bind m = {
-		.hdr = { .type = NK_CTL_PH_BIND, .len = sizeof(m) },
-		.handle = handle,
-		.id = id,
-		.ino = ino,
-		.dev = dev,
-	};
-	int err;
-
-	pthread_mutex_lock(&C.ctl.ctl_lock);
-	m.hdr.seq = ++C.ctl.seq;
-	err = ctl_send(&m, sizeof(m), NULL, 0);
-	if (!err && C.at.vm_wait)
-		atomic_fetch_add(&C.sq.vm_binds, 1);
-	pthread_mutex_unlock(&C.ctl.ctl_lock);
-	return err ? ctl_fail(err) : 0;
-}
-
-/* One placeholder from the pool channel, if one is queued. */
-static int pool_recv(int *fd, uint64_t *id)
-{
-	union {
-		struct cmsghdr cm;
-		char b[CMSG_SPACE(4 * sizeof(int))];
-	} u;
-	struct nk_ctl_ph_pool m;
-	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
-	struct msghdr mh = { .msg_iov = &iov,
-			     .msg_iovlen = 1,
-			     .msg_control = u.b,
-			     .msg_controllen = sizeof(u.b) };
-	int got[4], ngot = 0;
-	ssize_t n;
-
-	for (;;) {
-		n = REAL(recvmsg)(C.ctl.pool_fd, &mh,
-				  MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -ECONNRESET;
-		break;
-	}
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm;
-	     cm = CMSG_NXTHDR(&mh, cm)) {
-		int k;
-
-		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-			continue;
-		k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-		for (int i = 0; i < k && ngot < 4; i++)
-			memcpy(&got[ngot++], CMSG_DATA(cm) + i * sizeof(int),
-			       sizeof(int));
-	}
-	if (n != (ssize_t)sizeof(m) || m.hdr.type != NK_CTL_PH_POOL ||
-	    m.hdr.len != sizeof(m) || ngot != 1) {
-		for (int i = 0; i < ngot; i++)
-			REAL(close)(got[i]);
-		return -EPROTO;
-	}
-	*fd = got[0];
-	*id = m.id;
-	return 0;
-}
-
-int nk_conn__ph_take(int *fd, uint64_t *id)
-{
-	struct nk_ctl_hdr refill = { .type = NK_CTL_PH_REFILL,
-				     .len = sizeof(refill) };
-	int64_t deadline = nk_now_ns() + NK_CTL_TIMEOUT_S * 1000000000LL;
-	bool asked = false;
-
-	for (;;) {
-		struct pollfd p = { .fd = C.ctl.pool_fd, .events = POLLIN };
-		int64_t left = deadline - nk_now_ns();
-		int err = pool_recv(fd, id);
-
-		if (err != -EAGAIN)
-			return err;
-		/* Empty: nkd tops up on BIND; ask once in case it cannot. */
-		if (!asked) {
-			pthread_mutex_lock(&C.ctl.ctl_lock);
-			refill.seq = ++C.ctl.seq;
-			err = ctl_send(&refill, sizeof(refill), NULL, 0);
-			pthread_mutex_unlock(&C.ctl.ctl_lock);
-			if (err)
-				return ctl_fail(err);
-			asked = true;
-		}
-		if (left <= 0)
-			return -ENOBUFS;
-		if (REAL(poll)(&p, 1, (int)(left / 1000000 + 1)) < 0 &&
-		    errno != EINTR)
-			return -errno;
-		if (p.revents & (POLLHUP | POLLERR | POLLNVAL) &&
-		    !(p.revents & POLLIN))
-			return -ECONNRESET;
-	}
-}
-
-int nk_ctl__token_req(uint32_t type, uint64_t *token)
-{
-	struct nk_ctl_hdr m = { .type = type, .len = sizeof(m) };
-	struct nk_ctl_status st;
-	int err;
-
-	pthread_mutex_lock(&C.ctl.ctl_lock);
-	m.seq = ++C.ctl.seq;
-	err = ctl_send(&m, sizeof(m), NULL, 0);
-	if (!err) {
-		err = ctl_recv(m.seq, NK_CTL_STATUS, NULL, NULL);
-		if (err >= (int)sizeof(st)) {
-			memcpy(&st, ctl_buf.b, sizeof(st));
-			err = st.status;
-			*token = st.token;
-		} else if (err >= 0) {
-			err = -EPROTO;
-		}
-	}
-	pthread_mutex_unlock(&C.ctl.ctl_lock);
-	return err < 0 ? ctl_fail(err) : 0;
-}
-
-void nk_ctl__token_msg(uint32_t type, uint64_t token, pid_t pid)
-{
-	struct nk_ctl_token m = {
-		.hdr = { .type = type, .len = sizeof(m) },
-		.token = token,
-		.child_pid = pid,
-	};
-
-	pthread_mutex_lock(&C.ctl.ctl_lock);
-	m.hdr.seq = ++C.ctl.seq;
-	ctl_fail(ctl_send(&m, sizeof(m), NULL, 0));
-	pthread_mutex_unlock(&C.ctl.ctl_lock);
-}
-
-/* Send m (its seq set here), take the RESOLVE_REPLY, checked. */
-static int ask_resolve_reply(struct nk_ctl_hdr *m,
-			     struct nk_ctl_resolve_reply **reply)
-{
-	struct nk_ctl_resolve_reply *r;
-	int n;
-
-	pthread_mutex_lock(&C.ctl.ctl_lock);
-	m->seq = ++C.ctl.seq;
-	n = ctl_send(m, m->len, NULL, 0);
-	if (!n)
-		n = ctl_recv(m->seq, NK_CTL_RESOLVE_REPLY, NULL, NULL);
-	if (n >= 0 && (size_t)n < sizeof(*r))
-		n = -EPROTO;
-	if (n >= 0) {
-		r = malloc(n);
-		if (!r) {
-			n = -ENOMEM;
-		} else {
-			memcpy(r, ctl_buf.b, n);
-			if (r->nr_ents > NK_RESOLVE_MAX_ENTS ||
-			    sizeof(*r) + r->nr_ents *
-						    sizeof(struct nk_ctl_resolve_ent) >
-				    (size_t)n) {
-				free(r);
-				n = -EPROTO;
-			} else {
-				r->canonname[sizeof(r->canonname) - 1] = 0;
-				*reply = r;
-			}
-		}
-	}
-	pthread_mutex_unlock(&C.ctl.ctl_lock);
-	return n < 0 ? ctl_fail(n) : 0;
-}
-
-int nk_ctl__resolve(const struct nk_ctl_resolve *req,
-		    struct nk_ctl_resolve_reply **reply)
-{
-	struct nk_ctl_resolve m = *req;
-
-	m.hdr.type = NK_CTL_RESOLVE;
-	m.hdr.len = sizeof(m);
-	return ask_resolve_reply(&m.hdr, reply);
-}
-
-int nk_ctl__dns_servers(struct nk_ctl_resolve_reply **reply)
-{
-	struct nk_ctl_hdr m = { .type = NK_CTL_DNS_SERVERS, .len = sizeof(m) };
-
-	return ask_resolve_reply(&m, reply);
-}
-
-/* ------------------------------------------------------------------------ */
 /* Attach. */
 
 /* The connection's descriptors: control socket, doorbell, buffer pool. */
@@ -618,7 +303,7 @@ static void log_attach_failure(const char *what, int err, const char *then)
 
 /*
  * Connect, HELLO, WELCOME, map. On success the WELCOME (with its handle
- * list) is left in ctl_buf for the caller, who holds ctl_lock.
+ * list) is left in C.ctl.buf for the caller, who holds ctl_lock.
  */
 static int do_attach(bool inherit, uint64_t token, int *nhandles)
 {
@@ -658,11 +343,11 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 	hello.flags |= NK_HELLO_F_VM; /* nk-vmagent wants to know */
 	snprintf(hello.guest, sizeof(hello.guest), "%s", nk_cfg.guest);
 	hello.hdr.seq = ++C.ctl.seq;
-	err = ctl_send(&hello, sizeof(hello), NULL, 0);
+	err = nk_ctlchan__send(&hello, sizeof(hello), NULL, 0);
 	/* nkd may have closed with an early refusal: still read it. */
 	if (err && err != -EPIPE && err != -ECONNRESET)
 		goto fail;
-	n = ctl_recv(hello.hdr.seq, NK_CTL_WELCOME, fds, &nfds);
+	n = nk_ctlchan__recv(hello.hdr.seq, NK_CTL_WELCOME, fds, &nfds);
 	if (n < 0) {
 		err = n;
 		goto fail;
@@ -670,7 +355,7 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 	err = -EPROTO;
 	if ((size_t)n < sizeof(w))
 		goto fail;
-	memcpy(&w, ctl_buf.b, sizeof(w));
+	memcpy(&w, C.ctl.buf.b, sizeof(w));
 	if (w.status < 0) {
 		/* An answer, not an outage: say why (docs/abi.md). */
 		size_t tl = (size_t)n - sizeof(w);
@@ -678,7 +363,7 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 		refused = true;
 		if (tl >= sizeof(refused_why))
 			tl = sizeof(refused_why) - 1;
-		memcpy(refused_why, ctl_buf.b + sizeof(w), tl);
+		memcpy(refused_why, C.ctl.buf.b + sizeof(w), tl);
 		refused_why[tl] = '\0';
 		err = w.status;
 		goto fail;
@@ -690,7 +375,7 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 	/* From nk-vmagent: a window of the VM's shared memory. */
 	hl = sizeof(w) + (size_t)w.nr_handles * sizeof(struct nk_ctl_handle);
 	if ((size_t)n >= hl + sizeof(vm))
-		memcpy(&vm, ctl_buf.b + hl, sizeof(vm));
+		memcpy(&vm, C.ctl.buf.b + hl, sizeof(vm));
 	if (vm.magic != NK_WELCOME_VM_MAGIC)
 		memset(&vm, 0, sizeof(vm));
 	C.at.vm_wait = vm.flags & NK_WELCOME_VM_F_BELL_WAIT;
@@ -730,7 +415,7 @@ fail:
 
 static const struct nk_ctl_handle *welcome_handles(void)
 {
-	return (const void *)(ctl_buf.b + sizeof(struct nk_ctl_welcome));
+	return (const void *)(C.ctl.buf.b + sizeof(struct nk_ctl_welcome));
 }
 
 /* Inherited handles not named by any fd of ours: give them back. */

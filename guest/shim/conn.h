@@ -7,7 +7,7 @@
  *   struct nk_attach   conn.c     HELLO/WELCOME, the mapped region, state,
  *                                 liveness, reattach generation, fork,
  *                                 internal fds; config and logging
- *   struct nk_ctlchan  conn.c     control socket requests, placeholder pool
+ *   struct nk_ctlchan  ctlsock.c  control socket requests, placeholder pool
  *   struct nk_bufpool  bufpool.c  data-area buffers, send window accounting
  *   struct nk_submit   submit.c   SQ submission, doorbell, NOP barriers,
  *                                 VM-mode sync
@@ -82,12 +82,17 @@ struct nk_attach {
 	atomic_uint conn_gen;
 };
 
-/* The control socket and the placeholder pool channel (conn.c). */
+/* The control socket and the placeholder pool channel (ctlsock.c). */
 struct nk_ctlchan {
 	pthread_mutex_t ctl_lock; /* serialises requests and ctl_buf */
 	int ctl_fd;
 	int pool_fd; /* placeholder pool channel from nkd (abi.md §6) */
 	uint64_t seq;
+	/* Control messages are serialised by ctl_lock; one buffer is enough. */
+	union {
+		struct nk_ctl_hdr hdr;
+		uint8_t b[NK_CTL_MAX_MSG];
+	} buf;
 };
 
 struct bufmeta {
@@ -146,6 +151,14 @@ NK_HIDDEN void nk_attach__mark_dead(const char *why);
 NK_HIDDEN void nk_attach__check_alive(void);
 /* conn.c: nkd still up, by words in the shared header (cheap). */
 NK_HIDDEN bool nk_attach__host_ok(void);
+/*
+ * ctlsock.c, callers hold ctl.ctl_lock: send one control message (with
+ * fds); take the reply to seq of type into ctl.buf (fds, up to 3, too).
+ */
+NK_HIDDEN int nk_ctlchan__send(const void *msg, size_t len, const int *fds,
+			       int nfds);
+NK_HIDDEN int nk_ctlchan__recv(uint64_t seq, uint32_t type, int *fds,
+			       int *nfds);
 /* bufpool.c: give back a buffer from nk_buf__alloc_send(). */
 NK_HIDDEN void nk_bufpool__free_send(int idx);
 /* submit.c: ring the doorbell a plugged section held back. */
