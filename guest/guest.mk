@@ -11,9 +11,8 @@ SHIM_SRCS := $(SHIM_DIR)/real.c $(SHIM_DIR)/fdtable.c $(SHIM_DIR)/conn.c \
 	$(SHIM_DIR)/resolve.c $(SHIM_DIR)/cmsg.c $(SHIM_DIR)/rxbatch.c \
 	$(SHIM_DIR)/dnsmap.c $(SHIM_DIR)/rawsys.c \
 	$(SHIM_DIR)/refused.c $(SHIM_DIR)/signals.c \
-	$(SHIM_DIR)/reattach.c
-# Read-ahead handed back to nkd before fork and exec.
-SHIM_SRCS += $(SHIM_DIR)/giveback.c
+	$(SHIM_DIR)/reattach.c $(SHIM_DIR)/bufpool.c $(SHIM_DIR)/waiter.c \
+	$(SHIM_DIR)/submit.c $(SHIM_DIR)/ctlsock.c $(SHIM_DIR)/giveback.c
 SHIM_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(SHIM_SRCS))
 SHIM_MAP := guest/libnkshim.map
 

@@ -1,22 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
- * The process's attachment to nkd: control socket, shared region, the one
- * queue set we ask for (through include/netkernel/guest_ring.h), the
- * data-area buffer allocator, the waiting discipline for completions
- * (docs/abi.md sections 1-4), NOP barriers and the placeholder pool.
- *
- * Locks, always taken in this order: attach_lock -> ctl_lock -> cq_lock ->
- * sq_lock -> buf_lock. The fd table has its own locks and is never held
- * while taking these.
- *
- * Waiting: one waiter at a time is the *reaper*: it spins briefly on the CQ
- * tail, then sets NEED_WAKEUP and sleeps in FUTEX_WAIT on the CQ tail; nkd
- * wakes it. The others are *followers* sleeping on a process-private futex
- * (gen) that the reaper bumps whenever it dispatched completions or gave up
- * the reaper role, so a completion reaped by one thread for another is
- * never a lost wakeup. A wait without a deadline sleeps untimed; the
- * watchdog thread wakes the sleepers every 200 ms while anyone waits, so a
- * dead nkd is noticed even if it never wakes us.
+ * The process's attachment to nkd (struct nk_attach, conn.h): config and
+ * logging, internal fds, HELLO/WELCOME and the shared region (docs/abi.md
+ * sections 1-2), liveness, reattach after an nkd restart, and fork. The
+ * rest of the connection is in ctlsock.c (control socket, placeholder
+ * pool), bufpool.c (buffers), submit.c (SQ, barriers) and waiter.c (CQ,
+ * sleeping); conn.h has the objects and the lock order.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -41,113 +30,26 @@
 #include "netkernel/guest_ring.h"
 #include "netkernel/ring.h"
 #include "netkernel/spin.h"
+#include "conn.h"
 #include "shim.h"
 #include "signals.h"
 
-#define NK_SLICE_NS (200 * 1000000LL) /* longest sleep between checks */
-#define NK_SPIN_NS (50 * 1000LL) /* spin before sleeping */
-#define NK_SPIN_QUICK_NS (200 * 1000LL) /* ...for an op nkd answers at once */
-/* Longest sleep between looks at the SQ head (nk_ring__wait_taken). */
-#define NK_TAKEN_SLICE_NS (100 * 1000LL)
-/* epoll_wait/poll spin this long while the process is talking to nkd... */
-#define NK_MUX_SPIN_NS (50 * 1000LL)
-/* ...that is, submitted something this recently. */
-#define NK_MUX_ACTIVE_NS (1000 * 1000LL)
-/*
- * Caps with at most 2 online CPUs, where a spin takes nkd's or the peer's
- * core (netkernel/spin.h, docs/shim.md). Not for the multiplexers: a round
- * trip through nkd (~35 us) must fit in their spin, or a ping-pong pays a
- * wake-up and a run-queue wait each way (sockperf p50 went 35 -> 175 us
- * with a 20 us cap on the loaded 2-core machine).
- */
-#define NK_SPIN_FEW_CPUS_NS (20 * 1000LL)
-#define NK_MUX_SPIN_FEW_CPUS_NS NK_MUX_SPIN_NS
-#define NK_CTL_TIMEOUT_S 5 /* a control reply later than this: nkd hung */
-#define NK_EPENDING 1 /* a signal is pending: handled like EINTR */
-
-/* user_data tags: sync ops are 8-aligned pointers (tag 0). */
-#define UD_TAG_MASK 7u
-#define UD_SEND 1u /* async SEND, buffer index in the upper bits */
-#define UD_IGNORE 2u /* fire-and-forget (CLOSE, CANCEL) */
-#define UD_PREFETCH 3u /* read-ahead RECV, buffer index in the upper bits */
-#define UD_BARRIER 4u /* NOP barrier, its sequence number in the upper bits */
-/* Longest a multiplexer waits for nkd to catch up with this process. */
-#define NK_BARRIER_NS (2 * 1000 * 1000LL)
-/* VM mode: how long a barrier waits for nk-vmagent's placeholders. */
-#define NK_VM_BARRIER_NS (500 * 1000 * 1000LL)
-
-/*
- * Barriers (abi.md §5, NOP): set when an SQE that changes a peer's
- * readiness (SEND, SHUTDOWN, CLOSE) was published since the last one.
- */
-static atomic_int barrier_dirty;
-static atomic_uint barrier_seq, barrier_done;
-/* VM mode: nkd's placeholder ops the last NOP covers (abi.md §9). */
-static atomic_uint barrier_ph;
-/* VM mode: PH_BINDs sent on this connection (vm_ph_bound, abi.md §9). */
-static atomic_uint vm_binds;
-
 struct nk_cfg nk_cfg;
 
-struct bufmeta {
-	struct nk_sock *sock; /* owner of an async SEND, else NULL */
-	uint32_t bytes;
-	uint32_t charge; /* what the SEND counts against the window */
+struct nk_conn nk_conn = {
+	.at = {
+		.attach_lock = PTHREAD_MUTEX_INITIALIZER,
+		.bell_fd = -1,
+	},
+	.ctl = {
+		.ctl_lock = PTHREAD_MUTEX_INITIALIZER,
+		.ctl_fd = -1,
+		.pool_fd = -1,
+	},
+	.w = { .cq_lock = PTHREAD_MUTEX_INITIALIZER },
+	.sq = { .sq_lock = PTHREAD_MUTEX_INITIALIZER },
+	.bp = { .buf_lock = PTHREAD_MUTEX_INITIALIZER },
 };
-
-static struct {
-	atomic_int state;
-	pthread_mutex_t attach_lock, ctl_lock, cq_lock, sq_lock, buf_lock;
-	int ctl_fd, bell_fd;
-	int pool_fd; /* placeholder pool channel from nkd (abi.md §6) */
-	uint8_t *region;
-	size_t region_size;
-	struct nk_region_hdr *hdr;
-	struct nk_gring ring; /* queue set 0 (netkernel/guest_ring.h) */
-	uint8_t *data;
-	uint32_t buf_size, nr_bufs, send_window, send_charge;
-	uint64_t epoch, features, seq;
-	/* VM mode (abi.md §9): the bell is a stream from nk-vmagent, and
-	 * the reaper sleeps on it instead of FUTEX_WAIT on the CQ tail. */
-	bool vm_wait;
-	uint32_t *free_bufs, nfree;
-	/* Buffers async SENDs hold, and how many they may (the rest is kept
-	 * for receives, accepts and options: sends never starve them). */
-	uint32_t send_bufs, send_cap;
-	struct bufmeta *meta;
-	bool reaper_busy;
-	struct nk_spin wait_spin; /* the reaper's (only it touches it) */
-	int nfollowers;
-	uint32_t gen; /* futex word, __atomic ops */
-	atomic_llong inflight; /* SEND bytes of all sockets */
-	int64_t last_check;
-	atomic_uint nwaiters; /* threads asleep in a wait (futex word) */
-	atomic_int wd_parked; /* watchdog sleeps on nwaiters: wake it */
-	atomic_int wd_seen; /* a wait began since the watchdog last looked */
-	_Atomic int64_t last_submit_ns;
-	bool wd_running;
-	bool child_have_token;
-	uint64_t child_token;
-	atomic_int dead_logged;
-	/* Bumped when a connection is retired (all locks held): an op
-	 * submitted on an older one never completes. */
-	atomic_uint conn_gen;
-} C = {
-	.attach_lock = PTHREAD_MUTEX_INITIALIZER,
-	.ctl_lock = PTHREAD_MUTEX_INITIALIZER,
-	.cq_lock = PTHREAD_MUTEX_INITIALIZER,
-	.sq_lock = PTHREAD_MUTEX_INITIALIZER,
-	.buf_lock = PTHREAD_MUTEX_INITIALIZER,
-	.ctl_fd = -1,
-	.bell_fd = -1,
-	.pool_fd = -1,
-};
-
-/* Control messages are serialised by ctl_lock; one buffer is enough. */
-static union {
-	struct nk_ctl_hdr hdr;
-	uint8_t b[NK_CTL_MAX_MSG];
-} ctl_buf;
 
 /* ------------------------------------------------------------------------ */
 /* Config and logging. */
@@ -178,7 +80,7 @@ void nk_cfg__load(void)
 	if (dladdr((void *)nk_cfg__load, &di) && di.dli_fname)
 		snprintf(nk_cfg.shim_path, sizeof(nk_cfg.shim_path), "%s",
 			 di.dli_fname);
-	nk_spin__init(&C.wait_spin,
+	nk_spin__init(&C.w.wait_spin,
 		      nk_spin__cap(secure_getenv("NK_WAIT_SPIN_MAX_NS"),
 				   NK_SPIN_QUICK_NS, NK_SPIN_FEW_CPUS_NS));
 }
@@ -263,13 +165,14 @@ static int move_high(int fd, int avoid)
 
 bool nk_conn__is_internal_fd(int fd)
 {
-	return fd >= 0 &&
-	       (fd == C.ctl_fd || fd == C.bell_fd || fd == C.pool_fd);
+	return fd >= 0 && (fd == C.ctl.ctl_fd || fd == C.at.bell_fd ||
+			   fd == C.ctl.pool_fd);
 }
 
 int nk_conn__internal_fds(int out[NK_INTERNAL_FDS])
 {
-	int n = 0, all[NK_INTERNAL_FDS] = { C.ctl_fd, C.bell_fd, C.pool_fd };
+	int n = 0, all[NK_INTERNAL_FDS] = { C.ctl.ctl_fd, C.at.bell_fd,
+					    C.ctl.pool_fd };
 
 	for (int i = 0; i < NK_INTERNAL_FDS; i++) {
 		int j = n++;
@@ -288,332 +191,19 @@ int nk_conn__internal_fds(int out[NK_INTERNAL_FDS])
 
 void nk_conn__evacuate(unsigned int lo, unsigned int hi)
 {
-	pthread_mutex_lock(&C.ctl_lock);
-	pthread_mutex_lock(&C.sq_lock);
-	if (C.ctl_fd >= 0 && (unsigned int)C.ctl_fd >= lo &&
-	    (unsigned int)C.ctl_fd <= hi)
-		C.ctl_fd = move_high(C.ctl_fd, (int)hi);
-	if (C.bell_fd >= 0 && (unsigned int)C.bell_fd >= lo &&
-	    (unsigned int)C.bell_fd <= hi)
-		C.bell_fd = move_high(C.bell_fd, (int)hi);
-	if (C.pool_fd >= 0 && (unsigned int)C.pool_fd >= lo &&
-	    (unsigned int)C.pool_fd <= hi)
-		C.pool_fd = move_high(C.pool_fd, (int)hi);
-	pthread_mutex_unlock(&C.sq_lock);
-	pthread_mutex_unlock(&C.ctl_lock);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Control socket. Callers hold ctl_lock. */
-
-static int ctl_send(const void *msg, size_t len, const int *fds, int nfds)
-{
-	union {
-		struct cmsghdr cm;
-		char b[CMSG_SPACE(2 * sizeof(int))];
-	} u;
-	struct iovec iov = { .iov_base = (void *)msg, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	ssize_t n;
-
-	if (C.ctl_fd < 0)
-		return -ENOTCONN;
-	if (nfds) {
-		memset(&u, 0, sizeof(u));
-		mh.msg_control = u.b;
-		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-		u.cm.cmsg_level = SOL_SOCKET;
-		u.cm.cmsg_type = SCM_RIGHTS;
-		u.cm.cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(&u.cm), fds, nfds * sizeof(int));
-	}
-	do
-		n = REAL(sendmsg)(C.ctl_fd, &mh, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	return n == (ssize_t)len ? 0 : -EPROTO;
-}
-
-/* Reply to seq into ctl_buf; fds (up to 3) returned in fds. */
-static int ctl_recv(uint64_t seq, uint32_t type, int *fds, int *nfds)
-{
-	bool reset = false;
-
-	for (;;) {
-		union {
-			struct cmsghdr cm;
-			char b[CMSG_SPACE(4 * sizeof(int))];
-		} u;
-		struct iovec iov = { .iov_base = ctl_buf.b,
-				     .iov_len = sizeof(ctl_buf) };
-		struct msghdr mh = { .msg_iov = &iov,
-				     .msg_iovlen = 1,
-				     .msg_control = u.b,
-				     .msg_controllen = sizeof(u.b) };
-		int got[4], ngot = 0;
-		struct cmsghdr *cm;
-		ssize_t n;
-
-		n = REAL(recvmsg)(C.ctl_fd, &mh, MSG_CMSG_CLOEXEC);
-		if (n < 0 && errno == EINTR)
-			continue;
-		/*
-		 * nkd closed with our HELLO unread: the reset comes before
-		 * what it queued (an early refusal); read that once more.
-		 */
-		if (n < 0 && errno == ECONNRESET && !reset) {
-			reset = true;
-			continue;
-		}
-		if (n < 0)
-			return errno == EAGAIN ? -ETIMEDOUT : -errno;
-		if (n == 0)
-			return -ECONNRESET;
-		for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-			if (cm->cmsg_level != SOL_SOCKET ||
-			    cm->cmsg_type != SCM_RIGHTS)
-				continue;
-			int k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-
-			for (int i = 0; i < k && ngot < 4; i++)
-				memcpy(&got[ngot++],
-				       CMSG_DATA(cm) + i * sizeof(int),
-				       sizeof(int));
-		}
-		if ((size_t)n < sizeof(struct nk_ctl_hdr) ||
-		    (ctl_buf.hdr.seq != seq &&
-		     !nk_ctl__early_refusal(&ctl_buf.hdr, type)) ||
-		    ctl_buf.hdr.type != type ||
-		    ctl_buf.hdr.len != (uint32_t)n) {
-			/* Not ours (a late reply to a timed-out request). */
-			for (int i = 0; i < ngot; i++)
-				REAL(close)(got[i]);
-			if ((size_t)n >= sizeof(struct nk_ctl_hdr) &&
-			    ctl_buf.hdr.seq > seq)
-				return -EPROTO;
-			continue;
-		}
-		if (nfds) {
-			for (int i = 0; i < ngot; i++) {
-				if (i < 3)
-					fds[i] = got[i];
-				else
-					REAL(close)(got[i]);
-			}
-			*nfds = ngot < 3 ? ngot : 3;
-		} else {
-			for (int i = 0; i < ngot; i++)
-				REAL(close)(got[i]);
-		}
-		return (int)n;
-	}
-}
-
-static void mark_dead(const char *why);
-static void wake_waiters(void);
-static void watchdog_start(void);
-
-/* A control-socket failure means nkd is gone for this process. */
-static int ctl_fail(int err)
-{
-	if (err == -ECONNRESET || err == -EPIPE || err == -ENOTCONN)
-		mark_dead("control socket closed");
-	return err;
-}
-
-int nk_ctl__ph_bind(uint32_t handle, uint64_t id, uint64_t dev, uint64_t ino)
-{
-	struct nk_ctl_ph_bind m = {
-		.hdr = { .type = NK_CTL_PH_BIND, .len = sizeof(m) },
-		.handle = handle,
-		.id = id,
-		.ino = ino,
-		.dev = dev,
-	};
-	int err;
-
-	pthread_mutex_lock(&C.ctl_lock);
-	m.hdr.seq = ++C.seq;
-	err = ctl_send(&m, sizeof(m), NULL, 0);
-	if (!err && C.vm_wait)
-		atomic_fetch_add(&vm_binds, 1);
-	pthread_mutex_unlock(&C.ctl_lock);
-	return err ? ctl_fail(err) : 0;
-}
-
-/* One placeholder from the pool channel, if one is queued. */
-static int pool_recv(int *fd, uint64_t *id)
-{
-	union {
-		struct cmsghdr cm;
-		char b[CMSG_SPACE(4 * sizeof(int))];
-	} u;
-	struct nk_ctl_ph_pool m;
-	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
-	struct msghdr mh = { .msg_iov = &iov,
-			     .msg_iovlen = 1,
-			     .msg_control = u.b,
-			     .msg_controllen = sizeof(u.b) };
-	int got[4], ngot = 0;
-	ssize_t n;
-
-	for (;;) {
-		n = REAL(recvmsg)(C.pool_fd, &mh,
-				  MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -ECONNRESET;
-		break;
-	}
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm;
-	     cm = CMSG_NXTHDR(&mh, cm)) {
-		int k;
-
-		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-			continue;
-		k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-		for (int i = 0; i < k && ngot < 4; i++)
-			memcpy(&got[ngot++], CMSG_DATA(cm) + i * sizeof(int),
-			       sizeof(int));
-	}
-	if (n != (ssize_t)sizeof(m) || m.hdr.type != NK_CTL_PH_POOL ||
-	    m.hdr.len != sizeof(m) || ngot != 1) {
-		for (int i = 0; i < ngot; i++)
-			REAL(close)(got[i]);
-		return -EPROTO;
-	}
-	*fd = got[0];
-	*id = m.id;
-	return 0;
-}
-
-int nk_conn__ph_take(int *fd, uint64_t *id)
-{
-	struct nk_ctl_hdr refill = { .type = NK_CTL_PH_REFILL,
-				     .len = sizeof(refill) };
-	int64_t deadline = nk_now_ns() + NK_CTL_TIMEOUT_S * 1000000000LL;
-	bool asked = false;
-
-	for (;;) {
-		struct pollfd p = { .fd = C.pool_fd, .events = POLLIN };
-		int64_t left = deadline - nk_now_ns();
-		int err = pool_recv(fd, id);
-
-		if (err != -EAGAIN)
-			return err;
-		/* Empty: nkd tops up on BIND; ask once in case it cannot. */
-		if (!asked) {
-			pthread_mutex_lock(&C.ctl_lock);
-			refill.seq = ++C.seq;
-			err = ctl_send(&refill, sizeof(refill), NULL, 0);
-			pthread_mutex_unlock(&C.ctl_lock);
-			if (err)
-				return ctl_fail(err);
-			asked = true;
-		}
-		if (left <= 0)
-			return -ENOBUFS;
-		if (REAL(poll)(&p, 1, (int)(left / 1000000 + 1)) < 0 &&
-		    errno != EINTR)
-			return -errno;
-		if (p.revents & (POLLHUP | POLLERR | POLLNVAL) &&
-		    !(p.revents & POLLIN))
-			return -ECONNRESET;
-	}
-}
-
-int nk_ctl__token_req(uint32_t type, uint64_t *token)
-{
-	struct nk_ctl_hdr m = { .type = type, .len = sizeof(m) };
-	struct nk_ctl_status st;
-	int err;
-
-	pthread_mutex_lock(&C.ctl_lock);
-	m.seq = ++C.seq;
-	err = ctl_send(&m, sizeof(m), NULL, 0);
-	if (!err) {
-		err = ctl_recv(m.seq, NK_CTL_STATUS, NULL, NULL);
-		if (err >= (int)sizeof(st)) {
-			memcpy(&st, ctl_buf.b, sizeof(st));
-			err = st.status;
-			*token = st.token;
-		} else if (err >= 0) {
-			err = -EPROTO;
-		}
-	}
-	pthread_mutex_unlock(&C.ctl_lock);
-	return err < 0 ? ctl_fail(err) : 0;
-}
-
-void nk_ctl__token_msg(uint32_t type, uint64_t token, pid_t pid)
-{
-	struct nk_ctl_token m = {
-		.hdr = { .type = type, .len = sizeof(m) },
-		.token = token,
-		.child_pid = pid,
-	};
-
-	pthread_mutex_lock(&C.ctl_lock);
-	m.hdr.seq = ++C.seq;
-	ctl_fail(ctl_send(&m, sizeof(m), NULL, 0));
-	pthread_mutex_unlock(&C.ctl_lock);
-}
-
-/* Send m (its seq set here), take the RESOLVE_REPLY, checked. */
-static int ask_resolve_reply(struct nk_ctl_hdr *m,
-			     struct nk_ctl_resolve_reply **reply)
-{
-	struct nk_ctl_resolve_reply *r;
-	int n;
-
-	pthread_mutex_lock(&C.ctl_lock);
-	m->seq = ++C.seq;
-	n = ctl_send(m, m->len, NULL, 0);
-	if (!n)
-		n = ctl_recv(m->seq, NK_CTL_RESOLVE_REPLY, NULL, NULL);
-	if (n >= 0 && (size_t)n < sizeof(*r))
-		n = -EPROTO;
-	if (n >= 0) {
-		r = malloc(n);
-		if (!r) {
-			n = -ENOMEM;
-		} else {
-			memcpy(r, ctl_buf.b, n);
-			if (r->nr_ents > NK_RESOLVE_MAX_ENTS ||
-			    sizeof(*r) + r->nr_ents *
-						    sizeof(struct nk_ctl_resolve_ent) >
-				    (size_t)n) {
-				free(r);
-				n = -EPROTO;
-			} else {
-				r->canonname[sizeof(r->canonname) - 1] = 0;
-				*reply = r;
-			}
-		}
-	}
-	pthread_mutex_unlock(&C.ctl_lock);
-	return n < 0 ? ctl_fail(n) : 0;
-}
-
-int nk_ctl__resolve(const struct nk_ctl_resolve *req,
-		    struct nk_ctl_resolve_reply **reply)
-{
-	struct nk_ctl_resolve m = *req;
-
-	m.hdr.type = NK_CTL_RESOLVE;
-	m.hdr.len = sizeof(m);
-	return ask_resolve_reply(&m.hdr, reply);
-}
-
-int nk_ctl__dns_servers(struct nk_ctl_resolve_reply **reply)
-{
-	struct nk_ctl_hdr m = { .type = NK_CTL_DNS_SERVERS, .len = sizeof(m) };
-
-	return ask_resolve_reply(&m, reply);
+	pthread_mutex_lock(&C.ctl.ctl_lock);
+	pthread_mutex_lock(&C.sq.sq_lock);
+	if (C.ctl.ctl_fd >= 0 && (unsigned int)C.ctl.ctl_fd >= lo &&
+	    (unsigned int)C.ctl.ctl_fd <= hi)
+		C.ctl.ctl_fd = move_high(C.ctl.ctl_fd, (int)hi);
+	if (C.at.bell_fd >= 0 && (unsigned int)C.at.bell_fd >= lo &&
+	    (unsigned int)C.at.bell_fd <= hi)
+		C.at.bell_fd = move_high(C.at.bell_fd, (int)hi);
+	if (C.ctl.pool_fd >= 0 && (unsigned int)C.ctl.pool_fd >= lo &&
+	    (unsigned int)C.ctl.pool_fd <= hi)
+		C.ctl.pool_fd = move_high(C.ctl.pool_fd, (int)hi);
+	pthread_mutex_unlock(&C.sq.sq_lock);
+	pthread_mutex_unlock(&C.ctl.ctl_lock);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -622,32 +212,32 @@ int nk_ctl__dns_servers(struct nk_ctl_resolve_reply **reply)
 /* The connection's descriptors: control socket, doorbell, buffer pool. */
 static void close_conn_fds(void)
 {
-	if (C.ctl_fd >= 0)
-		REAL(close)(C.ctl_fd);
-	if (C.bell_fd >= 0)
-		REAL(close)(C.bell_fd);
-	if (C.pool_fd >= 0)
-		REAL(close)(C.pool_fd);
-	C.ctl_fd = C.bell_fd = C.pool_fd = -1;
+	if (C.ctl.ctl_fd >= 0)
+		REAL(close)(C.ctl.ctl_fd);
+	if (C.at.bell_fd >= 0)
+		REAL(close)(C.at.bell_fd);
+	if (C.ctl.pool_fd >= 0)
+		REAL(close)(C.ctl.pool_fd);
+	C.ctl.ctl_fd = C.at.bell_fd = C.ctl.pool_fd = -1;
 }
 
 static void detach_local(void)
 {
-	if (C.region)
-		munmap(C.region, C.region_size);
-	C.region = NULL;
-	C.hdr = NULL;
+	if (C.at.region)
+		munmap(C.at.region, C.at.region_size);
+	C.at.region = NULL;
+	C.at.hdr = NULL;
 	close_conn_fds();
-	free(C.free_bufs);
-	free(C.meta);
-	C.free_bufs = NULL;
-	C.meta = NULL;
-	C.nfree = 0;
+	free(C.bp.free_bufs);
+	free(C.bp.meta);
+	C.bp.free_bufs = NULL;
+	C.bp.meta = NULL;
+	C.bp.nfree = 0;
 }
 
 static bool in_region(uint64_t off, uint64_t len)
 {
-	return off <= C.region_size && len <= C.region_size - off;
+	return off <= C.at.region_size && len <= C.at.region_size - off;
 }
 
 static int map_region(int rfd, uint64_t size, uint64_t off)
@@ -662,36 +252,37 @@ static int map_region(int rfd, uint64_t size, uint64_t off)
 		 (off_t)off);
 	if (p == MAP_FAILED)
 		return -errno;
-	C.region = p;
-	C.region_size = size;
+	C.at.region = p;
+	C.at.region_size = size;
 	h = p;
-	C.hdr = h;
+	C.at.hdr = h;
 	if (h->magic != NK_REGION_MAGIC || h->abi_version != NK_ABI_VERSION ||
 	    h->hdr_size < sizeof(*h) || h->region_size > size ||
 	    h->nr_qsets < 1 || h->nr_qsets > NK_MAX_QSETS)
 		return -EPROTO;
 	q = &h->qsets[0];
-	if (nk_gring__init(&C.ring, C.region, size, q) || !h->buf_size ||
+	if (nk_gring__init(&C.at.ring, C.at.region, size, q) || !h->buf_size ||
 	    !h->nr_bufs ||
 	    !in_region(h->data_off, (uint64_t)h->buf_size * h->nr_bufs))
 		return -EPROTO;
-	C.data = C.region + h->data_off;
-	C.buf_size = h->buf_size;
-	C.nr_bufs = h->nr_bufs;
-	C.send_window = h->send_window ? h->send_window : h->buf_size;
-	C.send_charge = h->send_charge ? h->send_charge : 1;
-	C.send_cap = C.nr_bufs >= 4 ? C.nr_bufs - C.nr_bufs / 4 : C.nr_bufs;
-	C.send_bufs = 0;
-	C.epoch = h->epoch;
-	C.features = h->features;
-	C.free_bufs = malloc(sizeof(uint32_t) * C.nr_bufs);
-	C.meta = calloc(C.nr_bufs, sizeof(*C.meta));
-	if (!C.free_bufs || !C.meta)
+	C.bp.data = C.at.region + h->data_off;
+	C.bp.buf_size = h->buf_size;
+	C.bp.nr_bufs = h->nr_bufs;
+	C.bp.send_window = h->send_window ? h->send_window : h->buf_size;
+	C.bp.send_charge = h->send_charge ? h->send_charge : 1;
+	C.bp.send_cap = C.bp.nr_bufs >= 4 ? C.bp.nr_bufs - C.bp.nr_bufs / 4
+					  : C.bp.nr_bufs;
+	C.bp.send_bufs = 0;
+	C.at.epoch = h->epoch;
+	C.at.features = h->features;
+	C.bp.free_bufs = malloc(sizeof(uint32_t) * C.bp.nr_bufs);
+	C.bp.meta = calloc(C.bp.nr_bufs, sizeof(*C.bp.meta));
+	if (!C.bp.free_bufs || !C.bp.meta)
 		return -ENOMEM;
 	/* Hand out low buffers first: fewer pages touched. */
-	for (uint32_t i = 0; i < C.nr_bufs; i++)
-		C.free_bufs[i] = C.nr_bufs - 1 - i;
-	C.nfree = C.nr_bufs;
+	for (uint32_t i = 0; i < C.bp.nr_bufs; i++)
+		C.bp.free_bufs[i] = C.bp.nr_bufs - 1 - i;
+	C.bp.nfree = C.bp.nr_bufs;
 	return 0;
 }
 
@@ -712,7 +303,7 @@ static void log_attach_failure(const char *what, int err, const char *then)
 
 /*
  * Connect, HELLO, WELCOME, map. On success the WELCOME (with its handle
- * list) is left in ctl_buf for the caller, who holds ctl_lock.
+ * list) is left in C.ctl.buf for the caller, who holds ctl_lock.
  */
 static int do_attach(bool inherit, uint64_t token, int *nhandles)
 {
@@ -739,9 +330,11 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 		REAL(close)(fd);
 		return err;
 	}
-	C.ctl_fd = move_high(fd, -1);
-	REAL(setsockopt)(C.ctl_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	REAL(setsockopt)(C.ctl_fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	C.ctl.ctl_fd = move_high(fd, -1);
+	REAL(setsockopt)
+	(C.ctl.ctl_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	REAL(setsockopt)
+	(C.ctl.ctl_fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 
 	if (inherit) {
 		hello.flags = NK_HELLO_F_INHERIT;
@@ -749,12 +342,12 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 	}
 	hello.flags |= NK_HELLO_F_VM; /* nk-vmagent wants to know */
 	snprintf(hello.guest, sizeof(hello.guest), "%s", nk_cfg.guest);
-	hello.hdr.seq = ++C.seq;
-	err = ctl_send(&hello, sizeof(hello), NULL, 0);
+	hello.hdr.seq = ++C.ctl.seq;
+	err = nk_ctlchan__send(&hello, sizeof(hello), NULL, 0);
 	/* nkd may have closed with an early refusal: still read it. */
 	if (err && err != -EPIPE && err != -ECONNRESET)
 		goto fail;
-	n = ctl_recv(hello.hdr.seq, NK_CTL_WELCOME, fds, &nfds);
+	n = nk_ctlchan__recv(hello.hdr.seq, NK_CTL_WELCOME, fds, &nfds);
 	if (n < 0) {
 		err = n;
 		goto fail;
@@ -762,7 +355,7 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 	err = -EPROTO;
 	if ((size_t)n < sizeof(w))
 		goto fail;
-	memcpy(&w, ctl_buf.b, sizeof(w));
+	memcpy(&w, C.ctl.buf.b, sizeof(w));
 	if (w.status < 0) {
 		/* An answer, not an outage: say why (docs/abi.md). */
 		size_t tl = (size_t)n - sizeof(w);
@@ -770,7 +363,7 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 		refused = true;
 		if (tl >= sizeof(refused_why))
 			tl = sizeof(refused_why) - 1;
-		memcpy(refused_why, ctl_buf.b + sizeof(w), tl);
+		memcpy(refused_why, C.ctl.buf.b + sizeof(w), tl);
 		refused_why[tl] = '\0';
 		err = w.status;
 		goto fail;
@@ -782,34 +375,35 @@ static int do_attach(bool inherit, uint64_t token, int *nhandles)
 	/* From nk-vmagent: a window of the VM's shared memory. */
 	hl = sizeof(w) + (size_t)w.nr_handles * sizeof(struct nk_ctl_handle);
 	if ((size_t)n >= hl + sizeof(vm))
-		memcpy(&vm, ctl_buf.b + hl, sizeof(vm));
+		memcpy(&vm, C.ctl.buf.b + hl, sizeof(vm));
 	if (vm.magic != NK_WELCOME_VM_MAGIC)
 		memset(&vm, 0, sizeof(vm));
-	C.vm_wait = vm.flags & NK_WELCOME_VM_F_BELL_WAIT;
+	C.at.vm_wait = vm.flags & NK_WELCOME_VM_F_BELL_WAIT;
 	/* nkd counts anew for this connection (a restarted one from 0) */
-	atomic_store(&vm_binds, 0);
-	atomic_store(&barrier_ph, 0);
+	atomic_store(&C.sq.vm_binds, 0);
+	atomic_store(&C.sq.barrier_ph, 0);
 	err = map_region(fds[0], w.region_size, vm.region_off);
 	REAL(close)(fds[0]);
 	fds[0] = -1;
 	if (err)
 		goto fail;
-	C.bell_fd = move_high(fds[1], C.ctl_fd);
+	C.at.bell_fd = move_high(fds[1], C.ctl.ctl_fd);
 	fds[1] = -1;
 	/* A stream: a full one means the agent has our ring already. */
-	if (C.vm_wait)
-		REAL(fcntl)(C.bell_fd, F_SETFL, O_NONBLOCK);
-	C.pool_fd = move_high(fds[2], C.bell_fd);
+	if (C.at.vm_wait)
+		REAL(fcntl)(C.at.bell_fd, F_SETFL, O_NONBLOCK);
+	C.ctl.pool_fd = move_high(fds[2], C.at.bell_fd);
 	fds[2] = -1;
 	*nhandles = (int)w.nr_handles;
-	C.last_check = nk_now_ns();
-	atomic_store(&C.state, NK_ST_UP);
-	watchdog_start();
+	C.w.last_check = nk_now_ns();
+	atomic_store(&C.at.state, NK_ST_UP);
+	nk_waiter__watchdog_start();
 	nk_rst__on_attach();
 	nk_dbg("attached to %s as guest %s (conn %u, %u bufs of %u, window %u)",
 	       nk_cfg.socket_path,
 	       nk_cfg.guest[0] ? nk_cfg.guest : "(picked by nkd)",
-	       C.hdr->conn_id, C.nr_bufs, C.buf_size, C.send_window);
+	       C.at.hdr->conn_id, C.bp.nr_bufs, C.bp.buf_size,
+	       C.bp.send_window);
 	return 0;
 fail:
 	for (int i = 0; i < 3; i++)
@@ -821,10 +415,8 @@ fail:
 
 static const struct nk_ctl_handle *welcome_handles(void)
 {
-	return (const void *)(ctl_buf.b + sizeof(struct nk_ctl_welcome));
+	return (const void *)(C.ctl.buf.b + sizeof(struct nk_ctl_welcome));
 }
-
-static void submit_ignored(uint8_t opcode, uint32_t handle, uint64_t arg64);
 
 /* Inherited handles not named by any fd of ours: give them back. */
 static void close_unclaimed(const struct nk_ctl_handle *hs, int n)
@@ -850,7 +442,7 @@ static void close_unclaimed(const struct nk_ctl_handle *hs, int n)
 			gone[ngone++] = hs[i].handle;
 	}
 	for (int i = 0; i < ngone; i++)
-		submit_ignored(NK_OP_CLOSE, gone[i], 0);
+		nk_submit__ignored(NK_OP_CLOSE, gone[i], 0);
 	free(gone);
 }
 
@@ -867,22 +459,22 @@ static int attach_child(void)
 	struct nk_ctl_handle *hs = NULL;
 	int n = 0, err;
 
-	pthread_mutex_lock(&C.ctl_lock);
-	err = do_attach(true, C.child_token, &n);
+	pthread_mutex_lock(&C.ctl.ctl_lock);
+	err = do_attach(true, C.at.child_token, &n);
 	if (!err && n) {
 		hs = malloc(sizeof(*hs) * n);
 		if (hs)
 			memcpy(hs, welcome_handles(), sizeof(*hs) * n);
 	}
-	pthread_mutex_unlock(&C.ctl_lock);
-	C.child_have_token = false;
+	pthread_mutex_unlock(&C.ctl.ctl_lock);
+	C.at.child_have_token = false;
 	if (err) {
-		atomic_store(&C.state, NK_ST_DEAD);
+		atomic_store(&C.at.state, NK_ST_DEAD);
 		log_attach_failure("cannot re-attach to nkd after fork", err,
 				   "inherited sockets fail");
 		return err;
 	}
-	atomic_store(&C.state, NK_ST_UP);
+	atomic_store(&C.at.state, NK_ST_UP);
 	if (hs)
 		close_unclaimed(hs, n);
 	free(hs);
@@ -891,7 +483,7 @@ static int attach_child(void)
 
 int nk_conn__ensure(void)
 {
-	int st = atomic_load_explicit(&C.state, memory_order_acquire), err;
+	int st = atomic_load_explicit(&C.at.state, memory_order_acquire), err;
 
 	if (__builtin_expect(st == NK_ST_UP, 1))
 		return 0;
@@ -900,36 +492,36 @@ int nk_conn__ensure(void)
 	if (st == NK_ST_UNREACHABLE)
 		return nk_cfg.fallback == NK_FB_PASSTHROUGH ? -EHOSTUNREACH
 							    : -ENETDOWN;
-	pthread_mutex_lock(&C.attach_lock);
-	st = atomic_load(&C.state);
+	pthread_mutex_lock(&C.at.attach_lock);
+	st = atomic_load(&C.at.state);
 	if (st == NK_ST_INIT) {
 		int n = 0;
 
-		pthread_mutex_lock(&C.ctl_lock);
+		pthread_mutex_lock(&C.ctl.ctl_lock);
 		err = do_attach(false, 0, &n);
-		pthread_mutex_unlock(&C.ctl_lock);
+		pthread_mutex_unlock(&C.ctl.ctl_lock);
 		if (err) {
 			log_attach_failure("cannot reach nkd", err,
 					   fallback_words());
-			atomic_store(&C.state, NK_ST_UNREACHABLE);
+			atomic_store(&C.at.state, NK_ST_UNREACHABLE);
 		} else {
-			atomic_store(&C.state, NK_ST_UP);
+			atomic_store(&C.at.state, NK_ST_UP);
 		}
 	} else if (st == NK_ST_CHILD) {
 		attach_child();
 	}
-	pthread_mutex_unlock(&C.attach_lock);
+	pthread_mutex_unlock(&C.at.attach_lock);
 	return nk_conn__ensure();
 }
 
 enum nk_state nk_conn__state(void)
 {
-	return atomic_load(&C.state);
+	return atomic_load(&C.at.state);
 }
 
 uint32_t nk_conn__buf_size(void)
 {
-	return C.buf_size;
+	return C.bp.buf_size;
 }
 
 /* Each thread runs its own event loop: its own spin history. */
@@ -938,10 +530,11 @@ static __thread bool mux_spin_ready;
 
 int64_t nk_conn__mux_spin_ns(void)
 {
-	int64_t last =
-		atomic_load_explicit(&C.last_submit_ns, memory_order_relaxed);
+	int64_t last = atomic_load_explicit(&C.sq.last_submit_ns,
+					    memory_order_relaxed);
 
-	if (atomic_load_explicit(&C.state, memory_order_relaxed) != NK_ST_UP ||
+	if (atomic_load_explicit(&C.at.state, memory_order_relaxed) !=
+		    NK_ST_UP ||
 	    nk_now_ns() - last > NK_MUX_ACTIVE_NS)
 		return -1;
 	if (!mux_spin_ready) {
@@ -976,12 +569,12 @@ void nk_conn__mux_spun(bool hit, int64_t slept, bool useful)
 
 bool nk_conn__has_feature(uint64_t feat)
 {
-	return (C.features & feat) == feat;
+	return (C.at.features & feat) == feat;
 }
 
 uint32_t nk_conn__send_window(void)
 {
-	return C.send_window;
+	return C.bp.send_window;
 }
 
 int nk_conn__attach_exec(uint64_t token)
@@ -989,23 +582,23 @@ int nk_conn__attach_exec(uint64_t token)
 	struct nk_ctl_handle *hs = NULL;
 	int n = 0, err;
 
-	pthread_mutex_lock(&C.attach_lock);
-	pthread_mutex_lock(&C.ctl_lock);
+	pthread_mutex_lock(&C.at.attach_lock);
+	pthread_mutex_lock(&C.ctl.ctl_lock);
 	err = do_attach(true, token, &n);
 	if (!err && n) {
 		hs = malloc(sizeof(*hs) * n);
 		if (hs)
 			memcpy(hs, welcome_handles(), sizeof(*hs) * n);
 	}
-	pthread_mutex_unlock(&C.ctl_lock);
+	pthread_mutex_unlock(&C.ctl.ctl_lock);
 	if (err) {
 		log_attach_failure("cannot reach nkd", err, fallback_words());
-		atomic_store(&C.state, NK_ST_UNREACHABLE);
-		pthread_mutex_unlock(&C.attach_lock);
+		atomic_store(&C.at.state, NK_ST_UNREACHABLE);
+		pthread_mutex_unlock(&C.at.attach_lock);
 		return err;
 	}
-	atomic_store(&C.state, NK_ST_UP);
-	pthread_mutex_unlock(&C.attach_lock);
+	atomic_store(&C.at.state, NK_ST_UP);
+	pthread_mutex_unlock(&C.at.attach_lock);
 
 	/* Find each inherited placeholder among our fds by its inode. */
 	for (int fd = 0; hs && fd < (int)nk_fdtab__size(); fd++) {
@@ -1048,59 +641,59 @@ int nk_conn__attach_exec(uint64_t token)
 /* ------------------------------------------------------------------------ */
 /* Liveness. */
 
-static void mark_dead(const char *why)
+void nk_attach__mark_dead(const char *why)
 {
-	int st = atomic_load(&C.state);
+	int st = atomic_load(&C.at.state);
 
 	if (st != NK_ST_UP)
 		return;
-	atomic_store(&C.state, NK_ST_DEAD);
-	if (!atomic_exchange(&C.dead_logged, 1))
+	atomic_store(&C.at.state, NK_ST_DEAD);
+	if (!atomic_exchange(&C.at.dead_logged, 1))
 		nk_log("lost nkd at %s (%s); %s", nk_cfg.socket_path, why,
 		       nk_rst__on_dead());
 	/* Every sleeper must see it now. */
-	wake_waiters();
+	nk_waiter__wake_all();
 }
 
 /* Cheap checks: words in the shared header. */
-static bool host_ok(void)
+bool nk_attach__host_ok(void)
 {
-	if (__atomic_load_n(&C.hdr->host_flags, __ATOMIC_ACQUIRE) &
+	if (__atomic_load_n(&C.at.hdr->host_flags, __ATOMIC_ACQUIRE) &
 	    NK_HOST_F_DEAD) {
-		mark_dead("nkd disconnected this guest");
+		nk_attach__mark_dead("nkd disconnected this guest");
 		return false;
 	}
-	if (__atomic_load_n(&C.hdr->epoch, __ATOMIC_RELAXED) != C.epoch) {
-		mark_dead("nkd restarted");
+	if (__atomic_load_n(&C.at.hdr->epoch, __ATOMIC_RELAXED) != C.at.epoch) {
+		nk_attach__mark_dead("nkd restarted");
 		return false;
 	}
 	return true;
 }
 
-static void check_alive(void)
+void nk_attach__check_alive(void)
 {
-	struct pollfd p = { .fd = C.ctl_fd, .events = POLLRDHUP };
+	struct pollfd p = { .fd = C.ctl.ctl_fd, .events = POLLRDHUP };
 
-	if (atomic_load(&C.state) != NK_ST_UP || !host_ok())
+	if (atomic_load(&C.at.state) != NK_ST_UP || !nk_attach__host_ok())
 		return;
 	if (poll(&p, 1, 0) > 0 &&
 	    (p.revents & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL)))
-		mark_dead("control socket closed");
+		nk_attach__mark_dead("control socket closed");
 }
 
 void nk_conn__check_alive(void)
 {
-	check_alive();
+	nk_attach__check_alive();
 }
 
 int nk_conn__ctl_fd(void)
 {
-	return C.ctl_fd;
+	return C.ctl.ctl_fd;
 }
 
 unsigned int nk_conn__waiters(void)
 {
-	return atomic_load(&C.nwaiters);
+	return atomic_load(&C.w.nwaiters);
 }
 
 /*
@@ -1121,13 +714,13 @@ static void retire_locked(void)
 	 * futex: move the tail so such a wait fails at once, and wake
 	 * whoever already sleeps there.
 	 */
-	if (C.region && C.ring.cqi) {
-		__atomic_add_fetch(&C.ring.cqi->tail, 1, __ATOMIC_SEQ_CST);
-		syscall(SYS_futex, &C.ring.cqi->tail, FUTEX_WAKE, INT_MAX, NULL,
-			NULL, 0);
+	if (C.at.region && C.at.ring.cqi) {
+		__atomic_add_fetch(&C.at.ring.cqi->tail, 1, __ATOMIC_SEQ_CST);
+		syscall(SYS_futex, &C.at.ring.cqi->tail, FUTEX_WAKE, INT_MAX,
+			NULL, NULL, 0);
 	}
-	if (C.region &&
-	    mmap(C.region, C.region_size, PROT_READ | PROT_WRITE,
+	if (C.at.region &&
+	    mmap(C.at.region, C.at.region_size, PROT_READ | PROT_WRITE,
 		 MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
 		 0) == MAP_FAILED)
 		nk_log("cannot retire the old region: %s", strerror(errno));
@@ -1135,1109 +728,57 @@ static void retire_locked(void)
 	 * hdr and data keep pointing there: a thread that saw the state UP
 	 * a moment ago reads a zero epoch (so: dead), never NULL.
 	 */
-	if (C.region)
-		retired_hdr = C.hdr;
-	C.region = NULL;
-	atomic_fetch_add(&C.conn_gen, 1);
+	if (C.at.region)
+		retired_hdr = C.at.hdr;
+	C.at.region = NULL;
+	atomic_fetch_add(&C.at.conn_gen, 1);
 	close_conn_fds();
-	C.free_bufs = NULL;
-	C.meta = NULL;
-	C.nfree = 0;
-	C.send_bufs = 0;
-	atomic_store(&C.inflight, 0);
-	atomic_store(&barrier_dirty, 0);
-	atomic_store(&barrier_done, atomic_load(&barrier_seq));
+	C.bp.free_bufs = NULL;
+	C.bp.meta = NULL;
+	C.bp.nfree = 0;
+	C.bp.send_bufs = 0;
+	atomic_store(&C.bp.inflight, 0);
+	atomic_store(&C.sq.barrier_dirty, 0);
+	atomic_store(&C.sq.barrier_done, atomic_load(&C.sq.barrier_seq));
 }
 
 int nk_conn__reattach(const char **why)
 {
-	uint64_t old_epoch = C.epoch;
+	uint64_t old_epoch = C.at.epoch;
 	int n = 0, err;
 
 	*why = NULL;
-	pthread_mutex_lock(&C.attach_lock);
-	if (atomic_load(&C.state) != NK_ST_DEAD) {
-		err = atomic_load(&C.state) == NK_ST_UP ? 0 : -ENETDOWN;
-		pthread_mutex_unlock(&C.attach_lock);
+	pthread_mutex_lock(&C.at.attach_lock);
+	if (atomic_load(&C.at.state) != NK_ST_DEAD) {
+		err = atomic_load(&C.at.state) == NK_ST_UP ? 0 : -ENETDOWN;
+		pthread_mutex_unlock(&C.at.attach_lock);
 		return err;
 	}
-	pthread_mutex_lock(&C.ctl_lock);
-	pthread_mutex_lock(&C.cq_lock);
-	pthread_mutex_lock(&C.sq_lock);
-	pthread_mutex_lock(&C.buf_lock);
+	pthread_mutex_lock(&C.ctl.ctl_lock);
+	pthread_mutex_lock(&C.w.cq_lock);
+	pthread_mutex_lock(&C.sq.sq_lock);
+	pthread_mutex_lock(&C.bp.buf_lock);
 	retire_locked();
 	err = do_attach(false, 0, &n);
-	if (!err && C.epoch == old_epoch) {
+	if (!err && C.at.epoch == old_epoch) {
 		/* The same nkd dropped us on purpose: stay detached. */
-		atomic_store(&C.state, NK_ST_DEAD);
+		atomic_store(&C.at.state, NK_ST_DEAD);
 		retire_locked();
 		err = -ESTALE;
 	} else if (err) {
-		atomic_store(&C.state, NK_ST_DEAD);
-		C.hdr = retired_hdr; /* detach_local() cleared it */
+		atomic_store(&C.at.state, NK_ST_DEAD);
+		C.at.hdr = retired_hdr; /* detach_local() cleared it */
 		if (refused)
 			*why = refused_why;
 	} else {
-		atomic_store(&C.dead_logged, 0);
+		atomic_store(&C.at.dead_logged, 0);
 	}
-	pthread_mutex_unlock(&C.buf_lock);
-	pthread_mutex_unlock(&C.sq_lock);
-	pthread_mutex_unlock(&C.cq_lock);
-	pthread_mutex_unlock(&C.ctl_lock);
-	pthread_mutex_unlock(&C.attach_lock);
+	pthread_mutex_unlock(&C.bp.buf_lock);
+	pthread_mutex_unlock(&C.sq.sq_lock);
+	pthread_mutex_unlock(&C.w.cq_lock);
+	pthread_mutex_unlock(&C.ctl.ctl_lock);
+	pthread_mutex_unlock(&C.at.attach_lock);
 	return err;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Buffers. */
-
-uint8_t *nk_buf__ptr(int idx)
-{
-	return C.data + (size_t)idx * C.buf_size;
-}
-
-uint32_t nk_buf__off(int idx)
-{
-	return (uint32_t)idx * C.buf_size;
-}
-
-static int buf_take(void)
-{
-	int idx = -1;
-
-	pthread_mutex_lock(&C.buf_lock);
-	if (C.nfree)
-		idx = (int)C.free_bufs[--C.nfree];
-	pthread_mutex_unlock(&C.buf_lock);
-	return idx;
-}
-
-void nk_buf__free(int idx)
-{
-	pthread_mutex_lock(&C.buf_lock);
-	if (C.free_bufs && C.nfree < C.nr_bufs)
-		C.free_bufs[C.nfree++] = (uint32_t)idx;
-	pthread_mutex_unlock(&C.buf_lock);
-}
-
-int nk_buf__alloc_spare(void)
-{
-	int idx = -1;
-
-	/* An older nkd refuses the flag as malformed. */
-	if (!(C.features & NK_FEAT_RECV_PREFETCH))
-		return -1;
-	pthread_mutex_lock(&C.buf_lock);
-	/* Read-ahead must never starve sends and blocking receives. */
-	if (C.nfree > C.nr_bufs / 2)
-		idx = (int)C.free_bufs[--C.nfree];
-	pthread_mutex_unlock(&C.buf_lock);
-	return idx;
-}
-
-/* A buffer for an async SEND, within send_cap. */
-static int buf_take_send(void)
-{
-	int idx = -1;
-
-	pthread_mutex_lock(&C.buf_lock);
-	if (C.nfree && C.send_bufs < C.send_cap) {
-		idx = (int)C.free_bufs[--C.nfree];
-		C.send_bufs++;
-	}
-	pthread_mutex_unlock(&C.buf_lock);
-	return idx;
-}
-
-/* Give back a buffer from nk_buf__alloc_send(). */
-static void buf_free_send(int idx)
-{
-	pthread_mutex_lock(&C.buf_lock);
-	if (C.send_bufs)
-		C.send_bufs--;
-	pthread_mutex_unlock(&C.buf_lock);
-	nk_buf__free(idx);
-}
-
-static int buf_alloc(bool send, bool wait, int64_t deadline_ns)
-{
-	for (;;) {
-		uint32_t g = nk_ring__gen();
-		int idx = send ? buf_take_send() : buf_take(), err;
-
-		if (idx >= 0)
-			return idx;
-		nk_ring__poll();
-		idx = send ? buf_take_send() : buf_take();
-		if (idx >= 0)
-			return idx;
-		if (!wait)
-			return -EAGAIN;
-		err = nk_ring__wait_progress(g, deadline_ns, true);
-		if (err == -ETIMEDOUT)
-			return -EAGAIN;
-		if (err)
-			return err;
-	}
-}
-
-int nk_buf__alloc(bool wait, int64_t deadline_ns)
-{
-	return buf_alloc(false, wait, deadline_ns);
-}
-
-int nk_buf__alloc_send(bool wait, int64_t deadline_ns)
-{
-	return buf_alloc(true, wait, deadline_ns);
-}
-
-uint32_t nk_conn__send_charge(uint32_t bytes)
-{
-	return bytes > C.send_charge ? bytes : C.send_charge;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Rings. */
-
-static void ring_bell(void)
-{
-	uint64_t one = 1;
-
-	if (REAL(write)(C.bell_fd, &one, sizeof(one)) < 0)
-		(void)0; /* counter saturated: nkd is awake anyway */
-}
-
-/*
- * A plugged thread (sendmmsg) publishes its SQEs but rings the doorbell
- * once, at the unplug, or before it sleeps for anything (futex_wait): so
- * many SQEs cost one doorbell, and a wait never misses nkd's answer.
- */
-static __thread int plug_depth;
-static __thread bool plug_bell;
-
-static void plug_flush(void)
-{
-	if (plug_bell) {
-		plug_bell = false;
-		ring_bell();
-	}
-}
-
-void nk_ring__plug(void)
-{
-	plug_depth++;
-}
-
-void nk_ring__unplug(void)
-{
-	if (plug_depth > 0 && --plug_depth == 0)
-		plug_flush();
-}
-
-/*
- * *seq: the SQ tail that published the entry (nkd took it at head >= *seq).
- * @s: the socket the entry is about, if the caller has it.
- */
-static int submit_seq(struct nk_sqe *sqe, uint32_t *seq,
-		      const struct nk_sock *s)
-{
-	uint32_t idx;
-	bool bell;
-
-	if (atomic_load(&C.state) != NK_ST_UP || !host_ok())
-		return -ENETDOWN;
-	/*
-	 * A socket of an nkd that restarted (reattach.c): no such handle.
-	 * SOCKET, NOP and CANCEL name no socket, so their handle is 0 too.
-	 */
-	if (sqe->handle == NK_HANDLE_LOST && sqe->opcode != NK_OP_SOCKET &&
-	    sqe->opcode != NK_OP_NOP && sqe->opcode != NK_OP_CANCEL)
-		return -ECONNRESET;
-	pthread_mutex_lock(&C.sq_lock);
-	for (;;) {
-		if (nk_sq__reserve(&C.ring, 1, &idx))
-			break;
-		/* Full: nkd is behind, or waits for CQ room we must free. */
-		pthread_mutex_unlock(&C.sq_lock);
-		ring_bell();
-		nk_ring__poll();
-		usleep(50);
-		if (atomic_load(&C.state) != NK_ST_UP || !host_ok())
-			return -ENETDOWN;
-		pthread_mutex_lock(&C.sq_lock);
-	}
-	if (nk_cfg.debug >= 2)
-		nk_log("sqe op %u handle %u flags %#x ud %#llx len %u",
-		       sqe->opcode, sqe->handle, sqe->flags,
-		       (unsigned long long)sqe->user_data, sqe->io.buf_len);
-	*nk_sq__entry(&C.ring, idx) = *sqe;
-	if (sqe->user_data && !(sqe->user_data & UD_TAG_MASK))
-		((struct nk_call *)(uintptr_t)sqe->user_data)->conn_gen =
-			atomic_load(&C.conn_gen);
-	if ((sqe->opcode == NK_OP_SEND || sqe->opcode == NK_OP_SHUTDOWN ||
-	     sqe->opcode == NK_OP_CLOSE) &&
-	    !(s && atomic_load_explicit(&s->peer_remote, memory_order_relaxed)))
-		atomic_store_explicit(&barrier_dirty, 1, memory_order_relaxed);
-	/* Publishes the entry, then reads NEED_WAKEUP after a fence. */
-	bell = nk_sq__submit(&C.ring);
-	*seq = nk_sq__tail(&C.ring);
-	atomic_store_explicit(&C.last_submit_ns, nk_now_ns(),
-			      memory_order_relaxed);
-	if (bell && plug_depth)
-		plug_bell = true;
-	else if (bell)
-		ring_bell();
-	pthread_mutex_unlock(&C.sq_lock);
-	return 0;
-}
-
-int nk_ring__submit(struct nk_sqe *sqe)
-{
-	uint32_t seq;
-
-	return submit_seq(sqe, &seq, NULL);
-}
-
-static void submit_ignored(uint8_t opcode, uint32_t handle, uint64_t arg64)
-{
-	struct nk_sqe sqe = { .opcode = opcode,
-			      .handle = handle,
-			      .user_data = UD_IGNORE };
-
-	sqe.ctl.arg64 = arg64;
-	nk_ring__submit(&sqe);
-}
-
-static void dispatch(const struct nk_cqe *cqe)
-{
-	uint64_t ud = cqe->user_data;
-
-	if (nk_cfg.debug >= 2)
-		nk_log("cqe ud %#llx res %d flags %#x handle %u",
-		       (unsigned long long)ud, cqe->res, cqe->flags,
-		       cqe->handle);
-
-	switch (ud & UD_TAG_MASK) {
-	case 0: {
-		struct nk_call *op = (struct nk_call *)(uintptr_t)ud;
-
-		if (!op)
-			return;
-		op->cqe = *cqe;
-		atomic_store_explicit(&op->done, 1, memory_order_release);
-		return;
-	}
-	case UD_SEND: {
-		uint64_t idx = ud >> 3;
-		struct nk_sock *s;
-		uint32_t bytes;
-
-		if (idx >= C.nr_bufs || !(s = C.meta[idx].sock))
-			return;
-		bytes = C.meta[idx].bytes;
-		C.meta[idx].sock = NULL;
-		buf_free_send((int)idx);
-		if (cqe->res < 0)
-			nk_sock__send_failed(s, -cqe->res);
-		else
-			atomic_store(&s->tx_ok, 1);
-		atomic_fetch_sub(&C.inflight, bytes);
-		atomic_fetch_sub(&s->inflight, bytes);
-		atomic_fetch_sub(&s->charged, C.meta[idx].charge);
-		nk_sock__put(s);
-		return;
-	}
-	case UD_PREFETCH: {
-		uint64_t idx = ud >> 3;
-		struct nk_sock *s;
-		int done = NK_PF_DONE;
-
-		if (idx >= C.nr_bufs || !(s = C.meta[idx].sock))
-			return;
-		C.meta[idx].sock = NULL;
-		s->pf_res = cqe->res;
-		s->pf_end = cqe->aux; /* a batch's bytes (rxbatch.c) */
-		atomic_store(&s->pf_state, NK_PF_DONE);
-		/* Closed meanwhile: nobody will read it (see shim.h). */
-		if (atomic_load(&s->closing) &&
-		    atomic_compare_exchange_strong(&s->pf_state, &done,
-						   NK_PF_NONE))
-			nk_buf__free((int)idx);
-		nk_sock__put(s);
-		return;
-	}
-	case UD_BARRIER: {
-		unsigned seq = (unsigned)(ud >> 3), done;
-
-		if (C.vm_wait)
-			atomic_store(&barrier_ph, cqe->aux);
-		done = atomic_load(&barrier_done);
-		while ((int)(seq - done) > 0 &&
-		       !atomic_compare_exchange_weak(&barrier_done, &done, seq))
-			;
-		return;
-	}
-	default:
-		return;
-	}
-}
-
-/* Called with cq_lock held. */
-static bool reap_locked(void)
-{
-	uint32_t idx;
-	int n = nk_cq__peek(&C.ring, C.ring.cq_n, &idx);
-
-	if (n < 0) {
-		mark_dead("completion ring corrupt");
-		return false;
-	}
-	for (int k = 0; k < n; k++) {
-		struct nk_cqe cqe = *nk_cq__entry(&C.ring, idx + (uint32_t)k);
-
-		/* The slot is copied out: nkd may reuse it. */
-		nk_cq__release(&C.ring, 1);
-		dispatch(&cqe);
-	}
-	if (n > 0) {
-		__atomic_add_fetch(&C.gen, 1, __ATOMIC_SEQ_CST);
-		if (C.nfollowers)
-			syscall(SYS_futex, &C.gen, FUTEX_WAKE_PRIVATE, INT_MAX,
-				NULL, NULL, 0);
-	}
-	return n > 0;
-}
-
-void nk_ring__poll(void)
-{
-	if (atomic_load(&C.state) != NK_ST_UP)
-		return;
-	pthread_mutex_lock(&C.cq_lock);
-	reap_locked();
-	pthread_mutex_unlock(&C.cq_lock);
-}
-
-uint32_t nk_ring__gen(void)
-{
-	return __atomic_load_n(&C.gen, __ATOMIC_SEQ_CST);
-}
-
-/* ns == 0: no timeout. Returns -EINTR when a handler interrupted it. */
-static int futex_wait(uint32_t *addr, int op, uint32_t val, int64_t ns)
-{
-	struct timespec ts = { .tv_sec = ns / 1000000000LL,
-			       .tv_nsec = ns % 1000000000LL };
-
-	plug_flush(); /* what we wait for may need nkd awake */
-	if (syscall(SYS_futex, addr, op, val, ns ? &ts : NULL, NULL, 0) < 0)
-		return errno == EINTR ? -EINTR : 0;
-	return 0;
-}
-
-static void wake_waiters(void)
-{
-	if (C.ring.cqi)
-		syscall(SYS_futex, &C.ring.cqi->tail, FUTEX_WAKE, INT_MAX, NULL,
-			NULL, 0);
-	__atomic_add_fetch(&C.gen, 1, __ATOMIC_SEQ_CST);
-	syscall(SYS_futex, &C.gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
-}
-
-/*
- * Waits without a deadline sleep in an untimed FUTEX_WAIT, so the kernel
- * itself restarts them under SA_RESTART and reports EINTR otherwise (a
- * timed wait would report EINTR always, and a timeout racing a signal
- * would hide it). Their periodic wake-up to notice a dead nkd comes from
- * this thread, which ticks every 200 ms only while someone is waiting and
- * blocks every signal so it never takes one meant for the application.
- */
-static void *watchdog(void *arg)
-{
-	const struct timespec tick = { .tv_nsec = NK_SLICE_NS };
-	sigset_t all;
-
-	(void)arg;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, NULL);
-	/* Kept through a reattach (reattach.c): it needs us afterwards. */
-	while (atomic_load(&C.state) == NK_ST_UP || nk_rst__pending()) {
-		/*
-		 * Parked only while nobody waits; a waiter wakes us only if
-		 * we are parked (seq_cst on both sides: one of the two sees
-		 * the other), so a wait costs no futex call while we tick.
-		 * We park only after a whole tick in which no wait began: a
-		 * process making socket calls all the time (a server under
-		 * load) would otherwise wake us, at a futex call and two
-		 * context switches, on nearly every call that waits.
-		 */
-		atomic_store(&C.wd_parked, 1);
-		if (!atomic_load(&C.nwaiters) &&
-		    !atomic_exchange(&C.wd_seen, 0)) {
-			futex_wait((uint32_t *)&C.nwaiters, FUTEX_WAIT_PRIVATE,
-				   0, 0);
-			atomic_store(&C.wd_parked, 0);
-			continue;
-		}
-		atomic_store(&C.wd_parked, 0);
-		nanosleep(&tick, NULL);
-		check_alive();
-		if (atomic_load(&C.nwaiters))
-			wake_waiters();
-	}
-	wake_waiters();
-	C.wd_running = false; /* a later attach starts another */
-	return NULL;
-}
-
-int nk_thread__start_quiet(void *(*fn)(void *), size_t stack)
-{
-	pthread_attr_t a;
-	pthread_t t;
-	sigset_t all, old;
-	int err;
-
-	pthread_attr_init(&a);
-	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&a, stack);
-	/* Born with every signal blocked: no window to take one. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	err = pthread_create(&t, &a, fn, NULL);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&a);
-	return -err;
-}
-
-static void watchdog_start(void)
-{
-	if (C.wd_running)
-		return;
-	if (nk_thread__start_quiet(watchdog, 64 * 1024) == 0)
-		C.wd_running = true;
-	else
-		nk_log("cannot start the liveness thread; a dead nkd may go "
-		       "unnoticed by blocked calls");
-}
-
-static void waiter_enter(void)
-{
-	if (!atomic_load_explicit(&C.wd_seen, memory_order_relaxed))
-		atomic_store(&C.wd_seen, 1);
-	if (atomic_fetch_add(&C.nwaiters, 1) == 0 && atomic_load(&C.wd_parked))
-		syscall(SYS_futex, &C.nwaiters, FUTEX_WAKE_PRIVATE, 1, NULL,
-			NULL, 0);
-}
-
-static void waiter_leave(void)
-{
-	atomic_fetch_sub(&C.nwaiters, 1);
-}
-
-/*
- * A timed FUTEX_WAIT interrupted by a handler returns EINTR even under
- * SA_RESTART (the kernel restarts only untimed waits), so decide the way
- * the kernel would for a socket call: restart unless some installed
- * handler lacks SA_RESTART. We cannot tell which signal it was; erring
- * towards EINTR is what careful applications handle anyway.
- */
-static bool signals_restart(void)
-{
-	for (int sig = 1; sig < NSIG; sig++) {
-		struct sigaction sa;
-
-		if (sig == SIGKILL || sig == SIGSTOP)
-			continue;
-		if (sigaction(sig, NULL, &sa))
-			continue;
-		if (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN)
-			continue;
-		if (!(sa.sa_flags & SA_RESTART))
-			return false;
-	}
-	return true;
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
-
-static bool op_done(struct nk_call *op, uint32_t since)
-{
-	if (op)
-		return atomic_load_explicit(&op->done, memory_order_acquire);
-	return nk_ring__gen() != since;
-}
-
-/*
- * Signals and sleeping. A handler that runs while we are between sleeps
- * (spinning, reaping) would be missed: the kernel only ever runs it on the
- * way out of the syscall that then returns EINTR. So once a wait is about
- * to sleep, signals are blocked for the rest of it and let in only across
- * the futex call; a signal already pending counts as an interruption
- * without sleeping. What is left is the few instructions between the
- * unmask and the futex entry.
- */
-struct sigwin {
-	bool masked;
-	bool exact; /* FUTEX_WAITV with the handler counter: no mask needed */
-	struct nk_sigsnap snap;
-	sigset_t old;
-};
-
-static void sigwin_block(struct sigwin *w)
-{
-	sigset_t all;
-
-	if (w->masked)
-		return;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &w->old);
-	w->masked = true;
-}
-
-/* Let pending signals run their handlers now. */
-static void sigwin_deliver(struct sigwin *w)
-{
-	sigset_t all;
-
-	if (!w->masked)
-		return;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &w->old, NULL);
-	pthread_sigmask(SIG_SETMASK, &all, NULL);
-}
-
-static void sigwin_end(struct sigwin *w)
-{
-	if (w->masked)
-		pthread_sigmask(SIG_SETMASK, &w->old, NULL);
-	w->masked = false;
-}
-
-static int sleep_futex(struct sigwin *w, uint32_t *addr, int op, uint32_t val,
-		       int64_t ns)
-{
-	sigset_t pend, all;
-	int err;
-
-	if (w && w->exact) {
-		plug_flush(); /* what we wait for may need nkd awake */
-		return nk_sig__futex_wait(addr, op == FUTEX_WAIT_PRIVATE, val,
-					  &w->snap, ns);
-	}
-	if (!w || !w->masked)
-		return futex_wait(addr, op, val, ns);
-	if (sigpending(&pend) == 0) {
-		for (int sig = 1; sig < NSIG; sig++)
-			if (sigismember(&pend, sig) == 1 &&
-			    sigismember(&w->old, sig) != 1)
-				return NK_EPENDING; /* caller delivers it */
-	}
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &w->old, NULL);
-	err = futex_wait(addr, op, val, ns);
-	pthread_sigmask(SIG_SETMASK, &all, NULL);
-	return err;
-}
-
-/*
- * VM mode: no futex crosses the VM boundary (and FUTEX_WAIT on a PCI BAR
- * mapping fails), so nk-vmagent writes a byte on the bell stream when nkd
- * says the CQ moved. A byte written before we sleep stays queued: no
- * lost wake-up. Local wake-ups (wake_waiters) reach the futex only, so
- * the sleep is cut into slices of at most 100 ms.
- */
-static int sleep_bell(struct sigwin *w, int64_t ns)
-{
-	struct pollfd p = { .fd = C.bell_fd, .events = POLLIN };
-	int ms = ns > 0 && ns < 100000000 ? (int)(ns / 1000000) + 1 : 100;
-	sigset_t pend, all;
-	char buf[64];
-	int r;
-
-	plug_flush(); /* what we wait for may need nkd awake */
-	if (w && w->masked && sigpending(&pend) == 0) {
-		for (int sig = 1; sig < NSIG; sig++)
-			if (sigismember(&pend, sig) == 1 &&
-			    sigismember(&w->old, sig) != 1)
-				return NK_EPENDING;
-	}
-	if (w && w->masked)
-		pthread_sigmask(SIG_SETMASK, &w->old, NULL);
-	r = REAL(poll)(&p, 1, ms);
-	if (w && w->masked) {
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, NULL);
-	}
-	/*
-	 * An untimed FUTEX_WAIT is restarted by the kernel under SA_RESTART;
-	 * poll() never is, so decide as the kernel would for the socket call.
-	 */
-	if (r < 0 && errno == EINTR)
-		return !ns && signals_restart() ? 0 : -EINTR;
-	if (r > 0)
-		while (REAL(recv)(C.bell_fd, buf, sizeof(buf), MSG_DONTWAIT) ==
-		       (ssize_t)sizeof(buf))
-			;
-	return 0;
-}
-
-/*
- * The reaper's sleep: spin, then NEED_WAKEUP + FUTEX_WAIT on the CQ tail.
- * The spin is the caller's, cut to what spinning has recently paid off
- * (C.wait_spin); with few CPUs it yields, so an nkd or a peer waiting for
- * this core runs instead of the spin.
- */
-static int reaper_sleep(struct sigwin *w, int64_t slice, int64_t spin)
-{
-	struct nk_ring_idx *cqi = C.ring.cqi;
-	uint32_t head = C.ring.cq_head, tail;
-	int64_t t0 = nk_now_ns(), budget = nk_spin__budget(&C.wait_spin);
-	bool few = nk_spin__few_cpus();
-	int err;
-
-	if (spin > budget)
-		spin = budget;
-	do {
-		if (nk_ring_load_acquire(&cqi->tail) != head) {
-			nk_spin__hit(&C.wait_spin);
-			return 0;
-		}
-		if (few)
-			sched_yield();
-		else
-			cpu_relax();
-	} while (nk_now_ns() - t0 < spin);
-	if (!(C.features & NK_FEAT_FUTEX_WAKE)) {
-		/* Host never wakes us: poll with a short sleep. */
-		usleep(200);
-		return 0;
-	}
-	__atomic_fetch_or(&cqi->flags, NK_RING_NEED_WAKEUP, __ATOMIC_RELAXED);
-	/* Flag before the re-check, or nkd's post slips between (ring.h). */
-	nk_ring_fence();
-	tail = nk_ring_load_acquire(&cqi->tail);
-	err = 0;
-	if (tail == head) {
-		t0 = nk_now_ns();
-		err = C.vm_wait ? sleep_bell(w, slice)
-				: sleep_futex(w, &cqi->tail, FUTEX_WAIT, tail,
-					      slice);
-		nk_spin__slept(&C.wait_spin, nk_now_ns() - t0,
-			       nk_ring_load_acquire(&cqi->tail) != head);
-	}
-	__atomic_fetch_and(&cqi->flags, ~NK_RING_NEED_WAKEUP, __ATOMIC_RELAXED);
-	return err;
-}
-
-static int wait_cond(struct nk_call *op, uint32_t since, int64_t deadline,
-		     bool intr, int64_t spin, const struct nk_sigsnap *from)
-{
-	struct sigwin w = { .masked = false };
-	int ret = 0;
-
-	/*
-	 * signals.c: every handler that runs from the start of the call
-	 * (from) or of this wait is counted.
-	 */
-	if (from)
-		w.snap = *from;
-	else
-		nk_sig__snap(&w.snap);
-	w.exact = intr && !C.vm_wait && nk_sig__exact();
-	for (;;) {
-		int64_t now, slice = 0; /* untimed unless a deadline */
-		int err;
-
-		pthread_mutex_lock(&C.cq_lock);
-		if (atomic_load(&C.state) != NK_ST_UP) {
-			pthread_mutex_unlock(&C.cq_lock);
-			ret = -ECONNRESET;
-			break;
-		}
-		reap_locked();
-		if (op_done(op, since)) {
-			pthread_mutex_unlock(&C.cq_lock);
-			break;
-		}
-		/*
-		 * nkd went away with the op in flight and the monitor has
-		 * already attached again (reattach.c) before this thread ran:
-		 * the state is UP, but the new nkd never saw the op.
-		 */
-		if (op && op->conn_gen != atomic_load(&C.conn_gen)) {
-			pthread_mutex_unlock(&C.cq_lock);
-			ret = -ECONNRESET;
-			break;
-		}
-		now = nk_now_ns();
-		if (deadline) {
-			if (now >= deadline) {
-				pthread_mutex_unlock(&C.cq_lock);
-				ret = -ETIMEDOUT;
-				break;
-			}
-			slice = deadline - now;
-		}
-		if (intr && !w.exact)
-			sigwin_block(&w);
-		if (C.reaper_busy) {
-			uint32_t g = __atomic_load_n(&C.gen, __ATOMIC_SEQ_CST);
-
-			C.nfollowers++;
-			pthread_mutex_unlock(&C.cq_lock);
-			waiter_enter();
-			err = sleep_futex(&w, &C.gen, FUTEX_WAIT_PRIVATE, g,
-					  slice);
-			waiter_leave();
-			pthread_mutex_lock(&C.cq_lock);
-			C.nfollowers--;
-			pthread_mutex_unlock(&C.cq_lock);
-		} else {
-			C.reaper_busy = true;
-			pthread_mutex_unlock(&C.cq_lock);
-			waiter_enter();
-			err = reaper_sleep(&w, slice, spin);
-			waiter_leave();
-			pthread_mutex_lock(&C.cq_lock);
-			C.reaper_busy = false;
-			if (C.nfollowers) {
-				/* Let a follower take the reaper role. */
-				__atomic_add_fetch(&C.gen, 1, __ATOMIC_SEQ_CST);
-				syscall(SYS_futex, &C.gen, FUTEX_WAKE_PRIVATE,
-					INT_MAX, NULL, NULL, 0);
-			}
-			pthread_mutex_unlock(&C.cq_lock);
-		}
-		now = nk_now_ns();
-		if (now - __atomic_load_n(&C.last_check, __ATOMIC_RELAXED) >=
-		    NK_SLICE_NS) {
-			__atomic_store_n(&C.last_check, now, __ATOMIC_RELAXED);
-			check_alive();
-		}
-		if (intr && err != NK_EPENDING) {
-			/*
-			 * A handler ran while we waited (anywhere: spinning,
-			 * reaping, around or inside the sleep): EINTR as the
-			 * kernel would give, unless all were SA_RESTART and the
-			 * wait has no timeout (then the wait goes on).
-			 */
-			int s = nk_sig__check(&w.snap);
-
-			if (s == NK_SIG_INTR || (s && deadline)) {
-				ret = -EINTR;
-				break;
-			}
-			if (s)
-				nk_sig__snap(&w.snap);
-		}
-		if (err == NK_EPENDING) {
-			/*
-			 * Caught before sleeping: run the handlers, then decide
-			 * as the kernel would have (see signals_restart()).
-			 */
-			sigwin_deliver(&w);
-			if (intr && (deadline || !signals_restart())) {
-				ret = -EINTR;
-				break;
-			}
-		} else if (err == -EINTR && intr) {
-			/*
-			 * The kernel already said EINTR: an untimed wait is
-			 * restarted under SA_RESTART, a timed one (socket
-			 * timeout) never is, as for a real socket call.
-			 */
-			ret = -EINTR;
-			break;
-		}
-	}
-	sigwin_end(&w);
-	return ret;
-}
-
-int nk_ring__wait_progress(uint32_t since, int64_t deadline_ns, bool intr)
-{
-	return wait_cond(NULL, since, deadline_ns, intr, NK_SPIN_NS, NULL);
-}
-
-/*
- * Does the op wait on the network (a blocking recv, accept, connect)?
- * Those spin briefly before sleeping; anything nkd answers at once spins
- * longer, because sleeping would only add a wake-up to its latency.
- */
-static bool op_waits(const struct nk_sqe *sqe)
-{
-	if (sqe->flags & NK_SQE_F_NONBLOCK)
-		return false;
-	return sqe->opcode == NK_OP_RECV || sqe->opcode == NK_OP_ACCEPT ||
-	       sqe->opcode == NK_OP_CONNECT || sqe->opcode == NK_OP_SEND;
-}
-
-int nk_ring__call(struct nk_sqe *sqe, struct nk_call *op, bool intr)
-{
-	struct nk_sqe cancel = { .opcode = NK_OP_CANCEL,
-				 .user_data = UD_IGNORE };
-	struct nk_sigsnap snap;
-	int err;
-
-	/* A handler that runs while we submit interrupts the call too. */
-	nk_sig__snap(&snap);
-	atomic_store(&op->done, 0);
-	sqe->user_data = (uint64_t)(uintptr_t)op;
-	err = nk_ring__submit(sqe);
-	if (err)
-		return err;
-	err = wait_cond(op, 0, 0, intr,
-			op_waits(sqe) ? NK_SPIN_NS : NK_SPIN_QUICK_NS, &snap);
-	if (err != -EINTR)
-		return err;
-	/* Interrupted: cancel, but the op's own CQE decides the result. */
-	cancel.ctl.arg64 = (uint64_t)(uintptr_t)op;
-	if (nk_ring__submit(&cancel) == 0)
-		err = wait_cond(op, 0, 0, false, NK_SPIN_QUICK_NS, NULL);
-	else
-		err = wait_cond(op, 0, 0, false, NK_SPIN_NS, NULL);
-	if (err)
-		return err;
-	return op->cqe.res == -ECANCELED ? -EINTR : 0;
-}
-
-int nk_ring__prefetch(struct nk_sock *s, struct nk_sqe *sqe, int idx)
-{
-	int err;
-
-	nk_sock__get(s);
-	C.meta[idx].sock = s;
-	C.meta[idx].bytes = 0;
-	sqe->user_data = ((uint64_t)idx << 3) | UD_PREFETCH;
-	err = nk_ring__submit(sqe);
-	if (err) {
-		C.meta[idx].sock = NULL;
-		nk_sock__put(s);
-	}
-	return err;
-}
-
-int nk_ring__send_async(struct nk_sock *s, struct nk_sqe *sqe, int idx,
-			uint32_t bytes)
-{
-	uint32_t seq;
-	int err;
-
-	uint32_t charge = nk_conn__send_charge(bytes);
-
-	nk_sock__get(s);
-	C.meta[idx].sock = s;
-	C.meta[idx].bytes = bytes;
-	C.meta[idx].charge = charge;
-	atomic_fetch_add(&s->inflight, bytes);
-	atomic_fetch_add(&s->charged, charge);
-	atomic_fetch_add(&C.inflight, bytes);
-	sqe->user_data = ((uint64_t)idx << 3) | UD_SEND;
-	err = submit_seq(sqe, &seq, s);
-	if (!err)
-		atomic_store(&s->send_seq, seq);
-	if (err) {
-		C.meta[idx].sock = NULL;
-		atomic_fetch_sub(&s->inflight, bytes);
-		atomic_fetch_sub(&s->charged, charge);
-		atomic_fetch_sub(&C.inflight, bytes);
-		buf_free_send(idx);
-		nk_sock__put(s);
-	}
-	return err;
-}
-
-bool nk_ring__sends_untaken(struct nk_sock *s)
-{
-	/*
-	 * nkd moves the SQ head past a SEND only once it has counted it and
-	 * made the placeholder unwritable if that filled the window (abi.md
-	 * §3, §5): until then the guest may count more than nkd does.
-	 */
-	return atomic_load(&C.state) == NK_ST_UP &&
-	       (int32_t)(nk_sq__head(&C.ring) - atomic_load(&s->send_seq)) < 0;
-}
-
-int nk_ring__wait_taken(struct nk_sock *s, int64_t timeout_ns)
-{
-	int64_t deadline = nk_now_ns() + timeout_ns;
-
-	/*
-	 * Sleeps (futex on the completion generation, woken by any CQE, at
-	 * most NK_TAKEN_SLICE_NS at a time): nkd takes SQEs on its own, but
-	 * posts nothing when it does. Only a sender a whole window ahead of
-	 * nkd comes here.
-	 */
-	while (nk_ring__sends_untaken(s)) {
-		uint32_t g = nk_ring__gen();
-		int64_t now = nk_now_ns(), until;
-		int err;
-
-		if (now >= deadline)
-			return -EAGAIN;
-		if (!nk_ring__sends_untaken(s))
-			break;
-		until = now + NK_TAKEN_SLICE_NS < deadline
-				? now + NK_TAKEN_SLICE_NS
-				: deadline;
-		err = wait_cond(NULL, g, until, false, 0, NULL);
-		if (err && err != -ETIMEDOUT)
-			return err;
-	}
-	return 0;
-}
-
-/*
- * VM mode: the placeholders are the agent's, a channel frame behind nkd's.
- * nkd counts the placeholder operations it sent in the region header
- * (vm_ph_sent, stored before any later CQE and before the SQ head passes
- * an SQE that caused one) and the agent the ones it applied
- * (vm_ph_applied): once they meet, the placeholders show all that the
- * CQEs seen so far imply. A PH_BIND takes the control path through the
- * agent, slower than the ring: an SQE on the new socket (a CONNECT) may
- * run before it, and its readiness only reaches the placeholder when the
- * BIND does, so first wait until nkd ran all of ours (vm_ph_bound).
- * Every multiplexer calls this before it looks, whatever its timeout.
- * Its own bound: the agent is another process to be scheduled.
- */
-static bool vm_wait_for(const uint32_t *word, uint32_t want, int64_t *t0)
-{
-	while ((int)(__atomic_load_n(word, __ATOMIC_ACQUIRE) - want) < 0) {
-		int64_t now = nk_now_ns();
-
-		if (!*t0)
-			*t0 = now;
-		if (now - *t0 >= NK_VM_BARRIER_NS)
-			return false;
-		/* Yield a little, then sleep: a busy machine runs the agent. */
-		if (now - *t0 < 1000000)
-			sched_yield();
-		else
-			usleep(200);
-	}
-	return true;
-}
-
-static void vm_sync(void)
-{
-	int64_t t0 = 0; /* the clock only once we wait */
-	uint32_t want;
-
-	if (!C.vm_wait || !C.hdr)
-		return;
-	if (!vm_wait_for(&C.hdr->vm_ph_bound, atomic_load(&vm_binds), &t0))
-		return;
-	want = __atomic_load_n(&C.hdr->vm_ph_sent, __ATOMIC_ACQUIRE);
-	if ((int)(atomic_load(&barrier_ph) - want) > 0)
-		want = atomic_load(&barrier_ph);
-	vm_wait_for(&C.hdr->vm_ph_applied, want, &t0);
-}
-
-void nk_ring__vm_sync(void)
-{
-	vm_sync();
-}
-
-void nk_ring__barrier(void)
-{
-	struct nk_sqe sqe = { .opcode = NK_OP_NOP };
-	int64_t deadline;
-	unsigned seq;
-
-	/*
-	 * On a kernel socket a loopback send is synchronous: the peer is
-	 * readable when send() returns. Here the SEND runs in nkd later, so
-	 * before a multiplexer looks, nkd answers a NOP once everything this
-	 * process published before it has run and its readiness is on the
-	 * placeholders. Bounded: a slow nkd costs a late edge, never a hang.
-	 */
-	if (atomic_load(&C.state) != NK_ST_UP)
-		return;
-	if (!atomic_exchange(&barrier_dirty, 0)) {
-		vm_sync();
-		return;
-	}
-	seq = atomic_fetch_add(&barrier_seq, 1) + 1;
-	sqe.user_data = ((uint64_t)seq << 3) | UD_BARRIER;
-	if (nk_ring__submit(&sqe))
-		return;
-	deadline = nk_now_ns() + NK_BARRIER_NS;
-	for (;;) {
-		uint32_t g = nk_ring__gen();
-
-		nk_ring__poll();
-		if ((int)(atomic_load(&barrier_done) - seq) >= 0)
-			break;
-		if (nk_ring__wait_progress(g, deadline, false))
-			break;
-	}
-	vm_sync();
-}
-
-void nk_ring__close_sock(struct nk_sock *s)
-{
-	if (nk_conn__ensure())
-		return;
-	atomic_store(&s->closing, 1);
-	/*
-	 * CLOSE goes now, even with SENDs in flight: nkd runs a connection's
-	 * SQEs in order and lets a socket's queued SENDs finish before it
-	 * closes the kernel socket, so the data still goes out, then the
-	 * FIN. Waiting for the SEND completions instead would need a later
-	 * socket call to reap them, which an idle process never makes. The
-	 * SEND buffers stay host-owned: C.meta[] holds them (and a reference
-	 * on s) until their CQEs, whoever reaps those.
-	 */
-	if (!atomic_exchange(&s->close_sent, 1)) {
-		struct nk_sqe sqe = { .opcode = NK_OP_CLOSE,
-				      .handle = s->handle,
-				      .user_data = UD_IGNORE };
-		uint32_t seq;
-
-		submit_seq(&sqe, &seq, s);
-	}
-}
-
-void nk_ring__drain(int64_t timeout_ns)
-{
-	int64_t deadline = nk_now_ns() + timeout_ns;
-
-	while (atomic_load(&C.state) == NK_ST_UP &&
-	       atomic_load(&C.inflight) > 0) {
-		uint32_t g = nk_ring__gen();
-
-		if (atomic_load(&C.inflight) <= 0)
-			break;
-		if (nk_ring__wait_progress(g, deadline, false))
-			break;
-	}
-	nk_ring__poll();
-}
-
-/*
- * _exit() may run in a signal handler or with our locks held by the
- * interrupted code: never block on a lock here, only try, and poll.
- */
-void nk_ring__drain_nolock(int64_t timeout_ns)
-{
-	int64_t deadline;
-
-	if (atomic_load(&C.state) != NK_ST_UP || atomic_load(&C.inflight) <= 0)
-		return;
-	deadline = nk_now_ns() + timeout_ns;
-	while (atomic_load(&C.inflight) > 0 && nk_now_ns() < deadline &&
-	       atomic_load(&C.state) == NK_ST_UP && host_ok()) {
-		if (pthread_mutex_trylock(&C.cq_lock) == 0) {
-			/* CLOSEs queued here are moot: we are leaving. */
-			reap_locked();
-			pthread_mutex_unlock(&C.cq_lock);
-		}
-		usleep(500);
-	}
 }
 
 /* ------------------------------------------------------------------------ */
@@ -2245,41 +786,41 @@ void nk_ring__drain_nolock(int64_t timeout_ns)
 
 void nk_conn__fork_prepare(void)
 {
-	pthread_mutex_lock(&C.attach_lock);
-	pthread_mutex_lock(&C.ctl_lock);
-	pthread_mutex_lock(&C.cq_lock);
-	pthread_mutex_lock(&C.sq_lock);
-	pthread_mutex_lock(&C.buf_lock);
+	pthread_mutex_lock(&C.at.attach_lock);
+	pthread_mutex_lock(&C.ctl.ctl_lock);
+	pthread_mutex_lock(&C.w.cq_lock);
+	pthread_mutex_lock(&C.sq.sq_lock);
+	pthread_mutex_lock(&C.bp.buf_lock);
 	nk_fdtab__fork_lock();
 }
 
 void nk_conn__fork_parent(void)
 {
 	nk_fdtab__fork_unlock(false);
-	pthread_mutex_unlock(&C.buf_lock);
-	pthread_mutex_unlock(&C.sq_lock);
-	pthread_mutex_unlock(&C.cq_lock);
-	pthread_mutex_unlock(&C.ctl_lock);
-	pthread_mutex_unlock(&C.attach_lock);
+	pthread_mutex_unlock(&C.bp.buf_lock);
+	pthread_mutex_unlock(&C.sq.sq_lock);
+	pthread_mutex_unlock(&C.w.cq_lock);
+	pthread_mutex_unlock(&C.ctl.ctl_lock);
+	pthread_mutex_unlock(&C.at.attach_lock);
 }
 
 void nk_conn__fork_child(bool have_token, uint64_t token, bool eager)
 {
-	int st = atomic_load(&C.state);
+	int st = atomic_load(&C.at.state);
 
 	nk_fdtab__fork_unlock(true);
-	pthread_mutex_init(&C.buf_lock, NULL);
-	pthread_mutex_init(&C.sq_lock, NULL);
-	pthread_mutex_init(&C.cq_lock, NULL);
-	pthread_mutex_init(&C.ctl_lock, NULL);
-	pthread_mutex_init(&C.attach_lock, NULL);
+	pthread_mutex_init(&C.bp.buf_lock, NULL);
+	pthread_mutex_init(&C.sq.sq_lock, NULL);
+	pthread_mutex_init(&C.w.cq_lock, NULL);
+	pthread_mutex_init(&C.ctl.ctl_lock, NULL);
+	pthread_mutex_init(&C.at.attach_lock, NULL);
 	/* The parent's region and control socket are not ours to use. */
 	detach_local();
-	C.reaper_busy = false;
-	C.nfollowers = 0;
-	C.wd_running = false; /* threads do not survive fork */
-	atomic_store(&C.nwaiters, 0);
-	atomic_store(&C.inflight, 0);
+	C.w.reaper_busy = false;
+	C.w.nfollowers = 0;
+	C.w.wd_running = false; /* threads do not survive fork */
+	atomic_store(&C.w.nwaiters, 0);
+	atomic_store(&C.bp.inflight, 0);
 	for (uint32_t fd = 0; fd < nk_fdtab__size(); fd++) {
 		struct nk_sock *s = nk_fdtab__get((int)fd);
 
@@ -2303,12 +844,13 @@ void nk_conn__fork_child(bool have_token, uint64_t token, bool eager)
 		return;
 	if (st == NK_ST_UP || st == NK_ST_CHILD) {
 		if (have_token) {
-			C.child_have_token = true;
-			C.child_token = token;
-			atomic_store(&C.state, NK_ST_CHILD);
+			C.at.child_have_token = true;
+			C.at.child_token = token;
+			atomic_store(&C.at.state, NK_ST_CHILD);
 		} else {
-			atomic_store(&C.state, nk_fdtab__count() ? NK_ST_DEAD
-								 : NK_ST_INIT);
+			atomic_store(&C.at.state, nk_fdtab__count()
+							  ? NK_ST_DEAD
+							  : NK_ST_INIT);
 		}
 	}
 	if (eager && have_token)

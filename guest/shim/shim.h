@@ -6,8 +6,10 @@
  * Layers, bottom up:
  *   real.c      the libc functions we interpose, resolved with RTLD_NEXT;
  *   fdtable.c   fd -> socket object table, refcounted socket objects;
- *   conn.c      attach to nkd: control socket, region, rings, buffers,
- *               waiting for completions, liveness;
+ *   conn.c      attach to nkd: control socket, region, liveness, fork;
+ *   bufpool.c, submit.c, waiter.c
+ *               buffers, SQ submission, waiting for completions (the
+ *               connection's objects are in conn.h);
  *   sock.c      socket operations on socket objects, as ring entries;
  *   cmsg.c      ancillary data of datagram sockets;
  *   proc.c      fork and exec hand-over;
@@ -268,7 +270,7 @@ static inline bool nk_fdtab__maybe(int fd)
 }
 
 /* ------------------------------------------------------------------------ */
-/* conn.c: the attachment to nkd. */
+/* conn.c, bufpool.c, submit.c, waiter.c: the connection to nkd (conn.h). */
 
 enum nk_state {
 	NK_ST_INIT = 0, /* not attached yet (attach on first need) */

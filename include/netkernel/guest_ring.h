@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The guest side of one queue set (docs/abi.md §3): the guest produces
- * SQEs and consumes CQEs. Header-only, used by the shim (guest/shim/conn.c),
+ * SQEs and consumes CQEs. Header-only, used by the shim (guest/shim/submit.c),
  * the raw test client (tests/tools/nk_rawguest.c) and the engine's unit
  * test, so the index rules are written once.
  *
