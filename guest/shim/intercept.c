@@ -54,6 +54,29 @@ static struct nk_sock *sock_of(int fd)
 		nk_ret(__r);                  \
 	})
 
+/*
+ * ON_SOCK for data calls: while nkd is away (reattach.c), a blocking call
+ * on a socket that comes back waits for it instead of failing at once.
+ */
+#define ON_DATA(s, flags, rx, expr)                                           \
+	({                                                                    \
+		long __r;                                                     \
+		int64_t __dl = 0;                                             \
+		for (;;) {                                                    \
+			__r = nk_conn__ensure();                              \
+			if (__r == -EHOSTUNREACH)                             \
+				__r = -ENETDOWN;                              \
+			if (!__r)                                             \
+				__r = (expr);                                 \
+			if (__builtin_expect(__r >= 0, 1) ||                  \
+			    (__r = nk_rst__hold(s, __r, flags, rx, &__dl)) != \
+				    1)                                        \
+				break;                                        \
+		}                                                             \
+		nk_sock__put(s);                                              \
+		nk_ret(__r);                                                  \
+	})
+
 /* ------------------------------------------------------------------------ */
 /* Creation and naming. */
 
@@ -207,7 +230,7 @@ NK_EXPORT ssize_t read(int fd, void *buf, size_t n)
 	s = nk_fdtab__get(fd);
 	if (!s)
 		return REAL(read)(fd, buf, n);
-	return ON_SOCK(s, sock_recv(s, fd, buf, n, 0, NULL, NULL));
+	return ON_DATA(s, 0, true, sock_recv(s, fd, buf, n, 0, NULL, NULL));
 }
 
 NK_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
@@ -223,7 +246,8 @@ NK_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 
 	if (!s)
 		return REAL(recv)(fd, buf, n, flags);
-	return ON_SOCK(s, sock_recv(s, fd, buf, n, flags, NULL, NULL));
+	return ON_DATA(s, flags, true,
+		       sock_recv(s, fd, buf, n, flags, NULL, NULL));
 }
 
 NK_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen,
@@ -241,7 +265,8 @@ NK_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags,
 
 	if (!s)
 		return REAL(recvfrom)(fd, buf, n, flags, sa, len);
-	return ON_SOCK(s, sock_recv(s, fd, buf, n, flags, sa, len));
+	return ON_DATA(s, flags, true,
+		       sock_recv(s, fd, buf, n, flags, sa, len));
 }
 
 NK_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen,
@@ -265,7 +290,7 @@ NK_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 		return nk_ret(-EINVAL);
 	}
 	mh.msg_iovlen = (size_t)iovcnt;
-	return ON_SOCK(s, nk_sock__recvmsg(s, fd, &mh, 0));
+	return ON_DATA(s, 0, true, nk_sock__recvmsg(s, fd, &mh, 0));
 }
 
 NK_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
@@ -274,7 +299,7 @@ NK_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 
 	if (!s)
 		return REAL(recvmsg)(fd, msg, flags);
-	return ON_SOCK(s, nk_sock__recvmsg(s, fd, msg, flags));
+	return ON_DATA(s, flags, true, nk_sock__recvmsg(s, fd, msg, flags));
 }
 
 NK_EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen,
@@ -282,10 +307,12 @@ NK_EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen,
 {
 	struct nk_sock *s = sock_of(fd);
 	unsigned int i;
+	int64_t dl = 0;
 	long r = 0;
 
 	if (!s)
 		return REAL(recvmmsg)(fd, vec, vlen, flags, tmo);
+again:
 	r = nk_conn__ensure();
 	for (i = 0; !r && i < vlen; i++) {
 		/* After the first datagram, take only what is there. */
@@ -302,6 +329,8 @@ NK_EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen,
 		}
 		vec[i].msg_len = (unsigned int)n;
 	}
+	if (r < 0 && (r = nk_rst__hold(s, r, flags, true, &dl)) == 1)
+		goto again;
 	nk_sock__put(s);
 	if (r == -EHOSTUNREACH)
 		r = -ENETDOWN;
@@ -332,7 +361,7 @@ NK_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 	s = nk_fdtab__get(fd);
 	if (!s)
 		return REAL(write)(fd, buf, n);
-	return ON_SOCK(s, sock_send(s, buf, n, 0, NULL, 0));
+	return ON_DATA(s, 0, false, sock_send(s, buf, n, 0, NULL, 0));
 }
 
 NK_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
@@ -341,7 +370,7 @@ NK_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 
 	if (!s)
 		return REAL(send)(fd, buf, n, flags);
-	return ON_SOCK(s, sock_send(s, buf, n, flags, NULL, 0));
+	return ON_DATA(s, flags, false, sock_send(s, buf, n, flags, NULL, 0));
 }
 
 NK_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
@@ -351,7 +380,7 @@ NK_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
 
 	if (!s)
 		return REAL(sendto)(fd, buf, n, flags, sa, len);
-	return ON_SOCK(s, sock_send(s, buf, n, flags, sa, len));
+	return ON_DATA(s, flags, false, sock_send(s, buf, n, flags, sa, len));
 }
 
 NK_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
@@ -367,7 +396,7 @@ NK_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 		return nk_ret(-EINVAL);
 	}
 	mh.msg_iovlen = (size_t)iovcnt;
-	return ON_SOCK(s, nk_sock__sendmsg(s, &mh, 0));
+	return ON_DATA(s, 0, false, nk_sock__sendmsg(s, &mh, 0));
 }
 
 NK_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
@@ -376,7 +405,7 @@ NK_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 
 	if (!s)
 		return REAL(sendmsg)(fd, msg, flags);
-	return ON_SOCK(s, nk_sock__sendmsg(s, msg, flags));
+	return ON_DATA(s, flags, false, nk_sock__sendmsg(s, msg, flags));
 }
 
 NK_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen,

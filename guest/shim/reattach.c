@@ -49,6 +49,8 @@
 #define NK_BACKOFF_MAX_NS (1000 * 1000000LL)
 #define NK_EPOLL_MAX 64 /* epoll fds looked at */
 #define NK_EPREG_MAX 16 /* registrations of one fd */
+/* A held call looks at the reattach at least this often. */
+#define NK_HOLD_SLICE_NS (200 * 1000000LL)
 
 static struct {
 	atomic_int pending; /* a reattach is under way */
@@ -680,6 +682,50 @@ const char *nk_rst__on_dead(void)
 bool nk_rst__pending(void)
 {
 	return atomic_load_explicit(&R.pending, memory_order_relaxed);
+}
+
+/*
+ * A listener or datagram socket comes back after the reattach: a call on
+ * it that failed only because nkd is away must not return at once (a
+ * blocking recvfrom loop would spin on ECONNRESET for the whole outage).
+ * Blocking: sleep until the reattach ends, bounded by SO_RCVTIMEO or
+ * SO_SNDTIMEO (then EAGAIN, as when that timeout expires) and by signals
+ * (EINTR); then the caller tries again, on the re-created socket, or gets
+ * ENETDOWN once the shim gave up. Non-blocking: EAGAIN, as an idle socket
+ * answers. Returns 1 to try again, else the result to return.
+ */
+long nk_rst__hold(struct nk_sock *s, long r, int flags, bool rx,
+		  int64_t *deadline)
+{
+	uint32_t g = __atomic_load_n(&R.gen, __ATOMIC_SEQ_CST);
+	int64_t now, ns = NK_HOLD_SLICE_NS;
+
+	if ((r != -ECONNRESET && r != -ENETDOWN) || !atomic_load(&R.pending) ||
+	    (s->type != SOCK_DGRAM && !atomic_load(&s->listening)))
+		return r;
+	if (atomic_load(&s->nonblock) || (flags & MSG_DONTWAIT))
+		return -EAGAIN;
+	now = nk_now_ns();
+	if (!*deadline) {
+		int64_t us =
+			atomic_load(rx ? &s->rcvtimeo_us : &s->sndtimeo_us);
+
+		*deadline = us > 0 ? now + us * 1000 : -1;
+	}
+	if (*deadline > 0) {
+		if (now >= *deadline)
+			return -EAGAIN;
+		if (*deadline - now < ns)
+			ns = *deadline - now;
+	}
+	struct timespec ts = { .tv_sec = ns / 1000000000LL,
+			       .tv_nsec = ns % 1000000000LL };
+
+	if (syscall(SYS_futex, &R.gen, FUTEX_WAIT_PRIVATE, g, &ts, NULL, 0) <
+		    0 &&
+	    errno == EINTR)
+		return -EINTR;
+	return 1;
 }
 
 long nk_rst__accept(struct nk_sock *s, int fd, struct sockaddr *sa,

@@ -553,6 +553,12 @@ NK_HIDDEN bool nk_rst__pending(void);
 /* accept(2) on s, riding out a restart on a listener. */
 NK_HIDDEN long nk_rst__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
 			      socklen_t *len, int flags);
+/*
+ * A call on s failed with r: while nkd is away, a blocking call on a socket
+ * that comes back waits for it. 1 = call again; else what to return.
+ */
+NK_HIDDEN long nk_rst__hold(struct nk_sock *s, long r, int flags, bool rx,
+			    int64_t *deadline);
 /* conn.c for reattach.c. */
 NK_HIDDEN int nk_conn__ctl_fd(void);
 NK_HIDDEN void nk_conn__check_alive(void);
