@@ -58,23 +58,24 @@ static struct nk_sock *sock_of(int fd)
  * ON_SOCK for data calls: while nkd is away (reattach.c), a blocking call
  * on a socket that comes back waits for it instead of failing at once.
  */
-#define ON_DATA(s, flags, rx, expr)                                           \
-	({                                                                    \
-		long __r;                                                     \
-		int64_t __dl = 0;                                             \
-		for (;;) {                                                    \
-			__r = nk_conn__ensure();                              \
-			if (__r == -EHOSTUNREACH)                             \
-				__r = -ENETDOWN;                              \
-			if (!__r)                                             \
-				__r = (expr);                                 \
-			if (__builtin_expect(__r >= 0, 1) ||                  \
-			    (__r = nk_rst__hold(s, __r, flags, rx, &__dl)) != \
-				    1)                                        \
-				break;                                        \
-		}                                                             \
-		nk_sock__put(s);                                              \
-		nk_ret(__r);                                                  \
+#define ON_DATA(s, flags, rx, expr)                                   \
+	({                                                            \
+		long __r;                                             \
+		int64_t __dl = 0;                                     \
+		for (;;) {                                            \
+			__r = nk_conn__ensure();                      \
+			if (__r == -EHOSTUNREACH)                     \
+				__r = -ENETDOWN;                      \
+			if (!__r)                                     \
+				__r = (expr);                         \
+			if (__builtin_expect(__r >= 0, 1))            \
+				break;                                \
+			__r = nk_rst__hold(s, __r, flags, rx, &__dl); \
+			if (__r != 1)                                 \
+				break;                                \
+		}                                                     \
+		nk_sock__put(s);                                      \
+		nk_ret(__r);                                          \
 	})
 
 /* ------------------------------------------------------------------------ */
