@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
@@ -717,8 +718,8 @@ static int mux_spin_end(struct mux_spin *m, int ret, bool spun)
 	return ret;
 }
 
-static int do_epoll(int epfd, struct epoll_event *ev, int max, int timeout,
-		    const sigset_t *mask)
+static int do_epoll_once(int epfd, struct epoll_event *ev, int max,
+			 int timeout, const sigset_t *mask)
 {
 	struct mux_spin m;
 	int n;
@@ -740,6 +741,23 @@ static int do_epoll(int epfd, struct epoll_event *ev, int max, int timeout,
 	return mux_spin_end(&m, n, false);
 }
 
+/*
+ * When nkd goes away, the dead placeholders of listeners and datagram
+ * sockets wake epoll before the shim takes them out of the set: not an
+ * event of the program's (reattach.c). The timeout then starts again.
+ */
+static int do_epoll(int epfd, struct epoll_event *ev, int max, int timeout,
+		    const sigset_t *mask)
+{
+	int n;
+
+	do
+		n = do_epoll_once(epfd, ev, max, timeout, mask);
+	while (n > 0 && nk_fdtab__count() &&
+	       !(n = nk_rst__epoll_dead(epfd, ev, n)) && timeout);
+	return n;
+}
+
 NK_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
 	return do_epoll(epfd, ev, max, timeout, NULL);
@@ -751,8 +769,8 @@ NK_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max,
 	return do_epoll(epfd, ev, max, timeout, mask);
 }
 
-static int do_poll(struct pollfd *fds, nfds_t n, int timeout,
-		   const struct timespec *ts, const sigset_t *mask)
+static int do_poll_once(struct pollfd *fds, nfds_t n, int timeout,
+			const struct timespec *ts, const sigset_t *mask)
 {
 	struct mux_spin m;
 	struct timespec t;
@@ -781,6 +799,46 @@ static int do_poll(struct pollfd *fds, nfds_t n, int timeout,
 	return mux_spin_end(&m, r, false);
 }
 
+/*
+ * While nkd is away the files under the program's fds change; reattach.c
+ * polls so that the change wakes it, and hides dead placeholders.
+ */
+static int poll_outage(struct pollfd *fds, nfds_t n, int timeout,
+		       const struct timespec *ts, const sigset_t *mask)
+{
+	int64_t dl = -1;
+	struct timespec t;
+	int r;
+
+	if (ts)
+		dl = nk_now_ns() + ts->tv_sec * 1000000000LL + ts->tv_nsec;
+	else if (timeout >= 0)
+		dl = nk_now_ns() + timeout * 1000000LL;
+	r = nk_rst__poll(fds, n, dl, mask);
+	if (r != NK_RST_AGAIN)
+		return (int)nk_ret(r);
+	if (dl < 0)
+		return do_poll_once(fds, n, -1, NULL, mask);
+	dl -= nk_now_ns();
+	dl = dl > 0 ? dl : 0;
+	t.tv_sec = dl / 1000000000LL;
+	t.tv_nsec = dl % 1000000000LL;
+	return do_poll_once(fds, n, -1, &t, mask);
+}
+
+static int do_poll(struct pollfd *fds, nfds_t n, int timeout,
+		   const struct timespec *ts, const sigset_t *mask)
+{
+	int r;
+
+	if (!nk_rst__pending() || !nk_fdtab__count()) {
+		r = do_poll_once(fds, n, timeout, ts, mask);
+		if (r <= 0 || !nk_fdtab__count() || !nk_rst__poll_dead(fds, n))
+			return r;
+	}
+	return poll_outage(fds, n, timeout, ts, mask);
+}
+
 NK_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
 	return do_poll(fds, n, timeout, NULL, NULL);
@@ -797,17 +855,90 @@ NK_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
  * at the agent's placeholders, which must first have caught up with
  * every CQE this process has seen (abi.md §9).
  */
-NK_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *x, struct timeval *tv)
+#define NK_LBITS (8 * sizeof(unsigned long))
+static bool fdbit(const fd_set *set, int fd)
 {
-	if (nk_fdtab__count())
-		nk_ring__vm_sync();
-	return REAL(select)(n, r, w, x, tv);
+	return set && (((const unsigned long *)set)[fd / NK_LBITS] >>
+		       (fd % NK_LBITS)) & 1;
+}
+
+static void fdset(fd_set *set, int fd, bool on)
+{
+	unsigned long *w = (unsigned long *)set + fd / NK_LBITS;
+
+	if (set && on)
+		*w |= 1UL << (fd % NK_LBITS);
+	else if (set)
+		*w &= ~(1UL << (fd % NK_LBITS));
+}
+
+static int select_outage(int n, fd_set *r, fd_set *w, fd_set *x,
+			 const struct timespec *ts, const sigset_t *mask)
+{
+	struct pollfd *p = calloc((size_t)n, sizeof(*p));
+	nfds_t k = 0;
+	int ret;
+
+	if (!p)
+		return (int)nk_ret(-ENOMEM);
+	for (int fd = 0; fd < n; fd++) {
+		short ev = (fdbit(r, fd) ? POLLIN : 0) |
+			   (fdbit(w, fd) ? POLLOUT : 0) |
+			   (fdbit(x, fd) ? POLLPRI : 0);
+
+		if (ev)
+			p[k++] = (struct pollfd){ .fd = fd, .events = ev };
+	}
+	ret = poll_outage(p, k, -1, ts, mask);
+	if (ret >= 0) {
+		ret = 0;
+		for (nfds_t i = 0; i < k; i++) {
+			short re = p[i].revents;
+			bool in = re & (POLLIN | POLLHUP | POLLERR),
+			     out = re & (POLLOUT | POLLERR), pri = re & POLLPRI;
+
+			if (re & POLLNVAL) {
+				ret = (int)nk_ret(-EBADF);
+				break;
+			}
+			in = in && fdbit(r, p[i].fd);
+			out = out && fdbit(w, p[i].fd);
+			pri = pri && fdbit(x, p[i].fd);
+			fdset(r, p[i].fd, in);
+			fdset(w, p[i].fd, out);
+			fdset(x, p[i].fd, pri);
+			ret += in + out + pri;
+		}
+	}
+	free(p);
+	return ret;
 }
 
 NK_EXPORT int pselect(int n, fd_set *r, fd_set *w, fd_set *x,
 		      const struct timespec *ts, const sigset_t *mask)
 {
+	if (nk_fdtab__count()) {
+		nk_ring__vm_sync();
+		/* While nkd is away, as poll (a sleeping select would miss
+		 * the new placeholders): rare, so by conversion. */
+		if (nk_rst__pending() && n > 0)
+			return select_outage(n, r, w, x, ts, mask);
+	}
+	return REAL(pselect)(n, r, w, x, ts, mask);
+}
+
+NK_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *x, struct timeval *tv)
+{
+	struct timespec ts;
+
+	if (nk_fdtab__count() && nk_rst__pending() && n > 0) {
+		if (tv) {
+			ts.tv_sec = tv->tv_sec;
+			ts.tv_nsec = tv->tv_usec * 1000L;
+		}
+		return pselect(n, r, w, x, tv ? &ts : NULL, NULL);
+	}
 	if (nk_fdtab__count())
 		nk_ring__vm_sync();
-	return REAL(pselect)(n, r, w, x, ts, mask);
+	return REAL(select)(n, r, w, x, tv);
 }
