@@ -718,8 +718,8 @@ static int mux_spin_end(struct mux_spin *m, int ret, bool spun)
 	return ret;
 }
 
-static int do_epoll_once(int epfd, struct epoll_event *ev, int max,
-			 int timeout, const sigset_t *mask)
+static int do_epoll_once(int epfd, struct epoll_event *ev, int max, int timeout,
+			 const sigset_t *mask)
 {
 	struct mux_spin m;
 	int n;
@@ -859,7 +859,8 @@ NK_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 static bool fdbit(const fd_set *set, int fd)
 {
 	return set && (((const unsigned long *)set)[fd / NK_LBITS] >>
-		       (fd % NK_LBITS)) & 1;
+		       (fd % NK_LBITS)) &
+			      1;
 }
 
 static void fdset(fd_set *set, int fd, bool on)

@@ -857,26 +857,28 @@ static bool kept_fd(int fd)
 /* The quiet placeholders are in place a few ms after the loss. */
 static void wait_quiet(void)
 {
-	for (int i = 0; i < 1000 && atomic_load(&R.pending) &&
-			!atomic_load(&R.quieted);
+	for (int i = 0;
+	     i < 1000 && atomic_load(&R.pending) && !atomic_load(&R.quieted);
 	     i++)
 		sleep_ns(1000000LL);
 }
 
 /*
- * A placeholder of a listener or datagram socket hangs up only when its
- * nkd end closed, i.e. nkd is going away; nkd closes the control socket
- * in the same exit, perhaps a moment later: look at it for a while.
+ * Is nkd gone (a hang-up was seen)? A placeholder of a listener or a
+ * datagram socket hangs up when its nkd end closed: nkd is exiting
+ * (rarely, a shutdown both ways), and closes the control socket in the
+ * same exit, perhaps a moment later: wait_ms for it. Any other hang-up
+ * (a connection's) costs one poll of the control socket.
  */
-static bool nkd_gone(void)
+static bool nkd_gone(int wait_ms)
 {
 	int fd = nk_conn__ctl_fd();
 
-	if (!atomic_load(&R.pending) && fd >= 0 &&
+	if (!atomic_load(&R.pending) && R.mon_pid == getpid() && fd >= 0 &&
 	    nk_conn__state() == NK_ST_UP) {
 		struct pollfd p = { .fd = fd, .events = POLLRDHUP };
 
-		REAL(poll)(&p, 1, 100);
+		REAL(poll)(&p, 1, wait_ms);
 		nk_conn__check_alive();
 	}
 	return atomic_load(&R.pending);
@@ -888,7 +890,7 @@ bool nk_rst__poll_dead(const struct pollfd *fds, nfds_t n)
 
 	for (nfds_t i = 0; i < n && !hup; i++)
 		hup = (fds[i].revents & POLLHUP) && kept_fd(fds[i].fd);
-	return hup && nkd_gone();
+	return hup && nkd_gone(5);
 }
 
 /*
@@ -954,7 +956,7 @@ int nk_rst__epoll_dead(int epfd, struct epoll_event *ev, int n)
 
 	for (int i = 0; i < n && !hup; i++)
 		hup = ev[i].events & EPOLLHUP;
-	if (!hup || !nkd_gone())
+	if (!hup || !nkd_gone(0))
 		return n;
 	wait_quiet();
 	q = atomic_load(&nqregs);
