@@ -366,36 +366,6 @@ static void swap_under(struct nk_sock *s, int nfd)
 	}
 }
 
-/*
- * The quiet file under s, held open across the swap (or -1). A poll or
- * select already sleeping on an fd sleeps on the file it found there and
- * is not woken by dup3; shutting the quiet socket down wakes it, and the
- * kernel looks the fd up again and sleeps on the new placeholder instead.
- */
-static int hold_quiet(struct nk_sock *s)
-{
-	uint32_t size = nk_fdtab__size();
-
-	for (uint32_t fd = 0; fd < size; fd++) {
-		struct nk_sock *o = nk_fdtab__get((int)fd);
-
-		if (!o)
-			continue;
-		nk_sock__put(o);
-		if (o == s)
-			return REAL(fcntl)((int)fd, F_DUPFD_CLOEXEC, 0);
-	}
-	return -1;
-}
-
-static void wake_quiet(int q)
-{
-	if (q < 0)
-		return;
-	REAL(shutdown)(q, SHUT_RDWR);
-	REAL(close)(q);
-}
-
 /* Neither readable nor writable: a listening AF_UNIX socket (autobound). */
 static int quiet_fd(bool nonblock)
 {
@@ -489,12 +459,8 @@ static int recreate(struct nk_sock *s)
 		err = nk_sock__connect(s, (struct sockaddr *)&ss, len);
 	}
 	/* A socket that failed keeps its quiet placeholder: no hot loop. */
-	if (!err) {
-		int q = hold_quiet(s);
-
+	if (!err)
 		swap_under(s, pfd);
-		wake_quiet(q);
-	}
 	REAL(close)(pfd);
 	if (err) {
 		close_handle(s->handle);
