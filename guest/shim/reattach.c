@@ -808,14 +808,17 @@ long nk_rst__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
 /* ------------------------------------------------------------------------ */
 /* poll, epoll and select while nkd is away. */
 
-static bool kept_fd(int fd)
+/* A listener or datagram socket; with live: not shut down by the program
+ * (its placeholder hangs up only if nkd closed its end). */
+static bool kept_fd(int fd, bool live)
 {
 	struct nk_sock *s;
 	bool kept;
 
 	if (!nk_fdtab__maybe(fd) || !(s = nk_fdtab__get(fd)))
 		return false;
-	kept = s->type == SOCK_DGRAM || atomic_load(&s->listening);
+	kept = (s->type == SOCK_DGRAM || atomic_load(&s->listening)) &&
+	       (!live || !atomic_load(&s->wr_shut));
 	nk_sock__put(s);
 	return kept;
 }
@@ -831,10 +834,11 @@ static void wait_quiet(void)
 
 /*
  * Is nkd gone (a hang-up was seen)? A placeholder of a listener or a
- * datagram socket hangs up when its nkd end closed: nkd is exiting
- * (rarely, a shutdown both ways), and closes the control socket in the
- * same exit, perhaps a moment later: wait_ms for it. Any other hang-up
- * (a connection's) costs one poll of the control socket.
+ * datagram socket the program did not shut down hangs up only when its
+ * nkd end closed: nkd is exiting, and the control socket closes in the
+ * same exit, but later (its io_uring is torn down after the process, a
+ * few ms to tens of ms): wait_ms for it. Any other hang-up (a
+ * connection's, seen by epoll) costs one poll of the control socket.
  */
 static bool nkd_gone(int wait_ms)
 {
@@ -855,8 +859,8 @@ bool nk_rst__poll_dead(const struct pollfd *fds, nfds_t n)
 	bool hup = false;
 
 	for (nfds_t i = 0; i < n && !hup; i++)
-		hup = (fds[i].revents & POLLHUP) && kept_fd(fds[i].fd);
-	return hup && nkd_gone(5);
+		hup = (fds[i].revents & POLLHUP) && kept_fd(fds[i].fd, true);
+	return hup && nkd_gone(200);
 }
 
 /*
@@ -902,7 +906,7 @@ int nk_rst__poll(struct pollfd *fds, nfds_t n, int64_t deadline,
 		for (nfds_t i = 0; i < n; i++) {
 			fds[i].revents = v[i].revents;
 			if ((v[i].revents & POLLHUP) &&
-			    atomic_load(&R.pending) && kept_fd(v[i].fd))
+			    atomic_load(&R.pending) && kept_fd(v[i].fd, false))
 				fds[i].revents = 0;
 			cnt += fds[i].revents != 0;
 		}
