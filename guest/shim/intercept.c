@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
@@ -52,6 +53,30 @@ static struct nk_sock *sock_of(int fd)
 			__r = (expr);         \
 		nk_sock__put(s);              \
 		nk_ret(__r);                  \
+	})
+
+/*
+ * ON_SOCK for data calls: while nkd is away (reattach.c), a blocking call
+ * on a socket that comes back waits for it instead of failing at once.
+ */
+#define ON_DATA(s, flags, rx, expr)                                   \
+	({                                                            \
+		long __r;                                             \
+		int64_t __dl = 0;                                     \
+		for (;;) {                                            \
+			__r = nk_conn__ensure();                      \
+			if (__r == -EHOSTUNREACH)                     \
+				__r = -ENETDOWN;                      \
+			if (!__r)                                     \
+				__r = (expr);                         \
+			if (__builtin_expect(__r >= 0, 1))            \
+				break;                                \
+			__r = nk_rst__hold(s, __r, flags, rx, &__dl); \
+			if (__r != 1)                                 \
+				break;                                \
+		}                                                     \
+		nk_sock__put(s);                                      \
+		nk_ret(__r);                                          \
 	})
 
 /* ------------------------------------------------------------------------ */
@@ -207,7 +232,7 @@ NK_EXPORT ssize_t read(int fd, void *buf, size_t n)
 	s = nk_fdtab__get(fd);
 	if (!s)
 		return REAL(read)(fd, buf, n);
-	return ON_SOCK(s, sock_recv(s, fd, buf, n, 0, NULL, NULL));
+	return ON_DATA(s, 0, true, sock_recv(s, fd, buf, n, 0, NULL, NULL));
 }
 
 NK_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
@@ -223,7 +248,8 @@ NK_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 
 	if (!s)
 		return REAL(recv)(fd, buf, n, flags);
-	return ON_SOCK(s, sock_recv(s, fd, buf, n, flags, NULL, NULL));
+	return ON_DATA(s, flags, true,
+		       sock_recv(s, fd, buf, n, flags, NULL, NULL));
 }
 
 NK_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen,
@@ -241,7 +267,8 @@ NK_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags,
 
 	if (!s)
 		return REAL(recvfrom)(fd, buf, n, flags, sa, len);
-	return ON_SOCK(s, sock_recv(s, fd, buf, n, flags, sa, len));
+	return ON_DATA(s, flags, true,
+		       sock_recv(s, fd, buf, n, flags, sa, len));
 }
 
 NK_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen,
@@ -265,7 +292,7 @@ NK_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 		return nk_ret(-EINVAL);
 	}
 	mh.msg_iovlen = (size_t)iovcnt;
-	return ON_SOCK(s, nk_sock__recvmsg(s, fd, &mh, 0));
+	return ON_DATA(s, 0, true, nk_sock__recvmsg(s, fd, &mh, 0));
 }
 
 NK_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
@@ -274,7 +301,7 @@ NK_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 
 	if (!s)
 		return REAL(recvmsg)(fd, msg, flags);
-	return ON_SOCK(s, nk_sock__recvmsg(s, fd, msg, flags));
+	return ON_DATA(s, flags, true, nk_sock__recvmsg(s, fd, msg, flags));
 }
 
 NK_EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen,
@@ -282,10 +309,12 @@ NK_EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen,
 {
 	struct nk_sock *s = sock_of(fd);
 	unsigned int i;
+	int64_t dl = 0;
 	long r = 0;
 
 	if (!s)
 		return REAL(recvmmsg)(fd, vec, vlen, flags, tmo);
+again:
 	r = nk_conn__ensure();
 	for (i = 0; !r && i < vlen; i++) {
 		/* After the first datagram, take only what is there. */
@@ -302,6 +331,8 @@ NK_EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen,
 		}
 		vec[i].msg_len = (unsigned int)n;
 	}
+	if (r < 0 && (r = nk_rst__hold(s, r, flags, true, &dl)) == 1)
+		goto again;
 	nk_sock__put(s);
 	if (r == -EHOSTUNREACH)
 		r = -ENETDOWN;
@@ -332,7 +363,7 @@ NK_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 	s = nk_fdtab__get(fd);
 	if (!s)
 		return REAL(write)(fd, buf, n);
-	return ON_SOCK(s, sock_send(s, buf, n, 0, NULL, 0));
+	return ON_DATA(s, 0, false, sock_send(s, buf, n, 0, NULL, 0));
 }
 
 NK_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
@@ -341,7 +372,7 @@ NK_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 
 	if (!s)
 		return REAL(send)(fd, buf, n, flags);
-	return ON_SOCK(s, sock_send(s, buf, n, flags, NULL, 0));
+	return ON_DATA(s, flags, false, sock_send(s, buf, n, flags, NULL, 0));
 }
 
 NK_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
@@ -351,7 +382,7 @@ NK_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
 
 	if (!s)
 		return REAL(sendto)(fd, buf, n, flags, sa, len);
-	return ON_SOCK(s, sock_send(s, buf, n, flags, sa, len));
+	return ON_DATA(s, flags, false, sock_send(s, buf, n, flags, sa, len));
 }
 
 NK_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
@@ -367,7 +398,7 @@ NK_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 		return nk_ret(-EINVAL);
 	}
 	mh.msg_iovlen = (size_t)iovcnt;
-	return ON_SOCK(s, nk_sock__sendmsg(s, &mh, 0));
+	return ON_DATA(s, 0, false, nk_sock__sendmsg(s, &mh, 0));
 }
 
 NK_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
@@ -376,7 +407,7 @@ NK_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 
 	if (!s)
 		return REAL(sendmsg)(fd, msg, flags);
-	return ON_SOCK(s, nk_sock__sendmsg(s, msg, flags));
+	return ON_DATA(s, flags, false, nk_sock__sendmsg(s, msg, flags));
 }
 
 NK_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen,
@@ -687,8 +718,8 @@ static int mux_spin_end(struct mux_spin *m, int ret, bool spun)
 	return ret;
 }
 
-static int do_epoll(int epfd, struct epoll_event *ev, int max, int timeout,
-		    const sigset_t *mask)
+static int do_epoll_once(int epfd, struct epoll_event *ev, int max, int timeout,
+			 const sigset_t *mask)
 {
 	struct mux_spin m;
 	int n;
@@ -710,6 +741,23 @@ static int do_epoll(int epfd, struct epoll_event *ev, int max, int timeout,
 	return mux_spin_end(&m, n, false);
 }
 
+/*
+ * When nkd goes away, the dead placeholders of listeners and datagram
+ * sockets wake epoll before the shim takes them out of the set: not an
+ * event of the program's (reattach.c). The timeout then starts again.
+ */
+static int do_epoll(int epfd, struct epoll_event *ev, int max, int timeout,
+		    const sigset_t *mask)
+{
+	int n;
+
+	do
+		n = do_epoll_once(epfd, ev, max, timeout, mask);
+	while (n > 0 && nk_fdtab__count() &&
+	       !(n = nk_rst__epoll_dead(epfd, ev, n)) && timeout);
+	return n;
+}
+
 NK_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
 	return do_epoll(epfd, ev, max, timeout, NULL);
@@ -721,8 +769,8 @@ NK_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max,
 	return do_epoll(epfd, ev, max, timeout, mask);
 }
 
-static int do_poll(struct pollfd *fds, nfds_t n, int timeout,
-		   const struct timespec *ts, const sigset_t *mask)
+static int do_poll_once(struct pollfd *fds, nfds_t n, int timeout,
+			const struct timespec *ts, const sigset_t *mask)
 {
 	struct mux_spin m;
 	struct timespec t;
@@ -751,6 +799,46 @@ static int do_poll(struct pollfd *fds, nfds_t n, int timeout,
 	return mux_spin_end(&m, r, false);
 }
 
+/*
+ * While nkd is away the files under the program's fds change; reattach.c
+ * polls so that the change wakes it, and hides dead placeholders.
+ */
+static int poll_outage(struct pollfd *fds, nfds_t n, int timeout,
+		       const struct timespec *ts, const sigset_t *mask)
+{
+	int64_t dl = -1;
+	struct timespec t;
+	int r;
+
+	if (ts)
+		dl = nk_now_ns() + ts->tv_sec * 1000000000LL + ts->tv_nsec;
+	else if (timeout >= 0)
+		dl = nk_now_ns() + timeout * 1000000LL;
+	r = nk_rst__poll(fds, n, dl, mask);
+	if (r != NK_RST_AGAIN)
+		return (int)nk_ret(r);
+	if (dl < 0)
+		return do_poll_once(fds, n, -1, NULL, mask);
+	dl -= nk_now_ns();
+	dl = dl > 0 ? dl : 0;
+	t.tv_sec = dl / 1000000000LL;
+	t.tv_nsec = dl % 1000000000LL;
+	return do_poll_once(fds, n, -1, &t, mask);
+}
+
+static int do_poll(struct pollfd *fds, nfds_t n, int timeout,
+		   const struct timespec *ts, const sigset_t *mask)
+{
+	int r;
+
+	if (!nk_rst__pending() || !nk_fdtab__count()) {
+		r = do_poll_once(fds, n, timeout, ts, mask);
+		if (r <= 0 || !nk_fdtab__count() || !nk_rst__poll_dead(fds, n))
+			return r;
+	}
+	return poll_outage(fds, n, timeout, ts, mask);
+}
+
 NK_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
 	return do_poll(fds, n, timeout, NULL, NULL);
@@ -767,17 +855,91 @@ NK_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
  * at the agent's placeholders, which must first have caught up with
  * every CQE this process has seen (abi.md §9).
  */
-NK_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *x, struct timeval *tv)
+#define NK_LBITS (8 * sizeof(unsigned long))
+static bool fdbit(const fd_set *set, int fd)
 {
-	if (nk_fdtab__count())
-		nk_ring__vm_sync();
-	return REAL(select)(n, r, w, x, tv);
+	return set && (((const unsigned long *)set)[fd / NK_LBITS] >>
+		       (fd % NK_LBITS)) &
+			      1;
+}
+
+static void fdset(fd_set *set, int fd, bool on)
+{
+	unsigned long *w = (unsigned long *)set + fd / NK_LBITS;
+
+	if (set && on)
+		*w |= 1UL << (fd % NK_LBITS);
+	else if (set)
+		*w &= ~(1UL << (fd % NK_LBITS));
+}
+
+static int select_outage(int n, fd_set *r, fd_set *w, fd_set *x,
+			 const struct timespec *ts, const sigset_t *mask)
+{
+	struct pollfd *p = calloc((size_t)n, sizeof(*p));
+	nfds_t k = 0;
+	int ret;
+
+	if (!p)
+		return (int)nk_ret(-ENOMEM);
+	for (int fd = 0; fd < n; fd++) {
+		short ev = (fdbit(r, fd) ? POLLIN : 0) |
+			   (fdbit(w, fd) ? POLLOUT : 0) |
+			   (fdbit(x, fd) ? POLLPRI : 0);
+
+		if (ev)
+			p[k++] = (struct pollfd){ .fd = fd, .events = ev };
+	}
+	ret = poll_outage(p, k, -1, ts, mask);
+	if (ret >= 0) {
+		ret = 0;
+		for (nfds_t i = 0; i < k; i++) {
+			short re = p[i].revents;
+			bool in = re & (POLLIN | POLLHUP | POLLERR),
+			     out = re & (POLLOUT | POLLERR), pri = re & POLLPRI;
+
+			if (re & POLLNVAL) {
+				ret = (int)nk_ret(-EBADF);
+				break;
+			}
+			in = in && fdbit(r, p[i].fd);
+			out = out && fdbit(w, p[i].fd);
+			pri = pri && fdbit(x, p[i].fd);
+			fdset(r, p[i].fd, in);
+			fdset(w, p[i].fd, out);
+			fdset(x, p[i].fd, pri);
+			ret += in + out + pri;
+		}
+	}
+	free(p);
+	return ret;
 }
 
 NK_EXPORT int pselect(int n, fd_set *r, fd_set *w, fd_set *x,
 		      const struct timespec *ts, const sigset_t *mask)
 {
+	if (nk_fdtab__count()) {
+		nk_ring__vm_sync();
+		/* While nkd is away, as poll (a sleeping select would miss
+		 * the new placeholders): rare, so by conversion. */
+		if (nk_rst__pending() && n > 0)
+			return select_outage(n, r, w, x, ts, mask);
+	}
+	return REAL(pselect)(n, r, w, x, ts, mask);
+}
+
+NK_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *x, struct timeval *tv)
+{
+	struct timespec ts;
+
+	if (nk_fdtab__count() && nk_rst__pending() && n > 0) {
+		if (tv) {
+			ts.tv_sec = tv->tv_sec;
+			ts.tv_nsec = tv->tv_usec * 1000L;
+		}
+		return pselect(n, r, w, x, tv ? &ts : NULL, NULL);
+	}
 	if (nk_fdtab__count())
 		nk_ring__vm_sync();
-	return REAL(pselect)(n, r, w, x, ts, mask);
+	return REAL(select)(n, r, w, x, tv);
 }

@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -49,14 +50,28 @@
 #define NK_BACKOFF_MAX_NS (1000 * 1000000LL)
 #define NK_EPOLL_MAX 64 /* epoll fds looked at */
 #define NK_EPREG_MAX 16 /* registrations of one fd */
+/* A held call looks at the reattach at least this often. */
+#define NK_HOLD_SLICE_NS (200 * 1000000LL)
+#define NK_QREG_MAX 64 /* dead epoll registrations filtered */
 
 static struct {
 	atomic_int pending; /* a reattach is under way */
 	uint32_t gen; /* futex word: bumped when pending ends */
 	int limit_s; /* NK_REATTACH_S; 0 = never reattach */
 	pid_t mon_pid; /* process whose monitor runs */
+	atomic_int quieted; /* the quiet placeholders are in place */
+	int evfd; /* readable once a reattach ends (pollers look again) */
+	pid_t evfd_pid;
 	char words[96];
-} R = { .limit_s = -1 };
+} R = { .limit_s = -1, .evfd = -1 };
+
+/* epoll registrations of the dead placeholders, while pending. */
+static struct {
+	int epfd;
+	uint64_t data;
+} qregs[NK_QREG_MAX];
+static atomic_int nqregs;
+static bool recording; /* the monitor's: swap_under notes into qregs */
 
 static void sleep_ns(int64_t ns)
 {
@@ -317,8 +332,16 @@ static void swap_under(struct nk_sock *s, int nfd)
 			continue;
 		cloexec = REAL(fcntl)((int)fd, F_GETFD) & FD_CLOEXEC;
 		nregs = ep_find((int)fd, s->ino, regs);
-		for (int i = 0; i < nregs; i++)
+		for (int i = 0; i < nregs; i++) {
+			int q = atomic_load(&nqregs);
+
 			epoll_ctl(regs[i].epfd, EPOLL_CTL_DEL, (int)fd, NULL);
+			if (recording && q < NK_QREG_MAX) {
+				qregs[q].epfd = regs[i].epfd;
+				qregs[q].data = regs[i].data;
+				atomic_store(&nqregs, q + 1);
+			}
+		}
 		if (REAL(dup3)(nfd, (int)fd, cloexec ? O_CLOEXEC : 0) < 0) {
 			nk_log("cannot put the new placeholder under fd %u: %s",
 			       fd, strerror(errno));
@@ -455,6 +478,10 @@ fail_handle:
 static void end_pending(void)
 {
 	atomic_store(&R.pending, 0);
+	atomic_store(&R.quieted, 0);
+	atomic_store(&nqregs, 0);
+	if (R.evfd >= 0)
+		eventfd_write(R.evfd, 1);
 	__atomic_add_fetch(&R.gen, 1, __ATOMIC_SEQ_CST);
 	syscall(SYS_futex, &R.gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
@@ -521,9 +548,18 @@ static void reattach(void)
 	 * event loops stop seeing the dead ones (readable and hung up) at
 	 * once, not after the wait below.
 	 */
+	if (R.evfd < 0 || R.evfd_pid != getpid()) {
+		R.evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		R.evfd_pid = getpid();
+	} else {
+		eventfd_t x;
+
+		eventfd_read(R.evfd, &x); /* unreadable while pending */
+	}
 	v = all_socks(&n);
 	keep = calloc(n ? n : 1, sizeof(*keep));
 	neps = epoll_fds(eps, NK_EPOLL_MAX);
+	recording = true;
 	for (int i = 0; i < n; i++) {
 		struct nk_sock *s = v[i];
 		int q;
@@ -538,6 +574,8 @@ static void reattach(void)
 			REAL(close)(q);
 		}
 	}
+	recording = false;
+	atomic_store(&R.quieted, 1);
 	/* Waiters were woken with ECONNRESET; let them leave the old ring. */
 	for (int i = 0; i < 100 && nk_conn__waiters(); i++)
 		sleep_ns(10 * 1000000LL);
@@ -682,6 +720,50 @@ bool nk_rst__pending(void)
 	return atomic_load_explicit(&R.pending, memory_order_relaxed);
 }
 
+/*
+ * A listener or datagram socket comes back after the reattach: a call on
+ * it that failed only because nkd is away must not return at once (a
+ * blocking recvfrom loop would spin on ECONNRESET for the whole outage).
+ * Blocking: sleep until the reattach ends, bounded by SO_RCVTIMEO or
+ * SO_SNDTIMEO (then EAGAIN, as when that timeout expires) and by signals
+ * (EINTR); then the caller tries again, on the re-created socket, or gets
+ * ENETDOWN once the shim gave up. Non-blocking: EAGAIN, as an idle socket
+ * answers. Returns 1 to try again, else the result to return.
+ */
+long nk_rst__hold(struct nk_sock *s, long r, int flags, bool rx,
+		  int64_t *deadline)
+{
+	uint32_t g = __atomic_load_n(&R.gen, __ATOMIC_SEQ_CST);
+	int64_t now, ns = NK_HOLD_SLICE_NS;
+
+	if ((r != -ECONNRESET && r != -ENETDOWN) || !atomic_load(&R.pending) ||
+	    (s->type != SOCK_DGRAM && !atomic_load(&s->listening)))
+		return r;
+	if (atomic_load(&s->nonblock) || (flags & MSG_DONTWAIT))
+		return -EAGAIN;
+	now = nk_now_ns();
+	if (!*deadline) {
+		int64_t us =
+			atomic_load(rx ? &s->rcvtimeo_us : &s->sndtimeo_us);
+
+		*deadline = us > 0 ? now + us * 1000 : -1;
+	}
+	if (*deadline > 0) {
+		if (now >= *deadline)
+			return -EAGAIN;
+		if (*deadline - now < ns)
+			ns = *deadline - now;
+	}
+	struct timespec ts = { .tv_sec = ns / 1000000000LL,
+			       .tv_nsec = ns % 1000000000LL };
+
+	if (syscall(SYS_futex, &R.gen, FUTEX_WAIT_PRIVATE, g, &ts, NULL, 0) <
+		    0 &&
+	    errno == EINTR)
+		return -EINTR;
+	return 1;
+}
+
 long nk_rst__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
 		    socklen_t *len, int flags)
 {
@@ -721,4 +803,142 @@ long nk_rst__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
 	}
 	nk_sock__put(s);
 	return r;
+}
+
+/* ------------------------------------------------------------------------ */
+/* poll, epoll and select while nkd is away. */
+
+/* A listener or datagram socket; with live: not shut down by the program
+ * (its placeholder hangs up only if nkd closed its end). */
+static bool kept_fd(int fd, bool live)
+{
+	struct nk_sock *s;
+	bool kept;
+
+	if (!nk_fdtab__maybe(fd) || !(s = nk_fdtab__get(fd)))
+		return false;
+	kept = (s->type == SOCK_DGRAM || atomic_load(&s->listening)) &&
+	       (!live || !atomic_load(&s->wr_shut));
+	nk_sock__put(s);
+	return kept;
+}
+
+/* The quiet placeholders are in place a few ms after the loss. */
+static void wait_quiet(void)
+{
+	for (int i = 0;
+	     i < 1000 && atomic_load(&R.pending) && !atomic_load(&R.quieted);
+	     i++)
+		sleep_ns(1000000LL);
+}
+
+/*
+ * Is nkd gone (a hang-up was seen)? A placeholder of a listener or a
+ * datagram socket the program did not shut down hangs up only when its
+ * nkd end closed: nkd is exiting, and the control socket closes in the
+ * same exit, but later (its io_uring is torn down after the process, a
+ * few ms to tens of ms): wait_ms for it. Any other hang-up (a
+ * connection's, seen by epoll) costs one poll of the control socket.
+ */
+static bool nkd_gone(int wait_ms)
+{
+	int fd = nk_conn__ctl_fd();
+
+	if (!atomic_load(&R.pending) && R.mon_pid == getpid() && fd >= 0 &&
+	    nk_conn__state() == NK_ST_UP) {
+		struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+
+		REAL(poll)(&p, 1, wait_ms);
+		nk_conn__check_alive();
+	}
+	return atomic_load(&R.pending);
+}
+
+bool nk_rst__poll_dead(const struct pollfd *fds, nfds_t n)
+{
+	bool hup = false;
+
+	for (nfds_t i = 0; i < n && !hup; i++)
+		hup = (fds[i].revents & POLLHUP) && kept_fd(fds[i].fd, true);
+	return hup && nkd_gone(200);
+}
+
+/*
+ * poll during a reattach. The files under the program's fds change
+ * (swap_under), and a poll sleeping in the kernel stays registered on the
+ * files it found first, so sleep with one more fd, readable when the
+ * reattach ends, and look again then. A dead placeholder (POLLHUP on a
+ * socket that comes back) is not reported. Returns poll's count, -errno,
+ * or NK_RST_AGAIN: the reattach ended, poll normally until *deadline.
+ */
+int nk_rst__poll(struct pollfd *fds, nfds_t n, int64_t deadline,
+		 const sigset_t *mask)
+{
+	struct pollfd *v = malloc((n + 1) * sizeof(*v));
+	int r;
+
+	if (!v)
+		return -ENOMEM;
+	for (;;) {
+		struct timespec ts, *tsp = NULL;
+		int cnt = 0;
+
+		wait_quiet();
+		if (!atomic_load(&R.pending) || R.evfd < 0) {
+			r = NK_RST_AGAIN;
+			break;
+		}
+		memcpy(v, fds, n * sizeof(*v));
+		v[n] = (struct pollfd){ .fd = R.evfd, .events = POLLIN };
+		if (deadline >= 0) {
+			int64_t left = deadline - nk_now_ns();
+
+			left = left > 0 ? left : 0;
+			ts.tv_sec = left / 1000000000LL;
+			ts.tv_nsec = left % 1000000000LL;
+			tsp = &ts;
+		}
+		r = REAL(ppoll)(v, n + 1, tsp, mask);
+		if (r <= 0) {
+			r = r < 0 ? -errno : 0;
+			break;
+		}
+		for (nfds_t i = 0; i < n; i++) {
+			fds[i].revents = v[i].revents;
+			if ((v[i].revents & POLLHUP) &&
+			    atomic_load(&R.pending) && kept_fd(v[i].fd, false))
+				fds[i].revents = 0;
+			cnt += fds[i].revents != 0;
+		}
+		if (cnt) {
+			r = cnt;
+			break;
+		}
+	}
+	free(v);
+	return r;
+}
+
+int nk_rst__epoll_dead(int epfd, struct epoll_event *ev, int n)
+{
+	bool hup = false;
+	int k = 0, q;
+
+	for (int i = 0; i < n && !hup; i++)
+		hup = ev[i].events & EPOLLHUP;
+	if (!hup || !nkd_gone(0))
+		return n;
+	wait_quiet();
+	q = atomic_load(&nqregs);
+	for (int i = 0; i < n; i++) {
+		bool dead = false;
+
+		for (int j = 0; j < q && !dead && (ev[i].events & EPOLLHUP);
+		     j++)
+			dead = qregs[j].epfd == epfd &&
+			       qregs[j].data == ev[i].data.u64;
+		if (!dead)
+			ev[k++] = ev[i];
+	}
+	return k;
 }

@@ -555,6 +555,22 @@ NK_HIDDEN bool nk_rst__pending(void);
 /* accept(2) on s, riding out a restart on a listener. */
 NK_HIDDEN long nk_rst__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
 			      socklen_t *len, int flags);
+/*
+ * A call on s failed with r: while nkd is away, a blocking call on a socket
+ * that comes back waits for it. 1 = call again; else what to return.
+ */
+NK_HIDDEN long nk_rst__hold(struct nk_sock *s, long r, int flags, bool rx,
+			    int64_t *deadline);
+/*
+ * intercept.c's poll/epoll/select while nkd is away: did poll report a dead
+ * placeholder (nkd went away)? poll through the reattach (NK_RST_AGAIN:
+ * it ended, poll normally); drop epoll events of dead placeholders.
+ */
+#define NK_RST_AGAIN (-1000)
+NK_HIDDEN bool nk_rst__poll_dead(const struct pollfd *fds, nfds_t n);
+NK_HIDDEN int nk_rst__poll(struct pollfd *fds, nfds_t n, int64_t deadline,
+			   const sigset_t *mask);
+NK_HIDDEN int nk_rst__epoll_dead(int epfd, struct epoll_event *ev, int n);
 /* conn.c for reattach.c. */
 NK_HIDDEN int nk_conn__ctl_fd(void);
 NK_HIDDEN void nk_conn__check_alive(void);
