@@ -1547,7 +1547,8 @@ static void test_rate_hold(void **state)
  * The byte scheduler (sched.c): guest ut's SEND stays in the NSM (the
  * stack pushes back), guest ut2 may run at most NK_SCHED_LAG ahead of it;
  * its next SEND waits in the engine, is cancelled there without the NSM,
- * goes down when ut stops contending, and a close waits for it; a wait
+ * goes down when ut stops contending (not at once after a whole-buffer
+ * SEND: a bulk writer between writes), and a close waits for it; a wait
  * is bounded (NK_SCHED_WAIT_NS).
  */
 static void test_sched_hold(void **state)
@@ -1598,9 +1599,14 @@ static void test_sched_hold(void **state)
 	submit(vb, (struct nk_sqe){ .opcode = NK_OP_CLOSE, .handle = hb[4] });
 	reap_one(vb, vb->ud);
 	assert_int_equal(F.nr_released, 0);
-	/* ut's SEND completes: ut stops contending, ut2's SEND goes down,
-	 * then the release. */
+	/* ut's SEND of a whole buffer completes: a bulk writer between two
+	 * writes still contends for NK_SCHED_RX_NS; then it stops, ut2's
+	 * SEND goes down, then the release. */
 	fake_complete(a, (int)bs, 0, 0);
+	assert_int_equal(nk_sched__run(E, nk_now_ns()), 0);
+	assert_int_equal(E->sched_held, 1);
+	/* Its moment passes (aged here rather than slept through). */
+	va->conn->guest->sched.dir[NK_SCHED_TX].full -= NK_SCHED_RX_NS + 1;
 	assert_int_equal(nk_sched__run(E, nk_now_ns()), 1);
 	assert_int_equal(E->sched_held, 0);
 	assert_int_equal(F.nr_released, 1);

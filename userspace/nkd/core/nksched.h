@@ -11,7 +11,9 @@
  * because the stack pushes back and its last SEND progressed less than
  * NK_SCHED_STALL_NS ago, or a SEND of it filled its socket's send window
  * in one of the engine's last NK_SCHED_PASSES loop passes (nkd is the
- * bottleneck) -- these two not while every SEND it has in its NSM waits
+ * bottleneck), or a SEND of a whole data buffer of it completed less than
+ * NK_SCHED_RX_NS ago (a bulk writer between two writes) -- these three
+ * not while every SEND it has in its NSM waits
  * for its own peer (the NSM's send_peer_limited: a slow reader, not the
  * shared path) --, or (ingress) a RECV of it filled its buffer less than
  * NK_SCHED_RX_NS ago (more data was waiting). The last two do not count
@@ -59,7 +61,9 @@ enum { NK_SCHED_TX, NK_SCHED_RX, NK_SCHED_DIRS };
  * crawls must not stop the others.
  */
 #define NK_SCHED_WAIT_NS 250000000ll
-/* A guest whose RECV filled its buffer this recently is backlogged. */
+/* A guest whose RECV filled its buffer this recently is backlogged; so is
+ * one whose SEND of a whole buffer completed this recently (its program
+ * wrote at least a buffer at once and is on its way with the next). */
 #define NK_SCHED_RX_NS 2000000ll
 /* How long a guest's "its SENDs wait for their own peers" answer is
  * kept before the NSM is asked again (a pass over its sockets). */
@@ -74,6 +78,7 @@ struct nk_sched_q {
 	int64_t since; /* ns clock held's head began to wait; 0: none */
 	int64_t passed; /* ns clock a held op of it last went down */
 	uint64_t seen; /* tx: loop pass a SEND of it filled its window */
+	int64_t full; /* tx: ns clock a whole-buffer SEND of it completed */
 	int64_t peer_at; /* tx: ns clock peer_limited was last found */
 	bool peer_limited; /* tx: its SENDs all wait for their own peers */
 	uint64_t nr_peer_limited; /* tx: times found so */

@@ -78,7 +78,8 @@ static bool contending(const struct nk_engine *e, struct nk_guest *g,
 		 * one of the last passes: nkd itself is the bottleneck;
 		 * unless its flows wait for their own slow peers. */
 		return ((q->busy && now - q->last < NK_SCHED_STALL_NS) ||
-			(q->seen && e->loops - q->seen <= NK_SCHED_PASSES)) &&
+			(q->seen && e->loops - q->seen <= NK_SCHED_PASSES) ||
+			(q->full && now - q->full < NK_SCHED_RX_NS)) &&
 		       !peer_limited(g, q, now);
 	return q->last && now - q->last < NK_SCHED_RX_NS;
 }
@@ -207,8 +208,19 @@ void nk_sched__done(struct nk_req *op, int res)
 			q->vt -=
 				nk_sched__cost(op->len - moved, g->conf.weight);
 		q->busy--;
-		if (op->e->nr_guests > 1)
+		if (op->e->nr_guests > 1) {
 			q->last = nk_now_ns();
+			/*
+			 * A single-stream writer has nothing in nkd between
+			 * two SENDs (the program's turn-around), and the
+			 * pass count alone would call it idle and erase its
+			 * deficit at every write; a whole buffer written at
+			 * once says it is backlogged (as a full RECV does).
+			 */
+			if (moved >= op->len && op->len >= op->conn->buf_size &&
+			    !g->conf.rate_bps[NK_RATE_TX])
+				q->full = q->last;
+		}
 		return;
 	}
 	q->vt += nk_sched__cost(moved, g->conf.weight);
