@@ -34,11 +34,6 @@ bool nk_rxb__on(struct nk_sock *s)
 	       nk_conn__has_feature(NK_FEAT_RECV_PREFETCH);
 }
 
-static uint32_t align_up(uint32_t v)
-{
-	return (v + NK_DGRAM_ALIGN - 1) & ~(NK_DGRAM_ALIGN - 1);
-}
-
 static void scatter(const struct msghdr *msg, const uint8_t *src, size_t len)
 {
 	for (size_t i = 0; i < msg->msg_iovlen && len; i++) {
@@ -70,7 +65,7 @@ static ssize_t deliver(struct nk_sock *s, const uint8_t *buf, uint32_t off,
 	memcpy(&h, buf + off, sizeof(h));
 	if (h.len > end - off - sizeof(h))
 		return -EIO;
-	*next = align_up(off + (uint32_t)sizeof(h) + h.len);
+	*next = NK_DGRAM_NEXT(off + (uint32_t)sizeof(h) + h.len);
 	if (h.err)
 		return h.err > 0 ? -h.err : -EIO;
 	for (size_t i = 0; i < msg->msg_iovlen; i++)

@@ -226,6 +226,9 @@ struct nk_cmsg {
  * point of the queue (an ICMP error on a connected socket).
  */
 #define NK_DGRAM_ALIGN 8u
+/* Where the record after one ending at byte end (of the buffer) starts. */
+#define NK_DGRAM_NEXT(end) \
+	(((end) + NK_DGRAM_ALIGN - 1) & ~(NK_DGRAM_ALIGN - 1))
 #define NK_RECV_BATCH_MAX 64u /* most records one RECV returns */
 
 struct nk_dgram {

@@ -39,11 +39,6 @@ struct nk_rxback {
 	uint32_t nr; /* items */
 };
 
-static uint32_t align_up(uint32_t v)
-{
-	return (v + NK_DGRAM_ALIGN - 1) & ~(NK_DGRAM_ALIGN - 1);
-}
-
 static void list_free(struct item *it)
 {
 	while (it) {
@@ -106,7 +101,7 @@ static int parse_dgrams(const struct nk_rxback *q, const uint8_t *p,
 			*first = it;
 		*last = it;
 		*bytes += h.len;
-		off = align_up(off + (uint32_t)sizeof(h) + h.len);
+		off = NK_DGRAM_NEXT(off + (uint32_t)sizeof(h) + h.len);
 	}
 	return (int)n;
 }
@@ -234,7 +229,7 @@ static int recv_batch(struct nk_rxback **qp, uint8_t *buf, uint32_t len,
 		memcpy(buf + off + sizeof(h), it->data, h.len);
 		*bytes += h.len;
 		end = off + (uint32_t)sizeof(h) + h.len;
-		off = align_up(end);
+		off = NK_DGRAM_NEXT(end);
 		recs++;
 		pop(qp);
 		/* An error record ends the batch (abi.md §5). */

@@ -6,11 +6,6 @@
 
 #include "validate.h"
 
-static uint32_t align_up(uint32_t v)
-{
-	return (v + NK_DGRAM_ALIGN - 1) & ~(NK_DGRAM_ALIGN - 1);
-}
-
 static void put_hdr(uint8_t *at, uint32_t len, uint32_t full_len, int err,
 		    const struct sockaddr_storage *sa, socklen_t salen)
 {
@@ -49,7 +44,7 @@ int nk_rbatch__fill(uint8_t *buf, uint32_t len, int first_res,
 	while (n < NK_RECV_BATCH_MAX && recv) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		uint32_t off = align_up(end);
+		uint32_t off = NK_DGRAM_NEXT(end);
 		int r;
 
 		/* off <= len - hdr keeps both sums below below 2^32. */
