@@ -567,6 +567,11 @@ void nk_conn__mux_spun(bool hit, int64_t slept, bool useful)
 		nk_spin__slept(&mux_spin, slept, useful);
 }
 
+bool nk_conn__in_vm(void)
+{
+	return C.at.vm_wait;
+}
+
 bool nk_conn__has_feature(uint64_t feat)
 {
 	return (C.at.features & feat) == feat;

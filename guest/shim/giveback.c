@@ -48,22 +48,48 @@ static void giveback_one(struct nk_sock *s, int fd)
 		nk_buf__free(s->pf_idx);
 }
 
+/*
+ * A standing RECV parked at nkd would take data the child or the next
+ * image waits for: end it (what it got meanwhile is read-ahead like any
+ * other, given back below). With rx_lock held.
+ */
+static void standing_end(struct nk_sock *s)
+{
+	if (nk_pf__settle(s) != NK_PF_INFLIGHT || !s->pf_standing ||
+	    nk_ring__prefetch_cancel(s->pf_idx))
+		return;
+	while (atomic_load(&s->pf_state) == NK_PF_INFLIGHT) {
+		uint32_t g = nk_ring__gen();
+
+		nk_ring__poll();
+		if (atomic_load(&s->pf_state) != NK_PF_INFLIGHT ||
+		    nk_ring__wait_progress(g, 0, false))
+			break;
+	}
+}
+
 void nk_giveback__all(void)
 {
-	if (!nk_conn__has_feature(NK_FEAT_UNREAD))
+	bool unread = nk_conn__has_feature(NK_FEAT_UNREAD);
+
+	if (!unread && !nk_conn__has_feature(NK_FEAT_RECV_STANDING))
 		return;
 	for (uint32_t fd = 0; fd < nk_fdtab__size(); fd++) {
 		struct nk_sock *s = nk_fdtab__get((int)fd);
 
 		if (!s)
 			continue;
+		/* Two processes may read it from now on. */
+		atomic_store(&s->rx_nopush, 1);
 		/*
 		 * A thread blocked in a stream recv holds rx_lock, and then
 		 * nothing is stashed (the stash answers before nkd is asked).
 		 */
 		if (atomic_load(&s->pf_state) != NK_PF_NONE &&
 		    !pthread_mutex_trylock(&s->rx_lock)) {
-			giveback_one(s, (int)fd);
+			standing_end(s);
+			if (unread)
+				giveback_one(s, (int)fd);
 			pthread_mutex_unlock(&s->rx_lock);
 		}
 		nk_sock__put(s);

@@ -114,6 +114,7 @@ void nk_pf__submit(struct nk_sock *s, struct nk_sqe *sqe, int idx)
 	sqe->io.buf_len = nk_conn__buf_size();
 	s->pf_idx = idx;
 	s->pf_off = 0;
+	s->pf_standing = !(sqe->flags & NK_SQE_F_NONBLOCK);
 	atomic_store(&s->pf_state, NK_PF_INFLIGHT);
 	if (nk_ring__prefetch(s, sqe, idx)) {
 		atomic_store(&s->pf_state, NK_PF_NONE);
@@ -129,6 +130,10 @@ int nk_pf__settle(struct nk_sock *s)
 {
 	int st = atomic_load(&s->pf_state);
 
+	if (st == NK_PF_INFLIGHT && s->pf_standing) {
+		nk_ring__poll();
+		return atomic_load(&s->pf_state);
+	}
 	while (st == NK_PF_INFLIGHT) {
 		uint32_t g = nk_ring__gen();
 		int err;

@@ -210,6 +210,12 @@ struct nk_sock {
 	int pf_idx; /* data buffer */
 	int32_t pf_res; /* the RECV's result */
 	uint32_t pf_off; /* bytes of pf_res already handed out */
+	/* The RECV in flight is standing (docs/shim.md "Standing receive"):
+	 * nkd keeps it until data comes, so nobody waits for it blindly. */
+	bool pf_standing;
+	/* Stream RECVs nkd answered with data (under rx_lock): a socket
+	 * that gets a second request earns a standing RECV. */
+	uint32_t rx_reads;
 	/*
 	 * Datagram sockets use the same state for batches (rxbatch.c):
 	 * pf_res is the records left, pf_off the next one's offset, pf_end
@@ -218,6 +224,10 @@ struct nk_sock {
 	uint32_t pf_end;
 	atomic_int rx_nobatch; /* the NSM answered a batch -EOPNOTSUPP */
 	atomic_int rx_batching; /* a thread has a batch RECV out (rxbatch.c) */
+	/* No standing RECV: another process may read it (inherited, or
+	 * forked since), whose data it would take; or SO_RCVLOWAT is set,
+	 * which it would not honour. */
+	atomic_int rx_nopush;
 	/* DNS sent to the guest's nameserver dns_orig went to dns_to, the
 	 * NSM's (dnsmap.c); answers from dns_to show as from dns_orig. */
 	atomic_int dns_mapped;
@@ -381,10 +391,13 @@ NK_HIDDEN int nk_ring__prefetch(struct nk_sock *s, struct nk_sqe *sqe, int idx);
  * nk_rxb__keep takes it itself (the RECV waited without it).
  */
 /* May a recv on s ask for a batch? */
-/* Waits out a RECV read-ahead in flight; returns pf_state or -errno. */
+/* Waits out a RECV read-ahead in flight (not a standing one, which
+ * may wait for the network); returns pf_state or -errno. */
 NK_HIDDEN int nk_pf__settle(struct nk_sock *s);
 /* Sends a read-ahead RECV into buffer idx (stream stash or batch). */
 NK_HIDDEN void nk_pf__submit(struct nk_sock *s, struct nk_sqe *sqe, int idx);
+/* Asks nkd to end the read-ahead RECV into buffer idx (fire and forget). */
+NK_HIDDEN int nk_ring__prefetch_cancel(int idx);
 NK_HIDDEN bool nk_rxb__on(struct nk_sock *s);
 /*
  * Answer a datagram recv from the kept batch: 1 with *ret set, 0 when
@@ -440,6 +453,8 @@ NK_HIDDEN int nk_ring__wait_progress(uint32_t since, int64_t deadline_ns,
 /* Reap without waiting. */
 NK_HIDDEN void nk_ring__poll(void);
 NK_HIDDEN bool nk_conn__has_feature(uint64_t feat);
+/* Attached through nk-vmagent (nkd keeps the placeholders' state). */
+NK_HIDDEN bool nk_conn__in_vm(void);
 
 /* Ancillary data (cmsg.c). */
 NK_HIDDEN void nk_cmsg__track_opt(struct nk_sock *s, int level, int name,

@@ -529,6 +529,8 @@ int nk_sock__setsockopt(struct nk_sock *s, int fd, int level, int name,
 	if (!res && level == SOL_SOCKET && name == SO_SNDBUF &&
 	    len >= sizeof(int))
 		sndbuf_window(s, val);
+	if (!res && level == SOL_SOCKET && name == SO_RCVLOWAT)
+		atomic_store(&s->rx_nopush, 1);
 	if (!res) {
 		nk_cmsg__track_opt(s, level, name, val, len);
 		nk_rst__note_opt(s, level, name, val, len);
@@ -603,12 +605,45 @@ void nk_sock__stash_drop(struct nk_sock *s)
 }
 
 /*
+ * May s have a standing RECV (docs/shim.md "Standing receive")? Only a
+ * connected stream no other process reads: the data it takes is this
+ * process's to hand out.
+ */
+static bool standing_ok(struct nk_sock *s)
+{
+	return s->type == SOCK_STREAM && atomic_load(&s->rx_exact) &&
+	       !atomic_load(&s->listening) && !atomic_load(&s->rx_nopush) &&
+	       !nk_conn__in_vm() && nk_conn__has_feature(NK_FEAT_RECV_STANDING);
+}
+
+/*
+ * Empties the app end before a standing RECV: from here until that RECV's
+ * data is in our buffer, the placeholder is readable only if nkd made it
+ * so (docs/abi.md §6). A few reads: an honest nkd queues a byte an event.
+ */
+static void placeholder_empty(int fd)
+{
+	char b[64];
+
+	/* A short read took all there was. */
+	for (int i = 0; i < 4; i++)
+		if (REAL(recv)(fd, b, sizeof(b), MSG_DONTWAIT) <
+		    (ssize_t)sizeof(b))
+			return;
+}
+
+/*
  * Read-ahead (docs/shim.md): after a RECV that filled a whole buffer, or
  * after the last byte of a read-ahead buffer was handed out, ask nkd for
  * the next buffer without waiting, so its copy overlaps the app's. Its
- * result is the socket's stash. Called with rx_lock, stash empty.
+ * result is the socket's stash. Where nkd offers it, the RECV stays armed
+ * at nkd while the socket is empty (standing), and nkd pushes the next
+ * data into it as it arrives. After the last stashed byte (drained) the
+ * placeholder is readable only because we held data: it is emptied here,
+ * so that a poll right after this recv is exact without waiting for nkd.
+ * Called with rx_lock, stash empty.
  */
-static void stash_refill(struct nk_sock *s)
+static void stash_refill(struct nk_sock *s, int fd, bool drained)
 {
 	struct nk_sqe sqe = { .opcode = NK_OP_RECV,
 			      .flags = NK_SQE_F_NONBLOCK | NK_SQE_F_PREFETCH,
@@ -617,20 +652,62 @@ static void stash_refill(struct nk_sock *s)
 
 	if (idx < 0)
 		return;
+	if (standing_ok(s)) {
+		sqe.flags = NK_SQE_F_PREFETCH;
+		if (drained) {
+			placeholder_empty(fd);
+			sqe.flags |= NK_SQE_F_EMPTIED;
+		}
+	}
 	nk_pf__submit(s, &sqe, idx);
 }
 
 /*
- * Serve a stream recv from the stash. Returns 1 with *ret set when the
- * call is answered (data, EOF or an error), 0 to go on to nkd (stash
- * empty, or the read-ahead found the socket empty), < 0 if waiting for the
- * read-ahead failed. Called with rx_lock.
+ * A standing RECV in flight: a non-blocking call waits only while the
+ * placeholder is readable (nkd makes it so only once the data is in our
+ * buffer, or while it is about to be); a blocking one waits for data, an
+ * end or an error, or its deadline (-EAGAIN). Returns pf_state (still
+ * NK_PF_INFLIGHT: nothing yet) or -errno. Called with rx_lock.
  */
-static int stash_take(struct nk_sock *s, struct msghdr *msg, size_t *got,
-		      size_t total, int flags, ssize_t *ret)
+static int standing_wait(struct nk_sock *s, int fd, bool nonblock,
+			 int64_t deadline)
+{
+	for (;;) {
+		uint32_t g = nk_ring__gen();
+		int st, err;
+
+		nk_ring__poll();
+		st = atomic_load(&s->pf_state);
+		if (st != NK_PF_INFLIGHT)
+			return st;
+		if (nonblock && !placeholder_ready(fd))
+			return st;
+		err = nk_ring__wait_progress(g, nonblock ? 0 : deadline,
+					     !nonblock);
+		if (err)
+			return err == -ETIMEDOUT ? -EAGAIN : err;
+	}
+}
+
+/*
+ * Serve a stream recv from the stash. Returns 1 with *ret set when the
+ * call is answered (data; 2: an end or an error, which ends a MSG_WAITALL
+ * too), 0 to go on to nkd (stash empty, or the read-ahead found the socket
+ * empty), < 0 if waiting for the read-ahead failed. Called with rx_lock.
+ */
+static int stash_take(struct nk_sock *s, int fd, bool nonblock,
+		      struct msghdr *msg, size_t *got, size_t total, int flags,
+		      ssize_t *ret)
 {
 	int st = nk_pf__settle(s);
 
+	if (st == NK_PF_INFLIGHT && s->pf_standing)
+		st = standing_wait(s, fd, nonblock, rcv_deadline(s, nonblock));
+	if (st == NK_PF_INFLIGHT || st == -EAGAIN) {
+		/* Nothing yet, and nkd will push it: no need to ask. */
+		*ret = *got ? (ssize_t)*got : -EAGAIN;
+		return 1;
+	}
 	if (st < 0)
 		return st;
 	if (st != NK_PF_DONE)
@@ -650,7 +727,7 @@ static int stash_take(struct nk_sock *s, struct msghdr *msg, size_t *got,
 							    NK_PF_NONE))
 				return -EBADF;
 			/* Ask for the next one before copying this out. */
-			stash_refill(s);
+			stash_refill(s, fd, true);
 		} else if (!(flags & MSG_PEEK)) {
 			s->pf_off += (uint32_t)n;
 		}
@@ -662,8 +739,9 @@ static int stash_take(struct nk_sock *s, struct msghdr *msg, size_t *got,
 		*ret = (ssize_t)*got;
 		return 1;
 	}
-	if (s->pf_res == -EAGAIN) {
-		/* nkd drained the placeholder: the peek is exact again. */
+	if (s->pf_res == -EAGAIN || s->pf_res == -ECANCELED) {
+		/* nkd drained the placeholder, or the socket is readable
+		 * again and the standing RECV ended: ask nkd. */
 		nk_sock__stash_drop(s);
 		return 0;
 	}
@@ -671,7 +749,7 @@ static int stash_take(struct nk_sock *s, struct msghdr *msg, size_t *got,
 	*ret = *got ? (ssize_t)*got : s->pf_res ? s->pf_res : eof_error(s);
 	if (!*got && !(flags & MSG_PEEK))
 		nk_sock__stash_drop(s);
-	return 1;
+	return 2; /* even MSG_WAITALL ends here */
 }
 
 static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
@@ -744,20 +822,30 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 			cap = total - got;
 		if (!dgram && !(flags & MSG_OOB)) {
 			ssize_t sr;
-			int t = stash_take(s, msg, &got, total, flags, &sr);
+			int t = stash_take(s, fd, nonblock, msg, &got, total,
+					   flags, &sr);
 
 			if (t < 0)
 				return got ? (ssize_t)got : t;
 			if (t > 0) {
-				if (sr <= 0 || !(flags & MSG_WAITALL) ||
+				if (t > 1 || sr <= 0 || !(flags & MSG_WAITALL) ||
 				    (flags & MSG_PEEK) || got >= total)
 					return sr;
 				continue;
 			}
 		}
 		if (nonblock && atomic_load(&s->rx_exact) &&
-		    !placeholder_ready(fd))
+		    !placeholder_ready(fd)) {
+			/*
+			 * Let nkd push what comes next (abi.md §5), once the
+			 * socket has had data: a connection that carries one
+			 * request and closes costs no extra RECV.
+			 */
+			if (!dgram && !(flags & (MSG_PEEK | MSG_OOB)) &&
+			    s->rx_reads && standing_ok(s))
+				stash_refill(s, fd, false);
 			return got ? (ssize_t)got : -EAGAIN;
+		}
 		idx = nk_buf__alloc(!nonblock, rcv_deadline(s, nonblock));
 		if (idx < 0)
 			return got ? (ssize_t)got : idx;
@@ -805,10 +893,15 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 			return got ? (ssize_t)got : res;
 		}
 		n = (size_t)res < cap ? (size_t)res : cap;
-		/* A whole buffer came back: more is probably waiting. */
-		if (!dgram && !(flags & (MSG_PEEK | MSG_OOB)) &&
-		    cap == nk_conn__buf_size() && n == cap)
-			stash_refill(s);
+		/*
+		 * A whole buffer came back: more is probably waiting. Or,
+		 * from a socket's second read on (it carries more than one
+		 * request), nkd pushes the next data as it comes (standing).
+		 */
+		if (!dgram && !(flags & (MSG_PEEK | MSG_OOB)) && res > 0 &&
+		    ((cap == nk_conn__buf_size() && n == cap) ||
+		     (++s->rx_reads >= 2 && standing_ok(s))))
+			stash_refill(s, fd, false);
 		iov_scatter(msg->msg_iov, msg->msg_iovlen, got,
 			    nk_buf__ptr(idx) + hdr, n);
 		if (want_addr && (op.cqe.flags & NK_CQE_F_ADDR)) {
@@ -1170,14 +1263,8 @@ int nk_sock__ioctl(struct nk_sock *s, int fd, unsigned long req, void *arg)
 	/* Read-ahead bytes are still unread for the app. */
 	if (req == FIONREAD && s->type == SOCK_STREAM) {
 		pthread_mutex_lock(&s->rx_lock);
-		if (atomic_load(&s->pf_state) == NK_PF_INFLIGHT) {
-			ssize_t dummy;
-			size_t got = 0;
-			struct msghdr mh = { 0 };
-
-			/* Let it land; with total 0 nothing is taken. */
-			stash_take(s, &mh, &got, 0, MSG_PEEK, &dummy);
-		}
+		/* Let it land (a parked one holds nothing). */
+		nk_pf__settle(s);
 		if (atomic_load(&s->pf_state) == NK_PF_DONE && s->pf_res > 0)
 			res += s->pf_res - (int)s->pf_off;
 		pthread_mutex_unlock(&s->rx_lock);
@@ -1219,6 +1306,8 @@ struct nk_sock *nk_sock__adopt(uint32_t handle, int fd)
 		atomic_store(&s->listening, v);
 	fl = REAL(fcntl)(fd, F_GETFL);
 	atomic_store(&s->nonblock, fl >= 0 && (fl & O_NONBLOCK));
+	/* Inherited: the process that passed it may still read it. */
+	atomic_store(&s->rx_nopush, 1);
 	nk_rst__note_adopted(s);
 	return s;
 }

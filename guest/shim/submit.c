@@ -186,6 +186,14 @@ int nk_ring__prefetch(struct nk_sock *s, struct nk_sqe *sqe, int idx)
 	return err;
 }
 
+int nk_ring__prefetch_cancel(int idx)
+{
+	struct nk_sqe sqe = { .opcode = NK_OP_CANCEL, .user_data = UD_IGNORE };
+
+	sqe.ctl.arg64 = ((uint64_t)idx << 3) | UD_PREFETCH;
+	return nk_ring__submit(&sqe);
+}
+
 int nk_ring__send_async(struct nk_sock *s, struct nk_sqe *sqe, int idx,
 			uint32_t bytes)
 {

@@ -38,11 +38,17 @@
 #define NK_FEAT_DNS_PING (1U << 8)
 /* NK_OP_UNREAD: read-ahead data goes back to nkd (docs/abi.md §5) */
 #define NK_FEAT_UNREAD (1U << 9)
+/*
+ * A stream RECV with NK_SQE_F_PREFETCH and without NK_SQE_F_NONBLOCK stays
+ * armed while the socket is empty: nkd pushes the next data into its
+ * buffer as it arrives (docs/abi.md §5 "Standing receive").
+ */
+#define NK_FEAT_RECV_STANDING (1U << 10)
 #define NK_FEAT_ALL                                                            \
 	(NK_FEAT_FUTEX_WAKE | NK_FEAT_DOORBELL_EVENTFD | NK_FEAT_PLACEHOLDER | \
 	 NK_FEAT_SENDTO_ADDR | NK_FEAT_RECV_PREFETCH | NK_FEAT_SEND_CREDIT |   \
 	 NK_FEAT_CMSG | NK_FEAT_RECV_BATCH | NK_FEAT_DNS_PING |                \
-	 NK_FEAT_UNREAD)
+	 NK_FEAT_UNREAD | NK_FEAT_RECV_STANDING)
 
 /* Cache line the layout is built around; the SQE is exactly one. */
 #define NK_CACHELINE 64u
@@ -149,6 +155,12 @@ enum nk_op {
  */
 #define NK_SQE_F_BATCH (1U << 5)
 /*
+ * A standing RECV (NK_SQE_F_PREFETCH without NK_SQE_F_NONBLOCK, with
+ * NK_FEAT_RECV_STANDING): the guest emptied its placeholder's app end
+ * just before, so nkd's next readable edge must be a byte (abi.md §6).
+ */
+#define NK_SQE_F_EMPTIED (1U << 6)
+/*
  * Every flag this ABI defines; anything else is refused. NK_SQE_F_PREFETCH
  * and NK_SQE_F_BATCH are also refused on any op but RECV, NK_SQE_F_CMSG
  * on any but SEND and RECV; a guest sends them only when the header
@@ -156,7 +168,8 @@ enum nk_op {
  */
 #define NK_SQE_F_ALL                                            \
 	(NK_SQE_F_NONBLOCK | NK_SQE_F_ADDR | NK_SQE_F_TIMEOUT | \
-	 NK_SQE_F_PREFETCH | NK_SQE_F_CMSG | NK_SQE_F_BATCH)
+	 NK_SQE_F_PREFETCH | NK_SQE_F_CMSG | NK_SQE_F_BATCH |   \
+	 NK_SQE_F_EMPTIED)
 
 /* NK_OP_IOCTL requests. */
 #define NK_IOCTL_FIONREAD 1u /* bytes readable now */

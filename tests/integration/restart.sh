@@ -93,9 +93,14 @@ while True:
                 ep.unregister(fd)
                 del conns[fd]
                 c.setblocking(True)
+                # A reset between the request and the answer (nkd killed
+                # with the request already in our stash) ends this
+                # connection only, as it would on a kernel socket.
                 try:
                     c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n"
                               % len(data) + data)
+                except OSError as e:
+                    print("send error", errno.errorcode.get(e.errno), flush=True)
                 finally:
                     c.close()
             elif buf.startswith(b"HOLD"):

@@ -842,6 +842,91 @@ static void test_unread(void **state)
 	assert_cq_empty(v);
 }
 
+/*
+ * A standing RECV (core/rxpark.c): kept by the engine while the socket is
+ * empty (no CQE, no NSM call), sent down as a non-blocking receive when
+ * the NSM reports data, parked again when that finds nothing, and ended
+ * by CANCEL and by close.
+ */
+static void test_standing_recv(void **state)
+{
+	struct gview *v = &views[0];
+	uint32_t bs = v->hdr->buf_size, h;
+	struct nk_sqe s;
+	struct nk_req *op;
+	struct nk_sock *so;
+	struct nk_cqe c;
+	uint64_t ud, uc;
+
+	(void)state;
+	h = new_socket(v, SOCK_STREAM);
+	s = (struct nk_sqe){ .opcode = NK_OP_CONNECT, .handle = h };
+	set_addr(&s, "192.0.2.1", 80);
+	ud = submit(v, s);
+	op = fake_find(NK_OP_CONNECT);
+	so = op->sock;
+	so->state = NK_SS_ESTABLISHED; /* what the NSM would set */
+	fake_complete(op, 0, 0, 0);
+	assert_int_equal(reap_one(v, ud).res, 0);
+
+	F.poll_mask = 0;
+	s = sqe_io(NK_OP_RECV, h, bs, 100);
+	s.flags = NK_SQE_F_PREFETCH;
+	ud = submit(v, s);
+	assert_null(fake_find(NK_OP_RECV)); /* kept: the socket is empty */
+	assert_cq_empty(v);
+	/* Data: down at the end of the pass, non-blocking. */
+	nk_engine__sock_event(E, so, POLLIN, true);
+	assert_null(fake_find(NK_OP_RECV));
+	nk_engine__step(E);
+	op = fake_find(NK_OP_RECV);
+	assert_non_null(op);
+	assert_true(op->sqe_flags & NK_SQE_F_NONBLOCK);
+	memcpy(op->buf, "hello", 5);
+	fake_complete(op, 5, 0, 0);
+	c = reap_one(v, ud);
+	assert_int_equal(c.res, 5);
+	assert_memory_equal(v->data + bs, "hello", 5);
+	assert_null(so->rx_standing);
+
+	/* Readable at once: down now; its try finds nothing: kept again. */
+	F.poll_mask = POLLIN;
+	ud = submit(v, s);
+	op = fake_find(NK_OP_RECV);
+	assert_non_null(op);
+	F.poll_mask = 0;
+	fake_complete(op, -EAGAIN, 0, 0);
+	assert_cq_empty(v);
+	assert_null(fake_find(NK_OP_RECV));
+	/* One standing RECV per socket: a second is an ordinary try. */
+	s.io.buf_off = 2 * bs;
+	uc = submit(v, s);
+	op = fake_find(NK_OP_RECV);
+	assert_non_null(op);
+	assert_true(op->sqe_flags & NK_SQE_F_NONBLOCK);
+	fake_complete(op, -EAGAIN, 0, 0);
+	assert_int_equal(reap_one(v, uc).res, -EAGAIN);
+	/* CANCEL ends the kept one. */
+	s = (struct nk_sqe){ .opcode = NK_OP_CANCEL };
+	s.ctl.arg64 = ud;
+	uc = submit(v, s);
+	assert_int_equal(reap_one(v, ud).res, -ECANCELED);
+	assert_int_equal(reap_one(v, uc).res, 0);
+
+	/* Close ends it too, and frees the socket once it is done. */
+	s = sqe_io(NK_OP_RECV, h, bs, 100);
+	s.flags = NK_SQE_F_PREFETCH | NK_SQE_F_EMPTIED;
+	ud = submit(v, s);
+	assert_cq_empty(v);
+	uc = submit(v, (struct nk_sqe){ .opcode = NK_OP_CLOSE, .handle = h });
+	c = reap_one(v, uc);
+	assert_int_equal(c.res, 0);
+	assert_int_equal(reap_one(v, ud).res, -ECANCELED);
+	fake_gone(F.released[0]);
+	assert_int_equal(E->nr_socks, 0);
+	assert_cq_empty(v);
+}
+
 /* One malformed entry: its errno, NK_CQE_F_ABUSE, and no NSM call. */
 static void expect_refused(struct gview *v, struct nk_sqe s, int err,
 			   bool abuse)
@@ -876,6 +961,10 @@ static void test_malformed(void **state)
 	expect_refused(v, s, -EINVAL, true);
 	s = sqe_io(NK_OP_SEND, h, 0, 1);
 	s.flags = 0x80;
+	expect_refused(v, s, -EINVAL, true);
+	/* EMPTIED belongs to a standing RECV only. */
+	s = sqe_io(NK_OP_RECV, h, 0, 1);
+	s.flags = NK_SQE_F_PREFETCH | NK_SQE_F_NONBLOCK | NK_SQE_F_EMPTIED;
 	expect_refused(v, s, -EINVAL, true);
 	s = sqe_io(NK_OP_SEND, h, 0, 1);
 	s.resv0 = 1;
@@ -1874,6 +1963,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_round_trip, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_unread, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_standing_recv, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_malformed, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_batch_unsupported, setup,

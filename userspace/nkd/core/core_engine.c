@@ -32,6 +32,7 @@
 #include "pollcost.h"
 #include "ratelimit.h"
 #include "rxback.h"
+#include "rxpark.h"
 #include "sendq.h"
 #include "region.h"
 #include "vm.h"
@@ -427,6 +428,11 @@ static void sock_release(struct nk_engine *e, struct nk_sock *s)
 		return;
 	s->closing = true;
 	nk_ph__close(&s->ph);
+	/* Kept by the engine, not the NSM: nobody else would end it. */
+	if (s->rx_standing) {
+		s->rx_standing->cancelled = true;
+		nk_rxpark__cancel(s->rx_standing);
+	}
 	if (nk_sendq__defer_release(s))
 		return;
 	s->nsm->ops->sock_release(s->nsm->priv, s);
@@ -556,7 +562,7 @@ static void sndbuf_window(struct nk_req *op)
 }
 
 /* After the guest consumed something: drop readability if nothing left. */
-static void sock_recheck(struct nk_sock *s)
+void nk_engine__sock_recheck(struct nk_sock *s)
 {
 	unsigned ev;
 
@@ -573,7 +579,7 @@ static void sock_recheck(struct nk_sock *s)
  * Called before the readable byte is queued: that byte would wake a poller
  * which could return POLLIN alone before the hang-up shows.
  */
-static void sock_mirror_hup(struct nk_sock *s, unsigned ev)
+void nk_engine__sock_mirror_hup(struct nk_sock *s, unsigned ev)
 {
 	if (s->type != SOCK_STREAM || s->state == NK_SS_LISTEN ||
 	    s->state == NK_SS_UNBOUND || s->state == NK_SS_BOUND ||
@@ -588,7 +594,6 @@ static void sock_mirror_hup(struct nk_sock *s, unsigned ev)
 void nk_engine__sock_event(struct nk_engine *e, struct nk_sock *s,
 			   unsigned revents, bool arrival)
 {
-	(void)e;
 	if (s->closing)
 		return;
 	if (s->nsm->ops->lower_event)
@@ -598,7 +603,12 @@ void nk_engine__sock_event(struct nk_engine *e, struct nk_sock *s,
 	if ((revents & (POLLERR | POLLHUP)) && s->type == SOCK_STREAM &&
 	    s->state != NK_SS_LISTEN)
 		s->state = NK_SS_CLOSED;
-	sock_mirror_hup(s, revents);
+	/* A standing RECV takes it: the placeholder waits for its CQE. */
+	if ((revents & READ_EVENTS) && nk_rxpark__wake(e, s, revents)) {
+		nk_ph__set_writable(&s->ph, sock_writable(s));
+		return;
+	}
+	nk_engine__sock_mirror_hup(s, revents);
 	if (revents & READ_EVENTS)
 		nk_ph__set_readable(&s->ph, true, arrival);
 	nk_ph__set_writable(&s->ph, sock_writable(s));
@@ -1341,7 +1351,7 @@ int nk_engine__placeholder(struct nk_engine *e, struct nk_conn *c,
 	s->ph_dev = b->dev;
 	/* Whatever happened before the placeholder arrived shows now. */
 	ev = s->nsm->ops->poll_now(s->nsm->priv, s);
-	sock_mirror_hup(s, ev);
+	nk_engine__sock_mirror_hup(s, ev);
 	nk_ph__set_readable(&s->ph, ev & READ_EVENTS, true);
 	nk_ph__set_writable(&s->ph, sock_writable(s));
 	return 0;
@@ -1472,7 +1482,7 @@ static bool rxback_recv(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 		    ((sqe->flags & NK_SQE_F_BATCH) && res > 1))
 			nk_ph__set_readable(&s->ph, true, false);
 		else
-			sock_recheck(s);
+			nk_engine__sock_recheck(s);
 	}
 	post(e, c, q, sqe->user_data, res, flags, s->handle, aux);
 	return true;
@@ -1647,6 +1657,9 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 	}
 	if (op->timeout_ms)
 		nk_optimer__add(e, op, nk_now_ns());
+	if (op->opcode == NK_OP_RECV && (op->sqe_flags & NK_SQE_F_PREFETCH) &&
+	    !(op->sqe_flags & NK_SQE_F_NONBLOCK) && nk_rxpark__start(op))
+		return;
 	if (!nk_sendq__take(s, op))
 		nk_engine__nsm_call(op);
 }
@@ -1689,6 +1702,9 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 	struct nk_guest *g = c->guest;
 	bool kick = false;
 
+	/* A standing RECV that found nothing stays (rxpark.c). */
+	if (op->standing && nk_rxpark__again(op, res))
+		return;
 	nk_optimer__del(op);
 	/* What a socket call whose timeout passed returns. */
 	if (op->timed_out && res == -ECANCELED)
@@ -1730,7 +1746,8 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 			s->bytes_rx += b;
 			g->c.bytes_rx += b;
 		}
-		if (op->msg_flags & MSG_PEEK)
+		/* Its placeholder edge follows the CQE (rxpark.c). */
+		if ((op->msg_flags & MSG_PEEK) || op->standing)
 			break;
 		/*
 		 * A read-ahead that got data (or EOF, an error), or a batch of
@@ -1745,10 +1762,10 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 				nk_ph__set_readable(&s->ph, true, false);
 			break;
 		}
-		sock_recheck(s);
+		nk_engine__sock_recheck(s);
 		break;
 	case NK_OP_ACCEPT:
-		sock_recheck(s);
+		nk_engine__sock_recheck(s);
 		break;
 	case NK_OP_IOCTL:
 		/* Data given back unread is the next to read. */
@@ -1769,6 +1786,8 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 	if (!c->dead && !op->answered)
 		post(e, c, op->qset, op->user_data, res, cqe_flags,
 		     handle ? handle : s->handle, aux);
+	if (op->standing)
+		nk_rxpark__done(op, res);
 	/*
 	 * Writable only after the CQE: a guest that polls POLLOUT and sends
 	 * must find the completion that freed its window. Only a real
@@ -1950,6 +1969,7 @@ unsigned nk_engine__step(struct nk_engine *e)
 {
 	unsigned n = poll_guests(e, false);
 
+	nk_rxpark__run(e);
 	flush_barriers(e);
 	flush_wakes(e);
 	if (e->gc)
@@ -2066,6 +2086,7 @@ int nk_engine__run(struct nk_engine *e)
 			if (e->nsms[i].ops->poll)
 				work += (unsigned)e->nsms[i].ops->poll(
 					e->nsms[i].priv);
+		work += nk_rxpark__run(e);
 		/* Not work: a guest flooding its own app end must not keep
 		 * nkd spinning; the sleep below is short while it lasts. */
 		flush_barriers(e);
@@ -2153,6 +2174,7 @@ int nk_engine__create(const struct nk_config *cfg, struct nk_engine **out)
 	nk_guest_ids__init(&e->guest_ids);
 	nk_list__init(&e->guests);
 	nk_list__init(&e->wake);
+	nk_list__init(&e->rx_wake);
 	nk_list__init(&e->lingering);
 	nk_list__init(&e->timed);
 	e->start_ns = nk_now_ns();

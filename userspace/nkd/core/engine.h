@@ -180,6 +180,7 @@ struct nk_sock {
 	uint64_t bytes_tx, bytes_rx, ops, errors;
 	struct nk_portclaim pc; /* portown.c */
 	struct nk_rxback *rxback; /* rxback.c: given back unread; NULL: none */
+	struct nk_req *rx_standing; /* rxpark.c: its standing RECV, if any */
 };
 
 struct nk_conn {
@@ -240,6 +241,10 @@ struct nk_req {
 	bool order_head; /* the SEND of its socket the NSM has (sendq.c) */
 	bool answered; /* CQE posted early: the completion posts none */
 	bool in_nsm; /* a request is in flight in the NSM */
+	/* rxpark.c: a standing RECV; parked (socket empty) or waking (on
+	 * engine->rx_wake by qlink, due to go down) */
+	bool standing, parked, waking;
+	unsigned wake_ev; /* revents its wake-ups held back from the placeholder */
 	/* ratelimit.c: bucket (1 + NK_RATE_*, 0: none), bytes reserved,
 	 * tokens paid (it goes down without another look) */
 	int8_t rate_dir;
@@ -294,6 +299,7 @@ struct nk_engine {
 	struct nk_handover **hos;
 	uint32_t hos_cap;
 	struct nk_list wake;
+	struct nk_list rx_wake; /* rxpark.c: standing RECVs due to go down */
 	struct nk_list lingering; /* dead conns whose SENDs may finish */
 	int64_t next_deadline; /* earliest hand-over/linger expiry, 0: none */
 	struct nk_list timed; /* ops with a timeout (optimer.c) */
@@ -385,6 +391,10 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
  * posts op's CQE now, its completion later posts none. */
 void nk_engine__nsm_call(struct nk_req *op);
 void nk_engine__op_answer(struct nk_req *op, int res);
+/* Placeholder readable exactly when the socket is (the guest holds none). */
+void nk_engine__sock_recheck(struct nk_sock *s);
+/* A connected stream's end states onto the placeholder (abi.md §6). */
+void nk_engine__sock_mirror_hup(struct nk_sock *s, unsigned ev);
 /* A second op of op's conn and socket, no buffer, answered (no CQE). */
 struct nk_req *nk_engine__op_dup(struct nk_req *op);
 /* revents from the stack; arrival = new data/connection/error arrived. */
@@ -403,6 +413,8 @@ void nk_ph__close(struct nk_ph *ph);
 /* want: readable; arrival: a new edge even if already readable. */
 void nk_ph__set_readable(struct nk_ph *ph, bool want, bool arrival);
 void nk_ph__set_writable(struct nk_ph *ph, bool want);
+/* The guest emptied its app end itself (a standing RECV, rxpark.c). */
+void nk_ph__guest_drained(struct nk_ph *ph);
 /* The peer sent FIN: POLLRDHUP on the app end. */
 void nk_ph__rdhup(struct nk_ph *ph);
 /* The socket hung up (reset: with POLLERR); the app end stays so. */

@@ -157,6 +157,15 @@ void nk_ph__set_readable(struct nk_ph *ph, bool want, bool arrival)
 	}
 }
 
+void nk_ph__guest_drained(struct nk_ph *ph)
+{
+	/* A VM's app end is a mirror nkd keeps: its guest never drains. */
+	if (ph->app < 0 || ph->nkd < 0 || ph->vm_ref)
+		return;
+	todo(ph, PH_TODO_DRAIN_APP, false);
+	ph->readable = false;
+}
+
 void nk_ph__set_writable(struct nk_ph *ph, bool want)
 {
 	size_t budget = PH_CALL_BUDGET;

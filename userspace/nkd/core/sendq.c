@@ -26,6 +26,7 @@
 #include "engine.h"
 #include "ratelimit.h"
 #include "nksched.h"
+#include "rxpark.h"
 #include "sendq.h"
 
 static bool nonblock(const struct nk_req *op)
@@ -143,6 +144,8 @@ int nk_sendq__cancel(struct nk_engine *e, struct nk_req *op)
 {
 	struct nk_sock *s = op->sock;
 
+	if (nk_rxpark__cancel(op))
+		return 0; /* a standing RECV the engine kept */
 	if (!op->held)
 		return s->nsm->ops->cancel(s->nsm->priv, op);
 	if (op->sched_held)

@@ -145,6 +145,9 @@ int nk_validate__sqe(const struct nk_sqe *sqe, const struct nk_validate_ctx *c,
 	if (sqe->flags & ~NK_SQE_F_ALL ||
 	    ((sqe->flags & (NK_SQE_F_PREFETCH | NK_SQE_F_BATCH)) &&
 	     op != NK_OP_RECV) ||
+	    ((sqe->flags & NK_SQE_F_EMPTIED) &&
+	     (sqe->flags & (NK_SQE_F_PREFETCH | NK_SQE_F_NONBLOCK)) !=
+		     NK_SQE_F_PREFETCH) ||
 	    ((sqe->flags & NK_SQE_F_CMSG) && op != NK_OP_RECV &&
 	     op != NK_OP_SEND))
 		return abuse(out, -EINVAL);

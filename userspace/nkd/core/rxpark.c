@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Standing receives (docs/abi.md §5 "Standing receive", docs/nkd.md
+ * "Receive path").
+ *
+ * A stream RECV with NK_SQE_F_PREFETCH and without NK_SQE_F_NONBLOCK is
+ * the guest lending nkd a buffer for whatever the socket receives next.
+ * While the socket is empty the engine keeps the op (parked). When the
+ * NSM reports data, an end or an error, the op goes down as a
+ * non-blocking receive, its data lands in the guest's buffer, its CQE is
+ * posted, and only then does the placeholder get a readable edge. A
+ * program woken by poll or epoll finds its data in shared memory: its
+ * recv() costs no round trip to nkd, where before every read was one.
+ *
+ * The NSM only ever sees non-blocking receives, so every NSM that reports
+ * readiness with nk_engine__sock_event() gets this for free. A woken op
+ * waits for the end of the loop pass (engine->rx_wake): NSMs report events
+ * from inside their own completion handling, and are not handed a new op
+ * there.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+
+#include "engine.h"
+#include "nksched.h"
+#include "ratelimit.h"
+#include "rxpark.h"
+
+#define RX_EVENTS (POLLIN | POLLERR | POLLHUP | POLLRDHUP)
+
+/* Would a receive find something (data, an end, an error) now? */
+static bool sock_readable(struct nk_sock *s)
+{
+	return s->rxback ||
+	       (s->nsm->ops->poll_now(s->nsm->priv, s) & RX_EVENTS);
+}
+
+static void park(struct nk_req *op)
+{
+	struct nk_sock *s = op->sock;
+
+	op->parked = true;
+	/* Bytes queued since the guest emptied its end are stale now. */
+	nk_ph__set_readable(&s->ph, false, false);
+}
+
+bool nk_rxpark__start(struct nk_req *op)
+{
+	struct nk_sock *s = op->sock;
+
+	/* The NSM only ever tries: the waiting is done here. */
+	op->sqe_flags |= NK_SQE_F_NONBLOCK;
+	/*
+	 * One per socket, plain reads of a connected stream only (one that
+	 * is still connecting would take the error a failed connect leaves
+	 * for SO_ERROR), not a VM's (its placeholder is nkd's mirror, which
+	 * the guest cannot empty); anything else is an ordinary read-ahead,
+	 * answered at once.
+	 */
+	if (s->type != SOCK_STREAM || s->rx_standing || s->closing ||
+	    op->conn->vm_ref ||
+	    (s->state != NK_SS_ESTABLISHED && s->state != NK_SS_CLOSE_WAIT) ||
+	    op->msg_flags ||
+	    (op->sqe_flags & (NK_SQE_F_BATCH | NK_SQE_F_TIMEOUT |
+			      NK_SQE_F_CMSG | NK_SQE_F_ADDR)))
+		return false;
+	op->standing = true;
+	s->rx_standing = op;
+	if (op->sqe_flags & NK_SQE_F_EMPTIED)
+		nk_ph__guest_drained(&s->ph);
+	if (sock_readable(s))
+		return false;
+	park(op);
+	return true;
+}
+
+bool nk_rxpark__again(struct nk_req *op, int res)
+{
+	struct nk_sock *s = op->sock;
+
+	/*
+	 * Readable after all (it raced with an arrival, or another reader
+	 * took the data): the final -EAGAIN, and the guest asks again.
+	 */
+	if (res != -EAGAIN || op->cancelled || s->closing || op->conn->dead ||
+	    sock_readable(s))
+		return false;
+	/* The try is over: what the rate cap and scheduler counted goes
+	 * back, and the next try is judged afresh. */
+	nk_rate__done(op, res);
+	nk_sched__done(op, res);
+	op->rate_dir = 0;
+	op->rate_pass = false;
+	op->sched_pass = false;
+	memset(op->scratch, 0, sizeof(op->scratch));
+	park(op);
+	return true;
+}
+
+bool nk_rxpark__wake(struct nk_engine *e, struct nk_sock *s, unsigned revents)
+{
+	struct nk_req *op = s->rx_standing;
+
+	/* In the NSM already: its CQE comes anyway; the usual edge. */
+	if (!op || (!op->parked && !op->waking))
+		return false;
+	op->wake_ev |= revents;
+	if (op->parked) {
+		op->parked = false;
+		op->waking = true;
+		nk_list__add_tail(&e->rx_wake, &op->qlink);
+	}
+	return true;
+}
+
+unsigned nk_rxpark__run(struct nk_engine *e)
+{
+	unsigned n = 0;
+
+	while (!nk_list__empty(&e->rx_wake)) {
+		struct nk_req *op =
+			nk_container_of(e->rx_wake.next, struct nk_req, qlink);
+
+		nk_list__del(&op->qlink);
+		op->waking = false;
+		nk_engine__nsm_call(op);
+		n++;
+	}
+	return n;
+}
+
+bool nk_rxpark__cancel(struct nk_req *op)
+{
+	if (!op->parked && !op->waking)
+		return false;
+	if (op->waking)
+		nk_list__del(&op->qlink);
+	op->parked = false;
+	op->waking = false;
+	nk_engine__op_done(op, -ECANCELED, 0, 0, 0);
+	return true;
+}
+
+void nk_rxpark__done(struct nk_req *op, int res)
+{
+	struct nk_sock *s = op->sock;
+	unsigned ev = op->wake_ev;
+
+	if (s->rx_standing == op)
+		s->rx_standing = NULL;
+	if (s->closing)
+		return;
+	/* Nothing reached the guest: the socket's own state says. */
+	if (res == -EAGAIN || res == -ECANCELED) {
+		nk_engine__sock_recheck(s);
+		return;
+	}
+	/*
+	 * The hang-up its wake-up held back, then readable. A new edge only
+	 * if it was parked: the guest may have answered EAGAIN meanwhile
+	 * and wait for one; until then it waited for this CQE instead.
+	 */
+	if (ev & (POLLRDHUP | POLLHUP | POLLERR))
+		nk_engine__sock_mirror_hup(
+			s, s->nsm->ops->poll_now(s->nsm->priv, s));
+	nk_ph__set_readable(&s->ph, true, ev != 0);
+}
