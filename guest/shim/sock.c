@@ -828,7 +828,8 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 			if (t < 0)
 				return got ? (ssize_t)got : t;
 			if (t > 0) {
-				if (t > 1 || sr <= 0 || !(flags & MSG_WAITALL) ||
+				if (t > 1 || sr <= 0 ||
+				    !(flags & MSG_WAITALL) ||
 				    (flags & MSG_PEEK) || got >= total)
 					return sr;
 				continue;
