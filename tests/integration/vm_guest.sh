@@ -25,26 +25,13 @@ set -eu
 need_netns "$@"
 need_netkernel
 need_cmd curl sha256sum
-AGENT=${NK_VM_AGENT:-$BUILD/nk-vmagent} # another agent: to compare
-[ -x "$AGENT" ] || fail "$AGENT missing: this netkernel has no VM transport"
 # shellcheck source=tests/vm/vm.sh
 . "$NK_ROOT/tests/vm/vm.sh"
 command -v "$VM_QEMU" >/dev/null || skip "$VM_QEMU missing (apt-get install qemu-system-x86)"
 MIB=${VM_MIB:-50}
 
 topo_up
-VM_MEM=$NK_TMP/vm1.shm
-VM_CHAN=$NK_TMP/vm1.chan
-# bufs=32: 2.3 MiB windows, 28 processes of the VM in 64 MiB (the forking
-# server's children each take one).
-cat >"$NK_TMP/nkd.conf" <<CONF
-nsm kernel0 type=kernel
-guest $GUEST nsm=kernel0 uid=0
-guest vm1 nsm=kernel0 bufs=32 vm_region=$VM_MEM vm_size=64M vm_channel=$VM_CHAN
-unknown_guests deny
-CONF
-start_nkd "$NK_TMP/nkd.conf"
-wait_for 10 test -S "$VM_CHAN" || fail "nkd made no VM channel at $VM_CHAN"
+vm_nkd_up 64M
 
 # The VM's /tmp is its own tmpfs: what it serves is in a --share.
 SHARE=$NK_TMP/share
@@ -58,7 +45,7 @@ bg_peer http_p "$PY" -m http.server -d "$NK_TMP/www" -b "$P4" 8000
 wait_port "$NS_P" 8000
 
 # The VM: the file nkd made is its ivshmem BAR, nkd's socket its port.
-vm_guest_up "$VM_MEM" 64M "$VM_CHAN" "$SHARE" "$AGENT"
+vm_guest_up "$VM_REGION" 64M "$VM_CHAN" "$SHARE" "$AGENT"
 
 # in_vm [--timeout S] CMD: a shell command in the VM with the env file.
 in_vm() {

@@ -12,22 +12,12 @@ set -eu
 . "$(dirname "$0")/../lib.sh"
 need_afxdp
 need_cmd curl sha256sum
-AGENT=$BUILD/nk-vmagent
-[ -x "$AGENT" ] || fail "$AGENT missing: this netkernel has no VM transport"
 # shellcheck source=tests/vm/vm.sh
 . "$NK_ROOT/tests/vm/vm.sh"
 command -v "$VM_QEMU" >/dev/null || skip "$VM_QEMU missing (apt-get install qemu-system-x86)"
 
 afxdp_up
-VM_MEM=$NK_TMP/vm1.shm
-VM_CHAN=$NK_TMP/vm1.chan
-cat >"$NK_TMP/nkd.conf" <<CONF
-nsm kernel0 type=kernel netns=/run/netns/$NS_H
-nsm xdp0 type=afxdp dev=$NK_XDEV addr=$X4/24 netns=/run/netns/$NS_H
-guest vm1 nsm=xdp0 bufs=32 vm_region=$VM_MEM vm_size=16M vm_channel=$VM_CHAN
-CONF
-start_nkd_afxdp "$NK_TMP/nkd.conf"
-wait_for 10 test -S "$VM_CHAN" || fail "nkd made no VM channel at $VM_CHAN"
+vm_nkd_up --afxdp 16M
 
 SHARE=$NK_TMP/share
 mkdir -p "$NK_TMP/www" "$SHARE/www"
@@ -37,7 +27,7 @@ want=$(sha_of "$NK_TMP/www/blob")
 bg_peer http_p "$PY" -m http.server -d "$NK_TMP/www" -b "$P4" 8000
 wait_port "$NS_P" 8000
 
-vm_guest_up "$VM_MEM" 16M "$VM_CHAN" "$SHARE" "$AGENT"
+vm_guest_up "$VM_REGION" 16M "$VM_CHAN" "$SHARE" "$AGENT"
 
 # xdp_of COLUMN: vm1's value in nkctl guests.
 xdp_of() {
