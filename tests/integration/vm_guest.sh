@@ -11,7 +11,8 @@
 #  - python3 -m http.server in the VM serves P (sha256);
 #  - a ForkingTCPServer in the VM answers 100 requests from P (fork
 #    hand-overs across the channel);
-#  - nkctl guests / sockets on the host show the VM guest and its sockets;
+#  - nkctl guests / sockets on the host show the VM guest (kind vm, the
+#    namespace guest local) and its sockets;
 #  - nkd restarts: QEMU reconnects to its new socket, the agent says
 #    HELLO again by itself, and curl in the VM works again.
 # Prints the boot time, curl's throughput under TCG and nkd's CPU while
@@ -24,7 +25,7 @@ set -eu
 . "$(dirname "$0")/../lib.sh"
 need_netns "$@"
 need_netkernel
-need_cmd curl sha256sum
+need_cmd curl sha256sum jq
 # shellcheck source=tests/vm/vm.sh
 . "$NK_ROOT/tests/vm/vm.sh"
 command -v "$VM_QEMU" >/dev/null || skip "$VM_QEMU missing (apt-get install qemu-system-x86)"
@@ -92,12 +93,8 @@ for i in range(100):
     s.close()
 PYEOF
 
-log "nkctl on the host shows the VM guest and its sockets"
-out=$(nkctl guests) || fail "nkctl guests failed"
-printf '%s\n' "$out" | grep -q vm1 || fail "nkctl guests does not list vm1: $out"
-out=$(nkctl sockets) || fail "nkctl sockets failed"
-printf '%s\n' "$out" | grep vm1 | grep -q 8001 || fail "nkctl sockets shows no listener of vm1 on 8001: $out"
-printf '%s\n' "$out" | grep vm1 | grep -q 8002 || fail "nkctl sockets shows no listener of vm1 on 8002: $out"
+log "nkctl on the host shows the VM guest as one, and its sockets"
+vm_nkctl_check 8001 8002
 
 # nkd's CPU (utime + stime, in clock ticks) while the VM idles with its
 # agent and two servers attached: nkd has nothing to do for it.

@@ -3,9 +3,9 @@
 # VM (no NIC, tests/vm/vm.sh) is guest vm1 of NSM xdp0 (the userspace
 # TCP/IP stack on AF_XDP behind nk_steer, on H's veth next to H's kernel):
 # unmodified curl in the VM fetches a file from P by sha256, P fetches one
-# from python's http.server in the VM at the NSM's address, and nkctl's
-# per-guest XDP counters (what nk_steer counted for vm1's flows) move for
-# the VM guest. Root (BPF); skips when QEMU or the VM image cannot be had.
+# from python's http.server in the VM at the NSM's address, nkctl shows
+# vm1 as a VM guest with its listener, and nkctl's per-guest XDP counters
+# (what nk_steer counted for vm1's flows) move for the VM guest. Root (BPF); skips when QEMU or the VM image cannot be had.
 # timeout: 200
 set -eu
 # shellcheck source=tests/lib.sh
@@ -50,6 +50,7 @@ wait_for 60 run_peer curl -s -o /dev/null --max-time 2 "http://$X4:8001/" ||
 run_peer curl -sS -f --max-time 60 -o "$NK_TMP/got_p" "http://$X4:8001/blob" ||
 	fail "curl from P to the VM's http.server failed"
 [ "$(sha_of "$NK_TMP/got_p")" = "$want" ] || fail "P fetched wrong content from the VM"
+vm_nkctl_check 8001
 
 p1=$(xdp_of XDP_PACKETS)
 b1=$(xdp_of XDP_BYTES)

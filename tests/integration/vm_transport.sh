@@ -11,7 +11,8 @@
 #    agent, the instant-readiness ones too (poll/epoll/select with a zero
 #    timeout right after consuming, POLLOUT after EAGAIN, connect pending);
 #  - the agent gives a fork token to the asker's child, not to a stranger;
-#  - nkctl lists the VM guest and its sockets;
+#  - nkctl lists the VM guest (kind vm, the namespace guest local) and
+#    its sockets;
 #  - a namespace guest in G does its own checksummed transfer beside it;
 #  - a hostile channel (garbage, oversize lengths) does not crash nkd
 #    (the ASan+UBSan nkd, checked for reports when it stops).
@@ -23,7 +24,7 @@ set -eu
 . "$(dirname "$0")/../lib.sh"
 need_netns "$@"
 need_netkernel
-need_cmd curl sha256sum
+need_cmd curl sha256sum jq
 # vm_nkd_up; no QEMU here
 # shellcheck source=tests/vm/vm.sh
 . "$NK_ROOT/tests/vm/vm.sh"
@@ -169,11 +170,8 @@ case $got in
 *) fail "a stranger claimed a fork token of the VM: '$got'" ;;
 esac
 
-log "nkctl lists the VM guest"
-out=$(nkctl guests) || fail "nkctl guests failed"
-printf '%s\n' "$out" | grep -q vm1 || fail "nkctl guests does not list vm1: $out"
-out=$(nkctl sockets) || fail "nkctl sockets failed"
-printf '%s\n' "$out" | grep -q vm1 || fail "nkctl sockets lists no socket of vm1: $out"
+log "nkctl lists the VM guest as one, and its sockets"
+vm_nkctl_check 8001 8002
 
 log "a hostile channel does not crash nkd"
 kill "$AGENT_PID" 2>/dev/null || true

@@ -381,6 +381,28 @@ CONF
 	wait_for 10 test -S "$VM_CHAN" || fail "nkd made no VM channel at $VM_CHAN"
 }
 
+# vm_nkctl_check [PORT...]: for tests, after vm_nkd_up and the VM's
+# programs: nkctl guests lists vm1 as a VM guest ("kind":"vm" in --json,
+# KIND vm in the table) and the others as local ones, and nkctl sockets
+# lists a socket of vm1 (one on each PORT given). Needs jq.
+vm_nkctl_check() {
+	local out p
+	out=$(nkctl guests --json) || fail "nkctl guests --json failed"
+	printf '%s\n' "$out" | jq -e '[.guests[] | select(.name == "vm1")] | length == 1' >/dev/null ||
+		fail "nkctl guests does not list vm1: $out"
+	printf '%s\n' "$out" | jq -e 'all(.guests[]; .kind == (if .name == "vm1" then "vm" else "local" end))' >/dev/null ||
+		fail "nkctl guests --json: vm1 is not kind vm or another guest not local: $(printf '%s\n' "$out" | jq -c '[.guests[] | {name, kind}]')"
+	out=$(nkctl guests) || fail "nkctl guests failed"
+	[ "$(printf '%s\n' "$out" | awk 'NR == 1 { for (i = 1; i <= NF; i++) k[$i] = i; next }
+		$1 == "vm1" { print $k["KIND"] }')" = vm ] || fail "nkctl guests' table does not say vm1 is a VM: $out"
+	out=$(nkctl sockets) || fail "nkctl sockets failed"
+	printf '%s\n' "$out" | grep -q '^vm1 ' || fail "nkctl sockets lists no socket of vm1: $out"
+	for p in "$@"; do
+		printf '%s\n' "$out" | grep '^vm1 ' | grep -q ":$p " ||
+			fail "nkctl sockets shows no socket of vm1 on $p: $out"
+	done
+}
+
 # vm_guest_up SHM SIZE CHAN SHARE AGENT: for tests, after tests/lib.sh
 # (its skip, fail, log, wait_for, $NK_TMP). Boots the VM of an nkd VM
 # guest (its ivshmem BAR the file SHM of SIZE, its port the socket CHAN

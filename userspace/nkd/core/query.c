@@ -300,7 +300,10 @@ static void q_guests(struct nk_engine *e, struct sb *b)
 
 		sb_printf(b, "%s{\"name\":", first ? "" : ",");
 		sb_str(b, g->conf.name);
-		sb_printf(b, ",\"nsm\":");
+		/* Its processes' transport: a VM's channel or this host's
+		 * control socket (docs/vm.md). */
+		sb_printf(b, ",\"kind\":\"%s\",\"nsm\":",
+			  g->conf.vm_channel[0] ? "vm" : "local");
 		sb_str(b, g->nsm->conf.name);
 		guest_xdp(g, &xs);
 		sb_printf(b,
