@@ -4,7 +4,10 @@
 # (a port no guest owns) keeps answering P: the hybrid. Then a source the
 # guest's ACL denies is dropped in XDP and counted, and the guest's
 # counters match the bytes moved: socket bytes exactly, XDP frame bytes
-# within the header overhead.
+# within the header overhead. The NSM's stack counters (nkctl nsms,
+# nkctl stats) count at least the bytes moved each way, and a SYN the
+# guest sends to the denied source, which never gets its answer, again
+# as a TCP retransmission.
 #
 # NK_AFXDP_MIB sets the size each way (default 1024: 1 GiB each way, about
 # 15 s per direction here; both ends hash with SHA-256 on 2 cores, which is
@@ -30,6 +33,9 @@ CONF
 start_nkd_afxdp "$NK_TMP/nkd.conf"
 
 gstat() { nkctl guests --json | jq ".guests[] | select(.name == \"$GUEST\") | .$1"; }
+# nstat COUNTER: the NSM's stack counter (nkctl nsms "stack"), e.g.
+# rx_frames or rx_drops.not_ours.
+nstat() { nkctl nsms --json | jq ".nsms[] | select(.name == \"xdp0\") | .stack.$1"; }
 hash_want=$("$TOOLS/nk_stream" gen "$BYTES" 7 | sed -n 's/.*sha256=\([0-9a-f]*\).*/\1/p')
 
 # The hybrid, checked during the transfers: a kernel server in H.
@@ -84,8 +90,27 @@ nk_guest_listening() {
 	nkctl sockets --json | jq -e ".sockets[] | select(.state == \"LISTEN\" and (.local | endswith(\":$1\")))" >/dev/null
 }
 
+n_rx0=$(nstat rx_frames)
+n_tx0=$(nstat tx_frames)
+n_rxb0=$(nstat rx_bytes)
+n_txb0=$(nstat tx_bytes)
+n_dl0=$(nstat rx_delivered)
+[ "$n_rx0" -ge 0 ] 2>/dev/null || fail "nkctl nsms has no stack counters for xdp0: $(nkctl nsms --json)"
 xfer in
 xfer out
+# The stack's own counters: every payload byte crossed the device each way.
+n_rxb=$(($(nstat rx_bytes) - n_rxb0))
+n_txb=$(($(nstat tx_bytes) - n_txb0))
+log "xdp0's stack: rx_frames +$(($(nstat rx_frames) - n_rx0)) rx_bytes +$n_rxb tx_frames +$(($(nstat tx_frames) - n_tx0)) tx_bytes +$n_txb rx_delivered +$(($(nstat rx_delivered) - n_dl0)) tcp_retransmits $(nstat tcp_retransmits)"
+[ "$n_rxb" -ge "$BYTES" ] || fail "xdp0's stack counted rx_bytes +$n_rxb for $BYTES bytes in"
+[ "$n_txb" -ge "$BYTES" ] || fail "xdp0's stack counted tx_bytes +$n_txb for $BYTES bytes out"
+[ "$(nstat rx_frames)" -gt "$n_rx0" ] || fail "xdp0's stack rx_frames did not move"
+[ "$(nstat tx_frames)" -gt "$n_tx0" ] || fail "xdp0's stack tx_frames did not move"
+[ "$(nstat rx_delivered)" -gt "$n_dl0" ] || fail "xdp0's stack rx_delivered did not move"
+nkctl stats | grep -q '^netkernel_nsm_stack_rx_drops_total{nsm="xdp0",type="afxdp",reason="not_ours"} [0-9]' ||
+	fail "nkctl stats has no netkernel_nsm_stack_rx_drops_total for xdp0: $(nkctl stats | grep nsm_stack | head -n 5)"
+[ "$(nkctl stats | awk '$1 == "netkernel_nsm_stack_rx_bytes_total{nsm=\"xdp0\",type=\"afxdp\"}" { print $2 }')" -ge $((n_rxb0 + n_rxb)) ] ||
+	fail "nkctl stats' netkernel_nsm_stack_rx_bytes_total for xdp0 is not nkctl nsms' rx_bytes"
 
 log "ACL: $D4 is denied for $GUEST"
 d0=$(gstat xdp_drops)
@@ -100,8 +125,23 @@ fi
 d1=$(gstat xdp_drops)
 log "XDP drops for $GUEST: $d0 -> $d1"
 [ "$d1" -gt "$d0" ] || fail "denied SYNs were not counted as drops"
+# The guest connecting to $D4: what P answers is dropped in XDP, so the
+# stack sends its SYN again (lwIP: after 3 s) and counts a retransmission.
+r0=$(nstat tcp_retransmits)
+run_guest "$PY" -c "
+import socket
+s = socket.socket(); s.settimeout(8)
+try:
+    s.connect(('$D4', 5004))
+except OSError:
+    pass" || true
+retrans_moved() { [ "$(nstat tcp_retransmits)" -gt "$r0" ]; }
+wait_for 10 retrans_moved ||
+	fail "a SYN sent again did not count in xdp0's tcp_retransmits ($r0 -> $(nstat tcp_retransmits))"
+log "tcp_retransmits $r0 -> $(nstat tcp_retransmits) for a connect to denied $D4"
 # An allowed source still gets in (and ends the server).
 run_peer "$TOOLS/nk_stream" send connect "$X4" 5003 1000 >/dev/null ||
 	fail "allowed source refused"
 nkctl guests >&2
+nkctl nsms >&2
 log "ok"

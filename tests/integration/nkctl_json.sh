@@ -9,9 +9,10 @@
 # (b) a real nkd: `status --json` has "epoch" as a string equal to the
 #     epoch nkd logged, nested budget objects; "not applicable" is null
 #     (an NSM without a device, a listener's remote); --pretty parses and
-#     says the same as --json; --guest keeps one guest's rows in guests,
-#     sockets and stats; each socket lists its holders with pid and comm,
-#     and they are the guest processes that opened them; --version.
+#     says the same as --json; guests have their "kind" (local here);
+#     --guest keeps one guest's rows in guests, sockets and stats; each
+#     socket lists its holders with pid and comm, and they are the guest
+#     processes that opened them; --version.
 # timeout: 60
 set -eu
 # shellcheck source=tests/lib.sh
@@ -86,6 +87,9 @@ jq -e '.budget.sockets.limit > 0' "$NK_TMP/status.json" >/dev/null || fail "no n
 nkctl status | grep -q '^budget.sockets.limit ' || fail "status table lost nested members"
 
 nkctl nsms --json | jq -e '.nsms[0].dev == null' >/dev/null || fail "kernel NSM's dev is not null: $(nkctl nsms --json)"
+# Guests of this host's processes are "local" (VM guests: vm_transport).
+nkctl guests --json | jq -e '[.guests[].kind] == ["local", "local"]' >/dev/null ||
+	fail "g1 and g2 are not kind local: $(nkctl guests --json | jq -c '[.guests[] | {name, kind}]')"
 
 nkctl sockets --json >"$NK_TMP/sockets.json" || fail "nkctl sockets --json failed"
 jq -e '[.sockets[] | select(.state == "LISTEN") | .remote] | length == 2 and all(. == null)' "$NK_TMP/sockets.json" >/dev/null ||

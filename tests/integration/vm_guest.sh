@@ -11,7 +11,8 @@
 #  - python3 -m http.server in the VM serves P (sha256);
 #  - a ForkingTCPServer in the VM answers 100 requests from P (fork
 #    hand-overs across the channel);
-#  - nkctl guests / sockets on the host show the VM guest and its sockets;
+#  - nkctl guests / sockets on the host show the VM guest (kind vm, the
+#    namespace guest local) and its sockets;
 #  - nkd restarts: QEMU reconnects to its new socket, the agent says
 #    HELLO again by itself, and curl in the VM works again.
 # Prints the boot time, curl's throughput under TCG and nkd's CPU while
@@ -24,27 +25,14 @@ set -eu
 . "$(dirname "$0")/../lib.sh"
 need_netns "$@"
 need_netkernel
-need_cmd curl sha256sum
-AGENT=${NK_VM_AGENT:-$BUILD/nk-vmagent} # another agent: to compare
-[ -x "$AGENT" ] || fail "$AGENT missing: this netkernel has no VM transport"
+need_cmd curl sha256sum jq
 # shellcheck source=tests/vm/vm.sh
 . "$NK_ROOT/tests/vm/vm.sh"
 command -v "$VM_QEMU" >/dev/null || skip "$VM_QEMU missing (apt-get install qemu-system-x86)"
 MIB=${VM_MIB:-50}
 
 topo_up
-VM_MEM=$NK_TMP/vm1.shm
-VM_CHAN=$NK_TMP/vm1.chan
-# bufs=32: 2.3 MiB windows, 28 processes of the VM in 64 MiB (the forking
-# server's children each take one).
-cat >"$NK_TMP/nkd.conf" <<CONF
-nsm kernel0 type=kernel
-guest $GUEST nsm=kernel0 uid=0
-guest vm1 nsm=kernel0 bufs=32 vm_region=$VM_MEM vm_size=64M vm_channel=$VM_CHAN
-unknown_guests deny
-CONF
-start_nkd "$NK_TMP/nkd.conf"
-wait_for 10 test -S "$VM_CHAN" || fail "nkd made no VM channel at $VM_CHAN"
+vm_nkd_up 64M
 
 # The VM's /tmp is its own tmpfs: what it serves is in a --share.
 SHARE=$NK_TMP/share
@@ -58,7 +46,7 @@ bg_peer http_p "$PY" -m http.server -d "$NK_TMP/www" -b "$P4" 8000
 wait_port "$NS_P" 8000
 
 # The VM: the file nkd made is its ivshmem BAR, nkd's socket its port.
-vm_guest_up "$VM_MEM" 64M "$VM_CHAN" "$SHARE" "$AGENT"
+vm_guest_up "$VM_REGION" 64M "$VM_CHAN" "$SHARE" "$AGENT"
 
 # in_vm [--timeout S] CMD: a shell command in the VM with the env file.
 in_vm() {
@@ -105,12 +93,8 @@ for i in range(100):
     s.close()
 PYEOF
 
-log "nkctl on the host shows the VM guest and its sockets"
-out=$(nkctl guests) || fail "nkctl guests failed"
-printf '%s\n' "$out" | grep -q vm1 || fail "nkctl guests does not list vm1: $out"
-out=$(nkctl sockets) || fail "nkctl sockets failed"
-printf '%s\n' "$out" | grep vm1 | grep -q 8001 || fail "nkctl sockets shows no listener of vm1 on 8001: $out"
-printf '%s\n' "$out" | grep vm1 | grep -q 8002 || fail "nkctl sockets shows no listener of vm1 on 8002: $out"
+log "nkctl on the host shows the VM guest as one, and its sockets"
+vm_nkctl_check 8001 8002
 
 # nkd's CPU (utime + stime, in clock ticks) while the VM idles with its
 # agent and two servers attached: nkd has nothing to do for it.

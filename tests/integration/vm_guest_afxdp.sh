@@ -3,31 +3,21 @@
 # VM (no NIC, tests/vm/vm.sh) is guest vm1 of NSM xdp0 (the userspace
 # TCP/IP stack on AF_XDP behind nk_steer, on H's veth next to H's kernel):
 # unmodified curl in the VM fetches a file from P by sha256, P fetches one
-# from python's http.server in the VM at the NSM's address, and nkctl's
-# per-guest XDP counters (what nk_steer counted for vm1's flows) move for
-# the VM guest. Root (BPF); skips when QEMU or the VM image cannot be had.
+# from python's http.server in the VM at the NSM's address, nkctl shows
+# vm1 as a VM guest with its listener, and nkctl's per-guest XDP counters
+# (what nk_steer counted for vm1's flows) move for the VM guest. Root (BPF); skips when QEMU or the VM image cannot be had.
 # timeout: 200
 set -eu
 # shellcheck source=tests/lib.sh
 . "$(dirname "$0")/../lib.sh"
 need_afxdp
 need_cmd curl sha256sum
-AGENT=$BUILD/nk-vmagent
-[ -x "$AGENT" ] || fail "$AGENT missing: this netkernel has no VM transport"
 # shellcheck source=tests/vm/vm.sh
 . "$NK_ROOT/tests/vm/vm.sh"
 command -v "$VM_QEMU" >/dev/null || skip "$VM_QEMU missing (apt-get install qemu-system-x86)"
 
 afxdp_up
-VM_MEM=$NK_TMP/vm1.shm
-VM_CHAN=$NK_TMP/vm1.chan
-cat >"$NK_TMP/nkd.conf" <<CONF
-nsm kernel0 type=kernel netns=/run/netns/$NS_H
-nsm xdp0 type=afxdp dev=$NK_XDEV addr=$X4/24 netns=/run/netns/$NS_H
-guest vm1 nsm=xdp0 bufs=32 vm_region=$VM_MEM vm_size=16M vm_channel=$VM_CHAN
-CONF
-start_nkd_afxdp "$NK_TMP/nkd.conf"
-wait_for 10 test -S "$VM_CHAN" || fail "nkd made no VM channel at $VM_CHAN"
+vm_nkd_up --afxdp 16M
 
 SHARE=$NK_TMP/share
 mkdir -p "$NK_TMP/www" "$SHARE/www"
@@ -37,7 +27,7 @@ want=$(sha_of "$NK_TMP/www/blob")
 bg_peer http_p "$PY" -m http.server -d "$NK_TMP/www" -b "$P4" 8000
 wait_port "$NS_P" 8000
 
-vm_guest_up "$VM_MEM" 16M "$VM_CHAN" "$SHARE" "$AGENT"
+vm_guest_up "$VM_REGION" 16M "$VM_CHAN" "$SHARE" "$AGENT"
 
 # xdp_of COLUMN: vm1's value in nkctl guests.
 xdp_of() {
@@ -60,6 +50,7 @@ wait_for 60 run_peer curl -s -o /dev/null --max-time 2 "http://$X4:8001/" ||
 run_peer curl -sS -f --max-time 60 -o "$NK_TMP/got_p" "http://$X4:8001/blob" ||
 	fail "curl from P to the VM's http.server failed"
 [ "$(sha_of "$NK_TMP/got_p")" = "$want" ] || fail "P fetched wrong content from the VM"
+vm_nkctl_check 8001
 
 p1=$(xdp_of XDP_PACKETS)
 b1=$(xdp_of XDP_BYTES)

@@ -11,7 +11,8 @@
 #    agent, the instant-readiness ones too (poll/epoll/select with a zero
 #    timeout right after consuming, POLLOUT after EAGAIN, connect pending);
 #  - the agent gives a fork token to the asker's child, not to a stranger;
-#  - nkctl lists the VM guest and its sockets;
+#  - nkctl lists the VM guest (kind vm, the namespace guest local) and
+#    its sockets;
 #  - a namespace guest in G does its own checksummed transfer beside it;
 #  - a hostile channel (garbage, oversize lengths) does not crash nkd
 #    (the ASan+UBSan nkd, checked for reports when it stops).
@@ -23,31 +24,23 @@ set -eu
 . "$(dirname "$0")/../lib.sh"
 need_netns "$@"
 need_netkernel
-need_cmd curl sha256sum
-AGENT=$BUILD/nk-vmagent
-[ -x "$AGENT" ] || fail "$AGENT missing: this netkernel has no VM transport"
+need_cmd curl sha256sum jq
+# vm_nkd_up; no QEMU here
+# shellcheck source=tests/vm/vm.sh
+. "$NK_ROOT/tests/vm/vm.sh"
 topo_up
 # The ASan+UBSan nkd: what the channel carries is hostile.
 nk_use_san_nkd
 NS_V=nk-v-$NK_ID
 nk_netns_add "$NS_V"
-VM_MEM=$NK_TMP/vm1.mem
-VM_CHAN=$NK_TMP/vm1.chan
 VM_SOCK=$NK_TMP/vm1-agent.sock
-cat >"$NK_TMP/nkd.conf" <<CONF
-nsm kernel0 type=kernel
-guest $GUEST nsm=kernel0 uid=0
-guest vm1 nsm=kernel0 bufs=32 vm_region=$VM_MEM vm_size=64M vm_channel=$VM_CHAN
-unknown_guests deny
-CONF
-start_nkd "$NK_TMP/nkd.conf"
-wait_for 10 test -S "$VM_CHAN" || fail "nkd made no VM channel at $VM_CHAN"
+vm_nkd_up 64M
 
 # agent_start NAME: nk-vmagent in V on nkd's channel and the guest's
 # region, serving V's programs at VM_SOCK (log NAME.log, pid AGENT_PID).
 agent_start() {
 	bg "$1" ip netns exec "$NS_V" "$AGENT" --channel "$VM_CHAN" \
-		--region "$VM_MEM" --listen "$VM_SOCK"
+		--region "$VM_REGION" --listen "$VM_SOCK"
 	AGENT_PID=$LASTPID
 }
 agent_start vmagent
@@ -177,11 +170,8 @@ case $got in
 *) fail "a stranger claimed a fork token of the VM: '$got'" ;;
 esac
 
-log "nkctl lists the VM guest"
-out=$(nkctl guests) || fail "nkctl guests failed"
-printf '%s\n' "$out" | grep -q vm1 || fail "nkctl guests does not list vm1: $out"
-out=$(nkctl sockets) || fail "nkctl sockets failed"
-printf '%s\n' "$out" | grep -q vm1 || fail "nkctl sockets lists no socket of vm1: $out"
+log "nkctl lists the VM guest as one, and its sockets"
+vm_nkctl_check 8001 8002
 
 log "a hostile channel does not crash nkd"
 kill "$AGENT_PID" 2>/dev/null || true

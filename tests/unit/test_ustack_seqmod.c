@@ -3,7 +3,8 @@
  * Sequence number modulation of the afxdp engine
  * (ustack/seqmod.c): SipHash test vector, RFC 1624 updates
  * against a full recompute, translation both ways, retransmitted and new
- * SYNs, wraparound, SACK blocks at odd offsets, table bound and sweep.
+ * SYNs, retransmissions counted, wraparound, SACK blocks at odd offsets,
+ * table bound and sweep.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -205,6 +206,60 @@ static void test_translation_both_ways(void **state)
 	nk_seqmod__destroy(sm);
 }
 
+/* out: lwIP sends (LA,LP)->(RA,RP) with flags, seq and plen bytes. */
+static void out(struct nk_seqmod *sm, uint8_t flags, uint32_t seq, size_t plen)
+{
+	uint8_t f[2048];
+	struct nk_seqmod_undo u;
+	size_t n = mk(f, LA, LP, RA, RP, flags, seq, 1001, NULL, 0, plen);
+
+	assert_int_equal(nk_seqmod__out(sm, f, n, 1000000, &u),
+			 NK_SEQMOD_XLATED);
+}
+
+static uint64_t retrans(struct nk_seqmod *sm)
+{
+	struct nk_seqmod_stats st;
+
+	nk_seqmod__stats(sm, &st);
+	return st.retrans;
+}
+
+/* Segments sent again are counted; new ones, pure ACKs and RSTs not. */
+static void test_retransmits_counted(void **state)
+{
+	struct nk_seqmod *sm = new_sm(16);
+	uint32_t iss = 0xfffffff0u; /* the sequence space wraps below */
+
+	(void)state;
+	out(sm, 0x12, iss, 0); /* SYN-ACK */
+	assert_int_equal(retrans(sm), 0);
+	out(sm, 0x12, iss, 0); /* SYN-ACK again */
+	assert_int_equal(retrans(sm), 1);
+	out(sm, 0x18, iss + 1, 1000); /* new data across the wrap */
+	out(sm, 0x18, iss + 1001, 1000);
+	out(sm, 0x10, iss + 2001, 0); /* pure ACKs, twice */
+	out(sm, 0x10, iss + 2001, 0);
+	assert_int_equal(retrans(sm), 1);
+	out(sm, 0x18, iss + 1, 1000); /* a timeout: the first again */
+	assert_int_equal(retrans(sm), 2);
+	out(sm, 0x18, iss + 1001, 500); /* part of the second again */
+	assert_int_equal(retrans(sm), 3);
+	out(sm, 0x18, iss + 2001, 100); /* new data goes on */
+	out(sm, 0x11, iss + 2101, 0); /* FIN */
+	assert_int_equal(retrans(sm), 3);
+	out(sm, 0x11, iss + 2101, 0); /* FIN again */
+	assert_int_equal(retrans(sm), 4);
+	out(sm, 0x04, iss + 2102, 0); /* RST */
+	out(sm, 0x14, iss + 2102, 0);
+	assert_int_equal(retrans(sm), 4);
+	/* A new connection on the 4-tuple (new ISN) starts afresh. */
+	out(sm, 0x12, 5000, 0);
+	out(sm, 0x18, 5001, 100);
+	assert_int_equal(retrans(sm), 4);
+	nk_seqmod__destroy(sm);
+}
+
 static void test_isn_unpredictable_and_stable(void **state)
 {
 	struct nk_seqmod *sm = new_sm(64);
@@ -397,6 +452,7 @@ int main(void)
 		cmocka_unit_test(test_siphash_vector),
 		cmocka_unit_test(test_csum_update_matches_recompute),
 		cmocka_unit_test(test_translation_both_ways),
+		cmocka_unit_test(test_retransmits_counted),
 		cmocka_unit_test(test_isn_unpredictable_and_stable),
 		cmocka_unit_test(test_wraparound),
 		cmocka_unit_test(test_sack_blocks),

@@ -344,6 +344,65 @@ vm_bg() {
 	echo "$VM_BG_PID"
 }
 
+# vm_nkd_up [--afxdp] SIZE: for tests, after tests/lib.sh and its topology
+# (topo_up; afxdp_up with --afxdp). Starts nkd with guest vm1, a VM guest
+# whose region is the file VM_REGION of SIZE and whose channel is the
+# socket VM_CHAN ($NK_TMP/vm1.shm, vm1.chan), and waits for nkd to make the
+# channel. vm1 is on kernel0, the kernel NSM, next to the namespace guest
+# $GUEST (unknown guests denied), or with --afxdp on xdp0, the afxdp NSM on
+# $NK_XDEV at $X4 (nkd in the root namespace). The configuration is
+# $NK_TMP/nkd.conf, for a restart. bufs=32: 2.3 MiB windows, so that 28
+# processes of the VM fit in 64 MiB (a forking server's children take one
+# each). AGENT is the nk-vmagent to run (NK_VM_AGENT: another one, to
+# compare); fails when there is none.
+vm_nkd_up() {
+	local afxdp=""
+	[ "$1" = --afxdp ] && { afxdp=1; shift; }
+	AGENT=${NK_VM_AGENT:-$BUILD/nk-vmagent}
+	[ -x "$AGENT" ] || fail "$AGENT missing: this netkernel has no VM transport"
+	VM_REGION=$NK_TMP/vm1.shm
+	VM_CHAN=$NK_TMP/vm1.chan
+	if [ -n "$afxdp" ]; then
+		cat >"$NK_TMP/nkd.conf" <<CONF
+nsm kernel0 type=kernel netns=/run/netns/$NS_H
+nsm xdp0 type=afxdp dev=$NK_XDEV addr=$X4/24 netns=/run/netns/$NS_H
+guest vm1 nsm=xdp0 bufs=32 vm_region=$VM_REGION vm_size=$1 vm_channel=$VM_CHAN
+CONF
+		start_nkd_afxdp "$NK_TMP/nkd.conf"
+	else
+		cat >"$NK_TMP/nkd.conf" <<CONF
+nsm kernel0 type=kernel
+guest $GUEST nsm=kernel0 uid=0
+guest vm1 nsm=kernel0 bufs=32 vm_region=$VM_REGION vm_size=$1 vm_channel=$VM_CHAN
+unknown_guests deny
+CONF
+		start_nkd "$NK_TMP/nkd.conf"
+	fi
+	wait_for 10 test -S "$VM_CHAN" || fail "nkd made no VM channel at $VM_CHAN"
+}
+
+# vm_nkctl_check [PORT...]: for tests, after vm_nkd_up and the VM's
+# programs: nkctl guests lists vm1 as a VM guest ("kind":"vm" in --json,
+# KIND vm in the table) and the others as local ones, and nkctl sockets
+# lists a socket of vm1 (one on each PORT given). Needs jq.
+vm_nkctl_check() {
+	local out p
+	out=$(nkctl guests --json) || fail "nkctl guests --json failed"
+	printf '%s\n' "$out" | jq -e '[.guests[] | select(.name == "vm1")] | length == 1' >/dev/null ||
+		fail "nkctl guests does not list vm1: $out"
+	printf '%s\n' "$out" | jq -e 'all(.guests[]; .kind == (if .name == "vm1" then "vm" else "local" end))' >/dev/null ||
+		fail "nkctl guests --json: vm1 is not kind vm or another guest not local: $(printf '%s\n' "$out" | jq -c '[.guests[] | {name, kind}]')"
+	out=$(nkctl guests) || fail "nkctl guests failed"
+	[ "$(printf '%s\n' "$out" | awk 'NR == 1 { for (i = 1; i <= NF; i++) k[$i] = i; next }
+		$1 == "vm1" { print $k["KIND"] }')" = vm ] || fail "nkctl guests' table does not say vm1 is a VM: $out"
+	out=$(nkctl sockets) || fail "nkctl sockets failed"
+	printf '%s\n' "$out" | grep -q '^vm1 ' || fail "nkctl sockets lists no socket of vm1: $out"
+	for p in "$@"; do
+		printf '%s\n' "$out" | grep '^vm1 ' | grep -q ":$p " ||
+			fail "nkctl sockets shows no socket of vm1 on $p: $out"
+	done
+}
+
 # vm_guest_up SHM SIZE CHAN SHARE AGENT: for tests, after tests/lib.sh
 # (its skip, fail, log, wait_for, $NK_TMP). Boots the VM of an nkd VM
 # guest (its ivshmem BAR the file SHM of SIZE, its port the socket CHAN

@@ -300,7 +300,10 @@ static void q_guests(struct nk_engine *e, struct sb *b)
 
 		sb_printf(b, "%s{\"name\":", first ? "" : ",");
 		sb_str(b, g->conf.name);
-		sb_printf(b, ",\"nsm\":");
+		/* Its processes' transport: a VM's channel or this host's
+		 * control socket (docs/vm.md). */
+		sb_printf(b, ",\"kind\":\"%s\",\"nsm\":",
+			  g->conf.vm_channel[0] ? "vm" : "local");
 		sb_str(b, g->nsm->conf.name);
 		guest_xdp(g, &xs);
 		sb_printf(b,
@@ -385,6 +388,44 @@ static void q_sockets(struct nk_engine *e, struct sb *b)
 }
 
 /*
+ * ,"stack":{"name":N,...,"name":{"reason":N,...}}: the NSM's stack
+ * counters (nsm.h counters()), null for an NSM without.
+ */
+static void q_stack(struct sb *b, const struct nk_nsm *n)
+{
+	struct nk_nsm_counter c[NK_NSM_MAX_COUNTERS];
+	unsigned nc = 0;
+
+	if (n && n->ops->counters)
+		nc = n->ops->counters(n->priv, c, NK_NSM_MAX_COUNTERS);
+	if (nc > NK_NSM_MAX_COUNTERS)
+		nc = NK_NSM_MAX_COUNTERS;
+	if (!nc) {
+		sb_printf(b, ",\"stack\":null");
+		return;
+	}
+	sb_printf(b, ",\"stack\":{");
+	for (unsigned i = 0; i < nc; i++) {
+		bool group = c[i].reason;
+		bool first = !i || !c[i - 1].reason ||
+			     strcmp(c[i - 1].name, c[i].name);
+		bool last = i + 1 == nc || !c[i + 1].reason ||
+			    strcmp(c[i + 1].name, c[i].name);
+
+		if (!group) {
+			sb_printf(b, "%s\"%s\":%llu", i ? "," : "", c[i].name,
+				  (unsigned long long)c[i].value);
+			continue;
+		}
+		if (first)
+			sb_printf(b, "%s\"%s\":{", i ? "," : "", c[i].name);
+		sb_printf(b, "%s\"%s\":%llu%s", first ? "" : ",", c[i].reason,
+			  (unsigned long long)c[i].value, last ? "}" : "");
+	}
+	sb_printf(b, "}");
+}
+
+/*
  * The shm NSM, which no nsm line configures: the same columns as the
  * others (nkctl's table takes the first row's), its own under "shm".
  */
@@ -396,7 +437,8 @@ static void q_nsm_shm(struct nk_engine *e, struct sb *b)
 	sb_printf(b,
 		  "%s{\"name\":\"shm\",\"type\":\"shm\",\"netns\":null,"
 		  "\"guests\":%u,\"sockets\":%u,\"dev\":null,\"addrs\":null,"
-		  "\"queues\":0,\"backend\":null,\"shm\":{\"listeners\":%u,"
+		  "\"queues\":0,\"backend\":null,\"stack\":null,"
+		  "\"shm\":{\"listeners\":%u,"
 		  "\"joined\":%llu,\"rx_queues\":%llu,\"rx_queue_bytes\":%llu,"
 		  "\"queued\":%llu,\"queue_refused\":%llu}}",
 		  e->nr_nsms ? "," : "", st.guests, st.sockets, st.listeners,
@@ -437,6 +479,7 @@ static void q_nsms(struct nk_engine *e, struct sb *b)
 		sb_str_or_null(b, addrs);
 		sb_printf(b, ",\"queues\":%u,\"backend\":", queues);
 		sb_str_or_null(b, backend);
+		q_stack(b, n);
 		sb_printf(b, ",\"shm\":null}");
 	}
 	q_nsm_shm(e, b);
@@ -501,6 +544,72 @@ static void prom_xdp(struct sb *b, struct nk_engine *e)
 							    m[i].off));
 		}
 	}
+}
+
+/*
+ * The NSMs' stack counters (nsm.h counters()) as
+ * netkernel_nsm_stack_NAME_total{nsm,type[,reason]}: one family a name,
+ * its samples from every NSM that has it, together as the format wants.
+ */
+static void prom_stack(struct sb *b, struct nk_engine *e)
+{
+	struct nk_nsm_counter(*c)[NK_NSM_MAX_COUNTERS];
+	unsigned *nc;
+
+	if (!e->nr_nsms)
+		return;
+	c = calloc(e->nr_nsms, sizeof(*c));
+	nc = calloc(e->nr_nsms, sizeof(*nc));
+	if (!c || !nc) {
+		b->oom = true;
+		goto out;
+	}
+	for (unsigned i = 0; i < e->nr_nsms; i++) {
+		struct nk_nsm *n = &e->nsms[i];
+
+		if (n->ops->counters)
+			nc[i] = n->ops->counters(n->priv, c[i],
+						 NK_NSM_MAX_COUNTERS);
+		if (nc[i] > NK_NSM_MAX_COUNTERS)
+			nc[i] = NK_NSM_MAX_COUNTERS;
+	}
+	for (unsigned i = 0; i < e->nr_nsms; i++)
+		for (unsigned j = 0; j < nc[i]; j++) {
+			const char *name = c[i][j].name;
+			bool seen = false;
+
+			/* Its family is out already when met before. */
+			for (unsigned k = 0; k <= i && !seen; k++)
+				for (unsigned m = 0;
+				     m < (k < i ? nc[k] : j) && !seen; m++)
+					seen = !strcmp(c[k][m].name, name);
+			if (seen)
+				continue;
+			sb_printf(b,
+				  "# HELP netkernel_nsm_stack_%s_total %s\n"
+				  "# TYPE netkernel_nsm_stack_%s_total "
+				  "counter\n",
+				  name, c[i][j].help, name);
+			for (unsigned k = i; k < e->nr_nsms; k++)
+				for (unsigned m = 0; m < nc[k]; m++) {
+					if (strcmp(c[k][m].name, name))
+						continue;
+					sb_printf(b,
+						  "netkernel_nsm_stack_%s_total"
+						  "{nsm=\"%s\",type=\"%s\"",
+						  name, e->nsms[k].conf.name,
+						  e->nsms[k].conf.type);
+					if (c[k][m].reason)
+						sb_printf(b, ",reason=\"%s\"",
+							  c[k][m].reason);
+					sb_printf(b, "} %llu\n",
+						  (unsigned long long)c[k][m]
+							  .value);
+				}
+		}
+out:
+	free(c);
+	free(nc);
 }
 
 /*
@@ -626,6 +735,7 @@ static void q_stats(struct nk_engine *e, struct sb *b)
 			  "netkernel_shm_queue_bytes %llu\n",
 			  st.sockets, (unsigned long long)st.queue_bytes);
 	}
+	prom_stack(b, e);
 }
 
 int nk_query__build(struct nk_engine *e, uint32_t what, char **text,

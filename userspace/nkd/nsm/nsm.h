@@ -44,7 +44,8 @@
  *  - readiness changes are reported with nk_engine__sock_event().
  *  - poll() is for NSMs that need the loop to call them (busy stacks);
  *    returns the amount of work done. May be NULL.
- *  - guest_stats() and describe() feed nkctl; both may be NULL.
+ *  - guest_stats(), describe() and counters() feed nkctl; all may be
+ *    NULL.
  *  - guest_attach() is called when a guest object served by this NSM is
  *    created (its id is fresh or reused), guest_detach() when it is freed
  *    (no socket of it is left), before its id goes back to the allocator:
@@ -85,6 +86,23 @@ struct nk_nsm_guest_stats {
 	uint64_t packets, bytes, drops;
 };
 
+/*
+ * A counter of the NSM's own network stack (afxdp: nk_ustack and its L2
+ * backend), for `nkctl nsms` ("stack") and `nkctl stats`
+ * (netkernel_nsm_stack_NAME_total). Counters only grow. Several with the
+ * same name and a reason each are one counter by reason; they come one
+ * after the other.
+ */
+struct nk_nsm_counter {
+	const char *name; /* [a-z0-9_], static */
+	const char *reason; /* [a-z0-9_] or NULL, static */
+	const char *help; /* one line, static */
+	uint64_t value;
+};
+
+/* The most counters() is asked for. */
+#define NK_NSM_MAX_COUNTERS 64
+
 struct nk_nsm_ops {
 	const char *type;
 	int (*create)(struct nk_engine *e, struct nk_loop *loop,
@@ -117,6 +135,10 @@ struct nk_nsm_ops {
 	void (*describe)(void *priv, char *dev, size_t dev_len, char *addrs,
 			 size_t addrs_len, unsigned *queues, char *backend,
 			 size_t backend_len);
+	/* Fills up to max (NK_NSM_MAX_COUNTERS) counters of the NSM's
+	 * stack, the same ones each time; returns how many. */
+	unsigned (*counters)(void *priv, struct nk_nsm_counter *out,
+			     unsigned max);
 	int (*guest_attach)(void *priv, struct nk_guest *g);
 	void (*guest_detach)(void *priv, struct nk_guest *g);
 	/*

@@ -44,6 +44,7 @@
 #include "nk_steer_maps.h"
 #include "ustack.h"
 #include "validate.h"
+#include "xcounters.h"
 #include "xlinger.h"
 #include "xports.h"
 
@@ -1575,6 +1576,14 @@ static void xn_describe(void *priv, char *dev, size_t dev_len, char *addrs,
 	nk_l2__describe(xn->l2, backend, backend_len);
 }
 
+static unsigned xn_counters(void *priv, struct nk_nsm_counter *out,
+			    unsigned max)
+{
+	struct xn *xn = priv;
+
+	return nk_xcounters__fill(xn->l2, xn->st, out, max);
+}
+
 static void ustack_log(void *arg, const char *msg)
 {
 	struct xn *xn = arg;
@@ -1962,6 +1971,7 @@ const struct nk_nsm_ops nk_nsm_afxdp_ops = {
 	.poll = xn_poll,
 	.guest_stats = xn_guest_stats,
 	.describe = xn_describe,
+	.counters = xn_counters,
 	.guest_attach = xn_guest_attach,
 	.guest_detach = xn_guest_detach,
 	/* Its own SEND queue per socket, fed as lwIP's window opens. */

@@ -18,6 +18,9 @@ struct sm_ent {
 	uint16_t lport, rport; /* network order */
 	uint32_t lwip_iss; /* host order: lwIP's ISN, to tell a new connection */
 	uint32_t off; /* wire = lwIP + off */
+	/* lwIP space: the end of the highest segment sent; a segment that
+	 * ends at or before it was sent before (a retransmission). */
+	uint32_t snd_max;
 	uint32_t gen; /* sweep generation that last saw it */
 };
 
@@ -172,6 +175,7 @@ static void add32_fix(uint8_t *tcp, size_t off, uint32_t delta)
 struct tcp_view {
 	uint8_t *tcp;
 	size_t doff; /* TCP header length */
+	size_t plen; /* payload bytes */
 	uint32_t saddr, daddr; /* network order */
 	uint16_t sport, dport; /* network order */
 };
@@ -194,6 +198,7 @@ static int tcp_find(uint8_t *frame, size_t len, struct tcp_view *v)
 	if (doff < 20 || ihl + doff > tot)
 		return -1;
 	v->doff = doff;
+	v->plen = tot - ihl - doff;
 	memcpy(&v->saddr, ip + 12, 4);
 	memcpy(&v->daddr, ip + 16, 4);
 	memcpy(&v->sport, v->tcp, 2);
@@ -352,11 +357,25 @@ int nk_seqmod__out(struct nk_seqmod *sm, uint8_t *frame, size_t len,
 			}
 			e->lwip_iss = seq;
 			e->off = rfc6528_isn(sm, e, now_ns) - seq;
+			e->snd_max = seq;
 			sm->st.created++;
 		}
 	}
 	if (!e)
 		return NK_SEQMOD_PASS;
+	{
+		/* SYN and FIN take a sequence number each; pure ACKs, RSTs
+		 * and keepalives (no data) none, and are not counted. */
+		uint32_t end = seq + (uint32_t)v.plen + !!(v.tcp[13] & 0x02) +
+			       !!(v.tcp[13] & 0x01);
+
+		if (end != seq) {
+			if ((int32_t)(end - e->snd_max) <= 0)
+				sm->st.retrans++;
+			else
+				e->snd_max = end;
+		}
+	}
 	undo->l4_off = (uint16_t)(v.tcp - frame);
 	memcpy(&undo->seq, v.tcp + 4, 4);
 	memcpy(&undo->csum, v.tcp + 16, 2);

@@ -38,6 +38,13 @@ struct nk_seqmod_stats {
 	uint64_t out_xlated, in_xlated; /* segments rewritten */
 	uint64_t full; /* SYN/SYN-ACK not sent: table full */
 	uint64_t swept; /* entries removed by a sweep */
+	/*
+	 * Segments sent again (lwIP's retransmissions: timeouts, fast
+	 * retransmit, SYN, SYN-ACK and FIN again, repeated zero-window
+	 * probes): a segment with data, SYN or FIN that ends at or before
+	 * the highest one sent on its connection.
+	 */
+	uint64_t retrans;
 };
 
 /* Result of nk_seqmod__out(). */

@@ -723,6 +723,7 @@ void nk_ustack__stats(const struct nk_ustack *st, struct nk_ustack_stats *out)
 		out->seq_conns = ss.entries;
 		out->seq_full = ss.full;
 		out->seq_swept = ss.swept;
+		out->tcp_retrans = ss.retrans;
 	}
 }
 
