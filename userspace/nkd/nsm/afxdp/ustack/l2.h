@@ -56,6 +56,9 @@ struct nk_l2_stats {
 	uint64_t rx_dropped; /* backend-level: oversized, kernel ring drops */
 	uint64_t tx_dropped; /* no free frame/descriptor, or send error */
 	uint64_t kicks; /* wakeup syscalls */
+	/* afxdp, parts of rx_dropped (XDP_STATISTICS): the RX ring was full
+	 * (we did not drain it fast enough) / the fill ring was empty. */
+	uint64_t rx_ring_full, rx_fill_empty;
 };
 
 /*

@@ -1390,6 +1390,7 @@ static void udp_recv_cb(void *arg, struct udp_pcb *pcb, struct pbuf *p,
 	    nk_segq__push(&s->rxq, p, p->tot_len,
 			  ip4_addr_get_u32(ip_2_ip4(addr)), htons(port))) {
 		s->cnt.rx_dropped++;
+		s->st->stats.udp_rx_dropped++;
 		pbuf_free(p);
 		return;
 	}

@@ -115,6 +115,7 @@ struct nk_ustack_stats {
 	uint64_t tw_trimmed; /* TIME_WAIT dropped beyond tw_max */
 	uint64_t rx_csum_once; /* lwIP trusted our check (lwip_csum.h) */
 	uint64_t tx_ack_coalesced; /* pure ACKs superseded before the kick */
+	uint64_t udp_rx_dropped; /* datagrams dropped: a socket's queue full */
 };
 
 /* Creates the engine on an opened backend. -EBUSY if one exists. */
