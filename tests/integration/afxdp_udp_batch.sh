@@ -84,6 +84,11 @@ print("sent", n)
 bg_guest rx "$PY" -c "$rx_py" "$N" "$GO" "$READY" "$P4"
 rx=$LASTPID
 wait_for 20 test -e "$READY" || fail "guest receiver did not bind"
+# P resolves the NSM address first: datagrams sent while its ARP entry is
+# incomplete wait in the neighbour queue, which drops the oldest when full
+# and can be overtaken by later sends once the reply comes (seen: index 7
+# read first). The order checked below is then the sender's.
+wait_for 10 run_peer ping -c 1 -W 1 "$X4" >/dev/null || fail "P cannot ping $X4"
 before=$(nkctl guests --json | jq '[.guests[] | select(.name == "'"$GUEST"'") | .ops] | add')
 run_peer "$PY" -c "$tx_py" "$X4" "$N" >/dev/null || fail "peer sender failed"
 # Every datagram is in the NSM's socket queue before the guest reads (the
