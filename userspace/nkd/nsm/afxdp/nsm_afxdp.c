@@ -2088,6 +2088,6 @@ const struct nk_nsm_ops nk_nsm_afxdp_ops = {
 	.describe = xn_describe,
 	.guest_attach = xn_guest_attach,
 	.guest_detach = xn_guest_detach,
-	/* Its own SEND queue per socket, fed as lwIP's window opens. */
+	/* Datagram batches: udp_recv_batch(). */
 	.caps = NK_NSM_CAP_RECV_BATCH,
 };
