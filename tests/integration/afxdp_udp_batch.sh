@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Datagram batches on the afxdp NSM (docs/abi.md §5 "Datagram batches",
 # docs/afxdp-nsm.md): a peer sends 150 datagrams of 4..1400 bytes from 3
-# ports to a guest UDP socket (python3, unmodified) that is not reading;
-# the guest then reads them all and checks each one: index (order),
-# length, bytes (CRC-32 pattern), source address and port, a short buffer
-# that cuts a datagram (the rest is gone, MSG_TRUNC, the next read gets
-# the next datagram), and EAGAIN once drained. nkd's counters must show
+# ports, and an empty one after every 25th, to a guest UDP socket
+# (python3, unmodified) that is not reading; the guest then reads them all
+# and checks each one: index (order), length, bytes (CRC-32 pattern),
+# source address and port, a short buffer that cuts a datagram (the rest
+# is gone, MSG_TRUNC, the next read gets the next datagram), the empty
+# ones (recv returns b"": the old engine dropped them), and EAGAIN once
+# drained. nkd's counters must show
 # that the reads took far fewer RECVs than datagrams (guest ops < 75): the
 # old NSM answered a batch RECV with EOPNOTSUPP, so the shim read one
 # datagram per RECV (ops >= 150). Counts entries, never times anything.
@@ -22,6 +24,7 @@ guest $GUEST nsm=xdp0
 CONF
 start_nkd_afxdp "$NK_TMP/nkd.conf"
 N=150
+NE=$((N / 25)) # empty datagrams
 GO=$NK_TMP/go
 READY=$NK_TMP/ready
 
@@ -58,6 +61,10 @@ for i in range(n):
     if a[1] != 7300 + i % 3:
         sys.exit("datagram %d: source port %d, want %d" % (i, a[1], 7300 + i % 3))
     ports.add(a[1])
+    if i % 25 == 24:
+        d, a = s.recvfrom(4096)
+        if d != b"" or a != (peer, 7300 + i % 3):
+            sys.exit("after datagram %d: %r from %r, want an empty datagram" % (i, d[:8], a))
 s.setblocking(False)
 try:
     s.recv(10)
@@ -78,6 +85,8 @@ for i in range(n):
     h = i.to_bytes(4, "big")
     d = h + (zlib.crc32(h).to_bytes(4, "big") * 400)[:4 + (i * 97) % 1397 - 4]
     ss[i % 3].sendto(d, (host, 7200))
+    if i % 25 == 24:
+        ss[i % 3].sendto(b"", (host, 7200))
 print("sent", n)
 '
 
@@ -94,8 +103,8 @@ run_peer "$PY" -c "$tx_py" "$X4" "$N" >/dev/null || fail "peer sender failed"
 # Every datagram is in the NSM's socket queue before the guest reads (the
 # XDP counter of the guest counts them), so batches can form; later
 # arrivals would only make them smaller.
-wait_for 20 sh -c "[ \"\$(timeout 10 '$NKCTL' --socket '$NK_SOCK' guests --json | jq '[.guests[] | select(.name == \"$GUEST\") | .xdp_packets] | add')\" -ge $N ]" ||
-	fail "the guest's XDP counter did not reach $N packets"
+wait_for 20 sh -c "[ \"\$(timeout 10 '$NKCTL' --socket '$NK_SOCK' guests --json | jq '[.guests[] | select(.name == \"$GUEST\") | .xdp_packets] | add')\" -ge $((N + NE)) ]" ||
+	fail "the guest's XDP counter did not reach $((N + NE)) packets"
 touch "$GO"
 wait "$rx" || fail "guest receiver failed: $(tail -3 "$NK_TMP/rx.log")"
 r=$(grep RESULT "$NK_TMP/rx.log") || fail "no RESULT: $(tail -3 "$NK_TMP/rx.log")"
@@ -103,8 +112,8 @@ log "guest: $r"
 [ "$(field sources "$r")" = 3 ] || fail "sources: want 3"
 after=$(nkctl guests --json | jq '[.guests[] | select(.name == "'"$GUEST"'") | .ops] | add')
 ops=$((after - before))
-log "guest ops while receiving $N datagrams: $ops"
-[ "$ops" -lt $((N / 2)) ] || fail "$ops entries for $N datagrams: not batched"
+log "guest ops while receiving $((N + NE)) datagrams: $ops"
+[ "$ops" -lt $((N / 2)) ] || fail "$ops entries for $((N + NE)) datagrams: not batched"
 nk_stop "$NK_NKD_PID"
 NK_NKD_PID=
 s=$(grep "frames in" "$NK_TMP/nkd.log") || fail "nkd logged no NSM counters at exit"

@@ -410,7 +410,7 @@ static unsigned revents_of(struct asock *a)
 			       ? POLLIN
 			       : 0;
 	if (s->type == SOCK_DGRAM) {
-		if (a->us && (a->rd_ready || nk_ustack_sock_rx_ready(a->us)))
+		if (a->us && (a->rd_ready || nk_ustack_udp_pending(a->us)))
 			ev |= POLLIN;
 		return ev | POLLOUT;
 	}
@@ -607,11 +607,11 @@ static int batch_recv_one(void *arg, uint8_t *data, uint32_t room,
 			  struct sockaddr_storage *sa, socklen_t *salen)
 {
 	struct asock *a = arg;
-	size_t size = nk_ustack_sock_rx_ready(a->us); /* 0: none queued */
+	size_t size = nk_ustack_sock_rx_ready(a->us); /* the next one's */
 	struct sockaddr_in src;
 	ssize_t n;
 
-	if (!size || size > room)
+	if (!nk_ustack_udp_pending(a->us) || size > room)
 		return -EAGAIN; /* stays queued for the next RECV */
 	n = nk_ustack_udp_recvfrom(a->us, data, room, &src);
 	if (n < 0)
@@ -671,7 +671,7 @@ static int udp_recv_batch(struct asock *a, struct nk_req *op, uint32_t *aux)
 		a->xn->stats.recv_batches++;
 		a->xn->stats.recv_batch_dgrams += (uint64_t)res;
 	}
-	if (!nk_ustack_sock_rx_ready(a->us))
+	if (!nk_ustack_udp_pending(a->us))
 		a->rd_ready = false;
 	return res;
 }

@@ -236,6 +236,9 @@ ssize_t nk_ustack_udp_sendto(struct nk_usock *s, const void *buf, size_t len,
 ssize_t nk_ustack_udp_recvfrom(struct nk_usock *s, void *buf, size_t len,
 			       struct sockaddr_in *src);
 
+/* Datagrams queued (nk_ustack_sock_rx_ready() is 0 for an empty one). */
+uint32_t nk_ustack_udp_pending(const struct nk_usock *s);
+
 /* Closes a UDP socket and frees the handle (queued datagrams dropped). */
 int nk_ustack_udp_close(struct nk_usock *s);
 
