@@ -75,7 +75,8 @@ static void print_stats(void)
 		"stats: rx_frames=%llu rx_to_lwip=%llu rx_not_ours=%llu "
 		"rx_martian=%llu rx_csum_bad=%llu rx_csum_completed=%llu "
 		"rx_csum_once=%llu rx_nomem=%llu tx_frames=%llu tx_dropped=%llu sockets=%llu "
-		"tx_ack_coalesced=%llu conns=%lu http=%lu udp=%lu",
+		"tx_ack_coalesced=%llu udp_rx_dropped=%llu conns=%lu http=%lu "
+		"udp=%lu",
 		(unsigned long long)s.rx_frames,
 		(unsigned long long)s.rx_to_lwip,
 		(unsigned long long)s.rx_not_ours,
@@ -85,18 +86,20 @@ static void print_stats(void)
 		(unsigned long long)s.rx_csum_once,
 		(unsigned long long)s.rx_nomem, (unsigned long long)s.tx_frames,
 		(unsigned long long)s.tx_dropped, (unsigned long long)s.sockets,
-		(unsigned long long)s.tx_ack_coalesced, nconns, nhttp, nudp);
+		(unsigned long long)s.tx_ack_coalesced,
+		(unsigned long long)s.udp_rx_dropped, nconns, nhttp, nudp);
 	for (i = 1; i < NK_PKT_DROP__MAX; i++)
 		fprintf(stderr, " drop_%s=%llu", nk_pkt_drop__name(i),
 			(unsigned long long)s.rx_drop[i]);
 	fprintf(stderr,
 		" l2_rx=%llu l2_tx=%llu l2_rx_dropped=%llu l2_tx_dropped=%llu "
-		"l2_kicks=%llu\n",
+		"l2_kicks=%llu l2_rx_ring_full=%llu l2_rx_fill_empty=%llu\n",
 		(unsigned long long)ls.rx_frames,
 		(unsigned long long)ls.tx_frames,
 		(unsigned long long)ls.rx_dropped,
-		(unsigned long long)ls.tx_dropped,
-		(unsigned long long)ls.kicks);
+		(unsigned long long)ls.tx_dropped, (unsigned long long)ls.kicks,
+		(unsigned long long)ls.rx_ring_full,
+		(unsigned long long)ls.rx_fill_empty);
 }
 
 static void conn_close(struct conn *c)

@@ -107,7 +107,6 @@ static void test_bounds(void **state)
 	assert_int_equal(nk_segq__push(&q, mk(60, 0), 60, 0, 0), 0);
 	b = mk(41, 0);
 	assert_int_equal(nk_segq__push(&q, b, 41, 0, 0), -ENOBUFS);
-	assert_int_equal(nk_segq__push(&q, b, 0, 0, 0), -EINVAL);
 	assert_int_equal(nk_segq__push(&q, b, 40, 0, 0), 0); /* exactly full */
 	nk_segq__fini(&q);
 }
@@ -143,6 +142,42 @@ static void test_datagrams(void **state)
 	nk_segq__fini(&q);
 }
 
+/* An empty datagram is one: queued, counted, read as 0 bytes, in order. */
+static void test_empty_datagrams(void **state)
+{
+	struct nk_segq q;
+	uint8_t out[8] = { 0 };
+	uint32_t addr;
+	uint16_t port;
+	size_t full = 99;
+
+	(void)state;
+	released = 0;
+	assert_int_equal(nk_segq__init(&q, 4, 1000, copy, release), 0);
+	assert_int_equal(nk_segq__push(&q, mk(0, 0), 0, 0x0100000a, 0x3500), 0);
+	assert_int_equal(nk_segq__push(&q, mk(2, 5), 2, 0x0200000a, 0x3600), 0);
+	assert_int_equal(nk_segq__count(&q), 2);
+	assert_int_equal(nk_segq__bytes(&q), 2);
+	assert_int_equal(nk_segq__pop_dgram(&q, out, 8, &addr, &port, &full),
+			 0);
+	assert_int_equal(full, 0);
+	assert_int_equal(addr, 0x0100000a);
+	assert_int_equal(port, 0x3500);
+	assert_int_equal(nk_segq__count(&q), 1);
+	assert_int_equal(nk_segq__pop_dgram(&q, out, 8, &addr, &port, &full),
+			 2);
+	assert_int_equal(out[0], 5);
+	assert_int_equal(released, 2);
+	/* A stream read passes over an empty entry. */
+	assert_int_equal(nk_segq__push(&q, mk(0, 0), 0, 0, 0), 0);
+	assert_int_equal(nk_segq__push(&q, mk(3, 7), 3, 0, 0), 0);
+	assert_int_equal(nk_segq__read(&q, out, 8), 3);
+	assert_int_equal(out[0], 7);
+	assert_int_equal(nk_segq__count(&q), 0);
+	nk_segq__fini(&q);
+	assert_int_equal(released, 4);
+}
+
 static void test_wraparound(void **state)
 {
 	struct nk_segq q;
@@ -172,6 +207,7 @@ int main(void)
 		cmocka_unit_test(test_stream_reads_cross_entries),
 		cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_datagrams),
+		cmocka_unit_test(test_empty_datagrams),
 		cmocka_unit_test(test_wraparound),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -42,6 +42,7 @@
 #include "log.h"
 #include "loop.h"
 #include "nk_steer_maps.h"
+#include "recv_batch.h"
 #include "ustack.h"
 #include "validate.h"
 #include "xcounters.h"
@@ -68,6 +69,12 @@ struct xacl {
 	unsigned plen;
 };
 
+/* The NSM's own counters (logged when it stops, with the engine's). */
+struct xn_stats {
+	uint64_t recv_batches; /* batch RECVs answered with datagrams */
+	uint64_t recv_batch_dgrams; /* datagrams in them */
+};
+
 struct xn {
 	struct nk_engine *e;
 	struct nk_loop *loop;
@@ -86,6 +93,7 @@ struct xn {
 	struct xacl *acls;
 	unsigned nr_acls;
 	uint64_t work; /* completions, for poll()'s return */
+	struct xn_stats stats;
 };
 
 struct asock {
@@ -403,7 +411,7 @@ static unsigned revents_of(struct asock *a)
 			       ? POLLIN
 			       : 0;
 	if (s->type == SOCK_DGRAM) {
-		if (a->us && (a->rd_ready || nk_ustack_sock_rx_ready(a->us)))
+		if (a->us && (a->rd_ready || nk_ustack_udp_pending(a->us)))
 			ev |= POLLIN;
 		return ev | POLLOUT;
 	}
@@ -595,6 +603,91 @@ static int udp_recv(struct asock *a, struct nk_req *op, uint32_t *flags,
 	return (int)n;
 }
 
+/* Next datagram of a batch, only if it fits whole (recv_batch.h). */
+static int batch_recv_one(void *arg, uint8_t *data, uint32_t room,
+			  struct sockaddr_storage *sa, socklen_t *salen)
+{
+	struct asock *a = arg;
+	size_t size = nk_ustack_sock_rx_ready(a->us); /* the next one's */
+	struct sockaddr_in src;
+	ssize_t n;
+
+	if (!nk_ustack_udp_pending(a->us) || size > room)
+		return -EAGAIN; /* stays queued for the next RECV */
+	n = nk_ustack_udp_recvfrom(a->us, data, room, &src);
+	if (n < 0)
+		return -EAGAIN;
+	memcpy(sa, &src, sizeof(src));
+	*salen = sizeof(src);
+	return (int)size;
+}
+
+/*
+ * A UDP RECV with NK_SQE_F_BATCH (abi.md §5 "Datagram batches"): every
+ * queued datagram, up to NK_RECV_BATCH_MAX, packed into op's buffer as
+ * nk_dgram records, in queue order. The first may be cut (full_len says
+ * so); a further one goes in only whole. Returns the records, -EAGAIN
+ * when nothing is queued, or the pending error; *aux the bytes used.
+ */
+static int udp_recv_batch(struct asock *a, struct nk_req *op, uint32_t *aux)
+{
+	const uint32_t hdr = sizeof(struct nk_dgram);
+	struct sockaddr_storage ss;
+	struct sockaddr_in src;
+	size_t size;
+	ssize_t n;
+	int res;
+
+	*aux = 0;
+	if (op->len < hdr)
+		return -EINVAL; /* validation refuses it first */
+	if (!a->us)
+		return -EAGAIN;
+	if (a->err) {
+		int e = a->err;
+
+		a->err = 0;
+		return -e;
+	}
+	size = nk_ustack_sock_rx_ready(a->us);
+	n = nk_ustack_udp_recvfrom(a->us, op->buf + hdr, op->len - hdr, &src);
+	if (n < 0) {
+		if (n == -EAGAIN)
+			a->rd_ready = false;
+		return (int)n;
+	}
+	memset(&ss, 0, sizeof(ss));
+	memcpy(&ss, &src, sizeof(src));
+	/*
+	 * More than one only while this connection alone holds the socket:
+	 * datagrams one process keeps are invisible to another's recv and
+	 * poll (as in the kernel NSM).
+	 */
+	res = nk_rbatch__fill(op->buf, op->len,
+			      size > INT32_MAX ? INT32_MAX : (int)size, &ss,
+			      sizeof(src),
+			      op->sock->nr_holders <= 1 ? batch_recv_one : NULL,
+			      a, aux, &op->done);
+	if (res > 0) {
+		a->xn->stats.recv_batches++;
+		a->xn->stats.recv_batch_dgrams += (uint64_t)res;
+	}
+	if (!nk_ustack_udp_pending(a->us))
+		a->rd_ready = false;
+	return res;
+}
+
+/* A UDP RECV, batch or single: flags and aux for its completion. */
+static int udp_recv_op(struct asock *a, struct nk_req *op, uint32_t *flags,
+		       uint32_t *aux)
+{
+	if (op->sqe_flags & NK_SQE_F_BATCH) {
+		*flags = 0;
+		return udp_recv_batch(a, op, aux);
+	}
+	return udp_recv(a, op, flags, aux);
+}
+
 static int adopt_accepted(struct asock *la, struct nk_req *op);
 
 static void pump_recv(struct asock *a)
@@ -623,7 +716,7 @@ static void pump_recv(struct asock *a)
 			continue;
 		}
 		if (a->s->type == SOCK_DGRAM) {
-			r = udp_recv(a, op, &flags, &aux);
+			r = udp_recv_op(a, op, &flags, &aux);
 			if (r == -EAGAIN)
 				return;
 			dequeue_done(a, op, r, flags, aux);
@@ -1256,7 +1349,7 @@ static void xn_recv(void *priv, struct nk_req *op)
 	}
 	if (nk_list__empty(&a->recvq)) {
 		if (s->type == SOCK_DGRAM) {
-			res = udp_recv(a, op, &flags, &aux);
+			res = udp_recv_op(a, op, &flags, &aux);
 			if (res != -EAGAIN || nonblock) {
 				done(xn, op, res, flags, aux, 0);
 				return;
@@ -1894,6 +1987,36 @@ fail:
 	return ret;
 }
 
+/*
+ * Where received frames went, stage by stage: the XSK (ring full: nkd did
+ * not drain it; fill ring empty), the engine's checks, lwIP, the UDP
+ * sockets' queues (full: the guest did not read fast enough).
+ */
+static void log_stats(const struct xn *xn)
+{
+	struct nk_l2_stats ls;
+	struct nk_ustack_stats us;
+
+	if (!xn->st || !xn->l2)
+		return;
+	memset(&ls, 0, sizeof(ls));
+	nk_l2__stats(xn->l2, &ls);
+	nk_ustack__stats(xn->st, &us);
+	nk_info("nsm %s: frames in %llu, dropped by the XSK %llu (RX ring "
+		"full %llu, fill ring empty %llu); to lwIP %llu, no pbuf %llu, "
+		"UDP socket queue full %llu; batch RECVs %llu with %llu "
+		"datagrams",
+		xn->conf.name, (unsigned long long)ls.rx_frames,
+		(unsigned long long)ls.rx_dropped,
+		(unsigned long long)ls.rx_ring_full,
+		(unsigned long long)ls.rx_fill_empty,
+		(unsigned long long)us.rx_to_lwip,
+		(unsigned long long)us.rx_nomem,
+		(unsigned long long)us.udp_rx_dropped,
+		(unsigned long long)xn->stats.recv_batches,
+		(unsigned long long)xn->stats.recv_batch_dgrams);
+}
+
 static void xn_destroy(void *priv)
 {
 	struct xn *xn = priv;
@@ -1902,6 +2025,7 @@ static void xn_destroy(void *priv)
 		return;
 	if (the_xn == xn)
 		the_xn = NULL;
+	log_stats(xn);
 	/* The ring is gone: sockets still here are simply dropped. */
 	while (!nk_list__empty(&xn->socks)) {
 		struct asock *a =
@@ -1974,6 +2098,6 @@ const struct nk_nsm_ops nk_nsm_afxdp_ops = {
 	.counters = xn_counters,
 	.guest_attach = xn_guest_attach,
 	.guest_detach = xn_guest_detach,
-	/* Its own SEND queue per socket, fed as lwIP's window opens. */
-	.caps = 0,
+	/* Datagram batches: udp_recv_batch(). */
+	.caps = NK_NSM_CAP_RECV_BATCH,
 };

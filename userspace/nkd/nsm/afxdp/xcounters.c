@@ -68,6 +68,9 @@ unsigned nk_xcounters__fill(const struct nk_l2 *l2, const struct nk_ustack *st,
 	    "TIME_WAIT connections ended by a new SYN.", us.tw_reused);
 	put(&f, "tcp_time_wait_trimmed", NULL,
 	    "TIME_WAIT connections dropped beyond the bound.", us.tw_trimmed);
+	put(&f, "udp_rx_dropped", NULL,
+	    "Datagrams dropped because their socket's queue was full.",
+	    us.udp_rx_dropped);
 	put(&f, "tx_acks_coalesced", NULL,
 	    "Pure ACKs superseded by a newer one before being sent.",
 	    us.tx_ack_coalesced);

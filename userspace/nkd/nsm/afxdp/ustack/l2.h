@@ -56,6 +56,13 @@ struct nk_l2_stats {
 	uint64_t rx_dropped; /* backend-level: oversized, kernel ring drops */
 	uint64_t tx_dropped; /* no free frame/descriptor, or send error */
 	uint64_t kicks; /* wakeup syscalls */
+	/*
+	 * afxdp (XDP_STATISTICS): frames lost because the RX ring was full
+	 * (also in rx_dropped), and empty-fill-ring events as the kernel
+	 * counts them for zero-copy drivers. In copy mode an empty fill ring
+	 * drops the frame as plain rx_dropped and is not counted here.
+	 */
+	uint64_t rx_ring_full, rx_fill_empty;
 };
 
 /*

@@ -44,7 +44,7 @@ int nk_segq__push(struct nk_segq *q, void *obj, size_t len, uint32_t addr,
 {
 	struct nk_segq_ent *e;
 
-	if (!len || len > UINT32_MAX)
+	if (len > UINT32_MAX)
 		return -EINVAL;
 	if (q->tail - q->head > q->mask || len > q->max_bytes - q->bytes)
 		return -ENOBUFS;

@@ -58,9 +58,10 @@ int nk_segq__init(struct nk_segq *q, uint32_t max_ents, size_t max_bytes,
 void nk_segq__fini(struct nk_segq *q);
 
 /*
- * Appends a buffer of len > 0 bytes (with a datagram source for UDP).
- * Returns 0 (the queue now owns obj) or -ENOBUFS (full: obj stays the
- * caller's) or -EINVAL for len 0.
+ * Appends a buffer of len bytes (with a datagram source for UDP). len 0
+ * is an empty datagram (UDP delivers those; a stream read passes over
+ * it). Returns 0 (the queue now owns obj) or -ENOBUFS (full: obj stays
+ * the caller's) or -EINVAL for len > UINT32_MAX.
  */
 int nk_segq__push(struct nk_segq *q, void *obj, size_t len, uint32_t addr,
 		  uint16_t port);

@@ -865,6 +865,11 @@ size_t nk_ustack_sock_rx_ready(const struct nk_usock *s)
 	return 0;
 }
 
+uint32_t nk_ustack_udp_pending(const struct nk_usock *s)
+{
+	return s->type == US_UDP ? nk_segq__count(&s->rxq) : 0;
+}
+
 void nk_ustack_sock_counters(const struct nk_usock *s,
 			     struct nk_usock_counters *out)
 {
@@ -1387,10 +1392,11 @@ static void udp_recv_cb(void *arg, struct udp_pcb *pcb, struct pbuf *p,
 	struct nk_usock *s = arg;
 
 	(void)pcb;
-	if (!p->tot_len ||
-	    nk_segq__push(&s->rxq, p, p->tot_len,
+	/* An empty datagram is one too: recv() returns 0 for it. */
+	if (nk_segq__push(&s->rxq, p, p->tot_len,
 			  ip4_addr_get_u32(ip_2_ip4(addr)), htons(port))) {
 		s->cnt.rx_dropped++;
+		s->st->stats.udp_rx_dropped++;
 		pbuf_free(p);
 		return;
 	}

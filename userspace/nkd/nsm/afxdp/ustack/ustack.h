@@ -116,6 +116,7 @@ struct nk_ustack_stats {
 	uint64_t rx_csum_once; /* lwIP trusted our check (lwip_csum.h) */
 	uint64_t tx_ack_coalesced; /* pure ACKs superseded before the kick */
 	uint64_t tcp_retrans; /* segments sent again (seqmod.h; 0 without) */
+	uint64_t udp_rx_dropped; /* datagrams dropped: a socket's queue full */
 };
 
 /* Creates the engine on an opened backend. -EBUSY if one exists. */
@@ -235,6 +236,9 @@ ssize_t nk_ustack_udp_sendto(struct nk_usock *s, const void *buf, size_t len,
  * -EAGAIN. *src (if not NULL) gets the sender. */
 ssize_t nk_ustack_udp_recvfrom(struct nk_usock *s, void *buf, size_t len,
 			       struct sockaddr_in *src);
+
+/* Datagrams queued (nk_ustack_sock_rx_ready() is 0 for an empty one). */
+uint32_t nk_ustack_udp_pending(const struct nk_usock *s);
 
 /* Closes a UDP socket and frees the handle (queued datagrams dropped). */
 int nk_ustack_udp_close(struct nk_usock *s);
