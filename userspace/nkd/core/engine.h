@@ -83,6 +83,8 @@ struct nk_resolver;
 
 struct nk_counters {
 	uint64_t bytes_tx, bytes_rx, ops, errors, abuse, disconnects;
+	/* rxpark.c: standing RECVs that waited at nkd and got data pushed */
+	uint64_t rx_pushed;
 };
 
 struct nk_nsm {

@@ -325,6 +325,9 @@ static void q_guests(struct nk_engine *e, struct sb *b)
 		/* Rests for spinning on nothing (idlerest.c). */
 		sb_printf(b, ",\"idle_rests\":%llu",
 			  (unsigned long long)g->rest.rests);
+		/* Data pushed into a waiting standing RECV (rxpark.c). */
+		sb_printf(b, ",\"rx_pushed\":%llu",
+			  (unsigned long long)g->c.rx_pushed);
 		q_rate(b, g);
 		q_sched(b, g);
 		q_refusals(b, &g->refused);
@@ -701,6 +704,9 @@ static void q_stats(struct nk_engine *e, struct sb *b)
 	  true);
 	G("idle_rests_total", "Rests for a pass spent on nothing real.",
 	  "counter", rest.rests, true);
+	G("rx_pushed_total",
+	  "Receives whose data nkd pushed into a waiting guest buffer.",
+	  "counter", c.rx_pushed, true);
 	G("rate_tx_bps", "Egress rate cap, bits/s (0: none).", "gauge",
 	  conf.rate_bps[NK_RATE_TX], true);
 	G("rate_rx_bps", "Ingress rate cap, bits/s (0: none).", "gauge",

@@ -161,6 +161,8 @@ void nk_rxpark__done(struct nk_req *op, int res)
 	 * if it was parked: the guest may have answered EAGAIN meanwhile
 	 * and wait for one; until then it waited for this CQE instead.
 	 */
+	if (ev && res > 0)
+		op->conn->guest->c.rx_pushed++;
 	if (ev & (POLLRDHUP | POLLHUP | POLLERR))
 		nk_engine__sock_mirror_hup(
 			s, s->nsm->ops->poll_now(s->nsm->priv, s));
