@@ -139,7 +139,6 @@ struct nk_sock *nk_sock__alloc(void)
 	atomic_store(&s->rx_nobatch, 0);
 	atomic_store(&s->rx_batching, 0);
 	atomic_store(&s->rx_nopush, 0);
-	s->pf_standing = false;
 	s->rx_reads = 0;
 	memset(&s->rp, 0, sizeof(s->rp));
 	atomic_store_explicit(&s->refs, 1, memory_order_release);

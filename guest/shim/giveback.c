@@ -55,14 +55,14 @@ static void giveback_one(struct nk_sock *s, int fd)
  */
 static void standing_end(struct nk_sock *s)
 {
-	if (nk_pf__settle(s) != NK_PF_INFLIGHT || !s->pf_standing ||
+	if (nk_pf__settle(s) != NK_PF_PARKED ||
 	    nk_ring__prefetch_cancel(s->pf_idx))
 		return;
-	while (atomic_load(&s->pf_state) == NK_PF_INFLIGHT) {
+	while (atomic_load(&s->pf_state) == NK_PF_PARKED) {
 		uint32_t g = nk_ring__gen();
 
 		nk_ring__poll();
-		if (atomic_load(&s->pf_state) != NK_PF_INFLIGHT ||
+		if (atomic_load(&s->pf_state) != NK_PF_PARKED ||
 		    nk_ring__wait_progress(g, 0, false))
 			break;
 	}

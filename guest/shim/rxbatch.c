@@ -81,14 +81,25 @@ static ssize_t deliver(struct nk_sock *s, const uint8_t *buf, uint32_t off,
 	return (flags & MSG_TRUNC) ? (ssize_t)h.full_len : (ssize_t)n;
 }
 
-/* Ask for the next batch without waiting; its result becomes the kept one. */
-static void refill(struct nk_sock *s)
+/*
+ * Ask for the next batch without waiting; its result becomes the kept one.
+ * Where nkd offers it, the RECV stays armed while the socket is empty and
+ * nkd pushes the next datagrams into it (standing, docs/shim.md); the
+ * placeholder, readable only because we kept datagrams, is emptied here.
+ */
+static void refill(struct nk_sock *s, int fd)
 {
 	struct nk_sqe sqe = { .opcode = NK_OP_RECV,
 			      .flags = NK_SQE_F_NONBLOCK | NK_SQE_F_PREFETCH |
 				       NK_SQE_F_BATCH,
 			      .handle = s->handle };
 	int idx = nk_buf__alloc_spare();
+
+	if (nk_sock__standing_ok(s)) {
+		sqe.flags = NK_SQE_F_PREFETCH | NK_SQE_F_BATCH |
+			    NK_SQE_F_EMPTIED;
+		nk_sock__ph_empty(fd);
+	}
 
 	/*
 	 * Not optional: until this RECV comes back -EAGAIN nkd keeps the
@@ -114,7 +125,6 @@ void nk_pf__submit(struct nk_sock *s, struct nk_sqe *sqe, int idx)
 	sqe->io.buf_len = nk_conn__buf_size();
 	s->pf_idx = idx;
 	s->pf_off = 0;
-	s->pf_standing = !(sqe->flags & NK_SQE_F_NONBLOCK);
 	atomic_store(&s->pf_state, NK_PF_INFLIGHT);
 	if (nk_ring__prefetch(s, sqe, idx)) {
 		atomic_store(&s->pf_state, NK_PF_NONE);
@@ -130,10 +140,6 @@ int nk_pf__settle(struct nk_sock *s)
 {
 	int st = atomic_load(&s->pf_state);
 
-	if (st == NK_PF_INFLIGHT && s->pf_standing) {
-		nk_ring__poll();
-		return atomic_load(&s->pf_state);
-	}
 	while (st == NK_PF_INFLIGHT) {
 		uint32_t g = nk_ring__gen();
 		int err;
@@ -150,17 +156,25 @@ int nk_pf__settle(struct nk_sock *s)
 	return st;
 }
 
-int nk_rxb__take(struct nk_sock *s, struct msghdr *msg, int flags,
-		 bool want_addr, ssize_t *ret)
+int nk_rxb__take(struct nk_sock *s, int fd, bool nonblock, struct msghdr *msg,
+		 int flags, bool want_addr, ssize_t *ret)
 {
 	int st = nk_pf__settle(s);
-	int idx = s->pf_idx;
+	int idx;
 	uint32_t next;
 
+	if (st == NK_PF_PARKED)
+		st = nk_sock__standing_wait(s, fd, nonblock);
+	if (st == NK_PF_PARKED || st == -EAGAIN) {
+		/* Nothing yet, and nkd will push it: no need to ask. */
+		*ret = -EAGAIN;
+		return 1;
+	}
 	if (st < 0)
 		return st;
 	if (st != NK_PF_DONE)
 		return 0;
+	idx = s->pf_idx;
 	if (s->pf_res > 0) {
 		*ret = deliver(s, nk_buf__ptr(idx), s->pf_off, s->pf_end, msg,
 			       flags, want_addr, &next);
@@ -177,18 +191,19 @@ int nk_rxb__take(struct nk_sock *s, struct msghdr *msg, int flags,
 							    NK_PF_NONE))
 				return 1;
 		}
-		refill(s);
+		refill(s, fd);
 		nk_buf__free(idx);
 		/*
 		 * Wait for its answer before returning: until then nkd keeps
 		 * the placeholder readable, and a poll right after this recv
 		 * (timeout 0, no barrier) must not see a datagram that is
-		 * not there. Once per batch; the data is already copied.
+		 * not there. Once per batch; the data is already copied. A
+		 * standing one emptied the placeholder instead: no wait.
 		 */
 		nk_pf__settle(s);
 		return 1;
 	}
-	if (s->pf_res == -EAGAIN || s->pf_res == 0) {
+	if (s->pf_res == -EAGAIN || s->pf_res == 0 || s->pf_res == -ECANCELED) {
 		/* nkd drained the placeholder: the peek is exact again. */
 		nk_sock__stash_drop(s);
 		return 0;

@@ -203,16 +203,15 @@ struct nk_sock {
 	 * NK_SQE_F_PREFETCH, then its result kept for the next recv().
 	 * pf_state moves NONE -> INFLIGHT (recv, under rx_lock) -> DONE
 	 * (completion) -> NONE (recv under rx_lock, or the last close:
-	 * whoever swaps DONE for NONE frees the buffer).
+	 * whoever swaps DONE for NONE frees the buffer). A standing RECV
+	 * (docs/shim.md) goes INFLIGHT -> PARKED (nkd's NK_CQE_F_MORE: the
+	 * socket was empty) -> DONE when data comes.
 	 */
 	pthread_mutex_t rx_lock;
 	atomic_int pf_state;
 	int pf_idx; /* data buffer */
 	int32_t pf_res; /* the RECV's result */
 	uint32_t pf_off; /* bytes of pf_res already handed out */
-	/* The RECV in flight is standing (docs/shim.md "Standing receive"):
-	 * nkd keeps it until data comes, so nobody waits for it blindly. */
-	bool pf_standing;
 	/* Stream RECVs nkd answered with data (under rx_lock): a socket
 	 * that gets a second request earns a standing RECV. */
 	uint32_t rx_reads;
@@ -235,7 +234,7 @@ struct nk_sock {
 	struct nk_replay rp; /* for a restarted nkd (reattach.c) */
 };
 
-enum { NK_PF_NONE = 0, NK_PF_INFLIGHT, NK_PF_DONE };
+enum { NK_PF_NONE = 0, NK_PF_INFLIGHT, NK_PF_DONE, NK_PF_PARKED };
 
 struct nk_fdtab {
 	uint32_t size;
@@ -391,11 +390,31 @@ NK_HIDDEN int nk_ring__prefetch(struct nk_sock *s, struct nk_sqe *sqe, int idx);
  * nk_rxb__keep takes it itself (the RECV waited without it).
  */
 /* May a recv on s ask for a batch? */
-/* Waits out a RECV read-ahead in flight (not a standing one, which
- * may wait for the network); returns pf_state or -errno. */
+/* Waits out a RECV read-ahead in flight (nkd answers at once, a standing
+ * one with NK_CQE_F_MORE when it parks); returns pf_state or -errno. */
 NK_HIDDEN int nk_pf__settle(struct nk_sock *s);
 /* Sends a read-ahead RECV into buffer idx (stream stash or batch). */
 NK_HIDDEN void nk_pf__submit(struct nk_sock *s, struct nk_sqe *sqe, int idx);
+/*
+ * Standing receives (docs/shim.md "Standing receive"). May s have one?
+ * Only a connected stream, or a datagram socket that takes batches, no
+ * other process reads: the data it takes is this process's to hand out.
+ */
+NK_HIDDEN bool nk_sock__standing_ok(struct nk_sock *s);
+/*
+ * Empties the placeholder's app end (fd) before a standing RECV: from then
+ * until that RECV's data is in our buffer, it is readable only if nkd made
+ * it so (docs/abi.md §6).
+ */
+NK_HIDDEN void nk_sock__ph_empty(int fd);
+/*
+ * A standing RECV parked at nkd: a non-blocking call waits only while the
+ * placeholder is readable (nkd makes it so only once the data is in our
+ * buffer, or while it is about to be); a blocking one waits for data, an
+ * end or an error, or SO_RCVTIMEO (-EAGAIN). Returns pf_state (still
+ * NK_PF_PARKED: nothing yet) or -errno. Called with rx_lock.
+ */
+NK_HIDDEN int nk_sock__standing_wait(struct nk_sock *s, int fd, bool nonblock);
 /* Asks nkd to end the read-ahead RECV into buffer idx (fire and forget). */
 NK_HIDDEN int nk_ring__prefetch_cancel(int idx);
 NK_HIDDEN bool nk_rxb__on(struct nk_sock *s);
@@ -403,8 +422,9 @@ NK_HIDDEN bool nk_rxb__on(struct nk_sock *s);
  * Answer a datagram recv from the kept batch: 1 with *ret set, 0 when
  * nothing is kept (ask nkd), < 0 if waiting for a refill failed.
  */
-NK_HIDDEN int nk_rxb__take(struct nk_sock *s, struct msghdr *msg, int flags,
-			   bool want_addr, ssize_t *ret);
+NK_HIDDEN int nk_rxb__take(struct nk_sock *s, int fd, bool nonblock,
+			   struct msghdr *msg, int flags, bool want_addr,
+			   ssize_t *ret);
 /*
  * A batch RECV into buffer idx came back with res records, aux bytes:
  * hand out the first, keep the rest (or free idx). Returns recvmsg's value.

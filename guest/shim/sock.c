@@ -604,24 +604,16 @@ void nk_sock__stash_drop(struct nk_sock *s)
 		nk_buf__free(s->pf_idx);
 }
 
-/*
- * May s have a standing RECV (docs/shim.md "Standing receive")? Only a
- * connected stream no other process reads: the data it takes is this
- * process's to hand out.
- */
-static bool standing_ok(struct nk_sock *s)
+bool nk_sock__standing_ok(struct nk_sock *s)
 {
-	return s->type == SOCK_STREAM && atomic_load(&s->rx_exact) &&
-	       !atomic_load(&s->listening) && !atomic_load(&s->rx_nopush) &&
-	       !nk_conn__in_vm() && nk_conn__has_feature(NK_FEAT_RECV_STANDING);
+	return (s->type == SOCK_STREAM || nk_rxb__on(s)) &&
+	       atomic_load(&s->rx_exact) && !atomic_load(&s->listening) &&
+	       !atomic_load(&s->rx_nopush) && !nk_conn__in_vm() &&
+	       nk_conn__has_feature(NK_FEAT_RECV_STANDING);
 }
 
-/*
- * Empties the app end before a standing RECV: from here until that RECV's
- * data is in our buffer, the placeholder is readable only if nkd made it
- * so (docs/abi.md §6). A few reads: an honest nkd queues a byte an event.
- */
-static void placeholder_empty(int fd)
+/* A few reads: an honest nkd queues a byte an event. */
+void nk_sock__ph_empty(int fd)
 {
 	char b[64];
 
@@ -652,35 +644,29 @@ static void stash_refill(struct nk_sock *s, int fd, bool drained)
 
 	if (idx < 0)
 		return;
-	if (standing_ok(s)) {
+	if (nk_sock__standing_ok(s)) {
 		sqe.flags = NK_SQE_F_PREFETCH;
 		if (drained) {
-			placeholder_empty(fd);
+			nk_sock__ph_empty(fd);
 			sqe.flags |= NK_SQE_F_EMPTIED;
 		}
 	}
 	nk_pf__submit(s, &sqe, idx);
 }
 
-/*
- * A standing RECV in flight: a non-blocking call waits only while the
- * placeholder is readable (nkd makes it so only once the data is in our
- * buffer, or while it is about to be); a blocking one waits for data, an
- * end or an error, or its deadline (-EAGAIN). Returns pf_state (still
- * NK_PF_INFLIGHT: nothing yet) or -errno. Called with rx_lock.
- */
-static int standing_wait(struct nk_sock *s, int fd, bool nonblock,
-			 int64_t deadline)
+int nk_sock__standing_wait(struct nk_sock *s, int fd, bool nonblock)
 {
+	int64_t deadline = rcv_deadline(s, nonblock);
+
 	for (;;) {
 		uint32_t g = nk_ring__gen();
 		int st, err;
 
 		nk_ring__poll();
 		st = atomic_load(&s->pf_state);
-		if (st != NK_PF_INFLIGHT)
+		if (st != NK_PF_PARKED && st != NK_PF_INFLIGHT)
 			return st;
-		if (nonblock && !placeholder_ready(fd))
+		if (st == NK_PF_PARKED && nonblock && !placeholder_ready(fd))
 			return st;
 		err = nk_ring__wait_progress(g, nonblock ? 0 : deadline,
 					     !nonblock);
@@ -701,9 +687,9 @@ static int stash_take(struct nk_sock *s, int fd, bool nonblock,
 {
 	int st = nk_pf__settle(s);
 
-	if (st == NK_PF_INFLIGHT && s->pf_standing)
-		st = standing_wait(s, fd, nonblock, rcv_deadline(s, nonblock));
-	if (st == NK_PF_INFLIGHT || st == -EAGAIN) {
+	if (st == NK_PF_PARKED)
+		st = nk_sock__standing_wait(s, fd, nonblock);
+	if (st == NK_PF_PARKED || st == -EAGAIN) {
 		/* Nothing yet, and nkd will push it: no need to ask. */
 		*ret = *got ? (ssize_t)*got : -EAGAIN;
 		return 1;
@@ -797,7 +783,7 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 
 		/* Held only here: a blocking RECV below waits without it. */
 		pthread_mutex_lock(&s->rx_lock);
-		t = nk_rxb__take(s, msg, flags, want_addr, &r);
+		t = nk_rxb__take(s, fd, nonblock, msg, flags, want_addr, &r);
 		pthread_mutex_unlock(&s->rx_lock);
 		if (t)
 			return t < 0 ? t : r;
@@ -843,7 +829,7 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 			 * request and closes costs no extra RECV.
 			 */
 			if (!dgram && !(flags & (MSG_PEEK | MSG_OOB)) &&
-			    s->rx_reads && standing_ok(s))
+			    s->rx_reads && nk_sock__standing_ok(s))
 				stash_refill(s, fd, false);
 			return got ? (ssize_t)got : -EAGAIN;
 		}
@@ -901,7 +887,7 @@ static ssize_t recvmsg_locked(struct nk_sock *s, int fd, struct msghdr *msg,
 		 */
 		if (!dgram && !(flags & (MSG_PEEK | MSG_OOB)) && res > 0 &&
 		    ((cap == nk_conn__buf_size() && n == cap) ||
-		     (++s->rx_reads >= 2 && standing_ok(s))))
+		     (++s->rx_reads >= 2 && nk_sock__standing_ok(s))))
 			stash_refill(s, fd, false);
 		iov_scatter(msg->msg_iov, msg->msg_iovlen, got,
 			    nk_buf__ptr(idx) + hdr, n);

@@ -78,6 +78,14 @@ static void dispatch(const struct nk_cqe *cqe)
 
 		if (idx >= C.bp.nr_bufs || !(s = C.bp.meta[idx].sock))
 			return;
+		if (cqe->flags & NK_CQE_F_MORE) {
+			int inflight = NK_PF_INFLIGHT;
+
+			/* Kept at nkd: the placeholder peek is exact again. */
+			atomic_compare_exchange_strong(&s->pf_state, &inflight,
+						       NK_PF_PARKED);
+			return;
+		}
 		C.bp.meta[idx].sock = NULL;
 		s->pf_res = cqe->res;
 		s->pf_end = cqe->aux; /* a batch's bytes (rxbatch.c) */

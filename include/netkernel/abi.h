@@ -267,6 +267,11 @@ struct nk_dgram {
  * no NOP barrier (abi.md §5, NOP). Absent: assume it may be local.
  */
 #define NK_CQE_F_REMOTE (1U << 4)
+/*
+ * A standing RECV found the socket empty and stays armed (res -EAGAIN, the
+ * placeholder drained): its final CQE comes when data does (abi.md §5).
+ */
+#define NK_CQE_F_MORE (1U << 5)
 
 struct nk_cqe {
 	uint64_t user_data; /* from the SQE */

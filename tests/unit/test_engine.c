@@ -844,9 +844,9 @@ static void test_unread(void **state)
 
 /*
  * A standing RECV (core/rxpark.c): kept by the engine while the socket is
- * empty (no CQE, no NSM call), sent down as a non-blocking receive when
- * the NSM reports data, parked again when that finds nothing, and ended
- * by CANCEL and by close.
+ * empty (a CQE flagged NK_CQE_F_MORE, no NSM call), sent down as a
+ * non-blocking receive when the NSM reports data, parked again when that
+ * finds nothing, and ended by CANCEL and by close.
  */
 static void test_standing_recv(void **state)
 {
@@ -874,6 +874,9 @@ static void test_standing_recv(void **state)
 	s.flags = NK_SQE_F_PREFETCH;
 	ud = submit(v, s);
 	assert_null(fake_find(NK_OP_RECV)); /* kept: the socket is empty */
+	c = reap_one(v, ud);
+	assert_int_equal(c.res, -EAGAIN);
+	assert_true(c.flags & NK_CQE_F_MORE);
 	assert_cq_empty(v);
 	/* Data: down at the end of the pass, non-blocking. */
 	nk_engine__sock_event(E, so, POLLIN, true);
@@ -896,6 +899,8 @@ static void test_standing_recv(void **state)
 	assert_non_null(op);
 	F.poll_mask = 0;
 	fake_complete(op, -EAGAIN, 0, 0);
+	c = reap_one(v, ud);
+	assert_true(c.flags & NK_CQE_F_MORE);
 	assert_cq_empty(v);
 	assert_null(fake_find(NK_OP_RECV));
 	/* One standing RECV per socket: a second is an ordinary try. */
@@ -917,6 +922,7 @@ static void test_standing_recv(void **state)
 	s = sqe_io(NK_OP_RECV, h, bs, 100);
 	s.flags = NK_SQE_F_PREFETCH | NK_SQE_F_EMPTIED;
 	ud = submit(v, s);
+	assert_true(reap_one(v, ud).flags & NK_CQE_F_MORE);
 	assert_cq_empty(v);
 	uc = submit(v, (struct nk_sqe){ .opcode = NK_OP_CLOSE, .handle = h });
 	c = reap_one(v, uc);

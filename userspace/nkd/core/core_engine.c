@@ -1693,6 +1693,12 @@ void nk_engine__op_answer(struct nk_req *op, int res)
 	     0);
 }
 
+void nk_engine__op_post(struct nk_req *op, int res, uint32_t cqe_flags)
+{
+	post(op->e, op->conn, op->qset, op->user_data, res, cqe_flags,
+	     op->sock->handle, 0);
+}
+
 void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 			uint32_t aux, uint32_t handle)
 {

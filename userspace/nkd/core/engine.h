@@ -393,6 +393,8 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
  * posts op's CQE now, its completion later posts none. */
 void nk_engine__nsm_call(struct nk_req *op);
 void nk_engine__op_answer(struct nk_req *op, int res);
+/* A CQE for op that does not finish it (rxpark.c: NK_CQE_F_MORE). */
+void nk_engine__op_post(struct nk_req *op, int res, uint32_t cqe_flags);
 /* Placeholder readable exactly when the socket is (the guest holds none). */
 void nk_engine__sock_recheck(struct nk_sock *s);
 /* A connected stream's end states onto the placeholder (abi.md §6). */

@@ -5,7 +5,8 @@
  *
  * A stream RECV with NK_SQE_F_PREFETCH and without NK_SQE_F_NONBLOCK is
  * the guest lending nkd a buffer for whatever the socket receives next.
- * While the socket is empty the engine keeps the op (parked). When the
+ * While the socket is empty the engine keeps the op (parked), after a CQE
+ * flagged NK_CQE_F_MORE that tells the guest so. When the
  * NSM reports data, an end or an error, the op goes down as a
  * non-blocking receive, its data lands in the guest's buffer, its CQE is
  * posted, and only then does the placeholder get a readable edge. A
@@ -43,6 +44,22 @@ static void park(struct nk_req *op)
 	op->parked = true;
 	/* Bytes queued since the guest emptied its end are stale now. */
 	nk_ph__set_readable(&s->ph, false, false);
+	/* So that the guest's peek at its placeholder is exact again. */
+	nk_engine__op_post(op, -EAGAIN, NK_CQE_F_MORE);
+}
+
+/* Plain reads of a connected stream, or batches of a datagram socket. */
+static bool shape_ok(const struct nk_req *op)
+{
+	const struct nk_sock *s = op->sock;
+
+	if (op->msg_flags || (op->sqe_flags & (NK_SQE_F_TIMEOUT |
+					       NK_SQE_F_CMSG | NK_SQE_F_ADDR)))
+		return false;
+	if (s->type == SOCK_DGRAM)
+		return op->sqe_flags & NK_SQE_F_BATCH;
+	return s->type == SOCK_STREAM && !(op->sqe_flags & NK_SQE_F_BATCH) &&
+	       (s->state == NK_SS_ESTABLISHED || s->state == NK_SS_CLOSE_WAIT);
 }
 
 bool nk_rxpark__start(struct nk_req *op)
@@ -52,18 +69,13 @@ bool nk_rxpark__start(struct nk_req *op)
 	/* The NSM only ever tries: the waiting is done here. */
 	op->sqe_flags |= NK_SQE_F_NONBLOCK;
 	/*
-	 * One per socket, plain reads of a connected stream only (one that
-	 * is still connecting would take the error a failed connect leaves
-	 * for SO_ERROR), not a VM's (its placeholder is nkd's mirror, which
-	 * the guest cannot empty); anything else is an ordinary read-ahead,
-	 * answered at once.
+	 * One per socket: plain reads of a connected stream (one that is
+	 * still connecting would take the error a failed connect leaves for
+	 * SO_ERROR), or batches of a datagram socket; not a VM's (its
+	 * placeholder is nkd's mirror, which the guest cannot empty).
+	 * Anything else is an ordinary read-ahead, answered at once.
 	 */
-	if (s->type != SOCK_STREAM || s->rx_standing || s->closing ||
-	    op->conn->vm_ref ||
-	    (s->state != NK_SS_ESTABLISHED && s->state != NK_SS_CLOSE_WAIT) ||
-	    op->msg_flags ||
-	    (op->sqe_flags & (NK_SQE_F_BATCH | NK_SQE_F_TIMEOUT |
-			      NK_SQE_F_CMSG | NK_SQE_F_ADDR)))
+	if (s->rx_standing || s->closing || op->conn->vm_ref || !shape_ok(op))
 		return false;
 	op->standing = true;
 	s->rx_standing = op;
