@@ -316,7 +316,13 @@ int nk_sock__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
 	/* Only a listener's empty placeholder means EAGAIN; else EINVAL. */
 	if (nonblock && atomic_load(&s->listening) && !placeholder_ready(fd))
 		return -EAGAIN;
-	err = ph_prepare(&sqe, flags, &pfd);
+	/*
+	 * A blocking accept may wait for long: its placeholder would sit on
+	 * a low fd number meanwhile (where another thread's dup2() could
+	 * land), so it binds after the CQE, with PH_BIND.
+	 */
+	pfd = -1;
+	err = nonblock ? ph_prepare(&sqe, flags, &pfd) : 0;
 	if (err)
 		return err;
 	idx = nk_buf__alloc(!nonblock, rcv_deadline(s, nonblock));
