@@ -1327,9 +1327,10 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
  */
 static int ph_take(struct nk_conn *c, uint64_t id, int ph[2])
 {
-	if (c->dead || nk_phpool__take(c->phpool, id, &ph[0], &ph[1]))
+	/* A conn detaching runs its last SQEs with its pool still there. */
+	if (!c->phpool || nk_phpool__take(c->phpool, id, &ph[0], &ph[1]))
 		return -ENOENT;
-	if (nk_phpool__unbound(c->phpool) <= NK_PH_POOL_LOW)
+	if (!c->dead && nk_phpool__unbound(c->phpool) <= NK_PH_POOL_LOW)
 		nk_phpool__fill(c->phpool,
 				NK_PH_POOL_TARGET -
 					nk_phpool__unbound(c->phpool));
@@ -1384,7 +1385,7 @@ int nk_engine__placeholder(struct nk_engine *e, struct nk_conn *c,
 	int ret;
 
 	(void)e;
-	if (ph_take(c, b->id, ph))
+	if (c->dead || ph_take(c, b->id, ph))
 		return -ENOENT;
 	s = b->handle ? handle_lookup(c->guest, b->handle) : NULL;
 	ret = !b->handle ? 0 : !s || !holder_has(s, c) ? -EBADF : 0;
