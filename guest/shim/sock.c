@@ -310,6 +310,7 @@ int nk_sock__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
 	struct nk_sockaddr peer;
 	struct nk_call op;
 	int idx, err, nfd, pfd;
+	bool quick;
 
 	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
 		return -EINVAL;
@@ -319,10 +320,16 @@ int nk_sock__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
 	/*
 	 * A blocking accept may wait for long: its placeholder would sit on
 	 * a low fd number meanwhile (where another thread's dup2() could
-	 * land), so it binds after the CQE, with PH_BIND.
+	 * land), so it binds after the CQE, with PH_BIND. Unless a
+	 * connection is waiting already (the listener's placeholder says
+	 * so): then it asks without waiting, placeholder first, and waits
+	 * the usual way only if another process took that connection.
 	 */
 	pfd = -1;
-	err = nonblock ? ph_prepare(&sqe, flags, &pfd) : 0;
+	quick = nonblock ||
+		(atomic_load(&s->listening) &&
+		 nk_conn__has_feature(NK_FEAT_PH_SQE) && placeholder_ready(fd));
+	err = quick ? ph_prepare(&sqe, flags, &pfd) : 0;
 	if (err)
 		return err;
 	idx = nk_buf__alloc(!nonblock, rcv_deadline(s, nonblock));
@@ -336,11 +343,21 @@ int nk_sock__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
 	}
 	sqe.io.buf_off = nk_buf__off(idx);
 	sqe.io.buf_len = NK_ADDR_BYTES;
-	if (nonblock)
-		sqe.flags |= NK_SQE_F_NONBLOCK;
-	else
-		set_timeout(&sqe, atomic_load(&s->rcvtimeo_us));
-	err = nk_ring__call(&sqe, &op, !nonblock);
+	for (;;) {
+		if (quick)
+			sqe.flags |= NK_SQE_F_NONBLOCK;
+		else
+			set_timeout(&sqe, atomic_load(&s->rcvtimeo_us));
+		err = nk_ring__call(&sqe, &op, !quick);
+		if (nonblock || !quick || err || op.cqe.res != -EAGAIN)
+			break;
+		/* Taken by another: nkd dropped its ends; wait for the next. */
+		REAL(close)(pfd);
+		pfd = -1;
+		quick = false;
+		sqe.flags = 0;
+		memset(&sqe.ph, 0, sizeof(sqe.ph));
+	}
 	if (!err && op.cqe.res > 0)
 		memcpy(&peer, nk_buf__ptr(idx), sizeof(peer));
 	nk_buf__free(idx);
