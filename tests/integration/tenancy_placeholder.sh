@@ -27,9 +27,12 @@ log "old PLACEHOLDER: $r"
 r=$("${RG[@]}" --guest attacker ph-steal | grep RESULT) || fail "ph-steal failed: $r"
 log "placeholder named in the SQE: $r"
 [ "$(field feature "$r")" = 1 ] || fail "nkd does not offer NK_FEAT_PH_SQE: $r"
-[ "$(field stolen "$r")" = 0 ] && [ "$(field abuse "$r")" = 1 ] || fail "a SOCKET bound another process's placeholder: $r"
-[ "$(field own "$r")" = 1 ] && [ "$(field mirrored "$r")" = 1 ] || fail "its own placeholder, named in the SOCKET, does not mirror readiness: $r"
-[ "$(field reuse_refused "$r")" = 1 ] && [ "$(field other_ok "$r")" = 1 ] || fail "a placeholder id was usable twice, or the refused one was lost: $r"
+[ "$(field stolen "$r")" = 0 ] || fail "a SOCKET bound another process's placeholder: $r"
+[ "$(field abuse "$r")" = 1 ] || fail "naming another process's placeholder was not refused as abuse: $r"
+[ "$(field own "$r")" = 1 ] || fail "a SOCKET naming its own placeholder failed: $r"
+[ "$(field mirrored "$r")" = 1 ] || fail "its own placeholder, named in the SOCKET, does not mirror readiness: $r"
+[ "$(field reuse_refused "$r")" = 1 ] || fail "a placeholder id was usable twice: $r"
+[ "$(field other_ok "$r")" = 1 ] || fail "the refused placeholder was lost to its owner: $r"
 
 BYS_BYTES=$((32 << 20))
 bystander_start 9400
