@@ -149,8 +149,11 @@ int nk_ctl__ph_bind(uint32_t handle, uint64_t id, uint64_t dev, uint64_t ino)
 	return err ? ctl_fail(err) : 0;
 }
 
-/* One placeholder from the pool channel, if one is queued. */
-static int pool_recv(int *fd, uint64_t *id)
+/*
+ * One placeholder from the pool channel, if one is queued. -EMFILE: the
+ * message came but its fd could not be installed (*id says which).
+ */
+static int pool_recv(int *fd, uint64_t *id, bool cloexec)
 {
 	union {
 		struct cmsghdr cm;
@@ -167,7 +170,8 @@ static int pool_recv(int *fd, uint64_t *id)
 
 	for (;;) {
 		n = REAL(recvmsg)(C.ctl.pool_fd, &mh,
-				  MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+				  MSG_DONTWAIT |
+					  (cloexec ? MSG_CMSG_CLOEXEC : 0));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -187,6 +191,12 @@ static int pool_recv(int *fd, uint64_t *id)
 			memcpy(&got[ngot++], CMSG_DATA(cm) + i * sizeof(int),
 			       sizeof(int));
 	}
+	/* The fd table is full: the kernel dropped the fd (MSG_CTRUNC). */
+	if (n == (ssize_t)sizeof(m) && m.hdr.type == NK_CTL_PH_POOL &&
+	    m.hdr.len == sizeof(m) && !ngot && (mh.msg_flags & MSG_CTRUNC)) {
+		*id = m.id;
+		return -EMFILE;
+	}
 	if (n != (ssize_t)sizeof(m) || m.hdr.type != NK_CTL_PH_POOL ||
 	    m.hdr.len != sizeof(m) || ngot != 1) {
 		for (int i = 0; i < ngot; i++)
@@ -198,7 +208,7 @@ static int pool_recv(int *fd, uint64_t *id)
 	return 0;
 }
 
-int nk_conn__ph_take(int *fd, uint64_t *id)
+int nk_conn__ph_take(int *fd, uint64_t *id, bool cloexec)
 {
 	struct nk_ctl_hdr refill = { .type = NK_CTL_PH_REFILL,
 				     .len = sizeof(refill) };
@@ -208,8 +218,11 @@ int nk_conn__ph_take(int *fd, uint64_t *id)
 	for (;;) {
 		struct pollfd p = { .fd = C.ctl.pool_fd, .events = POLLIN };
 		int64_t left = deadline - nk_now_ns();
-		int err = pool_recv(fd, id);
+		int err = pool_recv(fd, id, cloexec);
 
+		/* Lost on our side: nkd may close its ends (handle 0). */
+		if (err == -EMFILE)
+			nk_ctl__ph_bind(0, *id, 0, 0);
 		if (err != -EAGAIN)
 			return err;
 		/* Empty: nkd tops up on BIND; ask once in case it cannot. */

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include "shim.h"
 
@@ -167,6 +168,17 @@ void nk_sock__fdput(struct nk_sock *s)
 	    nk_sock_last_close_hook)
 		nk_sock_last_close_hook(s);
 	nk_sock__put(s);
+}
+
+uint64_t nk_sock__ino(struct nk_sock *s, int fd)
+{
+	struct stat st;
+
+	if (!s->ino && fstat(fd, &st) == 0) {
+		s->dev = st.st_dev;
+		s->ino = st.st_ino;
+	}
+	return s->ino;
 }
 
 /* Reference unless the count already dropped to zero (being recycled). */

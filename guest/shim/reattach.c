@@ -226,7 +226,8 @@ static bool in_epoll(struct nk_sock *s)
 
 		if (!o)
 			continue;
-		found = o == s && ep_find((int)fd, s->ino, regs) > 0;
+		found = o == s &&
+			ep_find((int)fd, nk_sock__ino(s, (int)fd), regs) > 0;
 		nk_sock__put(o);
 	}
 	return found;
@@ -331,7 +332,7 @@ static void swap_under(struct nk_sock *s, int nfd)
 		if (o != s)
 			continue;
 		cloexec = REAL(fcntl)((int)fd, F_GETFD) & FD_CLOEXEC;
-		nregs = ep_find((int)fd, s->ino, regs);
+		nregs = ep_find((int)fd, nk_sock__ino(s, (int)fd), regs);
 		for (int i = 0; i < nregs; i++) {
 			int q = atomic_load(&nqregs);
 
@@ -418,7 +419,7 @@ static int recreate(struct nk_sock *s)
 	h = call(&sqe);
 	if (h <= 0)
 		return h ? h : -EPROTO;
-	err = nk_conn__ph_take(&pfd, &id);
+	err = nk_conn__ph_take(&pfd, &id, true);
 	if (err)
 		goto fail_handle;
 	if (atomic_load(&s->nonblock))

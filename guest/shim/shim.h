@@ -196,7 +196,8 @@ struct nk_sock {
 	atomic_int close_sent;
 	atomic_int wr_shut; /* shutdown(SHUT_WR/RDWR) done: send is EPIPE */
 	atomic_llong rcvtimeo_us, sndtimeo_us; /* 0 = none */
-	uint64_t dev, ino; /* placeholder app end, for exec hand-over */
+	/* placeholder app end (nk_sock__ino: 0 until someone asks) */
+	uint64_t dev, ino;
 	struct nk_sock *next; /* free list or close queue */
 	/*
 	 * Receive read-ahead (stream sockets): at most one RECV with
@@ -253,6 +254,9 @@ NK_HIDDEN void nk_sock__get(struct nk_sock *s);
 NK_HIDDEN void nk_sock__put(struct nk_sock *s);
 /* Drop an fd reference returned by nk_fdtab__remove(). */
 NK_HIDDEN void nk_sock__fdput(struct nk_sock *s);
+/* The placeholder's st_ino, found with fstat(fd) the first time: a
+ * socket bound with its SQE (NK_SQE_F_PH) did not need it to be made. */
+NK_HIDDEN uint64_t nk_sock__ino(struct nk_sock *s, int fd);
 /* Referenced socket at fd, or NULL. */
 NK_HIDDEN struct nk_sock *nk_fdtab__get(int fd);
 /*
@@ -500,10 +504,11 @@ NK_HIDDEN void nk_ring__drain_nolock(int64_t timeout_ns);
 NK_HIDDEN int nk_ctl__ph_bind(uint32_t handle, uint64_t id, uint64_t dev,
 			      uint64_t ino);
 /*
- * A placeholder app end from nkd's pool (on the lowest free fd, CLOEXEC)
- * and its id; waits only if the pool is empty. Needs an attached conn.
+ * A placeholder app end from nkd's pool (on the lowest free fd, CLOEXEC
+ * if cloexec) and its id; waits only if the pool is empty. -EMFILE: no
+ * fd free (the placeholder went back to nkd). Needs an attached conn.
  */
-NK_HIDDEN int nk_conn__ph_take(int *fd, uint64_t *id);
+NK_HIDDEN int nk_conn__ph_take(int *fd, uint64_t *id, bool cloexec);
 NK_HIDDEN int nk_ctl__token_req(uint32_t type, uint64_t *token);
 NK_HIDDEN void nk_ctl__token_msg(uint32_t type, uint64_t token, pid_t pid);
 /* DNS redirect (dnsmap.c): a destination before it goes to nkd, a

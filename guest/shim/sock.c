@@ -155,28 +155,61 @@ static int call_simple(struct nk_sqe *sqe, bool intr)
 	return err ? err : op.cqe.res;
 }
 
-/* Wrap a new handle in a placeholder fd; returns the fd. */
-static int install_new(uint32_t handle, int domain, int type, int protocol,
-		       int flags, bool accepted)
+/*
+ * With NK_FEAT_PH_SQE the SOCKET or ACCEPT itself names the new socket's
+ * placeholder (NK_SQE_F_PH): taken from the pool first, in place with
+ * the socket's flags, and bound by nkd before the CQE, so no PH_BIND, no
+ * fstat (nkd has the inode) and no F_SETFD. *fd: the placeholder, or -1
+ * without the feature (install_new() takes and binds one afterwards).
+ * Fails as socket() and accept() would without a descriptor to give:
+ * before nkd is asked, so a connection stays queued (EMFILE).
+ */
+static int ph_prepare(struct nk_sqe *sqe, int flags, int *fd)
+{
+	uint64_t id;
+	int err;
+
+	*fd = -1;
+	if (!nk_conn__has_feature(NK_FEAT_PH_SQE))
+		return 0;
+	err = nk_conn__ph_take(fd, &id, flags & SOCK_CLOEXEC);
+	if (err)
+		return err;
+	if (flags & SOCK_NONBLOCK)
+		REAL(fcntl)(*fd, F_SETFL, O_NONBLOCK);
+	sqe->flags |= NK_SQE_F_PH;
+	sqe->ph.id = id;
+	return 0;
+}
+
+/*
+ * Wrap a new handle in a placeholder fd; returns the fd. pfd: the
+ * placeholder nkd bound with the SQE (ph_prepare), or -1: take one from
+ * the pool and bind it with PH_BIND now.
+ */
+static int install_new(uint32_t handle, int pfd, int domain, int type,
+		       int protocol, int flags, bool accepted)
 {
 	struct nk_sqe close_sqe = { .opcode = NK_OP_CLOSE, .handle = handle };
 	struct nk_sock *s, *old;
 	struct stat st;
-	uint64_t id;
+	uint64_t id = 0;
+	bool bound = pfd >= 0;
 	int sv[1], err;
 
+	sv[0] = pfd;
 	/* nkd made it and keeps the other end (abi.md §6). */
-	err = nk_conn__ph_take(&sv[0], &id);
-	if (err)
-		goto fail_handle;
-	/* The app end tells the truth to F_GETFD, F_GETFL and fstat. */
-	if (!(flags & SOCK_CLOEXEC))
-		REAL(fcntl)(sv[0], F_SETFD, 0);
-	if (flags & SOCK_NONBLOCK)
-		REAL(fcntl)(sv[0], F_SETFL, O_NONBLOCK);
-	if (fstat(sv[0], &st) < 0) {
-		err = -errno;
-		goto fail_pair;
+	if (!bound) {
+		err = nk_conn__ph_take(&sv[0], &id, flags & SOCK_CLOEXEC);
+		if (err)
+			goto fail_handle;
+		/* The app end tells the truth to F_GETFL and fstat. */
+		if (flags & SOCK_NONBLOCK)
+			REAL(fcntl)(sv[0], F_SETFL, O_NONBLOCK);
+		if (fstat(sv[0], &st) < 0) {
+			err = -errno;
+			goto fail_pair;
+		}
 	}
 	s = nk_sock__alloc();
 	if (!s) {
@@ -187,11 +220,13 @@ static int install_new(uint32_t handle, int domain, int type, int protocol,
 	s->domain = domain;
 	s->type = type;
 	s->protocol = protocol;
-	s->dev = st.st_dev;
-	s->ino = st.st_ino;
+	if (!bound) {
+		s->dev = st.st_dev;
+		s->ino = st.st_ino;
+	}
 	atomic_store(&s->nonblock, !!(flags & SOCK_NONBLOCK));
 	atomic_store(&s->rx_exact, accepted || type != SOCK_STREAM);
-	err = nk_ctl__ph_bind(handle, id, s->dev, s->ino);
+	err = bound ? 0 : nk_ctl__ph_bind(handle, id, s->dev, s->ino);
 	if (err) {
 		nk_sock__put(s);
 		REAL(close)(sv[0]);
@@ -209,9 +244,11 @@ static int install_new(uint32_t handle, int domain, int type, int protocol,
 	nk_dbg("handle %u is fd %d", handle, sv[0]);
 	return sv[0];
 fail_pair:
-	nk_ctl__ph_bind(0, id, 0, 0); /* give it back */
+	if (!bound)
+		nk_ctl__ph_bind(0, id, 0, 0); /* give it back */
 	REAL(close)(sv[0]);
 fail_handle:
+	/* nkd closes a placeholder it bound with the socket. */
 	call_simple(&close_sqe, false);
 	return err;
 }
@@ -220,16 +257,23 @@ int nk_sock__create(int domain, int type, int protocol)
 {
 	int flags = type & (SOCK_NONBLOCK | SOCK_CLOEXEC);
 	struct nk_sqe sqe = { .opcode = NK_OP_SOCKET };
-	int res;
+	int res, pfd;
 
 	type &= ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
 	sqe.sock.domain = domain;
 	sqe.sock.type = type;
 	sqe.sock.protocol = protocol;
+	res = ph_prepare(&sqe, flags, &pfd);
+	if (res)
+		return res;
 	res = call_simple(&sqe, false);
-	if (res <= 0)
+	if (res <= 0) {
+		if (pfd >= 0) /* nkd dropped its ends (abi.md §6) */
+			REAL(close)(pfd);
 		return res ? res : -EPROTO;
-	return install_new((uint32_t)res, domain, type, protocol, flags, false);
+	}
+	return install_new((uint32_t)res, pfd, domain, type, protocol, flags,
+			   false);
 }
 
 int nk_sock__bind(struct nk_sock *s, const struct sockaddr *sa, socklen_t len)
@@ -265,32 +309,67 @@ int nk_sock__accept(struct nk_sock *s, int fd, struct sockaddr *sa,
 	bool nonblock = atomic_load(&s->nonblock);
 	struct nk_sockaddr peer;
 	struct nk_call op;
-	int idx, err, nfd;
+	int idx, err, nfd, pfd;
+	bool quick;
 
 	if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC))
 		return -EINVAL;
 	/* Only a listener's empty placeholder means EAGAIN; else EINVAL. */
 	if (nonblock && atomic_load(&s->listening) && !placeholder_ready(fd))
 		return -EAGAIN;
+	/*
+	 * A blocking accept may wait for long: its placeholder would sit on
+	 * a low fd number meanwhile (where another thread's dup2() could
+	 * land), so it binds after the CQE, with PH_BIND. Unless a
+	 * connection is waiting already (the listener's placeholder says
+	 * so): then it asks without waiting, placeholder first, and waits
+	 * the usual way only if another process took that connection.
+	 */
+	pfd = -1;
+	quick = nonblock ||
+		(atomic_load(&s->listening) &&
+		 nk_conn__has_feature(NK_FEAT_PH_SQE) && placeholder_ready(fd));
+	err = quick ? ph_prepare(&sqe, flags, &pfd) : 0;
+	if (err)
+		return err;
 	idx = nk_buf__alloc(!nonblock, rcv_deadline(s, nonblock));
-	if (idx < 0)
+	if (idx < 0) {
+		/* Not asked: nkd still has it in the pool; give it back. */
+		if (pfd >= 0) {
+			nk_ctl__ph_bind(0, sqe.ph.id, 0, 0);
+			REAL(close)(pfd);
+		}
 		return idx;
+	}
 	sqe.io.buf_off = nk_buf__off(idx);
 	sqe.io.buf_len = NK_ADDR_BYTES;
-	if (nonblock)
-		sqe.flags |= NK_SQE_F_NONBLOCK;
-	else
-		set_timeout(&sqe, atomic_load(&s->rcvtimeo_us));
-	err = nk_ring__call(&sqe, &op, !nonblock);
+	for (;;) {
+		if (quick)
+			sqe.flags |= NK_SQE_F_NONBLOCK;
+		else
+			set_timeout(&sqe, atomic_load(&s->rcvtimeo_us));
+		err = nk_ring__call(&sqe, &op, !quick);
+		if (nonblock || !quick || err || op.cqe.res != -EAGAIN)
+			break;
+		/* Taken by another: nkd dropped its ends; wait for the next. */
+		REAL(close)(pfd);
+		pfd = -1;
+		quick = false;
+		sqe.flags = 0;
+		memset(&sqe.ph, 0, sizeof(sqe.ph));
+	}
 	if (!err && op.cqe.res > 0)
 		memcpy(&peer, nk_buf__ptr(idx), sizeof(peer));
 	nk_buf__free(idx);
+	/* Unless it is the new socket's, nkd dropped its ends (abi.md §6). */
+	if (pfd >= 0 && (err || op.cqe.res <= 0))
+		REAL(close)(pfd);
 	if (err)
 		return err;
 	if (op.cqe.res <= 0)
 		return op.cqe.res ? op.cqe.res : -EPROTO;
-	nfd = install_new((uint32_t)op.cqe.res, s->domain, s->type, s->protocol,
-			  flags, true);
+	nfd = install_new((uint32_t)op.cqe.res, pfd, s->domain, s->type,
+			  s->protocol, flags, true);
 	if (nfd >= 0) {
 		struct nk_sock *ns = nk_fdtab__get(nfd);
 

@@ -44,11 +44,17 @@
  * buffer as it arrives (docs/abi.md §5 "Standing receive").
  */
 #define NK_FEAT_RECV_STANDING (1U << 10)
+/*
+ * SOCKET and ACCEPT take NK_SQE_F_PH: the SQE names the pool placeholder
+ * of the new socket, no PH_BIND message (docs/abi.md §6). Not offered to
+ * VM guests, whose placeholders nk-vmagent makes.
+ */
+#define NK_FEAT_PH_SQE (1U << 11)
 #define NK_FEAT_ALL                                                            \
 	(NK_FEAT_FUTEX_WAKE | NK_FEAT_DOORBELL_EVENTFD | NK_FEAT_PLACEHOLDER | \
 	 NK_FEAT_SENDTO_ADDR | NK_FEAT_RECV_PREFETCH | NK_FEAT_SEND_CREDIT |   \
 	 NK_FEAT_CMSG | NK_FEAT_RECV_BATCH | NK_FEAT_DNS_PING |                \
-	 NK_FEAT_UNREAD | NK_FEAT_RECV_STANDING)
+	 NK_FEAT_UNREAD | NK_FEAT_RECV_STANDING | NK_FEAT_PH_SQE)
 
 /* Cache line the layout is built around; the SQE is exactly one. */
 #define NK_CACHELINE 64u
@@ -161,15 +167,24 @@ enum nk_op {
  */
 #define NK_SQE_F_EMPTIED (1U << 6)
 /*
+ * SOCKET and ACCEPT only (NK_FEAT_PH_SQE): ph.id names a placeholder the
+ * guest took from its pool channel. nkd takes it out of the pool whatever
+ * the outcome: on success it is the new socket's placeholder, bound before
+ * the CQE; on any failure nkd closes its ends and the guest its fd
+ * (docs/abi.md §6, "Pool").
+ */
+#define NK_SQE_F_PH (1U << 7)
+/*
  * Every flag this ABI defines; anything else is refused. NK_SQE_F_PREFETCH
  * and NK_SQE_F_BATCH are also refused on any op but RECV, NK_SQE_F_CMSG
- * on any but SEND and RECV; a guest sends them only when the header
- * offers NK_FEAT_RECV_PREFETCH, NK_FEAT_RECV_BATCH and NK_FEAT_CMSG.
+ * on any but SEND and RECV, NK_SQE_F_PH on any but SOCKET and ACCEPT; a
+ * guest sends them only when the header offers NK_FEAT_RECV_PREFETCH,
+ * NK_FEAT_RECV_BATCH, NK_FEAT_CMSG and NK_FEAT_PH_SQE.
  */
 #define NK_SQE_F_ALL                                            \
 	(NK_SQE_F_NONBLOCK | NK_SQE_F_ADDR | NK_SQE_F_TIMEOUT | \
 	 NK_SQE_F_PREFETCH | NK_SQE_F_CMSG | NK_SQE_F_BATCH |   \
-	 NK_SQE_F_EMPTIED)
+	 NK_SQE_F_EMPTIED | NK_SQE_F_PH)
 
 /* NK_OP_IOCTL requests. */
 #define NK_IOCTL_FIONREAD 1u /* bytes readable now */
@@ -214,6 +229,10 @@ struct nk_sqe {
 			int32_t optname;
 			uint32_t resv2[6];
 		} opt;
+		struct { /* SOCKET, ACCEPT with NK_SQE_F_PH */
+			uint64_t id; /* the pool placeholder (nk_ctl_ph_pool) */
+			uint32_t resv3[6];
+		} ph;
 	};
 };
 
@@ -393,6 +412,8 @@ NK_ASSERT_OFF(nk_sqe, ctl.arg, 24);
 NK_ASSERT_OFF(nk_sqe, opt.level, 32);
 NK_ASSERT_OFF(nk_sqe, opt.optname, 36);
 NK_ASSERT_OFF(nk_sqe, addr, 32);
+NK_ASSERT_OFF(nk_sqe, ph.id, 32);
+NK_ASSERT_OFF(nk_sqe, ph.resv3, 40);
 
 _Static_assert(sizeof(struct nk_cmsg) == NK_CMSG_BYTES, "cmsg block size");
 _Static_assert(NK_CMSG_BYTES % 8 == 0, "cmsg block keeps 8-byte alignment");

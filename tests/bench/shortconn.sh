@@ -13,10 +13,12 @@
 #              calls of each function (ring ops by their handlers)
 #   none       CPU time (schedstat) and context switches of nkd and the
 #              worker, nkd's loop sleeps and spin hits, per connection
+#   perf       perf record (cpu-clock, call graphs) of nkd and of the
+#              worker over the N connections: where their CPU goes
 #   ops        nkd's ops_total for the guest (nkctl stats) before/after:
 #              ring operations per connection (always reported)
 #
-# Usage (root): tests/bench/shortconn.sh [strace|callgrind|none]
+# Usage (root): tests/bench/shortconn.sh [strace|callgrind|none|perf]
 # Environment: NK_SC_N (connections, default 2000), BUILD (whose nkd, nkrun
 # and shim: e.g. BUILD=/work/base/build for an older tree), NK_SC_OUT
 # (directory the raw outputs are copied to, default $BUILD/shortconn),
@@ -34,6 +36,7 @@ mkdir -p "$OUT"
 need_cmd nginx
 [ "$MODE" = strace ] && need_cmd strace
 [ "$MODE" = callgrind ] && need_cmd valgrind callgrind_control
+[ "$MODE" = perf ] && need_cmd perf
 # NK_SC_NOSPIN=1: nkd and the shim sleep at once instead of spinning, so
 # CPU time and context switches count work and wake-ups, not spin.
 if [ "${NK_SC_NOSPIN:-0}" = 1 ]; then
@@ -102,6 +105,13 @@ strace)
 	sleep 1
 	;;
 callgrind) callgrind_control -i on "$NK_NKD_PID" >/dev/null ;;
+perf)
+	perf record -q -e cpu-clock -g -o "$NK_TMP/nkd.perf" -p "$NK_NKD_PID" 2>/dev/null &
+	st1=$!
+	perf record -q -e cpu-clock -g -o "$NK_TMP/worker.perf" -p "$worker" 2>/dev/null &
+	st2=$!
+	sleep 1
+	;;
 esac
 if [ "${NK_SC_WRK:-0}" -gt 0 ]; then
 	# The bench's load instead: wrk -c NK_SC_WRK for 3 s; N becomes the
@@ -113,7 +123,7 @@ else
 	ok=$(client "$N")
 fi
 case $MODE in
-strace)
+strace | perf)
 	kill -INT "$st1" "$st2"
 	wait "$st1" "$st2" || true
 	;;
@@ -146,6 +156,14 @@ strace)
 	perconn "$NK_TMP/nkd.strace" >&2
 	log "nginx worker system calls per connection:"
 	perconn "$NK_TMP/worker.strace" >&2
+	;;
+perf)
+	for w in nkd worker; do
+		cp "$NK_TMP/$w.perf" "$OUT/"
+		log "$w: where the CPU goes (perf report --no-children, $OUT/$w.perf):"
+		perf report -i "$OUT/$w.perf" --no-children --stdio -g none \
+			--percent-limit 1 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 40 >&2
+	done
 	;;
 callgrind)
 	sleep 1

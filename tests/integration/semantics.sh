@@ -7,7 +7,9 @@
 # SO_RCVTIMEO; TCP/UDP over IPv4/IPv6 and v4-mapped; sendmsg/recvmsg,
 # readv/writev, sendfile, MSG_*; shutdown; names; FIONREAD; options; name
 # resolution; AF_UNIX, pipes and files untouched; the causes CPython's test
-# suite found: recv_notconn, shutdown_queued, epoll_edge_send, udp_cmsg).
+# suite found: recv_notconn, shutdown_queued, epoll_edge_send, udp_cmsg;
+# accept_emfile: a full fd table fails accept/socket with EMFILE and the
+# connection stays queued).
 # It runs natively in H
 # first (if that fails the check itself is wrong), then in the NIC-less
 # guest G through nkrun/nkd; the test fails listing every check that fails

@@ -1381,6 +1381,125 @@ static int ph_pool_bind(struct rg *g, uint32_t handle, int *fd)
 	return send(g->ctl, &b, sizeof(b), MSG_NOSIGNAL) < 0 ? -errno : 0;
 }
 
+/* One placeholder from g's pool: its fd and id (-1: none came). */
+static int ph_pool_take(struct rg *g, uint64_t *id)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct nk_ctl_ph_pool m;
+	struct iovec iov = { &m, sizeof(m) };
+	struct msghdr mh = { .msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	struct pollfd p = { g->pool, POLLIN, 0 };
+	struct cmsghdr *cm;
+	int fd;
+
+	if (poll(&p, 1, 3000) <= 0 ||
+	    recvmsg(g->pool, &mh, MSG_CMSG_CLOEXEC) != sizeof(m))
+		return -1;
+	cm = CMSG_FIRSTHDR(&mh);
+	if (!cm || cm->cmsg_type != SCM_RIGHTS)
+		return -1;
+	memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	*id = m.id;
+	return fd;
+}
+
+/* SOCKET (UDP) naming placeholder id (NK_SQE_F_PH): the CQE. */
+static struct nk_cqe ph_socket(struct rg *g, uint64_t id)
+{
+	struct nk_sqe e = { .opcode = NK_OP_SOCKET, .flags = NK_SQE_F_PH };
+	struct nk_cqe c = { .res = -ETIMEDOUT };
+
+	e.sock.domain = AF_INET;
+	e.sock.type = SOCK_DGRAM;
+	e.ph.id = id;
+	if (rg_call(g, &e, &c, 3000))
+		c.res = -ETIMEDOUT;
+	return c;
+}
+
+/*
+ * ph-steal: two processes' worth of connections of one guest. A SOCKET
+ * of the first naming the second's placeholder (NK_SQE_F_PH) must be
+ * refused (-EBADF, abuse) and leave it the second's to use; its own
+ * binds, mirrors readiness (a datagram to itself makes the fd
+ * readable), and cannot be named twice.
+ */
+static int ph_steal(void)
+{
+	struct rg g1, g2;
+	struct nk_cqe c;
+	struct nk_sqe e;
+	uint64_t id1, id2;
+	int fd1, fd2, stolen, abuse, own = 0, mirrored = 0, other = 0;
+	int reuse = 0;
+
+	signal(SIGPIPE, SIG_IGN);
+	attach_or_die(&g1);
+	attach_or_die(&g2);
+	if (!(g1.hdr->features & NK_FEAT_PH_SQE) || g1.pool < 0) {
+		printf("RESULT mode=ph-steal feature=0\n");
+		return 1;
+	}
+	fd2 = ph_pool_take(&g2, &id2);
+	fd1 = ph_pool_take(&g1, &id1);
+	if (fd1 < 0 || fd2 < 0)
+		return 1;
+	c = ph_socket(&g1, id2);
+	stolen = c.res > 0;
+	abuse = c.res == -EBADF && (c.flags & NK_CQE_F_ABUSE);
+	c = ph_socket(&g1, id1);
+	if (c.res > 0) {
+		struct nk_sockaddr *a = (void *)(g1.data + g1.buf_size);
+		struct pollfd p = { fd1, POLLIN, 0 };
+		uint32_t h = (uint32_t)c.res;
+
+		own = 1;
+		memset(&e, 0, sizeof(e));
+		e.opcode = NK_OP_BIND;
+		e.handle = h;
+		e.addr.family = AF_INET;
+		e.addr.addr[0] = 127;
+		e.addr.addr[3] = 1;
+		if (rg_call(&g1, &e, &c, 3000) || c.res < 0)
+			return 1;
+		memset(&e, 0, sizeof(e));
+		e.opcode = NK_OP_GETSOCKNAME;
+		e.handle = h;
+		e.io.buf_off = g1.buf_size;
+		e.io.buf_len = sizeof(*a);
+		if (rg_call(&g1, &e, &c, 3000) || c.res < 0)
+			return 1;
+		memset(&e, 0, sizeof(e));
+		e.opcode = NK_OP_SEND;
+		e.flags = NK_SQE_F_ADDR;
+		e.handle = h;
+		e.io.buf_len = 1;
+		e.addr = *a;
+		memcpy(g1.data, "x", 1);
+		if (rg_call(&g1, &e, &c, 3000) || c.res != 1)
+			return 1;
+		mirrored = poll(&p, 1, 2000) == 1 && (p.revents & POLLIN);
+	}
+	c = ph_socket(&g1, id1);
+	reuse = c.res == -EBADF;
+	c = ph_socket(&g2, id2);
+	other = c.res > 0;
+	printf("RESULT mode=ph-steal feature=1 stolen=%d abuse=%d own=%d "
+	       "mirrored=%d reuse_refused=%d other_ok=%d\n",
+	       stolen, abuse, own, mirrored, reuse, other);
+	close(fd1);
+	close(fd2);
+	rg_detach(&g1);
+	rg_detach(&g2);
+	return 0;
+}
+
 /*
  * ph-hammer SECS NSOCK: NSOCK UDP sockets with placeholders; 3 threads
  * write into (and read from) the placeholder fds this process has as
@@ -1684,6 +1803,7 @@ static void usage(void)
 		"       nk_rawguest [...] tokens [SECS]\n"
 		"       nk_rawguest [...] token TOKEN\n"
 		"       nk_rawguest [...] ph-old\n"
+		"       nk_rawguest [...] ph-steal\n"
 		"       nk_rawguest [...] ph-hammer SECS NSOCK\n"
 		"       nk_rawguest [--socket PATH] attach-many PREFIX N\n"
 		"       nk_rawguest [...] spin nop|inval|socket|connect SECS "
@@ -1726,6 +1846,8 @@ int main(int argc, char **argv)
 		return token_mode(strtoull(argv[i + 1], NULL, 0));
 	if (!strcmp(argv[i], "ph-old"))
 		return ph_old();
+	if (!strcmp(argv[i], "ph-steal"))
+		return ph_steal();
 	if (!strcmp(argv[i], "ph-hammer") && i + 2 < argc)
 		return ph_hammer(atof(argv[i + 1]), atoi(argv[i + 2]));
 	if (!strcmp(argv[i], "fuzz") && i + 2 < argc)

@@ -48,6 +48,7 @@
 #include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/sendfile.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -1704,6 +1705,51 @@ static int c_accept_queue(void)
 		       i, r, r < 0 ? strerror(errno) : "EOF or data");
 		close(cli[i]);
 	}
+	return 0;
+}
+
+static int c_accept_emfile(void)
+{
+	int l, cli, a, fill[64], nfill = 0, fd;
+	struct rlimit rl;
+	struct addr la;
+	char buf[4];
+
+	l = tcp_listen("127.0.0.1", &la);
+	TRY(l);
+	SYS(fcntl(l, F_SETFL, O_NONBLOCK));
+	cli = tcp_connect(&la);
+	TRY(cli);
+	EXPECT(wait_ev(l, POLLIN, 2000), "listener not readable");
+	/* A small table, filled to the last descriptor. */
+	fd = open("/dev/null", O_RDONLY);
+	SYS(fd);
+	close(fd);
+	rl.rlim_cur = rl.rlim_max = (rlim_t)fd + 16;
+	SYS(setrlimit(RLIMIT_NOFILE, &rl));
+	while (nfill < 64 && (fd = open("/dev/null", O_RDONLY)) >= 0)
+		fill[nfill++] = fd;
+	EXPECT(fd < 0 && errno == EMFILE, "the table never filled: %s",
+	       strerror(errno));
+	a = accept(l, NULL, NULL);
+	EXPECT(a < 0 && errno == EMFILE, "accept with no fd free: %d (%s)", a,
+	       a < 0 ? strerror(errno) : "a descriptor");
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	EXPECT(fd < 0 && errno == EMFILE, "socket with no fd free: %d (%s)", fd,
+	       fd < 0 ? strerror(errno) : "a descriptor");
+	/* The connection stayed queued: one fd free, and it is there. */
+	close(fill[--nfill]);
+	a = accept(l, NULL, NULL);
+	EXPECT(a >= 0, "accept once an fd is free: %s", strerror(errno));
+	SYS(send(cli, "emf", 3, 0));
+	EXPECT(wait_ev(a, POLLIN, 2000), "accepted socket never readable");
+	EXPECT(recv(a, buf, sizeof(buf), 0) == 3 && !memcmp(buf, "emf", 3),
+	       "accepted socket lost its data");
+	while (nfill)
+		close(fill[--nfill]);
+	close(a);
+	close(cli);
+	close(l);
 	return 0;
 }
 
@@ -3960,6 +4006,8 @@ static const struct check checks[] = {
 	  "bytes received before fork are the child's to read" },
 	{ "fork_accept_workers", c_fork_accept_workers,
 	  "a listener accepted in 2 forked epoll workers" },
+	{ "accept_emfile", c_accept_emfile,
+	  "EMFILE from accept and socket; the connection stays queued" },
 	{ "accept_queue", c_accept_queue,
 	  "backlog in arrival order, exact readiness, reset on listener close" },
 	{ "exec_inherit", c_exec_inherit,

@@ -26,10 +26,10 @@ static void test_sizes(void **state)
 static void test_flag_masks_disjoint(void **state)
 {
 	(void)state;
-	assert_int_equal(NK_SQE_F_ALL, NK_SQE_F_NONBLOCK | NK_SQE_F_ADDR |
-					       NK_SQE_F_TIMEOUT |
-					       NK_SQE_F_PREFETCH |
-					       NK_SQE_F_CMSG | NK_SQE_F_BATCH);
+	assert_int_equal(NK_SQE_F_ALL,
+			 NK_SQE_F_NONBLOCK | NK_SQE_F_ADDR | NK_SQE_F_TIMEOUT |
+				 NK_SQE_F_PREFETCH | NK_SQE_F_CMSG |
+				 NK_SQE_F_BATCH | NK_SQE_F_PH);
 	/* Each flag its own bit. */
 	assert_int_equal(NK_SQE_F_PREFETCH & (NK_SQE_F_NONBLOCK |
 					      NK_SQE_F_ADDR | NK_SQE_F_TIMEOUT),
@@ -41,7 +41,12 @@ static void test_flag_masks_disjoint(void **state)
 					   NK_SQE_F_TIMEOUT |
 					   NK_SQE_F_PREFETCH | NK_SQE_F_CMSG),
 			 0);
+	assert_int_equal(NK_SQE_F_PH & (NK_SQE_F_NONBLOCK | NK_SQE_F_ADDR |
+					NK_SQE_F_TIMEOUT | NK_SQE_F_PREFETCH |
+					NK_SQE_F_CMSG | NK_SQE_F_BATCH),
+			 0);
 	assert_int_equal(NK_FEAT_ALL & NK_FEAT_RECV_BATCH, NK_FEAT_RECV_BATCH);
+	assert_int_equal(NK_FEAT_ALL & NK_FEAT_PH_SQE, NK_FEAT_PH_SQE);
 	assert_int_equal(sizeof(struct nk_dgram), 48);
 	assert_int_equal(sizeof(struct nk_cmsg), NK_CMSG_BYTES);
 	assert_int_equal(NK_SQE_F_ALL & ~0xffu, 0);

@@ -290,6 +290,7 @@ struct gview {
 	struct nk_gring ring;
 	uint8_t *data;
 	uint64_t ud;
+	int pool; /* the placeholder pool channel's guest end */
 };
 
 #define NR_VIEWS 2
@@ -333,8 +334,7 @@ static void attach(struct gview *v, const char *guest)
 	memset(v, 0, sizeof(*v));
 	assert_int_equal(nk_engine__attach(E, &a), 0);
 	free(a.handles);
-	if (a.pool_fd >= 0)
-		close(a.pool_fd);
+	v->pool = a.pool_fd;
 	v->conn = a.conn;
 	fd = nk_region__fd(a.conn->region);
 	v->size = nk_region__size(a.conn->region);
@@ -362,6 +362,9 @@ static void unmap(struct gview *v)
 	if (v->map)
 		munmap(v->map, v->size);
 	v->map = NULL;
+	if (v->pool > 0)
+		close(v->pool);
+	v->pool = -1;
 }
 
 static int setup(void **state)
@@ -1814,6 +1817,163 @@ static void test_accept(void **state)
 	assert_cq_empty(v);
 }
 
+/* One placeholder from v's pool channel: its fd (the app end) and id. */
+static int pool_take(struct gview *v, uint64_t *id)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct nk_ctl_ph_pool m;
+	struct iovec iov = { &m, sizeof(m) };
+	struct msghdr mh = { .msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = u.buf,
+			     .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *cm;
+	int fd;
+
+	assert_int_equal(recvmsg(v->pool, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC),
+			 sizeof(m));
+	assert_int_equal(m.hdr.type, NK_CTL_PH_POOL);
+	cm = CMSG_FIRSTHDR(&mh);
+	assert_non_null(cm);
+	assert_int_equal(cm->cmsg_type, SCM_RIGHTS);
+	memcpy(&fd, CMSG_DATA(cm), sizeof(fd));
+	*id = m.id;
+	return fd;
+}
+
+static bool fd_readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+static struct nk_sock *sock_of(struct gview *v, uint32_t h)
+{
+	struct nk_guest *g = v->conn->guest;
+
+	return g->socks[h & NK_HANDLE_IDX_MASK];
+}
+
+/*
+ * NK_SQE_F_PH (abi.md §6 "Pool"): SOCKET and ACCEPT name the new
+ * socket's placeholder; nkd binds it before the CQE, takes it out of the
+ * pool whatever the outcome, and refuses another connection's.
+ */
+static void test_ph_sqe(void **state)
+{
+	struct gview *v = &views[0], *w = &views[1];
+	uint32_t unbound, l;
+	uint64_t id, wid, ud;
+	struct nk_sock *ns;
+	struct nk_req *op;
+	struct nk_sqe s;
+	struct nk_cqe c;
+	int fd, wfd, fd2;
+
+	(void)state;
+	assert_true(v->hdr->features & NK_FEAT_PH_SQE);
+	assert_true(v->pool >= 0);
+	unbound = nk_phpool__unbound(v->conn->phpool);
+	assert_int_equal(unbound, NK_PH_POOL_TARGET);
+
+	/* SOCKET: bound before the CQE; readiness shows on the app end. */
+	fd = pool_take(v, &id);
+	s = sqe_socket(SOCK_DGRAM);
+	s.flags = NK_SQE_F_PH;
+	s.ph.id = id;
+	c = reap_one(v, submit(v, s));
+	assert_true(c.res > 0);
+	ns = sock_of(v, c.handle);
+	assert_non_null(ns);
+	assert_true(ns->ph.app >= 0);
+	assert_int_equal(nk_phpool__unbound(v->conn->phpool), unbound - 1);
+	assert_false(fd_readable(fd));
+	nk_engine__sock_event(E, ns, POLLIN, true);
+	assert_true(fd_readable(fd));
+	/* A hand-over finds it by the inode nkd fstats itself. */
+	assert_int_equal(ns->ph_ino, 0);
+
+	/* Used once: the same id again is not in the pool any more. */
+	expect_refused(v, s, -EBADF, true);
+	/* Made up, or the other connection's (another guest's): refused. */
+	s.ph.id = 999999;
+	expect_refused(v, s, -EBADF, true);
+	attach(w, "other");
+	wfd = pool_take(w, &wid);
+	s.ph.id = wid;
+	expect_refused(v, s, -EBADF, true);
+	assert_int_equal(E->nr_socks, 1);
+	/* ... which leaves it w's to use. */
+	s.ph.id = wid;
+	c = reap_one(w, submit(w, s));
+	assert_true(c.res > 0);
+	assert_true(sock_of(w, c.handle)->ph.app >= 0);
+	close(wfd);
+
+	/* Only SOCKET and ACCEPT take it; reserved bytes must be zero. */
+	s = sqe_io(NK_OP_RECV, ns->handle, 0, 16);
+	s.flags = NK_SQE_F_PH;
+	expect_refused(v, s, -EINVAL, true);
+	fd2 = pool_take(v, &id);
+	s = sqe_socket(SOCK_STREAM);
+	s.flags = NK_SQE_F_PH;
+	s.ph.id = id;
+	s.ph.resv3[0] = 1;
+	expect_refused(v, s, -EINVAL, true);
+	/* A refused SOCKET still took it out of the pool. */
+	s.ph.resv3[0] = 0;
+	expect_refused(v, s, -EBADF, true);
+	close(fd2);
+
+	/* ACCEPT: bound to the new socket before its CQE, readable if the
+	 * NSM says data came first (the fake asks no report of its own). */
+	l = new_socket(v, SOCK_STREAM);
+	ud = submit(v, (struct nk_sqe){ .opcode = NK_OP_LISTEN,
+					.handle = l,
+					.ctl = { .arg = 4 } });
+	fake_complete(fake_find(NK_OP_LISTEN), 0, 0, 0);
+	assert_int_equal(reap_one(v, ud).res, 0);
+	fd2 = pool_take(v, &id);
+	s = sqe_io(NK_OP_ACCEPT, l, 0, sizeof(struct nk_sockaddr));
+	s.flags = NK_SQE_F_PH;
+	s.ph.id = id;
+	ud = submit(v, s);
+	op = fake_find(NK_OP_ACCEPT);
+	assert_non_null(op);
+	assert_int_equal(nk_engine__sock_accepted(E, op, &ns), 0);
+	ns->nsm_priv = &F;
+	F.poll_mask = POLLIN;
+	fake_complete_h(op, (int)ns->handle, 0, 0, ns->handle);
+	F.poll_mask = 0;
+	c = reap_one(v, ud);
+	assert_int_equal(c.res, (int)ns->handle);
+	assert_true(fd_readable(fd2));
+	close(fd2);
+
+	/* An ACCEPT that fails drops its placeholder (the guest closes its
+	 * fd); nothing stays in the pool for it. */
+	fd2 = pool_take(v, &id);
+	s.ph.id = id;
+	ud = submit(v, s);
+	fake_complete(fake_find(NK_OP_ACCEPT), -EAGAIN, 0, 0);
+	assert_int_equal(reap_one(v, ud).res, -EAGAIN);
+	/* nkd closed both its ends: the app end sees the hang-up. */
+	{
+		struct pollfd p = { .fd = fd2, .events = POLLIN };
+
+		assert_int_equal(poll(&p, 1, 0), 1);
+		assert_true(p.revents & POLLHUP);
+	}
+	close(fd2);
+	expect_refused(v, s, -EBADF, true);
+	close(fd);
+	assert_false(v->detached);
+}
+
 static void test_socket_open_fails(void **state)
 {
 	struct gview *v = &views[0];
@@ -2007,6 +2167,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_rate_hold, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_ph_sqe, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_socket_open_fails, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_poll_budget, setup,

@@ -95,6 +95,7 @@ static struct nk_req *op_alloc(struct nk_engine *e)
 	op->used = true;
 	op->e = e;
 	op->buf_idx = -1;
+	op->ph_app = op->ph_nkd = -1;
 	nk_list__init(&op->clink);
 	nk_list__init(&op->qlink);
 	nk_list__init(&op->tlink);
@@ -1123,6 +1124,21 @@ static bool guest_name_ok(const char *s, size_t max)
 	return true;
 }
 
+/*
+ * A placeholder bound through its SQE (NK_SQE_F_PH) came with no
+ * st_ino/st_dev from the guest: nkd's copy of the app end is the same
+ * open file, so its fstat says the same. Only hand-overs need them.
+ */
+static void ph_stat(struct nk_sock *s)
+{
+	struct stat st;
+
+	if (s->ph_ino || s->ph.app < 0 || s->ph.vm_ref || fstat(s->ph.app, &st))
+		return;
+	s->ph_ino = st.st_ino;
+	s->ph_dev = st.st_dev;
+}
+
 static int conn_setup(struct nk_engine *e, struct nk_conn *c, uint32_t nr_qsets)
 {
 	struct nk_region_params p = {
@@ -1294,6 +1310,7 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 			holder_del(s, ho);
 			holder_add(s, c);
 			a->handles[a->nr_handles].handle = s->handle;
+			ph_stat(s);
 			a->handles[a->nr_handles].ino = s->ph_ino;
 			a->handles[a->nr_handles].dev = s->ph_dev;
 			a->nr_handles++;
@@ -1312,36 +1329,81 @@ int nk_engine__attach(struct nk_engine *e, struct nk_attach *a)
 	return 0;
 }
 
+/*
+ * Takes placeholder id out of c's pool into ph[0] (app end) and ph[1]
+ * (nkd end); -ENOENT if the pool has no such id (never another
+ * connection's: each has its own pool). Running low: the next ones go
+ * out before they are due.
+ */
+static int ph_take(struct nk_conn *c, uint64_t id, int ph[2])
+{
+	/* A conn detaching runs its last SQEs with its pool still there. */
+	if (!c->phpool || nk_phpool__take(c->phpool, id, &ph[0], &ph[1]))
+		return -ENOENT;
+	if (!c->dead && nk_phpool__unbound(c->phpool) <= NK_PH_POOL_LOW)
+		nk_phpool__fill(c->phpool,
+				NK_PH_POOL_TARGET -
+					nk_phpool__unbound(c->phpool));
+	return 0;
+}
+
+/* A placeholder taken and not bound: both ends closed. */
+static void ph_drop(int ph[2])
+{
+	if (ph[0] >= 0)
+		close(ph[0]);
+	if (ph[1] >= 0)
+		close(ph[1]);
+	ph[0] = ph[1] = -1;
+}
+
+enum ph_show {
+	PH_SHOW_ASK, /* ask the NSM what the socket has (poll_now) */
+	PH_SHOW_NONE, /* a socket just made: nothing to show */
+	PH_SHOW_NSM, /* the NSM reports it (NK_NSM_CAP_ACCEPT_REPORTS) */
+};
+
+/*
+ * ph (taken by ph_take) becomes s's placeholder, attached not readable
+ * and writable; whatever happened before it came shows now (or, per
+ * show, needs nothing or comes from the NSM's report).
+ */
+static void ph_bind(struct nk_conn *c, struct nk_sock *s, int ph[2],
+		    uint64_t vm_id, enum ph_show show)
+{
+	unsigned ev;
+
+	nk_ph__close(&s->ph);
+	nk_ph__attach(&s->ph, ph[0], ph[1]);
+	ph[0] = ph[1] = -1;
+	/* A VM's: the agent mirrors every change on its own pair (vm.c). */
+	s->ph.vm_ref = c->vm_ref;
+	s->ph.vm_id = c->vm_ref ? vm_id : 0;
+	if (show != PH_SHOW_ASK)
+		return;
+	ev = s->nsm->ops->poll_now(s->nsm->priv, s);
+	nk_engine__sock_mirror_hup(s, ev);
+	nk_ph__set_readable(&s->ph, ev & READ_EVENTS, true);
+	nk_ph__set_writable(&s->ph, sock_writable(s));
+}
+
 int nk_engine__placeholder(struct nk_engine *e, struct nk_conn *c,
 			   const struct nk_ctl_ph_bind *b)
 {
 	struct nk_sock *s;
-	int app_fd, nkd_fd;
-	unsigned ev;
+	int ph[2];
 	int ret;
 
 	(void)e;
-	if (c->dead || nk_phpool__take(c->phpool, b->id, &app_fd, &nkd_fd))
+	if (c->dead || ph_take(c, b->id, ph))
 		return -ENOENT;
-	/* Running low: the next ones are on their way before they are due. */
-	if (nk_phpool__unbound(c->phpool) <= NK_PH_POOL_LOW)
-		nk_phpool__fill(c->phpool,
-				NK_PH_POOL_TARGET -
-					nk_phpool__unbound(c->phpool));
 	s = b->handle ? handle_lookup(c->guest, b->handle) : NULL;
 	ret = !b->handle ? 0 : !s || !holder_has(s, c) ? -EBADF : 0;
 	if (ret || !s) {
-		close(app_fd);
-		close(nkd_fd);
+		ph_drop(ph);
 		return ret;
 	}
-	nk_ph__close(&s->ph);
-	ret = nk_ph__attach(&s->ph, app_fd, nkd_fd);
-	if (ret)
-		return ret;
-	/* A VM's: the agent mirrors every change on its own pair (vm.c). */
-	s->ph.vm_ref = c->vm_ref;
-	s->ph.vm_id = c->vm_ref ? b->id : 0;
+	ph_bind(c, s, ph, b->id, PH_SHOW_ASK);
 	/*
 	 * Taken on the guest's word, unchecked (an fstat per socket on the
 	 * loop): they only let the guest's own exec'd image find which of its
@@ -1349,11 +1411,6 @@ int nk_engine__placeholder(struct nk_engine *e, struct nk_conn *c,
 	 */
 	s->ph_ino = b->ino;
 	s->ph_dev = b->dev;
-	/* Whatever happened before the placeholder arrived shows now. */
-	ev = s->nsm->ops->poll_now(s->nsm->priv, s);
-	nk_engine__sock_mirror_hup(s, ev);
-	nk_ph__set_readable(&s->ph, ev & READ_EVENTS, true);
-	nk_ph__set_writable(&s->ph, sock_writable(s));
 	return 0;
 }
 
@@ -1392,8 +1449,9 @@ static struct nk_req *find_op(struct nk_conn *c, uint64_t user_data)
 	return NULL;
 }
 
+/* ph: the placeholder the SQE named (NK_SQE_F_PH), or -1s. */
 static void do_socket(struct nk_engine *e, struct nk_conn *c, uint16_t q,
-		      const struct nk_sqe *sqe)
+		      const struct nk_sqe *sqe, int ph[2])
 {
 	struct nk_sock *s;
 	int ret;
@@ -1406,10 +1464,13 @@ static void do_socket(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 			sock_abandon(e, s);
 	}
 	if (ret) {
+		ph_drop(ph);
 		c->guest->c.errors++;
 		post(e, c, q, sqe->user_data, ret, 0, 0, 0);
 		return;
 	}
+	if (ph[0] >= 0)
+		ph_bind(c, s, ph, 0, PH_SHOW_NONE);
 	post(e, c, q, sqe->user_data, (int)s->handle, 0, s->handle, 0);
 }
 
@@ -1502,11 +1563,28 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 	struct nk_valid v;
 	struct nk_sock *s;
 	struct nk_req *op;
+	int ph[2] = { -1, -1 };
+	bool ph_missing = false;
 	int ret;
 
 	g->c.ops++;
+	vc.ph_sqe = !c->vm_ref;
+	/*
+	 * The placeholder a SOCKET or ACCEPT names leaves the pool whatever
+	 * becomes of the entry: the guest closes its fd on any failure, so
+	 * nkd does too (ph_drop) and the pool never keeps a dead one.
+	 */
+	if ((sqe->flags & NK_SQE_F_PH) && vc.ph_sqe &&
+	    (sqe->opcode == NK_OP_SOCKET || sqe->opcode == NK_OP_ACCEPT))
+		ph_missing = ph_take(c, sqe->ph.id, ph) != 0;
 	ret = nk_validate__sqe(sqe, &vc, &v);
+	/* Not from this connection's pool: another's, or made up. */
+	if (!ret && ph_missing) {
+		v.abuse = true;
+		ret = -EBADF;
+	}
 	if (ret) {
+		ph_drop(ph);
 		e->idle_work++;
 		g->c.errors++;
 		if (v.abuse) {
@@ -1539,7 +1617,7 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 		};
 		return;
 	case NK_OP_SOCKET:
-		do_socket(e, c, q, sqe);
+		do_socket(e, c, q, sqe, ph);
 		return;
 	case NK_OP_CLOSE:
 		s->ops++;
@@ -1599,6 +1677,7 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 	if (!ret && !op)
 		ret = -ENOMEM;
 	if (ret) {
+		ph_drop(ph);
 		e->idle_work++;
 		g->c.errors++;
 		s->ops++;
@@ -1628,6 +1707,9 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 	op->optname = sqe->opt.optname;
 	op->sa = v.sa;
 	op->salen = v.salen;
+	/* Bound to the new socket, or dropped, by op_done(). */
+	op->ph_app = ph[0];
+	op->ph_nkd = ph[1];
 	switch (sqe->opcode) {
 	case NK_OP_SEND:
 	case NK_OP_RECV:
@@ -1772,6 +1854,22 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 		break;
 	case NK_OP_ACCEPT:
 		nk_engine__sock_recheck(s);
+		if (op->ph_app >= 0) {
+			int ph[2] = { op->ph_app, op->ph_nkd };
+			struct nk_sock *ns = res > 0 && handle && !c->dead
+						     ? handle_lookup(g, handle)
+						     : NULL;
+
+			op->ph_app = op->ph_nkd = -1;
+			if (ns && holder_has(ns, c) && !ns->closing)
+				ph_bind(c, ns, ph, 0,
+					ns->nsm->ops->caps &
+							NK_NSM_CAP_ACCEPT_REPORTS
+						? PH_SHOW_NSM
+						: PH_SHOW_ASK);
+			else
+				ph_drop(ph);
+		}
 		break;
 	case NK_OP_IOCTL:
 		/* Data given back unread is the next to read. */
@@ -1810,6 +1908,11 @@ void nk_engine__op_done(struct nk_req *op, int res, uint32_t cqe_flags,
 	c->inflight--;
 	g->inflight--;
 	s->nr_ops--;
+	if (op->ph_app >= 0) {
+		int ph[2] = { op->ph_app, op->ph_nkd };
+
+		ph_drop(ph);
+	}
 	op_free(e, op);
 	sock_maybe_free(e, s);
 	conn_put(e, c);

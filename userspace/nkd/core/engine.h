@@ -140,6 +140,7 @@ struct nk_ph {
 	bool readable; /* bytes queued towards the app end */
 	bool blocked; /* app end's send direction filled: unwritable */
 	bool rdhup; /* nkd end shut for writing: peer's FIN mirrored */
+	bool sndbuf; /* the app end's small SO_SNDBUF is set (first fill) */
 	/* A VM guest's: vm.c mirrors each change into the VM (vm_id). */
 	uint64_t vm_ref, vm_id;
 };
@@ -247,6 +248,9 @@ struct nk_req {
 	 * engine->rx_wake by qlink, due to go down) */
 	bool standing, parked, waking;
 	unsigned wake_ev; /* revents its wake-ups held back from the placeholder */
+	/* ACCEPT with NK_SQE_F_PH: the new socket's placeholder, taken out
+	 * of the pool (app end, nkd end), -1 if none (abi.md §6 "Pool") */
+	int ph_app, ph_nkd;
 	/* ratelimit.c: bucket (1 + NK_RATE_*, 0: none), bytes reserved,
 	 * tokens paid (it goes down without another look) */
 	int8_t rate_dir;

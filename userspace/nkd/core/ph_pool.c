@@ -70,57 +70,71 @@ uint32_t nk_phpool__unbound(const struct nk_phpool *p)
 	return p ? p->nr : 0;
 }
 
-/* One new placeholder down the channel; false when nothing more can go. */
-static bool send_one(struct nk_phpool *p)
+/*
+ * Up to n new placeholders down the channel, one message each (so each
+ * lands on the guest's lowest free fd when it takes it), all in one
+ * sendmmsg(): a refill of several costs one system call.
+ */
+unsigned nk_phpool__fill(struct nk_phpool *p, unsigned n)
 {
-	struct nk_ctl_ph_pool m = {
-		.hdr = { .type = NK_CTL_PH_POOL, .len = sizeof(m) },
-	};
+	struct nk_ctl_ph_pool m[NK_PH_POOL_MAX];
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
-	} u;
-	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
-	struct msghdr mh = { .msg_iov = &iov,
-			     .msg_iovlen = 1,
-			     .msg_control = u.buf,
-			     .msg_controllen = sizeof(u.buf) };
-	struct cmsghdr *cm;
-	int sv[2];
+	} u[NK_PH_POOL_MAX];
+	struct iovec iov[NK_PH_POOL_MAX];
+	struct mmsghdr mm[NK_PH_POOL_MAX];
+	int sv[NK_PH_POOL_MAX][2];
+	unsigned k = 0;
+	int sent;
 
-	if (p->nr >= NK_PH_POOL_MAX)
-		return false;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-		nk_dbg("placeholder pool: socketpair: %s", strerror(errno));
-		return false;
+	if (!p)
+		return 0;
+	if (n > NK_PH_POOL_MAX - p->nr)
+		n = NK_PH_POOL_MAX - p->nr;
+	for (; k < n; k++) {
+		struct cmsghdr *cm;
+
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv[k]) <
+		    0) {
+			nk_dbg("placeholder pool: socketpair: %s",
+			       strerror(errno));
+			break;
+		}
+		memset(&m[k], 0, sizeof(m[k]));
+		m[k].hdr.type = NK_CTL_PH_POOL;
+		m[k].hdr.len = sizeof(m[k]);
+		m[k].id = next_id + k;
+		iov[k] = (struct iovec){ .iov_base = &m[k],
+					 .iov_len = sizeof(m[k]) };
+		memset(&u[k], 0, sizeof(u[k]));
+		memset(&mm[k], 0, sizeof(mm[k]));
+		mm[k].msg_hdr.msg_iov = &iov[k];
+		mm[k].msg_hdr.msg_iovlen = 1;
+		mm[k].msg_hdr.msg_control = u[k].buf;
+		mm[k].msg_hdr.msg_controllen = sizeof(u[k].buf);
+		cm = CMSG_FIRSTHDR(&mm[k].msg_hdr);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &sv[k][0], sizeof(int));
 	}
-	m.id = next_id++;
-	memset(&u, 0, sizeof(u));
-	cm = CMSG_FIRSTHDR(&mh);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &sv[0], sizeof(int));
-	if (sendmsg(p->chan, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) !=
-	    (ssize_t)sizeof(m)) {
-		close(sv[0]);
-		close(sv[1]);
-		return false;
+	sent = k ? sendmmsg(p->chan, mm, k, MSG_DONTWAIT | MSG_NOSIGNAL) : 0;
+	if (sent < 0)
+		sent = 0;
+	for (unsigned i = 0; i < k; i++) {
+		if ((int)i >= sent) {
+			close(sv[i][0]);
+			close(sv[i][1]);
+			continue;
+		}
+		p->ent[p->nr].id = m[i].id;
+		p->ent[p->nr].app = sv[i][0]; /* nkd's copy of what it sent */
+		p->ent[p->nr].nkd = sv[i][1];
+		p->nr++;
 	}
-	p->ent[p->nr].id = m.id;
-	p->ent[p->nr].app = sv[0]; /* nkd's duplicate of what it sent */
-	p->ent[p->nr].nkd = sv[1];
-	p->nr++;
-	return true;
-}
-
-unsigned nk_phpool__fill(struct nk_phpool *p, unsigned n)
-{
-	unsigned sent = 0;
-
-	while (p && sent < n && send_one(p))
-		sent++;
-	return sent;
+	next_id += (unsigned)sent;
+	return (unsigned)sent;
 }
 
 int nk_phpool__take(struct nk_phpool *p, uint64_t id, int *app, int *nkd)

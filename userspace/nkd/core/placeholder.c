@@ -68,6 +68,7 @@ void nk_ph__init(struct nk_ph *ph)
 	ph->readable = false;
 	ph->blocked = false;
 	ph->rdhup = false;
+	ph->sndbuf = false;
 }
 
 void nk_ph__close(struct nk_ph *ph)
@@ -84,18 +85,18 @@ void nk_ph__close(struct nk_ph *ph)
 
 int nk_ph__attach(struct nk_ph *ph, int app_fd, int nkd_fd)
 {
-	int sndbuf = PH_SNDBUF;
-
 	/*
 	 * No checks: since ABI 2 every pair is nkd's own socketpair from the
-	 * placeholder pool (ph_pool.c), never descriptors a guest sent.
+	 * placeholder pool (ph_pool.c), never descriptors a guest sent. The
+	 * small SO_SNDBUF waits for the first fill: most placeholders (a
+	 * short connection's) are never made unwritable.
 	 */
-	setsockopt(app_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 	ph->app = app_fd;
 	ph->nkd = nkd_fd;
 	ph->readable = false;
 	ph->blocked = false;
 	ph->rdhup = false;
+	ph->sndbuf = false;
 	return 0;
 }
 
@@ -175,6 +176,13 @@ void nk_ph__set_writable(struct nk_ph *ph, bool want)
 	if (ph->vm_ref)
 		nk_vm__ph(ph, NK_VMPH_WRITE, want);
 	if (!want) {
+		if (!ph->sndbuf) {
+			int sndbuf = PH_SNDBUF;
+
+			setsockopt(ph->app, SOL_SOCKET, SO_SNDBUF, &sndbuf,
+				   sizeof(sndbuf));
+			ph->sndbuf = true;
+		}
 		todo(ph, PH_TODO_DRAIN_NKD, false);
 		todo(ph, PH_TODO_FILL, !fill(ph->app, &budget));
 		ph->blocked = true;

@@ -202,6 +202,9 @@ int nk_region__create_window(int fd, uint64_t off, uint64_t max,
 	memset(r->base, 0, r->size);
 	r->off = off;
 	write_hdr(r);
+	/* A VM's placeholders are nk-vmagent's: they are bound by PH_BIND. */
+	((struct nk_region_hdr *)r->base)->features &=
+		~(uint64_t)NK_FEAT_PH_SQE;
 	/* Only now: a failed create gives nothing back to the owner. */
 	r->release = release;
 	r->release_ctx = ctx;

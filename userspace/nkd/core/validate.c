@@ -149,7 +149,9 @@ int nk_validate__sqe(const struct nk_sqe *sqe, const struct nk_validate_ctx *c,
 	     (sqe->flags & (NK_SQE_F_PREFETCH | NK_SQE_F_NONBLOCK)) !=
 		     NK_SQE_F_PREFETCH) ||
 	    ((sqe->flags & NK_SQE_F_CMSG) && op != NK_OP_RECV &&
-	     op != NK_OP_SEND))
+	     op != NK_OP_SEND) ||
+	    ((sqe->flags & NK_SQE_F_PH) &&
+	     (!c->ph_sqe || (op != NK_OP_SOCKET && op != NK_OP_ACCEPT))))
 		return abuse(out, -EINVAL);
 	if (sqe->resv0)
 		return abuse(out, -EINVAL);
@@ -180,6 +182,10 @@ int nk_validate__sqe(const struct nk_sqe *sqe, const struct nk_validate_ctx *c,
 	/* The second union is "zero otherwise" (docs/abi.md §5). */
 	if (uses_opt) {
 		if (!all_zero(sqe->opt.resv2, sizeof(sqe->opt.resv2)))
+			return abuse(out, -EINVAL);
+	} else if (sqe->flags & NK_SQE_F_PH) {
+		/* The id itself is the engine's to check: in this pool? */
+		if (!all_zero(sqe->ph.resv3, sizeof(sqe->ph.resv3)))
 			return abuse(out, -EINVAL);
 	} else if (!uses_addr && !all_zero(&sqe->addr, sizeof(sqe->addr))) {
 		return abuse(out, -EINVAL);

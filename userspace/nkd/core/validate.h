@@ -32,6 +32,7 @@ struct nk_validate_ctx {
 	/* 0 and *v filled if handle is a live socket of this guest. */
 	int (*lookup)(const void *arg, uint32_t handle, struct nk_sock_view *v);
 	const void *arg;
+	bool ph_sqe; /* NK_FEAT_PH_SQE offered: SOCKET, ACCEPT take NK_SQE_F_PH */
 };
 
 /* The decoded request, valid only when nk_validate__sqe() returned 0. */

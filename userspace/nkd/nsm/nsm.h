@@ -161,6 +161,13 @@ struct nk_nsm_ops {
 
 /* RECV with NK_SQE_F_BATCH; without it the engine answers -EOPNOTSUPP. */
 #define NK_NSM_CAP_RECV_BATCH (1U << 0)
+/*
+ * An accepted socket's first readiness report (nk_engine__sock_event)
+ * comes after its ACCEPT completed and says what it already has (the
+ * kernel NSM arms its poll then): the engine binds the placeholder an
+ * ACCEPT named (NK_SQE_F_PH) without a poll_now of its own.
+ */
+#define NK_NSM_CAP_ACCEPT_REPORTS (1U << 1)
 
 extern const struct nk_nsm_ops nk_nsm_kernel_ops;
 extern const struct nk_nsm_ops nk_nsm_afxdp_ops;

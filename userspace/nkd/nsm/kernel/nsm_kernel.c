@@ -430,7 +430,9 @@ static void complete_queued(struct nk_req *op, int res)
  * Unsent bytes a stream socket takes before a SEND waits: the stack's
  * push-back the engine's scheduler sees (core/sched.c). Without it the
  * send buffer (autotuned to MiBs) hides which guest the bottleneck slows
- * down. A guest's own TCP_NOTSENT_LOWAT replaces it.
+ * down. A guest's own TCP_NOTSENT_LOWAT replaces it. Set when a stream
+ * socket opens; an accepted socket inherits its listener's value (the
+ * kernel clones the listener's tcp_sock), as natively.
  */
 #define KN_NOTSENT_LOWAT (128 * 1024)
 
@@ -500,8 +502,8 @@ static int adopt_accepted(struct ksock *lks, struct nk_req *op, int fd,
 		nk_engine__sock_gone(kt.e, ns);
 		return -ENOMEM;
 	}
+	/* TCP_NOTSENT_LOWAT: the listener's, which the kernel copies. */
 	ks->fd = fd;
-	set_notsent_lowat(fd);
 	ks->kn = lks->kn;
 	ks->s = ns;
 	ns->nsm_priv = ks;
@@ -1637,5 +1639,5 @@ const struct nk_nsm_ops nk_nsm_kernel_ops = {
 	.sock_name = kn_sock_name,
 	.poll = NULL,
 	/* Its own SEND queue per socket: short sends go on in io_uring. */
-	.caps = NK_NSM_CAP_RECV_BATCH,
+	.caps = NK_NSM_CAP_RECV_BATCH | NK_NSM_CAP_ACCEPT_REPORTS,
 };
