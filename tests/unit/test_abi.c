@@ -26,10 +26,13 @@ static void test_sizes(void **state)
 static void test_flag_masks_disjoint(void **state)
 {
 	(void)state;
-	assert_int_equal(NK_SQE_F_ALL,
-			 NK_SQE_F_NONBLOCK | NK_SQE_F_ADDR | NK_SQE_F_TIMEOUT |
-				 NK_SQE_F_PREFETCH | NK_SQE_F_CMSG |
-				 NK_SQE_F_BATCH | NK_SQE_F_PH);
+	assert_int_equal(NK_SQE_F_ALL, NK_SQE_F_NONBLOCK | NK_SQE_F_ADDR |
+					       NK_SQE_F_TIMEOUT |
+					       NK_SQE_F_PREFETCH |
+					       NK_SQE_F_CMSG | NK_SQE_F_BATCH |
+					       NK_SQE_F_EMPTIED | NK_SQE_F_PH);
+	/* All eight bits of nk_sqe.flags are taken. */
+	assert_int_equal(NK_SQE_F_ALL, 0xff);
 	/* Each flag its own bit. */
 	assert_int_equal(NK_SQE_F_PREFETCH & (NK_SQE_F_NONBLOCK |
 					      NK_SQE_F_ADDR | NK_SQE_F_TIMEOUT),
@@ -47,6 +50,17 @@ static void test_flag_masks_disjoint(void **state)
 			 0);
 	assert_int_equal(NK_FEAT_ALL & NK_FEAT_RECV_BATCH, NK_FEAT_RECV_BATCH);
 	assert_int_equal(NK_FEAT_ALL & NK_FEAT_PH_SQE, NK_FEAT_PH_SQE);
+	assert_int_equal(NK_SQE_F_EMPTIED &
+				 (NK_SQE_F_NONBLOCK | NK_SQE_F_ADDR |
+				  NK_SQE_F_TIMEOUT | NK_SQE_F_PREFETCH |
+				  NK_SQE_F_CMSG | NK_SQE_F_BATCH | NK_SQE_F_PH),
+			 0);
+	assert_int_equal(NK_FEAT_RECV_STANDING &
+				 (NK_FEAT_PH_SQE | NK_FEAT_UNREAD |
+				  NK_FEAT_DNS_PING | NK_FEAT_RECV_BATCH),
+			 0);
+	assert_int_equal(NK_FEAT_ALL & NK_FEAT_RECV_STANDING,
+			 NK_FEAT_RECV_STANDING);
 	assert_int_equal(sizeof(struct nk_dgram), 48);
 	assert_int_equal(sizeof(struct nk_cmsg), NK_CMSG_BYTES);
 	assert_int_equal(NK_SQE_F_ALL & ~0xffu, 0);
