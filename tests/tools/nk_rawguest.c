@@ -1346,41 +1346,6 @@ static void *hammer_thread(void *arg)
 	return NULL;
 }
 
-/* One placeholder from the pool (ABI 2), bound to handle. */
-static int ph_pool_bind(struct rg *g, uint32_t handle, int *fd)
-{
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct nk_ctl_ph_pool m;
-	struct iovec iov = { &m, sizeof(m) };
-	struct msghdr mh = { .msg_iov = &iov,
-			     .msg_iovlen = 1,
-			     .msg_control = u.buf,
-			     .msg_controllen = sizeof(u.buf) };
-	struct pollfd p = { g->pool, POLLIN, 0 };
-	struct nk_ctl_ph_bind b = {
-		.hdr = { .type = NK_CTL_PH_BIND, .len = sizeof(b) },
-		.handle = handle,
-	};
-	struct cmsghdr *cm;
-	struct stat st;
-
-	if (poll(&p, 1, 3000) <= 0 || recvmsg(g->pool, &mh, 0) != sizeof(m))
-		return -EPROTO;
-	cm = CMSG_FIRSTHDR(&mh);
-	if (!cm || cm->cmsg_type != SCM_RIGHTS)
-		return -EPROTO;
-	memcpy(fd, CMSG_DATA(cm), sizeof(int));
-	fstat(*fd, &st);
-	b.id = m.id;
-	b.ino = st.st_ino;
-	b.dev = st.st_dev;
-	b.hdr.seq = ++g->seq;
-	return send(g->ctl, &b, sizeof(b), MSG_NOSIGNAL) < 0 ? -errno : 0;
-}
-
 /* One placeholder from g's pool: its fd and id (-1: none came). */
 static int ph_pool_take(struct rg *g, uint64_t *id)
 {
@@ -1407,6 +1372,25 @@ static int ph_pool_take(struct rg *g, uint64_t *id)
 	memcpy(&fd, CMSG_DATA(cm), sizeof(int));
 	*id = m.id;
 	return fd;
+}
+
+/* One placeholder from the pool (ABI 2), bound to handle. */
+static int ph_pool_bind(struct rg *g, uint32_t handle, int *fd)
+{
+	struct nk_ctl_ph_bind b = {
+		.hdr = { .type = NK_CTL_PH_BIND, .len = sizeof(b) },
+		.handle = handle,
+	};
+	struct stat st;
+
+	*fd = ph_pool_take(g, &b.id);
+	if (*fd < 0)
+		return -EPROTO;
+	fstat(*fd, &st);
+	b.ino = st.st_ino;
+	b.dev = st.st_dev;
+	b.hdr.seq = ++g->seq;
+	return send(g->ctl, &b, sizeof(b), MSG_NOSIGNAL) < 0 ? -errno : 0;
 }
 
 /* SOCKET (UDP) naming placeholder id (NK_SQE_F_PH): the CQE. */

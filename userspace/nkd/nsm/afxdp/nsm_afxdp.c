@@ -559,6 +559,21 @@ static bool run_tcp_recv(struct asock *a, struct nk_req *op, bool queued)
 }
 
 /* One UDP RECV attempt; -EAGAIN when nothing is queued. */
+/*
+ * What a UDP receive meets before any datagram: no stack socket yet
+ * (-EAGAIN), or an ICMP error left for the next call (taken once).
+ */
+static int udp_rx_start(struct asock *a)
+{
+	int e;
+
+	if (!a->us)
+		return -EAGAIN;
+	e = a->err;
+	a->err = 0;
+	return -e;
+}
+
 static int udp_recv(struct asock *a, struct nk_req *op, uint32_t *flags,
 		    uint32_t *aux)
 {
@@ -569,17 +584,12 @@ static int udp_recv(struct asock *a, struct nk_req *op, uint32_t *flags,
 	struct sockaddr_in src;
 	size_t size;
 	ssize_t n;
+	int res;
 
 	*flags = 0;
 	*aux = 0;
-	if (!a->us)
-		return -EAGAIN;
-	if (a->err) {
-		int e = a->err;
-
-		a->err = 0;
-		return -e;
-	}
+	if ((res = udp_rx_start(a)))
+		return res;
 	size = nk_ustack_sock_rx_ready(a->us);
 	n = nk_ustack_udp_recvfrom(a->us, op->buf + skip, cap, &src);
 	if (n < 0) {
@@ -641,14 +651,8 @@ static int udp_recv_batch(struct asock *a, struct nk_req *op, uint32_t *aux)
 	*aux = 0;
 	if (op->len < hdr)
 		return -EINVAL; /* validation refuses it first */
-	if (!a->us)
-		return -EAGAIN;
-	if (a->err) {
-		int e = a->err;
-
-		a->err = 0;
-		return -e;
-	}
+	if ((res = udp_rx_start(a)))
+		return res;
 	size = nk_ustack_sock_rx_ready(a->us);
 	n = nk_ustack_udp_recvfrom(a->us, op->buf + hdr, op->len - hdr, &src);
 	if (n < 0) {
