@@ -95,12 +95,6 @@ static void refill(struct nk_sock *s, int fd)
 			      .handle = s->handle };
 	int idx = nk_buf__alloc_spare();
 
-	if (nk_sock__standing_ok(s)) {
-		sqe.flags = NK_SQE_F_PREFETCH | NK_SQE_F_BATCH |
-			    NK_SQE_F_EMPTIED;
-		nk_sock__ph_empty(fd);
-	}
-
 	/*
 	 * Not optional: until this RECV comes back -EAGAIN nkd keeps the
 	 * placeholder readable. Without any free buffer the next recv asks
@@ -110,6 +104,11 @@ static void refill(struct nk_sock *s, int fd)
 		idx = nk_buf__alloc(false, 0);
 	if (idx < 0)
 		return;
+	if (nk_sock__standing_ok(s)) {
+		sqe.flags = NK_SQE_F_PREFETCH | NK_SQE_F_BATCH |
+			    NK_SQE_F_EMPTIED;
+		nk_sock__ph_empty(fd);
+	}
 	s->pf_end = 0;
 	nk_pf__submit(s, &sqe, idx);
 }
@@ -164,7 +163,7 @@ int nk_rxb__take(struct nk_sock *s, int fd, bool nonblock, struct msghdr *msg,
 	uint32_t next;
 
 	if (st == NK_PF_PARKED)
-		st = nk_sock__standing_wait(s, fd, nonblock);
+		st = nk_sock__standing_wait(s, fd, nonblock, &s->rx_lock);
 	if (st == NK_PF_PARKED || st == -EAGAIN) {
 		/* Nothing yet, and nkd will push it: no need to ask. */
 		*ret = -EAGAIN;

@@ -416,9 +416,13 @@ NK_HIDDEN void nk_sock__ph_empty(int fd);
  * placeholder is readable (nkd makes it so only once the data is in our
  * buffer, or while it is about to be); a blocking one waits for data, an
  * end or an error, or SO_RCVTIMEO (-EAGAIN). Returns pf_state (still
- * NK_PF_PARKED: nothing yet) or -errno. Called with rx_lock.
+ * NK_PF_PARKED: nothing yet) or -errno. Called with rx_lock; held (that
+ * lock, for a datagram socket) is let go while it waits.
  */
-NK_HIDDEN int nk_sock__standing_wait(struct nk_sock *s, int fd, bool nonblock);
+NK_HIDDEN int nk_sock__standing_wait(struct nk_sock *s, int fd, bool nonblock,
+				     pthread_mutex_t *held);
+/* How long a non-blocking recv waits for a RECV nkd is sending down. */
+#define NK_STANDING_WAIT_NS 5000000LL
 /* Asks nkd to end the read-ahead RECV into buffer idx (fire and forget). */
 NK_HIDDEN int nk_ring__prefetch_cancel(int idx);
 NK_HIDDEN bool nk_rxb__on(struct nk_sock *s);

@@ -608,8 +608,16 @@ int nk_sock__setsockopt(struct nk_sock *s, int fd, int level, int name,
 	if (!res && level == SOL_SOCKET && name == SO_SNDBUF &&
 	    len >= sizeof(int))
 		sndbuf_window(s, val);
-	if (!res && level == SOL_SOCKET && name == SO_RCVLOWAT)
+	if (!res && level == SOL_SOCKET && name == SO_RCVLOWAT) {
 		atomic_store(&s->rx_nopush, 1);
+		/* One kept at nkd would push data below the mark (a reader
+		 * blocked on it holds the lock: it is reading anyway). */
+		if (!pthread_mutex_trylock(&s->rx_lock)) {
+			if (atomic_load(&s->pf_state) == NK_PF_PARKED)
+				nk_ring__prefetch_cancel(s->pf_idx);
+			pthread_mutex_unlock(&s->rx_lock);
+		}
+	}
 	if (!res) {
 		nk_cmsg__track_opt(s, level, name, val, len);
 		nk_rst__note_opt(s, level, name, val, len);
@@ -694,10 +702,11 @@ bool nk_sock__standing_ok(struct nk_sock *s)
 /* A few reads: an honest nkd queues a byte an event. */
 void nk_sock__ph_empty(int fd)
 {
-	char b[64];
+	char b[512];
 
-	/* A short read took all there was. */
-	for (int i = 0; i < 4; i++)
+	/* A short read took all there was; at most 16 KiB (a byte an
+	 * arrival: nkd drains what is left when it keeps the RECV). */
+	for (int i = 0; i < 32; i++)
 		if (REAL(recv)(fd, b, sizeof(b), MSG_DONTWAIT) <
 		    (ssize_t)sizeof(b))
 			return;
@@ -733,7 +742,8 @@ static void stash_refill(struct nk_sock *s, int fd, bool drained)
 	nk_pf__submit(s, &sqe, idx);
 }
 
-int nk_sock__standing_wait(struct nk_sock *s, int fd, bool nonblock)
+int nk_sock__standing_wait(struct nk_sock *s, int fd, bool nonblock,
+			   pthread_mutex_t *held)
 {
 	int64_t deadline = rcv_deadline(s, nonblock);
 
@@ -745,10 +755,24 @@ int nk_sock__standing_wait(struct nk_sock *s, int fd, bool nonblock)
 		st = atomic_load(&s->pf_state);
 		if (st != NK_PF_PARKED && st != NK_PF_INFLIGHT)
 			return st;
-		if (st == NK_PF_PARKED && nonblock && !placeholder_ready(fd))
-			return st;
-		err = nk_ring__wait_progress(g, nonblock ? 0 : deadline,
-					     !nonblock);
+		if (st == NK_PF_PARKED && nonblock) {
+			if (!placeholder_ready(fd))
+				return st;
+			/*
+			 * Readable: the RECV is going down (its CQE comes
+			 * before nkd's byte when it brings data). Briefly:
+			 * a non-blocking call must not wait on the network.
+			 */
+			if (!deadline)
+				deadline = nk_now_ns() + NK_STANDING_WAIT_NS;
+		}
+		if (held)
+			pthread_mutex_unlock(held);
+		err = nk_ring__wait_progress(g, deadline, !nonblock);
+		if (held)
+			pthread_mutex_lock(held);
+		if (err == -ETIMEDOUT && nonblock)
+			return atomic_load(&s->pf_state);
 		if (err)
 			return err == -ETIMEDOUT ? -EAGAIN : err;
 	}
@@ -767,7 +791,7 @@ static int stash_take(struct nk_sock *s, int fd, bool nonblock,
 	int st = nk_pf__settle(s);
 
 	if (st == NK_PF_PARKED)
-		st = nk_sock__standing_wait(s, fd, nonblock);
+		st = nk_sock__standing_wait(s, fd, nonblock, NULL);
 	if (st == NK_PF_PARKED || st == -EAGAIN) {
 		/* Nothing yet, and nkd will push it: no need to ask. */
 		*ret = *got ? (ssize_t)*got : -EAGAIN;

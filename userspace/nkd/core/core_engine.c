@@ -1627,6 +1627,11 @@ static void process_sqe(struct nk_engine *e, struct nk_conn *c, uint16_t q,
 			return;
 		}
 		post(e, c, q, sqe->user_data, 0, 0, s->handle, 0);
+		/* Its standing RECV would take data another holder waits for. */
+		if (s->rx_standing && s->rx_standing->conn == c) {
+			s->rx_standing->cancelled = true;
+			nk_rxpark__cancel(s->rx_standing);
+		}
 		sock_put(e, s, c);
 		return;
 	case NK_OP_UNREAD:
@@ -2130,6 +2135,9 @@ static bool prepare_sleep(struct nk_engine *e, bool *cq_blocked)
 	*cq_blocked = false;
 	set_need_wakeup(e, true);
 	nk_ring_fence();
+	/* Standing RECVs woken late in the pass go down first. */
+	if (!nk_list__empty(&e->rx_wake))
+		return false;
 	for_each_conn(e, g, c, gp, gt, cp, ct)
 	{
 		if (g->rest.until)

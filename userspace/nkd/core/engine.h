@@ -138,6 +138,9 @@ struct nk_ph {
 	int app; /* nkd's duplicate of the app end, -1 if none */
 	int nkd; /* the nkd end; -1 once hung up (closed) */
 	bool readable; /* bytes queued towards the app end */
+	/* The guest emptied its end while nkd had bytes going to it: a
+	 * readable byte queued since may be there though readable is not. */
+	bool stale;
 	bool blocked; /* app end's send direction filled: unwritable */
 	bool rdhup; /* nkd end shut for writing: peer's FIN mirrored */
 	bool sndbuf; /* the app end's small SO_SNDBUF is set (first fill) */
@@ -247,6 +250,7 @@ struct nk_req {
 	/* rxpark.c: a standing RECV; parked (socket empty) or waking (on
 	 * engine->rx_wake by qlink, due to go down) */
 	bool standing, parked, waking;
+	bool announced; /* its NK_CQE_F_MORE posted (once per op) */
 	unsigned wake_ev; /* revents its wake-ups held back from the placeholder */
 	/* ACCEPT with NK_SQE_F_PH: the new socket's placeholder, taken out
 	 * of the pool (app end, nkd end), -1 if none (abi.md §6 "Pool") */

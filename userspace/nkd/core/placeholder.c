@@ -66,6 +66,7 @@ void nk_ph__init(struct nk_ph *ph)
 	ph->app = -1;
 	ph->nkd = -1;
 	ph->readable = false;
+	ph->stale = false;
 	ph->blocked = false;
 	ph->rdhup = false;
 	ph->sndbuf = false;
@@ -94,6 +95,7 @@ int nk_ph__attach(struct nk_ph *ph, int app_fd, int nkd_fd)
 	ph->app = app_fd;
 	ph->nkd = nkd_fd;
 	ph->readable = false;
+	ph->stale = false;
 	ph->blocked = false;
 	ph->rdhup = false;
 	ph->sndbuf = false;
@@ -148,11 +150,12 @@ void nk_ph__set_readable(struct nk_ph *ph, bool want, bool arrival)
 				nk_vm__ph(ph, NK_VMPH_READ, 1);
 		}
 		ph->readable = true;
-	} else if (ph->readable) {
+	} else if (ph->readable || ph->stale) {
 		size_t budget = PH_CALL_BUDGET;
 
 		todo(ph, PH_TODO_DRAIN_APP, !drain(ph->app, &budget));
 		ph->readable = false;
+		ph->stale = false;
 		if (ph->vm_ref)
 			nk_vm__ph(ph, NK_VMPH_READ, 0);
 	}
@@ -163,8 +166,9 @@ void nk_ph__guest_drained(struct nk_ph *ph)
 	/* A VM's app end is a mirror nkd keeps: its guest never drains. */
 	if (ph->app < 0 || ph->nkd < 0 || ph->vm_ref)
 		return;
-	todo(ph, PH_TODO_DRAIN_APP, false);
+	/* Bytes queued since are drained by the next set_readable(false). */
 	ph->readable = false;
+	ph->stale = true;
 }
 
 void nk_ph__set_writable(struct nk_ph *ph, bool want)

@@ -25,6 +25,7 @@
 
 #include "engine.h"
 #include "nksched.h"
+#include "host_ring.h"
 #include "ratelimit.h"
 #include "rxpark.h"
 
@@ -37,15 +38,33 @@ static bool sock_readable(struct nk_sock *s)
 	       (s->nsm->ops->poll_now(s->nsm->priv, s) & RX_EVENTS);
 }
 
-static void park(struct nk_req *op)
+/*
+ * Keeps op until data comes; false if it cannot be announced. The guest
+ * learns it is kept from a CQE flagged NK_CQE_F_MORE (once per op), a
+ * second CQE for one SQE: it needs a CQ slot beyond the one reserved when
+ * the SQE was taken, reserved here for the final CQE, or none is posted
+ * and the RECV ends with -EAGAIN like a non-blocking one.
+ */
+static bool park(struct nk_req *op)
 {
 	struct nk_sock *s = op->sock;
 
+	if (!op->announced) {
+		struct nk_hring *r = op->conn->qs[op->qset];
+
+		if (!op->conn->dead && nk_hring__cq_room(r) <= 0)
+			return false;
+		nk_hring__cq_reserve(r);
+	}
 	op->parked = true;
-	/* Bytes queued since the guest emptied its end are stale now. */
+	/* Bytes queued since the guest last looked are stale now. */
 	nk_ph__set_readable(&s->ph, false, false);
-	/* So that the guest's peek at its placeholder is exact again. */
-	nk_engine__op_post(op, -EAGAIN, NK_CQE_F_MORE);
+	if (!op->announced) {
+		/* So that the guest's peek at its placeholder is exact. */
+		nk_engine__op_post(op, -EAGAIN, NK_CQE_F_MORE);
+		op->announced = true;
+	}
+	return true;
 }
 
 /* Plain reads of a connected stream, or batches of a datagram socket. */
@@ -83,8 +102,7 @@ bool nk_rxpark__start(struct nk_req *op)
 		nk_ph__guest_drained(&s->ph);
 	if (sock_readable(s))
 		return false;
-	park(op);
-	return true;
+	return park(op);
 }
 
 bool nk_rxpark__again(struct nk_req *op, int res)
@@ -106,8 +124,7 @@ bool nk_rxpark__again(struct nk_req *op, int res)
 	op->rate_pass = false;
 	op->sched_pass = false;
 	memset(op->scratch, 0, sizeof(op->scratch));
-	park(op);
-	return true;
+	return park(op);
 }
 
 bool nk_rxpark__wake(struct nk_engine *e, struct nk_sock *s, unsigned revents)
@@ -163,20 +180,21 @@ void nk_rxpark__done(struct nk_req *op, int res)
 		s->rx_standing = NULL;
 	if (s->closing)
 		return;
+	if (ev && res > 0)
+		op->conn->guest->c.rx_pushed++;
+	/* The hang-up its wake-up held back, whatever became of the op. */
+	if (ev & (POLLRDHUP | POLLHUP | POLLERR))
+		nk_engine__sock_mirror_hup(
+			s, s->nsm->ops->poll_now(s->nsm->priv, s));
 	/* Nothing reached the guest: the socket's own state says. */
 	if (res == -EAGAIN || res == -ECANCELED) {
 		nk_engine__sock_recheck(s);
 		return;
 	}
 	/*
-	 * The hang-up its wake-up held back, then readable. A new edge only
-	 * if it was parked: the guest may have answered EAGAIN meanwhile
-	 * and wait for one; until then it waited for this CQE instead.
+	 * Readable. A new edge if it was parked: the guest may have answered
+	 * EAGAIN meanwhile and wait for one; until then it waited for this
+	 * CQE instead.
 	 */
-	if (ev && res > 0)
-		op->conn->guest->c.rx_pushed++;
-	if (ev & (POLLRDHUP | POLLHUP | POLLERR))
-		nk_engine__sock_mirror_hup(
-			s, s->nsm->ops->poll_now(s->nsm->priv, s));
 	nk_ph__set_readable(&s->ph, true, ev != 0);
 }
