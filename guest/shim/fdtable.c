@@ -141,6 +141,7 @@ struct nk_sock *nk_sock__alloc(void)
 	atomic_store(&s->rx_batching, 0);
 	atomic_store(&s->rx_nopush, 0);
 	s->rx_reads = 0;
+	s->pf_full = s->pf_quiet = false;
 	memset(&s->rp, 0, sizeof(s->rp));
 	atomic_store_explicit(&s->refs, 1, memory_order_release);
 	return s;

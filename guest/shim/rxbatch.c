@@ -104,10 +104,12 @@ static void refill(struct nk_sock *s, int fd)
 		idx = nk_buf__alloc(false, 0);
 	if (idx < 0)
 		return;
+	s->pf_quiet = false;
 	if (nk_sock__standing_ok(s)) {
 		sqe.flags = NK_SQE_F_PREFETCH | NK_SQE_F_BATCH |
 			    NK_SQE_F_EMPTIED;
 		nk_sock__ph_empty(fd);
+		s->pf_quiet = !s->pf_full;
 	}
 	s->pf_end = 0;
 	nk_pf__submit(s, &sqe, idx);
@@ -158,10 +160,14 @@ int nk_pf__settle(struct nk_sock *s)
 int nk_rxb__take(struct nk_sock *s, int fd, bool nonblock, struct msghdr *msg,
 		 int flags, bool want_addr, ssize_t *ret)
 {
-	int st = nk_pf__settle(s);
-	int idx;
+	int st, idx;
 	uint32_t next;
 
+	if (nk_sock__standing_quiet(s, fd, nonblock)) {
+		*ret = -EAGAIN;
+		return 1;
+	}
+	st = nk_pf__settle(s);
 	if (st == NK_PF_PARKED)
 		st = nk_sock__standing_wait(s, fd, nonblock, &s->rx_lock);
 	if (st == NK_PF_PARKED || st == -EAGAIN) {
@@ -239,6 +245,7 @@ ssize_t nk_rxb__keep(struct nk_sock *s, int idx, int res, uint32_t aux,
 		s->pf_off = next;
 		s->pf_end = aux;
 		s->pf_res = res - 1;
+		nk_sock__note_full(s, res, aux);
 		atomic_store(&s->pf_state, NK_PF_DONE);
 		kept = true;
 	}

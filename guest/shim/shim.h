@@ -228,6 +228,14 @@ struct nk_sock {
 	 * forked since), whose data it would take; or SO_RCVLOWAT is set,
 	 * which it would not honour. */
 	atomic_int rx_nopush;
+	/*
+	 * The read that filled the stash or batch took all the socket had
+	 * (a stream: less than a buffer; a batch: neither 64 datagrams nor
+	 * a full buffer), so once it is handed out and a standing RECV is
+	 * sent (pf_quiet), an empty placeholder means "nothing yet" without
+	 * waiting for nkd's answer.
+	 */
+	bool pf_full, pf_quiet;
 	/* DNS sent to the guest's nameserver dns_orig went to dns_to, the
 	 * NSM's (dnsmap.c); answers from dns_to show as from dns_orig. */
 	atomic_int dns_mapped;
@@ -401,8 +409,9 @@ NK_HIDDEN int nk_pf__settle(struct nk_sock *s);
 NK_HIDDEN void nk_pf__submit(struct nk_sock *s, struct nk_sqe *sqe, int idx);
 /*
  * Standing receives (docs/shim.md "Standing receive"). May s have one?
- * Only a connected stream, or a datagram socket that takes batches, no
- * other process reads: the data it takes is this process's to hand out.
+ * Only a non-blocking connected stream, or datagram socket that takes
+ * batches, no other process reads: the data it takes is this process's
+ * to hand out.
  */
 NK_HIDDEN bool nk_sock__standing_ok(struct nk_sock *s);
 /*
@@ -411,6 +420,17 @@ NK_HIDDEN bool nk_sock__standing_ok(struct nk_sock *s);
  * it so (docs/abi.md §6).
  */
 NK_HIDDEN void nk_sock__ph_empty(int fd);
+/*
+ * Whether a result of res (records: a batch's) in aux bytes may have
+ * left more behind at nkd (sets pf_full).
+ */
+NK_HIDDEN void nk_sock__note_full(struct nk_sock *s, int res, uint32_t aux);
+/*
+ * A non-blocking recv with a standing RECV in flight after a read that
+ * emptied the socket: true if it answers EAGAIN now (nothing has come).
+ */
+NK_HIDDEN bool nk_sock__standing_quiet(struct nk_sock *s, int fd,
+				       bool nonblock);
 /*
  * A standing RECV parked at nkd: a non-blocking call waits only while the
  * placeholder is readable (nkd makes it so only once the data is in our

@@ -693,10 +693,37 @@ void nk_sock__stash_drop(struct nk_sock *s)
 
 bool nk_sock__standing_ok(struct nk_sock *s)
 {
-	return (s->type == SOCK_STREAM || nk_rxb__on(s)) &&
+	/*
+	 * Non-blocking sockets only: an event loop finds its data pushed.
+	 * A blocking reader waits in its RECV anyway, and a standing one
+	 * would cost it a second wake-up (the MORE answer, then the data).
+	 */
+	return atomic_load(&s->nonblock) &&
+	       (s->type == SOCK_STREAM || nk_rxb__on(s)) &&
 	       atomic_load(&s->rx_exact) && !atomic_load(&s->listening) &&
 	       !atomic_load(&s->rx_nopush) && !nk_conn__in_vm() &&
 	       nk_conn__has_feature(NK_FEAT_RECV_STANDING);
+}
+
+void nk_sock__note_full(struct nk_sock *s, int res, uint32_t aux)
+{
+	uint32_t bs = nk_conn__buf_size();
+
+	if (s->type == SOCK_STREAM)
+		s->pf_full = res > 0 && (uint32_t)res >= bs;
+	else /* room left for any datagram: the socket ran dry */
+		s->pf_full = res >= (int)NK_RECV_BATCH_MAX ||
+			     aux + sizeof(struct nk_dgram) + 65536 > bs;
+}
+
+bool nk_sock__standing_quiet(struct nk_sock *s, int fd, bool nonblock)
+{
+	if (!nonblock || !s->pf_quiet ||
+	    atomic_load(&s->pf_state) != NK_PF_INFLIGHT)
+		return false;
+	nk_ring__poll();
+	return atomic_load(&s->pf_state) == NK_PF_INFLIGHT &&
+	       !placeholder_ready(fd);
 }
 
 /* A few reads: an honest nkd queues a byte an event. */
@@ -732,11 +759,13 @@ static void stash_refill(struct nk_sock *s, int fd, bool drained)
 
 	if (idx < 0)
 		return;
+	s->pf_quiet = false;
 	if (nk_sock__standing_ok(s)) {
 		sqe.flags = NK_SQE_F_PREFETCH;
 		if (drained) {
 			nk_sock__ph_empty(fd);
 			sqe.flags |= NK_SQE_F_EMPTIED;
+			s->pf_quiet = !s->pf_full;
 		}
 	}
 	nk_pf__submit(s, &sqe, idx);
@@ -788,7 +817,13 @@ static int stash_take(struct nk_sock *s, int fd, bool nonblock,
 		      struct msghdr *msg, size_t *got, size_t total, int flags,
 		      ssize_t *ret)
 {
-	int st = nk_pf__settle(s);
+	int st;
+
+	if (nk_sock__standing_quiet(s, fd, nonblock)) {
+		*ret = *got ? (ssize_t)*got : -EAGAIN;
+		return 1;
+	}
+	st = nk_pf__settle(s);
 
 	if (st == NK_PF_PARKED)
 		st = nk_sock__standing_wait(s, fd, nonblock, NULL);

@@ -89,6 +89,7 @@ static void dispatch(const struct nk_cqe *cqe)
 		C.bp.meta[idx].sock = NULL;
 		s->pf_res = cqe->res;
 		s->pf_end = cqe->aux; /* a batch's bytes (rxbatch.c) */
+		nk_sock__note_full(s, cqe->res, cqe->aux);
 		atomic_store(&s->pf_state, NK_PF_DONE);
 		/* Closed meanwhile: nobody will read it (see shim.h). */
 		if (atomic_load(&s->closing) &&
