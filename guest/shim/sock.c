@@ -863,9 +863,13 @@ static int stash_take(struct nk_sock *s, int fd, bool nonblock,
 		*ret = (ssize_t)*got;
 		return 1;
 	}
-	if (s->pf_res == -EAGAIN || s->pf_res == -ECANCELED) {
+	if (s->pf_res == -EAGAIN || s->pf_res == -ECANCELED ||
+	    s->pf_res == -EOPNOTSUPP) {
 		/* nkd drained the placeholder, or the socket is readable
-		 * again and the standing RECV ended: ask nkd. */
+		 * again and the standing RECV ended: ask nkd. EOPNOTSUPP:
+		 * this socket's NSM wants no standing RECVs. */
+		if (s->pf_res == -EOPNOTSUPP)
+			atomic_store(&s->rx_nopush, 1);
 		nk_sock__stash_drop(s);
 		return 0;
 	}

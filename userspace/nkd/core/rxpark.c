@@ -96,6 +96,10 @@ bool nk_rxpark__start(struct nk_req *op)
 	 */
 	if (s->rx_standing || s->closing || op->conn->vm_ref || !shape_ok(op))
 		return false;
+	if (s->nsm->ops->caps & NK_NSM_CAP_RECV_RENDEZVOUS) {
+		nk_engine__op_done(op, -EOPNOTSUPP, 0, 0, 0);
+		return true;
+	}
 	op->standing = true;
 	s->rx_standing = op;
 	if (op->sqe_flags & NK_SQE_F_EMPTIED)

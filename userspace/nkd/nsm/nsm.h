@@ -168,6 +168,13 @@ struct nk_nsm_ops {
  * ACCEPT named (NK_SQE_F_PH) without a poll_now of its own.
  */
 #define NK_NSM_CAP_ACCEPT_REPORTS (1U << 1)
+/*
+ * A RECV waiting in the NSM takes a sender's bytes straight from its SEND
+ * (shm: one copy, guest to guest). A standing RECV, which the engine keeps
+ * and sends down non-blocking, would cost a second copy through the NSM's
+ * queue: the engine answers one -EOPNOTSUPP and the guest stops asking.
+ */
+#define NK_NSM_CAP_RECV_RENDEZVOUS (1U << 2)
 
 extern const struct nk_nsm_ops nk_nsm_kernel_ops;
 extern const struct nk_nsm_ops nk_nsm_afxdp_ops;

@@ -1421,4 +1421,5 @@ const struct nk_nsm_ops nk_nsm_shm_ops = {
 	.sock_name = shm_sock_name,
 	.lower_event = shm_lower_event,
 	.send_peer_limited = shm_send_peer_limited,
+	.caps = NK_NSM_CAP_RECV_RENDEZVOUS,
 };
